@@ -1,0 +1,198 @@
+package cart
+
+import (
+	"net/url"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits bound what a cart may hold. The server enforces them; clients use
+// the same values to reject bad input before it is queued.
+type Limits struct {
+	MaxQuantity  int // per line
+	MaxLines     int // per cart
+	MaxSKU       int // bytes
+	MaxOptions   int // options per line
+	MaxOptionLen int // bytes, for each key and each value
+	MaxName      int // bytes
+	MaxImage     int // bytes
+	MaxPrice     int64
+	// MaxContribs bounds the per-line history kept for remove semantics.
+	MaxContribs int
+}
+
+// DefaultLimits are the limits used when none are configured.
+var DefaultLimits = Limits{
+	MaxQuantity:  999,
+	MaxLines:     100,
+	MaxSKU:       128,
+	MaxOptions:   16,
+	MaxOptionLen: 64,
+	MaxName:      200,
+	MaxImage:     2048,
+	MaxPrice:     1_000_000_000_00, // one billion in minor units
+	MaxContribs:  32,
+}
+
+// Details are a line's display fields. They are a snapshot taken when the
+// item was added; the storefront stays the authority on prices at checkout.
+type Details struct {
+	Name  string `json:"name,omitempty"`
+	Image string `json:"image,omitempty"`
+	// Price is the unit price in minor units (cents) of Currency.
+	Price    int64  `json:"price,omitempty"`
+	Currency string `json:"currency,omitempty"`
+}
+
+// Contrib is one contribution to a line's quantity, kept so that a remove can
+// tell what the remover had not seen.
+type Contrib struct {
+	Version uint64 `json:"v"`
+	Device  string `json:"d"`
+	Set     bool   `json:"s,omitempty"` // a set, not an add
+	N       int    `json:"n"`
+}
+
+// Line is one product with its options and quantity.
+type Line struct {
+	Key      string            `json:"key"`
+	SKU      string            `json:"sku"`
+	Options  map[string]string `json:"options,omitempty"`
+	Quantity int               `json:"quantity"`
+	Details  Details           `json:"details"`
+	// Contribs is server bookkeeping; it is not sent to clients.
+	Contribs []Contrib `json:"contribs,omitempty"`
+}
+
+// Cart is a cart's state at a version.
+type Cart struct {
+	ID      string  `json:"id"`
+	Version uint64  `json:"version"`
+	Lines   []*Line `json:"lines"`
+}
+
+// Line returns the line with the given key, or nil.
+func (c *Cart) Line(key string) *Line {
+	for _, l := range c.Lines {
+		if l.Key == key {
+			return l
+		}
+	}
+	return nil
+}
+
+// Items is the total quantity over all lines.
+func (c *Cart) Items() int {
+	n := 0
+	for _, l := range c.Lines {
+		n += l.Quantity
+	}
+	return n
+}
+
+// Subtotal sums quantity times unit price per currency.
+func (c *Cart) Subtotal() map[string]int64 {
+	out := map[string]int64{}
+	for _, l := range c.Lines {
+		if l.Details.Price > 0 {
+			out[l.Details.Currency] += l.Details.Price * int64(l.Quantity)
+		}
+	}
+	return out
+}
+
+// Clone returns a deep copy.
+func (c *Cart) Clone() *Cart {
+	if c == nil {
+		return nil
+	}
+	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines))}
+	for i, l := range c.Lines {
+		out.Lines[i] = l.clone()
+	}
+	return out
+}
+
+// Public returns a deep copy without server bookkeeping, as sent to clients.
+func (c *Cart) Public() *Cart {
+	out := c.Clone()
+	for _, l := range out.Lines {
+		l.Contribs = nil
+	}
+	return out
+}
+
+func (l *Line) clone() *Line {
+	n := *l
+	if l.Options != nil {
+		n.Options = make(map[string]string, len(l.Options))
+		for k, v := range l.Options {
+			n.Options[k] = v
+		}
+	}
+	n.Contribs = append([]Contrib(nil), l.Contribs...)
+	return &n
+}
+
+// NormalizeOptions trims and lower-cases keys, trims values and drops
+// options whose value is empty. It returns nil for no options.
+func NormalizeOptions(opts map[string]string) map[string]string {
+	if len(opts) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(opts))
+	for k, v := range opts {
+		k = strings.ToLower(strings.TrimSpace(k))
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		out[k] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// LineKey is the identity of a line: the SKU and its normalized options in
+// key order, independent of the order in which they were given.
+func LineKey(sku string, opts map[string]string) string {
+	opts = NormalizeOptions(opts)
+	if len(opts) == 0 {
+		return sku
+	}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(sku)
+	for i, k := range keys {
+		if i == 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(k))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(opts[k]))
+	}
+	return b.String()
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}

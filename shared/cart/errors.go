@@ -1,0 +1,41 @@
+package cart
+
+import "fmt"
+
+// Code is a stable, machine-readable reason for a rejected operation or a
+// warning. Codes are part of the wire protocol: never rename one.
+type Code string
+
+// Rejection codes. An operation rejected with one of these changed nothing.
+const (
+	CodeInvalidOp       Code = "invalid_op"       // unknown kind, missing identity
+	CodeInvalidSKU      Code = "invalid_sku"      // empty, too long or not printable
+	CodeInvalidOptions  Code = "invalid_options"  // too many, too long, empty key
+	CodeInvalidQuantity Code = "invalid_quantity" // negative, zero where not allowed, absurd
+	CodeInvalidDetails  Code = "invalid_details"  // name, image or price out of bounds
+	CodeLineNotFound    Code = "line_not_found"   // set or details on a line the cart does not have
+	CodeTooManyLines    Code = "too_many_lines"   // the cart has the maximum number of lines
+)
+
+// Warning codes. An operation with a warning was applied, adjusted as said.
+const (
+	CodeQuantityClamped Code = "quantity_clamped" // the line reached the per-line maximum
+)
+
+// Error is a business rejection of one operation.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return "cart: " + string(e.Code) + ": " + e.Message }
+
+func errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Warning reports an adjustment made while applying an operation.
+type Warning struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,265 @@
+package cart
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Kind names an operation.
+type Kind string
+
+// Operation kinds.
+const (
+	KindAdd     Kind = "add"     // add Quantity to the line, creating it
+	KindSet     Kind = "set"     // set the line's quantity; 0 removes it
+	KindRemove  Kind = "remove"  // remove the line, as far as the remover had seen
+	KindClear   Kind = "clear"   // remove every line, as far as the remover had seen
+	KindDetails Kind = "details" // set the line's display details
+)
+
+// Op is one edit. Client and Seq identify it: Seq is gap-free from 1 per
+// client. Base is the cart version the client had confirmed when it made the
+// edit; it decides what a remove or clear had seen.
+type Op struct {
+	Client   string            `json:"client"`
+	Seq      uint64            `json:"seq"`
+	Kind     Kind              `json:"kind"`
+	SKU      string            `json:"sku,omitempty"`
+	Options  map[string]string `json:"options,omitempty"`
+	Quantity int               `json:"quantity,omitempty"`
+	Details  *Details          `json:"details,omitempty"`
+	Base     uint64            `json:"base"`
+}
+
+// Key is the line key the op addresses ("" for clear).
+func (op *Op) Key() string { return LineKey(op.SKU, op.Options) }
+
+// MaxClientID is the longest accepted client id, in bytes.
+const MaxClientID = 64
+
+// Validate checks the op against the limits without looking at a cart.
+func (op *Op) Validate(lim Limits) *Error {
+	if op.Client == "" || len(op.Client) > MaxClientID || !printable(op.Client) {
+		return errorf(CodeInvalidOp, "client id must be 1 to %d printable bytes", MaxClientID)
+	}
+	if op.Seq == 0 {
+		return errorf(CodeInvalidOp, "seq must start at 1")
+	}
+	switch op.Kind {
+	case KindAdd, KindSet, KindRemove, KindDetails:
+		if e := validateLine(op.SKU, op.Options, lim); e != nil {
+			return e
+		}
+	case KindClear:
+		if op.SKU != "" || len(op.Options) > 0 {
+			return errorf(CodeInvalidOp, "clear takes no line")
+		}
+	default:
+		return errorf(CodeInvalidOp, "unknown operation kind %q", op.Kind)
+	}
+	switch op.Kind {
+	case KindAdd:
+		if op.Quantity < 1 || op.Quantity > lim.MaxQuantity {
+			return errorf(CodeInvalidQuantity, "add quantity must be 1 to %d, got %d", lim.MaxQuantity, op.Quantity)
+		}
+	case KindSet:
+		if op.Quantity < 0 || op.Quantity > lim.MaxQuantity {
+			return errorf(CodeInvalidQuantity, "set quantity must be 0 to %d, got %d", lim.MaxQuantity, op.Quantity)
+		}
+	default:
+		if op.Quantity != 0 {
+			return errorf(CodeInvalidQuantity, "%s takes no quantity", op.Kind)
+		}
+	}
+	if op.Kind == KindDetails && op.Details == nil {
+		return errorf(CodeInvalidDetails, "details operation without details")
+	}
+	if op.Details != nil {
+		if op.Kind != KindAdd && op.Kind != KindDetails {
+			return errorf(CodeInvalidDetails, "%s takes no details", op.Kind)
+		}
+		if e := validateDetails(op.Details, lim); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func validateLine(sku string, opts map[string]string, lim Limits) *Error {
+	if strings.TrimSpace(sku) == "" || len(sku) > lim.MaxSKU || !printable(sku) || strings.TrimSpace(sku) != sku {
+		return errorf(CodeInvalidSKU, "sku must be 1 to %d printable bytes without surrounding spaces", lim.MaxSKU)
+	}
+	if strings.ContainsAny(sku, "?&") {
+		return errorf(CodeInvalidSKU, "sku must not contain '?' or '&'")
+	}
+	if len(opts) > lim.MaxOptions {
+		return errorf(CodeInvalidOptions, "at most %d options, got %d", lim.MaxOptions, len(opts))
+	}
+	seen := make(map[string]bool, len(opts))
+	for k, v := range opts {
+		nk := strings.ToLower(strings.TrimSpace(k))
+		if nk == "" || len(k) > lim.MaxOptionLen || len(v) > lim.MaxOptionLen || !printable(k) || !printable(v) {
+			return errorf(CodeInvalidOptions, "option keys must be 1 to %d printable bytes and values at most %d", lim.MaxOptionLen, lim.MaxOptionLen)
+		}
+		if seen[nk] {
+			return errorf(CodeInvalidOptions, "option %q given twice", nk)
+		}
+		seen[nk] = true
+	}
+	return nil
+}
+
+func validateDetails(d *Details, lim Limits) *Error {
+	if len(d.Name) > lim.MaxName || !printable(d.Name) {
+		return errorf(CodeInvalidDetails, "name must be at most %d printable bytes", lim.MaxName)
+	}
+	if len(d.Image) > lim.MaxImage || !printable(d.Image) {
+		return errorf(CodeInvalidDetails, "image must be at most %d printable bytes", lim.MaxImage)
+	}
+	if d.Image != "" && !strings.HasPrefix(d.Image, "https://") && !strings.HasPrefix(d.Image, "http://") && !strings.HasPrefix(d.Image, "/") {
+		return errorf(CodeInvalidDetails, "image must be an http(s) URL or an absolute path")
+	}
+	if d.Price < 0 || d.Price > lim.MaxPrice {
+		return errorf(CodeInvalidDetails, "price must be 0 to %d minor units", lim.MaxPrice)
+	}
+	if d.Currency != "" {
+		if len(d.Currency) != 3 || strings.ToUpper(d.Currency) != d.Currency || !isLetters(d.Currency) {
+			return errorf(CodeInvalidDetails, "currency must be a three-letter ISO 4217 code")
+		}
+	}
+	return nil
+}
+
+func isLetters(s string) bool {
+	for _, r := range s {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply applies op to the cart as the server does: device is the device the
+// op came from (stamped by the server, not trusted from the client). On
+// success the version advances by one and any warnings are returned. On a
+// rejection the cart is unchanged and the error says why.
+func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
+	if e := op.Validate(lim); e != nil {
+		return nil, e
+	}
+	next := c.Version + 1
+	var warns []Warning
+	switch op.Kind {
+	case KindAdd:
+		key := op.Key()
+		l := c.Line(key)
+		if l == nil {
+			if len(c.Lines) >= lim.MaxLines {
+				return nil, errorf(CodeTooManyLines, "a cart holds at most %d lines", lim.MaxLines)
+			}
+			l = &Line{Key: key, SKU: op.SKU, Options: NormalizeOptions(op.Options)}
+			c.Lines = append(c.Lines, l)
+		}
+		q := l.Quantity + op.Quantity
+		if q > lim.MaxQuantity {
+			warns = append(warns, Warning{Code: CodeQuantityClamped, Message: clampMsg(lim)})
+			q = lim.MaxQuantity
+		}
+		l.Quantity = q
+		if op.Details != nil {
+			l.Details = *op.Details
+		}
+		l.contribute(Contrib{Version: next, Device: device, N: op.Quantity}, lim)
+	case KindSet:
+		l := c.Line(op.Key())
+		if l == nil {
+			return nil, errorf(CodeLineNotFound, "the cart has no line %q", op.Key())
+		}
+		if op.Quantity == 0 {
+			c.removeSeen(l, op.Base, device, lim)
+			break
+		}
+		l.Quantity = op.Quantity
+		l.contribute(Contrib{Version: next, Device: device, Set: true, N: op.Quantity}, lim)
+	case KindRemove:
+		l := c.Line(op.Key())
+		if l == nil {
+			// Removing what is already gone is done: the outcome the
+			// remover wanted holds.
+			break
+		}
+		c.removeSeen(l, op.Base, device, lim)
+	case KindClear:
+		for _, l := range append([]*Line(nil), c.Lines...) {
+			c.removeSeen(l, op.Base, device, lim)
+		}
+	case KindDetails:
+		l := c.Line(op.Key())
+		if l == nil {
+			return nil, errorf(CodeLineNotFound, "the cart has no line %q", op.Key())
+		}
+		l.Details = *op.Details
+	}
+	c.Version = next
+	return warns, nil
+}
+
+func clampMsg(lim Limits) string {
+	return "quantity limited to the maximum of " + strconv.Itoa(lim.MaxQuantity) + " per line"
+}
+
+// removeSeen removes from l what a device with the given base version had
+// seen. Contributions by other devices after base survive, replayed in
+// server order; if nothing survives the line goes.
+func (c *Cart) removeSeen(l *Line, base uint64, device string, lim Limits) {
+	var keep []Contrib
+	q := 0
+	for _, ct := range l.Contribs {
+		if ct.Version <= base || ct.Device == device {
+			continue
+		}
+		keep = append(keep, ct)
+		if ct.Set {
+			q = ct.N
+		} else {
+			q += ct.N
+		}
+	}
+	if q > lim.MaxQuantity {
+		q = lim.MaxQuantity
+	}
+	if q <= 0 {
+		c.deleteLine(l.Key)
+		return
+	}
+	l.Quantity = q
+	l.Contribs = keep
+}
+
+func (c *Cart) deleteLine(key string) {
+	for i, l := range c.Lines {
+		if l.Key == key {
+			c.Lines = append(c.Lines[:i], c.Lines[i+1:]...)
+			return
+		}
+	}
+}
+
+// contribute records a contribution, keeping the newest lim.MaxContribs.
+func (l *Line) contribute(ct Contrib, lim Limits) {
+	l.Contribs = append(l.Contribs, ct)
+	if n := len(l.Contribs) - lim.MaxContribs; n > 0 {
+		l.Contribs = append([]Contrib(nil), l.Contribs[n:]...)
+	}
+}
+
+// SortedKeys returns the cart's line keys in sorted order.
+func (c *Cart) SortedKeys() []string {
+	keys := make([]string, len(c.Lines))
+	for i, l := range c.Lines {
+		keys[i] = l.Key
+	}
+	sort.Strings(keys)
+	return keys
+}

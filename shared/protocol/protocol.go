@@ -1,0 +1,278 @@
+// Package protocol is the cartsync wire protocol: the messages a client and
+// the sync server exchange over a websocket (JSON text frames), the same
+// payloads used by the HTTP endpoints, error codes, limits and the protocol
+// version.
+//
+// Protocol flow:
+//
+// Login: the client opens the websocket at /v1/sync and sends "hello" with
+// the protocol version it speaks, its client id (one per tab or process), its
+// device token if it has one, and the version of the cart it last confirmed.
+// The server answers "welcome" (the device token, issued if the client had
+// none, the cart id, the heartbeat interval and the limits), then a "cart"
+// message with the current snapshot. Nothing else may be sent before hello.
+//
+// Steady state: the client sends "push" with a batch of operations in seq
+// order per client id. The server answers "ack" after the batch is durable,
+// with one result per operation (applied, duplicate or rejected) and the
+// cart as of the last one. Every accepted operation advances the cart's
+// version by one; the server pushes a "cart" message to every other
+// connection on the same cart. A pushed cart whose version is more than one
+// ahead of the client's tells the client it missed something: it sends
+// "sync" (since its version, with the client ids it has pending operations
+// for) and gets a "cart" with the snapshot and the last seq applied for each
+// of those ids. Pushes are hints; sync is the truth.
+//
+// Keepalive: the client sends "ping" every heartbeat interval and expects
+// "pong"; the server closes a connection silent for three intervals.
+//
+// Errors: an "error" message with a code, a message, whether retrying can
+// help and, for overload, how long to wait. A malformed message is answered
+// with an error and otherwise ignored; a peer that keeps sending garbage is
+// disconnected.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"cartsync/shared/cart"
+)
+
+// Version is the protocol version this build speaks.
+//
+// History:
+//   - 1: hello/welcome, push/ack, cart, sync, ping/pong, error.
+const Version = 1
+
+// MinVersion is the oldest protocol version the server still accepts. A
+// widget cached in a browser keeps running old code until it reloads, so the
+// server keeps accepting older versions for at least one release.
+const MinVersion = 1
+
+// Limits on messages.
+const (
+	// MaxMessageBytes is the largest message either side sends or accepts.
+	MaxMessageBytes = 256 << 10
+	// MaxOpsPerPush is the largest batch of operations in one push.
+	MaxOpsPerPush = 100
+	// MaxClientsPerSync is the most client ids one sync may ask about.
+	MaxClientsPerSync = 64
+	// HeartbeatMillis is the default interval of client pings.
+	HeartbeatMillis = 25_000
+)
+
+// Message types.
+const (
+	TypeHello   = "hello"
+	TypeWelcome = "welcome"
+	TypePush    = "push"
+	TypeAck     = "ack"
+	TypeSync    = "sync"
+	TypeCart    = "cart"
+	TypePing    = "ping"
+	TypePong    = "pong"
+	TypeError   = "error"
+)
+
+// Status of one operation in an ack.
+const (
+	StatusApplied   = "applied"   // applied now, at Version
+	StatusDuplicate = "duplicate" // applied before; this delivery had no effect
+	StatusRejected  = "rejected"  // refused with Error; the cart is unchanged
+)
+
+// Message is every message of the protocol; Type says which fields are used.
+// Unknown fields are ignored, so newer peers may add fields.
+type Message struct {
+	Type string `json:"type"`
+	// ID is an optional request id, echoed in the reply.
+	ID string `json:"id,omitempty"`
+
+	// hello
+	Protocol    int    `json:"protocol,omitempty"`
+	Client      string `json:"client,omitempty"`
+	DeviceToken string `json:"device_token,omitempty"`
+	UserToken   string `json:"user_token,omitempty"`
+
+	// hello, sync: the version the client has confirmed.
+	Since uint64 `json:"since,omitempty"`
+
+	// welcome
+	CartID      string       `json:"cart_id,omitempty"`
+	HeartbeatMS int          `json:"heartbeat_ms,omitempty"`
+	Limits      *cart.Limits `json:"limits,omitempty"`
+
+	// push
+	Ops []cart.Op `json:"ops,omitempty"`
+
+	// ack
+	Results []Result `json:"results,omitempty"`
+
+	// ack, cart
+	Cart *cart.Cart `json:"cart,omitempty"`
+	// cart: the operation that produced this version, when pushed.
+	By *OpID `json:"by,omitempty"`
+	// cart (reply to sync or hello): the last seq applied per client id asked about.
+	Acked map[string]uint64 `json:"acked,omitempty"`
+
+	// sync: client ids with pending operations.
+	Clients []string `json:"clients,omitempty"`
+
+	// ping, pong: an opaque value echoed back.
+	T int64 `json:"t,omitempty"`
+
+	// error
+	Error *Error `json:"error,omitempty"`
+}
+
+// OpID identifies an operation.
+type OpID struct {
+	Client string `json:"client"`
+	Seq    uint64 `json:"seq"`
+}
+
+// Result is the outcome of one pushed operation.
+type Result struct {
+	Client   string         `json:"client"`
+	Seq      uint64         `json:"seq"`
+	Status   string         `json:"status"`
+	Version  uint64         `json:"version"`
+	Error    *cart.Error    `json:"error,omitempty"`
+	Warnings []cart.Warning `json:"warnings,omitempty"`
+}
+
+// ErrorCode is a stable, machine-readable protocol error.
+type ErrorCode string
+
+// Protocol error codes.
+const (
+	ErrMalformed          ErrorCode = "malformed"           // not JSON, or fields of the wrong type
+	ErrUnknownType        ErrorCode = "unknown_type"        // a type this server does not know
+	ErrTooLarge           ErrorCode = "too_large"           // over MaxMessageBytes or MaxOpsPerPush
+	ErrUnsupportedVersion ErrorCode = "unsupported_version" // protocol outside MinVersion..Version
+	ErrHelloRequired      ErrorCode = "hello_required"      // a message before hello, or hello twice
+	ErrInvalid            ErrorCode = "invalid"             // a well-formed message with bad fields
+	ErrUnauthorized       ErrorCode = "unauthorized"        // missing, forged or unknown token
+	ErrTokenExpired       ErrorCode = "token_expired"       // the user token expired: log in again
+	ErrForbidden          ErrorCode = "forbidden"           // the token does not grant this cart
+	ErrCartExpired        ErrorCode = "cart_expired"        // the guest cart expired; a fresh one is issued
+	ErrOutOfOrder         ErrorCode = "out_of_order"        // a seq gap: resend from the expected seq
+	ErrOverloaded         ErrorCode = "overloaded"          // retry after RetryAfterMS
+	ErrInternal           ErrorCode = "internal"            // a server fault; retry
+)
+
+// Error is a protocol error as sent on the wire.
+type Error struct {
+	Code      ErrorCode `json:"code"`
+	Message   string    `json:"message"`
+	Retryable bool      `json:"retryable"`
+	// RetryAfterMS says how long to wait before retrying, when known.
+	RetryAfterMS int `json:"retry_after_ms,omitempty"`
+	// Expected is the next seq the server expects, with out_of_order.
+	Expected *OpID `json:"expected,omitempty"`
+}
+
+func (e *Error) Error() string { return "protocol: " + string(e.Code) + ": " + e.Message }
+
+// Errorf builds an error with the retryable flag the code implies.
+func Errorf(code ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retryable: Retryable(code)}
+}
+
+// Retryable reports whether sending the same thing again later can succeed.
+func Retryable(code ErrorCode) bool {
+	switch code {
+	case ErrOutOfOrder, ErrOverloaded, ErrInternal:
+		return true
+	}
+	return false
+}
+
+// AsError returns err as a protocol error; anything else is internal.
+func AsError(err error) *Error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return Errorf(ErrInternal, "internal error")
+}
+
+var knownTypes = map[string]bool{
+	TypeHello: true, TypeWelcome: true, TypePush: true, TypeAck: true, TypeSync: true,
+	TypeCart: true, TypePing: true, TypePong: true, TypeError: true,
+}
+
+// Decode parses and checks one message. Every failure is a *Error.
+func Decode(data []byte) (*Message, error) {
+	if len(data) > MaxMessageBytes {
+		return nil, Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), MaxMessageBytes)
+	}
+	var m Message
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
+	}
+	if dec.More() {
+		return nil, Errorf(ErrMalformed, "trailing data after the message")
+	}
+	if m.Type == "" {
+		return nil, Errorf(ErrMalformed, "message has no type")
+	}
+	if !knownTypes[m.Type] {
+		return nil, Errorf(ErrUnknownType, "unknown message type %q", clip(m.Type))
+	}
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (m *Message) check() error {
+	switch m.Type {
+	case TypeHello:
+		if m.Protocol < MinVersion || m.Protocol > Version {
+			return &Error{Code: ErrUnsupportedVersion, Message: fmt.Sprintf("protocol %d not supported; this server speaks %d to %d", m.Protocol, MinVersion, Version)}
+		}
+		if m.Client == "" || len(m.Client) > cart.MaxClientID {
+			return Errorf(ErrInvalid, "hello needs a client id of 1 to %d bytes", cart.MaxClientID)
+		}
+	case TypePush:
+		if len(m.Ops) == 0 {
+			return Errorf(ErrInvalid, "push without operations")
+		}
+		if len(m.Ops) > MaxOpsPerPush {
+			return Errorf(ErrTooLarge, "push of %d operations exceeds %d", len(m.Ops), MaxOpsPerPush)
+		}
+	case TypeSync:
+		if len(m.Clients) > MaxClientsPerSync {
+			return Errorf(ErrTooLarge, "sync names %d clients, at most %d", len(m.Clients), MaxClientsPerSync)
+		}
+	}
+	return nil
+}
+
+// Encode marshals a message.
+func Encode(m *Message) ([]byte, error) { return json.Marshal(m) }
+
+func describeJSON(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	return "invalid JSON"
+}
+
+func clip(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}

@@ -1,0 +1,103 @@
+package syncserver
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"cartsync/shared/cart"
+)
+
+// Store is the durable record of carts. Implementations: syncserver/sqlite
+// (the embedded default), syncserver/postgres; syncserver/redis wraps one as
+// a read-through cache. Every implementation passes syncserver/storetest.
+type Store interface {
+	// Mutate runs fn on the cart with the cart locked against every other
+	// Mutate, in one transaction. The record holds the cart (a new, empty
+	// cart at version 0 if it does not exist) and the last seq applied for
+	// each of clients (0 if none). If fn returns nil, everything fn changed
+	// in the record is committed durably before Mutate returns: the cart,
+	// its meta, the seqs, and rec.Appended added to the change log. If fn
+	// returns an error nothing is written and Mutate returns that error.
+	Mutate(ctx context.Context, cartID string, clients []string, fn func(rec *Record) error) error
+
+	// Load returns the committed cart and the last seq applied for each of
+	// clients. A cart that does not exist is ErrCartNotFound.
+	Load(ctx context.Context, cartID string, clients []string) (*Record, error)
+
+	// Changes returns the logged changes with version > since, oldest first,
+	// at most limit. If the log no longer reaches back to since+1 it
+	// returns ErrCompacted.
+	Changes(ctx context.Context, cartID string, since uint64, limit int) ([]Change, error)
+
+	// Secret returns the named server secret, creating it with the given
+	// value if it does not exist yet, so that every instance sharing the
+	// store agrees on it.
+	Secret(ctx context.Context, name string, create []byte) ([]byte, error)
+
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+
+	Close() error
+}
+
+// Errors returned by stores.
+var (
+	// ErrCartNotFound means no cart has that id.
+	ErrCartNotFound = errors.New("syncserver: cart not found")
+	// ErrCompacted means the change log no longer holds the asked range.
+	ErrCompacted = errors.New("syncserver: change log compacted")
+)
+
+// Cart kinds.
+const (
+	KindGuest = "guest" // keyed by device token
+	KindUser  = "user"  // keyed by user id
+)
+
+// Meta is what the server keeps about a cart besides its lines.
+type Meta struct {
+	Kind      string    `json:"kind"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// MergedInto is the user cart a guest cart was merged into at login;
+	// a merged guest cart is a tombstone and takes no more edits.
+	MergedInto string `json:"merged_into,omitempty"`
+}
+
+// Record is a cart as a store holds it.
+type Record struct {
+	Cart   *cart.Cart
+	Meta   Meta
+	Exists bool // false for a cart Mutate created
+	// Seqs holds the last seq applied for each client asked about.
+	Seqs map[string]uint64
+	// Appended are changes fn added, to be written to the log.
+	Appended []Change
+}
+
+// Change is one entry of a cart's change log: the operation that produced a
+// version.
+type Change struct {
+	Version  uint64         `json:"version"`
+	Op       cart.Op        `json:"op"`
+	Warnings []cart.Warning `json:"warnings,omitempty"`
+	At       time.Time      `json:"at"`
+}
+
+// LogKeep is how many changes per cart stores keep; older ones are
+// compacted away (the snapshot holds their effect).
+const LogKeep = 500
+
+// Bus carries cart updates between server instances. The in-process bus is
+// the default; syncserver/redis replaces it for several instances.
+// Delivery is at most once: a missed message is noticed by its version gap.
+type Bus interface {
+	// Publish sends payload to every subscriber of cartID on any instance.
+	Publish(ctx context.Context, cartID string, payload []byte) error
+	// Subscribe calls fn for every payload published on cartID until the
+	// returned cancel is called. fn must not block.
+	Subscribe(ctx context.Context, cartID string, fn func(payload []byte)) (cancel func(), err error)
+	// Ping checks that the bus answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
