@@ -16,9 +16,10 @@
 // order per client id. The server answers "ack" after the batch is durable,
 // with one result per operation (applied, duplicate or rejected) and the
 // cart as of the last one. Every accepted operation advances the cart's
-// version by one; the server pushes a "cart" message to every other
-// connection on the same cart. A pushed cart whose version is more than one
-// ahead of the client's tells the client it missed something: it sends
+// version by one; the server pushes a "cart" message to every connection on
+// the same cart, with the version it starts from and the operations it
+// covers. A pushed cart that starts from a version other than the client's
+// tells the client it missed something: it sends
 // "sync" (since its version, with the client ids it has pending operations
 // for) and gets a "cart" with the snapshot and the last seq applied for each
 // of those ids. Pushes are hints; sync is the truth.
@@ -113,8 +114,12 @@ type Message struct {
 
 	// ack, cart
 	Cart *cart.Cart `json:"cart,omitempty"`
-	// cart: the operation that produced this version, when pushed.
-	By *OpID `json:"by,omitempty"`
+	// cart, when pushed: the operations that produced versions From+1 to
+	// Cart.Version, in order. A client whose confirmed version is From can
+	// take the snapshot and drop those of its pending operations; any other
+	// client with an older version has a gap and must sync.
+	From uint64 `json:"from,omitempty"`
+	By   []OpID `json:"by,omitempty"`
 	// cart (reply to sync or hello): the last seq applied per client id asked about.
 	Acked map[string]uint64 `json:"acked,omitempty"`
 
@@ -207,17 +212,9 @@ var knownTypes = map[string]bool{
 
 // Decode parses and checks one message. Every failure is a *Error.
 func Decode(data []byte) (*Message, error) {
-	if len(data) > MaxMessageBytes {
-		return nil, Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), MaxMessageBytes)
-	}
 	var m Message
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		return nil, Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
-	}
-	if dec.More() {
-		return nil, Errorf(ErrMalformed, "trailing data after the message")
+	if err := DecodeJSON(data, &m); err != nil {
+		return nil, err
 	}
 	if m.Type == "" {
 		return nil, Errorf(ErrMalformed, "message has no type")
@@ -225,13 +222,31 @@ func Decode(data []byte) (*Message, error) {
 	if !knownTypes[m.Type] {
 		return nil, Errorf(ErrUnknownType, "unknown message type %q", clip(m.Type))
 	}
-	if err := m.check(); err != nil {
+	if err := m.Check(); err != nil {
 		return nil, err
 	}
 	return &m, nil
 }
 
-func (m *Message) check() error {
+// DecodeJSON parses one size-limited JSON value into v, as Decode does for
+// messages; the HTTP endpoints use it for their bodies. Every failure is a
+// *Error.
+func DecodeJSON(data []byte, v any) error {
+	if len(data) > MaxMessageBytes {
+		return Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), MaxMessageBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
+	}
+	if dec.More() {
+		return Errorf(ErrMalformed, "trailing data after the message")
+	}
+	return nil
+}
+
+// Check validates the fields of a message of a known type.
+func (m *Message) Check() error {
 	switch m.Type {
 	case TypeHello:
 		if m.Protocol < MinVersion || m.Protocol > Version {

@@ -1,0 +1,142 @@
+package protocol
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cartsync/shared/cart"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata golden files")
+
+// examples are one message of each type, as documented in docs/protocol.md.
+var examples = map[string]*Message{
+	"hello":   {Type: TypeHello, ID: "1", Protocol: 1, Client: "tab-7f3a", DeviceToken: "dGhpcyBpcyBub3QgYSByZWFsIHRva2VuIGF0IGFsbA", Since: 12},
+	"welcome": {Type: TypeWelcome, ID: "1", Protocol: 1, CartID: "g_0f1e2d3c4b5a69788796a5b4c3d2e1f0", HeartbeatMS: 25000, Limits: &cart.DefaultLimits},
+	"push": {Type: TypePush, ID: "2", Ops: []cart.Op{
+		{Client: "tab-7f3a", Seq: 4, Kind: cart.KindAdd, SKU: "TEE-01", Options: map[string]string{"size": "M"}, Quantity: 2, Base: 12,
+			Details: &cart.Details{Name: "T-shirt", Image: "https://shop.example/tee.jpg", Price: 1999, Currency: "EUR"}},
+		{Client: "tab-7f3a", Seq: 5, Kind: cart.KindRemove, SKU: "MUG-02", Base: 12},
+	}},
+	"ack": {Type: TypeAck, ID: "2", Results: []Result{
+		{Client: "tab-7f3a", Seq: 4, Status: StatusApplied, Version: 13},
+		{Client: "tab-7f3a", Seq: 5, Status: StatusRejected, Version: 13, Error: &cart.Error{Code: cart.CodeInvalidSKU, Message: "sku must not contain '?' or '&'"}},
+	}, Cart: &cart.Cart{ID: "g_0f1e", Version: 13, Lines: []*cart.Line{{Key: "TEE-01?size=M", SKU: "TEE-01", Options: map[string]string{"size": "M"}, Quantity: 2, Details: cart.Details{Name: "T-shirt", Price: 1999, Currency: "EUR"}}}}},
+	"cart-push": {Type: TypeCart, Cart: &cart.Cart{ID: "g_0f1e", Version: 14, Lines: []*cart.Line{}}, From: 13, By: []OpID{{Client: "tab-99b0", Seq: 1}}},
+	"sync":      {Type: TypeSync, ID: "3", Since: 12, Clients: []string{"tab-7f3a", "tab-5c1d"}},
+	"cart-sync": {Type: TypeCart, ID: "3", Cart: &cart.Cart{ID: "g_0f1e", Version: 14, Lines: []*cart.Line{}}, Acked: map[string]uint64{"tab-7f3a": 5, "tab-5c1d": 0}},
+	"ping":      {Type: TypePing, T: 1764200000000},
+	"pong":      {Type: TypePong, T: 1764200000000},
+	"error":     {Type: TypeError, ID: "2", Error: &Error{Code: ErrOutOfOrder, Message: "client tab-7f3a: expected seq 4, got 6", Retryable: true, Expected: &OpID{Client: "tab-7f3a", Seq: 4}}},
+}
+
+func TestGolden(t *testing.T) {
+	for name, m := range examples {
+		t.Run(name, func(t *testing.T) {
+			got, err := Encode(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name+".json")
+			if *update {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if !bytes.Equal(got, bytes.TrimSpace(want)) {
+				t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
+			}
+			back, err := Decode(got)
+			if err != nil {
+				t.Fatalf("Decode(golden): %v", err)
+			}
+			again, _ := Encode(back)
+			if !bytes.Equal(again, got) {
+				t.Fatalf("round trip differs:\n got %s\nwant %s", again, got)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		code ErrorCode
+	}{
+		{"not json", `hello`, ErrMalformed},
+		{"truncated", `{"type":"push"`, ErrMalformed},
+		{"trailing", `{"type":"ping"} {"type":"ping"}`, ErrMalformed},
+		{"no type", `{"id":"1"}`, ErrMalformed},
+		{"wrong field type", `{"type":"push","ops":"many"}`, ErrMalformed},
+		{"quantity as string", `{"type":"push","ops":[{"client":"c","seq":1,"kind":"add","sku":"X","quantity":"2"}]}`, ErrMalformed},
+		{"quantity overflow", `{"type":"push","ops":[{"client":"c","seq":1,"kind":"add","sku":"X","quantity":1e40}]}`, ErrMalformed},
+		{"unknown type", `{"type":"teleport"}`, ErrUnknownType},
+		{"old protocol", `{"type":"hello","protocol":0,"client":"c"}`, ErrUnsupportedVersion},
+		{"future protocol", `{"type":"hello","protocol":99,"client":"c"}`, ErrUnsupportedVersion},
+		{"hello without client", `{"type":"hello","protocol":1}`, ErrInvalid},
+		{"empty push", `{"type":"push","ops":[]}`, ErrInvalid},
+		{"oversized", `{"type":"ping","id":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, ErrTooLarge},
+		{"too many ops", `{"type":"push","ops":[` + strings.TrimSuffix(strings.Repeat(`{"client":"c","seq":1,"kind":"clear"},`, MaxOpsPerPush+1), ",") + `]}`, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.in))
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != tt.code {
+				t.Fatalf("Decode = %v, want code %s", err, tt.code)
+			}
+			if pe.Retryable {
+				t.Fatalf("%s must not be retryable", pe.Code)
+			}
+		})
+	}
+}
+
+func TestUnknownFieldsAreIgnored(t *testing.T) {
+	m, err := Decode([]byte(`{"type":"ping","t":5,"from_the_future":{"x":1}}`))
+	if err != nil || m.T != 5 {
+		t.Fatalf("Decode = %+v, %v; want ping t=5", m, err)
+	}
+}
+
+// FuzzDecode checks that Decode never panics and that whatever it accepts
+// encodes and decodes to the same message.
+func FuzzDecode(f *testing.F) {
+	for _, m := range examples {
+		b, _ := Encode(m)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"type":"push","ops":[{"client":"c","seq":1,"kind":"add","sku":"X","quantity":-5}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Decode(data)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatalf("Encode accepted message: %v", err)
+		}
+		m2, err := Decode(b)
+		if err != nil {
+			t.Fatalf("re-Decode: %v", err)
+		}
+		b2, _ := Encode(m2)
+		if !bytes.Equal(b, b2) {
+			t.Fatalf("not stable:\n%s\n%s", b, b2)
+		}
+	})
+}

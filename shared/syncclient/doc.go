@@ -1,0 +1,38 @@
+// Package syncclient is the client sync engine of cartsync: it keeps the
+// shopper's edits in a durable outbox, shows them at once on top of the last
+// cart the server confirmed, sends them over the wire protocol of
+// cartsync/shared/protocol, and folds the server's answers back in.
+//
+// It is pure Go and builds both natively (tests, the load generator) and for
+// GOOS=js GOARCH=wasm (the browser widget, with an IndexedDB [Storage]).
+//
+// # State
+//
+// The engine keeps two things apart, as the protocol wants: the confirmed
+// cart (the last snapshot the server sent, with its version) and the pending
+// operations (the outbox). What is shown is the confirmed cart with the
+// pending operations replayed on it by [cart.Cart.Apply]: speculative, and
+// replaced by whatever the server decides.
+//
+// # Storage
+//
+// A [Storage] holds the device token, the confirmed cart and the outbox.
+// Several engines (browser tabs) may share one Storage, each with its own
+// client id; every engine sends every pending operation, whoever queued it,
+// so a closed tab's edits are sent by the next one. Sequence numbers are
+// allocated per client id, gap-free, in the transaction that stores the op.
+//
+// # Flow
+//
+// [Engine.Run] dials, says hello (with the device token and the confirmed
+// version), stores the device token from welcome and takes the snapshot that
+// follows, dropping the ops the server says it has. If other client ids have
+// pending ops it asks about them with a sync before pushing. Then it pushes
+// the outbox in batches, one push in flight at a time, removing each op from
+// the outbox once the server has answered for it (applied, duplicate or
+// rejected: a rejected op never blocks the ones behind it). Pushed carts from
+// the server are taken when they start from the confirmed version; a gap is
+// closed with a sync. The connection is kept alive with protocol pings and
+// dropped when nothing has been heard for 2.5 heartbeat intervals; it is
+// redialled with full-jitter exponential backoff.
+package syncclient

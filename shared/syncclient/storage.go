@@ -1,0 +1,158 @@
+package syncclient
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// Storage persists what the engine must not lose: the device token, the last
+// confirmed cart and the outbox of pending operations. Implementations must
+// be safe for concurrent use; several engines may share one.
+type Storage interface {
+	// Load returns everything stored, read in one transaction so that the
+	// confirmed cart and the outbox agree.
+	Load(ctx context.Context) (Stored, error)
+
+	// SetDeviceToken stores the device token issued by the server.
+	SetDeviceToken(ctx context.Context, token string) error
+
+	// Enqueue allocates the next seq for client (1 for a client never seen,
+	// never reused, never skipped), calls build with it and stores the op
+	// it returns, all in one transaction. The op must carry that client and
+	// seq. build must not call the Storage. Enqueue returns the stored op.
+	Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error)
+
+	// Confirm, in one transaction, stores c as the confirmed cart and
+	// removes the ops listed in done from the outbox. c may be nil (only
+	// remove ops). A c with the same id as the stored cart and a lower
+	// version is not stored; a c with another id replaces the stored cart.
+	// Ids not in the outbox are ignored.
+	Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error
+}
+
+// Stored is the content of a Storage.
+type Stored struct {
+	// DeviceToken is the token the server issued, or "".
+	DeviceToken string
+	// Cart is the last confirmed cart, or nil.
+	Cart *cart.Cart
+	// Pending is the outbox of every client id, ordered by client id, then seq.
+	Pending []cart.Op
+}
+
+// ErrBadOp is returned by Enqueue when build returns an op whose client or
+// seq is not the one allocated.
+var ErrBadOp = errors.New("syncclient: op does not carry the allocated client and seq")
+
+// MemStorage is an in-memory Storage, safe for concurrent use. The zero
+// value is empty and ready to use.
+type MemStorage struct {
+	mu    sync.Mutex
+	token string
+	cart  *cart.Cart
+	ops   []cart.Op
+	seqs  map[string]uint64
+}
+
+var _ Storage = (*MemStorage)(nil)
+
+// NewMemStorage returns an empty MemStorage.
+func NewMemStorage() *MemStorage { return &MemStorage{} }
+
+// Load implements Storage.
+func (s *MemStorage) Load(ctx context.Context) (Stored, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Stored{DeviceToken: s.token, Cart: s.cart.Clone()}
+	if len(s.ops) > 0 {
+		out.Pending = make([]cart.Op, len(s.ops))
+		for i, op := range s.ops {
+			out.Pending[i] = cloneOp(op)
+		}
+	}
+	return out, nil
+}
+
+// SetDeviceToken implements Storage.
+func (s *MemStorage) SetDeviceToken(ctx context.Context, token string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = token
+	return nil
+}
+
+// Enqueue implements Storage.
+func (s *MemStorage) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
+	if err := ctx.Err(); err != nil {
+		return cart.Op{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := s.seqs[client] + 1
+	op := cloneOp(build(seq))
+	if op.Client != client || op.Seq != seq {
+		return cart.Op{}, fmt.Errorf("enqueue %s/%d: %w", client, seq, ErrBadOp)
+	}
+	if s.seqs == nil {
+		s.seqs = map[string]uint64{}
+	}
+	s.seqs[client] = seq
+	i, _ := slices.BinarySearchFunc(s.ops, op, compareOps)
+	s.ops = slices.Insert(s.ops, i, op)
+	return cloneOp(op), nil
+}
+
+// Confirm implements Storage.
+func (s *MemStorage) Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != nil && (s.cart == nil || s.cart.ID != c.ID || c.Version >= s.cart.Version) {
+		s.cart = c.Clone()
+	}
+	if len(done) > 0 {
+		drop := make(map[protocol.OpID]bool, len(done))
+		for _, id := range done {
+			drop[id] = true
+		}
+		s.ops = slices.DeleteFunc(s.ops, func(op cart.Op) bool {
+			return drop[protocol.OpID{Client: op.Client, Seq: op.Seq}]
+		})
+	}
+	return nil
+}
+
+// compareOps orders ops by client id, then seq: the outbox order.
+func compareOps(a, b cart.Op) int {
+	if c := cmp.Compare(a.Client, b.Client); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Seq, b.Seq)
+}
+
+// cloneOp returns a deep copy of op.
+func cloneOp(op cart.Op) cart.Op {
+	if op.Options != nil {
+		m := make(map[string]string, len(op.Options))
+		for k, v := range op.Options {
+			m[k] = v
+		}
+		op.Options = m
+	}
+	if op.Details != nil {
+		d := *op.Details
+		op.Details = &d
+	}
+	return op
+}
+
+func opID(op cart.Op) protocol.OpID { return protocol.OpID{Client: op.Client, Seq: op.Seq} }

@@ -1,0 +1,254 @@
+package syncclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// TestStorage is the contract every Storage passes. open must return a new,
+// empty Storage each time it is called.
+func TestStorage(t *testing.T, open func() Storage) {
+	ctx := context.Background()
+	mkop := func(client string, kind cart.Kind, sku string) func(uint64) cart.Op {
+		return func(seq uint64) cart.Op {
+			op := cart.Op{Client: client, Seq: seq, Kind: kind, SKU: sku, Base: 7}
+			if kind == cart.KindAdd {
+				op.Quantity = 1
+				op.Options = map[string]string{"size": "m"}
+				op.Details = &cart.Details{Name: "Mug", Price: 1200, Currency: "EUR"}
+			}
+			return op
+		}
+	}
+	enqueue := func(t *testing.T, s Storage, client string) cart.Op {
+		t.Helper()
+		op, err := s.Enqueue(ctx, client, mkop(client, cart.KindAdd, "sku-1"))
+		if err != nil {
+			t.Fatalf("Enqueue(%s): %v", client, err)
+		}
+		return op
+	}
+	load := func(t *testing.T, s Storage) Stored {
+		t.Helper()
+		st, err := s.Load(ctx)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return st
+	}
+	ids := func(ops []cart.Op) string {
+		out := ""
+		for _, op := range ops {
+			out += fmt.Sprintf("%s/%d ", op.Client, op.Seq)
+		}
+		return out
+	}
+
+	t.Run("Empty", func(t *testing.T) {
+		st := load(t, open())
+		if st.DeviceToken != "" || st.Cart != nil || len(st.Pending) != 0 {
+			t.Errorf("new storage holds %+v, want nothing", st)
+		}
+	})
+
+	t.Run("DeviceToken", func(t *testing.T) {
+		s := open()
+		for _, tok := range []string{"tok-1", "tok-2"} {
+			if err := s.SetDeviceToken(ctx, tok); err != nil {
+				t.Fatalf("SetDeviceToken: %v", err)
+			}
+			if got := load(t, s).DeviceToken; got != tok {
+				t.Errorf("DeviceToken = %q, want %q", got, tok)
+			}
+		}
+	})
+
+	t.Run("SeqsPerClientInOrder", func(t *testing.T) {
+		s := open()
+		for _, c := range []string{"b", "a", "b", "a", "c", "b"} {
+			enqueue(t, s, c)
+		}
+		const want = "a/1 a/2 b/1 b/2 b/3 c/1 "
+		if got := ids(load(t, s).Pending); got != want {
+			t.Errorf("Pending = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("StoredOpIsTheBuiltOne", func(t *testing.T) {
+		s := open()
+		want := mkop("a", cart.KindAdd, "sku-1")(1)
+		got := enqueue(t, s, "a")
+		if !sameOp(got, want) {
+			t.Errorf("Enqueue returned %+v, want %+v", got, want)
+		}
+		p := load(t, s).Pending
+		if len(p) != 1 || !sameOp(p[0], want) {
+			t.Errorf("Pending = %+v, want [%+v]", p, want)
+		}
+	})
+
+	t.Run("SeqsNeverReused", func(t *testing.T) {
+		s := open()
+		enqueue(t, s, "a")
+		enqueue(t, s, "a")
+		if err := s.Confirm(ctx, nil, []protocol.OpID{{Client: "a", Seq: 1}, {Client: "a", Seq: 2}}); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		if op := enqueue(t, s, "a"); op.Seq != 3 {
+			t.Errorf("seq after removing 1 and 2 = %d, want 3", op.Seq)
+		}
+	})
+
+	t.Run("BadOpStoresNothing", func(t *testing.T) {
+		s := open()
+		_, err := s.Enqueue(ctx, "a", func(seq uint64) cart.Op {
+			return cart.Op{Client: "a", Seq: seq + 1, Kind: cart.KindClear}
+		})
+		if !errors.Is(err, ErrBadOp) {
+			t.Errorf("Enqueue with a wrong seq: err = %v, want ErrBadOp", err)
+		}
+		_, err = s.Enqueue(ctx, "a", mkop("b", cart.KindClear, ""))
+		if !errors.Is(err, ErrBadOp) {
+			t.Errorf("Enqueue with a wrong client: err = %v, want ErrBadOp", err)
+		}
+		if p := load(t, s).Pending; len(p) != 0 {
+			t.Errorf("Pending = %q, want nothing", ids(p))
+		}
+		if op := enqueue(t, s, "a"); op.Seq != 1 {
+			t.Errorf("seq after failed enqueues = %d, want 1", op.Seq)
+		}
+	})
+
+	t.Run("ConfirmRemovesListed", func(t *testing.T) {
+		s := open()
+		for _, c := range []string{"a", "a", "a", "b"} {
+			enqueue(t, s, c)
+		}
+		done := []protocol.OpID{{Client: "a", Seq: 2}, {Client: "b", Seq: 1}, {Client: "z", Seq: 9}}
+		if err := s.Confirm(ctx, nil, done); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		if got, want := ids(load(t, s).Pending), "a/1 a/3 "; got != want {
+			t.Errorf("Pending = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("ConfirmKeepsNewerCart", func(t *testing.T) {
+		tests := []struct {
+			name  string
+			carts []*cart.Cart
+			want  string
+		}{
+			{"first", []*cart.Cart{{ID: "c1", Version: 3}}, "c1@3"},
+			{"newer", []*cart.Cart{{ID: "c1", Version: 3}, {ID: "c1", Version: 5}}, "c1@5"},
+			{"same", []*cart.Cart{{ID: "c1", Version: 3}, {ID: "c1", Version: 3}}, "c1@3"},
+			{"older", []*cart.Cart{{ID: "c1", Version: 5}, {ID: "c1", Version: 3}}, "c1@5"},
+			{"other cart", []*cart.Cart{{ID: "c1", Version: 5}, {ID: "c2", Version: 1}}, "c2@1"},
+			{"nil keeps", []*cart.Cart{{ID: "c1", Version: 5}, nil}, "c1@5"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := open()
+				for _, c := range tt.carts {
+					if err := s.Confirm(ctx, c, nil); err != nil {
+						t.Fatalf("Confirm: %v", err)
+					}
+				}
+				c := load(t, s).Cart
+				got := "nil"
+				if c != nil {
+					got = fmt.Sprintf("%s@%d", c.ID, c.Version)
+				}
+				if got != tt.want {
+					t.Errorf("Cart = %s, want %s", got, tt.want)
+				}
+			})
+		}
+	})
+
+	t.Run("CartRoundTrip", func(t *testing.T) {
+		s := open()
+		in := &cart.Cart{ID: "c1", Version: 4, Lines: []*cart.Line{{
+			Key: "sku-1?size=m", SKU: "sku-1", Options: map[string]string{"size": "m"}, Quantity: 2,
+			Details: cart.Details{Name: "Mug", Image: "/mug.png", Price: 1200, Currency: "EUR"},
+		}}}
+		if err := s.Confirm(ctx, in, nil); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		in.Lines[0].Quantity = 99 // the storage must have kept its own copy
+		got := load(t, s).Cart
+		if got == nil || len(got.Lines) != 1 {
+			t.Fatalf("Cart = %+v, want one line", got)
+		}
+		l := got.Lines[0]
+		if l.Key != "sku-1?size=m" || l.Quantity != 2 || l.Options["size"] != "m" || l.Details.Price != 1200 || l.Details.Image != "/mug.png" {
+			t.Errorf("line = %+v, want the stored one", l)
+		}
+	})
+
+	t.Run("LoadReturnsCopies", func(t *testing.T) {
+		s := open()
+		enqueue(t, s, "a")
+		st := load(t, s)
+		st.Pending[0].Options["size"] = "xl"
+		st.Pending[0].Details.Name = "changed"
+		st.Pending[0].Quantity = 50
+		p := load(t, s).Pending[0]
+		if p.Options["size"] != "m" || p.Details.Name != "Mug" || p.Quantity != 1 {
+			t.Errorf("a caller's change to a loaded op reached the storage: %+v", p)
+		}
+	})
+
+	t.Run("ConcurrentEnqueue", func(t *testing.T) {
+		s := open()
+		const workers, each = 4, 25
+		var wg sync.WaitGroup
+		for w := range workers {
+			client := "a"
+			if w%2 == 1 {
+				client = "b"
+			}
+			wg.Go(func() {
+				for range each {
+					if _, err := s.Enqueue(ctx, client, mkop(client, cart.KindClear, "")); err != nil {
+						t.Errorf("Enqueue: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		next := map[string]uint64{}
+		for _, op := range load(t, s).Pending {
+			next[op.Client]++
+			if op.Seq != next[op.Client] {
+				t.Fatalf("Pending = %q, want seqs 1..%d per client in order", ids(load(t, s).Pending), workers/2*each)
+			}
+		}
+		if next["a"] != workers/2*each || next["b"] != workers/2*each {
+			t.Errorf("stored %v ops per client, want %d each", next, workers/2*each)
+		}
+	})
+}
+
+func sameOp(a, b cart.Op) bool {
+	if a.Client != b.Client || a.Seq != b.Seq || a.Kind != b.Kind || a.SKU != b.SKU ||
+		a.Quantity != b.Quantity || a.Base != b.Base || len(a.Options) != len(b.Options) {
+		return false
+	}
+	for k, v := range a.Options {
+		if b.Options[k] != v {
+			return false
+		}
+	}
+	if (a.Details == nil) != (b.Details == nil) {
+		return false
+	}
+	return a.Details == nil || *a.Details == *b.Details
+}

@@ -1,0 +1,242 @@
+package syncserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// routes lays out the endpoints. docs/protocol.md and docs/openapi.yaml
+// describe them.
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sync", s.serveSync)
+	mux.HandleFunc("POST /v1/devices", s.serveNewDevice)
+	mux.HandleFunc("GET /v1/cart", s.serveCart)
+	mux.HandleFunc("POST /v1/cart/ops", s.serveOps)
+	mux.HandleFunc("GET /v1/cart/changes", s.serveChanges)
+	return mux
+}
+
+// DeviceResponse answers POST /v1/devices.
+type DeviceResponse struct {
+	DeviceToken string `json:"device_token"`
+	CartID      string `json:"cart_id"`
+}
+
+// CartResponse answers GET /v1/cart.
+type CartResponse struct {
+	Cart  *cart.Cart        `json:"cart"`
+	Acked map[string]uint64 `json:"acked,omitempty"`
+}
+
+// OpsRequest is the body of POST /v1/cart/ops.
+type OpsRequest struct {
+	Ops []cart.Op `json:"ops"`
+}
+
+// OpsResponse answers POST /v1/cart/ops.
+type OpsResponse struct {
+	Results []protocol.Result `json:"results"`
+	Cart    *cart.Cart        `json:"cart"`
+	// Error is set when the batch stopped early (out_of_order).
+	Error *protocol.Error `json:"error,omitempty"`
+}
+
+// ChangesResponse answers GET /v1/cart/changes.
+type ChangesResponse struct {
+	// Changes since the asked version, oldest first; empty when compacted.
+	Changes []Change `json:"changes"`
+	// Compacted is true when the log no longer reaches back that far: the
+	// cart snapshot is the answer.
+	Compacted bool       `json:"compacted"`
+	More      bool       `json:"more"`
+	Cart      *cart.Cart `json:"cart"`
+}
+
+// ErrorResponse is every HTTP error body.
+type ErrorResponse struct {
+	Error *protocol.Error `json:"error"`
+}
+
+func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
+	id, perr := s.authenticate("")
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	writeJSON(w, http.StatusCreated, DeviceResponse{DeviceToken: id.Token, CartID: id.CartID})
+}
+
+// httpIdentity authenticates a request: "Authorization: Bearer <device token>".
+func (s *Server) httpIdentity(w http.ResponseWriter, r *http.Request) (Identity, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "missing Authorization: Bearer <device token>"))
+		return Identity{}, false
+	}
+	id, perr := s.authenticate(strings.TrimSpace(tok))
+	if perr != nil {
+		s.httpError(w, perr)
+		return Identity{}, false
+	}
+	return id, true
+}
+
+func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return
+	}
+	var clients []string
+	if q := r.URL.Query().Get("clients"); q != "" {
+		clients = strings.Split(q, ",")
+		if len(clients) > protocol.MaxClientsPerSync {
+			s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "at most %d clients", protocol.MaxClientsPerSync))
+			return
+		}
+	}
+	c, seqs, err := s.snapshot(r.Context(), id.CartID, clients)
+	if err != nil {
+		s.log.Error("snapshot", "cart", id.CartID, "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		return
+	}
+	writeJSON(w, http.StatusOK, CartResponse{Cart: c, Acked: seqs})
+}
+
+func (s *Server) serveOps(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxMessageBytes))
+	if err != nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "body exceeds %d bytes", protocol.MaxMessageBytes))
+		return
+	}
+	var req OpsRequest
+	if err := protocol.DecodeJSON(body, &req); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	m := &protocol.Message{Type: protocol.TypePush, Ops: req.Ops}
+	if err := m.Check(); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	out, err := s.apply(r.Context(), id, m.Ops)
+	if err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	status := http.StatusOK
+	if out.stop != nil {
+		status = http.StatusConflict
+	}
+	writeJSON(w, status, OpsResponse{Results: out.results, Cart: out.cart, Error: out.stop})
+}
+
+func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return
+	}
+	since, err := strconv.ParseUint(r.URL.Query().Get("since"), 10, 64)
+	if err != nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "since must be a version number"))
+		return
+	}
+	limit := 100
+	if q := r.URL.Query().Get("limit"); q != "" {
+		if limit, err = strconv.Atoi(q); err != nil || limit < 1 || limit > LogKeep {
+			s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "limit must be 1 to %d", LogKeep))
+			return
+		}
+	}
+	resp := ChangesResponse{Changes: []Change{}}
+	changes, err := s.store.Changes(r.Context(), id.CartID, since, limit+1)
+	switch {
+	case errors.Is(err, ErrCompacted):
+		resp.Compacted = true
+	case err != nil:
+		s.log.Error("changes", "cart", id.CartID, "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load changes; retry"))
+		return
+	default:
+		if len(changes) > limit {
+			changes, resp.More = changes[:limit], true
+		}
+		resp.Changes = changes
+	}
+	c, _, err := s.snapshot(r.Context(), id.CartID, nil)
+	if err != nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		return
+	}
+	resp.Cart = c
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// HTTPStatus maps a protocol error code to its HTTP status.
+func HTTPStatus(code protocol.ErrorCode) int {
+	switch code {
+	case protocol.ErrMalformed, protocol.ErrUnknownType, protocol.ErrInvalid, protocol.ErrUnsupportedVersion, protocol.ErrHelloRequired:
+		return http.StatusBadRequest
+	case protocol.ErrTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case protocol.ErrUnauthorized, protocol.ErrTokenExpired:
+		return http.StatusUnauthorized
+	case protocol.ErrForbidden:
+		return http.StatusForbidden
+	case protocol.ErrCartExpired:
+		return http.StatusGone
+	case protocol.ErrOutOfOrder:
+		return http.StatusConflict
+	case protocol.ErrOverloaded:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) httpError(w http.ResponseWriter, e *protocol.Error) {
+	s.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
+	if e.RetryAfterMS > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa((e.RetryAfterMS+999)/1000))
+	}
+	writeError(w, HTTPStatus(e.Code), e)
+}
+
+func writeError(w http.ResponseWriter, status int, e *protocol.Error) {
+	writeJSON(w, status, ErrorResponse{Error: e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// HealthHandler answers liveness (/healthz) and readiness (/readyz).
+func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ready {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := s.Ready(ctx); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}

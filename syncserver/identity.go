@@ -1,0 +1,85 @@
+package syncserver
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+
+	"cartsync/shared/protocol"
+)
+
+// Device tokens are issued by the server: 16 random bytes followed by the
+// first 16 bytes of their HMAC-SHA256 under the server's secret, base64url
+// encoded. A token the server did not issue fails the MAC and is refused.
+// The token is a bearer secret that grants its one guest cart; the server
+// never stores it, only an id derived from it.
+const (
+	deviceRandomBytes = 16
+	deviceMACBytes    = 16
+	// secretDeviceTokens names the store secret that signs device tokens.
+	secretDeviceTokens = "device-token-hmac"
+)
+
+// tokens issues and checks device tokens.
+type tokens struct{ key []byte }
+
+// issue returns a fresh device token.
+func (t tokens) issue() string {
+	b := make([]byte, deviceRandomBytes, deviceRandomBytes+deviceMACBytes)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	b = append(b, t.mac(b)...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// check verifies tok and returns the device id it stands for.
+func (t tokens) check(tok string) (string, *protocol.Error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != deviceRandomBytes+deviceMACBytes {
+		return "", protocol.Errorf(protocol.ErrUnauthorized, "malformed device token")
+	}
+	if !hmac.Equal(b[deviceRandomBytes:], t.mac(b[:deviceRandomBytes])) {
+		return "", protocol.Errorf(protocol.ErrUnauthorized, "device token not issued by this server")
+	}
+	return deviceID(tok), nil
+}
+
+func (t tokens) mac(b []byte) []byte {
+	m := hmac.New(sha256.New, t.key)
+	m.Write(b)
+	return m.Sum(nil)[:deviceMACBytes]
+}
+
+// deviceID is the stable, non-secret id of a device token.
+func deviceID(tok string) string {
+	sum := sha256.Sum256([]byte("cartsync-device:" + tok))
+	return hex.EncodeToString(sum[:16])
+}
+
+// GuestCartID is the id of the guest cart of a device.
+func GuestCartID(device string) string { return "g_" + device }
+
+// UserCartID is the id of a user's cart.
+func UserCartID(user string) string {
+	sum := sha256.Sum256([]byte("cartsync-user:" + user))
+	return "u_" + hex.EncodeToString(sum[:16])
+}
+
+// cartKind tells a cart's kind from its id.
+func cartKind(id string) string {
+	if strings.HasPrefix(id, "u_") {
+		return KindUser
+	}
+	return KindGuest
+}
+
+// Identity is who a connection or request acts for.
+type Identity struct {
+	Device string // device id (never the token)
+	Token  string // the device token, set when newly issued
+	CartID string // the cart it may read and edit
+}

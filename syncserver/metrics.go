@@ -1,0 +1,46 @@
+package syncserver
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	ops            *prometheus.CounterVec
+	protocolErrors *prometheus.CounterVec
+	connections    prometheus.Gauge
+	pushSeconds    prometheus.Histogram
+	slowConsumers  prometheus.Counter
+	overloaded     prometheus.Counter
+	pushesOut      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartsync_ops_total", Help: "Operations processed, by status (applied, duplicate, rejected).",
+		}, []string{"status"}),
+		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartsync_protocol_errors_total", Help: "Protocol errors sent to clients, by code.",
+		}, []string{"code"}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cartsync_connections", Help: "Open websocket connections.",
+		}),
+		pushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cartsync_apply_seconds", Help: "Time to apply a batch durably.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		slowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartsync_slow_consumers_total", Help: "Connections dropped because their send queue was full.",
+		}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartsync_overloaded_total", Help: "Batches refused with overloaded.",
+		}),
+		pushesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartsync_pushes_total", Help: "Cart updates pushed to connections.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.ops, m.protocolErrors, m.connections, m.pushSeconds, m.slowConsumers, m.overloaded, m.pushesOut} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

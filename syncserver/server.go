@@ -1,0 +1,250 @@
+package syncserver
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// Config configures a Server. Store is required; zero values elsewhere take
+// the defaults.
+type Config struct {
+	Store Store
+	// Bus fans updates out between instances; nil means in-process only.
+	Bus Bus
+	// Limits on carts; zero means cart.DefaultLimits.
+	Limits cart.Limits
+	// OriginPatterns are the origins, besides the server's own, allowed to
+	// open the websocket from a browser (host patterns as in
+	// websocket.AcceptOptions, e.g. "shop.example.com", "*.example.com").
+	OriginPatterns []string
+	// Heartbeat is the ping interval clients are told to use.
+	Heartbeat time.Duration
+	// MaxInflight bounds concurrent batches being applied; past it the
+	// server answers "overloaded". Zero means 256.
+	MaxInflight int
+	// SendQueue bounds each connection's queue of outgoing messages; a
+	// connection that falls this far behind is dropped and re-syncs.
+	SendQueue int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Registerer receives the metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Server is the sync server. It is an http.Handler.
+type Server struct {
+	cfg     Config
+	store   Store
+	bus     Bus
+	lim     cart.Limits
+	log     *slog.Logger
+	now     func() time.Time
+	tokens  tokens
+	hub     *hub
+	metrics *metrics
+	mux     *http.ServeMux
+	sem     chan struct{}
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+}
+
+// New returns a server on the given store and bus.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("syncserver: Config.Store is required")
+	}
+	if cfg.Bus == nil {
+		cfg.Bus = NewMemBus()
+	}
+	if cfg.Limits == (cart.Limits{}) {
+		cfg.Limits = cart.DefaultLimits
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = protocol.HeartbeatMillis * time.Millisecond
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 256
+	}
+	if cfg.SendQueue <= 0 {
+		cfg.SendQueue = 128
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	key, err := cfg.Store.Secret(ctx, secretDeviceTokens, seed)
+	if err != nil {
+		return nil, fmt.Errorf("load device token secret: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    cfg.Store,
+		bus:      cfg.Bus,
+		lim:      cfg.Limits,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		tokens:   tokens{key: key},
+		metrics:  m,
+		sem:      make(chan struct{}, cfg.MaxInflight),
+		sessions: map[*session]struct{}{},
+	}
+	s.hub = newHub(cfg.Bus, s.log, m)
+	s.mux = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves the sync endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Shutdown stops taking connections, lets each connection finish the
+// message it is processing (so every applied batch is acknowledged), tells
+// clients to reconnect elsewhere, and waits for them or for ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ss := range s.sessions {
+		ss.shutdown()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ready reports whether the store and the bus answer.
+func (s *Server) Ready(ctx context.Context) error {
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := s.bus.Ping(ctx); err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	return nil
+}
+
+// authenticate resolves a device token (issuing one when empty) to the
+// identity it grants.
+func (s *Server) authenticate(deviceToken string) (Identity, *protocol.Error) {
+	var id Identity
+	if deviceToken == "" {
+		deviceToken = s.tokens.issue()
+		id.Token = deviceToken
+	}
+	dev, perr := s.tokens.check(deviceToken)
+	if perr != nil {
+		return Identity{}, perr
+	}
+	id.Device = dev
+	id.CartID = GuestCartID(dev)
+	return id, nil
+}
+
+// apply reconciles a batch into the cart durably and publishes the result.
+func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcome, error) {
+	select {
+	case s.sem <- struct{}{}:
+		defer func() { <-s.sem }()
+	case <-time.After(2 * time.Second):
+		s.metrics.overloaded.Inc()
+		e := protocol.Errorf(protocol.ErrOverloaded, "server busy, retry shortly")
+		e.RetryAfterMS = 1000
+		return nil, e
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	start := time.Now()
+	var out *outcome
+	err := s.store.Mutate(ctx, id.CartID, opClients(ops), func(rec *Record) error {
+		if !rec.Exists {
+			rec.Meta.Kind = cartKind(id.CartID)
+		}
+		if rec.Meta.MergedInto != "" {
+			return protocol.Errorf(protocol.ErrForbidden, "this cart was merged into another at login")
+		}
+		out = reconcile(rec, id.Device, ops, s.lim, s.now())
+		return nil
+	})
+	if err != nil {
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			s.log.Error("apply ops", "cart", id.CartID, "err", err)
+			return nil, protocol.Errorf(protocol.ErrInternal, "could not store the operations; retry")
+		}
+		return nil, err
+	}
+	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
+	for _, r := range out.results {
+		s.metrics.ops.WithLabelValues(r.Status).Inc()
+	}
+	if len(out.by) > 0 {
+		s.publish(ctx, id.CartID, out)
+	}
+	return out, nil
+}
+
+// publish tells every connection on the cart, on every instance.
+func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
+	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: out.cart, From: out.from, By: out.by})
+	if err != nil {
+		s.log.Error("encode push", "cart", cartID, "err", err)
+		return
+	}
+	if err := s.bus.Publish(ctx, cartID, msg); err != nil {
+		// Clients notice the version gap on their next message and sync.
+		s.log.Warn("publish", "cart", cartID, "err", err)
+	}
+}
+
+// snapshot loads the committed cart with the last seqs of clients; a cart
+// that does not exist yet is empty at version 0.
+func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
+	rec, err := s.store.Load(ctx, cartID, clients)
+	if errors.Is(err, ErrCartNotFound) {
+		seqs := map[string]uint64{}
+		for _, c := range clients {
+			seqs[c] = 0
+		}
+		return &cart.Cart{ID: cartID, Lines: []*cart.Line{}}, seqs, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("load cart %s: %w", cartID, err)
+	}
+	c := rec.Cart.Public()
+	if c.Lines == nil {
+		c.Lines = []*cart.Line{}
+	}
+	return c, rec.Seqs, nil
+}

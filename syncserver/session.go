@@ -1,0 +1,314 @@
+package syncserver
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"cartsync/shared/protocol"
+)
+
+const (
+	// helloTimeout is how long a new connection has to say hello.
+	helloTimeout = 10 * time.Second
+	// writeTimeout bounds one websocket write.
+	writeTimeout = 10 * time.Second
+	// maxBadMessages is how many bad messages in a row end a connection.
+	maxBadMessages = 10
+	// readLimit is where the websocket library closes the connection;
+	// messages between protocol.MaxMessageBytes and this get a too_large
+	// error and leave the connection open.
+	readLimit = 4 * protocol.MaxMessageBytes
+)
+
+// session is one websocket connection.
+type session struct {
+	srv   *Server
+	conn  *websocket.Conn
+	out   chan []byte
+	done  chan struct{} // closed when the reader has finished
+	wrote chan struct{} // closed when the writer has finished
+
+	id     Identity
+	client string
+	joined bool
+
+	mu      sync.Mutex
+	busy    bool // processing a message
+	closing bool
+	dropped bool
+}
+
+func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		writeError(w, http.StatusServiceUnavailable, protocol.Errorf(protocol.ErrOverloaded, "server is shutting down"))
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if err != nil {
+		s.log.Info("websocket accept", "err", err)
+		return
+	}
+	conn.SetReadLimit(readLimit)
+	ss := &session{
+		srv:   s,
+		conn:  conn,
+		out:   make(chan []byte, s.cfg.SendQueue),
+		done:  make(chan struct{}),
+		wrote: make(chan struct{}),
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		conn.Close(websocket.StatusGoingAway, "server is shutting down")
+		return
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.metrics.connections.Inc()
+	defer func() {
+		s.metrics.connections.Dec()
+		s.mu.Lock()
+		delete(s.sessions, ss)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	go ss.writeLoop()
+	ss.readLoop(r.Context())
+}
+
+// readLoop handles the client's messages one at a time until the
+// connection ends.
+func (ss *session) readLoop(ctx context.Context) {
+	s := ss.srv
+	defer func() {
+		if ss.joined {
+			s.hub.leave(ss.id.CartID, ss)
+		}
+		close(ss.done)
+		<-ss.wrote // everything queued, acks included, is written
+		ss.conn.Close(websocket.StatusGoingAway, "closing")
+	}()
+	bad := 0
+	for {
+		timeout := 3 * s.cfg.Heartbeat
+		if !ss.joined {
+			timeout = helloTimeout
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		typ, data, err := ss.conn.Read(rctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		if !ss.begin() {
+			return // shutting down: the unacked message will be resent
+		}
+		ok := ss.handle(ctx, typ, data)
+		if !ss.end() {
+			return
+		}
+		if ok {
+			bad = 0
+			continue
+		}
+		if bad++; bad >= maxBadMessages {
+			s.log.Info("dropping connection sending garbage", "cart", ss.id.CartID)
+			return
+		}
+	}
+}
+
+// begin marks the session busy; false if it is shutting down.
+func (ss *session) begin() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closing || ss.dropped {
+		return false
+	}
+	ss.busy = true
+	return true
+}
+
+// end marks the session idle; false if it should now stop.
+func (ss *session) end() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.busy = false
+	return !ss.closing && !ss.dropped
+}
+
+// shutdown ends the session once the message in hand is answered.
+func (ss *session) shutdown() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closing = true
+	if !ss.busy {
+		ss.conn.Close(websocket.StatusGoingAway, "server restarting")
+	}
+}
+
+// handle processes one message; false means it was bad.
+func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data []byte) bool {
+	if typ != websocket.MessageText {
+		ss.fail("", protocol.Errorf(protocol.ErrMalformed, "binary messages are not part of the protocol"))
+		return false
+	}
+	m, err := protocol.Decode(data)
+	if err != nil {
+		ss.fail("", protocol.AsError(err))
+		return false
+	}
+	if !ss.joined {
+		if m.Type != protocol.TypeHello {
+			ss.fail(m.ID, protocol.Errorf(protocol.ErrHelloRequired, "the first message must be hello"))
+			return false
+		}
+		return ss.hello(ctx, m)
+	}
+	switch m.Type {
+	case protocol.TypePush:
+		ss.push(ctx, m)
+	case protocol.TypeSync:
+		ss.sync(ctx, m)
+	case protocol.TypePing:
+		ss.reply(&protocol.Message{Type: protocol.TypePong, ID: m.ID, T: m.T})
+	case protocol.TypeHello:
+		ss.fail(m.ID, protocol.Errorf(protocol.ErrHelloRequired, "hello was already said on this connection"))
+		return false
+	default:
+		ss.fail(m.ID, protocol.Errorf(protocol.ErrInvalid, "a client does not send %q", m.Type))
+		return false
+	}
+	return true
+}
+
+func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
+	s := ss.srv
+	id, perr := s.authenticate(m.DeviceToken)
+	if perr != nil {
+		ss.fail(m.ID, perr)
+		return false
+	}
+	ss.id, ss.client = id, m.Client
+	// Subscribe first, then load the snapshot: a change committed in
+	// between arrives as a push the client can order by version.
+	if err := s.hub.join(ctx, id.CartID, ss); err != nil {
+		s.log.Error("subscribe", "cart", id.CartID, "err", err)
+		ss.fail(m.ID, protocol.Errorf(protocol.ErrInternal, "could not subscribe; retry"))
+		return false
+	}
+	ss.joined = true
+	lim := s.lim
+	ss.reply(&protocol.Message{
+		Type: protocol.TypeWelcome, ID: m.ID, Protocol: protocol.Version, DeviceToken: id.Token,
+		CartID: id.CartID, HeartbeatMS: int(s.cfg.Heartbeat / time.Millisecond), Limits: &lim,
+	})
+	ss.sendSnapshot(ctx, m.ID, []string{m.Client})
+	return true
+}
+
+func (ss *session) push(ctx context.Context, m *protocol.Message) {
+	out, err := ss.srv.apply(ctx, ss.id, m.Ops)
+	if err != nil {
+		ss.fail(m.ID, protocol.AsError(err))
+		return
+	}
+	if len(out.results) > 0 {
+		ss.reply(&protocol.Message{Type: protocol.TypeAck, ID: m.ID, Results: out.results, Cart: out.cart})
+	}
+	if out.stop != nil {
+		ss.fail(m.ID, out.stop)
+	}
+}
+
+func (ss *session) sync(ctx context.Context, m *protocol.Message) {
+	clients := m.Clients
+	if len(clients) == 0 {
+		clients = []string{ss.client}
+	}
+	ss.sendSnapshot(ctx, m.ID, clients)
+}
+
+func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []string) {
+	c, seqs, err := ss.srv.snapshot(ctx, ss.id.CartID, clients)
+	if err != nil {
+		ss.srv.log.Error("snapshot", "cart", ss.id.CartID, "err", err)
+		ss.fail(reqID, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		return
+	}
+	ss.reply(&protocol.Message{Type: protocol.TypeCart, ID: reqID, Cart: c, Acked: seqs})
+}
+
+// fail sends an error message.
+func (ss *session) fail(reqID string, e *protocol.Error) {
+	ss.srv.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
+	ss.reply(&protocol.Message{Type: protocol.TypeError, ID: reqID, Error: e})
+}
+
+func (ss *session) reply(m *protocol.Message) {
+	b, err := protocol.Encode(m)
+	if err != nil {
+		ss.srv.log.Error("encode", "type", m.Type, "err", err)
+		return
+	}
+	ss.send(b)
+}
+
+// send queues a message without blocking; a full queue drops the
+// connection (a slow consumer re-syncs when it reconnects).
+func (ss *session) send(b []byte) {
+	select {
+	case <-ss.done:
+		return
+	default:
+	}
+	select {
+	case ss.out <- b:
+	default:
+		ss.mu.Lock()
+		first := !ss.dropped
+		ss.dropped = true
+		ss.mu.Unlock()
+		if first {
+			ss.srv.metrics.slowConsumers.Inc()
+			ss.conn.CloseNow()
+		}
+	}
+}
+
+func (ss *session) writeLoop() {
+	defer close(ss.wrote)
+	write := func(b []byte) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		defer cancel()
+		return ss.conn.Write(ctx, websocket.MessageText, b) == nil
+	}
+	for {
+		select {
+		case b := <-ss.out:
+			if !write(b) {
+				ss.conn.CloseNow()
+				return
+			}
+		case <-ss.done:
+			for {
+				select {
+				case b := <-ss.out:
+					if !write(b) {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
