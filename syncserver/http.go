@@ -138,6 +138,7 @@ func (s *Server) serveOps(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
+	s.publish(r.Context(), id.CartID, out)
 	status := http.StatusOK
 	if out.stop != nil {
 		status = http.StatusConflict

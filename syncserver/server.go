@@ -172,7 +172,8 @@ func (s *Server) authenticate(deviceToken string) (Identity, *protocol.Error) {
 	return id, nil
 }
 
-// apply reconciles a batch into the cart durably and publishes the result.
+// apply reconciles a batch into the cart durably. The caller answers the
+// sender, then calls publish.
 func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcome, error) {
 	select {
 	case s.sem <- struct{}{}:
@@ -209,14 +210,15 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	for _, r := range out.results {
 		s.metrics.ops.WithLabelValues(r.Status).Inc()
 	}
-	if len(out.by) > 0 {
-		s.publish(ctx, id.CartID, out)
-	}
 	return out, nil
 }
 
-// publish tells every connection on the cart, on every instance.
+// publish tells every connection on the cart, on every instance, about the
+// versions a batch made.
 func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
+	if len(out.by) == 0 {
+		return
+	}
 	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: out.cart, From: out.from, By: out.by})
 	if err != nil {
 		s.log.Error("encode push", "cart", cartID, "err", err)

@@ -151,7 +151,8 @@ func (ss *session) shutdown() {
 	defer ss.mu.Unlock()
 	ss.closing = true
 	if !ss.busy {
-		ss.conn.Close(websocket.StatusGoingAway, "server restarting")
+		// Close waits for the peer's close frame; don't hold the lock.
+		go ss.conn.Close(websocket.StatusGoingAway, "server restarting")
 	}
 }
 
@@ -227,6 +228,7 @@ func (ss *session) push(ctx context.Context, m *protocol.Message) {
 	if out.stop != nil {
 		ss.fail(m.ID, out.stop)
 	}
+	ss.srv.publish(ctx, ss.id.CartID, out)
 }
 
 func (ss *session) sync(ctx context.Context, m *protocol.Message) {
