@@ -395,4 +395,3 @@ func TestShutdownAcknowledgesInFlightAndCloses(t *testing.T) {
 		t.Fatalf("new connection after shutdown = %d, want 503", resp.StatusCode)
 	}
 }
-

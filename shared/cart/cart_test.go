@@ -45,7 +45,7 @@ func set(sku string, q int, base uint64) Op {
 	return Op{Kind: KindSet, SKU: sku, Quantity: q, Base: base}
 }
 func remove(sku string, base uint64) Op { return Op{Kind: KindRemove, SKU: sku, Base: base} }
-func clearAll(base uint64) Op          { return Op{Kind: KindClear, Base: base} }
+func clearAll(base uint64) Op           { return Op{Kind: KindClear, Base: base} }
 
 // TestConcurrentCases is the table in docs/semantics.md: each case is a
 // sequence of operations in server order with the version each device had
