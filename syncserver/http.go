@@ -99,8 +99,8 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 	var clients []string
 	if q := r.URL.Query().Get("clients"); q != "" {
 		clients = strings.Split(q, ",")
-		if len(clients) > protocol.MaxClientsPerSync {
-			s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "at most %d clients", protocol.MaxClientsPerSync))
+		if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
+			s.httpError(w, protocol.AsError(err))
 			return
 		}
 	}
@@ -176,7 +176,9 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 		if len(changes) > limit {
 			changes, resp.More = changes[:limit], true
 		}
-		resp.Changes = changes
+		if changes != nil {
+			resp.Changes = changes
+		}
 	}
 	c, _, err := s.snapshot(r.Context(), id.CartID, nil)
 	if err != nil {

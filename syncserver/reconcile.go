@@ -23,11 +23,18 @@ type outcome struct {
 // rejected, and either way its seq is recorded so it never blocks the ops
 // behind it.
 func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now time.Time) *outcome {
-	out := &outcome{from: rec.Cart.Version}
+	out := &outcome{from: rec.Cart.Version, results: []protocol.Result{}}
 	if rec.Seqs == nil {
 		rec.Seqs = map[string]uint64{}
 	}
 	for _, op := range ops {
+		if err := op.ValidateIdentity(); err != nil {
+			// Without a valid identity the op has no seq to record.
+			out.results = append(out.results, protocol.Result{
+				Client: op.Client, Seq: op.Seq, Status: protocol.StatusRejected, Version: rec.Cart.Version, Error: err,
+			})
+			continue
+		}
 		last := rec.Seqs[op.Client]
 		switch {
 		case op.Seq <= last:

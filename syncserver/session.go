@@ -209,7 +209,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	ss.joined = true
 	lim := s.lim
 	ss.reply(&protocol.Message{
-		Type: protocol.TypeWelcome, ID: m.ID, Protocol: protocol.Version, DeviceToken: id.Token,
+		Type: protocol.TypeWelcome, ID: m.ID, Protocol: m.Protocol, DeviceToken: id.Token,
 		CartID: id.CartID, HeartbeatMS: int(s.cfg.Heartbeat / time.Millisecond), Limits: &lim,
 	})
 	ss.sendSnapshot(ctx, m.ID, []string{m.Client})

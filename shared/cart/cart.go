@@ -11,16 +11,17 @@ import (
 // Limits bound what a cart may hold. The server enforces them; clients use
 // the same values to reject bad input before it is queued.
 type Limits struct {
-	MaxQuantity  int // per line
-	MaxLines     int // per cart
-	MaxSKU       int // bytes
-	MaxOptions   int // options per line
-	MaxOptionLen int // bytes, for each key and each value
-	MaxName      int // bytes
-	MaxImage     int // bytes
-	MaxPrice     int64
+	MaxQuantity  int   `json:"max_quantity"`   // per line
+	MaxLines     int   `json:"max_lines"`      // per cart
+	MaxSKU       int   `json:"max_sku"`        // bytes
+	MaxOptions   int   `json:"max_options"`    // options per line
+	MaxOptionLen int   `json:"max_option_len"` // bytes, for each key and each value
+	MaxName      int   `json:"max_name"`       // bytes
+	MaxImage     int   `json:"max_image"`      // bytes
+	MaxPrice     int64 `json:"max_price"`      // minor units
 	// MaxContribs bounds the per-line history kept for remove semantics.
-	MaxContribs int
+	// It is server bookkeeping and not sent to clients.
+	MaxContribs int `json:"-"`
 }
 
 // DefaultLimits are the limits used when none are configured.

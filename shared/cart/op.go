@@ -38,13 +38,26 @@ func (op *Op) Key() string { return LineKey(op.SKU, op.Options) }
 // MaxClientID is the longest accepted client id, in bytes.
 const MaxClientID = 64
 
-// Validate checks the op against the limits without looking at a cart.
-func (op *Op) Validate(lim Limits) *Error {
-	if op.Client == "" || len(op.Client) > MaxClientID || !printable(op.Client) {
+// ValidClientID reports whether id is a well-formed client id.
+func ValidClientID(id string) bool {
+	return id != "" && len(id) <= MaxClientID && printable(id)
+}
+
+// ValidateIdentity checks the op's client id and seq.
+func (op *Op) ValidateIdentity() *Error {
+	if !ValidClientID(op.Client) {
 		return errorf(CodeInvalidOp, "client id must be 1 to %d printable bytes", MaxClientID)
 	}
 	if op.Seq == 0 {
 		return errorf(CodeInvalidOp, "seq must start at 1")
+	}
+	return nil
+}
+
+// Validate checks the op against the limits without looking at a cart.
+func (op *Op) Validate(lim Limits) *Error {
+	if e := op.ValidateIdentity(); e != nil {
+		return e
 	}
 	switch op.Kind {
 	case KindAdd, KindSet, KindRemove, KindDetails:

@@ -92,7 +92,8 @@ type Message struct {
 	// ID is an optional request id, echoed in the reply.
 	ID string `json:"id,omitempty"`
 
-	// hello
+	// hello: the version the client speaks; welcome: the version the
+	// connection runs at (the client's, when the server accepts it).
 	Protocol    int    `json:"protocol,omitempty"`
 	Client      string `json:"client,omitempty"`
 	DeviceToken string `json:"device_token,omitempty"`
@@ -252,8 +253,8 @@ func (m *Message) Check() error {
 		if m.Protocol < MinVersion || m.Protocol > Version {
 			return &Error{Code: ErrUnsupportedVersion, Message: fmt.Sprintf("protocol %d not supported; this server speaks %d to %d", m.Protocol, MinVersion, Version)}
 		}
-		if m.Client == "" || len(m.Client) > cart.MaxClientID {
-			return Errorf(ErrInvalid, "hello needs a client id of 1 to %d bytes", cart.MaxClientID)
+		if !cart.ValidClientID(m.Client) {
+			return Errorf(ErrInvalid, "hello needs a client id of 1 to %d printable bytes", cart.MaxClientID)
 		}
 	case TypePush:
 		if len(m.Ops) == 0 {
@@ -265,6 +266,11 @@ func (m *Message) Check() error {
 	case TypeSync:
 		if len(m.Clients) > MaxClientsPerSync {
 			return Errorf(ErrTooLarge, "sync names %d clients, at most %d", len(m.Clients), MaxClientsPerSync)
+		}
+		for _, c := range m.Clients {
+			if !cart.ValidClientID(c) {
+				return Errorf(ErrInvalid, "client ids must be 1 to %d printable bytes", cart.MaxClientID)
+			}
 		}
 	}
 	return nil
