@@ -1,7 +1,8 @@
 // Package syncclient is the client sync engine of cartsync: it keeps the
 // shopper's edits in a durable outbox, shows them at once on top of the last
 // cart the server confirmed, sends them over the wire protocol of
-// cartsync/shared/protocol, and folds the server's answers back in.
+// cartsync/shared/protocol, and folds the server's answers back in. It
+// follows the client algorithm of docs/protocol.md.
 //
 // It is pure Go and builds both natively (tests, the load generator) and for
 // GOOS=js GOARCH=wasm (the browser widget, with an IndexedDB [Storage]).
@@ -16,11 +17,14 @@
 //
 // # Storage
 //
-// A [Storage] holds the device token, the confirmed cart and the outbox.
+// A [Storage] holds the device token, the confirmed cart and the outbox; it
+// is the source of truth, and the engine reloads it after every change.
 // Several engines (browser tabs) may share one Storage, each with its own
 // client id; every engine sends every pending operation, whoever queued it,
 // so a closed tab's edits are sent by the next one. Sequence numbers are
 // allocated per client id, gap-free, in the transaction that stores the op.
+// They count per client id and cart, so an engine moves to a new client id
+// when the stored cart changes to another one.
 //
 // # Flow
 //
@@ -32,7 +36,8 @@
 // the outbox once the server has answered for it (applied, duplicate or
 // rejected: a rejected op never blocks the ones behind it). Pushed carts from
 // the server are taken when they start from the confirmed version; a gap is
-// closed with a sync. The connection is kept alive with protocol pings and
-// dropped when nothing has been heard for 2.5 heartbeat intervals; it is
-// redialled with full-jitter exponential backoff.
+// closed with a sync, and so is a long silence about the cart (a lost push
+// is otherwise noticed only at the next one). The connection is kept alive
+// with protocol pings and dropped when nothing has been heard for 2.5
+// heartbeat intervals; it is redialled with full-jitter exponential backoff.
 package syncclient

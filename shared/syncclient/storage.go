@@ -20,8 +20,12 @@ type Storage interface {
 	// confirmed cart and the outbox agree.
 	Load(ctx context.Context) (Stored, error)
 
-	// SetDeviceToken stores the device token issued by the server.
-	SetDeviceToken(ctx context.Context, token string) error
+	// SwapDeviceToken stores next if the stored token is old ("" for
+	// none), in one transaction, and returns the stored token after the
+	// call: next, or the one another engine stored first. Tabs that start
+	// at once without a token thus agree on one (and one cart), and a tab
+	// that forgets a refused token cannot forget a newer one.
+	SwapDeviceToken(ctx context.Context, old, next string) (string, error)
 
 	// Enqueue allocates the next seq for client (1 for a client never seen,
 	// never reused, never skipped), calls build with it and stores the op
@@ -80,12 +84,17 @@ func (s *MemStorage) Load(ctx context.Context) (Stored, error) {
 	return out, nil
 }
 
-// SetDeviceToken implements Storage.
-func (s *MemStorage) SetDeviceToken(ctx context.Context, token string) error {
+// SwapDeviceToken implements Storage.
+func (s *MemStorage) SwapDeviceToken(ctx context.Context, old, next string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.token = token
-	return nil
+	if s.token == old {
+		s.token = next
+	}
+	return s.token, nil
 }
 
 // Enqueue implements Storage.

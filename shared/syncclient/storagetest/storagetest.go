@@ -1,4 +1,7 @@
-package syncclient
+// Package storagetest is the contract suite every syncclient.Storage passes.
+// It is a package of its own so that the testing package is not linked into
+// the widget.
+package storagetest
 
 import (
 	"context"
@@ -9,11 +12,12 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
 )
 
 // TestStorage is the contract every Storage passes. open must return a new,
 // empty Storage each time it is called.
-func TestStorage(t *testing.T, open func() Storage) {
+func TestStorage(t *testing.T, open func() syncclient.Storage) {
 	ctx := context.Background()
 	mkop := func(client string, kind cart.Kind, sku string) func(uint64) cart.Op {
 		return func(seq uint64) cart.Op {
@@ -26,7 +30,7 @@ func TestStorage(t *testing.T, open func() Storage) {
 			return op
 		}
 	}
-	enqueue := func(t *testing.T, s Storage, client string) cart.Op {
+	enqueue := func(t *testing.T, s syncclient.Storage, client string) cart.Op {
 		t.Helper()
 		op, err := s.Enqueue(ctx, client, mkop(client, cart.KindAdd, "sku-1"))
 		if err != nil {
@@ -34,7 +38,7 @@ func TestStorage(t *testing.T, open func() Storage) {
 		}
 		return op
 	}
-	load := func(t *testing.T, s Storage) Stored {
+	load := func(t *testing.T, s syncclient.Storage) syncclient.Stored {
 		t.Helper()
 		st, err := s.Load(ctx)
 		if err != nil {
@@ -59,12 +63,26 @@ func TestStorage(t *testing.T, open func() Storage) {
 
 	t.Run("DeviceToken", func(t *testing.T) {
 		s := open()
-		for _, tok := range []string{"tok-1", "tok-2"} {
-			if err := s.SetDeviceToken(ctx, tok); err != nil {
-				t.Fatalf("SetDeviceToken: %v", err)
+		steps := []struct {
+			old, new string
+			want     string // returned and stored
+		}{
+			{"", "tok-1", "tok-1"},
+			{"", "tok-2", "tok-1"}, // another tab stored one first
+			{"tok-2", "", "tok-1"}, // forgetting a token that is not stored
+			{"tok-1", "tok-3", "tok-3"},
+			{"tok-3", "", ""},
+		}
+		for _, st := range steps {
+			got, err := s.SwapDeviceToken(ctx, st.old, st.new)
+			if err != nil {
+				t.Fatalf("SwapDeviceToken(%q, %q): %v", st.old, st.new, err)
 			}
-			if got := load(t, s).DeviceToken; got != tok {
-				t.Errorf("DeviceToken = %q, want %q", got, tok)
+			if got != st.want {
+				t.Errorf("SwapDeviceToken(%q, %q) = %q, want %q", st.old, st.new, got, st.want)
+			}
+			if stored := load(t, s).DeviceToken; stored != st.want {
+				t.Errorf("after SwapDeviceToken(%q, %q) the stored token is %q, want %q", st.old, st.new, stored, st.want)
 			}
 		}
 	})
@@ -110,11 +128,11 @@ func TestStorage(t *testing.T, open func() Storage) {
 		_, err := s.Enqueue(ctx, "a", func(seq uint64) cart.Op {
 			return cart.Op{Client: "a", Seq: seq + 1, Kind: cart.KindClear}
 		})
-		if !errors.Is(err, ErrBadOp) {
+		if !errors.Is(err, syncclient.ErrBadOp) {
 			t.Errorf("Enqueue with a wrong seq: err = %v, want ErrBadOp", err)
 		}
 		_, err = s.Enqueue(ctx, "a", mkop("b", cart.KindClear, ""))
-		if !errors.Is(err, ErrBadOp) {
+		if !errors.Is(err, syncclient.ErrBadOp) {
 			t.Errorf("Enqueue with a wrong client: err = %v, want ErrBadOp", err)
 		}
 		if p := load(t, s).Pending; len(p) != 0 {

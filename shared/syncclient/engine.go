@@ -1,0 +1,412 @@
+package syncclient
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// Log keys.
+const (
+	logClient  = "client"
+	logErr     = "err"
+	logCode    = "code"
+	logMessage = "message"
+	logType    = "type"
+	logOps     = "ops"
+	logVersion = "version"
+	logWait    = "wait"
+)
+
+// localDevice is the device id the engine uses when it replays its pending
+// ops on the confirmed cart; the server stamps the real one.
+const localDevice = "local"
+
+// maxRejected is how many recent rejections State keeps.
+const maxRejected = 20
+
+// ErrRunning is returned by Run when the engine is already running.
+var ErrRunning = errors.New("syncclient: engine already running")
+
+// Status is the state of the connection to the server.
+type Status int
+
+// Statuses.
+const (
+	Offline    Status = iota // not connected; edits are kept and sent later
+	Connecting               // dialling, or waiting for the server's first cart
+	Syncing                  // connected, with ops or a sync in flight
+	Synced                   // connected, nothing pending
+)
+
+func (s Status) String() string {
+	switch s {
+	case Offline:
+		return "offline"
+	case Connecting:
+		return "connecting"
+	case Syncing:
+		return "syncing"
+	case Synced:
+		return "synced"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// State is what the engine shows.
+type State struct {
+	// Cart is the confirmed cart with the pending ops replayed on it. It is
+	// shared: do not modify it.
+	Cart *cart.Cart
+	// Confirmed is the version of the last cart the server confirmed.
+	Confirmed uint64
+	// Pending is the number of ops in the outbox, of every client id.
+	Pending int
+	Status  Status
+	// LastError is the last protocol error the server sent, until the next
+	// successful exchange.
+	LastError *protocol.Error
+	// Rejected are the most recent ops the server refused, oldest first, so
+	// the shopper can be told.
+	Rejected []protocol.Result
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Storage holds the device token, the confirmed cart and the outbox.
+	// Required.
+	Storage Storage
+	// Dial opens a connection to the server; required by Run. See
+	// WebsocketDialer.
+	Dial DialFunc
+	// ClientID identifies this engine's ops; one per tab or process, never
+	// reused with the same Storage. Empty means 128 random bits in hex.
+	// The engine moves to a new random id when the cart changes or the
+	// server can no longer take this one's ops (see Engine.ClientID).
+	ClientID string
+	// Limits validate edits before they are queued until the server sends
+	// its own. Zero means cart.DefaultLimits.
+	Limits cart.Limits
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// OnChange is called after every change of State, with the newest
+	// state, one call at a time, on the goroutine that made the change (an
+	// edit's, or Run's): it should return quickly. It may call the Engine.
+	OnChange func(State)
+	// Heartbeat is the ping interval until the server's welcome sets it;
+	// zero means protocol.HeartbeatMillis.
+	Heartbeat time.Duration
+	// BackoffBase and BackoffCap bound the reconnection delay; zero means
+	// 500ms and 30s.
+	BackoffBase, BackoffCap time.Duration
+	// StableAfter is how long a connection must last for the backoff to
+	// start over; zero means 30s.
+	StableAfter time.Duration
+	// Resync is how long a connection may go without news of the cart (a
+	// pushed cart, an ack, a sync reply) before the engine syncs anyway: a
+	// lost push is otherwise noticed only at the next one. Zero means 5
+	// minutes; negative, never.
+	Resync time.Duration
+	// Rand returns a number in [0, 1) for backoff jitter; nil means
+	// math/rand/v2.
+	Rand func() float64
+}
+
+// Engine is the client sync engine. Its methods are safe for concurrent use.
+type Engine struct {
+	cfg   Config
+	store Storage
+	log   *slog.Logger
+
+	wake    chan struct{} // new ops to send
+	running atomic.Bool
+
+	loadMu sync.Mutex // serializes reloads from storage
+
+	mu         sync.Mutex
+	client     string // the client id of new ops
+	clientCart string // the cart id client's seqs count for; "" for none yet
+	loaded     bool
+	token      string
+	confirmed  *cart.Cart // never nil
+	pending    []cart.Op  // replaced, never modified in place
+	shown      *cart.Cart
+	limits     cart.Limits
+	status     Status
+	lastErr    *protocol.Error
+	rejected   []protocol.Result
+	changed    chan struct{} // closed and replaced on every change
+
+	nmu    sync.Mutex // OnChange delivery
+	nBusy  bool
+	nDirty bool
+}
+
+// New returns an engine. It does no I/O: the storage is read on the first
+// edit, Flush or Run.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("syncclient: Config.Storage is required")
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = newClientID()
+	}
+	if !cart.ValidClientID(cfg.ClientID) {
+		return nil, fmt.Errorf("syncclient: client id %q: must be 1 to %d printable bytes", cfg.ClientID, cart.MaxClientID)
+	}
+	if cfg.Limits.MaxQuantity == 0 {
+		cfg.Limits = cart.DefaultLimits
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = protocol.HeartbeatMillis * time.Millisecond
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 500 * time.Millisecond
+	}
+	if cfg.BackoffCap <= 0 {
+		cfg.BackoffCap = 30 * time.Second
+	}
+	if cfg.StableAfter <= 0 {
+		cfg.StableAfter = 30 * time.Second
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 5 * time.Minute
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	e := &Engine{
+		cfg:       cfg,
+		store:     cfg.Storage,
+		client:    cfg.ClientID,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		confirmed: &cart.Cart{Lines: []*cart.Line{}},
+		limits:    cfg.Limits,
+		changed:   make(chan struct{}),
+	}
+	e.shown = e.confirmed
+	return e, nil
+}
+
+// newClientID returns 128 random bits in hex.
+func newClientID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
+
+// ClientID returns the client id the engine's next op will carry. It
+// changes when the cart changes (seqs count per client id and cart), and
+// when ops of this id were lost so that the server can take no more of them.
+func (e *Engine) ClientID() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.client
+}
+
+// rotateLocked moves new ops to a fresh client id.
+func (e *Engine) rotateLocked(why string) {
+	old := e.client
+	e.client, e.clientCart = newClientID(), ""
+	e.log.Info("new client id", logClient, e.client, "old", old, "why", why)
+}
+
+// Snapshot returns the current state.
+func (e *Engine) Snapshot() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return State{
+		Cart:      e.shown,
+		Confirmed: e.confirmed.Version,
+		Pending:   len(e.pending),
+		Status:    e.status,
+		LastError: e.lastErr,
+		Rejected:  append([]protocol.Result(nil), e.rejected...),
+	}
+}
+
+// Add adds qty of a product to the cart, with its display details if d is
+// not nil. Like every edit, it returns once the op is stored: a *cart.Error
+// if it is invalid (nothing is queued), or the storage's error.
+func (e *Engine) Add(ctx context.Context, sku string, opts map[string]string, qty int, d *cart.Details) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindAdd, SKU: sku, Options: opts, Quantity: qty, Details: d})
+}
+
+// SetQuantity sets a line's quantity; 0 removes the line.
+func (e *Engine) SetQuantity(ctx context.Context, sku string, opts map[string]string, qty int) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindSet, SKU: sku, Options: opts, Quantity: qty})
+}
+
+// Remove removes a line, as far as this device has seen it.
+func (e *Engine) Remove(ctx context.Context, sku string, opts map[string]string) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindRemove, SKU: sku, Options: opts})
+}
+
+// Clear removes every line, as far as this device has seen them.
+func (e *Engine) Clear(ctx context.Context) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindClear})
+}
+
+// SetDetails sets a line's display details.
+func (e *Engine) SetDetails(ctx context.Context, sku string, opts map[string]string, d cart.Details) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindDetails, SKU: sku, Options: opts, Details: &d})
+}
+
+func (e *Engine) edit(ctx context.Context, op cart.Op) error {
+	e.mu.Lock()
+	lim, loaded := e.limits, e.loaded
+	e.mu.Unlock()
+	op.Client, op.Seq = "c", 1 // Enqueue allocates the real ones
+	if ce := op.Validate(lim); ce != nil {
+		return ce
+	}
+	if !loaded {
+		if err := e.reload(ctx); err != nil {
+			return err
+		}
+	}
+	op.Client = e.ClientID()
+	_, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
+		e.mu.Lock()
+		op.Seq, op.Base = seq, e.confirmed.Version
+		e.mu.Unlock()
+		return op
+	})
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", op.Kind, err)
+	}
+	if err := e.reload(ctx); err != nil {
+		// The op is stored; it will show after the next reload.
+		e.log.Warn("reload after edit", logErr, err)
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Flush waits until the outbox is empty (every op answered by the server) or
+// ctx ends. It does not send anything itself: Run must be running.
+func (e *Engine) Flush(ctx context.Context) error {
+	if err := e.reload(ctx); err != nil {
+		return err
+	}
+	for {
+		e.mu.Lock()
+		n, ch := len(e.pending), e.changed
+		e.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// reload reads the storage, the source of truth for the confirmed cart and
+// the outbox, and rebuilds the shown cart.
+func (e *Engine) reload(ctx context.Context) error {
+	e.loadMu.Lock()
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		e.loadMu.Unlock()
+		return fmt.Errorf("load storage: %w", err)
+	}
+	if st.Cart == nil {
+		st.Cart = &cart.Cart{Lines: []*cart.Line{}}
+	}
+	e.mu.Lock()
+	e.loaded = true
+	e.token = st.DeviceToken
+	if st.Cart.ID != e.clientCart {
+		if e.clientCart != "" {
+			// Seqs count per client id and cart: on another cart
+			// this id's next seq would be refused as out of order.
+			e.rotateLocked("the cart changed")
+		}
+		e.clientCart = st.Cart.ID
+	}
+	e.confirmed = st.Cart
+	e.pending = st.Pending
+	e.rebuildLocked()
+	e.changedLocked()
+	e.mu.Unlock()
+	e.loadMu.Unlock()
+	e.notify() // after unlocking: OnChange may edit
+	return nil
+}
+
+// rebuildLocked replays the pending ops on the confirmed cart. Rejections
+// are expected (the line may be gone) and ignored: the server decides.
+func (e *Engine) rebuildLocked() {
+	c := e.confirmed.Clone()
+	for _, op := range e.pending {
+		c.Apply(op, localDevice, e.limits)
+	}
+	e.shown = c
+}
+
+func (e *Engine) changedLocked() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// update changes the in-memory state under the lock, then notifies.
+func (e *Engine) update(f func()) {
+	e.mu.Lock()
+	f()
+	e.changedLocked()
+	e.mu.Unlock()
+	e.notify()
+}
+
+func (e *Engine) setStatus(s Status) {
+	e.mu.Lock()
+	same := e.status == s
+	e.mu.Unlock()
+	if !same {
+		e.update(func() { e.status = s })
+	}
+}
+
+// notify calls OnChange with the newest state. Calls never overlap and never
+// go back in time; a change made while OnChange runs (even by OnChange
+// itself) is delivered by another call after it returns.
+func (e *Engine) notify() {
+	if e.cfg.OnChange == nil {
+		return
+	}
+	e.nmu.Lock()
+	e.nDirty = true
+	if e.nBusy {
+		e.nmu.Unlock()
+		return
+	}
+	e.nBusy = true
+	for e.nDirty {
+		e.nDirty = false
+		e.nmu.Unlock()
+		e.cfg.OnChange(e.Snapshot())
+		e.nmu.Lock()
+	}
+	e.nBusy = false
+	e.nmu.Unlock()
+}
