@@ -1,0 +1,83 @@
+# cartsync: `make help` lists the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+# Evaluated once, so the widget and the server carry the same version.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || date +%s)
+VERSION := $(VERSION)
+# Flags for `make run`, e.g. make run ARGS='-addr :9090'.
+ARGS ?=
+
+SERVER_PKG := ./syncserver/cmd/cartsync
+WASM_PKG := ./app
+# The js/wasm side of the tree: app/ and shared/ where they exist.
+JS_PKGS = $(patsubst %,./%/...,$(wildcard app shared))
+STATICCHECK = $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: help
+help: ## Show this help
+	@echo 'Usage: make TARGET [VERSION=...]'
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: build ## Build everything and run the server (bin/cartsync $(ARGS))
+	./bin/cartsync $(ARGS)
+
+.PHONY: build
+build: wasm ## Build the widget and the server binary bin/cartsync
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/cartsync $(SERVER_PKG)
+
+.PHONY: wasm
+wasm: ## Build web/app.wasm (+ .br, .gz) and copy wasm_exec.js from GOROOT
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o web/app.wasm $(WASM_PKG)
+	brotli -f -q 11 -o web/app.wasm.br web/app.wasm
+	gzip -9 -k -f web/app.wasm
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" ./wasm_exec.js
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/wasm_exec.js
+
+.PHONY: test
+test: ## Run vet and all tests, native and js/wasm in headless Chromium, with real Postgres and Redis
+	scripts/test.sh
+
+.PHONY: bench
+bench: ## Run the benchmarks (scripts/bench.sh)
+	@test -f scripts/bench.sh || { echo 'make bench: scripts/bench.sh does not exist yet' >&2; exit 1; }
+	bash scripts/bench.sh
+
+.PHONY: lint
+lint: tools ## Check gofmt, go vet and staticcheck, native and js/wasm
+	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './vendor/*' -print0 | \
+		xargs -0 -r gofmt -l); \
+	if [[ -n $$out ]]; then echo 'gofmt -w needed on:'; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+ifneq ($(strip $(JS_PKGS)),)
+	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
+	GOOS=js GOARCH=wasm $(STATICCHECK) $(JS_PKGS)
+endif
+
+.PHONY: tools
+tools: ## Install the pinned Go tools (staticcheck, wasmbrowsertest)
+	scripts/install-deps.sh go
+
+.PHONY: deps
+deps: ## Install everything the build and tests need (Debian packages need root)
+	scripts/install-deps.sh
+
+.PHONY: services-up
+services-up: ## Start throwaway Postgres and Redis; prints the exports to eval
+	scripts/testenv.sh start
+	@scripts/testenv.sh env
+
+.PHONY: services-down
+services-down: ## Stop what services-up started
+	scripts/testenv.sh stop
+
+.PHONY: clean
+clean: ## Remove build outputs (bin/, web/app.wasm*)
+	rm -rf bin web/app.wasm web/app.wasm.br web/app.wasm.gz
