@@ -68,7 +68,7 @@ type ErrorResponse struct {
 }
 
 func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
-	id, perr := s.authenticate("")
+	id, perr := s.authenticateDevice("")
 	if perr != nil {
 		s.httpError(w, perr)
 		return
@@ -76,14 +76,15 @@ func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, DeviceResponse{DeviceToken: id.Token, CartID: id.CartID})
 }
 
-// httpIdentity authenticates a request: "Authorization: Bearer <device token>".
+// httpIdentity authenticates a request: "Authorization: Bearer <device
+// token>", and "X-Cartsync-User: <user token>" for the user's cart.
 func (s *Server) httpIdentity(w http.ResponseWriter, r *http.Request) (Identity, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "missing Authorization: Bearer <device token>"))
 		return Identity{}, false
 	}
-	id, perr := s.authenticate(strings.TrimSpace(tok))
+	id, perr := s.authenticate(r.Context(), strings.TrimSpace(tok), r.Header.Get("X-Cartsync-User"))
 	if perr != nil {
 		s.httpError(w, perr)
 		return Identity{}, false

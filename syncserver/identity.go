@@ -81,5 +81,6 @@ func cartKind(id string) string {
 type Identity struct {
 	Device string // device id (never the token)
 	Token  string // the device token, set when newly issued
+	User   string // the user id, when a user token was verified
 	CartID string // the cart it may read and edit
 }

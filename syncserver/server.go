@@ -36,6 +36,8 @@ type Config struct {
 	// SendQueue bounds each connection's queue of outgoing messages; a
 	// connection that falls this far behind is dropped and re-syncs.
 	SendQueue int
+	// Users verifies user tokens; nil refuses every user token.
+	Users UserVerifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Registerer receives the metrics; nil means a private registry.
@@ -155,9 +157,38 @@ func (s *Server) Ready(ctx context.Context) error {
 	return nil
 }
 
-// authenticate resolves a device token (issuing one when empty) to the
-// identity it grants.
-func (s *Server) authenticate(deviceToken string) (Identity, *protocol.Error) {
+// UserVerifier checks a user token from the storefront and returns the user
+// id it vouches for. Errors are *protocol.Error (unauthorized,
+// token_expired).
+type UserVerifier interface {
+	VerifyUser(ctx context.Context, token string) (string, error)
+}
+
+// authenticate resolves a device token (issuing one when empty) and an
+// optional user token to the identity they grant: the device's guest cart,
+// or the user's cart when a valid user token is given.
+func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string) (Identity, *protocol.Error) {
+	id, perr := s.authenticateDevice(deviceToken)
+	if perr != nil || userToken == "" {
+		return id, perr
+	}
+	if s.cfg.Users == nil {
+		return Identity{}, protocol.Errorf(protocol.ErrUnauthorized, "this server does not accept user tokens")
+	}
+	user, err := s.cfg.Users.VerifyUser(ctx, userToken)
+	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			return Identity{}, pe
+		}
+		return Identity{}, protocol.Errorf(protocol.ErrUnauthorized, "user token refused")
+	}
+	id.User = user
+	id.CartID = UserCartID(user)
+	return id, nil
+}
+
+func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Error) {
 	var id Identity
 	if deviceToken == "" {
 		deviceToken = s.tokens.issue()

@@ -21,7 +21,7 @@ const (
 	// readLimit is where the websocket library closes the connection;
 	// messages between protocol.MaxMessageBytes and this get a too_large
 	// error and leave the connection open.
-	readLimit = 4 * protocol.MaxMessageBytes
+	readLimit = protocol.MaxServerMessageBytes
 )
 
 // session is one websocket connection.
@@ -193,7 +193,7 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 
 func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	s := ss.srv
-	id, perr := s.authenticate(m.DeviceToken)
+	id, perr := s.authenticate(ctx, m.DeviceToken, m.UserToken)
 	if perr != nil {
 		ss.fail(m.ID, perr)
 		return false

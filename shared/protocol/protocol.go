@@ -57,6 +57,10 @@ const MinVersion = 1
 const (
 	// MaxMessageBytes is the largest message either side sends or accepts.
 	MaxMessageBytes = 256 << 10
+	// MaxServerMessageBytes is the largest message the server sends: a
+	// cart at its limits with long names and image URLs can be larger than
+	// any client message.
+	MaxServerMessageBytes = 1 << 20
 	// MaxOpsPerPush is the largest batch of operations in one push.
 	MaxOpsPerPush = 100
 	// MaxClientsPerSync is the most client ids one sync may ask about.

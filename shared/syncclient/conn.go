@@ -36,7 +36,8 @@ func WebsocketDialer(url string) DialFunc {
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", url, err)
 		}
-		c.SetReadLimit(protocol.MaxMessageBytes)
+		// A cart at its limits can exceed the size of a client message.
+		c.SetReadLimit(protocol.MaxServerMessageBytes)
 		return wsConn{c}, nil
 	}
 }

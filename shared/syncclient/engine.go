@@ -120,6 +120,9 @@ type Config struct {
 	// Rand returns a number in [0, 1) for backoff jitter; nil means
 	// math/rand/v2.
 	Rand func() float64
+	// UserToken, if set, returns the user token to present in each hello
+	// ("" for none): the storefront's signed statement of who is logged in.
+	UserToken func() string
 }
 
 // Engine is the client sync engine. Its methods are safe for concurrent use.

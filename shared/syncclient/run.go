@@ -180,6 +180,9 @@ func (s *session) run(ctx context.Context) error {
 		Type: protocol.TypeHello, ID: s.newID(reqHello), Protocol: protocol.Version,
 		Client: e.client, DeviceToken: e.token, Since: e.confirmed.Version,
 	}
+	if e.cfg.UserToken != nil {
+		hello.UserToken = e.cfg.UserToken()
+	}
 	s.token = e.token
 	e.mu.Unlock()
 	s.syncID = hello.ID
