@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -210,7 +210,7 @@ func convergence(t *testing.T, seed uint64) {
 			UserToken:   func() string { return "user:shopper" },
 			BackoffBase: 5 * time.Millisecond, BackoffCap: 40 * time.Millisecond,
 			Heartbeat: 200 * time.Millisecond, Resync: 300 * time.Millisecond,
-			Rand: func() float64 { return 0.5 },
+			Rand:   func() float64 { return 0.5 },
 			Logger: testLogger(dev),
 		})
 		if err != nil {
