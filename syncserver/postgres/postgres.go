@@ -1,0 +1,441 @@
+// Package postgres is a syncserver.Store on PostgreSQL, for several server
+// instances sharing one database.
+//
+// A Mutate is one transaction that locks the cart's row (SELECT ... FOR
+// UPDATE), so Mutates of one cart are serialized across every instance
+// while different carts proceed in parallel. It costs two round trips: the
+// BEGIN, the row lock and the seqs go in one pipelined batch; the writes and
+// the COMMIT in another.
+//
+// The schema is created and upgraded by migrations embedded in the binary,
+// applied in order by Open under an advisory lock, so instances starting
+// together migrate once. Tables are created unqualified, in the first schema
+// of the connection's search_path (set it with the search_path URL
+// parameter).
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a Store in a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ syncserver.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	maxConns int32
+}
+
+// WithMaxConns sets the size of the connection pool. The default is the
+// pool_max_conns URL parameter, or else the larger of 4 and the number of
+// CPUs.
+func WithMaxConns(n int32) Option { return func(c *config) { c.maxConns = n } }
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string) and migrates it to the current schema.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parse connection string: %w", err)
+	}
+	if cfg.maxConns > 0 {
+		pcfg.MaxConns = cfg.maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", withCtx(ctx, err))
+	}
+	return s, nil
+}
+
+// migrate applies the embedded migrations not applied yet, in name order,
+// in one transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	slices.Sort(names)
+
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Instances starting together take turns; the lock is per schema, so
+	// stores in different schemas of one database do not wait for each
+	// other.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('cartsync migrate ' || coalesce(current_schema(), ''), 0))`); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		name       text PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	rows, _ := tx.Query(ctx, `SELECT name FROM schema_migrations`)
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("migrate: list applied: %w", err)
+	}
+	for _, file := range names {
+		name := strings.TrimPrefix(file, "migrations/")
+		if slices.Contains(applied, name) {
+			continue
+		}
+		body, err := migrations.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		// Without arguments Exec uses the simple protocol, which runs a
+		// file of several statements.
+		if _, err := tx.Exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// The statements of Mutate.
+const (
+	// The row is made to exist so that it can be locked; it keeps a NULL
+	// state until the transaction that inserted it writes the cart, and
+	// disappears with it if that transaction rolls back.
+	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
+	sqlLockCart   = `SELECT kind, state, merged_into, updated_at FROM carts WHERE id = $1 FOR UPDATE`
+	sqlLoadSeqs   = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1 AND client_id = ANY($2)`
+	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6 WHERE id = $1`
+	sqlWriteSeq   = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
+		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
+	sqlAppend = `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES ($1, $2, $3, $4, $5)`
+	sqlTrim   = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
+)
+
+// Mutate implements syncserver.Store.
+func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return withCtx(ctx, fmt.Errorf("mutate cart %s: acquire connection: %w", cartID, err))
+	}
+	inTx := false
+	defer func() {
+		// On an error or a panic. A connection that cannot roll back is
+		// left in its transaction, and the pool closes it.
+		if inTx {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		conn.Release()
+	}()
+
+	// BEGIN travels with the first statements: one round trip.
+	var (
+		state   []byte
+		updated *time.Time
+		rec     = &syncserver.Record{Seqs: zeroSeqs(clients)}
+	)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlEnsureCart, cartID)
+	b.Queue(sqlLockCart, cartID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated)
+	})
+	if len(clients) > 0 {
+		b.Queue(sqlLoadSeqs, cartID, clients).Query(func(rows pgx.Rows) error {
+			var client string
+			var seq int64
+			_, err := pgx.ForEachRow(rows, []any{&client, &seq}, func() error {
+				rec.Seqs[client] = uint64(seq)
+				return nil
+			})
+			return err
+		})
+	}
+	inTx = true
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			// The purge deleted the cart between the insert and the lock.
+			return fmt.Errorf("mutate cart %s: cart deleted concurrently, retry", cartID)
+		}
+		return withCtx(ctx, fmt.Errorf("mutate cart %s: lock: %w", cartID, err))
+	}
+	if state == nil {
+		rec.Cart = &cart.Cart{ID: cartID}
+	} else {
+		rec.Exists = true
+		rec.Cart = new(cart.Cart)
+		if err := json.Unmarshal(state, rec.Cart); err != nil {
+			return fmt.Errorf("mutate cart %s: decode cart: %w", cartID, err)
+		}
+	}
+	if updated != nil {
+		rec.Meta.UpdatedAt = updated.UTC()
+	}
+
+	before := maps.Clone(rec.Seqs)
+	if err := fn(rec); err != nil {
+		return err
+	}
+
+	// The writes and COMMIT: one more round trip. If a statement fails the
+	// server skips the rest, COMMIT included, and the deferred ROLLBACK
+	// ends the transaction.
+	b, err = writeBatch(cartID, rec, before)
+	if err != nil {
+		return fmt.Errorf("mutate cart %s: %w", cartID, err)
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return withCtx(ctx, fmt.Errorf("mutate cart %s: write: %w", cartID, err))
+	}
+	inTx = false
+	return nil
+}
+
+// writeBatch queues the writes of what fn left in rec: the cart and its
+// meta, the seqs that differ from before, the appended changes, and the
+// trim of the log.
+func writeBatch(cartID string, rec *syncserver.Record, before map[string]uint64) (*pgx.Batch, error) {
+	if rec.Cart == nil {
+		return nil, errors.New("fn left no cart")
+	}
+	state, err := json.Marshal(rec.Cart)
+	if err != nil {
+		return nil, fmt.Errorf("encode cart: %w", err)
+	}
+	version, err := toInt64("version", rec.Cart.Version)
+	if err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto, nullTime(rec.Meta.UpdatedAt))
+	for client, seq := range rec.Seqs {
+		if seq == before[client] {
+			continue
+		}
+		v, err := toInt64("seq", seq)
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(sqlWriteSeq, cartID, client, v)
+	}
+	var newest int64
+	for _, ch := range rec.Appended {
+		v, err := toInt64("change version", ch.Version)
+		if err != nil {
+			return nil, err
+		}
+		op, err := json.Marshal(ch.Op)
+		if err != nil {
+			return nil, fmt.Errorf("encode op: %w", err)
+		}
+		var warn []byte // NULL for none
+		if len(ch.Warnings) > 0 {
+			if warn, err = json.Marshal(ch.Warnings); err != nil {
+				return nil, fmt.Errorf("encode warnings: %w", err)
+			}
+		}
+		b.Queue(sqlAppend, cartID, v, op, warn, ch.At.Truncate(time.Millisecond))
+		newest = max(newest, v)
+	}
+	// Versions are gap-free, so the newest LogKeep changes are those above
+	// newest-LogKeep.
+	if cut := newest - syncserver.LogKeep; cut > 0 {
+		b.Queue(sqlTrim, cartID, cut)
+	}
+	return b, nil
+}
+
+// Load implements syncserver.Store.
+func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
+	// One statement, so the seqs belong to the same commit as the cart.
+	var (
+		state      []byte
+		updated    *time.Time
+		seqClients []string
+		seqs       []int64
+		rec        = &syncserver.Record{Exists: true, Cart: new(cart.Cart), Seqs: zeroSeqs(clients)}
+	)
+	err := s.pool.QueryRow(ctx, `SELECT c.kind, c.state, c.merged_into, c.updated_at, s.clients, s.seqs
+		FROM carts c
+		CROSS JOIN LATERAL (
+			SELECT array_agg(client_id) AS clients, array_agg(last_seq) AS seqs
+			FROM cart_clients WHERE cart_id = c.id AND client_id = ANY($2)
+		) s
+		WHERE c.id = $1 AND c.state IS NOT NULL`, cartID, clients).
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &seqClients, &seqs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, syncserver.ErrCartNotFound
+	}
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("load cart %s: %w", cartID, err))
+	}
+	if err := json.Unmarshal(state, rec.Cart); err != nil {
+		return nil, fmt.Errorf("load cart %s: decode cart: %w", cartID, err)
+	}
+	if updated != nil {
+		rec.Meta.UpdatedAt = updated.UTC()
+	}
+	for i, c := range seqClients {
+		rec.Seqs[c] = uint64(seqs[i])
+	}
+	return rec, nil
+}
+
+// Changes implements syncserver.Store. A limit below 1 returns no changes.
+func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+	}
+	if limit < 1 || since >= math.MaxInt64 {
+		return nil, nil
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT version, op, warnings, at FROM cart_log
+		WHERE cart_id = $1 AND version > $2 ORDER BY version LIMIT $3`, cartID, int64(since), limit)
+	var (
+		out      []syncserver.Change
+		version  int64
+		op, warn []byte
+		at       time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&version, &op, &warn, &at}, func() error {
+		ch := syncserver.Change{Version: uint64(version), At: at.UTC()}
+		if err := json.Unmarshal(op, &ch.Op); err != nil {
+			return fmt.Errorf("version %d: decode op: %w", version, err)
+		}
+		if warn != nil {
+			if err := json.Unmarshal(warn, &ch.Warnings); err != nil {
+				return fmt.Errorf("version %d: decode warnings: %w", version, err)
+			}
+		}
+		out = append(out, ch)
+		return nil
+	})
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("changes of cart %s: %w", cartID, err))
+	}
+	// The log is gap-free and trimmed from the oldest end: if it does not
+	// run on from since, the start was compacted away.
+	for i, ch := range out {
+		if ch.Version != since+1+uint64(i) {
+			return nil, syncserver.ErrCompacted
+		}
+	}
+	return out, nil
+}
+
+// Secret implements syncserver.Store.
+func (s *Store) Secret(ctx context.Context, name string, create []byte) ([]byte, error) {
+	const get = `SELECT value FROM secrets WHERE name = $1`
+	var v []byte
+	err := s.pool.QueryRow(ctx, get, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, withCtx(ctx, fmt.Errorf("secret %s: %w", name, err))
+	}
+	if len(create) == 0 {
+		return nil, fmt.Errorf("secret %s: empty value to create", name)
+	}
+	// The insert waits for a concurrent creator's transaction to end and
+	// then does nothing; the read after it, a statement of its own, sees
+	// whichever value won.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, create); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("secret %s: create: %w", name, err))
+	}
+	if err := s.pool.QueryRow(ctx, get, name).Scan(&v); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("secret %s: %w", name, err))
+	}
+	return v, nil
+}
+
+// Ping implements syncserver.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return withCtx(ctx, fmt.Errorf("postgres: ping: %w", err))
+	}
+	return nil
+}
+
+// Close closes every connection. It waits for connections in use to be
+// released.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+func zeroSeqs(clients []string) map[string]uint64 {
+	seqs := make(map[string]uint64, len(clients))
+	for _, c := range clients {
+		seqs[c] = 0
+	}
+	return seqs
+}
+
+// withCtx makes err match the context's error when the context ended the
+// call: a statement the server canceled is otherwise reported as a server
+// error.
+func withCtx(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w: %w", cerr, err)
+	}
+	return err
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.Truncate(time.Millisecond)
+	return &t
+}
+
+func toInt64(what string, v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("%s %d out of range", what, v)
+	}
+	return int64(v), nil
+}

@@ -1,0 +1,220 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+	"cartsync/syncserver/storetest"
+)
+
+// schemaURL creates a schema of its own for the test and returns the test
+// server's connection string with search_path set to it. The schema is
+// dropped when the test ends.
+func schemaURL(t testing.TB) string {
+	t.Helper()
+	base := storetest.PostgresURL(t)
+	name := storetest.UniqueName(t)
+	ident := pgx.Identifier{name}.Sanitize()
+	exec := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
+		t.Fatalf("create schema %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", name, err)
+		}
+	})
+	return withSearchPath(t, base, name)
+}
+
+// withSearchPath sets search_path in a URL or a key=value connection string.
+func withSearchPath(t testing.TB, conn, schema string) string {
+	t.Helper()
+	if !strings.Contains(conn, "://") {
+		return conn + " search_path=" + schema
+	}
+	u, err := url.Parse(conn)
+	if err != nil {
+		t.Fatalf("parse %s: %v", storetest.EnvPostgresURL, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func openStore(t testing.TB, url string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.PostgresURL(t) // skip or fail once, not in every subtest
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		return openStore(t, schemaURL(t))
+	})
+}
+
+func addFn(client string, seq uint64, sku string) func(*syncserver.Record) error {
+	return func(rec *syncserver.Record) error {
+		op := cart.Op{Client: client, Seq: seq, Kind: cart.KindAdd, SKU: sku, Quantity: 1}
+		if _, cerr := rec.Cart.Apply(op, client, cart.DefaultLimits); cerr != nil {
+			return cerr
+		}
+		rec.Seqs[client] = seq
+		rec.Appended = append(rec.Appended, syncserver.Change{Version: rec.Cart.Version, Op: op, At: time.Now()})
+		return nil
+	}
+}
+
+// Every instance opening the same schema at once: the migrations run once,
+// and all the stores work.
+func TestConcurrentOpen(t *testing.T) {
+	url := schemaURL(t)
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), url) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Open %d: %v", i, errs[i])
+		}
+		defer stores[i].Close()
+	}
+	var migrated int
+	if err := stores[0].pool.QueryRow(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&migrated); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := migrations.ReadDir("migrations"); migrated != len(names) {
+		t.Errorf("schema_migrations has %d rows, want one per migration (%d)", migrated, len(names))
+	}
+	for i, s := range stores {
+		if err := s.Mutate(t.Context(), "cart", []string{"c"}, addFn("c", uint64(i+1), "sku")); err != nil {
+			t.Errorf("Mutate through store %d: %v", i, err)
+		}
+	}
+	rec, err := stores[n-1].Load(t.Context(), "cart", []string{"c"})
+	if err != nil || rec.Cart.Version != n || rec.Seqs["c"] != n {
+		t.Errorf("Load = %+v, %v; want version and seq %d", rec, err, n)
+	}
+}
+
+// A store reopened on its schema finds everything, and nothing leaks into
+// another schema of the same database.
+func TestReopenAndIsolation(t *testing.T) {
+	urlA, urlB := schemaURL(t), schemaURL(t)
+	a := openStore(t, urlA)
+	if err := a.Mutate(t.Context(), "cart", []string{"c"}, addFn("c", 1, "sku")); err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	secret, err := a.Secret(t.Context(), "key", []byte("a"))
+	if err != nil {
+		t.Fatalf("Secret: %v", err)
+	}
+	a.Close()
+
+	a = openStore(t, urlA)
+	defer a.Close()
+	rec, err := a.Load(t.Context(), "cart", []string{"c"})
+	if err != nil || rec.Cart.Items() != 1 || rec.Seqs["c"] != 1 {
+		t.Errorf("Load after reopen = %+v, %v; want the cart with one item and seq 1", rec, err)
+	}
+	if got, err := a.Secret(t.Context(), "key", []byte("other")); err != nil || string(got) != string(secret) {
+		t.Errorf("Secret after reopen = %q, %v; want %q", got, err, secret)
+	}
+
+	b := openStore(t, urlB)
+	defer b.Close()
+	if _, err := b.Load(t.Context(), "cart", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load in another schema: error = %v, want ErrCartNotFound", err)
+	}
+}
+
+// No pgx error escapes the package.
+func TestErrorsTranslated(t *testing.T) {
+	s := openStore(t, schemaURL(t))
+	defer s.Close()
+	_, err := s.Load(t.Context(), "missing", []string{"c"})
+	if !errors.Is(err, syncserver.ErrCartNotFound) || errors.Is(err, pgx.ErrNoRows) {
+		t.Errorf("Load(missing) error = %v; want ErrCartNotFound and not pgx.ErrNoRows", err)
+	}
+	if _, err := s.Secret(t.Context(), "none", nil); err == nil || errors.Is(err, pgx.ErrNoRows) {
+		t.Errorf("Secret with nothing to create: error = %v; want an error of the package's own", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	base := storetest.PostgresURL(t)
+	tests := []struct {
+		name string
+		url  string
+	}{
+		{"bad URL", "postgres://%zz"},
+		{"search_path schema missing", withSearchPath(t, base, "no_such_schema_"+storetest.UniqueName(t))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if s, err := Open(t.Context(), tt.url); err == nil {
+				s.Close()
+				t.Errorf("Open: got no error")
+			}
+		})
+	}
+}
+
+// BenchmarkMutate measures the hot path: one acknowledged operation on an
+// existing cart (lock, apply, write cart, seq and change, commit).
+func BenchmarkMutate(b *testing.B) {
+	s := openStore(b, schemaURL(b))
+	defer s.Close()
+	var seq uint64
+	b.ResetTimer()
+	for b.Loop() {
+		seq++
+		if err := s.Mutate(b.Context(), "bench", []string{"c"}, addFn("c", seq, fmt.Sprint("sku-", seq%3))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRawInsert is the floor BenchmarkMutate is compared with: one
+// single-row INSERT, autocommitted.
+func BenchmarkRawInsert(b *testing.B) {
+	s := openStore(b, schemaURL(b))
+	defer s.Close()
+	var i int
+	for b.Loop() {
+		i++
+		if _, err := s.pool.Exec(b.Context(), `INSERT INTO secrets (name, value) VALUES ($1, $2)`, fmt.Sprint("k", i), []byte("v")); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

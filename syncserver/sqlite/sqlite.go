@@ -1,0 +1,460 @@
+// Package sqlite is the embedded default syncserver.Store: one SQLite file,
+// on modernc.org/sqlite (pure Go, no cgo).
+//
+// The database runs in WAL mode with synchronous=FULL, so a committed
+// Mutate survives a power loss. Writes go through a single connection that
+// begins its transactions with BEGIN IMMEDIATE: Mutates are serialized
+// (across processes sharing the file too, under busy_timeout), while Load,
+// Changes and Ping read concurrently from a pool of read-only connections.
+//
+// The schema is created and upgraded by migrations embedded in the binary,
+// applied in order when the store is opened.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a Store in one SQLite file.
+type Store struct {
+	w *sql.DB // one connection: every write transaction, in turn
+	r *sql.DB // read-only connections
+}
+
+var _ syncserver.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	busyTimeout time.Duration
+	readers     int
+}
+
+// WithBusyTimeout sets how long a statement waits for a lock another
+// process holds on the file before failing. The default is 5s.
+func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTimeout = d } }
+
+// WithReaders sets how many read connections may be open at once. The
+// default is 4.
+func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
+
+// Open opens the store in the file at path, creating the file and its
+// directory if needed, and migrates it to the current schema.
+func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	cfg := config{busyTimeout: 5 * time.Second, readers: 4}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.readers < 1 {
+		cfg.readers = 1
+	}
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") || strings.Contains(path, "?") {
+		return nil, fmt.Errorf("sqlite: open %q: want the path of a file, without '?'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	busy := strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10)
+
+	w, err := sql.Open("sqlite", path+"?"+url.Values{
+		"_txlock":       {"immediate"},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"FULL"},
+		"_busy_timeout": {busy},
+		"_foreign_keys": {"1"},
+	}.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	r, err := sql.Open("sqlite", path+"?"+url.Values{
+		"_busy_timeout": {busy},
+		"_query_only":   {"1"},
+	}.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(cfg.readers)
+	r.SetMaxIdleConns(cfg.readers)
+	s := &Store{w: w, r: r}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// migrate applies the embedded migrations not applied yet, in name order,
+// in one transaction. BEGIN IMMEDIATE makes concurrent migrators (several
+// processes opening the file) take turns.
+func migrate(ctx context.Context, db *sql.DB) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	slices.Sort(names)
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		name       TEXT PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	) WITHOUT ROWID`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	applied := map[string]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("migrate: list applied: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: list applied: %w", err)
+		}
+		applied[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: list applied: %w", err)
+	}
+	for _, file := range names {
+		name := strings.TrimPrefix(file, "migrations/")
+		if applied[name] {
+			continue
+		}
+		body, err := migrations.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("migrate: apply %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`,
+			name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migrate: record %s: %w", name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Mutate implements syncserver.Store. Mutates run one at a time.
+func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("mutate cart %s: begin: %w", cartID, err)
+	}
+	defer tx.Rollback()
+
+	rec, err := loadRecord(ctx, tx, cartID, clients)
+	switch {
+	case errors.Is(err, syncserver.ErrCartNotFound):
+		rec = &syncserver.Record{Cart: &cart.Cart{ID: cartID}, Seqs: zeroSeqs(clients)}
+	case err != nil:
+		return fmt.Errorf("mutate cart %s: %w", cartID, err)
+	}
+	before := maps.Clone(rec.Seqs)
+	if err := fn(rec); err != nil {
+		return err
+	}
+	if err := writeRecord(ctx, tx, cartID, rec, before); err != nil {
+		return fmt.Errorf("mutate cart %s: %w", cartID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mutate cart %s: commit: %w", cartID, err)
+	}
+	return nil
+}
+
+// Load implements syncserver.Store.
+func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
+	// One read transaction: the seqs belong to the same commit as the cart.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load cart %s: begin: %w", cartID, err)
+	}
+	defer tx.Rollback()
+	rec, err := loadRecord(ctx, tx, cartID, clients)
+	if err != nil {
+		return nil, fmt.Errorf("load cart %s: %w", cartID, err)
+	}
+	return rec, nil
+}
+
+// Changes implements syncserver.Store. A limit below 1 returns no changes.
+func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+	}
+	if limit < 1 || since >= math.MaxInt64 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT version, op, warnings, at FROM cart_log
+		WHERE cart_id = ? AND version > ? ORDER BY version LIMIT ?`, cartID, int64(since), limit)
+	if err != nil {
+		return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+	}
+	defer rows.Close()
+	var out []syncserver.Change
+	for rows.Next() {
+		var (
+			ch       syncserver.Change
+			version  int64
+			op, warn []byte
+			at       int64
+		)
+		if err := rows.Scan(&version, &op, &warn, &at); err != nil {
+			return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+		}
+		ch.Version = uint64(version)
+		ch.At = time.UnixMilli(at).UTC()
+		if err := json.Unmarshal(op, &ch.Op); err != nil {
+			return nil, fmt.Errorf("changes of cart %s: version %d: decode op: %w", cartID, version, err)
+		}
+		if warn != nil {
+			if err := json.Unmarshal(warn, &ch.Warnings); err != nil {
+				return nil, fmt.Errorf("changes of cart %s: version %d: decode warnings: %w", cartID, version, err)
+			}
+		}
+		out = append(out, ch)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+	}
+	// The log is gap-free and trimmed from the oldest end: if it does not
+	// run on from since, the start was compacted away.
+	for i, ch := range out {
+		if ch.Version != since+1+uint64(i) {
+			return nil, syncserver.ErrCompacted
+		}
+	}
+	return out, nil
+}
+
+// Secret implements syncserver.Store.
+func (s *Store) Secret(ctx context.Context, name string, create []byte) ([]byte, error) {
+	var v []byte
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	if len(create) == 0 {
+		return nil, fmt.Errorf("secret %s: empty value to create", name)
+	}
+	// Writes are serialized, so a concurrent creator has either committed
+	// before this insert (which then does nothing) or runs after it.
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO NOTHING`, name, create, time.Now().UnixMilli()); err != nil {
+		return nil, fmt.Errorf("secret %s: create: %w", name, err)
+	}
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// Ping implements syncserver.Store: it reads from the file.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// querier is a transaction or a database.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func zeroSeqs(clients []string) map[string]uint64 {
+	seqs := make(map[string]uint64, len(clients))
+	for _, c := range clients {
+		seqs[c] = 0
+	}
+	return seqs
+}
+
+// loadRecord reads the cart and the seqs of clients.
+func loadRecord(ctx context.Context, q querier, cartID string, clients []string) (*syncserver.Record, error) {
+	var (
+		state   []byte
+		updated sql.NullInt64
+		rec     = &syncserver.Record{Exists: true, Cart: new(cart.Cart)}
+	)
+	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at FROM carts WHERE id = ?`, cartID).
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, syncserver.ErrCartNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if updated.Valid {
+		rec.Meta.UpdatedAt = time.UnixMilli(updated.Int64).UTC()
+	}
+	if err := json.Unmarshal(state, rec.Cart); err != nil {
+		return nil, fmt.Errorf("decode cart: %w", err)
+	}
+	rec.Seqs = zeroSeqs(clients)
+	if len(clients) == 0 {
+		return rec, nil
+	}
+	list, err := json.Marshal(clients)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, `SELECT client_id, last_seq FROM cart_clients
+		WHERE cart_id = ? AND client_id IN (SELECT value FROM json_each(?))`, cartID, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("load seqs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var client string
+		var seq int64
+		if err := rows.Scan(&client, &seq); err != nil {
+			return nil, fmt.Errorf("load seqs: %w", err)
+		}
+		rec.Seqs[client] = uint64(seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load seqs: %w", err)
+	}
+	return rec, nil
+}
+
+// writeRecord writes what fn left in rec: the cart and its meta, the seqs
+// that differ from before, the appended changes; then trims the log.
+func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver.Record, before map[string]uint64) error {
+	if rec.Cart == nil {
+		return errors.New("fn left no cart")
+	}
+	state, err := json.Marshal(rec.Cart)
+	if err != nil {
+		return fmt.Errorf("encode cart: %w", err)
+	}
+	version, err := toInt64("version", rec.Cart.Version)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO carts (id, kind, version, state, merged_into, updated_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, version = excluded.version, state = excluded.state,
+			merged_into = excluded.merged_into, updated_at = excluded.updated_at`,
+		cartID, rec.Meta.Kind, version, string(state), rec.Meta.MergedInto, nullMillis(rec.Meta.UpdatedAt), now); err != nil {
+		return fmt.Errorf("write cart: %w", err)
+	}
+
+	for client, seq := range rec.Seqs {
+		if seq == before[client] {
+			continue
+		}
+		v, err := toInt64("seq", seq)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO cart_clients (cart_id, client_id, last_seq, updated_at)
+			VALUES (?, ?, ?, ?)
+			ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
+			cartID, client, v, now); err != nil {
+			return fmt.Errorf("write seq of %s: %w", client, err)
+		}
+	}
+
+	var newest int64
+	for _, ch := range rec.Appended {
+		v, err := toInt64("change version", ch.Version)
+		if err != nil {
+			return err
+		}
+		op, err := json.Marshal(ch.Op)
+		if err != nil {
+			return fmt.Errorf("encode op: %w", err)
+		}
+		var warn any // NULL for none
+		if len(ch.Warnings) > 0 {
+			b, err := json.Marshal(ch.Warnings)
+			if err != nil {
+				return fmt.Errorf("encode warnings: %w", err)
+			}
+			warn = string(b)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES (?, ?, ?, ?, ?)`,
+			cartID, v, string(op), warn, ch.At.UnixMilli()); err != nil {
+			return fmt.Errorf("append change %d: %w", v, err)
+		}
+		newest = max(newest, v)
+	}
+	// Versions are gap-free, so the newest LogKeep changes are those above
+	// newest-LogKeep.
+	if cut := newest - syncserver.LogKeep; cut > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM cart_log WHERE cart_id = ? AND version <= ?`, cartID, cut); err != nil {
+			return fmt.Errorf("trim log: %w", err)
+		}
+	}
+	return nil
+}
+
+func nullMillis(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func toInt64(what string, v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("%s %d out of range", what, v)
+	}
+	return int64(v), nil
+}

@@ -1,0 +1,190 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+	"cartsync/syncserver/storetest"
+)
+
+func openTemp(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		return openTemp(t, filepath.Join(t.TempDir(), "carts.db"))
+	})
+}
+
+func TestReopenKeepsEverything(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nested", "dir", "carts.db")
+	at := time.Date(2025, 6, 1, 12, 0, 0, 123_000_000, time.UTC)
+	op := cart.Op{Client: "c1", Seq: 1, Kind: cart.KindAdd, SKU: "mug", Quantity: 2}
+
+	s := openTemp(t, path)
+	var want *cart.Cart
+	err := s.Mutate(t.Context(), "cart-1", []string{"c1"}, func(rec *syncserver.Record) error {
+		if _, cerr := rec.Cart.Apply(op, "c1", cart.DefaultLimits); cerr != nil {
+			return cerr
+		}
+		rec.Seqs["c1"] = 1
+		rec.Meta = syncserver.Meta{Kind: syncserver.KindUser, UpdatedAt: at, MergedInto: "x"}
+		rec.Appended = append(rec.Appended, syncserver.Change{Version: 1, Op: op, At: at})
+		want = rec.Cart.Clone()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	secret, err := s.Secret(t.Context(), "key", []byte("k1"))
+	if err != nil {
+		t.Fatalf("Secret: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openTemp(t, path)
+	defer s.Close()
+	rec, err := s.Load(t.Context(), "cart-1", []string{"c1"})
+	if err != nil {
+		t.Fatalf("Load after reopen: %v", err)
+	}
+	if l, wl := rec.Cart.Line("mug"), want.Line("mug"); l == nil || l.Quantity != 2 || len(l.Contribs) != len(wl.Contribs) || rec.Cart.Version != 1 {
+		t.Errorf("cart after reopen = %+v, want %+v", rec.Cart, want)
+	}
+	if got := rec.Meta; got.Kind != syncserver.KindUser || !got.UpdatedAt.Equal(at) || got.MergedInto != "x" {
+		t.Errorf("meta after reopen = %+v", got)
+	}
+	if rec.Seqs["c1"] != 1 {
+		t.Errorf("seq after reopen = %d, want 1", rec.Seqs["c1"])
+	}
+	chs, err := s.Changes(t.Context(), "cart-1", 0, 10)
+	if err != nil || len(chs) != 1 || chs[0].Op.SKU != "mug" || !chs[0].At.Equal(at) {
+		t.Errorf("Changes after reopen = %+v, %v; want the one change", chs, err)
+	}
+	if got, err := s.Secret(t.Context(), "key", []byte("k2")); err != nil || string(got) != string(secret) {
+		t.Errorf("Secret after reopen = %q, %v; want %q", got, err, secret)
+	}
+	var migrated int
+	if err := s.r.QueryRowContext(t.Context(), `SELECT count(*) FROM schema_migrations`).Scan(&migrated); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := migrations.ReadDir("migrations"); migrated != len(names) {
+		t.Errorf("schema_migrations has %d rows, want one per migration (%d)", migrated, len(names))
+	}
+}
+
+// The settings that make an acknowledgement durable are in force.
+func TestPragmas(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "carts.db"))
+	defer s.Close()
+	tests := []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"synchronous", "2"}, // FULL
+		{"foreign_keys", "1"},
+		{"busy_timeout", "5000"},
+	}
+	for _, tt := range tests {
+		var got string
+		if err := s.w.QueryRowContext(t.Context(), "PRAGMA "+tt.pragma).Scan(&got); err != nil {
+			t.Fatalf("PRAGMA %s: %v", tt.pragma, err)
+		}
+		if got != tt.want {
+			t.Errorf("PRAGMA %s = %s, want %s", tt.pragma, got, tt.want)
+		}
+	}
+	if _, err := s.r.ExecContext(t.Context(), `DELETE FROM secrets`); err == nil {
+		t.Error("a write through a read connection succeeded, want it refused")
+	}
+}
+
+// Several processes opening a new file at once migrate it once.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carts.db")
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(context.Background(), path) })
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("Open %d: %v", i, errs[i])
+			continue
+		}
+		defer stores[i].Close()
+	}
+	if t.Failed() {
+		return
+	}
+	if err := stores[0].Mutate(t.Context(), "c", nil, func(*syncserver.Record) error { return nil }); err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	if _, err := stores[n-1].Load(t.Context(), "c", nil); err != nil {
+		t.Errorf("Load through another handle: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, path := range []string{"", ":memory:", "file:x.db", "x.db?mode=ro"} {
+		if s, err := Open(t.Context(), path); err == nil {
+			s.Close()
+			t.Errorf("Open(%q): got no error", path)
+		}
+	}
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "x.db"), WithReaders(0), WithBusyTimeout(time.Second))
+	if err != nil {
+		t.Fatalf("Open with WithReaders(0): %v", err)
+	}
+	s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if s, err := Open(ctx, filepath.Join(t.TempDir(), "x.db")); !errors.Is(err, context.Canceled) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("Open with a canceled context: error = %v, want context.Canceled", err)
+	}
+}
+
+// BenchmarkMutate measures the hot path: one acknowledged operation on an
+// existing cart, durable on return.
+func BenchmarkMutate(b *testing.B) {
+	s := openTemp(b, filepath.Join(b.TempDir(), "carts.db"))
+	defer s.Close()
+	var seq uint64
+	for b.Loop() {
+		seq++
+		err := s.Mutate(b.Context(), "bench", []string{"c"}, func(rec *syncserver.Record) error {
+			op := cart.Op{Client: "c", Seq: seq, Kind: cart.KindAdd, SKU: "sku-" + strconv.Itoa(int(seq%3)), Quantity: 1}
+			if _, cerr := rec.Cart.Apply(op, "c", cart.DefaultLimits); cerr != nil {
+				return cerr
+			}
+			rec.Seqs["c"] = seq
+			rec.Appended = append(rec.Appended, syncserver.Change{Version: rec.Cart.Version, Op: op, At: time.Now()})
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

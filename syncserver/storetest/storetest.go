@@ -1,0 +1,907 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+// RunStore runs the Store contract suite. open must return a fresh, empty
+// store for the test it is given; RunStore closes it when the subtest ends,
+// before the cleanups open registered run (so open may drop a schema or
+// remove a file in t.Cleanup).
+//
+// Besides the interface's doc comments, the suite pins these semantics:
+//   - Record.Seqs is never nil and holds exactly the clients asked for;
+//     a seq fn sets for a client it did not ask about is stored too.
+//   - A Mutate whose fn returns nil creates the cart even if fn changed
+//     nothing; a fn that sets Cart to nil makes Mutate fail, writing nothing.
+//   - Times (Meta.UpdatedAt, Change.At) are kept to the millisecond; a zero
+//     UpdatedAt stays zero.
+//   - Every method fails with an error matching the context's error once
+//     the context is done, and a Mutate waiting for a locked cart gives up
+//     at its deadline without calling fn.
+//   - A panic in fn rolls back and releases the cart.
+func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s syncserver.Store)
+	}{
+		{"MutateNewCart", testMutateNewCart},
+		{"MutateNoChangeCreates", testMutateNoChangeCreates},
+		{"MutateErrorWritesNothing", testMutateErrorWritesNothing},
+		{"MutateNilCart", testMutateNilCart},
+		{"MutatePanicReleasesLock", testMutatePanicReleasesLock},
+		{"Seqs", testSeqs},
+		{"Changes", testChanges},
+		{"ChangesUnknownCart", testChangesUnknownCart},
+		{"ChangesCompacted", testChangesCompacted},
+		{"LoadNotFound", testLoadNotFound},
+		{"LoadRoundTrip", testLoadRoundTrip},
+		{"Meta", testMeta},
+		{"Secret", testSecret},
+		{"SecretConcurrent", testSecretConcurrent},
+		{"Ping", testPing},
+		{"ConcurrentMutate", testConcurrentMutate},
+		{"DifferentCarts", testDifferentCarts},
+		{"ContextCanceled", testContextCanceled},
+		{"ContextDeadlineWhileLocked", testContextDeadlineWhileLocked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.run(t, s)
+		})
+	}
+}
+
+// epoch has sub-millisecond digits, so that a store keeping less than
+// milliseconds is caught.
+var epoch = time.Date(2025, 3, 14, 15, 9, 26, 535_897_932, time.UTC)
+
+// stamp is the time of version v in these tests.
+func stamp(v uint64) time.Time { return epoch.Add(time.Duration(v) * time.Second) }
+
+var errBoom = errors.New("storetest: boom")
+
+func addOp(client string, seq uint64, sku string, n int) cart.Op {
+	return cart.Op{Client: client, Seq: seq, Kind: cart.KindAdd, SKU: sku, Quantity: n}
+}
+
+// apply returns a Mutate fn that does what the server does for each op:
+// apply it as coming from the op's client, record the client's seq, log the
+// change and stamp the meta.
+func apply(ops ...cart.Op) func(*syncserver.Record) error {
+	return func(rec *syncserver.Record) error {
+		for _, op := range ops {
+			if err := applyOne(rec, op); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func applyOne(rec *syncserver.Record, op cart.Op) error {
+	warns, cerr := rec.Cart.Apply(op, op.Client, cart.DefaultLimits)
+	if cerr != nil {
+		return cerr
+	}
+	rec.Seqs[op.Client] = op.Seq
+	rec.Appended = append(rec.Appended, syncserver.Change{
+		Version:  rec.Cart.Version,
+		Op:       op,
+		Warnings: warns,
+		At:       stamp(rec.Cart.Version),
+	})
+	rec.Meta.UpdatedAt = stamp(rec.Cart.Version)
+	return nil
+}
+
+func mutate(t testing.TB, s syncserver.Store, id string, clients []string, fn func(*syncserver.Record) error) {
+	t.Helper()
+	if err := s.Mutate(t.Context(), id, clients, fn); err != nil {
+		t.Fatalf("Mutate(%q, %q): %v", id, clients, err)
+	}
+}
+
+func load(t testing.TB, s syncserver.Store, id string, clients ...string) *syncserver.Record {
+	t.Helper()
+	rec, err := s.Load(t.Context(), id, clients)
+	if err != nil {
+		t.Fatalf("Load(%q, %q): %v", id, clients, err)
+	}
+	if rec == nil || rec.Cart == nil {
+		t.Fatalf("Load(%q): got record %+v, want one with a cart", id, rec)
+	}
+	if !rec.Exists {
+		t.Errorf("Load(%q): Exists = false, want true", id)
+	}
+	if len(rec.Appended) != 0 {
+		t.Errorf("Load(%q): Appended = %v, want none", id, rec.Appended)
+	}
+	return rec
+}
+
+func changes(t testing.TB, s syncserver.Store, id string, since uint64, limit int) []syncserver.Change {
+	t.Helper()
+	chs, err := s.Changes(t.Context(), id, since, limit)
+	if err != nil {
+		t.Fatalf("Changes(%q, %d, %d): %v", id, since, limit, err)
+	}
+	return chs
+}
+
+// cartJSON is the form in which carts are compared: nil and empty slices
+// are the same cart.
+func cartJSON(t testing.TB, c *cart.Cart) string {
+	t.Helper()
+	if c != nil && len(c.Lines) == 0 {
+		c = &cart.Cart{ID: c.ID, Version: c.Version}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatalf("marshal cart: %v", err)
+	}
+	return string(b)
+}
+
+func checkCart(t testing.TB, what string, got, want *cart.Cart) {
+	t.Helper()
+	if g, w := cartJSON(t, got), cartJSON(t, want); g != w {
+		t.Errorf("%s: cart\n got %s\nwant %s", what, g, w)
+	}
+}
+
+// sameMilli reports whether a and b are the same instant to the millisecond.
+func sameMilli(a, b time.Time) bool {
+	if a.IsZero() || b.IsZero() {
+		return a.IsZero() == b.IsZero()
+	}
+	d := a.Sub(b)
+	return d > -time.Millisecond && d < time.Millisecond
+}
+
+func checkMeta(t testing.TB, what string, got, want syncserver.Meta) {
+	t.Helper()
+	if got.Kind != want.Kind || got.MergedInto != want.MergedInto || !sameMilli(got.UpdatedAt, want.UpdatedAt) {
+		t.Errorf("%s: meta = %+v, want %+v (UpdatedAt to the millisecond)", what, got, want)
+	}
+}
+
+func checkSeqs(t testing.TB, what string, got, want map[string]uint64) {
+	t.Helper()
+	if !maps.Equal(got, want) {
+		t.Errorf("%s: seqs = %v, want %v", what, got, want)
+	}
+}
+
+func changeString(ch syncserver.Change) string {
+	op, _ := json.Marshal(ch.Op)
+	w := ""
+	if len(ch.Warnings) > 0 {
+		b, _ := json.Marshal(ch.Warnings)
+		w = string(b)
+	}
+	return fmt.Sprintf("v%d op=%s warnings=%s", ch.Version, op, w)
+}
+
+func checkChanges(t testing.TB, what string, got, want []syncserver.Change) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: got %d changes %v, want %d (versions %v)", what, len(got), versions(got), len(want), versions(want))
+		return
+	}
+	for i := range got {
+		if g, w := changeString(got[i]), changeString(want[i]); g != w {
+			t.Errorf("%s: change %d\n got %s\nwant %s", what, i, g, w)
+		}
+		if !sameMilli(got[i].At, want[i].At) {
+			t.Errorf("%s: change %d At = %v, want %v to the millisecond", what, i, got[i].At, want[i].At)
+		}
+	}
+}
+
+func versions(chs []syncserver.Change) []uint64 {
+	out := make([]uint64, len(chs))
+	for i, ch := range chs {
+		out[i] = ch.Version
+	}
+	return out
+}
+
+func testMutateNewCart(t *testing.T, s syncserver.Store) {
+	clients := []string{"c1", "c2"}
+	called := false
+	mutate(t, s, "cart-new", clients, func(rec *syncserver.Record) error {
+		called = true
+		if rec.Exists {
+			t.Errorf("new cart: Exists = true, want false")
+		}
+		if rec.Cart == nil {
+			return errors.New("new cart: Cart = nil, want an empty cart")
+		}
+		checkCart(t, "new cart", rec.Cart, &cart.Cart{ID: "cart-new"})
+		checkMeta(t, "new cart", rec.Meta, syncserver.Meta{})
+		checkSeqs(t, "new cart", rec.Seqs, map[string]uint64{"c1": 0, "c2": 0})
+		if len(rec.Appended) != 0 {
+			t.Errorf("new cart: Appended = %v, want none", rec.Appended)
+		}
+		rec.Meta.Kind = syncserver.KindGuest
+		return apply(addOp("c1", 1, "sku-1", 2))(rec)
+	})
+	if !called {
+		t.Fatal("Mutate did not call fn")
+	}
+
+	want := &cart.Cart{ID: "cart-new"}
+	if _, err := want.Apply(addOp("c1", 1, "sku-1", 2), "c1", cart.DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	rec := load(t, s, "cart-new", clients...)
+	checkCart(t, "Load after commit", rec.Cart, want)
+	checkMeta(t, "Load after commit", rec.Meta, syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: stamp(1)})
+	checkSeqs(t, "Load after commit", rec.Seqs, map[string]uint64{"c1": 1, "c2": 0})
+
+	mutate(t, s, "cart-new", clients, func(rec *syncserver.Record) error {
+		if !rec.Exists {
+			t.Errorf("second Mutate: Exists = false, want true")
+		}
+		checkCart(t, "second Mutate", rec.Cart, want)
+		checkMeta(t, "second Mutate", rec.Meta, syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: stamp(1)})
+		checkSeqs(t, "second Mutate", rec.Seqs, map[string]uint64{"c1": 1, "c2": 0})
+		return nil
+	})
+}
+
+// A Mutate whose fn succeeds without changing anything still creates the
+// cart: it exists, empty, at version 0.
+func testMutateNoChangeCreates(t *testing.T, s syncserver.Store) {
+	mutate(t, s, "cart-quiet", nil, func(*syncserver.Record) error { return nil })
+	rec := load(t, s, "cart-quiet")
+	checkCart(t, "Load", rec.Cart, &cart.Cart{ID: "cart-quiet"})
+	checkMeta(t, "Load", rec.Meta, syncserver.Meta{})
+	if got := changes(t, s, "cart-quiet", 0, 10); len(got) != 0 {
+		t.Errorf("Changes = %v, want none", versions(got))
+	}
+}
+
+func testMutateErrorWritesNothing(t *testing.T, s syncserver.Store) {
+	tests := []struct {
+		name     string
+		existing bool
+	}{
+		{"new cart", false},
+		{"existing cart", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "cart-fail-" + UniqueName(t)
+			clients := []string{"c1", "c2"}
+			if tt.existing {
+				mutate(t, s, id, clients, func(rec *syncserver.Record) error {
+					rec.Meta.Kind = syncserver.KindUser
+					return apply(addOp("c1", 1, "sku-1", 1), addOp("c2", 1, "sku-2", 1))(rec)
+				})
+			}
+			var before *syncserver.Record
+			var beforeLog []syncserver.Change
+			if tt.existing {
+				before = load(t, s, id, clients...)
+				beforeLog = changes(t, s, id, 0, 10)
+			}
+
+			err := s.Mutate(t.Context(), id, clients, func(rec *syncserver.Record) error {
+				if err := apply(addOp("c1", 2, "sku-1", 5), addOp("c2", 2, "sku-3", 1))(rec); err != nil {
+					return err
+				}
+				rec.Seqs["c3"] = 7
+				rec.Meta = syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: stamp(99), MergedInto: "someone"}
+				return fmt.Errorf("wrapped: %w", errBoom)
+			})
+			if !errors.Is(err, errBoom) {
+				t.Fatalf("Mutate error = %v, want the error fn returned (%v)", err, errBoom)
+			}
+
+			if !tt.existing {
+				if _, err := s.Load(t.Context(), id, clients); !errors.Is(err, syncserver.ErrCartNotFound) {
+					t.Errorf("Load after failed create: error = %v, want ErrCartNotFound", err)
+				}
+				if got := changes(t, s, id, 0, 10); len(got) != 0 {
+					t.Errorf("Changes after failed create = %v, want none", versions(got))
+				}
+				return
+			}
+			after := load(t, s, id, "c1", "c2", "c3")
+			checkCart(t, "Load after failed Mutate", after.Cart, before.Cart)
+			checkMeta(t, "Load after failed Mutate", after.Meta, before.Meta)
+			checkSeqs(t, "Load after failed Mutate", after.Seqs, map[string]uint64{"c1": 1, "c2": 1, "c3": 0})
+			checkChanges(t, "Changes after failed Mutate", changes(t, s, id, 0, 10), beforeLog)
+		})
+	}
+}
+
+// A fn that leaves no cart is a bug in the caller: Mutate fails and writes
+// nothing.
+func testMutateNilCart(t *testing.T, s syncserver.Store) {
+	err := s.Mutate(t.Context(), "cart-nil", nil, func(rec *syncserver.Record) error {
+		rec.Cart = nil
+		return nil
+	})
+	if err == nil {
+		t.Fatal("Mutate with fn setting Cart = nil: got no error")
+	}
+	if _, err := s.Load(t.Context(), "cart-nil", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load: error = %v, want ErrCartNotFound", err)
+	}
+}
+
+func testMutatePanicReleasesLock(t *testing.T, s syncserver.Store) {
+	func() {
+		defer func() {
+			if r := recover(); r != errBoom {
+				t.Errorf("recovered %v, want the panic value %v", r, errBoom)
+			}
+		}()
+		_ = s.Mutate(t.Context(), "cart-panic", nil, func(rec *syncserver.Record) error {
+			if err := apply(addOp("c1", 1, "sku-1", 1))(rec); err != nil {
+				return err
+			}
+			panic(errBoom)
+		})
+	}()
+	if _, err := s.Load(t.Context(), "cart-panic", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load after panic: error = %v, want ErrCartNotFound", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := s.Mutate(ctx, "cart-panic", []string{"c1"}, func(rec *syncserver.Record) error {
+		if rec.Exists {
+			t.Errorf("after panic: Exists = true, want false")
+		}
+		return apply(addOp("c1", 1, "sku-1", 1))(rec)
+	})
+	if err != nil {
+		t.Fatalf("Mutate after a panicking Mutate: %v (lock not released?)", err)
+	}
+	if got := load(t, s, "cart-panic").Cart.Version; got != 1 {
+		t.Errorf("version = %d, want 1", got)
+	}
+}
+
+func testSeqs(t *testing.T, s syncserver.Store) {
+	mutate(t, s, "cart-seqs", []string{"a", "b"}, func(rec *syncserver.Record) error {
+		checkSeqs(t, "first Mutate", rec.Seqs, map[string]uint64{"a": 0, "b": 0})
+		rec.Seqs["a"] = 3
+		rec.Seqs["z"] = 9 // a client fn was not asked about is stored too
+		return nil
+	})
+	mutate(t, s, "cart-other", []string{"a"}, func(rec *syncserver.Record) error {
+		rec.Seqs["a"] = 100
+		return nil
+	})
+
+	tests := []struct {
+		name    string
+		clients []string
+		want    map[string]uint64
+	}{
+		{"asked and unknown", []string{"a", "b", "c", "z"}, map[string]uint64{"a": 3, "b": 0, "c": 0, "z": 9}},
+		{"one", []string{"z"}, map[string]uint64{"z": 9}},
+		{"none", nil, map[string]uint64{}},
+	}
+	for _, tt := range tests {
+		t.Run("Load "+tt.name, func(t *testing.T) {
+			rec := load(t, s, "cart-seqs", tt.clients...)
+			if len(rec.Seqs) != len(tt.want) {
+				t.Errorf("Seqs = %v, want exactly %v", rec.Seqs, tt.want)
+			}
+			for c, want := range tt.want {
+				if got, ok := rec.Seqs[c]; !ok || got != want {
+					t.Errorf("Seqs[%q] = %d (present %v), want %d", c, got, ok, want)
+				}
+			}
+		})
+	}
+
+	mutate(t, s, "cart-seqs", []string{"b"}, func(rec *syncserver.Record) error {
+		checkSeqs(t, "Mutate asking b", rec.Seqs, map[string]uint64{"b": 0})
+		rec.Seqs["b"] = 1 << 40
+		rec.Seqs["a"] = 4
+		return nil
+	})
+	checkSeqs(t, "Load after raise", load(t, s, "cart-seqs", "a", "b", "z").Seqs,
+		map[string]uint64{"a": 4, "b": 1 << 40, "z": 9})
+	checkSeqs(t, "other cart", load(t, s, "cart-other", "a", "b").Seqs, map[string]uint64{"a": 100, "b": 0})
+}
+
+func testChanges(t *testing.T, s syncserver.Store) {
+	ops := []cart.Op{
+		addOp("c1", 1, "sku-1", 1),
+		addOp("c2", 1, "sku-2", 998),
+		addOp("c2", 2, "sku-2", 5), // clamped: carries a warning
+		{Client: "c1", Seq: 2, Kind: cart.KindDetails, SKU: "sku-1", Details: &cart.Details{Name: "Mug", Price: 1250, Currency: "EUR"}},
+		{Client: "c1", Seq: 3, Kind: cart.KindRemove, SKU: "sku-2", Base: 3},
+	}
+	// 1, then 2, then 2 changes per Mutate.
+	for _, batch := range [][]cart.Op{ops[:1], ops[1:3], ops[3:]} {
+		mutate(t, s, "cart-log", []string{"c1", "c2"}, apply(batch...))
+	}
+	ref := &cart.Cart{ID: "cart-log"}
+	var all []syncserver.Change
+	for _, op := range ops {
+		warns, cerr := ref.Apply(op, op.Client, cart.DefaultLimits)
+		if cerr != nil {
+			t.Fatalf("reference Apply: %v", cerr)
+		}
+		all = append(all, syncserver.Change{Version: ref.Version, Op: op, Warnings: warns, At: stamp(ref.Version)})
+	}
+	if len(all[2].Warnings) == 0 {
+		t.Fatal("test setup: change 3 should carry a warning")
+	}
+
+	tests := []struct {
+		since uint64
+		limit int
+		want  []syncserver.Change
+	}{
+		{0, 10, all},
+		{0, 5, all},
+		{0, 2, all[:2]},
+		{2, 2, all[2:4]},
+		{3, 100, all[3:]},
+		{4, 1, all[4:]},
+		{5, 10, nil},
+		{9, 10, nil},
+	}
+	for _, tt := range tests {
+		what := fmt.Sprintf("Changes(since %d, limit %d)", tt.since, tt.limit)
+		checkChanges(t, what, changes(t, s, "cart-log", tt.since, tt.limit), tt.want)
+	}
+	checkCart(t, "Load", load(t, s, "cart-log").Cart, ref)
+}
+
+func testChangesUnknownCart(t *testing.T, s syncserver.Store) {
+	for _, since := range []uint64{0, 7} {
+		got, err := s.Changes(t.Context(), "cart-nobody", since, 10)
+		if err != nil || len(got) != 0 {
+			t.Errorf("Changes(unknown cart, %d) = %v, %v; want none, nil", since, versions(got), err)
+		}
+	}
+}
+
+func testChangesCompacted(t *testing.T, s syncserver.Store) {
+	const total = syncserver.LogKeep + 37
+	const perMutate = 150
+	var seq uint64
+	for seq < total {
+		var ops []cart.Op
+		for range perMutate {
+			if seq == total {
+				break
+			}
+			seq++
+			ops = append(ops, addOp("c1", seq, fmt.Sprintf("sku-%d", seq%7), 1))
+		}
+		mutate(t, s, "cart-long", []string{"c1"}, apply(ops...))
+	}
+	oldest := uint64(total - syncserver.LogKeep + 1) // oldest version kept
+
+	for _, since := range []uint64{0, 1, oldest - 2} {
+		got, err := s.Changes(t.Context(), "cart-long", since, 10)
+		if !errors.Is(err, syncserver.ErrCompacted) {
+			t.Errorf("Changes(since %d) = %d changes, %v; want ErrCompacted (oldest kept %d)", since, len(got), err, oldest)
+		}
+	}
+
+	tests := []struct {
+		since     uint64
+		limit     int
+		wantFirst uint64
+		wantLen   int
+	}{
+		{oldest - 1, 10, oldest, 10},
+		{oldest - 1, syncserver.LogKeep + 10, oldest, syncserver.LogKeep},
+		{oldest + 100, 5, oldest + 101, 5},
+		{total - 1, 10, total, 1},
+		{total, 10, 0, 0},
+	}
+	for _, tt := range tests {
+		got := changes(t, s, "cart-long", tt.since, tt.limit)
+		if len(got) != tt.wantLen {
+			t.Errorf("Changes(since %d, limit %d): got %d changes, want %d", tt.since, tt.limit, len(got), tt.wantLen)
+			continue
+		}
+		for i, ch := range got {
+			if want := tt.wantFirst + uint64(i); ch.Version != want || ch.Op.Seq != want {
+				t.Errorf("Changes(since %d)[%d]: version %d seq %d, want %d", tt.since, i, ch.Version, ch.Op.Seq, want)
+				break
+			}
+		}
+	}
+	rec := load(t, s, "cart-long", "c1")
+	if rec.Cart.Version != total || rec.Cart.Items() != total || rec.Seqs["c1"] != total {
+		t.Errorf("Load: version %d, items %d, seq %d; want all %d", rec.Cart.Version, rec.Cart.Items(), rec.Seqs["c1"], total)
+	}
+}
+
+func testLoadNotFound(t *testing.T, s syncserver.Store) {
+	rec, err := s.Load(t.Context(), "cart-missing", []string{"c1"})
+	if !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load(unknown) error = %v, want ErrCartNotFound", err)
+	}
+	if rec != nil {
+		t.Errorf("Load(unknown) record = %+v, want nil", rec)
+	}
+}
+
+// The cart keeps its server bookkeeping (Contribs): a remove decided after a
+// reload must give the same result as on the cart that never left memory.
+func testLoadRoundTrip(t *testing.T, s syncserver.Store) {
+	const id = "cart-trip"
+	size := map[string]string{"Size": " L ", "color": "Red"}
+	batches := [][]cart.Op{
+		{
+			{Client: "d1", Seq: 1, Kind: cart.KindAdd, SKU: "shirt", Options: size, Quantity: 2,
+				Details: &cart.Details{Name: "Shirt", Image: "https://img.example/shirt.png", Price: 1999, Currency: "USD"}},
+			addOp("d1", 2, "mug", 1),
+		},
+		{
+			{Client: "d2", Seq: 1, Kind: cart.KindAdd, SKU: "shirt", Options: map[string]string{"color": "Red", "size": "L"}, Quantity: 3},
+			{Client: "d2", Seq: 2, Kind: cart.KindSet, SKU: "mug", Quantity: 4},
+			addOp("d2", 3, "sock", 6),
+		},
+		{
+			// d1 saw version 2 only: d2's later contributions survive.
+			{Client: "d1", Seq: 3, Kind: cart.KindRemove, SKU: "shirt", Options: size, Base: 2},
+			{Client: "d1", Seq: 4, Kind: cart.KindClear, Base: 2},
+		},
+	}
+	ref := &cart.Cart{ID: id}
+	for i, batch := range batches {
+		mutate(t, s, id, []string{"d1", "d2"}, apply(batch...))
+		for _, op := range batch {
+			if _, cerr := ref.Apply(op, op.Client, cart.DefaultLimits); cerr != nil {
+				t.Fatalf("reference Apply: %v", cerr)
+			}
+		}
+		if i == 1 && len(ref.Line(cart.LineKey("shirt", size)).Contribs) != 2 {
+			t.Fatal("test setup: the shirt line should have two contributions")
+		}
+		checkCart(t, fmt.Sprintf("Load after batch %d", i+1), load(t, s, id).Cart, ref)
+	}
+	if ref.Items() != 13 || len(ref.Lines) != 3 {
+		t.Fatalf("test setup: reference cart has %d items in %d lines, want 13 in 3", ref.Items(), len(ref.Lines))
+	}
+
+	// A cart replaced wholesale by fn (as a merge does) round-trips too.
+	whole := ref.Clone()
+	whole.ID = "cart-whole"
+	mutate(t, s, "cart-whole", nil, func(rec *syncserver.Record) error {
+		rec.Cart = whole.Clone()
+		return nil
+	})
+	checkCart(t, "Load of replaced cart", load(t, s, "cart-whole").Cart, whole)
+}
+
+func testMeta(t *testing.T, s syncserver.Store) {
+	const id = "cart-meta"
+	tests := []struct {
+		name string
+		meta syncserver.Meta
+	}{
+		{"guest", syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: epoch}},
+		{"non-UTC zone", syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: epoch.Add(time.Hour).In(time.FixedZone("X", -7*3600))}},
+		{"merged", syncserver.Meta{Kind: syncserver.KindGuest, UpdatedAt: stamp(2), MergedInto: "user-42"}},
+		{"user", syncserver.Meta{Kind: syncserver.KindUser, UpdatedAt: stamp(3)}},
+		{"zero", syncserver.Meta{}},
+	}
+	prev := syncserver.Meta{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mutate(t, s, id, nil, func(rec *syncserver.Record) error {
+				checkMeta(t, "Mutate sees the previous meta", rec.Meta, prev)
+				rec.Meta = tt.meta
+				return nil
+			})
+			checkMeta(t, "Load", load(t, s, id).Meta, tt.meta)
+			prev = tt.meta
+		})
+	}
+}
+
+func testSecret(t *testing.T, s syncserver.Store) {
+	tests := []struct {
+		name   string
+		create string
+		want   string
+	}{
+		{"a", "first", "first"},
+		{"a", "second", "first"},
+		{"b", "other", "other"},
+		{"a", "third", "first"},
+		{"b", "\x00\xff binary", "other"},
+	}
+	for _, tt := range tests {
+		got, err := s.Secret(t.Context(), tt.name, []byte(tt.create))
+		if err != nil {
+			t.Fatalf("Secret(%q, %q): %v", tt.name, tt.create, err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("Secret(%q, %q) = %q, want %q", tt.name, tt.create, got, tt.want)
+		}
+	}
+	bin := []byte{0, 1, 2, 0xfe, 0xff}
+	got, err := s.Secret(t.Context(), "bin", bin)
+	if err != nil || string(got) != string(bin) {
+		t.Errorf("Secret(bin) = %x, %v; want %x", got, err, bin)
+	}
+}
+
+func testSecretConcurrent(t *testing.T, s syncserver.Store) {
+	const n = 16
+	got := make([][]byte, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = s.Secret(t.Context(), "shared", fmt.Appendf(nil, "value-%d", i))
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Secret from goroutine %d: %v", i, errs[i])
+		}
+		if string(got[i]) != string(got[0]) {
+			t.Errorf("goroutine %d got %q, goroutine 0 got %q: instances would disagree", i, got[i], got[0])
+		}
+	}
+	again, err := s.Secret(t.Context(), "shared", []byte("late"))
+	if err != nil || string(again) != string(got[0]) {
+		t.Errorf("Secret after the race = %q, %v; want %q", again, err, got[0])
+	}
+}
+
+func testPing(t *testing.T, s syncserver.Store) {
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+// Concurrent Mutates on one cart must be serialized: each sees the last
+// one's commit, so no increment is lost and versions have no gaps.
+func testConcurrentMutate(t *testing.T, s syncserver.Store) {
+	const workers, each = 20, 10
+	const id = "cart-hot"
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		client := fmt.Sprintf("w%02d", w)
+		wg.Go(func() {
+			for i := range each {
+				seq := uint64(i + 1)
+				err := s.Mutate(ctx, id, []string{client}, func(rec *syncserver.Record) error {
+					if got := rec.Seqs[client]; got != seq-1 {
+						return fmt.Errorf("client %s: Mutate sees seq %d, want %d (a lost update)", client, got, seq-1)
+					}
+					return applyOne(rec, addOp(client, seq, "counter", 1))
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+
+	clients := make([]string, workers)
+	want := map[string]uint64{}
+	for w := range workers {
+		clients[w] = fmt.Sprintf("w%02d", w)
+		want[clients[w]] = each
+	}
+	rec := load(t, s, id, clients...)
+	if got := rec.Cart.Version; got != workers*each {
+		t.Errorf("version = %d, want %d", got, workers*each)
+	}
+	if l := rec.Cart.Line("counter"); l == nil || l.Quantity != workers*each {
+		t.Errorf("counter line = %+v, want quantity %d", l, workers*each)
+	}
+	checkSeqs(t, "Load", rec.Seqs, want)
+
+	log := changes(t, s, id, 0, workers*each+10)
+	if len(log) != workers*each {
+		t.Fatalf("log has %d changes, want %d", len(log), workers*each)
+	}
+	seen := map[string]bool{}
+	for i, ch := range log {
+		if ch.Version != uint64(i+1) {
+			t.Fatalf("log[%d].Version = %d, want %d (gap-free, oldest first)", i, ch.Version, i+1)
+		}
+		k := fmt.Sprintf("%s/%d", ch.Op.Client, ch.Op.Seq)
+		if seen[k] {
+			t.Errorf("op %s logged twice", k)
+		}
+		seen[k] = true
+	}
+}
+
+// A Mutate on one cart must not keep a Mutate on another from finishing;
+// stores may serialize all writes, but never deadlock.
+func testDifferentCarts(t *testing.T, s syncserver.Store) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	holder := make(chan error, 1)
+	go func() {
+		holder <- s.Mutate(ctx, "cart-a", []string{"c1"}, func(rec *syncserver.Record) error {
+			close(entered)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return apply(addOp("c1", 1, "sku-a", 1))(rec)
+		})
+	}()
+	<-entered
+	other := make(chan error, 1)
+	go func() {
+		other <- s.Mutate(ctx, "cart-b", []string{"c1"}, apply(addOp("c1", 1, "sku-b", 1)))
+	}()
+	// A store with per-cart locks finishes cart-b now; one that serializes
+	// every write finishes it once cart-a commits.
+	select {
+	case err := <-other:
+		close(release)
+		if err != nil {
+			t.Errorf("Mutate(cart-b) while cart-a is locked: %v", err)
+		}
+		if err := <-holder; err != nil {
+			t.Errorf("Mutate(cart-a): %v", err)
+		}
+	case <-time.After(300 * time.Millisecond):
+		close(release)
+		if err := <-holder; err != nil {
+			t.Errorf("Mutate(cart-a): %v", err)
+		}
+		if err := <-other; err != nil {
+			t.Errorf("Mutate(cart-b) after cart-a committed: %v", err)
+		}
+	}
+
+	// Many carts at once, several writers each.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for c := range 8 {
+		for w := range 5 {
+			wg.Go(func() {
+				id, client := fmt.Sprintf("cart-many-%d", c), fmt.Sprintf("w%d", w)
+				if err := s.Mutate(ctx, id, []string{client}, apply(addOp(client, 1, "sku", 1))); err != nil {
+					errs <- fmt.Errorf("Mutate(%s) by %s: %w", id, client, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, id := range []string{"cart-a", "cart-b", "cart-many-0", "cart-many-7"} {
+		rec := load(t, s, id)
+		want := 1
+		if id != "cart-a" && id != "cart-b" {
+			want = 5
+		}
+		if rec.Cart.Items() != want || rec.Cart.Version != uint64(want) {
+			t.Errorf("%s: %d items at version %d, want %d at %d", id, rec.Cart.Items(), rec.Cart.Version, want, want)
+		}
+	}
+}
+
+func testContextCanceled(t *testing.T, s syncserver.Store) {
+	mutate(t, s, "cart-ctx", []string{"c1"}, apply(addOp("c1", 1, "sku", 1)))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Mutate", func() error {
+			return s.Mutate(ctx, "cart-ctx", []string{"c1"}, func(rec *syncserver.Record) error {
+				t.Error("Mutate with a canceled context called fn")
+				return apply(addOp("c1", 2, "sku", 1))(rec)
+			})
+		}},
+		{"Load", func() error { _, err := s.Load(ctx, "cart-ctx", []string{"c1"}); return err }},
+		{"Changes", func() error { _, err := s.Changes(ctx, "cart-ctx", 0, 10); return err }},
+		{"Secret", func() error { _, err := s.Secret(ctx, "s", []byte("v")); return err }},
+		{"Ping", func() error { return s.Ping(ctx) }},
+	}
+	for _, tt := range tests {
+		if err := tt.call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a canceled context: error = %v, want context.Canceled", tt.name, err)
+		}
+	}
+	if got := load(t, s, "cart-ctx").Cart.Version; got != 1 {
+		t.Errorf("version after canceled Mutate = %d, want 1", got)
+	}
+}
+
+// A Mutate waiting for a cart another Mutate holds gives up when its
+// context ends, without running fn; the holder is unaffected.
+func testContextDeadlineWhileLocked(t *testing.T, s syncserver.Store) {
+	const id = "cart-wait"
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	holder := make(chan error, 1)
+	go func() {
+		holder <- s.Mutate(t.Context(), id, []string{"c1"}, func(rec *syncserver.Record) error {
+			close(entered)
+			<-release
+			return apply(addOp("c1", 1, "sku", 1))(rec)
+		})
+	}()
+	<-entered
+
+	// A store that ignores the deadline must fail this test, not hang it:
+	// the holder lets go after a while regardless.
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	backstop := time.AfterFunc(5*time.Second, letGo)
+	defer backstop.Stop()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Mutate(ctx, id, []string{"c2"}, func(rec *syncserver.Record) error {
+		t.Error("Mutate past its deadline called fn")
+		return apply(addOp("c2", 1, "sku", 1))(rec)
+	})
+	waited := time.Since(start)
+	letGo()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Mutate while locked, past deadline: error = %v, want context.DeadlineExceeded", err)
+	}
+	if waited > 3*time.Second {
+		t.Errorf("Mutate returned after %v, with a deadline of 200ms", waited)
+	}
+	if err := <-holder; err != nil {
+		t.Fatalf("holder Mutate: %v", err)
+	}
+	rec := load(t, s, id, "c1", "c2")
+	checkSeqs(t, "Load", rec.Seqs, map[string]uint64{"c1": 1, "c2": 0})
+	if rec.Cart.Version != 1 {
+		t.Errorf("version = %d, want 1", rec.Cart.Version)
+	}
+}
