@@ -1,0 +1,259 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"cartsync/syncserver"
+)
+
+const (
+	// chanSize is how many received messages go-redis buffers for the
+	// dispatch goroutine. It counts messages, not bytes: go-redis reads a
+	// message of any size in full. A message waits in go-redis at most a
+	// minute for room before it is dropped; dispatch only calls fns that do
+	// not block, so the buffer only absorbs bursts.
+	chanSize = 1024
+	// subscribeWait bounds how long Subscribe waits for Redis to confirm a
+	// new subscription when ctx has no earlier deadline.
+	subscribeWait = 10 * time.Second
+	// unsubscribeTimeout bounds an UNSUBSCRIBE sent by a cancel.
+	unsubscribeTimeout = 5 * time.Second
+)
+
+// Bus is a syncserver.Bus on Redis Pub/Sub, for several server instances
+// sharing one Redis.
+//
+// A Bus holds one Pub/Sub connection, opened on the first Subscribe. Local
+// subscribers are counted per cart: the first one SUBSCRIBEs to the cart's
+// channel, the last cancel UNSUBSCRIBEs. One goroutine reads the connection
+// and calls the cart's local subscribers in the order Redis delivered the
+// messages, so messages published on one cart from one instance, one after
+// the other, arrive in that order. Subscribers share the payload slice and
+// must not modify it or block; they may cancel but must not Subscribe from
+// inside fn.
+//
+// Delivery is at most once. go-redis reconnects a broken Pub/Sub
+// connection and subscribes again by itself, but messages published while
+// it was down are lost for this instance: clients find out from the version
+// gap and pull what they missed.
+type Bus struct {
+	client *goredis.Client
+	prefix string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	ps     *goredis.PubSub      // nil until the first Subscribe
+	carts  map[string]*cartSubs // by channel
+	nextID uint64
+	closed bool
+	done   chan struct{} // closed by Close
+	read   chan struct{} // closed when the dispatch goroutine returns
+}
+
+// cartSubs are the local subscribers of one channel. It exists from the
+// SUBSCRIBE until the UNSUBSCRIBE, so at most one SUBSCRIBE per channel is
+// waiting for its confirmation at any time.
+type cartSubs struct {
+	fns   map[uint64]func([]byte)
+	ok    bool          // Redis confirmed the subscription
+	ready chan struct{} // closed when ok becomes true
+}
+
+var _ syncserver.Bus = (*Bus)(nil)
+
+// NewBus returns a Bus publishing on client, with channel names starting
+// with prefix. A nil logger means slog.Default(). Close does not close
+// client.
+func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Bus{
+		client: client,
+		prefix: prefix,
+		log:    logger,
+		carts:  map[string]*cartSubs{},
+		done:   make(chan struct{}),
+		read:   make(chan struct{}),
+	}
+}
+
+func (b *Bus) channel(cartID string) string { return b.prefix + "cart:" + cartID }
+
+// Publish sends payload to the subscribers of cartID on every instance.
+func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error {
+	select {
+	case <-b.done:
+		return ErrClosed
+	default:
+	}
+	if err := b.client.Publish(ctx, b.channel(cartID), payload).Err(); err != nil {
+		return fmt.Errorf("redis: publish cart %s: %w", cartID, plain(err))
+	}
+	return nil
+}
+
+// Subscribe calls fn for every payload published on cartID until cancel is
+// called. It returns once Redis has confirmed the subscription, so a
+// message published after Subscribe returns reaches fn unless the
+// connection breaks.
+func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []byte)) (cancel func(), err error) {
+	ch := b.channel(cartID)
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if b.ps == nil {
+		b.ps = b.client.Subscribe(context.Background())
+		go b.dispatch(b.ps.ChannelWithSubscriptions(goredis.WithChannelSize(chanSize)))
+	}
+	subs := b.carts[ch]
+	if subs == nil {
+		subs = &cartSubs{fns: map[uint64]func([]byte){}, ready: make(chan struct{})}
+		b.carts[ch] = subs
+		// Even if this fails, go-redis keeps the channel and subscribes
+		// it when it reconnects, so subs stays until that confirmation.
+		if err := b.ps.Subscribe(ctx, ch); err != nil {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("redis: subscribe cart %s: %w", cartID, plain(err))
+		}
+	}
+	b.nextID++
+	id := b.nextID
+	subs.fns[id] = fn
+	ready := subs.ready
+	b.mu.Unlock()
+
+	var once sync.Once
+	cancel = func() { once.Do(func() { b.cancel(ch, id) }) }
+
+	timer := time.NewTimer(subscribeWait)
+	defer timer.Stop()
+	select {
+	case <-ready:
+		return cancel, nil
+	case <-ctx.Done():
+		cancel()
+		return nil, fmt.Errorf("redis: subscribe cart %s: %w", cartID, ctx.Err())
+	case <-b.done:
+		cancel()
+		return nil, ErrClosed
+	case <-timer.C:
+		cancel()
+		return nil, fmt.Errorf("redis: subscribe cart %s: not confirmed within %s", cartID, subscribeWait)
+	}
+}
+
+// cancel removes subscriber id of channel ch, and UNSUBSCRIBEs when it was
+// the last one and the subscription is confirmed. An unconfirmed one is
+// left to confirmed, which UNSUBSCRIBEs if nobody is left by then.
+func (b *Bus) cancel(ch string, id uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	subs := b.carts[ch]
+	if b.closed || subs == nil {
+		return
+	}
+	delete(subs.fns, id)
+	if len(subs.fns) == 0 && subs.ok {
+		b.unsubscribe(ch)
+	}
+}
+
+// unsubscribe drops channel ch. b.mu must be held.
+func (b *Bus) unsubscribe(ch string) {
+	delete(b.carts, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+	defer cancel()
+	// go-redis forgets the channel even if the command fails, so a
+	// reconnect does not subscribe it again.
+	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
+		b.log.Warn("redis bus: unsubscribe", logKeyChannel, ch, logKeyError, err)
+	}
+}
+
+// confirmed marks channel ch subscribed.
+func (b *Bus) confirmed(ch string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	subs := b.carts[ch]
+	if b.closed || subs == nil || subs.ok {
+		return // a resubscription after a reconnect
+	}
+	subs.ok = true
+	close(subs.ready)
+	if len(subs.fns) == 0 {
+		b.unsubscribe(ch)
+	}
+}
+
+// dispatch reads the Pub/Sub connection until it is closed.
+func (b *Bus) dispatch(msgs <-chan any) {
+	defer close(b.read)
+	var fns []func([]byte)
+	for m := range msgs {
+		switch m := m.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				b.confirmed(m.Channel)
+			}
+		case *goredis.Message:
+			fns = fns[:0]
+			b.mu.Lock()
+			if subs := b.carts[m.Channel]; subs != nil && !b.closed {
+				for _, fn := range subs.fns {
+					fns = append(fns, fn)
+				}
+			}
+			b.mu.Unlock()
+			if len(fns) == 0 {
+				continue
+			}
+			payload := []byte(m.Payload)
+			for _, fn := range fns {
+				fn(payload)
+			}
+			clear(fns)
+		}
+	}
+}
+
+// Ping checks that Redis answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: ping: %w", plain(err))
+	}
+	return nil
+}
+
+// Close drops every subscription and closes the Pub/Sub connection. When it
+// returns no fn is running or will be called. It does not close the client.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	ps := b.ps
+	b.carts = map[string]*cartSubs{}
+	b.mu.Unlock()
+	if ps == nil {
+		return nil
+	}
+	err := ps.Close()
+	<-b.read
+	if err != nil {
+		return fmt.Errorf("redis: close bus: %w", plain(err))
+	}
+	return nil
+}

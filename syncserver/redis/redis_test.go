@@ -1,0 +1,687 @@
+package redis_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+	cartredis "cartsync/syncserver/redis"
+	"cartsync/syncserver/sqlite"
+	"cartsync/syncserver/storetest"
+)
+
+const wait = 5 * time.Second
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// newClient returns a client of the test Redis, closed in cleanup. A
+// non-empty name is set on every connection (CLIENT SETNAME).
+func newClient(t testing.TB, name string) *goredis.Client {
+	t.Helper()
+	opt, err := goredis.ParseURL(storetest.RedisURL(t))
+	if err != nil {
+		t.Fatalf("parse %s: %v", storetest.EnvRedisURL, err)
+	}
+	opt.ClientName = name
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("ping the test Redis: %v", err)
+	}
+	return c
+}
+
+// downClient returns a client of an address where nothing listens.
+func downClient(t testing.TB) *goredis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 500 * time.Millisecond, DialerRetries: 1, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// openNext returns a fresh durable store for a Cache to wrap.
+func openNext(t testing.TB) syncserver.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "carts.db"))
+	if err != nil {
+		t.Fatalf("open sqlite store: %v", err)
+	}
+	return s
+}
+
+// counting is a Store that counts Loads, to tell cache hits from misses.
+// Its Close does not close the wrapped store, so that several caches can
+// share one.
+type counting struct {
+	syncserver.Store
+	loads atomic.Int64
+}
+
+func (s *counting) Load(ctx context.Context, id string, clients []string) (*syncserver.Record, error) {
+	s.loads.Add(1)
+	return s.Store.Load(ctx, id, clients)
+}
+
+func (s *counting) Close() error { return nil }
+
+// shared returns a durable store closed in cleanup.
+func shared(t testing.TB) syncserver.Store {
+	t.Helper()
+	s := openNext(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	return s
+}
+
+// noRedisTypes checks that err carries no go-redis or network type.
+func noRedisTypes(t testing.TB, what string, err error) {
+	t.Helper()
+	var rerr goredis.Error
+	if errors.As(err, &rerr) {
+		t.Errorf("%s: error %v wraps a go-redis error (%T)", what, err, rerr)
+	}
+	var operr *net.OpError
+	if errors.As(err, &operr) {
+		t.Errorf("%s: error %v wraps a *net.OpError", what, err)
+	}
+}
+
+// add returns a Mutate fn applying one add of sku by client, as the server
+// does.
+func add(client string, seq uint64) func(*syncserver.Record) error {
+	return func(rec *syncserver.Record) error {
+		op := cart.Op{Client: client, Seq: seq, Kind: cart.KindAdd, SKU: "sku", Quantity: 1}
+		warns, cerr := rec.Cart.Apply(op, client, cart.DefaultLimits)
+		if cerr != nil {
+			return cerr
+		}
+		now := time.Now()
+		rec.Seqs[client] = seq
+		rec.Meta.Kind = syncserver.KindGuest
+		rec.Meta.UpdatedAt = now
+		rec.Appended = append(rec.Appended, syncserver.Change{Version: rec.Cart.Version, Op: op, Warnings: warns, At: now})
+		return nil
+	}
+}
+
+func mutate(t testing.TB, s syncserver.Store, id string, clients []string, fn func(*syncserver.Record) error) {
+	t.Helper()
+	if err := s.Mutate(t.Context(), id, clients, fn); err != nil {
+		t.Fatalf("Mutate(%s): %v", id, err)
+	}
+}
+
+func load(t testing.TB, s syncserver.Store, id string, clients ...string) *syncserver.Record {
+	t.Helper()
+	rec, err := s.Load(t.Context(), id, clients)
+	if err != nil {
+		t.Fatalf("Load(%s, %q): %v", id, clients, err)
+	}
+	return rec
+}
+
+// --- Bus ---
+
+func TestBus(t *testing.T) {
+	storetest.RunBus(t, func(t testing.TB) (a, b syncserver.Bus) {
+		prefix := storetest.KeyPrefix(t)
+		ba := cartredis.NewBus(newClient(t, ""), prefix, testLogger(t))
+		bb := cartredis.NewBus(newClient(t, ""), prefix, testLogger(t))
+		t.Cleanup(func() {
+			for _, bus := range []*cartredis.Bus{ba, bb} {
+				if err := bus.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+		})
+		return ba, bb
+	})
+}
+
+// inbox collects deliveries; past its buffer it drops them, which the
+// test then notices as a missing message.
+type inbox chan []byte
+
+func (in inbox) fn(p []byte) {
+	select {
+	case in <- append([]byte(nil), p...):
+	default:
+	}
+}
+
+func (in inbox) expect(t testing.TB, want string) {
+	t.Helper()
+	select {
+	case got := <-in:
+		if string(got) != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	case <-time.After(wait):
+		t.Fatalf("%q not delivered within %s", want, wait)
+	}
+}
+
+func subscribe(t testing.TB, bus *cartredis.Bus, cartID string) (inbox, func()) {
+	t.Helper()
+	in := make(inbox, 256)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	stop, err := bus.Subscribe(ctx, cartID, in.fn)
+	if err != nil {
+		t.Fatalf("Subscribe(%s): %v", cartID, err)
+	}
+	t.Cleanup(stop)
+	return in, stop
+}
+
+func newBus(t testing.TB, client *goredis.Client, prefix string) *cartredis.Bus {
+	t.Helper()
+	bus := cartredis.NewBus(client, prefix, testLogger(t))
+	t.Cleanup(func() {
+		if err := bus.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return bus
+}
+
+// numSub is how many connections Redis has subscribed to channel.
+func numSub(t testing.TB, admin *goredis.Client, channel string) int64 {
+	t.Helper()
+	m, err := admin.PubSubNumSub(t.Context(), channel).Result()
+	if err != nil {
+		t.Fatalf("PUBSUB NUMSUB: %v", err)
+	}
+	return m[channel]
+}
+
+// The first local subscriber of a cart SUBSCRIBEs, the last cancel
+// UNSUBSCRIBEs, and a later subscriber SUBSCRIBEs again.
+func TestBusSubscriptionCounted(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	bus := newBus(t, newClient(t, ""), prefix)
+	channel := prefix + "cart:cart-1"
+
+	_, cancel1 := subscribe(t, bus, "cart-1")
+	in2, cancel2 := subscribe(t, bus, "cart-1")
+	if n := numSub(t, admin, channel); n != 1 {
+		t.Fatalf("with two local subscribers: %d Redis subscriptions to %s, want 1", n, channel)
+	}
+	cancel1()
+	if err := bus.Publish(t.Context(), "cart-1", []byte("one left")); err != nil {
+		t.Fatal(err)
+	}
+	in2.expect(t, "one left")
+	if n := numSub(t, admin, channel); n != 1 {
+		t.Fatalf("with one local subscriber left: %d Redis subscriptions, want 1", n)
+	}
+
+	cancel2()
+	deadline := time.Now().Add(wait)
+	for numSub(t, admin, channel) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still subscribed to %s %s after the last cancel", channel, wait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	in3, _ := subscribe(t, bus, "cart-1")
+	if n := numSub(t, admin, channel); n != 1 {
+		t.Fatalf("after subscribing again: %d Redis subscriptions, want 1", n)
+	}
+	if err := bus.Publish(t.Context(), "cart-1", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	in3.expect(t, "again")
+}
+
+// When the Pub/Sub connection breaks, go-redis reconnects and subscribes
+// again; messages published meanwhile may be lost, later ones arrive.
+func TestBusResubscribesAfterDisconnect(t *testing.T) {
+	admin := newClient(t, "")
+	name := strings.ReplaceAll(storetest.UniqueName(t), "_", "-")
+	bus := newBus(t, newClient(t, name), storetest.KeyPrefix(t))
+	in, _ := subscribe(t, bus, "cart-1")
+
+	list, err := admin.ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	sc := bufio.NewScanner(strings.NewReader(list))
+	for sc.Scan() {
+		f := map[string]string{}
+		for kv := range strings.FieldsSeq(sc.Text()) {
+			k, v, _ := strings.Cut(kv, "=")
+			f[k] = v
+		}
+		if f["name"] != name || f["sub"] == "0" {
+			continue
+		}
+		if err := admin.ClientKillByFilter(t.Context(), "ID", f["id"]).Err(); err != nil {
+			t.Fatalf("CLIENT KILL ID %s: %v", f["id"], err)
+		}
+		killed++
+	}
+	if killed != 1 {
+		t.Fatalf("killed %d Pub/Sub connections named %s, want 1", killed, name)
+	}
+
+	// Probe until one gets through the new connection.
+	deadline := time.After(3 * wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case got := <-in:
+			if string(got) != "probe" {
+				t.Fatalf("got %q, want probe", got)
+			}
+			return
+		case <-tick.C:
+			// Publishes during the reconnect may be lost: at most once.
+			_ = bus.Publish(t.Context(), "cart-1", []byte("probe"))
+		case <-deadline:
+			t.Fatalf("nothing delivered %s after the connection was killed", 3*wait)
+		}
+	}
+}
+
+func TestBusRedisDown(t *testing.T) {
+	bus := cartredis.NewBus(downClient(t), "down:", testLogger(t))
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+
+	err := bus.Publish(ctx, "cart-1", []byte("x"))
+	if err == nil {
+		t.Error("Publish with Redis down: no error")
+	}
+	noRedisTypes(t, "Publish", err)
+
+	stop, err := bus.Subscribe(ctx, "cart-1", func([]byte) {})
+	if err == nil {
+		stop()
+		t.Error("Subscribe with Redis down: no error")
+	}
+	noRedisTypes(t, "Subscribe", err)
+
+	err = bus.Ping(ctx)
+	if err == nil {
+		t.Error("Ping with Redis down: no error")
+	}
+	noRedisTypes(t, "Ping", err)
+
+	closed := make(chan error, 1)
+	go func() { closed <- bus.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Close with Redis down did not return")
+	}
+	if err := bus.Publish(ctx, "cart-1", []byte("x")); !errors.Is(err, cartredis.ErrClosed) {
+		t.Errorf("Publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// --- Cache ---
+
+func TestCacheStore(t *testing.T) {
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		return cartredis.NewCache(openNext(t), newClient(t, ""), storetest.KeyPrefix(t), time.Minute, testLogger(t))
+	})
+}
+
+// With Redis unreachable the cache is a pass-through: every Store contract
+// still holds, except that Ping reports Redis (see TestCacheRedisDown).
+func TestCacheStoreRedisDown(t *testing.T) {
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		next := openNext(t)
+		return pingNext{
+			Store: cartredis.NewCache(next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler)),
+			next:  next,
+		}
+	})
+}
+
+// pingNext pings only next.
+type pingNext struct {
+	syncserver.Store
+	next syncserver.Store
+}
+
+func (s pingNext) Ping(ctx context.Context) error { return s.next.Ping(ctx) }
+
+// A cached entry as stored: the version in v and c, the meta kind, the seqs.
+type entry struct {
+	version uint64
+	kind    string
+	seqs    map[string]uint64
+}
+
+func (e entry) String() string { return fmt.Sprintf("v%d %s %v", e.version, e.kind, e.seqs) }
+
+func (e entry) record(id string) *syncserver.Record {
+	return &syncserver.Record{
+		Cart:   &cart.Cart{ID: id, Version: e.version},
+		Meta:   syncserver.Meta{Kind: e.kind},
+		Exists: true,
+		Seqs:   maps.Clone(e.seqs),
+	}
+}
+
+// readEntry reads the hash the cache keeps for id, checking its layout.
+func readEntry(t testing.TB, admin *goredis.Client, key string) entry {
+	t.Helper()
+	h, err := admin.HGetAll(t.Context(), key).Result()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", key, err)
+	}
+	var e entry
+	if e.version, err = strconv.ParseUint(h["v"], 10, 64); err != nil {
+		t.Fatalf("%s: field v = %q: %v", key, h["v"], err)
+	}
+	var c cart.Cart
+	if err := json.Unmarshal([]byte(h["c"]), &c); err != nil {
+		t.Fatalf("%s: field c = %q: %v", key, h["c"], err)
+	}
+	if c.Version != e.version {
+		t.Errorf("%s: cart JSON at version %d, field v = %d", key, c.Version, e.version)
+	}
+	var m syncserver.Meta
+	if err := json.Unmarshal([]byte(h["m"]), &m); err != nil {
+		t.Fatalf("%s: field m = %q: %v", key, h["m"], err)
+	}
+	e.kind = m.Kind
+	e.seqs = map[string]uint64{}
+	for f, v := range h {
+		client, ok := strings.CutPrefix(f, "s:")
+		if !ok {
+			if f != "v" && f != "c" && f != "m" {
+				t.Errorf("%s: unexpected field %q", key, f)
+			}
+			continue
+		}
+		if e.seqs[client], err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s: field %s = %q: %v", key, f, v, err)
+		}
+	}
+	return e
+}
+
+// Every cache write goes through one script: an older version never
+// replaces a newer cart, seqs only rise, numbers compare exactly.
+func TestCacheWriteIsMonotonic(t *testing.T) {
+	const big = 1 << 60 // 1<<60 + 1 is not a float64
+	tests := []struct {
+		name          string
+		first, second entry
+		want          entry
+	}{
+		{"newer replaces",
+			entry{1, "guest", map[string]uint64{"a": 1}},
+			entry{2, "user", map[string]uint64{"a": 2}},
+			entry{2, "user", map[string]uint64{"a": 2}}},
+		{"stale write keeps the newer cart",
+			entry{5, "user", map[string]uint64{"a": 5, "b": 7}},
+			entry{4, "guest", map[string]uint64{"a": 4, "b": 1, "c": 3}},
+			entry{5, "user", map[string]uint64{"a": 5, "b": 7, "c": 3}}},
+		{"stale write still raises seqs",
+			entry{5, "user", map[string]uint64{"a": 2}},
+			entry{4, "guest", map[string]uint64{"a": 3}},
+			entry{5, "user", map[string]uint64{"a": 3}}},
+		{"same version replaces",
+			entry{3, "guest", map[string]uint64{"a": 1}},
+			entry{3, "user", map[string]uint64{"a": 1}},
+			entry{3, "user", map[string]uint64{"a": 1}}},
+		{"newer cart never lowers a seq",
+			entry{2, "guest", map[string]uint64{"a": 9, "b": 0}},
+			entry{3, "user", map[string]uint64{"a": 1, "b": 0}},
+			entry{3, "user", map[string]uint64{"a": 9, "b": 0}}},
+		{"more digits is newer",
+			entry{9, "guest", map[string]uint64{"a": 9}},
+			entry{10, "user", map[string]uint64{"a": 10}},
+			entry{10, "user", map[string]uint64{"a": 10}}},
+		{"exact beyond 2^53",
+			entry{big + 1, "user", map[string]uint64{"a": big + 1}},
+			entry{big, "guest", map[string]uint64{"a": big}},
+			entry{big + 1, "user", map[string]uint64{"a": big + 1}}},
+		{"largest uint64",
+			entry{math.MaxUint64 - 1, "guest", map[string]uint64{"a": math.MaxUint64 - 1}},
+			entry{math.MaxUint64, "user", map[string]uint64{"a": math.MaxUint64}},
+			entry{math.MaxUint64, "user", map[string]uint64{"a": math.MaxUint64}}},
+	}
+	admin := newClient(t, "")
+	const ttl = time.Minute
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := storetest.KeyPrefix(t)
+			c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, ttl, testLogger(t))
+			c.Put(t.Context(), "cart-1", tt.first.record("cart-1"))
+			c.Put(t.Context(), "cart-1", tt.second.record("cart-1"))
+
+			key := prefix + "cart:cart-1"
+			got := readEntry(t, admin, key)
+			if got.version != tt.want.version || got.kind != tt.want.kind || !maps.Equal(got.seqs, tt.want.seqs) {
+				t.Errorf("after writing %v then %v: cached %v, want %v", tt.first, tt.second, got, tt.want)
+			}
+			if d := admin.PTTL(t.Context(), key).Val(); d <= 0 || d > ttl {
+				t.Errorf("PTTL = %v, want in (0, %v]", d, ttl)
+			}
+		})
+	}
+}
+
+// Concurrent writers of one entry converge on the newest cart and the
+// highest seqs, whatever order their writes land in.
+func TestCacheConcurrentWritesConverge(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, time.Minute, testLogger(t))
+	const n = 200
+	var wg sync.WaitGroup
+	for v := range uint64(n) {
+		wg.Go(func() {
+			c.Put(t.Context(), "cart-1", entry{v + 1, "guest", map[string]uint64{
+				"up": v + 1, "down": n - v, fmt.Sprintf("w%d", v%4): v + 1,
+			}}.record("cart-1"))
+		})
+	}
+	wg.Wait()
+	got := readEntry(t, admin, prefix+"cart:cart-1")
+	want := entry{n, "guest", map[string]uint64{"up": n, "down": n, "w0": n - 3, "w1": n - 2, "w2": n - 1, "w3": n}}
+	if got.version != want.version || !maps.Equal(got.seqs, want.seqs) {
+		t.Errorf("cached %v, want %v", got, want)
+	}
+}
+
+// Load serves from Redis when the entry has the cart and every asked
+// client's seq, and otherwise loads from the next store and fills.
+func TestCacheHitsAndMisses(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	next := &counting{Store: shared(t)}
+	c := cartredis.NewCache(next, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	key := prefix + "cart:cart-1"
+
+	if _, err := c.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Fatalf("Load(unknown) = %v, want ErrCartNotFound", err)
+	}
+	if n := admin.Exists(t.Context(), key).Val(); n != 0 {
+		t.Errorf("unknown cart: cached (EXISTS = %d), want not", n)
+	}
+	if _, err := c.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Fatalf("Load(unknown) again = %v, want ErrCartNotFound", err)
+	}
+
+	mutate(t, c, "cart-1", []string{"d1"}, add("d1", 1))
+	loads := next.loads.Load()
+	steps := []struct {
+		name     string
+		clients  []string
+		wantSeqs map[string]uint64
+		wantHit  bool
+	}{
+		{"written by Mutate", []string{"d1"}, map[string]uint64{"d1": 1}, true},
+		{"no clients", nil, map[string]uint64{}, true},
+		{"a client not cached", []string{"d1", "d9"}, map[string]uint64{"d1": 1, "d9": 0}, false},
+		{"filled by that Load", []string{"d9", "d1"}, map[string]uint64{"d1": 1, "d9": 0}, true},
+	}
+	for _, st := range steps {
+		rec := load(t, c, "cart-1", st.clients...)
+		hit := next.loads.Load() == loads
+		loads = next.loads.Load()
+		if hit != st.wantHit {
+			t.Errorf("%s: served from Redis = %v, want %v", st.name, hit, st.wantHit)
+		}
+		if rec.Cart.Version != 1 || rec.Cart.Items() != 1 || !rec.Exists || rec.Meta.Kind != syncserver.KindGuest {
+			t.Errorf("%s: got version %d, %d items, exists %v, meta %+v; want version 1, 1 item, exists, guest",
+				st.name, rec.Cart.Version, rec.Cart.Items(), rec.Exists, rec.Meta)
+		}
+		if !maps.Equal(rec.Seqs, st.wantSeqs) {
+			t.Errorf("%s: seqs %v, want %v", st.name, rec.Seqs, st.wantSeqs)
+		}
+	}
+
+	// An entry that does not decode is a miss, and the fill repairs it.
+	if err := admin.HSet(t.Context(), key, "c", "{not json").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, wantHit := range []bool{false, true} {
+		rec := load(t, c, "cart-1", "d1")
+		hit := next.loads.Load() == loads
+		loads = next.loads.Load()
+		if hit != wantHit || rec.Cart.Version != 1 || rec.Cart.Items() != 1 {
+			t.Errorf("Load %d after corrupting the entry: hit %v, version %d, %d items; want hit %v, version 1, 1 item",
+				i, hit, rec.Cart.Version, rec.Cart.Items(), wantHit)
+		}
+	}
+}
+
+// A Mutate through one instance's Cache is seen by a Load through
+// another's, from Redis.
+func TestCacheSharedBetweenInstances(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	next1, next2 := &counting{Store: store}, &counting{Store: store}
+	c1 := cartredis.NewCache(next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := cartredis.NewCache(next2, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	clients := []string{"d1", "d2"}
+
+	mutate(t, c1, "cart-1", clients, add("d1", 1))
+	if rec := load(t, c2, "cart-1", clients...); rec.Cart.Version != 1 {
+		t.Fatalf("instance 2 after instance 1's Mutate: version %d, want 1", rec.Cart.Version)
+	}
+	mutate(t, c2, "cart-1", clients, add("d2", 1))
+	rec := load(t, c1, "cart-1", clients...)
+	if rec.Cart.Version != 2 || rec.Cart.Items() != 2 || !maps.Equal(rec.Seqs, map[string]uint64{"d1": 1, "d2": 1}) {
+		t.Errorf("instance 1 after instance 2's Mutate: version %d, %d items, seqs %v; want version 2, 2 items, d1:1 d2:1",
+			rec.Cart.Version, rec.Cart.Items(), rec.Seqs)
+	}
+	if n1, n2 := next1.loads.Load(), next2.loads.Load(); n1 != 0 || n2 != 0 {
+		t.Errorf("Loads reaching the next store: %d and %d, want none (served from Redis)", n1, n2)
+	}
+}
+
+// Writes set the TTL and refresh it; no TTL given means DefaultTTL.
+func TestCacheTTL(t *testing.T) {
+	admin := newClient(t, "")
+	tests := []struct {
+		name string
+		ttl  time.Duration
+		want time.Duration
+	}{
+		{"given", 90 * time.Second, 90 * time.Second},
+		{"default", 0, cartredis.DefaultTTL},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := storetest.KeyPrefix(t)
+			c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, tt.ttl, testLogger(t))
+			key := prefix + "cart:cart-1"
+			checkTTL := func(what string) {
+				t.Helper()
+				d, err := admin.PTTL(t.Context(), key).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d <= tt.want-10*time.Second || d > tt.want {
+					t.Errorf("%s: PTTL = %v, want about %v", what, d, tt.want)
+				}
+			}
+			shorten := func() {
+				t.Helper()
+				if err := admin.PExpire(t.Context(), key, time.Minute/2).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			mutate(t, c, "cart-1", []string{"d1"}, add("d1", 1))
+			checkTTL("after Mutate")
+			shorten()
+			load(t, c, "cart-1", "d1", "d2") // d2 is not cached: a fill
+			checkTTL("after a fill")
+			shorten()
+			mutate(t, c, "cart-1", []string{"d1"}, add("d1", 2))
+			checkTTL("after a second Mutate")
+		})
+	}
+}
+
+// With Redis unreachable Load and Mutate work through the next store, and
+// only Ping reports it, without go-redis types.
+func TestCacheRedisDown(t *testing.T) {
+	next := &counting{Store: shared(t)}
+	c := cartredis.NewCache(next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler))
+
+	mutate(t, c, "cart-1", []string{"d1"}, add("d1", 1))
+	mutate(t, c, "cart-1", []string{"d1"}, add("d1", 2))
+	rec := load(t, c, "cart-1", "d1")
+	if rec.Cart.Version != 2 || rec.Seqs["d1"] != 2 || next.loads.Load() != 1 {
+		t.Errorf("Load: version %d, seq %d, %d loads from the next store; want 2, 2, 1", rec.Cart.Version, rec.Seqs["d1"], next.loads.Load())
+	}
+	if _, err := c.Load(t.Context(), "cart-2", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load(unknown) = %v, want ErrCartNotFound", err)
+	}
+	if chs, err := c.Changes(t.Context(), "cart-1", 0, 10); err != nil || len(chs) != 2 {
+		t.Errorf("Changes = %d changes, %v; want 2", len(chs), err)
+	}
+	err := c.Ping(t.Context())
+	if err == nil {
+		t.Error("Ping with Redis down: no error")
+	}
+	noRedisTypes(t, "Ping", err)
+}
