@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 
 	"cartsync/shared/cart"
@@ -20,8 +21,8 @@ type Store struct {
 }
 
 type entry struct {
-	lock  sync.Mutex // held for the whole of a Mutate
-	cart  []byte     // JSON of *cart.Cart; nil until first commit
+	lock  chan struct{} // a one-slot semaphore held for the whole of a Mutate
+	cart  []byte        // JSON of *cart.Cart; nil until first commit
 	meta  syncserver.Meta
 	seqs  map[string]uint64
 	log   []syncserver.Change
@@ -40,7 +41,7 @@ func (s *Store) entry(id string) *entry {
 	defer s.mu.Unlock()
 	e := s.carts[id]
 	if e == nil {
-		e = &entry{seqs: map[string]uint64{}, first: 1}
+		e = &entry{seqs: map[string]uint64{}, first: 1, lock: make(chan struct{}, 1)}
 		s.carts[id] = e
 	}
 	return e
@@ -52,8 +53,12 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 		return err
 	}
 	e := s.entry(id)
-	e.lock.Lock()
-	defer e.lock.Unlock()
+	select {
+	case e.lock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.lock }()
 	rec := &syncserver.Record{Seqs: map[string]uint64{}, Meta: e.meta, Exists: e.cart != nil}
 	if e.cart != nil {
 		rec.Cart = decode(e.cart)
@@ -66,6 +71,9 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 	if err := fn(rec); err != nil {
 		return err
 	}
+	if rec.Cart == nil {
+		return errors.New("memstore: mutate left no cart")
+	}
 	b, err := json.Marshal(rec.Cart)
 	if err != nil {
 		return err
@@ -74,9 +82,7 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 	defer s.mu.Unlock()
 	e.cart, e.meta = b, rec.Meta
 	for c, q := range rec.Seqs {
-		if q > e.seqs[c] {
-			e.seqs[c] = q
-		}
+		e.seqs[c] = q
 	}
 	e.log = append(e.log, rec.Appended...)
 	if n := len(e.log) - syncserver.LogKeep; n > 0 {
@@ -132,7 +138,13 @@ func (s *Store) Changes(ctx context.Context, id string, since uint64, limit int)
 }
 
 // Secret implements syncserver.Store.
-func (s *Store) Secret(_ context.Context, name string, create []byte) ([]byte, error) {
+func (s *Store) Secret(ctx context.Context, name string, create []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(create) == 0 {
+		return nil, errors.New("memstore: empty secret")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v, ok := s.secrets[name]; ok {
@@ -143,7 +155,7 @@ func (s *Store) Secret(_ context.Context, name string, create []byte) ([]byte, e
 }
 
 // Ping implements syncserver.Store.
-func (s *Store) Ping(context.Context) error { return nil }
+func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
 // Close implements syncserver.Store.
 func (s *Store) Close() error { return nil }
