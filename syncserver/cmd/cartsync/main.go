@@ -88,7 +88,7 @@ func NewMain() *Main {
 		Addr:            "127.0.0.1:8080",
 		DataDir:         "data",
 		RedisPrefix:     "cartsync:",
-		CacheTTL:        30 * 24 * time.Hour,
+		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
 		Logger:          slog.Default(),
 	}
@@ -109,6 +109,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.PostgresURL, "postgres-url", env("CARTSYNC_POSTGRES_URL", ""), "Postgres URL; empty uses the embedded SQLite store (CARTSYNC_POSTGRES_URL)")
 	fs.StringVar(&m.RedisURL, "redis-url", env("CARTSYNC_REDIS_URL", ""), "Redis URL for cache and fan-out; empty means in-process (CARTSYNC_REDIS_URL)")
 	fs.StringVar(&m.RedisPrefix, "redis-prefix", env("CARTSYNC_REDIS_PREFIX", m.RedisPrefix), "prefix of every Redis key and channel (CARTSYNC_REDIS_PREFIX)")
+	fs.DurationVar(&m.CacheTTL, "cache-ttl", envDuration(getenv, "CARTSYNC_CACHE_TTL", m.CacheTTL), "how long a cart stays in the Redis cache after its last write (CARTSYNC_CACHE_TTL)")
 	fs.StringVar(&origins, "allowed-origins", env("CARTSYNC_ALLOWED_ORIGINS", ""), "comma-separated storefront origins allowed to embed the cart, e.g. https://shop.example.com (CARTSYNC_ALLOWED_ORIGINS)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -128,6 +129,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(name)); err == nil {
+		return d
+	}
+	return def
 }
 
 // originHosts turns origins into the host patterns websocket.Accept takes.
@@ -166,6 +174,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("redis url: %w", err)
 		}
+		// Fail fast when Redis is down: the cache falls through to the
+		// store, and a request must not wait out many dial retries.
+		opt.DialTimeout = 2 * time.Second
+		opt.DialerRetries = 1
 		m.rdb = goredis.NewClient(opt)
 		if err := m.rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("redis ping: %w", err)

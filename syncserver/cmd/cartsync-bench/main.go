@@ -1,0 +1,236 @@
+// Command cartsync-bench is the load generator behind `make bench`. It opens
+// many websocket clients, each a real syncclient.Engine, against a running
+// sync server, some carts shared by two devices, and reports acknowledged
+// operations per second, ack latency, and device-to-device propagation
+// latency. Each client edits in a closed loop: edit, wait for the ack, edit.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+type config struct {
+	server   string
+	clients  int
+	carts    int
+	duration time.Duration
+	warmup   time.Duration
+	think    time.Duration
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.server, "server", "http://127.0.0.1:8080", "sync server base URL")
+	flag.IntVar(&c.clients, "clients", 1000, "websocket clients (devices)")
+	flag.IntVar(&c.carts, "carts", 600, "carts; clients beyond this many are second devices of a cart")
+	flag.DurationVar(&c.duration, "duration", 20*time.Second, "measured time")
+	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
+	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
+	flag.Parse()
+	if c.carts > c.clients || c.carts < 1 || c.clients > 2*c.carts {
+		fmt.Fprintln(os.Stderr, "need carts <= clients <= 2*carts")
+		os.Exit(2)
+	}
+	r, err := run(context.Background(), c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	r.print(c)
+}
+
+// recorder collects latencies during the measured window.
+type recorder struct {
+	mu      sync.Mutex
+	on      atomic.Bool
+	acks    []time.Duration
+	props   []time.Duration
+	sent    sync.Map // nonce -> time.Time
+	errors  atomic.Int64
+	started time.Time
+	stopped time.Time
+}
+
+func (r *recorder) ack(d time.Duration) {
+	if r.on.Load() {
+		r.mu.Lock()
+		r.acks = append(r.acks, d)
+		r.mu.Unlock()
+	}
+}
+
+func (r *recorder) prop(d time.Duration) {
+	if r.on.Load() {
+		r.mu.Lock()
+		r.props = append(r.props, d)
+		r.mu.Unlock()
+	}
+}
+
+type result struct {
+	acks, props []time.Duration
+	window      time.Duration
+	errors      int64
+}
+
+func run(ctx context.Context, c config) (*result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(c.server, "http") + "/v1/sync"
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	rec := &recorder{}
+
+	tokens := make([]string, c.carts)
+	for i := range tokens {
+		tok, err := newDevice(ctx, c.server)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = tok
+	}
+	engines := make([]*syncclient.Engine, c.clients)
+	var wg sync.WaitGroup
+	for i := range c.clients {
+		st := syncclient.NewMemStorage()
+		if _, err := st.SwapDeviceToken(ctx, "", tokens[i%c.carts]); err != nil {
+			return nil, err
+		}
+		me := fmt.Sprintf("w%d-", i)
+		seen := map[string]bool{}
+		e, err := syncclient.New(syncclient.Config{
+			Storage: st,
+			Dial:    syncclient.WebsocketDialer(wsURL),
+			Logger:  logger,
+			OnChange: func(s syncclient.State) {
+				// A nonce from the other device of the cart has arrived.
+				for _, l := range s.Cart.Lines {
+					n := l.Details.Name
+					if n == "" || strings.HasPrefix(n, me) || seen[n] {
+						continue
+					}
+					seen[n] = true
+					if t, ok := rec.sent.Load(n); ok {
+						rec.prop(time.Since(t.(time.Time)))
+					}
+				}
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		engines[i] = e
+		wg.Add(1)
+		go func() { defer wg.Done(); e.Run(ctx) }()
+		if i%100 == 99 {
+			time.Sleep(50 * time.Millisecond) // don't open every socket at once
+		}
+	}
+
+	stop := make(chan struct{})
+	var loops sync.WaitGroup
+	for i, e := range engines {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			edit(ctx, i, e, rec, c.think, stop)
+		}()
+	}
+	time.Sleep(c.warmup)
+	rec.started = time.Now()
+	rec.on.Store(true)
+	time.Sleep(c.duration)
+	rec.on.Store(false)
+	rec.stopped = time.Now()
+	close(stop)
+	loops.Wait()
+	cancel()
+	wg.Wait()
+	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load()}, nil
+}
+
+// edit is one client's closed loop: an add whose details carry a nonce the
+// other device of the cart watches for, then wait for its ack.
+func edit(ctx context.Context, i int, e *syncclient.Engine, rec *recorder, think time.Duration, stop chan struct{}) {
+	for n := 0; ; n++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		nonce := fmt.Sprintf("w%d-%d", i, n)
+		sku := fmt.Sprintf("SKU-%d", n%5)
+		start := time.Now()
+		rec.sent.Store(nonce, start)
+		if err := e.Add(ctx, sku, nil, 1, &cart.Details{Name: nonce, Price: 1299, Currency: "EUR"}); err != nil {
+			rec.errors.Add(1)
+			return
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := e.Flush(fctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				rec.errors.Add(1)
+			}
+			return
+		}
+		rec.ack(time.Since(start))
+		if think > 0 {
+			time.Sleep(think)
+		}
+	}
+}
+
+func newDevice(ctx context.Context, server string) (string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", server+"/v1/devices", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var d struct {
+		DeviceToken string `json:"device_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || d.DeviceToken == "" {
+		return "", errors.Join(errors.New("POST /v1/devices gave no token"), err)
+	}
+	return d.DeviceToken, nil
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func (r *result) print(c config) {
+	shared := c.clients - c.carts
+	fmt.Printf("clients %d, carts %d (%d shared by two devices), measured %s after %s warm-up\n",
+		c.clients, c.carts, shared, c.duration, c.warmup)
+	fmt.Printf("acknowledged ops/s: %.0f\n", float64(len(r.acks))/r.window.Seconds())
+	fmt.Printf("ack latency: p50 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.99)), len(r.acks))
+	fmt.Printf("device-to-device propagation: p50 %s, p99 %s (%d samples)\n", ms(pct(r.props, 0.50)), ms(pct(r.props, 0.99)), len(r.props))
+	if r.errors > 0 {
+		fmt.Printf("client errors: %d\n", r.errors)
+	}
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
+	"cartsync/syncserver"
+	"cartsync/syncserver/storetest"
+)
+
+// startMain runs the real program in-process on a free port.
+func startMain(t *testing.T, args ...string) *Main {
+	t.Helper()
+	m := NewMain()
+	if err := m.ParseFlags(append([]string{"-addr", "127.0.0.1:0", "-log-level", "error"}, args...), func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.Close(ctx)
+	})
+	return m
+}
+
+func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/v1/sync" }
+
+// engine starts a client engine on base with the given device token.
+func engine(t *testing.T, base, token string) *syncclient.Engine {
+	t.Helper()
+	st := syncclient.NewMemStorage()
+	if token != "" {
+		if _, err := st.SwapDeviceToken(context.Background(), "", token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := syncclient.New(syncclient.Config{Storage: st, Dial: syncclient.WebsocketDialer(wsURL(base)), BackoffBase: 10 * time.Millisecond, BackoffCap: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// waitFor polls the engine until ok holds or 10 s pass.
+func waitFor(t *testing.T, e *syncclient.Engine, what string, ok func(syncclient.State) bool) syncclient.State {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := e.Snapshot()
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; state: status %v pending %d confirmed %d", what, s.Status, s.Pending, s.Confirmed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func quantity(c *cart.Cart, sku string) int {
+	if l := c.Line(cart.LineKey(sku, nil)); l != nil {
+		return l.Quantity
+	}
+	return 0
+}
+
+func newDevice(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Post(base+"/v1/devices", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d syncserver.DeviceResponse
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || d.DeviceToken == "" {
+		t.Fatalf("POST /v1/devices: %v", err)
+	}
+	return d.DeviceToken
+}
+
+func TestEmbeddedDefaultKeepsCartsAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	m := startMain(t, "-data", dir)
+	tok := newDevice(t, m.URL())
+	e := engine(t, m.URL(), tok)
+	ctx := context.Background()
+	if err := e.Add(ctx, "MUG", nil, 2, &cart.Details{Name: "Mug", Price: 900, Currency: "EUR"}); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := e.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cartsync.db")); err != nil {
+		t.Fatalf("no SQLite file in the data folder: %v", err)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get(m.URL() + path)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %v %v", path, resp, err)
+		}
+		resp.Body.Close()
+	}
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	if err := m.Close(sctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	m2 := startMain(t, "-data", dir)
+	e2 := engine(t, m2.URL(), tok)
+	waitFor(t, e2, "the cart after restart", func(s syncclient.State) bool { return quantity(s.Cart, "MUG") == 2 })
+}
+
+// pgSchemaURL gives the test its own schema on the test Postgres.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := storetest.PostgresURL(t)
+	schema := "t_" + storetest.UniqueName(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect postgres: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err == nil {
+			c.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "search_path=" + schema
+}
+
+func TestTwoInstancesBehaveAsOne(t *testing.T) {
+	pg := pgSchemaURL(t)
+	rd := storetest.RedisURL(t)
+	prefix := storetest.KeyPrefix(t)
+	a := startMain(t, "-postgres-url", pg, "-redis-url", rd, "-redis-prefix", prefix)
+	b := startMain(t, "-postgres-url", pg, "-redis-url", rd, "-redis-prefix", prefix)
+
+	// A device token issued by one instance is good on the other: they
+	// share the signing secret through the store.
+	tok := newDevice(t, a.URL())
+	onA := engine(t, a.URL(), tok)
+	onB := engine(t, b.URL(), tok)
+	waitFor(t, onB, "B connected", func(s syncclient.State) bool { return s.Status == syncclient.Synced })
+
+	ctx := context.Background()
+	if err := onA.Add(ctx, "TEA", nil, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, onB, "A's edit pushed to B", func(s syncclient.State) bool { return quantity(s.Cart, "TEA") == 3 })
+	if s.Confirmed != 1 {
+		t.Fatalf("B confirmed version %d, want 1", s.Confirmed)
+	}
+	if err := onB.Remove(ctx, "TEA", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, onA, "B's remove pushed to A", func(s syncclient.State) bool { return quantity(s.Cart, "TEA") == 0 && s.Confirmed == 2 })
+}
+
+// TestAcknowledgedSurvivesSIGKILL kills the server process the moment an
+// operation is acknowledged; after a restart it is there, exactly once.
+func TestAcknowledgedSurvivesSIGKILL(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "cartsync")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	backends := map[string][]string{"sqlite": {"-data", t.TempDir()}}
+	if os.Getenv("CARTSYNC_TEST_POSTGRES_URL") != "" || os.Getenv("CI") != "" || os.Getenv("CARTSYNC_REQUIRE_SERVICES") == "1" {
+		backends["postgres"] = []string{"-postgres-url", pgSchemaURL(t)}
+	}
+	for name, args := range backends {
+		t.Run(name, func(t *testing.T) {
+			addr := freeAddr(t)
+			base := "http://" + addr
+			proc := startProcess(t, bin, addr, args)
+			tok := newDevice(t, base)
+			op := cart.Op{Client: "native-1", Seq: 1, Kind: cart.KindAdd, SKU: "JAM", Quantity: 4}
+			res := postOps(t, base, tok, op)
+			if res.Results[0].Status != protocol.StatusApplied {
+				t.Fatalf("first delivery: %+v", res.Results[0])
+			}
+			proc.Process.Signal(syscall.SIGKILL) // no chance to flush anything
+			proc.Wait()
+
+			startProcess(t, bin, addr, args)
+			e := engine(t, base, tok)
+			waitFor(t, e, "the acknowledged op after SIGKILL", func(s syncclient.State) bool {
+				return quantity(s.Cart, "JAM") == 4 && s.Confirmed == 1
+			})
+			again := postOps(t, base, tok, op)
+			if again.Results[0].Status != protocol.StatusDuplicate || quantity(again.Cart, "JAM") != 4 {
+				t.Fatalf("replay after restart: %+v, cart %+v", again.Results[0], again.Cart)
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startProcess(t *testing.T, bin, addr string, args []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-log-level", "error"}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server on %s not ready: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func postOps(t *testing.T, base, tok string, ops ...cart.Op) syncserver.OpsResponse {
+	t.Helper()
+	body, _ := json.Marshal(syncserver.OpsRequest{Ops: ops})
+	req, _ := http.NewRequest("POST", base+"/v1/cart/ops", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out syncserver.OpsResponse
+	if resp.StatusCode != 200 || json.Unmarshal(b, &out) != nil || len(out.Results) != len(ops) {
+		t.Fatalf("POST /v1/cart/ops = %d %s", resp.StatusCode, b)
+	}
+	return out
+}
