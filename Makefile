@@ -29,7 +29,7 @@ run: build ## Build everything and run the server (bin/cartsync $(ARGS))
 	./bin/cartsync $(ARGS)
 
 .PHONY: build
-build: wasm ## Build the widget and the server binary bin/cartsync
+build: $(if $(wildcard app),wasm) ## Build the widget and the server binary bin/cartsync
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/cartsync $(SERVER_PKG)
 
 .PHONY: wasm

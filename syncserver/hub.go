@@ -20,6 +20,8 @@ type hub struct {
 
 type cartSubs struct {
 	sessions map[*session]struct{}
+	ready    chan struct{} // closed once the bus subscription is settled
+	err      error         // the subscription's error, once ready
 	cancel   func()
 }
 
@@ -28,22 +30,44 @@ func newHub(bus Bus, log *slog.Logger, m *metrics) *hub {
 }
 
 // join adds s to the cart's local subscribers, subscribing on the bus when
-// it is the first.
+// it is the first. The bus is never called with h.mu held: its delivery
+// goroutine takes h.mu to fan out.
 func (h *hub) join(ctx context.Context, cartID string, s *session) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	cs := h.carts[cartID]
-	if cs == nil {
-		cs = &cartSubs{sessions: map[*session]struct{}{}}
-		cancel, err := h.bus.Subscribe(ctx, cartID, func(p []byte) { h.deliver(cartID, p) })
-		if err != nil {
-			return err
+	if cs != nil {
+		cs.sessions[s] = struct{}{}
+		h.mu.Unlock()
+		select {
+		case <-cs.ready:
+		case <-ctx.Done():
+			h.leave(cartID, s)
+			return ctx.Err()
 		}
-		cs.cancel = cancel
-		h.carts[cartID] = cs
+		if cs.err != nil {
+			h.leave(cartID, s)
+		}
+		return cs.err
 	}
-	cs.sessions[s] = struct{}{}
-	return nil
+	cs = &cartSubs{sessions: map[*session]struct{}{s: {}}, ready: make(chan struct{})}
+	h.carts[cartID] = cs
+	h.mu.Unlock()
+
+	cancel, err := h.bus.Subscribe(ctx, cartID, func(p []byte) { h.deliver(cartID, p) })
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cs.cancel, cs.err = cancel, err
+	close(cs.ready)
+	if err != nil || len(cs.sessions) == 0 {
+		if err == nil {
+			cancel()
+		}
+		if h.carts[cartID] == cs {
+			delete(h.carts, cartID)
+		}
+	}
+	return err
 }
 
 // leave removes s, unsubscribing when it was the last.
@@ -55,9 +79,18 @@ func (h *hub) leave(cartID string, s *session) {
 		return
 	}
 	delete(cs.sessions, s)
-	if len(cs.sessions) == 0 {
-		cs.cancel()
+	if len(cs.sessions) > 0 {
+		return
+	}
+	select {
+	case <-cs.ready:
+		if cs.cancel != nil {
+			cs.cancel()
+		}
 		delete(h.carts, cartID)
+	default:
+		// The subscription is still being made; join cancels it when it
+		// finds no sessions left.
 	}
 }
 

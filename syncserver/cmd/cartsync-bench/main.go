@@ -2,7 +2,9 @@
 // many websocket clients, each a real syncclient.Engine, against a running
 // sync server, some carts shared by two devices, and reports acknowledged
 // operations per second, ack latency, and device-to-device propagation
-// latency. Each client edits in a closed loop: edit, wait for the ack, edit.
+// latency. The first device of each cart edits in a closed loop (edit, wait
+// for the ack, edit); the second device of a shared cart watches for each
+// edit to arrive.
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/syncclient"
+	"cartsync/syncserver/postgres"
 )
 
 type config struct {
@@ -31,6 +34,8 @@ type config struct {
 	duration time.Duration
 	warmup   time.Duration
 	think    time.Duration
+	pgURL    string
+	pgConns  int
 }
 
 func main() {
@@ -41,6 +46,8 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 20*time.Second, "measured time")
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
+	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
+	flag.IntVar(&c.pgConns, "postgres-conns", 16, "connections for the Postgres baseline: the server's pool size")
 	flag.Parse()
 	if c.carts > c.clients || c.carts < 1 || c.clients > 2*c.carts {
 		fmt.Fprintln(os.Stderr, "need carts <= clients <= 2*carts")
@@ -52,6 +59,16 @@ func main() {
 		os.Exit(1)
 	}
 	r.print(c)
+	if c.pgURL != "" {
+		base, err := postgres.Baseline(context.Background(), c.pgURL, c.pgConns, c.duration/2)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: baseline:", err)
+			os.Exit(1)
+		}
+		ops := float64(len(r.acks)) / r.window.Seconds()
+		fmt.Printf("postgres baseline: %.0f single-row durable inserts/s from %d connections\n", base, c.pgConns)
+		fmt.Printf("acknowledged ops/s as a share of the baseline: %.2f\n", ops/base)
+	}
 }
 
 // recorder collects latencies during the measured window.
@@ -143,7 +160,9 @@ func run(ctx context.Context, c config) (*result, error) {
 
 	stop := make(chan struct{})
 	var loops sync.WaitGroup
-	for i, e := range engines {
+	// The first device of each cart edits; a second device watches, so
+	// that every edit's arrival there can be timed.
+	for i, e := range engines[:c.carts] {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
@@ -225,7 +244,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 
 func (r *result) print(c config) {
 	shared := c.clients - c.carts
-	fmt.Printf("clients %d, carts %d (%d shared by two devices), measured %s after %s warm-up\n",
+	fmt.Printf("clients %d, carts %d (%d shared by two devices: one edits, one watches), measured %s after %s warm-up\n",
 		c.clients, c.carts, shared, c.duration, c.warmup)
 	fmt.Printf("acknowledged ops/s: %.0f\n", float64(len(r.acks))/r.window.Seconds())
 	fmt.Printf("ack latency: p50 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.99)), len(r.acks))

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,7 @@ type Main struct {
 	Addr            string
 	DataDir         string
 	PostgresURL     string
+	PostgresConns   int
 	RedisURL        string
 	RedisPrefix     string
 	AllowedOrigins  []string
@@ -107,6 +109,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.Addr, "addr", env("CARTSYNC_ADDR", m.Addr), "listen address (CARTSYNC_ADDR)")
 	fs.StringVar(&m.DataDir, "data", env("CARTSYNC_DATA", m.DataDir), "data folder for the embedded SQLite store (CARTSYNC_DATA)")
 	fs.StringVar(&m.PostgresURL, "postgres-url", env("CARTSYNC_POSTGRES_URL", ""), "Postgres URL; empty uses the embedded SQLite store (CARTSYNC_POSTGRES_URL)")
+	fs.IntVar(&m.PostgresConns, "postgres-max-conns", envInt(getenv, "CARTSYNC_POSTGRES_MAX_CONNS", 16), "Postgres connection pool size (CARTSYNC_POSTGRES_MAX_CONNS)")
 	fs.StringVar(&m.RedisURL, "redis-url", env("CARTSYNC_REDIS_URL", ""), "Redis URL for cache and fan-out; empty means in-process (CARTSYNC_REDIS_URL)")
 	fs.StringVar(&m.RedisPrefix, "redis-prefix", env("CARTSYNC_REDIS_PREFIX", m.RedisPrefix), "prefix of every Redis key and channel (CARTSYNC_REDIS_PREFIX)")
 	fs.DurationVar(&m.CacheTTL, "cache-ttl", envDuration(getenv, "CARTSYNC_CACHE_TTL", m.CacheTTL), "how long a cart stays in the Redis cache after its last write (CARTSYNC_CACHE_TTL)")
@@ -129,6 +132,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+func envInt(getenv func(string) string, name string, def int) int {
+	if n, err := strconv.Atoi(getenv(name)); err == nil {
+		return n
+	}
+	return def
 }
 
 func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
@@ -156,7 +166,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	if m.PostgresURL != "" {
-		m.store, err = postgres.Open(ctx, m.PostgresURL)
+		m.store, err = postgres.Open(ctx, m.PostgresURL, postgres.WithMaxConns(int32(m.PostgresConns)))
 		if err != nil {
 			return fmt.Errorf("open postgres: %w", err)
 		}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The body of `make bench`: starts throwaway Postgres and Redis on loopback,
+# runs the sync server on them, drives it with cartsync-bench (1,000 engine
+# clients by default) and measures Postgres' own single-row insert rate for
+# comparison. Extra arguments go to cartsync-bench (see -h).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+scripts/install-deps.sh
+export CARTSYNC_TESTENV_STATE=$ROOT/.testenv/bench-$$.state
+WORK=$(mktemp -d /tmp/cartsync-bench.XXXXXX)
+server_pid=
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+	scripts/testenv.sh stop || true
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "build"
+go build -o "$WORK/cartsync" ./syncserver/cmd/cartsync
+go build -o "$WORK/cartsync-bench" ./syncserver/cmd/cartsync-bench
+
+log "services"
+scripts/testenv.sh start
+eval "$(scripts/testenv.sh env)"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+conns=16
+"$WORK/cartsync" -addr "127.0.0.1:$port" -log-level error \
+	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-max-conns "$conns" \
+	-redis-url "$CARTSYNC_TEST_REDIS_URL" &
+server_pid=$!
+for _ in $(seq 100); do
+	curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
+log "machine"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+echo "go: $(go version | cut -d' ' -f3)"
+echo "postgres: $(psql --version | cut -d' ' -f3), fsync on, synchronous_commit on; redis: $(redis-server --version | cut -d' ' -f3)"
+
+log "load"
+"$WORK/cartsync-bench" -server "http://127.0.0.1:$port" \
+	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-conns "$conns" "$@"
+
+if [[ -f web/app.wasm ]]; then
+	log "widget size"
+	raw=$(stat -c %s web/app.wasm)
+	awk -v n="$raw" 'BEGIN { printf "app.wasm: %.2f MiB raw", n/1048576 }'
+	[[ -f web/app.wasm.br ]] && awk -v n="$(stat -c %s web/app.wasm.br)" 'BEGIN { printf ", %.2f MiB brotli", n/1048576 }'
+	[[ -f web/app.wasm.gz ]] && awk -v n="$(stat -c %s web/app.wasm.gz)" 'BEGIN { printf ", %.2f MiB gzip", n/1048576 }'
+	echo
+fi
