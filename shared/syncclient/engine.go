@@ -324,6 +324,21 @@ func (e *Engine) Flush(ctx context.Context) error {
 	}
 }
 
+// Reload re-reads the storage, which another engine sharing it (another tab)
+// may have changed, shows the result, and wakes the sender so that ops the
+// other engine queued are sent by this one too if it is connected. Call it
+// when told that another tab changed the storage.
+func (e *Engine) Reload(ctx context.Context) error {
+	if err := e.reload(ctx); err != nil {
+		return err
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // reload reads the storage, the source of truth for the confirmed cart and
 // the outbox, and rebuilds the shown cart.
 func (e *Engine) reload(ctx context.Context) error {
