@@ -1,0 +1,256 @@
+//go:build js && wasm
+
+package idbstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"syscall/js"
+
+	"github.com/hack-pad/go-indexeddb/idb"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
+)
+
+// Load implements syncclient.Storage: one readonly transaction over meta
+// and ops.
+func (s *Store) Load(ctx context.Context) (syncclient.Stored, error) {
+	var (
+		token, cartJSON string
+		opsJSON         []string
+	)
+	err := s.run(ctx, func(db *idb.Database) error {
+		opsJSON = opsJSON[:0]
+		txn, st, err := begin(db, idb.TransactionReadOnly, storeMeta, storeOps)
+		if err != nil {
+			return err
+		}
+		meta, ops := st[0], st[1]
+		if token, err = getString(ctx, txn, meta, keyToken); err != nil {
+			return err
+		}
+		if cartJSON, err = getString(ctx, txn, meta, keyCart); err != nil {
+			return err
+		}
+		cursor, err := ops.OpenCursor(idb.CursorNext)
+		if err != nil {
+			abort(txn)
+			return err
+		}
+		// The callback runs inside the success event: it must not block.
+		err = cursor.Iter(ctx, func(c *idb.CursorWithValue) error {
+			v, err := c.Value()
+			if err != nil {
+				return err
+			}
+			if v.Type() != js.TypeString {
+				return fmt.Errorf("an op is a %s, want a string", v.Type())
+			}
+			opsJSON = append(opsJSON, v.String())
+			return nil
+		})
+		if err == nil {
+			err = ctx.Err() // idb answers nil when ctx ends first
+		}
+		if err != nil {
+			abort(txn)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return syncclient.Stored{}, fmt.Errorf("load: %w", err)
+	}
+
+	out := syncclient.Stored{DeviceToken: token}
+	if cartJSON != "" {
+		out.Cart = new(cart.Cart)
+		if err := json.Unmarshal([]byte(cartJSON), out.Cart); err != nil {
+			return syncclient.Stored{}, fmt.Errorf("load: decode cart: %w", err)
+		}
+	}
+	if len(opsJSON) > 0 {
+		out.Pending = make([]cart.Op, len(opsJSON))
+		for i, data := range opsJSON {
+			if err := json.Unmarshal([]byte(data), &out.Pending[i]); err != nil {
+				return syncclient.Stored{}, fmt.Errorf("load: decode op: %w", err)
+			}
+		}
+		// Keys are in order already, but IndexedDB compares strings by UTF-16
+		// code units and Go by bytes, which differ past U+FFFF.
+		slices.SortStableFunc(out.Pending, func(a, b cart.Op) int {
+			return cmp.Or(cmp.Compare(a.Client, b.Client), cmp.Compare(a.Seq, b.Seq))
+		})
+	}
+	return out, nil
+}
+
+// SwapDeviceToken implements syncclient.Storage: a compare-and-swap in one
+// readwrite transaction over meta.
+func (s *Store) SwapDeviceToken(ctx context.Context, old, next string) (string, error) {
+	var stored string
+	err := s.run(ctx, func(db *idb.Database) error {
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeMeta)
+		if err != nil {
+			return err
+		}
+		meta := st[0]
+		current, err := getString(ctx, txn, meta, keyToken)
+		if err != nil {
+			return err
+		}
+		if current != old {
+			stored = current // the transaction commits with no writes
+			return nil
+		}
+		if _, err := meta.PutKey(js.ValueOf(keyToken), js.ValueOf(next)); err != nil {
+			abort(txn)
+			return err
+		}
+		if err := commit(ctx, txn); err != nil {
+			return err
+		}
+		stored = next
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("swap device token: %w", err)
+	}
+	return stored, nil
+}
+
+// Enqueue implements syncclient.Storage: one readwrite transaction over
+// seqs and ops reads the client's counter, calls build, and puts the op and
+// the counter. The op is durable when Enqueue returns it.
+func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
+	var data []byte
+	err := s.run(ctx, func(db *idb.Database) error {
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeSeqs, storeOps)
+		if err != nil {
+			return err
+		}
+		seqs, ops := st[0], st[1]
+		last, err := get(ctx, txn, seqs, client)
+		if err != nil {
+			return err
+		}
+		seq := uint64(1)
+		switch last.Type() {
+		case js.TypeUndefined:
+		case js.TypeNumber:
+			seq = uint64(last.Float()) + 1
+		default:
+			abort(txn)
+			return fmt.Errorf("the seq of %s is a %s, want a number", client, last.Type())
+		}
+		op := build(seq)
+		if op.Client != client || op.Seq != seq {
+			abort(txn)
+			return fmt.Errorf("built op %s/%d for %s/%d: %w", op.Client, op.Seq, client, seq, syncclient.ErrBadOp)
+		}
+		if data, err = json.Marshal(op); err != nil {
+			abort(txn)
+			return fmt.Errorf("encode op %s/%d: %w", client, seq, err)
+		}
+		// From the first put on, the transaction may commit: never run it again.
+		if _, err := ops.PutKey(opKey(client, seq), js.ValueOf(string(data))); err != nil {
+			abort(txn)
+			return maybeWritten{err}
+		}
+		if _, err := seqs.PutKey(js.ValueOf(client), js.ValueOf(float64(seq))); err != nil {
+			abort(txn)
+			return maybeWritten{err}
+		}
+		if err := commit(ctx, txn); err != nil {
+			return maybeWritten{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return cart.Op{}, fmt.Errorf("enqueue: %w", err)
+	}
+	var stored cart.Op // decoded, so it is the stored op and the caller's own copy
+	if err := json.Unmarshal(data, &stored); err != nil {
+		return cart.Op{}, fmt.Errorf("enqueue: decode op: %w", err)
+	}
+	return stored, nil
+}
+
+// Confirm implements syncclient.Storage: one readwrite transaction over
+// meta and ops puts c, unless the stored cart is a newer version of it,
+// and deletes the ops in done.
+func (s *Store) Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error {
+	if c == nil && len(done) == 0 {
+		return ctx.Err()
+	}
+	var cartJSON js.Value
+	if c != nil {
+		data, err := json.Marshal(c)
+		if err != nil {
+			return fmt.Errorf("confirm: encode cart %s: %w", c.ID, err)
+		}
+		cartJSON = js.ValueOf(string(data))
+	}
+	keys := make([]js.Value, len(done))
+	for i, id := range done {
+		keys[i] = opKey(id.Client, id.Seq)
+	}
+	// Confirm is idempotent, so running it again after a lost connection is
+	// safe even if the first run committed.
+	err := s.run(ctx, func(db *idb.Database) error {
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeMeta, storeOps)
+		if err != nil {
+			return err
+		}
+		meta, ops := st[0], st[1]
+		if c != nil {
+			stored, err := getString(ctx, txn, meta, keyCart)
+			if err != nil {
+				return err
+			}
+			if replaces(c, stored) {
+				if _, err := meta.PutKey(js.ValueOf(keyCart), cartJSON); err != nil {
+					abort(txn)
+					return err
+				}
+			}
+		}
+		for _, key := range keys {
+			if _, err := ops.Delete(key); err != nil {
+				abort(txn)
+				return err
+			}
+		}
+		return commit(ctx, txn)
+	})
+	if err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	return nil
+}
+
+// replaces reports whether c replaces the stored cart (JSON, "" for none):
+// it does unless the stored one is a newer version of the same cart.
+func replaces(c *cart.Cart, stored string) bool {
+	if stored == "" {
+		return true
+	}
+	var head struct {
+		ID      string `json:"id"`
+		Version uint64 `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(stored), &head); err != nil {
+		return true // unreadable: the confirmed cart is better
+	}
+	return head.ID != c.ID || c.Version >= head.Version
+}
+
+// opKey is the key of an op in the ops store.
+func opKey(client string, seq uint64) js.Value {
+	return js.ValueOf([]any{client, float64(seq)})
+}
