@@ -1,0 +1,422 @@
+/*
+ * cartsync embed: puts the cart widget in a storefront page and exposes
+ * window.cartsync. Usage:
+ *
+ *   <div id="cart"></div>
+ *   <script async src="https://CART-SERVER/embed.js" data-mount="#cart"></script>
+ *
+ * The widget is the cart server's page "/" in an iframe; the two talk only
+ * through postMessage, as docs/embedding.md ("Bridge protocol") specifies.
+ * Plain ES2020, no dependencies, no build step.
+ */
+(() => {
+  'use strict';
+
+  // Included twice: the first copy owns the page.
+  if (window.cartsync && window.cartsync.protocol === 1) return;
+
+  const PROTOCOL = 1;
+  const REPLY_TIMEOUT = 15000; // a request sent to the widget must be answered within this
+  const READY_TIMEOUT = 60000; // a request made before the widget is ready waits at most this
+  const EVENTS = ['ready', 'change', 'sync', 'merge', 'checkout'];
+  const THEME = ['accent', 'background', 'foreground', 'font', 'radius'];
+  const Z = 2147483000;
+
+  const script =
+    document.currentScript || document.querySelector('script[src$="/embed.js"][data-mount]');
+
+  let serverOrigin = '';
+  let broken = null; // {code, message} once the embed cannot work at all
+  let frame = null;
+  let mount = null;
+  let box = null; // placeholder in the mount, the closed widget's size
+  let backdrop = null;
+
+  let ready = false;
+  let nextId = 1;
+  const queue = []; // requests waiting for the widget's ready event, in call order
+  const inflight = new Map(); // id -> request sent to the widget and not yet answered
+  const handlers = Object.fromEntries(EVENTS.map((e) => [e, new Set()]));
+  const latest = {}; // replayed to late subscribers: ready (current cart), sync (status)
+
+  let open = false;
+  // The closed frame's size. Until the widget reports it: the size of its
+  // round button, never zero (a browser may not render a cross-origin frame
+  // that has no area).
+  let closedW = 64;
+  let closedH = 64;
+  let panelW = 420; // the open panel's width, unless the widget asks for another
+
+  let resolveReady;
+  let rejectReady;
+  const readyPromise = new Promise((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  readyPromise.catch(() => {}); // a misconfigured embed is reported once, on the console
+
+  function error(code, message) {
+    const err = new Error(message || code);
+    err.code = code;
+    return err;
+  }
+
+  function report(err) {
+    if (typeof window.reportError === 'function') window.reportError(err);
+    else setTimeout(() => { throw err; });
+  }
+
+  // fail makes every pending and future request reject with code.
+  function fail(code, message) {
+    if (broken) return;
+    broken = { code, message: 'cartsync: ' + message };
+    console.error(broken.message);
+    for (const req of queue.splice(0)) settle(req, error(code, broken.message));
+    for (const req of inflight.values()) settle(req, error(code, broken.message));
+    inflight.clear();
+    rejectReady(error(code, broken.message));
+  }
+
+  function settle(req, err, result) {
+    clearTimeout(req.timer);
+    if (err) req.reject(err);
+    else req.resolve(result);
+  }
+
+  // ---- requests -----------------------------------------------------------
+
+  function request(method, args) {
+    return new Promise((resolve, reject) => {
+      if (broken) return reject(error(broken.code, broken.message));
+      const req = { id: nextId++, method, args, resolve, reject, timer: 0 };
+      if (ready) return send(req);
+      req.timer = setTimeout(() => {
+        const i = queue.indexOf(req);
+        if (i >= 0) queue.splice(i, 1);
+        reject(error('not_ready', `cartsync: the cart widget was not ready within ${READY_TIMEOUT / 1000} s (${method})`));
+      }, READY_TIMEOUT);
+      queue.push(req);
+    });
+  }
+
+  function send(req) {
+    clearTimeout(req.timer);
+    const target = frame && frame.contentWindow;
+    if (!target) return settle(req, error('not_mounted', 'cartsync: the cart widget is no longer in the page'));
+    try {
+      target.postMessage({ cartsync: PROTOCOL, id: req.id, method: req.method, args: req.args }, serverOrigin);
+    } catch (e) {
+      // DataCloneError: an argument holds something postMessage cannot copy (a function, a DOM node).
+      return settle(req, error('bad_request', `cartsync: cannot send ${req.method}: ${e.message}`));
+    }
+    inflight.set(req.id, req);
+    req.timer = setTimeout(() => {
+      inflight.delete(req.id);
+      req.reject(error('timeout', `cartsync: no answer to ${req.method} within ${REPLY_TIMEOUT / 1000} s`));
+    }, REPLY_TIMEOUT);
+  }
+
+  // Image paths are the storefront's: resolve them here, since the widget
+  // would resolve "/img/x.png" against the cart server.
+  function withAbsoluteImage(details) {
+    if (!details || typeof details !== 'object' || typeof details.image !== 'string' || !details.image) return details;
+    try {
+      return { ...details, image: new URL(details.image, document.baseURI).href };
+    } catch (e) {
+      return details;
+    }
+  }
+
+  function readTheme() {
+    const style = getComputedStyle(mount);
+    const theme = {};
+    for (const k of THEME) theme[k] = style.getPropertyValue('--cartsync-' + k).trim();
+    return theme;
+  }
+
+  // ---- events -------------------------------------------------------------
+
+  function call(handler, data) {
+    try {
+      handler(data);
+    } catch (err) {
+      report(err);
+    }
+  }
+
+  function emit(event, data) {
+    for (const h of [...handlers[event]]) call(h, data);
+  }
+
+  function on(event, handler) {
+    if (!handlers[event]) throw new TypeError(`cartsync: unknown event "${event}" (one of ${EVENTS.join(', ')})`);
+    if (typeof handler !== 'function') throw new TypeError('cartsync: the handler must be a function');
+    handlers[event].add(handler);
+    if (event in latest) {
+      queueMicrotask(() => {
+        if (handlers[event].has(handler)) call(handler, latest[event]);
+      });
+    }
+    return () => off(event, handler);
+  }
+
+  function off(event, handler) {
+    if (handlers[event]) handlers[event].delete(handler);
+  }
+
+  function onMessage(e) {
+    if (!frame || e.source !== frame.contentWindow || e.origin !== serverOrigin) return;
+    const d = e.data;
+    if (!d || typeof d !== 'object' || d.cartsync !== PROTOCOL) return;
+    if (typeof d.id === 'number') {
+      const req = inflight.get(d.id);
+      if (!req) return; // timed out, or sent to a previous load of the widget
+      inflight.delete(d.id);
+      if (d.error != null) {
+        const code = String(d.error.code || 'error');
+        settle(req, error(code, String(d.error.message || code)));
+      } else {
+        settle(req, null, d.result);
+      }
+      return;
+    }
+    switch (d.event) {
+      case 'ready': return onReady(d.data);
+      case 'resize': return onResize(d.data || {});
+      case 'change':
+        latest.ready = d.data;
+        return emit('change', d.data);
+      case 'sync':
+        latest.sync = d.data;
+        return emit('sync', d.data);
+      case 'merge': return emit('merge', d.data);
+      case 'checkout': return onCheckout(d.data);
+    }
+  }
+
+  function onReady(cart) {
+    // A second ready means the widget page reloaded: it never saw, or forgot,
+    // the requests it had not answered. Whether they were applied is unknown.
+    for (const req of inflight.values()) {
+      settle(req, error('interrupted', `cartsync: the cart widget reloaded before answering ${req.method}; it may or may not have been applied`));
+    }
+    inflight.clear();
+    ready = true;
+    latest.ready = cart;
+    request('theme', [readTheme()]).catch((err) => console.warn('cartsync: theme:', err.message));
+    for (const req of queue.splice(0)) send(req);
+    resolveReady(cart);
+    emit('ready', cart);
+  }
+
+  function onCheckout(data) {
+    emit('checkout', data);
+    const url = script.getAttribute('data-checkout-url');
+    if (!url) return;
+    let target;
+    try {
+      target = new URL(url, document.baseURI);
+    } catch (e) {
+      return console.error('cartsync: data-checkout-url is not a URL:', url);
+    }
+    if (target.protocol !== 'https:' && target.protocol !== 'http:') {
+      return console.error('cartsync: data-checkout-url must be an http(s) URL:', url);
+    }
+    window.location.assign(target.href);
+  }
+
+  // ---- layout -------------------------------------------------------------
+
+  function px(n) {
+    n = Math.ceil(Number(n));
+    return Number.isFinite(n) && n > 0 ? Math.min(n, 4096) : 0;
+  }
+
+  function onResize(d) {
+    const wasOpen = open;
+    open = d.open === true;
+    // Closed: the button's box. Open: the panel's width (the host makes it
+    // full height, so its height is not used). A zero size is ignored.
+    if (open) {
+      panelW = px(d.width) || panelW;
+    } else if (px(d.width) && px(d.height)) {
+      closedW = px(d.width);
+      closedH = px(d.height);
+    }
+    layout();
+    if (open && !wasOpen) {
+      document.addEventListener('keydown', onKey);
+      frame.focus();
+      requestAnimationFrame(checkPanel);
+    } else if (!open && wasOpen) {
+      document.removeEventListener('keydown', onKey);
+      const active = document.activeElement;
+      if (!active || active === frame || active === document.body || active === document.documentElement) frame.focus();
+    }
+  }
+
+  function layout() {
+    box.style.width = closedW + 'px';
+    box.style.height = closedH + 'px';
+    const s = frame.style;
+    if (open) {
+      s.position = 'fixed';
+      s.top = '0';
+      s.right = '0';
+      s.width = `min(${panelW}px, 100vw)`;
+      s.height = '100%';
+      s.zIndex = String(Z);
+      backdrop.style.display = 'block';
+    } else {
+      s.position = '';
+      s.top = '';
+      s.right = '';
+      s.width = closedW + 'px';
+      s.height = closedH + 'px';
+      s.zIndex = '';
+      backdrop.style.display = 'none';
+    }
+  }
+
+  // A transformed or filtered ancestor of the mount makes position: fixed
+  // relative to that ancestor, not to the window. Tell the developer.
+  function checkPanel() {
+    if (!open) return;
+    const r = frame.getBoundingClientRect();
+    if (Math.abs(r.top) > 1 || Math.abs(r.right - document.documentElement.clientWidth) > 1) {
+      console.warn('cartsync: the cart panel is not at the top right of the window. An ancestor of the mount element ' +
+        'probably has transform, filter, backdrop-filter, perspective, contain or will-change set (see Troubleshooting in the embedding guide).');
+    }
+  }
+
+  function onKey(e) {
+    if (e.key === 'Escape' && !e.isComposing) request('close', []).catch(() => {});
+  }
+
+  function start() {
+    if (broken || frame) return;
+    const selector = script.getAttribute('data-mount');
+    try {
+      mount = document.querySelector(selector);
+    } catch (e) {
+      return fail('no_mount', `data-mount="${selector}" is not a valid selector`);
+    }
+    if (!mount) return fail('no_mount', `no element matches data-mount="${selector}"`);
+
+    box = document.createElement('span');
+    box.className = 'cartsync-embed';
+    Object.assign(box.style, { display: 'inline-block', verticalAlign: 'middle' });
+
+    backdrop = document.createElement('div');
+    backdrop.className = 'cartsync-backdrop';
+    backdrop.setAttribute('aria-hidden', 'true');
+    Object.assign(backdrop.style, {
+      display: 'none', position: 'fixed', top: '0', right: '0', bottom: '0', left: '0',
+      zIndex: String(Z - 1), background: 'var(--cartsync-backdrop, rgba(0, 0, 0, 0.4))', touchAction: 'none',
+    });
+    backdrop.addEventListener('click', () => request('close', []).catch(() => {}));
+
+    frame = document.createElement('iframe');
+    frame.title = 'Shopping cart';
+    const label = script.getAttribute('data-label');
+    if (label) frame.setAttribute('aria-label', label);
+    Object.assign(frame.style, {
+      display: 'block', border: '0', margin: '0', padding: '0', background: 'transparent',
+      colorScheme: 'normal', // a color-scheme mismatch would paint the frame opaque
+    });
+    frame.src = serverOrigin + '/#host=' + encodeURIComponent(location.origin);
+
+    box.append(backdrop, frame);
+    layout();
+    mount.append(box);
+
+    setTimeout(() => {
+      if (!ready && !broken) {
+        console.warn(`cartsync: the cart widget is not ready after ${REPLY_TIMEOUT / 1000} s. Either it is still loading ` +
+          `(first visit on a slow network, or offline), or the cart server does not list ${location.origin} in ` +
+          'CARTSYNC_ALLOWED_ORIGINS.');
+      }
+    }, REPLY_TIMEOUT);
+  }
+
+  // ---- add-to-cart buttons ------------------------------------------------
+
+  function onClick(e) {
+    const el = e.composedPath().find((n) => n instanceof Element && n.hasAttribute('data-cartsync-add'));
+    if (!el) return;
+    e.preventDefault(); // a submit button or a link falls back to the storefront's own cart without JS
+    if (el.getAttribute('aria-busy') === 'true') return; // one add per button at a time
+    const sku = el.getAttribute('data-cartsync-add');
+    const q = el.getAttribute('data-cartsync-quantity');
+    const details = {};
+    const name = el.getAttribute('data-cartsync-name');
+    const price = el.getAttribute('data-cartsync-price');
+    const currency = el.getAttribute('data-cartsync-currency');
+    const image = el.getAttribute('data-cartsync-image');
+    if (name) details.name = name;
+    if (price) details.price = Number(price);
+    if (currency) details.currency = currency;
+    if (image) details.image = image;
+    for (const a of el.attributes) {
+      if (a.name.startsWith('data-cartsync-option-')) {
+        (details.options || (details.options = {}))[a.name.slice('data-cartsync-option-'.length)] = a.value;
+      }
+    }
+    el.setAttribute('aria-busy', 'true');
+    const fire = (type, detail) => el.dispatchEvent(new CustomEvent(type, { bubbles: true, composed: true, detail }));
+    add(sku, q ? Number(q) : 1, Object.keys(details).length ? details : undefined).then(
+      (cart) => fire('cartsync:added', { sku, cart }),
+      (err) => {
+        console.warn(`cartsync: add ${sku}:`, err.code, err.message);
+        fire('cartsync:error', { sku, error: err });
+      },
+    ).finally(() => el.removeAttribute('aria-busy'));
+  }
+
+  // ---- API ----------------------------------------------------------------
+
+  function add(sku, quantity = 1, details) {
+    return request('add', details == null ? [sku, quantity] : [sku, quantity, withAbsoluteImage(details)]);
+  }
+
+  const api = Object.freeze({
+    protocol: PROTOCOL,
+    ready: readyPromise,
+    add,
+    setQuantity: (sku, quantity, options) =>
+      request('setQuantity', options == null ? [sku, quantity] : [sku, quantity, options]),
+    remove: (sku, options) => request('remove', options == null ? [sku] : [sku, options]),
+    clear: () => request('clear', []),
+    cart: () => request('cart', []),
+    open: () => request('open', []),
+    close: () => request('close', []),
+    login: (token, options) => request('login', [token, options && options.policy != null ? { policy: options.policy } : {}]),
+    logout: () => request('logout', []),
+    // theme() sends the --cartsync-* properties of the mount element again
+    // (after the storefront changed them); theme({accent: 'red'}) overrides.
+    theme: (values) => request('theme', [{ ...(mount ? readTheme() : {}), ...values }]),
+    on,
+    off,
+  });
+
+  window.cartsync = api;
+  window.addEventListener('message', onMessage);
+  document.addEventListener('click', onClick);
+
+  if (!script) {
+    fail('not_configured', 'cannot find the embed.js <script> element (it needs data-mount)');
+  } else if (!script.getAttribute('data-mount')) {
+    fail('no_mount', 'the embed.js <script> element needs data-mount="selector"');
+  } else {
+    serverOrigin = new URL(script.src, document.baseURI).origin;
+    if (location.origin === 'null') console.error('cartsync: this page has no origin (file:// or sandboxed); the cart widget will refuse it');
+    let found = null;
+    try {
+      found = document.querySelector(script.getAttribute('data-mount'));
+    } catch (e) { /* start() reports it */ }
+    if (found || document.readyState !== 'loading') start();
+    else document.addEventListener('DOMContentLoaded', start, { once: true });
+  }
+
+  window.dispatchEvent(new CustomEvent('cartsync:load', { detail: api }));
+})();
