@@ -1,0 +1,488 @@
+package widget
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+// This file holds the pure parts of the bridge of docs/embedding.md: which
+// host to trust, what a request asks, and the messages the widget posts.
+// The JavaScript side of it is in client.go.
+
+// bridgeVersion is the value of the cartsync field of every message.
+const bridgeVersion = 1
+
+// Error codes of the bridge, besides the cart rejection codes.
+const (
+	codeBadRequest    = "bad_request"
+	codeUnknownMethod = "unknown_method"
+	codeNotSupported  = "not_supported"
+	// codeInternal is a failure of the widget itself, such as local
+	// storage that cannot be written.
+	codeInternal = "internal"
+)
+
+// Bridge methods.
+const (
+	methodAdd         = "add"
+	methodSetQuantity = "setQuantity"
+	methodRemove      = "remove"
+	methodClear       = "clear"
+	methodCart        = "cart"
+	methodOpen        = "open"
+	methodClose       = "close"
+	methodTheme       = "theme"
+	methodLogin       = "login"
+	methodLogout      = "logout"
+)
+
+// Bridge events.
+const (
+	eventReady    = "ready"
+	eventChange   = "change"
+	eventSync     = "sync"
+	eventResize   = "resize"
+	eventCheckout = "checkout"
+)
+
+// envAllowedOrigins is the go-app environment variable listing the
+// storefront origins allowed to embed the widget, comma-separated.
+const envAllowedOrigins = "CARTSYNC_ALLOWED_ORIGINS"
+
+// bridgeError is an error with a bridge error code.
+type bridgeError struct {
+	code    string
+	message string
+}
+
+func (e *bridgeError) Error() string { return "widget: " + e.code + ": " + e.message }
+
+func badRequest(format string, args ...any) *bridgeError {
+	return &bridgeError{code: codeBadRequest, message: fmt.Sprintf(format, args...)}
+}
+
+// normalizeOrigin returns the serialized origin of s as a browser writes it
+// (lower case, no default port), if s is an http(s) origin and nothing more.
+func normalizeOrigin(s string) (string, bool) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Host)
+	switch scheme {
+	case "https":
+		host = strings.TrimSuffix(host, ":443")
+	case "http":
+		host = strings.TrimSuffix(host, ":80")
+	default:
+		return "", false
+	}
+	return scheme + "://" + host, true
+}
+
+// parseOrigins parses the comma-separated allow-list of storefront origins,
+// dropping entries that are not plain http(s) origins.
+func parseOrigins(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if o, ok := normalizeOrigin(part); ok {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// allowedHost returns the host origin given in the page's fragment
+// ("#host=<encoded origin>") if it is in allowed.
+func allowedHost(hash string, allowed []string) (string, bool) {
+	q, err := url.ParseQuery(strings.TrimPrefix(hash, "#"))
+	if err != nil {
+		return "", false
+	}
+	host, ok := normalizeOrigin(q.Get("host"))
+	if !ok {
+		return "", false
+	}
+	for _, a := range allowed {
+		if a == host {
+			return host, true
+		}
+	}
+	return "", false
+}
+
+// request is a request from the host page.
+type request struct {
+	id     json.Number
+	method string
+	args   []json.RawMessage
+}
+
+// errNotRequest is returned by decodeRequest for a message that is not a
+// request (and so cannot be answered).
+var errNotRequest = errors.New("widget: not a bridge request")
+
+// decodeRequest decodes a message from the host, the JSON of the posted
+// object.
+func decodeRequest(b []byte) (request, error) {
+	var m struct {
+		Cartsync json.RawMessage   `json:"cartsync"`
+		ID       json.RawMessage   `json:"id"`
+		Method   *string           `json:"method"`
+		Args     []json.RawMessage `json:"args"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return request{}, fmt.Errorf("%w: %v", errNotRequest, err)
+	}
+	version, ok := number(m.Cartsync)
+	id, idOK := number(m.ID)
+	if !ok || version != "1" || !idOK || m.Method == nil {
+		return request{}, errNotRequest
+	}
+	return request{id: id, method: *m.Method, args: m.Args}, nil
+}
+
+// call is a decoded request with its arguments.
+type call struct {
+	method  string
+	sku     string
+	qty     int
+	opts    map[string]string
+	details *cart.Details
+	theme   map[string]string
+}
+
+// parseCall checks a request's method and arguments. Values that are well
+// typed but out of bounds are left to the engine, which answers with the
+// cart's codes.
+func parseCall(r request) (call, error) {
+	c := call{method: r.method}
+	var err error
+	switch r.method {
+	case methodAdd:
+		// [sku, quantity, details]
+		if c.sku, err = argString(r.args, 0, "sku"); err != nil {
+			return c, err
+		}
+		if c.qty, err = argInt(r.args, 1, "quantity"); err != nil {
+			return c, err
+		}
+		c.details, c.opts, err = argDetails(r.args, 2)
+	case methodSetQuantity:
+		// [sku, quantity, options]
+		if c.sku, err = argString(r.args, 0, "sku"); err != nil {
+			return c, err
+		}
+		if c.qty, err = argInt(r.args, 1, "quantity"); err != nil {
+			return c, err
+		}
+		c.opts, err = argOptions(r.args, 2)
+	case methodRemove:
+		// [sku, options]
+		if c.sku, err = argString(r.args, 0, "sku"); err != nil {
+			return c, err
+		}
+		c.opts, err = argOptions(r.args, 1)
+	case methodTheme:
+		// [{accent, background, foreground, font, radius}]
+		c.theme, err = argTheme(r.args, 0)
+	case methodClear, methodCart, methodOpen, methodClose:
+	case methodLogin, methodLogout:
+		err = &bridgeError{code: codeNotSupported, message: r.method + " is not supported yet"}
+	default:
+		err = &bridgeError{code: codeUnknownMethod, message: fmt.Sprintf("unknown method %q", r.method)}
+	}
+	return c, err
+}
+
+// arg returns args[i], or nil if it is missing or null.
+func arg(args []json.RawMessage, i int) json.RawMessage {
+	if i >= len(args) || string(args[i]) == "null" {
+		return nil
+	}
+	return args[i]
+}
+
+func argString(args []json.RawMessage, i int, name string) (string, error) {
+	var s string
+	a := arg(args, i)
+	if a == nil || json.Unmarshal(a, &s) != nil {
+		return "", badRequest("argument %d (%s) must be a string", i+1, name)
+	}
+	return s, nil
+}
+
+func argInt(args []json.RawMessage, i int, name string) (int, error) {
+	n, ok := number(arg(args, i))
+	if !ok {
+		return 0, badRequest("argument %d (%s) must be a number", i+1, name)
+	}
+	v, err := n.Int64()
+	if err != nil || int64(int(v)) != v {
+		return 0, badRequest("argument %d (%s) must be an integer", i+1, name)
+	}
+	return int(v), nil
+}
+
+// number decodes a JSON number, and only a number: json.Number alone would
+// take "2" too.
+func number(raw json.RawMessage) (json.Number, bool) {
+	raw = bytes.TrimSpace(raw)
+	var n json.Number
+	if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
+		return "", false
+	}
+	return n, true
+}
+
+func argOptions(args []json.RawMessage, i int) (map[string]string, error) {
+	var opts map[string]string
+	if a := arg(args, i); a != nil && json.Unmarshal(a, &opts) != nil {
+		return nil, badRequest("argument %d (options) must be an object of strings", i+1)
+	}
+	return opts, nil
+}
+
+// argDetails decodes add's details: {name, price, currency, image, options}.
+func argDetails(args []json.RawMessage, i int) (*cart.Details, map[string]string, error) {
+	a := arg(args, i)
+	if a == nil {
+		return nil, nil, nil
+	}
+	var d struct {
+		Name     string            `json:"name"`
+		Price    json.RawMessage   `json:"price"`
+		Currency string            `json:"currency"`
+		Image    string            `json:"image"`
+		Options  map[string]string `json:"options"`
+	}
+	if err := json.Unmarshal(a, &d); err != nil {
+		return nil, nil, badRequest("argument %d (details) must be {name, price, currency, image, options} with string values, a number price and string options", i+1)
+	}
+	var price int64
+	if len(d.Price) > 0 && string(d.Price) != "null" {
+		n, ok := number(d.Price)
+		var err error
+		if ok {
+			price, err = n.Int64()
+		}
+		if !ok || err != nil {
+			return nil, nil, badRequest("details.price must be an integer number of minor units")
+		}
+	}
+	if d.Name == "" && price == 0 && d.Currency == "" && d.Image == "" {
+		return nil, d.Options, nil
+	}
+	return &cart.Details{Name: d.Name, Price: price, Currency: d.Currency, Image: d.Image}, d.Options, nil
+}
+
+func argTheme(args []json.RawMessage, i int) (map[string]string, error) {
+	var theme map[string]string
+	a := arg(args, i)
+	if a == nil || json.Unmarshal(a, &theme) != nil {
+		return nil, badRequest("argument %d (theme) must be an object of strings", i+1)
+	}
+	return theme, nil
+}
+
+// cartData is CART of docs/embedding.md.
+type cartData struct {
+	Lines   []lineData `json:"lines"`
+	Items   int        `json:"items"`
+	Version uint64     `json:"version"`
+	Synced  bool       `json:"synced"`
+	Pending int        `json:"pending"`
+	Status  string     `json:"status"`
+}
+
+type lineData struct {
+	Key      string            `json:"key"`
+	SKU      string            `json:"sku"`
+	Options  map[string]string `json:"options"`
+	Quantity int               `json:"quantity"`
+	Details  detailsData       `json:"details"`
+}
+
+type detailsData struct {
+	Name     string `json:"name"`
+	Image    string `json:"image"`
+	Price    int64  `json:"price"`
+	Currency string `json:"currency"`
+}
+
+// cartOf returns the CART the host sees for an engine state.
+func cartOf(st syncclient.State) cartData {
+	out := cartData{
+		Lines:   []lineData{},
+		Version: st.Confirmed,
+		Synced:  st.Pending == 0,
+		Pending: st.Pending,
+		Status:  st.Status.String(),
+	}
+	if st.Cart == nil {
+		return out
+	}
+	for _, l := range st.Cart.Lines {
+		opts := make(map[string]string, len(l.Options))
+		for k, v := range l.Options {
+			opts[k] = v
+		}
+		out.Lines = append(out.Lines, lineData{
+			Key: l.Key, SKU: l.SKU, Options: opts, Quantity: l.Quantity,
+			Details: detailsData{Name: l.Details.Name, Image: l.Details.Image, Price: l.Details.Price, Currency: l.Details.Currency},
+		})
+	}
+	out.Items = st.Cart.Items()
+	return out
+}
+
+// syncData is the data of the sync event.
+type syncData struct {
+	Status  string `json:"status"`
+	Pending int    `json:"pending"`
+	Version uint64 `json:"version"`
+}
+
+// sizeData is the data of the resize event, in CSS pixels.
+type sizeData struct {
+	Width  int  `json:"width"`
+	Height int  `json:"height"`
+	Open   bool `json:"open"`
+}
+
+// checkoutData is the data of the checkout event.
+type checkoutData struct {
+	Cart    cartData `json:"cart"`
+	Version uint64   `json:"version"`
+}
+
+type replyError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// errorOf maps an error to the bridge's {code, message}.
+func errorOf(err error) replyError {
+	var ce *cart.Error
+	var be *bridgeError
+	switch {
+	case errors.As(err, &ce):
+		return replyError{Code: string(ce.Code), Message: ce.Message}
+	case errors.As(err, &be):
+		return replyError{Code: be.code, Message: be.message}
+	}
+	return replyError{Code: codeInternal, Message: err.Error()}
+}
+
+// encodeReply encodes the reply to request id: result, or err if not nil.
+func encodeReply(id json.Number, result any, err error) []byte {
+	m := struct {
+		Cartsync int         `json:"cartsync"`
+		ID       json.Number `json:"id"`
+		Result   any         `json:"result,omitempty"`
+		Error    *replyError `json:"error,omitempty"`
+	}{Cartsync: bridgeVersion, ID: id, Result: result}
+	if err != nil {
+		re := errorOf(err)
+		m.Result, m.Error = nil, &re
+	}
+	return mustJSON(m)
+}
+
+// encodeEvent encodes an event.
+func encodeEvent(name string, data any) []byte {
+	return mustJSON(struct {
+		Cartsync int    `json:"cartsync"`
+		Event    string `json:"event"`
+		Data     any    `json:"data"`
+	}{bridgeVersion, name, data})
+}
+
+// mustJSON marshals values made of the types of this file, which cannot
+// fail.
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("widget: encode bridge message: %v", err))
+	}
+	return b
+}
+
+// announcer decides which events a new engine state is worth: nothing
+// before ready, then change when the cart's content or version changed and
+// sync when the status or the number of pending edits did. It is safe for
+// concurrent use.
+type announcer struct {
+	mu      sync.Mutex
+	ready   bool
+	content string // the lines and version last announced
+	sync    syncData
+	size    sizeData
+	sized   bool
+}
+
+// contentKey is what a change event is about.
+func contentKey(c cartData) string {
+	return string(mustJSON(struct {
+		Lines   []lineData
+		Version uint64
+	}{c.Lines, c.Version}))
+}
+
+func syncOf(c cartData) syncData {
+	return syncData{Status: c.Status, Pending: c.Pending, Version: c.Version}
+}
+
+// readyEvent returns the ready event for st, once; nil afterwards.
+func (a *announcer) readyEvent(st syncclient.State) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ready {
+		return nil
+	}
+	c := cartOf(st)
+	a.ready, a.content, a.sync = true, contentKey(c), syncOf(c)
+	return encodeEvent(eventReady, c)
+}
+
+// stateEvents returns the change and sync events st is worth.
+func (a *announcer) stateEvents(st syncclient.State) [][]byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ready {
+		return nil
+	}
+	var out [][]byte
+	c := cartOf(st)
+	if k := contentKey(c); k != a.content {
+		a.content = k
+		out = append(out, encodeEvent(eventChange, c))
+	}
+	if s := syncOf(c); s.Status != a.sync.Status || s.Pending != a.sync.Pending {
+		a.sync = s
+		out = append(out, encodeEvent(eventSync, s))
+	}
+	return out
+}
+
+// resizeEvent returns the resize event for size, or nil before ready or if
+// it was the last size announced.
+func (a *announcer) resizeEvent(size sizeData) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ready || (a.sized && a.size == size) {
+		return nil
+	}
+	a.size, a.sized = size, true
+	return encodeEvent(eventResize, size)
+}

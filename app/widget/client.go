@@ -1,0 +1,533 @@
+package widget
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+// This file is what runs for the page in the browser. It compiles natively
+// too (app.Value calls are no-ops there) but is only reached from OnMount,
+// which go-app calls in the browser only.
+
+const (
+	// panelWidth is the width, in CSS pixels, the open panel asks the host
+	// for; the host gives at most its viewport's width. The panel fills the
+	// frame up to that width (web/widget.css), so it cannot be measured in
+	// a frame still sized for the closed button.
+	panelWidth = 420
+	// checkoutWait bounds the wait for pending edits to reach the server
+	// before checkout.
+	checkoutWait = 10 * time.Second
+	// maxRequestBytes bounds a request from the host, as JSON.
+	maxRequestBytes = 1 << 20
+	// tabsChannel is the BroadcastChannel the tabs tell each other about
+	// edits on.
+	tabsChannel = "cartsync"
+	// focusable selects the elements Tab moves between in the panel.
+	focusable = `button:not([disabled]), [href], input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])`
+)
+
+// client is what lives for the page in the browser: the engine, the queue
+// of edits and requests, the bridge and the listeners.
+type client struct {
+	w   *Widget
+	ctx app.Context // the widget's, for Dispatch, Defer and Async
+	log *slog.Logger
+
+	run    context.Context // ends when the widget is dismounted
+	cancel context.CancelFunc
+
+	parent app.Value // window.parent; nil when the widget posts nothing
+	host   string    // the host's origin when parent is set
+
+	jobs         *queue
+	eng          atomic.Pointer[syncclient.Engine] // set by the first job
+	ann          announcer
+	open         atomic.Bool // the panel is open, for the key listener
+	reloadQueued atomic.Bool
+
+	tabs      app.Value // the BroadcastChannel, or nil
+	listeners []listener
+}
+
+type listener struct {
+	target app.Value
+	event  string
+	fn     app.Func
+}
+
+// OnMount starts the widget in the browser.
+func (w *Widget) OnMount(ctx app.Context) {
+	c, ok := newClient(ctx, w)
+	if !ok {
+		w.blocked = true
+		return
+	}
+	w.c, w.host = c, c.host
+	c.start()
+}
+
+// OnDismount stops what OnMount started.
+func (w *Widget) OnDismount() {
+	if w.c != nil {
+		w.c.stop()
+		w.c = nil
+	}
+}
+
+// newClient decides whom the widget talks to. Framed by an allowed host, it
+// posts to window.parent; opened on its own (tests, direct visits) it works
+// but posts nothing; framed by any other page it refuses to work (false).
+func newClient(ctx app.Context, w *Widget) (*client, bool) {
+	c := &client{w: w, ctx: ctx, log: slog.Default(), jobs: newQueue()}
+	win := app.Window()
+	parent := win.Get("parent")
+	if !parent.Truthy() || parent.Equal(win) {
+		return c, true
+	}
+	hash := win.Get("location").Get("hash").String()
+	host, ok := allowedHost(hash, parseOrigins(app.Getenv(envAllowedOrigins)))
+	if !ok {
+		c.log.Warn("widget framed by a page that is not an allowed storefront; not starting")
+		return nil, false
+	}
+	c.parent, c.host = parent, host
+	return c, true
+}
+
+func (c *client) start() {
+	c.run, c.cancel = context.WithCancel(context.Background())
+	win := app.Window()
+	doc := win.Get("document")
+	if c.parent != nil {
+		c.listen(win, "message", c.onMessage)
+	}
+	c.listen(doc, "keydown", c.onKeyDown)
+	c.listen(win, "pagehide", func(app.Value, []app.Value) any {
+		c.reloadSoon() // wakes the sender: one more try before the page goes
+		return nil
+	})
+	c.listen(doc, "visibilitychange", func(app.Value, []app.Value) any {
+		if doc.Get("visibilityState").String() == "hidden" {
+			c.reloadSoon()
+		} else {
+			app.TryUpdate()
+		}
+		return nil
+	})
+	if bc := win.Get("BroadcastChannel"); bc.Truthy() {
+		c.tabs = bc.New(tabsChannel)
+		c.listen(c.tabs, "message", c.onTabMessage)
+	}
+	c.jobs.push(c.init)
+	c.ctx.Async(func() { c.jobs.run(c.run) })
+}
+
+func (c *client) stop() {
+	c.cancel()
+	for _, l := range c.listeners {
+		l.target.Call("removeEventListener", l.event, l.fn)
+		l.fn.Release()
+	}
+	c.listeners = nil
+	if c.tabs != nil {
+		c.tabs.Call("close")
+	}
+}
+
+func (c *client) listen(target app.Value, event string, f func(this app.Value, args []app.Value) any) {
+	fn := app.FuncOf(f)
+	target.Call("addEventListener", event, fn)
+	c.listeners = append(c.listeners, listener{target, event, fn})
+}
+
+// init is the first job: open the storage, start the engine, show the
+// stored cart and tell the host it is ready.
+func (c *client) init(ctx context.Context) {
+	store, note := openStorage(ctx, c.log)
+	loc := app.Window().Get("location")
+	eng, err := syncclient.New(syncclient.Config{
+		Storage:  recordingStorage{Storage: store, ops: c.w.ops},
+		Dial:     syncclient.WebsocketDialer(syncURL(loc.Get("protocol").String(), loc.Get("host").String())),
+		Logger:   c.log,
+		OnChange: c.onChange,
+	})
+	if err != nil { // only without a storage
+		c.log.Error("start sync engine", "err", err)
+		return
+	}
+	c.eng.Store(eng)
+	if err := eng.Reload(ctx); err != nil {
+		c.log.Error("load the stored cart", "err", err)
+	}
+	st := eng.Snapshot()
+	c.post(c.ann.readyEvent(st))
+	c.dispatch(func(ctx app.Context) {
+		c.w.show(st)
+		c.w.storageNote = note
+	})
+	c.ctx.Async(func() {
+		err := eng.Run(c.run)
+		if c.run.Err() != nil {
+			return
+		}
+		c.log.Error("sync stopped", "err", err)
+		c.dispatch(func(ctx app.Context) { c.w.stopped = stoppedText(err) })
+	})
+}
+
+// syncURL is the sync endpoint on the server that served the page.
+func syncURL(protocol, host string) string {
+	if protocol == "https:" {
+		return "wss://" + host + "/v1/sync"
+	}
+	return "ws://" + host + "/v1/sync"
+}
+
+// onChange gets every change of the engine's state, on the engine's
+// goroutines.
+func (c *client) onChange(st syncclient.State) {
+	for _, m := range c.ann.stateEvents(st) {
+		c.post(m)
+	}
+	c.dispatch(func(ctx app.Context) { c.w.show(st) })
+}
+
+// dispatch runs f on the UI goroutine, then renders.
+func (c *client) dispatch(f func(ctx app.Context)) {
+	c.ctx.Dispatch(func(ctx app.Context) {
+		f(ctx)
+		c.w.afterRender(ctx)
+	})
+}
+
+// post posts a bridge message to the host, if there is one.
+func (c *client) post(msg []byte) {
+	if msg == nil || c.parent == nil {
+		return
+	}
+	obj := app.Window().Get("JSON").Call("parse", string(msg))
+	c.parent.Call("postMessage", obj, c.host)
+}
+
+// onMessage takes the host's requests: only from window.parent at the host's
+// origin, and only bridge messages. It queues them without blocking.
+func (c *client) onMessage(_ app.Value, args []app.Value) any {
+	if len(args) == 0 {
+		return nil
+	}
+	ev := args[0]
+	if !ev.Get("source").Equal(c.parent) || ev.Get("origin").String() != c.host {
+		return nil
+	}
+	data := ev.Get("data")
+	if data.Type() != app.TypeObject {
+		return nil
+	}
+	if v := data.Get("cartsync"); v.Type() != app.TypeNumber || v.Float() != bridgeVersion {
+		return nil
+	}
+	s, ok := stringify(data)
+	if !ok || len(s) > maxRequestBytes {
+		c.log.Warn("bridge message not readable or too large")
+		return nil
+	}
+	req, err := decodeRequest([]byte(s))
+	if err != nil {
+		return nil // not a request: nothing to answer
+	}
+	c.jobs.push(func(ctx context.Context) {
+		result, err := c.exec(ctx, req)
+		c.post(encodeReply(req.id, result, err))
+	})
+	return nil
+}
+
+// stringify returns JSON.stringify(v); false if it throws (cycles, BigInt).
+func stringify(v app.Value) (s string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			s, ok = "", false
+		}
+	}()
+	r := app.Window().Get("JSON").Call("stringify", v)
+	if r.Type() != app.TypeString {
+		return "", false
+	}
+	return r.String(), true
+}
+
+// exec carries out a request from the host. Edits return once stored.
+func (c *client) exec(ctx context.Context, req request) (any, error) {
+	call, err := parseCall(req)
+	if err != nil {
+		return nil, err
+	}
+	eng := c.eng.Load()
+	if eng == nil {
+		return nil, &bridgeError{code: codeInternal, message: "the cart could not be opened"}
+	}
+	switch call.method {
+	case methodAdd:
+		key := cart.LineKey(call.sku, call.opts)
+		before := 0
+		if l := eng.Snapshot().Cart.Line(key); l != nil {
+			before = l.Quantity
+		}
+		if err := eng.Add(ctx, call.sku, call.opts, call.qty, call.details); err != nil {
+			return nil, err
+		}
+		c.edited()
+		st := eng.Snapshot()
+		if l := st.Cart.Line(key); l != nil && l.Quantity < before+call.qty {
+			name := lineName(l)
+			c.dispatch(func(app.Context) { c.w.addNote(clampedText(name, l.Quantity)) })
+		}
+		return cartOf(st), nil
+	case methodSetQuantity:
+		err = eng.SetQuantity(ctx, call.sku, call.opts, call.qty)
+	case methodRemove:
+		err = eng.Remove(ctx, call.sku, call.opts)
+	case methodClear:
+		err = eng.Clear(ctx)
+	case methodCart:
+		return cartOf(eng.Snapshot()), nil
+	case methodOpen, methodClose:
+		open := call.method == methodOpen
+		c.dispatch(func(ctx app.Context) { c.w.setOpen(ctx, open) })
+		return true, nil
+	case methodTheme:
+		props, err := themeProps(call.theme)
+		if err != nil {
+			return nil, badRequest("%v", err)
+		}
+		c.applyTheme(props)
+		return true, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.edited()
+	return cartOf(eng.Snapshot()), nil
+}
+
+// applyTheme sets the theme's CSS variables on the root element.
+func (c *client) applyTheme(props map[string]string) {
+	style := app.Window().Get("document").Get("documentElement").Get("style")
+	for prop, v := range props {
+		if v == "" {
+			style.Call("removeProperty", prop)
+		} else {
+			style.Call("setProperty", prop, v)
+		}
+	}
+}
+
+// step changes a line's quantity by delta, from the quantity the line has
+// when the edit is made (clicks in a row add up). It does not go below 1:
+// the panel asks before removing.
+func (c *client) step(key string, delta int) {
+	c.jobs.push(func(ctx context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		l := eng.Snapshot().Cart.Line(key)
+		if l == nil || l.Quantity+delta < 1 {
+			return
+		}
+		c.uiEdited(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, l.Quantity+delta))
+	})
+}
+
+// remove removes a line.
+func (c *client) remove(key string) {
+	c.jobs.push(func(ctx context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		if l := eng.Snapshot().Cart.Line(key); l != nil {
+			c.uiEdited(lineName(l), eng.Remove(ctx, l.SKU, l.Options))
+		}
+	})
+}
+
+// uiEdited reports the outcome of an edit made in the panel.
+func (c *client) uiEdited(name string, err error) {
+	if err == nil {
+		c.edited()
+		return
+	}
+	c.log.Warn("edit failed", "err", err)
+	msg := editFailedText(name, err)
+	c.dispatch(func(app.Context) { c.w.addNote(msg) })
+}
+
+// edited tells the other tabs that the stored outbox changed.
+func (c *client) edited() {
+	if c.tabs != nil {
+		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"changed": true}))
+	}
+}
+
+// onTabMessage reloads the storage when another tab edited it.
+func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
+	if len(args) == 0 {
+		return nil
+	}
+	d := args[0].Get("data")
+	if d.Type() == app.TypeObject {
+		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
+			c.reloadSoon()
+		}
+	}
+	return nil
+}
+
+// reloadSoon queues a reload of the storage, which also wakes the sender;
+// reloads asked for while one is queued are one.
+func (c *client) reloadSoon() {
+	if !c.reloadQueued.CompareAndSwap(false, true) {
+		return
+	}
+	c.jobs.push(func(ctx context.Context) {
+		c.reloadQueued.Store(false)
+		if eng := c.eng.Load(); eng != nil {
+			if err := eng.Reload(ctx); err != nil {
+				c.log.Warn("reload the stored cart", "err", err)
+			}
+		}
+	})
+}
+
+// checkout waits, after the edits queued before it, for the pending edits
+// to reach the server, then posts the checkout event: the version must
+// include everything the shopper sees.
+func (c *client) checkout() {
+	c.jobs.push(func(context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		c.ctx.Async(func() {
+			ctx, cancel := context.WithTimeout(c.run, checkoutWait)
+			err := eng.Flush(ctx)
+			cancel()
+			st := eng.Snapshot()
+			note := ""
+			switch {
+			case err != nil:
+				note = noteUnsent
+			case c.parent == nil:
+				note = noteNoShop
+			default:
+				c.post(encodeEvent(eventCheckout, checkoutData{Cart: cartOf(st), Version: st.Confirmed}))
+			}
+			c.dispatch(func(app.Context) {
+				c.w.checkingOut = false
+				if note != "" {
+					c.w.addNote(note)
+				}
+			})
+		})
+	})
+}
+
+// onKeyDown keeps Tab inside the open panel and closes it on Escape. It runs
+// in the JavaScript callback, so preventDefault takes effect.
+func (c *client) onKeyDown(_ app.Value, args []app.Value) any {
+	if !c.open.Load() || len(args) == 0 {
+		return nil
+	}
+	ev := args[0]
+	switch ev.Get("key").String() {
+	case "Escape":
+		ev.Call("preventDefault")
+		c.ctx.Dispatch(func(ctx app.Context) { c.w.setOpen(ctx, false) })
+	case "Tab":
+		trapTab(ev, ev.Get("shiftKey").Truthy())
+	}
+	return nil
+}
+
+// trapTab wraps Tab and Shift+Tab around the panel's controls.
+func trapTab(ev app.Value, back bool) {
+	doc := app.Window().Get("document")
+	panel := doc.Call("getElementById", panelID)
+	if !panel.Truthy() {
+		return
+	}
+	list := panel.Call("querySelectorAll", focusable)
+	n := list.Length()
+	if n == 0 {
+		ev.Call("preventDefault")
+		panel.Call("focus")
+		return
+	}
+	first, last := list.Index(0), list.Index(n-1)
+	active := doc.Get("activeElement")
+	inside := active.Truthy() && panel.Call("contains", active).Bool()
+	switch {
+	case back && (!inside || active.Equal(first) || active.Equal(panel)):
+		ev.Call("preventDefault")
+		last.Call("focus")
+	case !back && (!inside || active.Equal(last)):
+		ev.Call("preventDefault")
+		first.Call("focus")
+	}
+}
+
+// focus focuses the element with id.
+func (c *client) focus(id string) {
+	if el := app.Window().Get("document").Call("getElementById", id); el.Truthy() {
+		el.Call("focus")
+	}
+}
+
+// keepFocusInPanel moves the focus back into the open panel when the
+// element that had it is gone.
+func (c *client) keepFocusInPanel() {
+	doc := app.Window().Get("document")
+	panel := doc.Call("getElementById", panelID)
+	if !panel.Truthy() {
+		return
+	}
+	if active := doc.Get("activeElement"); !active.Truthy() || !panel.Call("contains", active).Bool() {
+		panel.Call("focus")
+	}
+}
+
+// measure posts the widget's size to the host if it changed: the closed
+// widget's box (the button), or the open panel's width and content height
+// (the host makes it full height).
+func (c *client) measure(open bool) {
+	if c.parent == nil {
+		return
+	}
+	doc := app.Window().Get("document")
+	var size sizeData
+	if open {
+		panel := doc.Call("getElementById", panelID)
+		if !panel.Truthy() {
+			return
+		}
+		size = sizeData{Width: panelWidth, Height: panel.Get("scrollHeight").Int(), Open: true}
+	} else {
+		root := doc.Call("getElementById", rootID)
+		if !root.Truthy() {
+			return
+		}
+		r := root.Call("getBoundingClientRect")
+		size = sizeData{Width: int(math.Ceil(r.Get("right").Float())), Height: int(math.Ceil(r.Get("bottom").Float()))}
+	}
+	c.post(c.ann.resizeEvent(size))
+}

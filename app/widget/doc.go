@@ -1,0 +1,31 @@
+// Package widget is the cart widget shoppers see: a cart button with the
+// item count that opens a panel listing the lines, with a review step that
+// hands checkout to the storefront.
+//
+// The widget is a go-app page served at "/" and shown in an iframe by
+// web/embed.js; the two talk through the postMessage bridge of
+// docs/embedding.md. The package compiles natively too, so that the server
+// can render the same route ([Routes]) and the rendering can be tested with
+// app.NewTestEngine.
+//
+// # Structure
+//
+//   - [Widget] is the only component. Its view state (the engine's
+//     syncclient.State, open, review) is touched on the UI goroutine only;
+//     the render helpers in view.go are pure functions of it.
+//   - A client (client.go) holds what lives for the page in the browser: the
+//     sync engine, the serial queue that applies edits in the order they were
+//     asked for, the bridge to the host page, the BroadcastChannel to the
+//     other tabs and the window listeners. It is created in OnMount, which
+//     runs in the browser only.
+//   - The bridge's pure parts (origin checks, request decoding, reply and
+//     event encoding) are in bridge.go; the theme checks in theme.go; the
+//     texts shown to the shopper in text.go.
+//
+// # Tabs
+//
+// Each tab runs its own engine with its own client id over the shared
+// IndexedDB outbox. After an edit a tab posts {"changed": true} on the
+// BroadcastChannel "cartsync"; the others reload the storage, show the edit
+// and send it too if they are connected.
+package widget

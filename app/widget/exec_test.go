@@ -1,0 +1,159 @@
+//go:build !js || !wasm
+
+// These tests drive the client with go-app's test engine, which runs natively
+// only: in the browser it would mount the widget for real.
+
+package widget
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+// harness is a component whose only use is to hand a test a go-app context
+// tied to a test engine (OnPreRender runs natively; OnMount does not).
+type harness struct {
+	app.Compo
+	ctx app.Context
+}
+
+func (h *harness) OnPreRender(ctx app.Context) { h.ctx = ctx }
+func (h *harness) Render() app.UI              { return app.Div() }
+
+// newTestClient returns a client over a memory storage, with no host and
+// no connection, and the engine that runs the dispatched UI work.
+func newTestClient(t *testing.T) (*client, *Widget, app.TestEngine) {
+	t.Helper()
+	h := &harness{}
+	e := app.NewTestEngine()
+	if err := e.Load(h); err != nil {
+		t.Fatal(err)
+	}
+	e.ConsumeAll()
+	w := &Widget{}
+	w.OnInit()
+	c := &client{w: w, ctx: h.ctx, log: discardLogger(), jobs: newQueue(), run: context.Background()}
+	eng, err := syncclient.New(syncclient.Config{
+		Storage:  recordingStorage{Storage: syncclient.NewMemStorage(), ops: w.ops},
+		Logger:   discardLogger(),
+		OnChange: c.onChange,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.eng.Store(eng)
+	return c, w, e
+}
+
+func request1(t *testing.T, s string) request {
+	t.Helper()
+	r, err := decodeRequest([]byte(s))
+	if err != nil {
+		t.Fatalf("decode %s: %v", s, err)
+	}
+	return r
+}
+
+func TestExec(t *testing.T) {
+	c, w, e := newTestClient(t)
+	ctx := context.Background()
+	steps := []struct {
+		req  string
+		want string // the reply
+	}{
+		{`{"cartsync":1,"id":1,"method":"cart","args":[]}`,
+			`{"cartsync":1,"id":1,"result":{"lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}}`},
+		{`{"cartsync":1,"id":2,"method":"add","args":["TEE",2,{"name":"T-shirt","price":1999,"currency":"EUR","options":{"size":"M"}}]}`,
+			`{"cartsync":1,"id":2,"result":{"lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":2,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":2,"version":0,"synced":false,"pending":1,"status":"offline"}}`},
+		{`{"cartsync":1,"id":3,"method":"setQuantity","args":["TEE",5,{"size":"M"}]}`,
+			`{"cartsync":1,"id":3,"result":{"lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":5,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":5,"version":0,"synced":false,"pending":2,"status":"offline"}}`},
+		{`{"cartsync":1,"id":4,"method":"add","args":["TEE",0]}`,
+			`{"cartsync":1,"id":4,"error":{"code":"invalid_quantity","message":"add quantity must be 1 to 999, got 0"}}`},
+		{`{"cartsync":1,"id":5,"method":"add","args":["BAD?SKU",1]}`,
+			`{"cartsync":1,"id":5,"error":{"code":"invalid_sku","message":"sku must not contain '?' or '\u0026'"}}`},
+		{`{"cartsync":1,"id":6,"method":"remove","args":["TEE",{"size":"M"}]}`,
+			`{"cartsync":1,"id":6,"result":{"lines":[],"items":0,"version":0,"synced":false,"pending":3,"status":"offline"}}`},
+		{`{"cartsync":1,"id":7,"method":"clear","args":[]}`,
+			`{"cartsync":1,"id":7,"result":{"lines":[],"items":0,"version":0,"synced":false,"pending":4,"status":"offline"}}`},
+		{`{"cartsync":1,"id":8,"method":"theme","args":[{"accent":"url(https://evil.example/x)"}]}`,
+			`{"cartsync":1,"id":8,"error":{"code":"bad_request","message":"theme accent: \"url(https://evil.example/x)\" is not allowed"}}`},
+		{`{"cartsync":1,"id":9,"method":"theme","args":[{"accent":"#0a7","radius":"4px","font":""}]}`,
+			`{"cartsync":1,"id":9,"result":true}`},
+		{`{"cartsync":1,"id":10,"method":"login","args":["token",{}]}`,
+			`{"cartsync":1,"id":10,"error":{"code":"not_supported","message":"login is not supported yet"}}`},
+		{`{"cartsync":1,"id":11,"method":"pay","args":[]}`,
+			`{"cartsync":1,"id":11,"error":{"code":"unknown_method","message":"unknown method \"pay\""}}`},
+		{`{"cartsync":1,"id":12,"method":"open","args":[]}`,
+			`{"cartsync":1,"id":12,"result":true}`},
+	}
+	for _, s := range steps {
+		r := request1(t, s.req)
+		result, err := c.exec(ctx, r)
+		if got := string(encodeReply(r.id, result, err)); got != s.want {
+			t.Errorf("%s:\n got %s\nwant %s", r.method, got, s.want)
+		}
+	}
+	e.ConsumeAll()
+	if !w.open {
+		t.Error("open did not open the panel")
+	}
+	if !w.loaded || w.st.Pending != 4 {
+		t.Errorf("widget state: loaded %v, pending %d; want the engine's", w.loaded, w.st.Pending)
+	}
+}
+
+func TestExecClampWarns(t *testing.T) {
+	c, w, e := newTestClient(t)
+	ctx := context.Background()
+	for _, s := range []string{
+		`{"cartsync":1,"id":1,"method":"add","args":["MUG",990,{"name":"Mug"}]}`,
+		`{"cartsync":1,"id":2,"method":"add","args":["MUG",20]}`,
+	} {
+		if _, err := c.exec(ctx, request1(t, s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.ConsumeAll()
+	if want := []string{clampedText("Mug", 999)}; !reflect.DeepEqual(w.notes, want) {
+		t.Errorf("notes = %q, want %q", w.notes, want)
+	}
+}
+
+func TestEditsKeepTheirOrder(t *testing.T) {
+	c, w, e := newTestClient(t)
+	var replies []string // written by the queue's goroutine only
+	for _, s := range []string{
+		`{"cartsync":1,"id":1,"method":"add","args":["TEE",1,{"name":"T-shirt"}]}`,
+		`{"cartsync":1,"id":2,"method":"setQuantity","args":["TEE",3]}`,
+		`{"cartsync":1,"id":3,"method":"setQuantity","args":["TEE",2]}`,
+	} {
+		r := request1(t, s)
+		c.jobs.push(func(ctx context.Context) {
+			result, err := c.exec(ctx, r)
+			replies = append(replies, string(encodeReply(r.id, result, err)))
+		})
+	}
+	c.step(cart.LineKey("TEE", nil), +1) // from the quantity when it runs: 2
+	ctx, cancel := context.WithCancel(context.Background())
+	c.jobs.push(func(context.Context) { cancel() })
+	c.jobs.run(ctx) // returns once the queue is empty and ctx ended
+	e.ConsumeAll()
+	if len(replies) != 3 {
+		t.Fatalf("replies: %q", replies)
+	}
+	for i, want := range []string{`"quantity":1`, `"quantity":3`, `"quantity":2`} {
+		if !strings.Contains(replies[i], want) {
+			t.Errorf("reply %d = %s, want %s", i+1, replies[i], want)
+		}
+	}
+	if l := w.line(cart.LineKey("TEE", nil)); l == nil || l.Quantity != 3 {
+		t.Errorf("after the + step: %+v, want quantity 3", l)
+	}
+}

@@ -1,0 +1,34 @@
+//go:build js && wasm
+
+package widget
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"cartsync/app/idbstore"
+	"cartsync/shared/syncclient"
+)
+
+// storageName is the IndexedDB database of the cart.
+const storageName = "cartsync"
+
+// openStorage returns the storage of the cart and, if it is not kept
+// across visits, a note saying so: the IndexedDB database storageName,
+// shared by the tabs, or memory where IndexedDB is missing (some private
+// modes) or cannot be opened.
+func openStorage(ctx context.Context, log *slog.Logger) (syncclient.Storage, string) {
+	s, err := idbstore.Open(ctx, storageName)
+	if err != nil {
+		if !errors.Is(err, idbstore.ErrUnavailable) {
+			log.Error("open IndexedDB; keeping the cart in memory", "err", err)
+		}
+		return syncclient.NewMemStorage(), noteMemory
+	}
+	// Ask once that the browser not evict the cart under storage pressure.
+	if ok, err := idbstore.RequestPersistence(ctx); err != nil || !ok {
+		log.Info("persistent storage not granted", "err", err)
+	}
+	return s, ""
+}

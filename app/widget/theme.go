@@ -1,0 +1,182 @@
+package widget
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// themeKind is what a theme value must look like.
+type themeKind int
+
+const (
+	themeColor themeKind = iota
+	themeLength
+	themeFont
+)
+
+// themeVars maps the keys of the bridge's theme method to the CSS variables
+// they set, defined with their defaults in web/widget.css.
+var themeVars = map[string]struct {
+	prop string
+	kind themeKind
+}{
+	"accent":     {"--cartsync-accent", themeColor},
+	"background": {"--cartsync-background", themeColor},
+	"foreground": {"--cartsync-foreground", themeColor},
+	"font":       {"--cartsync-font", themeFont},
+	"radius":     {"--cartsync-radius", themeLength},
+}
+
+// Length limits of theme values, in bytes.
+const (
+	maxColorLen  = 64
+	maxLengthLen = 16
+	maxFontLen   = 120
+)
+
+// colorFuncs are the CSS color functions a theme color may use.
+var colorFuncs = map[string]bool{
+	"rgb": true, "rgba": true, "hsl": true, "hsla": true, "hwb": true,
+	"lab": true, "lch": true, "oklab": true, "oklch": true,
+}
+
+// themeProps checks a theme given to the bridge and returns the CSS
+// variables to set: property → value, where "" means back to the default.
+// Keys left out are not changed. It refuses the whole theme if a key is
+// unknown or a value is not a plain color, length or font list (so nothing
+// like url(…) or a second declaration can get in).
+func themeProps(theme map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(theme))
+	keys := make([]string, 0, len(theme))
+	for k := range theme {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // report the first bad key deterministically
+	for _, k := range keys {
+		v := strings.TrimSpace(theme[k])
+		tv, ok := themeVars[k]
+		if !ok {
+			return nil, fmt.Errorf("unknown theme key %q", k)
+		}
+		if v != "" {
+			var ok bool
+			switch tv.kind {
+			case themeColor:
+				ok = validColor(v)
+			case themeLength:
+				ok = validLength(v)
+			case themeFont:
+				ok = validFont(v)
+			}
+			if !ok {
+				return nil, fmt.Errorf("theme %s: %q is not allowed", k, v)
+			}
+		}
+		out[tv.prop] = v
+	}
+	return out, nil
+}
+
+// validColor accepts #rgb, #rgba, #rrggbb, #rrggbbaa, a color keyword, or
+// one of colorFuncs with plain arguments: rgb(0 0 0 / 50%).
+func validColor(v string) bool {
+	if len(v) > maxColorLen {
+		return false
+	}
+	if hex, ok := strings.CutPrefix(v, "#"); ok {
+		switch len(hex) {
+		case 3, 4, 6, 8:
+		default:
+			return false
+		}
+		for _, r := range hex {
+			if !isHex(r) {
+				return false
+			}
+		}
+		return true
+	}
+	name, args, fn := strings.Cut(v, "(")
+	if !fn {
+		return isLetters(v)
+	}
+	if !colorFuncs[strings.ToLower(name)] {
+		return false
+	}
+	args, ok := strings.CutSuffix(args, ")")
+	if !ok || args == "" {
+		return false
+	}
+	for _, r := range args {
+		if !isAlnum(r) && !strings.ContainsRune(" .,%/+-", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// validLength accepts 0 or a number of px, rem, em or %, with up to four
+// digits and three decimals: "8px", "0.5rem".
+func validLength(v string) bool {
+	if len(v) > maxLengthLen {
+		return false
+	}
+	if v == "0" {
+		return true
+	}
+	num := strings.TrimRight(v, "abcdefghijklmnopqrstuvwxyz%")
+	switch v[len(num):] {
+	case "px", "rem", "em", "%":
+	default:
+		return false
+	}
+	intPart, frac, dot := strings.Cut(num, ".")
+	if !isDigits(intPart) || len(intPart) > 4 || (dot && (!isDigits(frac) || len(frac) > 3)) {
+		return false
+	}
+	return true
+}
+
+// validFont accepts a font family list: `"Helvetica Neue", Arial,
+// sans-serif`.
+func validFont(v string) bool {
+	if len(v) > maxFontLen {
+		return false
+	}
+	for _, r := range v {
+		if !isAlnum(r) && !strings.ContainsRune(` ,-_'"`, r) {
+			return false
+		}
+	}
+	return strings.Count(v, `"`)%2 == 0 && strings.Count(v, `'`)%2 == 0
+}
+
+func isHex(r rune) bool {
+	return ('0' <= r && r <= '9') || ('a' <= r && r <= 'f') || ('A' <= r && r <= 'F')
+}
+
+func isAlnum(r rune) bool {
+	return ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
+}
+
+func isLetters(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z') && !('A' <= r && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,285 @@
+package widget
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+)
+
+// Element ids the client looks up (focus, size).
+const (
+	rootID   = "cartsync-root"
+	buttonID = "cartsync-button"
+	panelID  = "cartsync-panel"
+	titleID  = "cartsync-title"
+	keepID   = "cartsync-keep"
+)
+
+// Render draws the cart button and, when open, the panel.
+func (w *Widget) Render() app.UI {
+	root := app.Div().ID(rootID).Class("cartsync")
+	if w.blocked {
+		return root.Body(app.P().Class("cartsync-blocked").Text("This cart can't be shown on this site."))
+	}
+	children := []app.UI{w.renderButton()}
+	if w.open {
+		root = root.Class("cartsync--open")
+		children = append(children, w.renderPanel())
+	}
+	return root.Body(children...)
+}
+
+// renderButton draws the cart button: an icon and the item count.
+func (w *Widget) renderButton() app.UI {
+	items := w.items()
+	b := app.Button().
+		ID(buttonID).
+		Class("cartsync-button").
+		Type("button").
+		Aria("label", cartLabel(w.loaded, items)).
+		Aria("haspopup", "dialog").
+		Aria("expanded", strconv.FormatBool(w.open)).
+		OnClick(w.onToggle)
+	if w.open {
+		b = b.Aria("controls", panelID)
+	}
+	children := []app.UI{app.Span().Class("cartsync-icon").Aria("hidden", "true")}
+	if w.loaded && items > 0 {
+		children = append(children, app.Span().Class("cartsync-badge").Aria("hidden", "true").Text(badgeText(items)))
+	}
+	return b.Body(children...)
+}
+
+// renderPanel draws the dialog: head, status, notices, body, foot, always
+// in this order (the tests address them by index).
+func (w *Widget) renderPanel() app.UI {
+	title := "Your cart"
+	if w.review {
+		title = "Review your order"
+	}
+	var body, foot app.UI
+	switch {
+	case !w.loaded:
+		body = app.P().Class("cartsync-empty").Text("Loading your cart…")
+		foot = app.Div().Class("cartsync-foot")
+	case w.items() == 0:
+		body = app.P().Class("cartsync-empty").Text("Your cart is empty.")
+		foot = app.Div().Class("cartsync-foot")
+	case w.review:
+		body, foot = w.renderReview(), w.renderReviewFoot()
+	default:
+		body, foot = w.renderLines(), w.renderCartFoot()
+	}
+	return app.Div().
+		ID(panelID).
+		Class("cartsync-panel").
+		Role("dialog").
+		Aria("modal", "true").
+		Aria("labelledby", titleID).
+		TabIndex(-1).
+		Body(
+			app.Div().Class("cartsync-head").Body(
+				app.H2().ID(titleID).Class("cartsync-title").TabIndex(-1).Text(title),
+				app.Button().
+					Class("cartsync-close").
+					Type("button").
+					Aria("label", "Close cart").
+					OnClick(w.onClose).
+					Body(app.Span().Aria("hidden", "true").Text("×")),
+			),
+			app.P().Class("cartsync-status").Role("status").Text(statusText(w.loaded, w.st)),
+			w.renderNotices(),
+			body,
+			foot,
+		)
+}
+
+// renderNotices draws what the shopper should know besides the cart: where
+// it is kept, a stopped sync, an update, refused edits.
+func (w *Widget) renderNotices() app.UI {
+	var children []app.UI
+	if w.storageNote != "" {
+		children = append(children, app.P().Class("cartsync-note").Text(w.storageNote))
+	}
+	if w.stopped != "" {
+		children = append(children, app.P().Class("cartsync-note cartsync-note--warn").Text(w.stopped))
+	}
+	if w.updateReady {
+		children = append(children, app.Button().
+			Class("cartsync-update").
+			Type("button").
+			OnClick(w.onReload).
+			Text("Update available — reload"))
+	}
+	if msgs := w.messages(); len(msgs) > 0 {
+		list := make([]app.UI, 0, len(msgs)+1)
+		for _, m := range msgs {
+			list = append(list, app.P().Class("cartsync-message").Text(m))
+		}
+		list = append(list, app.Button().
+			Class("cartsync-dismiss").
+			Type("button").
+			Aria("label", "Dismiss messages").
+			OnClick(w.onDismiss).
+			Text("Dismiss"))
+		children = append(children, app.Div().Class("cartsync-messages").Body(list...))
+	}
+	return app.Div().Class("cartsync-notices").Aria("live", "polite").Body(children...)
+}
+
+// renderLines draws the cart's lines.
+func (w *Widget) renderLines() app.UI {
+	lines := w.st.Cart.Lines
+	items := make([]app.UI, len(lines))
+	for i, l := range lines {
+		items[i] = w.renderLine(l)
+	}
+	return app.Ul().Class("cartsync-lines").Aria("label", "Items in your cart").Body(items...)
+}
+
+// renderLine draws one line: picture, name, price, options, quantity
+// stepper and remove button, and the removal question when asked.
+func (w *Widget) renderLine(l *cart.Line) app.UI {
+	name := lineName(l)
+	scope := app.EventScope(l.Key)
+
+	thumb := app.Div().Class("cartsync-thumb")
+	if src := imageURL(l.Details.Image, w.host); src != "" {
+		thumb = thumb.Body(app.Img().Src(src).Alt(name).Loading("lazy").Width(56).Height(56))
+	} else {
+		thumb = thumb.Aria("hidden", "true")
+	}
+
+	info := []app.UI{app.P().Class("cartsync-name").Text(name)}
+	if l.Details.Price > 0 {
+		info = append(info, app.P().Class("cartsync-price").Text(formatPrice(l.Details.Price, l.Details.Currency)))
+	}
+	if len(l.Options) > 0 {
+		info = append(info, app.P().Class("cartsync-options").Text(optionsText(l.Options)))
+	}
+
+	children := []app.UI{
+		thumb,
+		app.Div().Class("cartsync-info").Body(info...),
+		app.Div().Class("cartsync-stepper").Role("group").Aria("label", "Quantity of "+name).Body(
+			app.Button().
+				Class("cartsync-step").
+				Type("button").
+				Aria("label", "Decrease quantity of "+name).
+				OnClick(w.lineHandler(l.Key, w.onDecrease), scope).
+				Text("−"),
+			app.Span().Class("cartsync-qty").Text(strconv.Itoa(l.Quantity)),
+			app.Button().
+				Class("cartsync-step").
+				Type("button").
+				Aria("label", "Increase quantity of "+name).
+				OnClick(w.lineHandler(l.Key, w.onIncrease), scope).
+				Text("+"),
+		),
+		app.Button().
+			Class("cartsync-remove").
+			Type("button").
+			Aria("label", "Remove "+name+" from cart").
+			OnClick(w.lineHandler(l.Key, w.onRemove), scope).
+			Text("Remove"),
+	}
+	if w.confirm == l.Key {
+		children = append(children, app.Div().Class("cartsync-confirm").Role("group").Aria("label", "Remove "+name+"?").Body(
+			app.P().Text("Remove "+name+" from your cart?"),
+			app.Button().
+				Class("cartsync-confirm-remove").
+				Type("button").
+				OnClick(w.lineHandler(l.Key, w.onRemove), scope).
+				Text("Remove"),
+			app.Button().
+				ID(keepID).
+				Class("cartsync-confirm-keep").
+				Type("button").
+				OnClick(w.lineHandler(l.Key, w.onKeep), scope).
+				Text("Keep"),
+		))
+	}
+	return app.Li().Class("cartsync-line").Body(children...)
+}
+
+// renderSubtotal draws the subtotal per currency, or nothing if no line has
+// a price.
+func (w *Widget) renderSubtotal() []app.UI {
+	sums := subtotals(w.st.Cart)
+	if len(sums) == 0 {
+		return nil
+	}
+	children := []app.UI{app.Span().Class("cartsync-subtotal-label").Text("Subtotal")}
+	for _, s := range sums {
+		children = append(children, app.Span().Class("cartsync-subtotal-amount").Text(s))
+	}
+	return []app.UI{app.P().Class("cartsync-subtotal").Body(children...)}
+}
+
+func (w *Widget) renderCartFoot() app.UI {
+	children := append(w.renderSubtotal(), app.Button().
+		Class("cartsync-primary").
+		Type("button").
+		OnClick(w.onReview).
+		Text("Review order"))
+	return app.Div().Class("cartsync-foot").Body(children...)
+}
+
+// renderReview draws the review step's summary: "2 × T-shirt" and the line
+// total.
+func (w *Widget) renderReview() app.UI {
+	lines := w.st.Cart.Lines
+	items := make([]app.UI, len(lines))
+	for i, l := range lines {
+		what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
+		if len(l.Options) > 0 {
+			what += " (" + optionsText(l.Options) + ")"
+		}
+		total := ""
+		if l.Details.Price > 0 {
+			total = formatPrice(l.Details.Price*int64(l.Quantity), l.Details.Currency)
+		}
+		items[i] = app.Li().Class("cartsync-review-line").Body(
+			app.Span().Class("cartsync-review-what").Text(what),
+			app.Span().Class("cartsync-review-total").Text(total),
+		)
+	}
+	return app.Ul().Class("cartsync-review").Aria("label", "Order summary").Body(items...)
+}
+
+func (w *Widget) renderReviewFoot() app.UI {
+	checkout := app.Button().
+		Class("cartsync-primary").
+		Type("button").
+		OnClick(w.onCheckout)
+	if w.checkingOut {
+		checkout = checkout.Disabled(true).Aria("busy", "true").Text("Saving your cart…")
+	} else {
+		checkout = checkout.Text("Checkout")
+	}
+	children := append(w.renderSubtotal(), app.Div().Class("cartsync-actions").Body(
+		app.Button().
+			Class("cartsync-secondary").
+			Type("button").
+			OnClick(w.onBack).
+			Text("Back"),
+		checkout,
+	))
+	return app.Div().Class("cartsync-foot").Body(children...)
+}
+
+// imageURL returns where to load a line's picture from: http(s) URLs as
+// they are, and absolute paths on the storefront's origin (the widget runs
+// on the cart server's). "" for no picture.
+func imageURL(img, host string) string {
+	switch {
+	case strings.HasPrefix(img, "https://"), strings.HasPrefix(img, "http://"):
+		return img
+	case strings.HasPrefix(img, "/") && !strings.HasPrefix(img, "//") && host != "":
+		return host + img
+	}
+	return ""
+}

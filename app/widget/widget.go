@@ -1,0 +1,291 @@
+package widget
+
+import (
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
+)
+
+// Routes registers the widget at "/". The wasm and the server that renders
+// the page both call it.
+func Routes() {
+	app.Route("/", func() app.Composer { return &Widget{} })
+}
+
+// maxMessages is how many messages (refused edits, warnings) the panel
+// shows at most, the most recent.
+const maxMessages = 3
+
+// Widget is the cart widget. Its fields are view state, read and written on
+// the UI goroutine only; what runs for the page in the browser is in c.
+type Widget struct {
+	app.Compo
+
+	st     syncclient.State // the engine's last state
+	loaded bool             // st comes from the storage
+	open   bool             // the panel is open
+	review bool             // the panel shows the review step
+	// confirm is the key of the line whose removal the shopper is asked
+	// to confirm ("" for none).
+	confirm string
+	// notes are local warnings and failures to show with the rejections.
+	notes []string
+	// dismissed are the rejections the shopper has dismissed.
+	dismissed map[protocol.OpID]bool
+	// storageNote says why the cart is kept in memory only ("" if it is
+	// stored).
+	storageNote string
+	// stopped says why syncing stopped for good ("" while it runs).
+	stopped     string
+	updateReady bool // a new version of the app is ready
+	blocked     bool // framed by a page that may not embed the widget
+	checkingOut bool
+	// host is the storefront's origin, to resolve its image paths.
+	host string
+
+	ops *opIndex
+	c   *client // nil until mounted, and always natively
+}
+
+// OnInit prepares what the client and the rendering share.
+func (w *Widget) OnInit() {
+	if w.ops == nil {
+		w.ops = &opIndex{}
+	}
+}
+
+// show takes a new engine state.
+func (w *Widget) show(st syncclient.State) {
+	w.st, w.loaded = st, true
+	if w.confirm != "" && (st.Cart == nil || st.Cart.Line(w.confirm) == nil) {
+		w.confirm = ""
+	}
+}
+
+// items is the number of items in the cart.
+func (w *Widget) items() int {
+	if w.st.Cart == nil {
+		return 0
+	}
+	return w.st.Cart.Items()
+}
+
+// line returns the shown line with key, or nil.
+func (w *Widget) line(key string) *cart.Line {
+	if w.st.Cart == nil {
+		return nil
+	}
+	return w.st.Cart.Line(key)
+}
+
+// OnAppUpdate reloads at once into a new version when nothing would be
+// disturbed, and otherwise offers to. Pending edits would survive a reload
+// anyway: they are in IndexedDB.
+func (w *Widget) OnAppUpdate(ctx app.Context) {
+	if w.st.Pending == 0 && !w.open {
+		ctx.Reload()
+		return
+	}
+	w.updateReady = true
+}
+
+// setOpen opens or closes the panel, moving the focus into it or back to
+// the cart button.
+func (w *Widget) setOpen(ctx app.Context, open bool) {
+	if w.open == open {
+		return
+	}
+	w.open = open
+	if !open {
+		w.review, w.confirm = false, ""
+	}
+	if w.c != nil {
+		w.c.open.Store(open)
+	}
+	ctx.Defer(func(ctx app.Context) {
+		if w.c == nil {
+			return
+		}
+		if open {
+			w.c.focus(panelID)
+		} else {
+			w.c.focus(buttonID)
+		}
+		w.c.measure(w.open)
+	})
+}
+
+// afterRender keeps the focus in the panel when the element that had it was
+// re-rendered away, and reports the widget's size.
+func (w *Widget) afterRender(ctx app.Context) {
+	ctx.Defer(func(ctx app.Context) {
+		if w.c == nil {
+			return
+		}
+		if w.open {
+			w.c.keepFocusInPanel()
+		}
+		w.c.measure(w.open)
+	})
+}
+
+// UI event handlers. They run on the UI goroutine.
+
+func (w *Widget) onToggle(ctx app.Context, e app.Event) { w.setOpen(ctx, !w.open) }
+
+func (w *Widget) onClose(ctx app.Context, e app.Event) { w.setOpen(ctx, false) }
+
+func (w *Widget) onReview(ctx app.Context, e app.Event) {
+	w.review, w.confirm = true, ""
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+func (w *Widget) onBack(ctx app.Context, e app.Event) {
+	w.review = false
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+func (w *Widget) onCheckout(ctx app.Context, e app.Event) {
+	if w.checkingOut || w.items() == 0 {
+		return
+	}
+	w.checkingOut = true
+	if w.c != nil {
+		w.c.checkout()
+	}
+	w.afterRender(ctx)
+}
+
+func (w *Widget) onReload(ctx app.Context, e app.Event) { ctx.Reload() }
+
+func (w *Widget) onDismiss(ctx app.Context, e app.Event) {
+	w.dismiss()
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+// dismiss hides the messages shown.
+func (w *Widget) dismiss() {
+	if w.dismissed == nil {
+		w.dismissed = make(map[protocol.OpID]bool)
+	}
+	for _, r := range w.st.Rejected {
+		w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] = true
+	}
+	w.notes = nil
+}
+
+// lineHandler returns a handler for the line with key. Handlers capture the
+// key only: go-app keeps the first handler of an element while its scope
+// (the key, see view.go) stays the same.
+func (w *Widget) lineHandler(key string, f func(ctx app.Context, l *cart.Line)) app.EventHandler {
+	return func(ctx app.Context, e app.Event) {
+		if l := w.line(key); l != nil {
+			f(ctx, l)
+		}
+	}
+}
+
+func (w *Widget) onIncrease(ctx app.Context, l *cart.Line) {
+	if w.c != nil {
+		w.c.step(l.Key, +1)
+	}
+}
+
+func (w *Widget) onDecrease(ctx app.Context, l *cart.Line) {
+	if l.Quantity <= 1 {
+		w.askRemove(ctx, l)
+		return
+	}
+	if w.c != nil {
+		w.c.step(l.Key, -1)
+	}
+}
+
+func (w *Widget) askRemove(ctx app.Context, l *cart.Line) {
+	w.confirm = l.Key
+	w.focusLater(ctx, keepID)
+	w.afterRender(ctx)
+}
+
+func (w *Widget) onRemove(ctx app.Context, l *cart.Line) {
+	w.confirm = ""
+	if w.c != nil {
+		w.c.remove(l.Key)
+	}
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+func (w *Widget) onKeep(ctx app.Context, l *cart.Line) {
+	w.confirm = ""
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+// focusLater focuses the element with id after the next render.
+func (w *Widget) focusLater(ctx app.Context, id string) {
+	ctx.Defer(func(ctx app.Context) {
+		if w.c != nil {
+			w.c.focus(id)
+		}
+	})
+}
+
+// addNote shows a local message.
+func (w *Widget) addNote(s string) {
+	w.notes = append(w.notes, s)
+	if n := len(w.notes) - maxMessages; n > 0 {
+		w.notes = append([]string(nil), w.notes[n:]...)
+	}
+}
+
+// messages are the refused edits not dismissed and the local notes, most
+// recent last, at most maxMessages.
+func (w *Widget) messages() []string {
+	var out []string
+	for _, r := range w.st.Rejected {
+		if w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] {
+			continue
+		}
+		out = append(out, w.resultText(r))
+	}
+	out = append(out, w.notes...)
+	if n := len(out) - maxMessages; n > 0 {
+		out = out[n:]
+	}
+	return out
+}
+
+// resultText tells the shopper about a refused edit or a warning.
+func (w *Widget) resultText(r protocol.Result) string {
+	name := ""
+	var ref opRef
+	var known bool
+	if w.ops != nil {
+		ref, known = w.ops.lookup(protocol.OpID{Client: r.Client, Seq: r.Seq})
+	}
+	if known {
+		switch l := w.line(ref.key); {
+		case ref.name != "":
+			name = ref.name
+		case l != nil:
+			name = lineName(l)
+		default:
+			name = ref.sku
+		}
+	}
+	if r.Error != nil {
+		return rejectedText(name, r.Error.Code)
+	}
+	for _, wn := range r.Warnings {
+		if wn.Code == cart.CodeQuantityClamped && name != "" {
+			return name + ": the quantity was limited to the most a cart can hold."
+		}
+	}
+	return rejectedText(name, "")
+}
