@@ -25,8 +25,8 @@ help: ## Show this help
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: build ## Build everything and run the server (bin/cartsync $(ARGS))
-	./bin/cartsync $(ARGS)
+run: build ## Build everything; serve the cart on :8080 and the demo storefront on :8081
+	./bin/cartsync -demo-addr 127.0.0.1:8081 $(ARGS)
 
 .PHONY: build
 build: $(if $(wildcard app),wasm) ## Build the widget and the server binary bin/cartsync
@@ -34,9 +34,8 @@ build: $(if $(wildcard app),wasm) ## Build the widget and the server binary bin/
 
 .PHONY: wasm
 wasm: ## Build web/app.wasm (+ .br, .gz) and copy wasm_exec.js from GOROOT
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o web/app.wasm $(WASM_PKG)
-	brotli -f -q 11 -o web/app.wasm.br web/app.wasm
-	gzip -9 -k -f web/app.wasm
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags "-s -w" -o web/app.wasm $(WASM_PKG)
+	$(GO) run ./syncserver/cmd/precompress web/app.wasm
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" ./wasm_exec.js
 	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/wasm_exec.js
 

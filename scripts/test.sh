@@ -2,6 +2,7 @@
 # The body of `make test` and of CI: installs what is missing, starts throwaway
 # Postgres and Redis (stopped again on any exit, Ctrl-C included), then runs
 #
+#   0. make wasm                          the widget the browser tests load
 #   1. go vet ./...
 #   2. go test ./...                       natively, against those services
 #   3. go test -exec wasmbrowsertest       js/wasm packages of app/ and shared/
@@ -72,6 +73,8 @@ step() {
 	fi
 }
 
+# The browser tests load the real widget: build it first.
+step "build widget" make --no-print-directory wasm
 step "vet" go vet ./...
 step "test (native)" go test -count=1 -timeout 12m ./...
 

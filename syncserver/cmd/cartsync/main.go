@@ -31,6 +31,7 @@ import (
 	"cartsync/syncserver/postgres"
 	"cartsync/syncserver/redis"
 	"cartsync/syncserver/sqlite"
+	"cartsync/syncserver/webui"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -71,6 +72,8 @@ type Main struct {
 	RedisURL        string
 	RedisPrefix     string
 	AllowedOrigins  []string
+	WebDir          string
+	DemoAddr        string
 	CacheTTL        time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -82,6 +85,8 @@ type Main struct {
 	sync     *syncserver.Server
 	http     *http.Server
 	listener net.Listener
+	demo     *http.Server
+	demoLn   net.Listener
 }
 
 // NewMain returns a Main with defaults.
@@ -89,6 +94,7 @@ func NewMain() *Main {
 	return &Main{
 		Addr:            "127.0.0.1:8080",
 		DataDir:         "data",
+		WebDir:          "web",
 		RedisPrefix:     "cartsync:",
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
@@ -114,6 +120,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.RedisPrefix, "redis-prefix", env("CARTSYNC_REDIS_PREFIX", m.RedisPrefix), "prefix of every Redis key and channel (CARTSYNC_REDIS_PREFIX)")
 	fs.DurationVar(&m.CacheTTL, "cache-ttl", envDuration(getenv, "CARTSYNC_CACHE_TTL", m.CacheTTL), "how long a cart stays in the Redis cache after its last write (CARTSYNC_CACHE_TTL)")
 	fs.StringVar(&origins, "allowed-origins", env("CARTSYNC_ALLOWED_ORIGINS", ""), "comma-separated storefront origins allowed to embed the cart, e.g. https://shop.example.com (CARTSYNC_ALLOWED_ORIGINS)")
+	fs.StringVar(&m.WebDir, "web", env("CARTSYNC_WEB", m.WebDir), "folder of the widget's files: app.wasm, widget.css, icons, embed.js, demo (CARTSYNC_WEB)")
+	fs.StringVar(&m.DemoAddr, "demo-addr", env("CARTSYNC_DEMO_ADDR", ""), "if set, also serve the demo storefront on this address, a second origin allowed to embed the cart (CARTSYNC_DEMO_ADDR)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -198,6 +206,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else {
 		m.bus = syncserver.NewMemBus()
 	}
+	if m.DemoAddr != "" {
+		m.demoLn, err = net.Listen("tcp", m.DemoAddr)
+		if err != nil {
+			return fmt.Errorf("demo storefront: %w", err)
+		}
+		m.AllowedOrigins = append(m.AllowedOrigins, "http://"+m.demoLn.Addr().String())
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.sync, err = syncserver.New(ctx, syncserver.Config{
@@ -219,6 +234,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, Logger: m.Logger})
+	if err != nil {
+		// The sync API works without the widget (native apps).
+		m.Logger.Warn("widget not served", "err", err)
+	} else {
+		mux.Handle("/", ui)
+	}
+	if m.demoLn != nil {
+		m.demo = &http.Server{Handler: webui.Demo(m.WebDir, m.URL()), ReadHeaderTimeout: 10 * time.Second}
+		go m.demo.Serve(m.demoLn)
+		m.Logger.Info("demo storefront", "url", "http://"+m.demoLn.Addr().String())
+	}
 	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -235,6 +262,9 @@ func (m *Main) URL() string { return "http://" + m.listener.Addr().String() }
 // Close drains connections and closes the backends.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
+	if m.demo != nil {
+		errs = append(errs, m.demo.Shutdown(ctx))
+	}
 	if m.http != nil {
 		errs = append(errs, m.http.Shutdown(ctx))
 	}
@@ -246,6 +276,9 @@ func (m *Main) Close(ctx context.Context) error {
 }
 
 func (m *Main) closeBackends() {
+	if m.demoLn != nil && m.demo == nil {
+		m.demoLn.Close()
+	}
 	if m.bus != nil {
 		m.bus.Close()
 	}

@@ -1,0 +1,153 @@
+package webui
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func webDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"app.wasm":           "\x00asm raw wasm bytes",
+		"app.wasm.br":        "brotli bytes",
+		"embed.js":           "/* embed */",
+		"wasm_exec.js":       "/* exec */",
+		"widget.css":         "body{}",
+		"demo/index.html":    `<script src="{{CART_SERVER}}/embed.js"></script>`,
+		"icons/icon-192.png": "png",
+		"icons/icon-512.png": "png",
+		"icons/icon.svg":     "<svg/>",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(files["app.wasm"]))
+	zw.Close()
+	os.WriteFile(filepath.Join(dir, "app.wasm.gz"), gz.Bytes(), 0o644)
+	return dir
+}
+
+func get(t *testing.T, h http.Handler, path string, hdr map[string]string) *http.Response {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Result()
+}
+
+func body(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
+
+func TestWasmIsServedPrecompressed(t *testing.T) {
+	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, accept, encoding, body string
+	}{
+		{"brotli preferred", "gzip, deflate, br", "br", "brotli bytes"},
+		{"gzip", "gzip", "gzip", ""},
+		{"identity", "", "", "\x00asm raw wasm bytes"},
+		{"brotli refused", "br;q=0, gzip", "gzip", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, h, "/web/app.wasm", map[string]string{"Accept-Encoding": tt.accept})
+			if r.StatusCode != 200 || r.Header.Get("Content-Type") != "application/wasm" || r.Header.Get("Content-Encoding") != tt.encoding {
+				t.Fatalf("status %d, type %q, encoding %q; want 200 application/wasm %q", r.StatusCode, r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), tt.encoding)
+			}
+			if !strings.Contains(r.Header.Get("Vary"), "Accept-Encoding") {
+				t.Fatalf("no Vary: Accept-Encoding")
+			}
+			if b := body(r); tt.body != "" && b != tt.body {
+				t.Fatalf("body %q, want %q", b, tt.body)
+			}
+		})
+	}
+}
+
+func TestPageAndAssets(t *testing.T) {
+	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := get(t, h, "/", nil)
+	if page.StatusCode != 200 {
+		t.Fatalf("GET / = %d", page.StatusCode)
+	}
+	if csp := page.Header.Get("Content-Security-Policy"); csp != "frame-ancestors 'self' https://shop.example" {
+		t.Fatalf("CSP = %q", csp)
+	}
+	html := body(page)
+	for _, want := range []string{"/web/icons/icon-192.png", "/web/widget.css", "/app.js"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(html, "githubusercontent") {
+		t.Errorf("page still points at go-app's default icons on an outside host")
+	}
+	worker := body(get(t, h, "/app-worker.js", nil))
+	for _, want := range []string{"/web/app.wasm", "/web/icons/icon-192.png", "/web/widget.css"} {
+		if !strings.Contains(worker, want) {
+			t.Errorf("service worker does not precache %q", want)
+		}
+	}
+	if r := get(t, h, "/embed.js", nil); r.StatusCode != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") || body(r) != "/* embed */" {
+		t.Errorf("GET /embed.js = %d %q", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+	if r := get(t, h, "/wasm_exec.js", nil); body(r) != "/* exec */" {
+		t.Errorf("/wasm_exec.js is not the compiler's copy from the web folder")
+	}
+	if r := get(t, h, "/robots.txt", map[string]string{"Host": "evil.example"}); !strings.Contains(body(r), "Disallow") {
+		t.Errorf("robots.txt not answered locally")
+	}
+	if r := get(t, h, "/web/demo/index.html", nil); r.StatusCode != 404 {
+		t.Errorf("demo files served on the cart origin: %d", r.StatusCode)
+	}
+	if r := get(t, h, "/elsewhere", nil); r.StatusCode != 404 {
+		t.Errorf("unregistered route = %d, want 404", r.StatusCode)
+	}
+}
+
+func TestVersionFollowsTheWasm(t *testing.T) {
+	dir := webDir(t)
+	h1, _ := New(Config{WebDir: dir, Version: "v"})
+	os.WriteFile(filepath.Join(dir, "app.wasm"), []byte("\x00asm another build"), 0o644)
+	h2, _ := New(Config{WebDir: dir, Version: "v"})
+	w1, w2 := body(get(t, h1, "/app-worker.js", nil)), body(get(t, h2, "/app-worker.js", nil))
+	if w1 == w2 {
+		t.Fatal("a new wasm with the same build version leaves the service worker unchanged: clients would keep the old wasm")
+	}
+}
+
+func TestMissingWasmIsAnError(t *testing.T) {
+	if _, err := New(Config{WebDir: t.TempDir()}); err == nil {
+		t.Fatal("New without app.wasm succeeded")
+	}
+}
+
+func TestDemoReplacesCartServer(t *testing.T) {
+	h := Demo(webDir(t), "http://127.0.0.1:8080")
+	r := get(t, h, "/", nil)
+	if got := body(r); got != `<script src="http://127.0.0.1:8080/embed.js"></script>` {
+		t.Fatalf("demo page = %q", got)
+	}
+}
