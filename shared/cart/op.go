@@ -16,6 +16,9 @@ const (
 	KindRemove  Kind = "remove"  // remove the line, as far as the remover had seen
 	KindClear   Kind = "clear"   // remove every line, as far as the remover had seen
 	KindDetails Kind = "details" // set the line's display details
+	// KindMerge names a login merge in a cart's change log. It is written
+	// by the server only; clients cannot send it.
+	KindMerge Kind = "merge"
 )
 
 // Op is one edit. Client and Seq identify it: Seq is gap-free from 1 per
@@ -30,6 +33,12 @@ type Op struct {
 	Quantity int               `json:"quantity,omitempty"`
 	Details  *Details          `json:"details,omitempty"`
 	Base     uint64            `json:"base"`
+	// Cart is the id of the cart the client showed when it made the edit
+	// (protocol 2; empty for older clients and for edits made before the
+	// first sync). Base counts versions of that cart. The server applies
+	// an op only to that cart, or to the user cart its device's guest
+	// cart was merged into at login.
+	Cart string `json:"cart,omitempty"`
 }
 
 // Key is the line key the op addresses ("" for clear).

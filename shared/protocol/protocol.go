@@ -46,7 +46,11 @@ import (
 //
 // History:
 //   - 1: hello/welcome, push/ack, cart, sync, ping/pong, error.
-const Version = 1
+//   - 2: user tokens and login merge: hello.user_token and hello.policy,
+//     welcome.user and welcome.guest_cart_id, the merge message and the
+//     choose message; op.cart; the errors token_expired and cart_expired.
+//     A version 1 client never sends a user token and sees none of these.
+const Version = 2
 
 // MinVersion is the oldest protocol version the server still accepts. A
 // widget cached in a browser keeps running old code until it reloads, so the
@@ -80,6 +84,8 @@ const (
 	TypePing    = "ping"
 	TypePong    = "pong"
 	TypeError   = "error"
+	TypeMerge   = "merge"  // server: what a login merge did, or both carts to choose from
+	TypeChoose  = "choose" // client: the shopper's pick for a pending choose
 )
 
 // Status of one operation in an ack.
@@ -102,12 +108,20 @@ type Message struct {
 	Client      string `json:"client,omitempty"`
 	DeviceToken string `json:"device_token,omitempty"`
 	UserToken   string `json:"user_token,omitempty"`
+	// hello (with a user token): the login merge policy for this device's
+	// guest cart, overriding the server's default; choose: the pick.
+	Policy cart.Policy `json:"policy,omitempty"`
 
 	// hello, sync: the version the client has confirmed.
 	Since uint64 `json:"since,omitempty"`
 
 	// welcome
-	CartID      string       `json:"cart_id,omitempty"`
+	CartID string `json:"cart_id,omitempty"`
+	// User is the user id the connection acts for (user carts only).
+	User string `json:"user,omitempty"`
+	// GuestCartID is the device's guest cart: on a user connection, ops
+	// made on it before login (op.cart) are applied to the user cart.
+	GuestCartID string       `json:"guest_cart_id,omitempty"`
 	HeartbeatMS int          `json:"heartbeat_ms,omitempty"`
 	Limits      *cart.Limits `json:"limits,omitempty"`
 
@@ -136,6 +150,29 @@ type Message struct {
 
 	// error
 	Error *Error `json:"error,omitempty"`
+
+	// merge
+	Merge *MergeInfo `json:"merge,omitempty"`
+}
+
+// Merge statuses.
+const (
+	MergeMerged  = "merged"  // the guest cart was merged by Result.Policy
+	MergeChoose  = "choose"  // nothing changed: the shopper must choose
+	MergeAlready = "already" // this guest cart was merged before: no change
+)
+
+// MergeInfo tells the client about a login merge.
+type MergeInfo struct {
+	Status string `json:"status"`
+	// Result of a merge (status merged).
+	Result *cart.MergeResult `json:"result,omitempty"`
+	// Guest and User are both carts, for the shopper to compare (status
+	// choose).
+	Guest *cart.Cart `json:"guest,omitempty"`
+	User  *cart.Cart `json:"user,omitempty"`
+	// Version is the user cart's version after the merge.
+	Version uint64 `json:"version"`
 }
 
 // OpID identifies an operation.
@@ -183,6 +220,8 @@ type Error struct {
 	RetryAfterMS int `json:"retry_after_ms,omitempty"`
 	// Expected is the next seq the server expects, with out_of_order.
 	Expected *OpID `json:"expected,omitempty"`
+	// Cart is the cart the error is about, with cart_expired.
+	Cart string `json:"cart,omitempty"`
 }
 
 func (e *Error) Error() string { return "protocol: " + string(e.Code) + ": " + e.Message }
@@ -213,6 +252,7 @@ func AsError(err error) *Error {
 var knownTypes = map[string]bool{
 	TypeHello: true, TypeWelcome: true, TypePush: true, TypeAck: true, TypeSync: true,
 	TypeCart: true, TypePing: true, TypePong: true, TypeError: true,
+	TypeMerge: true, TypeChoose: true,
 }
 
 // Decode parses and checks one message. Every failure is a *Error.
@@ -260,12 +300,19 @@ func (m *Message) Check() error {
 		if !cart.ValidClientID(m.Client) {
 			return Errorf(ErrInvalid, "hello needs a client id of 1 to %d printable bytes", cart.MaxClientID)
 		}
+		if m.Policy != "" && !m.Policy.Valid() {
+			return Errorf(ErrInvalid, "unknown merge policy %q", clip(string(m.Policy)))
+		}
 	case TypePush:
 		if len(m.Ops) == 0 {
 			return Errorf(ErrInvalid, "push without operations")
 		}
 		if len(m.Ops) > MaxOpsPerPush {
 			return Errorf(ErrTooLarge, "push of %d operations exceeds %d", len(m.Ops), MaxOpsPerPush)
+		}
+	case TypeChoose:
+		if m.Policy != cart.PolicyMerge && m.Policy != cart.PolicyReplace && m.Policy != cart.PolicyKeep {
+			return Errorf(ErrInvalid, "choose takes the policy merge, replace or keep")
 		}
 	case TypeSync:
 		if len(m.Clients) > MaxClientsPerSync {

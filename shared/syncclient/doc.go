@@ -40,4 +40,23 @@
 // is otherwise noticed only at the next one). The connection is kept alive
 // with protocol pings and dropped when nothing has been heard for 2.5
 // heartbeat intervals; it is redialled with full-jitter exponential backoff.
+//
+// # Carts and logins (protocol 2)
+//
+// Every op carries the id of the cart shown when it was made (none before
+// the first sync). A connection may send only the ops of its own cart, those
+// made before any sync, and, on a user's cart, those made on this device's
+// guest cart (the server applies them to the user cart after the login
+// merge); the others stay in the outbox, neither shown nor sent, until a
+// connection is on their cart again (State.Waiting). [Engine.SetUser] sets
+// the user token and merge policy of the next hellos and reconnects: the
+// server merges the guest cart into the user's and says how
+// (State.Merge), or shows both carts and waits for [Engine.Choose]
+// (State.Choice). An expired or refused user token sets State.NeedsLogin:
+// the engine does not dial again until SetUser, and edits stay queued for
+// the user's cart. A guest cart purged for inactivity comes back as a fresh
+// one with a new device token (State.CartExpired); the ops made on the
+// purged cart can be sent nowhere and are dropped and reported
+// (State.Dropped), as are those of a guest cart whose device token was
+// refused or replaced, when the engine knows which cart that was.
 package syncclient

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +36,19 @@ const localDevice = "local"
 // maxRejected is how many recent rejections State keeps.
 const maxRejected = 20
 
-// ErrRunning is returned by Run when the engine is already running.
-var ErrRunning = errors.New("syncclient: engine already running")
+// maxDropped is how many dropped ops State keeps until AckNotices.
+const maxDropped = 100
+
+// Errors of the engine's methods.
+var (
+	// ErrRunning is returned by Run when the engine is already running.
+	ErrRunning = errors.New("syncclient: engine already running")
+	// ErrNotConnected is returned by Choose when no connection is open.
+	ErrNotConnected = errors.New("syncclient: not connected")
+	// ErrNoChoice is returned by Choose when the server asked for no
+	// choice on the current connection.
+	ErrNoChoice = errors.New("syncclient: no login merge is waiting for a choice")
+)
 
 // Status is the state of the connection to the server.
 type Status int
@@ -70,15 +82,45 @@ type State struct {
 	Cart *cart.Cart
 	// Confirmed is the version of the last cart the server confirmed.
 	Confirmed uint64
-	// Pending is the number of ops in the outbox, of every client id.
+	// Pending is the number of ops in the outbox, of every client id,
+	// Waiting included.
 	Pending int
+	// Waiting is the number of pending ops held for another cart than the
+	// one shown: made on a user's cart before a logout (or while the login
+	// had expired, then logged out). They are neither shown nor sent until
+	// a connection is on their cart again (the next login of that user).
+	Waiting int
 	Status  Status
+	// User is the user id of the shown cart, "" for a guest cart (or one
+	// not connected to yet since the engine started).
+	User string
 	// LastError is the last protocol error the server sent, until the next
 	// successful exchange.
 	LastError *protocol.Error
 	// Rejected are the most recent ops the server refused, oldest first, so
 	// the shopper can be told.
 	Rejected []protocol.Result
+
+	// NeedsLogin: the server refused the user token (expired, or not
+	// valid). The engine does not connect again until SetUser is called;
+	// edits are kept and shown, and sent after the next login.
+	NeedsLogin bool
+	// CartExpired: the guest cart was purged for inactivity and the server
+	// issued a fresh one, now shown. Until AckNotices.
+	CartExpired bool
+	// Merge is what the latest login merge did (status merged or already),
+	// or the pending choice (status choose). Until AckNotices. Shared: do
+	// not modify.
+	Merge *protocol.MergeInfo
+	// Choice, while not nil, holds both carts of a login merge the server
+	// will not do until the shopper picks a policy with Choose. Shared: do
+	// not modify.
+	Choice *protocol.MergeInfo
+	// Dropped are pending ops the engine removed unsent because their cart
+	// no longer exists for this device (it expired, or its device token
+	// was refused or replaced), oldest first, at most 100. Until
+	// AckNotices.
+	Dropped []cart.Op
 }
 
 // Config configures an Engine.
@@ -122,6 +164,10 @@ type Config struct {
 	Rand func() float64
 	// UserToken, if set, returns the user token to present in each hello
 	// ("" for none): the storefront's signed statement of who is logged in.
+	// It is used until the first call of Engine.SetUser, which replaces
+	// it; SetUser is the way to log in and out while running. Once the
+	// server refuses the token (State.NeedsLogin), the engine waits for
+	// SetUser.
 	UserToken func() string
 }
 
@@ -148,7 +194,29 @@ type Engine struct {
 	status     Status
 	lastErr    *protocol.Error
 	rejected   []protocol.Result
+	waiting    int
 	changed    chan struct{} // closed and replaced on every change
+
+	// Login, from SetUser (not persisted).
+	userSet     bool // SetUser was called: it overrides Config.UserToken
+	userToken   string
+	policy      cart.Policy
+	userGen     uint64        // counts SetUser changes
+	userChanged chan struct{} // signalled by SetUser
+	needsLogin  bool
+
+	// What the latest welcome said: its cart, user and guest cart. They
+	// describe the confirmed cart when sessCart is its id.
+	sessCart, sessUser, sessGuest string
+	userCarts                     map[string]bool // carts seen as user carts
+	guestTok, guestCart           string          // guestCart is device token guestTok's guest cart
+	gone                          map[string]bool // carts that no longer exist for this device
+
+	cartExpired bool
+	merge       *protocol.MergeInfo
+	choice      *protocol.MergeInfo
+	dropped     []cart.Op
+	live        *live // the open connection, for Choose
 
 	nmu    sync.Mutex // OnChange delivery
 	nBusy  bool
@@ -192,14 +260,17 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Rand = rand.Float64
 	}
 	e := &Engine{
-		cfg:       cfg,
-		store:     cfg.Storage,
-		client:    cfg.ClientID,
-		log:       cfg.Logger,
-		wake:      make(chan struct{}, 1),
-		confirmed: &cart.Cart{Lines: []*cart.Line{}},
-		limits:    cfg.Limits,
-		changed:   make(chan struct{}),
+		cfg:         cfg,
+		store:       cfg.Storage,
+		client:      cfg.ClientID,
+		log:         cfg.Logger,
+		wake:        make(chan struct{}, 1),
+		confirmed:   &cart.Cart{Lines: []*cart.Line{}},
+		limits:      cfg.Limits,
+		changed:     make(chan struct{}),
+		userChanged: make(chan struct{}, 1),
+		userCarts:   map[string]bool{},
+		gone:        map[string]bool{},
 	}
 	e.shown = e.confirmed
 	return e, nil
@@ -232,13 +303,116 @@ func (e *Engine) rotateLocked(why string) {
 func (e *Engine) Snapshot() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return State{
-		Cart:      e.shown,
-		Confirmed: e.confirmed.Version,
-		Pending:   len(e.pending),
-		Status:    e.status,
-		LastError: e.lastErr,
-		Rejected:  append([]protocol.Result(nil), e.rejected...),
+	st := State{
+		Cart:        e.shown,
+		Confirmed:   e.confirmed.Version,
+		Pending:     len(e.pending),
+		Waiting:     e.waiting,
+		Status:      e.status,
+		LastError:   e.lastErr,
+		Rejected:    append([]protocol.Result(nil), e.rejected...),
+		NeedsLogin:  e.needsLogin,
+		CartExpired: e.cartExpired,
+		Merge:       e.merge,
+		Choice:      e.choice,
+		Dropped:     append([]cart.Op(nil), e.dropped...),
+	}
+	if e.sessCart != "" && e.sessCart == e.confirmed.ID {
+		st.User = e.sessUser
+	}
+	return st
+}
+
+// SetUser sets the user token (the storefront's signed statement of who is
+// logged in) and the login merge policy ("" for the server's default) that
+// the next hellos present, in place of Config.UserToken. They are not
+// stored: the host page provides them on every load. If they change, or
+// the engine needs a login (State.NeedsLogin), it clears NeedsLogin and
+// reconnects at once, so that the server merges this device's guest cart
+// into the user's and the user's cart is shown. SetUser("", "") logs out:
+// the next hello is a guest one, and the server hands a fresh guest cart
+// if the old one was merged at login. The only error is an unknown policy.
+func (e *Engine) SetUser(token string, policy cart.Policy) error {
+	if policy != "" && !policy.Valid() {
+		return fmt.Errorf("syncclient: unknown merge policy %q", policy)
+	}
+	if token == "" {
+		policy = ""
+	}
+	e.mu.Lock()
+	if e.userSet && token == e.userToken && policy == e.policy && !e.needsLogin {
+		e.mu.Unlock()
+		return nil
+	}
+	e.userSet, e.userToken, e.policy = true, token, policy
+	e.userGen++
+	e.needsLogin = false
+	e.choice = nil // a choice belongs to the login it was asked for
+	e.changedLocked()
+	e.mu.Unlock()
+	e.notify()
+	select {
+	case e.userChanged <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// AckNotices clears the notices the UI has shown: State.CartExpired,
+// State.Merge and State.Dropped.
+func (e *Engine) AckNotices() {
+	e.update(func() {
+		e.cartExpired = false
+		e.merge = nil
+		e.dropped = nil
+	})
+}
+
+// live is the open connection's door for Choose.
+type live struct {
+	choose chan chooseReq
+	done   chan struct{} // closed when the connection ends
+}
+
+type chooseReq struct {
+	policy cart.Policy
+	err    chan error // buffered
+}
+
+// Choose answers a login merge the server holds for the shopper's choice
+// (State.Choice): policy is cart.PolicyMerge, PolicyReplace or PolicyKeep.
+// It returns once the choice is sent; the server answers with the merge
+// (State.Merge, status merged, and Choice nil) and the merged cart. It
+// returns ErrNotConnected without a connection, and ErrNoChoice if there is
+// nothing to choose on it or a choice was sent and not answered yet.
+func (e *Engine) Choose(ctx context.Context, policy cart.Policy) error {
+	switch policy {
+	case cart.PolicyMerge, cart.PolicyReplace, cart.PolicyKeep:
+	default:
+		return fmt.Errorf("syncclient: choose takes the policy merge, replace or keep, not %q", policy)
+	}
+	e.mu.Lock()
+	l, choice := e.live, e.choice
+	e.mu.Unlock()
+	if l == nil {
+		return ErrNotConnected
+	}
+	if choice == nil {
+		return ErrNoChoice
+	}
+	req := chooseReq{policy: policy, err: make(chan error, 1)}
+	select {
+	case l.choose <- req:
+	case <-l.done:
+		return ErrNotConnected
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.err:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -282,10 +456,17 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 			return err
 		}
 	}
-	op.Client = e.ClientID()
+	// The op belongs to the cart shown now, and its client id to that
+	// cart: take both at once.
+	e.mu.Lock()
+	op.Client, op.Cart, op.Base = e.client, e.confirmed.ID, e.confirmed.Version
+	e.mu.Unlock()
 	_, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
 		e.mu.Lock()
-		op.Seq, op.Base = seq, e.confirmed.Version
+		op.Seq = seq
+		if e.confirmed.ID == op.Cart {
+			op.Base = e.confirmed.Version
+		}
 		e.mu.Unlock()
 		return op
 	})
@@ -303,15 +484,17 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 	return nil
 }
 
-// Flush waits until the outbox is empty (every op answered by the server) or
-// ctx ends. It does not send anything itself: Run must be running.
+// Flush waits until the outbox holds no ops but those waiting for another
+// cart (State.Waiting): every op of the shown cart answered by the server.
+// It does not send anything itself: Run must be running, and logged in if
+// the shown cart is a user's.
 func (e *Engine) Flush(ctx context.Context) error {
 	if err := e.reload(ctx); err != nil {
 		return err
 	}
 	for {
 		e.mu.Lock()
-		n, ch := len(e.pending), e.changed
+		n, ch := len(e.pending)-e.waiting, e.changed
 		e.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -372,14 +555,73 @@ func (e *Engine) reload(ctx context.Context) error {
 	return nil
 }
 
-// rebuildLocked replays the pending ops on the confirmed cart. Rejections
-// are expected (the line may be gone) and ignored: the server decides.
+// rebuildLocked replays the pending ops of the confirmed cart on it and
+// counts the others. Rejections are expected (the line may be gone) and
+// ignored: the server decides.
 func (e *Engine) rebuildLocked() {
 	c := e.confirmed.Clone()
+	e.waiting = 0
 	for _, op := range e.pending {
+		if !e.belongsLocked(op) {
+			e.waiting++
+			continue
+		}
 		c.Apply(op, localDevice, e.limits)
 	}
 	e.shown = c
+}
+
+// belongsLocked reports whether op is for the confirmed cart: made on it,
+// before the first sync, or (on a user cart) on the guest cart the latest
+// welcome named for it, whose ops the server applies to the user cart.
+func (e *Engine) belongsLocked(op cart.Op) bool {
+	id := e.confirmed.ID
+	return op.Cart == "" || op.Cart == id ||
+		(id != "" && id == e.sessCart && e.sessUser != "" && e.sessGuest != "" && op.Cart == e.sessGuest)
+}
+
+// guestOfLocked returns the guest cart of device token tok if the engine
+// knows it. With fallback, a cart it does not know to be a user cart
+// counts as tok's guest cart.
+func (e *Engine) guestOfLocked(tok, fallback string) string {
+	if tok != "" && tok == e.guestTok && e.guestCart != "" {
+		return e.guestCart
+	}
+	if fallback != "" && !e.userCarts[fallback] {
+		return fallback
+	}
+	return ""
+}
+
+// dropGone removes the pending ops of carts that no longer exist for this
+// device and reports them in State.Dropped.
+func (e *Engine) dropGone(ctx context.Context) error {
+	e.mu.Lock()
+	var ops []cart.Op
+	for _, op := range e.pending {
+		if op.Cart != "" && e.gone[op.Cart] {
+			ops = append(ops, op)
+		}
+	}
+	e.mu.Unlock()
+	if len(ops) == 0 {
+		return nil
+	}
+	ids := make([]protocol.OpID, len(ops))
+	for i, op := range ops {
+		ids[i] = opID(op)
+	}
+	if err := e.store.Confirm(ctx, nil, ids); err != nil {
+		return fmt.Errorf("drop ops of a gone cart: %w", err)
+	}
+	e.log.Warn("ops dropped: their cart no longer exists", logOps, len(ops), "cart", ops[0].Cart)
+	e.update(func() {
+		e.dropped = append(e.dropped, ops...)
+		if n := len(e.dropped) - maxDropped; n > 0 {
+			e.dropped = slices.Clone(e.dropped[n:])
+		}
+	})
+	return e.reload(ctx)
 }
 
 func (e *Engine) changedLocked() {

@@ -38,15 +38,23 @@ func newEngine(t testing.TB, srv *fakeServer, store Storage, mod func(*Config)) 
 
 // start runs e until the test ends.
 func start(t testing.TB, e *Engine) {
+	t.Cleanup(run(t, e))
+}
+
+// run runs e until the returned stop is called.
+func run(t testing.TB, e *Engine) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Run returned %v, want context.Canceled", err)
-		}
-	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("Run returned %v, want context.Canceled", err)
+			}
+		})
+	}
 }
 
 func flush(t testing.TB, e *Engine) {
@@ -303,26 +311,32 @@ func TestOutOfOrderResend(t *testing.T) {
 
 // An op lost from the outbox leaves a gap the server can never get past:
 // the ops behind it are dropped and reported, and everything else flows.
+// (The server takes the first seq of a client as it comes, so the gap is
+// after an op it has.)
 func TestLostOpReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFakeServer(t)
 		store := NewMemStorage()
 		ctx := context.Background()
 		tabA := newEngine(t, srv, store, func(c *Config) { c.ClientID = "tab-a" })
+		stopA := run(t, tabA)
 		must(t, tabA.Add(ctx, "mug", nil, 1, nil))
+		flush(t, tabA)
+		stopA()
 		must(t, tabA.Add(ctx, "tea", nil, 1, nil))
-		must(t, store.Confirm(ctx, nil, []protocol.OpID{{Client: "tab-a", Seq: 1}})) // lost
+		must(t, tabA.Add(ctx, "jam", nil, 1, nil))
+		must(t, store.Confirm(ctx, nil, []protocol.OpID{{Client: "tab-a", Seq: 2}})) // lost
 		tabB := newEngine(t, srv, store, func(c *Config) { c.ClientID = "tab-b" })
-		must(t, tabB.Add(ctx, "jam", nil, 1, nil))
+		must(t, tabB.Add(ctx, "cake", nil, 1, nil))
 		start(t, tabB)
 		flush(t, tabB)
 		checkConverged(t, srv, tabB)
-		if got, want := srv.summary(), "jam=1"; got != want {
+		if got, want := srv.summary(), "cake=1 mug=1"; got != want {
 			t.Errorf("server has %q, want %q", got, want)
 		}
 		rej := tabB.Snapshot().Rejected
-		if len(rej) != 1 || rej[0].Client != "tab-a" || rej[0].Seq != 2 {
-			t.Errorf("Rejected = %+v, want tab-a/2", rej)
+		if len(rej) != 1 || rej[0].Client != "tab-a" || rej[0].Seq != 3 {
+			t.Errorf("Rejected = %+v, want tab-a/3", rej)
 		}
 	})
 }
@@ -727,23 +741,31 @@ func TestRandomConvergence(t *testing.T) {
 }
 
 // A refused device token is forgotten with the cart it granted; the engine
-// starts over on a new cart, under a new client id, and the outbox's ops
-// that can still be applied are.
+// starts over on a new cart, under a new client id. The ops made on the lost
+// cart are dropped and reported; those made before any sync are applied.
 func TestUnauthorizedForgetsToken(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFakeServer(t)
 		store := NewMemStorage()
 		ctx := context.Background()
-		_, err := store.SwapDeviceToken(ctx, "", "forged")
+		_, err := store.Enqueue(ctx, "early", func(seq uint64) cart.Op { // made before any sync
+			return cart.Op{Client: "early", Seq: seq, Kind: cart.KindAdd, SKU: "jam", Quantity: 1}
+		})
+		must(t, err)
+		_, err = store.SwapDeviceToken(ctx, "", "forged")
 		must(t, err)
 		must(t, store.Confirm(ctx, &cart.Cart{ID: "cart-old", Version: 5, Lines: []*cart.Line{{Key: "old", SKU: "old", Quantity: 1}}}, nil))
 		e := newEngine(t, srv, store, func(c *Config) { c.ClientID = "me" })
 		must(t, e.Add(ctx, "mug", nil, 1, nil))
 		start(t, e)
+		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
 		flush(t, e)
 		checkConverged(t, srv, e)
-		if got, want := srv.summary(), "mug=1"; got != want {
+		if got, want := srv.summary(), "jam=1"; got != want {
 			t.Errorf("server has %q, want %q", got, want)
+		}
+		if d := e.Snapshot().Dropped; len(d) != 1 || d[0].SKU != "mug" || d[0].Cart != "cart-old" {
+			t.Errorf("Dropped = %+v, want the mug made on cart-old", d)
 		}
 		stored, err := store.Load(ctx)
 		must(t, err)
@@ -789,19 +811,26 @@ func TestLostOwnOpsNewClientID(t *testing.T) {
 		store := NewMemStorage()
 		ctx := context.Background()
 		e := newEngine(t, srv, store, func(c *Config) { c.ClientID = "me" })
+		stop := run(t, e)
 		must(t, e.Add(ctx, "mug", nil, 1, nil))
+		flush(t, e)
+		stop()
 		must(t, e.Add(ctx, "tea", nil, 1, nil))
-		must(t, store.Confirm(ctx, nil, []protocol.OpID{{Client: "me", Seq: 1}})) // lost
+		must(t, e.Add(ctx, "jam", nil, 1, nil))
+		must(t, store.Confirm(ctx, nil, []protocol.OpID{{Client: "me", Seq: 2}})) // lost
 		start(t, e)
 		flush(t, e)
 		if e.ClientID() == "me" {
 			t.Fatal("still client id me")
 		}
-		must(t, e.Add(ctx, "jam", nil, 1, nil))
+		must(t, e.Add(ctx, "cake", nil, 1, nil))
 		flush(t, e)
 		checkConverged(t, srv, e)
-		if got, want := srv.summary(), "jam=1"; got != want {
+		if got, want := srv.summary(), "cake=1 mug=1"; got != want {
 			t.Errorf("server has %q, want %q", got, want)
+		}
+		if rej := e.Snapshot().Rejected; len(rej) != 1 || rej[0].Seq != 3 {
+			t.Errorf("Rejected = %+v, want me/3", rej)
 		}
 	})
 }

@@ -27,6 +27,7 @@ var (
 	errSilent         = errors.New("syncclient: nothing heard from the server for 2.5 heartbeats")
 	errRequestTimeout = errors.New("syncclient: the server did not answer a request in time")
 	errTokenChanged   = errors.New("syncclient: the device token changed; reconnecting with the stored one")
+	errUserChanged    = errors.New("syncclient: the user changed; reconnecting")
 )
 
 // sessionError ends a connection because of a protocol error.
@@ -36,11 +37,12 @@ func (s *sessionError) Error() string { return s.e.Error() }
 func (s *sessionError) Unwrap() error { return s.e }
 
 // Run keeps the engine connected and syncing until ctx ends, redialling with
-// full-jitter exponential backoff. It returns ctx's error; ErrRunning if the
-// engine is already running; or the *protocol.Error that makes going on
-// pointless: unsupported_version (reload the page or update the app) or
-// forbidden (this cart may no longer be edited). Edits are still queued
-// after Run returns.
+// full-jitter exponential backoff, at once after SetUser. While the engine
+// needs a login (State.NeedsLogin) it does not dial until SetUser is
+// called. It returns ctx's error; ErrRunning if the engine is already
+// running; or the *protocol.Error that makes going on pointless:
+// unsupported_version (reload the page or update the app). Edits are still
+// queued after Run returns.
 func (e *Engine) Run(ctx context.Context) error {
 	if e.cfg.Dial == nil {
 		return errors.New("syncclient: Config.Dial is required to run")
@@ -52,6 +54,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer e.setStatus(Offline)
 	attempt := 0
 	for {
+		if err := e.awaitLogin(ctx); err != nil {
+			return err
+		}
 		s := newSession(e)
 		err := s.run(ctx)
 		if ctx.Err() != nil {
@@ -61,6 +66,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		if errors.As(err, &se) && permanent(se.e.Code) {
 			e.log.Error("sync stopped", logCode, se.e.Code, logMessage, se.e.Message)
 			return se.e
+		}
+		if errors.Is(err, errUserChanged) {
+			e.log.Info("sync connection ended", logErr, err)
+			attempt = 0
+			continue
 		}
 		if s.progressed {
 			attempt = 0
@@ -73,8 +83,29 @@ func (e *Engine) Run(ctx context.Context) error {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-e.userChanged: // a login or logout: try it now
+			t.Stop()
+			attempt = 0
 		case <-ctx.Done():
 			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// awaitLogin waits, offline, while the engine needs a login.
+func (e *Engine) awaitLogin(ctx context.Context) error {
+	for {
+		e.mu.Lock()
+		needs := e.needsLogin
+		e.mu.Unlock()
+		if !needs {
+			return nil
+		}
+		e.setStatus(Offline)
+		select {
+		case <-e.userChanged:
+		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
@@ -92,9 +123,17 @@ type session struct {
 	ping    *time.Ticker
 	silence *time.Timer
 
-	token  string // the device token of this connection
-	cartID string // from welcome
-	ready  bool   // the reply to hello has arrived
+	token     string // the device token of this connection
+	helloCart string // the confirmed cart's id at hello
+	withUser  bool   // hello carried a user token
+	userGen   uint64 // Engine.userGen at hello
+	cartID    string // from welcome
+	user      string // from welcome: the user of a user cart
+	guest     string // from welcome: this device's guest cart, on a user cart
+	choosing  bool   // the server waits for a choose; guest ops are held
+	chosen    bool   // the choose is sent, its answer awaited
+	ready     bool   // the reply to hello has arrived
+	live      *live  // set at welcome
 
 	push      *inflight           // the push awaiting its ack
 	syncID    string              // the hello or sync awaiting its cart
@@ -115,9 +154,10 @@ type session struct {
 type reqKind byte
 
 const (
-	reqHello reqKind = 'h'
-	reqPush  reqKind = 'p'
-	reqSync  reqKind = 's'
+	reqHello  reqKind = 'h'
+	reqPush   reqKind = 'p'
+	reqSync   reqKind = 's'
+	reqChoose reqKind = 'c'
 )
 
 type inflight struct {
@@ -165,6 +205,14 @@ func (s *session) run(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		if s.live != nil {
+			e.update(func() {
+				if e.live == s.live {
+					e.live = nil
+				}
+			})
+			close(s.live.done)
+		}
 		cancel()
 		conn.Close()
 		<-readerDone
@@ -176,14 +224,19 @@ func (s *session) run(ctx context.Context) error {
 	}()
 
 	e.mu.Lock()
+	userSet, userToken, policy := e.userSet, e.userToken, e.policy
+	s.userGen = e.userGen
+	e.mu.Unlock()
+	if !userSet && e.cfg.UserToken != nil {
+		userToken = e.cfg.UserToken() // not under the lock: it may call the engine
+	}
+	e.mu.Lock()
 	hello := &protocol.Message{
 		Type: protocol.TypeHello, ID: s.newID(reqHello), Protocol: protocol.Version,
 		Client: e.client, DeviceToken: e.token, Since: e.confirmed.Version,
+		UserToken: userToken, Policy: policy,
 	}
-	if e.cfg.UserToken != nil {
-		hello.UserToken = e.cfg.UserToken()
-	}
-	s.token = e.token
+	s.token, s.helloCart, s.withUser = e.token, e.confirmed.ID, userToken != ""
 	e.mu.Unlock()
 	s.syncID = hello.ID
 	if err := s.send(hello); err != nil {
@@ -224,6 +277,17 @@ func (s *session) run(ctx context.Context) error {
 			s.resync = nil
 			s.needSync = true
 		case <-e.wake:
+		case <-e.userChanged:
+			e.mu.Lock()
+			changed := e.userGen != s.userGen
+			e.mu.Unlock()
+			if changed {
+				return errUserChanged
+			}
+		case r := <-timerChoose(s.live):
+			var rerr error
+			rerr, err = s.choose(r.policy)
+			r.err <- rerr
 		}
 		if err == nil {
 			err = s.step()
@@ -239,6 +303,13 @@ func timerC(t *time.Timer) <-chan time.Time {
 		return nil
 	}
 	return t.C
+}
+
+func timerChoose(l *live) <-chan chooseReq {
+	if l == nil {
+		return nil
+	}
+	return l.choose
 }
 
 func (s *session) silenceLimit() time.Duration {
@@ -275,6 +346,9 @@ func (s *session) step() error {
 	if !s.ready {
 		return nil
 	}
+	if err := e.dropGone(s.ctx); err != nil { // ops queued on a gone cart meanwhile
+		return err
+	}
 	if s.push == nil && s.syncID == "" && len(s.held) > 0 {
 		held := s.held
 		s.held = nil
@@ -301,10 +375,7 @@ func (s *session) step() error {
 		s.deadline.Stop()
 		s.deadline = nil
 	}
-	e.mu.Lock()
-	pending := len(e.pending)
-	e.mu.Unlock()
-	if busy || pending > 0 || s.needSync {
+	if busy || len(s.sendable()) > 0 || s.needSync {
 		e.setStatus(Syncing)
 	} else {
 		e.setStatus(Synced)
@@ -330,14 +401,39 @@ func (s *session) news() {
 	}
 }
 
-// pendingClients lists the client ids with pending ops, in outbox order, at
-// most protocol.MaxClientsPerSync.
-func (s *session) pendingClients() []string {
+// canSend reports whether op may be sent on this connection: made on its
+// cart, before the first sync, or (on a user cart) on this device's guest
+// cart, once no choice is pending. The server refuses the batch of any
+// other op; those stay in the outbox for a connection on their cart.
+func (s *session) canSend(op cart.Op) bool {
+	return op.Cart == "" || op.Cart == s.cartID ||
+		(s.user != "" && s.guest != "" && op.Cart == s.guest && !s.choosing)
+}
+
+// sendable returns the pending ops this connection may send, in outbox
+// order.
+func (s *session) sendable() []cart.Op {
 	e := s.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	pending := e.pending
+	e.mu.Unlock()
+	if s.cartID == "" {
+		return nil
+	}
+	var out []cart.Op
+	for _, op := range pending {
+		if s.canSend(op) {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// pendingClients lists the client ids with sendable ops, in outbox order,
+// at most protocol.MaxClientsPerSync.
+func (s *session) pendingClients() []string {
 	var out []string
-	for _, op := range e.pending {
+	for _, op := range s.sendable() {
 		if len(out) == 0 || out[len(out)-1] != op.Client {
 			out = append(out, op.Client)
 		}
@@ -357,10 +453,7 @@ func (s *session) sendSync() error {
 }
 
 func (s *session) sendPush() error {
-	e := s.e
-	e.mu.Lock()
-	pending := e.pending
-	e.mu.Unlock()
+	pending := s.sendable()
 	if len(pending) == 0 {
 		return nil
 	}
@@ -406,6 +499,8 @@ func (s *session) handle(data []byte) error {
 		return s.onAck(m)
 	case protocol.TypeError:
 		return s.onError(m)
+	case protocol.TypeMerge:
+		return s.onMerge(m)
 	case protocol.TypePing:
 		return s.send(&protocol.Message{Type: protocol.TypePong, ID: m.ID, T: m.T})
 	case protocol.TypePong:
@@ -422,15 +517,45 @@ func (s *session) onWelcome(m *protocol.Message) error {
 		if err != nil {
 			return fmt.Errorf("store device token: %w", err)
 		}
-		e.update(func() { e.token = stored })
+		old := s.token
+		e.update(func() {
+			e.token = stored
+			if stored == m.DeviceToken && old != "" {
+				// A new token replaces one whose guest cart expired
+				// or was merged at a login: ops made on that cart
+				// can never be sent again.
+				if gone := e.guestOfLocked(old, ""); gone != "" {
+					e.gone[gone] = true
+				}
+			}
+		})
 		if stored != m.DeviceToken {
 			// Another tab stored its token first: use that one (and
 			// its cart), before anything is pushed on this one.
 			return errTokenChanged
 		}
 		s.token = stored
+		if err := e.dropGone(s.ctx); err != nil {
+			return err
+		}
 	}
-	s.cartID = m.CartID
+	s.cartID, s.user, s.guest = m.CartID, m.User, m.GuestCartID
+	s.live = &live{choose: make(chan chooseReq), done: make(chan struct{})}
+	e.update(func() {
+		e.sessCart, e.sessUser, e.sessGuest = m.CartID, m.User, m.GuestCartID
+		switch {
+		case m.User == "":
+			e.guestTok, e.guestCart = s.token, m.CartID
+			e.choice = nil
+		case m.GuestCartID != "":
+			e.userCarts[m.CartID] = true
+			e.guestTok, e.guestCart = s.token, m.GuestCartID
+		default:
+			e.userCarts[m.CartID] = true
+		}
+		e.live = s.live
+		e.rebuildLocked()
+	})
 	if m.HeartbeatMS > 0 {
 		s.hb = time.Duration(m.HeartbeatMS) * time.Millisecond
 		s.ping.Reset(s.hb)
@@ -466,7 +591,9 @@ func (s *session) onCart(m *protocol.Message) error {
 	e.mu.Unlock()
 	same := confirmed.ID == "" || confirmed.ID == m.Cart.ID
 
-	if len(m.By) > 0 { // pushed
+	// Pushed: with the ops it covers, or without a request id once the
+	// hello is answered (a merge chosen later changes the cart by no op).
+	if len(m.By) > 0 || (m.ID == "" && s.ready) {
 		switch {
 		case same && m.From == confirmed.Version:
 			s.news()
@@ -492,9 +619,15 @@ func (s *session) onCart(m *protocol.Message) error {
 	if !s.ready {
 		s.ready = true
 		s.needSync = s.needSync || s.hasOthers() // learn their acked seqs before resending
+		if !s.choosing {
+			e.update(func() { e.choice = nil }) // resolved meanwhile
+		}
 	}
 	var done []protocol.OpID
 	for _, op := range pending {
+		if !s.canSend(op) {
+			continue // the seqs are this cart's
+		}
 		if acked, ok := m.Acked[op.Client]; ok && op.Seq <= acked {
 			done = append(done, opID(op))
 		}
@@ -588,18 +721,60 @@ func (s *session) onAck(m *protocol.Message) error {
 	return nil
 }
 
-// hasOthers reports whether the outbox holds ops of client ids other than
-// the engine's own.
+// hasOthers reports whether the sendable ops include ones of client ids
+// other than the engine's own.
 func (s *session) hasOthers() bool {
 	e := s.e
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, op := range e.pending {
-		if op.Client != e.client {
+	own := e.client
+	e.mu.Unlock()
+	for _, op := range s.sendable() {
+		if op.Client != own {
 			return true
 		}
 	}
 	return false
+}
+
+// onMerge takes what the server says about the login merge.
+func (s *session) onMerge(m *protocol.Message) error {
+	mi := m.Merge
+	if mi == nil {
+		return nil
+	}
+	s.progress()
+	e := s.e
+	e.log.Info("login merge", "status", mi.Status, logVersion, mi.Version)
+	s.choosing = mi.Status == protocol.MergeChoose
+	s.chosen = false
+	e.update(func() {
+		e.merge = mi
+		if s.choosing {
+			e.choice = mi
+		} else {
+			e.choice = nil
+		}
+	})
+	return nil
+}
+
+// choose sends the shopper's pick for a pending choice. rerr is for the
+// caller of Choose; err ends the connection.
+func (s *session) choose(policy cart.Policy) (rerr, err error) {
+	e := s.e
+	e.mu.Lock()
+	choice := e.choice
+	e.mu.Unlock()
+	if !s.choosing || s.chosen || choice == nil {
+		return ErrNoChoice, nil
+	}
+	err = s.send(&protocol.Message{Type: protocol.TypeChoose, ID: s.newID(reqChoose), Policy: policy})
+	if err != nil {
+		return ErrNotConnected, err
+	}
+	s.chosen = true
+	s.progress()
+	return nil, nil
 }
 
 // fatal codes end the connection: the next one may fare better (a new
@@ -613,9 +788,11 @@ func fatal(code protocol.ErrorCode) bool {
 	return false
 }
 
-// permanent codes stop Run: reconnecting cannot help.
+// permanent codes stop Run: reconnecting cannot help. (forbidden is not
+// one: a guest cart merged into a user cart by a login elsewhere gets a
+// fresh guest cart at the next hello.)
 func permanent(code protocol.ErrorCode) bool {
-	return code == protocol.ErrUnsupportedVersion || code == protocol.ErrForbidden
+	return code == protocol.ErrUnsupportedVersion
 }
 
 func (s *session) onError(m *protocol.Message) error {
@@ -627,14 +804,30 @@ func (s *session) onError(m *protocol.Message) error {
 	s.progress()
 	e.log.Warn("error from the server", logCode, pe.Code, logMessage, pe.Message)
 	e.update(func() { e.lastErr = pe })
-	if pe.Code == protocol.ErrUnauthorized && s.token != "" {
-		return s.forgetToken(pe)
-	}
-	if fatal(pe.Code) {
+	switch {
+	case pe.Code == protocol.ErrTokenExpired || (pe.Code == protocol.ErrUnauthorized && s.withUser):
+		// The user token is refused. (An unauthorized answer to a user
+		// hello cannot say which token it refused; the device token is
+		// kept, as losing it would lose the guest cart.) Do not present
+		// it again: wait for SetUser.
+		e.update(func() {
+			if e.userGen == s.userGen {
+				e.needsLogin = true
+			}
+		})
 		return s.end(pe)
-	}
-	if pe.Code == protocol.ErrCartExpired {
-		return nil // a fresh cart follows
+	case pe.Code == protocol.ErrUnauthorized && s.token != "":
+		return s.forgetToken(pe)
+	case fatal(pe.Code):
+		return s.end(pe)
+	case pe.Code == protocol.ErrCartExpired:
+		if err := s.cartExpired(pe.Cart); err != nil {
+			return err
+		}
+		if s.ready { // about a request: the next hello gets the fresh cart
+			return s.end(pe)
+		}
+		return nil // at hello: the welcome with the fresh cart follows
 	}
 
 	var kind reqKind
@@ -653,6 +846,9 @@ func (s *session) onError(m *protocol.Message) error {
 	switch kind {
 	case reqHello:
 		return s.end(pe)
+	case reqChoose:
+		s.chosen = false // the choice stands; the shopper may try again
+		return nil
 	case reqSync:
 		if m.ID != "" && m.ID != s.syncID {
 			return nil
@@ -715,9 +911,8 @@ func (s *session) onPushError(pe *protocol.Error) error {
 // never be filled: that client's ops are dropped and reported.
 func (s *session) resendFrom(exp protocol.OpID) error {
 	e := s.e
-	e.mu.Lock()
 	var before, all []cart.Op
-	for _, op := range e.pending {
+	for _, op := range s.sendable() {
 		if op.Client == exp.Client {
 			all = append(all, op)
 			if op.Seq < exp.Seq {
@@ -725,7 +920,6 @@ func (s *session) resendFrom(exp protocol.OpID) error {
 			}
 		}
 	}
-	e.mu.Unlock()
 	if len(all) == 0 {
 		return nil
 	}
@@ -789,6 +983,11 @@ func (s *session) forgetToken(pe *protocol.Error) error {
 	}
 	if stored == "" {
 		e.log.Error("device token refused; starting over on a new cart", logMessage, pe.Message)
+		e.update(func() {
+			if gone := e.guestOfLocked(s.token, s.helloCart); gone != "" {
+				e.gone[gone] = true
+			}
+		})
 		if err := e.store.Confirm(s.ctx, &cart.Cart{Lines: []*cart.Line{}}, nil); err != nil {
 			return fmt.Errorf("forget confirmed cart: %w", err)
 		}
@@ -796,7 +995,46 @@ func (s *session) forgetToken(pe *protocol.Error) error {
 	if err := e.reload(s.ctx); err != nil {
 		return err
 	}
+	if err := e.dropGone(s.ctx); err != nil {
+		return err
+	}
 	return s.end(pe)
+}
+
+// cartExpired handles cart_expired: the device's guest cart was purged for
+// inactivity; the welcome of the hello it answers (or of the next hello)
+// brings a new device token and a fresh cart. Ops made on the purged cart
+// cannot be sent anywhere: they are dropped and reported. The purged
+// snapshot is forgotten at once, so that edits made before the fresh cart
+// arrives go to it. On a user's connection only the notice is kept: a
+// user's cart keeps its id. which is the cart the server named (protocol 2
+// servers always name it); without it the engine works out which it was.
+func (s *session) cartExpired(which string) error {
+	e := s.e
+	var wipe bool
+	e.update(func() {
+		e.cartExpired = true
+		if s.withUser && which == "" {
+			return
+		}
+		gone := which
+		if gone == "" {
+			gone = e.guestOfLocked(s.token, s.helloCart)
+		}
+		if gone != "" {
+			e.gone[gone] = true
+			wipe = e.confirmed.ID == gone
+		}
+	})
+	if wipe {
+		if err := e.store.Confirm(s.ctx, &cart.Cart{Lines: []*cart.Line{}}, nil); err != nil {
+			return fmt.Errorf("forget expired cart: %w", err)
+		}
+	}
+	if err := e.reload(s.ctx); err != nil {
+		return err
+	}
+	return e.dropGone(s.ctx)
 }
 
 // end ends the connection because of pe, waiting at least as long as the
