@@ -30,6 +30,28 @@ type Store interface {
 	// returns ErrCompacted.
 	Changes(ctx context.Context, cartID string, since uint64, limit int) ([]Change, error)
 
+	// Merge runs fn on two carts locked together (in id order, so two
+	// merges never deadlock), in one transaction: the login merge of a
+	// guest cart (from) into a user cart (into). from holds the guest cart
+	// and the last seq of EVERY client that ever edited it; into holds the
+	// user cart (a new empty one at version 0 if it does not exist) and its
+	// last seq for those same clients. If fn returns nil everything fn
+	// changed in both records (carts, metas, seqs, appended changes) is
+	// committed durably; otherwise nothing is written. If from does not
+	// exist, Merge returns ErrCartNotFound without calling fn; an expired
+	// cart on either side is ErrCartExpired.
+	Merge(ctx context.Context, fromID, intoID string, fn func(from, into *Record) error) error
+
+	// Purge expires up to limit carts of the given kind whose last change
+	// is before cutoff and that are not already expired: it drops their
+	// lines, log and seqs but keeps a tombstone, so that a device that
+	// comes back is told its cart expired rather than handed a silently
+	// empty one. It also deletes tombstones that expired before
+	// tombstoneCutoff. It returns the ids it expired. A cart changed after
+	// cutoff is never touched, even if it changes while Purge runs.
+	// Calling it again resumes where it stopped; it is idempotent.
+	Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error)
+
 	// Secret returns the named server secret, creating it with the given
 	// value if it does not exist yet, so that every instance sharing the
 	// store agrees on it.
@@ -47,6 +69,9 @@ var (
 	ErrCartNotFound = errors.New("syncserver: cart not found")
 	// ErrCompacted means the change log no longer holds the asked range.
 	ErrCompacted = errors.New("syncserver: change log compacted")
+	// ErrCartExpired means the cart was purged for inactivity; only its
+	// tombstone remains. Load and Mutate return it.
+	ErrCartExpired = errors.New("syncserver: cart expired")
 )
 
 // Cart kinds.

@@ -7,26 +7,36 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
+	"time"
 
 	"cartsync/shared/cart"
 	"cartsync/syncserver"
 )
 
-// Store is an in-memory Store. Mutations of one cart are serialized.
+// Store is an in-memory Store. Mutations of one cart are serialized; a
+// Merge holds both its carts, taken in id order.
 type Store struct {
 	mu      sync.Mutex
 	carts   map[string]*entry
 	secrets map[string][]byte
 }
 
+// An entry's lock is held for the whole of a Mutate, a Merge, or a Purge's
+// change of the cart; the other fields change only under both the lock and
+// Store.mu, so reading them needs either.
 type entry struct {
-	lock  chan struct{} // a one-slot semaphore held for the whole of a Mutate
-	cart  []byte        // JSON of *cart.Cart; nil until first commit
-	meta  syncserver.Meta
-	seqs  map[string]uint64
-	log   []syncserver.Change
-	first uint64 // lowest version still in log, or next version if empty
+	lock    chan struct{} // a one-slot semaphore
+	cart    []byte        // JSON of *cart.Cart; nil until first commit
+	meta    syncserver.Meta
+	seqs    map[string]uint64
+	log     []syncserver.Change
+	first   uint64    // lowest version still in log, or next version if empty
+	created time.Time // first commit
+	expired time.Time // when Purge expired the cart; zero while it lives
 }
 
 var _ syncserver.Store = (*Store)(nil)
@@ -47,18 +57,20 @@ func (s *Store) entry(id string) *entry {
 	return e
 }
 
-// Mutate implements syncserver.Store.
-func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func(*syncserver.Record) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e := s.entry(id)
+// acquire takes e's lock, or gives up when ctx ends.
+func (e *entry) acquire(ctx context.Context) error {
 	select {
 	case e.lock <- struct{}{}:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	defer func() { <-e.lock }()
+}
+
+func (e *entry) release() { <-e.lock }
+
+// record returns the record of e, locked, with the seqs of clients.
+func (e *entry) record(id string, clients []string) *syncserver.Record {
 	rec := &syncserver.Record{Seqs: map[string]uint64{}, Meta: e.meta, Exists: e.cart != nil}
 	if e.cart != nil {
 		rec.Cart = decode(e.cart)
@@ -68,21 +80,105 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 	for _, c := range clients {
 		rec.Seqs[c] = e.seqs[c]
 	}
+	return rec
+}
+
+// Mutate implements syncserver.Store.
+func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func(*syncserver.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e := s.entry(id)
+	if err := e.acquire(ctx); err != nil {
+		return err
+	}
+	defer e.release()
+	if !e.expired.IsZero() {
+		return syncserver.ErrCartExpired
+	}
+	rec := e.record(id, clients)
+	before := maps.Clone(rec.Seqs)
 	if err := fn(rec); err != nil {
 		return err
 	}
-	if rec.Cart == nil {
-		return errors.New("memstore: mutate left no cart")
-	}
-	b, err := json.Marshal(rec.Cart)
+	b, err := encode(rec)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	e.write(b, rec, before)
+	return nil
+}
+
+// Merge implements syncserver.Store.
+func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if fromID == intoID {
+		return fmt.Errorf("memstore: merge cart %s into itself", fromID)
+	}
+	from, into := s.entry(fromID), s.entry(intoID)
+	first, second := from, into
+	if intoID < fromID {
+		first, second = into, from
+	}
+	if err := first.acquire(ctx); err != nil {
+		return err
+	}
+	defer first.release()
+	if err := second.acquire(ctx); err != nil {
+		return err
+	}
+	defer second.release()
+
+	switch {
+	case from.cart == nil:
+		return syncserver.ErrCartNotFound
+	case !from.expired.IsZero() || !into.expired.IsZero():
+		return syncserver.ErrCartExpired
+	}
+	fromRec := from.record(fromID, slices.Collect(maps.Keys(from.seqs)))
+	intoRec := into.record(intoID, slices.Collect(maps.Keys(from.seqs)))
+	fromBefore, intoBefore := maps.Clone(fromRec.Seqs), maps.Clone(intoRec.Seqs)
+	if err := fn(fromRec, intoRec); err != nil {
+		return err
+	}
+	fb, err := encode(fromRec)
+	if err != nil {
+		return err
+	}
+	ib, err := encode(intoRec)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from.write(fb, fromRec, fromBefore)
+	into.write(ib, intoRec, intoBefore)
+	return nil
+}
+
+func encode(rec *syncserver.Record) ([]byte, error) {
+	if rec.Cart == nil {
+		return nil, errors.New("memstore: fn left no cart")
+	}
+	return json.Marshal(rec.Cart)
+}
+
+// write commits what fn left in rec, b being its cart's JSON: the cart and
+// its meta, the seqs that differ from before, the appended changes; then
+// trims the log. The caller holds e's lock and Store.mu.
+func (e *entry) write(b []byte, rec *syncserver.Record, before map[string]uint64) {
+	if e.cart == nil {
+		e.created = time.Now()
+	}
 	e.cart, e.meta = b, rec.Meta
 	for c, q := range rec.Seqs {
-		e.seqs[c] = q
+		if q != before[c] {
+			e.seqs[c] = q
+		}
 	}
 	e.log = append(e.log, rec.Appended...)
 	if n := len(e.log) - syncserver.LogKeep; n > 0 {
@@ -93,7 +189,6 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 	} else {
 		e.first = rec.Cart.Version + 1
 	}
-	return nil
 }
 
 // Load implements syncserver.Store.
@@ -107,11 +202,10 @@ func (s *Store) Load(ctx context.Context, id string, clients []string) (*syncser
 	if e == nil || e.cart == nil {
 		return nil, syncserver.ErrCartNotFound
 	}
-	rec := &syncserver.Record{Cart: decode(e.cart), Meta: e.meta, Exists: true, Seqs: map[string]uint64{}}
-	for _, c := range clients {
-		rec.Seqs[c] = e.seqs[c]
+	if !e.expired.IsZero() {
+		return nil, syncserver.ErrCartExpired
 	}
-	return rec, nil
+	return e.record(id, clients), nil
 }
 
 // Changes implements syncserver.Store.
@@ -125,6 +219,9 @@ func (s *Store) Changes(ctx context.Context, id string, since uint64, limit int)
 	if e == nil {
 		return nil, nil
 	}
+	if !e.expired.IsZero() {
+		return nil, syncserver.ErrCartExpired
+	}
 	if since+1 < e.first {
 		return nil, syncserver.ErrCompacted
 	}
@@ -135,6 +232,89 @@ func (s *Store) Changes(ctx context.Context, id string, since uint64, limit int)
 		}
 	}
 	return out, nil
+}
+
+// Purge implements syncserver.Store. A cart whose lock is held (by a
+// Mutate, say) is skipped, and left to a later call; a limit below 1 purges
+// nothing. Tombstones are stamped with time.Now(), to be compared with
+// tombstoneCutoff; only tombstones of the given kind are deleted.
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit < 1 {
+		return nil, nil
+	}
+	stale := func(e *entry) bool {
+		last := e.meta.UpdatedAt
+		if last.IsZero() {
+			last = e.created
+		}
+		return e.cart != nil && e.expired.IsZero() && e.meta.Kind == kind && last.Before(cutoff)
+	}
+	var expired []string
+	now := time.Now()
+	for _, id := range s.matching(stale) {
+		if len(expired) == limit {
+			break
+		}
+		s.withLocked(id, stale, func(e *entry) {
+			v := decode(e.cart).Version
+			e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v})
+			e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
+			e.expired = now
+			expired = append(expired, id)
+		})
+	}
+
+	old := func(e *entry) bool {
+		return !e.expired.IsZero() && e.meta.Kind == kind && e.expired.Before(tombstoneCutoff)
+	}
+	deleted := 0
+	for _, id := range s.matching(old) {
+		if deleted == limit {
+			break
+		}
+		s.withLocked(id, old, func(e *entry) {
+			// The entry and its lock stay, so that everyone locks
+			// the same one; the cart is as if it had never been.
+			e.cart, e.meta, e.seqs, e.log, e.first = nil, syncserver.Meta{}, map[string]uint64{}, nil, 1
+			e.created, e.expired = time.Time{}, time.Time{}
+			deleted++
+		})
+	}
+	return expired, nil
+}
+
+// matching returns the ids of the entries for which ok holds, sorted.
+func (s *Store) matching(ok func(*entry) bool) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, e := range s.carts {
+		if ok(e) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// withLocked runs fn on the entry of id, under its lock and Store.mu, if
+// its lock is free and ok still holds.
+func (s *Store) withLocked(id string, ok func(*entry) bool, fn func(*entry)) {
+	e := s.entry(id)
+	select {
+	case e.lock <- struct{}{}:
+	default:
+		return
+	}
+	defer e.release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok(e) {
+		fn(e)
+	}
 }
 
 // Secret implements syncserver.Store.

@@ -5,7 +5,10 @@
 // UPDATE), so Mutates of one cart are serialized across every instance
 // while different carts proceed in parallel. It costs two round trips: the
 // BEGIN, the row lock and the seqs go in one pipelined batch; the writes and
-// the COMMIT in another.
+// the COMMIT in another. A Merge is the same with two rows, locked in id
+// order so that two Merges never deadlock. Purge skips the rows a Mutate
+// holds (FOR UPDATE SKIP LOCKED) and a Mutate waits for the Purge holding
+// its row, then finds the tombstone.
 //
 // The schema is created and upgraded by migrations embedded in the binary,
 // applied in order by Open under an advisory lock, so instances starting
@@ -143,7 +146,7 @@ const (
 	// state until the transaction that inserted it writes the cart, and
 	// disappears with it if that transaction rolls back.
 	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
-	sqlLockCart   = `SELECT kind, state, merged_into, updated_at FROM carts WHERE id = $1 FOR UPDATE`
+	sqlLockCart   = `SELECT kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts WHERE id = $1 FOR UPDATE`
 	sqlLoadSeqs   = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1 AND client_id = ANY($2)`
 	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6 WHERE id = $1`
 	sqlWriteSeq   = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
@@ -174,13 +177,14 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	var (
 		state   []byte
 		updated *time.Time
+		expired bool
 		rec     = &syncserver.Record{Seqs: zeroSeqs(clients)}
 	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlEnsureCart, cartID)
 	b.Queue(sqlLockCart, cartID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated)
+		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired)
 	})
 	if len(clients) > 0 {
 		b.Queue(sqlLoadSeqs, cartID, clients).Query(func(rows pgx.Rows) error {
@@ -200,6 +204,9 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 			return fmt.Errorf("mutate cart %s: cart deleted concurrently, retry", cartID)
 		}
 		return withCtx(ctx, fmt.Errorf("mutate cart %s: lock: %w", cartID, err))
+	}
+	if expired {
+		return syncserver.ErrCartExpired
 	}
 	if state == nil {
 		rec.Cart = &cart.Cart{ID: cartID}
@@ -222,8 +229,8 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	// The writes and COMMIT: one more round trip. If a statement fails the
 	// server skips the rest, COMMIT included, and the deferred ROLLBACK
 	// ends the transaction.
-	b, err = writeBatch(cartID, rec, before)
-	if err != nil {
+	b = &pgx.Batch{}
+	if err := queueWrites(b, cartID, rec, before); err != nil {
 		return fmt.Errorf("mutate cart %s: %w", cartID, err)
 	}
 	b.Queue("COMMIT")
@@ -234,22 +241,21 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	return nil
 }
 
-// writeBatch queues the writes of what fn left in rec: the cart and its
-// meta, the seqs that differ from before, the appended changes, and the
+// queueWrites queues on b the writes of what fn left in rec: the cart and
+// its meta, the seqs that differ from before, the appended changes, and the
 // trim of the log.
-func writeBatch(cartID string, rec *syncserver.Record, before map[string]uint64) (*pgx.Batch, error) {
+func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64) error {
 	if rec.Cart == nil {
-		return nil, errors.New("fn left no cart")
+		return errors.New("fn left no cart")
 	}
 	state, err := json.Marshal(rec.Cart)
 	if err != nil {
-		return nil, fmt.Errorf("encode cart: %w", err)
+		return fmt.Errorf("encode cart: %w", err)
 	}
 	version, err := toInt64("version", rec.Cart.Version)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	b := &pgx.Batch{}
 	b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto, nullTime(rec.Meta.UpdatedAt))
 	for client, seq := range rec.Seqs {
 		if seq == before[client] {
@@ -257,7 +263,7 @@ func writeBatch(cartID string, rec *syncserver.Record, before map[string]uint64)
 		}
 		v, err := toInt64("seq", seq)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b.Queue(sqlWriteSeq, cartID, client, v)
 	}
@@ -265,16 +271,16 @@ func writeBatch(cartID string, rec *syncserver.Record, before map[string]uint64)
 	for _, ch := range rec.Appended {
 		v, err := toInt64("change version", ch.Version)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		op, err := json.Marshal(ch.Op)
 		if err != nil {
-			return nil, fmt.Errorf("encode op: %w", err)
+			return fmt.Errorf("encode op: %w", err)
 		}
 		var warn []byte // NULL for none
 		if len(ch.Warnings) > 0 {
 			if warn, err = json.Marshal(ch.Warnings); err != nil {
-				return nil, fmt.Errorf("encode warnings: %w", err)
+				return fmt.Errorf("encode warnings: %w", err)
 			}
 		}
 		b.Queue(sqlAppend, cartID, v, op, warn, ch.At.Truncate(time.Millisecond))
@@ -285,7 +291,206 @@ func writeBatch(cartID string, rec *syncserver.Record, before map[string]uint64)
 	if cut := newest - syncserver.LogKeep; cut > 0 {
 		b.Queue(sqlTrim, cartID, cut)
 	}
-	return b, nil
+	return nil
+}
+
+// The statements of Merge besides those of Mutate.
+const (
+	sqlLockPair = `SELECT id, kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts
+		WHERE id = ANY($1) ORDER BY id FOR UPDATE`
+	sqlLoadAllSeqs = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1`
+	sqlLoadSeqsOf  = `SELECT client_id, last_seq FROM cart_clients
+		WHERE cart_id = $2 AND client_id IN (SELECT client_id FROM cart_clients WHERE cart_id = $1)`
+)
+
+// Merge implements syncserver.Store. It costs two round trips, like
+// Mutate: the into row is made to exist, both rows are locked in id order
+// (the order of every multi-cart lock, so two Merges never wait on each
+// other in a cycle) and the seqs read, in one batch; the writes of both
+// carts and the COMMIT in another.
+func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
+	if fromID == intoID {
+		return fmt.Errorf("merge cart %s into itself", fromID)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return withCtx(ctx, fmt.Errorf("merge cart %s into %s: acquire connection: %w", fromID, intoID, err))
+	}
+	inTx := false
+	defer func() {
+		// As in Mutate.
+		if inTx {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			conn.Exec(rctx, "ROLLBACK")
+			cancel()
+		}
+		conn.Release()
+	}()
+
+	type row struct {
+		state   []byte
+		updated *time.Time
+		expired bool
+		meta    syncserver.Meta
+	}
+	rows := map[string]*row{}
+	fromSeqs, intoSeqs := map[string]uint64{}, map[string]uint64{}
+	seqsInto := func(seqs map[string]uint64) func(pgx.Rows) error {
+		return func(rows pgx.Rows) error {
+			var client string
+			var seq int64
+			_, err := pgx.ForEachRow(rows, []any{&client, &seq}, func() error {
+				seqs[client] = uint64(seq)
+				return nil
+			})
+			return err
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlEnsureCart, intoID)
+	b.Queue(sqlLockPair, []string{fromID, intoID}).Query(func(rs pgx.Rows) error {
+		defer rs.Close()
+		for rs.Next() {
+			var id string
+			r := new(row)
+			if err := rs.Scan(&id, &r.meta.Kind, &r.state, &r.meta.MergedInto, &r.updated, &r.expired); err != nil {
+				return err
+			}
+			rows[id] = r
+		}
+		return rs.Err()
+	})
+	b.Queue(sqlLoadAllSeqs, fromID).Query(seqsInto(fromSeqs))
+	b.Queue(sqlLoadSeqsOf, fromID, intoID).Query(seqsInto(intoSeqs))
+	inTx = true
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return withCtx(ctx, fmt.Errorf("merge cart %s into %s: lock: %w", fromID, intoID, err))
+	}
+	f, i := rows[fromID], rows[intoID]
+	switch {
+	case f == nil || f.state == nil:
+		return syncserver.ErrCartNotFound
+	case f.expired || i != nil && i.expired:
+		return syncserver.ErrCartExpired
+	case i == nil:
+		// The purge deleted the into row between the insert and the lock.
+		return fmt.Errorf("merge cart %s into %s: cart deleted concurrently, retry", fromID, intoID)
+	}
+	record := func(id string, r *row, seqs map[string]uint64) (*syncserver.Record, error) {
+		rec := &syncserver.Record{Meta: r.meta, Seqs: seqs}
+		if r.updated != nil {
+			rec.Meta.UpdatedAt = r.updated.UTC()
+		}
+		if r.state == nil {
+			rec.Cart = &cart.Cart{ID: id}
+			return rec, nil
+		}
+		rec.Exists = true
+		rec.Cart = new(cart.Cart)
+		if err := json.Unmarshal(r.state, rec.Cart); err != nil {
+			return nil, fmt.Errorf("merge cart %s into %s: decode cart %s: %w", fromID, intoID, id, err)
+		}
+		return rec, nil
+	}
+	for c := range fromSeqs {
+		if _, ok := intoSeqs[c]; !ok {
+			intoSeqs[c] = 0
+		}
+	}
+	from, err := record(fromID, f, fromSeqs)
+	if err != nil {
+		return err
+	}
+	into, err := record(intoID, i, intoSeqs)
+	if err != nil {
+		return err
+	}
+
+	fromBefore, intoBefore := maps.Clone(from.Seqs), maps.Clone(into.Seqs)
+	if err := fn(from, into); err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	if err := queueWrites(b, fromID, from, fromBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, fromID, err)
+	}
+	if err := queueWrites(b, intoID, into, intoBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, intoID, err)
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return withCtx(ctx, fmt.Errorf("merge cart %s into %s: write: %w", fromID, intoID, err))
+	}
+	inTx = false
+	return nil
+}
+
+// The statements of Purge. A cart counts as changed at its updated_at,
+// or at its creation if fn never set one.
+const (
+	// Rows a Mutate or Merge holds are skipped: they are being changed.
+	// The UPDATE checks the time again on the row it locked, so that a
+	// cart changed since the statement began is never expired.
+	sqlExpire = `WITH picked AS (
+			SELECT id FROM carts
+			WHERE kind = $1 AND expired_at IS NULL AND state IS NOT NULL
+				AND (updated_at < $2 OR (updated_at IS NULL AND created_at < $2))
+			LIMIT $3
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE carts c
+		SET expired_at = $4, state = jsonb_build_object('id', c.id, 'version', c.version, 'lines', '[]'::jsonb)
+		FROM picked
+		WHERE c.id = picked.id AND c.expired_at IS NULL
+			AND (c.updated_at < $2 OR (c.updated_at IS NULL AND c.created_at < $2))
+		RETURNING c.id`
+	sqlClearLog       = `DELETE FROM cart_log WHERE cart_id = ANY($1)`
+	sqlClearSeqs      = `DELETE FROM cart_clients WHERE cart_id = ANY($1)`
+	sqlDropTombstones = `DELETE FROM carts WHERE id IN (
+		SELECT id FROM carts WHERE kind = $1 AND expired_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED)`
+)
+
+// Purge implements syncserver.Store, in one transaction. A limit below 1
+// purges nothing. Tombstones are stamped with this process's time.Now(),
+// to be compared with tombstoneCutoff; only tombstones of the given kind
+// are deleted.
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+	}
+	if limit < 1 {
+		return nil, nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: begin: %w", kind, err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	// Times are kept to the millisecond, rounded down: a cart stored at
+	// the cutoff's millisecond may have changed after the cutoff, so only
+	// earlier milliseconds count.
+	rows, _ := tx.Query(ctx, sqlExpire, kind, cutoff.Truncate(time.Millisecond), limit, time.Now().Truncate(time.Millisecond))
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: expire: %w", kind, err))
+	}
+	// Each statement of the batch sees every commit before it began,
+	// and no write to these carts can commit while their rows are locked.
+	b := &pgx.Batch{}
+	if len(ids) > 0 {
+		b.Queue(sqlClearLog, ids)
+		b.Queue(sqlClearSeqs, ids)
+	}
+	b.Queue(sqlDropTombstones, kind, tombstoneCutoff, limit)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: %w", kind, err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: commit: %w", kind, err))
+	}
+	return ids, nil
 }
 
 // Load implements syncserver.Store.
@@ -294,23 +499,27 @@ func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syn
 	var (
 		state      []byte
 		updated    *time.Time
+		expired    bool
 		seqClients []string
 		seqs       []int64
 		rec        = &syncserver.Record{Exists: true, Cart: new(cart.Cart), Seqs: zeroSeqs(clients)}
 	)
-	err := s.pool.QueryRow(ctx, `SELECT c.kind, c.state, c.merged_into, c.updated_at, s.clients, s.seqs
+	err := s.pool.QueryRow(ctx, `SELECT c.kind, c.state, c.merged_into, c.updated_at, c.expired_at IS NOT NULL, s.clients, s.seqs
 		FROM carts c
 		CROSS JOIN LATERAL (
 			SELECT array_agg(client_id) AS clients, array_agg(last_seq) AS seqs
 			FROM cart_clients WHERE cart_id = c.id AND client_id = ANY($2)
 		) s
 		WHERE c.id = $1 AND c.state IS NOT NULL`, cartID, clients).
-		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &seqClients, &seqs)
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired, &seqClients, &seqs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, syncserver.ErrCartNotFound
 	}
 	if err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("load cart %s: %w", cartID, err))
+	}
+	if expired {
+		return nil, syncserver.ErrCartExpired
 	}
 	if err := json.Unmarshal(state, rec.Cart); err != nil {
 		return nil, fmt.Errorf("load cart %s: decode cart: %w", cartID, err)
@@ -361,6 +570,17 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 	for i, ch := range out {
 		if ch.Version != since+1+uint64(i) {
 			return nil, syncserver.ErrCompacted
+		}
+	}
+	if len(out) == 0 {
+		// An expired cart has no log left: tell it from an idle one.
+		var expired bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM carts WHERE id = $1 AND expired_at IS NOT NULL)`, cartID).Scan(&expired)
+		if err != nil {
+			return nil, withCtx(ctx, fmt.Errorf("changes of cart %s: %w", cartID, err))
+		}
+		if expired {
+			return nil, syncserver.ErrCartExpired
 		}
 	}
 	return out, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -155,6 +156,60 @@ func TestReopenAndIsolation(t *testing.T) {
 	defer b.Close()
 	if _, err := b.Load(t.Context(), "cart", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
 		t.Errorf("Load in another schema: error = %v, want ErrCartNotFound", err)
+	}
+}
+
+// A schema made by the first migration is upgraded when opened: its carts
+// survive and can be purged.
+func TestMigrateFromFirstSchema(t *testing.T) {
+	url := schemaURL(t)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+		string(first),
+		`INSERT INTO schema_migrations (name) VALUES ('0001_init.sql')`,
+		`INSERT INTO carts (id, kind, version, state, updated_at) VALUES
+			('old', 'guest', 1, '{"id":"old","version":1,"lines":[{"key":"mug","sku":"mug","quantity":2,"details":{}}]}', '2024-01-02T03:04:05Z')`,
+		`INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ('old', 'c1', 1)`,
+	} {
+		if _, err := conn.Exec(t.Context(), stmt); err != nil {
+			t.Fatalf("set up the first schema: %v", err)
+		}
+	}
+	conn.Close(t.Context())
+
+	s := openStore(t, url)
+	defer s.Close()
+	rows, _ := s.pool.Query(t.Context(), `SELECT name FROM schema_migrations ORDER BY name`)
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	entries, _ := migrations.ReadDir("migrations")
+	for _, e := range entries {
+		want = append(want, e.Name())
+	}
+	if !slices.Equal(applied, want) {
+		t.Errorf("applied migrations %q, want %q", applied, want)
+	}
+	rec, err := s.Load(t.Context(), "old", []string{"c1"})
+	if err != nil || rec.Cart.Items() != 2 || rec.Seqs["c1"] != 1 {
+		t.Fatalf("Load after upgrade = %+v, %v; want the cart with 2 items and seq 1", rec, err)
+	}
+	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10)
+	if err != nil || !slices.Equal(ids, []string{"old"}) {
+		t.Errorf("Purge after upgrade = %q, %v; want [old]", ids, err)
+	}
+	if _, err := s.Load(t.Context(), "old", nil); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Load after Purge = %v, want ErrCartExpired", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -74,8 +75,13 @@ return wrote
 //
 // Load answers from Redis when the cached cart has a seq for every client
 // asked about, and otherwise loads from the next Store and fills the cache.
-// Mutate always runs on the next Store, which stays the authority, and
-// writes the committed record to the cache afterwards. A cart is one hash,
+// Mutate and Merge always run on the next Store, which stays the
+// authority, and write the committed records to the cache afterwards. Purge
+// runs on the next Store and then deletes the entries of the carts it
+// expired, so that they are no longer served; a Load, Mutate, Merge or
+// Changes that the next Store answers with ErrCartExpired deletes the entry
+// too. A
+// cart is one hash,
 // prefix+"cart:"+cartID, with the fields v (version), c (cart JSON),
 // m (meta JSON) and s:<client id> (seq), living TTL after its last write.
 //
@@ -85,6 +91,13 @@ return wrote
 // a best-effort delete of the entry; if that fails too, Load may serve the
 // older version until a newer write or the TTL replaces it, which clients
 // detect as a version gap.
+//
+// An expired cart can still be served from Redis in two windows: between
+// the Purge's commit and its delete of the entry (or, if that delete fails,
+// until the TTL); and when a Load that read the cart from the next Store
+// before the Purge fills the cache after the delete, until the TTL or the
+// first Mutate, Merge or Changes on that cart. A device served such a cart
+// learns that it expired at its next write.
 type Cache struct {
 	next   syncserver.Store
 	client *goredis.Client
@@ -122,6 +135,11 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 		c.log.Warn("redis cache: load", logKeyCart, cartID, logKeyError, err)
 	}
 	rec, nerr := c.next.Load(ctx, cartID, clients)
+	if errors.Is(nerr, syncserver.ErrCartExpired) && err == nil {
+		// A partial entry (without the seq of a client asked about)
+		// may remain from before the purge.
+		c.invalidate(ctx, cartID)
+	}
 	if nerr != nil {
 		return nil, nerr
 	}
@@ -212,13 +230,20 @@ func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) 
 	}
 }
 
-// invalidate deletes the cart's entry, so that the next Load goes to the
+// invalidate deletes the carts' entries, so that the next Load goes to the
 // next Store.
-func (c *Cache) invalidate(ctx context.Context, cartID string) {
+func (c *Cache) invalidate(ctx context.Context, cartIDs ...string) {
+	if len(cartIDs) == 0 {
+		return
+	}
+	keys := make([]string, len(cartIDs))
+	for i, id := range cartIDs {
+		keys[i] = c.key(id)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheTimeout)
 	defer cancel()
-	if err := c.client.Del(ctx, c.key(cartID)).Err(); err != nil {
-		c.log.Warn("redis cache: invalidate", logKeyCart, cartID, logKeyError, plain(err))
+	if err := c.client.Del(ctx, keys...).Err(); err != nil {
+		c.log.Warn("redis cache: invalidate", logKeyCart, strings.Join(cartIDs, ","), logKeyError, plain(err))
 	}
 }
 
@@ -235,27 +260,73 @@ func (c *Cache) Mutate(ctx context.Context, cartID string, clients []string, fn 
 		return nil
 	})
 	switch {
-	case err != nil && done != nil:
+	case err != nil && (done != nil || errors.Is(err, syncserver.ErrCartExpired)):
 		// fn accepted the change but the commit failed, or its
-		// outcome is unknown: drop what the cache holds.
+		// outcome is unknown; or the cart expired: drop what the
+		// cache holds.
 		c.invalidate(ctx, cartID)
 		return err
 	case err != nil:
 		return err
-	case done == nil || done.Cart == nil:
-		return nil
-	case !done.Exists && done.Cart.Version == 0:
-		// Nothing was made: whether an empty record now exists is the
-		// next Store's business, so let the next Load fill.
-		return nil
 	}
-	c.put(ctx, cartID, done)
+	if worthCaching(done) {
+		c.put(ctx, cartID, done)
+	}
 	return nil
+}
+
+// worthCaching reports whether a committed record should be written to
+// the cache. One that made nothing (a new cart still empty at version 0) is
+// not: whether an empty record now exists is the next Store's business, so
+// the next Load fills.
+func worthCaching(rec *syncserver.Record) bool {
+	return rec != nil && rec.Cart != nil && (rec.Exists || rec.Cart.Version > 0)
+}
+
+// Merge runs fn on the next Store and, once that committed, writes both
+// new records to the cache.
+func (c *Cache) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
+	var doneFrom, doneInto *syncserver.Record // the records fn last accepted
+	err := c.next.Merge(ctx, fromID, intoID, func(from, into *syncserver.Record) error {
+		doneFrom, doneInto = nil, nil
+		if err := fn(from, into); err != nil {
+			return err
+		}
+		doneFrom, doneInto = from, into
+		return nil
+	})
+	switch {
+	case err != nil && (doneFrom != nil || errors.Is(err, syncserver.ErrCartExpired)):
+		// As in Mutate.
+		c.invalidate(ctx, fromID, intoID)
+		return err
+	case err != nil:
+		return err
+	}
+	if worthCaching(doneFrom) {
+		c.put(ctx, fromID, doneFrom)
+	}
+	if worthCaching(doneInto) {
+		c.put(ctx, intoID, doneInto)
+	}
+	return nil
+}
+
+// Purge runs on the next Store, then deletes the cache entries of the
+// carts it expired (even if it also returned an error).
+func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+	ids, err := c.next.Purge(ctx, kind, cutoff, tombstoneCutoff, limit)
+	c.invalidate(ctx, ids...)
+	return ids, err
 }
 
 // Changes reads the next Store.
 func (c *Cache) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
-	return c.next.Changes(ctx, cartID, since, limit)
+	chs, err := c.next.Changes(ctx, cartID, since, limit)
+	if errors.Is(err, syncserver.ErrCartExpired) {
+		c.invalidate(ctx, cartID)
+	}
+	return chs, err
 }
 
 // Secret reads the next Store.

@@ -616,6 +616,69 @@ func TestCacheSharedBetweenInstances(t *testing.T) {
 	}
 }
 
+// Merge writes both carts to the cache. Purge deletes the entries of the
+// carts it expired, so Redis never serves them; an entry filled again by a
+// Load that raced with the purge is dropped by the first write that finds
+// the cart expired.
+func TestCacheMergeAndPurge(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	next := &counting{Store: shared(t)}
+	c := cartredis.NewCache(next, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	key := func(id string) string { return prefix + "cart:" + id }
+
+	mutate(t, c, "guest", []string{"d1"}, add("d1", 1))
+	err := c.Merge(t.Context(), "guest", "user", func(from, into *syncserver.Record) error {
+		if err := add("d1", 2)(into); err != nil {
+			return err
+		}
+		into.Meta.Kind = syncserver.KindUser
+		from.Meta.MergedInto = "user"
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Merge: %v", err)
+	}
+	loads := next.loads.Load()
+	guest, user := load(t, c, "guest", "d1"), load(t, c, "user", "d1")
+	if n := next.loads.Load() - loads; n != 0 {
+		t.Errorf("Loads after Merge reaching the next store: %d, want none (both carts cached)", n)
+	}
+	if guest.Meta.MergedInto != "user" || user.Cart.Version != 1 || user.Seqs["d1"] != 2 || user.Meta.Kind != syncserver.KindUser {
+		t.Errorf("after Merge: guest meta %+v, user at version %d with seqs %v and meta %+v; want guest merged into user, user at 1 with d1:2",
+			guest.Meta, user.Cart.Version, user.Seqs, user.Meta)
+	}
+
+	ids, err := c.Purge(t.Context(), syncserver.KindGuest, time.Now().Add(time.Minute), time.Time{}, 10)
+	if err != nil || len(ids) != 1 || ids[0] != "guest" {
+		t.Fatalf("Purge = %q, %v; want [guest]", ids, err)
+	}
+	if n := admin.Exists(t.Context(), key("guest")).Val(); n != 0 {
+		t.Errorf("purged cart still cached (EXISTS = %d)", n)
+	}
+	if n := admin.Exists(t.Context(), key("user")).Val(); n != 1 {
+		t.Errorf("cart of another kind: EXISTS = %d, want it still cached", n)
+	}
+	if _, err := c.Load(t.Context(), "guest", []string{"d1"}); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Load(purged) = %v, want ErrCartExpired", err)
+	}
+
+	c.Put(t.Context(), "guest", guest) // a Load that read the cart before the purge fills late
+	err = c.Mutate(t.Context(), "guest", []string{"d1"}, func(*syncserver.Record) error {
+		t.Error("Mutate on an expired cart called fn")
+		return nil
+	})
+	if !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Mutate(purged) = %v, want ErrCartExpired", err)
+	}
+	if n := admin.Exists(t.Context(), key("guest")).Val(); n != 0 {
+		t.Errorf("stale entry still cached after a Mutate found the cart expired (EXISTS = %d)", n)
+	}
+	if _, err := c.Load(t.Context(), "guest", []string{"d1"}); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Load(purged) after the stale fill = %v, want ErrCartExpired", err)
+	}
+}
+
 // Writes set the TTL and refresh it; no TTL given means DefaultTTL.
 func TestCacheTTL(t *testing.T) {
 	admin := newClient(t, "")

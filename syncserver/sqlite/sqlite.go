@@ -3,9 +3,10 @@
 //
 // The database runs in WAL mode with synchronous=FULL, so a committed
 // Mutate survives a power loss. Writes go through a single connection that
-// begins its transactions with BEGIN IMMEDIATE: Mutates are serialized
-// (across processes sharing the file too, under busy_timeout), while Load,
-// Changes and Ping read concurrently from a pool of read-only connections.
+// begins its transactions with BEGIN IMMEDIATE: Mutates, Merges and Purges
+// are serialized (across processes sharing the file too, under
+// busy_timeout), while Load, Changes and Ping read concurrently from a pool
+// of read-only connections.
 //
 // The schema is created and upgraded by migrations embedded in the binary,
 // applied in order when the store is opened.
@@ -94,7 +95,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w); err != nil {
+	if err := migrateRetrying(ctx, w, cfg.busyTimeout); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -116,6 +117,29 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	return s, nil
 }
+
+// migrateRetrying runs migrate, retrying for up to busyTimeout while the
+// file is busy. The first connection to a new file switches it to WAL,
+// which takes a lock SQLite does not wait for: when several processes open
+// a new file at once, all but one may fail to connect with SQLITE_BUSY.
+func migrateRetrying(ctx context.Context, db *sql.DB, busyTimeout time.Duration) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := migrate(ctx, db)
+		var coded interface{ Code() int }
+		if err == nil || !errors.As(err, &coded) || coded.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: %w", ctx.Err())
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of a locked file.
+const sqliteBusy = 5
 
 // migrate applies the embedded migrations not applied yet, in name order,
 // in one transaction. BEGIN IMMEDIATE makes concurrent migrators (several
@@ -205,6 +229,115 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	return nil
 }
 
+// Merge implements syncserver.Store. Like every write it runs alone, so
+// its two carts need no lock order.
+func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
+	if fromID == intoID {
+		return fmt.Errorf("merge cart %s into itself", fromID)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("merge cart %s into %s: begin: %w", fromID, intoID, err)
+	}
+	defer tx.Rollback()
+
+	from, err := loadRecord(ctx, tx, fromID, nil)
+	if err != nil {
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	if from.Seqs, err = allSeqs(ctx, tx, fromID); err != nil {
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	clients := slices.Collect(maps.Keys(from.Seqs))
+	into, err := loadRecord(ctx, tx, intoID, clients)
+	switch {
+	case errors.Is(err, syncserver.ErrCartNotFound):
+		into = &syncserver.Record{Cart: &cart.Cart{ID: intoID}, Seqs: zeroSeqs(clients)}
+	case err != nil:
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	fromBefore, intoBefore := maps.Clone(from.Seqs), maps.Clone(into.Seqs)
+	if err := fn(from, into); err != nil {
+		return err
+	}
+	if err := writeRecord(ctx, tx, fromID, from, fromBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, fromID, err)
+	}
+	if err := writeRecord(ctx, tx, intoID, into, intoBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, intoID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("merge cart %s into %s: commit: %w", fromID, intoID, err)
+	}
+	return nil
+}
+
+// Purge implements syncserver.Store, in one transaction. A limit below 1
+// purges nothing. Tombstones are stamped with time.Now(), to be compared
+// with tombstoneCutoff; only tombstones of the given kind are deleted. If
+// the purge committed but a later step failed, the ids expired are
+// returned with the error.
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+	}
+	if limit < 1 {
+		return nil, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("purge %s carts: begin: %w", kind, err)
+	}
+	defer tx.Rollback()
+
+	// Times are kept to the millisecond, rounded down: a cart stored at
+	// the cutoff's millisecond may have changed after the cutoff, so only
+	// earlier milliseconds count.
+	before := cutoff.UnixMilli()
+	rows, err := tx.QueryContext(ctx, `UPDATE carts
+		SET expired_at = ?, state = json_object('id', id, 'version', version, 'lines', json_array())
+		WHERE id IN (SELECT id FROM carts WHERE kind = ? AND expired_at IS NULL
+			AND (updated_at < ? OR (updated_at IS NULL AND created_at < ?)) LIMIT ?)
+		RETURNING id`, time.Now().UnixMilli(), kind, before, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	if len(ids) > 0 {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+		}
+		for _, table := range []string{"cart_log", "cart_clients"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE cart_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+				return nil, fmt.Errorf("purge %s carts: clear %s: %w", kind, table, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM carts WHERE id IN (
+		SELECT id FROM carts WHERE kind = ? AND expired_at < ? LIMIT ?)`, kind, tombstoneCutoff.UnixMilli(), limit); err != nil {
+		return nil, fmt.Errorf("purge %s carts: delete tombstones: %w", kind, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: commit: %w", kind, err)
+	}
+	return ids, nil
+}
+
 // Load implements syncserver.Store.
 func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
 	// One read transaction: the seqs belong to the same commit as the cart.
@@ -267,6 +400,17 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 			return nil, syncserver.ErrCompacted
 		}
 	}
+	if len(out) == 0 {
+		// An expired cart has no log left: tell it from an idle one.
+		var expired bool
+		err := s.r.QueryRowContext(ctx, `SELECT expired_at IS NOT NULL FROM carts WHERE id = ?`, cartID).Scan(&expired)
+		switch {
+		case err == nil && expired:
+			return nil, syncserver.ErrCartExpired
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
+		}
+	}
 	return out, nil
 }
 
@@ -323,20 +467,25 @@ func zeroSeqs(clients []string) map[string]uint64 {
 	return seqs
 }
 
-// loadRecord reads the cart and the seqs of clients.
+// loadRecord reads the cart and the seqs of clients. An expired cart is
+// ErrCartExpired.
 func loadRecord(ctx context.Context, q querier, cartID string, clients []string) (*syncserver.Record, error) {
 	var (
 		state   []byte
 		updated sql.NullInt64
+		expired bool
 		rec     = &syncserver.Record{Exists: true, Cart: new(cart.Cart)}
 	)
-	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at FROM carts WHERE id = ?`, cartID).
-		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated)
+	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts WHERE id = ?`, cartID).
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, syncserver.ErrCartNotFound
 	}
 	if err != nil {
 		return nil, err
+	}
+	if expired {
+		return nil, syncserver.ErrCartExpired
 	}
 	if updated.Valid {
 		rec.Meta.UpdatedAt = time.UnixMilli(updated.Int64).UTC()
@@ -370,6 +519,28 @@ func loadRecord(ctx context.Context, q querier, cartID string, clients []string)
 		return nil, fmt.Errorf("load seqs: %w", err)
 	}
 	return rec, nil
+}
+
+// allSeqs reads the seqs of every client the cart has one for.
+func allSeqs(ctx context.Context, q querier, cartID string) (map[string]uint64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = ?`, cartID)
+	if err != nil {
+		return nil, fmt.Errorf("load seqs: %w", err)
+	}
+	defer rows.Close()
+	seqs := map[string]uint64{}
+	for rows.Next() {
+		var client string
+		var seq int64
+		if err := rows.Scan(&client, &seq); err != nil {
+			return nil, fmt.Errorf("load seqs: %w", err)
+		}
+		seqs[client] = uint64(seq)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load seqs: %w", err)
+	}
+	return seqs, nil
 }
 
 // writeRecord writes what fn left in rec: the cart and its meta, the seqs

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -85,6 +87,71 @@ func TestReopenKeepsEverything(t *testing.T) {
 	}
 	if names, _ := migrations.ReadDir("migrations"); migrated != len(names) {
 		t.Errorf("schema_migrations has %d rows, want one per migration (%d)", migrated, len(names))
+	}
+}
+
+// A file made by the first schema is upgraded when opened: its carts
+// survive and can be purged.
+func TestMigrateFromFirstSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carts.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()
+	for _, stmt := range []string{
+		`CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL) WITHOUT ROWID`,
+		string(first),
+		`INSERT INTO schema_migrations (name, applied_at) VALUES ('0001_init.sql', 0)`,
+		`INSERT INTO carts (id, kind, version, state, merged_into, updated_at, created_at) VALUES
+			('old', 'guest', 1, '{"id":"old","version":1,"lines":[{"key":"mug","sku":"mug","quantity":2,"details":{}}]}', '', ` + strconv.FormatInt(old, 10) + `, 0)`,
+		`INSERT INTO cart_clients (cart_id, client_id, last_seq, updated_at) VALUES ('old', 'c1', 1, 0)`,
+	} {
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("set up the first schema: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openTemp(t, path)
+	defer s.Close()
+	var applied []string
+	rows, err := s.r.QueryContext(t.Context(), `SELECT name FROM schema_migrations ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		applied = append(applied, name)
+	}
+	rows.Close()
+	var want []string
+	entries, _ := migrations.ReadDir("migrations")
+	for _, e := range entries {
+		want = append(want, e.Name())
+	}
+	if !slices.Equal(applied, want) {
+		t.Errorf("applied migrations %q, want %q", applied, want)
+	}
+	rec, err := s.Load(t.Context(), "old", []string{"c1"})
+	if err != nil || rec.Cart.Items() != 2 || rec.Seqs["c1"] != 1 {
+		t.Fatalf("Load after upgrade = %+v, %v; want the cart with 2 items and seq 1", rec, err)
+	}
+	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10)
+	if err != nil || !slices.Equal(ids, []string{"old"}) {
+		t.Errorf("Purge after upgrade = %q, %v; want [old]", ids, err)
+	}
+	if _, err := s.Load(t.Context(), "old", nil); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Load after Purge = %v, want ErrCartExpired", err)
 	}
 }
 

@@ -30,6 +30,16 @@ import (
 //     the context is done, and a Mutate waiting for a locked cart gives up
 //     at its deadline without calling fn.
 //   - A panic in fn rolls back and releases the cart.
+//   - Merge hands fn from's seqs for every client that set one (a client
+//     only asked about may be there at 0) and into's for the same clients;
+//     it writes both records as Mutate writes one. Merging a cart into
+//     itself is an error.
+//   - Purge counts a cart without an UpdatedAt as changed when it was
+//     created; a limit below 1 purges nothing; it deletes only tombstones of
+//     the kind it was given. Tombstones are stamped with the store's clock:
+//     the suite passes the zero time as tombstone cutoff to keep them all,
+//     and an hour from now to drop them. Changes on an expired cart is
+//     ErrCartExpired; once its tombstone is gone the cart is unknown.
 func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 	tests := []struct {
 		name string
@@ -54,6 +64,16 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"DifferentCarts", testDifferentCarts},
 		{"ContextCanceled", testContextCanceled},
 		{"ContextDeadlineWhileLocked", testContextDeadlineWhileLocked},
+		{"Merge", testMerge},
+		{"MergeErrorWritesNothing", testMergeErrorWritesNothing},
+		{"MergeNotFound", testMergeNotFound},
+		{"MergeConcurrentSame", testMergeConcurrentSame},
+		{"MergeOppositeDirections", testMergeOppositeDirections},
+		{"MergeDeadlineWhileLocked", testMergeDeadlineWhileLocked},
+		{"Purge", testPurge},
+		{"PurgeLimit", testPurgeLimit},
+		{"PurgeTombstones", testPurgeTombstones},
+		{"PurgeRacesMutate", testPurgeRacesMutate},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -845,6 +865,16 @@ func testContextCanceled(t *testing.T, s syncserver.Store) {
 		}},
 		{"Load", func() error { _, err := s.Load(ctx, "cart-ctx", []string{"c1"}); return err }},
 		{"Changes", func() error { _, err := s.Changes(ctx, "cart-ctx", 0, 10); return err }},
+		{"Merge", func() error {
+			return s.Merge(ctx, "cart-ctx", "cart-ctx-user", func(*syncserver.Record, *syncserver.Record) error {
+				t.Error("Merge with a canceled context called fn")
+				return nil
+			})
+		}},
+		{"Purge", func() error {
+			_, err := s.Purge(ctx, syncserver.KindGuest, time.Now().Add(time.Hour), keepTombstones, 10)
+			return err
+		}},
 		{"Secret", func() error { _, err := s.Secret(ctx, "s", []byte("v")); return err }},
 		{"Ping", func() error { return s.Ping(ctx) }},
 	}
