@@ -35,7 +35,13 @@ func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now t
 			})
 			continue
 		}
-		last := rec.Seqs[op.Client]
+		last, known := rec.Seqs[op.Client]
+		if !known || last == 0 {
+			// A client id this cart has never seen starts where it
+			// is: its earlier ops went to another cart (before a
+			// login, or while a login had expired).
+			last = op.Seq - 1
+		}
 		switch {
 		case op.Seq <= last:
 			out.results = append(out.results, protocol.Result{

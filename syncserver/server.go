@@ -38,6 +38,15 @@ type Config struct {
 	SendQueue int
 	// Users verifies user tokens; nil refuses every user token.
 	Users UserVerifier
+	// DefaultPolicy is the login merge policy when a login names none;
+	// empty means cart.PolicyMerge.
+	DefaultPolicy cart.Policy
+	// GuestRetention is how long a guest cart is kept after its last
+	// change; zero means 30 days.
+	GuestRetention time.Duration
+	// UserRetention is how long a user cart is kept after its last
+	// change; zero keeps user carts.
+	UserRetention time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Registerer receives the metrics; nil means a private registry.
@@ -87,6 +96,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DefaultPolicy == "" {
+		cfg.DefaultPolicy = cart.PolicyMerge
+	}
+	if !cfg.DefaultPolicy.Valid() {
+		return nil, fmt.Errorf("syncserver: unknown default merge policy %q", cfg.DefaultPolicy)
+	}
+	if cfg.GuestRetention <= 0 {
+		cfg.GuestRetention = 30 * 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -188,6 +206,22 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 	return id, nil
 }
 
+// freshGuest replaces a guest identity whose cart can no longer be used
+// (expired, or merged into a user cart at an earlier login) by a new device
+// token and its new, empty guest cart. expired reports which case it was.
+func (s *Server) freshGuest(ctx context.Context, id Identity) (Identity, bool) {
+	if id.User != "" {
+		return id, false
+	}
+	rec, err := s.store.Load(ctx, id.CartID, nil)
+	expired := errors.Is(err, ErrCartExpired)
+	if !expired && (err != nil || rec.Meta.MergedInto == "") {
+		return id, false
+	}
+	fresh, _ := s.authenticateDevice("")
+	return fresh, expired
+}
+
 func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Error) {
 	var id Identity
 	if deviceToken == "" {
@@ -217,6 +251,21 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	guestID := ""
+	if id.User != "" {
+		guestID = GuestCartID(id.Device)
+	}
+	for i, op := range ops {
+		switch op.Cart {
+		case "", id.CartID:
+		case guestID:
+			// Made on the guest cart before login: applied to the
+			// user cart, where the guest's versions mean nothing.
+			ops[i].Base = 0
+		default:
+			return nil, protocol.Errorf(protocol.ErrInvalid, "op %s/%d was made on another cart", op.Client, op.Seq)
+		}
+	}
 	start := time.Now()
 	var out *outcome
 	err := s.store.Mutate(ctx, id.CartID, opClients(ops), func(rec *Record) error {
@@ -229,6 +278,11 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		out = reconcile(rec, id.Device, ops, s.lim, s.now())
 		return nil
 	})
+	if errors.Is(err, ErrCartExpired) {
+		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; reconnect for a fresh one")
+		e.Cart = id.CartID
+		return nil, e
+	}
 	if err != nil {
 		var pe *protocol.Error
 		if !errors.As(err, &pe) {
@@ -265,7 +319,7 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 // that does not exist yet is empty at version 0.
 func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
 	rec, err := s.store.Load(ctx, cartID, clients)
-	if errors.Is(err, ErrCartNotFound) {
+	if errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired) {
 		seqs := map[string]uint64{}
 		for _, c := range clients {
 			seqs[c] = 0
@@ -280,4 +334,42 @@ func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) 
 		c.Lines = []*cart.Line{}
 	}
 	return c, rec.Seqs, nil
+}
+
+// Purge expires carts past their retention, in batches of batch, until none
+// is left or ctx ends: guest carts GuestRetention after their last change,
+// user carts UserRetention after theirs (never, when zero). An expired cart
+// leaves a tombstone for another retention period, so that a device coming
+// back is told its cart expired. It is resumable and idempotent, and never
+// touches a cart changed within its window. It returns how many carts it
+// expired.
+func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
+	if batch <= 0 {
+		batch = 500
+	}
+	now := s.now()
+	total := 0
+	for _, k := range []struct {
+		kind string
+		keep time.Duration
+	}{{KindGuest, s.cfg.GuestRetention}, {KindUser, s.cfg.UserRetention}} {
+		if k.keep <= 0 {
+			continue
+		}
+		cutoff := now.Add(-k.keep)
+		for {
+			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch)
+			total += len(ids)
+			if err != nil {
+				return total, fmt.Errorf("purge %s carts: %w", k.kind, err)
+			}
+			if len(ids) < batch {
+				break
+			}
+		}
+	}
+	if total > 0 {
+		s.log.Info("purged expired carts", "count", total)
+	}
+	return total, nil
 }

@@ -78,9 +78,14 @@ func (c *wsClient) read() *protocol.Message {
 	return &m
 }
 
+// expect reads the next message of type typ, skipping pushed carts (they
+// arrive whenever the cart changes) unless typ is cart.
 func (c *wsClient) expect(typ string) *protocol.Message {
 	c.t.Helper()
 	m := c.read()
+	for typ != protocol.TypeCart && m.Type == protocol.TypeCart && len(m.By) > 0 {
+		m = c.read()
+	}
 	if m.Type != typ {
 		c.t.Fatalf("got %s message %+v (error %+v), want %s", m.Type, m, m.Error, typ)
 	}

@@ -179,6 +179,8 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 		ss.push(ctx, m)
 	case protocol.TypeSync:
 		ss.sync(ctx, m)
+	case protocol.TypeChoose:
+		ss.choose(ctx, m)
 	case protocol.TypePing:
 		ss.reply(&protocol.Message{Type: protocol.TypePong, ID: m.ID, T: m.T})
 	case protocol.TypeHello:
@@ -198,6 +200,20 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 		ss.fail(m.ID, perr)
 		return false
 	}
+	old := id.CartID
+	id, expired := s.freshGuest(ctx, id)
+	if expired {
+		// Told, not silently emptied: the welcome that follows carries
+		// a new device token and its fresh cart.
+		e := protocol.Errorf(protocol.ErrCartExpired, "the cart on this device expired after a long time without changes; here is a fresh one")
+		e.Cart = old
+		ss.fail(m.ID, e)
+	}
+	var merge *protocol.MergeInfo
+	var merged *outcome
+	if id.User != "" {
+		merge, merged = s.login(ctx, id, m.Policy)
+	}
 	ss.id, ss.client = id, m.Client
 	// Subscribe first, then load the snapshot: a change committed in
 	// between arrives as a push the client can order by version.
@@ -208,12 +224,38 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	}
 	ss.joined = true
 	lim := s.lim
-	ss.reply(&protocol.Message{
+	welcome := &protocol.Message{
 		Type: protocol.TypeWelcome, ID: m.ID, Protocol: m.Protocol, DeviceToken: id.Token,
 		CartID: id.CartID, HeartbeatMS: int(s.cfg.Heartbeat / time.Millisecond), Limits: &lim,
-	})
+	}
+	if id.User != "" {
+		welcome.User, welcome.GuestCartID = id.User, GuestCartID(id.Device)
+	}
+	ss.reply(welcome)
+	if merge != nil {
+		ss.reply(&protocol.Message{Type: protocol.TypeMerge, ID: m.ID, Merge: merge})
+	}
 	ss.sendSnapshot(ctx, m.ID, []string{m.Client})
+	if merged != nil {
+		s.publish(ctx, id.CartID, merged)
+	}
 	return true
+}
+
+// choose carries out the shopper's pick after a login with policy choose.
+func (ss *session) choose(ctx context.Context, m *protocol.Message) {
+	if ss.id.User == "" {
+		ss.fail(m.ID, protocol.Errorf(protocol.ErrInvalid, "choose needs a logged-in connection"))
+		return
+	}
+	merge, merged := ss.srv.login(ctx, ss.id, m.Policy)
+	if merge == nil {
+		merge = &protocol.MergeInfo{Status: protocol.MergeAlready}
+	}
+	ss.reply(&protocol.Message{Type: protocol.TypeMerge, ID: m.ID, Merge: merge})
+	if merged != nil {
+		ss.srv.publish(ctx, ss.id.CartID, merged)
+	}
 }
 
 func (ss *session) push(ctx context.Context, m *protocol.Message) {
