@@ -145,7 +145,7 @@ func TestMissingWasmIsAnError(t *testing.T) {
 }
 
 func TestDemoReplacesCartServer(t *testing.T) {
-	h := Demo(webDir(t), "http://127.0.0.1:8080")
+	h := Demo(webDir(t), "http://127.0.0.1:8080", nil)
 	r := get(t, h, "/", nil)
 	if got := body(r); got != `<script src="http://127.0.0.1:8080/embed.js"></script>` {
 		t.Fatalf("demo page = %q", got)

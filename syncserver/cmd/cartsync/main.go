@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,7 +29,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 
+	"cartsync/shared/cart"
 	"cartsync/syncserver"
+	"cartsync/syncserver/auth"
 	"cartsync/syncserver/postgres"
 	"cartsync/syncserver/redis"
 	"cartsync/syncserver/sqlite"
@@ -74,6 +78,11 @@ type Main struct {
 	AllowedOrigins  []string
 	WebDir          string
 	DemoAddr        string
+	Auth            auth.Config
+	DefaultPolicy   string
+	GuestRetention  time.Duration
+	UserRetention   time.Duration
+	PurgeInterval   time.Duration
 	CacheTTL        time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -87,6 +96,10 @@ type Main struct {
 	listener net.Listener
 	demo     *http.Server
 	demoLn   net.Listener
+	verifier *auth.Verifier
+	signer   *auth.Signer
+	stop     context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // NewMain returns a Main with defaults.
@@ -98,6 +111,9 @@ func NewMain() *Main {
 		RedisPrefix:     "cartsync:",
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
+		DefaultPolicy:   "merge",
+		GuestRetention:  30 * 24 * time.Hour,
+		PurgeInterval:   time.Hour,
 		Logger:          slog.Default(),
 	}
 }
@@ -122,6 +138,16 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&origins, "allowed-origins", env("CARTSYNC_ALLOWED_ORIGINS", ""), "comma-separated storefront origins allowed to embed the cart, e.g. https://shop.example.com (CARTSYNC_ALLOWED_ORIGINS)")
 	fs.StringVar(&m.WebDir, "web", env("CARTSYNC_WEB", m.WebDir), "folder of the widget's files: app.wasm, widget.css, icons, embed.js, demo (CARTSYNC_WEB)")
 	fs.StringVar(&m.DemoAddr, "demo-addr", env("CARTSYNC_DEMO_ADDR", ""), "if set, also serve the demo storefront on this address, a second origin allowed to embed the cart (CARTSYNC_DEMO_ADDR)")
+	var secret string
+	fs.StringVar(&secret, "auth-hs256-secret", env("CARTSYNC_AUTH_HS256_SECRET", ""), "shared secret for HS256 user tokens from the storefront (CARTSYNC_AUTH_HS256_SECRET)")
+	fs.StringVar(&m.Auth.PublicKeyFile, "auth-public-key-file", env("CARTSYNC_AUTH_PUBLIC_KEY_FILE", ""), "PEM or JWKS file of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_PUBLIC_KEY_FILE)")
+	fs.StringVar(&m.Auth.JWKSURL, "auth-jwks-url", env("CARTSYNC_AUTH_JWKS_URL", ""), "JWKS URL of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_JWKS_URL)")
+	fs.StringVar(&m.Auth.Audience, "auth-audience", env("CARTSYNC_AUTH_AUDIENCE", ""), "required aud of user tokens, if set (CARTSYNC_AUTH_AUDIENCE)")
+	fs.StringVar(&m.Auth.Issuer, "auth-issuer", env("CARTSYNC_AUTH_ISSUER", ""), "required iss of user tokens, if set (CARTSYNC_AUTH_ISSUER)")
+	fs.StringVar(&m.DefaultPolicy, "default-merge-policy", env("CARTSYNC_DEFAULT_MERGE_POLICY", m.DefaultPolicy), "login merge policy when the storefront names none: merge, replace, keep or choose (CARTSYNC_DEFAULT_MERGE_POLICY)")
+	fs.DurationVar(&m.GuestRetention, "guest-retention", envDuration(getenv, "CARTSYNC_GUEST_RETENTION", m.GuestRetention), "how long a guest cart is kept after its last change (CARTSYNC_GUEST_RETENTION)")
+	fs.DurationVar(&m.UserRetention, "user-retention", envDuration(getenv, "CARTSYNC_USER_RETENTION", m.UserRetention), "how long a user cart is kept after its last change; 0 keeps them (CARTSYNC_USER_RETENTION)")
+	fs.DurationVar(&m.PurgeInterval, "purge-interval", envDuration(getenv, "CARTSYNC_PURGE_INTERVAL", m.PurgeInterval), "how often expired carts are purged; 0 disables the job (CARTSYNC_PURGE_INTERVAL)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,6 +155,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	m.Auth.HS256Secret = []byte(secret)
 	if err := m.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
@@ -213,6 +240,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.AllowedOrigins = append(m.AllowedOrigins, "http://"+m.demoLn.Addr().String())
 	}
+	if len(m.Auth.HS256Secret) == 0 && m.demoLn != nil && m.Auth.PublicKeyFile == "" && m.Auth.JWKSURL == "" {
+		// The demo storefront signs its demo users' tokens itself.
+		m.Auth.HS256Secret = make([]byte, 32)
+		rand.Read(m.Auth.HS256Secret)
+	}
+	if len(m.Auth.HS256Secret) > 0 {
+		m.signer = auth.NewHS256Signer(m.Auth.HS256Secret)
+	}
+	var users syncserver.UserVerifier
+	if len(m.Auth.HS256Secret) > 0 || m.Auth.PublicKeyFile != "" || m.Auth.JWKSURL != "" {
+		m.Auth.Logger = m.Logger
+		if m.verifier, err = auth.New(ctx, m.Auth); err != nil {
+			return fmt.Errorf("user tokens: %w", err)
+		}
+		users = m.verifier
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.sync, err = syncserver.New(ctx, syncserver.Config{
@@ -221,9 +264,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		OriginPatterns: originHosts(m.AllowedOrigins),
 		Registerer:     reg,
 		Logger:         m.Logger,
+		Users:          users,
+		DefaultPolicy:  cart.Policy(m.DefaultPolicy),
+		GuestRetention: m.GuestRetention,
+		UserRetention:  m.UserRetention,
 	})
 	if err != nil {
 		return err
+	}
+	bgCtx, stop := context.WithCancel(context.Background())
+	m.stop = stop
+	if m.PurgeInterval > 0 {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			m.purgeLoop(bgCtx)
+		}()
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", m.sync)
@@ -242,7 +298,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		mux.Handle("/", ui)
 	}
 	if m.demoLn != nil {
-		m.demo = &http.Server{Handler: webui.Demo(m.WebDir, m.URL()), ReadHeaderTimeout: 10 * time.Second}
+		m.demo = &http.Server{Handler: webui.Demo(m.WebDir, m.URL(), m.signer), ReadHeaderTimeout: 10 * time.Second}
 		go m.demo.Serve(m.demoLn)
 		m.Logger.Info("demo storefront", "url", "http://"+m.demoLn.Addr().String())
 	}
@@ -254,6 +310,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	m.Logger.Info("listening", "addr", m.listener.Addr().String(), "version", version)
 	return nil
+}
+
+// purgeLoop expires carts past their retention every PurgeInterval.
+func (m *Main) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(m.PurgeInterval)
+	defer t.Stop()
+	for {
+		if _, err := m.sync.Purge(ctx, 500); err != nil && ctx.Err() == nil {
+			m.Logger.Error("purge", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // URL is the base URL the server listens on.
@@ -271,11 +343,18 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.sync != nil {
 		errs = append(errs, m.sync.Shutdown(ctx))
 	}
+	if m.stop != nil {
+		m.stop()
+		m.bg.Wait()
+	}
 	m.closeBackends()
 	return errors.Join(errs...)
 }
 
 func (m *Main) closeBackends() {
+	if m.verifier != nil {
+		m.verifier.Close()
+	}
 	if m.demoLn != nil && m.demo == nil {
 		m.demoLn.Close()
 	}

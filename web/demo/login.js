@@ -1,0 +1,87 @@
+// Demo storefront login: plays the storefront's own session. The
+// storefront's backend (here the demo server's /demo-token) signs a
+// short-lived token for the logged-in user, and the page hands it to the
+// cart with cartsync.login. The cart never depends on this session: when
+// it expires the cart stays, and edits made meanwhile reach the user's
+// cart at the next login.
+'use strict';
+
+(function () {
+  const root = document.getElementById('demo-login');
+  if (!root) return;
+  const users = ['alice', 'bob', 'carol'];
+  const policies = [
+    ['merge', 'Merge this device\'s cart into mine'],
+    ['choose', 'Let me choose'],
+    ['replace', 'Replace my cart with this device\'s'],
+    ['keep', 'Keep my cart, set this one aside'],
+  ];
+  const state = { user: localStorage.getItem('demoUser') || '' };
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v);
+    }
+    for (const c of children) e.append(c);
+    return e;
+  }
+
+  function withCartsync(fn) {
+    if (window.cartsync) fn(window.cartsync);
+    else window.addEventListener('cartsync:load', () => fn(window.cartsync), { once: true });
+  }
+
+  async function token(user, ttl) {
+    const r = await fetch(`/demo-token?user=${encodeURIComponent(user)}${ttl ? `&ttl=${ttl}` : ''}`);
+    if (!r.ok) throw new Error(`no token for ${user}`);
+    return (await r.json()).token;
+  }
+
+  async function login(user, policy, ttl) {
+    const t = await token(user, ttl);
+    localStorage.setItem('demoUser', user);
+    state.user = user;
+    render();
+    withCartsync((c) => c.login(t, { policy }).catch((e) => console.warn('cartsync login:', e)));
+  }
+
+  function logout() {
+    localStorage.removeItem('demoUser');
+    state.user = '';
+    render();
+    withCartsync((c) => c.logout().catch((e) => console.warn('cartsync logout:', e)));
+  }
+
+  function render() {
+    root.replaceChildren();
+    root.className = 'demo-login';
+    if (state.user) {
+      root.append(
+        el('span', { class: 'who' }, `Signed in as ${state.user}`),
+        el('button', { type: 'button', onclick: () => login(state.user, 'merge', '5s'), title: 'Sign in again with a token that expires in 5 seconds' }, 'Expire soon'),
+        el('button', { type: 'button', onclick: logout }, 'Log out'),
+      );
+      return;
+    }
+    const userSel = el('select', { 'aria-label': 'Demo user' }, ...users.map((u) => el('option', { value: u }, u)));
+    const policySel = el('select', { 'aria-label': 'What to do with this device\'s cart' },
+      ...policies.map(([v, label]) => el('option', { value: v }, label)));
+    root.append(
+      userSel, policySel,
+      el('button', { type: 'button', onclick: () => login(userSel.value, policySel.value) }, 'Log in'),
+    );
+  }
+
+  render();
+  // The storefront's session survives reloads: log the cart in again.
+  if (state.user) login(state.user, 'merge');
+  withCartsync((c) => c.on('merge', (m) => {
+    const log = document.getElementById('event-log');
+    if (!log) return;
+    const li = document.createElement('li');
+    li.textContent = `${new Date().toLocaleTimeString()}  merge: ${m.status}${m.result ? `, ${m.result.items} item(s) from this device` : ''}`;
+    log.prepend(li);
+  }));
+})();
