@@ -297,6 +297,9 @@ func argTheme(args []json.RawMessage, i int) (map[string]string, error) {
 
 // cartData is CART of docs/embedding.md.
 type cartData struct {
+	// ID is the cart's id on the server ("" until the device has synced
+	// once): a storefront backend finds the authoritative cart with it.
+	ID      string     `json:"id"`
 	Lines   []lineData `json:"lines"`
 	Items   int        `json:"items"`
 	Version uint64     `json:"version"`
@@ -332,6 +335,7 @@ func cartOf(st syncclient.State) cartData {
 	if st.Cart == nil {
 		return out
 	}
+	out.ID = st.Cart.ID
 	for _, l := range st.Cart.Lines {
 		opts := make(map[string]string, len(l.Options))
 		for k, v := range l.Options {
@@ -431,12 +435,15 @@ type announcer struct {
 	sized   bool
 }
 
-// contentKey is what a change event is about.
+// contentKey is what a change event is about: the cart's id (it is learnt
+// at the first sync, and changes when the device starts over on a new
+// cart), lines and version.
 func contentKey(c cartData) string {
 	return string(mustJSON(struct {
+		ID      string
 		Lines   []lineData
 		Version uint64
-	}{c.Lines, c.Version}))
+	}{c.ID, c.Lines, c.Version}))
 }
 
 func syncOf(c cartData) syncData {

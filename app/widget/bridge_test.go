@@ -180,7 +180,7 @@ func TestCartShape(t *testing.T) {
 	)
 	st.Cart.Lines[0].Details.Image = "https://shop.example/t.png"
 	got := string(encodeEvent(eventChange, cartOf(st)))
-	want := `{"cartsync":1,"event":"change","data":{"lines":[` +
+	want := `{"cartsync":1,"event":"change","data":{"id":"cart-1","lines":[` +
 		`{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":2,"details":{"name":"T-shirt","image":"https://shop.example/t.png","price":1999,"currency":"EUR"}},` +
 		`{"key":"PIN","sku":"PIN","options":{},"quantity":1,"details":{"name":"","image":"","price":0,"currency":""}}],` +
 		`"items":3,"version":7,"synced":false,"pending":2,"status":"offline"}}`
@@ -188,7 +188,7 @@ func TestCartShape(t *testing.T) {
 		t.Errorf("change event =\n%s\nwant\n%s", got, want)
 	}
 	empty := string(mustJSON(cartOf(syncclient.State{})))
-	if want := `{"lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}`; empty != want {
+	if want := `{"id":"","lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}`; empty != want {
 		t.Errorf("empty cart = %s, want %s", empty, want)
 	}
 }
@@ -245,6 +245,12 @@ func TestAnnouncer(t *testing.T) {
 			s.Confirmed = 8
 			return s
 		}(), nil},
+		{"a new cart at the same version", func() syncclient.State {
+			s := testState(syncclient.Synced, 0, tee)
+			s.Confirmed = 8
+			s.Cart.ID = "cart-2"
+			return s
+		}(), []string{"change"}},
 	}
 	for _, s := range steps {
 		if got := eventNames(t, a.stateEvents(s.st)); !reflect.DeepEqual(got, s.want) {

@@ -2,8 +2,10 @@ package widget
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +58,9 @@ type client struct {
 
 	tabs      app.Value // the BroadcastChannel, or nil
 	listeners []listener
+
+	connMu sync.Mutex
+	cut    context.CancelFunc // ends the engine's current run; nil before the first
 }
 
 type listener struct {
@@ -113,6 +118,20 @@ func (c *client) start() {
 	c.listen(doc, "keydown", c.onKeyDown)
 	c.listen(win, "pagehide", func(app.Value, []app.Value) any {
 		c.reloadSoon() // wakes the sender: one more try before the page goes
+		return nil
+	})
+	// The browser knows before the heartbeat does: a socket open when the
+	// network goes away is not closed by it, and would count as connected
+	// ("syncing") until the server has been silent for 2.5 heartbeats. And
+	// when the network comes back, the engine may be in a backoff wait of
+	// up to 30 s. So both events start a new connection at once: offline,
+	// it fails and the widget says offline; online, edits go out now.
+	c.listen(win, "offline", func(app.Value, []app.Value) any {
+		c.reconnect("the browser went offline")
+		return nil
+	})
+	c.listen(win, "online", func(app.Value, []app.Value) any {
+		c.reconnect("the browser is online again")
 		return nil
 	})
 	c.listen(doc, "visibilitychange", func(app.Value, []app.Value) any {
@@ -174,14 +193,44 @@ func (c *client) init(ctx context.Context) {
 		c.w.show(st)
 		c.w.storageNote = note
 	})
-	c.ctx.Async(func() {
-		err := eng.Run(c.run)
+	c.ctx.Async(func() { c.keepSyncing(eng) })
+}
+
+// keepSyncing runs the engine until the widget is dismounted or the engine
+// stops for good, starting it over (with a new connection and no backoff)
+// whenever reconnect ends the current run.
+func (c *client) keepSyncing(eng *syncclient.Engine) {
+	for {
+		ctx, cancel := context.WithCancel(c.run)
+		c.connMu.Lock()
+		c.cut = cancel
+		c.connMu.Unlock()
+		err := eng.Run(ctx)
+		cancel()
 		if c.run.Err() != nil {
 			return
 		}
+		if ctx.Err() != nil {
+			continue // reconnect asked for a new connection
+		}
 		c.log.Error("sync stopped", "err", err)
 		c.dispatch(func(ctx app.Context) { c.w.stopped = stoppedText(err) })
-	})
+		return
+	}
+}
+
+// reconnect drops the engine's connection, or its wait before the next
+// attempt, and dials again at once. Pending edits are safe: they stay in the
+// outbox until the server acknowledges them, and the server ignores an op
+// it has already applied.
+func (c *client) reconnect(why string) {
+	c.connMu.Lock()
+	cut := c.cut
+	c.connMu.Unlock()
+	if cut != nil {
+		c.log.Info("reconnecting", "why", why)
+		cut()
+	}
 }
 
 // syncURL is the sync endpoint on the server that served the page.
@@ -293,6 +342,18 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		}
 		return cartOf(st), nil
 	case methodSetQuantity:
+		// The server refuses a set on a line it does not have, but only
+		// later, and the shopper would be told of an edit the page made.
+		// The page asks about the cart it sees: answer now (semantics.md,
+		// the set rule), after the checks every edit gets.
+		key := cart.LineKey(call.sku, call.opts)
+		if eng.Snapshot().Cart.Line(key) == nil {
+			op := cart.Op{Client: "c", Seq: 1, Kind: cart.KindSet, SKU: call.sku, Options: call.opts, Quantity: call.qty}
+			if ce := op.Validate(cart.DefaultLimits); ce != nil {
+				return nil, ce
+			}
+			return nil, &cart.Error{Code: cart.CodeLineNotFound, Message: fmt.Sprintf("the cart has no line %q", key)}
+		}
 		err = eng.SetQuantity(ctx, call.sku, call.opts, call.qty)
 	case methodRemove:
 		err = eng.Remove(ctx, call.sku, call.opts)

@@ -69,7 +69,7 @@ func TestOnMessageChecksSourceOriginAndShape(t *testing.T) {
 		want   string // the post, "" for none
 	}{
 		{"request", parent.obj, testHost, jsObject(t, `{"cartsync":1,"id":1,"method":"cart","args":[]}`),
-			testHost + ` {"cartsync":1,"id":1,"result":{"lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}}`},
+			testHost + ` {"cartsync":1,"id":1,"result":{"id":"","lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}}`},
 		{"unknown method", parent.obj, testHost, jsObject(t, `{"cartsync":1,"id":2,"method":"nope"}`),
 			testHost + ` {"cartsync":1,"id":2,"error":{"code":"unknown_method","message":"unknown method \"nope\""}}`},
 		{"other origin", parent.obj, "https://evil.example", jsObject(t, `{"cartsync":1,"id":3,"method":"cart"}`), ""},

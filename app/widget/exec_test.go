@@ -7,9 +7,11 @@ package widget
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -69,19 +71,19 @@ func TestExec(t *testing.T) {
 		want string // the reply
 	}{
 		{`{"cartsync":1,"id":1,"method":"cart","args":[]}`,
-			`{"cartsync":1,"id":1,"result":{"lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}}`},
+			`{"cartsync":1,"id":1,"result":{"id":"","lines":[],"items":0,"version":0,"synced":true,"pending":0,"status":"offline"}}`},
 		{`{"cartsync":1,"id":2,"method":"add","args":["TEE",2,{"name":"T-shirt","price":1999,"currency":"EUR","options":{"size":"M"}}]}`,
-			`{"cartsync":1,"id":2,"result":{"lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":2,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":2,"version":0,"synced":false,"pending":1,"status":"offline"}}`},
+			`{"cartsync":1,"id":2,"result":{"id":"","lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":2,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":2,"version":0,"synced":false,"pending":1,"status":"offline"}}`},
 		{`{"cartsync":1,"id":3,"method":"setQuantity","args":["TEE",5,{"size":"M"}]}`,
-			`{"cartsync":1,"id":3,"result":{"lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":5,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":5,"version":0,"synced":false,"pending":2,"status":"offline"}}`},
+			`{"cartsync":1,"id":3,"result":{"id":"","lines":[{"key":"TEE?size=M","sku":"TEE","options":{"size":"M"},"quantity":5,"details":{"name":"T-shirt","image":"","price":1999,"currency":"EUR"}}],"items":5,"version":0,"synced":false,"pending":2,"status":"offline"}}`},
 		{`{"cartsync":1,"id":4,"method":"add","args":["TEE",0]}`,
 			`{"cartsync":1,"id":4,"error":{"code":"invalid_quantity","message":"add quantity must be 1 to 999, got 0"}}`},
 		{`{"cartsync":1,"id":5,"method":"add","args":["BAD?SKU",1]}`,
 			`{"cartsync":1,"id":5,"error":{"code":"invalid_sku","message":"sku must not contain '?' or '\u0026'"}}`},
 		{`{"cartsync":1,"id":6,"method":"remove","args":["TEE",{"size":"M"}]}`,
-			`{"cartsync":1,"id":6,"result":{"lines":[],"items":0,"version":0,"synced":false,"pending":3,"status":"offline"}}`},
+			`{"cartsync":1,"id":6,"result":{"id":"","lines":[],"items":0,"version":0,"synced":false,"pending":3,"status":"offline"}}`},
 		{`{"cartsync":1,"id":7,"method":"clear","args":[]}`,
-			`{"cartsync":1,"id":7,"result":{"lines":[],"items":0,"version":0,"synced":false,"pending":4,"status":"offline"}}`},
+			`{"cartsync":1,"id":7,"result":{"id":"","lines":[],"items":0,"version":0,"synced":false,"pending":4,"status":"offline"}}`},
 		{`{"cartsync":1,"id":8,"method":"theme","args":[{"accent":"url(https://evil.example/x)"}]}`,
 			`{"cartsync":1,"id":8,"error":{"code":"bad_request","message":"theme accent: \"url(https://evil.example/x)\" is not allowed"}}`},
 		{`{"cartsync":1,"id":9,"method":"theme","args":[{"accent":"#0a7","radius":"4px","font":""}]}`,
@@ -92,6 +94,12 @@ func TestExec(t *testing.T) {
 			`{"cartsync":1,"id":11,"error":{"code":"unknown_method","message":"unknown method \"pay\""}}`},
 		{`{"cartsync":1,"id":12,"method":"open","args":[]}`,
 			`{"cartsync":1,"id":12,"result":true}`},
+		// A set on a line the cart does not have is refused at once, and
+		// queues nothing; a bad quantity is reported first.
+		{`{"cartsync":1,"id":13,"method":"setQuantity","args":["GONE",2]}`,
+			`{"cartsync":1,"id":13,"error":{"code":"line_not_found","message":"the cart has no line \"GONE\""}}`},
+		{`{"cartsync":1,"id":14,"method":"setQuantity","args":["GONE",-1]}`,
+			`{"cartsync":1,"id":14,"error":{"code":"invalid_quantity","message":"set quantity must be 0 to 999, got -1"}}`},
 	}
 	for _, s := range steps {
 		r := request1(t, s.req)
@@ -155,5 +163,45 @@ func TestEditsKeepTheirOrder(t *testing.T) {
 	}
 	if l := w.line(cart.LineKey("TEE", nil)); l == nil || l.Quantity != 3 {
 		t.Errorf("after the + step: %+v, want quantity 3", l)
+	}
+}
+
+// TestReconnectSkipsTheBackoff: reconnect (the browser's online and offline
+// events) ends the engine's wait before its next attempt and dials at once.
+func TestReconnectSkipsTheBackoff(t *testing.T) {
+	dials := make(chan struct{}, 10)
+	eng, err := syncclient.New(syncclient.Config{
+		Storage: syncclient.NewMemStorage(),
+		Logger:  discardLogger(),
+		Dial: func(context.Context) (syncclient.Conn, error) {
+			dials <- struct{}{}
+			return nil, errors.New("offline")
+		},
+		BackoffBase: time.Hour,
+		BackoffCap:  time.Hour,
+		Rand:        func() float64 { return 0.99 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &client{log: discardLogger(), run: ctx}
+	done := make(chan struct{})
+	go func() { defer close(done); c.keepSyncing(eng) }()
+	defer func() { cancel(); <-done }()
+
+	<-dials
+	select {
+	case <-dials:
+		t.Fatal("dialled again before the backoff")
+	case <-time.After(50 * time.Millisecond):
+	}
+	for i := 0; i < 2; i++ {
+		c.reconnect("test")
+		select {
+		case <-dials:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reconnect %d did not dial again", i+1)
+		}
 	}
 }

@@ -51,6 +51,11 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The allowed origins are baked into the cached page (its CSP) and
+	// app.js (the widget's environment): a change must reach returning
+	// shoppers, whose service worker serves both from its cache.
+	osum := sha256.Sum256([]byte(strings.Join(cfg.AllowedOrigins, ",")))
+	sum = sum[:12] + hex.EncodeToString(osum[:])[:6]
 	widget.Routes()
 	origins := strings.Join(cfg.AllowedOrigins, ",")
 	h := &app.Handler{
@@ -75,7 +80,7 @@ func New(cfg Config) (http.Handler, error) {
 		Env:             map[string]string{"CARTSYNC_ALLOWED_ORIGINS": origins},
 		// Version names the service worker's cache: it must change with
 		// every build of the wasm, or clients keep the old one forever.
-		Version:           cfg.Version + "-" + sum[:12],
+		Version:           cfg.Version + "-" + sum,
 		Resources:         webResources{dir: cfg.WebDir},
 		WasmContentLength: strconv.FormatInt(st.Size(), 10),
 	}

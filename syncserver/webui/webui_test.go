@@ -151,3 +151,12 @@ func TestDemoReplacesCartServer(t *testing.T) {
 		t.Fatalf("demo page = %q", got)
 	}
 }
+
+func TestVersionFollowsTheAllowedOrigins(t *testing.T) {
+	dir := webDir(t)
+	h1, _ := New(Config{WebDir: dir, Version: "v", AllowedOrigins: []string{"https://a.example"}})
+	h2, _ := New(Config{WebDir: dir, Version: "v", AllowedOrigins: []string{"https://a.example", "https://b.example"}})
+	if body(get(t, h1, "/app-worker.js", nil)) == body(get(t, h2, "/app-worker.js", nil)) {
+		t.Fatal("a new allowed origin leaves the service worker unchanged: returning shoppers would keep the old page and CSP")
+	}
+}
