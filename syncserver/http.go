@@ -23,6 +23,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/cart", s.serveCart)
 	mux.HandleFunc("POST /v1/cart/ops", s.serveOps)
 	mux.HandleFunc("GET /v1/cart/changes", s.serveChanges)
+	mux.HandleFunc("POST /v1/login", s.serveLogin)
 	return mux
 }
 
@@ -60,6 +61,54 @@ type ChangesResponse struct {
 	Compacted bool       `json:"compacted"`
 	More      bool       `json:"more"`
 	Cart      *cart.Cart `json:"cart"`
+}
+
+// LoginRequest is the body of POST /v1/login.
+type LoginRequest struct {
+	Policy cart.Policy `json:"policy,omitempty"`
+}
+
+// LoginResponse answers POST /v1/login: what the login merge did (absent
+// when there was nothing to merge) and the user's cart.
+type LoginResponse struct {
+	Merge *protocol.MergeInfo `json:"merge,omitempty"`
+	Cart  *cart.Cart          `json:"cart"`
+}
+
+// serveLogin is the HTTP form of a hello with a user token: it merges the
+// device's guest cart into the user's cart by the policy (the server's
+// default when empty; "choose" only reports both carts), and answers with
+// the result. Device and user tokens are in the usual headers.
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return
+	}
+	if id.User == "" {
+		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "login needs X-Cartsync-User: <user token>"))
+		return
+	}
+	var req LoginRequest
+	if body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096)); len(body) > 0 {
+		if err := protocol.DecodeJSON(body, &req); err != nil {
+			s.httpError(w, protocol.AsError(err))
+			return
+		}
+	}
+	if req.Policy != "" && !req.Policy.Valid() {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "unknown merge policy %q", req.Policy))
+		return
+	}
+	merge, merged := s.login(r.Context(), id, req.Policy)
+	if merged != nil {
+		s.publish(r.Context(), id.CartID, merged)
+	}
+	c, _, err := s.snapshot(r.Context(), id.CartID, nil)
+	if err != nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		return
+	}
+	writeJSON(w, http.StatusOK, LoginResponse{Merge: merge, Cart: c})
 }
 
 // ErrorResponse is every HTTP error body.

@@ -2,7 +2,9 @@ package syncserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -383,4 +385,41 @@ func TestRetentionPurgesOnlyExpiredGuestCarts(t *testing.T) {
 		t.Fatalf("after expiry: welcome %+v cart %+v", w, fresh.Cart)
 	}
 	_ = st
+}
+
+func TestHTTPLogin(t *testing.T) {
+	_, hs, _, _ := newLoginServer(t, cart.PolicyMerge)
+	dev := guestWith(t, hs, "a0", "A", 2)
+	login := func(user, body string) (int, syncserver.LoginResponse) {
+		req, _ := http.NewRequest("POST", hs.URL+"/v1/login", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+dev)
+		if user != "" {
+			req.Header.Set("X-Cartsync-User", user)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var lr syncserver.LoginResponse
+		json.NewDecoder(resp.Body).Decode(&lr)
+		return resp.StatusCode, lr
+	}
+	if code, _ := login("", ""); code != 401 {
+		t.Fatalf("login without a user token = %d, want 401", code)
+	}
+	if code, _ := login("expired:alice", ""); code != 401 {
+		t.Fatalf("login with an expired token = %d, want 401", code)
+	}
+	if code, _ := login("user:alice", `{"policy":"sum"}`); code != 400 {
+		t.Fatalf("unknown policy = %d, want 400", code)
+	}
+	code, lr := login("user:alice", `{"policy":"merge"}`)
+	if code != 200 || lr.Merge == nil || lr.Merge.Status != protocol.MergeMerged || qty(lr.Cart, "A") != 2 {
+		t.Fatalf("login = %d %+v", code, lr)
+	}
+	code, lr = login("user:alice", "")
+	if code != 200 || lr.Merge.Status != protocol.MergeAlready || qty(lr.Cart, "A") != 2 {
+		t.Fatalf("second login = %d %+v", code, lr)
+	}
 }
