@@ -176,13 +176,17 @@ type readResult struct {
 
 func (s *session) run(ctx context.Context) error {
 	e := s.e
-	e.setStatus(Connecting)
 	if err := e.reload(ctx); err != nil {
 		return err
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	conn, err := e.cfg.Dial(dctx)
 	cancel()
+	if err == nil {
+		// Connecting only once a socket is open: while the network is
+		// down, failed dials leave the status offline.
+		e.setStatus(Connecting)
+	}
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
