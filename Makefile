@@ -44,7 +44,7 @@ test: ## Run vet and all tests, native and js/wasm in headless Chromium, with re
 	scripts/test.sh
 
 .PHONY: bench
-bench: ## Run the benchmarks (scripts/bench.sh)
+bench: wasm ## Run the benchmarks (scripts/bench.sh) and report the widget size
 	@test -f scripts/bench.sh || { echo 'make bench: scripts/bench.sh does not exist yet' >&2; exit 1; }
 	bash scripts/bench.sh
 
