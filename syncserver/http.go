@@ -156,8 +156,7 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 	}
 	c, seqs, err := s.snapshot(r.Context(), id.CartID, clients)
 	if err != nil {
-		s.log.Error("snapshot", "cart", id.CartID, "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		s.snapshotError(w, id.CartID, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, CartResponse{Cart: c, Acked: seqs})
@@ -218,6 +217,9 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrCompacted):
 		resp.Compacted = true
+	case errors.Is(err, ErrCartExpired):
+		s.snapshotError(w, id.CartID, err)
+		return
 	case err != nil:
 		s.log.Error("changes", "cart", id.CartID, "err", err)
 		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load changes; retry"))
@@ -232,11 +234,26 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	c, _, err := s.snapshot(r.Context(), id.CartID, nil)
 	if err != nil {
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		s.snapshotError(w, id.CartID, err)
 		return
 	}
 	resp.Cart = c
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// snapshotError answers a failed cart read: 410 cart_expired for an
+// expired cart (POST /v1/devices gives a fresh one), else 500.
+func (s *Server) snapshotError(w http.ResponseWriter, cartID string, err error) {
+	var pe *protocol.Error
+	if errors.As(err, &pe) || errors.Is(err, ErrCartExpired) {
+		if pe == nil {
+			pe = protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
+		}
+		s.httpError(w, pe)
+		return
+	}
+	s.log.Error("snapshot", "cart", cartID, "err", err)
+	s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
 }
 
 // HTTPStatus maps a protocol error code to its HTTP status.

@@ -351,9 +351,16 @@ func TestLogoutGivesAFreshGuestCartAndSecondAccountMovesNothing(t *testing.T) {
 	if (merge != nil && merge.Merge.Status != protocol.MergeAlready) || len(bobFirst.Cart.Lines) != 0 {
 		t.Fatalf("bob got alice's guest cart: merge %+v cart %+v", merge, bobFirst.Cart)
 	}
+	// An unsent edit made on that guest cart does not follow it into bob's
+	// cart: the guest cart went to alice.
+	b.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{{Client: "g0", Seq: 7, Kind: cart.KindAdd, SKU: "Z", Quantity: 1, Cart: aw.GuestCartID}}})
+	b.expectError(protocol.ErrInvalid)
 	rec, _ := st.Load(context.Background(), aw.CartID, nil)
 	if qty(rec.Cart, "A") != 2 {
 		t.Fatalf("alice's cart = %+v", rec.Cart.Lines)
+	}
+	if bob, err := st.Load(context.Background(), syncserver.UserCartID("bob"), nil); err == nil && len(bob.Cart.Lines) != 0 {
+		t.Fatalf("bob's cart = %+v", bob.Cart.Lines)
 	}
 }
 

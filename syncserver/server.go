@@ -255,12 +255,22 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	if id.User != "" {
 		guestID = GuestCartID(id.Device)
 	}
+	guestChecked := false
 	for i, op := range ops {
 		switch op.Cart {
 		case "", id.CartID:
 		case guestID:
-			// Made on the guest cart before login: applied to the
-			// user cart, where the guest's versions mean nothing.
+			// Made on the guest cart before login: they follow the
+			// guest cart into the user cart it was merged into, and
+			// only that one (not a second account's).
+			if !guestChecked {
+				g, err := s.store.Load(ctx, guestID, nil)
+				if err != nil || g.Meta.MergedInto != id.CartID {
+					return nil, protocol.Errorf(protocol.ErrInvalid, "op %s/%d was made on a guest cart that was not merged into this one", op.Client, op.Seq)
+				}
+				guestChecked = true
+			}
+			// The guest's versions mean nothing in the user cart.
 			ops[i].Base = 0
 		default:
 			return nil, protocol.Errorf(protocol.ErrInvalid, "op %s/%d was made on another cart", op.Client, op.Seq)
@@ -319,7 +329,12 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 // that does not exist yet is empty at version 0.
 func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
 	rec, err := s.store.Load(ctx, cartID, clients)
-	if errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired) {
+	if errors.Is(err, ErrCartExpired) {
+		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
+		e.Cart = cartID
+		return nil, nil, e
+	}
+	if errors.Is(err, ErrCartNotFound) {
 		seqs := map[string]uint64{}
 		for _, c := range clients {
 			seqs[c] = 0
@@ -339,8 +354,8 @@ func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) 
 // Purge expires carts past their retention, in batches of batch, until none
 // is left or ctx ends: guest carts GuestRetention after their last change,
 // user carts UserRetention after theirs (never, when zero). An expired cart
-// leaves a tombstone for another retention period, so that a device coming
-// back is told its cart expired. It is resumable and idempotent, and never
+// leaves a tombstone, deleted about two retention periods after it
+// expired, so that a device coming back is told its cart expired. It is resumable and idempotent, and never
 // touches a cart changed within its window. It returns how many carts it
 // expired.
 func (s *Server) Purge(ctx context.Context, batch int) (int, error) {

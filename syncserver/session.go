@@ -2,6 +2,7 @@ package syncserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -284,6 +285,11 @@ func (ss *session) sync(ctx context.Context, m *protocol.Message) {
 func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []string) {
 	c, seqs, err := ss.srv.snapshot(ctx, ss.id.CartID, clients)
 	if err != nil {
+		var pe *protocol.Error
+		if errors.As(err, &pe) {
+			ss.fail(reqID, pe)
+			return
+		}
 		ss.srv.log.Error("snapshot", "cart", ss.id.CartID, "err", err)
 		ss.fail(reqID, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
 		return

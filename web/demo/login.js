@@ -81,7 +81,7 @@
     const log = document.getElementById('event-log');
     if (!log) return;
     const li = document.createElement('li');
-    li.textContent = `${new Date().toLocaleTimeString()}  merge: ${m.status}${m.result ? `, ${m.result.items} item(s) from this device` : ''}`;
+    li.textContent = `${new Date().toLocaleTimeString()}  merge: ${m.status}${m.items ? `, ${m.items} item(s) from this device` : ''}`;
     log.prepend(li);
   }));
 })();

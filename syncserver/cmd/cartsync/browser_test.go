@@ -970,8 +970,8 @@ func TestBrowserAPIFromOtherOrigins(t *testing.T) {
 	if code := callErr(tb, "theme", map[string]string{"accent": "url(x)"}); code != "bad_request" {
 		t.Errorf("a bad theme: %q, want bad_request", code)
 	}
-	if code := callErr(tb, "login", "token"); code != "not_supported" {
-		t.Errorf("login: %q, want not_supported", code)
+	if code := callErr(tb, "login", ""); code != "bad_request" {
+		t.Errorf("login without a token: %q, want bad_request", code)
 	}
 	if got := eval[string](tb, `(() => { try { cartsync.on('nope', () => {}); return 'no error'; } catch (e) { return e.name; } })()`); got != "TypeError" {
 		t.Errorf("on('nope'): %s, want a TypeError", got)
