@@ -263,7 +263,7 @@
       s.position = 'fixed';
       s.top = '0';
       s.right = '0';
-      s.width = `min(${panelW}px, 100vw)`;
+      s.width = `min(${panelW}px, 100%)`;
       s.height = '100%';
       s.zIndex = String(Z);
       backdrop.style.display = 'block';

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
 	"cartsync/shared/syncclient"
 )
 
@@ -51,7 +52,17 @@ const (
 	eventSync     = "sync"
 	eventResize   = "resize"
 	eventCheckout = "checkout"
+	eventMerge    = "merge"
 )
+
+// statusLogin is the status of the sync event and of CART while the user
+// token was refused (expired): edits are kept, and sync resumes after the
+// host page calls login again.
+const statusLogin = "login"
+
+// maxTokenBytes bounds the user token login takes (the server looks at no
+// more).
+const maxTokenBytes = 8 << 10
 
 // envAllowedOrigins is the go-app environment variable listing the
 // storefront origins allowed to embed the widget, comma-separated.
@@ -160,6 +171,8 @@ type call struct {
 	opts    map[string]string
 	details *cart.Details
 	theme   map[string]string
+	token   string      // login
+	policy  cart.Policy // login; "" for the server's default
 }
 
 // parseCall checks a request's method and arguments. Values that are well
@@ -196,9 +209,10 @@ func parseCall(r request) (call, error) {
 	case methodTheme:
 		// [{accent, background, foreground, font, radius}]
 		c.theme, err = argTheme(r.args, 0)
-	case methodClear, methodCart, methodOpen, methodClose:
-	case methodLogin, methodLogout:
-		err = &bridgeError{code: codeNotSupported, message: r.method + " is not supported yet"}
+	case methodLogin:
+		// [token, {policy}]
+		c.token, c.policy, err = argLogin(r.args)
+	case methodClear, methodCart, methodOpen, methodClose, methodLogout:
 	default:
 		err = &bridgeError{code: codeUnknownMethod, message: fmt.Sprintf("unknown method %q", r.method)}
 	}
@@ -286,6 +300,37 @@ func argDetails(args []json.RawMessage, i int) (*cart.Details, map[string]string
 	return &cart.Details{Name: d.Name, Price: price, Currency: d.Currency, Image: d.Image}, d.Options, nil
 }
 
+// argLogin decodes login's arguments: a user token (a non-empty string of
+// at most maxTokenBytes) and optionally {policy}, one of merge, replace,
+// keep and choose.
+func argLogin(args []json.RawMessage) (string, cart.Policy, error) {
+	tok, err := argString(args, 0, "token")
+	if err != nil {
+		return "", "", err
+	}
+	if tok == "" || len(tok) > maxTokenBytes {
+		return "", "", badRequest("argument 1 (token) must be a non-empty string of at most %d bytes", maxTokenBytes)
+	}
+	a := arg(args, 1)
+	if a == nil {
+		return tok, "", nil
+	}
+	var o struct {
+		Policy *string `json:"policy"`
+	}
+	if json.Unmarshal(a, &o) != nil {
+		return "", "", badRequest("argument 2 must be {policy}, with policy a string")
+	}
+	p := cart.Policy("")
+	if o.Policy != nil {
+		p = cart.Policy(*o.Policy)
+	}
+	if p != "" && !p.Valid() {
+		return "", "", badRequest("policy must be merge, replace, keep or choose, not %.40q", string(p))
+	}
+	return tok, p, nil
+}
+
 func argTheme(args []json.RawMessage, i int) (map[string]string, error) {
 	var theme map[string]string
 	a := arg(args, i)
@@ -323,14 +368,29 @@ type detailsData struct {
 	Currency string `json:"currency"`
 }
 
+// unsent is the number of edits of the shown cart waiting to be sent: the
+// pending ones but those held for another cart (a signed-out user's, sent
+// at that user's next login).
+func unsent(st syncclient.State) int { return max(0, st.Pending-st.Waiting) }
+
+// statusOf is the status the host sees: the engine's, or login while the
+// user token is refused.
+func statusOf(st syncclient.State) string {
+	if st.NeedsLogin {
+		return statusLogin
+	}
+	return st.Status.String()
+}
+
 // cartOf returns the CART the host sees for an engine state.
 func cartOf(st syncclient.State) cartData {
+	n := unsent(st)
 	out := cartData{
 		Lines:   []lineData{},
 		Version: st.Confirmed,
-		Synced:  st.Pending == 0,
-		Pending: st.Pending,
-		Status:  st.Status.String(),
+		Synced:  n == 0,
+		Pending: n,
+		Status:  statusOf(st),
 	}
 	if st.Cart == nil {
 		return out
@@ -368,6 +428,40 @@ type sizeData struct {
 type checkoutData struct {
 	Cart    cartData `json:"cart"`
 	Version uint64   `json:"version"`
+}
+
+// mergeData is the data of the merge event: what a login did with this
+// device's cart (status merged), that it did nothing new (already), or that
+// the shopper is asked to choose (choose).
+type mergeData struct {
+	Status   string        `json:"status"`
+	Policy   string        `json:"policy"`
+	Items    int           `json:"items"`
+	Added    int           `json:"added"`
+	Combined int           `json:"combined"`
+	Replaced int           `json:"replaced"`
+	Warnings []warningData `json:"warnings"`
+	Version  uint64        `json:"version"`
+}
+
+type warningData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// mergeOf returns the merge event's data for what the server said.
+func mergeOf(mi *protocol.MergeInfo) mergeData {
+	out := mergeData{Status: mi.Status, Warnings: []warningData{}, Version: mi.Version}
+	if mi.Status == protocol.MergeChoose {
+		out.Policy = string(cart.PolicyChoose)
+	}
+	if r := mi.Result; r != nil {
+		out.Policy, out.Items, out.Added, out.Combined, out.Replaced = string(r.Policy), r.Items, r.Added, r.Combined, r.Replaced
+		for _, w := range r.Warnings {
+			out.Warnings = append(out.Warnings, warningData{Code: string(w.Code), Message: w.Message})
+		}
+	}
+	return out
 }
 
 type replyError struct {
@@ -433,6 +527,7 @@ type announcer struct {
 	sync    syncData
 	size    sizeData
 	sized   bool
+	merge   *protocol.MergeInfo // the last merge announced
 }
 
 // contentKey is what a change event is about: the cart's id (it is learnt
@@ -478,6 +573,13 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 	if s := syncOf(c); s.Status != a.sync.Status || s.Pending != a.sync.Pending {
 		a.sync = s
 		out = append(out, encodeEvent(eventSync, s))
+	}
+	// The engine keeps a merge until the notices are acknowledged: each
+	// one the server sends is a new value, announced once, when the cart
+	// shown includes it (the server sends the merge before the cart).
+	if mi := st.Merge; mi != nil && mi != a.merge && st.User != "" && st.Confirmed >= mi.Version {
+		a.merge = mi
+		out = append(out, encodeEvent(eventMerge, mergeOf(mi)))
 	}
 	return out
 }

@@ -105,8 +105,32 @@ func TestDecodeRequest(t *testing.T) {
 		{name: "price as string", in: `{"cartsync":1,"id":8,"method":"add","args":["TEE",1,{"price":"1999"}]}`, id: "8", method: "add", nargs: 3, callErr: codeBadRequest},
 		{name: "fractional price", in: `{"cartsync":1,"id":8,"method":"add","args":["TEE",1,{"price":19.99}]}`, id: "8", method: "add", nargs: 3, callErr: codeBadRequest},
 		{name: "theme not strings", in: `{"cartsync":1,"id":8,"method":"theme","args":[{"accent":1}]}`, id: "8", method: "theme", nargs: 1, callErr: codeBadRequest},
-		{name: "login", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{}]}`, id: "9", method: "login", nargs: 2, callErr: codeNotSupported},
-		{name: "logout", in: `{"cartsync":1,"id":9,"method":"logout","args":[]}`, id: "9", method: "logout", callErr: codeNotSupported},
+		{
+			name: "login", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{"policy":"choose"}]}`, id: "9", method: "login", nargs: 2,
+			check: func(t *testing.T, c call) {
+				if c.token != "tok" || c.policy != cart.PolicyChoose {
+					t.Errorf("call = %+v", c)
+				}
+			},
+		},
+		{
+			name: "login without a policy", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{}]}`, id: "9", method: "login", nargs: 2,
+			check: func(t *testing.T, c call) {
+				if c.token != "tok" || c.policy != "" {
+					t.Errorf("call = %+v", c)
+				}
+			},
+		},
+		{name: "login without options", in: `{"cartsync":1,"id":9,"method":"login","args":["tok"]}`, id: "9", method: "login", nargs: 1},
+		{name: "login with a null policy", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{"policy":null}]}`, id: "9", method: "login", nargs: 2},
+		{name: "login without a token", in: `{"cartsync":1,"id":9,"method":"login","args":[]}`, id: "9", method: "login", callErr: codeBadRequest},
+		{name: "login with an empty token", in: `{"cartsync":1,"id":9,"method":"login","args":["",{}]}`, id: "9", method: "login", nargs: 2, callErr: codeBadRequest},
+		{name: "login with a token too long", in: `{"cartsync":1,"id":9,"method":"login","args":["` + strings.Repeat("x", maxTokenBytes+1) + `"]}`, id: "9", method: "login", nargs: 1, callErr: codeBadRequest},
+		{name: "login with a number token", in: `{"cartsync":1,"id":9,"method":"login","args":[42]}`, id: "9", method: "login", nargs: 1, callErr: codeBadRequest},
+		{name: "login with an unknown policy", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{"policy":"steal"}]}`, id: "9", method: "login", nargs: 2, callErr: codeBadRequest},
+		{name: "login with a policy not a string", in: `{"cartsync":1,"id":9,"method":"login","args":["tok",{"policy":1}]}`, id: "9", method: "login", nargs: 2, callErr: codeBadRequest},
+		{name: "login with options not an object", in: `{"cartsync":1,"id":9,"method":"login","args":["tok","merge"]}`, id: "9", method: "login", nargs: 2, callErr: codeBadRequest},
+		{name: "logout", in: `{"cartsync":1,"id":9,"method":"logout","args":[]}`, id: "9", method: "logout"},
 		{name: "unknown", in: `{"cartsync":1,"id":10,"method":"explode","args":[]}`, id: "10", method: "explode", callErr: codeUnknownMethod},
 		{name: "other version", in: `{"cartsync":2,"id":1,"method":"cart"}`, notReq: true},
 		{name: "no id", in: `{"cartsync":1,"method":"cart"}`, notReq: true},

@@ -28,6 +28,8 @@ const (
 	// checkoutWait bounds the wait for pending edits to reach the server
 	// before checkout.
 	checkoutWait = 10 * time.Second
+	// chooseWait bounds the wait for a login choice to be sent.
+	chooseWait = 10 * time.Second
 	// maxRequestBytes bounds a request from the host, as JSON.
 	maxRequestBytes = 1 << 20
 	// tabsChannel is the BroadcastChannel the tabs tell each other about
@@ -247,7 +249,7 @@ func (c *client) onChange(st syncclient.State) {
 	for _, m := range c.ann.stateEvents(st) {
 		c.post(m)
 	}
-	c.dispatch(func(ctx app.Context) { c.w.show(st) })
+	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
 }
 
 // dispatch runs f on the UI goroutine, then renders.
@@ -372,12 +374,66 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		}
 		c.applyTheme(props)
 		return true, nil
+	case methodLogin:
+		// The engine reconnects with the token at once; the merge and
+		// the user's cart follow as events.
+		if err := eng.SetUser(call.token, call.policy); err != nil {
+			return nil, badRequest("%v", err)
+		}
+		return true, nil
+	case methodLogout:
+		// The server gives this device a fresh guest cart at the next
+		// hello; the user's cart stays on the server, and edits made on
+		// it and not sent yet are kept for the user's next login.
+		before := eng.Snapshot()
+		if err := eng.SetUser("", ""); err != nil {
+			return nil, err
+		}
+		c.dispatch(func(app.Context) {
+			c.w.hiddenMerge = before.Merge // about the user's cart, not the next one
+			if before.User != "" {
+				c.w.addNote(noteSignedOut)
+			}
+		})
+		return true, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	c.edited()
 	return cartOf(eng.Snapshot()), nil
+}
+
+// ackNotices tells the engine that the shopper saw the notices.
+func (c *client) ackNotices() {
+	c.jobs.push(func(context.Context) {
+		if eng := c.eng.Load(); eng != nil {
+			eng.AckNotices()
+		}
+	})
+}
+
+// choose sends the shopper's pick for a login merge. Nothing changes until
+// the server answers with the merge; if the pick cannot be sent, the
+// shopper is told and may pick again.
+func (c *client) choose(policy cart.Policy) {
+	eng := c.eng.Load()
+	if eng == nil {
+		return
+	}
+	c.ctx.Async(func() {
+		ctx, cancel := context.WithTimeout(c.run, chooseWait)
+		err := eng.Choose(ctx, policy)
+		cancel()
+		if err == nil {
+			return
+		}
+		c.log.Warn("login choice not sent", "policy", policy, "err", err)
+		c.dispatch(func(app.Context) {
+			c.w.choosing = ""
+			c.w.addNote(noteChoiceNotSent)
+		})
+	})
 }
 
 // applyTheme sets the theme's CSS variables on the root element.

@@ -22,6 +22,20 @@
 //     event encoding) are in bridge.go; the theme checks in theme.go; the
 //     texts shown to the shopper in text.go.
 //
+// # Logins
+//
+// The host page logs the shopper in and out through the bridge (login,
+// logout), which hands the user token and merge policy to the engine
+// (SetUser); the widget never stores the token. What the server says about
+// the login reaches the widget as engine state: a choice between the two
+// carts (policy choose) opens the panel on both carts until the shopper
+// picks (Engine.Choose); a merge that changed the cart opens it on the
+// review step with a notice of what changed, and is posted to the host as
+// the merge event once the cart shown includes it; a refused or expired
+// token (State.NeedsLogin) keeps the cart editable, with the status login;
+// an expired guest cart and the edits lost with it are told until the
+// shopper dismisses the notice (Engine.AckNotices).
+//
 // # Tabs
 //
 // Each tab runs its own engine with its own client id over the shared

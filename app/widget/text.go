@@ -135,9 +135,14 @@ func statusText(loaded bool, st syncclient.State) string {
 	if !loaded {
 		return "Loading…"
 	}
+	n := unsent(st)
 	waiting := ""
-	if st.Pending > 0 {
-		waiting = " — " + plural(st.Pending, "change", "changes") + " waiting"
+	if n > 0 {
+		waiting = " — " + plural(n, "change", "changes") + " waiting"
+	}
+	if st.NeedsLogin {
+		// Not an error: the edits are kept for the next login.
+		return "Sign in again to sync" + waiting
 	}
 	switch st.Status {
 	case syncclient.Offline:
@@ -147,8 +152,11 @@ func statusText(loaded bool, st syncclient.State) string {
 	case syncclient.Syncing:
 		return "Syncing…"
 	case syncclient.Synced:
-		if st.Pending > 0 {
+		switch {
+		case n > 0:
 			return "Syncing…"
+		case st.User != "":
+			return "Saved to your account"
 		}
 		return "Synced"
 	}
@@ -218,3 +226,96 @@ const (
 	noteUnsent = "Your latest changes haven't reached the shop yet. Check your connection and try again."
 	noteNoShop = "Checkout happens on the shop's page, and this cart isn't shown on one."
 )
+
+// Notes about logins.
+const (
+	noteSignedOut     = "You're signed out. Your cart is saved to your account for the next time you sign in."
+	noteChoiceNotSent = "Your choice couldn't be sent. Check your connection and try again."
+	expiredText       = "Your previous cart expired after 30 days without changes. This is a new cart."
+)
+
+// mergeChanged reports whether a login merge changed the user's cart.
+func mergeChanged(mi *protocol.MergeInfo) bool {
+	if mi == nil || mi.Status != protocol.MergeMerged || mi.Result == nil {
+		return false
+	}
+	r := mi.Result
+	return r.Items > 0 || r.Added > 0 || r.Combined > 0 || r.Replaced > 0
+}
+
+// mergeTexts tell the shopper what a login merge did with this device's
+// cart: nothing to say unless the server merged (status merged).
+func mergeTexts(mi *protocol.MergeInfo) []string {
+	if mi == nil || mi.Status != protocol.MergeMerged || mi.Result == nil {
+		return nil
+	}
+	r := mi.Result
+	var out []string
+	switch r.Policy {
+	case cart.PolicyReplace:
+		if r.Items > 0 {
+			out = append(out, fmt.Sprintf("Your cart now holds the %s from this device.", plural(r.Items, "item", "items")))
+		} else {
+			out = append(out, "Your cart now holds what was in the cart on this device.")
+		}
+		if r.Replaced > 0 {
+			out = append(out, fmt.Sprintf("It replaced the %s saved in your cart before.", plural(r.Replaced, "product", "products")))
+		}
+	case cart.PolicyKeep:
+		out = append(out, "Your saved cart was kept. The items in the cart on this device were set aside.")
+	default: // merge
+		switch {
+		case r.Items == 1:
+			out = append(out, "1 item from this device was added to your cart.")
+		case r.Items > 1:
+			out = append(out, fmt.Sprintf("%d items from this device were added to your cart.", r.Items))
+		}
+		if r.Combined == 1 {
+			out = append(out, "1 product was already in your cart: the quantities were added together.")
+		} else if r.Combined > 1 {
+			out = append(out, fmt.Sprintf("%d products were already in your cart: the quantities were added together.", r.Combined))
+		}
+	}
+	seen := map[cart.Code]bool{}
+	for _, w := range r.Warnings {
+		if seen[w.Code] {
+			continue
+		}
+		seen[w.Code] = true
+		switch w.Code {
+		case cart.CodeQuantityClamped:
+			out = append(out, "Some quantities were limited to the most a cart can hold.")
+		case cart.CodeLinesDropped:
+			out = append(out, "Some items couldn't be added: your cart can't hold more different items.")
+		default:
+			out = append(out, "Some items couldn't be added as they were.")
+		}
+	}
+	return out
+}
+
+// droppedText describes an edit that was lost with its cart.
+func droppedText(op cart.Op, ops *opIndex) string {
+	name := op.SKU
+	if op.Details != nil && op.Details.Name != "" {
+		name = op.Details.Name
+	} else if ops != nil {
+		if ref, ok := ops.lookup(protocol.OpID{Client: op.Client, Seq: op.Seq}); ok && ref.name != "" {
+			name = ref.name
+		}
+	}
+	switch op.Kind {
+	case cart.KindAdd:
+		return fmt.Sprintf("Adding %d × %s", op.Quantity, name)
+	case cart.KindSet:
+		if op.Quantity == 0 {
+			return "Removing " + name
+		}
+		return fmt.Sprintf("Changing %s to %d", name, op.Quantity)
+	case cart.KindRemove:
+		return "Removing " + name
+	case cart.KindClear:
+		return "Emptying the cart"
+	}
+	return "Changing the details of " + name
+}

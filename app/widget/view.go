@@ -16,6 +16,7 @@ const (
 	panelID  = "cartsync-panel"
 	titleID  = "cartsync-title"
 	keepID   = "cartsync-keep"
+	choiceID = "cartsync-choice"
 )
 
 // Render draws the cart button and, when open, the panel.
@@ -57,11 +58,18 @@ func (w *Widget) renderButton() app.UI {
 // in this order (the tests address them by index).
 func (w *Widget) renderPanel() app.UI {
 	title := "Your cart"
-	if w.review {
+	choice := w.loaded && w.st.Choice != nil
+	switch {
+	case choice:
+		title = "Choose your cart"
+	case w.review:
 		title = "Review your order"
 	}
 	var body, foot app.UI
 	switch {
+	case choice:
+		body = w.renderChoice()
+		foot = app.Div().Class("cartsync-foot")
 	case !w.loaded:
 		body = app.P().Class("cartsync-empty").Text("Loading your cart…")
 		foot = app.Div().Class("cartsync-foot")
@@ -127,7 +135,120 @@ func (w *Widget) renderNotices() app.UI {
 			Text("Dismiss"))
 		children = append(children, app.Div().Class("cartsync-messages").Body(list...))
 	}
+	if w.hasNotice() {
+		children = append(children, w.renderNotice())
+	}
 	return app.Div().Class("cartsync-notices").Aria("live", "polite").Body(children...)
+}
+
+// renderNotice tells what happened to the cart without the shopper doing
+// it: an expired cart replaced by a new one, edits lost with it, what a
+// login merge did. One button acknowledges them all (the engine clears
+// them together).
+func (w *Widget) renderNotice() app.UI {
+	var children []app.UI
+	if w.st.CartExpired {
+		children = append(children, app.P().Class("cartsync-expired").Text(expiredText))
+	}
+	if len(w.st.Dropped) > 0 {
+		intro := "These changes were made on the expired cart and couldn't be kept:"
+		if !w.st.CartExpired {
+			intro = "These changes couldn't be kept: the cart they were made on no longer exists."
+		}
+		items := make([]app.UI, len(w.st.Dropped))
+		for i, op := range w.st.Dropped {
+			items[i] = app.Li().Text(droppedText(op, w.ops))
+		}
+		children = append(children,
+			app.P().Class("cartsync-dropped-intro").Text(intro),
+			app.Ul().Class("cartsync-dropped").Body(items...))
+	}
+	if mi := w.mergeNotice(); mi != nil {
+		for _, t := range mergeTexts(mi) {
+			children = append(children, app.P().Class("cartsync-merge").Text(t))
+		}
+	}
+	children = append(children, app.Button().
+		Class("cartsync-ack").
+		Type("button").
+		Aria("label", "Dismiss this notice").
+		OnClick(w.onAckNotices).
+		Text("OK"))
+	return app.Div().Class("cartsync-notice").Body(children...)
+}
+
+// renderChoice shows the two carts of a login with the policy choose side
+// by side, and the three ways to go on. Nothing changes until the shopper
+// picks one.
+func (w *Widget) renderChoice() app.UI {
+	ch := w.st.Choice
+	busy := w.choosing != ""
+	button := func(policy cart.Policy, class, label, hint string) app.UI {
+		b := app.Button().
+			Class("cartsync-choose "+class).
+			Type("button").
+			DataSet("policy", string(policy)).
+			Aria("describedby", "cartsync-choose-"+string(policy)).
+			OnClick(w.onChoose(policy))
+		if busy {
+			b = b.Disabled(true)
+			if w.choosing == policy {
+				b = b.Aria("busy", "true")
+			}
+		}
+		return app.Div().Class("cartsync-choose-option").Body(
+			b.Text(label),
+			app.P().ID("cartsync-choose-"+string(policy)).Class("cartsync-choose-hint").Text(hint),
+		)
+	}
+	status := "Nothing changes until you choose."
+	if busy {
+		status = "Applying your choice…"
+	}
+	return app.Section().
+		ID(choiceID).
+		Class("cartsync-choice").
+		Role("region").
+		Aria("labelledby", "cartsync-choice-title").
+		TabIndex(-1).
+		Body(
+			app.H3().ID("cartsync-choice-title").Class("cartsync-choice-title").Text("You have two carts"),
+			app.P().Class("cartsync-choice-intro").Text("This device has a cart, and your account has a saved cart. "+status),
+			app.Div().Class("cartsync-carts").Body(
+				w.renderChoiceCart("cartsync-choice-guest", "This device", ch.Guest),
+				w.renderChoiceCart("cartsync-choice-user", "Your saved cart", ch.User),
+			),
+			app.Div().Class("cartsync-choose-options").Role("group").Aria("label", "What to do with the two carts").Body(
+				button(cart.PolicyMerge, "cartsync-primary", "Combine them", "All the items of both carts, in your account."),
+				button(cart.PolicyReplace, "cartsync-secondary", "Use this device's cart", "Your saved cart is replaced by this device's."),
+				button(cart.PolicyKeep, "cartsync-secondary", "Keep my saved cart", "This device's items are set aside."),
+			),
+		)
+}
+
+// renderChoiceCart draws one of the carts to choose from: its lines and
+// totals.
+func (w *Widget) renderChoiceCart(id, title string, c *cart.Cart) app.UI {
+	children := []app.UI{app.H4().ID(id + "-title").Class("cartsync-choice-name").Text(title)}
+	if c == nil || len(c.Lines) == 0 {
+		children = append(children, app.P().Class("cartsync-choice-empty").Text("Empty"))
+	} else {
+		lines := make([]app.UI, len(c.Lines))
+		for i, l := range c.Lines {
+			lines[i] = w.renderSummaryLine(l)
+		}
+		children = append(children,
+			app.P().Class("cartsync-choice-count").Text(plural(c.Items(), "item", "items")),
+			app.Ul().Class("cartsync-review").Body(lines...))
+		if sums := subtotals(c); len(sums) > 0 {
+			children = append(children, app.P().Class("cartsync-choice-total").Text("Total "+strings.Join(sums, " + ")))
+		}
+	}
+	return app.Section().
+		ID(id).
+		Class("cartsync-choice-cart").
+		Aria("labelledby", id+"-title").
+		Body(children...)
 }
 
 // renderLines draws the cart's lines.
@@ -234,20 +355,25 @@ func (w *Widget) renderReview() app.UI {
 	lines := w.st.Cart.Lines
 	items := make([]app.UI, len(lines))
 	for i, l := range lines {
-		what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
-		if len(l.Options) > 0 {
-			what += " (" + optionsText(l.Options) + ")"
-		}
-		total := ""
-		if l.Details.Price > 0 {
-			total = formatPrice(l.Details.Price*int64(l.Quantity), l.Details.Currency)
-		}
-		items[i] = app.Li().Class("cartsync-review-line").Body(
-			app.Span().Class("cartsync-review-what").Text(what),
-			app.Span().Class("cartsync-review-total").Text(total),
-		)
+		items[i] = w.renderSummaryLine(l)
 	}
 	return app.Ul().Class("cartsync-review").Aria("label", "Order summary").Body(items...)
+}
+
+// renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total.
+func (w *Widget) renderSummaryLine(l *cart.Line) app.UI {
+	what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
+	if len(l.Options) > 0 {
+		what += " (" + optionsText(l.Options) + ")"
+	}
+	total := ""
+	if l.Details.Price > 0 {
+		total = formatPrice(l.Details.Price*int64(l.Quantity), l.Details.Currency)
+	}
+	return app.Li().Class("cartsync-review-line").Body(
+		app.Span().Class("cartsync-review-what").Text(what),
+		app.Span().Class("cartsync-review-total").Text(total),
+	)
 }
 
 func (w *Widget) renderReviewFoot() app.UI {

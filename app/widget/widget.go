@@ -44,6 +44,15 @@ type Widget struct {
 	checkingOut bool
 	// host is the storefront's origin, to resolve its image paths.
 	host string
+	// choosing is the policy the shopper picked for a login merge, sent
+	// and not answered yet ("" for none).
+	choosing cart.Policy
+	// hiddenMerge is a merge whose notice is not shown any more
+	// (dismissed, or its user logged out), until the engine drops it.
+	hiddenMerge *protocol.MergeInfo
+	// seenMerge and seenChoice are the merge and the choice the widget
+	// opened the panel for, once each.
+	seenMerge, seenChoice *protocol.MergeInfo
 
 	ops *opIndex
 	c   *client // nil until mounted, and always natively
@@ -58,10 +67,61 @@ func (w *Widget) OnInit() {
 
 // show takes a new engine state.
 func (w *Widget) show(st syncclient.State) {
+	if st.Choice == nil || st.Choice != w.st.Choice {
+		w.choosing = "" // answered, or asked again
+	}
 	w.st, w.loaded = st, true
 	if w.confirm != "" && (st.Cart == nil || st.Cart.Line(w.confirm) == nil) {
 		w.confirm = ""
 	}
+}
+
+// update takes a new engine state and draws the shopper's attention to
+// what a login brought: a choice between two carts opens the panel on it,
+// and a merge that changed the cart opens it on the review step, so that
+// the shopper sees the cart before checkout.
+func (w *Widget) update(ctx app.Context, st syncclient.State) {
+	w.show(st)
+	switch {
+	case st.Choice != nil && st.Choice != w.seenChoice:
+		w.seenChoice = st.Choice
+		w.confirm = ""
+		w.setOpen(ctx, true)
+		w.focusLater(ctx, choiceID)
+	case mergeShown(st) && st.Merge != w.seenMerge:
+		w.seenMerge = st.Merge
+		if !mergeChanged(st.Merge) {
+			return
+		}
+		w.review, w.confirm = true, ""
+		if w.open {
+			w.focusLater(ctx, titleID)
+		}
+		w.setOpen(ctx, true)
+	}
+}
+
+// mergeShown reports whether st has a login merge and the cart shown
+// includes it (the server tells the merge before it sends the cart).
+func mergeShown(st syncclient.State) bool {
+	return st.Merge != nil && st.User != "" && st.Confirmed >= st.Merge.Version
+}
+
+// mergeNotice returns the merge to tell the shopper about, or nil.
+func (w *Widget) mergeNotice() *protocol.MergeInfo {
+	if !mergeShown(w.st) || w.st.Merge == w.hiddenMerge || w.st.Choice != nil {
+		return nil
+	}
+	if len(mergeTexts(w.st.Merge)) == 0 {
+		return nil
+	}
+	return w.st.Merge
+}
+
+// hasNotice reports whether the panel shows the notice about a merge, an
+// expired cart or lost edits.
+func (w *Widget) hasNotice() bool {
+	return w.mergeNotice() != nil || w.st.CartExpired || len(w.st.Dropped) > 0
 }
 
 // items is the number of items in the cart.
@@ -84,7 +144,7 @@ func (w *Widget) line(key string) *cart.Line {
 // disturbed, and otherwise offers to. Pending edits would survive a reload
 // anyway: they are in IndexedDB.
 func (w *Widget) OnAppUpdate(ctx app.Context) {
-	if w.st.Pending == 0 && !w.open {
+	if unsent(w.st) == 0 && !w.open && w.st.Choice == nil {
 		ctx.Reload()
 		return
 	}
@@ -177,6 +237,31 @@ func (w *Widget) dismiss() {
 		w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] = true
 	}
 	w.notes = nil
+}
+
+// onAckNotices hides the notice about a merge, an expired cart or lost
+// edits, and tells the engine it was seen.
+func (w *Widget) onAckNotices(ctx app.Context, e app.Event) {
+	w.hiddenMerge = w.st.Merge
+	if w.c != nil {
+		w.c.ackNotices()
+	}
+	w.focusLater(ctx, titleID)
+	w.afterRender(ctx)
+}
+
+// onChoose returns the handler of a button of the login choice.
+func (w *Widget) onChoose(policy cart.Policy) app.EventHandler {
+	return func(ctx app.Context, e app.Event) {
+		if w.st.Choice == nil || w.choosing != "" {
+			return
+		}
+		w.choosing = policy
+		if w.c != nil {
+			w.c.choose(policy)
+		}
+		w.afterRender(ctx)
+	}
 }
 
 // lineHandler returns a handler for the line with key. Handlers capture the

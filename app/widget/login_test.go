@@ -1,0 +1,330 @@
+//go:build !js || !wasm
+
+package widget
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
+)
+
+// userState is a logged-in state: the user's cart at version 7 shown.
+func userState(lines ...*cart.Line) syncclient.State {
+	st := testState(syncclient.Synced, 0, lines...)
+	st.User = "alice"
+	return st
+}
+
+func merged(policy cart.Policy, items, added, combined, replaced int, warnings ...cart.Code) *protocol.MergeInfo {
+	r := &cart.MergeResult{Policy: policy, Items: items, Added: added, Combined: combined, Replaced: replaced}
+	for _, c := range warnings {
+		r.Warnings = append(r.Warnings, cart.Warning{Code: c, Message: string(c)})
+	}
+	return &protocol.MergeInfo{Status: protocol.MergeMerged, Result: r, Version: 7}
+}
+
+// html renders w and returns its HTML.
+func html(t *testing.T, w *Widget) string {
+	t.Helper()
+	mount(t, w)
+	return app.HTMLString(w)
+}
+
+func wantHTML(t *testing.T, html string, want ...string) {
+	t.Helper()
+	for _, s := range want {
+		if !strings.Contains(html, s) {
+			t.Errorf("the widget lacks %s:\n%s", s, html)
+		}
+	}
+}
+
+func TestMergeTexts(t *testing.T) {
+	tests := []struct {
+		name string
+		mi   *protocol.MergeInfo
+		want []string
+	}{
+		{"merge", merged(cart.PolicyMerge, 2, 2, 0, 0), []string{"2 items from this device were added to your cart."}},
+		{"merge of one item", merged(cart.PolicyMerge, 1, 1, 0, 0), []string{"1 item from this device was added to your cart."}},
+		{"merge combined", merged(cart.PolicyMerge, 3, 1, 1, 0), []string{
+			"3 items from this device were added to your cart.",
+			"1 product was already in your cart: the quantities were added together.",
+		}},
+		{"merge clamped and dropped", merged(cart.PolicyMerge, 4, 1, 2, 0, cart.CodeQuantityClamped, cart.CodeLinesDropped, cart.CodeQuantityClamped), []string{
+			"4 items from this device were added to your cart.",
+			"2 products were already in your cart: the quantities were added together.",
+			"Some quantities were limited to the most a cart can hold.",
+			"Some items couldn't be added: your cart can't hold more different items.",
+		}},
+		{"replace", merged(cart.PolicyReplace, 2, 2, 0, 3), []string{
+			"Your cart now holds the 2 items from this device.",
+			"It replaced the 3 products saved in your cart before.",
+		}},
+		{"keep", merged(cart.PolicyKeep, 0, 0, 0, 0), []string{"Your saved cart was kept. The items in the cart on this device were set aside."}},
+		{"already", &protocol.MergeInfo{Status: protocol.MergeAlready, Version: 7}, nil},
+		{"choose", &protocol.MergeInfo{Status: protocol.MergeChoose, Version: 7}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mergeTexts(tt.mi); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("mergeTexts =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+	if mergeChanged(merged(cart.PolicyKeep, 0, 0, 0, 0)) || !mergeChanged(merged(cart.PolicyReplace, 0, 0, 0, 2)) {
+		t.Error("mergeChanged: keep changes nothing, a replace that empties the cart changes it")
+	}
+}
+
+func TestMergeNotice(t *testing.T) {
+	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	st.Merge = merged(cart.PolicyMerge, 2, 0, 1, 0, cart.CodeQuantityClamped)
+	w := &Widget{open: true, review: true}
+	w.show(st)
+	got := html(t, w)
+	wantHTML(t, got,
+		`2 items from this device were added to your cart.`,
+		`1 product was already in your cart: the quantities were added together.`,
+		`Some quantities were limited to the most a cart can hold.`,
+		`Review your order`, `Saved to your account`)
+	notice := []int{0, 1, panelNotices, 0}
+	match(t, app.P().Class("cartsync-merge").Text("2 items from this device were added to your cart."), w, at(notice, 0)...)
+	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
+
+	// Not before the cart shown includes the merge, and not once hidden.
+	early := st
+	early.Confirmed = 6
+	w.show(early)
+	if w.mergeNotice() != nil {
+		t.Error("merge notice shown before the merged cart")
+	}
+	w.show(st)
+	w.hiddenMerge = st.Merge
+	if w.mergeNotice() != nil || w.hasNotice() {
+		t.Error("merge notice shown after it was dismissed")
+	}
+}
+
+func TestChooseView(t *testing.T) {
+	guest := &cart.Cart{ID: "g_1", Lines: []*cart.Line{
+		testLine("TEE", "T-shirt", 1, 1999, "EUR", nil),
+		testLine("MUG", "Mug", 1, 900, "EUR", nil),
+	}}
+	user := &cart.Cart{ID: "u_1", Version: 2, Lines: []*cart.Line{
+		testLine("MUG", "Mug", 2, 900, "EUR", nil),
+		testLine("CAP", "Cap", 1, 1500, "EUR", map[string]string{"color": "red"}),
+	}}
+	st := userState(user.Lines...)
+	st.Choice = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: guest, User: user, Version: 2}
+	st.Merge = st.Choice
+	w := &Widget{open: true}
+	w.show(st)
+	got := html(t, w)
+	wantHTML(t, got,
+		`Choose your cart`,
+		`id="cartsync-choice"`, `role="region"`, `aria-labelledby="cartsync-choice-title"`,
+		`You have two carts`, `Nothing changes until you choose.`,
+		`This device`, `1 × T-shirt`, `1 × Mug`, `2 items`, `Total €28.99`,
+		`Your saved cart`, `2 × Mug`, `1 × Cap (color: red)`, `3 items`, `Total €33.00`,
+	)
+	if strings.Contains(got, "cartsync-merge") {
+		t.Error("a merge notice shown for a choice")
+	}
+
+	body := []int{0, 1, panelBody}
+	match(t, app.Section().ID(choiceID).Class("cartsync-choice").Role("region").Aria("labelledby", "cartsync-choice-title").TabIndex(-1), w, body...)
+	options := at(body, 3)
+	for i, want := range []struct {
+		policy cart.Policy
+		class  string
+		label  string
+	}{
+		{cart.PolicyMerge, "cartsync-primary", "Combine them"},
+		{cart.PolicyReplace, "cartsync-secondary", "Use this device's cart"},
+		{cart.PolicyKeep, "cartsync-secondary", "Keep my saved cart"},
+	} {
+		match(t, app.Button().
+			Class("cartsync-choose "+want.class).
+			Type("button").
+			DataSet("policy", string(want.policy)).
+			Aria("describedby", "cartsync-choose-"+string(want.policy)).
+			OnClick(noop).
+			Text(want.label), w, at(options, i, 0)...)
+	}
+
+	// Picked: the buttons wait for the server's answer.
+	busy := &Widget{open: true}
+	busy.show(st)
+	busy.choosing = cart.PolicyMerge
+	got = html(t, busy)
+	wantHTML(t, got, `Applying your choice…`, `aria-busy`, `disabled`)
+	// Answered: the choice goes, and so does the pick.
+	answered := userState(user.Lines...)
+	answered.Merge = merged(cart.PolicyMerge, 2, 1, 1, 0)
+	busy.show(answered)
+	if busy.choosing != "" {
+		t.Errorf("choosing = %q after the answer", busy.choosing)
+	}
+}
+
+func TestNeedsLoginStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		st   syncclient.State
+		want string
+	}{
+		{"needs login", syncclient.State{Status: syncclient.Offline, NeedsLogin: true, User: "alice", Pending: 2}, "Sign in again to sync — 2 changes waiting"},
+		{"needs login, nothing waiting", syncclient.State{Status: syncclient.Offline, NeedsLogin: true}, "Sign in again to sync"},
+		{"logged in", syncclient.State{Status: syncclient.Synced, User: "alice"}, "Saved to your account"},
+		{"logged in, sending", syncclient.State{Status: syncclient.Syncing, User: "alice", Pending: 1}, "Syncing…"},
+		// Edits held for a signed-out user's cart are not this cart's.
+		{"guest with edits held", syncclient.State{Status: syncclient.Synced, Pending: 2, Waiting: 2}, "Synced"},
+		{"offline with edits held", syncclient.State{Status: syncclient.Offline, Pending: 3, Waiting: 2}, "Offline — 1 change waiting"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := tt.st
+			st.Cart = &cart.Cart{ID: "u_1", Lines: []*cart.Line{testLine("TEE", "T-shirt", 1, 1999, "EUR", nil)}}
+			w := &Widget{open: true}
+			w.show(st)
+			mount(t, w)
+			match(t, app.P().Class("cartsync-status").Role("status").Text(tt.want), w, 0, 1, panelStatus)
+			// The cart stays, editable.
+			match(t, app.Button().Class("cartsync-step").Type("button").Aria("label", "Increase quantity of T-shirt").OnClick(noop).Text("+"), w, 0, 1, panelBody, 0, 2, 2)
+		})
+	}
+
+	c := cartOf(syncclient.State{Status: syncclient.Offline, NeedsLogin: true, Pending: 2, Cart: &cart.Cart{ID: "u_1", Lines: []*cart.Line{}}})
+	if c.Status != statusLogin || c.Pending != 2 || c.Synced {
+		t.Errorf("CART while the login is needed: %+v, want status login with 2 pending", c)
+	}
+	if c := cartOf(syncclient.State{Status: syncclient.Synced, Pending: 2, Waiting: 2}); c.Pending != 0 || !c.Synced {
+		t.Errorf("CART with edits held for another cart: %+v, want none pending", c)
+	}
+}
+
+func TestExpiredNotice(t *testing.T) {
+	st := testState(syncclient.Synced, 0)
+	st.CartExpired = true
+	st.Dropped = []cart.Op{
+		{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "TEE", Quantity: 2, Details: &cart.Details{Name: "T-shirt"}},
+		{Client: "a", Seq: 2, Kind: cart.KindSet, SKU: "MUG", Quantity: 3},
+		{Client: "a", Seq: 3, Kind: cart.KindRemove, SKU: "CAP"},
+		{Client: "a", Seq: 4, Kind: cart.KindClear},
+	}
+	w := &Widget{open: true, ops: &opIndex{}}
+	w.ops.remember(cart.Op{Client: "a", Seq: 3, Kind: cart.KindAdd, SKU: "CAP", Details: &cart.Details{Name: "Cap"}})
+	w.show(st)
+	mount(t, w)
+	notice := []int{0, 1, panelNotices, 0}
+	match(t, app.P().Class("cartsync-expired").Text("Your previous cart expired after 30 days without changes. This is a new cart."), w, at(notice, 0)...)
+	match(t, app.P().Class("cartsync-dropped-intro").Text("These changes were made on the expired cart and couldn't be kept:"), w, at(notice, 1)...)
+	for i, want := range []string{"Adding 2 × T-shirt", "Changing MUG to 3", "Removing Cap", "Emptying the cart"} {
+		match(t, app.Text(want), w, at(notice, 2, i, 0)...)
+	}
+	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
+	// Never a silently empty cart: the notice comes with it.
+	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 1, panelBody)
+
+	// Without a notice, no notice.
+	w2 := &Widget{open: true}
+	w2.show(testState(syncclient.Synced, 0))
+	if strings.Contains(html(t, w2), `class="cartsync-notice"`) {
+		t.Error("a notice shown without anything to tell")
+	}
+}
+
+// TestLoginOpensThePanel: a merge that changed the cart opens the panel on
+// the review step once the merged cart is shown; a choice opens it on the
+// choice; each once.
+func TestLoginOpensThePanel(t *testing.T) {
+	c, w, e := newTestClient(t)
+	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	st.Merge = merged(cart.PolicyMerge, 2, 0, 1, 0)
+	before := st
+	before.Confirmed = 6 // the merge is told before the merged cart comes
+	c.onChange(before)
+	e.ConsumeAll()
+	if w.open {
+		t.Fatal("the panel opened before the merged cart was shown")
+	}
+	c.onChange(st)
+	e.ConsumeAll()
+	if !w.open || !w.review {
+		t.Fatalf("after a merge: open %v, review %v; want the review step", w.open, w.review)
+	}
+	w.open, w.review = false, false
+	c.onChange(st)
+	e.ConsumeAll()
+	if w.open {
+		t.Error("the panel opened again for the same merge")
+	}
+
+	// A merge that changed nothing leaves the panel closed.
+	kept := st
+	kept.Merge = merged(cart.PolicyKeep, 0, 0, 0, 0)
+	c.onChange(kept)
+	e.ConsumeAll()
+	if w.open {
+		t.Error("the panel opened for a merge that kept the cart as it was")
+	}
+
+	choice := st
+	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
+	choice.Choice = choice.Merge
+	c.onChange(choice)
+	e.ConsumeAll()
+	if !w.open || w.review {
+		t.Errorf("after a choice: open %v, review %v; want the panel on the choice", w.open, w.review)
+	}
+}
+
+func TestMergeEvent(t *testing.T) {
+	var a announcer
+	st := userState()
+	st.Merge = merged(cart.PolicyMerge, 2, 1, 1, 0, cart.CodeQuantityClamped)
+	early := st
+	early.Confirmed = 6
+	a.readyEvent(early)
+	if got := eventNames(t, a.stateEvents(early)); len(got) != 0 {
+		t.Errorf("events before the merged cart: %q", got)
+	}
+	msgs := a.stateEvents(st)
+	if got := eventNames(t, msgs); !reflect.DeepEqual(got, []string{"change", "merge"}) {
+		t.Fatalf("events: %s", msgs)
+	}
+	msgs = msgs[1:]
+	want := `{"cartsync":1,"event":"merge","data":{"status":"merged","policy":"merge","items":2,"added":1,"combined":1,"replaced":0,` +
+		`"warnings":[{"code":"quantity_clamped","message":"quantity_clamped"}],"version":7}}`
+	if got := string(msgs[0]); got != want {
+		t.Errorf("merge event =\n%s\nwant\n%s", got, want)
+	}
+	if got := a.stateEvents(st); got != nil {
+		t.Errorf("the same merge announced again: %s", got)
+	}
+	choice := st
+	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Version: 7}
+	var d struct {
+		Data mergeData `json:"data"`
+	}
+	msgs = a.stateEvents(choice)
+	if len(msgs) != 1 || json.Unmarshal(msgs[0], &d) != nil || d.Data.Status != "choose" || d.Data.Policy != "choose" || d.Data.Warnings == nil {
+		t.Errorf("choose event: %s", msgs)
+	}
+
+	// The sync event tells a needed login.
+	login := choice
+	login.Status, login.NeedsLogin = syncclient.Offline, true
+	msgs = a.stateEvents(login)
+	if len(msgs) != 1 || !strings.Contains(string(msgs[0]), `"event":"sync","data":{"status":"login"`) {
+		t.Errorf("events when the login is needed: %s", msgs)
+	}
+}

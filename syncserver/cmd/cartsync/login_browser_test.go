@@ -1,0 +1,452 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+	"cartsync/syncserver"
+	"cartsync/syncserver/auth"
+)
+
+// The end-to-end tests of logins: the demo storefront in Chromium is device
+// A, logging in through window.cartsync with a token from the demo's
+// backend (/demo-token); device B is a native client engine logged in as
+// the same user with a token the test signs itself. The helpers are
+// browser_test.go's and main_test.go's.
+
+// loginSecret is the HS256 secret the server checks user tokens with, and
+// the demo storefront and the tests sign them with.
+const loginSecret = "cartsync browser tests: user token secret, 32+ bytes"
+
+// startLoginServer runs the server like startCartServer, with user tokens
+// signed with loginSecret, checked without clock-skew leeway so that a
+// token expires when it says (the default leeway is 30 s).
+func startLoginServer(t *testing.T) *cartServer {
+	t.Helper()
+	m := NewMain()
+	args := []string{
+		"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-web", repoWeb(t),
+		"-demo-addr", "127.0.0.1:0", "-auth-hs256-secret", loginSecret,
+	}
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	m.Auth.Leeway = -1 // none
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.Close(ctx)
+	})
+	return &cartServer{t: t, m: m}
+}
+
+// signUser signs a user token as a storefront backend would.
+func signUser(t *testing.T, user string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.NewHS256Signer([]byte(loginSecret)).Sign(user, ttl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// deviceB is a native client with its own storage (so its own device
+// token), logged in as user, with lines added to the user's cart.
+func deviceB(t *testing.T, base, user string, lines map[string]int) *syncclient.Engine {
+	t.Helper()
+	e, err := syncclient.New(syncclient.Config{
+		Storage: syncclient.NewMemStorage(), Dial: syncclient.WebsocketDialer(wsURL(base)),
+		BackoffBase: 10 * time.Millisecond, BackoffCap: 200 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetUser(signUser(t, user, time.Minute), ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitFor(t, e, "device B logged in", func(s syncclient.State) bool { return s.User == user && s.Status == syncclient.Synced })
+	for _, sku := range slices.Sorted(maps.Keys(lines)) {
+		if err := e.Add(ctx, sku, nil, lines[sku], &cart.Details{Name: productNames[sku], Price: productPrices[sku], Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	if err := e.Flush(fctx); err != nil {
+		t.Fatalf("device B: flush: %v", err)
+	}
+	return e
+}
+
+var (
+	productNames  = map[string]string{"TEE-01": "Tee", "MUG-01": "Mug", "CAP-01": "Cap", "NOTE-01": "Notebook"}
+	productPrices = map[string]int64{"TEE-01": 1999, "MUG-01": 900, "CAP-01": 1500, "NOTE-01": 650}
+)
+
+// addAsGuest adds lines through window.cartsync, with their details.
+func addAll(tb *tab, lines map[string]int) {
+	tb.t.Helper()
+	for _, sku := range slices.Sorted(maps.Keys(lines)) {
+		call(tb, "add", sku, lines[sku], map[string]any{"name": productNames[sku], "price": productPrices[sku], "currency": "EUR"})
+	}
+}
+
+// loginAs fetches a token for user from the demo storefront's backend (ttl
+// "" for its default) and logs the cart in with policy ("" for the
+// server's default). It returns when cartsync.login has resolved.
+func loginAs(tb *tab, user, ttl, policy string) {
+	tb.t.Helper()
+	q := "user=" + user
+	if ttl != "" {
+		q += "&ttl=" + ttl
+	}
+	opts := "{}"
+	if policy != "" {
+		opts = "{policy: " + jsArgs([]any{policy}) + "}"
+	}
+	ok := eval[bool](tb, `fetch('/demo-token?`+q+`')
+		.then((r) => { if (!r.ok) throw new Error('demo-token: ' + r.status); return r.json(); })
+		.then((j) => cartsync.login(j.token, `+opts+`))`)
+	if !ok {
+		tb.t.Fatalf("%s: cartsync.login did not resolve with true", tb.name)
+	}
+}
+
+// mergeEvent is the data of the bridge's merge event.
+type mergeEvent struct {
+	Status   string `json:"status"`
+	Policy   string `json:"policy"`
+	Items    int    `json:"items"`
+	Added    int    `json:"added"`
+	Combined int    `json:"combined"`
+	Replaced int    `json:"replaced"`
+	Warnings []struct {
+		Code string `json:"code"`
+	} `json:"warnings"`
+	Version uint64 `json:"version"`
+}
+
+// recordMerges makes the page keep every merge event.
+func recordMerges(tb *tab) {
+	tb.t.Helper()
+	eval[bool](tb, `(window.__merges = [], cartsync.on('merge', (m) => window.__merges.push(m)), true)`)
+}
+
+// waitMerges waits until the page got n merge events, and returns them.
+func waitMerges(tb *tab, n int) []mergeEvent {
+	tb.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ms := eval[[]mergeEvent](tb, `window.__merges`)
+		if len(ms) >= n {
+			return ms
+		}
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: %d merge events, want %d: %+v", tb.name, len(ms), n, ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitWidgetText polls expr (a string expression evaluated in the widget's
+// frame) until it is want: the widget renders the engine's state a moment
+// after the host's calls return.
+func waitWidgetText(tb *tab, cartOrigin, what, expr, want string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := evalInWidget[string](tb, cartOrigin, `(() => `+expr+` || '')()`)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.t.Errorf("%s: the widget shows %s %q, want %q", tb.name, what, got, want)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkMergeLogged checks that the last change of the user's cart is the
+// login merge of the guest cart, at version v.
+func checkMergeLogged(t *testing.T, srv *cartServer, userID, guestID string, v uint64) {
+	t.Helper()
+	log := srv.changes(userID)
+	if len(log) == 0 {
+		t.Fatal("the user's cart has no change log")
+	}
+	last := log[len(log)-1]
+	if last.Version != v || last.Op.Client != syncserver.MergeClient || last.Op.Kind != cart.KindMerge || last.Op.Cart != guestID {
+		t.Errorf("last change %+v, want the merge of %s at version %d", last, guestID, v)
+	}
+}
+
+// TestBrowserLoginMerge: a guest adds items on device A (the browser) and
+// logs in; the user's cart from device B (a native client) is merged by the
+// chosen policy; device B shows the result live.
+func TestBrowserLoginMerge(t *testing.T) {
+	userLines := map[string]int{"MUG-01": 2, "CAP-01": 1}
+	guestLines := map[string]int{"TEE-01": 1, "MUG-01": 1}
+	tests := []struct {
+		policy                           string
+		want                             quantities
+		items, added, combined, replaced int
+		notice                           string
+	}{
+		{"merge", quantities{"MUG-01": 3, "CAP-01": 1, "TEE-01": 1}, 2, 1, 1, 0, "2 items from this device were added to your cart."},
+		{"replace", quantities{"MUG-01": 1, "TEE-01": 1}, 2, 2, 0, 2, "Your cart now holds the 2 items from this device."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy, func(t *testing.T) {
+			srv := startLoginServer(t)
+			userID := syncserver.UserCartID("alice")
+			b := deviceB(t, srv.origin(), "alice", userLines)
+			srv.checkServer(userID, quantities(userLines), 2)
+
+			br := startBrowser(t, t.TempDir())
+			tb := br.first
+			tb.navigate(srv.demo() + "/")
+			ready(tb)
+			addAll(tb, guestLines)
+			guest := waitSynced(tb, quantities(guestLines))
+			if !strings.HasPrefix(guest.ID, "g_") {
+				t.Fatalf("the guest's cart %s", guest)
+			}
+			recordMerges(tb)
+
+			start := time.Now()
+			loginAs(tb, "alice", "", tt.policy)
+			waitFor(t, b, "the login's "+tt.policy+" on device B", func(s syncclient.State) bool {
+				return maps.Equal(engineQuantities(s.Cart), tt.want) && s.Confirmed == 3
+			})
+			t.Logf("login (%s) → device B shows the result: %v", tt.policy, time.Since(start).Round(time.Millisecond))
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("device B saw the login's result after %v, want within 5 s", d)
+			}
+			c := waitSynced(tb, tt.want)
+			if c.ID != userID || c.Version != 3 {
+				t.Errorf("device A after the login: %s, want the user's cart %s at version 3", c, userID)
+			}
+			srv.checkServer(userID, tt.want, 3)
+			checkMergeLogged(t, srv, userID, guest.ID, 3)
+			if rec := srv.record(guest.ID); rec.Meta.MergedInto != userID {
+				t.Errorf("the guest cart is marked merged into %q, want %q", rec.Meta.MergedInto, userID)
+			}
+
+			ms := waitMerges(tb, 1)
+			m := ms[0]
+			if len(ms) != 1 || m.Status != "merged" || m.Policy != tt.policy || m.Items != tt.items || m.Added != tt.added ||
+				m.Combined != tt.combined || m.Replaced != tt.replaced || len(m.Warnings) != 0 || m.Version != 3 {
+				t.Errorf("merge events %+v, want one: merged by %s, %d items, %d added, %d combined, %d replaced, at version 3",
+					ms, tt.policy, tt.items, tt.added, tt.combined, tt.replaced)
+			}
+			// The shopper is shown what changed, on the review step.
+			waitWidgetText(tb, srv.origin(), "as the merge notice", `document.querySelector('.cartsync-merge')?.textContent`, tt.notice)
+			waitWidgetText(tb, srv.origin(), "as the panel's title", `document.getElementById('cartsync-title')?.textContent`, "Review your order")
+
+			// Logout: this device gets a fresh guest cart; the user's cart
+			// stays on the server, and on device B.
+			if !eval[bool](tb, `cartsync.logout()`) {
+				t.Fatal("cartsync.logout did not resolve with true")
+			}
+			c = waitCart(tb, "a fresh guest cart after the logout", 10*time.Second, func(c hostCart) bool {
+				return strings.HasPrefix(c.ID, "g_") && c.ID != guest.ID && synced(c)
+			})
+			if len(c.Lines) != 0 {
+				t.Errorf("after the logout: %s, want a fresh, empty guest cart", c)
+			}
+			waitWidgetText(tb, srv.origin(), "as a message", `document.querySelector('.cartsync-message')?.textContent`,
+				"You're signed out. Your cart is saved to your account for the next time you sign in.")
+			srv.checkServer(userID, tt.want, 3)
+			if s := b.Snapshot(); !maps.Equal(engineQuantities(s.Cart), tt.want) || s.Confirmed != 3 {
+				t.Errorf("device B after A's logout: %s v%d", engineQuantities(s.Cart), s.Confirmed)
+			}
+		})
+	}
+}
+
+// choiceView is what the widget shows of a login choice.
+type choiceView struct {
+	Role    string   `json:"role"`
+	Label   string   `json:"label"`
+	Focused bool     `json:"focused"`
+	Guest   []string `json:"guest"`
+	User    []string `json:"user"`
+	Totals  []string `json:"totals"`
+	Buttons []string `json:"buttons"`
+}
+
+// TestBrowserLoginChoose: with the policy choose the widget shows both carts
+// and changes nothing until the shopper picks; "Combine them" merges them,
+// and device B sees it.
+func TestBrowserLoginChoose(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("alice")
+	userLines := quantities{"MUG-01": 2, "CAP-01": 1}
+	b := deviceB(t, srv.origin(), "alice", userLines)
+
+	br := startBrowser(t, t.TempDir())
+	tb := br.first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	guestLines := quantities{"TEE-01": 1, "MUG-01": 1}
+	addAll(tb, guestLines)
+	guestID := waitSynced(tb, guestLines).ID
+	recordMerges(tb)
+	loginAs(tb, "alice", "", "choose")
+
+	var v choiceView
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v = evalInWidget[choiceView](tb, srv.origin(), `(() => {
+			const r = document.getElementById('cartsync-choice');
+			if (!r) return {};
+			const texts = (sel) => [...r.querySelectorAll(sel)].map((e) => e.textContent);
+			return {
+				role: r.getAttribute('role'),
+				label: document.getElementById(r.getAttribute('aria-labelledby'))?.textContent || '',
+				focused: document.activeElement === r,
+				guest: texts('#cartsync-choice-guest .cartsync-review-what'),
+				user: texts('#cartsync-choice-user .cartsync-review-what'),
+				totals: texts('.cartsync-choice-total'),
+				buttons: texts('button.cartsync-choose'),
+			};
+		})()`)
+		if len(v.Buttons) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the widget shows no choice: %+v", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := choiceView{
+		Role: "region", Label: "You have two carts", Focused: true,
+		Guest:   []string{"1 × Mug", "1 × Tee"},
+		User:    []string{"1 × Cap", "2 × Mug"},
+		Totals:  []string{"Total €28.99", "Total €33.00"},
+		Buttons: []string{"Combine them", "Use this device's cart", "Keep my saved cart"},
+	}
+	if fmt.Sprint(v) != fmt.Sprint(want) {
+		t.Errorf("the choice shows\n%+v\nwant\n%+v", v, want)
+	}
+
+	// Nothing changed before the pick: not the user's cart, not the guest's,
+	// not device B.
+	srv.checkServer(userID, userLines, 2)
+	if rec := srv.record(guestID); rec.Meta.MergedInto != "" || !maps.Equal(recordQuantities(rec), guestLines) {
+		t.Errorf("the guest cart before the pick: merged into %q, %s", rec.Meta.MergedInto, recordQuantities(rec))
+	}
+	if s := b.Snapshot(); !maps.Equal(engineQuantities(s.Cart), userLines) || s.Confirmed != 2 {
+		t.Errorf("device B before the pick: %s v%d", engineQuantities(s.Cart), s.Confirmed)
+	}
+	if ms := waitMerges(tb, 1); len(ms) != 1 || ms[0].Status != "choose" || ms[0].Policy != "choose" || ms[0].Version != 2 {
+		t.Errorf("merge events before the pick: %+v, want one with status choose", ms)
+	}
+
+	start := time.Now()
+	if !evalInWidget[bool](tb, srv.origin(), `(document.querySelector('button.cartsync-choose[data-policy="merge"]').click(), true)`) {
+		t.Fatal("click")
+	}
+	merged := quantities{"MUG-01": 3, "CAP-01": 1, "TEE-01": 1}
+	waitFor(t, b, "the chosen merge on device B", func(s syncclient.State) bool {
+		return maps.Equal(engineQuantities(s.Cart), merged) && s.Confirmed == 3
+	})
+	t.Logf("click → device B shows the merge: %v", time.Since(start).Round(time.Millisecond))
+	if c := waitSynced(tb, merged); c.ID != userID {
+		t.Errorf("device A after the pick: %s", c)
+	}
+	srv.checkServer(userID, merged, 3)
+	checkMergeLogged(t, srv, userID, guestID, 3)
+	ms := waitMerges(tb, 2)
+	if m := ms[1]; len(ms) != 2 || m.Status != "merged" || m.Policy != "merge" || m.Items != 2 || m.Added != 1 || m.Combined != 1 || m.Version != 3 {
+		t.Errorf("merge events %+v, want choose then merged by merge (2 items, 1 added, 1 combined) at version 3", ms)
+	}
+	waitWidgetText(tb, srv.origin(), "as the merge notice", `document.querySelector('.cartsync-merge')?.textContent`, "2 items from this device were added to your cart.")
+	if n := evalInWidget[int](tb, srv.origin(), `document.querySelectorAll('#cartsync-choice').length`); n != 0 {
+		t.Error("the choice is still shown after the pick")
+	}
+}
+
+// TestBrowserLoginTokenExpiry: the user token expires; the widget asks for
+// a login (status login), keeps the edits made meanwhile without applying
+// them anywhere, and sends them once after the next login.
+func TestBrowserLoginTokenExpiry(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("alice")
+	br := startBrowser(t, t.TempDir())
+	tb := br.first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	call(tb, "add", "TEE-01", 1)
+	guestID := waitSynced(tb, quantities{"TEE-01": 1}).ID
+
+	const ttl = 3 * time.Second
+	loginAs(tb, "alice", ttl.String(), "merge")
+	expires := time.Now().Add(ttl) // signed before now: expired by then
+	first := quantities{"TEE-01": 1}
+	waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool {
+		return c.ID == userID && synced(c) && maps.Equal(c.quantities(), first)
+	})
+	srv.checkServer(userID, first, 1)
+	guestRec := srv.record(guestID)
+	guestBefore, guestVersion := recordQuantities(guestRec), guestRec.Cart.Version
+
+	// The server checks the token at hello only: the open connection stays
+	// up after the expiry. A reconnect after it meets the expiry.
+	recordSync(tb)
+	tb.setOffline(true, "")
+	waitStatus(tb, "offline")
+	time.Sleep(time.Until(expires) + 200*time.Millisecond)
+	tb.setOffline(false, "")
+	waitStatus(tb, "login")
+
+	call(tb, "add", "NOTE-01", 2)
+	c := call(tb, "setQuantity", "TEE-01", 3)
+	want := quantities{"TEE-01": 3, "NOTE-01": 2}
+	if c.ID != userID || !maps.Equal(c.quantities(), want) || c.Status != "login" || c.Pending != 2 || c.Synced {
+		t.Fatalf("edits under the expired token: %s, want alice's cart %s with 2 pending, status login", c, want)
+	}
+	events := eval[[]syncEvent](tb, `window.__sync`)
+	if !slices.ContainsFunc(events, func(e syncEvent) bool { return e.Status == "login" }) {
+		t.Errorf("no sync event with status login: %+v", events)
+	}
+	eval[bool](tb, `cartsync.open()`)
+	const statusLine = `document.querySelector('.cartsync-status')?.textContent`
+	waitWidgetText(tb, srv.origin(), "as its status", statusLine, "Sign in again to sync — 2 changes waiting")
+	// Kept, applied nowhere: not to alice's cart, not to the guest cart.
+	time.Sleep(300 * time.Millisecond)
+	srv.checkServer(userID, first, 1)
+	if rec := srv.record(guestID); !maps.Equal(recordQuantities(rec), guestBefore) || rec.Cart.Version != guestVersion {
+		t.Errorf("the guest cart changed: %s v%d, was %s v%d", recordQuantities(rec), rec.Cart.Version, guestBefore, guestVersion)
+	}
+	if c := call(tb, "cart"); c.Status != "login" || c.Pending != 2 {
+		t.Errorf("before the new login: %s", c)
+	}
+
+	loginAs(tb, "alice", "", "")
+	c = waitSynced(tb, want)
+	if c.ID != userID || c.Version != 3 {
+		t.Errorf("after the new login: %s, want alice's cart at version 3", c)
+	}
+	srv.checkServer(userID, want, 3) // each edit once
+	if rec := srv.record(guestID); !maps.Equal(recordQuantities(rec), guestBefore) || rec.Cart.Version != guestVersion {
+		t.Errorf("the guest cart changed: %s v%d, was %s v%d", recordQuantities(rec), rec.Cart.Version, guestBefore, guestVersion)
+	}
+	waitWidgetText(tb, srv.origin(), "as its status after the new login", statusLine, "Saved to your account")
+}
