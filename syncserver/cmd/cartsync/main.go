@@ -144,6 +144,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.Auth.JWKSURL, "auth-jwks-url", env("CARTSYNC_AUTH_JWKS_URL", ""), "JWKS URL of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_JWKS_URL)")
 	fs.StringVar(&m.Auth.Audience, "auth-audience", env("CARTSYNC_AUTH_AUDIENCE", ""), "required aud of user tokens, if set (CARTSYNC_AUTH_AUDIENCE)")
 	fs.StringVar(&m.Auth.Issuer, "auth-issuer", env("CARTSYNC_AUTH_ISSUER", ""), "required iss of user tokens, if set (CARTSYNC_AUTH_ISSUER)")
+	fs.DurationVar(&m.Auth.Leeway, "auth-leeway", envDuration(getenv, "CARTSYNC_AUTH_LEEWAY", 0), "allowed clock skew on user tokens' exp, nbf and iat; 0 means 30s (CARTSYNC_AUTH_LEEWAY)")
 	fs.StringVar(&m.DefaultPolicy, "default-merge-policy", env("CARTSYNC_DEFAULT_MERGE_POLICY", m.DefaultPolicy), "login merge policy when the storefront names none: merge, replace, keep or choose (CARTSYNC_DEFAULT_MERGE_POLICY)")
 	fs.DurationVar(&m.GuestRetention, "guest-retention", envDuration(getenv, "CARTSYNC_GUEST_RETENTION", m.GuestRetention), "how long a guest cart is kept after its last change (CARTSYNC_GUEST_RETENTION)")
 	fs.DurationVar(&m.UserRetention, "user-retention", envDuration(getenv, "CARTSYNC_USER_RETENTION", m.UserRetention), "how long a user cart is kept after its last change; 0 keeps them (CARTSYNC_USER_RETENTION)")
