@@ -57,6 +57,7 @@ type client struct {
 	ann          announcer
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
+	connected    atomic.Bool // the engine's last state was connected
 
 	tabs      app.Value // the BroadcastChannel, or nil
 	listeners []listener
@@ -246,10 +247,26 @@ func syncURL(protocol, host string) string {
 // onChange gets every change of the engine's state, on the engine's
 // goroutines.
 func (c *client) onChange(st syncclient.State) {
+	c.checkUpdateOnConnect(st)
 	for _, m := range c.ann.stateEvents(st) {
 		c.post(m)
 	}
 	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
+}
+
+// checkUpdateOnConnect asks the browser to look for a new version of the
+// widget whenever the engine gets a connection, the first included. The
+// browser looks by itself only when the page is navigated to, and the widget
+// when the page is shown again: a tab open in the foreground would run the
+// old version after a deploy for as long as it stays open. A deploy restarts
+// the server, which ends every connection: the next one is with the new
+// version. The page may also have loaded offline, when the browser could not
+// look. If there is a new version, OnAppUpdate follows.
+func (c *client) checkUpdateOnConnect(st syncclient.State) {
+	up := st.Status == syncclient.Syncing || st.Status == syncclient.Synced
+	if c.connected.Swap(up) != up && up {
+		app.TryUpdate()
+	}
 }
 
 // dispatch runs f on the UI goroutine, then renders.

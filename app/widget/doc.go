@@ -42,4 +42,16 @@
 // IndexedDB outbox. After an edit a tab posts {"changed": true} on the
 // BroadcastChannel "cartsync"; the others reload the storage, show the edit
 // and send it too if they are connected.
+//
+// # Updates
+//
+// A deploy changes the service worker (its cache name is the server's
+// version). The widget asks the browser to look for it whenever the engine
+// connects (a deploy restarts the server, so open tabs reconnect to the new
+// version) and when the page is shown again; the browser itself looks only
+// when the page is navigated to. When the new worker is active,
+// [Widget.OnAppUpdate] reloads the widget at once if nothing would be
+// disturbed (no unsent edit, the panel closed, no login choice), or else
+// offers "Update available — reload" in the panel. Unsent edits survive the
+// reload either way: they are in IndexedDB.
 package widget

@@ -82,6 +82,7 @@ func (w *Widget) show(st syncclient.State) {
 // the shopper sees the cart before checkout.
 func (w *Widget) update(ctx app.Context, st syncclient.State) {
 	w.show(st)
+	defer w.reloadIfIdle(ctx)
 	switch {
 	case st.Choice != nil && st.Choice != w.seenChoice:
 		w.seenChoice = st.Choice
@@ -141,14 +142,21 @@ func (w *Widget) line(key string) *cart.Line {
 }
 
 // OnAppUpdate reloads at once into a new version when nothing would be
-// disturbed, and otherwise offers to. Pending edits would survive a reload
-// anyway: they are in IndexedDB.
+// disturbed, and otherwise offers to, and reloads by itself as soon as
+// nothing would be (the edits sent, the panel closed). Pending edits would
+// survive a reload anyway: they are in IndexedDB.
 func (w *Widget) OnAppUpdate(ctx app.Context) {
-	if unsent(w.st) == 0 && !w.open && w.st.Choice == nil {
-		ctx.Reload()
-		return
-	}
 	w.updateReady = true
+	w.reloadIfIdle(ctx)
+}
+
+// reloadIfIdle moves to a new version that is waiting, if the shopper is
+// not in the middle of anything.
+func (w *Widget) reloadIfIdle(ctx app.Context) {
+	if w.updateReady && unsent(w.st) == 0 && !w.open && w.st.Choice == nil {
+		w.updateReady = false
+		ctx.Reload()
+	}
 }
 
 // setOpen opens or closes the panel, moving the focus into it or back to
