@@ -628,7 +628,8 @@ func (c *client) focus(id string) {
 }
 
 // keepFocusInPanel moves the focus back into the open panel when the
-// element that had it is gone.
+// element that had it is gone: to the choice between two carts when one is
+// shown (it is what the shopper must answer), else to the panel.
 func (c *client) keepFocusInPanel() {
 	doc := app.Window().Get("document")
 	panel := doc.Call("getElementById", panelID)
@@ -636,6 +637,10 @@ func (c *client) keepFocusInPanel() {
 		return
 	}
 	if active := doc.Get("activeElement"); !active.Truthy() || !panel.Call("contains", active).Bool() {
+		if choice := doc.Call("getElementById", choiceID); choice.Truthy() {
+			choice.Call("focus")
+			return
+		}
 		panel.Call("focus")
 	}
 }

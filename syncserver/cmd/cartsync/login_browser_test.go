@@ -327,11 +327,12 @@ func TestBrowserLoginChoose(t *testing.T) {
 				buttons: texts('button.cartsync-choose'),
 			};
 		})()`)
-		if len(v.Buttons) == 3 {
+		// The focus moves to the choice just after it renders.
+		if len(v.Buttons) == 3 && v.Focused {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the widget shows no choice: %+v", v)
+			break // the comparison below says what is missing
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
