@@ -273,15 +273,9 @@ func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map
 		if err != nil {
 			return err
 		}
-		op, err := json.Marshal(ch.Op)
+		op, warn, err := syncserver.EncodeChange(ch)
 		if err != nil {
-			return fmt.Errorf("encode op: %w", err)
-		}
-		var warn []byte // NULL for none
-		if len(ch.Warnings) > 0 {
-			if warn, err = json.Marshal(ch.Warnings); err != nil {
-				return fmt.Errorf("encode warnings: %w", err)
-			}
+			return err
 		}
 		b.Queue(sqlAppend, cartID, v, op, warn, ch.At.Truncate(time.Millisecond))
 		newest = max(newest, v)
@@ -550,14 +544,9 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 		at       time.Time
 	)
 	_, err := pgx.ForEachRow(rows, []any{&version, &op, &warn, &at}, func() error {
-		ch := syncserver.Change{Version: uint64(version), At: at.UTC()}
-		if err := json.Unmarshal(op, &ch.Op); err != nil {
-			return fmt.Errorf("version %d: decode op: %w", version, err)
-		}
-		if warn != nil {
-			if err := json.Unmarshal(warn, &ch.Warnings); err != nil {
-				return fmt.Errorf("version %d: decode warnings: %w", version, err)
-			}
+		ch, err := syncserver.DecodeChange(uint64(version), op, warn, at)
+		if err != nil {
+			return err
 		}
 		out = append(out, ch)
 		return nil
@@ -565,12 +554,8 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 	if err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("changes of cart %s: %w", cartID, err))
 	}
-	// The log is gap-free and trimmed from the oldest end: if it does not
-	// run on from since, the start was compacted away.
-	for i, ch := range out {
-		if ch.Version != since+1+uint64(i) {
-			return nil, syncserver.ErrCompacted
-		}
+	if err := syncserver.CheckRunsOn(out, since); err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		// An expired cart has no log left: tell it from an idle one.

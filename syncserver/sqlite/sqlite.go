@@ -370,7 +370,6 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 	var out []syncserver.Change
 	for rows.Next() {
 		var (
-			ch       syncserver.Change
 			version  int64
 			op, warn []byte
 			at       int64
@@ -378,27 +377,17 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 		if err := rows.Scan(&version, &op, &warn, &at); err != nil {
 			return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
 		}
-		ch.Version = uint64(version)
-		ch.At = time.UnixMilli(at).UTC()
-		if err := json.Unmarshal(op, &ch.Op); err != nil {
-			return nil, fmt.Errorf("changes of cart %s: version %d: decode op: %w", cartID, version, err)
-		}
-		if warn != nil {
-			if err := json.Unmarshal(warn, &ch.Warnings); err != nil {
-				return nil, fmt.Errorf("changes of cart %s: version %d: decode warnings: %w", cartID, version, err)
-			}
+		ch, err := syncserver.DecodeChange(uint64(version), op, warn, time.UnixMilli(at))
+		if err != nil {
+			return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
 		}
 		out = append(out, ch)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
 	}
-	// The log is gap-free and trimmed from the oldest end: if it does not
-	// run on from since, the start was compacted away.
-	for i, ch := range out {
-		if ch.Version != since+1+uint64(i) {
-			return nil, syncserver.ErrCompacted
-		}
+	if err := syncserver.CheckRunsOn(out, since); err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		// An expired cart has no log left: tell it from an idle one.
@@ -588,17 +577,13 @@ func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver
 		if err != nil {
 			return err
 		}
-		op, err := json.Marshal(ch.Op)
+		op, warnings, err := syncserver.EncodeChange(ch)
 		if err != nil {
-			return fmt.Errorf("encode op: %w", err)
+			return err
 		}
 		var warn any // NULL for none
-		if len(ch.Warnings) > 0 {
-			b, err := json.Marshal(ch.Warnings)
-			if err != nil {
-				return fmt.Errorf("encode warnings: %w", err)
-			}
-			warn = string(b)
+		if warnings != nil {
+			warn = string(warnings)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES (?, ?, ?, ?, ?)`,
 			cartID, v, string(op), warn, ch.At.UnixMilli()); err != nil {
