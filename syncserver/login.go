@@ -29,6 +29,19 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 	if policy == cart.PolicyChoose {
 		return s.choice(ctx, guestID, id.CartID), nil
 	}
+	// Every hello of a logged-in device comes here. Most find the guest
+	// cart merged already, or never made: tell that from a (cached) read,
+	// not from a transaction that locks the user's cart. Merge checks again
+	// under its locks, so a race with another login stays one merge.
+	if g, err := s.store.Load(ctx, guestID, nil); errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired) {
+		return nil, nil
+	} else if err == nil && g.Meta.MergedInto != "" {
+		info := &protocol.MergeInfo{Status: protocol.MergeAlready}
+		if u, _, err := s.snapshot(ctx, id.CartID, nil); err == nil {
+			info.Version = u.Version
+		}
+		return info, nil
+	}
 	var info *protocol.MergeInfo
 	var out *outcome
 	now := s.now()

@@ -155,6 +155,19 @@ const (
 	sqlTrim   = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
 )
 
+// release returns a connection of a hand-rolled transaction to the pool,
+// rolling back first if the transaction is still open (after an error or a
+// panic). A connection that cannot roll back is left in its transaction,
+// and the pool closes it.
+func release(ctx context.Context, conn *pgxpool.Conn, inTx bool) {
+	if inTx {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		conn.Exec(rctx, "ROLLBACK")
+		cancel()
+	}
+	conn.Release()
+}
+
 // Mutate implements syncserver.Store.
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
 	conn, err := s.pool.Acquire(ctx)
@@ -162,16 +175,7 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 		return withCtx(ctx, fmt.Errorf("mutate cart %s: acquire connection: %w", cartID, err))
 	}
 	inTx := false
-	defer func() {
-		// On an error or a panic. A connection that cannot roll back is
-		// left in its transaction, and the pool closes it.
-		if inTx {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			conn.Exec(rctx, "ROLLBACK")
-			cancel()
-		}
-		conn.Release()
-	}()
+	defer func() { release(ctx, conn, inTx) }()
 
 	// BEGIN travels with the first statements: one round trip.
 	var (
@@ -311,15 +315,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 		return withCtx(ctx, fmt.Errorf("merge cart %s into %s: acquire connection: %w", fromID, intoID, err))
 	}
 	inTx := false
-	defer func() {
-		// As in Mutate.
-		if inTx {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			conn.Exec(rctx, "ROLLBACK")
-			cancel()
-		}
-		conn.Release()
-	}()
+	defer func() { release(ctx, conn, inTx) }()
 
 	type row struct {
 		state   []byte

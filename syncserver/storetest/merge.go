@@ -426,21 +426,7 @@ func testMergeOppositeDirections(t *testing.T, s syncserver.Store) {
 // ends, without running fn.
 func testMergeDeadlineWhileLocked(t *testing.T, s syncserver.Store) {
 	guestCart(t, s, "guest-wait")
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	holder := make(chan error, 1)
-	go func() {
-		holder <- s.Mutate(t.Context(), "user-wait", []string{"u1"}, func(rec *syncserver.Record) error {
-			close(entered)
-			<-release
-			return apply(addOp("u1", 1, "sku", 1))(rec)
-		})
-	}()
-	<-entered
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
-	backstop := time.AfterFunc(5*time.Second, letGo)
-	defer backstop.Stop()
+	letGo, holder := holdLocked(t, s, "user-wait", "u1")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()

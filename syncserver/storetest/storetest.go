@@ -888,29 +888,35 @@ func testContextCanceled(t *testing.T, s syncserver.Store) {
 	}
 }
 
+// holdLocked starts a Mutate of id, as client, that holds the cart until
+// letGo is called, and returns once it holds it; holder gives its result.
+// A store that ignores a deadline must fail the test that calls this, not
+// hang it: the holder lets go after 5 s regardless.
+func holdLocked(t *testing.T, s syncserver.Store, id, client string) (letGo func(), holder <-chan error) {
+	t.Helper()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Mutate(t.Context(), id, []string{client}, func(rec *syncserver.Record) error {
+			close(entered)
+			<-release
+			return apply(addOp(client, 1, "sku", 1))(rec)
+		})
+	}()
+	<-entered
+	var once sync.Once
+	letGo = func() { once.Do(func() { close(release) }) }
+	backstop := time.AfterFunc(5*time.Second, letGo)
+	t.Cleanup(func() { backstop.Stop() })
+	return letGo, done
+}
+
 // A Mutate waiting for a cart another Mutate holds gives up when its
 // context ends, without running fn; the holder is unaffected.
 func testContextDeadlineWhileLocked(t *testing.T, s syncserver.Store) {
 	const id = "cart-wait"
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	holder := make(chan error, 1)
-	go func() {
-		holder <- s.Mutate(t.Context(), id, []string{"c1"}, func(rec *syncserver.Record) error {
-			close(entered)
-			<-release
-			return apply(addOp("c1", 1, "sku", 1))(rec)
-		})
-	}()
-	<-entered
-
-	// A store that ignores the deadline must fail this test, not hang it:
-	// the holder lets go after a while regardless.
-	var once sync.Once
-	letGo := func() { once.Do(func() { close(release) }) }
-	backstop := time.AfterFunc(5*time.Second, letGo)
-	defer backstop.Stop()
-
+	letGo, holder := holdLocked(t, s, id, "c1")
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
