@@ -256,19 +256,29 @@ var knownTypes = map[string]bool{
 }
 
 // Decode parses and checks one message. Every failure is a *Error.
+//
+// A message that is refused but could be read as a JSON object (no type, an
+// unknown type, a field of the wrong type, bad fields) is returned with the
+// error, as far as it was read: the error must carry its ID, since a peer
+// that matches replies by id would otherwise wait for an answer forever.
+// Only invalid JSON and oversized data give a nil message.
 func Decode(data []byte) (*Message, error) {
 	var m Message
 	if err := DecodeJSON(data, &m); err != nil {
+		if m.Type != "" || m.ID != "" {
+			// A field of the wrong type: the rest was read.
+			return &m, err
+		}
 		return nil, err
 	}
 	if m.Type == "" {
-		return nil, Errorf(ErrMalformed, "message has no type")
+		return &m, Errorf(ErrMalformed, "message has no type")
 	}
 	if !knownTypes[m.Type] {
-		return nil, Errorf(ErrUnknownType, "unknown message type %q", clip(m.Type))
+		return &m, Errorf(ErrUnknownType, "unknown message type %q", clip(m.Type))
 	}
 	if err := m.Check(); err != nil {
-		return nil, err
+		return &m, err
 	}
 	return &m, nil
 }
@@ -294,6 +304,11 @@ func DecodeJSON(data []byte, v any) error {
 func (m *Message) Check() error {
 	switch m.Type {
 	case TypeHello:
+		if m.Protocol == 0 {
+			// Absent (there never was a version 0): a client bug, not
+			// a client too old or too new for this server.
+			return Errorf(ErrInvalid, "hello needs protocol, the version the client speaks (%d to %d here)", MinVersion, Version)
+		}
 		if m.Protocol < MinVersion || m.Protocol > Version {
 			return &Error{Code: ErrUnsupportedVersion, Message: fmt.Sprintf("protocol %d not supported; this server speaks %d to %d", m.Protocol, MinVersion, Version)}
 		}
