@@ -89,13 +89,14 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 // connection ends.
 func (ss *session) readLoop(ctx context.Context) {
 	s := ss.srv
+	closeStatus, closeReason := websocket.StatusGoingAway, "closing"
 	defer func() {
 		if ss.joined {
 			s.hub.leave(ss.id.CartID, ss)
 		}
 		close(ss.done)
 		<-ss.wrote // everything queued, acks included, is written
-		ss.conn.Close(websocket.StatusGoingAway, "closing")
+		ss.conn.Close(closeStatus, closeReason)
 	}()
 	bad := 0
 	for {
@@ -122,6 +123,9 @@ func (ss *session) readLoop(ctx context.Context) {
 		}
 		if bad++; bad >= maxBadMessages {
 			s.log.Info("dropping connection sending garbage", "cart", ss.id.CartID)
+			// Policy violation, not going away: the client should
+			// not simply reconnect and carry on.
+			closeStatus, closeReason = websocket.StatusPolicyViolation, "too many bad messages"
 			return
 		}
 	}
@@ -165,7 +169,13 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 	}
 	m, err := protocol.Decode(data)
 	if err != nil {
-		ss.fail("", protocol.AsError(err))
+		// Whatever could be read of a refused message names the
+		// request the error answers.
+		reqID := ""
+		if m != nil {
+			reqID = m.ID
+		}
+		ss.fail(reqID, protocol.AsError(err))
 		return false
 	}
 	if !ss.joined {
