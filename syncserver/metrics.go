@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cartsync_slow_consumers_total", Help: "Connections dropped because their send queue was full.",
 		}),
 		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cartsync_overloaded_total", Help: "Batches refused with overloaded.",
+			Name: "cartsync_overloaded_total", Help: "Batches and hellos refused with overloaded.",
 		}),
 		pushesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartsync_pushes_total", Help: "Cart updates pushed to connections.",

@@ -1,12 +1,15 @@
 package syncserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +36,17 @@ type Config struct {
 	// MaxInflight bounds concurrent batches being applied; past it the
 	// server answers "overloaded". Zero means 256.
 	MaxInflight int
+	// MaxHellos bounds the hellos handled at once (authentication, login,
+	// subscription, snapshot). A hello past it waits up to a second for a
+	// slot, then is answered "overloaded" with a random retry delay of 1
+	// to 3 s. Zero means 64.
+	MaxHellos int
+	// ShutdownSpread is the time over which Shutdown closes connections,
+	// each at a random moment, asking each client to come back at a random
+	// moment of the same length after it (see Shutdown). It is bounded by
+	// half of what is left of Shutdown's context. Zero means 2s; negative
+	// closes every connection at once, without a retry delay.
+	ShutdownSpread time.Duration
 	// SendQueue bounds each connection's queue of outgoing messages; a
 	// connection that falls this far behind is dropped and re-syncs.
 	SendQueue int
@@ -67,6 +81,7 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	sem     chan struct{}
+	hellos  *helloGate
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -90,6 +105,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 256
+	}
+	if cfg.MaxHellos <= 0 {
+		cfg.MaxHellos = 64
+	}
+	if cfg.ShutdownSpread == 0 {
+		cfg.ShutdownSpread = 2 * time.Second
 	}
 	if cfg.SendQueue <= 0 {
 		cfg.SendQueue = 128
@@ -134,6 +155,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		tokens:   tokens{key: key},
 		metrics:  m,
 		sem:      make(chan struct{}, cfg.MaxInflight),
+		hellos:   newHelloGate(cfg.MaxHellos),
 		sessions: map[*session]struct{}{},
 	}
 	s.hub = newHub(cfg.Bus, s.log, m)
@@ -144,24 +166,85 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // ServeHTTP serves the sync endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Shutdown stops taking connections, lets each connection finish the
-// message it is processing (so every applied batch is acknowledged), tells
-// clients to reconnect elsewhere, and waits for them or for ctx.
+// Shutdown stops taking connections and closes the open ones, spread over
+// Config.ShutdownSpread (bounded by half of what is left of ctx): each
+// connection at a random moment of the spread, after it finishes the
+// message it is processing (so every applied batch is acknowledged). Before
+// closing, it tells each client, in a going_away error, to come back after a
+// random moment of the spread that follows the last close: by then this
+// instance is gone and the clients reach its successor, or other instances,
+// evenly spread rather than all at once. It waits for the connections to
+// end or for ctx; when ctx ends first, the rest are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	open := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
-		ss.shutdown()
+		open = append(open, ss)
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+
+	spread := s.cfg.ShutdownSpread
+	if dl, ok := ctx.Deadline(); ok {
+		spread = min(spread, time.Until(dl)/2)
+	}
+	plan := farewells(len(open), spread, mrand.Float64)
+	start := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for i, f := range plan {
+		if wait := f.at - time.Since(start); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				// Out of time: the rest now, still spread on return.
+				for _, f := range plan[i:] {
+					open[f.conn].shutdown(f.retryAfter)
+				}
+				return ctx.Err()
+			}
+		}
+		open[f.conn].shutdown(f.retryAfter)
+	}
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// farewell is when Shutdown closes one connection, counted from its start,
+// and how long that client is asked to wait before it reconnects.
+type farewell struct {
+	conn       int // index of the connection
+	at         time.Duration
+	retryAfter time.Duration
+}
+
+// minRetryAfter is the least wait asked of a client at shutdown.
+const minRetryAfter = 100 * time.Millisecond
+
+// farewells plans the closing of n connections over spread: each at a
+// uniformly random moment of [0, spread), its client asked to come back at a
+// uniformly random moment of [spread, 2·spread), independently. In order of
+// closing. A spread of zero or less closes all at once with no retry delay.
+func farewells(n int, spread time.Duration, rnd func() float64) []farewell {
+	out := make([]farewell, n)
+	for i := range out {
+		out[i].conn = i
+		if spread <= 0 {
+			continue
+		}
+		out[i].at = time.Duration(rnd() * float64(spread))
+		back := spread + time.Duration(rnd()*float64(spread))
+		out[i].retryAfter = max(back-out[i].at, minRetryAfter)
+	}
+	slices.SortFunc(out, func(a, b farewell) int { return cmp.Compare(a.at, b.at) })
+	return out
 }
 
 // Ready reports whether the store and the bus answer.

@@ -32,15 +32,18 @@ type session struct {
 	out   chan []byte
 	done  chan struct{} // closed when the reader has finished
 	wrote chan struct{} // closed when the writer has finished
+	bye   chan struct{} // closed when the writer should close after what is queued
+	once  sync.Once     // the going_away is queued once
 
 	id     Identity
 	client string
 	joined bool
 
-	mu      sync.Mutex
-	busy    bool // processing a message
-	closing bool
-	dropped bool
+	mu         sync.Mutex
+	busy       bool // processing a message
+	closing    bool
+	dropped    bool
+	retryAfter time.Duration // told to the client when closing
 }
 
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +66,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		out:   make(chan []byte, s.cfg.SendQueue),
 		done:  make(chan struct{}),
 		wrote: make(chan struct{}),
+		bye:   make(chan struct{}),
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -93,6 +97,12 @@ func (ss *session) readLoop(ctx context.Context) {
 	defer func() {
 		if ss.joined {
 			s.hub.leave(ss.id.CartID, ss)
+		}
+		ss.mu.Lock()
+		closing := ss.closing
+		ss.mu.Unlock()
+		if closing {
+			ss.goAway() // after the answer to the message in hand
 		}
 		close(ss.done)
 		<-ss.wrote // everything queued, acks included, is written
@@ -150,15 +160,33 @@ func (ss *session) end() bool {
 	return !ss.closing && !ss.dropped
 }
 
-// shutdown ends the session once the message in hand is answered.
-func (ss *session) shutdown() {
+// shutdown ends the session once the message in hand is answered, telling
+// the client to reconnect after retryAfter.
+func (ss *session) shutdown(retryAfter time.Duration) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	ss.closing = true
-	if !ss.busy {
-		// Close waits for the peer's close frame; don't hold the lock.
-		go ss.conn.Close(websocket.StatusGoingAway, "server restarting")
+	ss.retryAfter = retryAfter
+	busy := ss.busy
+	ss.mu.Unlock()
+	if !busy {
+		// Otherwise the reader says goodbye once the message in hand is
+		// answered.
+		ss.goAway()
 	}
+}
+
+// goAway queues a going_away error with the retry delay, once, and has the
+// writer close the connection after it.
+func (ss *session) goAway() {
+	ss.once.Do(func() {
+		ss.mu.Lock()
+		wait := ss.retryAfter
+		ss.mu.Unlock()
+		e := protocol.Errorf(protocol.ErrGoingAway, "server restarting; reconnect after retry_after_ms")
+		e.RetryAfterMS = int(wait / time.Millisecond)
+		ss.fail("", e)
+		close(ss.bye)
+	})
 }
 
 // handle processes one message; false means it was bad.
@@ -206,6 +234,10 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 
 func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	s := ss.srv
+	if !ss.admitHello(ctx, m.ID) {
+		return true // not the client's fault; it comes back later
+	}
+	defer s.hellos.leave()
 	id, perr := s.authenticate(ctx, m.DeviceToken, m.UserToken)
 	if perr != nil {
 		ss.fail(m.ID, perr)
@@ -351,6 +383,18 @@ func (ss *session) writeLoop() {
 		defer cancel()
 		return ss.conn.Write(ctx, websocket.MessageText, b) == nil
 	}
+	drain := func() {
+		for {
+			select {
+			case b := <-ss.out:
+				if !write(b) {
+					return
+				}
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case b := <-ss.out:
@@ -359,16 +403,14 @@ func (ss *session) writeLoop() {
 				return
 			}
 		case <-ss.done:
-			for {
-				select {
-				case b := <-ss.out:
-					if !write(b) {
-						return
-					}
-				default:
-					return
-				}
-			}
+			drain()
+			return
+		case <-ss.bye:
+			// Close waits for the peer's close frame, which ends the
+			// reader.
+			drain()
+			ss.conn.Close(websocket.StatusGoingAway, "server restarting")
+			return
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Limits bound what a cart may hold. The server enforces them; clients use
@@ -137,16 +135,17 @@ func (l *Line) clone() *Line {
 	return &n
 }
 
-// NormalizeOptions trims and lower-cases keys, trims values and drops
-// options whose value is empty. It returns nil for no options.
+// NormalizeOptions brings keys and values to NFC, trims and lower-cases
+// keys, trims values and drops options whose value is empty. It returns nil
+// for no options.
 func NormalizeOptions(opts map[string]string) map[string]string {
 	if len(opts) == 0 {
 		return nil
 	}
 	out := make(map[string]string, len(opts))
 	for k, v := range opts {
-		k = strings.ToLower(strings.TrimSpace(k))
-		v = strings.TrimSpace(v)
+		k = normalizeKey(k)
+		v = normalizeValue(v)
 		if v == "" {
 			continue
 		}
@@ -158,9 +157,10 @@ func NormalizeOptions(opts map[string]string) map[string]string {
 	return out
 }
 
-// LineKey is the identity of a line: the SKU and its normalized options in
-// key order, independent of the order in which they were given.
+// LineKey is the identity of a line: the SKU in NFC and its normalized
+// options in key order, independent of the order in which they were given.
 func LineKey(sku string, opts map[string]string) string {
+	sku = NormalizeText(sku)
 	opts = NormalizeOptions(opts)
 	if len(opts) == 0 {
 		return sku
@@ -183,17 +183,4 @@ func LineKey(sku string, opts map[string]string) string {
 		b.WriteString(url.QueryEscape(opts[k]))
 	}
 	return b.String()
-}
-
-// printable reports whether s is valid UTF-8 without control characters.
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
 }

@@ -1,15 +1,16 @@
 // Package cart is the cart domain: line identity, operations, the rules that
 // apply an operation to a cart, limits, and the login merge policies.
 //
-// It has no dependencies beyond the standard library and does no I/O, so the
+// It depends on nothing beyond the standard library and golang.org/x/text
+// (Unicode normalization), and does no I/O, so the
 // same rules run in the sync server (authoritative) and in every client
 // (speculative, to show an edit at once).
 //
 // # Lines
 //
 // A line is identified by its product (SKU or variant id) and its normalized
-// options. Options are normalized by trimming and lower-casing keys and
-// trimming values; the key does not depend on the order in which options are
+// options. Text is brought to Unicode NFC first; options are normalized by
+// trimming and lower-casing keys and trimming values; the key does not depend on the order in which options are
 // given, so two adds of the same product with the same options are one line.
 //
 // # Operations

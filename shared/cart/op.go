@@ -52,6 +52,9 @@ func ValidClientID(id string) bool {
 	return id != "" && len(id) <= MaxClientID && printable(id)
 }
 
+// MaxSeq is the largest seq: stores keep seqs as signed 64-bit integers.
+const MaxSeq = 1<<63 - 1
+
 // ValidateIdentity checks the op's client id and seq.
 func (op *Op) ValidateIdentity() *Error {
 	if !ValidClientID(op.Client) {
@@ -59,6 +62,9 @@ func (op *Op) ValidateIdentity() *Error {
 	}
 	if op.Seq == 0 {
 		return errorf(CodeInvalidOp, "seq must start at 1")
+	}
+	if op.Seq > MaxSeq {
+		return errorf(CodeInvalidOp, "seq must be below 2^63")
 	}
 	return nil
 }
@@ -109,10 +115,14 @@ func (op *Op) Validate(lim Limits) *Error {
 }
 
 func validateLine(sku string, opts map[string]string, lim Limits) *Error {
-	if strings.TrimSpace(sku) == "" || len(sku) > lim.MaxSKU || !printable(sku) || strings.TrimSpace(sku) != sku {
-		return errorf(CodeInvalidSKU, "sku must be 1 to %d printable bytes without surrounding spaces", lim.MaxSKU)
+	if bad := checkText(sku, false); bad != "" {
+		return errorf(CodeInvalidSKU, "sku %s", bad)
 	}
-	if strings.ContainsAny(sku, "?&") {
+	n := NormalizeText(sku)
+	if strings.TrimSpace(n) == "" || len(n) > lim.MaxSKU || strings.TrimSpace(n) != n {
+		return errorf(CodeInvalidSKU, "sku must be 1 to %d bytes (in NFC) without surrounding spaces", lim.MaxSKU)
+	}
+	if strings.ContainsAny(n, "?&") {
 		return errorf(CodeInvalidSKU, "sku must not contain '?' or '&'")
 	}
 	if len(opts) > lim.MaxOptions {
@@ -120,9 +130,17 @@ func validateLine(sku string, opts map[string]string, lim Limits) *Error {
 	}
 	seen := make(map[string]bool, len(opts))
 	for k, v := range opts {
-		nk := strings.ToLower(strings.TrimSpace(k))
-		if nk == "" || len(k) > lim.MaxOptionLen || len(v) > lim.MaxOptionLen || !printable(k) || !printable(v) {
-			return errorf(CodeInvalidOptions, "option keys must be 1 to %d printable bytes and values at most %d", lim.MaxOptionLen, lim.MaxOptionLen)
+		if bad := checkText(k, false); bad != "" {
+			return errorf(CodeInvalidOptions, "option key %s", bad)
+		}
+		if bad := checkText(v, false); bad != "" {
+			return errorf(CodeInvalidOptions, "option value %s", bad)
+		}
+		// The limits count what is stored: normalizing can make text
+		// longer (lower-casing "Ⱥ" takes 2 bytes to 3).
+		nk, nv := normalizeKey(k), normalizeValue(v)
+		if nk == "" || len(nk) > lim.MaxOptionLen || len(nv) > lim.MaxOptionLen {
+			return errorf(CodeInvalidOptions, "option keys must be 1 to %d bytes and values at most %d (normalized)", lim.MaxOptionLen, lim.MaxOptionLen)
 		}
 		if seen[nk] {
 			return errorf(CodeInvalidOptions, "option %q given twice", nk)
@@ -133,11 +151,17 @@ func validateLine(sku string, opts map[string]string, lim Limits) *Error {
 }
 
 func validateDetails(d *Details, lim Limits) *Error {
-	if len(d.Name) > lim.MaxName || !printable(d.Name) {
-		return errorf(CodeInvalidDetails, "name must be at most %d printable bytes", lim.MaxName)
+	if bad := checkText(d.Name, true); bad != "" {
+		return errorf(CodeInvalidDetails, "name %s", bad)
 	}
-	if len(d.Image) > lim.MaxImage || !printable(d.Image) {
-		return errorf(CodeInvalidDetails, "image must be at most %d printable bytes", lim.MaxImage)
+	if len(NormalizeText(d.Name)) > lim.MaxName {
+		return errorf(CodeInvalidDetails, "name must be at most %d bytes (in NFC)", lim.MaxName)
+	}
+	if bad := checkText(d.Image, false); bad != "" {
+		return errorf(CodeInvalidDetails, "image %s", bad)
+	}
+	if len(d.Image) > lim.MaxImage {
+		return errorf(CodeInvalidDetails, "image must be at most %d bytes", lim.MaxImage)
 	}
 	if d.Image != "" && !strings.HasPrefix(d.Image, "https://") && !strings.HasPrefix(d.Image, "http://") && !strings.HasPrefix(d.Image, "/") {
 		return errorf(CodeInvalidDetails, "image must be an http(s) URL or an absolute path")
@@ -162,14 +186,15 @@ func isLetters(s string) bool {
 	return true
 }
 
-// Apply applies op to the cart as the server does: device is the device the
-// op came from (stamped by the server, not trusted from the client). On
+// Apply applies op (normalized, see Op.Normalized) to the cart as the
+// server does: device is the device the op came from (stamped by the server, not trusted from the client). On
 // success the version advances by one and any warnings are returned. On a
 // rejection the cart is unchanged and the error says why.
 func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 	if e := op.Validate(lim); e != nil {
 		return nil, e
 	}
+	op = op.Normalized()
 	next := c.Version + 1
 	var warns []Warning
 	switch op.Kind {

@@ -208,6 +208,7 @@ const (
 	ErrCartExpired        ErrorCode = "cart_expired"        // the guest cart expired; a fresh one is issued
 	ErrOutOfOrder         ErrorCode = "out_of_order"        // a seq gap: resend from the expected seq
 	ErrOverloaded         ErrorCode = "overloaded"          // retry after RetryAfterMS
+	ErrGoingAway          ErrorCode = "going_away"          // the server closes the connection: reconnect after RetryAfterMS
 	ErrInternal           ErrorCode = "internal"            // a server fault; retry
 )
 
@@ -234,7 +235,7 @@ func Errorf(code ErrorCode, format string, args ...any) *Error {
 // Retryable reports whether sending the same thing again later can succeed.
 func Retryable(code ErrorCode) bool {
 	switch code {
-	case ErrOutOfOrder, ErrOverloaded, ErrInternal:
+	case ErrOutOfOrder, ErrOverloaded, ErrGoingAway, ErrInternal:
 		return true
 	}
 	return false
@@ -324,6 +325,12 @@ func (m *Message) Check() error {
 		}
 		if len(m.Ops) > MaxOpsPerPush {
 			return Errorf(ErrTooLarge, "push of %d operations exceeds %d", len(m.Ops), MaxOpsPerPush)
+		}
+		for _, op := range m.Ops {
+			if op.Seq > cart.MaxSeq {
+				// JSON carries any uint64; stores keep int64.
+				return Errorf(ErrInvalid, "op %s/%d: seq must be below 2^63", clip(op.Client), op.Seq)
+			}
 		}
 	case TypeChoose:
 		if m.Policy != cart.PolicyMerge && m.Policy != cart.PolicyReplace && m.Policy != cart.PolicyKeep {
