@@ -36,10 +36,13 @@ func (t tokens) issue() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// check verifies tok and returns the device id it stands for.
+// check verifies tok and returns the device id it stands for. A token has
+// exactly one accepted spelling, the one issue wrote: base64 leaves unused
+// bits in the last character and skips line breaks, so a lax decoder would
+// take many strings for one token, and each would name a different device.
 func (t tokens) check(tok string) (string, *protocol.Error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != deviceRandomBytes+deviceMACBytes {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+	if err != nil || len(b) != deviceRandomBytes+deviceMACBytes || base64.RawURLEncoding.EncodeToString(b) != tok {
 		return "", protocol.Errorf(protocol.ErrUnauthorized, "malformed device token")
 	}
 	if !hmac.Equal(b[deviceRandomBytes:], t.mac(b[:deviceRandomBytes])) {
