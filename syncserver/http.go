@@ -24,6 +24,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/cart/ops", s.serveOps)
 	mux.HandleFunc("GET /v1/cart/changes", s.serveChanges)
 	mux.HandleFunc("POST /v1/login", s.serveLogin)
+	mux.HandleFunc("POST /v1/login/choose", s.serveChoose)
 	return mux
 }
 
@@ -63,52 +64,103 @@ type ChangesResponse struct {
 	Cart      *cart.Cart `json:"cart"`
 }
 
-// LoginRequest is the body of POST /v1/login.
+// LoginRequest is the body of POST /v1/login and POST /v1/login/choose.
 type LoginRequest struct {
 	Policy cart.Policy `json:"policy,omitempty"`
 }
 
-// LoginResponse answers POST /v1/login: what the login merge did (absent
-// when there was nothing to merge) and the user's cart.
+// LoginResponse answers POST /v1/login and POST /v1/login/choose: what
+// the login merge did (absent when there was nothing to report), the
+// user's cart after it, and, as in a welcome, the user and this device's
+// guest cart, whose ops the user cart now takes.
 type LoginResponse struct {
-	Merge *protocol.MergeInfo `json:"merge,omitempty"`
-	Cart  *cart.Cart          `json:"cart"`
+	Merge       *protocol.MergeInfo `json:"merge,omitempty"`
+	Cart        *cart.Cart          `json:"cart"`
+	User        string              `json:"user"`
+	GuestCartID string              `json:"guest_cart_id"`
 }
+
+// maxLoginBody bounds the body of the login endpoints.
+const maxLoginBody = 4096
 
 // serveLogin is the HTTP form of a hello with a user token: it merges the
 // device's guest cart into the user's cart by the policy (the server's
-// default when empty; "choose" only reports both carts), and answers with
-// the result. Device and user tokens are in the usual headers.
+// default when empty; "choose" only reports both carts, for
+// POST /v1/login/choose), and answers with the result. Device and user
+// tokens are in the usual headers.
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.httpIdentity(w, r)
+	id, req, ok := s.loginRequest(w, r)
 	if !ok {
 		return
-	}
-	if id.User == "" {
-		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "login needs X-Cartsync-User: <user token>"))
-		return
-	}
-	var req LoginRequest
-	if body, _ := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096)); len(body) > 0 {
-		if err := protocol.DecodeJSON(body, &req); err != nil {
-			s.httpError(w, protocol.AsError(err))
-			return
-		}
 	}
 	if req.Policy != "" && !req.Policy.Valid() {
 		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "unknown merge policy %q", req.Policy))
 		return
 	}
 	merge, merged := s.login(r.Context(), id, req.Policy)
+	s.loginAnswer(w, r, id, merge, merged)
+}
+
+// serveChoose is the HTTP form of the choose message: the shopper's pick
+// after a login that reported both carts (status choose). It answers like
+// POST /v1/login, with the merge status merged, or already when the guest
+// cart was merged (or emptied) meanwhile.
+func (s *Server) serveChoose(w http.ResponseWriter, r *http.Request) {
+	id, req, ok := s.loginRequest(w, r)
+	if !ok {
+		return
+	}
+	switch req.Policy {
+	case cart.PolicyMerge, cart.PolicyReplace, cart.PolicyKeep:
+	default:
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "choose takes the policy merge, replace or keep"))
+		return
+	}
+	merge, merged := s.login(r.Context(), id, req.Policy)
+	if merge == nil {
+		merge = &protocol.MergeInfo{Status: protocol.MergeAlready}
+	}
+	s.loginAnswer(w, r, id, merge, merged)
+}
+
+// loginRequest authenticates a login request, which needs a user token,
+// and reads its body (which may be empty).
+func (s *Server) loginRequest(w http.ResponseWriter, r *http.Request) (Identity, LoginRequest, bool) {
+	var req LoginRequest
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return id, req, false
+	}
+	if id.User == "" {
+		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "login needs X-Cartsync-User: <user token>"))
+		return id, req, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
+	if err != nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "body exceeds %d bytes", maxLoginBody))
+		return id, req, false
+	}
+	if len(body) > 0 {
+		if err := protocol.DecodeJSON(body, &req); err != nil {
+			s.httpError(w, protocol.AsError(err))
+			return id, req, false
+		}
+	}
+	return id, req, true
+}
+
+// loginAnswer publishes what a login merge changed and answers with the
+// user's cart after it.
+func (s *Server) loginAnswer(w http.ResponseWriter, r *http.Request, id Identity, merge *protocol.MergeInfo, merged *outcome) {
 	if merged != nil {
 		s.publish(r.Context(), id.CartID, merged)
 	}
 	c, _, err := s.snapshot(r.Context(), id.CartID, nil)
 	if err != nil {
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		s.snapshotError(w, id.CartID, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, LoginResponse{Merge: merge, Cart: c})
+	writeJSON(w, http.StatusOK, LoginResponse{Merge: merge, Cart: c, User: id.User, GuestCartID: GuestCartID(id.Device)})
 }
 
 // ErrorResponse is every HTTP error body.
@@ -218,7 +270,9 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrCompacted):
 		resp.Compacted = true
 	case errors.Is(err, ErrCartExpired):
-		s.snapshotError(w, id.CartID, err)
+		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
+		e.Cart = id.CartID
+		s.httpError(w, e)
 		return
 	case err != nil:
 		s.log.Error("changes", "cart", id.CartID, "err", err)
