@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
@@ -26,30 +27,60 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		policy = s.cfg.DefaultPolicy
 	}
 	guestID := GuestCartID(id.Device)
-	if policy == cart.PolicyChoose {
-		return s.choice(ctx, guestID, id.CartID), nil
-	}
 	// Every hello of a logged-in device comes here. Most find the guest
-	// cart merged already, or never made: tell that from a (cached) read,
-	// not from a transaction that locks the user's cart. Merge checks again
-	// under its locks, so a race with another login stays one merge.
-	if g, err := s.store.Load(ctx, guestID, nil); errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired) {
+	// cart merged already: tell that from a (cached) read, not from a
+	// transaction that locks the user's cart. Merge checks again under its
+	// locks, so a race with another login stays one merge.
+	g, err := s.store.Load(ctx, guestID, nil)
+	switch {
+	case errors.Is(err, ErrCartExpired):
 		return nil, nil
-	} else if err == nil && g.Meta.MergedInto != "" {
+	case errors.Is(err, ErrCartNotFound):
+		// Nothing reached the server yet, but edits made on the guest
+		// cart may still be on their way (made offline, or while this
+		// login was in flight): bind the guest cart to this user cart so
+		// that they follow it here.
+		switch err := s.bindGuest(ctx, guestID, id.CartID); {
+		case err == nil:
+			return nil, nil
+		case !errors.Is(err, errGuestHasLines):
+			s.log.Error("login bind", "guest", guestID, "user", id.CartID, "err", err)
+			return nil, nil
+		}
+		// Edits arrived in between: merge them below.
+	case err == nil && g.Meta.MergedInto != "":
 		info := &protocol.MergeInfo{Status: protocol.MergeAlready}
 		if u, _, err := s.snapshot(ctx, id.CartID, nil); err == nil {
 			info.Version = u.Version
 		}
 		return info, nil
+	case err == nil && policy == cart.PolicyChoose && len(g.Cart.Lines) > 0:
+		return s.choice(ctx, guestID, id.CartID), nil
 	}
 	var info *protocol.MergeInfo
 	var out *outcome
 	now := s.now()
-	err := s.store.Merge(ctx, guestID, id.CartID, func(guest, user *Record) error {
+	err = s.store.Merge(ctx, guestID, id.CartID, func(guest, user *Record) error {
 		info, out = nil, nil
 		if guest.Meta.MergedInto != "" {
 			info = &protocol.MergeInfo{Status: protocol.MergeAlready, Version: user.Cart.Version}
 			return errNoChange
+		}
+		guest.Meta.MergedInto = id.CartID
+		guest.Meta.UpdatedAt = now
+		for c, q := range guest.Seqs {
+			if q > user.Seqs[c] {
+				user.Seqs[c] = q
+			}
+		}
+		if len(guest.Cart.Lines) == 0 {
+			// An empty guest cart changes no policy's result: a device
+			// that once had a cart and cleared it neither empties the
+			// account's cart (replace) nor asks to choose.
+			return nil
+		}
+		if policy == cart.PolicyChoose {
+			return errChoose // lines arrived since the read above
 		}
 		if !user.Exists {
 			user.Meta.Kind = KindUser
@@ -59,22 +90,13 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		if err != nil {
 			return err
 		}
-		for c, q := range guest.Seqs {
-			if q > user.Seqs[c] {
-				user.Seqs[c] = q
-			}
-		}
-		guest.Meta.MergedInto = id.CartID
-		guest.Meta.UpdatedAt = now
 		if user.Cart.Version > before {
 			user.Meta.UpdatedAt = now
 			op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
 			user.Appended = append(user.Appended, Change{Version: user.Cart.Version, Op: op, Warnings: res.Warnings, At: now})
 			out = &outcome{from: before, by: []protocol.OpID{{Client: op.Client, Seq: op.Seq}}, cart: user.Cart.Public()}
 		}
-		if len(guest.Cart.Lines) > 0 {
-			info = &protocol.MergeInfo{Status: protocol.MergeMerged, Result: &res, Version: user.Cart.Version}
-		}
+		info = &protocol.MergeInfo{Status: protocol.MergeMerged, Result: &res, Version: user.Cart.Version}
 		return nil
 	})
 	switch {
@@ -82,12 +104,78 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		return info, nil
 	case errors.Is(err, ErrCartNotFound), errors.Is(err, ErrCartExpired):
 		return nil, nil // no guest cart: nothing to merge
+	case errors.Is(err, errChoose):
+		return s.choice(ctx, guestID, id.CartID), nil
 	case err != nil:
 		s.log.Error("login merge", "guest", guestID, "user", id.CartID, "err", err)
 		return s.choice(ctx, guestID, id.CartID), nil
 	}
 	return info, out
 }
+
+// bindGuest marks a guest cart that does not exist yet as merged into the
+// user cart userID (an empty tombstone), so that edits made on it and sent
+// after the login follow it there. It returns errGuestHasLines if the guest
+// cart got lines in the meantime (the caller merges them instead).
+func (s *Server) bindGuest(ctx context.Context, guestID, userID string) error {
+	now := s.now()
+	err := s.store.Mutate(ctx, guestID, nil, func(rec *Record) error {
+		switch {
+		case rec.Meta.MergedInto != "":
+			return errNoChange
+		case len(rec.Cart.Lines) > 0:
+			return errGuestHasLines
+		}
+		rec.Meta.Kind = KindGuest
+		rec.Meta.MergedInto = userID
+		rec.Meta.UpdatedAt = now
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return err
+}
+
+// followGuest checks that ops made on the guest cart guestID may be applied
+// to the user cart userID: the guest cart was merged into it at login, or
+// never reached the server (then it is bound to userID now, as at login).
+// A guest cart waiting for the shopper's choice answers a retryable error,
+// so that its ops are kept and sent once the choice is made.
+func (s *Server) followGuest(ctx context.Context, guestID, userID string) error {
+	for range 3 {
+		g, err := s.store.Load(ctx, guestID, nil)
+		if err == nil && g.Meta.MergedInto != "" && g.Meta.MergedInto != userID {
+			break
+		}
+		switch {
+		case err == nil && g.Meta.MergedInto == userID:
+			return nil
+		case err == nil && g.Meta.MergedInto == "":
+			e := protocol.Errorf(protocol.ErrOverloaded, "the login merge of the guest cart is not finished; retry")
+			e.RetryAfterMS = 1000
+			return e
+		case errors.Is(err, ErrCartNotFound):
+			if err := s.bindGuest(ctx, guestID, userID); err != nil && !errors.Is(err, errGuestHasLines) {
+				return fmt.Errorf("bind guest cart %s: %w", guestID, err)
+			}
+			continue // read again: bound, or lines arrived
+		case errors.Is(err, ErrCartExpired):
+		case err != nil:
+			return fmt.Errorf("load guest cart %s: %w", guestID, err)
+		}
+		break
+	}
+	return protocol.Errorf(protocol.ErrInvalid, "ops were made on a guest cart that was not merged into this one")
+}
+
+// Reasons a login's store transaction ends without writing.
+var (
+	// errGuestHasLines: a guest cart to bind got lines; merge it instead.
+	errGuestHasLines = errors.New("syncserver: guest cart has lines")
+	// errChoose: the guest cart got lines; the shopper must choose.
+	errChoose = errors.New("syncserver: shopper must choose")
+)
 
 // errNoChange ends a Merge that has nothing to write.
 var errNoChange = errors.New("syncserver: no change")

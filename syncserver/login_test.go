@@ -146,6 +146,51 @@ func TestLoginMergePolicies(t *testing.T) {
 	}
 }
 
+// A device that once had a guest cart and emptied it changes no account
+// at login, whatever the policy: replace does not empty the user's cart,
+// choose asks nothing, and no merge is reported. The emptied guest cart is
+// still bound to the user cart, so its late edits follow the login.
+func TestEmptyGuestCartChangesNoAccount(t *testing.T) {
+	for _, policy := range []cart.Policy{cart.PolicyMerge, cart.PolicyReplace, cart.PolicyKeep, cart.PolicyChoose} {
+		t.Run(string(policy), func(t *testing.T) {
+			_, hs, st, _ := newLoginServer(t, cart.PolicyMerge)
+			devB := guestWith(t, hs, "b0")
+			b := dial(t, hs)
+			b.login("b1", devB, "user:alice", "")
+			b.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("b1", 1, "A", 2)}})
+			b.expect(protocol.TypeAck)
+
+			devA := guestWith(t, hs, "a0", "C", 1)
+			g := dial(t, hs)
+			g.hello("a0", devA)
+			g.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{{Client: "a0", Seq: 2, Kind: cart.KindRemove, SKU: "C", Base: 1}}})
+			g.expect(protocol.TypeAck)
+			g.conn.CloseNow()
+
+			a := dial(t, hs)
+			w, merge, first := a.login("a1", devA, "user:alice", policy)
+			if merge != nil {
+				t.Errorf("login of an empty guest cart: merge message %+v, want none", merge.Merge)
+			}
+			if first.Cart.Version != 1 || qty(first.Cart, "A") != 2 || len(first.Cart.Lines) != 1 {
+				t.Errorf("user cart after the login = v%d %+v, want v1 with A=2 only", first.Cart.Version, first.Cart.Lines)
+			}
+			// A late edit of the guest cart follows it into the user cart.
+			late := addOp("a0", 3, "D", 1)
+			late.Cart = w.GuestCartID
+			a.send(&protocol.Message{Type: protocol.TypePush, ID: "p", Ops: []cart.Op{late}})
+			ack := a.expect(protocol.TypeAck)
+			if ack.Results[0].Status != protocol.StatusApplied || qty(ack.Cart, "D") != 1 || qty(ack.Cart, "A") != 2 {
+				t.Errorf("late guest edit: %+v, cart %+v", ack.Results[0], ack.Cart.Lines)
+			}
+			rec, err := st.Load(context.Background(), w.GuestCartID, nil)
+			if err != nil || rec.Meta.MergedInto != w.CartID {
+				t.Errorf("guest cart after the login: merged into %q (%v), want %s", rec.Meta.MergedInto, err, w.CartID)
+			}
+		})
+	}
+}
+
 func TestChooseChangesNothingUntilPicked(t *testing.T) {
 	_, hs, st, _ := newLoginServer(t, cart.PolicyChoose)
 	devB := guestWith(t, hs, "b0")

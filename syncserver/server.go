@@ -291,18 +291,22 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 
 // freshGuest replaces a guest identity whose cart can no longer be used
 // (expired, or merged into a user cart at an earlier login) by a new device
-// token and its new, empty guest cart. expired reports which case it was.
-func (s *Server) freshGuest(ctx context.Context, id Identity) (Identity, bool) {
+// token and its new, empty guest cart. expired reports that it expired;
+// mergedInto names the user cart it was merged into.
+func (s *Server) freshGuest(ctx context.Context, id Identity) (fresh Identity, expired bool, mergedInto string) {
 	if id.User != "" {
-		return id, false
+		return id, false, ""
 	}
 	rec, err := s.store.Load(ctx, id.CartID, nil)
-	expired := errors.Is(err, ErrCartExpired)
+	expired = errors.Is(err, ErrCartExpired)
 	if !expired && (err != nil || rec.Meta.MergedInto == "") {
-		return id, false
+		return id, false, ""
 	}
-	fresh, _ := s.authenticateDevice("")
-	return fresh, expired
+	if !expired {
+		mergedInto = rec.Meta.MergedInto
+	}
+	fresh, _ = s.authenticateDevice("")
+	return fresh, expired, mergedInto
 }
 
 func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Error) {
@@ -347,9 +351,8 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 			// guest cart into the user cart it was merged into, and
 			// only that one (not a second account's).
 			if !guestChecked {
-				g, err := s.store.Load(ctx, guestID, nil)
-				if err != nil || g.Meta.MergedInto != id.CartID {
-					return nil, protocol.Errorf(protocol.ErrInvalid, "op %s/%d was made on a guest cart that was not merged into this one", op.Client, op.Seq)
+				if err := s.followGuest(ctx, guestID, id.CartID); err != nil {
+					return nil, err
 				}
 				guestChecked = true
 			}

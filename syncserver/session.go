@@ -244,7 +244,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 		return false
 	}
 	old := id.CartID
-	id, expired := s.freshGuest(ctx, id)
+	id, expired, mergedInto := s.freshGuest(ctx, id)
 	if expired {
 		// Told, not silently emptied: the welcome that follows carries
 		// a new device token and its fresh cart.
@@ -273,6 +273,9 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	}
 	if id.User != "" {
 		welcome.User, welcome.GuestCartID = id.User, GuestCartID(id.Device)
+	}
+	if mergedInto != "" {
+		welcome.PrevCartID, welcome.MergedInto = old, mergedInto
 	}
 	ss.reply(welcome)
 	if merge != nil {

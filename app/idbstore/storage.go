@@ -234,6 +234,60 @@ func (s *Store) Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID)
 	return nil
 }
 
+// Restamp implements syncclient.Storage: one readwrite transaction over ops
+// rewrites, in place, the ops made on cart from.
+func (s *Store) Restamp(ctx context.Context, from, to string) error {
+	err := s.run(ctx, func(db *idb.Database) error {
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeOps)
+		if err != nil {
+			return err
+		}
+		cursor, err := st[0].OpenCursor(idb.CursorNext)
+		if err != nil {
+			abort(txn)
+			return err
+		}
+		// The callback runs inside the success event: it must not block.
+		err = cursor.Iter(ctx, func(c *idb.CursorWithValue) error {
+			v, err := c.Value()
+			if err != nil {
+				return err
+			}
+			if v.Type() != js.TypeString {
+				return fmt.Errorf("an op is a %s, want a string", v.Type())
+			}
+			var op cart.Op
+			if err := json.Unmarshal([]byte(v.String()), &op); err != nil {
+				return fmt.Errorf("decode op: %w", err)
+			}
+			if op.Cart != from {
+				return nil
+			}
+			op.Cart, op.Base = to, 0
+			data, err := json.Marshal(op)
+			if err != nil {
+				return fmt.Errorf("encode op %s/%d: %w", op.Client, op.Seq, err)
+			}
+			_, err = c.Update(js.ValueOf(string(data)))
+			return err
+		})
+		if err == nil {
+			err = ctx.Err() // idb answers nil when ctx ends first
+		}
+		if err != nil {
+			abort(txn)
+			return err
+		}
+		// Restamp is idempotent: running it again after a lost
+		// connection is safe even if this run committed.
+		return commit(ctx, txn)
+	})
+	if err != nil {
+		return fmt.Errorf("restamp: %w", err)
+	}
+	return nil
+}
+
 // replaces reports whether c replaces the stored cart (JSON, "" for none):
 // it does unless the stored one is a newer version of the same cart.
 func replaces(c *cart.Cart, stored string) bool {

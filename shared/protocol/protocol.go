@@ -121,7 +121,14 @@ type Message struct {
 	User string `json:"user,omitempty"`
 	// GuestCartID is the device's guest cart: on a user connection, ops
 	// made on it before login (op.cart) are applied to the user cart.
-	GuestCartID string       `json:"guest_cart_id,omitempty"`
+	GuestCartID string `json:"guest_cart_id,omitempty"`
+	// PrevCartID and MergedInto (welcome on a guest connection that was
+	// handed a new device token): the previous token's guest cart was
+	// merged at a login into the user cart MergedInto. Ops still pending
+	// on PrevCartID belong to that user cart: a client keeps them and sends
+	// them at its next login as that user, never drops them.
+	PrevCartID  string       `json:"prev_cart_id,omitempty"`
+	MergedInto  string       `json:"merged_into,omitempty"`
 	HeartbeatMS int          `json:"heartbeat_ms,omitempty"`
 	Limits      *cart.Limits `json:"limits,omitempty"`
 

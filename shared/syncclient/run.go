@@ -516,6 +516,20 @@ func (s *session) handle(data []byte) error {
 
 func (s *session) onWelcome(m *protocol.Message) error {
 	e := s.e
+	moved := m.PrevCartID != "" && m.MergedInto != ""
+	if moved {
+		// The previous guest cart was merged into a user cart at a login
+		// (in another tab, or one this device logged out of before it
+		// finished): its unsent ops belong to that user cart now, and
+		// are sent at the next login as that user.
+		if err := e.store.Restamp(s.ctx, m.PrevCartID, m.MergedInto); err != nil {
+			return fmt.Errorf("hand ops of %s to %s: %w", m.PrevCartID, m.MergedInto, err)
+		}
+		e.update(func() { e.userCarts[m.MergedInto] = true })
+		if err := e.reload(s.ctx); err != nil {
+			return err
+		}
+	}
 	if m.DeviceToken != "" && m.DeviceToken != s.token {
 		stored, err := e.store.SwapDeviceToken(s.ctx, s.token, m.DeviceToken)
 		if err != nil {
@@ -524,10 +538,9 @@ func (s *session) onWelcome(m *protocol.Message) error {
 		old := s.token
 		e.update(func() {
 			e.token = stored
-			if stored == m.DeviceToken && old != "" {
-				// A new token replaces one whose guest cart expired
-				// or was merged at a login: ops made on that cart
-				// can never be sent again.
+			if stored == m.DeviceToken && old != "" && !moved {
+				// A new token replaces one whose guest cart expired:
+				// ops made on that cart can never be sent again.
 				if gone := e.guestOfLocked(old, ""); gone != "" {
 					e.gone[gone] = true
 				}

@@ -39,6 +39,11 @@ type Storage interface {
 	// version is not stored; a c with another id replaces the stored cart.
 	// Ids not in the outbox are ignored.
 	Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error
+	// Restamp, in one transaction, moves every pending op made on cart from
+	// (op.Cart) to cart to, with Base 0, keeping its client and seq: a guest
+	// cart merged into a user cart at a login hands its unsent ops to that
+	// user cart. It is idempotent.
+	Restamp(ctx context.Context, from, to string) error
 }
 
 // Stored is the content of a Storage.
@@ -136,6 +141,21 @@ func (s *MemStorage) Confirm(ctx context.Context, c *cart.Cart, done []protocol.
 		s.ops = slices.DeleteFunc(s.ops, func(op cart.Op) bool {
 			return drop[protocol.OpID{Client: op.Client, Seq: op.Seq}]
 		})
+	}
+	return nil
+}
+
+// Restamp implements Storage.
+func (s *MemStorage) Restamp(ctx context.Context, from, to string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.ops {
+		if s.ops[i].Cart == from {
+			s.ops[i].Cart, s.ops[i].Base = to, 0
+		}
 	}
 	return nil
 }

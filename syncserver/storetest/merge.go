@@ -311,6 +311,37 @@ func testMergeNotFound(t *testing.T, s syncserver.Store) {
 	}
 }
 
+// A guest cart that never reached the store is bound to a user cart at
+// login by a Mutate that writes only its meta (an empty tombstone): Load
+// and a later Merge see the binding.
+func testMergeBoundGuest(t *testing.T, s syncserver.Store) {
+	mutate(t, s, "guest-bound", nil, func(rec *syncserver.Record) error {
+		if rec.Exists {
+			t.Error("Mutate of a missing cart: Exists = true")
+		}
+		rec.Meta.Kind = syncserver.KindGuest
+		rec.Meta.MergedInto = "user-b"
+		rec.Meta.UpdatedAt = stamp(1)
+		return nil
+	})
+	rec := load(t, s, "guest-bound")
+	if rec.Meta.MergedInto != "user-b" || rec.Cart.Version != 0 || len(rec.Cart.Lines) != 0 {
+		t.Errorf("bound guest loads as merged into %q at version %d with %d lines, want user-b, 0, 0",
+			rec.Meta.MergedInto, rec.Cart.Version, len(rec.Cart.Lines))
+	}
+	called := false
+	err := s.Merge(t.Context(), "guest-bound", "user-b", func(from, into *syncserver.Record) error {
+		called = true
+		if from.Meta.MergedInto != "user-b" {
+			t.Errorf("Merge: from.Meta.MergedInto = %q, want user-b", from.Meta.MergedInto)
+		}
+		return errBoom
+	})
+	if !called || !errors.Is(err, errBoom) {
+		t.Errorf("Merge of a bound guest: called %v, error %v; want called and errBoom", called, err)
+	}
+}
+
 // Merges of one guest cart into one user cart, racing: fn sees the
 // previous merge's commit, so the result is one merge.
 func testMergeConcurrentSame(t *testing.T, s syncserver.Store) {

@@ -67,6 +67,7 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"Merge", testMerge},
 		{"MergeErrorWritesNothing", testMergeErrorWritesNothing},
 		{"MergeNotFound", testMergeNotFound},
+		{"MergeBoundGuest", testMergeBoundGuest},
 		{"MergeConcurrentSame", testMergeConcurrentSame},
 		{"MergeOppositeDirections", testMergeOppositeDirections},
 		{"MergeDeadlineWhileLocked", testMergeDeadlineWhileLocked},

@@ -157,6 +157,32 @@ func TestStorage(t *testing.T, open func() syncclient.Storage) {
 		}
 	})
 
+	t.Run("RestampMovesOnlyThatCartsOps", func(t *testing.T) {
+		s := open()
+		for i, c := range []string{"g1", "u1", "g1", "", "g2"} {
+			_, err := s.Enqueue(ctx, "a", func(seq uint64) cart.Op {
+				op := mkop("a", cart.KindAdd, fmt.Sprint("sku-", i))(seq)
+				op.Cart = c
+				return op
+			})
+			if err != nil {
+				t.Fatalf("Enqueue: %v", err)
+			}
+		}
+		for range 2 { // idempotent
+			if err := s.Restamp(ctx, "g1", "u1"); err != nil {
+				t.Fatalf("Restamp: %v", err)
+			}
+		}
+		got := ""
+		for _, op := range load(t, s).Pending {
+			got += fmt.Sprintf("%d:%s@%d ", op.Seq, op.Cart, op.Base)
+		}
+		if want := "1:u1@0 2:u1@7 3:u1@0 4:@7 5:g2@7 "; got != want {
+			t.Errorf("after Restamp(g1, u1) the outbox is %q, want %q", got, want)
+		}
+	})
+
 	t.Run("ConfirmKeepsNewerCart", func(t *testing.T) {
 		tests := []struct {
 			name  string
