@@ -148,11 +148,16 @@ type Config struct {
 	// Heartbeat is the ping interval until the server's welcome sets it;
 	// zero means protocol.HeartbeatMillis.
 	Heartbeat time.Duration
-	// BackoffBase and BackoffCap bound the reconnection delay; zero means
-	// 500ms and 30s.
-	BackoffBase, BackoffCap time.Duration
-	// StableAfter is how long a connection must last for the backoff to
-	// start over; zero means 30s.
+	// BackoffBase, BackoffHold and BackoffCap shape the reconnection delay
+	// (full jitter): its ceiling doubles from BackoffBase up to
+	// BackoffHold, stays there for a dozen attempts, then doubles up to
+	// BackoffCap (docs/protocol.md, Reconnecting). Zero means 500ms, 5s
+	// and 30s. BackoffBase and BackoffCap also bound the retries of
+	// refused pushes and syncs.
+	BackoffBase, BackoffHold, BackoffCap time.Duration
+	// StableAfter is how long a connection must stay up after the reply
+	// to its hello for the reconnection delay to start over (a fully
+	// acknowledged push also starts it over); zero means 2s.
 	StableAfter time.Duration
 	// Resync is how long a connection may go without news of the cart (a
 	// pushed cart, an ack, a sync reply) before the engine syncs anyway: a
@@ -250,8 +255,11 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BackoffCap <= 0 {
 		cfg.BackoffCap = 30 * time.Second
 	}
+	if cfg.BackoffHold <= 0 {
+		cfg.BackoffHold = 5 * time.Second
+	}
 	if cfg.StableAfter <= 0 {
-		cfg.StableAfter = 30 * time.Second
+		cfg.StableAfter = 2 * time.Second
 	}
 	if cfg.Resync == 0 {
 		cfg.Resync = 5 * time.Minute

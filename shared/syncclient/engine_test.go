@@ -548,12 +548,13 @@ func TestReconnectBackoff(t *testing.T) {
 		srv.do(func() { srv.down = true })
 		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Rand = func() float64 { return 0.999 } })
 		start(t, e)
-		// Waits just under 0.5, 1, 2, 4, 8, 16, then 30s: 11 dials in 150s.
+		// Waits just under 0.5, 1, 2, 4, then 5s twelve times, then 10,
+		// 20 and 30s: 20 dials in 150s.
 		time.Sleep(150 * time.Second)
 		synctest.Wait()
 		srv.do(func() {
-			if srv.dials < 9 || srv.dials > 12 {
-				t.Errorf("%d dials in 150s of a server down, want about 11", srv.dials)
+			if srv.dials < 18 || srv.dials > 21 {
+				t.Errorf("%d dials in 150s of a server down, want about 20", srv.dials)
 			}
 			srv.down = false
 		})

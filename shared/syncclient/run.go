@@ -37,9 +37,10 @@ func (s *sessionError) Error() string { return s.e.Error() }
 func (s *sessionError) Unwrap() error { return s.e }
 
 // Run keeps the engine connected and syncing until ctx ends, redialling with
-// full-jitter exponential backoff, at once after SetUser. While the engine
-// needs a login (State.NeedsLogin) it does not dial until SetUser is
-// called. It returns ctx's error; ErrRunning if the engine is already
+// full-jitter exponential backoff (started over after a connection that
+// stayed healthy; at least as long as the server asked, with jitter), at
+// once after SetUser. While the engine needs a login (State.NeedsLogin) it
+// does not dial until SetUser is called. It returns ctx's error; ErrRunning if the engine is already
 // running; or the *protocol.Error that makes going on pointless:
 // unsupported_version (reload the page or update the app). Edits are still
 // queued after Run returns.
@@ -75,8 +76,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		if s.progressed {
 			attempt = 0
 		}
-		wait := backoff(attempt, e.cfg.BackoffBase, e.cfg.BackoffCap, e.cfg.Rand)
-		wait = max(wait, s.retryAfter)
+		wait := redialBackoff(attempt, e.cfg.BackoffBase, e.cfg.BackoffHold, e.cfg.BackoffCap, e.cfg.Rand)
+		if s.retryAfter > 0 {
+			// The server asked (going away, overloaded): at least that
+			// long, plus up to half again, so that clients told the
+			// same delay do not come back together.
+			wait = max(wait, s.retryAfter+time.Duration(e.cfg.Rand()*float64(s.retryAfter/2)))
+		}
 		attempt++
 		e.log.Info("sync connection ended", logErr, err, logWait, wait)
 		e.setStatus(Offline)
@@ -249,7 +255,6 @@ func (s *session) run(ctx context.Context) error {
 	s.ping = time.NewTicker(s.hb)
 	defer s.ping.Stop()
 	s.silence = time.NewTimer(s.silenceLimit())
-	s.stableFor = time.NewTimer(e.cfg.StableAfter)
 	s.deadline = time.NewTimer(s.silenceLimit())
 
 	for {
@@ -349,6 +354,10 @@ func (s *session) step() error {
 	}
 	if !s.ready {
 		return nil
+	}
+	if s.stableFor == nil && !s.progressed {
+		// Healthy once it stays up a while after the hello reply.
+		s.stableFor = time.NewTimer(e.cfg.StableAfter)
 	}
 	if err := e.dropGone(s.ctx); err != nil { // ops queued on a gone cart meanwhile
 		return err
@@ -799,7 +808,7 @@ func (s *session) choose(policy cart.Policy) (rerr, err error) {
 func fatal(code protocol.ErrorCode) bool {
 	switch code {
 	case protocol.ErrUnsupportedVersion, protocol.ErrHelloRequired, protocol.ErrUnauthorized,
-		protocol.ErrTokenExpired, protocol.ErrForbidden:
+		protocol.ErrTokenExpired, protocol.ErrForbidden, protocol.ErrGoingAway:
 		return true
 	}
 	return false
