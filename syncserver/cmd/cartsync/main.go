@@ -85,6 +85,8 @@ type Main struct {
 	PurgeInterval   time.Duration
 	CacheTTL        time.Duration
 	ShutdownTimeout time.Duration
+	ShutdownSpread  time.Duration
+	MaxHellos       int
 	LogLevel        slog.Level
 	Logger          *slog.Logger
 
@@ -111,6 +113,8 @@ func NewMain() *Main {
 		RedisPrefix:     "cartsync:",
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
+		ShutdownSpread:  2 * time.Second,
+		MaxHellos:       64,
 		DefaultPolicy:   "merge",
 		GuestRetention:  30 * 24 * time.Hour,
 		PurgeInterval:   time.Hour,
@@ -149,6 +153,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.GuestRetention, "guest-retention", envDuration(getenv, "CARTSYNC_GUEST_RETENTION", m.GuestRetention), "how long a guest cart is kept after its last change (CARTSYNC_GUEST_RETENTION)")
 	fs.DurationVar(&m.UserRetention, "user-retention", envDuration(getenv, "CARTSYNC_USER_RETENTION", m.UserRetention), "how long a user cart is kept after its last change; 0 keeps them (CARTSYNC_USER_RETENTION)")
 	fs.DurationVar(&m.PurgeInterval, "purge-interval", envDuration(getenv, "CARTSYNC_PURGE_INTERVAL", m.PurgeInterval), "how often expired carts are purged; 0 disables the job (CARTSYNC_PURGE_INTERVAL)")
+	fs.IntVar(&m.MaxHellos, "max-hellos", envInt(getenv, "CARTSYNC_MAX_HELLOS", m.MaxHellos), "hellos handled at once; past it a hello waits up to 1s, then is told to retry in 1-3s (CARTSYNC_MAX_HELLOS)")
+	fs.DurationVar(&m.ShutdownSpread, "shutdown-spread", envDuration(getenv, "CARTSYNC_SHUTDOWN_SPREAD", m.ShutdownSpread), "on SIGTERM, close connections spread over this long and ask clients back spread over the same length after it; negative closes all at once (CARTSYNC_SHUTDOWN_SPREAD)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -269,6 +275,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		DefaultPolicy:  cart.Policy(m.DefaultPolicy),
 		GuestRetention: m.GuestRetention,
 		UserRetention:  m.UserRetention,
+		MaxHellos:      m.MaxHellos,
+		ShutdownSpread: m.ShutdownSpread,
 	})
 	if err != nil {
 		return err
