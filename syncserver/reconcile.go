@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"fmt"
 	"time"
 
 	"cartsync/shared/cart"
@@ -22,17 +23,41 @@ type outcome struct {
 // client resends from the expected seq); otherwise the op is applied or
 // rejected, and either way its seq is recorded so it never blocks the ops
 // behind it.
+//
+// Two exceptions bound what a cart records for client ids (see
+// docs/semantics.md, "Client ids per cart"). A client id new to the cart
+// gets a seq recorded only once one of its ops is applied: rejected ops of
+// an unknown client id cannot block anything (an unknown id may start at
+// any seq), so pushes that change nothing leave nothing behind. And a cart
+// records at most lim.MaxClients client ids: past that, ops of a new client
+// id are rejected with too_many_clients. Client ids are never forgotten,
+// so a duplicate of an applied op is always recognized.
 func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now time.Time) *outcome {
 	out := &outcome{from: rec.Cart.Version, results: []protocol.Result{}}
 	if rec.Seqs == nil {
 		rec.Seqs = map[string]uint64{}
 	}
+	maxClients := lim.MaxClients
+	if maxClients <= 0 {
+		maxClients = cart.DefaultLimits.MaxClients
+	}
+	// fresh holds the client ids the cart had no seq for before this
+	// batch, true once one of their ops was applied.
+	fresh := map[string]bool{}
+	for _, op := range ops {
+		if rec.Seqs[op.Client] == 0 {
+			fresh[op.Client] = false
+		}
+	}
+	reject := func(op cart.Op, err *cart.Error) {
+		out.results = append(out.results, protocol.Result{
+			Client: op.Client, Seq: op.Seq, Status: protocol.StatusRejected, Version: rec.Cart.Version, Error: err,
+		})
+	}
 	for _, op := range ops {
 		if err := op.ValidateIdentity(); err != nil {
 			// Without a valid identity the op has no seq to record.
-			out.results = append(out.results, protocol.Result{
-				Client: op.Client, Seq: op.Seq, Status: protocol.StatusRejected, Version: rec.Cart.Version, Error: err,
-			})
+			reject(op, err)
 			continue
 		}
 		last, known := rec.Seqs[op.Client]
@@ -56,18 +81,35 @@ func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now t
 			break
 		}
 		rec.Seqs[op.Client] = op.Seq
+		applied, isFresh := fresh[op.Client]
+		newClient := isFresh && !applied
+		if newClient && rec.Cart.Clients >= maxClients {
+			reject(op, &cart.Error{Code: cart.CodeTooManyClients, Message: fmt.Sprintf(
+				"this cart takes edits from at most %d client ids, and this one is new", maxClients)})
+			continue
+		}
+		// Apply normalizes the op; the log keeps what was applied.
+		op = op.Normalized()
 		warns, err := rec.Cart.Apply(op, device, lim)
 		if err != nil {
-			out.results = append(out.results, protocol.Result{
-				Client: op.Client, Seq: op.Seq, Status: protocol.StatusRejected, Version: rec.Cart.Version, Error: err,
-			})
+			reject(op, err)
 			continue
+		}
+		if newClient {
+			fresh[op.Client] = true
+			rec.Cart.Clients++
 		}
 		out.results = append(out.results, protocol.Result{
 			Client: op.Client, Seq: op.Seq, Status: protocol.StatusApplied, Version: rec.Cart.Version, Warnings: warns,
 		})
 		out.by = append(out.by, protocol.OpID{Client: op.Client, Seq: op.Seq})
 		rec.Appended = append(rec.Appended, Change{Version: rec.Cart.Version, Op: op, Warnings: warns, At: now})
+	}
+	// Unknown client ids none of whose ops was applied leave no seq.
+	for c, applied := range fresh {
+		if !applied {
+			delete(rec.Seqs, c)
+		}
 	}
 	if len(out.by) > 0 {
 		rec.Meta.UpdatedAt = now

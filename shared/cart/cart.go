@@ -20,6 +20,10 @@ type Limits struct {
 	// MaxContribs bounds the per-line history kept for remove semantics.
 	// It is server bookkeeping and not sent to clients.
 	MaxContribs int `json:"-"`
+	// MaxClients bounds the client ids a cart keeps a seq for (see
+	// Cart.Clients); zero means the default. Server bookkeeping, not sent
+	// to clients.
+	MaxClients int `json:"-"`
 }
 
 // DefaultLimits are the limits used when none are configured.
@@ -33,6 +37,7 @@ var DefaultLimits = Limits{
 	MaxImage:     2048,
 	MaxPrice:     1_000_000_000_00, // one billion in minor units
 	MaxContribs:  32,
+	MaxClients:   10_000,
 }
 
 // Details are a line's display fields. They are a snapshot taken when the
@@ -70,6 +75,10 @@ type Cart struct {
 	ID      string  `json:"id"`
 	Version uint64  `json:"version"`
 	Lines   []*Line `json:"lines"`
+	// Clients counts the client ids the server records a seq for on this
+	// cart, to hold them to Limits.MaxClients. Server bookkeeping: it is
+	// not sent to clients.
+	Clients int `json:"clients,omitempty"`
 }
 
 // Line returns the line with the given key, or nil.
@@ -107,7 +116,7 @@ func (c *Cart) Clone() *Cart {
 	if c == nil {
 		return nil
 	}
-	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines))}
+	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Clients: c.Clients}
 	for i, l := range c.Lines {
 		out.Lines[i] = l.clone()
 	}
@@ -117,6 +126,7 @@ func (c *Cart) Clone() *Cart {
 // Public returns a deep copy without server bookkeeping, as sent to clients.
 func (c *Cart) Public() *Cart {
 	out := c.Clone()
+	out.Clients = 0
 	for _, l := range out.Lines {
 		l.Contribs = nil
 	}

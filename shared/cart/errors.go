@@ -9,12 +9,13 @@ type Code string
 // Rejection codes. An operation rejected with one of these changed nothing.
 const (
 	CodeInvalidOp       Code = "invalid_op"       // unknown kind, missing identity
-	CodeInvalidSKU      Code = "invalid_sku"      // empty, too long or not printable
+	CodeInvalidSKU      Code = "invalid_sku"      // empty, too long, control or invisible characters
 	CodeInvalidOptions  Code = "invalid_options"  // too many, too long, empty key
 	CodeInvalidQuantity Code = "invalid_quantity" // negative, zero where not allowed, absurd
 	CodeInvalidDetails  Code = "invalid_details"  // name, image or price out of bounds
 	CodeLineNotFound    Code = "line_not_found"   // set or details on a line the cart does not have
 	CodeTooManyLines    Code = "too_many_lines"   // the cart has the maximum number of lines
+	CodeTooManyClients  Code = "too_many_clients" // the cart keeps seqs for the maximum number of client ids; only known ones may edit
 )
 
 // Warning codes. An operation with a warning was applied, adjusted as said.

@@ -21,7 +21,8 @@ import (
 //
 // Besides the interface's doc comments, the suite pins these semantics:
 //   - Record.Seqs is never nil and holds exactly the clients asked for;
-//     a seq fn sets for a client it did not ask about is stored too.
+//     a seq fn sets for a client it did not ask about is stored too, and a
+//     client fn deletes from Seqs is not written.
 //   - A Mutate whose fn returns nil creates the cart even if fn changed
 //     nothing; a fn that sets Cart to nil makes Mutate fail, writing nothing.
 //   - Times (Meta.UpdatedAt, Change.At) are kept to the millisecond; a zero
@@ -75,6 +76,7 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"PurgeLimit", testPurgeLimit},
 		{"PurgeTombstones", testPurgeTombstones},
 		{"PurgeRacesMutate", testPurgeRacesMutate},
+		{"ClientIDsBounded", testClientIDsBounded},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
