@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	"cartsync/shared/protocol"
 )
@@ -86,4 +87,7 @@ type Identity struct {
 	Token  string // the device token, set when newly issued
 	User   string // the user id, when a user token was verified
 	CartID string // the cart it may read and edit
+	// Expires is when the user token's access ends (zero: no end known).
+	// Open connections lose access then, as a new hello would.
+	Expires time.Time
 }

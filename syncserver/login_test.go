@@ -262,6 +262,41 @@ func TestTwentyConcurrentLoginsMergeOnce(t *testing.T) {
 	}
 }
 
+// A message on a connection whose user token has expired since hello is
+// answered token_expired (with its id), applies nothing, and ends the
+// connection.
+func TestTokenExpiryEnforcedOnMessages(t *testing.T) {
+	st := memstore.New()
+	clk := &clock{t: time.Now()}
+	srv, err := syncserver.New(context.Background(), syncserver.Config{Store: st, Users: windowUsers{}, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	dev := guestWith(t, hs, "g0")
+	c := dial(t, hs)
+	c.login("c1", dev, untilToken("ivy", time.Minute), "")
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p1", Ops: []cart.Op{addOp("c1", 1, "A", 1)}})
+	c.expect(protocol.TypeAck)
+	clk.add(2 * time.Minute)
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p2", Ops: []cart.Op{addOp("c1", 2, "B", 1)}})
+	m := c.read()
+	for m.Type == protocol.TypeCart { // the push of p1's change
+		m = c.read()
+	}
+	if m.Type != protocol.TypeError || m.Error.Code != protocol.ErrTokenExpired || m.ID != "p2" {
+		t.Fatalf("got %s %+v (id %q), want token_expired for p2", m.Type, m.Error, m.ID)
+	}
+	if _, _, err := c.conn.Read(t.Context()); err == nil {
+		t.Error("the connection stayed open after token_expired")
+	}
+	rec, err := st.Load(context.Background(), syncserver.UserCartID("ivy"), nil)
+	if err != nil || qty(rec.Cart, "B") != 0 || qty(rec.Cart, "A") != 1 {
+		t.Errorf("user cart = %+v (%v), want A=1 and no B", rec, err)
+	}
+}
+
 func TestReplayAfterMergeDoesNotDouble(t *testing.T) {
 	_, hs, st, _ := newLoginServer(t, cart.PolicyMerge)
 	devA := guestWith(t, hs, "a0", "A", 3) // a0 seq 1 applied to the guest cart

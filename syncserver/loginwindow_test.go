@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,30 @@ func (windowUsers) VerifyUser(_ context.Context, tok string) (string, error) {
 		return u, nil
 	}
 	return "", protocol.Errorf(protocol.ErrUnauthorized, "bad user token")
+}
+
+// VerifyUserUntil accepts "until:<unix ms>:<id>" as a token of user id
+// that expires then, and the tokens of VerifyUser as never expiring.
+func (windowUsers) VerifyUserUntil(ctx context.Context, tok string) (string, time.Time, error) {
+	rest, ok := strings.CutPrefix(tok, "until:")
+	if !ok {
+		u, err := windowUsers{}.VerifyUser(ctx, tok)
+		return u, time.Time{}, err
+	}
+	ms, user, _ := strings.Cut(rest, ":")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil || user == "" {
+		return "", time.Time{}, protocol.Errorf(protocol.ErrUnauthorized, "bad user token")
+	}
+	until := time.UnixMilli(n)
+	if !time.Now().Before(until) {
+		return "", time.Time{}, protocol.Errorf(protocol.ErrTokenExpired, "user token expired: log in again")
+	}
+	return user, until, nil
+}
+
+func untilToken(user string, d time.Duration) string {
+	return fmt.Sprintf("until:%d:%s", time.Now().Add(d).UnixMilli(), user)
 }
 
 // link is a device's network: it can be cut, which closes its connections
@@ -345,4 +370,37 @@ func testLogoutDuringLogin(t *testing.T, st syncserver.Store) {
 		t.Fatal(err)
 	}
 	w.check(e, "lou", "a=1 b=1 c=1")
+}
+
+// A connection opened with a user token loses the user's access when the
+// token expires, though pings keep it open: the engine is told
+// token_expired, keeps the edits made since, and sends them after a fresh
+// login.
+func TestTokenExpiresOnOpenConnection(t *testing.T) {
+	w := newWindowEnv(t, memstore.New())
+	l := &link{url: w.url}
+	e := w.tab(syncclient.NewMemStorage(), l)
+	if err := e.SetUser(untilToken("esme", 400*time.Millisecond), ""); err != nil {
+		t.Fatal(err)
+	}
+	w.add(e, "a")
+	w.settle(e, "esme")
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.Snapshot().NeedsLogin {
+		if time.Now().After(deadline) {
+			t.Fatalf("the engine was never told its token expired: %+v", e.Snapshot())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := e.Snapshot().LastError; got == nil || got.Code != protocol.ErrTokenExpired {
+		t.Errorf("last error = %v, want token_expired", got)
+	}
+	w.add(e, "b") // kept while logged out of the server
+	if st := e.Snapshot(); st.Pending != 1 || lineSummary(st.Cart) != "a=1 b=1" {
+		t.Errorf("after expiry the engine shows %q with %d pending, want a=1 b=1 with 1", lineSummary(st.Cart), st.Pending)
+	}
+	if err := e.SetUser(untilToken("esme", time.Hour), ""); err != nil {
+		t.Fatal(err)
+	}
+	w.check(e, "esme", "a=1 b=1")
 }

@@ -154,6 +154,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		now:      cfg.Now,
 		tokens:   tokens{key: key},
 		metrics:  m,
+		ipl:      ipl,
+		origins:  origins,
 		sem:      make(chan struct{}, cfg.MaxInflight),
 		hellos:   newHelloGate(cfg.MaxHellos),
 		sessions: map[*session]struct{}{},
@@ -265,10 +267,25 @@ type UserVerifier interface {
 	VerifyUser(ctx context.Context, token string) (string, error)
 }
 
+// ExpiringUserVerifier is a UserVerifier whose tokens expire. With one, the
+// server ends a user's access on connections opened with a token when the
+// token expires: the client is told token_expired, as at hello.
+type ExpiringUserVerifier interface {
+	UserVerifier
+	// VerifyUserUntil is VerifyUser that also returns when the token
+	// stops being accepted (zero for never).
+	VerifyUserUntil(ctx context.Context, token string) (user string, until time.Time, err error)
+}
+
 // authenticate resolves a device token (issuing one when empty) and an
 // optional user token to the identity they grant: the device's guest cart,
 // or the user's cart when a valid user token is given.
 func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string) (Identity, *protocol.Error) {
+	if deviceToken == "" {
+		if perr := s.allowNewDevice(ctx); perr != nil {
+			return Identity{}, perr
+		}
+	}
 	id, perr := s.authenticateDevice(deviceToken)
 	if perr != nil || userToken == "" {
 		return id, perr

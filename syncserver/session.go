@@ -33,7 +33,12 @@ type session struct {
 	done  chan struct{} // closed when the reader has finished
 	wrote chan struct{} // closed when the writer has finished
 	bye   chan struct{} // closed when the writer should close after what is queued
-	once  sync.Once     // the going_away is queued once
+	once  sync.Once     // the last error (going_away, token_expired) is queued once
+	// byeStatus and byeReason close the connection after bye; set before
+	// bye is closed.
+	byeStatus websocket.StatusCode
+	byeReason string
+	expiry    *time.Timer // ends a user's access when the user token expires
 
 	id     Identity
 	client string
@@ -54,7 +59,19 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, protocol.Errorf(protocol.ErrOverloaded, "server is shutting down"))
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if !s.originAllowed(r) {
+		s.httpError(w, protocol.Errorf(protocol.ErrForbidden, "origin %q may not open the websocket", r.Header.Get("Origin")))
+		return
+	}
+	release, perr := s.ipl.acquireConn(requestAddr(r.Context()))
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	defer release()
+	// The origin was checked above, whole; the library's check would
+	// compare hosts only.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.log.Info("websocket accept", "err", err)
 		return
@@ -95,6 +112,9 @@ func (ss *session) readLoop(ctx context.Context) {
 	s := ss.srv
 	closeStatus, closeReason := websocket.StatusGoingAway, "closing"
 	defer func() {
+		if ss.expiry != nil {
+			ss.expiry.Stop()
+		}
 		if ss.joined {
 			s.hub.leave(ss.id.CartID, ss)
 		}
@@ -178,15 +198,35 @@ func (ss *session) shutdown(retryAfter time.Duration) {
 // goAway queues a going_away error with the retry delay, once, and has the
 // writer close the connection after it.
 func (ss *session) goAway() {
+	ss.mu.Lock()
+	wait := ss.retryAfter
+	ss.mu.Unlock()
+	e := protocol.Errorf(protocol.ErrGoingAway, "server restarting; reconnect after retry_after_ms")
+	e.RetryAfterMS = int(wait / time.Millisecond)
+	ss.leave("", e, websocket.StatusGoingAway, "server restarting")
+}
+
+// leave queues a last error, once per connection, and has the writer close
+// the connection with status after it.
+func (ss *session) leave(reqID string, e *protocol.Error, status websocket.StatusCode, reason string) {
 	ss.once.Do(func() {
-		ss.mu.Lock()
-		wait := ss.retryAfter
-		ss.mu.Unlock()
-		e := protocol.Errorf(protocol.ErrGoingAway, "server restarting; reconnect after retry_after_ms")
-		e.RetryAfterMS = int(wait / time.Millisecond)
-		ss.fail("", e)
+		ss.byeStatus, ss.byeReason = status, reason
+		ss.fail(reqID, e)
 		close(ss.bye)
 	})
+}
+
+// tokenExpired reports whether the user token of the connection has
+// expired; if so it tells the client, as a hello with it would be told,
+// and ends the connection. reqID is the message it answers, if any.
+func (ss *session) tokenExpired(reqID string) bool {
+	exp := ss.id.Expires
+	if ss.id.User == "" || exp.IsZero() || ss.srv.now().Before(exp) {
+		return false
+	}
+	ss.leave(reqID, protocol.Errorf(protocol.ErrTokenExpired, "user token expired: log in again"),
+		websocket.StatusPolicyViolation, "user token expired")
+	return true
 }
 
 // handle processes one message; false means it was bad.
@@ -212,6 +252,9 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 			return false
 		}
 		return ss.hello(ctx, m)
+	}
+	if ss.tokenExpired(m.ID) {
+		return true // not a bad message; the connection ends
 	}
 	switch m.Type {
 	case protocol.TypePush:
@@ -284,6 +327,18 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	ss.sendSnapshot(ctx, m.ID, []string{m.Client})
 	if merged != nil {
 		s.publish(ctx, id.CartID, merged)
+	}
+	if id.User != "" && !id.Expires.IsZero() {
+		// Pings keep a connection open for ever: the token's end ends
+		// the user's access on it too, even while it is idle.
+		var t *time.Timer
+		t = time.AfterFunc(time.Hour, func() {
+			if !ss.tokenExpired("") { // the server's clock is behind the timer's
+				t.Reset(max(id.Expires.Sub(s.now()), time.Millisecond))
+			}
+		})
+		t.Reset(max(id.Expires.Sub(s.now()), 0))
+		ss.expiry = t
 	}
 	return true
 }
@@ -412,7 +467,7 @@ func (ss *session) writeLoop() {
 			// Close waits for the peer's close frame, which ends the
 			// reader.
 			drain()
-			ss.conn.Close(websocket.StatusGoingAway, "server restarting")
+			ss.conn.Close(ss.byeStatus, ss.byeReason)
 			return
 		}
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	Audience string
 	// Issuer, when set, must equal the token's "iss".
 	Issuer string
+	// RequireAudienceIssuer makes New fail when public keys or a JWKS URL
+	// are set without both Audience and Issuer; without it New only warns.
+	RequireAudienceIssuer bool
 	// Leeway is the clock skew tolerated on exp, nbf and iat; zero means
 	// DefaultLeeway, a negative value none.
 	Leeway time.Duration
@@ -61,6 +64,7 @@ type Verifier struct {
 	static []publicKey
 	remote *remoteKeys // nil without a JWKS URL
 	parser *jwt.Parser
+	leeway time.Duration
 	log    *slog.Logger
 
 	stop      context.CancelFunc
@@ -68,7 +72,7 @@ type Verifier struct {
 	closeOnce sync.Once
 }
 
-var _ syncserver.UserVerifier = (*Verifier)(nil)
+var _ syncserver.ExpiringUserVerifier = (*Verifier)(nil)
 
 // New returns a Verifier for cfg. It reads the key file and fetches the JWKS
 // URL now, so a misconfiguration fails at start; Close stops the background
@@ -91,9 +95,20 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	case leeway < 0:
 		leeway = 0
 	}
-	v := &Verifier{secret: bytes.Clone(cfg.HS256Secret), log: cfg.Logger}
+	v := &Verifier{secret: bytes.Clone(cfg.HS256Secret), log: cfg.Logger, leeway: leeway}
 	if v.log == nil {
 		v.log = slog.Default()
+	}
+	if shared := cfg.PublicKeyFile != "" || cfg.JWKSURL != ""; shared && (cfg.Audience == "" || cfg.Issuer == "") {
+		// Public keys are often an identity provider's, shared by many
+		// applications: without aud and iss, a token it issued for any of
+		// them logs in here.
+		if cfg.RequireAudienceIssuer {
+			return nil, errors.New("auth: public keys or a JWKS URL need both an audience and an issuer (required by configuration)")
+		}
+		v.log.Warn("USER TOKENS ARE NOT BOUND TO THIS APPLICATION: public keys or a JWKS URL are set without both an audience and an issuer, "+
+			"so a token the same identity provider issued for another application logs in here; set the audience and the issuer, "+
+			"and require them (see docs/operations.md)", "audience", cfg.Audience, "issuer", cfg.Issuer)
 	}
 
 	if cfg.PublicKeyFile != "" {
@@ -176,11 +191,18 @@ func (v *Verifier) Close() error {
 // *protocol.Error: token_expired for an expired token, unauthorized for
 // anything else.
 func (v *Verifier) VerifyUser(ctx context.Context, token string) (string, error) {
+	user, _, err := v.VerifyUserUntil(ctx, token)
+	return user, err
+}
+
+// VerifyUserUntil is VerifyUser that also returns when the token stops
+// being accepted: its exp plus the leeway.
+func (v *Verifier) VerifyUserUntil(ctx context.Context, token string) (string, time.Time, error) {
 	if token == "" {
-		return "", unauthorized("missing user token")
+		return "", time.Time{}, unauthorized("missing user token")
 	}
 	if len(token) > MaxTokenBytes {
-		return "", unauthorized("user token too large")
+		return "", time.Time{}, unauthorized("user token too large")
 	}
 	var c claims
 	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -188,9 +210,13 @@ func (v *Verifier) VerifyUser(ctx context.Context, token string) (string, error)
 	})
 	if err != nil {
 		v.log.Debug("user token refused", logKeyErr, err)
-		return "", refusal(err)
+		return "", time.Time{}, refusal(err)
 	}
-	return c.Subject, nil
+	var until time.Time
+	if c.ExpiresAt != nil { // always, as exp is required
+		until = c.ExpiresAt.Add(v.leeway)
+	}
+	return c.Subject, until, nil
 }
 
 // Reasons keyFor refuses a token; jwt reports them as unverifiable.
