@@ -497,6 +497,9 @@ func mergeModel(user, guest *cart.Cart, p cart.Policy, lim cart.Limits) (string,
 	}
 	switch p {
 	case cart.PolicyReplace:
+		if len(guest.Lines) == 0 {
+			break // an emptied guest cart never empties the user's
+		}
 		w.Replaced = len(lines)
 		lines = nil
 		for _, g := range guest.Lines {

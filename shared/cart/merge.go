@@ -62,6 +62,11 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 	case PolicyKeep:
 		return res, nil
 	case PolicyReplace:
+		if len(guest.Lines) == 0 {
+			// Nothing to replace the user's cart with: an emptied guest
+			// cart never empties an account.
+			return res, nil
+		}
 		res.Replaced = len(c.Lines)
 		c.Lines = nil
 		for _, g := range guest.Lines {

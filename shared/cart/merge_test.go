@@ -40,7 +40,7 @@ func TestMergePolicies(t *testing.T) {
 		{"merge clamps the sum with a warning", []any{"A", 8}, []any{"A", 7}, PolicyMerge, "A=10", true, CodeQuantityClamped, 0, 1},
 		{"merge over the line limit warns", []any{"A", 1, "B", 1, "C", 1}, []any{"D", 1}, PolicyMerge, "A=1 B=1 C=1", false, CodeLinesDropped, 0, 0},
 		{"replace overlapping", []any{"A", 2, "B", 1}, []any{"A", 3}, PolicyReplace, "A=3", true, "", 1, 0},
-		{"replace with empty guest empties", []any{"A", 2}, nil, PolicyReplace, "", true, "", 0, 0},
+		{"replace with empty guest changes nothing", []any{"A", 2}, nil, PolicyReplace, "A=2", false, "", 0, 0},
 		{"replace both empty changes nothing", nil, nil, PolicyReplace, "", false, "", 0, 0},
 		{"keep overlapping", []any{"A", 2}, []any{"A", 3, "C", 1}, PolicyKeep, "A=2", false, "", 0, 0},
 		{"keep empty user", nil, []any{"A", 3}, PolicyKeep, "", false, "", 0, 0},
