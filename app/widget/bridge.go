@@ -29,6 +29,9 @@ const (
 	// codeInternal is a failure of the widget itself, such as local
 	// storage that cannot be written.
 	codeInternal = "internal"
+	// codeSuperseded: a later login or logout replaced this one before
+	// the server answered it.
+	codeSuperseded = "superseded"
 )
 
 // Bridge methods.
@@ -464,6 +467,31 @@ func mergeOf(mi *protocol.MergeInfo) mergeData {
 	return out
 }
 
+// Statuses of the result of login and logout.
+const (
+	loginDone   = "done"   // the server answered: the cart shown is the account's (login) or this device's (logout)
+	loginQueued = "queued" // no answer yet (offline): it is presented at the next connection, and events follow
+)
+
+// loginData is the result of login and logout.
+type loginData struct {
+	Status string `json:"status"`
+	// Merge is what the login merge did (the merge event's data), null
+	// when there was nothing to report, while queued, and for logout.
+	Merge *mergeData `json:"merge"`
+	Cart  cartData   `json:"cart"`
+}
+
+// loginOf returns the result of a login or logout the server answered.
+func loginOf(r syncclient.LoginResult) loginData {
+	out := loginData{Status: loginDone, Cart: cartOf(r.State)}
+	if r.Merge != nil {
+		m := mergeOf(r.Merge)
+		out.Merge = &m
+	}
+	return out
+}
+
 type replyError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -473,11 +501,17 @@ type replyError struct {
 func errorOf(err error) replyError {
 	var ce *cart.Error
 	var be *bridgeError
+	var pe *protocol.Error
 	switch {
 	case errors.As(err, &ce):
 		return replyError{Code: string(ce.Code), Message: ce.Message}
 	case errors.As(err, &be):
 		return replyError{Code: be.code, Message: be.message}
+	case errors.As(err, &pe):
+		// The server's refusal, such as token_expired for a login.
+		return replyError{Code: string(pe.Code), Message: pe.Message}
+	case errors.Is(err, syncclient.ErrSuperseded):
+		return replyError{Code: codeSuperseded, Message: "a later login or logout replaced this one before the cart server answered"}
 	}
 	return replyError{Code: codeInternal, Message: err.Error()}
 }

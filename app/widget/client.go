@@ -314,10 +314,29 @@ func (c *client) onMessage(_ app.Value, args []app.Value) any {
 	}
 	c.jobs.push(func(ctx context.Context) {
 		result, err := c.exec(ctx, req)
+		if answer, ok := result.(later); ok {
+			// Waiting for the server: off the queue, so that the
+			// requests behind it are not held up.
+			c.ctx.Async(func() {
+				result, err := answer(c.run)
+				c.post(encodeReply(req.id, result, err))
+			})
+			return
+		}
 		c.post(encodeReply(req.id, result, err))
 	})
 	return nil
 }
+
+// loginWait bounds the wait for the server's answer to a login or logout
+// (embed.js gives up on a request after 15 s); without one by then, it is
+// answered as queued. A variable for the tests.
+var loginWait = 10 * time.Second
+
+// later is the result of a request answered once something else happened
+// (the server answered a login): exec has done its part, in order with the
+// other requests, and the reply is the function's.
+type later func(ctx context.Context) (any, error)
 
 // stringify returns JSON.stringify(v); false if it throws (cycles, BigInt).
 func stringify(v app.Value) (s string, ok bool) {
@@ -392,18 +411,21 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.applyTheme(props)
 		return true, nil
 	case methodLogin:
-		// The engine reconnects with the token at once; the merge and
-		// the user's cart follow as events.
-		if err := eng.SetUser(call.token, call.policy); err != nil {
+		// The engine reconnects with the token at once; the reply
+		// waits for the server's answer. The merge and the user's cart
+		// are also told as events.
+		uw, err := eng.SetUserWait(call.token, call.policy)
+		if err != nil {
 			return nil, badRequest("%v", err)
 		}
-		return true, nil
+		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil
 	case methodLogout:
 		// The server gives this device a fresh guest cart at the next
 		// hello; the user's cart stays on the server, and edits made on
 		// it and not sent yet are kept for the user's next login.
 		before := eng.Snapshot()
-		if err := eng.SetUser("", ""); err != nil {
+		uw, err := eng.SetUserWait("", "")
+		if err != nil {
 			return nil, err
 		}
 		c.dispatch(func(app.Context) {
@@ -412,13 +434,47 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 				c.w.addNote(noteSignedOut)
 			}
 		})
-		return true, nil
+		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	c.edited()
 	return cartOf(eng.Snapshot()), nil
+}
+
+// loginAnswer waits for the server's answer to a login or logout: the
+// account's cart and what the login merge did, or the server's refusal of
+// the user token (token_expired, unauthorized). Offline, or without an
+// answer within loginWait, it answers queued: the engine presents the login
+// at its next connection, and the events tell the outcome.
+func (c *client) loginAnswer(ctx context.Context, eng *syncclient.Engine, uw *syncclient.UserWait) (any, error) {
+	queued := func() (any, error) {
+		return loginData{Status: loginQueued, Cart: cartOf(eng.Snapshot())}, nil
+	}
+	if browserOffline() {
+		return queued()
+	}
+	wctx, cancel := context.WithTimeout(ctx, loginWait)
+	defer cancel()
+	r, err := uw.Wait(wctx)
+	switch {
+	case err == nil:
+		return loginOf(r), nil
+	case wctx.Err() != nil && ctx.Err() == nil:
+		return queued()
+	}
+	return nil, err
+}
+
+// browserOffline reports whether the browser knows it has no network.
+func browserOffline() bool {
+	nav := app.Window().Get("navigator")
+	if !nav.Truthy() {
+		return false
+	}
+	on := nav.Get("onLine")
+	return on.Type() == app.TypeBoolean && !on.Bool()
 }
 
 // ackNotices tells the engine that the shopper saw the notices.

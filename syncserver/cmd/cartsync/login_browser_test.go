@@ -33,11 +33,13 @@ func startLoginServer(t *testing.T) *cartServer {
 	m := NewMain()
 	args := []string{
 		"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-web", repoWeb(t),
-		"-demo-addr", "127.0.0.1:0", "-auth-hs256-secret", loginSecret,
+		"-demo-addr", "127.0.0.1:0",
 	}
 	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
+	m.demoSecret = []byte(loginSecret) // the demo never runs with a real key
+
 	m.Auth.Leeway = -1 // none
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
@@ -54,6 +56,18 @@ func startLoginServer(t *testing.T) *cartServer {
 func signUser(t *testing.T, user string, ttl time.Duration) string {
 	t.Helper()
 	tok, err := auth.NewHS256Signer([]byte(loginSecret)).Sign(user, ttl, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// expiredUser signs a user token that expired an hour ago.
+func expiredUser(t *testing.T, user string) string {
+	t.Helper()
+	s := auth.NewHS256Signer([]byte(loginSecret))
+	s.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	tok, err := s.Sign(user, time.Hour, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,10 +120,18 @@ func addAll(tb *tab, lines map[string]int) {
 	}
 }
 
+// loginResult is what cartsync.login and cartsync.logout resolve with.
+type loginResult struct {
+	Status string      `json:"status"`
+	Merge  *mergeEvent `json:"merge"`
+	Cart   hostCart    `json:"cart"`
+}
+
 // loginAs fetches a token for user from the demo storefront's backend (ttl
 // "" for its default) and logs the cart in with policy ("" for the
-// server's default). It returns when cartsync.login has resolved.
-func loginAs(tb *tab, user, ttl, policy string) {
+// server's default). It returns what cartsync.login resolved with, once
+// the server answered.
+func loginAs(tb *tab, user, ttl, policy string) loginResult {
 	tb.t.Helper()
 	q := "user=" + user
 	if ttl != "" {
@@ -119,12 +141,13 @@ func loginAs(tb *tab, user, ttl, policy string) {
 	if policy != "" {
 		opts = "{policy: " + jsArgs([]any{policy}) + "}"
 	}
-	ok := eval[bool](tb, `fetch('/demo-token?`+q+`')
+	r := eval[loginResult](tb, `fetch('/demo-token?`+q+`')
 		.then((r) => { if (!r.ok) throw new Error('demo-token: ' + r.status); return r.json(); })
 		.then((j) => cartsync.login(j.token, `+opts+`))`)
-	if !ok {
-		tb.t.Fatalf("%s: cartsync.login did not resolve with true", tb.name)
+	if r.Status != "done" || !strings.HasPrefix(r.Cart.ID, "u_") {
+		tb.t.Fatalf("%s: cartsync.login resolved with %+v, want status done on the user's cart", tb.name, r)
 	}
+	return r
 }
 
 // mergeEvent is the data of the bridge's merge event.
@@ -230,7 +253,13 @@ func TestBrowserLoginMerge(t *testing.T) {
 			recordMerges(tb)
 
 			start := time.Now()
-			loginAs(tb, "alice", "", tt.policy)
+			lr := loginAs(tb, "alice", "", tt.policy)
+			// Resolved once the server answered: with the merge and
+			// the merged cart.
+			if m := lr.Merge; m == nil || m.Status != "merged" || m.Policy != tt.policy || m.Items != tt.items || m.Version != 3 ||
+				lr.Cart.ID != userID || lr.Cart.Version != 3 || !maps.Equal(lr.Cart.quantities(), tt.want) {
+				t.Errorf("cartsync.login resolved with %+v (merge %+v), want the %s merge and the merged cart at version 3", lr, lr.Merge, tt.policy)
+			}
 			waitFor(t, b, "the login's "+tt.policy+" on device B", func(s syncclient.State) bool {
 				return maps.Equal(engineQuantities(s.Cart), tt.want) && s.Confirmed == 3
 			})
@@ -261,8 +290,8 @@ func TestBrowserLoginMerge(t *testing.T) {
 
 			// Logout: this device gets a fresh guest cart; the user's cart
 			// stays on the server, and on device B.
-			if !eval[bool](tb, `cartsync.logout()`) {
-				t.Fatal("cartsync.logout did not resolve with true")
+			if out := eval[loginResult](tb, `cartsync.logout()`); out.Status != "done" || !strings.HasPrefix(out.Cart.ID, "g_") || out.Cart.ID == guest.ID || out.Merge != nil {
+				t.Fatalf("cartsync.logout resolved with %+v, want status done on a fresh guest cart", out)
 			}
 			c = waitCart(tb, "a fresh guest cart after the logout", 10*time.Second, func(c hostCart) bool {
 				return strings.HasPrefix(c.ID, "g_") && c.ID != guest.ID && synced(c)
@@ -308,7 +337,9 @@ func TestBrowserLoginChoose(t *testing.T) {
 	addAll(tb, guestLines)
 	guestID := waitSynced(tb, guestLines).ID
 	recordMerges(tb)
-	loginAs(tb, "alice", "", "choose")
+	if lr := loginAs(tb, "alice", "", "choose"); lr.Merge == nil || lr.Merge.Status != "choose" || lr.Merge.Policy != "choose" {
+		t.Errorf("cartsync.login with choose resolved with merge %+v, want status choose", lr.Merge)
+	}
 
 	var v choiceView
 	deadline := time.Now().Add(10 * time.Second)
@@ -450,4 +481,11 @@ func TestBrowserLoginTokenExpiry(t *testing.T) {
 		t.Errorf("the guest cart changed: %s v%d, was %s v%d", recordQuantities(rec), rec.Cart.Version, guestBefore, guestVersion)
 	}
 	waitWidgetText(tb, srv.origin(), "as its status after the new login", statusLine, "Saved to your account")
+
+	// A token the server refuses rejects the login with the server's
+	// code, and the widget asks for a new login.
+	if code := eval[string](tb, `cartsync.login(`+jsArgs([]any{expiredUser(t, "alice")})+`).then(() => 'resolved', (e) => e.code)`); code != "token_expired" {
+		t.Errorf("cartsync.login with an expired token: %s, want rejected with token_expired", code)
+	}
+	waitStatus(tb, "login")
 }
