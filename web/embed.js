@@ -390,6 +390,10 @@
     cart: () => request('cart', []),
     open: () => request('open', []),
     close: () => request('close', []),
+    // login and logout resolve with {status, merge, cart} once the cart
+    // server answered ('done'), or 'queued' offline (the widget answers
+    // within 10 s, before REPLY_TIMEOUT); login rejects with the server's
+    // code (token_expired, unauthorized) when it refuses the token.
     login: (token, options) => request('login', [token, options && options.policy != null ? { policy: options.policy } : {}]),
     logout: () => request('logout', []),
     // theme() sends the --cartsync-* properties of the mount element again
