@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -376,5 +378,59 @@ func TestConcurrentVerify(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// Public keys are often an identity provider's, shared by many
+// applications: without aud and iss a token issued for another one logs in.
+// New warns loudly, or refuses when told to require them; an HS256 secret
+// is this application's own and needs neither.
+func TestAudienceIssuerWithPublicKeys(t *testing.T) {
+	file := writeFile(t, "keys.pem", pemPublic(t, keys().edA.Public()))
+	tests := []struct {
+		name     string
+		cfg      Config
+		wantErr  bool
+		wantWarn bool
+	}{
+		{"public keys, neither", Config{PublicKeyFile: file}, false, true},
+		{"public keys, audience only", Config{PublicKeyFile: file, Audience: "shop"}, false, true},
+		{"public keys, both", Config{PublicKeyFile: file, Audience: "shop", Issuer: "idp"}, false, false},
+		{"required, neither", Config{PublicKeyFile: file, RequireAudienceIssuer: true}, true, false},
+		{"required, issuer only", Config{PublicKeyFile: file, Issuer: "idp", RequireAudienceIssuer: true}, true, false},
+		{"required, both", Config{PublicKeyFile: file, Audience: "shop", Issuer: "idp", RequireAudienceIssuer: true}, false, false},
+		{"hs256 secret, neither", Config{HS256Secret: []byte(strings.Repeat("s", MinSecretBytes)), RequireAudienceIssuer: true}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			tt.cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			v, err := New(t.Context(), tt.cfg)
+			if err == nil {
+				v.Close()
+			}
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("New error = %v, want error %v", err, tt.wantErr)
+			}
+			if warned := strings.Contains(logs.String(), "level=WARN"); warned != tt.wantWarn {
+				t.Errorf("warned %v, want %v; logs: %s", warned, tt.wantWarn, logs.String())
+			}
+		})
+	}
+}
+
+// VerifyUserUntil returns when the token stops being accepted: exp plus
+// the leeway, so that open connections end when a new hello would fail.
+func TestVerifyUserUntil(t *testing.T) {
+	clk := newClock()
+	v := newVerifier(t, Config{HS256Secret: []byte(strings.Repeat("s", MinSecretBytes)), Leeway: 5 * time.Second, Now: clk.Now})
+	tok := mint(t, map[string]any{"alg": "HS256", "typ": "JWT"}, tokenClaims(nil), hmacWith([]byte(strings.Repeat("s", MinSecretBytes))))
+	exp := t0.Add(5 * time.Minute).Unix()
+	user, until, err := v.VerifyUserUntil(t.Context(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Unix(exp, 0).Add(5 * time.Second); user != "user-1" || !until.Equal(want) {
+		t.Errorf("VerifyUserUntil = %q until %v, want user-1 until %v", user, until, want)
 	}
 }

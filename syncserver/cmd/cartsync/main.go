@@ -100,8 +100,11 @@ type Main struct {
 	demoLn   net.Listener
 	verifier *auth.Verifier
 	signer   *auth.Signer
-	stop     context.CancelFunc
-	bg       sync.WaitGroup
+	// demoSecret, in tests, is the demo storefront's signing secret
+	// instead of a random one.
+	demoSecret []byte
+	stop       context.CancelFunc
+	bg         sync.WaitGroup
 }
 
 // NewMain returns a Main with defaults.
@@ -148,6 +151,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.Auth.JWKSURL, "auth-jwks-url", env("CARTSYNC_AUTH_JWKS_URL", ""), "JWKS URL of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_JWKS_URL)")
 	fs.StringVar(&m.Auth.Audience, "auth-audience", env("CARTSYNC_AUTH_AUDIENCE", ""), "required aud of user tokens, if set (CARTSYNC_AUTH_AUDIENCE)")
 	fs.StringVar(&m.Auth.Issuer, "auth-issuer", env("CARTSYNC_AUTH_ISSUER", ""), "required iss of user tokens, if set (CARTSYNC_AUTH_ISSUER)")
+	fs.BoolVar(&m.Auth.RequireAudienceIssuer, "auth-require-aud-iss", envBool(getenv, "CARTSYNC_AUTH_REQUIRE_AUD_ISS", false), "refuse to start when public keys or a JWKS URL are set without both -auth-audience and -auth-issuer; without it, start with a loud warning (CARTSYNC_AUTH_REQUIRE_AUD_ISS)")
 	fs.DurationVar(&m.Auth.Leeway, "auth-leeway", envDuration(getenv, "CARTSYNC_AUTH_LEEWAY", 0), "allowed clock skew on user tokens' exp, nbf and iat; 0 means 30s (CARTSYNC_AUTH_LEEWAY)")
 	fs.StringVar(&m.DefaultPolicy, "default-merge-policy", env("CARTSYNC_DEFAULT_MERGE_POLICY", m.DefaultPolicy), "login merge policy when the storefront names none: merge, replace, keep or choose (CARTSYNC_DEFAULT_MERGE_POLICY)")
 	fs.DurationVar(&m.GuestRetention, "guest-retention", envDuration(getenv, "CARTSYNC_GUEST_RETENTION", m.GuestRetention), "how long a guest cart is kept after its last change (CARTSYNC_GUEST_RETENTION)")
@@ -179,6 +183,20 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 func envInt(getenv func(string) string, name string, def int) int {
 	if n, err := strconv.Atoi(getenv(name)); err == nil {
 		return n
+	}
+	return def
+}
+
+func envBool(getenv func(string) string, name string, def bool) bool {
+	if b, err := strconv.ParseBool(getenv(name)); err == nil {
+		return b
+	}
+	return def
+}
+
+func envFloat(getenv func(string) string, name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(getenv(name), 64); err == nil {
+		return f
 	}
 	return def
 }
@@ -240,6 +258,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else {
 		m.bus = syncserver.NewMemBus()
 	}
+	if m.DemoAddr != "" && (len(m.Auth.HS256Secret) > 0 || m.Auth.PublicKeyFile != "" || m.Auth.JWKSURL != "") {
+		// The demo storefront hands anyone a valid token for any user:
+		// with a real key it would open every real account.
+		return errors.New("demo storefront: refusing to start with a real user-token key (-auth-hs256-secret, -auth-public-key-file or -auth-jwks-url); the demo signs its own tokens and is never for production")
+	}
 	if m.DemoAddr != "" {
 		m.demoLn, err = net.Listen("tcp", m.DemoAddr)
 		if err != nil {
@@ -247,10 +270,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.AllowedOrigins = append(m.AllowedOrigins, "http://"+m.demoLn.Addr().String())
 	}
-	if len(m.Auth.HS256Secret) == 0 && m.demoLn != nil && m.Auth.PublicKeyFile == "" && m.Auth.JWKSURL == "" {
-		// The demo storefront signs its demo users' tokens itself.
-		m.Auth.HS256Secret = make([]byte, 32)
-		rand.Read(m.Auth.HS256Secret)
+	if m.demoLn != nil {
+		// The demo storefront signs its demo users' tokens itself, with
+		// a secret made up now (tests may name it).
+		m.Auth.HS256Secret = m.demoSecret
+		if m.Auth.HS256Secret == nil {
+			m.Auth.HS256Secret = make([]byte, 32)
+			rand.Read(m.Auth.HS256Secret)
+		}
 	}
 	if len(m.Auth.HS256Secret) > 0 {
 		m.signer = auth.NewHS256Signer(m.Auth.HS256Secret)

@@ -282,3 +282,33 @@ func postOps(t *testing.T, base, tok string, ops ...cart.Op) syncserver.OpsRespo
 	}
 	return out
 }
+
+// The demo storefront hands anyone a token for any user: it refuses to
+// start beside a real user-token key, whichever kind.
+func TestDemoRefusesRealUserTokenKeys(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "keys.pem")
+	if err := os.WriteFile(keyFile, []byte("not read: the demo check comes first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"hs256":   {"-auth-hs256-secret", strings.Repeat("k", 32)},
+		"keyfile": {"-auth-public-key-file", keyFile},
+		"jwks":    {"-auth-jwks-url", "http://127.0.0.1:1/jwks.json"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := NewMain()
+			args = append([]string{"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-demo-addr", "127.0.0.1:0"}, args...)
+			if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+				t.Fatal(err)
+			}
+			err := m.Run(context.Background())
+			if err == nil {
+				m.Close(context.Background())
+				t.Fatal("the demo started beside a real user-token key")
+			}
+			if !strings.Contains(err.Error(), "demo storefront") {
+				t.Errorf("error = %v, want the demo's refusal", err)
+			}
+		})
+	}
+}
