@@ -79,9 +79,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		wait := redialBackoff(attempt, e.cfg.BackoffBase, e.cfg.BackoffHold, e.cfg.BackoffCap, e.cfg.Rand)
 		if s.retryAfter > 0 {
 			// The server asked (going away, overloaded): at least that
-			// long, plus up to half again, so that clients told the
-			// same delay do not come back together.
-			wait = max(wait, s.retryAfter+time.Duration(e.cfg.Rand()*float64(s.retryAfter/2)))
+			// long, plus a jitter of up to half of it or BackoffBase,
+			// whichever is less, so that clients told the same delay
+			// do not come back together.
+			jitter := min(s.retryAfter/2, e.cfg.BackoffBase)
+			wait = max(wait, s.retryAfter+time.Duration(e.cfg.Rand()*float64(jitter)))
 		}
 		attempt++
 		e.log.Info("sync connection ended", logErr, err, logWait, wait)
