@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,16 +14,18 @@ import (
 )
 
 // routes lays out the endpoints. docs/protocol.md and docs/openapi.yaml
-// describe them.
+// describe them. Every one is held to the per-address request rate
+// (IPLimits); the websocket also to the connection limit, and new devices
+// to the issuance rate.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/sync", s.serveSync)
-	mux.HandleFunc("POST /v1/devices", s.serveNewDevice)
-	mux.HandleFunc("GET /v1/cart", s.serveCart)
-	mux.HandleFunc("POST /v1/cart/ops", s.serveOps)
-	mux.HandleFunc("GET /v1/cart/changes", s.serveChanges)
-	mux.HandleFunc("POST /v1/login", s.serveLogin)
-	mux.HandleFunc("POST /v1/login/choose", s.serveChoose)
+	mux.HandleFunc("GET /v1/sync", s.guard(s.serveSync))
+	mux.HandleFunc("POST /v1/devices", s.guard(s.serveNewDevice))
+	mux.HandleFunc("GET /v1/cart", s.guard(s.serveCart))
+	mux.HandleFunc("POST /v1/cart/ops", s.guard(s.serveOps))
+	mux.HandleFunc("GET /v1/cart/changes", s.guard(s.serveChanges))
+	mux.HandleFunc("POST /v1/login", s.guard(s.serveLogin))
+	mux.HandleFunc("POST /v1/login/choose", s.guard(s.serveChoose))
 	return mux
 }
 
@@ -135,9 +136,9 @@ func (s *Server) loginRequest(w http.ResponseWriter, r *http.Request) (Identity,
 		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "login needs X-Cartsync-User: <user token>"))
 		return id, req, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
-	if err != nil {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "body exceeds %d bytes", maxLoginBody))
+	body, perr := s.readBody(w, r, maxLoginBody)
+	if perr != nil {
+		s.httpError(w, perr)
 		return id, req, false
 	}
 	if len(body) > 0 {
@@ -169,6 +170,10 @@ type ErrorResponse struct {
 }
 
 func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
+	if perr := s.allowNewDevice(r.Context()); perr != nil {
+		s.httpError(w, perr)
+		return
+	}
 	id, perr := s.authenticateDevice("")
 	if perr != nil {
 		s.httpError(w, perr)
@@ -219,9 +224,9 @@ func (s *Server) serveOps(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, protocol.MaxMessageBytes))
-	if err != nil {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "body exceeds %d bytes", protocol.MaxMessageBytes))
+	body, perr := s.readBody(w, r, protocol.MaxMessageBytes)
+	if perr != nil {
+		s.httpError(w, perr)
 		return
 	}
 	var req OpsRequest
@@ -327,6 +332,8 @@ func HTTPStatus(code protocol.ErrorCode) int {
 		return http.StatusConflict
 	case protocol.ErrOverloaded:
 		return http.StatusServiceUnavailable
+	case protocol.ErrRateLimited:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

@@ -27,10 +27,16 @@ type Config struct {
 	Bus Bus
 	// Limits on carts; zero means cart.DefaultLimits.
 	Limits cart.Limits
-	// OriginPatterns are the origins, besides the server's own, allowed to
-	// open the websocket from a browser (host patterns as in
-	// websocket.AcceptOptions, e.g. "shop.example.com", "*.example.com").
+	// OriginPatterns are host patterns, besides the server's own host,
+	// allowed to open the websocket from a browser, as in
+	// websocket.AcceptOptions ("shop.example.com", "*.example.com"). They
+	// ignore the scheme: prefer AllowedOrigins.
 	OriginPatterns []string
+	// AllowedOrigins are the browser origins, besides the server's own,
+	// allowed to open the websocket: "scheme://host[:port]", compared
+	// whole (an http:// page does not pass for https://); the host may
+	// start with "*." for any subdomain. New checks them.
+	AllowedOrigins []string
 	// Heartbeat is the ping interval clients are told to use.
 	Heartbeat time.Duration
 	// MaxInflight bounds concurrent batches being applied; past it the
@@ -61,6 +67,9 @@ type Config struct {
 	// UserRetention is how long a user cart is kept after its last
 	// change; zero keeps user carts.
 	UserRetention time.Duration
+	// IPLimits bound the connections, requests and new devices of one
+	// client address; zero values take generous defaults.
+	IPLimits IPLimits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Registerer receives the metrics; nil means a private registry.
@@ -79,6 +88,8 @@ type Server struct {
 	tokens  tokens
 	hub     *hub
 	metrics *metrics
+	ipl     *ipLimiter
+	origins []origin
 	mux     *http.ServeMux
 	sem     chan struct{}
 	hellos  *helloGate
@@ -144,6 +155,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	ipl, err := newIPLimiter(cfg.IPLimits, cfg.Now, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	origins, err := parseOrigins(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("syncserver: %w", err)
 	}
 	s := &Server{
 		cfg:      cfg,

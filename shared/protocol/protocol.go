@@ -217,6 +217,7 @@ const (
 	ErrOverloaded         ErrorCode = "overloaded"          // retry after RetryAfterMS
 	ErrGoingAway          ErrorCode = "going_away"          // the server closes the connection: reconnect after RetryAfterMS
 	ErrInternal           ErrorCode = "internal"            // a server fault; retry
+	ErrRateLimited        ErrorCode = "rate_limited"        // too many connections or requests from one address: retry after RetryAfterMS
 )
 
 // Error is a protocol error as sent on the wire.
@@ -242,6 +243,8 @@ func Errorf(code ErrorCode, format string, args ...any) *Error {
 // Retryable reports whether sending the same thing again later can succeed.
 func Retryable(code ErrorCode) bool {
 	switch code {
+	case ErrRateLimited:
+		return true
 	case ErrOutOfOrder, ErrOverloaded, ErrGoingAway, ErrInternal:
 		return true
 	}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -87,6 +88,7 @@ type Main struct {
 	ShutdownTimeout time.Duration
 	ShutdownSpread  time.Duration
 	MaxHellos       int
+	IPLimits        syncserver.IPLimits
 	LogLevel        slog.Level
 	Logger          *slog.Logger
 
@@ -159,6 +161,14 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.PurgeInterval, "purge-interval", envDuration(getenv, "CARTSYNC_PURGE_INTERVAL", m.PurgeInterval), "how often expired carts are purged; 0 disables the job (CARTSYNC_PURGE_INTERVAL)")
 	fs.IntVar(&m.MaxHellos, "max-hellos", envInt(getenv, "CARTSYNC_MAX_HELLOS", m.MaxHellos), "hellos handled at once; past it a hello waits up to 1s, then is told to retry in 1-3s (CARTSYNC_MAX_HELLOS)")
 	fs.DurationVar(&m.ShutdownSpread, "shutdown-spread", envDuration(getenv, "CARTSYNC_SHUTDOWN_SPREAD", m.ShutdownSpread), "on SIGTERM, close connections spread over this long and ask clients back spread over the same length after it; negative closes all at once (CARTSYNC_SHUTDOWN_SPREAD)")
+	fs.IntVar(&m.IPLimits.MaxConns, "max-conns-per-ip", envInt(getenv, "CARTSYNC_MAX_CONNS_PER_IP", m.IPLimits.MaxConns), "open websockets per client address (IPv6: per /64); 0 means 2000, negative no limit (CARTSYNC_MAX_CONNS_PER_IP)")
+	fs.Float64Var(&m.IPLimits.Rate, "rate-per-ip", envFloat(getenv, "CARTSYNC_RATE_PER_IP", m.IPLimits.Rate), "sustained HTTP requests (websocket upgrades included) per second per client address; 0 means 100, negative no limit (CARTSYNC_RATE_PER_IP)")
+	fs.IntVar(&m.IPLimits.Burst, "burst-per-ip", envInt(getenv, "CARTSYNC_BURST_PER_IP", m.IPLimits.Burst), "HTTP requests one client address may make at once; 0 means 2000 (CARTSYNC_BURST_PER_IP)")
+	fs.Float64Var(&m.IPLimits.DeviceRate, "devices-per-ip", envFloat(getenv, "CARTSYNC_DEVICES_PER_IP", m.IPLimits.DeviceRate), "sustained new device tokens per second per client address; 0 means 10, negative no limit (CARTSYNC_DEVICES_PER_IP)")
+	fs.IntVar(&m.IPLimits.DeviceBurst, "device-burst-per-ip", envInt(getenv, "CARTSYNC_DEVICE_BURST_PER_IP", m.IPLimits.DeviceBurst), "new device tokens one client address may get at once; 0 means 1000 (CARTSYNC_DEVICE_BURST_PER_IP)")
+	fs.DurationVar(&m.IPLimits.BodyTimeout, "body-timeout", envDuration(getenv, "CARTSYNC_BODY_TIMEOUT", m.IPLimits.BodyTimeout), "time a client has to send a request body; 0 means 30s (CARTSYNC_BODY_TIMEOUT)")
+	var proxies string
+	fs.StringVar(&proxies, "trusted-proxies", env("CARTSYNC_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For names the client address for the per-address limits; empty ignores the header (CARTSYNC_TRUSTED_PROXIES)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -167,6 +177,21 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	m.Auth.HS256Secret = []byte(secret)
+	m.IPLimits.TrustedProxies = nil
+	for _, p := range strings.Split(proxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return fmt.Errorf("trusted proxy %q: not an address or CIDR block", p)
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		m.IPLimits.TrustedProxies = append(m.IPLimits.TrustedProxies, pfx.Masked())
+	}
 	if err := m.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("log level: %w", err)
 	}
@@ -201,6 +226,13 @@ func envFloat(getenv func(string) string, name string, def float64) float64 {
 	return def
 }
 
+func envFloat(getenv func(string) string, name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(getenv(name), 64); err == nil {
+		return f
+	}
+	return def
+}
+
 func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(getenv(name)); err == nil {
 		return d
@@ -208,14 +240,23 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 	return def
 }
 
-// originHosts turns origins into the host patterns websocket.Accept takes.
-func originHosts(origins []string) []string {
-	var out []string
-	for _, o := range origins {
-		o = strings.TrimPrefix(strings.TrimPrefix(o, "https://"), "http://")
-		out = append(out, strings.TrimSuffix(o, "/"))
-	}
-	return out
+// HTTP server timeouts. A websocket is past them: the server clears a
+// connection's deadlines when the websocket takes it over.
+const (
+	// readHeaderTimeout bounds receiving a request's headers.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds receiving a whole request, body included (the
+	// sync API also bounds a body by -body-timeout).
+	readTimeout = time.Minute
+	// idleTimeout closes a keep-alive connection without a request.
+	idleTimeout = 2 * time.Minute
+)
+
+// newHTTPServer returns a server for h with the timeouts above, so that a
+// client sending headers or a body a byte at a time, or holding idle
+// connections, cannot keep them open for long.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout}
 }
 
 // Run opens the stores and starts serving; it returns once listening.
@@ -295,7 +336,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.sync, err = syncserver.New(ctx, syncserver.Config{
 		Store:          m.store,
 		Bus:            m.bus,
-		OriginPatterns: originHosts(m.AllowedOrigins),
+		AllowedOrigins: m.AllowedOrigins,
+		IPLimits:       m.IPLimits,
 		Registerer:     reg,
 		Logger:         m.Logger,
 		Users:          users,
@@ -334,11 +376,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		mux.Handle("/", ui)
 	}
 	if m.demoLn != nil {
-		m.demo = &http.Server{Handler: webui.Demo(m.WebDir, m.URL(), m.signer), ReadHeaderTimeout: 10 * time.Second}
+		m.demo = newHTTPServer(webui.Demo(m.WebDir, m.URL(), m.signer))
 		go m.demo.Serve(m.demoLn)
 		m.Logger.Info("demo storefront", "url", "http://"+m.demoLn.Addr().String())
 	}
-	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.http = newHTTPServer(mux)
 	go func() {
 		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("serve", "err", err)
