@@ -5,6 +5,11 @@
 // latency. The first device of each cart edits in a closed loop (edit, wait
 // for the ack, edit); the second device of a shared cart watches for each
 // edit to arrive.
+//
+// With -scenario restart it measures a graceful restart instead: it starts
+// the server binary (-server-bin, -server-args) itself, and reports how
+// long the clients take to come back and acknowledge an edit after SIGTERM
+// (see restart.go).
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -36,6 +42,12 @@ type config struct {
 	think    time.Duration
 	pgURL    string
 	pgConns  int
+
+	scenario   string
+	serverBin  string
+	serverArgs string
+	editors    int
+	timeout    time.Duration
 }
 
 func main() {
@@ -48,7 +60,31 @@ func main() {
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
 	flag.IntVar(&c.pgConns, "postgres-conns", 16, "connections for the Postgres baseline: the server's pool size")
+	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return")
+	flag.StringVar(&c.serverBin, "server-bin", "", "restart: the cartsync binary to start, restart and stop, on the address of -server")
+	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
+	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
+	flag.DurationVar(&c.timeout, "timeout", time.Minute, "restart: how long the clients may take to come back")
 	flag.Parse()
+	if c.scenario == "restart" {
+		u, err := url.Parse(c.server)
+		if err != nil || c.serverBin == "" {
+			fmt.Fprintln(os.Stderr, "restart needs -server-bin and an http:// -server")
+			os.Exit(2)
+		}
+		if c.editors < 0 || c.editors > c.clients {
+			c.editors = c.clients
+		}
+		err = runRestart(context.Background(), restartConfig{
+			bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(),
+			clients: c.clients, editors: c.editors, timeout: c.timeout,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.carts > c.clients || c.carts < 1 || c.clients > 2*c.carts {
 		fmt.Fprintln(os.Stderr, "need carts <= clients <= 2*carts")
 		os.Exit(2)

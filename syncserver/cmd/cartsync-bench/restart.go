@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+// The restart scenario: the bench starts the server itself, connects
+// -clients engines (one cart each) and has each edit once, so that every
+// one is connected and acking; then it restarts the server gracefully
+// (SIGTERM, wait for it to exit, start it again on the same address) and
+// measures how long until every client is back (its hello answered) and
+// until the edit each makes while disconnected is acknowledged. It counts
+// what the clients were told (going_away, overloaded, internal errors),
+// their failed dials, and the server's warnings and errors (cache timeouts
+// among them).
+
+type restartConfig struct {
+	bin     string   // the server binary
+	args    []string // its arguments, -addr excluded
+	addr    string   // host:port
+	logDir  string   // where the server's stderr goes
+	clients int
+	editors int           // clients that edit while disconnected
+	timeout time.Duration // how long the clients may take to come back
+}
+
+// client is one engine of the restart scenario and what happened to it.
+type client struct {
+	e       *syncclient.Engine
+	editor  bool
+	watch   atomic.Bool   // the restart began: watch for the disconnect
+	offline chan struct{} // closed when it went offline after the restart began
+	once    sync.Once
+	mu      sync.Mutex
+	backAt  time.Time // hello answered again
+	ackedAt time.Time // the offline edit acknowledged
+	failed  error
+}
+
+func (c *client) onChange(s syncclient.State) {
+	if !c.watch.Load() {
+		return
+	}
+	if s.Status == syncclient.Offline {
+		c.once.Do(func() { close(c.offline) })
+		return
+	}
+	select {
+	case <-c.offline:
+	default:
+		return
+	}
+	if s.Status == syncclient.Syncing || s.Status == syncclient.Synced {
+		c.mu.Lock()
+		if c.backAt.IsZero() {
+			c.backAt = time.Now()
+		}
+		c.mu.Unlock()
+	}
+}
+
+// logCounter counts the engines' log records: why connections ended and
+// what the server said.
+type logCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (l *logCounter) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelInfo }
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *logCounter) WithGroup(string) slog.Handler                 { return l }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	key := ""
+	switch r.Message {
+	case "sync connection ended":
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" {
+				key = "connection ended: " + classify(a.Value.String())
+			}
+			return true
+		})
+	case "error from the server":
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "code" {
+				key = "server said: " + a.Value.String()
+			}
+			return true
+		})
+	default:
+		return nil
+	}
+	l.mu.Lock()
+	l.counts[key]++
+	l.mu.Unlock()
+	return nil
+}
+
+func classify(err string) string {
+	switch {
+	case strings.Contains(err, "dial"):
+		return "dial failed"
+	case strings.Contains(err, "going_away"):
+		return "going_away"
+	case strings.Contains(err, "overloaded"):
+		return "overloaded"
+	case strings.Contains(err, "did not answer"):
+		return "request timed out"
+	case strings.Contains(err, "nothing heard"):
+		return "silent server"
+	}
+	if len(err) > 60 {
+		err = err[:60]
+	}
+	return "other (" + err + ")"
+}
+
+// server is one run of the server binary.
+type server struct {
+	cmd *exec.Cmd
+	log string
+}
+
+func startServer(ctx context.Context, rc restartConfig, n int) (*server, time.Time, error) {
+	logPath := fmt.Sprintf("%s/server-%d.log", rc.logDir, n)
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	cmd := exec.Command(rc.bin, append([]string{"-addr", rc.addr}, rc.args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return nil, time.Time{}, err
+	}
+	s := &server{cmd: cmd, log: logPath}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + rc.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, time.Now(), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return s, time.Time{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return s, time.Time{}, fmt.Errorf("server %d not ready within 30s; see %s", n, logPath)
+}
+
+func (s *server) stop() error {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	return s.cmd.Wait()
+}
+
+// logSummary counts a server log's warnings and errors by message, and
+// those about a timeout.
+func logSummary(path string) (map[string]int, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	timeouts := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Level, Msg, Err string
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || (rec.Level != "WARN" && rec.Level != "ERROR") {
+			continue
+		}
+		counts[rec.Level+" "+rec.Msg]++
+		if e := strings.ToLower(rec.Err); strings.Contains(e, "timeout") || strings.Contains(e, "deadline") {
+			timeouts++
+		}
+	}
+	return counts, timeouts, sc.Err()
+}
+
+func runRestart(ctx context.Context, rc restartConfig) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if ln, err := net.Listen("tcp", rc.addr); err != nil {
+		return fmt.Errorf("address %s is taken: %w", rc.addr, err)
+	} else {
+		ln.Close()
+	}
+	srv, _, err := startServer(ctx, rc, 1)
+	if srv != nil {
+		defer func() {
+			if srv.cmd.ProcessState == nil {
+				srv.cmd.Process.Kill()
+				srv.cmd.Wait()
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	logs := &logCounter{counts: map[string]int{}}
+	logger := slog.New(logs)
+	wsURL := (&url.URL{Scheme: "ws", Host: rc.addr, Path: "/v1/sync"}).String()
+
+	clients := make([]*client, rc.clients)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	setup := time.Now()
+	for i := range clients {
+		c := &client{editor: i < rc.editors, offline: make(chan struct{})}
+		e, err := syncclient.New(syncclient.Config{
+			Storage:  syncclient.NewMemStorage(),
+			Dial:     syncclient.WebsocketDialer(wsURL),
+			Logger:   logger,
+			OnChange: c.onChange,
+		})
+		if err != nil {
+			return err
+		}
+		c.e = e
+		clients[i] = c
+		wg.Add(1)
+		go func() { defer wg.Done(); e.Run(ctx) }()
+		if i%200 == 199 {
+			time.Sleep(50 * time.Millisecond) // don't open every socket at once
+		}
+	}
+	// Every client is connected; every editor edits once and is
+	// acknowledged.
+	for tick := 0; ; tick++ {
+		synced := 0
+		for _, c := range clients {
+			if c.e.Snapshot().Status == syncclient.Synced {
+				synced++
+			}
+		}
+		if synced == len(clients) {
+			break
+		}
+		if tick%10 == 9 {
+			logs.mu.Lock()
+			fmt.Printf("setup: %d of %d connected after %s; %v\n", synced, len(clients), time.Since(setup).Round(time.Second), logs.counts)
+			logs.mu.Unlock()
+		}
+		if time.Since(setup) > 3*time.Minute {
+			return fmt.Errorf("%d of %d clients connected within 3 minutes", synced, len(clients))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var warm sync.WaitGroup
+	var warmErrs atomic.Int64
+	for i, c := range clients {
+		if !c.editor {
+			continue
+		}
+		warm.Add(1)
+		go func() {
+			defer warm.Done()
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			err := c.e.Add(wctx, fmt.Sprintf("SKU-%d", i%7), nil, 1, &cart.Details{Name: "warm-up", Price: 1299, Currency: "EUR"})
+			if err == nil {
+				err = c.e.Flush(wctx)
+			}
+			if err != nil {
+				warmErrs.Add(1)
+			}
+		}()
+	}
+	warm.Wait()
+	if n := warmErrs.Load(); n > 0 {
+		return fmt.Errorf("%d of %d clients were not acknowledged before the restart", n, rc.clients)
+	}
+	fmt.Printf("setup: %d clients connected, %d of them edited and acknowledged, in %s\n", rc.clients, rc.editors, time.Since(setup).Round(time.Millisecond))
+	time.Sleep(3 * time.Second) // every connection healthy for a while
+	logs.mu.Lock()
+	clear(logs.counts)
+	logs.mu.Unlock()
+
+	// Each editor edits as soon as it is disconnected and waits for the ack.
+	var edits sync.WaitGroup
+	for i, c := range clients {
+		c.watch.Store(true)
+		if !c.editor {
+			continue
+		}
+		edits.Add(1)
+		go func() {
+			defer edits.Done()
+			select {
+			case <-c.offline:
+			case <-ctx.Done():
+				return
+			}
+			ectx, cancel := context.WithTimeout(ctx, rc.timeout)
+			defer cancel()
+			err := c.e.Add(ectx, fmt.Sprintf("SKU-%d", i%7), nil, 1, nil)
+			if err == nil {
+				err = c.e.Flush(ectx)
+			}
+			c.mu.Lock()
+			if err != nil {
+				c.failed = err
+			} else {
+				c.ackedAt = time.Now()
+			}
+			c.mu.Unlock()
+		}()
+	}
+
+	t0 := time.Now()
+	if err := srv.stop(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("stop the server: %w", err)
+		}
+		fmt.Printf("first server exited with %v\n", err)
+	}
+	exited := time.Now()
+	srv2, ready, err := startServer(ctx, rc, 2)
+	if srv2 != nil {
+		defer func() {
+			if srv2.cmd.ProcessState == nil {
+				srv2.stop()
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+
+	// Wait until every client is back and every edit answered.
+	deadline := t0.Add(rc.timeout)
+	for time.Now().Before(deadline) {
+		done := 0
+		for _, c := range clients {
+			c.mu.Lock()
+			if !c.backAt.IsZero() && (!c.editor || !c.ackedAt.IsZero() || c.failed != nil) {
+				done++
+			}
+			c.mu.Unlock()
+		}
+		if done == len(clients) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	var back, acked []time.Duration
+	var notBack, notAcked, failed int
+	for _, c := range clients {
+		c.mu.Lock()
+		if c.backAt.IsZero() {
+			notBack++
+		} else {
+			back = append(back, c.backAt.Sub(t0))
+		}
+		if c.editor {
+			switch {
+			case c.failed != nil:
+				failed++
+			case c.ackedAt.IsZero():
+				notAcked++
+			default:
+				acked = append(acked, c.ackedAt.Sub(t0))
+			}
+		}
+		c.mu.Unlock()
+	}
+	cancel()
+	edits.Wait()
+
+	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+	fmt.Printf("restart: SIGTERM at 0; old server exited at %s; new server ready at %s\n", sec(exited.Sub(t0)), sec(ready.Sub(t0)))
+	fmt.Printf("clients back (hello answered), from SIGTERM: p50 %s, p99 %s, last %s; %d of %d back, %d not back within %s\n",
+		sec(pct(back, 0.5)), sec(pct(back, 0.99)), sec(pct(back, 1)), len(back), rc.clients, notBack, rc.timeout)
+	fmt.Printf("edits made while disconnected acknowledged, from SIGTERM: p50 %s, p99 %s, last %s; %d of %d acknowledged, %d failed, %d unanswered\n",
+		sec(pct(acked, 0.5)), sec(pct(acked, 0.99)), sec(pct(acked, 1)), len(acked), rc.editors, failed, notAcked)
+	fmt.Printf("all back and acking %s after the new server was ready\n", sec(max(pct(back, 1), pct(acked, 1))-ready.Sub(t0)))
+	logs.mu.Lock()
+	keys := make([]string, 0, len(logs.counts))
+	for k := range logs.counts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Println("client events during the restart:")
+	for _, k := range keys {
+		fmt.Printf("  %s: %d\n", k, logs.counts[k])
+	}
+	logs.mu.Unlock()
+	srv2.stop()
+	var self syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	cpu := func(p *os.ProcessState) string { return sec(p.UserTime() + p.SystemTime()) }
+	fmt.Printf("CPU time: old server %s, new server %s, this load generator %s (whole run)\n",
+		cpu(srv.cmd.ProcessState), cpu(srv2.cmd.ProcessState), sec(time.Duration(self.Utime.Nano()+self.Stime.Nano())))
+	for _, s := range []*server{srv, srv2} {
+		counts, timeouts, err := logSummary(s.log)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("server log %s: %d warnings and errors about a timeout", s.log, timeouts)
+		for k, n := range counts {
+			fmt.Printf("; %s: %d", k, n)
+		}
+		fmt.Println()
+	}
+	if notBack > 0 || failed > 0 || notAcked > 0 {
+		return fmt.Errorf("%d clients not back, %d edits failed, %d unanswered", notBack, failed, notAcked)
+	}
+	return nil
+}
