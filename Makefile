@@ -43,6 +43,14 @@ wasm: ## Build web/app.wasm (+ .br, .gz) and copy wasm_exec.js from GOROOT
 test: ## Run vet and all tests, native and js/wasm in headless Chromium, with real Postgres and Redis
 	scripts/test.sh
 
+# How long each target runs in `make fuzz`, and which targets (a regexp).
+FUZZTIME ?= 10m
+FUZZ ?= .
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 10m); FUZZ=regexp picks targets
+	scripts/fuzz.sh -t '$(FUZZTIME)' '$(FUZZ)'
+
 .PHONY: bench
 bench: wasm ## Run the benchmarks (scripts/bench.sh) and report the widget size
 	@test -f scripts/bench.sh || { echo 'make bench: scripts/bench.sh does not exist yet' >&2; exit 1; }

@@ -5,6 +5,7 @@
 #   0. make wasm                          the widget the browser tests load
 #   1. go vet ./...
 #   2. go test ./...                       natively, against those services
+#      scripts/fuzz.sh -t 4s               each fuzz target for 4 seconds
 #   3. go test -exec wasmbrowsertest       js/wasm packages of app/ and shared/
 #                                          in headless Chromium
 #
@@ -77,6 +78,9 @@ step() {
 step "build widget" make --no-print-directory wasm
 step "vet" go vet ./...
 step "test (native)" go test -count=1 -timeout 12m ./...
+# Every fuzz target for a few seconds of new inputs (their seed corpora
+# already ran as tests above); `make fuzz` runs them for long.
+step "fuzz (4s per target)" scripts/fuzz.sh -t 4s
 
 # Packages of app/ and shared/ with tests that build for js/wasm; either tree
 # may not exist yet, and there may be none.
