@@ -43,9 +43,9 @@ type Config struct {
 	// server answers "overloaded". Zero means 256.
 	MaxInflight int
 	// MaxHellos bounds the hellos handled at once (authentication, login,
-	// subscription, snapshot). A hello past it waits up to a second for a
-	// slot, then is answered "overloaded" with a random retry delay of 1
-	// to 3 s. Zero means 64.
+	// subscription, snapshot). A hello past it waits up to 3 s for a slot,
+	// then is answered "overloaded" with a random retry delay of 1 to 3 s.
+	// Zero means 128.
 	MaxHellos int
 	// ShutdownSpread is the time over which Shutdown closes connections,
 	// each at a random moment, asking each client to come back at a random
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.MaxInflight = 256
 	}
 	if cfg.MaxHellos <= 0 {
-		cfg.MaxHellos = 64
+		cfg.MaxHellos = 128
 	}
 	if cfg.ShutdownSpread == 0 {
 		cfg.ShutdownSpread = 2 * time.Second

@@ -119,7 +119,7 @@ func NewMain() *Main {
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
 		ShutdownSpread:  2 * time.Second,
-		MaxHellos:       64,
+		MaxHellos:       128,
 		DefaultPolicy:   "merge",
 		GuestRetention:  30 * 24 * time.Hour,
 		PurgeInterval:   time.Hour,
@@ -159,7 +159,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.GuestRetention, "guest-retention", envDuration(getenv, "CARTSYNC_GUEST_RETENTION", m.GuestRetention), "how long a guest cart is kept after its last change (CARTSYNC_GUEST_RETENTION)")
 	fs.DurationVar(&m.UserRetention, "user-retention", envDuration(getenv, "CARTSYNC_USER_RETENTION", m.UserRetention), "how long a user cart is kept after its last change; 0 keeps them (CARTSYNC_USER_RETENTION)")
 	fs.DurationVar(&m.PurgeInterval, "purge-interval", envDuration(getenv, "CARTSYNC_PURGE_INTERVAL", m.PurgeInterval), "how often expired carts are purged; 0 disables the job (CARTSYNC_PURGE_INTERVAL)")
-	fs.IntVar(&m.MaxHellos, "max-hellos", envInt(getenv, "CARTSYNC_MAX_HELLOS", m.MaxHellos), "hellos handled at once; past it a hello waits up to 1s, then is told to retry in 1-3s (CARTSYNC_MAX_HELLOS)")
+	fs.IntVar(&m.MaxHellos, "max-hellos", envInt(getenv, "CARTSYNC_MAX_HELLOS", m.MaxHellos), "hellos handled at once; past it a hello waits up to 3s, then is told to retry in 1-3s (CARTSYNC_MAX_HELLOS)")
 	fs.DurationVar(&m.ShutdownSpread, "shutdown-spread", envDuration(getenv, "CARTSYNC_SHUTDOWN_SPREAD", m.ShutdownSpread), "on SIGTERM, close connections spread over this long and ask clients back spread over the same length after it; negative closes all at once (CARTSYNC_SHUTDOWN_SPREAD)")
 	fs.IntVar(&m.IPLimits.MaxConns, "max-conns-per-ip", envInt(getenv, "CARTSYNC_MAX_CONNS_PER_IP", m.IPLimits.MaxConns), "open websockets per client address (IPv6: per /64); 0 means 2000, negative no limit (CARTSYNC_MAX_CONNS_PER_IP)")
 	fs.Float64Var(&m.IPLimits.Rate, "rate-per-ip", envFloat(getenv, "CARTSYNC_RATE_PER_IP", m.IPLimits.Rate), "sustained HTTP requests (websocket upgrades included) per second per client address; 0 means 100, negative no limit (CARTSYNC_RATE_PER_IP)")
