@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -20,11 +20,25 @@ import (
 // NewCache is given no TTL.
 const DefaultTTL = time.Hour
 
-// cacheTimeout bounds each cache read and write, so that a Redis that hangs
-// slows a request by at most that much before it falls through to the next
-// Store. Writes after a commit do not use the request's cancellation: the
-// commit happened, and the cache should learn it even if the caller has gone.
-const cacheTimeout = time.Second
+// Bounds on Redis calls. A Redis that hangs slows a read by at most
+// readTimeout before it falls through to the next Store, and only until the
+// cache notices and stops asking (see Cache); writes never wait on a
+// request's path.
+const (
+	readTimeout  = 250 * time.Millisecond
+	writeTimeout = time.Second
+	// writeQueue bounds the cache writes waiting for Redis; past it a
+	// committed cart is left dirty and repaired by a delete.
+	writeQueue = 4096
+	// repairEvery is how often dirty entries are deleted while Redis
+	// fails; repairBatch how many keys one delete takes.
+	repairEvery = 100 * time.Millisecond
+	repairBatch = 500
+	// After a failed call the cache leaves Redis alone for a pause that
+	// doubles from pauseMin to pauseMax while calls keep failing.
+	pauseMin = 100 * time.Millisecond
+	pauseMax = 5 * time.Second
+)
 
 // Hash fields of a cached cart.
 const (
@@ -71,47 +85,80 @@ return wrote
 `)
 
 // Cache is a read-through cache in Redis in front of another Store, shared
-// by every instance that uses the same Redis and prefix.
-//
-// Load answers from Redis when the cached cart has a seq for every client
-// asked about, and otherwise loads from the next Store and fills the cache.
-// Mutate and Merge always run on the next Store, which stays the
-// authority, and write the committed records to the cache afterwards. Purge
-// runs on the next Store and then deletes the entries of the carts it
-// expired, so that they are no longer served; a Load, Mutate, Merge or
-// Changes that the next Store answers with ErrCartExpired deletes the entry
-// too. A
-// cart is one hash,
+// by every instance that uses the same Redis and prefix. A cart is one hash,
 // prefix+"cart:"+cartID, with the fields v (version), c (cart JSON),
 // m (meta JSON) and s:<client id> (seq), living TTL after its last write.
 //
-// Redis failures never fail a request: Load falls through to the next
-// Store and Mutate skips the cache write, after logging. A cache write that
-// fails after a commit, or a commit whose outcome is unknown, is followed by
-// a best-effort delete of the entry; if that fails too, Load may serve the
-// older version until a newer write or the TTL replaces it, which clients
-// detect as a version gap.
+// The next Store stays the authority: Mutate, Merge and Purge run there.
+// Redis is never on the path of an acknowledgement: after a commit the new
+// record is queued for a background writer, and the cart is marked dirty
+// in this process until the write has landed. Load answers from Redis when
+// the cart is not dirty and the cached entry has a seq for every client
+// asked about; otherwise it loads from the next Store and fills the cache
+// (in the background too).
+//
+// Reads never go back in time past what this instance committed: while a
+// cart is dirty (its write is queued, failed or timed out; a commit's
+// outcome is unknown; it expired) Load reads the next Store, never Redis.
+// A dirty cart whose write failed is repaired by deleting its entry once
+// Redis answers again (retried every repairEvery), and only then served
+// from Redis again. A fill that raced such a delete is dropped. Other
+// instances are protected while Redis hangs, since they cannot read it
+// either; between Redis answering again and the first repair (at most about
+// repairEvery plus one round trip) they may read an entry older than a
+// commit this instance made while Redis hung, and see a version gap. Close
+// makes a last repair attempt; an instance that dies with dirty carts
+// leaves those entries until the TTL or the next write of the cart.
+//
+// When Redis fails (refuses, errs or times out) the cache stops asking it
+// for a pause that grows while it keeps failing, serving every read from the
+// next Store meanwhile, so that a Redis that hangs costs one timeout, not one
+// per request. Degraded reports the state; Ping checks only the next Store,
+// since the service works without Redis.
 //
 // An expired cart can still be served from Redis in two windows: between
-// the Purge's commit and its delete of the entry (or, if that delete fails,
-// until the TTL); and when a Load that read the cart from the next Store
-// before the Purge fills the cache after the delete, until the TTL or the
-// first Mutate, Merge or Changes on that cart. A device served such a cart
-// learns that it expired at its next write.
+// the Purge's commit and the background delete of the entry; and when
+// another instance's Load that read the cart before the Purge fills the
+// cache after the delete, until the TTL or the first Mutate, Merge or
+// Changes on that cart. A device served such a cart learns that it expired
+// at its next write.
 type Cache struct {
 	next   syncserver.Store
 	client *goredis.Client
 	prefix string
 	ttl    time.Duration
 	log    *slog.Logger
+	writes chan cacheWrite
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+
+	mu      sync.Mutex
+	gen     uint64            // counts commits
+	dirty   map[string]uint64 // cart -> gen of its newest commit not known to be in Redis
+	cleared uint64            // dirty carts repaired by a delete, for fills that raced one
+	queued  int               // writes queued or in hand
+	busy    bool              // the writer is repairing
+	fails   int               // Redis calls failed in a row
+	pause   time.Time         // do not ask Redis before then
+	lastErr error             // the last Redis failure, while fails > 0
+}
+
+// cacheWrite is a record for the background writer: a commit's (gen > 0)
+// or a fill's (cleared is the repair count when the fill's read began).
+type cacheWrite struct {
+	cartID  string
+	rec     *syncserver.Record
+	gen     uint64
+	cleared uint64
 }
 
 var _ syncserver.Store = (*Cache)(nil)
 
 // NewCache returns a Cache in front of next, keeping carts in client under
 // keys starting with prefix for ttl after their last write (DefaultTTL if
-// ttl <= 0). A nil logger means slog.Default(). Close closes next but not
-// client.
+// ttl <= 0). A nil logger means slog.Default(). It starts the background
+// writer; Close stops it and closes next, but not client.
 func NewCache(next syncserver.Store, client *goredis.Client, prefix string, ttl time.Duration, logger *slog.Logger) *Cache {
 	if ttl <= 0 {
 		ttl = DefaultTTL
@@ -119,36 +166,229 @@ func NewCache(next syncserver.Store, client *goredis.Client, prefix string, ttl 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Cache{next: next, client: client, prefix: prefix, ttl: ttl, log: logger}
+	c := &Cache{
+		next: next, client: client, prefix: prefix, ttl: ttl, log: logger,
+		writes: make(chan cacheWrite, writeQueue),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		dirty:  map[string]uint64{},
+	}
+	go c.run()
+	return c
 }
 
 func (c *Cache) key(cartID string) string { return c.prefix + "cart:" + cartID }
 
-// Load returns the cart from Redis if it holds everything asked for, and
-// otherwise from the next Store, filling the cache.
+// Load returns the cart from Redis if it holds everything asked for and
+// is not dirty, and otherwise from the next Store, filling the cache.
 func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
-	rec, err := c.get(ctx, cartID, clients)
-	if rec != nil {
-		return rec, nil
-	}
-	if err != nil && ctx.Err() == nil {
-		c.log.Warn("redis cache: load", logKeyCart, cartID, logKeyError, err)
+	asked, cleared := c.readable(cartID)
+	var err error
+	if asked {
+		var rec *syncserver.Record
+		rec, err = c.get(ctx, cartID, clients)
+		c.outcome(err)
+		if rec != nil {
+			return rec, nil
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) {
+			c.log.Warn("redis cache: load", logKeyCart, cartID, logKeyError, err)
+		}
 	}
 	rec, nerr := c.next.Load(ctx, cartID, clients)
-	if errors.Is(nerr, syncserver.ErrCartExpired) && err == nil {
+	if errors.Is(nerr, syncserver.ErrCartExpired) {
 		// A partial entry (without the seq of a client asked about)
 		// may remain from before the purge.
-		c.invalidate(ctx, cartID)
+		c.markDirty(cartID)
 	}
 	if nerr != nil {
 		return nil, nerr
 	}
-	if err == nil || errors.Is(err, errDecode) {
-		// Redis answered the read: fill. After a Redis error, skip
-		// the write rather than wait on Redis twice per request.
-		c.put(ctx, cartID, rec)
+	if asked && (err == nil || errors.Is(err, errDecode)) {
+		// Redis answered the read: fill, unless a repair raced it.
+		c.enqueue(cacheWrite{cartID: cartID, rec: rec, cleared: cleared})
 	}
 	return rec, nil
+}
+
+// readable reports whether Load may ask Redis for cartID (it is not dirty
+// and Redis is not paused), and the repair count a fill must find unchanged.
+func (c *Cache) readable(cartID string) (bool, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, dirty := c.dirty[cartID]
+	return !dirty && !time.Now().Before(c.pause), c.cleared
+}
+
+// outcome records how a Redis call went: a failure pauses the cache's use
+// of Redis, for longer while failures go on; a success ends the pause.
+func (c *Cache) outcome(err error) {
+	if errors.Is(err, errDecode) || errors.Is(err, context.Canceled) {
+		return // Redis answered, or the caller left
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		if c.fails > 0 {
+			c.log.Info("redis cache: answering again", "failures", c.fails)
+		}
+		c.fails, c.lastErr, c.pause = 0, nil, time.Time{}
+		return
+	}
+	c.fails++
+	c.lastErr = err
+	c.pause = time.Now().Add(min(pauseMin<<min(c.fails-1, 10), pauseMax))
+}
+
+// markDirty keeps cartIDs out of Redis reads until their entries are
+// repaired, and returns the generation of this mark.
+func (c *Cache) markDirty(cartIDs ...string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for _, id := range cartIDs {
+		c.dirty[id] = c.gen
+	}
+	return c.gen
+}
+
+// clean clears cartID's dirty mark if no newer commit set it; repaired
+// counts a clearing by delete.
+func (c *Cache) clean(cartID string, gen uint64, repaired bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dirty[cartID] == gen {
+		delete(c.dirty, cartID)
+		if repaired {
+			c.cleared++
+		}
+	}
+}
+
+// enqueue hands w to the background writer without waiting. A full queue
+// drops it: a commit's cart then stays dirty until repaired.
+func (c *Cache) enqueue(w cacheWrite) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case c.writes <- w:
+		c.queued++
+	default:
+	}
+}
+
+// committed queues the record a commit wrote, marking the cart dirty until
+// it is in Redis.
+func (c *Cache) committed(cartID string, rec *syncserver.Record) {
+	gen := c.markDirty(cartID)
+	if worthCaching(rec) {
+		c.enqueue(cacheWrite{cartID: cartID, rec: rec, gen: gen})
+	}
+}
+
+// run is the background writer: it writes queued records and repairs dirty
+// carts, one Redis call at a time.
+func (c *Cache) run() {
+	defer close(c.done)
+	tick := time.NewTicker(repairEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case w := <-c.writes:
+			c.write(w)
+		case <-tick.C:
+			c.repair()
+		}
+	}
+}
+
+// write puts w in Redis unless Redis is paused (a commit's cart then stays
+// dirty) or, for a fill, the cart became dirty or was repaired since its
+// read.
+func (c *Cache) write(w cacheWrite) {
+	defer func() {
+		c.mu.Lock()
+		c.queued--
+		c.mu.Unlock()
+	}()
+	c.mu.Lock()
+	_, dirty := c.dirty[w.cartID]
+	stale := w.gen == 0 && (dirty || c.cleared != w.cleared)
+	paused := time.Now().Before(c.pause)
+	c.mu.Unlock()
+	if stale || paused {
+		return
+	}
+	err := c.put(context.Background(), w.cartID, w.rec)
+	c.outcome(err)
+	if err != nil {
+		c.log.Warn("redis cache: write", logKeyCart, w.cartID, logKeyError, err)
+		return
+	}
+	if w.gen > 0 {
+		c.clean(w.cartID, w.gen, false)
+	}
+}
+
+// repair deletes the entries of dirty carts once Redis may be asked again
+// and no write is waiting, and clears them.
+func (c *Cache) repair() {
+	c.mu.Lock()
+	if len(c.dirty) == 0 || time.Now().Before(c.pause) || c.queued > 0 {
+		c.mu.Unlock()
+		return
+	}
+	batch := make(map[string]uint64, min(len(c.dirty), repairBatch))
+	for id, gen := range c.dirty {
+		if len(batch) == repairBatch {
+			break
+		}
+		batch[id] = gen
+	}
+	c.busy = true
+	c.mu.Unlock()
+	keys := make([]string, 0, len(batch))
+	for id := range batch {
+		keys = append(keys, c.key(id))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	err := plain(c.client.Del(ctx, keys...).Err())
+	cancel()
+	c.outcome(err)
+	c.mu.Lock()
+	c.busy = false
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Warn("redis cache: repair", "carts", len(batch), logKeyError, err)
+		return
+	}
+	for id, gen := range batch {
+		c.clean(id, gen, true)
+	}
+}
+
+// Degraded reports, without waiting on Redis, whether the cache works in a
+// degraded mode: Redis failing (reads go to the next Store) or entries
+// waiting for repair. nil means healthy.
+func (c *Cache) Degraded() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.fails > 0:
+		return fmt.Errorf("redis cache: %d calls failed in a row, reading the store meanwhile; last: %w", c.fails, c.lastErr)
+	case len(c.dirty) > 0 && !c.busy && c.queued == 0:
+		return fmt.Errorf("redis cache: %d carts waiting for repair", len(c.dirty))
+	}
+	return nil
+}
+
+// Dirty returns how many carts are kept out of Redis reads.
+func (c *Cache) Dirty() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.dirty)
 }
 
 // errDecode means a cached entry could not be decoded.
@@ -161,7 +401,7 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	for _, id := range clients {
 		fields = append(fields, fieldSeq+id)
 	}
-	ctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	vals, err := c.client.HMGet(ctx, c.key(cartID), fields...).Result()
 	if err != nil {
@@ -199,52 +439,27 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	return rec, nil
 }
 
-// put writes rec to the cache through writeScript. Failures are logged and
-// followed by a best-effort delete.
-func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) {
+// put writes rec to the cache through writeScript.
+func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) error {
 	if rec == nil || rec.Cart == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	cj, err := json.Marshal(rec.Cart)
 	if err != nil {
-		c.log.Error("redis cache: encode cart", logKeyCart, cartID, logKeyError, err)
-		c.invalidate(ctx, cartID)
-		return
+		return fmt.Errorf("encode cart: %w", err)
 	}
 	mj, err := json.Marshal(rec.Meta)
 	if err != nil {
-		c.log.Error("redis cache: encode meta", logKeyCart, cartID, logKeyError, err)
-		c.invalidate(ctx, cartID)
-		return
+		return fmt.Errorf("encode meta: %w", err)
 	}
 	args := make([]any, 0, 4+2*len(rec.Seqs))
 	args = append(args, strconv.FormatUint(rec.Cart.Version, 10), cj, mj, max(c.ttl.Milliseconds(), 1))
 	for id, seq := range rec.Seqs {
 		args = append(args, fieldSeq+id, strconv.FormatUint(seq, 10))
 	}
-	if err := writeScript.Run(ctx, c.client, []string{c.key(cartID)}, args...).Err(); err != nil {
-		c.log.Warn("redis cache: write", logKeyCart, cartID, logKeyError, plain(err))
-		c.invalidate(ctx, cartID)
-	}
-}
-
-// invalidate deletes the carts' entries, so that the next Load goes to the
-// next Store.
-func (c *Cache) invalidate(ctx context.Context, cartIDs ...string) {
-	if len(cartIDs) == 0 {
-		return
-	}
-	keys := make([]string, len(cartIDs))
-	for i, id := range cartIDs {
-		keys[i] = c.key(id)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheTimeout)
-	defer cancel()
-	if err := c.client.Del(ctx, keys...).Err(); err != nil {
-		c.log.Warn("redis cache: invalidate", logKeyCart, strings.Join(cartIDs, ","), logKeyError, plain(err))
-	}
+	return plain(writeScript.Run(ctx, c.client, []string{c.key(cartID)}, args...).Err())
 }
 
 // Mutate runs fn on the next Store and, once that committed, writes the
@@ -262,16 +477,14 @@ func (c *Cache) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	switch {
 	case err != nil && (done != nil || errors.Is(err, syncserver.ErrCartExpired)):
 		// fn accepted the change but the commit failed, or its
-		// outcome is unknown; or the cart expired: drop what the
-		// cache holds.
-		c.invalidate(ctx, cartID)
+		// outcome is unknown; or the cart expired: what the cache
+		// holds may be stale.
+		c.markDirty(cartID)
 		return err
 	case err != nil:
 		return err
 	}
-	if worthCaching(done) {
-		c.put(ctx, cartID, done)
-	}
+	c.committed(cartID, done)
 	return nil
 }
 
@@ -298,17 +511,13 @@ func (c *Cache) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 	switch {
 	case err != nil && (doneFrom != nil || errors.Is(err, syncserver.ErrCartExpired)):
 		// As in Mutate.
-		c.invalidate(ctx, fromID, intoID)
+		c.markDirty(fromID, intoID)
 		return err
 	case err != nil:
 		return err
 	}
-	if worthCaching(doneFrom) {
-		c.put(ctx, fromID, doneFrom)
-	}
-	if worthCaching(doneInto) {
-		c.put(ctx, intoID, doneInto)
-	}
+	c.committed(fromID, doneFrom)
+	c.committed(intoID, doneInto)
 	return nil
 }
 
@@ -316,7 +525,9 @@ func (c *Cache) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 // carts it expired (even if it also returned an error).
 func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
 	ids, err := c.next.Purge(ctx, kind, cutoff, tombstoneCutoff, limit)
-	c.invalidate(ctx, ids...)
+	if len(ids) > 0 {
+		c.markDirty(ids...) // deleted by the repair
+	}
 	return ids, err
 }
 
@@ -324,7 +535,7 @@ func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 func (c *Cache) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
 	chs, err := c.next.Changes(ctx, cartID, since, limit)
 	if errors.Is(err, syncserver.ErrCartExpired) {
-		c.invalidate(ctx, cartID)
+		c.markDirty(cartID)
 	}
 	return chs, err
 }
@@ -334,16 +545,29 @@ func (c *Cache) Secret(ctx context.Context, name string, create []byte) ([]byte,
 	return c.next.Secret(ctx, name, create)
 }
 
-// Ping checks the next Store and Redis.
-func (c *Cache) Ping(ctx context.Context) error {
-	if err := c.next.Ping(ctx); err != nil {
-		return err
-	}
-	if err := c.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: ping: %w", plain(err))
-	}
-	return nil
-}
+// Ping checks the next Store only: the service works without Redis (see
+// Degraded).
+func (c *Cache) Ping(ctx context.Context) error { return c.next.Ping(ctx) }
 
-// Close closes the next Store. It does not close the Redis client.
-func (c *Cache) Close() error { return c.next.Close() }
+// Close stops the background writer, makes a last attempt to repair dirty
+// entries (so that other instances do not read them), and closes the next
+// Store. It does not close the Redis client.
+func (c *Cache) Close() error {
+	c.closed.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.mu.Lock()
+		c.pause = time.Time{}
+		c.mu.Unlock()
+		for range 3 {
+			if c.Dirty() == 0 {
+				break
+			}
+			c.repair()
+		}
+		if n := c.Dirty(); n > 0 {
+			c.log.Error("redis cache: closing with entries not repaired; other instances may read them until the TTL or the cart's next write", "carts", n)
+		}
+	})
+	return c.next.Close()
+}

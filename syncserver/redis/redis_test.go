@@ -139,6 +139,27 @@ func mutate(t testing.TB, s syncserver.Store, id string, clients []string, fn fu
 	if err := s.Mutate(t.Context(), id, clients, fn); err != nil {
 		t.Fatalf("Mutate(%s): %v", id, err)
 	}
+	settle(t, s)
+}
+
+// newCache is cartredis.NewCache with the background writer stopped when
+// the test ends.
+func newCache(t testing.TB, next syncserver.Store, client *goredis.Client, prefix string, ttl time.Duration, log *slog.Logger) *cartredis.Cache {
+	c := cartredis.NewCache(next, client, prefix, ttl, log)
+	t.Cleanup(c.StopWriter)
+	return c
+}
+
+// settle waits for a Cache's background writes to land in Redis.
+func settle(t testing.TB, s syncserver.Store) {
+	t.Helper()
+	if c, ok := s.(*cartredis.Cache); ok {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := c.Settle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func load(t testing.TB, s syncserver.Store, id string, clients ...string) *syncserver.Record {
@@ -147,6 +168,7 @@ func load(t testing.TB, s syncserver.Store, id string, clients ...string) *syncs
 	if err != nil {
 		t.Fatalf("Load(%s, %q): %v", id, clients, err)
 	}
+	settle(t, s) // a fill lands
 	return rec
 }
 
@@ -361,7 +383,7 @@ func TestBusRedisDown(t *testing.T) {
 
 func TestCacheStore(t *testing.T) {
 	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
-		return cartredis.NewCache(openNext(t), newClient(t, ""), storetest.KeyPrefix(t), time.Minute, testLogger(t))
+		return newCache(t, openNext(t), newClient(t, ""), storetest.KeyPrefix(t), time.Minute, testLogger(t))
 	})
 }
 
@@ -371,7 +393,7 @@ func TestCacheStoreRedisDown(t *testing.T) {
 	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
 		next := openNext(t)
 		return pingNext{
-			Store: cartredis.NewCache(next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler)),
+			Store: newCache(t, next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler)),
 			next:  next,
 		}
 	})
@@ -489,7 +511,7 @@ func TestCacheWriteIsMonotonic(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prefix := storetest.KeyPrefix(t)
-			c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, ttl, testLogger(t))
+			c := newCache(t, shared(t), newClient(t, ""), prefix, ttl, testLogger(t))
 			c.Put(t.Context(), "cart-1", tt.first.record("cart-1"))
 			c.Put(t.Context(), "cart-1", tt.second.record("cart-1"))
 
@@ -510,7 +532,7 @@ func TestCacheWriteIsMonotonic(t *testing.T) {
 func TestCacheConcurrentWritesConverge(t *testing.T) {
 	admin := newClient(t, "")
 	prefix := storetest.KeyPrefix(t)
-	c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c := newCache(t, shared(t), newClient(t, ""), prefix, time.Minute, testLogger(t))
 	const n = 200
 	var wg sync.WaitGroup
 	for v := range uint64(n) {
@@ -534,7 +556,7 @@ func TestCacheHitsAndMisses(t *testing.T) {
 	admin := newClient(t, "")
 	prefix := storetest.KeyPrefix(t)
 	next := &counting{Store: shared(t)}
-	c := cartredis.NewCache(next, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c := newCache(t, next, newClient(t, ""), prefix, time.Minute, testLogger(t))
 	key := prefix + "cart:cart-1"
 
 	if _, err := c.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
@@ -597,8 +619,8 @@ func TestCacheSharedBetweenInstances(t *testing.T) {
 	prefix := storetest.KeyPrefix(t)
 	store := shared(t)
 	next1, next2 := &counting{Store: store}, &counting{Store: store}
-	c1 := cartredis.NewCache(next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
-	c2 := cartredis.NewCache(next2, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c1 := newCache(t, next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, next2, newClient(t, ""), prefix, time.Minute, testLogger(t))
 	clients := []string{"d1", "d2"}
 
 	mutate(t, c1, "cart-1", clients, add("d1", 1))
@@ -624,7 +646,7 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	admin := newClient(t, "")
 	prefix := storetest.KeyPrefix(t)
 	next := &counting{Store: shared(t)}
-	c := cartredis.NewCache(next, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c := newCache(t, next, newClient(t, ""), prefix, time.Minute, testLogger(t))
 	key := func(id string) string { return prefix + "cart:" + id }
 
 	mutate(t, c, "guest", []string{"d1"}, add("d1", 1))
@@ -639,6 +661,7 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Merge: %v", err)
 	}
+	settle(t, c)
 	loads := next.loads.Load()
 	guest, user := load(t, c, "guest", "d1"), load(t, c, "user", "d1")
 	if n := next.loads.Load() - loads; n != 0 {
@@ -653,6 +676,7 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	if err != nil || len(ids) != 1 || ids[0] != "guest" {
 		t.Fatalf("Purge = %q, %v; want [guest]", ids, err)
 	}
+	settle(t, c)
 	if n := admin.Exists(t.Context(), key("guest")).Val(); n != 0 {
 		t.Errorf("purged cart still cached (EXISTS = %d)", n)
 	}
@@ -671,6 +695,7 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	if !errors.Is(err, syncserver.ErrCartExpired) {
 		t.Errorf("Mutate(purged) = %v, want ErrCartExpired", err)
 	}
+	settle(t, c)
 	if n := admin.Exists(t.Context(), key("guest")).Val(); n != 0 {
 		t.Errorf("stale entry still cached after a Mutate found the cart expired (EXISTS = %d)", n)
 	}
@@ -693,7 +718,7 @@ func TestCacheTTL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prefix := storetest.KeyPrefix(t)
-			c := cartredis.NewCache(shared(t), newClient(t, ""), prefix, tt.ttl, testLogger(t))
+			c := newCache(t, shared(t), newClient(t, ""), prefix, tt.ttl, testLogger(t))
 			key := prefix + "cart:cart-1"
 			checkTTL := func(what string) {
 				t.Helper()
@@ -724,15 +749,22 @@ func TestCacheTTL(t *testing.T) {
 	}
 }
 
-// With Redis unreachable Load and Mutate work through the next store, and
-// only Ping reports it, without go-redis types.
+// With Redis unreachable Load and Mutate work through the next store; Ping
+// (readiness) does not fail, and Degraded reports it, without go-redis
+// types.
 func TestCacheRedisDown(t *testing.T) {
 	next := &counting{Store: shared(t)}
-	c := cartredis.NewCache(next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler))
+	c := newCache(t, next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler))
 
-	mutate(t, c, "cart-1", []string{"d1"}, add("d1", 1))
-	mutate(t, c, "cart-1", []string{"d1"}, add("d1", 2))
-	rec := load(t, c, "cart-1", "d1")
+	for seq := range uint64(2) {
+		if err := c.Mutate(t.Context(), "cart-1", []string{"d1"}, add("d1", seq+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := c.Load(t.Context(), "cart-1", []string{"d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rec.Cart.Version != 2 || rec.Seqs["d1"] != 2 || next.loads.Load() != 1 {
 		t.Errorf("Load: version %d, seq %d, %d loads from the next store; want 2, 2, 1", rec.Cart.Version, rec.Seqs["d1"], next.loads.Load())
 	}
@@ -742,9 +774,97 @@ func TestCacheRedisDown(t *testing.T) {
 	if chs, err := c.Changes(t.Context(), "cart-1", 0, 10); err != nil || len(chs) != 2 {
 		t.Errorf("Changes = %d changes, %v; want 2", len(chs), err)
 	}
-	err := c.Ping(t.Context())
-	if err == nil {
-		t.Error("Ping with Redis down: no error")
+	if err := c.Ping(t.Context()); err != nil {
+		t.Errorf("Ping with Redis down = %v, want nil: the store answers", err)
 	}
-	noRedisTypes(t, "Ping", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Degraded() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // the background writer tries Redis
+	}
+	err = c.Degraded()
+	if err == nil {
+		t.Error("Degraded with Redis down: nil")
+	}
+	noRedisTypes(t, "Degraded", err)
+}
+
+// A Redis that hangs (SIGSTOP) while edits are committed makes the cache
+// write after each commit time out. No read may then go back in time:
+// while Redis hangs, during the pause and after it resumes, every Load
+// through the instance that committed, and through another instance once
+// the entries are repaired, returns the newest version, with the newest
+// seqs; and committing never waited on Redis for longer than the store.
+func TestCacheNeverServesOlderThanCommittedAfterRedisHangs(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	client := func() *goredis.Client {
+		opt, err := goredis.ParseURL(rp.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := goredis.NewClient(opt)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	store := shared(t)
+	c1 := newCache(t, store, client(), "hang:", time.Hour, slog.New(slog.DiscardHandler))
+	c2 := newCache(t, store, client(), "hang:", time.Hour, slog.New(slog.DiscardHandler))
+	const carts = 5
+	id := func(i int) string { return fmt.Sprint("cart-", i) }
+	check := func(what string, c *cartredis.Cache, want uint64) {
+		t.Helper()
+		for i := range carts {
+			rec := load(t, c, id(i), "d1")
+			if rec.Cart.Version != want || rec.Seqs["d1"] != want {
+				t.Errorf("%s: %s at version %d with seq %d, want %d", what, id(i), rec.Cart.Version, rec.Seqs["d1"], want)
+			}
+		}
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		for i := range carts {
+			mutate(t, c1, id(i), []string{"d1"}, add("d1", seq))
+		}
+	}
+	check("before the hang, instance 2", c2, 3) // cached in Redis at 3
+
+	rp.Pause()
+	for seq := uint64(4); seq <= 12; seq++ {
+		for i := range carts {
+			if err := c1.Mutate(t.Context(), id(i), []string{"d1"}, add("d1", seq)); err != nil {
+				t.Fatalf("Mutate while Redis hangs: %v", err)
+			}
+		}
+	}
+	for i := range carts {
+		rec, err := c1.Load(t.Context(), id(i), []string{"d1"})
+		if err != nil || rec.Cart.Version != 12 {
+			t.Fatalf("while Redis hangs: %s = %+v, %v; want version 12", id(i), rec, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); c1.Degraded() == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("Degraded while Redis hangs: still nil")
+		}
+		time.Sleep(5 * time.Millisecond) // the queued writes time out
+	}
+	for i := range carts { // still fresh, now from the store with Redis paused
+		if rec, err := c1.Load(t.Context(), id(i), []string{"d1"}); err != nil || rec.Cart.Version != 12 {
+			t.Fatalf("while Redis hangs, degraded: %s = %+v, %v; want version 12", id(i), rec, err)
+		}
+	}
+
+	rp.Resume()
+	// The very first read after the resume, before any repair, is fresh.
+	for i := range carts {
+		rec, err := c1.Load(t.Context(), id(i), []string{"d1"})
+		if err != nil || rec.Cart.Version != 12 {
+			t.Fatalf("right after the resume: %s = %+v, %v; want version 12", id(i), rec, err)
+		}
+	}
+	settle(t, c1) // repaired
+	if err := c1.Degraded(); err != nil {
+		t.Errorf("Degraded after the repair: %v", err)
+	}
+	check("after the repair, instance 1", c1, 12)
+	check("after the repair, instance 2", c2, 12)
+	check("a minute later, as it were (served from Redis)", c1, 12)
 }
