@@ -20,17 +20,18 @@ import (
 // skipped with a short reason; and the accepted keys, written back as PEM
 // and as JWKS, parse to the same keys.
 func FuzzKeyFile(f *testing.F) {
-	k := keys()
-	edPub := k.edA.Public().(ed25519.PublicKey)
-	f.Add(pemPublic(f, edPub, &k.rsaA.PublicKey))
-	f.Add(pemPublic(f, k.edB.Public()))
-	f.Add(jwksDoc(f, rsaJWK(&k.rsaA.PublicKey, "a"), edJWK(edPub, "b")))
+	// RSA keys take long to make, and every fuzz worker would make
+	// them: the RSA seeds are in testdata/fuzz/FuzzKeyFile.
+	edA := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	edB := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	f.Add(pemPublic(f, edA, edB))
+	f.Add(jwksDoc(f, edJWK(edA, "a"), edJWK(edB, "b")))
 	f.Add(jwksDoc(f,
-		map[string]any{"kty": "RSA", "n": b64(k.rsaB.N.Bytes()), "e": "AQAB", "d": "AQ"},
-		map[string]any{"kty": "RSA", "n": b64(k.rsaB.N.Bytes()[:64]), "e": "AQAB"},
-		map[string]any{"kty": "OKP", "crv": "X25519", "x": b64(edPub)},
-		map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(edPub) + "==", "use": "enc"},
-		map[string]any{"kty": "RSA", "n": b64(k.rsaB.N.Bytes()), "e": "AQAB", "alg": "PS256", "kid": strings.Repeat("k", 200)},
+		map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(edA), "d": "AQ"},
+		map[string]any{"kty": "OKP", "crv": "X25519", "x": b64(edA)},
+		map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(edA) + "==", "use": "enc"},
+		map[string]any{"kty": "OKP", "crv": "Ed25519", "x": b64(edA[:31])},
+		map[string]any{"kty": "RSA", "n": b64(edA), "e": "AQAB", "alg": "PS256", "kid": strings.Repeat("k", 200)},
 	))
 	f.Add([]byte("-----BEGIN RSA PUBLIC KEY-----\nMAA=\n-----END RSA PUBLIC KEY-----\n"))
 	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n"))
