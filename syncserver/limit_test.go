@@ -180,3 +180,21 @@ func TestSlowBodyCutOff(t *testing.T) {
 		t.Fatalf("stalled body answered %d", resp.StatusCode)
 	}
 }
+
+// TestAPIResponsesNotSniffed: every API answer, errors included, is taken
+// for JSON only.
+func TestAPIResponsesNotSniffed(t *testing.T) {
+	_, hs := newServer(t)
+	tok := newDevice(t, hs)
+	for _, tt := range []struct{ method, path, token string }{
+		{"GET", "/v1/cart", tok},
+		{"GET", "/v1/cart", ""},
+		{"POST", "/v1/devices", ""},
+		{"GET", "/v1/sync", ""},
+	} {
+		resp, _ := httpDo(t, tt.method, hs.URL+tt.path, tt.token, nil)
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" && resp.StatusCode != http.StatusUpgradeRequired {
+			t.Errorf("%s %s (%d): X-Content-Type-Options = %q, want nosniff", tt.method, tt.path, resp.StatusCode, got)
+		}
+	}
+}

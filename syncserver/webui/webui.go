@@ -89,20 +89,20 @@ func New(cfg Config) (http.Handler, error) {
 		frameAncestors += " " + o
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /embed.js", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /embed.js", nosniff(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 		// Short: storefronts pick up a new embed.js within minutes.
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		http.ServeFile(w, r, filepath.Join(cfg.WebDir, "embed.js"))
-	})
+	}))
 	// The wasm_exec.js of the compiler that built app.wasm (make wasm
 	// copies it from GOROOT): go-app's own copy may be of another Go.
 	if _, err := os.Stat(filepath.Join(cfg.WebDir, "wasm_exec.js")); err == nil {
-		mux.HandleFunc("GET /wasm_exec.js", func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc("GET /wasm_exec.js", nosniff(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-cache")
 			http.ServeFile(w, r, filepath.Join(cfg.WebDir, "wasm_exec.js"))
-		})
+		}))
 	}
 	// go-app would fetch these from http://<Host header>/web/...: answer
 	// them here rather than let a forged Host header choose the origin.
@@ -119,14 +119,33 @@ func New(cfg Config) (http.Handler, error) {
 	return mux, nil
 }
 
+// contentSecurityPolicy is the widget page's policy, without
+// frame-ancestors. The page loads only its own scripts (wasm_exec.js,
+// app.js; go-app emits no inline script), compiles app.wasm
+// ('wasm-unsafe-eval'), sets style attributes ('unsafe-inline' styles),
+// registers its service worker and manifest, and talks to its own origin
+// over fetch and the websocket ('self' covers ws: and wss: to the same
+// host). Product images come from the storefronts, over http(s).
+const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; " +
+	"style-src 'self' 'unsafe-inline'; img-src 'self' https: http: data:; connect-src 'self'; " +
+	"worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'"
+
 func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		// Only the allowed storefronts may frame the widget.
-		w.Header().Set("Content-Security-Policy", "frame-ancestors "+frameAncestors)
+		w.Header().Set("Content-Security-Policy", contentSecurityPolicy+"; frame-ancestors "+frameAncestors)
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// nosniff makes browsers take a response for its declared type only.
+func nosniff(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next(w, r)
+	}
 }
 
 func fileHash(name string) (string, error) {

@@ -92,7 +92,7 @@ func TestPageAndAssets(t *testing.T) {
 	if page.StatusCode != 200 {
 		t.Fatalf("GET / = %d", page.StatusCode)
 	}
-	if csp := page.Header.Get("Content-Security-Policy"); csp != "frame-ancestors 'self' https://shop.example" {
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; frame-ancestors 'self' https://shop.example") {
 		t.Fatalf("CSP = %q", csp)
 	}
 	html := body(page)
@@ -158,5 +158,42 @@ func TestVersionFollowsTheAllowedOrigins(t *testing.T) {
 	h2, _ := New(Config{WebDir: dir, Version: "v", AllowedOrigins: []string{"https://a.example", "https://b.example"}})
 	if body(get(t, h1, "/app-worker.js", nil)) == body(get(t, h2, "/app-worker.js", nil)) {
 		t.Fatal("a new allowed origin leaves the service worker unchanged: returning shoppers would keep the old page and CSP")
+	}
+}
+
+// TestFullContentSecurityPolicy: the widget page gets a whole policy, not
+// only frame-ancestors, and its scripts are never sniffed.
+func TestFullContentSecurityPolicy(t *testing.T) {
+	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csp := get(t, h, "/", nil).Header.Get("Content-Security-Policy")
+	directives := map[string]string{}
+	for _, d := range strings.Split(csp, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{
+		"default-src":     "'self'",
+		"script-src":      "'self' 'wasm-unsafe-eval'",
+		"connect-src":     "'self'",
+		"object-src":      "'none'",
+		"base-uri":        "'self'",
+		"frame-ancestors": "'self' https://shop.example",
+	} {
+		if got := directives[name]; got != want {
+			t.Errorf("%s = %q, want %q (policy %q)", name, got, want, csp)
+		}
+	}
+	for _, name := range []string{"style-src", "img-src", "worker-src", "manifest-src"} {
+		if !strings.Contains(directives[name], "'self'") {
+			t.Errorf("%s = %q, want it to allow 'self'", name, directives[name])
+		}
+	}
+	for _, p := range []string{"/", "/app.js", "/app-worker.js", "/embed.js", "/wasm_exec.js", "/web/widget.css"} {
+		if got := get(t, h, p, nil).Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options = %q, want nosniff", p, got)
+		}
 	}
 }
