@@ -3,6 +3,12 @@
 # runs the sync server on them, drives it with cartsync-bench (1,000 engine
 # clients by default) and measures Postgres' own single-row insert rate for
 # comparison. Extra arguments go to cartsync-bench (see -h).
+#
+#   scripts/bench.sh restart [-clients N] [-editors N] ...
+#
+# runs the restart scenario instead: cartsync-bench starts the server itself
+# on the same services, connects the clients, restarts the server with
+# SIGTERM and times their return (docs/benchmarks.md).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,6 +39,32 @@ log "services"
 scripts/testenv.sh start
 eval "$(scripts/testenv.sh env)"
 
+# Each client is a socket here and on the server: 10,000 clients need more
+# than the usual 1,024 descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+machine() {
+	log "machine"
+	echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
+	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "go: $(go version | cut -d' ' -f3)"
+	echo "postgres: $(psql --version | cut -d' ' -f3), fsync on, synchronous_commit on; redis: $(redis-server --version | cut -d' ' -f3)"
+	echo "open files: $(ulimit -n)"
+}
+
+if [[ ${1:-} == restart ]]; then
+	shift
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	machine
+	log "restart"
+	TMPDIR=$WORK "$WORK/cartsync-bench" -scenario restart -server "http://127.0.0.1:$port" \
+		-server-bin "$WORK/cartsync" \
+		-server-args "-log-level warn -data $WORK/data -postgres-url $CARTSYNC_TEST_POSTGRES_URL -postgres-max-conns 16 -redis-url $CARTSYNC_TEST_REDIS_URL" "$@"
+	exit
+fi
+
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conns=16
 "$WORK/cartsync" -addr "127.0.0.1:$port" -log-level error \
@@ -44,12 +76,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-log "machine"
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
-echo "go: $(go version | cut -d' ' -f3)"
-echo "postgres: $(psql --version | cut -d' ' -f3), fsync on, synchronous_commit on; redis: $(redis-server --version | cut -d' ' -f3)"
+machine
 
 log "load"
 "$WORK/cartsync-bench" -server "http://127.0.0.1:$port" \
