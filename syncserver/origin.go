@@ -32,7 +32,7 @@ func parseOrigin(s string, wild bool) (origin, error) {
 		o.port = map[string]string{"http": "80", "https": "443"}[o.scheme]
 	}
 	if strings.Contains(strings.TrimPrefix(o.host, "*."), "*") || (!wild && strings.HasPrefix(o.host, "*.")) {
-		return origin{}, fmt.Errorf("origin %q: a wildcard may only be a leading *.", s)
+		return origin{}, fmt.Errorf("origin %q: a wildcard may only be a leading \"*.\"", s)
 	}
 	return o, nil
 }
