@@ -368,6 +368,11 @@ func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
 				return
 			}
+			if d := s.Degraded(); len(d) > 0 {
+				// Still ready: edits are acknowledged. Say what is off.
+				writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "degraded": d})
+				return
+			}
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}

@@ -156,6 +156,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, c := range []struct {
+		name string
+		v    any
+	}{{"store", cfg.Store}, {"bus", cfg.Bus}} {
+		d, ok := c.v.(Degradable)
+		if !ok {
+			continue
+		}
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cartsync_degraded", Help: "1 while a component works in a degraded mode (the Redis cache reading the store, the Redis bus not reaching other instances).",
+			ConstLabels: prometheus.Labels{"component": c.name},
+		}, func() float64 {
+			if d.Degraded() != nil {
+				return 1
+			}
+			return 0
+		})
+		if err := cfg.Registerer.Register(g); err != nil {
+			return nil, fmt.Errorf("register degraded gauge: %w", err)
+		}
+	}
 	ipl, err := newIPLimiter(cfg.IPLimits, cfg.Now, cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -268,15 +289,36 @@ func farewells(n int, spread time.Duration, rnd func() float64) []farewell {
 	return out
 }
 
-// Ready reports whether the store and the bus answer.
+// Ready reports whether the store answers: the server takes and
+// acknowledges edits whenever it does. A cache or bus in trouble does not
+// make it unready (see Degraded).
 func (s *Server) Ready(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	if err := s.bus.Ping(ctx); err != nil {
-		return fmt.Errorf("bus: %w", err)
-	}
 	return nil
+}
+
+// Degradable is implemented by a Store or Bus that keeps working without
+// its backend (the Redis cache and bus), in a degraded mode.
+type Degradable interface {
+	// Degraded reports, without blocking, what is degraded; nil means
+	// nothing.
+	Degraded() error
+}
+
+// Degraded lists, without blocking, what works in a degraded mode: the
+// cache reading the store, the bus not reaching other instances.
+func (s *Server) Degraded() []string {
+	var out []string
+	for _, c := range []any{s.store, s.bus} {
+		if d, ok := c.(Degradable); ok {
+			if err := d.Degraded(); err != nil {
+				out = append(out, err.Error())
+			}
+		}
+	}
+	return out
 }
 
 // UserVerifier checks a user token from the storefront and returns the user
@@ -312,7 +354,13 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 	if s.cfg.Users == nil {
 		return Identity{}, protocol.Errorf(protocol.ErrUnauthorized, "this server does not accept user tokens")
 	}
-	user, err := s.cfg.Users.VerifyUser(ctx, userToken)
+	var user string
+	var err error
+	if ev, ok := s.cfg.Users.(ExpiringUserVerifier); ok {
+		user, id.Expires, err = ev.VerifyUserUntil(ctx, userToken)
+	} else {
+		user, err = s.cfg.Users.VerifyUser(ctx, userToken)
+	}
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {

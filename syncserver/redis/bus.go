@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -20,8 +21,16 @@ const (
 	// not block, so the buffer only absorbs bursts.
 	chanSize = 1024
 	// subscribeWait bounds how long Subscribe waits for Redis to confirm a
-	// new subscription when ctx has no earlier deadline.
-	subscribeWait = 10 * time.Second
+	// new subscription when ctx has no earlier deadline. Past it the
+	// subscription stands locally and is confirmed whenever Redis answers
+	// (go-redis subscribes again on reconnect); pushes from other instances
+	// missed meanwhile are repaired by the clients' version gap.
+	subscribeWait = time.Second
+	// publishQueue bounds the payloads waiting to be published; past it a
+	// Publish is dropped (at-most-once, as Pub/Sub itself is).
+	publishQueue = 8192
+	// publishTimeout bounds one PUBLISH, off the caller's path.
+	publishTimeout = 500 * time.Millisecond
 	// unsubscribeTimeout bounds an UNSUBSCRIBE sent by a cancel.
 	unsubscribeTimeout = 5 * time.Second
 )
@@ -54,6 +63,17 @@ type Bus struct {
 	closed bool
 	done   chan struct{} // closed by Close
 	read   chan struct{} // closed when the dispatch goroutine returns
+
+	pubs      chan publication
+	published chan struct{} // closed when the publisher returns
+	fails     int           // Redis calls failed in a row (publish, subscribe)
+	lastErr   error
+	dropped   uint64 // publications dropped on a full queue
+}
+
+type publication struct {
+	channel string
+	payload []byte
 }
 
 // cartSubs are the local subscribers of one channel. It exists from the
@@ -74,14 +94,18 @@ func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Bus{
-		client: client,
-		prefix: prefix,
-		log:    logger,
-		carts:  map[string]*cartSubs{},
-		done:   make(chan struct{}),
-		read:   make(chan struct{}),
+	b := &Bus{
+		client:    client,
+		prefix:    prefix,
+		log:       logger,
+		carts:     map[string]*cartSubs{},
+		done:      make(chan struct{}),
+		read:      make(chan struct{}),
+		pubs:      make(chan publication, publishQueue),
+		published: make(chan struct{}),
 	}
+	go b.publisher()
+	return b
 }
 
 func (b *Bus) channel(cartID string) string { return b.prefix + "cart:" + cartID }
@@ -93,8 +117,69 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 		return ErrClosed
 	default:
 	}
-	if err := b.client.Publish(ctx, b.channel(cartID), payload).Err(); err != nil {
-		return fmt.Errorf("redis: publish cart %s: %w", cartID, plain(err))
+	select {
+	case b.pubs <- publication{b.channel(cartID), payload}:
+		return nil
+	default:
+		b.mu.Lock()
+		b.dropped++
+		b.mu.Unlock()
+		return fmt.Errorf("redis: publish cart %s: %w", cartID, errPublishQueueFull)
+	}
+}
+
+// errPublishQueueFull is a Publish dropped because Redis is not keeping up.
+var errPublishQueueFull = errors.New("queue full, Redis is not keeping up")
+
+// publisher publishes queued payloads in order, one at a time, until Close.
+func (b *Bus) publisher() {
+	defer close(b.published)
+	for {
+		select {
+		case <-b.done:
+			return
+		case p := <-b.pubs:
+			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+			err := plain(b.client.Publish(ctx, p.channel, p.payload).Err())
+			cancel()
+			b.outcome(err)
+			if err != nil {
+				b.log.Warn("redis bus: publish", logKeyChannel, p.channel, logKeyError, err)
+			}
+		}
+	}
+}
+
+// outcome records how a Redis call went, for Degraded.
+func (b *Bus) outcome(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		b.fails, b.lastErr = 0, nil
+		return
+	}
+	b.fails++
+	b.lastErr = err
+}
+
+// Degraded reports, without waiting on Redis, whether the bus works in a
+// degraded mode: Redis failing (updates reach only this instance's
+// connections; other instances' clients repair by version gap) or
+// subscriptions Redis has not confirmed. nil means healthy.
+func (b *Bus) Degraded() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fails > 0 {
+		return fmt.Errorf("redis bus: %d calls failed in a row; last: %w", b.fails, b.lastErr)
+	}
+	pending := 0
+	for _, subs := range b.carts {
+		if !subs.ok {
+			pending++
+		}
+	}
+	if pending > 0 {
+		return fmt.Errorf("redis bus: %d subscriptions not confirmed by Redis", pending)
 	}
 	return nil
 }
@@ -121,20 +206,32 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 		b.carts[ch] = subs
 		// Even if this fails, go-redis keeps the channel and subscribes
 		// it when it reconnects, so subs stays until that confirmation.
-		if err := b.ps.Subscribe(ctx, ch); err != nil {
-			b.mu.Unlock()
-			return nil, fmt.Errorf("redis: subscribe cart %s: %w", cartID, plain(err))
+		sctx, cancel := context.WithTimeout(ctx, subscribeWait)
+		err := b.ps.Subscribe(sctx, ch)
+		cancel()
+		if err != nil {
+			// go-redis keeps the channel and subscribes again when
+			// it reconnects: the subscription stands, unconfirmed.
+			b.fails++
+			b.lastErr = plain(err)
+			b.log.Warn("redis bus: subscribe", logKeyChannel, ch, logKeyError, b.lastErr)
 		}
 	}
 	b.nextID++
 	id := b.nextID
 	subs.fns[id] = fn
 	ready := subs.ready
+	degraded := b.fails > 0 && !subs.ok
 	b.mu.Unlock()
 
 	var once sync.Once
 	cancel = func() { once.Do(func() { b.cancel(ch, id) }) }
 
+	if degraded {
+		// Redis is failing: do not wait for it; the subscription is
+		// confirmed when it answers again.
+		return cancel, nil
+	}
 	timer := time.NewTimer(subscribeWait)
 	defer timer.Stop()
 	select {
@@ -147,8 +244,10 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 		cancel()
 		return nil, ErrClosed
 	case <-timer.C:
-		cancel()
-		return nil, fmt.Errorf("redis: subscribe cart %s: not confirmed within %s", cartID, subscribeWait)
+		// Redis is slow or away: the subscription is confirmed when it
+		// answers. Meanwhile this instance's own updates still arrive.
+		b.log.Warn("redis bus: subscription not confirmed yet", logKeyChannel, ch, "waited", subscribeWait)
+		return cancel, nil
 	}
 }
 
@@ -184,6 +283,7 @@ func (b *Bus) unsubscribe(ch string) {
 func (b *Bus) confirmed(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.fails, b.lastErr = 0, nil // Redis answers
 	subs := b.carts[ch]
 	if b.closed || subs == nil || subs.ok {
 		return // a resubscription after a reconnect
@@ -247,6 +347,7 @@ func (b *Bus) Close() error {
 	ps := b.ps
 	b.carts = map[string]*cartSubs{}
 	b.mu.Unlock()
+	<-b.published
 	if ps == nil {
 		return nil
 	}

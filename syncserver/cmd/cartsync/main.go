@@ -283,9 +283,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		opt.DialTimeout = 2 * time.Second
 		opt.DialerRetries = 1
 		m.rdb = goredis.NewClient(opt)
-		if err := m.rdb.Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis ping: %w", err)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := m.rdb.Ping(pctx).Err(); err != nil {
+			// Redis is a cache and a bus: start without it and attach
+			// when it answers (the client reconnects by itself).
+			m.Logger.Warn("redis does not answer; starting without it, degraded until it does", "err", err)
 		}
+		cancel()
 		m.store = redis.NewCache(m.store, m.rdb, m.RedisPrefix, m.CacheTTL, m.Logger)
 		m.bus = redis.NewBus(m.rdb, m.RedisPrefix, m.Logger)
 		m.Logger.Info("cache and fan-out", "kind", "redis")

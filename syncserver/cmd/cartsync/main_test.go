@@ -312,3 +312,62 @@ func TestDemoRefusesRealUserTokenKeys(t *testing.T) {
 		})
 	}
 }
+
+// readiness returns /readyz's status code and "status" field.
+func readiness(t *testing.T, base string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Status
+}
+
+// Redis is a cache and a bus, not a dependency: the server starts while it
+// is down, is ready (and says it is degraded) while edits are acknowledged,
+// and attaches when Redis comes.
+func TestStartsWithoutRedisAndAttaches(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	rp.Stop()
+	m := startMain(t, "-data", t.TempDir(), "-redis-url", rp.URL())
+	base := m.URL()
+	e := engine(t, base, "")
+	if err := e.Add(t.Context(), "mug", nil, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "the edit acknowledged without Redis", func(s syncclient.State) bool {
+		return s.Pending == 0 && s.Confirmed > 0
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, status := readiness(t, base)
+		if code == http.StatusOK && status == "degraded" {
+			break
+		}
+		if code != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("/readyz with Redis down = %d %q, want 200 degraded", code, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	rp.Start()
+	if err := e.Add(t.Context(), "tea", nil, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "an edit acknowledged with Redis back", func(s syncclient.State) bool {
+		return s.Pending == 0 && quantity(s.Cart, "tea") == 1
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if code, status := readiness(t, base); code == http.StatusOK && status == "ok" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("/readyz after Redis came back = %d %q, want 200 ok", code, status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
