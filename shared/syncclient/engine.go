@@ -213,6 +213,7 @@ type Engine struct {
 	// What the latest welcome said: its cart, user and guest cart. They
 	// describe the confirmed cart when sessCart is its id.
 	sessCart, sessUser, sessGuest string
+	sessGen                       uint64          // the userGen of the hello that welcome answered
 	userCarts                     map[string]bool // carts seen as user carts
 	guestTok, guestCart           string          // guestCart is device token guestTok's guest cart
 	gone                          map[string]bool // carts that no longer exist for this device

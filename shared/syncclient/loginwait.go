@@ -107,8 +107,8 @@ func (w *UserWait) answeredLocked() (bool, error) {
 	if e.status != Syncing && e.status != Synced {
 		return false, nil
 	}
-	if e.sessCart == "" || e.sessCart != e.confirmed.ID {
-		return false, nil
+	if e.sessCart == "" || e.sessCart != e.confirmed.ID || e.sessGen != w.gen {
+		return false, nil // not the answer to a hello of this SetUser
 	}
 	return (e.sessUser != "") == w.login, nil
 }

@@ -571,6 +571,7 @@ func (s *session) onWelcome(m *protocol.Message) error {
 	s.live = &live{choose: make(chan chooseReq), done: make(chan struct{})}
 	e.update(func() {
 		e.sessCart, e.sessUser, e.sessGuest = m.CartID, m.User, m.GuestCartID
+		e.sessGen = s.userGen
 		switch {
 		case m.User == "":
 			e.guestTok, e.guestCart = s.token, m.CartID
