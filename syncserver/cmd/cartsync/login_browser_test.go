@@ -489,3 +489,45 @@ func TestBrowserLoginTokenExpiry(t *testing.T) {
 	}
 	waitStatus(tb, "login")
 }
+
+// TestBrowserEditsDuringLoginInFlight: the shopper adds an item, clicks "Log
+// in", and adds two more while the login is in flight, without waiting for
+// anything. Every item ends up once in the account's cart, on the server and
+// in the widget. Three accounts in a row on
+// one device (logging out in between), since the window is narrow.
+func TestBrowserEditsDuringLoginInFlight(t *testing.T) {
+	srv := startLoginServer(t)
+	br := startBrowser(t, t.TempDir())
+	tb := br.first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	want := quantities{"MUG-01": 1, "TEE-01": 1, "CAP-01": 1}
+	for i, user := range []string{"alice", "bob", "carol"} {
+		if i > 0 {
+			eval[loginResult](tb, `cartsync.logout()`)
+			waitCart(tb, "a fresh guest cart", 10*time.Second, func(c hostCart) bool {
+				return synced(c) && strings.HasPrefix(c.ID, "g_") && len(c.Lines) == 0
+			})
+		}
+		details := func(sku string) string {
+			return jsArgs([]any{sku, 1, map[string]any{"name": productNames[sku], "price": productPrices[sku], "currency": "EUR"}})
+		}
+		r := eval[loginResult](tb, `fetch('/demo-token?user=`+user+`')
+			.then((r) => r.json())
+			.then((j) => {
+				const first = cartsync.add(`+details("MUG-01")+`);
+				const login = cartsync.login(j.token);
+				const more = [cartsync.add(`+details("TEE-01")+`), cartsync.add(`+details("CAP-01")+`)];
+				return Promise.all([first, login, ...more]).then((all) => all[1]);
+			})`)
+		if r.Status != "done" {
+			t.Fatalf("%s: login resolved with %+v", user, r)
+		}
+		c := waitCart(tb, user+"'s cart with every item", 15*time.Second, func(c hostCart) bool {
+			return synced(c) && c.ID == syncserver.UserCartID(user) && maps.Equal(c.quantities(), want)
+		})
+		if got := recordQuantities(srv.record(c.ID)); !maps.Equal(got, want) {
+			t.Errorf("%s: the server holds %s, want %s", user, got, want)
+		}
+	}
+}
