@@ -260,17 +260,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	if m.PostgresURL != "" {
-		m.store, err = postgres.Open(ctx, m.PostgresURL, postgres.WithMaxConns(int32(m.PostgresConns)))
+		pg, err := postgres.Open(ctx, m.PostgresURL, postgres.WithMaxConns(int32(m.PostgresConns)))
 		if err != nil {
+			// Not into m.store: a nil *Store in the interface would
+			// be closed.
 			return fmt.Errorf("open postgres: %w", err)
 		}
+		m.store = pg
 		m.Logger.Info("store", "kind", "postgres")
 	} else {
 		path := filepath.Join(m.DataDir, "cartsync.db")
-		m.store, err = sqlite.Open(ctx, path)
+		lite, err := sqlite.Open(ctx, path)
 		if err != nil {
 			return fmt.Errorf("open sqlite %s: %w", path, err)
 		}
+		m.store = lite
 		m.Logger.Info("store", "kind", "sqlite", "path", path)
 	}
 	if m.RedisURL != "" {

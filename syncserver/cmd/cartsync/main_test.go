@@ -371,3 +371,22 @@ func TestStartsWithoutRedisAndAttaches(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A store that cannot be opened fails the start with its error, and the
+// program cleans up without a panic.
+func TestUnreachablePostgresFailsCleanly(t *testing.T) {
+	m := NewMain()
+	args := []string{"-addr", "127.0.0.1:0", "-log-level", "error", "-postgres-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"}
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Run(context.Background())
+	if err == nil {
+		m.Close(context.Background())
+		t.Fatal("started on an unreachable Postgres")
+	}
+	if !strings.Contains(err.Error(), "open postgres") {
+		t.Errorf("error = %v, want open postgres", err)
+	}
+	m.Close(context.Background())
+}
