@@ -345,18 +345,24 @@ func TestBusRedisDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 
-	err := bus.Publish(ctx, "cart-1", []byte("x"))
-	if err == nil {
-		t.Error("Publish with Redis down: no error")
+	// Off the caller's path: queued, and Degraded says it failed.
+	if err := bus.Publish(ctx, "cart-1", []byte("x")); err != nil {
+		t.Errorf("Publish with Redis down = %v, want queued", err)
 	}
-	noRedisTypes(t, "Publish", err)
-
+	// The subscription stands, to be confirmed when Redis answers.
 	stop, err := bus.Subscribe(ctx, "cart-1", func([]byte) {})
-	if err == nil {
-		stop()
-		t.Error("Subscribe with Redis down: no error")
+	if err != nil {
+		t.Errorf("Subscribe with Redis down = %v, want it to stand", err)
+	} else {
+		defer stop()
 	}
-	noRedisTypes(t, "Subscribe", err)
+	for deadline := time.Now().Add(wait); bus.Degraded() == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("Degraded with Redis down: nil")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	noRedisTypes(t, "Degraded", bus.Degraded())
 
 	err = bus.Ping(ctx)
 	if err == nil {
@@ -867,4 +873,55 @@ func TestCacheNeverServesOlderThanCommittedAfterRedisHangs(t *testing.T) {
 	check("after the repair, instance 1", c1, 12)
 	check("after the repair, instance 2", c2, 12)
 	check("a minute later, as it were (served from Redis)", c1, 12)
+}
+
+// A subscription made while Redis is away is confirmed when it comes, and
+// then carries other instances' updates; Degraded clears.
+func TestBusSubscriptionStandsWhileRedisIsAway(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	rp.Stop()
+	client := func() *goredis.Client {
+		opt, err := goredis.ParseURL(rp.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := goredis.NewClient(opt)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := cartredis.NewBus(client(), "away:", testLogger(t)), cartredis.NewBus(client(), "away:", testLogger(t))
+	t.Cleanup(func() { a.Close(); b.Close() })
+	got := make(chan string, 16)
+	stop, err := a.Subscribe(t.Context(), "cart-1", func(p []byte) { got <- string(p) })
+	if err != nil {
+		t.Fatalf("Subscribe with Redis away: %v", err)
+	}
+	defer stop()
+	if a.Degraded() == nil {
+		t.Error("Degraded with the subscription unconfirmed: nil")
+	}
+	rp.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Degraded() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("never confirmed after Redis came: %v", a.Degraded())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		if err := b.Publish(t.Context(), "cart-1", []byte("v2")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-got:
+			if p != "v2" {
+				t.Fatalf("got %q, want v2", p)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no update from the other instance after Redis came")
+		}
+	}
 }
