@@ -31,7 +31,8 @@ const (
 	publishQueue = 8192
 	// publishTimeout bounds one PUBLISH, off the caller's path.
 	publishTimeout = 500 * time.Millisecond
-	// unsubscribeTimeout bounds an UNSUBSCRIBE sent by a cancel.
+	// unsubscribeTimeout bounds a SUBSCRIBE or UNSUBSCRIBE sent by the
+	// subscriber goroutine.
 	unsubscribeTimeout = 5 * time.Second
 )
 
@@ -64,6 +65,8 @@ type Bus struct {
 	done   chan struct{} // closed by Close
 	read   chan struct{} // closed when the dispatch goroutine returns
 
+	cmds      []subCmd      // for the subscriber goroutine
+	kick      chan struct{} // wakes the subscriber goroutine
 	pubs      chan publication
 	published chan struct{} // closed when the publisher returns
 	fails     int           // Redis calls failed in a row (publish, subscribe)
@@ -94,6 +97,7 @@ func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	warnContextTimeouts(client, logger)
 	b := &Bus{
 		client:    client,
 		prefix:    prefix,
@@ -101,6 +105,7 @@ func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
 		carts:     map[string]*cartSubs{},
 		done:      make(chan struct{}),
 		read:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
 		pubs:      make(chan publication, publishQueue),
 		published: make(chan struct{}),
 	}
@@ -199,23 +204,15 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 	if b.ps == nil {
 		b.ps = b.client.Subscribe(context.Background())
 		go b.dispatch(b.ps.ChannelWithSubscriptions(goredis.WithChannelSize(chanSize)))
+		go b.subscriber(b.ps)
 	}
 	subs := b.carts[ch]
 	if subs == nil {
 		subs = &cartSubs{fns: map[uint64]func([]byte){}, ready: make(chan struct{})}
 		b.carts[ch] = subs
-		// Even if this fails, go-redis keeps the channel and subscribes
-		// it when it reconnects, so subs stays until that confirmation.
-		sctx, cancel := context.WithTimeout(ctx, subscribeWait)
-		err := b.ps.Subscribe(sctx, ch)
-		cancel()
-		if err != nil {
-			// go-redis keeps the channel and subscribes again when
-			// it reconnects: the subscription stands, unconfirmed.
-			b.fails++
-			b.lastErr = plain(err)
-			b.log.Warn("redis bus: subscribe", logKeyChannel, ch, logKeyError, b.lastErr)
-		}
+		// Sent by the subscriber goroutine: a Redis that hangs never
+		// holds b.mu, so it never holds up another hello.
+		b.queueLocked(subCmd{ch, true})
 	}
 	b.nextID++
 	id := b.nextID
@@ -270,12 +267,55 @@ func (b *Bus) cancel(ch string, id uint64) {
 // unsubscribe drops channel ch. b.mu must be held.
 func (b *Bus) unsubscribe(ch string) {
 	delete(b.carts, ch)
-	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
-	defer cancel()
-	// go-redis forgets the channel even if the command fails, so a
-	// reconnect does not subscribe it again.
-	if err := b.ps.Unsubscribe(ctx, ch); err != nil {
-		b.log.Warn("redis bus: unsubscribe", logKeyChannel, ch, logKeyError, err)
+	b.queueLocked(subCmd{ch, false})
+}
+
+// subCmd is a SUBSCRIBE (sub) or UNSUBSCRIBE for the subscriber goroutine.
+type subCmd struct {
+	channel string
+	sub     bool
+}
+
+// queueLocked hands cmd to the subscriber goroutine, in order, without
+// waiting. b.mu is held.
+func (b *Bus) queueLocked(cmd subCmd) {
+	b.cmds = append(b.cmds, cmd)
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// subscriber sends the queued SUBSCRIBEs and UNSUBSCRIBEs to Redis, in
+// order, one at a time, until Close. A command that fails is not retried:
+// go-redis keeps a subscribed channel and subscribes it again when it
+// reconnects, and forgets an unsubscribed one even if the command failed.
+func (b *Bus) subscriber(ps *goredis.PubSub) {
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		cmds := b.cmds
+		b.cmds = nil
+		b.mu.Unlock()
+		for _, cmd := range cmds {
+			ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+			var err error
+			if cmd.sub {
+				err = ps.Subscribe(ctx, cmd.channel)
+			} else {
+				err = ps.Unsubscribe(ctx, cmd.channel)
+			}
+			cancel()
+			if err != nil {
+				err = plain(err)
+				b.log.Warn("redis bus: (un)subscribe", logKeyChannel, cmd.channel, "subscribe", cmd.sub, logKeyError, err)
+				b.outcome(err)
+			}
+		}
 	}
 }
 
