@@ -132,6 +132,7 @@ func windowStores(t *testing.T) map[string]func(t *testing.T) syncserver.Store {
 			if err != nil {
 				t.Fatal(err)
 			}
+			opt.ContextTimeoutEnabled = true
 			client := goredis.NewClient(opt)
 			c := redis.NewCache(st, client, storetest.KeyPrefix(t), time.Hour, nil)
 			t.Cleanup(func() { c.Close(); client.Close() })

@@ -166,6 +166,7 @@ func NewCache(next syncserver.Store, client *goredis.Client, prefix string, ttl 
 	if logger == nil {
 		logger = slog.Default()
 	}
+	warnContextTimeouts(client, logger)
 	c := &Cache{
 		next: next, client: client, prefix: prefix, ttl: ttl, log: logger,
 		writes: make(chan cacheWrite, writeQueue),

@@ -3,6 +3,9 @@ package redis
 import (
 	"context"
 	"errors"
+	"log/slog"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // ErrClosed is returned by a Bus used after Close.
@@ -27,4 +30,14 @@ func plain(err error) error {
 		return context.DeadlineExceeded
 	}
 	return errors.New(err.Error())
+}
+
+// warnContextTimeouts warns when client ignores context deadlines: the cache
+// and the bus bound every Redis call with one, and without
+// Options.ContextTimeoutEnabled go-redis waits out its socket timeouts
+// instead on a Redis that hangs.
+func warnContextTimeouts(client *goredis.Client, log *slog.Logger) {
+	if !client.Options().ContextTimeoutEnabled {
+		log.Warn("redis: the client ignores context deadlines (Options.ContextTimeoutEnabled is false): a Redis that hangs will hold calls for its socket timeouts")
+	}
 }

@@ -42,6 +42,7 @@ func newClient(t testing.TB, name string) *goredis.Client {
 		t.Fatalf("parse %s: %v", storetest.EnvRedisURL, err)
 	}
 	opt.ClientName = name
+	opt.ContextTimeoutEnabled = true
 	c := goredis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
 	if err := c.Ping(t.Context()).Err(); err != nil {
@@ -61,7 +62,7 @@ func downClient(t testing.TB) *goredis.Client {
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 500 * time.Millisecond, DialerRetries: 1, MaxRetries: -1})
+	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 500 * time.Millisecond, DialerRetries: 1, MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -140,6 +141,19 @@ func mutate(t testing.TB, s syncserver.Store, id string, clients []string, fn fu
 		t.Fatalf("Mutate(%s): %v", id, err)
 	}
 	settle(t, s)
+}
+
+// procClient is a client of a test's own redis-server.
+func procClient(t testing.TB, rp *storetest.RedisProc) *goredis.Client {
+	t.Helper()
+	opt, err := goredis.ParseURL(rp.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.ContextTimeoutEnabled = true
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // newCache is cartredis.NewCache with the background writer stopped when
@@ -802,18 +816,9 @@ func TestCacheRedisDown(t *testing.T) {
 // seqs; and committing never waited on Redis for longer than the store.
 func TestCacheNeverServesOlderThanCommittedAfterRedisHangs(t *testing.T) {
 	rp := storetest.StartRedis(t)
-	client := func() *goredis.Client {
-		opt, err := goredis.ParseURL(rp.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := goredis.NewClient(opt)
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
 	store := shared(t)
-	c1 := newCache(t, store, client(), "hang:", time.Hour, slog.New(slog.DiscardHandler))
-	c2 := newCache(t, store, client(), "hang:", time.Hour, slog.New(slog.DiscardHandler))
+	c1 := newCache(t, store, procClient(t, rp), "hang:", time.Hour, slog.New(slog.DiscardHandler))
+	c2 := newCache(t, store, procClient(t, rp), "hang:", time.Hour, slog.New(slog.DiscardHandler))
 	const carts = 5
 	id := func(i int) string { return fmt.Sprint("cart-", i) }
 	check := func(what string, c *cartredis.Cache, want uint64) {
@@ -880,16 +885,7 @@ func TestCacheNeverServesOlderThanCommittedAfterRedisHangs(t *testing.T) {
 func TestBusSubscriptionStandsWhileRedisIsAway(t *testing.T) {
 	rp := storetest.StartRedis(t)
 	rp.Stop()
-	client := func() *goredis.Client {
-		opt, err := goredis.ParseURL(rp.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := goredis.NewClient(opt)
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	a, b := cartredis.NewBus(client(), "away:", testLogger(t)), cartredis.NewBus(client(), "away:", testLogger(t))
+	a, b := cartredis.NewBus(procClient(t, rp), "away:", testLogger(t)), cartredis.NewBus(procClient(t, rp), "away:", testLogger(t))
 	t.Cleanup(func() { a.Close(); b.Close() })
 	got := make(chan string, 16)
 	stop, err := a.Subscribe(t.Context(), "cart-1", func(p []byte) { got <- string(p) })

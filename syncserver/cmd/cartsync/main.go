@@ -285,6 +285,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// Fail fast when Redis is down: the cache falls through to the
 		// store, and a request must not wait out many dial retries.
 		opt.DialTimeout = 2 * time.Second
+		// The cache and the bus bound every call with a context; without
+		// this go-redis ignores those deadlines and waits out its own
+		// socket timeouts (seconds) on a Redis that hangs.
+		opt.ContextTimeoutEnabled = true
 		opt.DialerRetries = 1
 		m.rdb = goredis.NewClient(opt)
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
