@@ -37,31 +37,10 @@ func (s *Store) Load(ctx context.Context) (syncclient.Stored, error) {
 		if cartJSON, err = getString(ctx, txn, meta, keyCart); err != nil {
 			return err
 		}
-		cursor, err := ops.OpenCursor(idb.CursorNext)
-		if err != nil {
-			abort(txn)
-			return err
-		}
-		// The callback runs inside the success event: it must not block.
-		err = cursor.Iter(ctx, func(c *idb.CursorWithValue) error {
-			v, err := c.Value()
-			if err != nil {
-				return err
-			}
-			if v.Type() != js.TypeString {
-				return fmt.Errorf("an op is a %s, want a string", v.Type())
-			}
-			opsJSON = append(opsJSON, v.String())
+		return eachOp(ctx, txn, ops, func(_ *idb.CursorWithValue, data string) error {
+			opsJSON = append(opsJSON, data)
 			return nil
 		})
-		if err == nil {
-			err = ctx.Err() // idb answers nil when ctx ends first
-		}
-		if err != nil {
-			abort(txn)
-			return err
-		}
-		return nil
 	})
 	if err != nil {
 		return syncclient.Stored{}, fmt.Errorf("load: %w", err)
@@ -242,40 +221,23 @@ func (s *Store) Restamp(ctx context.Context, from, to string) error {
 		if err != nil {
 			return err
 		}
-		cursor, err := st[0].OpenCursor(idb.CursorNext)
-		if err != nil {
-			abort(txn)
-			return err
-		}
-		// The callback runs inside the success event: it must not block.
-		err = cursor.Iter(ctx, func(c *idb.CursorWithValue) error {
-			v, err := c.Value()
-			if err != nil {
-				return err
-			}
-			if v.Type() != js.TypeString {
-				return fmt.Errorf("an op is a %s, want a string", v.Type())
-			}
+		err = eachOp(ctx, txn, st[0], func(c *idb.CursorWithValue, data string) error {
 			var op cart.Op
-			if err := json.Unmarshal([]byte(v.String()), &op); err != nil {
+			if err := json.Unmarshal([]byte(data), &op); err != nil {
 				return fmt.Errorf("decode op: %w", err)
 			}
 			if op.Cart != from {
 				return nil
 			}
 			op.Cart, op.Base = to, 0
-			data, err := json.Marshal(op)
+			moved, err := json.Marshal(op)
 			if err != nil {
 				return fmt.Errorf("encode op %s/%d: %w", op.Client, op.Seq, err)
 			}
-			_, err = c.Update(js.ValueOf(string(data)))
+			_, err = c.Update(js.ValueOf(string(moved)))
 			return err
 		})
-		if err == nil {
-			err = ctx.Err() // idb answers nil when ctx ends first
-		}
 		if err != nil {
-			abort(txn)
 			return err
 		}
 		// Restamp is idempotent: running it again after a lost
@@ -286,6 +248,34 @@ func (s *Store) Restamp(ctx context.Context, from, to string) error {
 		return fmt.Errorf("restamp: %w", err)
 	}
 	return nil
+}
+
+// eachOp calls fn with every op of the ops store, in key order, inside txn;
+// on an error it aborts txn. fn runs inside the success event: it must not
+// block.
+func eachOp(ctx context.Context, txn *idb.Transaction, ops *idb.ObjectStore, fn func(c *idb.CursorWithValue, data string) error) error {
+	cursor, err := ops.OpenCursor(idb.CursorNext)
+	if err != nil {
+		abort(txn)
+		return err
+	}
+	err = cursor.Iter(ctx, func(c *idb.CursorWithValue) error {
+		v, err := c.Value()
+		if err != nil {
+			return err
+		}
+		if v.Type() != js.TypeString {
+			return fmt.Errorf("an op is a %s, want a string", v.Type())
+		}
+		return fn(c, v.String())
+	})
+	if err == nil {
+		err = ctx.Err() // idb answers nil when ctx ends first
+	}
+	if err != nil {
+		abort(txn)
+	}
+	return err
 }
 
 // replaces reports whether c replaces the stored cart (JSON, "" for none):
