@@ -54,6 +54,10 @@ machine() {
 	echo "open files: $(ulimit -n)"
 }
 
+# Every client of the load generator comes from 127.0.0.1: lift the
+# per-address limits meant for the open internet.
+unlimited="-max-conns-per-ip -1 -rate-per-ip -1 -devices-per-ip -1"
+
 if [[ ${1:-} == restart ]]; then
 	shift
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -61,7 +65,7 @@ if [[ ${1:-} == restart ]]; then
 	log "restart"
 	TMPDIR=$WORK "$WORK/cartsync-bench" -scenario restart -server "http://127.0.0.1:$port" \
 		-server-bin "$WORK/cartsync" \
-		-server-args "-log-level warn -data $WORK/data -postgres-url $CARTSYNC_TEST_POSTGRES_URL -postgres-max-conns 16 -redis-url $CARTSYNC_TEST_REDIS_URL" "$@"
+		-server-args "-log-level warn -data $WORK/data -postgres-url $CARTSYNC_TEST_POSTGRES_URL -postgres-max-conns 16 -redis-url $CARTSYNC_TEST_REDIS_URL $unlimited" "$@"
 	exit
 fi
 
@@ -69,7 +73,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 conns=16
 "$WORK/cartsync" -addr "127.0.0.1:$port" -log-level error \
 	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-max-conns "$conns" \
-	-redis-url "$CARTSYNC_TEST_REDIS_URL" &
+	-redis-url "$CARTSYNC_TEST_REDIS_URL" $unlimited &
 server_pid=$!
 for _ in $(seq 100); do
 	curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
