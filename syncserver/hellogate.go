@@ -11,7 +11,7 @@ import (
 // helloWait is how long a hello waits for a slot before it is answered
 // overloaded: a waiting hello costs little, a refused one costs the client
 // a new connection and the server a new handshake.
-const helloWait = 3 * time.Second
+const helloWait = 10 * time.Second
 
 // helloRetry is the range of the retry delay an overloaded hello is given:
 // random, so that the refused clients do not come back together.
