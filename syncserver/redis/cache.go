@@ -46,7 +46,22 @@ const (
 	fieldCart    = "c"  // cart JSON, with server bookkeeping (Contribs)
 	fieldMeta    = "m"  // Meta JSON
 	fieldSeq     = "s:" // + client id: last seq applied for that client, decimal
+	// fieldMissing, "1", marks an entry saying the cart does not exist
+	// (version "0", no cart): most devices that connect never edit, and
+	// their every hello would otherwise reach the store.
+	fieldMissing = "x"
 )
+
+// missingScript writes the missing mark, only where no entry exists, so
+// that it never hides a cart. A commit's write replaces it (writeScript).
+// KEYS[1]: the cart's hash. ARGV[1]: TTL in milliseconds.
+var missingScript = goredis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'v', '0', 'x', '1')
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+`)
 
 // writeScript is the only way the cache is written, so that concurrent
 // writers from several instances, some slower than others, never move it
@@ -72,6 +87,7 @@ local cur = redis.call('HGET', key, 'v')
 local wrote = 0
 if not cur or ge(ARGV[1], cur) then
   redis.call('HSET', key, 'v', ARGV[1], 'c', ARGV[2], 'm', ARGV[3])
+  redis.call('HDEL', key, 'x')
   wrote = 1
 end
 for i = 5, #ARGV, 2 do
@@ -95,7 +111,9 @@ return wrote
 // in this process until the write has landed. Load answers from Redis when
 // the cart is not dirty and the cached entry has a seq for every client
 // asked about; otherwise it loads from the next Store and fills the cache
-// (in the background too).
+// (in the background too). A cart the next Store does not have is cached
+// as missing (most devices that connect never edit), until a commit writes
+// it.
 //
 // Reads never go back in time past what this instance committed: while a
 // cart is dirty (its write is queued, failed or timed out; a commit's
@@ -145,7 +163,8 @@ type Cache struct {
 }
 
 // cacheWrite is a record for the background writer: a commit's (gen > 0)
-// or a fill's (cleared is the repair count when the fill's read began).
+// or a fill's (cleared is the repair count when the fill's read began; a
+// nil rec marks the cart missing).
 type cacheWrite struct {
 	cartID  string
 	rec     *syncserver.Record
@@ -188,6 +207,10 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 	if asked {
 		var rec *syncserver.Record
 		rec, err = c.get(ctx, cartID, clients)
+		if errors.Is(err, errMissing) {
+			c.outcome(nil)
+			return nil, syncserver.ErrCartNotFound
+		}
 		c.outcome(err)
 		if rec != nil {
 			return rec, nil
@@ -197,6 +220,10 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 		}
 	}
 	rec, nerr := c.next.Load(ctx, cartID, clients)
+	if errors.Is(nerr, syncserver.ErrCartNotFound) && asked && err == nil {
+		// Remember that it is missing, unless a repair raced the read.
+		c.enqueue(cacheWrite{cartID: cartID, cleared: cleared})
+	}
 	if errors.Is(nerr, syncserver.ErrCartExpired) {
 		// A partial entry (without the seq of a client asked about)
 		// may remain from before the purge.
@@ -392,22 +419,30 @@ func (c *Cache) Dirty() int {
 	return len(c.dirty)
 }
 
+// errMissing means the cache knows the cart does not exist.
+var errMissing = errors.New("redis: cart known missing")
+
 // errDecode means a cached entry could not be decoded.
 var errDecode = errors.New("redis: undecodable cache entry")
 
 // get reads the cart from Redis. A miss is (nil, nil).
 func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
-	fields := make([]string, 0, 3+len(clients))
+	fields := make([]string, 0, 4+len(clients))
 	fields = append(fields, fieldVersion, fieldCart, fieldMeta)
 	for _, id := range clients {
 		fields = append(fields, fieldSeq+id)
 	}
+	fields = append(fields, fieldMissing)
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	vals, err := c.client.HMGet(ctx, c.key(cartID), fields...).Result()
 	if err != nil {
 		return nil, plain(err)
 	}
+	if vals[len(vals)-1] == "1" {
+		return nil, errMissing
+	}
+	vals = vals[:len(vals)-1]
 	strs := make([]string, len(vals))
 	for i, v := range vals {
 		s, ok := v.(string)
@@ -442,11 +477,14 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 
 // put writes rec to the cache through writeScript.
 func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) error {
-	if rec == nil || rec.Cart == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	if rec == nil { // a fill of a cart that does not exist
+		return plain(missingScript.Run(ctx, c.client, []string{c.key(cartID)}, max(c.ttl.Milliseconds(), 1)).Err())
+	}
+	if rec.Cart == nil {
+		return nil
+	}
 	cj, err := json.Marshal(rec.Cart)
 	if err != nil {
 		return fmt.Errorf("encode cart: %w", err)

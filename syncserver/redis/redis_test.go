@@ -582,8 +582,9 @@ func TestCacheHitsAndMisses(t *testing.T) {
 	if _, err := c.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
 		t.Fatalf("Load(unknown) = %v, want ErrCartNotFound", err)
 	}
-	if n := admin.Exists(t.Context(), key).Val(); n != 0 {
-		t.Errorf("unknown cart: cached (EXISTS = %d), want not", n)
+	settle(t, c)
+	if got := admin.HGetAll(t.Context(), key).Val(); len(got) != 2 || got["x"] != "1" || got["v"] != "0" {
+		t.Errorf("unknown cart cached as %v, want only the missing mark", got)
 	}
 	if _, err := c.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
 		t.Fatalf("Load(unknown) again = %v, want ErrCartNotFound", err)
@@ -919,5 +920,48 @@ func TestBusSubscriptionStandsWhileRedisIsAway(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no update from the other instance after Redis came")
 		}
+	}
+}
+
+// A cart the store does not have is remembered as missing: the next Load
+// does not reach the store. A commit through another instance replaces
+// the mark, and so does a commit that wrote only meta (a repair deletes
+// it): the cart is never hidden.
+func TestCacheRemembersMissingCarts(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	next1 := &counting{Store: store}
+	c1 := newCache(t, next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	for i := range 2 {
+		if _, err := c1.Load(t.Context(), "cart-1", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
+			t.Fatalf("Load %d of a missing cart = %v, want ErrCartNotFound", i, err)
+		}
+		settle(t, c1)
+	}
+	if n := next1.loads.Load(); n != 1 {
+		t.Errorf("Loads of a missing cart reaching the store: %d, want 1", n)
+	}
+	mutate(t, c2, "cart-1", []string{"d1"}, add("d1", 1))
+	if rec := load(t, c1, "cart-1", "d1"); rec.Cart.Version != 1 || rec.Seqs["d1"] != 1 {
+		t.Errorf("after another instance created it: version %d, seq %d; want 1, 1", rec.Cart.Version, rec.Seqs["d1"])
+	}
+
+	// A commit that creates a cart without a version (a meta-only write)
+	// is not copied to Redis: the mark is deleted instead.
+	if _, err := c1.Load(t.Context(), "cart-2", nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Fatal(err)
+	}
+	settle(t, c1)
+	mutate(t, c1, "cart-2", nil, func(rec *syncserver.Record) error {
+		rec.Meta.Kind = syncserver.KindGuest
+		rec.Meta.MergedInto = "user-9"
+		return nil
+	})
+	if rec := load(t, c1, "cart-2"); rec.Meta.MergedInto != "user-9" {
+		t.Errorf("after a meta-only commit: meta %+v, want merged into user-9", rec.Meta)
+	}
+	if rec := load(t, c2, "cart-2"); rec.Meta.MergedInto != "user-9" {
+		t.Errorf("another instance after a meta-only commit: meta %+v, want merged into user-9", rec.Meta)
 	}
 }
