@@ -25,7 +25,7 @@ const DefaultTTL = time.Hour
 // cache notices and stops asking (see Cache); writes never wait on a
 // request's path.
 const (
-	readTimeout  = 250 * time.Millisecond
+	readTimeout  = 500 * time.Millisecond
 	writeTimeout = time.Second
 	// writeQueue bounds the cache writes waiting for Redis; past it a
 	// committed cart is left dirty and repaired by a delete.
