@@ -70,6 +70,12 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		guest.Meta.UpdatedAt = now
 		for c, q := range guest.Seqs {
 			if q > user.Seqs[c] {
+				if user.Seqs[c] == 0 {
+					// A client id new to the user cart: counted
+					// against its cap (never refused: dropping it
+					// would apply its replays twice).
+					user.Cart.Clients++
+				}
 				user.Seqs[c] = q
 			}
 		}

@@ -297,6 +297,24 @@ func TestTokenExpiryEnforcedOnMessages(t *testing.T) {
 	}
 }
 
+// A login merge counts the client ids it carries over from the guest cart
+// against the user cart's cap on client ids.
+func TestMergeCountsCarriedClientIDs(t *testing.T) {
+	_, hs, st, _ := newLoginServer(t, cart.PolicyMerge)
+	dev := guestWith(t, hs, "g1", "A", 1, "B", 1) // one client id on the guest cart
+	a := dial(t, hs)
+	w, _, _ := a.login("u1", dev, "user:zoe", "")
+	a.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("u1", 1, "C", 1)}})
+	a.expect(protocol.TypeAck)
+	rec, err := st.Load(context.Background(), w.CartID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Cart.Clients != 2 {
+		t.Errorf("user cart counts %d client ids, want 2 (g1 carried over, u1)", rec.Cart.Clients)
+	}
+}
+
 func TestReplayAfterMergeDoesNotDouble(t *testing.T) {
 	_, hs, st, _ := newLoginServer(t, cart.PolicyMerge)
 	devA := guestWith(t, hs, "a0", "A", 3) // a0 seq 1 applied to the guest cart
