@@ -531,3 +531,98 @@ func TestBrowserEditsDuringLoginInFlight(t *testing.T) {
 		}
 	}
 }
+
+// demoToken fetches a user token from the demo storefront's backend.
+func demoToken(tb *tab, user string) string {
+	tb.t.Helper()
+	return eval[string](tb, `fetch('/demo-token?user=`+user+`').then((r) => r.json()).then((j) => j.token)`)
+}
+
+// addJS is a cartsync.add call for sku with its demo details.
+func addJS(sku string) string {
+	return `cartsync.add(` + jsArgs([]any{sku, 1, map[string]any{"name": productNames[sku], "price": productPrices[sku], "currency": "EUR"}}) + `)`
+}
+
+// TestBrowserLoginWindows: the other windows around a login, in the real
+// widget: edits and the login made offline; a second tab that goes on
+// editing the guest cart while the first logs in; a logout that interrupts
+// a login. Every item ends up once in the account's cart.
+func TestBrowserLoginWindows(t *testing.T) {
+	want := quantities{"MUG-01": 1, "TEE-01": 1, "CAP-01": 1}
+	userCart := func(tb *tab, user string, want quantities) {
+		tb.t.Helper()
+		waitCart(tb, user+"'s cart with every item", 20*time.Second, func(c hostCart) bool {
+			return synced(c) && c.ID == syncserver.UserCartID(user) && maps.Equal(c.quantities(), want)
+		})
+	}
+
+	t.Run("Offline", func(t *testing.T) {
+		srv := startLoginServer(t)
+		tb := startBrowser(t, t.TempDir()).first
+		tb.navigate(srv.demo() + "/")
+		ready(tb)
+		tok := demoToken(tb, "alice")
+		tb.setOffline(true, "")
+		waitStatus(tb, "offline")
+		r := eval[loginResult](tb, addJS("MUG-01")+`.then(() => cartsync.login(`+jsArgs([]any{tok})+`))
+			.then((r) => Promise.all([`+addJS("TEE-01")+`, `+addJS("CAP-01")+`]).then(() => r))`)
+		if r.Status != "queued" {
+			t.Errorf("login offline resolved with %+v, want queued", r)
+		}
+		tb.setOffline(false, "")
+		userCart(tb, "alice", want)
+		if got := recordQuantities(srv.record(syncserver.UserCartID("alice"))); !maps.Equal(got, want) {
+			t.Errorf("the server holds %s, want %s", got, want)
+		}
+	})
+
+	t.Run("AnotherTab", func(t *testing.T) {
+		srv := startLoginServer(t)
+		b := startBrowser(t, t.TempDir())
+		a := b.first
+		a.navigate(srv.demo() + "/")
+		ready(a)
+		bt := b.newTab("tab B")
+		bt.navigate(srv.demo() + "/")
+		ready(bt)
+		call(bt, "add", "MUG-01", 1, map[string]any{"name": "Mug", "price": 900, "currency": "EUR"})
+		tok := demoToken(a, "bob")
+		// Tab B edits the guest cart while tab A logs in, and after.
+		eval[bool](bt, `(window.__adds = [`+addJS("TEE-01")+`], true)`)
+		eval[loginResult](a, `cartsync.login(`+jsArgs([]any{tok})+`)`)
+		eval[hostCart](bt, addJS("CAP-01"))
+		eval[bool](bt, `Promise.all(window.__adds).then(() => true)`)
+		// The storefront tells tab B at its next page view.
+		if r := eval[loginResult](bt, `cartsync.login(`+jsArgs([]any{tok})+`)`); r.Status != "done" {
+			t.Errorf("tab B's login resolved with %+v", r)
+		}
+		userCart(bt, "bob", want)
+		userCart(a, "bob", want)
+		if got := recordQuantities(srv.record(syncserver.UserCartID("bob"))); !maps.Equal(got, want) {
+			t.Errorf("the server holds %s, want %s", got, want)
+		}
+	})
+
+	t.Run("LogoutDuringLogin", func(t *testing.T) {
+		srv := startLoginServer(t)
+		tb := startBrowser(t, t.TempDir()).first
+		tb.navigate(srv.demo() + "/")
+		ready(tb)
+		tok := demoToken(tb, "carol")
+		eval[bool](tb, `(() => {
+			const all = [`+addJS("MUG-01")+`, cartsync.login(`+jsArgs([]any{tok})+`).catch(() => null), `+addJS("TEE-01")+`,
+				cartsync.logout(), `+addJS("CAP-01")+`];
+			return Promise.all(all).then(() => true);
+		})()`)
+		waitCart(tb, "a guest cart after the logout", 20*time.Second, func(c hostCart) bool {
+			return synced(c) && strings.HasPrefix(c.ID, "g_")
+		})
+		if r := eval[loginResult](tb, `cartsync.login(`+jsArgs([]any{demoToken(tb, "carol")})+`)`); r.Status != "done" {
+			t.Errorf("the second login resolved with %+v", r)
+		}
+		userCart(tb, "carol", want)
+		if got := recordQuantities(srv.record(syncserver.UserCartID("carol"))); !maps.Equal(got, want) {
+			t.Errorf("the server holds %s, want %s", got, want)
+		}
+	})
+}
