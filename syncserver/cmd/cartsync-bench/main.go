@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -65,7 +66,20 @@ func main() {
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
 	flag.DurationVar(&c.timeout, "timeout", time.Minute, "restart: how long the clients may take to come back")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if c.scenario == "restart" {
 		u, err := url.Parse(c.server)
 		if err != nil || c.serverBin == "" {
