@@ -19,13 +19,32 @@ import (
 // to the issuance rate.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/sync", s.guard(s.serveSync))
-	mux.HandleFunc("POST /v1/devices", s.guard(s.serveNewDevice))
-	mux.HandleFunc("GET /v1/cart", s.guard(s.serveCart))
-	mux.HandleFunc("POST /v1/cart/ops", s.guard(s.serveOps))
-	mux.HandleFunc("GET /v1/cart/changes", s.guard(s.serveChanges))
-	mux.HandleFunc("POST /v1/login", s.guard(s.serveLogin))
-	mux.HandleFunc("POST /v1/login/choose", s.guard(s.serveChoose))
+	methods := map[string][]string{} // path -> the methods it takes
+	for _, r := range []struct {
+		method, path string
+		h            http.HandlerFunc
+	}{
+		{http.MethodGet, "/v1/sync", s.serveSync},
+		{http.MethodPost, "/v1/devices", s.serveNewDevice},
+		{http.MethodGet, "/v1/cart", s.serveCart},
+		{http.MethodPost, "/v1/cart/ops", s.serveOps},
+		{http.MethodGet, "/v1/cart/changes", s.serveChanges},
+		{http.MethodPost, "/v1/login", s.serveLogin},
+		{http.MethodPost, "/v1/login/choose", s.serveChoose},
+	} {
+		mux.HandleFunc(r.method+" "+r.path, s.guard(r.h))
+		methods[r.path] = append(methods[r.path], r.method)
+	}
+	// Anything else under /v1/ gets the typed error too, not the mux's
+	// plain text.
+	mux.HandleFunc("/v1/", s.guard(func(w http.ResponseWriter, r *http.Request) {
+		if m := methods[r.URL.Path]; m != nil {
+			w.Header().Set("Allow", strings.Join(m, ", "))
+			writeError(w, http.StatusMethodNotAllowed, protocol.Errorf(protocol.ErrInvalid, "%s takes %s, not %s", r.URL.Path, strings.Join(m, ", "), r.Method))
+			return
+		}
+		writeError(w, http.StatusNotFound, protocol.Errorf(protocol.ErrInvalid, "no endpoint %s; see docs/protocol.md", r.URL.Path))
+	}))
 	return mux
 }
 

@@ -400,3 +400,38 @@ func TestShutdownAcknowledgesInFlightAndCloses(t *testing.T) {
 		t.Fatalf("new connection after shutdown = %d, want 503", resp.StatusCode)
 	}
 }
+
+// Unknown endpoints and wrong methods get the typed JSON error, like every
+// other refusal, not the router's plain text.
+func TestUnknownEndpointsTyped(t *testing.T) {
+	srv, err := syncserver.New(context.Background(), syncserver.Config{Store: memstore.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{http.MethodGet, "/v1/nope", http.StatusNotFound, ""},
+		{http.MethodDelete, "/v1/cart", http.StatusMethodNotAllowed, "GET"},
+		{http.MethodGet, "/v1/devices", http.StatusMethodNotAllowed, "POST"},
+	} {
+		req, _ := http.NewRequest(tt.method, hs.URL+tt.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body syncserver.ErrorResponse
+		derr := json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || derr != nil || body.Error == nil || body.Error.Code != protocol.ErrInvalid {
+			t.Errorf("%s %s: %d %+v (%v), want %d with a typed invalid error", tt.method, tt.path, resp.StatusCode, body.Error, derr, tt.status)
+		}
+		if got := resp.Header.Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
+		}
+	}
+}
