@@ -965,3 +965,12 @@ func TestCacheRemembersMissingCarts(t *testing.T) {
 		t.Errorf("another instance after a meta-only commit: meta %+v, want merged into user-9", rec.Meta)
 	}
 }
+
+// quietRedis drops go-redis's own log lines ("failed to dial"), which the
+// tests of a Redis that is down or paused provoke by the hundred; the
+// packages' own logging goes through slog as usual.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func init() { goredis.SetLogger(quietRedis{}) }
