@@ -360,11 +360,16 @@ func (c *Cache) write(w cacheWrite) {
 	}
 }
 
-// repair deletes the entries of dirty carts once Redis may be asked again
-// and no write is waiting, and clears them.
+// repair deletes the entries of dirty carts once Redis may be asked again,
+// and clears them. (A write still queued for one of them lands after the
+// delete, fresh; a fill queued before is dropped.)
 func (c *Cache) repair() {
 	c.mu.Lock()
-	if len(c.dirty) == 0 || time.Now().Before(c.pause) || c.queued > 0 {
+	// While writes are on their way they clean their carts; repair only
+	// when none is, or when the writer is falling behind (a full queue
+	// drops writes, and must not keep their carts dirty for ever).
+	behind := c.queued >= writeQueue/2
+	if len(c.dirty) == 0 || time.Now().Before(c.pause) || (c.queued > 0 && !behind) {
 		c.mu.Unlock()
 		return
 	}
