@@ -18,6 +18,8 @@ var update = flag.Bool("update", false, "rewrite testdata golden files")
 var examples = map[string]*Message{
 	"hello":   {Type: TypeHello, ID: "1", Protocol: 1, Client: "tab-7f3a", DeviceToken: "dGhpcyBpcyBub3QgYSByZWFsIHRva2VuIGF0IGFsbA", Since: 12},
 	"welcome": {Type: TypeWelcome, ID: "1", Protocol: 1, CartID: "g_0f1e2d3c4b5a69788796a5b4c3d2e1f0", HeartbeatMS: 25000, Limits: &cart.DefaultLimits},
+	"welcome-merged-elsewhere": {Type: TypeWelcome, ID: "1", Protocol: 2, DeviceToken: "bmV3IHRva2VuIGZvciBhIGZyZXNoIGd1ZXN0IGNhcnQ", CartID: "g_9a8b7c6d5e4f30211203f4e5d6c7b8a9",
+		PrevCartID: "g_0f1e2d3c4b5a69788796a5b4c3d2e1f0", MergedInto: "u_5d41402abc4b2a76b9719d911017c592", HeartbeatMS: 25000, Limits: &cart.DefaultLimits},
 	"push": {Type: TypePush, ID: "2", Ops: []cart.Op{
 		{Client: "tab-7f3a", Seq: 4, Kind: cart.KindAdd, SKU: "TEE-01", Options: map[string]string{"size": "M"}, Quantity: 2, Base: 12,
 			Details: &cart.Details{Name: "T-shirt", Image: "https://shop.example/tee.jpg", Price: 1999, Currency: "EUR"}},
