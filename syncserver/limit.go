@@ -192,26 +192,24 @@ func limited(wait time.Duration, format string, args ...any) *protocol.Error {
 
 // allowRequest takes a request token of addr.
 func (l *ipLimiter) allowRequest(addr netip.Addr) *protocol.Error {
-	now := l.now()
-	l.mu.Lock()
-	ok, wait := l.stateLocked(addr, now).requests.take(now, l.cfg.Rate, l.cfg.Burst)
-	l.mu.Unlock()
-	if !ok {
-		l.refused.WithLabelValues("requests").Inc()
-		return limited(wait, "too many requests from your address; retry in %s", wait.Round(time.Millisecond))
-	}
-	return nil
+	return l.take(addr, "requests", "requests", func(st *addrState) *bucket { return &st.requests }, l.cfg.Rate, l.cfg.Burst)
 }
 
 // allowDevice takes a device-issuance token of addr.
 func (l *ipLimiter) allowDevice(addr netip.Addr) *protocol.Error {
+	return l.take(addr, "devices", "new devices", func(st *addrState) *bucket { return &st.devices }, l.cfg.DeviceRate, l.cfg.DeviceBurst)
+}
+
+// take takes a token from the bucket of addr that pick names; limit names
+// it in the metric, what in the error.
+func (l *ipLimiter) take(addr netip.Addr, limit, what string, pick func(*addrState) *bucket, rate float64, burst int) *protocol.Error {
 	now := l.now()
 	l.mu.Lock()
-	ok, wait := l.stateLocked(addr, now).devices.take(now, l.cfg.DeviceRate, l.cfg.DeviceBurst)
+	ok, wait := pick(l.stateLocked(addr, now)).take(now, rate, burst)
 	l.mu.Unlock()
 	if !ok {
-		l.refused.WithLabelValues("devices").Inc()
-		return limited(wait, "too many new devices from your address; retry in %s", wait.Round(time.Millisecond))
+		l.refused.WithLabelValues(limit).Inc()
+		return limited(wait, "too many %s from your address; retry in %s", what, wait.Round(time.Millisecond))
 	}
 	return nil
 }

@@ -199,16 +199,21 @@ func TestValidateRejectsBadInput(t *testing.T) {
 		{"details without details", Op{Client: "c", Seq: 1, Kind: KindDetails, SKU: "X"}, CodeInvalidDetails},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := &Cart{ID: "c"}
-			_, err := c.Apply(tt.op, "A", DefaultLimits)
-			if err == nil || err.Code != tt.code {
-				t.Fatalf("Apply = %v, want code %s", err, tt.code)
-			}
-			if c.Version != 0 || len(c.Lines) != 0 {
-				t.Fatalf("rejected op changed the cart: %+v", c)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkRefused(t, tt.op, tt.code) })
+	}
+}
+
+// checkRefused applies op to an empty cart and checks that it is refused
+// with code and changes nothing.
+func checkRefused(t testing.TB, op Op, code Code) {
+	t.Helper()
+	c := &Cart{ID: "c"}
+	_, err := c.Apply(op, "A", DefaultLimits)
+	if err == nil || err.Code != code {
+		t.Fatalf("Apply = %v, want code %s", err, code)
+	}
+	if c.Version != 0 || len(c.Lines) != 0 {
+		t.Fatalf("rejected op changed the cart: %+v", c)
 	}
 }
 

@@ -33,16 +33,7 @@ func TestInvisibleCharactersRefused(t *testing.T) {
 		{"invisible client id", Op{Client: "tab\u200b", Seq: 1, Kind: KindClear}, CodeInvalidOp},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := &Cart{ID: "c"}
-			_, err := c.Apply(tt.op, "A", DefaultLimits)
-			if err == nil || err.Code != tt.code {
-				t.Fatalf("Apply = %v, want code %s", err, tt.code)
-			}
-			if c.Version != 0 || len(c.Lines) != 0 {
-				t.Fatalf("rejected op changed the cart: %+v", c)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkRefused(t, tt.op, tt.code) })
 	}
 }
 
