@@ -373,26 +373,6 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 	return id, nil
 }
 
-// freshGuest replaces a guest identity whose cart can no longer be used
-// (expired, or merged into a user cart at an earlier login) by a new device
-// token and its new, empty guest cart. expired reports that it expired;
-// mergedInto names the user cart it was merged into.
-func (s *Server) freshGuest(ctx context.Context, id Identity) (fresh Identity, expired bool, mergedInto string) {
-	if id.User != "" {
-		return id, false, ""
-	}
-	rec, err := s.store.Load(ctx, id.CartID, nil)
-	expired = errors.Is(err, ErrCartExpired)
-	if !expired && (err != nil || rec.Meta.MergedInto == "") {
-		return id, false, ""
-	}
-	if !expired {
-		mergedInto = rec.Meta.MergedInto
-	}
-	fresh, _ = s.authenticateDevice("")
-	return fresh, expired, mergedInto
-}
-
 func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Error) {
 	var id Identity
 	if deviceToken == "" {
@@ -499,6 +479,13 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 // that does not exist yet is empty at version 0.
 func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
 	rec, err := s.store.Load(ctx, cartID, clients)
+	return snapshotOf(cartID, clients, rec, err)
+}
+
+// snapshotOf turns what a store's Load returned into a snapshot: the
+// public cart and the seqs of clients; a cart that does not exist is empty
+// at version 0, an expired one is the typed cart_expired.
+func snapshotOf(cartID string, clients []string, rec *Record, err error) (*cart.Cart, map[string]uint64, error) {
 	if errors.Is(err, ErrCartExpired) {
 		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
 		e.Cart = cartID

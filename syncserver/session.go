@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
 )
 
@@ -287,7 +288,40 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 		return false
 	}
 	old := id.CartID
-	id, expired, mergedInto := s.freshGuest(ctx, id)
+	ss.client = m.Client
+	// The hello's cart, when it is known without another load.
+	var snap *helloCart
+	var expired bool
+	var mergedInto string
+	switch {
+	case id.User != "":
+		// The login below; the user's cart is loaded after subscribing.
+	case id.Token != "":
+		// A device issued just now has no cart yet.
+		snap = emptyHelloCart(id.CartID, m.Client)
+	default:
+		// Subscribe first, then load once: the load both says whether
+		// the guest cart can still be used and is the snapshot.
+		if !ss.join(ctx, m.ID, id) {
+			return false
+		}
+		rec, err := s.store.Load(ctx, id.CartID, []string{m.Client})
+		expired = errors.Is(err, ErrCartExpired)
+		if expired || (err == nil && rec.Meta.MergedInto != "") {
+			// Expired, or merged into a user cart at an earlier
+			// login: a new device token and its new, empty cart.
+			if !expired {
+				mergedInto = rec.Meta.MergedInto
+			}
+			s.hub.leave(id.CartID, ss)
+			ss.joined = false
+			id, _ = s.authenticateDevice("")
+			snap = emptyHelloCart(id.CartID, m.Client)
+		} else {
+			c, seqs, serr := snapshotOf(id.CartID, []string{m.Client}, rec, err)
+			snap = &helloCart{c, seqs, serr}
+		}
+	}
 	if expired {
 		// Told, not silently emptied: the welcome that follows carries
 		// a new device token and its fresh cart.
@@ -300,15 +334,11 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	if id.User != "" {
 		merge, merged = s.login(ctx, id, m.Policy)
 	}
-	ss.id, ss.client = id, m.Client
 	// Subscribe first, then load the snapshot: a change committed in
 	// between arrives as a push the client can order by version.
-	if err := s.hub.join(ctx, id.CartID, ss); err != nil {
-		s.log.Error("subscribe", "cart", id.CartID, "err", err)
-		ss.fail(m.ID, protocol.Errorf(protocol.ErrInternal, "could not subscribe; retry"))
+	if !ss.joined && !ss.join(ctx, m.ID, id) {
 		return false
 	}
-	ss.joined = true
 	lim := s.lim
 	welcome := &protocol.Message{
 		Type: protocol.TypeWelcome, ID: m.ID, Protocol: m.Protocol, DeviceToken: id.Token,
@@ -324,7 +354,11 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	if merge != nil {
 		ss.reply(&protocol.Message{Type: protocol.TypeMerge, ID: m.ID, Merge: merge})
 	}
-	ss.sendSnapshot(ctx, m.ID, []string{m.Client})
+	if snap != nil {
+		ss.replyCart(m.ID, snap.cart, snap.seqs, snap.err)
+	} else {
+		ss.sendSnapshot(ctx, m.ID, []string{m.Client})
+	}
 	if merged != nil {
 		s.publish(ctx, id.CartID, merged)
 	}
@@ -382,8 +416,40 @@ func (ss *session) sync(ctx context.Context, m *protocol.Message) {
 	ss.sendSnapshot(ctx, m.ID, clients)
 }
 
+// join subscribes the connection to id's cart as id, answering reqID with
+// an error if it cannot.
+func (ss *session) join(ctx context.Context, reqID string, id Identity) bool {
+	s := ss.srv
+	ss.id = id
+	if err := s.hub.join(ctx, id.CartID, ss); err != nil {
+		s.log.Error("subscribe", "cart", id.CartID, "err", err)
+		ss.fail(reqID, protocol.Errorf(protocol.ErrInternal, "could not subscribe; retry"))
+		return false
+	}
+	ss.joined = true
+	return true
+}
+
+// helloCart is the cart a hello answers with, when it is known before the
+// welcome.
+type helloCart struct {
+	cart *cart.Cart
+	seqs map[string]uint64
+	err  error
+}
+
+// emptyHelloCart is the cart of a device token issued just now.
+func emptyHelloCart(cartID, client string) *helloCart {
+	return &helloCart{cart: &cart.Cart{ID: cartID, Lines: []*cart.Line{}}, seqs: map[string]uint64{client: 0}}
+}
+
 func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []string) {
 	c, seqs, err := ss.srv.snapshot(ctx, ss.id.CartID, clients)
+	ss.replyCart(reqID, c, seqs, err)
+}
+
+// replyCart answers reqID with a snapshot, or with what went wrong.
+func (ss *session) replyCart(reqID string, c *cart.Cart, seqs map[string]uint64, err error) {
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
