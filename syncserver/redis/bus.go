@@ -29,8 +29,10 @@ const (
 	// publishQueue bounds the payloads waiting to be published; past it a
 	// Publish is dropped (at-most-once, as Pub/Sub itself is).
 	publishQueue = 8192
-	// publishTimeout bounds one PUBLISH, off the caller's path.
+	// publishTimeout bounds one pipeline of PUBLISHes, off the caller's
+	// path; publishBatch is the most one pipeline takes.
 	publishTimeout = 500 * time.Millisecond
+	publishBatch   = 256
 	// unsubscribeTimeout bounds a SUBSCRIBE or UNSUBSCRIBE sent by the
 	// subscriber goroutine.
 	unsubscribeTimeout = 5 * time.Second
@@ -136,22 +138,41 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 // errPublishQueueFull is a Publish dropped because Redis is not keeping up.
 var errPublishQueueFull = errors.New("queue full, Redis is not keeping up")
 
-// publisher publishes queued payloads in order, one at a time, until Close.
+// publisher publishes queued payloads in order until Close: whatever has
+// queued up goes to Redis in one pipeline (one round trip), so a burst of
+// updates does not wait for one round trip each.
 func (b *Bus) publisher() {
 	defer close(b.published)
+	batch := make([]publication, 0, publishBatch)
 	for {
 		select {
 		case <-b.done:
 			return
 		case p := <-b.pubs:
-			ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-			err := plain(b.client.Publish(ctx, p.channel, p.payload).Err())
-			cancel()
-			b.outcome(err)
-			if err != nil {
-				b.log.Warn("redis bus: publish", logKeyChannel, p.channel, logKeyError, err)
+			batch = append(batch[:0], p)
+		}
+	more:
+		for len(batch) < publishBatch {
+			select {
+			case p := <-b.pubs:
+				batch = append(batch, p)
+			default:
+				break more
 			}
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		pipe := b.client.Pipeline()
+		for _, p := range batch {
+			pipe.Publish(ctx, p.channel, p.payload)
+		}
+		_, err := pipe.Exec(ctx)
+		cancel()
+		err = plain(err)
+		b.outcome(err)
+		if err != nil {
+			b.log.Warn("redis bus: publish", "messages", len(batch), logKeyError, err)
+		}
+		clear(batch)
 	}
 }
 
