@@ -1,12 +1,14 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,8 +30,10 @@ const (
 	readTimeout  = 500 * time.Millisecond
 	writeTimeout = time.Second
 	// writeQueue bounds the cache writes waiting for Redis; past it a
-	// committed cart is left dirty and repaired by a delete.
+	// committed cart is left dirty and repaired by a delete. writeBatch is
+	// the most one pipeline takes.
 	writeQueue = 4096
+	writeBatch = 256
 	// repairEvery is how often dirty entries are deleted while Redis
 	// fails; repairBatch how many keys one delete takes.
 	repairEvery = 100 * time.Millisecond
@@ -320,43 +324,68 @@ func (c *Cache) run() {
 	defer close(c.done)
 	tick := time.NewTicker(repairEvery)
 	defer tick.Stop()
+	batch := make([]cacheWrite, 0, writeBatch)
 	for {
 		select {
 		case <-c.stop:
 			return
 		case w := <-c.writes:
-			c.write(w)
+			// Whatever has queued up goes in one round trip.
+			batch = append(batch[:0], w)
+		more:
+			for len(batch) < writeBatch {
+				select {
+				case w := <-c.writes:
+					batch = append(batch, w)
+				default:
+					break more
+				}
+			}
+			c.writeBatch(batch)
+			clear(batch)
 		case <-tick.C:
 			c.repair()
 		}
 	}
 }
 
-// write puts w in Redis unless Redis is paused (a commit's cart then stays
-// dirty) or, for a fill, the cart became dirty or was repaired since its
+// writeBatch puts ws in Redis in one pipeline (one round trip), leaving
+// out, when Redis is paused, every write (a commit's cart then stays
+// dirty), and a fill whose cart became dirty or was repaired since its
 // read.
-func (c *Cache) write(w cacheWrite) {
+func (c *Cache) writeBatch(ws []cacheWrite) {
+	n := len(ws)
 	defer func() {
 		c.mu.Lock()
-		c.queued--
+		c.queued -= n
 		c.mu.Unlock()
 	}()
 	c.mu.Lock()
-	_, dirty := c.dirty[w.cartID]
-	stale := w.gen == 0 && (dirty || c.cleared != w.cleared)
-	paused := time.Now().Before(c.pause)
-	c.mu.Unlock()
-	if stale || paused {
+	if time.Now().Before(c.pause) {
+		c.mu.Unlock()
 		return
 	}
-	err := c.put(context.Background(), w.cartID, w.rec)
+	keep := ws[:0]
+	for _, w := range ws {
+		_, dirty := c.dirty[w.cartID]
+		if w.gen == 0 && (dirty || c.cleared != w.cleared) {
+			continue
+		}
+		keep = append(keep, w)
+	}
+	c.mu.Unlock()
+	if len(keep) == 0 {
+		return
+	}
+	errs, err := c.putAll(context.Background(), keep)
 	c.outcome(err)
 	if err != nil {
-		c.log.Warn("redis cache: write", logKeyCart, w.cartID, logKeyError, err)
-		return
+		c.log.Warn("redis cache: write", "carts", len(keep), logKeyError, err)
 	}
-	if w.gen > 0 {
-		c.clean(w.cartID, w.gen, false)
+	for i, w := range keep {
+		if errs[i] == nil && w.gen > 0 {
+			c.clean(w.cartID, w.gen, false)
+		}
 	}
 }
 
@@ -480,30 +509,82 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	return rec, nil
 }
 
-// put writes rec to the cache through writeScript.
+// put writes one record, as putAll does.
 func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) error {
+	errs, err := c.putAll(ctx, []cacheWrite{{cartID: cartID, rec: rec}})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// putAll writes the records of ws through writeScript (a nil record through
+// missingScript) in one pipeline, and returns each one's error and the
+// first error of a Redis call (nil if Redis answered every one).
+func (c *Cache) putAll(ctx context.Context, ws []cacheWrite) ([]error, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
+	errs := make([]error, len(ws))
+	for attempt := range 2 { // again after loading the scripts, if Redis lost them
+		pipe := c.client.Pipeline()
+		cmds := make([]*goredis.Cmd, len(ws))
+		for i, w := range ws {
+			cmds[i], errs[i] = c.queuePut(ctx, pipe, w.cartID, w.rec)
+		}
+		pipe.Exec(ctx) // each command's error is read below
+		noScript := false
+		var first error
+		for i, cmd := range cmds {
+			if cmd == nil {
+				continue
+			}
+			if err := cmd.Err(); err != nil {
+				noScript = noScript || isNoScript(err)
+				errs[i] = plain(err)
+				first = cmp.Or(first, errs[i])
+			}
+		}
+		if !noScript || attempt > 0 {
+			return errs, first
+		}
+		for _, sc := range []*goredis.Script{writeScript, missingScript} {
+			if err := sc.Load(ctx, c.client).Err(); err != nil {
+				return errs, plain(err)
+			}
+		}
+	}
+	return errs, nil
+}
+
+// queuePut queues the write of rec (nil: the missing mark) on pipe.
+func (c *Cache) queuePut(ctx context.Context, pipe goredis.Pipeliner, cartID string, rec *syncserver.Record) (*goredis.Cmd, error) {
+	ttl := max(c.ttl.Milliseconds(), 1)
 	if rec == nil { // a fill of a cart that does not exist
-		return plain(missingScript.Run(ctx, c.client, []string{c.key(cartID)}, max(c.ttl.Milliseconds(), 1)).Err())
+		return missingScript.EvalSha(ctx, pipe, []string{c.key(cartID)}, ttl), nil
 	}
 	if rec.Cart == nil {
-		return nil
+		return nil, nil
 	}
 	cj, err := json.Marshal(rec.Cart)
 	if err != nil {
-		return fmt.Errorf("encode cart: %w", err)
+		return nil, fmt.Errorf("encode cart: %w", err)
 	}
 	mj, err := json.Marshal(rec.Meta)
 	if err != nil {
-		return fmt.Errorf("encode meta: %w", err)
+		return nil, fmt.Errorf("encode meta: %w", err)
 	}
 	args := make([]any, 0, 4+2*len(rec.Seqs))
-	args = append(args, strconv.FormatUint(rec.Cart.Version, 10), cj, mj, max(c.ttl.Milliseconds(), 1))
+	args = append(args, strconv.FormatUint(rec.Cart.Version, 10), cj, mj, ttl)
 	for id, seq := range rec.Seqs {
 		args = append(args, fieldSeq+id, strconv.FormatUint(seq, 10))
 	}
-	return plain(writeScript.Run(ctx, c.client, []string{c.key(cartID)}, args...).Err())
+	return writeScript.EvalSha(ctx, pipe, []string{c.key(cartID)}, args...), nil
+}
+
+// isNoScript reports whether err says Redis does not have a script (it
+// restarted, or SCRIPT FLUSH).
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Mutate runs fn on the next Store and, once that committed, writes the
