@@ -1,14 +1,12 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -55,54 +53,6 @@ const (
 	// their every hello would otherwise reach the store.
 	fieldMissing = "x"
 )
-
-// missingScript writes the missing mark, only where no entry exists, so
-// that it never hides a cart. A commit's write replaces it (writeScript).
-// KEYS[1]: the cart's hash. ARGV[1]: TTL in milliseconds.
-var missingScript = goredis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'v', '0', 'x', '1')
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return 0
-`)
-
-// writeScript is the only way the cache is written, so that concurrent
-// writers from several instances, some slower than others, never move it
-// backwards: the cart, its meta and version are replaced only by a version
-// at least as new as the cached one, each client's seq only rises, and the
-// TTL is refreshed. Decimal numbers are compared as strings (by length,
-// then digit by digit) so that uint64 values stay exact in Lua.
-//
-// KEYS[1]: the cart's hash. ARGV[1]: version, ARGV[2]: cart JSON,
-// ARGV[3]: meta JSON, ARGV[4]: TTL in milliseconds, then pairs of seq field
-// and seq. Returns 1 if the cart was written, 0 if a newer one was cached.
-var writeScript = goredis.NewScript(`
-local function ge(a, b)
-  if #a ~= #b then return #a > #b end
-  for i = 1, #a do
-    local x, y = a:byte(i), b:byte(i)
-    if x ~= y then return x > y end
-  end
-  return true
-end
-local key = KEYS[1]
-local cur = redis.call('HGET', key, 'v')
-local wrote = 0
-if not cur or ge(ARGV[1], cur) then
-  redis.call('HSET', key, 'v', ARGV[1], 'c', ARGV[2], 'm', ARGV[3])
-  redis.call('HDEL', key, 'x')
-  wrote = 1
-end
-for i = 5, #ARGV, 2 do
-  local old = redis.call('HGET', key, ARGV[i])
-  if not old or (ARGV[i + 1] ~= old and ge(ARGV[i + 1], old)) then
-    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-  end
-end
-redis.call('PEXPIRE', key, ARGV[4])
-return wrote
-`)
 
 // Cache is a read-through cache in Redis in front of another Store, shared
 // by every instance that uses the same Redis and prefix. A cart is one hash,
@@ -165,18 +115,6 @@ type Cache struct {
 	pause   time.Time         // do not ask Redis before then
 	lastErr error             // the last Redis failure, while fails > 0
 }
-
-// cacheWrite is a record for the background writer: a commit's (gen > 0)
-// or a fill's (cleared is the repair count when the fill's read began; a
-// nil rec marks the cart missing).
-type cacheWrite struct {
-	cartID  string
-	rec     *syncserver.Record
-	gen     uint64
-	cleared uint64
-}
-
-var _ syncserver.Store = (*Cache)(nil)
 
 // NewCache returns a Cache in front of next, keeping carts in client under
 // keys starting with prefix for ttl after their last write (DefaultTTL if
@@ -243,216 +181,6 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 	return rec, nil
 }
 
-// readable reports whether Load may ask Redis for cartID (it is not dirty
-// and Redis is not paused), and the repair count a fill must find unchanged.
-func (c *Cache) readable(cartID string) (bool, uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, dirty := c.dirty[cartID]
-	return !dirty && !time.Now().Before(c.pause), c.cleared
-}
-
-// outcome records how a Redis call went: a failure pauses the cache's use
-// of Redis, for longer while failures go on; a success ends the pause.
-func (c *Cache) outcome(err error) {
-	if errors.Is(err, errDecode) || errors.Is(err, context.Canceled) {
-		return // Redis answered, or the caller left
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err == nil {
-		if c.fails > 0 {
-			c.log.Info("redis cache: answering again", "failures", c.fails)
-		}
-		c.fails, c.lastErr, c.pause = 0, nil, time.Time{}
-		return
-	}
-	c.fails++
-	c.lastErr = err
-	c.pause = time.Now().Add(min(pauseMin<<min(c.fails-1, 10), pauseMax))
-}
-
-// markDirty keeps cartIDs out of Redis reads until their entries are
-// repaired, and returns the generation of this mark.
-func (c *Cache) markDirty(cartIDs ...string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	for _, id := range cartIDs {
-		c.dirty[id] = c.gen
-	}
-	return c.gen
-}
-
-// clean clears cartID's dirty mark if no newer commit set it; repaired
-// counts a clearing by delete.
-func (c *Cache) clean(cartID string, gen uint64, repaired bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dirty[cartID] == gen {
-		delete(c.dirty, cartID)
-		if repaired {
-			c.cleared++
-		}
-	}
-}
-
-// enqueue hands w to the background writer without waiting. A full queue
-// drops it: a commit's cart then stays dirty until repaired.
-func (c *Cache) enqueue(w cacheWrite) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	select {
-	case c.writes <- w:
-		c.queued++
-	default:
-	}
-}
-
-// committed queues the record a commit wrote, marking the cart dirty until
-// it is in Redis.
-func (c *Cache) committed(cartID string, rec *syncserver.Record) {
-	gen := c.markDirty(cartID)
-	if worthCaching(rec) {
-		c.enqueue(cacheWrite{cartID: cartID, rec: rec, gen: gen})
-	}
-}
-
-// run is the background writer: it writes queued records and repairs dirty
-// carts, one Redis call at a time.
-func (c *Cache) run() {
-	defer close(c.done)
-	tick := time.NewTicker(repairEvery)
-	defer tick.Stop()
-	batch := make([]cacheWrite, 0, writeBatch)
-	for {
-		select {
-		case <-c.stop:
-			return
-		case w := <-c.writes:
-			// Whatever has queued up goes in one round trip.
-			batch = append(batch[:0], w)
-		more:
-			for len(batch) < writeBatch {
-				select {
-				case w := <-c.writes:
-					batch = append(batch, w)
-				default:
-					break more
-				}
-			}
-			c.writeBatch(batch)
-			clear(batch)
-		case <-tick.C:
-			c.repair()
-		}
-	}
-}
-
-// writeBatch puts ws in Redis in one pipeline (one round trip), leaving
-// out, when Redis is paused, every write (a commit's cart then stays
-// dirty), and a fill whose cart became dirty or was repaired since its
-// read.
-func (c *Cache) writeBatch(ws []cacheWrite) {
-	n := len(ws)
-	defer func() {
-		c.mu.Lock()
-		c.queued -= n
-		c.mu.Unlock()
-	}()
-	c.mu.Lock()
-	if time.Now().Before(c.pause) {
-		c.mu.Unlock()
-		return
-	}
-	keep := ws[:0]
-	for _, w := range ws {
-		_, dirty := c.dirty[w.cartID]
-		if w.gen == 0 && (dirty || c.cleared != w.cleared) {
-			continue
-		}
-		keep = append(keep, w)
-	}
-	c.mu.Unlock()
-	if len(keep) == 0 {
-		return
-	}
-	errs, err := c.putAll(context.Background(), keep)
-	c.outcome(err)
-	if err != nil {
-		c.log.Warn("redis cache: write", "carts", len(keep), logKeyError, err)
-	}
-	for i, w := range keep {
-		if errs[i] == nil && w.gen > 0 {
-			c.clean(w.cartID, w.gen, false)
-		}
-	}
-}
-
-// repair deletes the entries of dirty carts once Redis may be asked again,
-// and clears them. (A write still queued for one of them lands after the
-// delete, fresh; a fill queued before is dropped.)
-func (c *Cache) repair() {
-	c.mu.Lock()
-	// While writes are on their way they clean their carts; repair only
-	// when none is, or when the writer is falling behind (a full queue
-	// drops writes, and must not keep their carts dirty for ever).
-	behind := c.queued >= writeQueue/2
-	if len(c.dirty) == 0 || time.Now().Before(c.pause) || (c.queued > 0 && !behind) {
-		c.mu.Unlock()
-		return
-	}
-	batch := make(map[string]uint64, min(len(c.dirty), repairBatch))
-	for id, gen := range c.dirty {
-		if len(batch) == repairBatch {
-			break
-		}
-		batch[id] = gen
-	}
-	c.busy = true
-	c.mu.Unlock()
-	keys := make([]string, 0, len(batch))
-	for id := range batch {
-		keys = append(keys, c.key(id))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	err := plain(c.client.Del(ctx, keys...).Err())
-	cancel()
-	c.outcome(err)
-	c.mu.Lock()
-	c.busy = false
-	c.mu.Unlock()
-	if err != nil {
-		c.log.Warn("redis cache: repair", "carts", len(batch), logKeyError, err)
-		return
-	}
-	for id, gen := range batch {
-		c.clean(id, gen, true)
-	}
-}
-
-// Degraded reports, without waiting on Redis, whether the cache works in a
-// degraded mode: Redis failing (reads go to the next Store) or entries
-// waiting for repair. nil means healthy.
-func (c *Cache) Degraded() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	switch {
-	case c.fails > 0:
-		return fmt.Errorf("redis cache: %d calls failed in a row, reading the store meanwhile; last: %w", c.fails, c.lastErr)
-	case len(c.dirty) > 0 && !c.busy && c.queued == 0:
-		return fmt.Errorf("redis cache: %d carts waiting for repair", len(c.dirty))
-	}
-	return nil
-}
-
-// Dirty returns how many carts are kept out of Redis reads.
-func (c *Cache) Dirty() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.dirty)
-}
-
 // errMissing means the cache knows the cart does not exist.
 var errMissing = errors.New("redis: cart known missing")
 
@@ -507,84 +235,6 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 		rec.Seqs[id] = seq
 	}
 	return rec, nil
-}
-
-// put writes one record, as putAll does.
-func (c *Cache) put(ctx context.Context, cartID string, rec *syncserver.Record) error {
-	errs, err := c.putAll(ctx, []cacheWrite{{cartID: cartID, rec: rec}})
-	if err != nil {
-		return err
-	}
-	return errs[0]
-}
-
-// putAll writes the records of ws through writeScript (a nil record through
-// missingScript) in one pipeline, and returns each one's error and the
-// first error of a Redis call (nil if Redis answered every one).
-func (c *Cache) putAll(ctx context.Context, ws []cacheWrite) ([]error, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
-	errs := make([]error, len(ws))
-	for attempt := range 2 { // again after loading the scripts, if Redis lost them
-		pipe := c.client.Pipeline()
-		cmds := make([]*goredis.Cmd, len(ws))
-		for i, w := range ws {
-			cmds[i], errs[i] = c.queuePut(ctx, pipe, w.cartID, w.rec)
-		}
-		pipe.Exec(ctx) // each command's error is read below
-		noScript := false
-		var first error
-		for i, cmd := range cmds {
-			if cmd == nil {
-				continue
-			}
-			if err := cmd.Err(); err != nil {
-				noScript = noScript || isNoScript(err)
-				errs[i] = plain(err)
-				first = cmp.Or(first, errs[i])
-			}
-		}
-		if !noScript || attempt > 0 {
-			return errs, first
-		}
-		for _, sc := range []*goredis.Script{writeScript, missingScript} {
-			if err := sc.Load(ctx, c.client).Err(); err != nil {
-				return errs, plain(err)
-			}
-		}
-	}
-	return errs, nil
-}
-
-// queuePut queues the write of rec (nil: the missing mark) on pipe.
-func (c *Cache) queuePut(ctx context.Context, pipe goredis.Pipeliner, cartID string, rec *syncserver.Record) (*goredis.Cmd, error) {
-	ttl := max(c.ttl.Milliseconds(), 1)
-	if rec == nil { // a fill of a cart that does not exist
-		return missingScript.EvalSha(ctx, pipe, []string{c.key(cartID)}, ttl), nil
-	}
-	if rec.Cart == nil {
-		return nil, nil
-	}
-	cj, err := json.Marshal(rec.Cart)
-	if err != nil {
-		return nil, fmt.Errorf("encode cart: %w", err)
-	}
-	mj, err := json.Marshal(rec.Meta)
-	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
-	}
-	args := make([]any, 0, 4+2*len(rec.Seqs))
-	args = append(args, strconv.FormatUint(rec.Cart.Version, 10), cj, mj, ttl)
-	for id, seq := range rec.Seqs {
-		args = append(args, fieldSeq+id, strconv.FormatUint(seq, 10))
-	}
-	return writeScript.EvalSha(ctx, pipe, []string{c.key(cartID)}, args...), nil
-}
-
-// isNoScript reports whether err says Redis does not have a script (it
-// restarted, or SCRIPT FLUSH).
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // Mutate runs fn on the next Store and, once that committed, writes the
