@@ -1,0 +1,263 @@
+package widget
+
+import (
+	"context"
+	"math"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+)
+
+// The client's work for the panel: shopper actions from the UI, other tabs'
+// news, the checkout handoff, keyboard focus and the frame's size.
+
+// ackNotices tells the engine that the shopper saw the notices.
+func (c *client) ackNotices() {
+	c.jobs.push(func(context.Context) {
+		if eng := c.eng.Load(); eng != nil {
+			eng.AckNotices()
+		}
+	})
+}
+
+// choose sends the shopper's pick for a login merge. Nothing changes until
+// the server answers with the merge; if the pick cannot be sent, the
+// shopper is told and may pick again.
+func (c *client) choose(policy cart.Policy) {
+	eng := c.eng.Load()
+	if eng == nil {
+		return
+	}
+	c.ctx.Async(func() {
+		ctx, cancel := context.WithTimeout(c.run, chooseWait)
+		err := eng.Choose(ctx, policy)
+		cancel()
+		if err == nil {
+			return
+		}
+		c.log.Warn("login choice not sent", "policy", policy, "err", err)
+		c.dispatch(func(app.Context) {
+			c.w.choosing = ""
+			c.w.addNote(noteChoiceNotSent)
+		})
+	})
+}
+
+// applyTheme sets the theme's CSS variables on the root element.
+func (c *client) applyTheme(props map[string]string) {
+	style := app.Window().Get("document").Get("documentElement").Get("style")
+	for prop, v := range props {
+		if v == "" {
+			style.Call("removeProperty", prop)
+		} else {
+			style.Call("setProperty", prop, v)
+		}
+	}
+}
+
+// step changes a line's quantity by delta, from the quantity the line has
+// when the edit is made (clicks in a row add up). It does not go below 1:
+// the panel asks before removing.
+func (c *client) step(key string, delta int) {
+	c.jobs.push(func(ctx context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		l := eng.Snapshot().Cart.Line(key)
+		if l == nil || l.Quantity+delta < 1 {
+			return
+		}
+		c.uiEdited(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, l.Quantity+delta))
+	})
+}
+
+// remove removes a line.
+func (c *client) remove(key string) {
+	c.jobs.push(func(ctx context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		if l := eng.Snapshot().Cart.Line(key); l != nil {
+			c.uiEdited(lineName(l), eng.Remove(ctx, l.SKU, l.Options))
+		}
+	})
+}
+
+// uiEdited reports the outcome of an edit made in the panel.
+func (c *client) uiEdited(name string, err error) {
+	if err == nil {
+		c.edited()
+		return
+	}
+	c.log.Warn("edit failed", "err", err)
+	msg := editFailedText(name, err)
+	c.dispatch(func(app.Context) { c.w.addNote(msg) })
+}
+
+// edited tells the other tabs that the stored outbox changed.
+func (c *client) edited() {
+	if c.tabs != nil {
+		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"changed": true}))
+	}
+}
+
+// onTabMessage reloads the storage when another tab edited it.
+func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
+	if len(args) == 0 {
+		return nil
+	}
+	d := args[0].Get("data")
+	if d.Type() == app.TypeObject {
+		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
+			c.reloadSoon()
+		}
+	}
+	return nil
+}
+
+// reloadSoon queues a reload of the storage, which also wakes the sender;
+// reloads asked for while one is queued are one.
+func (c *client) reloadSoon() {
+	if !c.reloadQueued.CompareAndSwap(false, true) {
+		return
+	}
+	c.jobs.push(func(ctx context.Context) {
+		c.reloadQueued.Store(false)
+		if eng := c.eng.Load(); eng != nil {
+			if err := eng.Reload(ctx); err != nil {
+				c.log.Warn("reload the stored cart", "err", err)
+			}
+		}
+	})
+}
+
+// checkout waits, after the edits queued before it, for the pending edits
+// to reach the server, then posts the checkout event: the version must
+// include everything the shopper sees.
+func (c *client) checkout() {
+	c.jobs.push(func(context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		c.ctx.Async(func() {
+			ctx, cancel := context.WithTimeout(c.run, checkoutWait)
+			err := eng.Flush(ctx)
+			cancel()
+			st := eng.Snapshot()
+			note := ""
+			switch {
+			case err != nil:
+				note = noteUnsent
+			case c.parent == nil:
+				note = noteNoShop
+			default:
+				c.post(encodeEvent(eventCheckout, checkoutData{Cart: cartOf(st), Version: st.Confirmed}))
+			}
+			c.dispatch(func(app.Context) {
+				c.w.checkingOut = false
+				if note != "" {
+					c.w.addNote(note)
+				}
+			})
+		})
+	})
+}
+
+// onKeyDown keeps Tab inside the open panel and closes it on Escape. It runs
+// in the JavaScript callback, so preventDefault takes effect.
+func (c *client) onKeyDown(_ app.Value, args []app.Value) any {
+	if !c.open.Load() || len(args) == 0 {
+		return nil
+	}
+	ev := args[0]
+	switch ev.Get("key").String() {
+	case "Escape":
+		ev.Call("preventDefault")
+		c.ctx.Dispatch(func(ctx app.Context) { c.w.setOpen(ctx, false) })
+	case "Tab":
+		trapTab(ev, ev.Get("shiftKey").Truthy())
+	}
+	return nil
+}
+
+// trapTab wraps Tab and Shift+Tab around the panel's controls.
+func trapTab(ev app.Value, back bool) {
+	doc := app.Window().Get("document")
+	panel := doc.Call("getElementById", panelID)
+	if !panel.Truthy() {
+		return
+	}
+	list := panel.Call("querySelectorAll", focusable)
+	n := list.Length()
+	if n == 0 {
+		ev.Call("preventDefault")
+		panel.Call("focus")
+		return
+	}
+	first, last := list.Index(0), list.Index(n-1)
+	active := doc.Get("activeElement")
+	inside := active.Truthy() && panel.Call("contains", active).Bool()
+	switch {
+	case back && (!inside || active.Equal(first) || active.Equal(panel)):
+		ev.Call("preventDefault")
+		last.Call("focus")
+	case !back && (!inside || active.Equal(last)):
+		ev.Call("preventDefault")
+		first.Call("focus")
+	}
+}
+
+// focus focuses the element with id.
+func (c *client) focus(id string) {
+	if el := app.Window().Get("document").Call("getElementById", id); el.Truthy() {
+		el.Call("focus")
+	}
+}
+
+// keepFocusInPanel moves the focus back into the open panel when the
+// element that had it is gone: to the choice between two carts when one is
+// shown (it is what the shopper must answer), else to the panel.
+func (c *client) keepFocusInPanel() {
+	doc := app.Window().Get("document")
+	panel := doc.Call("getElementById", panelID)
+	if !panel.Truthy() {
+		return
+	}
+	if active := doc.Get("activeElement"); !active.Truthy() || !panel.Call("contains", active).Bool() {
+		if choice := doc.Call("getElementById", choiceID); choice.Truthy() {
+			choice.Call("focus")
+			return
+		}
+		panel.Call("focus")
+	}
+}
+
+// measure posts the widget's size to the host if it changed: the closed
+// widget's box (the button), or the open panel's width and content height
+// (the host makes it full height).
+func (c *client) measure(open bool) {
+	if c.parent == nil {
+		return
+	}
+	doc := app.Window().Get("document")
+	var size sizeData
+	if open {
+		panel := doc.Call("getElementById", panelID)
+		if !panel.Truthy() {
+			return
+		}
+		size = sizeData{Width: panelWidth, Height: panel.Get("scrollHeight").Int(), Open: true}
+	} else {
+		root := doc.Call("getElementById", rootID)
+		if !root.Truthy() {
+			return
+		}
+		r := root.Call("getBoundingClientRect")
+		size = sizeData{Width: int(math.Ceil(r.Get("right").Float())), Height: int(math.Ceil(r.Get("bottom").Float()))}
+	}
+	c.post(c.ann.resizeEvent(size))
+}

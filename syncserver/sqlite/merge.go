@@ -1,0 +1,128 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+// The two-cart login merge and the retention purge, the Store methods
+// that lock or sweep several carts.
+
+// Merge implements syncserver.Store. Like every write it runs alone, so
+// its two carts need no lock order.
+func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
+	if fromID == intoID {
+		return fmt.Errorf("merge cart %s into itself", fromID)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("merge cart %s into %s: begin: %w", fromID, intoID, err)
+	}
+	defer tx.Rollback()
+
+	from, err := loadRecord(ctx, tx, fromID, nil)
+	if err != nil {
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	if from.Seqs, err = allSeqs(ctx, tx, fromID); err != nil {
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	clients := slices.Collect(maps.Keys(from.Seqs))
+	into, err := loadRecord(ctx, tx, intoID, clients)
+	switch {
+	case errors.Is(err, syncserver.ErrCartNotFound):
+		into = &syncserver.Record{Cart: &cart.Cart{ID: intoID}, Seqs: zeroSeqs(clients)}
+	case err != nil:
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	fromBefore, intoBefore := maps.Clone(from.Seqs), maps.Clone(into.Seqs)
+	if err := fn(from, into); err != nil {
+		return err
+	}
+	if err := writeRecord(ctx, tx, fromID, from, fromBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, fromID, err)
+	}
+	if err := writeRecord(ctx, tx, intoID, into, intoBefore); err != nil {
+		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, intoID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("merge cart %s into %s: commit: %w", fromID, intoID, err)
+	}
+	return nil
+}
+
+// Purge implements syncserver.Store, in one transaction. A limit below 1
+// purges nothing. Tombstones are stamped with time.Now(), to be compared
+// with tombstoneCutoff; only tombstones of the given kind are deleted. If
+// the purge committed but a later step failed, the ids expired are
+// returned with the error.
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+	}
+	if limit < 1 {
+		return nil, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("purge %s carts: begin: %w", kind, err)
+	}
+	defer tx.Rollback()
+
+	// Times are kept to the millisecond, rounded down: a cart stored at
+	// the cutoff's millisecond may have changed after the cutoff, so only
+	// earlier milliseconds count.
+	before := cutoff.UnixMilli()
+	rows, err := tx.QueryContext(ctx, `UPDATE carts
+		SET expired_at = ?, state = json_object('id', id, 'version', version, 'lines', json_array())
+		WHERE id IN (SELECT id FROM carts WHERE kind = ? AND expired_at IS NULL
+			AND (updated_at < ? OR (updated_at IS NULL AND created_at < ?)) LIMIT ?)
+		RETURNING id`, time.Now().UnixMilli(), kind, before, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
+	}
+	if len(ids) > 0 {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+		}
+		for _, table := range []string{"cart_log", "cart_clients"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE cart_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+				return nil, fmt.Errorf("purge %s carts: clear %s: %w", kind, table, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM carts WHERE id IN (
+		SELECT id FROM carts WHERE kind = ? AND expired_at < ? LIMIT ?)`, kind, tombstoneCutoff.UnixMilli(), limit); err != nil {
+		return nil, fmt.Errorf("purge %s carts: delete tombstones: %w", kind, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("purge %s carts: commit: %w", kind, err)
+	}
+	return ids, nil
+}
