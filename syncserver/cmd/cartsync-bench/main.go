@@ -49,6 +49,7 @@ type config struct {
 	serverArgs string
 	editors    int
 	timeout    time.Duration
+	serverProf string
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
 	flag.DurationVar(&c.timeout, "timeout", time.Minute, "restart: how long the clients may take to come back")
+	flag.StringVar(&c.serverProf, "server-cpuprofile", "", "restart: write the new server's CPU profile over the clients' return (5 s from its start) to this file; the server gets -debug-addr on a free loopback port")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -91,7 +93,7 @@ func main() {
 		}
 		err = runRestart(context.Background(), restartConfig{
 			bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(),
-			clients: c.clients, editors: c.editors, timeout: c.timeout,
+			clients: c.clients, editors: c.editors, timeout: c.timeout, profile: c.serverProf,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

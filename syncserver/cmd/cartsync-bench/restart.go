@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,7 @@ type restartConfig struct {
 	clients int
 	editors int           // clients that edit while disconnected
 	timeout time.Duration // how long the clients may take to come back
+	profile string        // if set, where the new server's CPU profile goes
 }
 
 // client is one engine of the restart scenario and what happened to it.
@@ -344,6 +347,21 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 		fmt.Printf("first server exited with %v\n", err)
 	}
 	exited := time.Now()
+	if rc.profile != "" {
+		// The new server serves its profiler on a port of its choosing
+		// and names it in its log; the profile is taken from its start,
+		// over the clients' return.
+		rc.args = append(slices.Clip(rc.args), "-debug-addr", "127.0.0.1:0")
+		profiled := make(chan error, 1)
+		defer func() {
+			if err := <-profiled; err != nil {
+				fmt.Printf("server profile: %v\n", err)
+			} else {
+				fmt.Printf("server profile: %s\n", rc.profile)
+			}
+		}()
+		go func() { profiled <- fetchProfile(ctx, fmt.Sprintf("%s/server-%d.log", rc.logDir, 2), rc.profile) }()
+	}
 	srv2, ready, err := startServer(ctx, rc, 2)
 	if srv2 != nil {
 		defer func() {
@@ -357,6 +375,7 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 	}
 
 	// Wait until every client is back and every edit answered.
+	atReady := sampleCPU(srv2.cmd.Process.Pid)
 	deadline := t0.Add(rc.timeout)
 	for time.Now().Before(deadline) {
 		done := 0
@@ -372,6 +391,7 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	atDone := sampleCPU(srv2.cmd.Process.Pid)
 
 	var back, acked []time.Duration
 	var notBack, notAcked, failed int
@@ -404,6 +424,11 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 	fmt.Printf("edits made while disconnected acknowledged, from SIGTERM: p50 %s, p99 %s, last %s; %d of %d acknowledged, %d failed, %d unanswered\n",
 		sec(pct(acked, 0.5)), sec(pct(acked, 0.99)), sec(pct(acked, 1)), len(acked), rc.editors, failed, notAcked)
 	fmt.Printf("all back and acking %s after the new server was ready\n", sec(max(pct(back, 1), pct(acked, 1))-ready.Sub(t0)))
+	if w := atDone.wall.Sub(atReady.wall).Seconds(); w > 0 {
+		fmt.Printf("machine while they came back (%.2f s): %.2f of %d cores busy; the new server %.2f cores, this load generator %.2f, the rest (Postgres, Redis, other) %.2f\n",
+			w, (atDone.busy-atReady.busy)/w, atDone.cores, (atDone.server-atReady.server)/w, (atDone.self-atReady.self)/w,
+			((atDone.busy-atReady.busy)-(atDone.server-atReady.server)-(atDone.self-atReady.self))/w)
+	}
 	logs.mu.Lock()
 	keys := make([]string, 0, len(logs.counts))
 	for k := range logs.counts {
@@ -436,4 +461,97 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 		return fmt.Errorf("%d clients not back, %d edits failed, %d unanswered", notBack, failed, notAcked)
 	}
 	return nil
+}
+
+// fetchProfile waits for the server logging to logPath to name its
+// profiler and writes a 5 s CPU profile from it to path.
+func fetchProfile(ctx context.Context, logPath, path string) error {
+	for {
+		b, _ := os.ReadFile(logPath)
+		for line := range strings.Lines(string(b)) {
+			var rec struct{ Msg, URL string }
+			if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "profiler" {
+				continue
+			}
+			resp, err := http.Get(rec.URL + "profile?seconds=5")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("profiler answered %s", resp.Status)
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// cpuSample is the machine's busy CPU time and that of the server and of
+// this process, in seconds, at one moment (Linux /proc; zero elsewhere).
+type cpuSample struct {
+	wall               time.Time
+	busy, server, self float64
+	cores              int
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times on Linux.
+const clockTick = 100
+
+func sampleCPU(serverPid int) cpuSample {
+	s := cpuSample{wall: time.Now()}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			f := strings.Fields(line)
+			if len(f) > 0 && strings.HasPrefix(f[0], "cpu") && f[0] != "cpu" {
+				s.cores++
+			}
+			if len(f) < 8 || f[0] != "cpu" {
+				continue
+			}
+			// user nice system idle iowait irq softirq: busy is all but
+			// idle and iowait.
+			for i, v := range f[1:8] {
+				if i == 3 || i == 4 {
+					continue
+				}
+				n, _ := strconv.ParseFloat(v, 64)
+				s.busy += n / clockTick
+			}
+		}
+	}
+	proc := func(pid string) float64 {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return 0
+		}
+		// Past the command name in parentheses: fields 14 and 15 are
+		// utime and stime.
+		rest := string(b)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return 0
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		return (u + st) / clockTick
+	}
+	s.server = proc(strconv.Itoa(serverPid))
+	s.self = proc("self")
+	return s
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -79,6 +80,7 @@ type Main struct {
 	AllowedOrigins  []string
 	WebDir          string
 	DemoAddr        string
+	DebugAddr       string
 	Auth            auth.Config
 	DefaultPolicy   string
 	GuestRetention  time.Duration
@@ -100,6 +102,8 @@ type Main struct {
 	listener net.Listener
 	demo     *http.Server
 	demoLn   net.Listener
+	debug    *http.Server
+	debugLn  net.Listener
 	verifier *auth.Verifier
 	signer   *auth.Signer
 	// demoSecret, in tests, is the demo storefront's signing secret
@@ -148,6 +152,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.WebDir, "web", env("CARTSYNC_WEB", m.WebDir), "folder of the widget's files: app.wasm, widget.css, icons, embed.js, demo (CARTSYNC_WEB)")
 	fs.StringVar(&m.DemoAddr, "demo-addr", env("CARTSYNC_DEMO_ADDR", ""), "if set, also serve the demo storefront on this address, a second origin allowed to embed the cart (CARTSYNC_DEMO_ADDR)")
 	var secret string
+	fs.StringVar(&m.DebugAddr, "debug-addr", env("CARTSYNC_DEBUG_ADDR", ""), "if set, serve Go's profiler (/debug/pprof/) on this address; keep it on loopback or a private network (CARTSYNC_DEBUG_ADDR)")
 	fs.StringVar(&secret, "auth-hs256-secret", env("CARTSYNC_AUTH_HS256_SECRET", ""), "shared secret for HS256 user tokens from the storefront (CARTSYNC_AUTH_HS256_SECRET)")
 	fs.StringVar(&m.Auth.PublicKeyFile, "auth-public-key-file", env("CARTSYNC_AUTH_PUBLIC_KEY_FILE", ""), "PEM or JWKS file of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_PUBLIC_KEY_FILE)")
 	fs.StringVar(&m.Auth.JWKSURL, "auth-jwks-url", env("CARTSYNC_AUTH_JWKS_URL", ""), "JWKS URL of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_JWKS_URL)")
@@ -385,6 +390,23 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		go m.demo.Serve(m.demoLn)
 		m.Logger.Info("demo storefront", "url", "http://"+m.demoLn.Addr().String())
 	}
+	if m.DebugAddr != "" {
+		if m.debugLn, err = net.Listen("tcp", m.DebugAddr); err != nil {
+			return fmt.Errorf("debug address: %w", err)
+		}
+		dm := http.NewServeMux()
+		dm.HandleFunc("/debug/pprof/", pprof.Index)
+		dm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// No read or write timeout: a CPU profile or a trace streams for
+		// as long as asked.
+		m.debug = &http.Server{Handler: dm, ReadHeaderTimeout: readHeaderTimeout}
+		go m.debug.Serve(m.debugLn)
+		// A warning: whoever reaches it sees the program's internals.
+		m.Logger.Warn("profiler", "url", "http://"+m.debugLn.Addr().String()+"/debug/pprof/")
+	}
 	m.http = newHTTPServer(mux)
 	go func() {
 		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -420,6 +442,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.demo != nil {
 		errs = append(errs, m.demo.Shutdown(ctx))
 	}
+	if m.debug != nil {
+		m.debug.Close()
+	}
 	if m.http != nil {
 		errs = append(errs, m.http.Shutdown(ctx))
 	}
@@ -440,6 +465,9 @@ func (m *Main) closeBackends() {
 	}
 	if m.demoLn != nil && m.demo == nil {
 		m.demoLn.Close()
+	}
+	if m.debugLn != nil && m.debug == nil {
+		m.debugLn.Close()
 	}
 	if m.bus != nil {
 		m.bus.Close()
