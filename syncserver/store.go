@@ -87,6 +87,9 @@ type Meta struct {
 	// MergedInto is the user cart a guest cart was merged into at login;
 	// a merged guest cart is a tombstone and takes no more edits.
 	MergedInto string `json:"merged_into,omitempty"`
+	// AbandonedAt is the UpdatedAt for which a cart.abandoned event was
+	// written (or the cart found not to need one): one per idle period.
+	AbandonedAt time.Time `json:"abandoned_at,omitzero"`
 }
 
 // Record is a cart as a store holds it.
@@ -98,6 +101,9 @@ type Record struct {
 	Seqs map[string]uint64
 	// Appended are changes fn added, to be written to the log.
 	Appended []Change
+	// Events are events fn added, to be written to the outbox (see
+	// EventStore) in the same transaction.
+	Events []Event
 }
 
 // Change is one entry of a cart's change log: the operation that produced a

@@ -79,6 +79,12 @@ type Cart struct {
 	// cart, to hold them to Limits.MaxClients. Server bookkeeping: it is
 	// not sent to clients.
 	Clients int `json:"clients,omitempty"`
+	// User is the user id of a user cart. Server bookkeeping, not sent to
+	// clients.
+	User string `json:"user,omitempty"`
+	// Checkouts are the cart's checkouts, newest last (see Checkout).
+	// Server bookkeeping, not sent to clients.
+	Checkouts []*Checkout `json:"checkouts,omitempty"`
 }
 
 // Line returns the line with the given key, or nil.
@@ -116,9 +122,12 @@ func (c *Cart) Clone() *Cart {
 	if c == nil {
 		return nil
 	}
-	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Clients: c.Clients}
+	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Clients: c.Clients, User: c.User}
 	for i, l := range c.Lines {
 		out.Lines[i] = l.clone()
+	}
+	for _, co := range c.Checkouts {
+		out.Checkouts = append(out.Checkouts, co.Clone())
 	}
 	return out
 }
@@ -127,6 +136,8 @@ func (c *Cart) Clone() *Cart {
 func (c *Cart) Public() *Cart {
 	out := c.Clone()
 	out.Clients = 0
+	out.User = ""
+	out.Checkouts = nil
 	for _, l := range out.Lines {
 		l.Contribs = nil
 	}
