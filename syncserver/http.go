@@ -20,10 +20,7 @@ import (
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	methods := map[string][]string{} // path -> the methods it takes
-	for _, r := range []struct {
-		method, path string
-		h            http.HandlerFunc
-	}{
+	for _, r := range append([]route{
 		{http.MethodGet, "/v1/sync", s.serveSync},
 		{http.MethodPost, "/v1/devices", s.serveNewDevice},
 		{http.MethodGet, "/v1/cart", s.serveCart},
@@ -31,7 +28,8 @@ func (s *Server) routes() *http.ServeMux {
 		{http.MethodGet, "/v1/cart/changes", s.serveChanges},
 		{http.MethodPost, "/v1/login", s.serveLogin},
 		{http.MethodPost, "/v1/login/choose", s.serveChoose},
-	} {
+		{http.MethodPost, "/v1/checkout", s.serveCheckout},
+	}, s.backendRoutes()...) {
 		mux.HandleFunc(r.method+" "+r.path, s.guard(r.h))
 		methods[r.path] = append(methods[r.path], r.method)
 	}
@@ -347,8 +345,10 @@ func HTTPStatus(code protocol.ErrorCode) int {
 		return http.StatusForbidden
 	case protocol.ErrCartExpired:
 		return http.StatusGone
-	case protocol.ErrOutOfOrder:
+	case protocol.ErrOutOfOrder, protocol.ErrCartChanged, protocol.ErrCheckoutEnded, protocol.ErrCartEmpty:
 		return http.StatusConflict
+	case protocol.ErrNotFound:
+		return http.StatusNotFound
 	case protocol.ErrOverloaded:
 		return http.StatusServiceUnavailable
 	case protocol.ErrRateLimited:

@@ -91,6 +91,9 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		if !user.Exists {
 			user.Meta.Kind = KindUser
 		}
+		if user.Cart.User == "" {
+			user.Cart.User = id.User
+		}
 		before := user.Cart.Version
 		res, err := user.Cart.Merge(guest.Cart, policy, id.Device, s.lim)
 		if err != nil {
@@ -101,10 +104,18 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 			op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
 			user.Appended = append(user.Appended, Change{Version: user.Cart.Version, Op: op, Warnings: res.Warnings, At: now})
 			out = &outcome{from: before, by: []protocol.OpID{{Client: op.Client, Seq: op.Seq}}, cart: user.Cart.Public()}
+			if !user.Exists {
+				s.addEvent(user, EventCartCreated, nil)
+			}
+			s.addEvent(user, EventCartMerged, func(d *EventData) { d.MergedFrom = guestID })
 		}
 		info = &protocol.MergeInfo{Status: protocol.MergeMerged, Result: &res, Version: user.Cart.Version}
 		return nil
 	})
+	if err == nil && out != nil {
+		s.eventsWritten(true)
+		s.annotate(ctx, out.cart)
+	}
 	switch {
 	case errors.Is(err, errNoChange):
 		return info, nil

@@ -32,7 +32,11 @@ type outcome struct {
 // records at most lim.MaxClients client ids: past that, ops of a new client
 // id are rejected with too_many_clients. Client ids are never forgotten,
 // so a duplicate of an applied op is always recognized.
-func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now time.Time) *outcome {
+//
+// authorize, when not nil, holds each op to the storefront's catalog before
+// it is applied (cart.Authorize): it may change the op (details, a clamped
+// quantity) with warnings, or reject it.
+func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now time.Time, authorize func(*cart.Cart, cart.Op) (cart.Op, []cart.Warning, *cart.Error)) *outcome {
 	out := &outcome{from: rec.Cart.Version, results: []protocol.Result{}}
 	if rec.Seqs == nil {
 		rec.Seqs = map[string]uint64{}
@@ -90,11 +94,20 @@ func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now t
 		}
 		// Apply normalizes the op; the log keeps what was applied.
 		op = op.Normalized()
+		var held []cart.Warning
+		if authorize != nil {
+			var err *cart.Error
+			if op, held, err = authorize(rec.Cart, op); err != nil {
+				reject(op, err)
+				continue
+			}
+		}
 		warns, err := rec.Cart.Apply(op, device, lim)
 		if err != nil {
 			reject(op, err)
 			continue
 		}
+		warns = append(held, warns...)
 		if newClient {
 			fresh[op.Client] = true
 			rec.Cart.Clients++

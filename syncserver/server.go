@@ -70,6 +70,25 @@ type Config struct {
 	// IPLimits bound the connections, requests and new devices of one
 	// client address; zero values take generous defaults.
 	IPLimits IPLimits
+	// APIKeys are the storefront backend's API keys, several at once so
+	// that a key can be rotated: each opens /v1/backend/ and nothing else.
+	// None: the backend API answers 401 to everything.
+	APIKeys []string
+	// CatalogOnly refuses adds of SKUs the catalog does not know; without
+	// it they are taken with the details the client sends.
+	CatalogOnly bool
+	// CheckoutTTL is how long a checkout stays open; zero means 1 hour.
+	CheckoutTTL time.Duration
+	// Events records cart events in the outbox (webhooks and the feed).
+	// It needs a Store that is an EventStore.
+	Events bool
+	// AbandonAfter is how long a cart with lines must go unchanged to be
+	// abandoned, per kind (KindGuest, KindUser); a missing kind means 24h,
+	// a negative value never.
+	AbandonAfter map[string]time.Duration
+	// EventsWritten, when set, is called after a change that wrote events
+	// commits (to wake a webhook deliverer up).
+	EventsWritten func()
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Registerer receives the metrics; nil means a private registry.
@@ -93,6 +112,11 @@ type Server struct {
 	mux     *http.ServeMux
 	sem     chan struct{}
 	hellos  *helloGate
+	catalog *catalog
+	events  EventStore // nil: no outbox
+	apiKeys [][]byte
+
+	stopCatalog func()
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -200,8 +224,28 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hellos:   newHelloGate(cfg.MaxHellos),
 		sessions: map[*session]struct{}{},
 	}
+	if cfg.CheckoutTTL <= 0 {
+		s.cfg.CheckoutTTL = time.Hour
+	}
+	for _, k := range cfg.APIKeys {
+		if len(k) < minAPIKey {
+			return nil, fmt.Errorf("syncserver: an API key must be at least %d characters", minAPIKey)
+		}
+		s.apiKeys = append(s.apiKeys, []byte(k))
+	}
+	if cfg.Events {
+		es, ok := cfg.Store.(EventStore)
+		if !ok {
+			return nil, errors.New("syncserver: Config.Events needs a Store that keeps events")
+		}
+		s.events = es
+	}
+	s.catalog = newCatalog(cfg.Store, cfg.Now)
 	s.hub = newHub(cfg.Bus, s.log, m)
 	s.mux = s.routes()
+	if err := s.watchCatalog(ctx); err != nil {
+		return nil, fmt.Errorf("syncserver: subscribe to catalog changes: %w", err)
+	}
 	return s, nil
 }
 
@@ -427,15 +471,46 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		}
 	}
 	start := time.Now()
+	skus := make([]string, 0, len(ops))
+	for _, op := range ops {
+		if op.SKU != "" {
+			skus = append(skus, cart.NormalizeText(op.SKU))
+		}
+	}
+	items, err := s.catalog.lookup(ctx, skus)
+	if err != nil {
+		s.log.Error("catalog lookup", "cart", id.CartID, "err", err)
+		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
+	}
+	authorize := func(c *cart.Cart, op cart.Op) (cart.Op, []cart.Warning, *cart.Error) {
+		if s.catalog.store == nil {
+			return op, nil, nil
+		}
+		var it *cart.Item
+		if i, ok := items[cart.NormalizeText(op.SKU)]; ok {
+			it = &i
+		}
+		return cart.Authorize(c, op, it, s.cfg.CatalogOnly)
+	}
 	var out *outcome
-	err := s.store.Mutate(ctx, id.CartID, opClients(ops), func(rec *Record) error {
-		if !rec.Exists {
+	err = s.store.Mutate(ctx, id.CartID, opClients(ops), func(rec *Record) error {
+		created := !rec.Exists
+		if created {
 			rec.Meta.Kind = cartKind(id.CartID)
+			if id.User != "" {
+				rec.Cart.User = id.User
+			}
 		}
 		if rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrForbidden, "this cart was merged into another at login")
 		}
-		out = reconcile(rec, id.Device, ops, s.lim, s.now())
+		out = reconcile(rec, id.Device, ops, s.lim, s.now(), authorize)
+		if len(out.by) > 0 {
+			if created {
+				s.addEvent(rec, EventCartCreated, nil)
+			}
+			s.addEvent(rec, EventCartUpdated, nil)
+		}
 		return nil
 	})
 	if errors.Is(err, ErrCartExpired) {
@@ -452,6 +527,8 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		return nil, err
 	}
 	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
+	s.eventsWritten(len(out.by) > 0)
+	s.annotate(ctx, out.cart)
 	for _, r := range out.results {
 		s.metrics.ops.WithLabelValues(r.Status).Inc()
 	}
@@ -479,7 +556,9 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 // that does not exist yet is empty at version 0.
 func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
 	rec, err := s.store.Load(ctx, cartID, clients)
-	return snapshotOf(cartID, clients, rec, err)
+	c, seqs, err := snapshotOf(cartID, clients, rec, err)
+	s.annotate(ctx, c)
+	return c, seqs, err
 }
 
 // snapshotOf turns what a store's Load returned into a snapshot: the

@@ -319,6 +319,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 			snap = emptyHelloCart(id.CartID, m.Client)
 		} else {
 			c, seqs, serr := snapshotOf(id.CartID, []string{m.Client}, rec, err)
+			s.annotate(ctx, c)
 			snap = &helloCart{c, seqs, serr}
 		}
 	}

@@ -85,6 +85,13 @@ type Cart struct {
 	// Checkouts are the cart's checkouts, newest last (see Checkout).
 	// Server bookkeeping, not sent to clients.
 	Checkouts []*Checkout `json:"checkouts,omitempty"`
+
+	// Notices and Totals are set by the server on the cart it sends when
+	// the storefront keeps a catalog: how the catalog changed under each
+	// line since it was added, and the totals per currency at the
+	// catalog's prices. They are never stored.
+	Notices []Notice         `json:"notices,omitempty"`
+	Totals  map[string]int64 `json:"totals,omitempty"`
 }
 
 // Line returns the line with the given key, or nil.

@@ -218,6 +218,10 @@ const (
 	ErrGoingAway          ErrorCode = "going_away"          // the server closes the connection: reconnect after RetryAfterMS
 	ErrInternal           ErrorCode = "internal"            // a server fault; retry
 	ErrRateLimited        ErrorCode = "rate_limited"        // too many connections or requests from one address: retry after RetryAfterMS
+	ErrNotFound           ErrorCode = "not_found"           // backend API: no such cart, checkout or event
+	ErrCartChanged        ErrorCode = "cart_changed"        // checkout: the cart moved past the reviewed version, or the catalog changed under it
+	ErrCheckoutEnded      ErrorCode = "checkout_ended"      // the checkout was completed, cancelled or expired
+	ErrCartEmpty          ErrorCode = "cart_empty"          // checkout of an empty cart
 )
 
 // Error is a protocol error as sent on the wire.
@@ -231,6 +235,17 @@ type Error struct {
 	Expected *OpID `json:"expected,omitempty"`
 	// Cart is the cart the error is about, with cart_expired.
 	Cart string `json:"cart,omitempty"`
+	// Details names each bad item of a batch (the backend's catalog
+	// upload): its index, its SKU and why.
+	Details []ErrorDetail `json:"details,omitempty"`
+}
+
+// ErrorDetail is what is wrong with one item of a batch.
+type ErrorDetail struct {
+	Index   int       `json:"index"`
+	SKU     string    `json:"sku,omitempty"`
+	Code    cart.Code `json:"code"`
+	Message string    `json:"message"`
 }
 
 func (e *Error) Error() string { return "protocol: " + string(e.Code) + ": " + e.Message }

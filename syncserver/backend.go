@@ -1,0 +1,454 @@
+package syncserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// The backend API: the storefront's own servers working with carts,
+// authenticated by API keys (Config.APIKeys). docs/integration.md is the
+// guide, docs/openapi.yaml the reference.
+
+// minAPIKey is the shortest API key accepted.
+const minAPIKey = 32
+
+// StorefrontDevice is the device the backend's ops are stamped with.
+const StorefrontDevice = "storefront"
+
+// Bounds of the backend API.
+const (
+	// MaxCatalogBatch is the most items one catalog upload may carry.
+	MaxCatalogBatch = 5000
+	// maxCatalogBody bounds a catalog upload's body.
+	maxCatalogBody = 8 << 20
+	// maxPage is the largest page of a listing.
+	maxPage = 1000
+)
+
+func (s *Server) backendRoutes() []route {
+	return []route{
+		{http.MethodGet, "/v1/backend/carts/{cart}", s.backend(s.serveBackendCart)},
+		{http.MethodPost, "/v1/backend/carts/{cart}/ops", s.backend(s.serveBackendOps)},
+		{http.MethodGet, "/v1/backend/users/{user}/cart", s.backend(s.serveBackendCart)},
+		{http.MethodPost, "/v1/backend/users/{user}/cart/ops", s.backend(s.serveBackendOps)},
+		{http.MethodPut, "/v1/backend/catalog/items", s.backend(s.serveCatalogUpsert)},
+		{http.MethodGet, "/v1/backend/catalog/items", s.backend(s.serveCatalogList)},
+		{http.MethodPost, "/v1/backend/catalog/items/delete", s.backend(s.serveCatalogDelete)},
+		{http.MethodGet, "/v1/backend/checkouts/{checkout}", s.backend(s.serveCheckoutGet)},
+		{http.MethodPost, "/v1/backend/checkouts/{checkout}/complete", s.backend(s.serveCheckoutComplete)},
+		{http.MethodPost, "/v1/backend/checkouts/{checkout}/cancel", s.backend(s.serveCheckoutCancel)},
+		{http.MethodGet, "/v1/backend/events", s.backend(s.serveEvents)},
+		{http.MethodGet, "/v1/backend/events/dead", s.backend(s.serveDeadEvents)},
+		{http.MethodPost, "/v1/backend/events/{event}/retry", s.backend(s.serveRetryEvent)},
+	}
+}
+
+// route is one endpoint.
+type route struct {
+	method, path string
+	h            http.HandlerFunc
+}
+
+// backend wraps a backend endpoint: it takes "Authorization: Bearer <API
+// key>" and nothing else (a device or user token is not a key).
+func (s *Server) backend(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.validAPIKey(strings.TrimSpace(tok)) {
+			s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "the backend API takes Authorization: Bearer <API key>; this key is missing or not valid"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// validAPIKey compares key with every configured key in constant time.
+func (s *Server) validAPIKey(key string) bool {
+	if key == "" {
+		return false
+	}
+	ok := 0
+	for _, k := range s.apiKeys {
+		ok |= subtle.ConstantTimeCompare([]byte(key), k)
+	}
+	return ok == 1
+}
+
+// cartIDPattern is the form of every cart id.
+var cartIDPattern = regexp.MustCompile(`^[gu]_[0-9a-f]{32}$`)
+
+// backendIdentity is who a backend request on a cart acts as: the
+// storefront, on the cart named by the path ({cart}, or {user}'s cart).
+func (s *Server) backendIdentity(r *http.Request) (Identity, *protocol.Error) {
+	id := Identity{Device: StorefrontDevice}
+	if user := r.PathValue("user"); user != "" {
+		if len(user) > 256 || !cart.ValidClientID(user[:min(len(user), cart.MaxClientID)]) {
+			return id, protocol.Errorf(protocol.ErrInvalid, "user id must be printable text of at most 256 bytes")
+		}
+		id.User, id.CartID = user, UserCartID(user)
+		return id, nil
+	}
+	id.CartID = r.PathValue("cart")
+	if !cartIDPattern.MatchString(id.CartID) {
+		return id, protocol.Errorf(protocol.ErrInvalid, "cart id must look like g_ or u_ and 32 hex digits")
+	}
+	return id, nil
+}
+
+// BackendCart answers the backend's cart reads: the cart with its notices
+// and totals, and what the server keeps about it.
+type BackendCart struct {
+	Cart      *cart.Cart       `json:"cart"`
+	Kind      string           `json:"kind"`
+	User      string           `json:"user,omitempty"`
+	UpdatedAt time.Time        `json:"updated_at,omitzero"`
+	Checkouts []*cart.Checkout `json:"checkouts,omitempty"`
+	// MergedInto is set on a guest cart merged at login into a user cart.
+	MergedInto string `json:"merged_into,omitempty"`
+}
+
+func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
+	id, perr := s.backendIdentity(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	rec, err := s.store.Load(r.Context(), id.CartID, nil)
+	switch {
+	case errors.Is(err, ErrCartNotFound):
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no cart %s", id.CartID))
+		return
+	case errors.Is(err, ErrCartExpired):
+		e := protocol.Errorf(protocol.ErrCartExpired, "cart %s expired", id.CartID)
+		e.Cart = id.CartID
+		s.httpError(w, e)
+		return
+	case err != nil:
+		s.log.Error("backend cart", "cart", id.CartID, "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		return
+	}
+	c := rec.Cart.Public()
+	if c.Lines == nil {
+		c.Lines = []*cart.Line{}
+	}
+	s.annotate(r.Context(), c)
+	now := s.now()
+	resp := BackendCart{Cart: c, Kind: rec.Meta.Kind, User: rec.Cart.User, UpdatedAt: rec.Meta.UpdatedAt, MergedInto: rec.Meta.MergedInto}
+	for _, co := range rec.Cart.Checkouts {
+		co = co.Clone()
+		co.Status = co.StatusAt(now)
+		resp.Checkouts = append(resp.Checkouts, co)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// serveBackendOps applies ops as the storefront: like POST /v1/cart/ops,
+// with the storefront's own client ids; they reach every connected device.
+func (s *Server) serveBackendOps(w http.ResponseWriter, r *http.Request) {
+	id, perr := s.backendIdentity(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	s.applyOps(w, r, id)
+}
+
+// applyOps is the body of the ops endpoints: read the batch, apply it as
+// id, publish, answer.
+func (s *Server) applyOps(w http.ResponseWriter, r *http.Request, id Identity) {
+	body, perr := s.readBody(w, r, protocol.MaxMessageBytes)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var req OpsRequest
+	if err := protocol.DecodeJSON(body, &req); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	m := &protocol.Message{Type: protocol.TypePush, Ops: req.Ops}
+	if err := m.Check(); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	out, err := s.apply(r.Context(), id, m.Ops)
+	if err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	s.publish(r.Context(), id.CartID, out)
+	status := http.StatusOK
+	if out.stop != nil {
+		status = http.StatusConflict
+	}
+	writeJSON(w, status, OpsResponse{Results: out.results, Cart: out.cart, Error: out.stop})
+}
+
+// CatalogUpsert is the body of PUT /v1/backend/catalog/items.
+type CatalogUpsert struct {
+	Items []cart.Item `json:"items"`
+}
+
+// CatalogDelete is the body of POST /v1/backend/catalog/items/delete.
+type CatalogDelete struct {
+	SKUs []string `json:"skus"`
+}
+
+// CatalogResult answers a catalog upload or delete.
+type CatalogResult struct {
+	Upserted int `json:"upserted,omitempty"`
+	Deleted  int `json:"deleted,omitempty"`
+}
+
+// CatalogPage answers GET /v1/backend/catalog/items.
+type CatalogPage struct {
+	Items []cart.Item `json:"items"`
+	// Next is the after= of the next page; empty on the last.
+	Next string `json:"next,omitempty"`
+}
+
+func (s *Server) catalogStore(w http.ResponseWriter) CatalogStore {
+	if s.catalog.store == nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "this server's store keeps no catalog"))
+	}
+	return s.catalog.store
+}
+
+func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
+	cs := s.catalogStore(w)
+	if cs == nil {
+		return
+	}
+	body, perr := s.readBody(w, r, maxCatalogBody)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var req CatalogUpsert
+	if err := protocol.DecodeJSON(body, &req); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	if len(req.Items) == 0 || len(req.Items) > MaxCatalogBatch {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a catalog upload carries 1 to %d items, got %d", MaxCatalogBatch, len(req.Items)))
+		return
+	}
+	// Every item is checked before anything is written: a batch with a
+	// bad item changes nothing.
+	var bad []protocol.ErrorDetail
+	seen := make(map[string]int, len(req.Items))
+	skus := make([]string, 0, len(req.Items))
+	for i := range req.Items {
+		it := &req.Items[i]
+		it.UpdatedAt = time.Time{}
+		if e := cart.ValidateItem(it, s.lim); e != nil {
+			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: e.Code, Message: e.Message})
+		} else if j, dup := seen[it.SKU]; dup {
+			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: cart.CodeInvalidSKU, Message: "the same SKU as item " + strconv.Itoa(j)})
+		}
+		seen[it.SKU] = i
+		skus = append(skus, it.SKU)
+		if len(bad) >= 100 {
+			break
+		}
+	}
+	if len(bad) > 0 {
+		e := protocol.Errorf(protocol.ErrInvalid, "%d item(s) are not valid; nothing was stored", len(bad))
+		e.Details = bad
+		s.httpError(w, e)
+		return
+	}
+	if err := cs.UpsertItems(r.Context(), req.Items, s.now()); err != nil {
+		s.log.Error("catalog upsert", "items", len(req.Items), "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not store the items; nothing was stored; retry"))
+		return
+	}
+	s.announceCatalog(r.Context(), skus)
+	writeJSON(w, http.StatusOK, CatalogResult{Upserted: len(req.Items)})
+}
+
+func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
+	cs := s.catalogStore(w)
+	if cs == nil {
+		return
+	}
+	body, perr := s.readBody(w, r, maxCatalogBody)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var req CatalogDelete
+	if err := protocol.DecodeJSON(body, &req); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	if len(req.SKUs) == 0 || len(req.SKUs) > MaxCatalogBatch {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a delete names 1 to %d SKUs, got %d", MaxCatalogBatch, len(req.SKUs)))
+		return
+	}
+	n, err := cs.DeleteItems(r.Context(), req.SKUs)
+	if err != nil {
+		s.log.Error("catalog delete", "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not delete the items; retry"))
+		return
+	}
+	s.announceCatalog(r.Context(), req.SKUs)
+	writeJSON(w, http.StatusOK, CatalogResult{Deleted: n})
+}
+
+func (s *Server) serveCatalogList(w http.ResponseWriter, r *http.Request) {
+	cs := s.catalogStore(w)
+	if cs == nil {
+		return
+	}
+	limit, perr := pageLimit(r, 100)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	items, err := cs.ListItems(r.Context(), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		s.log.Error("catalog list", "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not list the items; retry"))
+		return
+	}
+	page := CatalogPage{Items: items}
+	if page.Items == nil {
+		page.Items = []cart.Item{}
+	}
+	if len(items) == limit {
+		page.Next = items[len(items)-1].SKU
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// pageLimit reads ?limit= (1 to maxPage, def when absent).
+func pageLimit(r *http.Request, def int) (int, *protocol.Error) {
+	q := r.URL.Query().Get("limit")
+	if q == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > maxPage {
+		return 0, protocol.Errorf(protocol.ErrInvalid, "limit must be 1 to %d", maxPage)
+	}
+	return n, nil
+}
+
+// EventPage answers GET /v1/backend/events and /v1/backend/events/dead.
+type EventPage struct {
+	Events []Event `json:"events"`
+	// Next is the after= of the next page (the last event's cursor, or
+	// the given one when there was none): keep it and ask again later.
+	Next string `json:"next"`
+}
+
+func (s *Server) eventStore(w http.ResponseWriter) EventStore {
+	if s.events == nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "this server records no events (see -api-keys in docs/integration.md)"))
+	}
+	return s.events
+}
+
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	es := s.eventStore(w)
+	if es == nil {
+		return
+	}
+	limit, perr := pageLimit(r, 100)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	after := r.URL.Query().Get("after")
+	evs, err := es.EventsAfter(r.Context(), after, limit)
+	if err != nil {
+		if errors.Is(err, ErrBadCursor) {
+			s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "after is not a cursor this server gave"))
+			return
+		}
+		s.log.Error("events feed", "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not read events; retry"))
+		return
+	}
+	writeJSON(w, http.StatusOK, eventPage(evs, after))
+}
+
+func eventPage(evs []Event, after string) EventPage {
+	p := EventPage{Events: evs, Next: after}
+	if p.Events == nil {
+		p.Events = []Event{}
+	}
+	if len(evs) > 0 {
+		p.Next = evs[len(evs)-1].Cursor
+	}
+	return p
+}
+
+func (s *Server) serveDeadEvents(w http.ResponseWriter, r *http.Request) {
+	es := s.eventStore(w)
+	if es == nil {
+		return
+	}
+	limit, perr := pageLimit(r, 100)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var after int64
+	if q := r.URL.Query().Get("after"); q != "" {
+		var err error
+		if after, err = strconv.ParseInt(q, 10, 64); err != nil || after < 0 {
+			s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "after must be the next of a previous page"))
+			return
+		}
+	}
+	evs, err := es.DeadEvents(r.Context(), after, limit)
+	if err != nil {
+		s.log.Error("dead events", "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not read events; retry"))
+		return
+	}
+	p := EventPage{Events: evs, Next: strconv.FormatInt(after, 10)}
+	if p.Events == nil {
+		p.Events = []Event{}
+	}
+	if len(evs) > 0 {
+		p.Next = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
+	es := s.eventStore(w)
+	if es == nil {
+		return
+	}
+	err := es.RetryEvent(r.Context(), r.PathValue("event"))
+	switch {
+	case errors.Is(err, ErrEventNotFound):
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no dead event %s", r.PathValue("event")))
+	case err != nil:
+		s.log.Error("retry event", "err", err)
+		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not retry the event; retry"))
+	default:
+		s.eventsWritten(true)
+		writeJSON(w, http.StatusOK, map[string]string{"status": EventPending})
+	}
+}
+
+// ErrBadCursor is what an EventStore returns for a feed cursor it did not
+// give.
+var ErrBadCursor = errors.New("syncserver: not a feed cursor")
+
+var _ = context.Background

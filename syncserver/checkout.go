@@ -1,0 +1,297 @@
+package syncserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+)
+
+// Checkouts: the shopper confirms the review step, the widget asks for a
+// checkout at the version reviewed (POST /v1/checkout); the storefront's
+// backend reads it, completes it when the order is placed, or cancels it.
+// A checkout lives in its cart (cart.Cart.Checkouts) and every change to it
+// is a change of the cart, under the cart's lock.
+
+// CheckoutClient is the client id of the ops a completed checkout makes.
+const CheckoutClient = "checkout"
+
+// CheckoutRequest is the body of POST /v1/checkout.
+type CheckoutRequest struct {
+	// Version is the cart version the shopper reviewed.
+	Version uint64 `json:"version"`
+}
+
+// CheckoutResponse answers POST /v1/checkout: the checkout, or (409
+// cart_changed) the error and the cart as it is now, with its notices.
+type CheckoutResponse struct {
+	Checkout *cart.Checkout  `json:"checkout,omitempty"`
+	Error    *protocol.Error `json:"error,omitempty"`
+	Cart     *cart.Cart      `json:"cart,omitempty"`
+}
+
+// CompleteRequest is the body of POST /v1/backend/checkouts/{id}/complete.
+type CompleteRequest struct {
+	// Order is the storefront's order reference, kept with the checkout.
+	Order string `json:"order,omitempty"`
+}
+
+// newCheckoutID names a checkout of cartID: the cart id is part of it, so
+// that the checkout is found in its cart.
+func newCheckoutID(cartID string) string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return "co_" + cartID + "_" + hex.EncodeToString(b)
+}
+
+// checkoutCart returns the cart id of a checkout id, or "".
+func checkoutCart(id string) string {
+	rest, ok := strings.CutPrefix(id, "co_")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(rest, '_')
+	if i < 0 || !cartIDPattern.MatchString(rest[:i]) || len(rest[i+1:]) != 24 {
+		return ""
+	}
+	return rest[:i]
+}
+
+// serveCheckout creates a checkout of the caller's cart at the version the
+// shopper reviewed.
+func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.httpIdentity(w, r)
+	if !ok {
+		return
+	}
+	body, perr := s.readBody(w, r, 4096)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var req CheckoutRequest
+	if err := protocol.DecodeJSON(body, &req); err != nil {
+		s.httpError(w, protocol.AsError(err))
+		return
+	}
+	if req.Version == 0 {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "version (the reviewed cart version) is required"))
+		return
+	}
+	co, perr := s.createCheckout(r.Context(), id.CartID, req.Version)
+	if perr != nil {
+		if perr.Code == protocol.ErrCartChanged || perr.Code == protocol.ErrCartEmpty {
+			c, _, err := s.snapshot(r.Context(), id.CartID, nil)
+			if err == nil {
+				s.metrics.protocolErrors.WithLabelValues(string(perr.Code)).Inc()
+				writeJSON(w, http.StatusConflict, CheckoutResponse{Error: perr, Cart: c})
+				return
+			}
+		}
+		s.httpError(w, perr)
+		return
+	}
+	writeJSON(w, http.StatusCreated, CheckoutResponse{Checkout: co})
+}
+
+// createCheckout checks out cartID at the reviewed version.
+func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uint64) (*cart.Checkout, *protocol.Error) {
+	// The catalog is read before the cart is locked; a change to it
+	// that lands meanwhile is caught by the notices of the next read.
+	rec, err := s.store.Load(ctx, cartID, nil)
+	if err != nil {
+		return nil, s.checkoutLoadError(cartID, err)
+	}
+	items, err := s.catalog.lookup(ctx, cartSKUs(rec.Cart))
+	if err != nil {
+		s.log.Error("catalog lookup", "cart", cartID, "err", err)
+		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
+	}
+	var co *cart.Checkout
+	var ce *cart.Error
+	err = s.store.Mutate(ctx, cartID, nil, func(rec *Record) error {
+		if !rec.Exists || rec.Meta.MergedInto != "" {
+			return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
+		}
+		co, ce = cart.NewCheckout(rec.Cart, reviewed, items, newCheckoutID(cartID), s.now(), s.cfg.CheckoutTTL)
+		if ce != nil {
+			return errNothingToDo
+		}
+		s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
+		return nil
+	})
+	if ce != nil {
+		code := protocol.ErrCartChanged
+		if ce.Code == cart.CodeCartEmpty {
+			code = protocol.ErrCartEmpty
+		}
+		return nil, protocol.Errorf(code, "%s", ce.Message)
+	}
+	if err != nil {
+		return nil, s.checkoutLoadError(cartID, err)
+	}
+	s.eventsWritten(true)
+	return co, nil
+}
+
+func (s *Server) checkoutLoadError(cartID string, err error) *protocol.Error {
+	var pe *protocol.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, ErrCartNotFound):
+		return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
+	case errors.Is(err, ErrCartExpired):
+		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired")
+		e.Cart = cartID
+		return e
+	}
+	s.log.Error("checkout", "cart", cartID, "err", err)
+	return protocol.Errorf(protocol.ErrInternal, "could not store the checkout; retry")
+}
+
+// checkoutPath reads {checkout} and the cart it belongs to.
+func (s *Server) checkoutPath(r *http.Request) (string, string, *protocol.Error) {
+	id := r.PathValue("checkout")
+	cartID := checkoutCart(id)
+	if cartID == "" {
+		return "", "", protocol.Errorf(protocol.ErrNotFound, "no checkout %q", id)
+	}
+	return id, cartID, nil
+}
+
+func (s *Server) serveCheckoutGet(w http.ResponseWriter, r *http.Request) {
+	id, cartID, perr := s.checkoutPath(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	rec, err := s.store.Load(r.Context(), cartID, nil)
+	if err != nil && (errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired)) {
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
+		return
+	}
+	if err != nil {
+		s.httpError(w, s.checkoutLoadError(cartID, err))
+		return
+	}
+	co := rec.Cart.Checkout(id)
+	if co == nil {
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
+		return
+	}
+	co = co.Clone()
+	co.Status = co.StatusAt(s.now())
+	writeJSON(w, http.StatusOK, co)
+}
+
+// serveCheckoutComplete records the placed order: the checked-out
+// quantities leave the cart, once however often it is called.
+func (s *Server) serveCheckoutComplete(w http.ResponseWriter, r *http.Request) {
+	var req CompleteRequest
+	body, perr := s.readBody(w, r, 4096)
+	if perr == nil && len(body) > 0 {
+		if err := protocol.DecodeJSON(body, &req); err != nil {
+			perr = protocol.AsError(err)
+		} else if len(req.Order) > 256 {
+			perr = protocol.Errorf(protocol.ErrInvalid, "order must be at most 256 bytes")
+		}
+	}
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	s.endCheckout(w, r, func(rec *Record, id string) (bool, *cart.Error) {
+		ops, done, ce := rec.Cart.CompleteCheckout(id, req.Order, CheckoutClient, s.now(), s.lim)
+		if ce != nil || !done {
+			return false, ce
+		}
+		now := s.now()
+		for i, op := range ops {
+			v := rec.Cart.Version - uint64(len(ops)-1-i)
+			rec.Appended = append(rec.Appended, Change{Version: v, Op: op, At: now})
+		}
+		if len(ops) > 0 {
+			rec.Meta.UpdatedAt = now
+		}
+		co := rec.Cart.Checkout(id).Clone()
+		s.addEvent(rec, EventCheckoutCompleted, func(d *EventData) { d.Checkout = co })
+		if len(ops) > 0 {
+			s.addEvent(rec, EventCartUpdated, nil)
+		}
+		return true, nil
+	})
+}
+
+func (s *Server) serveCheckoutCancel(w http.ResponseWriter, r *http.Request) {
+	s.endCheckout(w, r, func(rec *Record, id string) (bool, *cart.Error) {
+		done, ce := rec.Cart.CancelCheckout(id, s.now())
+		if ce != nil || !done {
+			return false, ce
+		}
+		co := rec.Cart.Checkout(id).Clone()
+		s.addEvent(rec, EventCheckoutCancelled, func(d *EventData) { d.Checkout = co })
+		return true, nil
+	})
+}
+
+// endCheckout runs change on the checkout's cart, locked; change reports
+// whether it changed anything. It answers with the checkout and publishes
+// the cart when its lines changed.
+func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func(rec *Record, id string) (bool, *cart.Error)) {
+	id, cartID, perr := s.checkoutPath(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	var co *cart.Checkout
+	var ce *cart.Error
+	var from uint64
+	var by []protocol.OpID
+	var after *cart.Cart
+	err := s.store.Mutate(r.Context(), cartID, nil, func(rec *Record) error {
+		if !rec.Exists {
+			ce = &cart.Error{Code: cart.CodeCheckoutUnknown}
+			return errNothingToDo
+		}
+		from = rec.Cart.Version
+		var changed bool
+		if changed, ce = change(rec, id); ce != nil {
+			return errNothingToDo
+		}
+		co = rec.Cart.Checkout(id).Clone()
+		co.Status = co.StatusAt(s.now())
+		if !changed {
+			return errNothingToDo
+		}
+		for _, ch := range rec.Appended {
+			by = append(by, protocol.OpID{Client: ch.Op.Client, Seq: ch.Op.Seq})
+		}
+		after = rec.Cart.Public()
+		return nil
+	})
+	switch {
+	case ce != nil && ce.Code == cart.CodeCheckoutUnknown, errors.Is(err, ErrCartNotFound), errors.Is(err, ErrCartExpired):
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
+		return
+	case ce != nil:
+		s.httpError(w, protocol.Errorf(protocol.ErrCheckoutEnded, "%s", ce.Message))
+		return
+	case err != nil && err != errNothingToDo:
+		s.httpError(w, s.checkoutLoadError(cartID, err))
+		return
+	}
+	if err == nil {
+		s.eventsWritten(true)
+		if len(by) > 0 {
+			s.annotate(r.Context(), after)
+			s.publish(r.Context(), cartID, &outcome{from: from, by: by, cart: after})
+		}
+	}
+	writeJSON(w, http.StatusOK, co)
+}
