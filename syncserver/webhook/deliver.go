@@ -263,10 +263,10 @@ func (d *Deliverer) round(ctx context.Context) (full bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	// Every request ends a margin before the lease, whatever the other
-	// instances' clocks: once the lease ends, another instance may send the
-	// event, then the cart's next one, which this instance's late request
-	// must not follow.
+	// Every request ends a tenth of the lease before the lease does, a
+	// margin for the instances' clocks: once the lease ends, another
+	// instance may send the event, then the cart's next one, which a late
+	// request of this instance must not follow.
 	until := now.Add(d.cfg.Lease - d.margin)
 	slices.SortFunc(evs, func(a, b syncserver.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	carts := make(map[string]bool, len(evs))
