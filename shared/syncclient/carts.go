@@ -106,11 +106,15 @@ func (s *session) onCart(m *protocol.Message) error {
 	e.mu.Unlock()
 	same := confirmed.ID == "" || confirmed.ID == m.Cart.ID
 
-	// Pushed: with the ops it covers, or without a request id once the
-	// hello is answered (a merge chosen later changes the cart by no op).
-	if len(m.By) > 0 || (m.ID == "" && s.ready) {
+	// Pushed: with the ops it covers, or without them (a merge chosen
+	// later changes the cart by no op; a change of the catalog sends the
+	// same version again, From = Cart.Version, with new notices and
+	// totals). A reply carries its request's id; a push never does.
+	if len(m.By) > 0 || m.ID == "" {
 		switch {
 		case same && m.From == confirmed.Version:
+			// The next version, or the same one annotated anew: a
+			// cart at the confirmed version replaces the stored one.
 			s.news()
 			return s.confirm(m.Cart, m.By)
 		case same && m.Cart.Version <= confirmed.Version:
@@ -191,8 +195,9 @@ func (s *session) onAck(m *protocol.Message) error {
 	e.mu.Lock()
 	confirmed := e.confirmed
 	e.mu.Unlock()
+	// The same version is taken too: its notices may be newer.
 	c := m.Cart
-	if c != nil && ((s.cartID != "" && c.ID != s.cartID) || (confirmed.ID == c.ID && c.Version <= confirmed.Version)) {
+	if c != nil && ((s.cartID != "" && c.ID != s.cartID) || (confirmed.ID == c.ID && c.Version < confirmed.Version)) {
 		c = nil
 	}
 	// The cart moved further than this ack's own ops: others' ops,

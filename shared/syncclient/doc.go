@@ -59,4 +59,18 @@
 // purged cart can be sent nowhere and are dropped and reported
 // (State.Dropped), as are those of a guest cart whose device token was
 // refused or replaced, when the engine knows which cart that was.
+//
+// # Catalog and checkout
+//
+// A server that keeps the storefront's catalog annotates every cart it
+// sends with notices (a line's price changed, less of its SKU is
+// available, the item was withdrawn) and totals at the catalog's prices;
+// when the catalog changes it pushes the cart again at the same version
+// (From = Cart.Version, no By). The engine stores the confirmed cart with
+// them, takes a cart at the confirmed version as new notices, and shows
+// them less those its pending edits resolve (State.Notices,
+// State.Totals). [Engine.Checkout] hands the cart at the version the
+// shopper reviewed to the storefront's checkout over HTTP (Config.BaseURL);
+// the server refuses it with a [CheckoutConflict] when the cart or the
+// catalog moved since.
 package syncclient

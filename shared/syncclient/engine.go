@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -50,79 +51,6 @@ var (
 	ErrNoChoice = errors.New("syncclient: no login merge is waiting for a choice")
 )
 
-// Status is the state of the connection to the server.
-type Status int
-
-// Statuses.
-const (
-	Offline    Status = iota // not connected; edits are kept and sent later
-	Connecting               // dialling, or waiting for the server's first cart
-	Syncing                  // connected, with ops or a sync in flight
-	Synced                   // connected, nothing pending
-)
-
-func (s Status) String() string {
-	switch s {
-	case Offline:
-		return "offline"
-	case Connecting:
-		return "connecting"
-	case Syncing:
-		return "syncing"
-	case Synced:
-		return "synced"
-	}
-	return fmt.Sprintf("Status(%d)", int(s))
-}
-
-// State is what the engine shows.
-type State struct {
-	// Cart is the confirmed cart with the pending ops replayed on it. It is
-	// shared: do not modify it.
-	Cart *cart.Cart
-	// Confirmed is the version of the last cart the server confirmed.
-	Confirmed uint64
-	// Pending is the number of ops in the outbox, of every client id,
-	// Waiting included.
-	Pending int
-	// Waiting is the number of pending ops held for another cart than the
-	// one shown: made on a user's cart before a logout (or while the login
-	// had expired, then logged out). They are neither shown nor sent until
-	// a connection is on their cart again (the next login of that user).
-	Waiting int
-	Status  Status
-	// User is the user id of the shown cart, "" for a guest cart (or one
-	// not connected to yet since the engine started).
-	User string
-	// LastError is the last protocol error the server sent, until the next
-	// successful exchange.
-	LastError *protocol.Error
-	// Rejected are the most recent ops the server refused, oldest first, so
-	// the shopper can be told.
-	Rejected []protocol.Result
-
-	// NeedsLogin: the server refused the user token (expired, or not
-	// valid). The engine does not connect again until SetUser is called;
-	// edits are kept and shown, and sent after the next login.
-	NeedsLogin bool
-	// CartExpired: the guest cart was purged for inactivity and the server
-	// issued a fresh one, now shown. Until AckNotices.
-	CartExpired bool
-	// Merge is what the latest login merge did (status merged or already),
-	// or the pending choice (status choose). Until AckNotices. Shared: do
-	// not modify.
-	Merge *protocol.MergeInfo
-	// Choice, while not nil, holds both carts of a login merge the server
-	// will not do until the shopper picks a policy with Choose. Shared: do
-	// not modify.
-	Choice *protocol.MergeInfo
-	// Dropped are pending ops the engine removed unsent because their cart
-	// no longer exists for this device (it expired, or its device token
-	// was refused or replaced), oldest first, at most 100. Until
-	// AckNotices.
-	Dropped []cart.Op
-}
-
 // Config configures an Engine.
 type Config struct {
 	// Storage holds the device token, the confirmed cart and the outbox.
@@ -131,6 +59,11 @@ type Config struct {
 	// Dial opens a connection to the server; required by Run. See
 	// WebsocketDialer.
 	Dial DialFunc
+	// BaseURL is the server's HTTP origin, such as
+	// "https://cart.example.com": required by Checkout.
+	BaseURL string
+	// HTTPClient makes Checkout's request; nil means http.DefaultClient.
+	HTTPClient *http.Client
 	// ClientID identifies this engine's ops; one per tab or process, never
 	// reused with the same Storage. Empty means 128 random bits in hex.
 	// The engine moves to a new random id when the cart changes or the
@@ -200,7 +133,9 @@ type Engine struct {
 	lastErr    *protocol.Error
 	rejected   []protocol.Result
 	waiting    int
-	changed    chan struct{} // closed and replaced on every change
+	notices    []cart.Notice    // of the shown cart (State.Notices)
+	totals     map[string]int64 // of the shown cart (State.Totals)
+	changed    chan struct{}    // closed and replaced on every change
 
 	// Login, from SetUser (not persisted).
 	userSet     bool // SetUser was called: it overrides Config.UserToken
@@ -268,6 +203,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
 	e := &Engine{
 		cfg:         cfg,
 		store:       cfg.Storage,
@@ -306,30 +244,6 @@ func (e *Engine) rotateLocked(why string) {
 	old := e.client
 	e.client, e.clientCart = newClientID(), ""
 	e.log.Info("new client id", logClient, e.client, "old", old, "why", why)
-}
-
-// Snapshot returns the current state.
-func (e *Engine) Snapshot() State {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	st := State{
-		Cart:        e.shown,
-		Confirmed:   e.confirmed.Version,
-		Pending:     len(e.pending),
-		Waiting:     e.waiting,
-		Status:      e.status,
-		LastError:   e.lastErr,
-		Rejected:    append([]protocol.Result(nil), e.rejected...),
-		NeedsLogin:  e.needsLogin,
-		CartExpired: e.cartExpired,
-		Merge:       e.merge,
-		Choice:      e.choice,
-		Dropped:     append([]cart.Op(nil), e.dropped...),
-	}
-	if e.sessCart != "" && e.sessCart == e.confirmed.ID {
-		st.User = e.sessUser
-	}
-	return st
 }
 
 // SetUser sets the user token (the storefront's signed statement of who is
@@ -474,8 +388,8 @@ func (e *Engine) reload(ctx context.Context) error {
 }
 
 // rebuildLocked replays the pending ops of the confirmed cart on it and
-// counts the others. Rejections are expected (the line may be gone) and
-// ignored: the server decides.
+// counts the others, then the notices and totals shown. Rejections are
+// expected (the line may be gone) and ignored: the server decides.
 func (e *Engine) rebuildLocked() {
 	c := e.confirmed.Clone()
 	e.waiting = 0
@@ -487,6 +401,7 @@ func (e *Engine) rebuildLocked() {
 		c.Apply(op, localDevice, e.limits)
 	}
 	e.shown = c
+	e.annotateLocked(len(e.pending) > e.waiting)
 }
 
 // belongsLocked reports whether op is for the confirmed cart: made on it,

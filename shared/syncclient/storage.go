@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -36,8 +37,11 @@ type Storage interface {
 	// Confirm, in one transaction, stores c as the confirmed cart and
 	// removes the ops listed in done from the outbox. c may be nil (only
 	// remove ops). A c with the same id as the stored cart and a lower
-	// version is not stored; a c with another id replaces the stored cart.
-	// Ids not in the outbox are ignored.
+	// version is not stored; one with the same version replaces it (the
+	// server sends the same version again with new notices and totals);
+	// a c with another id replaces the stored cart. The cart is stored
+	// whole, its Notices and Totals included. Ids not in the outbox are
+	// ignored.
 	Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error
 	// Restamp, in one transaction, moves every pending op made on cart from
 	// (op.Cart) to cart to, with Base 0, keeping its client and seq: a guest
@@ -79,7 +83,7 @@ func NewMemStorage() *MemStorage { return &MemStorage{} }
 func (s *MemStorage) Load(ctx context.Context) (Stored, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := Stored{DeviceToken: s.token, Cart: s.cart.Clone()}
+	out := Stored{DeviceToken: s.token, Cart: cloneCart(s.cart)}
 	if len(s.ops) > 0 {
 		out.Pending = make([]cart.Op, len(s.ops))
 		for i, op := range s.ops {
@@ -131,7 +135,7 @@ func (s *MemStorage) Confirm(ctx context.Context, c *cart.Cart, done []protocol.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c != nil && (s.cart == nil || s.cart.ID != c.ID || c.Version >= s.cart.Version) {
-		s.cart = c.Clone()
+		s.cart = cloneCart(c)
 	}
 	if len(done) > 0 {
 		drop := make(map[protocol.OpID]bool, len(done))
@@ -166,6 +170,28 @@ func compareOps(a, b cart.Op) int {
 		return c
 	}
 	return cmp.Compare(a.Seq, b.Seq)
+}
+
+// cloneCart returns a deep copy of c with its notices and totals, which
+// cart.Cart.Clone leaves out.
+func cloneCart(c *cart.Cart) *cart.Cart {
+	if c == nil {
+		return nil
+	}
+	out := c.Clone()
+	out.Totals = maps.Clone(c.Totals)
+	for _, n := range c.Notices {
+		if n.PriceChanged != nil {
+			pc := *n.PriceChanged
+			n.PriceChanged = &pc
+		}
+		if n.Available != nil {
+			a := *n.Available
+			n.Available = &a
+		}
+		out.Notices = append(out.Notices, n)
+	}
+	return out
 }
 
 // cloneOp returns a deep copy of op.

@@ -236,6 +236,33 @@ func TestStorage(t *testing.T, open func() syncclient.Storage) {
 		}
 	})
 
+	// The server sends a cart's notices and totals with it, and the same
+	// version again when only they changed: the stored cart is the last
+	// one confirmed at its version, whole.
+	t.Run("ConfirmKeepsNoticesAndTotals", func(t *testing.T) {
+		s := open()
+		avail := 1
+		line := &cart.Line{Key: "sku-1", SKU: "sku-1", Quantity: 2, Details: cart.Details{Name: "Mug", Price: 1200, Currency: "EUR"}}
+		first := &cart.Cart{ID: "c1", Version: 4, Lines: []*cart.Line{line}, Totals: map[string]int64{"EUR": 2400}}
+		again := &cart.Cart{ID: "c1", Version: 4, Lines: []*cart.Line{line}, Totals: map[string]int64{"EUR": 2800},
+			Notices: []cart.Notice{{Line: "sku-1", Available: &avail,
+				PriceChanged: &cart.PriceChange{From: 1200, To: 1400, Currency: "EUR"}}}}
+		for _, c := range []*cart.Cart{first, again} {
+			if err := s.Confirm(ctx, c, nil); err != nil {
+				t.Fatalf("Confirm: %v", err)
+			}
+		}
+		avail = 7 // the storage must have kept its own copy
+		got := load(t, s).Cart
+		if got == nil || got.Version != 4 || got.Totals["EUR"] != 2800 || len(got.Notices) != 1 {
+			t.Fatalf("Cart = %+v, want version 4 with the second confirm's notices and totals", got)
+		}
+		n := got.Notices[0]
+		if n.Line != "sku-1" || n.Available == nil || *n.Available != 1 || n.PriceChanged == nil || n.PriceChanged.To != 1400 || n.Unavailable {
+			t.Errorf("notice %+v (available %v, price %+v)", n, n.Available, n.PriceChanged)
+		}
+	})
+
 	t.Run("LoadReturnsCopies", func(t *testing.T) {
 		s := open()
 		enqueue(t, s, "a")
