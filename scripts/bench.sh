@@ -86,6 +86,25 @@ log "load"
 "$WORK/cartsync-bench" -server "http://127.0.0.1:$port" \
 	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-conns "$conns" "$@"
 
+log "storefront backend: catalog uploads, cart events to webhooks"
+kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+server_pid=
+hookport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+key=bench-api-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+secret=whsec_$(head -c 32 /dev/urandom | base64)
+psql "$CARTSYNC_TEST_POSTGRES_URL" -qc 'CREATE SCHEMA bench_commerce' >/dev/null
+"$WORK/cartsync" -addr "127.0.0.1:$port" -log-level error \
+	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL&search_path=bench_commerce" -postgres-max-conns "$conns" \
+	-redis-url "$CARTSYNC_TEST_REDIS_URL" -redis-prefix bench-commerce: $unlimited \
+	-api-keys "$key" -webhook-url "http://127.0.0.1:$hookport/hook" -webhook-secrets "$secret" &
+server_pid=$!
+for _ in $(seq 100); do
+	curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+"$WORK/cartsync-bench" -scenario commerce -server "http://127.0.0.1:$port" -api-key "$key" \
+	-webhook-secret "$secret" -webhook-listen "127.0.0.1:$hookport" -duration 20s
+
 if [[ -f web/app.wasm ]]; then
 	log "widget size"
 	raw=$(stat -c %s web/app.wasm)

@@ -50,6 +50,9 @@ type config struct {
 	editors    int
 	timeout    time.Duration
 	serverProf string
+
+	apiKey, hookSecret, hookListen string
+	catalogItems, writers          int
 }
 
 func main() {
@@ -62,12 +65,17 @@ func main() {
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
 	flag.IntVar(&c.pgConns, "postgres-conns", 16, "connections for the Postgres baseline: the server's pool size")
-	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return")
+	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; commerce: catalog uploads and webhook delivery")
 	flag.StringVar(&c.serverBin, "server-bin", "", "restart: the cartsync binary to start, restart and stop, on the address of -server")
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
 	flag.DurationVar(&c.timeout, "timeout", time.Minute, "restart: how long the clients may take to come back")
 	flag.StringVar(&c.serverProf, "server-cpuprofile", "", "restart: write the new server's CPU profile over the clients' return (5 s from its start) to this file; the server gets -debug-addr on a free loopback port")
+	flag.StringVar(&c.apiKey, "api-key", "", "commerce: the server's API key")
+	flag.StringVar(&c.hookSecret, "webhook-secret", "", "commerce: the server's webhook secret")
+	flag.StringVar(&c.hookListen, "webhook-listen", "127.0.0.1:0", "commerce: where this program receives the server's webhooks (the server's -webhook-url)")
+	flag.IntVar(&c.catalogItems, "catalog-items", 50000, "commerce: catalog items to upload")
+	flag.IntVar(&c.writers, "writers", 64, "commerce: devices editing at once")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -81,6 +89,15 @@ func main() {
 			os.Exit(2)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if c.scenario == "commerce" {
+		err := runCommerce(context.Background(), commerceConfig{server: c.server, apiKey: c.apiKey, secret: c.hookSecret,
+			listen: c.hookListen, items: c.catalogItems, writers: c.writers, window: c.duration})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if c.scenario == "restart" {
 		u, err := url.Parse(c.server)

@@ -9,6 +9,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +39,7 @@ import (
 	"cartsync/syncserver/postgres"
 	"cartsync/syncserver/redis"
 	"cartsync/syncserver/sqlite"
+	"cartsync/syncserver/webhook"
 	"cartsync/syncserver/webui"
 )
 
@@ -90,6 +93,15 @@ type Main struct {
 	ShutdownTimeout time.Duration
 	ShutdownSpread  time.Duration
 	MaxHellos       int
+	APIKeys         []string
+	CatalogOnly     bool
+	CheckoutTTL     time.Duration
+	AbandonGuest    time.Duration
+	AbandonUser     time.Duration
+	AbandonInterval time.Duration
+	WebhookURL      string
+	WebhookSecrets  []string
+	WebhookWindow   time.Duration
 	IPLimits        syncserver.IPLimits
 	LogLevel        slog.Level
 	Logger          *slog.Logger
@@ -111,6 +123,8 @@ type Main struct {
 	demoSecret []byte
 	stop       context.CancelFunc
 	bg         sync.WaitGroup
+	hooks      *webhook.Deliverer
+	demoAPIKey string
 }
 
 // NewMain returns a Main with defaults.
@@ -124,6 +138,11 @@ func NewMain() *Main {
 		ShutdownTimeout: 15 * time.Second,
 		ShutdownSpread:  2 * time.Second,
 		MaxHellos:       128,
+		CheckoutTTL:     time.Hour,
+		AbandonGuest:    24 * time.Hour,
+		AbandonUser:     24 * time.Hour,
+		AbandonInterval: time.Minute,
+		WebhookWindow:   24 * time.Hour,
 		DefaultPolicy:   "merge",
 		GuestRetention:  30 * 24 * time.Hour,
 		PurgeInterval:   time.Hour,
@@ -174,6 +193,15 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.IPLimits.BodyTimeout, "body-timeout", envDuration(getenv, "CARTSYNC_BODY_TIMEOUT", m.IPLimits.BodyTimeout), "time a client has to send a request body; 0 means 30s (CARTSYNC_BODY_TIMEOUT)")
 	var proxies string
 	fs.StringVar(&proxies, "trusted-proxies", env("CARTSYNC_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For names the client address for the per-address limits; empty ignores the header (CARTSYNC_TRUSTED_PROXIES)")
+	var apiKeys, hookSecrets string
+	fs.StringVar(&apiKeys, "api-keys", env("CARTSYNC_API_KEYS", ""), "comma-separated API keys of the storefront's backend (at least 32 characters each; several at once to rotate); they open /v1/backend/ and turn on cart events (CARTSYNC_API_KEYS)")
+	fs.BoolVar(&m.CatalogOnly, "catalog-only", envBool(getenv, "CARTSYNC_CATALOG_ONLY", false), "refuse adds of SKUs the catalog does not know (CARTSYNC_CATALOG_ONLY)")
+	fs.DurationVar(&m.CheckoutTTL, "checkout-ttl", envDuration(getenv, "CARTSYNC_CHECKOUT_TTL", m.CheckoutTTL), "how long a checkout stays open before it expires (CARTSYNC_CHECKOUT_TTL)")
+	fs.DurationVar(&m.AbandonGuest, "abandon-after-guest", envDuration(getenv, "CARTSYNC_ABANDON_AFTER_GUEST", m.AbandonGuest), "a guest cart with items unchanged this long is abandoned (a cart.abandoned event); negative never (CARTSYNC_ABANDON_AFTER_GUEST)")
+	fs.DurationVar(&m.AbandonUser, "abandon-after-user", envDuration(getenv, "CARTSYNC_ABANDON_AFTER_USER", m.AbandonUser), "the same for user carts (CARTSYNC_ABANDON_AFTER_USER)")
+	fs.StringVar(&m.WebhookURL, "webhook-url", env("CARTSYNC_WEBHOOK_URL", ""), "the storefront's URL that receives cart events as signed webhooks; needs -api-keys and -webhook-secrets (CARTSYNC_WEBHOOK_URL)")
+	fs.StringVar(&hookSecrets, "webhook-secrets", env("CARTSYNC_WEBHOOK_SECRETS", ""), "comma-separated webhook signing secrets (whsec_...); each signs every delivery, so a secret can be rotated (CARTSYNC_WEBHOOK_SECRETS)")
+	fs.DurationVar(&m.WebhookWindow, "webhook-retry-window", envDuration(getenv, "CARTSYNC_WEBHOOK_RETRY_WINDOW", m.WebhookWindow), "how long a webhook that fails is retried before it is dead (CARTSYNC_WEBHOOK_RETRY_WINDOW)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -182,6 +210,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	m.Auth.HS256Secret = []byte(secret)
+	m.APIKeys, m.WebhookSecrets = splitList(apiKeys), splitList(hookSecrets)
+	if m.WebhookURL != "" && (len(m.APIKeys) == 0 || len(m.WebhookSecrets) == 0) {
+		return errors.New("-webhook-url needs -api-keys (events are recorded for the storefront's backend) and -webhook-secrets")
+	}
 	m.IPLimits.TrustedProxies = nil
 	for _, p := range strings.Split(proxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -208,6 +240,17 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func envInt(getenv func(string) string, name string, def int) int {
@@ -322,6 +365,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.AllowedOrigins = append(m.AllowedOrigins, "http://"+m.demoLn.Addr().String())
 	}
 	if m.demoLn != nil {
+		// The demo storefront's backend has an API key and receives the
+		// webhooks, both made up now.
+		key := make([]byte, 24)
+		rand.Read(key)
+		m.demoAPIKey = "demo_" + hex.EncodeToString(key)
+		m.APIKeys = append(m.APIKeys, m.demoAPIKey)
+		if m.WebhookURL == "" {
+			secret := make([]byte, 32)
+			rand.Read(secret)
+			m.WebhookSecrets = []string{"whsec_" + base64.StdEncoding.EncodeToString(secret)}
+			m.WebhookURL = "http://" + m.demoLn.Addr().String() + "/demo/webhooks"
+		}
+	}
+	if m.demoLn != nil {
 		// The demo storefront signs its demo users' tokens itself, with
 		// a secret made up now (tests may name it).
 		m.Auth.HS256Secret = m.demoSecret
@@ -343,6 +400,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var kick func()
+	if m.WebhookURL != "" {
+		es, ok := m.store.(syncserver.EventStore)
+		if !ok {
+			return errors.New("webhooks: this store keeps no events")
+		}
+		m.hooks, err = webhook.New(webhook.Config{
+			Store: es, URL: m.WebhookURL, Secrets: m.WebhookSecrets, Logger: m.Logger,
+			Registerer: reg, RetryWindow: m.WebhookWindow,
+		})
+		if err != nil {
+			return fmt.Errorf("webhooks: %w", err)
+		}
+		kick = m.hooks.Kick
+	}
 	m.sync, err = syncserver.New(ctx, syncserver.Config{
 		Store:          m.store,
 		Bus:            m.bus,
@@ -356,6 +428,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		UserRetention:  m.UserRetention,
 		MaxHellos:      m.MaxHellos,
 		ShutdownSpread: m.ShutdownSpread,
+		APIKeys:        m.APIKeys,
+		CatalogOnly:    m.CatalogOnly,
+		CheckoutTTL:    m.CheckoutTTL,
+		Events:         len(m.APIKeys) > 0,
+		AbandonAfter:   map[string]time.Duration{syncserver.KindGuest: m.AbandonGuest, syncserver.KindUser: m.AbandonUser},
+		EventsWritten:  kick,
 	})
 	if err != nil {
 		return err
@@ -367,6 +445,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		go func() {
 			defer m.bg.Done()
 			m.purgeLoop(bgCtx)
+		}()
+	}
+	if m.hooks != nil {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := m.hooks.Run(bgCtx); err != nil && bgCtx.Err() == nil {
+				m.Logger.Error("webhooks", "err", err)
+			}
+		}()
+	}
+	if len(m.APIKeys) > 0 && m.AbandonInterval > 0 {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			m.abandonLoop(bgCtx)
 		}()
 	}
 	mux := http.NewServeMux()
@@ -386,8 +480,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		mux.Handle("/", ui)
 	}
 	if m.demoLn != nil {
-		m.demo = newHTTPServer(webui.Demo(m.WebDir, m.URL(), m.signer))
+		h, err := webui.NewDemo(webui.DemoConfig{WebDir: m.WebDir, CartServer: m.URL(), Signer: m.signer,
+			APIKey: m.demoAPIKey, WebhookSecret: m.WebhookSecrets[0], Logger: m.Logger})
+		if err != nil {
+			return fmt.Errorf("demo storefront: %w", err)
+		}
+		m.demo = newHTTPServer(h)
 		go m.demo.Serve(m.demoLn)
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := webui.SeedDemoCatalog(bgCtx, m.URL(), m.demoAPIKey, "http://"+m.demoLn.Addr().String()); err != nil && bgCtx.Err() == nil {
+				m.Logger.Error("demo catalog", "err", err)
+			}
+		}()
 		m.Logger.Info("demo storefront", "url", "http://"+m.demoLn.Addr().String())
 	}
 	if m.DebugAddr != "" {
@@ -424,6 +530,22 @@ func (m *Main) purgeLoop(ctx context.Context) {
 	for {
 		if _, err := m.sync.Purge(ctx, 500); err != nil && ctx.Err() == nil {
 			m.Logger.Error("purge", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// abandonLoop writes cart.abandoned events every AbandonInterval.
+func (m *Main) abandonLoop(ctx context.Context) {
+	t := time.NewTicker(m.AbandonInterval)
+	defer t.Stop()
+	for {
+		if _, err := m.sync.Abandon(ctx, 500); err != nil && ctx.Err() == nil {
+			m.Logger.Error("abandoned carts", "err", err)
 		}
 		select {
 		case <-ctx.Done():
