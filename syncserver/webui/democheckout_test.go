@@ -1,0 +1,218 @@
+package webui
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"cartsync/shared/cart"
+)
+
+const (
+	testCart     = "g_0123456789abcdef0123456789abcdef"
+	testCheckout = "co_" + testCart + "_0123456789abcdef01234567"
+)
+
+// withCheckout gives f a cart of two mugs and a tee, checked out, plus a
+// notebook added during the checkout; and the catalog of those items.
+func withCheckout(f *fakeCartServer, status cart.CheckoutStatus) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	three := 3
+	f.items = []cart.Item{
+		{SKU: "MUG-01", Name: "Stoneware mug", Price: 1450, Currency: "EUR", Sellable: true, Stock: &three},
+		{SKU: "NOTE-01", Name: "Dot-grid notebook", Price: 1200, Currency: "EUR", Sellable: true},
+		{SKU: "TEE-01", Name: "Organic cotton tee", Price: 1999, Currency: "EUR", Sellable: true},
+	}
+	f.carts[testCart] = &cart.Cart{ID: testCart, Version: 4, Lines: []*cart.Line{
+		{Key: "MUG-01", SKU: "MUG-01", Quantity: 2, Details: cart.Details{Name: "Stoneware mug", Price: 1450, Currency: "EUR"}},
+		{Key: "TEE-01?size=M", SKU: "TEE-01", Options: map[string]string{"size": "M"}, Quantity: 1, Details: cart.Details{Name: "Organic cotton tee", Price: 1999, Currency: "EUR"}},
+		{Key: "NOTE-01", SKU: "NOTE-01", Quantity: 1, Details: cart.Details{Name: "Dot-grid notebook", Price: 1200, Currency: "EUR"}},
+	}}
+	now := time.Now().UTC()
+	f.checkouts[testCheckout] = &cart.Checkout{ID: testCheckout, CartID: testCart, Version: 3, Status: status,
+		Lines: []cart.CheckoutLine{
+			{Key: "MUG-01", SKU: "MUG-01", Quantity: 2, Name: "Stoneware mug", UnitPrice: 1450, Currency: "EUR", Total: 2900},
+			{Key: "TEE-01?size=M", SKU: "TEE-01", Options: map[string]string{"size": "M"}, Quantity: 1, Name: "Organic cotton tee", UnitPrice: 1999, Currency: "EUR", Total: 1999},
+		},
+		Totals: map[string]int64{"EUR": 4899}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if status == cart.CheckoutCompleted {
+		f.checkouts[testCheckout].Order = "DEMO-7"
+	}
+}
+
+func TestRedeemReadsTheCheckoutFromTheCartServer(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	h := newTestDemo(t, f, "")
+	code, body := call(t, h, "GET", "/demo/checkout/"+testCheckout, "")
+	if code != http.StatusOK {
+		t.Fatalf("redeem = %d %s", code, body)
+	}
+	var co cart.Checkout
+	if err := json.Unmarshal([]byte(body), &co); err != nil {
+		t.Fatal(err)
+	}
+	if co.ID != testCheckout || co.Status != cart.CheckoutOpen || len(co.Lines) != 2 || co.Totals["EUR"] != 4899 {
+		t.Errorf("redeemed %+v, want the open checkout with 2 lines and 48.99 EUR", co)
+	}
+	calls := f.takeCalls()
+	assertKey(t, calls)
+	if got, want := callNames(calls), []string{"GET /v1/backend/checkouts/" + testCheckout}; !slices.Equal(got, want) {
+		t.Errorf("calls = %q, want %q", got, want)
+	}
+}
+
+func TestRedeemRelaysTheCartServersRefusals(t *testing.T) {
+	f := newFakeCartServer(t)
+	for _, tc := range []struct {
+		name     string
+		fail     int
+		wantCode int
+		wantText string
+	}{
+		{"unknown checkout", 0, http.StatusNotFound, "not_found"},
+		{"refused key", http.StatusUnauthorized, http.StatusBadGateway, "API key"},
+		{"cart server failing", http.StatusInternalServerError, http.StatusBadGateway, "bad_gateway"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.mu.Lock()
+			f.fail = func(*http.Request) (int, bool) { return tc.fail, tc.fail != 0 }
+			f.mu.Unlock()
+			code, body := call(t, newTestDemo(t, f, ""), "GET", "/demo/checkout/co_nope", "")
+			if code != tc.wantCode || !strings.Contains(body, tc.wantText) {
+				t.Errorf("redeem = %d %s, want %d with %q", code, body, tc.wantCode, tc.wantText)
+			}
+		})
+	}
+}
+
+func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	h := newTestDemo(t, f, "")
+	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+	if code != http.StatusOK {
+		t.Fatalf("place = %d %s", code, body)
+	}
+	var placed placedOrder
+	if err := json.Unmarshal([]byte(body), &placed); err != nil {
+		t.Fatal(err)
+	}
+	if placed.Order != "DEMO-1042" || placed.Checkout.Status != cart.CheckoutCompleted || placed.Checkout.Order != "DEMO-1042" {
+		t.Errorf("placed %s with checkout %s/%q, want DEMO-1042 completed", placed.Order, placed.Checkout.Status, placed.Checkout.Order)
+	}
+	// What was added during the checkout stays in the cart.
+	if placed.Cart == nil || len(placed.Cart.Lines) != 1 || placed.Cart.Lines[0].SKU != "NOTE-01" {
+		t.Errorf("cart after the order = %+v, want only the notebook added during checkout", placed.Cart)
+	}
+	calls := f.takeCalls()
+	assertKey(t, calls)
+	want := []string{
+		"GET /v1/backend/checkouts/" + testCheckout,
+		"POST /v1/backend/checkouts/" + testCheckout + "/complete",
+		"GET /v1/backend/catalog/items?limit=1000&after=",
+		"GET /v1/backend/catalog/items?limit=1000&after=NOTE-01",
+		"PUT /v1/backend/catalog/items",
+		"GET /v1/backend/carts/" + testCart,
+	}
+	if got := callNames(calls); !slices.Equal(got, want) {
+		t.Fatalf("calls =\n%q\nwant\n%q", got, want)
+	}
+	if got := calls[1].Body; got != `{"order":"DEMO-1042"}` {
+		t.Errorf("complete body = %s", got)
+	}
+	// The mug's stock goes from 3 to 1; the tee has no stock to lower.
+	var put struct{ Items []cart.Item }
+	if err := json.Unmarshal([]byte(calls[4].Body), &put); err != nil {
+		t.Fatal(err)
+	}
+	if len(put.Items) != 1 || put.Items[0].SKU != "MUG-01" || put.Items[0].Stock == nil || *put.Items[0].Stock != 1 {
+		t.Errorf("stock upload = %s, want MUG-01 with a stock of 1", calls[4].Body)
+	}
+
+	// A second place (a double click, a reload) is the same order and
+	// completes nothing.
+	code, body = call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+	if code != http.StatusOK || !strings.Contains(body, `"order":"DEMO-1042"`) {
+		t.Errorf("second place = %d %s, want the same order", code, body)
+	}
+	want = []string{"GET /v1/backend/checkouts/" + testCheckout, "GET /v1/backend/carts/" + testCart}
+	if got := callNames(f.takeCalls()); !slices.Equal(got, want) {
+		t.Errorf("second place calls = %q, want %q", got, want)
+	}
+}
+
+func TestPlaceNumbersOrders(t *testing.T) {
+	f := newFakeCartServer(t)
+	h := newTestDemo(t, f, "")
+	var orders []string
+	for range 2 {
+		withCheckout(f, cart.CheckoutOpen)
+		_, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+		var placed placedOrder
+		json.Unmarshal([]byte(body), &placed)
+		orders = append(orders, placed.Order)
+	}
+	if want := []string{"DEMO-1042", "DEMO-1043"}; !slices.Equal(orders, want) {
+		t.Errorf("orders = %q, want %q", orders, want)
+	}
+}
+
+func TestPlaceRefusesAnEndedCheckout(t *testing.T) {
+	for _, status := range []cart.CheckoutStatus{cart.CheckoutCancelled, cart.CheckoutExpired} {
+		t.Run(string(status), func(t *testing.T) {
+			f := newFakeCartServer(t)
+			withCheckout(f, status)
+			code, body := call(t, newTestDemo(t, f, ""), "POST", "/demo/checkout/"+testCheckout+"/place", "")
+			if code != http.StatusConflict || !strings.Contains(body, "checkout_ended") {
+				t.Errorf("place = %d %s, want 409 checkout_ended", code, body)
+			}
+			for _, c := range f.takeCalls() {
+				if c.Method != "GET" {
+					t.Errorf("placing a %s checkout sent %s", status, c)
+				}
+			}
+		})
+	}
+}
+
+func TestCancelCancelsTheCheckout(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	h := newTestDemo(t, f, "")
+	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/cancel", "")
+	if code != http.StatusOK || !strings.Contains(body, `"status":"cancelled"`) {
+		t.Fatalf("cancel = %d %s, want the cancelled checkout", code, body)
+	}
+	calls := f.takeCalls()
+	assertKey(t, calls)
+	if got, want := callNames(calls), []string{"POST /v1/backend/checkouts/" + testCheckout + "/cancel"}; !slices.Equal(got, want) {
+		t.Errorf("calls = %q, want %q", got, want)
+	}
+	if code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", ""); code != http.StatusConflict {
+		t.Errorf("place after cancel = %d %s, want 409", code, body)
+	}
+}
+
+func TestCheckoutPostsFromAnotherSiteAreRefused(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	h := newTestDemo(t, f, "")
+	for _, target := range []string{"/demo/checkout/" + testCheckout + "/place", "/demo/checkout/" + testCheckout + "/cancel", "/demo/admin/items"} {
+		req, _ := http.NewRequest("POST", target, strings.NewReader(`{"sku":"MUG-01","price":1}`))
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Errorf("cross-site POST %s = %d, want 403", target, rec.Code)
+		}
+	}
+	if calls := f.takeCalls(); len(calls) != 0 {
+		t.Errorf("cross-site posts reached the cart server: %q", callNames(calls))
+	}
+}
