@@ -1,7 +1,6 @@
 package syncserver
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -235,7 +234,7 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req CatalogUpsert
-	if err := protocol.DecodeJSON(body, &req); err != nil {
+	if err := protocol.DecodeJSONLimit(body, &req, maxCatalogBody); err != nil {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
@@ -288,7 +287,7 @@ func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req CatalogDelete
-	if err := protocol.DecodeJSON(body, &req); err != nil {
+	if err := protocol.DecodeJSONLimit(body, &req, maxCatalogBody); err != nil {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
@@ -451,4 +450,3 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 // give.
 var ErrBadCursor = errors.New("syncserver: not a feed cursor")
 
-var _ = context.Background

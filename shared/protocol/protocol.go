@@ -313,8 +313,14 @@ func Decode(data []byte) (*Message, error) {
 // messages; the HTTP endpoints use it for their bodies. Every failure is a
 // *Error.
 func DecodeJSON(data []byte, v any) error {
-	if len(data) > MaxMessageBytes {
-		return Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), MaxMessageBytes)
+	return DecodeJSONLimit(data, v, MaxMessageBytes)
+}
+
+// DecodeJSONLimit is DecodeJSON for bodies of up to limit bytes (the
+// backend API's catalog uploads are larger than any message).
+func DecodeJSONLimit(data []byte, v any, limit int) error {
+	if len(data) > limit {
+		return Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(v); err != nil {
