@@ -452,6 +452,9 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	}
 	guestChecked := false
 	for i, op := range ops {
+		if op.Client == MergeClient || op.Client == CheckoutClient {
+			return nil, protocol.Errorf(protocol.ErrInvalid, "client id %q is the server's own; pick another", op.Client)
+		}
 		switch op.Cart {
 		case "", id.CartID:
 		case guestID:
