@@ -130,8 +130,11 @@ func (e *Engine) annotateLocked(replayed bool) {
 	e.notices = liveNotices(e.confirmed.Notices, e.shown)
 	e.totals = nil
 	switch {
-	case e.confirmed.Totals == nil:
-	case !replayed:
+	case e.confirmed.Totals == nil && e.confirmed.Notices == nil:
+		// No catalog; or one that knows none of the SKUs, or totals
+		// that are all zero (an empty map is left out of the JSON).
+		// Either way the lines' own prices are the totals.
+	case !replayed && e.confirmed.Totals != nil:
 		e.totals = maps.Clone(e.confirmed.Totals)
 	default:
 		e.totals = catalogTotals(e.shown, e.confirmed)
