@@ -253,6 +253,9 @@ type sizeData struct {
 type checkoutData struct {
 	Cart    cartData `json:"cart"`
 	Version uint64   `json:"version"`
+	// CheckoutID is the server's checkout of the cart at Version: the
+	// storefront's backend reads, completes or cancels it.
+	CheckoutID string `json:"checkout_id"`
 }
 
 // mergeData is the data of the merge event: what a login did with this

@@ -178,6 +178,7 @@ func (c *client) init(ctx context.Context) {
 	eng, err := syncclient.New(syncclient.Config{
 		Storage:  recordingStorage{Storage: store, ops: c.w.ops},
 		Dial:     syncclient.WebsocketDialer(syncURL(loc.Get("protocol").String(), loc.Get("host").String())),
+		BaseURL:  loc.Get("origin").String(),
 		Logger:   c.log,
 		OnChange: c.onChange,
 	})

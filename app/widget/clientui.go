@@ -2,11 +2,14 @@ package widget
 
 import (
 	"context"
+	"errors"
 	"math"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
 )
 
 // The client's work for the panel: shopper actions from the UI, other tabs'
@@ -135,9 +138,11 @@ func (c *client) reloadSoon() {
 }
 
 // checkout waits, after the edits queued before it, for the pending edits
-// to reach the server, then posts the checkout event: the version must
-// include everything the shopper sees.
-func (c *client) checkout() {
+// to reach the server; then, if the cart is still the one the shopper
+// reviewed and no notice stands, asks the server to check it out at that
+// version and posts the checkout event with the checkout's id. A cart that
+// moved, here or on the server, is shown on the review step again.
+func (c *client) checkout(reviewed *cart.Cart) {
 	c.jobs.push(func(context.Context) {
 		eng := c.eng.Load()
 		if eng == nil {
@@ -145,26 +150,50 @@ func (c *client) checkout() {
 		}
 		c.ctx.Async(func() {
 			ctx, cancel := context.WithTimeout(c.run, checkoutWait)
-			err := eng.Flush(ctx)
-			cancel()
-			st := eng.Snapshot()
-			note := ""
-			switch {
-			case err != nil:
-				note = noteUnsent
-			case c.parent == nil:
-				note = noteNoShop
-			default:
-				c.post(encodeEvent(eventCheckout, checkoutData{Cart: cartOf(st), Version: st.Confirmed}))
-			}
-			c.dispatch(func(app.Context) {
-				c.w.checkingOut = false
-				if note != "" {
-					c.w.addNote(note)
-				}
-			})
+			defer cancel()
+			again, note, event := c.handOver(ctx, eng, reviewed)
+			c.post(event)
+			c.dispatch(func(ctx app.Context) { c.w.checkedOut(ctx, again, note) })
 		})
 	})
+}
+
+// handOver is checkout's work off the UI goroutine. It returns why the
+// review step must be shown again, or else what to tell the shopper, and
+// the checkout event to post (nil for none).
+func (c *client) handOver(ctx context.Context, eng *syncclient.Engine, reviewed *cart.Cart) (again, note string, event []byte) {
+	if err := eng.Flush(ctx); err != nil {
+		return "", noteUnsent, nil
+	}
+	st := eng.Snapshot()
+	if c.parent == nil {
+		return "", noteNoShop, nil
+	}
+	if why := reviewAgain(st.Cart, st.Notices, reviewed); why != "" {
+		return why, "", nil
+	}
+	co, err := eng.Checkout(ctx, st.Confirmed)
+	var conflict *syncclient.CheckoutConflict
+	var pe *protocol.Error
+	switch {
+	case err == nil:
+		return "", "", encodeEvent(eventCheckout, checkoutData{Cart: cartOf(st), Version: co.Version, CheckoutID: co.ID})
+	case errors.As(err, &conflict):
+		switch {
+		case conflict.Err.Code == protocol.ErrCartEmpty:
+			return reviewEmpty, "", nil
+		case len(conflict.Cart.Notices) > 0:
+			return reviewNotices, "", nil
+		}
+		return reviewChanged, "", nil
+	case errors.As(err, &pe) && (pe.Code == protocol.ErrUnauthorized || pe.Code == protocol.ErrTokenExpired):
+		c.log.Warn("checkout refused", "err", err)
+		return "", checkoutSignIn, nil
+	case browserOffline():
+		return "", checkoutOffline, nil
+	}
+	c.log.Warn("checkout failed", "err", err)
+	return "", checkoutFailed, nil
 }
 
 // onKeyDown keeps Tab inside the open panel and closes it on Escape. It runs

@@ -36,6 +36,21 @@
 // an expired guest cart and the edits lost with it are told until the
 // shopper dismisses the notice (Engine.AckNotices).
 //
+// # Catalog and checkout
+//
+// When the storefront keeps its catalog on the cart server, the engine's
+// State carries what changed under each line since it was added
+// (notices.go): the panel and the review step tell it in plain words with
+// a one-click fix (accept the new price: a details op; reduce to what is
+// available: a set op; remove a withdrawn item), subtotals are the
+// server's totals at the catalog's prices, and Checkout stays off while a
+// notice stands. Checkout waits for the pending edits, checks that the
+// cart is still the one the review step showed, and asks the server for a
+// checkout at that version (Engine.Checkout); the checkout event carries
+// its id (checkout_id). A cart that moved meanwhile, here or on the
+// server, is shown on the review step again with a short message, and
+// nothing is handed over.
+//
 // # Tabs
 //
 // Each tab runs its own engine with its own client id over the shared

@@ -67,7 +67,11 @@ func subtotals(c *cart.Cart) []string {
 	if c == nil {
 		return nil
 	}
-	sums := c.Subtotal()
+	return formatTotals(c.Subtotal())
+}
+
+// formatTotals formats amounts per currency, in currency order.
+func formatTotals(sums map[string]int64) []string {
 	curs := make([]string, 0, len(sums))
 	for cur := range sums {
 		curs = append(curs, cur)

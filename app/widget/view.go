@@ -11,12 +11,13 @@ import (
 
 // Element ids the client looks up (focus, size).
 const (
-	rootID   = "cartsync-root"
-	buttonID = "cartsync-button"
-	panelID  = "cartsync-panel"
-	titleID  = "cartsync-title"
-	keepID   = "cartsync-keep"
-	choiceID = "cartsync-choice"
+	rootID    = "cartsync-root"
+	buttonID  = "cartsync-button"
+	panelID   = "cartsync-panel"
+	titleID   = "cartsync-title"
+	keepID    = "cartsync-keep"
+	choiceID  = "cartsync-choice"
+	blockedID = "cartsync-checkout-blocked"
 )
 
 // Render draws the cart button and, when open, the panel.
@@ -235,7 +236,7 @@ func (w *Widget) renderChoiceCart(id, title string, c *cart.Cart) app.UI {
 	} else {
 		lines := make([]app.UI, len(c.Lines))
 		for i, l := range c.Lines {
-			lines[i] = w.renderSummaryLine(l)
+			lines[i] = w.renderSummaryLine(l, nil)
 		}
 		children = append(children,
 			app.P().Class("cartsync-choice-count").Text(plural(c.Items(), "item", "items")),
@@ -323,13 +324,16 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 				Text("Keep"),
 		))
 	}
+	if n := w.renderLineNotice(l); n != nil {
+		children = append(children, n)
+	}
 	return app.Li().Class("cartsync-line").Body(children...)
 }
 
 // renderSubtotal draws the subtotal per currency, or nothing if no line has
 // a price.
 func (w *Widget) renderSubtotal() []app.UI {
-	sums := subtotals(w.st.Cart)
+	sums := subtotalsOf(w.st.Cart, w.st.Totals)
 	if len(sums) == 0 {
 		return nil
 	}
@@ -355,13 +359,14 @@ func (w *Widget) renderReview() app.UI {
 	lines := w.st.Cart.Lines
 	items := make([]app.UI, len(lines))
 	for i, l := range lines {
-		items[i] = w.renderSummaryLine(l)
+		items[i] = w.renderSummaryLine(l, w.renderLineNotice(l))
 	}
 	return app.Ul().Class("cartsync-review").Aria("label", "Order summary").Body(items...)
 }
 
-// renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total.
-func (w *Widget) renderSummaryLine(l *cart.Line) app.UI {
+// renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total,
+// and below them notice if it is not nil.
+func (w *Widget) renderSummaryLine(l *cart.Line, notice app.UI) app.UI {
 	what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
 	if len(l.Options) > 0 {
 		what += " (" + optionsText(l.Options) + ")"
@@ -370,23 +375,37 @@ func (w *Widget) renderSummaryLine(l *cart.Line) app.UI {
 	if l.Details.Price > 0 {
 		total = formatPrice(l.Details.Price*int64(l.Quantity), l.Details.Currency)
 	}
-	return app.Li().Class("cartsync-review-line").Body(
+	children := []app.UI{
 		app.Span().Class("cartsync-review-what").Text(what),
 		app.Span().Class("cartsync-review-total").Text(total),
-	)
+	}
+	if notice != nil {
+		children = append(children, notice)
+	}
+	return app.Li().Class("cartsync-review-line").Body(children...)
 }
 
+// renderReviewFoot draws the subtotal, why checkout cannot go on (a notice
+// stands, the cart moved, the network), and the buttons.
 func (w *Widget) renderReviewFoot() app.UI {
 	checkout := app.Button().
 		Class("cartsync-primary").
 		Type("button").
 		OnClick(w.onCheckout)
-	if w.checkingOut {
+	children := w.renderSubtotal()
+	if w.checkoutNote != "" {
+		children = append(children, app.P().Class("cartsync-checkout-note").Role("alert").Text(w.checkoutNote))
+	}
+	switch {
+	case w.checkingOut:
 		checkout = checkout.Disabled(true).Aria("busy", "true").Text("Saving your cart…")
-	} else {
+	case len(w.st.Notices) > 0:
+		children = append(children, app.P().ID(blockedID).Class("cartsync-checkout-blocked").Text(checkoutBlocked))
+		checkout = checkout.Disabled(true).Aria("describedby", blockedID).Text("Checkout")
+	default:
 		checkout = checkout.Text("Checkout")
 	}
-	children := append(w.renderSubtotal(), app.Div().Class("cartsync-actions").Body(
+	children = append(children, app.Div().Class("cartsync-actions").Body(
 		app.Button().
 			Class("cartsync-secondary").
 			Type("button").

@@ -42,6 +42,13 @@ type Widget struct {
 	updateReady bool // a new version of the app is ready
 	blocked     bool // framed by a page that may not embed the widget
 	checkingOut bool
+	// reviewed is the cart the review step showed the shopper, as it
+	// was when they opened it or last changed it there; checkout hands
+	// over only that cart.
+	reviewed *cart.Cart
+	// checkoutNote says why the review step is shown again or why
+	// checkout could not start ("" for nothing).
+	checkoutNote string
 	// host is the storefront's origin, to resolve its image paths.
 	host string
 	// choosing is the policy the shopper picked for a login merge, sent
@@ -70,6 +77,11 @@ func (w *Widget) show(st syncclient.State) {
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
+	if w.review && (unsent(st) > 0 || unsent(w.st) > 0) {
+		// The shopper's own edits (a fix on the review step) change
+		// the cart they review, until the server has them.
+		w.reviewed = st.Cart
+	}
 	w.st, w.loaded = st, true
 	if w.confirm != "" && (st.Cart == nil || st.Cart.Line(w.confirm) == nil) {
 		w.confirm = ""
@@ -94,7 +106,7 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 		if !mergeChanged(st.Merge) {
 			return
 		}
-		w.review, w.confirm = true, ""
+		w.startReview()
 		if w.open {
 			w.focusLater(ctx, titleID)
 		}
@@ -167,7 +179,7 @@ func (w *Widget) setOpen(ctx app.Context, open bool) {
 	}
 	w.open = open
 	if !open {
-		w.review, w.confirm = false, ""
+		w.review, w.confirm, w.checkoutNote = false, "", ""
 	}
 	if w.c != nil {
 		w.c.open.Store(open)
@@ -206,26 +218,46 @@ func (w *Widget) onToggle(ctx app.Context, e app.Event) { w.setOpen(ctx, !w.open
 func (w *Widget) onClose(ctx app.Context, e app.Event) { w.setOpen(ctx, false) }
 
 func (w *Widget) onReview(ctx app.Context, e app.Event) {
-	w.review, w.confirm = true, ""
+	w.startReview()
 	w.focusLater(ctx, titleID)
 	w.afterRender(ctx)
 }
 
+// startReview shows the review step on the cart shown now.
+func (w *Widget) startReview() {
+	w.review, w.confirm, w.checkoutNote = true, "", ""
+	w.reviewed = w.st.Cart
+}
+
 func (w *Widget) onBack(ctx app.Context, e app.Event) {
-	w.review = false
+	w.review, w.checkoutNote = false, ""
 	w.focusLater(ctx, titleID)
 	w.afterRender(ctx)
 }
 
 func (w *Widget) onCheckout(ctx app.Context, e app.Event) {
-	if w.checkingOut || w.items() == 0 {
+	if w.checkingOut || w.items() == 0 || len(w.st.Notices) > 0 {
 		return
 	}
-	w.checkingOut = true
+	w.checkingOut, w.checkoutNote = true, ""
 	if w.c != nil {
-		w.c.checkout()
+		w.c.checkout(w.reviewed)
 	}
 	w.afterRender(ctx)
+}
+
+// checkedOut takes the outcome of a checkout: again, when the review step
+// must be shown again (the cart or the catalog moved), says why; note is
+// what else the shopper should know ("" for nothing).
+func (w *Widget) checkedOut(ctx app.Context, again, note string) {
+	w.checkingOut = false
+	if again != "" {
+		w.startReview()
+		w.checkoutNote = again
+		w.focusLater(ctx, titleID)
+	} else {
+		w.checkoutNote = note
+	}
 }
 
 func (w *Widget) onReload(ctx app.Context, e app.Event) { ctx.Reload() }
