@@ -17,12 +17,14 @@ import (
 	"cartsync/syncserver"
 )
 
-// Store is an in-memory Store. Mutations of one cart are serialized; a
-// Merge holds both its carts, taken in id order.
+// Store is an in-memory Store, CatalogStore and EventStore. Mutations of
+// one cart are serialized; a Merge holds both its carts, taken in id order.
 type Store struct {
 	mu      sync.Mutex
 	carts   map[string]*entry
 	secrets map[string][]byte
+	items   map[string]cart.Item
+	outbox  outbox
 }
 
 // An entry's lock is held for the whole of a Mutate, a Merge, or a Purge's
@@ -43,7 +45,12 @@ var _ syncserver.Store = (*Store)(nil)
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{carts: map[string]*entry{}, secrets: map[string][]byte{}}
+	return &Store{
+		carts:   map[string]*entry{},
+		secrets: map[string][]byte{},
+		items:   map[string]cart.Item{},
+		outbox:  outbox{ids: map[string]*event{}},
+	}
 }
 
 func (s *Store) entry(id string) *entry {
@@ -107,7 +114,11 @@ func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkEvents(rec); err != nil {
+		return err
+	}
 	e.write(b, rec, before)
+	s.addEvents(id, rec.Events, time.Now())
 	return nil
 }
 
@@ -155,8 +166,14 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkEvents(fromRec, intoRec); err != nil {
+		return err
+	}
+	now := time.Now()
 	from.write(fb, fromRec, fromBefore)
 	into.write(ib, intoRec, intoBefore)
+	s.addEvents(fromID, fromRec.Events, now)
+	s.addEvents(intoID, intoRec.Events, now)
 	return nil
 }
 
@@ -169,7 +186,8 @@ func encode(rec *syncserver.Record) ([]byte, error) {
 
 // write commits what fn left in rec, b being its cart's JSON: the cart and
 // its meta, the seqs that differ from before, the appended changes; then
-// trims the log. The caller holds e's lock and Store.mu.
+// trims the log. The caller holds e's lock and Store.mu, and adds the
+// events (Store.addEvents).
 func (e *entry) write(b []byte, rec *syncserver.Record, before map[string]uint64) {
 	if e.cart == nil {
 		e.created = time.Now()
@@ -237,7 +255,8 @@ func (s *Store) Changes(ctx context.Context, id string, since uint64, limit int)
 // Purge implements syncserver.Store. A cart whose lock is held (by a
 // Mutate, say) is skipped, and left to a later call; a limit below 1 purges
 // nothing. Tombstones are stamped with time.Now(), to be compared with
-// tombstoneCutoff; only tombstones of the given kind are deleted.
+// tombstoneCutoff; only tombstones of the given kind are deleted. Each cart
+// expired gets its cart.expired event, stamped with the same time.
 func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -263,6 +282,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 			e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v})
 			e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
 			e.expired = now
+			s.addEvents(id, []syncserver.Event{syncserver.ExpiredEvent(id, kind, now)}, now)
 			expired = append(expired, id)
 		})
 	}
