@@ -63,9 +63,10 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 
 // Purge implements syncserver.Store, in one transaction. A limit below 1
 // purges nothing. Tombstones are stamped with time.Now(), to be compared
-// with tombstoneCutoff; only tombstones of the given kind are deleted. If
-// the purge committed but a later step failed, the ids expired are
-// returned with the error.
+// with tombstoneCutoff; only tombstones of the given kind are deleted. Each
+// cart expired gets its cart.expired event, stamped with the same time, in
+// the same transaction. If the purge committed but a later step failed, the
+// ids expired are returned with the error.
 func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
@@ -83,11 +84,12 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	// the cutoff's millisecond may have changed after the cutoff, so only
 	// earlier milliseconds count.
 	before := cutoff.UnixMilli()
+	now := time.Now()
 	rows, err := tx.QueryContext(ctx, `UPDATE carts
 		SET expired_at = ?, state = json_object('id', id, 'version', version, 'lines', json_array())
 		WHERE id IN (SELECT id FROM carts WHERE kind = ? AND expired_at IS NULL
 			AND (updated_at < ? OR (updated_at IS NULL AND created_at < ?)) LIMIT ?)
-		RETURNING id`, time.Now().UnixMilli(), kind, before, before, limit)
+		RETURNING id`, now.UnixMilli(), kind, before, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
 	}
@@ -115,6 +117,13 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE cart_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
 				return nil, fmt.Errorf("purge %s carts: clear %s: %w", kind, table, err)
 			}
+		}
+		evs := make([]syncserver.Event, len(ids))
+		for i, id := range ids {
+			evs[i] = syncserver.ExpiredEvent(id, kind, now)
+		}
+		if err := writeEvents(ctx, tx, "", evs); err != nil {
+			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM carts WHERE id IN (

@@ -6,7 +6,9 @@
 // begins its transactions with BEGIN IMMEDIATE: Mutates, Merges and Purges
 // are serialized (across processes sharing the file too, under
 // busy_timeout), while Load, Changes and Ping read concurrently from a pool
-// of read-only connections.
+// of read-only connections. The catalog, the outbox of cart events and
+// their feed are tables of the same file; the events fn appends are written
+// in its Mutate's or Merge's transaction.
 //
 // The schema is created and upgraded by migrations embedded in the binary,
 // applied in order when the store is opened.
@@ -39,13 +41,17 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Store is a Store in one SQLite file.
+// Store is a Store, CatalogStore and EventStore in one SQLite file.
 type Store struct {
 	w *sql.DB // one connection: every write transaction, in turn
 	r *sql.DB // read-only connections
 }
 
-var _ syncserver.Store = (*Store)(nil)
+var (
+	_ syncserver.Store        = (*Store)(nil)
+	_ syncserver.CatalogStore = (*Store)(nil)
+	_ syncserver.EventStore   = (*Store)(nil)
+)
 
 // Option configures Open.
 type Option func(*config)
@@ -351,13 +357,14 @@ func zeroSeqs(clients []string) map[string]uint64 {
 // ErrCartExpired.
 func loadRecord(ctx context.Context, q querier, cartID string, clients []string) (*syncserver.Record, error) {
 	var (
-		state   []byte
-		updated sql.NullInt64
-		expired bool
-		rec     = &syncserver.Record{Exists: true, Cart: new(cart.Cart)}
+		state              []byte
+		updated, abandoned sql.NullInt64
+		expired            bool
+		rec                = &syncserver.Record{Exists: true, Cart: new(cart.Cart)}
 	)
-	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts WHERE id = ?`, cartID).
-		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired)
+	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL
+		FROM carts WHERE id = ?`, cartID).
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, syncserver.ErrCartNotFound
 	}
@@ -369,6 +376,9 @@ func loadRecord(ctx context.Context, q querier, cartID string, clients []string)
 	}
 	if updated.Valid {
 		rec.Meta.UpdatedAt = time.UnixMilli(updated.Int64).UTC()
+	}
+	if abandoned.Valid {
+		rec.Meta.AbandonedAt = time.UnixMilli(abandoned.Int64).UTC()
 	}
 	if err := json.Unmarshal(state, rec.Cart); err != nil {
 		return nil, fmt.Errorf("decode cart: %w", err)
@@ -424,7 +434,8 @@ func allSeqs(ctx context.Context, q querier, cartID string) (map[string]uint64, 
 }
 
 // writeRecord writes what fn left in rec: the cart and its meta, the seqs
-// that differ from before, the appended changes; then trims the log.
+// that differ from before, the appended changes and the events; then trims
+// the log.
 func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver.Record, before map[string]uint64) error {
 	if rec.Cart == nil {
 		return errors.New("fn left no cart")
@@ -438,11 +449,12 @@ func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver
 		return err
 	}
 	now := time.Now().UnixMilli()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO carts (id, kind, version, state, merged_into, updated_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO carts (id, kind, version, state, merged_into, updated_at, abandoned_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, version = excluded.version, state = excluded.state,
-			merged_into = excluded.merged_into, updated_at = excluded.updated_at`,
-		cartID, rec.Meta.Kind, version, string(state), rec.Meta.MergedInto, nullMillis(rec.Meta.UpdatedAt), now); err != nil {
+			merged_into = excluded.merged_into, updated_at = excluded.updated_at, abandoned_at = excluded.abandoned_at`,
+		cartID, rec.Meta.Kind, version, string(state), rec.Meta.MergedInto, nullMillis(rec.Meta.UpdatedAt),
+		nullMillis(rec.Meta.AbandonedAt), now); err != nil {
 		return fmt.Errorf("write cart: %w", err)
 	}
 
@@ -489,7 +501,7 @@ func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver
 			return fmt.Errorf("trim log: %w", err)
 		}
 	}
-	return nil
+	return writeEvents(ctx, tx, cartID, rec.Events)
 }
 
 func nullMillis(t time.Time) any {
