@@ -33,10 +33,10 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 	defer func() { release(ctx, conn, inTx) }()
 
 	type row struct {
-		state   []byte
-		updated *time.Time
-		expired bool
-		meta    syncserver.Meta
+		state              []byte
+		updated, abandoned *time.Time
+		expired            bool
+		meta               syncserver.Meta
 	}
 	rows := map[string]*row{}
 	fromSeqs, intoSeqs := map[string]uint64{}, map[string]uint64{}
@@ -59,7 +59,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 		for rs.Next() {
 			var id string
 			r := new(row)
-			if err := rs.Scan(&id, &r.meta.Kind, &r.state, &r.meta.MergedInto, &r.updated, &r.expired); err != nil {
+			if err := rs.Scan(&id, &r.meta.Kind, &r.state, &r.meta.MergedInto, &r.updated, &r.abandoned, &r.expired); err != nil {
 				return err
 			}
 			rows[id] = r
@@ -84,9 +84,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 	}
 	record := func(id string, r *row, seqs map[string]uint64) (*syncserver.Record, error) {
 		rec := &syncserver.Record{Meta: r.meta, Seqs: seqs}
-		if r.updated != nil {
-			rec.Meta.UpdatedAt = r.updated.UTC()
-		}
+		rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(r.updated), utc(r.abandoned)
 		if r.state == nil {
 			rec.Cart = &cart.Cart{ID: id}
 			return rec, nil
@@ -134,7 +132,8 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 // Purge implements syncserver.Store, in one transaction. A limit below 1
 // purges nothing. Tombstones are stamped with this process's time.Now(),
 // to be compared with tombstoneCutoff; only tombstones of the given kind
-// are deleted.
+// are deleted. Each cart expired gets its cart.expired event, stamped with
+// the same time, in the same transaction.
 func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
@@ -151,7 +150,8 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	// Times are kept to the millisecond, rounded down: a cart stored at
 	// the cutoff's millisecond may have changed after the cutoff, so only
 	// earlier milliseconds count.
-	rows, _ := tx.Query(ctx, sqlExpire, kind, cutoff.Truncate(time.Millisecond), limit, time.Now().Truncate(time.Millisecond))
+	now := time.Now().Truncate(time.Millisecond)
+	rows, _ := tx.Query(ctx, sqlExpire, kind, cutoff.Truncate(time.Millisecond), limit, now)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: expire: %w", kind, err))
@@ -162,6 +162,13 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	if len(ids) > 0 {
 		b.Queue(sqlClearLog, ids)
 		b.Queue(sqlClearSeqs, ids)
+		evs := make([]syncserver.Event, len(ids))
+		for i, id := range ids {
+			evs[i] = syncserver.ExpiredEvent(id, kind, now)
+		}
+		if err := queueEvents(b, "", evs, now); err != nil {
+			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
+		}
 	}
 	b.Queue(sqlDropTombstones, kind, tombstoneCutoff, limit)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -10,6 +10,11 @@
 // holds (FOR UPDATE SKIP LOCKED) and a Mutate waits for the Purge holding
 // its row, then finds the tombstone.
 //
+// The events fn appends go to the outbox (table events) in the second
+// batch, with the cart's writes; the catalog is the table catalog_items.
+// The outbox's feed orders events by the transaction that inserted them, so
+// that one committing late is never skipped (see events.go).
+//
 // The schema is created and upgraded by migrations embedded in the binary,
 // applied in order by Open under an advisory lock, so instances starting
 // together migrate once. Tables are created unqualified, in the first schema
@@ -40,12 +45,16 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Store is a Store in a PostgreSQL database.
+// Store is a Store, CatalogStore and EventStore in a PostgreSQL database.
 type Store struct {
 	pool *pgxpool.Pool
 }
 
-var _ syncserver.Store = (*Store)(nil)
+var (
+	_ syncserver.Store        = (*Store)(nil)
+	_ syncserver.CatalogStore = (*Store)(nil)
+	_ syncserver.EventStore   = (*Store)(nil)
+)
 
 // Option configures Open.
 type Option func(*config)
@@ -146,9 +155,9 @@ const (
 	// state until the transaction that inserted it writes the cart, and
 	// disappears with it if that transaction rolls back.
 	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
-	sqlLockCart   = `SELECT kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts WHERE id = $1 FOR UPDATE`
+	sqlLockCart   = `SELECT kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts WHERE id = $1 FOR UPDATE`
 	sqlLoadSeqs   = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1 AND client_id = ANY($2)`
-	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6 WHERE id = $1`
+	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1`
 	sqlWriteSeq   = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
 		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
 	sqlAppend = `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES ($1, $2, $3, $4, $5)`
@@ -179,16 +188,16 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 
 	// BEGIN travels with the first statements: one round trip.
 	var (
-		state   []byte
-		updated *time.Time
-		expired bool
-		rec     = &syncserver.Record{Seqs: zeroSeqs(clients)}
+		state              []byte
+		updated, abandoned *time.Time
+		expired            bool
+		rec                = &syncserver.Record{Seqs: zeroSeqs(clients)}
 	)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlEnsureCart, cartID)
 	b.Queue(sqlLockCart, cartID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired)
+		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired)
 	})
 	if len(clients) > 0 {
 		b.Queue(sqlLoadSeqs, cartID, clients).Query(func(rows pgx.Rows) error {
@@ -221,9 +230,7 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 			return fmt.Errorf("mutate cart %s: decode cart: %w", cartID, err)
 		}
 	}
-	if updated != nil {
-		rec.Meta.UpdatedAt = updated.UTC()
-	}
+	rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
 
 	before := maps.Clone(rec.Seqs)
 	if err := fn(rec); err != nil {
@@ -246,8 +253,8 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 }
 
 // queueWrites queues on b the writes of what fn left in rec: the cart and
-// its meta, the seqs that differ from before, the appended changes, and the
-// trim of the log.
+// its meta, the seqs that differ from before, the appended changes, the
+// trim of the log, and the events.
 func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64) error {
 	if rec.Cart == nil {
 		return errors.New("fn left no cart")
@@ -260,7 +267,8 @@ func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map
 	if err != nil {
 		return err
 	}
-	b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto, nullTime(rec.Meta.UpdatedAt))
+	b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto,
+		nullTime(rec.Meta.UpdatedAt), nullTime(rec.Meta.AbandonedAt))
 	for client, seq := range rec.Seqs {
 		if seq == before[client] {
 			continue
@@ -289,12 +297,12 @@ func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map
 	if cut := newest - syncserver.LogKeep; cut > 0 {
 		b.Queue(sqlTrim, cartID, cut)
 	}
-	return nil
+	return queueEvents(b, cartID, rec.Events, time.Now())
 }
 
 // The statements of Merge besides those of Mutate.
 const (
-	sqlLockPair = `SELECT id, kind, state, merged_into, updated_at, expired_at IS NOT NULL FROM carts
+	sqlLockPair = `SELECT id, kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts
 		WHERE id = ANY($1) ORDER BY id FOR UPDATE`
 	sqlLoadAllSeqs = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1`
 	sqlLoadSeqsOf  = `SELECT client_id, last_seq FROM cart_clients
@@ -330,21 +338,22 @@ const (
 func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
 	// One statement, so the seqs belong to the same commit as the cart.
 	var (
-		state      []byte
-		updated    *time.Time
-		expired    bool
-		seqClients []string
-		seqs       []int64
-		rec        = &syncserver.Record{Exists: true, Cart: new(cart.Cart), Seqs: zeroSeqs(clients)}
+		state              []byte
+		updated, abandoned *time.Time
+		expired            bool
+		seqClients         []string
+		seqs               []int64
+		rec                = &syncserver.Record{Exists: true, Cart: new(cart.Cart), Seqs: zeroSeqs(clients)}
 	)
-	err := s.pool.QueryRow(ctx, `SELECT c.kind, c.state, c.merged_into, c.updated_at, c.expired_at IS NOT NULL, s.clients, s.seqs
+	err := s.pool.QueryRow(ctx, `SELECT c.kind, c.state, c.merged_into, c.updated_at, c.abandoned_at, c.expired_at IS NOT NULL,
+			s.clients, s.seqs
 		FROM carts c
 		CROSS JOIN LATERAL (
 			SELECT array_agg(client_id) AS clients, array_agg(last_seq) AS seqs
 			FROM cart_clients WHERE cart_id = c.id AND client_id = ANY($2)
 		) s
 		WHERE c.id = $1 AND c.state IS NOT NULL`, cartID, clients).
-		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &expired, &seqClients, &seqs)
+		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired, &seqClients, &seqs)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, syncserver.ErrCartNotFound
 	}
@@ -357,9 +366,7 @@ func (s *Store) Load(ctx context.Context, cartID string, clients []string) (*syn
 	if err := json.Unmarshal(state, rec.Cart); err != nil {
 		return nil, fmt.Errorf("load cart %s: decode cart: %w", cartID, err)
 	}
-	if updated != nil {
-		rec.Meta.UpdatedAt = updated.UTC()
-	}
+	rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
 	for i, c := range seqClients {
 		rec.Seqs[c] = uint64(seqs[i])
 	}
@@ -467,6 +474,14 @@ func withCtx(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", cerr, err)
 	}
 	return err
+}
+
+// utc returns *t in UTC, or the zero time for nil.
+func utc(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 func nullTime(t time.Time) *time.Time {
