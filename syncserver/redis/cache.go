@@ -59,7 +59,9 @@ const (
 // prefix+"cart:"+cartID, with the fields v (version), c (cart JSON),
 // m (meta JSON) and s:<client id> (seq), living TTL after its last write.
 //
-// The next Store stays the authority: Mutate, Merge and Purge run there.
+// The next Store stays the authority: Mutate, Merge and Purge run there, and
+// so do the catalog and the event outbox (CatalogStore and EventStore),
+// which the cache passes through untouched if the next Store has them.
 // Redis is never on the path of an acknowledgement: after a commit the new
 // record is queued for a background writer, and the cart is marked dirty
 // in this process until the write has landed. Load answers from Redis when
