@@ -89,6 +89,7 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 			tt.run(t, s)
 		})
 	}
+	runCommerce(t, open)
 }
 
 // epoch has sub-millisecond digits, so that a store keeping less than

@@ -1,0 +1,312 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+// Contract tests of the storefront's side of a store: the catalog
+// (syncserver.CatalogStore) here, the event outbox (syncserver.EventStore)
+// in events.go and claim.go.
+
+// commerceStore is a Store with a catalog and an outbox, as every store
+// that serves is.
+type commerceStore interface {
+	syncserver.Store
+	syncserver.CatalogStore
+	syncserver.EventStore
+}
+
+// runCommerce runs the CatalogStore and EventStore contract on fresh stores
+// from open, as RunStore runs the Store contract. A store that implements
+// neither interface skips these tests, saying so (each adapter asserts at
+// compile time that it implements them; a test's wrapper may hide them).
+//
+// Besides the interfaces' doc comments, the suite pins these semantics:
+//   - Times (Item.UpdatedAt, Event.At and NextAt, leases) are kept to the
+//     millisecond; an event's Data comes back as the same JSON value, not
+//     necessarily the same bytes.
+//   - An item with an empty SKU fails UpsertItems, and nothing of the call
+//     is stored. SKUs are listed in the order of their bytes.
+//   - A limit below 1 returns nothing.
+//   - An event fn appends is due at its NextAt if set, else at its At. An
+//     event id already in the outbox fails the Mutate, writing nothing.
+//   - EventCounts has every state, at 0 if no event is in it.
+//   - EventDelivered and EventFailed on an unknown seq are
+//     ErrEventNotFound, and do nothing to an event no longer pending.
+//   - The feed may lag behind the newest commits (the suite waits for
+//     them), but never skips one.
+func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s commerceStore)
+	}{
+		{"CatalogUpsertAndRead", testCatalogUpsertAndRead},
+		{"CatalogDelete", testCatalogDelete},
+		{"CatalogBulk", testCatalogBulk},
+		{"CatalogUpsertAllOrNothing", testCatalogUpsertAllOrNothing},
+		{"EventsFromMutate", testEventsFromMutate},
+		{"EventsFromMerge", testEventsFromMerge},
+		{"EventsNotWrittenOnError", testEventsNotWrittenOnError},
+		{"EventsCoalesce", testEventsCoalesce},
+		{"EventsFeedNeverSkips", testEventsFeedNeverSkips},
+		{"EventsPurgeExpired", testEventsPurgeExpired},
+		{"IdleCartsAndAbandonedAt", testIdleCartsAndAbandonedAt},
+		{"ClaimHeadPerCart", testClaimHeadPerCart},
+		{"ClaimConcurrent", testClaimConcurrent},
+		{"DeliveryStates", testDeliveryStates},
+		{"DeadEventsPaging", testDeadEventsPaging},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			cs, ok := s.(commerceStore)
+			if !ok {
+				t.Skipf("SKIPPED: %T does not implement both syncserver.CatalogStore and syncserver.EventStore", s)
+			}
+			tt.run(t, cs)
+		})
+	}
+}
+
+// at1 and at2 are upsert times, with sub-millisecond digits.
+var (
+	at1 = epoch.Add(time.Hour)
+	at2 = epoch.Add(2 * time.Hour)
+)
+
+func intp(n int) *int { return &n }
+
+// item returns a sellable item of sku at price.
+func item(sku string, price int64) cart.Item {
+	return cart.Item{SKU: sku, Name: "Item " + sku, Price: price, Currency: "EUR", Sellable: true}
+}
+
+// itemString is the form in which items are compared, without UpdatedAt.
+func itemString(it cart.Item) string {
+	it.UpdatedAt = time.Time{}
+	b, _ := json.Marshal(it)
+	return string(b)
+}
+
+func checkItem(t testing.TB, what string, got cart.Item, want cart.Item, at time.Time) {
+	t.Helper()
+	if g, w := itemString(got), itemString(want); g != w {
+		t.Errorf("%s: item\n got %s\nwant %s", what, g, w)
+	}
+	if !sameMilli(got.UpdatedAt, at) {
+		t.Errorf("%s: UpdatedAt = %v, want %v to the millisecond", what, got.UpdatedAt, at)
+	}
+}
+
+func upsert(t testing.TB, s commerceStore, at time.Time, items ...cart.Item) {
+	t.Helper()
+	if err := s.UpsertItems(t.Context(), items, at); err != nil {
+		t.Fatalf("UpsertItems(%d items): %v", len(items), err)
+	}
+}
+
+func items(t testing.TB, s commerceStore, skus ...string) map[string]cart.Item {
+	t.Helper()
+	m, err := s.Items(t.Context(), skus)
+	if err != nil {
+		t.Fatalf("Items(%d SKUs): %v", len(skus), err)
+	}
+	return m
+}
+
+func listItems(t testing.TB, s commerceStore, after string, limit int) []cart.Item {
+	t.Helper()
+	its, err := s.ListItems(t.Context(), after, limit)
+	if err != nil {
+		t.Fatalf("ListItems(%q, %d): %v", after, limit, err)
+	}
+	return its
+}
+
+func skusOf(its []cart.Item) []string {
+	out := make([]string, len(its))
+	for i, it := range its {
+		out[i] = it.SKU
+	}
+	return out
+}
+
+// listAll pages through the whole catalog, page items at a time.
+func listAll(t testing.TB, s commerceStore, page int) []cart.Item {
+	t.Helper()
+	var all []cart.Item
+	after := ""
+	for {
+		its := listItems(t, s, after, page)
+		if len(its) > page {
+			t.Fatalf("ListItems(%q, %d) returned %d items", after, page, len(its))
+		}
+		if len(its) == 0 {
+			return all
+		}
+		all = append(all, its...)
+		after = its[len(its)-1].SKU
+	}
+}
+
+// Items are stored whole, replaced by SKU, and listed in byte order of
+// their SKUs.
+func testCatalogUpsertAndRead(t *testing.T, s commerceStore) {
+	mug := item("mug", 1250)
+	mug.Image = "https://shop.example/mug.png"
+	mug.Stock, mug.MaxPerOrder = intp(7), intp(3)
+	hat := item("Hat", 2000)
+	hat.Stock = intp(0)
+	tee := item("é-tee", 1500) // in byte order, after every ASCII SKU
+	zed := item("Zed", 99)
+	zed.Sellable = false
+	upsert(t, s, at1, mug, hat, tee, zed)
+
+	got := items(t, s, "mug", "é-tee", "missing", "mug")
+	if len(got) != 2 {
+		t.Errorf("Items(mug, é-tee, missing, mug) has %d items, want 2: %v", len(got), got)
+	}
+	checkItem(t, "Items: mug", got["mug"], mug, at1)
+	checkItem(t, "Items: é-tee", got["é-tee"], tee, at1)
+	if len(items(t, s)) != 0 {
+		t.Errorf("Items() with no SKUs: got some")
+	}
+
+	want := []string{"Hat", "Zed", "mug", "é-tee"}
+	if all := listAll(t, s, 10); !slices.Equal(skusOf(all), want) {
+		t.Errorf("ListItems = %q, want %q (byte order)", skusOf(all), want)
+	}
+	for _, tt := range []struct {
+		after string
+		limit int
+		want  []string
+	}{
+		{"", 2, []string{"Hat", "Zed"}},
+		{"Zed", 2, []string{"mug", "é-tee"}},
+		{"Hat", 1, []string{"Zed"}},
+		{"N", 10, []string{"Zed", "mug", "é-tee"}}, // after need not be a SKU
+		{"é-tee", 10, nil},
+		{"", 0, nil},
+	} {
+		if got := skusOf(listItems(t, s, tt.after, tt.limit)); !slices.Equal(got, tt.want) {
+			t.Errorf("ListItems(%q, %d) = %q, want %q", tt.after, tt.limit, got, tt.want)
+		}
+	}
+
+	// A second upsert replaces the whole item (fields it leaves unset
+	// included) and its time; the others keep theirs.
+	mug2 := item("mug", 1300)
+	mug2.Sellable = false
+	upsert(t, s, at2, mug2)
+	got = items(t, s, "mug", "Hat")
+	checkItem(t, "Items after replace: mug", got["mug"], mug2, at2)
+	checkItem(t, "Items after replace: Hat", got["Hat"], hat, at1)
+	if n := len(listAll(t, s, 3)); n != 4 {
+		t.Errorf("ListItems after replace: %d items, want 4", n)
+	}
+	upsert(t, s, at2) // no items: nothing happens
+	if n := len(listAll(t, s, 3)); n != 4 {
+		t.Errorf("ListItems after an empty upsert: %d items, want 4", n)
+	}
+}
+
+// DeleteItems counts the items that existed, each once.
+func testCatalogDelete(t *testing.T, s commerceStore) {
+	upsert(t, s, at1, item("a", 1), item("b", 2), item("c", 3))
+	for _, tt := range []struct {
+		skus []string
+		want int
+	}{
+		{[]string{"a", "missing", "a"}, 1},
+		{[]string{"a"}, 0},
+		{nil, 0},
+		{[]string{"b", "c"}, 2},
+	} {
+		n, err := s.DeleteItems(t.Context(), tt.skus)
+		if err != nil || n != tt.want {
+			t.Errorf("DeleteItems(%q) = %d, %v; want %d", tt.skus, n, err, tt.want)
+		}
+	}
+	if got := items(t, s, "a", "b", "c"); len(got) != 0 {
+		t.Errorf("Items after deleting everything = %v, want none", got)
+	}
+	if got := listAll(t, s, 10); len(got) != 0 {
+		t.Errorf("ListItems after deleting everything = %q, want none", skusOf(got))
+	}
+	upsert(t, s, at2, item("a", 5)) // a deleted SKU can come back
+	checkItem(t, "Items after re-adding a", items(t, s, "a")["a"], item("a", 5), at2)
+}
+
+// Thousands of items go in one call, and come back by SKU and by pages.
+func testCatalogBulk(t *testing.T, s commerceStore) {
+	const n = 5000
+	all := make([]cart.Item, n)
+	skus := make([]string, n)
+	for i := range n {
+		all[i] = item(fmt.Sprintf("bulk-%05d", i), int64(100+i))
+		skus[i] = all[i].SKU
+	}
+	start := time.Now()
+	upsert(t, s, at1, all...)
+	t.Logf("UpsertItems(%d items) took %v", n, time.Since(start))
+
+	got := items(t, s, skus...)
+	if len(got) != n {
+		t.Fatalf("Items(%d SKUs) has %d items", n, len(got))
+	}
+	for _, i := range []int{0, 499, 500, 501, 2718, n - 1} {
+		checkItem(t, "Items: "+skus[i], got[skus[i]], all[i], at1)
+	}
+	listed := listAll(t, s, 1000)
+	if !slices.Equal(skusOf(listed), skus) {
+		t.Errorf("ListItems in pages of 1000: %d items, want the %d in SKU order", len(listed), n)
+	}
+
+	// Replace them all, again in one call.
+	for i := range all {
+		all[i].Price++
+	}
+	upsert(t, s, at2, all...)
+	got = items(t, s, skus[n-1], skus[0])
+	checkItem(t, "Items after the second upsert: "+skus[0], got[skus[0]], all[0], at2)
+	checkItem(t, "Items after the second upsert: "+skus[n-1], got[skus[n-1]], all[n-1], at2)
+	if d, err := s.DeleteItems(t.Context(), skus); err != nil || d != n {
+		t.Errorf("DeleteItems(%d SKUs) = %d, %v; want %d", n, d, err, n)
+	}
+}
+
+// An upsert that fails partway stores none of its items.
+func testCatalogUpsertAllOrNothing(t *testing.T, s commerceStore) {
+	keep := item("keep", 100)
+	upsert(t, s, at1, keep)
+	var batch []cart.Item
+	changed := keep
+	changed.Price = 200
+	batch = append(batch, changed)
+	for i := range 200 {
+		batch = append(batch, item(fmt.Sprintf("new-%03d", i), 1))
+	}
+	batch = append(batch, cart.Item{Name: "no SKU", Price: 1, Currency: "EUR"}) // fails the call
+	for i := 200; i < 400; i++ {
+		batch = append(batch, item(fmt.Sprintf("new-%03d", i), 1))
+	}
+	if err := s.UpsertItems(t.Context(), batch, at2); err == nil {
+		t.Fatal("UpsertItems with an item without SKU: got no error")
+	}
+	checkItem(t, "Items(keep) after the failed upsert", items(t, s, "keep")["keep"], keep, at1)
+	if got := listAll(t, s, 100); !slices.Equal(skusOf(got), []string{"keep"}) {
+		t.Errorf("ListItems after the failed upsert = %d items %q..., want only keep", len(got), skusOf(got)[:min(len(got), 3)])
+	}
+}
