@@ -413,15 +413,16 @@ func TestCacheStoreRedisDown(t *testing.T) {
 	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
 		next := openNext(t)
 		return pingNext{
-			Store: newCache(t, next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler)),
+			Cache: newCache(t, next, downClient(t), "down:", time.Minute, slog.New(slog.DiscardHandler)),
 			next:  next,
 		}
 	})
 }
 
-// pingNext pings only next.
+// pingNext pings only next; everything else, the catalog and the
+// outbox included, goes to the cache.
 type pingNext struct {
-	syncserver.Store
+	*cartredis.Cache
 	next syncserver.Store
 }
 

@@ -112,7 +112,7 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	if cursor != "" {
 		n, err := strconv.ParseInt(cursor, 10, 64)
 		if err != nil || strings.TrimLeft(cursor, "0123456789") != "" {
-			return nil, fmt.Errorf("events after %q: bad cursor, want a seq in decimal", cursor)
+			return nil, fmt.Errorf("events after %q: %w (a seq in decimal)", cursor, syncserver.ErrBadCursor)
 		}
 		after = n
 	}

@@ -1,0 +1,532 @@
+package syncserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/syncserver"
+	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/postgres"
+	"cartsync/syncserver/redis"
+	"cartsync/syncserver/sqlite"
+	"cartsync/syncserver/storetest"
+)
+
+// testAPIKey is the backend API key of the commerce tests.
+const testAPIKey = "test-api-key-0123456789abcdef0123456789"
+
+// commerceStores are the stores the storefront-backend tests run on: the
+// embedded SQLite default and Postgres behind the Redis cache (both
+// required under CI), and memstore.
+func commerceStores() map[string]func(t *testing.T) syncserver.Store {
+	return map[string]func(t *testing.T) syncserver.Store{
+		"memstore": func(t *testing.T) syncserver.Store { return memstore.New() },
+		"sqlite": func(t *testing.T) syncserver.Store {
+			st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "carts.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		},
+		"postgres+redis": func(t *testing.T) syncserver.Store {
+			pg, err := postgres.Open(t.Context(), pgSchemaURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := goredis.ParseURL(storetest.RedisURL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt.ContextTimeoutEnabled = true
+			client := goredis.NewClient(opt)
+			c := redis.NewCache(pg, client, storetest.KeyPrefix(t), time.Hour, nil)
+			t.Cleanup(func() { c.Close(); client.Close() })
+			return c
+		},
+	}
+}
+
+// pgSchemaURL makes a Postgres schema for the test, dropped after it, and
+// returns the test server's URL with search_path set to it.
+func pgSchemaURL(t *testing.T) string {
+	t.Helper()
+	base := storetest.PostgresURL(t)
+	name := storetest.UniqueName(t)
+	ident := pgx.Identifier{name}.Sanitize()
+	exec := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		exec(ctx, "DROP SCHEMA "+ident+" CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" {
+		return base + " search_path=" + name
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// shop is a server with a storefront backend: API key, catalog, events.
+type shop struct {
+	t     *testing.T
+	srv   *syncserver.Server
+	hs    *httptest.Server
+	clock *clock
+}
+
+func newShop(t *testing.T, st syncserver.Store, tweak func(*syncserver.Config)) *shop {
+	t.Helper()
+	clk := &clock{t: time.Now()}
+	cfg := syncserver.Config{Store: st, APIKeys: []string{testAPIKey}, Events: true, Now: clk.now}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	srv, err := syncserver.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &shop{t: t, srv: srv, hs: hs, clock: clk}
+}
+
+// call makes a request and decodes a JSON answer into out (if not nil).
+func (s *shop) call(method, path, token string, body, out any) int {
+	s.t.Helper()
+	resp, b := httpDo(s.t, method, s.hs.URL+path, token, body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			s.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (s *shop) device() string {
+	s.t.Helper()
+	var dev syncserver.DeviceResponse
+	if code := s.call("POST", "/v1/devices", "", nil, &dev); code != 201 {
+		s.t.Fatalf("new device: %d", code)
+	}
+	return dev.DeviceToken
+}
+
+func (s *shop) upsert(items ...cart.Item) {
+	s.t.Helper()
+	var errResp syncserver.ErrorResponse
+	if code := s.call("PUT", "/v1/backend/catalog/items", testAPIKey, syncserver.CatalogUpsert{Items: items}, &errResp); code != 200 {
+		s.t.Fatalf("upsert: %d %+v", code, errResp.Error)
+	}
+}
+
+func (s *shop) push(token string, ops ...cart.Op) syncserver.OpsResponse {
+	s.t.Helper()
+	var out syncserver.OpsResponse
+	if code := s.call("POST", "/v1/cart/ops", token, syncserver.OpsRequest{Ops: ops}, &out); code != 200 {
+		s.t.Fatalf("push: %d %+v", code, out)
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mug(price int64, stock int) cart.Item {
+	return cart.Item{SKU: "MUG", Name: "Mug", Image: "https://shop.example/mug.png", Price: price, Currency: "EUR", Sellable: true, Stock: ptr(stock)}
+}
+
+func TestCatalogIsTheAuthority(t *testing.T) {
+	for name, open := range commerceStores() {
+		t.Run(name, func(t *testing.T) {
+			s := newShop(t, open(t), nil)
+			s.upsert(mug(1200, 3),
+				cart.Item{SKU: "OLD", Name: "Old poster", Price: 500, Currency: "EUR", Sellable: false},
+				cart.Item{SKU: "CAP", Name: "Cap", Price: 900, Currency: "EUR", Sellable: true, MaxPerOrder: ptr(2)})
+			tok := s.device()
+			cl := "c1"
+			out := s.push(tok,
+				// The browser claims a price of 1 cent and another name.
+				cart.Op{Client: cl, Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 5, Details: &cart.Details{Name: "Hacked", Price: 1, Currency: "EUR"}},
+				cart.Op{Client: cl, Seq: 2, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1},
+				cart.Op{Client: cl, Seq: 3, Kind: cart.KindAdd, SKU: "OLD", Quantity: 1},
+				cart.Op{Client: cl, Seq: 4, Kind: cart.KindAdd, SKU: "CAP", Quantity: 3},
+				cart.Op{Client: cl, Seq: 5, Kind: cart.KindAdd, SKU: "NOT-IN-CATALOG", Quantity: 1, Details: &cart.Details{Name: "Free text", Price: 100, Currency: "EUR"}},
+			)
+			want := []struct {
+				status string
+				code   cart.Code
+			}{
+				{protocol.StatusApplied, cart.CodeStockClamped},
+				{protocol.StatusRejected, cart.CodeOutOfStock},
+				{protocol.StatusRejected, cart.CodeNotSellable},
+				{protocol.StatusApplied, cart.CodeStockClamped},
+				{protocol.StatusApplied, ""},
+			}
+			for i, w := range want {
+				r := out.Results[i]
+				got := cart.Code("")
+				if r.Error != nil {
+					got = r.Error.Code
+				} else if len(r.Warnings) > 0 {
+					got = r.Warnings[0].Code
+				}
+				if r.Status != w.status || got != w.code {
+					t.Errorf("op %d: %s %s, want %s %s (%+v)", i+1, r.Status, got, w.status, w.code, r)
+				}
+			}
+			c := httpCart(t, s.hs, tok)
+			m := c.Line("MUG")
+			if m == nil || m.Quantity != 3 || m.Details.Name != "Mug" || m.Details.Price != 1200 {
+				t.Fatalf("MUG line = %+v, want 3 at the catalog's name and price", m)
+			}
+			if l := c.Line("CAP"); l == nil || l.Quantity != 2 {
+				t.Fatalf("CAP line = %+v, want 2 (max per order)", l)
+			}
+			if c.Line("NOT-IN-CATALOG") == nil {
+				t.Fatal("a SKU the catalog does not know is taken when the server is not catalog-only")
+			}
+			if len(c.Notices) != 0 || c.Totals["EUR"] != 3*1200+2*900+100 {
+				t.Fatalf("fresh cart: notices %+v totals %v", c.Notices, c.Totals)
+			}
+
+			// The storefront raises the price and the stock drops.
+			s.upsert(mug(1500, 2))
+			c = httpCart(t, s.hs, tok)
+			if len(c.Notices) != 1 {
+				t.Fatalf("notices = %+v, want one for MUG", c.Notices)
+			}
+			n := c.Notices[0]
+			if n.Line != "MUG" || n.PriceChanged == nil || n.PriceChanged.From != 1200 || n.PriceChanged.To != 1500 || n.Available == nil || *n.Available != 2 {
+				t.Fatalf("notice = %+v", n)
+			}
+			if m := c.Line("MUG"); m.Quantity != 3 || m.Details.Price != 1200 {
+				t.Fatalf("a catalog change changed the shopper's line: %+v", m)
+			}
+			if c.Totals["EUR"] != 3*1500+2*900+100 {
+				t.Fatalf("totals = %v, want the catalog's prices", c.Totals)
+			}
+			// The shopper's fixes: accept the price, reduce to what is there.
+			s.push(tok,
+				cart.Op{Client: cl, Seq: 6, Kind: cart.KindDetails, SKU: "MUG", Details: &cart.Details{Name: "whatever"}},
+				cart.Op{Client: cl, Seq: 7, Kind: cart.KindSet, SKU: "MUG", Quantity: 2})
+			c = httpCart(t, s.hs, tok)
+			if len(c.Notices) != 0 || c.Line("MUG").Details.Price != 1500 || c.Line("MUG").Details.Name != "Mug" {
+				t.Fatalf("after the fixes: notices %+v, line %+v", c.Notices, c.Line("MUG"))
+			}
+			// Withdrawn.
+			it := mug(1500, 2)
+			it.Sellable = false
+			s.upsert(it)
+			c = httpCart(t, s.hs, tok)
+			if len(c.Notices) != 1 || !c.Notices[0].Unavailable || c.Totals["EUR"] != 2*900+100 {
+				t.Fatalf("withdrawn: notices %+v totals %v", c.Notices, c.Totals)
+			}
+		})
+	}
+}
+
+func TestCatalogOnlyRefusesUnknownSKUs(t *testing.T) {
+	s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.CatalogOnly = true })
+	s.upsert(mug(1200, 3))
+	tok := s.device()
+	out := s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "NOPE", Quantity: 1},
+		cart.Op{Client: "c", Seq: 2, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+	if r := out.Results[0]; r.Status != protocol.StatusRejected || r.Error.Code != cart.CodeUnknownSKU {
+		t.Fatalf("unknown SKU: %+v", r)
+	}
+	if r := out.Results[1]; r.Status != protocol.StatusApplied {
+		t.Fatalf("known SKU: %+v", r)
+	}
+}
+
+func TestCatalogBadInputChangesNothing(t *testing.T) {
+	s := newShop(t, memstore.New(), nil)
+	good := mug(1200, 3)
+	many := make([]cart.Item, syncserver.MaxCatalogBatch+1)
+	for i := range many {
+		many[i] = cart.Item{SKU: fmt.Sprintf("S%d", i), Name: "x", Price: 100, Currency: "EUR", Sellable: true}
+	}
+	for name, c := range map[string]struct {
+		body any
+		code protocol.ErrorCode
+	}{
+		"malformed":        {`{"items": [{"sku": 1}]}`, protocol.ErrMalformed},
+		"absurd price":     {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "X", Name: "x", Price: 1 << 60, Currency: "EUR", Sellable: true}}}, protocol.ErrInvalid},
+		"negative price":   {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "X", Name: "x", Price: -5, Currency: "EUR", Sellable: true}}}, protocol.ErrInvalid},
+		"unknown currency": {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "X", Name: "x", Price: 100, Currency: "XYZ", Sellable: true}}}, protocol.ErrInvalid},
+		"negative stock":   {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "X", Name: "x", Price: 100, Currency: "EUR", Sellable: true, Stock: ptr(-1)}}}, protocol.ErrInvalid},
+		"control in sku":   {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "A\x00B", Name: "x", Price: 100, Currency: "EUR", Sellable: true}}}, protocol.ErrInvalid},
+		"duplicate sku":    {syncserver.CatalogUpsert{Items: []cart.Item{good, good}}, protocol.ErrInvalid},
+		"oversized batch":  {syncserver.CatalogUpsert{Items: many}, protocol.ErrTooLarge},
+		"empty batch":      {syncserver.CatalogUpsert{}, protocol.ErrTooLarge},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var e syncserver.ErrorResponse
+			code := s.call("PUT", "/v1/backend/catalog/items", testAPIKey, c.body, &e)
+			if code < 400 || code >= 500 || e.Error == nil || e.Error.Code != c.code {
+				t.Fatalf("answer %d %+v, want a 4xx %s", code, e.Error, c.code)
+			}
+			if c.code == protocol.ErrInvalid && len(e.Error.Details) == 0 {
+				t.Fatalf("no details naming the bad item: %+v", e.Error)
+			}
+			var page syncserver.CatalogPage
+			s.call("GET", "/v1/backend/catalog/items", testAPIKey, nil, &page)
+			if len(page.Items) != 0 {
+				t.Fatalf("a refused batch stored %d items", len(page.Items))
+			}
+		})
+	}
+}
+
+func TestAPIKeysOpenOnlyTheBackend(t *testing.T) {
+	s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+	dev := s.device()
+	co := "co_g_0123456789abcdef0123456789abcdef_0123456789abcdef01234567"
+	backend := []struct{ method, path string }{
+		{"GET", "/v1/backend/carts/g_0123456789abcdef0123456789abcdef"},
+		{"POST", "/v1/backend/carts/g_0123456789abcdef0123456789abcdef/ops"},
+		{"GET", "/v1/backend/users/alice/cart"},
+		{"POST", "/v1/backend/users/alice/cart/ops"},
+		{"PUT", "/v1/backend/catalog/items"},
+		{"GET", "/v1/backend/catalog/items"},
+		{"POST", "/v1/backend/catalog/items/delete"},
+		{"GET", "/v1/backend/checkouts/" + co},
+		{"POST", "/v1/backend/checkouts/" + co + "/complete"},
+		{"POST", "/v1/backend/checkouts/" + co + "/cancel"},
+		{"GET", "/v1/backend/events"},
+		{"GET", "/v1/backend/events/dead"},
+		{"POST", "/v1/backend/events/evt_x/retry"},
+	}
+	for _, ep := range backend {
+		for who, tok := range map[string]string{"no key": "", "wrong key": "wrong-" + testAPIKey, "device token": dev, "user token": "user:alice"} {
+			var e syncserver.ErrorResponse
+			if code := s.call(ep.method, ep.path, tok, nil, &e); code != 401 || e.Error == nil || e.Error.Code != protocol.ErrUnauthorized {
+				t.Errorf("%s %s with %s: %d %+v, want 401 unauthorized", ep.method, ep.path, who, code, e.Error)
+			}
+		}
+		if code := s.call(ep.method, ep.path, testAPIKey, nil, nil); code == 401 {
+			t.Errorf("%s %s with the API key: 401", ep.method, ep.path)
+		}
+	}
+	shopper := []struct{ method, path string }{
+		{"GET", "/v1/cart"}, {"POST", "/v1/cart/ops"}, {"GET", "/v1/cart/changes?since=0"},
+		{"POST", "/v1/login"}, {"POST", "/v1/login/choose"}, {"POST", "/v1/checkout"},
+	}
+	for _, ep := range shopper {
+		var e syncserver.ErrorResponse
+		if code := s.call(ep.method, ep.path, testAPIKey, nil, &e); code != 401 || e.Error == nil || e.Error.Code != protocol.ErrUnauthorized {
+			t.Errorf("%s %s with an API key: %d %+v, want 401", ep.method, ep.path, code, e.Error)
+		}
+	}
+	// Nor does a key open the websocket.
+	ws := dial(t, s.hs)
+	ws.send(&protocol.Message{Type: protocol.TypeHello, Protocol: protocol.Version, Client: "c", DeviceToken: testAPIKey})
+	ws.expectError(protocol.ErrUnauthorized)
+}
+
+func (s *shop) checkout(token string, version uint64) (int, syncserver.CheckoutResponse) {
+	s.t.Helper()
+	var out syncserver.CheckoutResponse
+	code := s.call("POST", "/v1/checkout", token, syncserver.CheckoutRequest{Version: version}, &out)
+	return code, out
+}
+
+func TestCheckoutHandoff(t *testing.T) {
+	for name, open := range commerceStores() {
+		t.Run(name, func(t *testing.T) {
+			s := newShop(t, open(t), func(c *syncserver.Config) { c.CheckoutTTL = time.Hour })
+			s.upsert(mug(1200, 50))
+			tok := s.device()
+			s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2},
+				cart.Op{Client: "c", Seq: 2, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1, Details: &cart.Details{Name: "Pen", Price: 300, Currency: "EUR"}})
+			reviewed := httpCart(t, s.hs, tok)
+
+			// Another device changed the cart after the review.
+			s.push(tok, cart.Op{Client: "other", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+			code, resp := s.checkout(tok, reviewed.Version)
+			if code != 409 || resp.Error == nil || resp.Error.Code != protocol.ErrCartChanged || resp.Cart == nil || resp.Cart.Line("MUG").Quantity != 3 {
+				t.Fatalf("checkout of a changed cart: %d %+v", code, resp)
+			}
+			reviewed = resp.Cart
+			code, resp = s.checkout(tok, reviewed.Version)
+			if code != 201 || resp.Checkout == nil {
+				t.Fatalf("checkout: %d %+v", code, resp)
+			}
+			co := resp.Checkout
+			if co.Totals["EUR"] != 3*1200+300 || len(co.Lines) != 2 || co.Status != cart.CheckoutOpen {
+				t.Fatalf("snapshot = %+v", co)
+			}
+			var got cart.Checkout
+			if code := s.call("GET", "/v1/backend/checkouts/"+co.ID, testAPIKey, nil, &got); code != 200 || got.Totals["EUR"] != co.Totals["EUR"] {
+				t.Fatalf("backend read: %d %+v", code, got)
+			}
+
+			// During checkout the shopper adds one more mug on a phone.
+			s.push(tok, cart.Op{Client: "phone", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+			// The order is placed: 20 completions at once remove once.
+			var wg sync.WaitGroup
+			var ok atomic.Int32
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var done cart.Checkout
+					if s.call("POST", "/v1/backend/checkouts/"+co.ID+"/complete", testAPIKey, syncserver.CompleteRequest{Order: "A-1"}, &done) == 200 && done.Status == cart.CheckoutCompleted {
+						ok.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			if ok.Load() != 20 {
+				t.Fatalf("%d of 20 completions answered completed", ok.Load())
+			}
+			c := httpCart(t, s.hs, tok)
+			if len(c.Lines) != 1 || c.Line("MUG") == nil || c.Line("MUG").Quantity != 1 {
+				t.Fatalf("after completion the cart holds %+v; want only the mug added during checkout", c.Lines)
+			}
+			// Completed: cancel is refused; the snapshot stays.
+			var e syncserver.ErrorResponse
+			if code := s.call("POST", "/v1/backend/checkouts/"+co.ID+"/cancel", testAPIKey, nil, &e); code != 409 || e.Error.Code != protocol.ErrCheckoutEnded {
+				t.Fatalf("cancel after completion: %d %+v", code, e.Error)
+			}
+
+			// A second checkout expires.
+			c = httpCart(t, s.hs, tok)
+			code, resp = s.checkout(tok, c.Version)
+			if code != 201 {
+				t.Fatalf("second checkout: %d %+v", code, resp)
+			}
+			s.clock.add(2 * time.Hour)
+			if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, &e); code != 409 || e.Error.Code != protocol.ErrCheckoutEnded {
+				t.Fatalf("complete after expiry: %d %+v", code, e.Error)
+			}
+			if code := s.call("GET", "/v1/backend/checkouts/"+resp.Checkout.ID, testAPIKey, nil, &got); code != 200 || got.Status != cart.CheckoutExpired {
+				t.Fatalf("expired checkout reads %d %+v", code, got.Status)
+			}
+			if httpCart(t, s.hs, tok).Line("MUG").Quantity != 1 {
+				t.Fatal("an expired checkout changed the cart")
+			}
+			// Cancel.
+			c = httpCart(t, s.hs, tok)
+			_, resp = s.checkout(tok, c.Version)
+			if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/cancel", testAPIKey, nil, &got); code != 200 || got.Status != cart.CheckoutCancelled {
+				t.Fatalf("cancel: %d %+v", code, got)
+			}
+			// A catalog change that matters is a conflict too.
+			s.upsert(mug(1300, 50))
+			if code, resp := s.checkout(tok, c.Version); code != 409 || resp.Error.Code != protocol.ErrCartChanged || len(resp.Cart.Notices) != 1 {
+				t.Fatalf("checkout under a price change: %d %+v", code, resp)
+			}
+		})
+	}
+}
+
+func (s *shop) feed(after string) syncserver.EventPage {
+	s.t.Helper()
+	var p syncserver.EventPage
+	if code := s.call("GET", "/v1/backend/events?after="+url.QueryEscape(after), testAPIKey, nil, &p); code != 200 {
+		s.t.Fatalf("feed: %d", code)
+	}
+	return p
+}
+
+func TestEventsAndAbandonedCarts(t *testing.T) {
+	for name, open := range commerceStores() {
+		t.Run(name, func(t *testing.T) {
+			s := newShop(t, open(t), func(c *syncserver.Config) {
+				c.AbandonAfter = map[string]time.Duration{syncserver.KindGuest: time.Hour, syncserver.KindUser: -1}
+			})
+			tok := s.device()
+			for i := range 5 {
+				s.push(tok, cart.Op{Client: "c", Seq: uint64(i + 1), Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+			}
+			p := s.feed("")
+			var types []string
+			for _, e := range p.Events {
+				types = append(types, e.Type)
+				if e.ID == "" || e.Cursor == "" || len(e.Data) == 0 {
+					t.Fatalf("event without id, cursor or data: %+v", e)
+				}
+			}
+			if len(types) == 0 || types[0] != syncserver.EventCartCreated || !strings.Contains(strings.Join(types, ","), syncserver.EventCartUpdated) {
+				t.Fatalf("events = %v", types)
+			}
+			// Not abandoned yet; then an hour without change.
+			if n, err := s.srv.Abandon(t.Context(), 10); err != nil || n != 0 {
+				t.Fatalf("Abandon early = %d, %v", n, err)
+			}
+			s.clock.add(2 * time.Hour)
+			if n, err := s.srv.Abandon(t.Context(), 10); err != nil || n != 1 {
+				t.Fatalf("Abandon = %d, %v; want 1", n, err)
+			}
+			if n, _ := s.srv.Abandon(t.Context(), 10); n != 0 {
+				t.Fatalf("a second scan of the same idle period wrote %d more", n)
+			}
+			p = s.feed(p.Next)
+			if len(p.Events) != 1 || p.Events[0].Type != syncserver.EventCartAbandoned {
+				t.Fatalf("after the scan: %+v", p.Events)
+			}
+			var d syncserver.EventData
+			if json.Unmarshal(p.Events[0].Data, &d) != nil || d.Items != 5 || d.Kind != syncserver.KindGuest {
+				t.Fatalf("abandoned data = %s", p.Events[0].Data)
+			}
+			// A change starts a new idle period.
+			s.push(tok, cart.Op{Client: "c", Seq: 6, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+			s.clock.add(2 * time.Hour)
+			if n, _ := s.srv.Abandon(t.Context(), 10); n != 1 {
+				t.Fatalf("new idle period: %d abandoned events, want 1", n)
+			}
+			// Bad cursor: typed.
+			var e syncserver.ErrorResponse
+			if code := s.call("GET", "/v1/backend/events?after=garbage", testAPIKey, nil, &e); code != 400 || e.Error.Code != protocol.ErrInvalid {
+				t.Fatalf("bad cursor: %d %+v", code, e.Error)
+			}
+		})
+	}
+}
+
+var _ = http.StatusOK
+
+func TestCatalogTakesAFullBatch(t *testing.T) {
+	s := newShop(t, memstore.New(), nil)
+	items := make([]cart.Item, syncserver.MaxCatalogBatch)
+	for i := range items {
+		items[i] = cart.Item{SKU: fmt.Sprintf("SKU-%05d", i), Name: fmt.Sprintf("A product with a realistic name, number %d", i),
+			Image: fmt.Sprintf("https://cdn.shop.example/images/products/%05d/large.jpg", i), Price: int64(100 + i), Currency: "EUR", Sellable: true}
+	}
+	s.upsert(items...)
+	var page syncserver.CatalogPage
+	s.call("GET", "/v1/backend/catalog/items?limit=1000&after=SKU-04499", testAPIKey, nil, &page)
+	if len(page.Items) != 500 || page.Items[0].SKU != "SKU-04500" || page.Next != "" {
+		t.Fatalf("last page: %d items from %+v, next %q", len(page.Items), page.Items[0], page.Next)
+	}
+}
