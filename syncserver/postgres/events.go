@@ -110,7 +110,7 @@ func parseCursor(cursor string) (xid uint64, seq int64, err error) {
 		seq, err = strconv.ParseInt(q, 10, 64)
 	}
 	if !ok || err != nil || strings.TrimLeft(x+q, "0123456789") != "" {
-		return 0, 0, fmt.Errorf("cursor %q: %w (<xid>-<seq> in decimal)", cursor, syncserver.ErrBadCursor)
+		return 0, 0, fmt.Errorf("bad cursor %q: %w (<xid>-<seq> in decimal)", cursor, syncserver.ErrBadCursor)
 	}
 	return xid, seq, nil
 }
