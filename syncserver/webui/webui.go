@@ -130,9 +130,21 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsaf
 	"style-src 'self' 'unsafe-inline'; img-src 'self' https: http: data:; connect-src 'self'; " +
 	"worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'"
 
+// workerPolicy is the service worker's policy. go-app's worker answers
+// every request of the page, product images from the storefronts
+// included, by fetching it itself: a worker's fetches fall under its own
+// connect-src, which must therefore reach the images' origins.
+const workerPolicy = "default-src 'self'; script-src 'self'; connect-src 'self' https: http:; object-src 'none'; base-uri 'self'"
+
 func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.URL.Path == "/app-worker.js" {
+			w.Header().Set("Content-Security-Policy", workerPolicy)
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			next.ServeHTTP(w, r)
+			return
+		}
 		// Only the allowed storefronts may frame the widget.
 		w.Header().Set("Content-Security-Policy", contentSecurityPolicy+"; frame-ancestors "+frameAncestors)
 		w.Header().Set("Referrer-Policy", "no-referrer")

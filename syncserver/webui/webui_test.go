@@ -197,3 +197,20 @@ func TestFullContentSecurityPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerMayFetchProductImages: go-app's service worker fetches every
+// request of the page itself, product images from the storefronts
+// included; its own policy must let it, or no image ever shows.
+func TestWorkerMayFetchProductImages(t *testing.T) {
+	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csp := get(t, h, "/app-worker.js", nil).Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "connect-src 'self' https: http:") || !strings.Contains(csp, "object-src 'none'") {
+		t.Fatalf("worker policy %q: want connect-src to reach http(s) images and nothing else loosened", csp)
+	}
+	if page := get(t, h, "/", nil).Header.Get("Content-Security-Policy"); !strings.Contains(page, "connect-src 'self';") {
+		t.Fatalf("the page's own policy was loosened too: %q", page)
+	}
+}
