@@ -222,6 +222,11 @@
     if (target.protocol !== 'https:' && target.protocol !== 'http:') {
       return console.error('cartsync: data-checkout-url must be an http(s) URL:', url);
     }
+    // The checkout the server recorded at the reviewed version: the
+    // storefront's backend redeems it by id (docs/integration.md).
+    if (data && typeof data.checkout_id === 'string' && data.checkout_id) {
+      target.searchParams.set('checkout', data.checkout_id);
+    }
     window.location.assign(target.href);
   }
 
