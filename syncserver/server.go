@@ -482,6 +482,9 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	}
 	items, err := s.catalog.lookup(ctx, skus)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		s.log.Error("catalog lookup", "cart", id.CartID, "err", err)
 		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
 	}
@@ -524,6 +527,11 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	if err != nil {
 		var pe *protocol.Error
 		if !errors.As(err, &pe) {
+			if ctx.Err() != nil {
+				// The client went away before its batch was stored:
+				// nothing was acknowledged, nothing to report.
+				return nil, ctx.Err()
+			}
 			s.log.Error("apply ops", "cart", id.CartID, "err", err)
 			return nil, protocol.Errorf(protocol.ErrInternal, "could not store the operations; retry")
 		}
