@@ -245,6 +245,20 @@ func TestNoCatalogNoTotals(t *testing.T) {
 	}
 }
 
+// A cart whose only item was withdrawn comes with notices and no totals
+// (an empty map is left out of the JSON): the total is nothing, not the
+// lines' prices.
+func TestNoticesWithoutTotals(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemStorage()
+	must(t, store.Confirm(ctx, annotated(priced(1, "tee=1"), nil, cart.Notice{Line: "tee", Unavailable: true}), nil))
+	e := newEngine(t, nil, store, nil)
+	must(t, e.Reload(ctx))
+	if st := e.Snapshot(); st.Totals == nil || len(st.Totals) != 0 {
+		t.Errorf("totals %v, want none (an empty map)", st.Totals)
+	}
+}
+
 func ptr(n int) *int { return &n }
 
 // noticesText writes notices as "tee: price 1000→1200, 3 available; mug:

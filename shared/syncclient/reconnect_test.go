@@ -1,6 +1,8 @@
 package syncclient
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -134,4 +136,152 @@ func TestGoingAwayWaitsRetryAfter(t *testing.T) {
 		}
 		next.login(cartAt(0), 0)
 	})
+}
+
+func TestHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFakeServer(t)
+		e := newEngine(t, srv, NewMemStorage(), func(c *Config) {
+			c.Heartbeat = time.Second
+			c.BackoffBase = 100 * time.Millisecond
+		})
+		start(t, e)
+		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		srv.do(func() {
+			if srv.pings < 9 || srv.dials != 1 {
+				t.Errorf("after 10s: %d pings, %d dials; want about 10 pings on 1 connection", srv.pings, srv.dials)
+			}
+		})
+
+		srv.kill(true) // the peer goes silent
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		srv.do(func() {
+			if srv.dials != 1 {
+				t.Errorf("redialled %d times 2s into the silence, want 0", srv.dials-1)
+			}
+		})
+		time.Sleep(1 * time.Second) // 2.5 beats since the last pong, plus backoff
+		synctest.Wait()
+		srv.do(func() {
+			if srv.dials != 2 {
+				t.Errorf("%d dials 3s into the silence, want 2", srv.dials)
+			}
+		})
+		waitFor(t, "synced again", func() bool { return e.Snapshot().Status == Synced })
+	})
+}
+
+// The server's welcome sets the heartbeat interval.
+func TestHeartbeatFromWelcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFakeServer(t)
+		srv.do(func() { srv.heartbeatMS = 5000 })
+		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Heartbeat = time.Second })
+		start(t, e)
+		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
+		time.Sleep(20*time.Second + time.Millisecond)
+		synctest.Wait()
+		srv.do(func() {
+			if srv.pings != 4 {
+				t.Errorf("%d pings in 20s at 5s, want 4", srv.pings)
+			}
+		})
+	})
+}
+
+func TestReconnectBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFakeServer(t)
+		srv.do(func() { srv.down = true })
+		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Rand = func() float64 { return 0.999 } })
+		start(t, e)
+		// Waits just under 0.5, 1, 2, 4, then 5s twelve times, then 10,
+		// 20 and 30s: 20 dials in 150s.
+		time.Sleep(150 * time.Second)
+		synctest.Wait()
+		srv.do(func() {
+			if srv.dials < 18 || srv.dials > 21 {
+				t.Errorf("%d dials in 150s of a server down, want about 20", srv.dials)
+			}
+			srv.down = false
+		})
+		if st := e.Snapshot().Status; st != Offline {
+			t.Errorf("status %v with the server down, want offline", st)
+		}
+		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
+
+		// After a stable connection the backoff starts over.
+		time.Sleep(time.Minute)
+		before := 0
+		srv.do(func() { before = srv.dials })
+		srv.kill(false)
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		srv.do(func() {
+			if srv.dials != before+1 {
+				t.Errorf("%d redials within 0.5s of losing a stable connection, want 1", srv.dials-before)
+			}
+		})
+	})
+}
+
+func TestRunTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFakeServer(t)
+		e := newEngine(t, srv, NewMemStorage(), nil)
+		start(t, e)
+		synctest.Wait()
+		if err := e.Run(context.Background()); !errors.Is(err, ErrRunning) {
+			t.Errorf("second Run = %v, want ErrRunning", err)
+		}
+	})
+}
+
+func TestClientIDGenerated(t *testing.T) {
+	a := newEngine(t, nil, NewMemStorage(), nil)
+	b := newEngine(t, nil, NewMemStorage(), nil)
+	if len(a.ClientID()) != 32 || a.ClientID() == b.ClientID() {
+		t.Errorf("client ids %q and %q, want two different 32-digit hex ids", a.ClientID(), b.ClientID())
+	}
+	if _, err := New(Config{Storage: NewMemStorage(), ClientID: "bad\nid"}); err == nil {
+		t.Error("New accepted a client id with a newline")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	const base, ceil = 500 * time.Millisecond, 30 * time.Second
+	tests := []struct {
+		name    string
+		attempt int
+		rnd     float64
+		want    time.Duration
+	}{
+		{"first, low", 0, 0, 0},
+		{"first, half", 0, 0.5, 250 * time.Millisecond},
+		{"first, high", 0, 0.999, 499500 * time.Microsecond},
+		{"third, half", 2, 0.5, time.Second},
+		{"sixth, half", 5, 0.5, 8 * time.Second},
+		{"capped", 6, 0.5, 15 * time.Second},
+		{"far past the cap", 1000, 0.5, 15 * time.Second},
+		{"capped, high", 1000, 0.999, 29970 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := backoff(tt.attempt, base, ceil, func() float64 { return tt.rnd })
+			if got != tt.want {
+				t.Errorf("backoff(%d) with rand %v = %v, want %v", tt.attempt, tt.rnd, got, tt.want)
+			}
+		})
+	}
+	for n := range 64 {
+		bound := min(ceil, base<<min(n, 20))
+		for _, r := range []float64{0, 0.3, 0.9999999} {
+			if d := backoff(n, base, ceil, func() float64 { return r }); d < 0 || d >= bound {
+				t.Errorf("backoff(%d) with rand %v = %v, want in [0, %v)", n, r, d, bound)
+			}
+		}
+	}
 }
