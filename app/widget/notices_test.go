@@ -115,6 +115,12 @@ func TestReviewWithNotices(t *testing.T) {
 	w.startReview()
 	mount(t, w)
 	match(t, app.Text("2 × T-shirt (size: M)"), w, 0, 1, panelBody, 0, 0, 0)
+	// The totals the subtotal counts: at the new price, the old one
+	// struck out; none for a withdrawn item.
+	match(t, app.Del(), w, 0, 1, panelBody, 0, 1, 0)
+	match(t, app.Text("€24.00"), w, 0, 1, panelBody, 0, 1, 0, 0)
+	match(t, app.Text(" €28.00"), w, 0, 1, panelBody, 0, 1, 1)
+	match(t, app.Text("€9.00"), w, 0, 1, panelBody, 2, 1, 0, 0)
 	match(t, app.Text("Price changed from €12.00 to €14.00"), w, 0, 1, panelBody, 0, 2, 0, 0, 0)
 	matchFix(t, w, []int{0, 1, panelBody, 0, 2, 0, 1}, "Accept the new price of T-shirt", "Accept new price")
 	matchFix(t, w, []int{0, 1, panelBody, 2, 2, 0, 1}, "Remove Mug from cart", "Remove")

@@ -359,14 +359,16 @@ func (w *Widget) renderReview() app.UI {
 	lines := w.st.Cart.Lines
 	items := make([]app.UI, len(lines))
 	for i, l := range lines {
-		items[i] = w.renderSummaryLine(l, w.renderLineNotice(l))
+		items[i] = w.renderSummaryLine(l, w.notice(l.Key))
 	}
 	return app.Ul().Class("cartsync-review").Aria("label", "Order summary").Body(items...)
 }
 
-// renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total,
-// and below them notice if it is not nil.
-func (w *Widget) renderSummaryLine(l *cart.Line, notice app.UI) app.UI {
+// renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total.
+// With a notice of the catalog (the review step), the total is the one the
+// subtotal counts: at the new price, after the old one struck out; struck
+// out for a withdrawn item. The notice and its fixes follow.
+func (w *Widget) renderSummaryLine(l *cart.Line, n *cart.Notice) app.UI {
 	what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
 	if len(l.Options) > 0 {
 		what += " (" + optionsText(l.Options) + ")"
@@ -375,12 +377,23 @@ func (w *Widget) renderSummaryLine(l *cart.Line, notice app.UI) app.UI {
 	if l.Details.Price > 0 {
 		total = formatPrice(l.Details.Price*int64(l.Quantity), l.Details.Currency)
 	}
-	children := []app.UI{
-		app.Span().Class("cartsync-review-what").Text(what),
-		app.Span().Class("cartsync-review-total").Text(total),
+	amount := app.Span().Class("cartsync-review-total")
+	switch {
+	case n != nil && n.Unavailable && total != "":
+		amount = amount.Body(app.Del().Text(total))
+	case n != nil && n.PriceChanged != nil:
+		now := formatPrice(n.PriceChanged.To*int64(l.Quantity), n.PriceChanged.Currency)
+		if total == "" {
+			amount = amount.Text(now)
+		} else {
+			amount = amount.Body(app.Del().Text(total), app.Text(" "+now))
+		}
+	default:
+		amount = amount.Text(total)
 	}
-	if notice != nil {
-		children = append(children, notice)
+	children := []app.UI{app.Span().Class("cartsync-review-what").Text(what), amount}
+	if n != nil {
+		children = append(children, w.renderLineNotice(l))
 	}
 	return app.Li().Class("cartsync-review-line").Body(children...)
 }
