@@ -40,6 +40,18 @@ func (s *checkoutServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(s.body)
 }
 
+// handlerTransport serves requests with a handler, in process: httptest's
+// servers do not listen under js/wasm.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	w := httptest.NewRecorder()
+	t.h.ServeHTTP(w, r)
+	resp := w.Result()
+	resp.Request = r
+	return resp, nil
+}
+
 func TestCheckout(t *testing.T) {
 	v3 := priced(3, "tee=2")
 	v4 := priced(4, "tee=1")
@@ -75,14 +87,14 @@ func TestCheckout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			srv := &checkoutServer{status: tt.status, body: tt.body}
-			hs := httptest.NewServer(srv)
-			defer hs.Close()
 			store := NewMemStorage()
 			must(t, store.Confirm(ctx, v3, nil))
 			if _, err := store.SwapDeviceToken(ctx, "", "dev-1"); err != nil {
 				t.Fatal(err)
 			}
-			e := newEngine(t, nil, store, func(c *Config) { c.BaseURL = hs.URL + "/" })
+			e := newEngine(t, nil, store, func(c *Config) {
+				c.BaseURL, c.HTTPClient = "https://cart.example/", &http.Client{Transport: handlerTransport{srv}}
+			})
 			if tt.user != "" {
 				must(t, e.SetUser(tt.user, ""))
 			}
@@ -122,7 +134,7 @@ func TestCheckout(t *testing.T) {
 
 func TestCheckoutNeedsDeviceAndURL(t *testing.T) {
 	ctx := context.Background()
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.BaseURL = "http://127.0.0.1:1" })
+	e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.BaseURL = "https://cart.example" })
 	if _, err := e.Checkout(ctx, 1); !errors.Is(err, ErrNoDevice) {
 		t.Errorf("without a device token: %v, want ErrNoDevice", err)
 	}
