@@ -31,6 +31,14 @@ const (
 	checkoutSignIn  = "Sign in again to check out. Your cart is kept."
 )
 
+// noticesSummary tells screen readers that n lines have a notice.
+func noticesSummary(n int) string {
+	if n == 1 {
+		return "1 item in your cart changed since you added it. The note under it says how."
+	}
+	return fmt.Sprintf("%d items in your cart changed since you added them. The notes under them say how.", n)
+}
+
 // notice returns the notice about the line with key, or nil.
 func (w *Widget) notice(key string) *cart.Notice {
 	for i := range w.st.Notices {

@@ -79,6 +79,9 @@ func TestLineNotices(t *testing.T) {
 
 	// The subtotal is the server's, at the catalog's prices.
 	match(t, app.Text("€101.00"), w, 0, 1, panelFoot, 0, 1, 0)
+	// Screen readers are told in the live region.
+	match(t, app.P().Class("cartsync-sr"), w, 0, 1, panelNotices, 0)
+	match(t, app.Text("4 items in your cart changed since you added them. The notes under them say how."), w, 0, 1, panelNotices, 0, 0)
 
 	// A line without a notice has none.
 	st := noticeState()

@@ -139,6 +139,10 @@ func (w *Widget) renderNotices() app.UI {
 	if w.hasNotice() {
 		children = append(children, w.renderNotice())
 	}
+	if n := len(w.st.Notices); n > 0 && w.loaded && w.st.Choice == nil {
+		// Told to screen readers as it comes; the lines show it.
+		children = append(children, app.P().Class("cartsync-sr").Text(noticesSummary(n)))
+	}
 	return app.Div().Class("cartsync-notices").Aria("live", "polite").Body(children...)
 }
 
