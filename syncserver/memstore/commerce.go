@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,14 +31,22 @@ type event struct {
 	deliveredAt time.Time
 }
 
-// outbox holds the events. Event seq n is events[n-1]: seqs start at 1 and
-// events are never deleted.
+// outbox holds the events, in seq order. Seqs start at 1 and are never
+// handed out twice; PruneEvents deletes events, so an event's index in
+// events is not its seq: search for it.
 type outbox struct {
 	events []*event
 	ids    map[string]*event
 	// low is an index before which no event is pending, where
 	// ClaimEvents starts looking.
 	low int
+	// last is the last seq handed out.
+	last int64
+}
+
+// after returns the index of the first event with a seq greater than seq.
+func (o *outbox) after(seq int64) int {
+	return sort.Search(len(o.events), func(i int) bool { return o.events[i].Seq > seq })
 }
 
 // UpsertItems implements syncserver.CatalogStore. An item with an empty
@@ -165,7 +174,8 @@ func (s *Store) addEvents(cartID string, evs []syncserver.Event, now time.Time) 
 				}
 			}
 		}
-		ev.Seq = int64(len(o.events) + 1)
+		o.last++
+		ev.Seq = o.last
 		ev.Cursor = strconv.FormatInt(ev.Seq, 10)
 		ev.Data = bytes.Clone(ev.Data)
 		if len(ev.Data) == 0 {
@@ -208,7 +218,7 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []syncserver.Event
-	for i := min(after, int64(len(s.outbox.events))); i < int64(len(s.outbox.events)) && len(out) < limit; i++ {
+	for i := s.outbox.after(after); i < len(s.outbox.events) && len(out) < limit; i++ {
 		if e := s.outbox.events[i]; e.State != syncserver.EventCoalesced {
 			out = append(out, e.view())
 		}
@@ -248,10 +258,11 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Durat
 
 // find returns the event with seq, or nil. The caller holds Store.mu.
 func (s *Store) find(seq int64) *event {
-	if seq < 1 || seq > int64(len(s.outbox.events)) {
-		return nil
+	o := &s.outbox
+	if i := o.after(seq - 1); i < len(o.events) && o.events[i].Seq == seq {
+		return o.events[i]
 	}
-	return s.outbox.events[seq-1]
+	return nil
 }
 
 // EventDelivered implements syncserver.EventStore. An event no longer
@@ -303,7 +314,7 @@ func (s *Store) DeadEvents(ctx context.Context, after int64, limit int) ([]syncs
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []syncserver.Event
-	for i := max(after, 0); i < int64(len(s.outbox.events)) && len(out) < limit; i++ {
+	for i := s.outbox.after(after); i < len(s.outbox.events) && len(out) < limit; i++ {
 		if e := s.outbox.events[i]; e.State == syncserver.EventDead {
 			out = append(out, e.view())
 		}
@@ -324,7 +335,7 @@ func (s *Store) RetryEvent(ctx context.Context, id string) error {
 		return fmt.Errorf("memstore: retry event %s: %w", id, syncserver.ErrEventNotFound)
 	}
 	e.State, e.Attempts, e.NextAt, e.leaseUntil = syncserver.EventPending, 0, time.Now(), time.Time{}
-	s.outbox.low = min(s.outbox.low, int(e.Seq-1))
+	s.outbox.low = min(s.outbox.low, s.outbox.after(e.Seq-1))
 	return nil
 }
 
@@ -341,6 +352,37 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 		counts[e.State]++
 	}
 	return counts, nil
+}
+
+// PruneEvents implements syncserver.EventStore. A limit below 1 deletes
+// nothing. A pruned event's id may be used again.
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil || limit < 1 {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := &s.outbox
+	n, low := 0, o.low
+	kept := o.events[:0] // compacted in place, in seq order
+	for i, e := range o.events {
+		if n == limit {
+			kept = append(kept, o.events[i:]...)
+			break
+		}
+		if e.State == syncserver.EventPending || !e.At.Before(cutoff) {
+			kept = append(kept, e)
+			continue
+		}
+		delete(o.ids, e.ID)
+		n++
+		if i < o.low {
+			low-- // no event before low was pending, nor is one now
+		}
+	}
+	clear(o.events[len(kept):])
+	o.events, o.low = kept, low
+	return n, nil
 }
 
 func zeroCounts() map[string]int64 {

@@ -259,6 +259,23 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 	return counts, nil
 }
 
+// PruneEvents implements syncserver.EventStore, in one statement; the
+// index events_prunable (migration 0004) finds the events old enough.
+// Times are kept to the millisecond, as in IdleCarts. A limit below 1
+// deletes nothing.
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, ctx.Err()
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE seq IN (
+			SELECT seq FROM events WHERE state <> 'pending' AND at < $1 ORDER BY seq LIMIT $2)`,
+		cutoff.Truncate(time.Millisecond), limit)
+	if err != nil {
+		return 0, withCtx(ctx, fmt.Errorf("prune events: %w", err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // IdleCarts implements syncserver.EventStore. Times are kept to the
 // millisecond, as in Purge: only carts changed in a millisecond before
 // cutoff's are idle. A cart without an UpdatedAt is never idle.

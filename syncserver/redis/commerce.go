@@ -138,6 +138,15 @@ func (c *Cache) EventCounts(ctx context.Context) (map[string]int64, error) {
 	return es.EventCounts(ctx)
 }
 
+// PruneEvents runs on the next Store.
+func (c *Cache) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	es, err := c.events()
+	if err != nil {
+		return 0, err
+	}
+	return es.PruneEvents(ctx, cutoff, limit)
+}
+
 // IdleCarts reads the next Store, which holds every cart's meta.
 func (c *Cache) IdleCarts(ctx context.Context, kind string, cutoff time.Time, limit int) ([]string, error) {
 	es, err := c.events()

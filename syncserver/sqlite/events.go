@@ -275,6 +275,35 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 	return counts, nil
 }
 
+// PruneEvents implements syncserver.EventStore, in one write transaction.
+// Times are kept to the millisecond: only events of a millisecond before
+// cutoff's go. A limit below 1 deletes nothing. AUTOINCREMENT never hands
+// out a pruned seq again.
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, ctx.Err()
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("prune events: begin: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
+			SELECT seq FROM events WHERE state <> 'pending' AND at < ? ORDER BY seq LIMIT ?)`,
+		cutoff.UnixMilli(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("prune events: commit: %w", err)
+	}
+	return int(n), nil
+}
+
 // IdleCarts implements syncserver.EventStore. Times are kept to the
 // millisecond, as in Purge: only carts changed in a millisecond before
 // cutoff's are idle. A cart without an UpdatedAt is never idle.

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -12,8 +13,8 @@ import (
 )
 
 // Contract tests of the storefront's side of a store: the catalog
-// (syncserver.CatalogStore) here, the event outbox (syncserver.EventStore)
-// in events.go and claim.go.
+// (syncserver.CatalogStore) and the outbox's pruning here, the rest of the
+// event outbox (syncserver.EventStore) in events.go and claim.go.
 
 // commerceStore is a Store with a catalog and an outbox, as every store
 // that serves is.
@@ -42,6 +43,10 @@ type commerceStore interface {
 //     ErrEventNotFound, and do nothing to an event no longer pending.
 //   - The feed may lag behind the newest commits (the suite waits for
 //     them), but never skips one.
+//   - PruneEvents deletes in seq order. A pruned event is gone for every
+//     method (its seq is unknown to EventDelivered and EventFailed), its
+//     cursor still reads the feed after it, and its seq is never handed
+//     out again.
 func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 	tests := []struct {
 		name string
@@ -62,6 +67,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"DeliveryStates", testDeliveryStates},
 		{"DeadEventsPaging", testDeadEventsPaging},
+		{"EventsPrune", testEventsPrune},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,4 +315,169 @@ func testCatalogUpsertAllOrNothing(t *testing.T, s commerceStore) {
 	if got := listAll(t, s, 100); !slices.Equal(skusOf(got), []string{"keep"}) {
 		t.Errorf("ListItems after the failed upsert = %d items %q..., want only keep", len(got), skusOf(got)[:min(len(got), 3)])
 	}
+}
+
+func prune(t testing.TB, s syncserver.EventStore, cutoff time.Time, limit int) int {
+	t.Helper()
+	n, err := s.PruneEvents(t.Context(), cutoff, limit)
+	if err != nil {
+		t.Fatalf("PruneEvents(%v, %d): %v", cutoff, limit, err)
+	}
+	return n
+}
+
+// PruneEvents deletes old events that are no longer pending, in seq order,
+// a limited batch at a time, and never a pending one; the feed, claims and
+// delivery outcomes carry on around the gaps.
+func testEventsPrune(t *testing.T, s commerceStore) {
+	now := time.Now()
+	later := now.Add(48 * time.Hour) // after every event's At
+	upd := func(name, cartID string, at time.Time) syncserver.Event {
+		return coalescing(newEvent(name, syncserver.EventCartUpdated, cartID, at))
+	}
+	// In seq order; c1 and c2 are coalesced by the next event of cart-c.
+	evs := []syncserver.Event{
+		newEvent("d1", syncserver.EventCartCreated, "cart-d", stamp(1)),
+		newEvent("p1", syncserver.EventCartCreated, "cart-p", stamp(2)),
+		upd("c1", "cart-c", stamp(3)),
+		newEvent("x1", syncserver.EventCartCreated, "cart-x", stamp(4)),
+		newEvent("d2", syncserver.EventCheckoutCreated, "cart-d", stamp(5)),
+		upd("c2", "cart-c", stamp(6)),
+		upd("c3", "cart-c", stamp(7)),
+		newEvent("d3", syncserver.EventCheckoutCompleted, "cart-d", stamp(20)),
+		newEvent("q1", syncserver.EventCartCreated, "cart-q", stamp(21)),
+		newEvent("d4", syncserver.EventCartUpdated, "cart-d", stamp(22)),
+	}
+	for _, ev := range evs {
+		emit(t, s, ev.CartID, ev)
+	}
+	feed := waitFeed(t, s, "", 8)
+	if want := []string{"evt_d1", "evt_p1", "evt_x1", "evt_d2", "evt_c3", "evt_d3", "evt_q1", "evt_d4"}; !slices.Equal(ids(feed), want) {
+		t.Fatalf("feed = %q, want %q", ids(feed), want)
+	}
+	cursor := map[string]string{}
+	for _, ev := range feed {
+		cursor[ev.ID] = ev.Cursor
+	}
+
+	// Deliver the d events, kill x1, fail p1 and c3 (pending, due again
+	// tomorrow), and leave q1 and d4 leased for an hour.
+	seqs := map[string]int64{}
+	for round := 0; ; round++ {
+		got := claim(t, s, now, time.Hour, 10)
+		if len(got) == 0 {
+			break
+		}
+		if round == 10 {
+			t.Fatalf("claim round %d still got %q", round, ids(got))
+		}
+		for _, ev := range got {
+			seqs[ev.ID] = ev.Seq
+			var err error
+			switch ev.ID {
+			case "evt_d1", "evt_d2", "evt_d3":
+				err = s.EventDelivered(t.Context(), ev.Seq, now)
+			case "evt_x1":
+				err = s.EventFailed(t.Context(), ev.Seq, now, "410 gone", true)
+			case "evt_p1", "evt_c3":
+				err = s.EventFailed(t.Context(), ev.Seq, now.Add(24*time.Hour), "503", false)
+			}
+			if err != nil {
+				t.Fatalf("outcome of %s: %v", ev.ID, err)
+			}
+		}
+	}
+	checkCounts(t, "before pruning", s, 4, 3, 1, 2)
+
+	for _, limit := range []int{0, -1} {
+		if n, err := s.PruneEvents(t.Context(), later, limit); err != nil || n != 0 {
+			t.Errorf("PruneEvents(later, %d) = %d, %v; want 0", limit, n, err)
+		}
+	}
+	checkCounts(t, "after pruning with limits below 1", s, 4, 3, 1, 2)
+	if n := prune(t, s, stamp(1), 10); n != 0 {
+		t.Errorf("PruneEvents(d1's At, 10) = %d, want 0 (nothing before it)", n)
+	}
+
+	// Before stamp(10): d1, c1, x1, d2 and c2, in seq order.
+	for _, step := range []struct {
+		limit, want                         int
+		pending, delivered, dead, coalesced int64
+	}{
+		{2, 2, 4, 2, 1, 1},  // d1, c1
+		{2, 2, 4, 1, 0, 1},  // x1, d2
+		{10, 1, 4, 1, 0, 0}, // c2
+		{10, 0, 4, 1, 0, 0},
+	} {
+		what := fmt.Sprintf("PruneEvents(stamp(10), %d)", step.limit)
+		if n := prune(t, s, stamp(10), step.limit); n != step.want {
+			t.Errorf("%s = %d, want %d", what, n, step.want)
+		}
+		checkCounts(t, "after "+what, s, step.pending, step.delivered, step.dead, step.coalesced)
+	}
+
+	// The feed reads on from a pruned event's cursor, and from the start.
+	rest := []string{"evt_p1", "evt_c3", "evt_d3", "evt_q1", "evt_d4"}
+	for _, tt := range []struct {
+		after string
+		want  []string
+	}{
+		{"", rest},
+		{"evt_d1", rest},
+		{"evt_x1", rest[1:]},
+		{"evt_d2", rest[1:]},
+		{"evt_c3", rest[2:]},
+		{"evt_d4", nil},
+	} {
+		if got := feedAll(t, s, cursor[tt.after]); !slices.Equal(ids(got), tt.want) {
+			t.Errorf("feed after %q's cursor = %q, want %q", tt.after, ids(got), tt.want)
+		}
+	}
+	if got, err := s.EventsAfter(t.Context(), cursor["evt_d1"], 1); err != nil || !slices.Equal(ids(got), rest[:1]) {
+		t.Errorf("EventsAfter(d1's cursor, 1) = %q, %v; want [evt_p1]", ids(got), err)
+	}
+
+	// Pruned events are gone for the delivery side too.
+	if err := s.EventDelivered(t.Context(), seqs["evt_d1"], now); !errors.Is(err, syncserver.ErrEventNotFound) {
+		t.Errorf("EventDelivered(pruned d1) = %v, want ErrEventNotFound", err)
+	}
+	if err := s.EventFailed(t.Context(), seqs["evt_x1"], now, "x", true); !errors.Is(err, syncserver.ErrEventNotFound) {
+		t.Errorf("EventFailed(pruned x1) = %v, want ErrEventNotFound", err)
+	}
+	if err := s.RetryEvent(t.Context(), "evt_x1"); !errors.Is(err, syncserver.ErrEventNotFound) {
+		t.Errorf("RetryEvent(pruned x1) = %v, want ErrEventNotFound", err)
+	}
+	if dead, err := s.DeadEvents(t.Context(), 0, 10); err != nil || len(dead) != 0 {
+		t.Errorf("DeadEvents after pruning x1 = %q, %v; want none", ids(dead), err)
+	}
+
+	// Pending events stay, whatever the cutoff; claims still find them.
+	if n := prune(t, s, later, 10); n != 1 {
+		t.Errorf("PruneEvents(later, 10) = %d, want 1 (d3)", n)
+	}
+	checkCounts(t, "after pruning everything but the pending events", s, 4, 0, 0, 0)
+	if got := claim(t, s, now.Add(2*time.Hour), time.Hour, 10); !slices.Equal(ids(got), []string{"evt_q1", "evt_d4"}) {
+		t.Errorf("claim after the leases ended = %q, want [evt_q1 evt_d4]", ids(got))
+	}
+	got := claim(t, s, now.Add(25*time.Hour), time.Hour, 10)
+	if want := []string{"evt_p1", "evt_c3", "evt_q1", "evt_d4"}; !slices.Equal(ids(got), want) {
+		t.Fatalf("claim when every pending event is due = %q, want %q", ids(got), want)
+	}
+	if got[0].Attempts != 1 || got[0].LastError != "503" {
+		t.Errorf("claimed p1 has %d attempts, last error %q; want 1 and 503", got[0].Attempts, got[0].LastError)
+	}
+
+	// Pruning the newest event does not give its seq to the next one.
+	if err := s.EventDelivered(t.Context(), got[3].Seq, now); err != nil {
+		t.Fatalf("EventDelivered(d4): %v", err)
+	}
+	if n := prune(t, s, later, 10); n != 1 {
+		t.Errorf("PruneEvents(later, 10) after delivering d4 = %d, want 1", n)
+	}
+	emit(t, s, "cart-e", newEvent("e1", syncserver.EventCartCreated, "cart-e", stamp(30)))
+	after := waitFeed(t, s, cursor["evt_d4"], 1)
+	if len(after) != 1 || after[0].ID != "evt_e1" || after[0].Seq <= got[3].Seq {
+		t.Errorf("feed after pruned d4's cursor (seq %d) = %+v, want evt_e1 with a greater seq", got[3].Seq, after)
+	}
+	checkCounts(t, "at the end", s, 4, 0, 0, 0)
 }

@@ -176,6 +176,11 @@ func (s *fakeStore) EventCounts(ctx context.Context) (map[string]int64, error) {
 	return counts, nil
 }
 
+// PruneEvents prunes nothing: find takes seq n to be events[n-1].
+func (s *fakeStore) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return 0, nil
+}
+
 func (s *fakeStore) IdleCarts(ctx context.Context, kind string, cutoff time.Time, limit int) ([]string, error) {
 	return nil, nil
 }
