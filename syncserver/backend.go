@@ -449,4 +449,3 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 // ErrBadCursor is what an EventStore returns for a feed cursor it did not
 // give.
 var ErrBadCursor = errors.New("syncserver: not a feed cursor")
-

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"reflect"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -123,7 +124,7 @@ func TestExpiredError(t *testing.T) {
 	_, err := v.VerifyUser(t.Context(), hs256(t, tokenClaims(nil)))
 	want := &protocol.Error{Code: protocol.ErrTokenExpired, Message: "user token expired: log in again", Retryable: false}
 	var got *protocol.Error
-	if !errors.As(err, &got) || *got != *want {
+	if !errors.As(err, &got) || !reflect.DeepEqual(got, want) {
 		t.Errorf("err = %#v, want %#v", got, want)
 	}
 }
