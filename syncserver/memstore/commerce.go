@@ -166,11 +166,15 @@ func (s *Store) addEvents(cartID string, evs []syncserver.Event, now time.Time) 
 		if ev.CartID == "" {
 			ev.CartID = cartID
 		}
+		var due time.Time // the earliest NextAt among the replaced events
 		if ev.Coalesce {
 			for _, old := range o.events[o.low:] {
 				if old.CartID == ev.CartID && old.Type == ev.Type && old.State == syncserver.EventPending &&
 					old.Attempts == 0 && !old.leaseUntil.After(now) {
 					old.State = syncserver.EventCoalesced
+					if due.IsZero() || old.NextAt.Before(due) {
+						due = old.NextAt
+					}
 				}
 			}
 		}
@@ -187,6 +191,11 @@ func (s *Store) addEvents(cartID string, evs []syncserver.Event, now time.Time) 
 		}
 		if ev.NextAt.IsZero() {
 			ev.NextAt = now
+		}
+		if !due.IsZero() && due.Before(ev.NextAt) {
+			// A cart edited without pause still gets its event out:
+			// the replacement is due when the first it replaced was.
+			ev.NextAt = due
 		}
 		e := &event{Event: ev}
 		o.events = append(o.events, e)

@@ -35,9 +35,17 @@ const (
 	// A coalescing event replaces the pending events of its cart and type
 	// that no delivery has tried and that no lease holds. A claim that
 	// holds one of them makes this wait, and then leaves it.
-	sqlCoalesce = `UPDATE events SET state = 'coalesced'
-		WHERE cart_id = $1 AND type = $2 AND state = 'pending' AND attempts = 0
-			AND (lease_until IS NULL OR lease_until <= $3)`
+	//
+	// The replacement is due when the earliest of those was, if sooner
+	// than its own time: a cart edited without pause still gets its
+	// event out.
+	sqlCoalesceInsert = `WITH gone AS (
+			UPDATE events SET state = 'coalesced'
+			WHERE cart_id = $3 AND type = $2 AND state = 'pending' AND attempts = 0
+				AND (lease_until IS NULL OR lease_until <= $7)
+			RETURNING next_at)
+		INSERT INTO events (id, type, cart_id, at, data, next_at)
+		SELECT $1, $2, $3, $4, $5, LEAST($6, (SELECT min(next_at) FROM gone))`
 	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at) VALUES ($1, $2, $3, $4, $5, $6)`
 )
 
@@ -61,12 +69,13 @@ func queueEvents(b *pgx.Batch, cartID string, evs []syncserver.Event, now time.T
 		default:
 			data = string(ev.Data)
 		}
-		if ev.Coalesce {
-			b.Queue(sqlCoalesce, ev.CartID, ev.Type, now)
-		}
 		next := ev.NextAt
 		if next.IsZero() {
 			next = ev.At
+		}
+		if ev.Coalesce {
+			b.Queue(sqlCoalesceInsert, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond), now)
+			continue
 		}
 		b.Queue(sqlInsertEvent, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond))
 	}

@@ -28,7 +28,8 @@ const (
 	// that no delivery has tried and that no lease holds.
 	sqlCoalesce = `UPDATE events SET state = 'coalesced'
 		WHERE cart_id = ? AND type = ? AND state = 'pending' AND attempts = 0
-			AND (lease_until IS NULL OR lease_until <= ?)`
+			AND (lease_until IS NULL OR lease_until <= ?)
+		RETURNING next_at`
 	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at) VALUES (?, ?, ?, ?, ?, ?)`
 )
 
@@ -53,20 +54,50 @@ func writeEvents(ctx context.Context, tx *sql.Tx, cartID string, evs []syncserve
 		if err != nil {
 			return err
 		}
+		var due int64 // the earliest next_at among the replaced events
 		if ev.Coalesce {
-			if _, err := tx.ExecContext(ctx, sqlCoalesce, ev.CartID, ev.Type, now); err != nil {
-				return fmt.Errorf("coalesce events before %s: %w", ev.ID, err)
+			if due, err = coalesce(ctx, tx, ev, now); err != nil {
+				return err
 			}
 		}
 		next := ev.NextAt
 		if next.IsZero() {
 			next = ev.At
 		}
+		if due != 0 && due < next.UnixMilli() {
+			// A cart edited without pause still gets its event out:
+			// the replacement is due when the first it replaced was.
+			next = time.UnixMilli(due)
+		}
 		if _, err := insert.ExecContext(ctx, ev.ID, ev.Type, ev.CartID, ev.At.UnixMilli(), data, next.UnixMilli()); err != nil {
 			return fmt.Errorf("write event %s: %w", ev.ID, err)
 		}
 	}
 	return nil
+}
+
+// coalesce marks the events ev replaces coalesced and returns the earliest
+// next_at among them, 0 for none.
+func coalesce(ctx context.Context, tx *sql.Tx, ev syncserver.Event, now int64) (int64, error) {
+	rows, err := tx.QueryContext(ctx, sqlCoalesce, ev.CartID, ev.Type, now)
+	if err != nil {
+		return 0, fmt.Errorf("coalesce events before %s: %w", ev.ID, err)
+	}
+	defer rows.Close()
+	var due int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return 0, fmt.Errorf("coalesce events before %s: %w", ev.ID, err)
+		}
+		if due == 0 || n < due {
+			due = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("coalesce events before %s: %w", ev.ID, err)
+	}
+	return due, nil
 }
 
 // eventData checks that ev can be written and returns its data, "null"

@@ -60,6 +60,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"EventsFromMerge", testEventsFromMerge},
 		{"EventsNotWrittenOnError", testEventsNotWrittenOnError},
 		{"EventsCoalesce", testEventsCoalesce},
+		{"EventsCoalesceKeepsTheFirstDue", testEventsCoalesceKeepsTheFirstDue},
 		{"EventsFeedNeverSkips", testEventsFeedNeverSkips},
 		{"EventsPurgeExpired", testEventsPurgeExpired},
 		{"IdleCartsAndAbandonedAt", testIdleCartsAndAbandonedAt},

@@ -356,6 +356,25 @@ func testEventsCoalesce(t *testing.T, s commerceStore) {
 	}
 }
 
+// A coalescing event is due when the earliest event it replaced was, if
+// that is sooner than its own time: a cart edited without pause, each edit
+// pushing the next one's time back, still gets its event delivered.
+func testEventsCoalesceKeepsTheFirstDue(t *testing.T, s commerceStore) {
+	first := coalescing(newEvent("u1", syncserver.EventCartUpdated, "cart-busy", stamp(1)))
+	first.NextAt = stamp(2)
+	emit(t, s, "cart-busy", first)
+	for i := range 5 {
+		ev := coalescing(newEvent(fmt.Sprintf("u%d", i+2), syncserver.EventCartUpdated, "cart-busy", stamp(uint64(i+2))))
+		ev.NextAt = stamp(uint64(i + 3))
+		emit(t, s, "cart-busy", ev)
+	}
+	// At stamp(2), when the first was due, the last (due at stamp(7) by
+	// its own time) goes out in its place.
+	if got := claim(t, s, stamp(2).Add(time.Millisecond), time.Minute, 10); !slices.Equal(ids(got), []string{"evt_u6"}) {
+		t.Fatalf("ClaimEvents when the first update was due = %q, want evt_u6 (the latest, in its place)", ids(got))
+	}
+}
+
 // The feed never skips an event that commits after a later one was read:
 // a Mutate holds its transaction open while another cart's commits, the
 // feed is read, then the first commits; reading on from the cursor gives
