@@ -530,3 +530,33 @@ func TestCatalogTakesAFullBatch(t *testing.T) {
 		t.Fatalf("last page: %d items from %+v, next %q", len(page.Items), page.Items[0], page.Next)
 	}
 }
+
+func TestDeliveredEventsArePruned(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour })
+	tok := s.device()
+	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+	before := s.feed("").Events
+	if len(before) != 2 {
+		t.Fatalf("events = %d, want cart.created and cart.updated", len(before))
+	}
+	// The first is delivered, the second still pending.
+	claimed, err := st.ClaimEvents(t.Context(), s.clock.now(), time.Minute, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %d", err, len(claimed))
+	}
+	if err := st.EventDelivered(t.Context(), claimed[0].Seq, s.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.srv.PruneEvents(t.Context(), 10); err != nil || n != 0 {
+		t.Fatalf("prune within the retention: %d, %v", n, err)
+	}
+	s.clock.add(25 * time.Hour)
+	if n, err := s.srv.PruneEvents(t.Context(), 10); err != nil || n != 1 {
+		t.Fatalf("prune past the retention: %d, %v; want the delivered one", n, err)
+	}
+	after := s.feed("").Events
+	if len(after) != 1 || after[0].ID != before[1].ID {
+		t.Fatalf("feed after the prune: %+v; want only the pending event", after)
+	}
+}

@@ -138,3 +138,31 @@ func (s *Server) Abandon(ctx context.Context, batch int) (int, error) {
 // errNothingToDo ends a Mutate that found nothing to change, writing
 // nothing.
 var errNothingToDo = fmt.Errorf("syncserver: nothing to do")
+
+// PruneEvents deletes events delivered, coalesced or dead before
+// Config.EventRetention (7 days when zero; negative keeps them), in
+// batches of batch, and returns how many. The feed reaches back that far.
+func (s *Server) PruneEvents(ctx context.Context, batch int) (int, error) {
+	if s.events == nil || s.cfg.EventRetention < 0 {
+		return 0, nil
+	}
+	keep := s.cfg.EventRetention
+	if keep == 0 {
+		keep = 7 * 24 * time.Hour
+	}
+	if batch <= 0 {
+		batch = 1000
+	}
+	cutoff := s.now().Add(-keep)
+	total := 0
+	for {
+		n, err := s.events.PruneEvents(ctx, cutoff, batch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune events: %w", err)
+		}
+		if n < batch {
+			return total, nil
+		}
+	}
+}

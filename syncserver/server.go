@@ -86,6 +86,10 @@ type Config struct {
 	// abandoned, per kind (KindGuest, KindUser); a missing kind means 24h,
 	// a negative value never.
 	AbandonAfter map[string]time.Duration
+	// EventRetention is how long events stay in the outbox once delivered,
+	// coalesced or dead (pending ones stay until delivered); zero means 7
+	// days, negative forever. The feed reaches back that far.
+	EventRetention time.Duration
 	// EventsWritten, when set, is called after a change that wrote events
 	// commits (to wake a webhook deliverer up).
 	EventsWritten func()

@@ -1,6 +1,7 @@
 package cart
 
 import (
+	"maps"
 	"net/url"
 	"sort"
 	"strings"
@@ -136,6 +137,21 @@ func (c *Cart) Clone() *Cart {
 	for _, co := range c.Checkouts {
 		out.Checkouts = append(out.Checkouts, co.Clone())
 	}
+	if c.Notices != nil {
+		out.Notices = make([]Notice, len(c.Notices))
+		for i, n := range c.Notices {
+			if n.PriceChanged != nil {
+				pc := *n.PriceChanged
+				n.PriceChanged = &pc
+			}
+			if n.Available != nil {
+				a := *n.Available
+				n.Available = &a
+			}
+			out.Notices[i] = n
+		}
+	}
+	out.Totals = maps.Clone(c.Totals)
 	return out
 }
 

@@ -102,6 +102,7 @@ type Main struct {
 	WebhookURL      string
 	WebhookSecrets  []string
 	WebhookWindow   time.Duration
+	EventRetention  time.Duration
 	IPLimits        syncserver.IPLimits
 	LogLevel        slog.Level
 	Logger          *slog.Logger
@@ -143,6 +144,7 @@ func NewMain() *Main {
 		AbandonUser:     24 * time.Hour,
 		AbandonInterval: time.Minute,
 		WebhookWindow:   24 * time.Hour,
+		EventRetention:  7 * 24 * time.Hour,
 		DefaultPolicy:   "merge",
 		GuestRetention:  30 * 24 * time.Hour,
 		PurgeInterval:   time.Hour,
@@ -202,6 +204,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.WebhookURL, "webhook-url", env("CARTSYNC_WEBHOOK_URL", ""), "the storefront's URL that receives cart events as signed webhooks; needs -api-keys and -webhook-secrets (CARTSYNC_WEBHOOK_URL)")
 	fs.StringVar(&hookSecrets, "webhook-secrets", env("CARTSYNC_WEBHOOK_SECRETS", ""), "comma-separated webhook signing secrets (whsec_...); each signs every delivery, so a secret can be rotated (CARTSYNC_WEBHOOK_SECRETS)")
 	fs.DurationVar(&m.WebhookWindow, "webhook-retry-window", envDuration(getenv, "CARTSYNC_WEBHOOK_RETRY_WINDOW", m.WebhookWindow), "how long a webhook that fails is retried before it is dead (CARTSYNC_WEBHOOK_RETRY_WINDOW)")
+	fs.DurationVar(&m.EventRetention, "event-retention", envDuration(getenv, "CARTSYNC_EVENT_RETENTION", m.EventRetention), "how long cart events stay in the outbox and the feed once delivered (pending ones stay until delivered); negative forever (CARTSYNC_EVENT_RETENTION)")
 	fs.StringVar(&level, "log-level", env("CARTSYNC_LOG_LEVEL", "info"), "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -434,6 +437,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Events:         len(m.APIKeys) > 0,
 		AbandonAfter:   map[string]time.Duration{syncserver.KindGuest: m.AbandonGuest, syncserver.KindUser: m.AbandonUser},
 		EventsWritten:  kick,
+		EventRetention: m.EventRetention,
 	})
 	if err != nil {
 		return err
@@ -530,6 +534,9 @@ func (m *Main) purgeLoop(ctx context.Context) {
 	for {
 		if _, err := m.sync.Purge(ctx, 500); err != nil && ctx.Err() == nil {
 			m.Logger.Error("purge", "err", err)
+		}
+		if _, err := m.sync.PruneEvents(ctx, 1000); err != nil && ctx.Err() == nil {
+			m.Logger.Error("prune events", "err", err)
 		}
 		select {
 		case <-ctx.Done():
