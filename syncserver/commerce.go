@@ -52,7 +52,9 @@ type Event struct {
 	// type that no delivery has tried yet (cart.updated).
 	Coalesce bool `json:"-"`
 
-	// Delivery state.
+	// Delivery state. The core may write an event as delivered (a server
+	// without webhooks: nobody to deliver it to, the feed shows it and
+	// the retention prunes it); otherwise it is written pending.
 	State     string    `json:"state,omitempty"` // pending, delivered, dead, coalesced
 	Attempts  int       `json:"attempts,omitempty"`
 	NextAt    time.Time `json:"next_at,omitzero"`

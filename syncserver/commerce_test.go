@@ -533,7 +533,7 @@ func TestCatalogTakesAFullBatch(t *testing.T) {
 
 func TestDeliveredEventsArePruned(t *testing.T) {
 	st := memstore.New()
-	s := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour })
+	s := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour; c.Webhooks = true })
 	tok := s.device()
 	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
 	before := s.feed("").Events
@@ -558,5 +558,23 @@ func TestDeliveredEventsArePruned(t *testing.T) {
 	after := s.feed("").Events
 	if len(after) != 1 || after[0].ID != before[1].ID {
 		t.Fatalf("feed after the prune: %+v; want only the pending event", after)
+	}
+}
+
+func TestFeedOnlyEventsArePruned(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour })
+	tok := s.device()
+	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+	if evs := s.feed("").Events; len(evs) != 2 {
+		t.Fatalf("feed = %d events, want 2", len(evs))
+	}
+	// Without webhooks nothing waits for a delivery.
+	if claimed, err := st.ClaimEvents(t.Context(), s.clock.now().Add(time.Hour), time.Minute, 10); err != nil || len(claimed) != 0 {
+		t.Fatalf("claimable without webhooks: %d, %v", len(claimed), err)
+	}
+	s.clock.add(25 * time.Hour)
+	if n, err := s.srv.PruneEvents(t.Context(), 10); err != nil || n != 2 {
+		t.Fatalf("prune = %d, %v; want both events past the retention", n, err)
 	}
 }

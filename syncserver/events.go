@@ -54,6 +54,11 @@ func (s *Server) addEvent(rec *Record, typ string, extra func(*EventData)) {
 		panic(fmt.Sprintf("syncserver: encode event data: %v", err)) // plain data: cannot fail
 	}
 	e := Event{ID: newEventID(), Type: typ, CartID: rec.Cart.ID, At: now, Data: data}
+	if !s.cfg.Webhooks {
+		// Nobody to deliver it to: the feed shows it, and it is pruned
+		// after the retention like a delivered one.
+		e.State = EventDelivered
+	}
 	if typ == EventCartUpdated {
 		e.Coalesce, e.NextAt = true, now.Add(coalesceWindow)
 	}

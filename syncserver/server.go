@@ -86,6 +86,9 @@ type Config struct {
 	// abandoned, per kind (KindGuest, KindUser); a missing kind means 24h,
 	// a negative value never.
 	AbandonAfter map[string]time.Duration
+	// Webhooks says a deliverer sends the events: they are written
+	// pending. Without it they are written delivered (the feed only).
+	Webhooks bool
 	// EventRetention is how long events stay in the outbox once delivered,
 	// coalesced or dead (pending ones stay until delivered); zero means 7
 	// days, negative forever. The feed reaches back that far.

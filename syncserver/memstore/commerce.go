@@ -185,7 +185,10 @@ func (s *Store) addEvents(cartID string, evs []syncserver.Event, now time.Time) 
 		if len(ev.Data) == 0 {
 			ev.Data = json.RawMessage("null")
 		}
-		ev.State, ev.Attempts, ev.LastError = syncserver.EventPending, 0, ""
+		if ev.State != syncserver.EventDelivered { // delivered: a server without webhooks
+			ev.State = syncserver.EventPending
+		}
+		ev.Attempts, ev.LastError = 0, ""
 		if ev.NextAt.IsZero() {
 			ev.NextAt = ev.At
 		}

@@ -28,7 +28,7 @@ func TestFeedWaitsForEarlierSeq(t *testing.T) {
 	defer tx.Rollback(ctx)
 	var early int64
 	if err := tx.QueryRow(ctx, sqlInsertEvent+` RETURNING seq`,
-		"evt_early", syncserver.EventCartCreated, "cart-early", now, `{}`, now).Scan(&early); err != nil {
+		"evt_early", syncserver.EventCartCreated, "cart-early", now, `{}`, now, syncserver.EventPending).Scan(&early); err != nil {
 		t.Fatalf("insert the early event: %v", err)
 	}
 	err = s.Mutate(ctx, "cart-late", nil, func(rec *syncserver.Record) error {

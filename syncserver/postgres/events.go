@@ -44,9 +44,9 @@ const (
 			WHERE cart_id = $3 AND type = $2 AND state = 'pending' AND attempts = 0
 				AND (lease_until IS NULL OR lease_until <= $7)
 			RETURNING next_at)
-		INSERT INTO events (id, type, cart_id, at, data, next_at)
-		SELECT $1, $2, $3, $4, $5, LEAST($6, (SELECT min(next_at) FROM gone))`
-	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at) VALUES ($1, $2, $3, $4, $5, $6)`
+		INSERT INTO events (id, type, cart_id, at, data, next_at, state)
+		SELECT $1, $2, $3, $4, $5, LEAST($6, (SELECT min(next_at) FROM gone)), $8`
+	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7)`
 )
 
 // queueEvents queues on b the writes of evs as pending events, for cartID
@@ -73,11 +73,12 @@ func queueEvents(b *pgx.Batch, cartID string, evs []syncserver.Event, now time.T
 		if next.IsZero() {
 			next = ev.At
 		}
+		state := initialState(ev)
 		if ev.Coalesce {
-			b.Queue(sqlCoalesceInsert, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond), now)
+			b.Queue(sqlCoalesceInsert, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond), now, state)
 			continue
 		}
-		b.Queue(sqlInsertEvent, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond))
+		b.Queue(sqlInsertEvent, ev.ID, ev.Type, ev.CartID, ev.At.Truncate(time.Millisecond), data, next.Truncate(time.Millisecond), state)
 	}
 	return nil
 }
@@ -301,4 +302,13 @@ func (s *Store) IdleCarts(ctx context.Context, kind string, cutoff time.Time, li
 		return nil, withCtx(ctx, fmt.Errorf("idle %s carts: %w", kind, err))
 	}
 	return ids, nil
+}
+
+// initialState is the state an event is written in: pending, or delivered
+// when the core says so (a server without webhooks).
+func initialState(ev syncserver.Event) string {
+	if ev.State == syncserver.EventDelivered {
+		return syncserver.EventDelivered
+	}
+	return syncserver.EventPending
 }

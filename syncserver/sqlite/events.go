@@ -30,7 +30,7 @@ const (
 		WHERE cart_id = ? AND type = ? AND state = 'pending' AND attempts = 0
 			AND (lease_until IS NULL OR lease_until <= ?)
 		RETURNING next_at`
-	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at) VALUES (?, ?, ?, ?, ?, ?)`
+	sqlInsertEvent = `INSERT INTO events (id, type, cart_id, at, data, next_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)`
 )
 
 // writeEvents adds evs to the outbox in tx, as pending, for cartID unless
@@ -69,7 +69,11 @@ func writeEvents(ctx context.Context, tx *sql.Tx, cartID string, evs []syncserve
 			// the replacement is due when the first it replaced was.
 			next = time.UnixMilli(due)
 		}
-		if _, err := insert.ExecContext(ctx, ev.ID, ev.Type, ev.CartID, ev.At.UnixMilli(), data, next.UnixMilli()); err != nil {
+		state := syncserver.EventPending
+		if ev.State == syncserver.EventDelivered {
+			state = syncserver.EventDelivered // a server without webhooks
+		}
+		if _, err := insert.ExecContext(ctx, ev.ID, ev.Type, ev.CartID, ev.At.UnixMilli(), data, next.UnixMilli(), state); err != nil {
 			return fmt.Errorf("write event %s: %w", ev.ID, err)
 		}
 	}

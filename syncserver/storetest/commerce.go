@@ -61,6 +61,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"EventsNotWrittenOnError", testEventsNotWrittenOnError},
 		{"EventsCoalesce", testEventsCoalesce},
 		{"EventsCoalesceKeepsTheFirstDue", testEventsCoalesceKeepsTheFirstDue},
+		{"EventsWrittenDelivered", testEventsWrittenDelivered},
 		{"EventsFeedNeverSkips", testEventsFeedNeverSkips},
 		{"EventsPurgeExpired", testEventsPurgeExpired},
 		{"IdleCartsAndAbandonedAt", testIdleCartsAndAbandonedAt},

@@ -375,6 +375,20 @@ func testEventsCoalesceKeepsTheFirstDue(t *testing.T, s commerceStore) {
 	}
 }
 
+// An event written delivered (a server without webhooks) is in the feed
+// and never claimed.
+func testEventsWrittenDelivered(t *testing.T, s commerceStore) {
+	ev := newEvent("done", syncserver.EventCartCreated, "cart-d", stamp(1))
+	ev.State = syncserver.EventDelivered
+	emit(t, s, "cart-d", ev)
+	if got := waitFeed(t, s, "", 1); len(got) != 1 || got[0].State != syncserver.EventDelivered {
+		t.Fatalf("feed = %+v, want the event, delivered", got)
+	}
+	if got := claim(t, s, stamp(10), time.Minute, 10); len(got) != 0 {
+		t.Fatalf("ClaimEvents = %q, want nothing", ids(got))
+	}
+}
+
 // The feed never skips an event that commits after a later one was read:
 // a Mutate holds its transaction open while another cart's commits, the
 // feed is read, then the first commits; reading on from the cursor gives

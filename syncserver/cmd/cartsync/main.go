@@ -437,6 +437,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Events:         len(m.APIKeys) > 0,
 		AbandonAfter:   map[string]time.Duration{syncserver.KindGuest: m.AbandonGuest, syncserver.KindUser: m.AbandonUser},
 		EventsWritten:  kick,
+		Webhooks:       m.hooks != nil,
 		EventRetention: m.EventRetention,
 	})
 	if err != nil {
