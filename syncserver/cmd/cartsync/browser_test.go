@@ -526,9 +526,25 @@ func repoWeb(t *testing.T) string {
 
 // startCartServer runs the server on the embedded store, serving the widget
 // from webDir, and the demo storefront on a second origin.
+//
+// The demo's catalog is left out: these flows are about syncing, and the
+// demo catalog's stock limits would clamp their quantities.
 func startCartServer(t *testing.T, webDir string) *cartServer {
 	t.Helper()
-	m := startMain(t, "-data", t.TempDir(), "-web", webDir, "-demo-addr", "127.0.0.1:0")
+	m := NewMain()
+	args := []string{"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-web", webDir, "-demo-addr", "127.0.0.1:0"}
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	m.demoNoCatalog = true
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m.Close(ctx)
+	})
 	return &cartServer{t: t, m: m}
 }
 
