@@ -127,7 +127,6 @@ func runCommerce(ctx context.Context, c commerceConfig) error {
 	// Let the deliveries catch up.
 	time.Sleep(5 * time.Second)
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	fmt.Printf("edits: %d acknowledged by %d devices in %.1f s (%.0f/s), each a cart.updated event (coalesced per cart within 1 s)\n",
 		acked.Load(), c.writers, edits.Seconds(), float64(acked.Load())/edits.Seconds())
 	fmt.Printf("webhooks: %d delivered (%d distinct events, %d with a bad signature) in %.1f s: %.0f/s\n",
@@ -135,6 +134,51 @@ func runCommerce(ctx context.Context, c commerceConfig) error {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
 	fmt.Printf("lag from change to webhook, cart.created: p50 %s, p99 %s (n=%d)\n", ms(pct(st.created, 0.5)), ms(pct(st.created, 0.99)), len(st.created))
 	fmt.Printf("lag from change to webhook, cart.updated: p50 %s, p99 %s (n=%d; includes the 1 s coalescing wait)\n", ms(pct(st.updated, 0.5)), ms(pct(st.updated, 0.99)), len(st.updated))
+	st.mu.Unlock()
+	// A burst of new carts: each a cart.created event that nothing
+	// coalesces, to see the delivery rate itself.
+	st.mu.Lock()
+	createdBefore := len(st.created)
+	st.mu.Unlock()
+	const burst = 3000
+	burstStart := time.Now()
+	var next atomic.Int64
+	for range c.writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= burst {
+				var dev syncserver.DeviceResponse
+				if httpJSON(ctx, "POST", c.server+"/v1/devices", "", nil, &dev) != nil {
+					continue
+				}
+				op := cart.Op{Client: "bench", Seq: 1, Kind: cart.KindAdd, SKU: "BENCH-0000001", Quantity: 1}
+				httpJSON(ctx, "POST", c.server+"/v1/cart/ops", dev.DeviceToken, syncserver.OpsRequest{Ops: []cart.Op{op}}, nil)
+			}
+		}()
+	}
+	wg.Wait()
+	made := time.Since(burstStart)
+	var drained time.Duration
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st.mu.Lock()
+		n := len(st.created) - createdBefore
+		st.mu.Unlock()
+		if n >= burst {
+			drained = time.Since(burstStart)
+			break
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	burstLags := st.created[createdBefore:]
+	if drained > 0 {
+		fmt.Printf("burst: %d new carts made in %.2f s, all %d cart.created webhooks delivered %.2f s after the first was made: %.0f deliveries/s; lag p50 %.0f ms, p99 %.0f ms\n",
+			burst, made.Seconds(), burst, drained.Seconds(), burst/drained.Seconds(),
+			float64(pct(burstLags, 0.5))/float64(time.Millisecond), float64(pct(burstLags, 0.99))/float64(time.Millisecond))
+	} else {
+		fmt.Printf("burst: only %d of %d cart.created webhooks arrived within 2 minutes\n", len(burstLags), burst)
+	}
 	return nil
 }
 
