@@ -1,7 +1,6 @@
 package cart
 
 import (
-	"maps"
 	"net/url"
 	"sort"
 	"strings"
@@ -125,7 +124,8 @@ func (c *Cart) Subtotal() map[string]int64 {
 	return out
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy of the cart, without the read-time Notices and
+// Totals (they belong to one reading of the catalog).
 func (c *Cart) Clone() *Cart {
 	if c == nil {
 		return nil
@@ -137,21 +137,6 @@ func (c *Cart) Clone() *Cart {
 	for _, co := range c.Checkouts {
 		out.Checkouts = append(out.Checkouts, co.Clone())
 	}
-	if c.Notices != nil {
-		out.Notices = make([]Notice, len(c.Notices))
-		for i, n := range c.Notices {
-			if n.PriceChanged != nil {
-				pc := *n.PriceChanged
-				n.PriceChanged = &pc
-			}
-			if n.Available != nil {
-				a := *n.Available
-				n.Available = &a
-			}
-			out.Notices[i] = n
-		}
-	}
-	out.Totals = maps.Clone(c.Totals)
 	return out
 }
 
