@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
@@ -70,16 +72,16 @@ func (s *Server) backend(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// validAPIKey compares key with every configured key in constant time.
+// validAPIKey compares key with every configured key in constant time:
+// their SHA-256 digests, all of the same length, so that the time taken
+// tells nothing of the keys' lengths either.
 func (s *Server) validAPIKey(key string) bool {
-	if key == "" {
-		return false
-	}
+	sum := sha256.Sum256([]byte(key))
 	ok := 0
 	for _, k := range s.apiKeys {
-		ok |= subtle.ConstantTimeCompare([]byte(key), k)
+		ok |= subtle.ConstantTimeCompare(sum[:], k)
 	}
-	return ok == 1
+	return ok == 1 && key != ""
 }
 
 // cartIDPattern is the form of every cart id.
@@ -90,7 +92,7 @@ var cartIDPattern = regexp.MustCompile(`^[gu]_[0-9a-f]{32}$`)
 func (s *Server) backendIdentity(r *http.Request) (Identity, *protocol.Error) {
 	id := Identity{Device: StorefrontDevice}
 	if user := r.PathValue("user"); user != "" {
-		if len(user) > 256 || !cart.ValidClientID(user[:min(len(user), cart.MaxClientID)]) {
+		if len(user) > 256 || cart.NormalizeText(user) != user || !printableText(user) {
 			return id, protocol.Errorf(protocol.ErrInvalid, "user id must be printable text of at most 256 bytes")
 		}
 		id.User, id.CartID = user, UserCartID(user)
@@ -121,7 +123,7 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	rec, err := s.store.Load(r.Context(), id.CartID, nil)
+	rec, err := s.freshStore().Load(r.Context(), id.CartID, nil)
 	switch {
 	case errors.Is(err, ErrCartNotFound):
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no cart %s", id.CartID))
@@ -238,8 +240,12 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
-	if len(req.Items) == 0 || len(req.Items) > MaxCatalogBatch {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a catalog upload carries 1 to %d items, got %d", MaxCatalogBatch, len(req.Items)))
+	if len(req.Items) == 0 {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "a catalog upload carries at least one item"))
+		return
+	}
+	if len(req.Items) > MaxCatalogBatch {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a catalog upload carries at most %d items, got %d", MaxCatalogBatch, len(req.Items)))
 		return
 	}
 	// Every item is checked before anything is written: a batch with a
@@ -291,8 +297,12 @@ func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
-	if len(req.SKUs) == 0 || len(req.SKUs) > MaxCatalogBatch {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a delete names 1 to %d SKUs, got %d", MaxCatalogBatch, len(req.SKUs)))
+	if len(req.SKUs) == 0 {
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "a delete names at least one SKU"))
+		return
+	}
+	if len(req.SKUs) > MaxCatalogBatch {
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a delete names at most %d SKUs, got %d", MaxCatalogBatch, len(req.SKUs)))
 		return
 	}
 	n, err := cs.DeleteItems(r.Context(), req.SKUs)
@@ -449,3 +459,13 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 // ErrBadCursor is what an EventStore returns for a feed cursor it did not
 // give.
 var ErrBadCursor = errors.New("syncserver: not a feed cursor")
+
+// printableText reports whether s has no control or invisible characters.
+func printableText(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}

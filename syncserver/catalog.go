@@ -29,7 +29,14 @@ type catalog struct {
 
 	mu    sync.Mutex
 	items map[string]catalogEntry
+	// gen counts forgets: a read that began before one does not fill the
+	// cache (it may hold what the change replaced).
+	gen uint64
 }
+
+// maxCatalogCache bounds the cached entries: unknown SKUs are cached too,
+// and anyone can ask for any SKU.
+const maxCatalogCache = 100_000
 
 type catalogEntry struct {
 	item *cart.Item // nil: the catalog does not know the SKU
@@ -50,6 +57,7 @@ func (c *catalog) lookup(ctx context.Context, skus []string) (map[string]cart.It
 	out := map[string]cart.Item{}
 	var miss []string
 	c.mu.Lock()
+	gen := c.gen
 	for _, sku := range skus {
 		e, ok := c.items[sku]
 		switch {
@@ -70,21 +78,39 @@ func (c *catalog) lookup(ctx context.Context, skus []string) (map[string]cart.It
 		return nil, err
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	fill := c.gen == gen
+	if fill && len(c.items)+len(miss) > maxCatalogCache {
+		for sku, e := range c.items {
+			if now.Sub(e.at) > catalogTTL {
+				delete(c.items, sku)
+			}
+		}
+		if len(c.items)+len(miss) > maxCatalogCache {
+			clear(c.items)
+		}
+	}
 	for _, sku := range miss {
-		if it, ok := got[sku]; ok {
-			c.items[sku] = catalogEntry{item: &it, at: now}
+		it, ok := got[sku]
+		if ok {
 			out[sku] = it
+		}
+		if !fill {
+			continue
+		}
+		if ok {
+			c.items[sku] = catalogEntry{item: &it, at: now}
 		} else {
 			c.items[sku] = catalogEntry{at: now}
 		}
 	}
-	c.mu.Unlock()
 	return out, nil
 }
 
 // forget drops the cached items of skus.
 func (c *catalog) forget(skus []string) {
 	c.mu.Lock()
+	c.gen++
 	for _, sku := range skus {
 		delete(c.items, sku)
 	}
@@ -100,6 +126,26 @@ func cartSKUs(c *cart.Cart) []string {
 	return out
 }
 
+// cartItems returns the catalog's items for c's lines. On a catalog-only
+// server a line whose SKU the catalog does not know (deleted since it was
+// added) counts as withdrawn: it gets the unavailable notice, no total, and
+// blocks a checkout like any withdrawn item.
+func (s *Server) cartItems(ctx context.Context, c *cart.Cart) (map[string]cart.Item, error) {
+	items, err := s.catalog.lookup(ctx, cartSKUs(c))
+	if err != nil || !s.cfg.CatalogOnly || s.catalog.store == nil {
+		return items, err
+	}
+	if items == nil {
+		items = map[string]cart.Item{}
+	}
+	for _, l := range c.Lines {
+		if _, ok := items[l.SKU]; !ok {
+			items[l.SKU] = cart.Item{SKU: l.SKU, Name: l.Details.Name, Sellable: false}
+		}
+	}
+	return items, nil
+}
+
 // annotate sets c's notices and totals from the catalog (a public cart
 // about to be sent). A catalog that cannot be read leaves them unset: the
 // cart is still right, only not annotated.
@@ -107,7 +153,7 @@ func (s *Server) annotate(ctx context.Context, c *cart.Cart) {
 	if c == nil || s.catalog.store == nil {
 		return
 	}
-	items, err := s.catalog.lookup(ctx, cartSKUs(c))
+	items, err := s.cartItems(ctx, c)
 	if err != nil {
 		s.log.Warn("catalog lookup", "cart", c.ID, "err", err)
 		return
@@ -117,64 +163,100 @@ func (s *Server) annotate(ctx context.Context, c *cart.Cart) {
 }
 
 // catalogChanged is called on every instance when the catalog changed for
-// skus: it drops them from the cache and sends every local connection on
-// a cart that holds one of them the cart with its new notices and totals,
-// at the same version (From = Cart.Version, no By).
+// skus: it drops them from the cache and has the notifier send every local
+// connection on a cart that holds one of them the cart with its new
+// notices and totals.
 func (s *Server) catalogChanged(skus []string) {
 	s.catalog.forget(skus)
-	changed := map[string]bool{}
-	for _, sku := range skus {
-		changed[sku] = true
-	}
-	s.hub.mu.Lock()
-	carts := make([]string, 0, len(s.hub.carts))
-	for id := range s.hub.carts {
-		carts = append(carts, id)
-	}
-	s.hub.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, id := range carts {
-		c, _, err := s.snapshot(ctx, id, nil)
-		if err != nil {
-			continue
-		}
-		if !slices.ContainsFunc(c.Lines, func(l *cart.Line) bool { return changed[l.SKU] }) {
-			continue
-		}
-		msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version})
-		if err != nil {
-			continue
-		}
-		s.hub.deliver(id, msg)
+	select {
+	case s.catalogNews <- skus:
+	default:
+		// The notifier is behind: the carts it has yet to look at
+		// get the notices on their next change or reconnect, and
+		// every read in between is annotated afresh.
+		s.log.Warn("catalog notices: queue full; skipped a change", "skus", len(skus))
 	}
 }
 
-// watchCatalog subscribes to the catalog channel for the server's life.
+// notifyCatalog runs for the server's life: for each catalog change it
+// sends every local connection on a cart that holds a changed SKU the cart
+// at the same version (From = Cart.Version, no By) with new notices.
+func (s *Server) notifyCatalog(ctx context.Context) {
+	for {
+		var skus []string
+		select {
+		case <-ctx.Done():
+			return
+		case skus = <-s.catalogNews:
+		}
+		// Changes that queued up meanwhile go in one pass.
+		for more := true; more; {
+			select {
+			case next := <-s.catalogNews:
+				skus = append(skus, next...)
+			default:
+				more = false
+			}
+		}
+		changed := make(map[string]bool, len(skus))
+		for _, sku := range skus {
+			changed[sku] = true
+		}
+		s.hub.mu.Lock()
+		carts := make([]string, 0, len(s.hub.carts))
+		for id := range s.hub.carts {
+			carts = append(carts, id)
+		}
+		s.hub.mu.Unlock()
+		for _, id := range carts {
+			if ctx.Err() != nil {
+				return
+			}
+			c, _, err := s.snapshot(ctx, id, nil)
+			if err != nil || !slices.ContainsFunc(c.Lines, func(l *cart.Line) bool { return changed[l.SKU] }) {
+				continue
+			}
+			msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version})
+			if err != nil {
+				continue
+			}
+			s.hub.deliver(id, msg)
+		}
+	}
+}
+
+// watchCatalog subscribes to the catalog channel and starts the notifier,
+// both until Shutdown.
 func (s *Server) watchCatalog(ctx context.Context) error {
 	if s.catalog.store == nil {
 		return nil
 	}
+	s.catalogNews = make(chan []string, 64)
 	cancel, err := s.bus.Subscribe(ctx, catalogChannel, func(p []byte) {
 		var skus []string
 		if json.Unmarshal(p, &skus) == nil {
-			go s.catalogChanged(skus)
+			s.catalogChanged(skus)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	s.stopCatalog = cancel
+	nctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.notifyCatalog(nctx) }()
+	s.stopCatalog = func() { cancel(); stop(); <-done }
 	return nil
 }
 
-// announceCatalog tells every instance, this one included, that skus
-// changed.
+// announceCatalog tells every instance that skus changed. This one drops
+// them from its cache before it returns, so that what it answers next
+// uses the new items.
 func (s *Server) announceCatalog(ctx context.Context, skus []string) {
+	s.catalog.forget(skus)
 	b, _ := json.Marshal(skus)
 	if err := s.bus.Publish(ctx, catalogChannel, b); err != nil {
-		// The others repair within catalogTTL; this one now.
+		// The others catch up within catalogTTL; this one now.
 		s.log.Warn("announce catalog change", "err", err)
-		go s.catalogChanged(skus)
+		s.catalogChanged(skus)
 	}
 }

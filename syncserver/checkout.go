@@ -107,7 +107,7 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 	if err != nil {
 		return nil, s.checkoutLoadError(cartID, err)
 	}
-	items, err := s.catalog.lookup(ctx, cartSKUs(rec.Cart))
+	items, err := s.cartItems(ctx, rec.Cart)
 	if err != nil {
 		s.log.Error("catalog lookup", "cart", cartID, "err", err)
 		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
@@ -118,19 +118,26 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 		if !rec.Exists || rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
 		}
-		co, ce = cart.NewCheckout(rec.Cart, reviewed, items, newCheckoutID(cartID), s.now(), s.cfg.CheckoutTTL)
-		if ce != nil {
-			return errNothingToDo
+		var created bool
+		co, created, ce = cart.NewCheckout(rec.Cart, reviewed, items, newCheckoutID(cartID), s.now(), s.cfg.CheckoutTTL)
+		if ce != nil || !created {
+			return errNothingToDo // refused, or this review's open checkout
 		}
 		s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
 		return nil
 	})
 	if ce != nil {
 		code := protocol.ErrCartChanged
-		if ce.Code == cart.CodeCartEmpty {
+		switch ce.Code {
+		case cart.CodeCartEmpty:
 			code = protocol.ErrCartEmpty
+		case cart.CodeTooManyCheckouts:
+			code = protocol.ErrTooManyCheckouts
 		}
 		return nil, protocol.Errorf(code, "%s", ce.Message)
+	}
+	if errors.Is(err, errNothingToDo) {
+		return co, nil // this review's open checkout, unchanged
 	}
 	if err != nil {
 		return nil, s.checkoutLoadError(cartID, err)
@@ -171,7 +178,12 @@ func (s *Server) serveCheckoutGet(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	rec, err := s.store.Load(r.Context(), cartID, nil)
+	st := s.freshStore()
+	rec, err := st.Load(r.Context(), cartID, nil)
+	if err == nil && rec.Meta.MergedInto != "" {
+		// Made as a guest, moved to the user cart at login.
+		rec, err = st.Load(r.Context(), rec.Meta.MergedInto, nil)
+	}
 	if err != nil && (errors.Is(err, ErrCartNotFound) || errors.Is(err, ErrCartExpired)) {
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
 		return
@@ -254,9 +266,16 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 	var from uint64
 	var by []protocol.OpID
 	var after *cart.Cart
-	err := s.store.Mutate(r.Context(), cartID, nil, func(rec *Record) error {
+	var movedTo string
+	fn := func(rec *Record) error {
+		co, ce, by, after, movedTo = nil, nil, nil, nil, ""
 		if !rec.Exists {
 			ce = &cart.Error{Code: cart.CodeCheckoutUnknown}
+			return errNothingToDo
+		}
+		if rec.Meta.MergedInto != "" {
+			// Made as a guest, moved to the user cart at login.
+			movedTo = rec.Meta.MergedInto
 			return errNothingToDo
 		}
 		from = rec.Cart.Version
@@ -274,7 +293,15 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 		}
 		after = rec.Cart.Public()
 		return nil
-	})
+	}
+	err := s.store.Mutate(r.Context(), cartID, nil, fn)
+	if movedTo != "" {
+		cartID = movedTo
+		err = s.store.Mutate(r.Context(), cartID, nil, fn)
+		if movedTo != "" && ce == nil && co == nil {
+			ce = &cart.Error{Code: cart.CodeCheckoutUnknown}
+		}
+	}
 	switch {
 	case ce != nil && ce.Code == cart.CodeCheckoutUnknown, errors.Is(err, ErrCartNotFound), errors.Is(err, ErrCartExpired):
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))

@@ -134,3 +134,18 @@ func newEventID() string {
 	rand.Read(b)
 	return "evt_" + hex.EncodeToString(b)
 }
+
+// Uncacher is a Store that caches another (the Redis cache): Uncached
+// returns the store it reads through.
+type Uncacher interface {
+	Uncached() Store
+}
+
+// freshStore is the store to read what changes without a new cart version
+// from (checkouts and their status): past any cache.
+func (s *Server) freshStore() Store {
+	if u, ok := s.store.(Uncacher); ok {
+		return u.Uncached()
+	}
+	return s.store
+}

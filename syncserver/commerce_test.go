@@ -287,7 +287,7 @@ func TestCatalogBadInputChangesNothing(t *testing.T) {
 		"control in sku":   {syncserver.CatalogUpsert{Items: []cart.Item{good, {SKU: "A\x00B", Name: "x", Price: 100, Currency: "EUR", Sellable: true}}}, protocol.ErrInvalid},
 		"duplicate sku":    {syncserver.CatalogUpsert{Items: []cart.Item{good, good}}, protocol.ErrInvalid},
 		"oversized batch":  {syncserver.CatalogUpsert{Items: many}, protocol.ErrTooLarge},
-		"empty batch":      {syncserver.CatalogUpsert{}, protocol.ErrTooLarge},
+		"empty batch":      {syncserver.CatalogUpsert{}, protocol.ErrInvalid},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var e syncserver.ErrorResponse
@@ -295,7 +295,7 @@ func TestCatalogBadInputChangesNothing(t *testing.T) {
 			if code < 400 || code >= 500 || e.Error == nil || e.Error.Code != c.code {
 				t.Fatalf("answer %d %+v, want a 4xx %s", code, e.Error, c.code)
 			}
-			if c.code == protocol.ErrInvalid && len(e.Error.Details) == 0 {
+			if c.code == protocol.ErrInvalid && name != "empty batch" && len(e.Error.Details) == 0 {
 				t.Fatalf("no details naming the bad item: %+v", e.Error)
 			}
 			var page syncserver.CatalogPage
@@ -577,4 +577,109 @@ func TestFeedOnlyEventsArePruned(t *testing.T) {
 	if n, err := s.srv.PruneEvents(t.Context(), 10); err != nil || n != 2 {
 		t.Fatalf("prune = %d, %v; want both events past the retention", n, err)
 	}
+}
+
+// login merges the device's guest cart into user's cart over HTTP.
+func (s *shop) login(token, user string) {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.hs.URL+"/v1/login", strings.NewReader(`{"policy":"merge"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Cartsync-User", "user:"+user)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		s.t.Fatalf("login: %d", resp.StatusCode)
+	}
+}
+
+func TestCheckoutEdgeCases(t *testing.T) {
+	t.Run("a guest's checkout completed after the login", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		s.login(tok, "alice")
+		var done cart.Checkout
+		if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, &done); code != 200 || done.Status != cart.CheckoutCompleted {
+			t.Fatalf("complete after login: %d %+v", code, done)
+		}
+		var bc syncserver.BackendCart
+		s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &bc)
+		if len(bc.Cart.Lines) != 0 {
+			t.Fatalf("the user cart still holds %+v after the order", bc.Cart.Lines)
+		}
+		var got cart.Checkout
+		if code := s.call("GET", "/v1/backend/checkouts/"+resp.Checkout.ID, testAPIKey, nil, &got); code != 200 || got.Status != cart.CheckoutCompleted {
+			t.Fatalf("read after login: %d %+v", code, got)
+		}
+	})
+	t.Run("removed and added again during checkout", func(t *testing.T) {
+		s := newShop(t, memstore.New(), nil)
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		c := httpCart(t, s.hs, tok)
+		_, resp := s.checkout(tok, c.Version)
+		s.push(tok, cart.Op{Client: "c", Seq: 2, Kind: cart.KindRemove, SKU: "MUG", Base: c.Version},
+			cart.Op{Client: "c", Seq: 3, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+		s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, nil)
+		if l := httpCart(t, s.hs, tok).Line("MUG"); l == nil || l.Quantity != 1 {
+			t.Fatalf("the mug added during checkout: %+v, want 1 left", l)
+		}
+	})
+	t.Run("open checkouts are kept", func(t *testing.T) {
+		s := newShop(t, memstore.New(), nil)
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+		v := httpCart(t, s.hs, tok).Version
+		_, first := s.checkout(tok, v)
+		if _, again := s.checkout(tok, v); again.Checkout.ID != first.Checkout.ID {
+			t.Fatalf("the same review checked out twice: %s and %s", first.Checkout.ID, again.Checkout.ID)
+		}
+		for i := range cart.MaxCheckouts - 1 {
+			s.push(tok, cart.Op{Client: "c", Seq: uint64(i + 2), Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+			if code, r := s.checkout(tok, httpCart(t, s.hs, tok).Version); code != 201 {
+				t.Fatalf("checkout %d: %d %+v", i+2, code, r)
+			}
+		}
+		s.push(tok, cart.Op{Client: "c", Seq: cart.MaxCheckouts + 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+		if code, r := s.checkout(tok, httpCart(t, s.hs, tok).Version); code != 409 || r.Error.Code != protocol.ErrTooManyCheckouts {
+			t.Fatalf("checkout past %d open: %d %+v", cart.MaxCheckouts, code, r)
+		}
+		var done cart.Checkout
+		if code := s.call("POST", "/v1/backend/checkouts/"+first.Checkout.ID+"/complete", testAPIKey, nil, &done); code != 200 || done.Status != cart.CheckoutCompleted {
+			t.Fatalf("the first checkout, after %d more: %d %+v", cart.MaxCheckouts, code, done)
+		}
+	})
+	t.Run("a first batch all rejected, then cart.created", func(t *testing.T) {
+		s := newShop(t, memstore.New(), nil)
+		s.upsert(cart.Item{SKU: "OLD", Name: "Old", Price: 100, Currency: "EUR", Sellable: false})
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "OLD", Quantity: 1})
+		s.push(tok, cart.Op{Client: "c", Seq: 2, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+		evs := s.feed("").Events
+		if len(evs) == 0 || evs[0].Type != syncserver.EventCartCreated {
+			t.Fatalf("events = %+v, want cart.created first", evs)
+		}
+	})
+	t.Run("catalog-only: a deleted SKU is no longer available", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.CatalogOnly = true })
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+		if code := s.call("POST", "/v1/backend/catalog/items/delete", testAPIKey, syncserver.CatalogDelete{SKUs: []string{"MUG"}}, nil); code != 200 {
+			t.Fatalf("delete: %d", code)
+		}
+		c := httpCart(t, s.hs, tok)
+		if len(c.Notices) != 1 || !c.Notices[0].Unavailable || c.Totals["EUR"] != 0 {
+			t.Fatalf("after the delete: notices %+v totals %v", c.Notices, c.Totals)
+		}
+		if code, r := s.checkout(tok, c.Version); code != 409 || r.Error.Code != protocol.ErrCartChanged {
+			t.Fatalf("checkout of a deleted SKU: %d %+v", code, r)
+		}
+	})
 }

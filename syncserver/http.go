@@ -345,7 +345,7 @@ func HTTPStatus(code protocol.ErrorCode) int {
 		return http.StatusForbidden
 	case protocol.ErrCartExpired:
 		return http.StatusGone
-	case protocol.ErrOutOfOrder, protocol.ErrCartChanged, protocol.ErrCheckoutEnded, protocol.ErrCartEmpty:
+	case protocol.ErrOutOfOrder, protocol.ErrCartChanged, protocol.ErrCheckoutEnded, protocol.ErrCartEmpty, protocol.ErrTooManyCheckouts:
 		return http.StatusConflict
 	case protocol.ErrNotFound:
 		return http.StatusNotFound

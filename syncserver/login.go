@@ -99,12 +99,15 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		if err != nil {
 			return err
 		}
+		// A checkout made as a guest is completed on the user cart,
+		// which now holds its lines.
+		user.Cart.AdoptCheckouts(guest.Cart, now)
 		if user.Cart.Version > before {
 			user.Meta.UpdatedAt = now
 			op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
 			user.Appended = append(user.Appended, Change{Version: user.Cart.Version, Op: op, Warnings: res.Warnings, At: now})
 			out = &outcome{from: before, by: []protocol.OpID{{Client: op.Client, Seq: op.Seq}}, cart: user.Cart.Public()}
-			if !user.Exists {
+			if before == 0 {
 				s.addEvent(user, EventCartCreated, nil)
 			}
 			s.addEvent(user, EventCartMerged, func(d *EventData) { d.MergedFrom = guestID })

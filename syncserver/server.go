@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,7 +124,8 @@ type Server struct {
 	events  EventStore // nil: no outbox
 	apiKeys [][]byte
 
-	stopCatalog func()
+	stopCatalog func()        // ends the catalog's subscription and notifier
+	catalogNews chan []string // changed SKUs, for the notifier
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -238,7 +240,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if len(k) < minAPIKey {
 			return nil, fmt.Errorf("syncserver: an API key must be at least %d characters", minAPIKey)
 		}
-		s.apiKeys = append(s.apiKeys, []byte(k))
+		sum := sha256.Sum256([]byte(k))
+		s.apiKeys = append(s.apiKeys, sum[:])
 	}
 	if cfg.Events {
 		es, ok := cfg.Store.(EventStore)
@@ -269,6 +272,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // evenly spread rather than all at once. It waits for the connections to
 // end or for ctx; when ctx ends first, the rest are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stopCatalog != nil {
+		defer s.stopCatalog()
+	}
 	s.mu.Lock()
 	s.closing = true
 	open := make([]*session, 0, len(s.sessions))
@@ -483,7 +489,11 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	start := time.Now()
 	skus := make([]string, 0, len(ops))
 	for _, op := range ops {
-		if op.SKU != "" {
+		switch op.Kind {
+		case cart.KindAdd, cart.KindSet, cart.KindDetails:
+			// Only these are held to the catalog: a remove or a
+			// clear goes through even when the catalog cannot be
+			// read.
 			skus = append(skus, cart.NormalizeText(op.SKU))
 		}
 	}
@@ -507,13 +517,15 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 	}
 	var out *outcome
 	err = s.store.Mutate(ctx, id.CartID, opClients(ops), func(rec *Record) error {
-		created := !rec.Exists
-		if created {
+		if !rec.Exists {
 			rec.Meta.Kind = cartKind(id.CartID)
-			if id.User != "" {
-				rec.Cart.User = id.User
-			}
 		}
+		if id.User != "" && rec.Cart.User == "" {
+			rec.Cart.User = id.User
+		}
+		// A cart is created by its first applied op (a first batch
+		// that was all rejected leaves it at version 0).
+		created := rec.Cart.Version == 0
 		if rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrForbidden, "this cart was merged into another at login")
 		}

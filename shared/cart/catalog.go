@@ -133,8 +133,8 @@ func Authorize(c *Cart, op Op, item *Item, knownOnly bool) (Op, []Warning, *Erro
 		op.Details = &d
 	}
 	if !item.Sellable {
-		if op.Kind == KindSet && op.Quantity == 0 {
-			return op, nil, nil // removing a withdrawn item is fine
+		if l := c.Line(op.Key()); op.Kind == KindSet && l != nil && op.Quantity <= l.Quantity {
+			return op, nil, nil // taking a withdrawn item out is fine
 		}
 		return op, nil, errorf(CodeNotSellable, "%s is no longer available", item.Name)
 	}

@@ -25,6 +25,11 @@ type Checkout struct {
 	EndedAt time.Time `json:"ended_at,omitzero"`
 	// Order is the storefront's order reference given at completion.
 	Order string `json:"order,omitempty"`
+	// Base, when set, is the version of the cart the checkout lives in
+	// from which later adds count (see CompleteCheckout): a guest cart's
+	// checkout moved into the user cart at login counts from the merge.
+	// Server bookkeeping.
+	Base uint64 `json:"base,omitempty"`
 }
 
 // CheckoutLine is one line of a checkout, priced.
@@ -38,6 +43,11 @@ type CheckoutLine struct {
 	UnitPrice int64             `json:"unit_price"`
 	Currency  string            `json:"currency,omitempty"`
 	Total     int64             `json:"total"`
+	// PricedBy says where UnitPrice comes from: "catalog", or "client"
+	// for a SKU the catalog does not know (taken with the details the
+	// client sent, on a server that is not catalog-only): price those
+	// yourself.
+	PricedBy string `json:"priced_by"`
 }
 
 // CheckoutStatus is where a checkout stands.
@@ -53,14 +63,16 @@ const (
 
 // Checkout error codes.
 const (
-	CodeCartChanged     Code = "cart_changed"     // the cart is not at the reviewed version, or the catalog changed under it
-	CodeCartEmpty       Code = "cart_empty"       // nothing to check out
-	CodeCheckoutEnded   Code = "checkout_ended"   // completed, cancelled or expired: it cannot change
-	CodeCheckoutUnknown Code = "checkout_unknown" // no such checkout
+	CodeCartChanged      Code = "cart_changed"       // the cart is not at the reviewed version, or the catalog changed under it
+	CodeCartEmpty        Code = "cart_empty"         // nothing to check out
+	CodeCheckoutEnded    Code = "checkout_ended"     // completed, cancelled or expired: it cannot change
+	CodeCheckoutUnknown  Code = "checkout_unknown"   // no such checkout
+	CodeTooManyCheckouts Code = "too_many_checkouts" // MaxCheckouts checkouts of the cart are open
 )
 
-// MaxCheckouts is how many checkouts a cart keeps; the oldest ended ones go
-// first.
+// MaxCheckouts is how many checkouts a cart keeps. Open ones are never
+// dropped: past it the oldest ended one goes, and with MaxCheckouts open a
+// new one is refused.
 const MaxCheckouts = 20
 
 // Clone returns a deep copy.
@@ -88,26 +100,44 @@ func (co *Checkout) StatusAt(now time.Time) CheckoutStatus {
 // when c moved past it or when the catalog changed under a line in a way
 // the shopper has not seen (any notice), an error when c is empty;
 // otherwise the snapshot, at the catalog's prices, added to c (which keeps
-// at most MaxCheckouts). It does not change c's lines or version.
-func NewCheckout(c *Cart, reviewed uint64, items map[string]Item, id string, now time.Time, ttl time.Duration) (*Checkout, *Error) {
+// at most MaxCheckouts), and created is true. An open checkout of the same
+// version is returned again instead (a second click, a retry), with created
+// false. It does not change c's lines or version.
+func NewCheckout(c *Cart, reviewed uint64, items map[string]Item, id string, now time.Time, ttl time.Duration) (co *Checkout, created bool, err *Error) {
 	if c.Version != reviewed {
-		return nil, errorf(CodeCartChanged, "the cart changed since the review (version %d, reviewed %d)", c.Version, reviewed)
+		return nil, false, errorf(CodeCartChanged, "the cart changed since the review (version %d, reviewed %d)", c.Version, reviewed)
 	}
 	if len(c.Lines) == 0 {
-		return nil, errorf(CodeCartEmpty, "the cart is empty")
+		return nil, false, errorf(CodeCartEmpty, "the cart is empty")
 	}
 	if n := Notices(c, items); len(n) > 0 {
-		return nil, errorf(CodeCartChanged, "the catalog changed under %d line(s) since the review", len(n))
+		return nil, false, errorf(CodeCartChanged, "the catalog changed under %d line(s) since the review", len(n))
 	}
-	co := &Checkout{ID: id, CartID: c.ID, Version: c.Version, Status: CheckoutOpen, User: c.User,
+	for _, co := range c.Checkouts {
+		if co.Version == c.Version && co.StatusAt(now) == CheckoutOpen {
+			// The same review checked out again (a second click, a
+			// retry): the same checkout.
+			return co.Clone(), false, nil
+		}
+	}
+	open := 0
+	for _, co := range c.Checkouts {
+		if co.StatusAt(now) == CheckoutOpen {
+			open++
+		}
+	}
+	if open >= MaxCheckouts {
+		return nil, false, errorf(CodeTooManyCheckouts, "%d checkouts of this cart are open; complete or cancel one, or wait for them to expire", open)
+	}
+	co = &Checkout{ID: id, CartID: c.ID, Version: c.Version, Status: CheckoutOpen, User: c.User,
 		CreatedAt: now, ExpiresAt: now.Add(ttl), Totals: map[string]int64{}}
 	for _, l := range c.Lines {
-		price, cur := l.Details.Price, l.Details.Currency
+		price, cur, by := l.Details.Price, l.Details.Currency, "client"
 		if it, ok := items[l.SKU]; ok {
-			price, cur = it.Price, it.Currency
+			price, cur, by = it.Price, it.Currency, "catalog"
 		}
 		cl := CheckoutLine{Key: l.Key, SKU: l.SKU, Options: maps.Clone(l.Options), Quantity: l.Quantity,
-			Name: l.Details.Name, Image: l.Details.Image, UnitPrice: price, Currency: cur, Total: price * int64(l.Quantity)}
+			Name: l.Details.Name, Image: l.Details.Image, UnitPrice: price, Currency: cur, Total: price * int64(l.Quantity), PricedBy: by}
 		co.Lines = append(co.Lines, cl)
 		if cl.Total > 0 {
 			co.Totals[cur] += cl.Total
@@ -115,19 +145,23 @@ func NewCheckout(c *Cart, reviewed uint64, items map[string]Item, id string, now
 	}
 	c.Checkouts = append(c.Checkouts, co)
 	c.pruneCheckouts(now)
-	return co.Clone(), nil
+	return co.Clone(), true, nil
 }
 
 // pruneCheckouts keeps at most MaxCheckouts, dropping the oldest that are
-// no longer open first.
+// no longer open; open ones are never dropped (NewCheckout refuses a new
+// one past MaxCheckouts open).
 func (c *Cart) pruneCheckouts(now time.Time) {
 	for len(c.Checkouts) > MaxCheckouts {
-		drop := 0
+		drop := -1
 		for i, co := range c.Checkouts {
 			if co.StatusAt(now) != CheckoutOpen {
 				drop = i
 				break
 			}
+		}
+		if drop < 0 {
+			return
 		}
 		c.Checkouts = append(c.Checkouts[:drop], c.Checkouts[drop+1:]...)
 	}
@@ -144,9 +178,10 @@ func (c *Cart) Checkout(id string) *Checkout {
 }
 
 // CompleteCheckout records that the storefront placed the order for
-// checkout id: it takes out of c exactly the quantities checked out (a line
-// that grew since keeps the difference), each as a set op of client
-// MergeClient-like id client, and marks the checkout completed. Completing
+// checkout id: it takes out of c exactly the quantities checked out, each
+// as a set op of client id client, and marks the checkout completed. What
+// was added to a line after the checkout stays, even when the line was
+// removed and added again meanwhile. Completing
 // a completed checkout again changes nothing and reports done = false.
 // It returns the ops applied, for the change log.
 func (c *Cart) CompleteCheckout(id, order, client string, now time.Time, lim Limits) (ops []Op, done bool, err *Error) {
@@ -166,8 +201,16 @@ func (c *Cart) CompleteCheckout(id, order, client string, now time.Time, lim Lim
 		if l == nil {
 			continue // removed meanwhile
 		}
+		base := co.Version
+		if co.Base != 0 {
+			base = co.Base
+		}
+		keep := max(l.Quantity-cl.Quantity, l.addedSince(base))
+		if keep >= l.Quantity {
+			continue // nothing of what was checked out is left on the line
+		}
 		op := Op{Client: client, Seq: c.Version + 1, Kind: KindSet, SKU: l.SKU, Options: l.Options,
-			Quantity: max(0, l.Quantity-cl.Quantity), Base: c.Version}
+			Quantity: max(0, keep), Base: c.Version}
 		if _, e := c.Apply(op, client, lim); e != nil {
 			return nil, false, errorf(e.Code, "complete checkout %s: %s", id, e.Message)
 		}
@@ -204,4 +247,28 @@ func (c *Cart) OpenCheckout(now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// addedSince is how much the adds made after version put on the line:
+// what a completed checkout of that version leaves there.
+func (l *Line) addedSince(version uint64) int {
+	n := 0
+	for _, c := range l.Contribs {
+		if c.Version > version && !c.Set {
+			n += c.N
+		}
+	}
+	return min(n, l.Quantity)
+}
+
+// AdoptCheckouts moves from's checkouts into c, as at a login merge of
+// from into c: later adds to c count from c's version now.
+func (c *Cart) AdoptCheckouts(from *Cart, now time.Time) {
+	for _, co := range from.Checkouts {
+		co = co.Clone()
+		co.Base = c.Version
+		c.Checkouts = append(c.Checkouts, co)
+	}
+	from.Checkouts = nil
+	c.pruneCheckouts(now)
 }

@@ -222,6 +222,7 @@ const (
 	ErrCartChanged        ErrorCode = "cart_changed"        // checkout: the cart moved past the reviewed version, or the catalog changed under it
 	ErrCheckoutEnded      ErrorCode = "checkout_ended"      // the checkout was completed, cancelled or expired
 	ErrCartEmpty          ErrorCode = "cart_empty"          // checkout of an empty cart
+	ErrTooManyCheckouts   ErrorCode = "too_many_checkouts"  // the cart has the most open checkouts it keeps
 )
 
 // Error is a protocol error as sent on the wire.

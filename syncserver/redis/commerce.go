@@ -155,3 +155,8 @@ func (c *Cache) IdleCarts(ctx context.Context, kind string, cutoff time.Time, li
 	}
 	return es.IdleCarts(ctx, kind, cutoff, limit)
 }
+
+// Uncached returns the Store the cache reads through. Reads of what
+// changes without a new cart version (checkouts, their status) go there:
+// the cache keys its entries by version.
+func (c *Cache) Uncached() syncserver.Store { return c.next }
