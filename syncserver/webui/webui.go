@@ -1,6 +1,7 @@
 // Package webui serves the browser side of cartsync: the widget page (a
 // go-app page shown in an iframe), its precompressed WebAssembly, embed.js
-// for storefronts, and the demo storefront.
+// for storefronts (at a stable and at a versioned URL, see embed.go), and
+// the demo storefront.
 package webui
 
 import (
@@ -84,17 +85,16 @@ func New(cfg Config) (http.Handler, error) {
 		Resources:         webResources{dir: cfg.WebDir},
 		WasmContentLength: strconv.FormatInt(st.Size(), 10),
 	}
+	embed, err := loadEmbed(filepath.Join(cfg.WebDir, "embed.js"))
+	if err != nil {
+		return nil, err
+	}
 	frameAncestors := "'self'"
 	for _, o := range cfg.AllowedOrigins {
 		frameAncestors += " " + o
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /embed.js", nosniff(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-		// Short: storefronts pick up a new embed.js within minutes.
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		http.ServeFile(w, r, filepath.Join(cfg.WebDir, "embed.js"))
-	}))
+	embed.handle(mux)
 	// The wasm_exec.js of the compiler that built app.wasm (make wasm
 	// copies it from GOROOT): go-app's own copy may be of another Go.
 	if _, err := os.Stat(filepath.Join(cfg.WebDir, "wasm_exec.js")); err == nil {
