@@ -5,6 +5,7 @@
  *   <div id="cart"></div>
  *   <script async src="https://CART-SERVER/embed.js" data-mount="#cart"></script>
  *
+ * or, in a single-page app, cartsync.mount('#cart') and cartsync.destroy().
  * The widget is the cart server's page "/" in an iframe; the two talk only
  * through postMessage, as docs/embedding.md ("Bridge protocol") specifies.
  * Plain ES2020, no dependencies, no build step.
@@ -18,19 +19,28 @@
   const PROTOCOL = 1;
   const REPLY_TIMEOUT = 15000; // a request sent to the widget must be answered within this
   const READY_TIMEOUT = 60000; // a request made before the widget is ready waits at most this
-  const EVENTS = ['ready', 'change', 'sync', 'merge', 'checkout'];
+  const UNREACHABLE_WAIT = 10000; // ... or this, once the cart server is known to be unreachable
+  const PROBE_AFTER = [1500, 10000]; // after the frame's load event, and after mounting: no ready yet? probe
+  const PROBE_AGAIN = 5000; // while unreachable: probe this often
+  const EVENTS = ['ready', 'change', 'sync', 'merge', 'checkout', 'open', 'close', 'error'];
   const THEME = ['accent', 'background', 'foreground', 'font', 'radius'];
   const Z = 2147483000;
 
-  const script =
-    document.currentScript || document.querySelector('script[src$="/embed.js"][data-mount]');
+  const script = document.currentScript || document.querySelector('script[src*="/embed."][data-mount]');
+  const attr = (name) => (script ? script.getAttribute(name) : null);
 
   let serverOrigin = '';
   let broken = null; // {code, message} once the embed cannot work at all
   let frame = null;
-  let mount = null;
+  let mountEl = null;
   let box = null; // placeholder in the mount, the closed widget's size
   let backdrop = null;
+  let checkoutURL = null; // data-checkout-url, or mount()'s checkoutUrl
+  let openOnAdd = false;
+  let generation = 0; // of mounts: a probe answered after destroy() is dropped
+  const timers = new Set(); // every timer of the mounted frame, cleared by destroy()
+  let stopProbe = null; // ends a probe under way
+  let unreachable = null; // the error while the cart server cannot be reached
 
   let ready = false;
   let nextId = 1;
@@ -55,10 +65,24 @@
   });
   readyPromise.catch(() => {}); // a misconfigured embed is reported once, on the console
 
-  function error(code, message) {
-    const err = new Error(message || code);
-    err.code = code;
-    return err;
+  // Every rejection and error event is a CartsyncError with a code.
+  class CartsyncError extends Error {
+    constructor(code, message) {
+      super(message || code);
+      this.name = 'CartsyncError';
+      this.code = code;
+    }
+  }
+
+  const error = (code, message) => new CartsyncError(code, message);
+
+  function later(fn, ms) {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+    return t;
   }
 
   function report(err) {
@@ -75,6 +99,7 @@
     for (const req of inflight.values()) settle(req, error(code, broken.message));
     inflight.clear();
     rejectReady(error(code, broken.message));
+    emit('error', error(code, broken.message));
   }
 
   function settle(req, err, result) {
@@ -88,15 +113,28 @@
   function request(method, args) {
     return new Promise((resolve, reject) => {
       if (broken) return reject(error(broken.code, broken.message));
-      const req = { id: nextId++, method, args, resolve, reject, timer: 0 };
+      const req = { id: nextId++, method, args, resolve, reject, timer: 0, deadline: Date.now() + READY_TIMEOUT };
       if (ready) return send(req);
-      req.timer = setTimeout(() => {
-        const i = queue.indexOf(req);
-        if (i >= 0) queue.splice(i, 1);
-        reject(error('not_ready', `cartsync: the cart widget was not ready within ${READY_TIMEOUT / 1000} s (${method})`));
-      }, READY_TIMEOUT);
+      if (unreachable) req.deadline = Math.min(req.deadline, Date.now() + UNREACHABLE_WAIT);
       queue.push(req);
+      arm(req);
     });
+  }
+
+  // arm makes a queued request reject at its deadline.
+  function arm(req) {
+    clearTimeout(req.timer);
+    req.timer = setTimeout(() => {
+      const i = queue.indexOf(req);
+      if (i >= 0) queue.splice(i, 1);
+      if (unreachable) {
+        req.reject(error('unreachable', `cartsync: the cart server ${serverOrigin} cannot be reached (${req.method})`));
+      } else if (!frame) {
+        req.reject(error('not_mounted', `cartsync: no cart widget is mounted: give the embed.js script data-mount, or call cartsync.mount() (${req.method})`));
+      } else {
+        req.reject(error('not_ready', `cartsync: the cart widget was not ready within ${READY_TIMEOUT / 1000} s (${req.method})`));
+      }
+    }, Math.max(0, req.deadline - Date.now()));
   }
 
   function send(req) {
@@ -128,7 +166,7 @@
   }
 
   function readTheme() {
-    const style = getComputedStyle(mount);
+    const style = getComputedStyle(mountEl);
     const theme = {};
     for (const k of THEME) theme[k] = style.getPropertyValue('--cartsync-' + k).trim();
     return theme;
@@ -195,6 +233,10 @@
   }
 
   function onReady(cart) {
+    if (unreachable) {
+      unreachable = null;
+      console.info('cartsync: the cart server answers again');
+    }
     // A second ready means the widget page reloaded: it never saw, or forgot,
     // the requests it had not answered. Whether they were applied is unknown.
     for (const req of inflight.values()) {
@@ -211,7 +253,7 @@
 
   function onCheckout(data) {
     emit('checkout', data);
-    const url = script.getAttribute('data-checkout-url');
+    const url = checkoutURL;
     if (!url) return;
     let target;
     try {
@@ -253,10 +295,12 @@
       document.addEventListener('keydown', onKey);
       frame.focus();
       requestAnimationFrame(checkPanel);
+      emit('open');
     } else if (!open && wasOpen) {
       document.removeEventListener('keydown', onKey);
       const active = document.activeElement;
       if (!active || active === frame || active === document.body || active === document.documentElement) frame.focus();
+      emit('close');
     }
   }
 
@@ -286,7 +330,7 @@
   // A transformed or filtered ancestor of the mount makes position: fixed
   // relative to that ancestor, not to the window. Tell the developer.
   function checkPanel() {
-    if (!open) return;
+    if (!open || !frame) return;
     const r = frame.getBoundingClientRect();
     if (Math.abs(r.top) > 1 || Math.abs(r.right - document.documentElement.clientWidth) > 1) {
       console.warn('cartsync: the cart panel is not at the top right of the window. An ancestor of the mount element ' +
@@ -298,20 +342,65 @@
     if (e.key === 'Escape' && !e.isComposing) request('close', []).catch(() => {});
   }
 
-  function start() {
-    if (broken || frame) return;
-    const selector = script.getAttribute('data-mount');
-    try {
-      mount = document.querySelector(selector);
-    } catch (e) {
-      return fail('no_mount', `data-mount="${selector}" is not a valid selector`);
+  // ---- mounting ---------------------------------------------------------
+
+  // The cart server's origin: mount()'s server, data-server, or the origin
+  // embed.js was loaded from (if it is the cart server's embed.js).
+  function originOf(server) {
+    if (server == null) server = attr('data-server');
+    if (server == null && script && script.src) {
+      const src = new URL(script.src, document.baseURI);
+      if (/\/embed(\.[0-9a-f]{16})?\.js$/.test(src.pathname)) return src.origin;
     }
-    if (!mount) return fail('no_mount', `no element matches data-mount="${selector}"`);
+    if (server == null) throw error('not_configured', 'cartsync: no cart server: load embed.js from it, or give data-server or mount()\'s server option');
+    try {
+      const u = new URL(server, document.baseURI);
+      if (u.protocol === 'https:' || u.protocol === 'http:') return u.origin;
+    } catch (e) { /* below */ }
+    throw error('not_configured', `cartsync: the cart server "${server}" is not an http(s) URL`);
+  }
+
+  function makeFrame() {
+    const f = document.createElement('iframe');
+    f.title = 'Shopping cart';
+    const label = attr('data-label');
+    if (label) f.setAttribute('aria-label', label);
+    Object.assign(f.style, {
+      display: 'block', border: '0', margin: '0', padding: '0', background: 'transparent',
+      colorScheme: 'normal', // a color-scheme mismatch would paint the frame opaque
+    });
+    // The frame's load event comes for an error page too: not ready soon
+    // after it, the server may be down.
+    f.addEventListener('load', () => { if (!ready) probeSoon(PROBE_AFTER[0]); });
+    f.src = serverOrigin + '/#host=' + encodeURIComponent(location.origin);
+    return f;
+  }
+
+  function mount(target, options) {
+    const o = options || {};
+    let el = target;
+    if (typeof target === 'string') {
+      try {
+        el = document.querySelector(target);
+      } catch (e) {
+        throw error('no_mount', `cartsync: "${target}" is not a valid selector`);
+      }
+      if (!el) throw error('no_mount', `cartsync: no element matches "${target}"`);
+    }
+    if (!(el instanceof Element)) throw error('no_mount', 'cartsync: mount() needs a selector or an element');
+    const origin = originOf(o.server);
+    destroy();
+    broken = null;
+    serverOrigin = origin;
+    mountEl = el;
+    checkoutURL = o.checkoutUrl != null ? String(o.checkoutUrl) : attr('data-checkout-url');
+    const attrOpen = attr('data-open-on-add');
+    openOnAdd = o.openOnAdd != null ? !!o.openOnAdd : attrOpen != null && attrOpen !== 'false';
+    if (location.origin === 'null') console.error('cartsync: this page has no origin (file:// or sandboxed); the cart widget will refuse it');
 
     box = document.createElement('span');
     box.className = 'cartsync-embed';
     Object.assign(box.style, { display: 'inline-block', verticalAlign: 'middle' });
-
     backdrop = document.createElement('div');
     backdrop.className = 'cartsync-backdrop';
     backdrop.setAttribute('aria-hidden', 'true');
@@ -320,23 +409,16 @@
       zIndex: String(Z - 1), background: 'var(--cartsync-backdrop, rgba(0, 0, 0, 0.4))', touchAction: 'none',
     });
     backdrop.addEventListener('click', () => request('close', []).catch(() => {}));
-
-    frame = document.createElement('iframe');
-    frame.title = 'Shopping cart';
-    const label = script.getAttribute('data-label');
-    if (label) frame.setAttribute('aria-label', label);
-    Object.assign(frame.style, {
-      display: 'block', border: '0', margin: '0', padding: '0', background: 'transparent',
-      colorScheme: 'normal', // a color-scheme mismatch would paint the frame opaque
-    });
-    frame.src = serverOrigin + '/#host=' + encodeURIComponent(location.origin);
-
+    frame = makeFrame();
     box.append(backdrop, frame);
     layout();
-    mount.append(box);
+    mountEl.append(box);
+    window.addEventListener('message', onMessage);
+    document.addEventListener('click', onClick);
 
-    setTimeout(() => {
-      if (!ready && !broken) {
+    probeSoon(PROBE_AFTER[1]);
+    later(() => {
+      if (!ready && !broken && !unreachable) {
         console.warn(`cartsync: the cart widget is not ready after ${REPLY_TIMEOUT / 1000} s. Either it is still loading ` +
           `(first visit on a slow network, or offline), or the cart server does not list ${location.origin} in ` +
           'CARTSYNC_ALLOWED_ORIGINS.');
@@ -344,11 +426,85 @@
     }, REPLY_TIMEOUT);
   }
 
+  // destroy takes the widget out of the page with every listener and timer
+  // embed.js added. Calls not yet sent wait for the next mount().
+  function destroy() {
+    document.removeEventListener('DOMContentLoaded', autoMount);
+    if (!frame) return;
+    generation++;
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+    if (stopProbe) stopProbe();
+    window.removeEventListener('message', onMessage);
+    document.removeEventListener('click', onClick);
+    document.removeEventListener('keydown', onKey);
+    box.remove();
+    for (const req of inflight.values()) {
+      settle(req, error('interrupted', `cartsync: destroy() removed the cart widget before it answered ${req.method}; it may or may not have been applied`));
+    }
+    inflight.clear();
+    const wasOpen = open;
+    frame = box = backdrop = mountEl = null;
+    ready = open = false;
+    unreachable = null;
+    if (wasOpen) emit('close');
+  }
+
+  // ---- an unreachable cart server -----------------------------------------
+
+  function probeSoon(ms) {
+    const gen = generation;
+    later(() => { if (gen === generation && !ready && !stopProbe) probe(); }, ms);
+  }
+
+  // probe asks the cart server for /embed.json. A network error means it
+  // cannot be reached: queued calls then reject soon with "unreachable",
+  // and once it answers again the frame is loaded anew. A fetch refused by
+  // the page's own CSP (connect-src) tells nothing, and is ignored.
+  function probe() {
+    const gen = generation;
+    let blocked = false;
+    const onViolation = (e) => { if (String(e.blockedURI).startsWith(serverOrigin)) blocked = true; };
+    let done = false;
+    stopProbe = () => {
+      done = true;
+      stopProbe = null;
+      document.removeEventListener('securitypolicyviolation', onViolation);
+    };
+    document.addEventListener('securitypolicyviolation', onViolation);
+    fetch(serverOrigin + '/embed.json', { cache: 'no-store', credentials: 'omit', mode: 'no-cors' }).then(() => true, () => false)
+      .then((ok) => new Promise((resolve) => setTimeout(() => resolve(ok), 50))) // violation events are queued
+      .then((ok) => {
+        if (done || gen !== generation) return;
+        stopProbe();
+        if (ready || blocked) return;
+        if (!ok) {
+          if (!unreachable) {
+            unreachable = error('unreachable', `cartsync: cannot reach the cart server at ${serverOrigin}. The cart appears once ` +
+              `it answers; meanwhile calls wait, and reject with code "unreachable" after ${UNREACHABLE_WAIT / 1000} s.`);
+            console.error(unreachable.message);
+            for (const req of queue) {
+              req.deadline = Math.min(req.deadline, Date.now() + UNREACHABLE_WAIT);
+              arm(req);
+            }
+            emit('error', unreachable);
+          }
+          probeSoon(PROBE_AGAIN);
+        } else if (unreachable) {
+          // Back: load the widget again (the frame holds an error page).
+          const old = frame;
+          frame = makeFrame();
+          old.replaceWith(frame);
+          layout();
+        }
+      });
+  }
+
   // ---- add-to-cart buttons ------------------------------------------------
 
   function onClick(e) {
     const el = e.composedPath().find((n) => n instanceof Element && n.hasAttribute('data-cartsync-add'));
-    if (!el) return;
+    if (!el || !frame) return; // not mounted: the element's own action (a form's submit) happens
     e.preventDefault(); // a submit button or a link falls back to the storefront's own cart without JS
     if (el.getAttribute('aria-busy') === 'true') return; // one add per button at a time
     const sku = el.getAttribute('data-cartsync-add');
@@ -381,7 +537,12 @@
   // ---- API ----------------------------------------------------------------
 
   function add(sku, quantity = 1, details) {
-    return request('add', details == null ? [sku, quantity] : [sku, quantity, withAbsoluteImage(details)]);
+    const p = request('add', details == null ? [sku, quantity] : [sku, quantity, withAbsoluteImage(details)]);
+    if (!openOnAdd) return p;
+    return p.then((cart) => {
+      request('open', []).catch(() => {});
+      return cart;
+    });
   }
 
   const api = Object.freeze({
@@ -403,28 +564,32 @@
     logout: () => request('logout', []),
     // theme() sends the --cartsync-* properties of the mount element again
     // (after the storefront changed them); theme({accent: 'red'}) overrides.
-    theme: (values) => request('theme', [{ ...(mount ? readTheme() : {}), ...values }]),
+    theme: (values) => request('theme', [{ ...(mountEl ? readTheme() : {}), ...values }]),
     on,
     off,
+    mount,
+    destroy,
+    Error: CartsyncError,
   });
 
-  window.cartsync = api;
-  window.addEventListener('message', onMessage);
-  document.addEventListener('click', onClick);
+  // data-mount mounts at once if the element is there, else at
+  // DOMContentLoaded; without it, the page calls mount().
+  function autoMount() {
+    try {
+      mount(attr('data-mount'));
+    } catch (err) {
+      fail(err.code || 'no_mount', err.message.replace(/^cartsync: /, '') + ' (data-mount)');
+    }
+  }
 
-  if (!script) {
-    fail('not_configured', 'cannot find the embed.js <script> element (it needs data-mount)');
-  } else if (!script.getAttribute('data-mount')) {
-    fail('no_mount', 'the embed.js <script> element needs data-mount="selector"');
-  } else {
-    serverOrigin = new URL(script.src, document.baseURI).origin;
-    if (location.origin === 'null') console.error('cartsync: this page has no origin (file:// or sandboxed); the cart widget will refuse it');
+  window.cartsync = api;
+  if (attr('data-mount')) {
     let found = null;
     try {
-      found = document.querySelector(script.getAttribute('data-mount'));
-    } catch (e) { /* start() reports it */ }
-    if (found || document.readyState !== 'loading') start();
-    else document.addEventListener('DOMContentLoaded', start, { once: true });
+      found = document.querySelector(attr('data-mount'));
+    } catch (e) { /* autoMount reports it */ }
+    if (found || document.readyState !== 'loading') autoMount();
+    else document.addEventListener('DOMContentLoaded', autoMount, { once: true });
   }
 
   window.dispatchEvent(new CustomEvent('cartsync:load', { detail: api }));

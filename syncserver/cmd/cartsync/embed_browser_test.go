@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/domdebugger"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// The browser tests of embed.js for storefront developers: the pinned
+// (versioned, Subresource Integrity) script, mount() and destroy() in a
+// single-page app, the open and close events, data-open-on-add, and a cart
+// server that cannot be reached.
+
+// spaPage loads embed.js from its versioned URL with integrity, and mounts
+// nothing by itself.
+const spaPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>SPA</title></head>
+<body>
+<div id="a"></div><div id="b"></div>
+<button data-cartsync-add="TEE-01">Add</button>
+<script src="{{CART_SERVER}}{{EMBED_URL}}" integrity="{{INTEGRITY}}" crossorigin="anonymous" data-open-on-add></script>
+</body>
+</html>
+`
+
+// listeners counts the event listeners on window and on document, by type
+// ("window message": 1), as the browser's debugger sees them.
+func listeners(tb *tab) map[string]int {
+	tb.t.Helper()
+	counts := map[string]int{}
+	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
+	defer cancel()
+	err := func() error {
+		for _, target := range []string{"window", "document"} {
+			res, err := chromedp.Call(ctx, runtime.Evaluate, runtime.EvaluateParams{Expression: target})
+			if err != nil {
+				return err
+			}
+			if res.ExceptionDetails != nil {
+				return fmt.Errorf("evaluate %s: %s", target, res.ExceptionDetails.Text)
+			}
+			ls, err := chromedp.Call(ctx, domdebugger.GetEventListeners, domdebugger.GetEventListenersParams{ObjectID: res.Result.ObjectID})
+			if err != nil {
+				return err
+			}
+			for _, l := range ls.Listeners {
+				counts[target+" "+l.Type]++
+			}
+			if _, err := chromedp.Call(ctx, runtime.ReleaseObject, runtime.ReleaseObjectParams{ObjectID: res.Result.ObjectID}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		tb.t.Fatalf("%s: event listeners: %v", tb.name, err)
+	}
+	return counts
+}
+
+// expectEvent subscribes to a cartsync event as window[name], a promise of
+// its first occurrence; await it with eval(tb, "window."+name).
+func expectEvent(tb *tab, event, name string) {
+	tb.t.Helper()
+	eval[bool](tb, `(window.`+name+` = new Promise((resolve) => {
+		const off = cartsync.on('`+event+`', () => { off(); resolve(true); });
+	}), true)`)
+}
+
+type embedInfo struct {
+	URL       string `json:"url"`
+	Integrity string `json:"integrity"`
+}
+
+func fetchEmbedInfo(t *testing.T, origin string) embedInfo {
+	t.Helper()
+	resp, err := http.Get(origin + "/embed.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info embedInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil || info.URL == "" || !strings.HasPrefix(info.Integrity, "sha384-") {
+		t.Fatalf("GET /embed.json: %+v, %v", info, err)
+	}
+	return info
+}
+
+// TestBrowserEmbedMountDestroy loads embed.js pinned with integrity, mounts
+// and destroys the widget three times, in two places, opening and closing
+// the panel: each destroy leaves no frame, no element and no listener of
+// embed.js behind, and the open and close events come.
+func TestBrowserEmbedMountDestroy(t *testing.T) {
+	web := webCopy(t)
+	srv := startCartServer(t, web)
+	info := fetchEmbedInfo(t, srv.origin())
+	page := strings.NewReplacer("{{EMBED_URL}}", info.URL, "{{INTEGRITY}}", info.Integrity).Replace(spaPage)
+	if err := os.WriteFile(filepath.Join(web, "demo", "spa.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBrowser(t, t.TempDir())
+	tb := b.first
+	tb.navigate(srv.demo() + "/spa.html")
+	if !eval[bool](tb, `typeof window.cartsync === 'object' && typeof cartsync.mount === 'function'`) {
+		t.Fatal("the pinned embed.js did not run (integrity refused?)")
+	}
+	if n := eval[int](tb, `document.querySelectorAll('iframe, .cartsync-embed').length`); n != 0 {
+		t.Fatalf("embed.js without data-mount added %d elements", n)
+	}
+	base := listeners(tb)
+	t.Logf("listeners before mounting: %v", base)
+
+	for i, target := range []string{`'#a'`, `document.getElementById('b')`, `'#a'`} {
+		eval[bool](tb, `(cartsync.mount(`+target+`), true)`)
+		ready(tb)
+		call(tb, "cart")
+		if n := eval[int](tb, `document.querySelectorAll('iframe').length`); n != 1 {
+			t.Fatalf("round %d: %d frames after mount, want 1", i, n)
+		}
+		mounted := listeners(tb)
+		if mounted["window message"] != base["window message"]+1 || mounted["document click"] != base["document click"]+1 {
+			t.Errorf("round %d: listeners when mounted %v, want one more message and click listener than %v", i, mounted, base)
+		}
+
+		// open and close events; the Escape key listener lives while open.
+		expectEvent(tb, "open", "__opened")
+		if i == 0 {
+			// data-open-on-add: an add opens the panel.
+			tb.click(`button[data-cartsync-add="TEE-01"]`)
+		} else {
+			eval[bool](tb, `cartsync.open()`)
+		}
+		eval[bool](tb, `window.__opened`)
+		if got := listeners(tb)["document keydown"]; got != base["document keydown"]+1 {
+			t.Errorf("round %d: %d keydown listeners while open, want %d", i, got, base["document keydown"]+1)
+		}
+		expectEvent(tb, "close", "__closed")
+		eval[bool](tb, `cartsync.close()`)
+		eval[bool](tb, `window.__closed`)
+
+		// Destroyed while open: a close event, nothing left.
+		expectEvent(tb, "open", "__opened")
+		eval[bool](tb, `cartsync.open()`)
+		eval[bool](tb, `window.__opened`)
+		expectEvent(tb, "close", "__closed")
+		eval[bool](tb, `(cartsync.destroy(), true)`)
+		eval[bool](tb, `window.__closed`)
+		if n := eval[int](tb, `document.querySelectorAll('iframe, .cartsync-embed, .cartsync-backdrop').length`); n != 0 {
+			t.Fatalf("round %d: %d elements of embed.js left after destroy", i, n)
+		}
+		if got := listeners(tb); !equalCounts(got, base) {
+			t.Fatalf("round %d: listeners after destroy %v, want those before mounting %v", i, got, base)
+		}
+	}
+	// A call made while nothing is mounted waits for the next mount.
+	eval[bool](tb, `(window.__waiting = cartsync.add('MUG-01', 2), true)`)
+	eval[bool](tb, `(cartsync.mount('#b', { openOnAdd: false }), true)`)
+	c := eval[hostCart](tb, `window.__waiting`)
+	if got := c.quantities(); got["MUG-01"] != 2 || got["TEE-01"] != 1 {
+		t.Errorf("cart after the call made while unmounted: %s", c)
+	}
+	if eval[bool](tb, `cartsync.cart().then(() => document.querySelector('iframe').style.position === 'fixed')`) {
+		t.Error("openOnAdd: false opened the panel on add")
+	}
+}
+
+func equalCounts(a, b map[string]int) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	for k, v := range b {
+		if a[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// downPage is a storefront page with a copy of embed.js of its own,
+// pointed at a cart server by data-server.
+const downPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Cart server down</title></head>
+<body>
+<div id="cart"></div>
+<script src="/embed.js" data-server="{{DOWN}}" data-mount="#cart"></script>
+</body>
+</html>
+`
+
+// TestBrowserEmbedServerDown points embed.js at a closed port: the page
+// still gets window.cartsync, calls reject with a CartsyncError coded
+// unreachable within a bounded time, an error event fires and the console
+// says why. When a cart server starts on that port, the widget appears and
+// calls go through. embed.js's timers of 5 s and more are shortened
+// fivefold in that page.
+func TestBrowserEmbedServerDown(t *testing.T) {
+	web := webCopy(t)
+	srv := startCartServer(t, web)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{"embed.js": string(embed), "down.html": strings.ReplaceAll(downPage, "{{DOWN}}", down)} {
+		if err := os.WriteFile(filepath.Join(web, "demo", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b := startBrowser(t, t.TempDir())
+	tb := b.first
+	tb.addScriptOnNewDocument(`if (window === window.top) {
+		const realSetTimeout = window.setTimeout.bind(window);
+		window.setTimeout = (f, d, ...args) => realSetTimeout(f, d >= 5000 ? d / 5 : d, ...args);
+		window.__errors = [];
+		window.addEventListener('cartsync:load', (e) => e.detail.on('error', (err) => window.__errors.push(err.code)));
+	}`)
+	tb.navigate(srv.demo() + "/down.html")
+	if !eval[bool](tb, `typeof window.cartsync === 'object' && !!document.querySelector('#cart iframe')`) {
+		t.Fatal("no window.cartsync or no frame with the cart server down")
+	}
+	type rejection struct {
+		Code    string `json:"code"`
+		Name    string `json:"name"`
+		Typed   bool   `json:"typed"`
+		Message string `json:"message"`
+		Ms      int64  `json:"ms"`
+	}
+	start := time.Now()
+	got := eval[rejection](tb, `(() => {
+		const t0 = Date.now();
+		return cartsync.add('TEE-01', 1).then(() => ({ code: 'resolved' }),
+			(e) => ({ code: e.code, name: e.name, typed: e instanceof cartsync.Error, message: e.message, ms: Date.now() - t0 }));
+	})()`)
+	t.Logf("rejected after %v: %+v", time.Since(start).Round(time.Millisecond), got)
+	if got.Code != "unreachable" || got.Name != "CartsyncError" || !got.Typed || !strings.Contains(got.Message, down) {
+		t.Fatalf("add with the cart server down: %+v, want a CartsyncError coded unreachable naming %s", got, down)
+	}
+	if errs := eval[[]string](tb, `window.__errors`); len(errs) != 1 || errs[0] != "unreachable" {
+		t.Errorf("error events %v, want one unreachable", errs)
+	}
+	if !consoleHas(tb, "cannot reach the cart server at "+down) {
+		t.Error("no console message about the unreachable cart server")
+	}
+	if code := eval[string](tb, `cartsync.cart().then(() => 'resolved', (e) => e.code)`); code != "unreachable" {
+		t.Errorf("a later call: %q, want unreachable", code)
+	}
+
+	// The cart server comes up on that port: the widget loads.
+	startMain(t, "-addr", strings.TrimPrefix(down, "http://"), "-data", t.TempDir(), "-web", web, "-allowed-origins", srv.demo())
+	c := eval[hostCart](tb, `window.cartsync.ready.then(() => cartsync.add('MUG-01', 1))`)
+	if got := c.quantities(); got["MUG-01"] != 1 {
+		t.Fatalf("after the server came up: %s", c)
+	}
+	if !consoleHas(tb, "the cart server answers again") {
+		t.Error("no console message when the cart server answered again")
+	}
+}
+
+func consoleHas(tb *tab, s string) bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	for _, line := range tb.console {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,211 @@
+// Type declarations of window.cartsync, the API that embed.js gives a
+// storefront page (docs/embedding.md). embed.js itself is plain JavaScript
+// with no exports; import from this module with `import type`.
+
+/** A line's options: they identify the line (a size M tee and a size L tee are two lines). */
+export type CartsyncOptions = Record<string, string>;
+
+/** What the cart shows of a product; price in minor units (1999 = 19.99). */
+export interface CartsyncDetails {
+  name?: string;
+  /** An http(s) URL, or a path on your site (made absolute against the page). */
+  image?: string;
+  price?: number;
+  /** ISO 4217, e.g. "EUR". */
+  currency?: string;
+}
+
+export interface CartsyncLine {
+  /** The line's identity: the SKU and its options, e.g. "TEE-01?size=M". */
+  key: string;
+  sku: string;
+  options: CartsyncOptions | null;
+  quantity: number;
+  details: CartsyncDetails;
+}
+
+export type CartsyncStatus = 'offline' | 'connecting' | 'syncing' | 'synced' | 'login';
+
+/** The cart, as ready, change and most methods give it. */
+export interface CartsyncCart {
+  /** "g_…" for a guest's cart, "u_…" for a logged-in shopper's; "" until first synced. */
+  id: string;
+  lines: CartsyncLine[];
+  /** The total quantity. */
+  items: number;
+  /** The last version the server confirmed. */
+  version: number;
+  /** True when no edit is waiting to be sent. */
+  synced: boolean;
+  /** Edits of this cart waiting to be sent. */
+  pending: number;
+  status: CartsyncStatus;
+}
+
+export interface CartsyncSync {
+  status: CartsyncStatus;
+  pending: number;
+  version: number;
+}
+
+export type CartsyncPolicy = 'merge' | 'replace' | 'keep' | 'choose';
+
+export interface CartsyncMerge {
+  /** "merged": the login brought this device's lines; "already": nothing new; "choose": the shopper is asked. */
+  status: 'merged' | 'already' | 'choose' | (string & {});
+  policy: CartsyncPolicy | '';
+  items: number;
+  added: number;
+  combined: number;
+  replaced: number;
+  warnings: { code: string; message: string }[];
+  version: number;
+}
+
+/** What login() and logout() resolve with. */
+export interface CartsyncLogin {
+  /** "done" once the cart server answered; "queued" offline or without an answer within 10 s. */
+  status: 'done' | 'queued';
+  merge: CartsyncMerge | null;
+  cart: CartsyncCart;
+}
+
+export interface CartsyncCheckout {
+  cart: CartsyncCart;
+  version: number;
+  /** The id of the snapshot the server recorded; your backend reads it by id. */
+  checkout_id: string;
+}
+
+/** The properties of theme(); the mount element's --cartsync-* custom properties by default. */
+export interface CartsyncTheme {
+  accent?: string;
+  background?: string;
+  foreground?: string;
+  font?: string;
+  radius?: string;
+}
+
+/** The codes of a CartsyncError (docs/embedding.md, Errors). */
+export type CartsyncErrorCode =
+  | 'invalid_sku'
+  | 'invalid_quantity'
+  | 'invalid_options'
+  | 'invalid_details'
+  | 'too_many_lines'
+  | 'too_many_clients'
+  | 'line_not_found'
+  | 'bad_request'
+  | 'unknown_method'
+  | 'not_supported'
+  | 'token_expired'
+  | 'unauthorized'
+  | 'superseded'
+  | 'internal'
+  | 'timeout'
+  | 'not_ready'
+  | 'unreachable'
+  | 'interrupted'
+  | 'no_mount'
+  | 'not_configured'
+  | 'not_mounted';
+
+/**
+ * Every rejection of window.cartsync, and the data of the error event. The
+ * class is window.cartsync.Error (embed.js exports nothing: it is a script
+ * that sets window.cartsync, so this package has types only).
+ */
+export interface CartsyncError extends Error {
+  readonly name: 'CartsyncError';
+  /** A CartsyncErrorCode, or a newer widget's code. */
+  readonly code: CartsyncErrorCode | (string & {});
+}
+
+export interface CartsyncErrorConstructor {
+  new (code: string, message?: string): CartsyncError;
+  readonly prototype: CartsyncError;
+}
+
+export interface CartsyncEvents {
+  /** The widget has loaded the cart from this device (before any network); after each mount(). */
+  ready: CartsyncCart;
+  /** The cart changed: an edit here, in another tab or device, a sync, a login or a logout. */
+  change: CartsyncCart;
+  /** The connection status or the number of waiting edits changed. */
+  sync: CartsyncSync;
+  /** A login met this device's cart with the shopper's account cart. */
+  merge: CartsyncMerge;
+  /** The shopper confirmed the cart in the panel. */
+  checkout: CartsyncCheckout;
+  /** The panel opened. */
+  open: undefined;
+  /** The panel closed (or was destroyed while open). */
+  close: undefined;
+  /** The embed cannot work: a bad configuration, or an unreachable cart server. */
+  error: CartsyncError;
+}
+
+export type CartsyncEvent = keyof CartsyncEvents;
+
+export interface CartsyncMountOptions {
+  /** The cart server's origin; default: data-server, or the origin embed.js was loaded from. */
+  server?: string;
+  /** Where confirming the cart goes; default: data-checkout-url. */
+  checkoutUrl?: string;
+  /** Open the panel after each successful add(); default: data-open-on-add. */
+  openOnAdd?: boolean;
+}
+
+export interface Cartsync {
+  /** The bridge protocol's version. */
+  readonly protocol: 1;
+  /** Resolves with the cart the first time the widget is ready; rejects only if data-mount is wrong. */
+  readonly ready: Promise<CartsyncCart>;
+  add(sku: string, quantity?: number, details?: CartsyncDetails & { options?: CartsyncOptions }): Promise<CartsyncCart>;
+  setQuantity(sku: string, quantity: number, options?: CartsyncOptions): Promise<CartsyncCart>;
+  remove(sku: string, options?: CartsyncOptions): Promise<CartsyncCart>;
+  clear(): Promise<CartsyncCart>;
+  cart(): Promise<CartsyncCart>;
+  open(): Promise<true>;
+  close(): Promise<true>;
+  login(token: string, options?: { policy?: CartsyncPolicy }): Promise<CartsyncLogin>;
+  logout(): Promise<CartsyncLogin>;
+  theme(values?: CartsyncTheme): Promise<true>;
+  /** Calls handler on each event; returns a function that unsubscribes. */
+  on<E extends CartsyncEvent>(event: E, handler: (data: CartsyncEvents[E]) => void): () => void;
+  off<E extends CartsyncEvent>(event: E, handler: (data: CartsyncEvents[E]) => void): void;
+  /**
+   * Puts the cart into an element (or the first match of a selector),
+   * destroying a previous mount first. Throws a CartsyncError (no_mount,
+   * not_configured) if it cannot.
+   */
+  mount(target: string | Element, options?: CartsyncMountOptions): void;
+  /** Removes the frame and every listener and timer embed.js added; calls not yet sent wait for the next mount(). */
+  destroy(): void;
+  /** The class of every error: err instanceof cartsync.Error. */
+  readonly Error: CartsyncErrorConstructor;
+}
+
+export interface CartsyncAddedDetail {
+  sku: string;
+  cart: CartsyncCart;
+}
+
+export interface CartsyncErrorDetail {
+  sku: string;
+  error: CartsyncError;
+}
+
+declare global {
+  interface Window {
+    /** Set by embed.js as soon as it runs; see the cartsync:load event. */
+    cartsync?: Cartsync;
+  }
+  interface WindowEventMap {
+    'cartsync:load': CustomEvent<Cartsync>;
+  }
+  interface GlobalEventHandlersEventMap {
+    'cartsync:added': CustomEvent<CartsyncAddedDetail>;
+    'cartsync:error': CustomEvent<CartsyncErrorDetail>;
+  }
+}
