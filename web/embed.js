@@ -537,10 +537,10 @@
   // ---- API ----------------------------------------------------------------
 
   function add(sku, quantity = 1, details) {
-    const p = request('add', details == null ? [sku, quantity] : [sku, quantity, withAbsoluteImage(details)]);
-    if (!openOnAdd) return p;
-    return p.then((cart) => {
-      request('open', []).catch(() => {});
+    const args = details == null ? [sku, quantity] : [sku, quantity, withAbsoluteImage(details)];
+    // The mount that answers decides (an add may wait for the next mount).
+    return request('add', args).then((cart) => {
+      if (openOnAdd) request('open', []).catch(() => {});
       return cart;
     });
   }
