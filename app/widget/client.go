@@ -118,6 +118,7 @@ func (c *client) start() {
 		c.listen(win, "message", c.onMessage)
 	}
 	c.listen(doc, "keydown", c.onKeyDown)
+	c.listen(win, "focus", c.onFrameFocus)
 	c.listen(win, "pagehide", func(app.Value, []app.Value) any {
 		c.reloadSoon() // wakes the sender: one more try before the page goes
 		return nil
@@ -374,9 +375,15 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		}
 		c.edited()
 		st := eng.Snapshot()
-		if l := st.Cart.Line(key); l != nil && l.Quantity < before+call.qty {
-			name := lineName(l)
-			c.dispatch(func(app.Context) { c.w.addNote(clampedText(name, l.Quantity)) })
+		if l := st.Cart.Line(key); l != nil {
+			name, note := lineName(l), ""
+			if l.Quantity < before+call.qty {
+				note = clampedText(name, l.Quantity)
+			}
+			c.dispatch(func(app.Context) {
+				c.w.show(st) // the count said is the cart's with the add
+				c.w.added(name, note)
+			})
 		}
 		return cartOf(st), nil
 	case methodSetQuantity:

@@ -89,6 +89,18 @@ func (c *client) remove(key string) {
 	})
 }
 
+// undo adds a removed line again (Widget.onUndo).
+func (c *client) undo(r *removal) {
+	c.jobs.push(func(ctx context.Context) {
+		eng := c.eng.Load()
+		if eng == nil {
+			return
+		}
+		d := r.details
+		c.uiEdited(r.name, eng.Add(ctx, r.sku, r.options, r.qty, &d))
+	})
+}
+
 // uiEdited reports the outcome of an edit made in the panel.
 func (c *client) uiEdited(name string, err error) {
 	if err == nil {
@@ -206,7 +218,7 @@ func (c *client) onKeyDown(_ app.Value, args []app.Value) any {
 	switch ev.Get("key").String() {
 	case "Escape":
 		ev.Call("preventDefault")
-		c.ctx.Dispatch(func(ctx app.Context) { c.w.setOpen(ctx, false) })
+		c.ctx.Dispatch(func(ctx app.Context) { c.w.onEscape(ctx) })
 	case "Tab":
 		trapTab(ev, ev.Get("shiftKey").Truthy())
 	}
@@ -240,11 +252,31 @@ func trapTab(ev app.Value, back bool) {
 	}
 }
 
-// focus focuses the element with id.
-func (c *client) focus(id string) {
-	if el := app.Window().Get("document").Call("getElementById", id); el.Truthy() {
-		el.Call("focus")
+// onFrameFocus puts the focus back where the widget put it when the frame
+// itself is focused: embed.js focuses the frame when the panel opens or
+// closes (so that keys reach it), and the browser then drops the focus of
+// the element inside it. Open, the focus goes back into the dialog; closed,
+// to the cart button.
+func (c *client) onFrameFocus(app.Value, []app.Value) any {
+	if c.open.Load() {
+		c.keepFocusInPanel()
+		return nil
 	}
+	doc := app.Window().Get("document")
+	if active := doc.Get("activeElement"); !active.Truthy() || active.Equal(doc.Get("body")) {
+		c.focus(buttonID)
+	}
+	return nil
+}
+
+// focus focuses the element with id, and reports whether there is one.
+func (c *client) focus(id string) bool {
+	el := app.Window().Get("document").Call("getElementById", id)
+	if !el.Truthy() {
+		return false
+	}
+	el.Call("focus")
+	return true
 }
 
 // keepFocusInPanel moves the focus back into the open panel when the

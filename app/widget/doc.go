@@ -58,6 +58,22 @@
 // BroadcastChannel "cartsync"; the others reload the storage, show the edit
 // and send it too if they are connected.
 //
+// # Keyboards, screen readers and phones
+//
+// The panel is a modal dialog named by its title. Opening it moves the focus
+// into it, closing it back to the cart button; Tab stays inside it; Escape
+// closes the innermost thing (the question whether to remove a line, else
+// the panel). embed.js focuses the frame when the panel opens or closes,
+// which drops the focus inside it: the frame's focus listener puts it back.
+// Remove offers Undo for a few seconds (an add of the same quantity,
+// options and details) and moves the focus to the next line's Remove
+// button, once the line is gone. One polite live region outside the dialog
+// tells adds from the page, removals, going offline and back, refused edits
+// and catalog changes (live.go); nothing inside the panel is live. On a
+// narrow screen the panel fills the frame, which embed.js makes the whole
+// viewport, clear of the safe areas (web/widget.css); every button is at
+// least 44 × 44 px.
+//
 // # Updates
 //
 // A deploy changes the service worker (its cache name is the server's

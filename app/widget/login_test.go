@@ -95,7 +95,7 @@ func TestMergeNotice(t *testing.T) {
 		`1 product was already in your cart: the quantities were added together.`,
 		`Some quantities were limited to the most a cart can hold.`,
 		`Review your order`, `Saved to your account`)
-	notice := []int{0, 1, panelNotices, 0}
+	notice := []int{0, 2, panelNotices, 0}
 	match(t, app.P().Class("cartsync-merge").Text("2 items from this device were added to your cart."), w, at(notice, 0)...)
 	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
 
@@ -139,7 +139,7 @@ func TestChooseView(t *testing.T) {
 		t.Error("a merge notice shown for a choice")
 	}
 
-	body := []int{0, 1, panelBody}
+	body := []int{0, 2, panelBody}
 	match(t, app.Section().ID(choiceID).Class("cartsync-choice").Role("region").Aria("labelledby", "cartsync-choice-title").TabIndex(-1), w, body...)
 	options := at(body, 3)
 	for i, want := range []struct {
@@ -196,9 +196,9 @@ func TestNeedsLoginStatus(t *testing.T) {
 			w := &Widget{open: true}
 			w.show(st)
 			mount(t, w)
-			match(t, app.P().Class("cartsync-status").Role("status").Text(tt.want), w, 0, 1, panelStatus)
+			match(t, app.P().Class("cartsync-status").Text(tt.want), w, 0, 2, panelStatus)
 			// The cart stays, editable.
-			match(t, app.Button().Class("cartsync-step").Type("button").Aria("label", "Increase quantity of T-shirt").OnClick(noop).Text("+"), w, 0, 1, panelBody, 0, 2, 2)
+			match(t, app.Button().Class("cartsync-step").Type("button").Aria("label", "Increase quantity of T-shirt").OnClick(noop).Text("+"), w, 0, 2, panelBody, 0, 2, 2)
 		})
 	}
 
@@ -224,7 +224,7 @@ func TestExpiredNotice(t *testing.T) {
 	w.ops.remember(cart.Op{Client: "a", Seq: 3, Kind: cart.KindAdd, SKU: "CAP", Details: &cart.Details{Name: "Cap"}})
 	w.show(st)
 	mount(t, w)
-	notice := []int{0, 1, panelNotices, 0}
+	notice := []int{0, 2, panelNotices, 0}
 	match(t, app.P().Class("cartsync-expired").Text("Your previous cart expired after 30 days without changes. This is a new cart."), w, at(notice, 0)...)
 	match(t, app.P().Class("cartsync-dropped-intro").Text("These changes were made on the expired cart and couldn't be kept:"), w, at(notice, 1)...)
 	for i, want := range []string{"Adding 2 × T-shirt", "Changing MUG to 3", "Removing Cap", "Emptying the cart"} {
@@ -232,7 +232,7 @@ func TestExpiredNotice(t *testing.T) {
 	}
 	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
 	// Never a silently empty cart: the notice comes with it.
-	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 1, panelBody)
+	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 2, panelBody)
 
 	// Without a notice, no notice.
 	w2 := &Widget{open: true}

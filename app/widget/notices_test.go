@@ -53,7 +53,7 @@ func TestLineNotices(t *testing.T) {
 	w := &Widget{open: true}
 	w.show(noticeState())
 	mount(t, w)
-	lines := []int{0, 1, panelBody}
+	lines := []int{0, 2, panelBody}
 	const notice = 4 // after the picture, the text, the stepper and Remove
 
 	teeM := at(lines, 0, notice)
@@ -78,10 +78,10 @@ func TestLineNotices(t *testing.T) {
 	matchFix(t, w, at(cap, 0, 1), "Remove Cap from cart", "Remove")
 
 	// The subtotal is the server's, at the catalog's prices.
-	match(t, app.Text("€101.00"), w, 0, 1, panelFoot, 0, 1, 0)
+	match(t, app.Text("€101.00"), w, 0, 2, panelFoot, 0, 1, 0)
 	// Screen readers are told in the live region.
-	match(t, app.P().Class("cartsync-sr"), w, 0, 1, panelNotices, 0)
-	match(t, app.Text("4 items in your cart changed since you added them. The notes under them say how."), w, 0, 1, panelNotices, 0, 0)
+	match(t, app.P().Class("cartsync-sr"), w, 0, 2, panelNotices, 0)
+	match(t, app.Text("4 items in your cart changed since you added them. The notes under them say how."), w, 0, 2, panelNotices, 0, 0)
 
 	// A line without a notice has none.
 	st := noticeState()
@@ -117,19 +117,19 @@ func TestReviewWithNotices(t *testing.T) {
 	w.show(noticeState())
 	w.startReview()
 	mount(t, w)
-	match(t, app.Text("2 × T-shirt (size: M)"), w, 0, 1, panelBody, 0, 0, 0)
+	match(t, app.Text("2 × T-shirt (size: M)"), w, 0, 2, panelBody, 0, 0, 0)
 	// The totals the subtotal counts: at the new price, the old one
 	// struck out; none for a withdrawn item.
-	match(t, app.Del(), w, 0, 1, panelBody, 0, 1, 0)
-	match(t, app.Text("€24.00"), w, 0, 1, panelBody, 0, 1, 0, 0)
-	match(t, app.Text(" €28.00"), w, 0, 1, panelBody, 0, 1, 1)
-	match(t, app.Text("€9.00"), w, 0, 1, panelBody, 2, 1, 0, 0)
-	match(t, app.Text("Price changed from €12.00 to €14.00"), w, 0, 1, panelBody, 0, 2, 0, 0, 0)
-	matchFix(t, w, []int{0, 1, panelBody, 0, 2, 0, 1}, "Accept the new price of T-shirt", "Accept new price")
-	matchFix(t, w, []int{0, 1, panelBody, 2, 2, 0, 1}, "Remove Mug from cart", "Remove")
+	match(t, app.Del(), w, 0, 2, panelBody, 0, 1, 0)
+	match(t, app.Text("€24.00"), w, 0, 2, panelBody, 0, 1, 0, 0)
+	match(t, app.Text(" €28.00"), w, 0, 2, panelBody, 0, 1, 1)
+	match(t, app.Text("€9.00"), w, 0, 2, panelBody, 2, 1, 0, 0)
+	match(t, app.Text("Price changed from €12.00 to €14.00"), w, 0, 2, panelBody, 0, 2, 0, 0, 0)
+	matchFix(t, w, []int{0, 2, panelBody, 0, 2, 0, 1}, "Accept the new price of T-shirt", "Accept new price")
+	matchFix(t, w, []int{0, 2, panelBody, 2, 2, 0, 1}, "Remove Mug from cart", "Remove")
 
 	// Checkout waits until every notice is settled, and says so.
-	foot := []int{0, 1, panelFoot}
+	foot := []int{0, 2, panelFoot}
 	match(t, app.P().ID(blockedID).Class("cartsync-checkout-blocked"), w, at(foot, 1)...)
 	match(t, app.Text(checkoutBlocked), w, at(foot, 1, 0)...)
 	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("describedby", blockedID).OnClick(noop), w, at(foot, 2, 1)...)

@@ -18,15 +18,19 @@ const (
 	keepID    = "cartsync-keep"
 	choiceID  = "cartsync-choice"
 	blockedID = "cartsync-checkout-blocked"
+	liveID    = "cartsync-live"
+	undoID    = "cartsync-undo"
 )
 
-// Render draws the cart button and, when open, the panel.
+// Render draws the cart button, the live region (live.go) and, when open,
+// the panel, always in this order: the live region's element stays the
+// same while the panel opens and closes.
 func (w *Widget) Render() app.UI {
 	root := app.Div().ID(rootID).Class("cartsync")
 	if w.blocked {
 		return root.Body(app.P().Class("cartsync-blocked").Text("This cart can't be shown on this site."))
 	}
-	children := []app.UI{w.renderButton()}
+	children := []app.UI{w.renderButton(), w.renderLive()}
 	if w.open {
 		root = root.Class("cartsync--open")
 		children = append(children, w.renderPanel())
@@ -99,17 +103,21 @@ func (w *Widget) renderPanel() app.UI {
 					OnClick(w.onClose).
 					Body(app.Span().Aria("hidden", "true").Text("×")),
 			),
-			app.P().Class("cartsync-status").Role("status").Text(statusText(w.loaded, w.st)),
+			app.P().Class("cartsync-status").Text(statusText(w.loaded, w.st)),
 			w.renderNotices(),
 			body,
 			foot,
 		)
 }
 
-// renderNotices draws what the shopper should know besides the cart: where
-// it is kept, a stopped sync, an update, refused edits.
+// renderNotices draws what the shopper should know besides the cart: Undo
+// of a removal, where it is kept, a stopped sync, an update, refused edits.
+// None of it is live: the live region says what matters (live.go).
 func (w *Widget) renderNotices() app.UI {
 	var children []app.UI
+	if u := w.renderUndo(); u != nil {
+		children = append(children, u)
+	}
 	if w.storageNote != "" {
 		children = append(children, app.P().Class("cartsync-note").Text(w.storageNote))
 	}
@@ -140,10 +148,10 @@ func (w *Widget) renderNotices() app.UI {
 		children = append(children, w.renderNotice())
 	}
 	if n := len(w.st.Notices); n > 0 && w.loaded && w.st.Choice == nil {
-		// Told to screen readers as it comes; the lines show it.
+		// For screen readers reading the panel; the lines show it.
 		children = append(children, app.P().Class("cartsync-sr").Text(noticesSummary(n)))
 	}
-	return app.Div().Class("cartsync-notices").Aria("live", "polite").Body(children...)
+	return app.Div().Class("cartsync-notices").Body(children...)
 }
 
 // renderNotice tells what happened to the cart without the shopper doing
@@ -292,6 +300,7 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 		app.Div().Class("cartsync-info").Body(info...),
 		app.Div().Class("cartsync-stepper").Role("group").Aria("label", "Quantity of "+name).Body(
 			app.Button().
+				ID(lineControlID("decrease", l.Key)).
 				Class("cartsync-step").
 				Type("button").
 				Aria("label", "Decrease quantity of "+name).
@@ -306,6 +315,7 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 				Text("+"),
 		),
 		app.Button().
+			ID(lineControlID("remove", l.Key)).
 			Class("cartsync-remove").
 			Type("button").
 			Aria("label", "Remove "+name+" from cart").

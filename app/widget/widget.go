@@ -61,6 +61,21 @@ type Widget struct {
 	// opened the panel for, once each.
 	seenMerge, seenChoice *protocol.MergeInfo
 
+	// said is what the live region says (live.go).
+	said string
+	// wasOnline: the engine has been connected; wentOffline: it lost
+	// the connection since, and the live region said so.
+	wasOnline, wentOffline bool
+	// undo is the removal Undo is offered for (nil for none); undoSeq
+	// counts removals.
+	undo    *removal
+	undoSeq int
+	// focusNext is the id of the element to focus after the next render
+	// ("" for none); refocus is where the focus goes once the cart shown
+	// has caught up with an edit (nil for nowhere).
+	focusNext string
+	refocus   *pendingFocus
+
 	ops *opIndex
 	c   *client // nil until mounted, and always natively
 }
@@ -81,6 +96,9 @@ func (w *Widget) show(st syncclient.State) {
 		// The shopper's own edits (a fix on the review step) change
 		// the cart they review, until the server has them.
 		w.reviewed = st.Cart
+	}
+	if w.loaded {
+		w.sayChange(w.st, st)
 	}
 	w.st, w.loaded = st, true
 	if w.confirm != "" && (st.Cart == nil || st.Cart.Line(w.confirm) == nil) {
@@ -179,21 +197,20 @@ func (w *Widget) setOpen(ctx app.Context, open bool) {
 	}
 	w.open = open
 	if !open {
-		w.review, w.confirm, w.checkoutNote = false, "", ""
+		w.review, w.confirm, w.checkoutNote, w.undo, w.refocus = false, "", "", nil, nil
 	}
 	if w.c != nil {
 		w.c.open.Store(open)
 	}
+	if open {
+		w.focusLater(ctx, panelID)
+	} else {
+		w.focusLater(ctx, buttonID)
+	}
 	ctx.Defer(func(ctx app.Context) {
-		if w.c == nil {
-			return
+		if w.c != nil {
+			w.c.measure(w.open)
 		}
-		if open {
-			w.c.focus(panelID)
-		} else {
-			w.c.focus(buttonID)
-		}
-		w.c.measure(w.open)
 	})
 }
 
@@ -203,6 +220,12 @@ func (w *Widget) afterRender(ctx app.Context) {
 	ctx.Defer(func(ctx app.Context) {
 		if w.c == nil {
 			return
+		}
+		if f := w.refocus; f != nil && f.ready() {
+			w.refocus = nil
+			if !w.c.focus(f.id) { // the review step has no Remove buttons
+				w.c.focus(titleID)
+			}
 		}
 		if w.open {
 			w.c.keepFocusInPanel()
@@ -337,32 +360,44 @@ func (w *Widget) askRemove(ctx app.Context, l *cart.Line) {
 	w.afterRender(ctx)
 }
 
+// onRemove removes the line, offers to undo it, and moves the focus to the
+// next line (live.go).
 func (w *Widget) onRemove(ctx app.Context, l *cart.Line) {
 	w.confirm = ""
+	key := l.Key
+	// Once the line is gone: the panel's list is patched in place, and
+	// the next line's button is not the same element before and after.
+	w.refocus = &pendingFocus{id: w.focusAfterRemove(key), ready: func() bool { return w.line(key) == nil }}
+	w.offerUndo(ctx, l)
 	if w.c != nil {
-		w.c.remove(l.Key)
+		w.c.remove(key)
 	}
-	w.focusLater(ctx, titleID)
 	w.afterRender(ctx)
 }
 
+// onKeep answers the question whether to remove a line: the focus goes back
+// to the Decrease button that asked it.
 func (w *Widget) onKeep(ctx app.Context, l *cart.Line) {
 	w.confirm = ""
-	w.focusLater(ctx, titleID)
+	w.focusLater(ctx, lineControlID("decrease", l.Key))
 	w.afterRender(ctx)
 }
 
-// focusLater focuses the element with id after the next render.
+// focusLater focuses the element with id after the next render; the last
+// asked for wins.
 func (w *Widget) focusLater(ctx app.Context, id string) {
+	w.focusNext = id
 	ctx.Defer(func(ctx app.Context) {
-		if w.c != nil {
-			w.c.focus(id)
+		if w.c != nil && w.focusNext != "" {
+			w.c.focus(w.focusNext)
 		}
+		w.focusNext = ""
 	})
 }
 
-// addNote shows a local message.
+// addNote shows a local message and announces it.
 func (w *Widget) addNote(s string) {
+	w.say(s)
 	w.notes = append(w.notes, s)
 	if n := len(w.notes) - maxMessages; n > 0 {
 		w.notes = append([]string(nil), w.notes[n:]...)

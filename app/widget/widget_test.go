@@ -43,8 +43,8 @@ func match(t testing.TB, expected app.UI, w *Widget, path ...int) {
 	}
 }
 
-// Paths: the widget's root is at 0; in it, the button at 0 and the panel
-// at 1; in the panel, these.
+// Paths: the widget's root is at 0; in it, the button at 0, the live
+// region at 1 and the panel at 2; in the panel, these.
 const (
 	panelHead = iota
 	panelStatus
@@ -91,7 +91,7 @@ func TestCartButton(t *testing.T) {
 			} else if err := app.Match(app.Span(), w, 0, 0, 1); err == nil {
 				t.Error("badge shown for an empty cart")
 			}
-			if err := app.Match(app.Div(), w, 0, 1); err == nil {
+			if err := app.Match(app.Div(), w, 0, 2); err == nil {
 				t.Error("panel shown while closed")
 			}
 		})
@@ -117,9 +117,9 @@ func TestPanelIsAModalDialog(t *testing.T) {
 		Role("dialog").
 		Aria("modal", "true").
 		Aria("labelledby", titleID).
-		TabIndex(-1), w, 0, 1)
-	match(t, app.Text("Your cart"), w, 0, 1, panelHead, 0, 0)
-	match(t, app.Button().Class("cartsync-close").Type("button").Aria("label", "Close cart").OnClick(noop), w, 0, 1, panelHead, 1)
+		TabIndex(-1), w, 0, 2)
+	match(t, app.Text("Your cart"), w, 0, 2, panelHead, 0, 0)
+	match(t, app.Button().Class("cartsync-close").Type("button").Aria("label", "Close cart").OnClick(noop), w, 0, 2, panelHead, 1)
 }
 
 func TestPanelLines(t *testing.T) {
@@ -130,16 +130,16 @@ func TestPanelLines(t *testing.T) {
 		testLine("PIN", "Pin", 3, 0, "", nil),
 	))
 	mount(t, w)
-	lines := []int{0, 1, panelBody}
+	lines := []int{0, 2, panelBody}
 
 	tee := at(lines, 0)
 	match(t, app.Text("T-shirt"), w, at(tee, 1, 0, 0)...)
 	match(t, app.Text("€19.99"), w, at(tee, 1, 1, 0)...)
 	match(t, app.Text("color: red, size: m"), w, at(tee, 1, 2, 0)...)
-	match(t, app.Button().Class("cartsync-step").Type("button").Aria("label", "Decrease quantity of T-shirt").OnClick(noop).Text("−"), w, at(tee, 2, 0)...)
+	match(t, app.Button().ID(lineControlID("decrease", w.st.Cart.Lines[0].Key)).Class("cartsync-step").Type("button").Aria("label", "Decrease quantity of T-shirt").OnClick(noop).Text("−"), w, at(tee, 2, 0)...)
 	match(t, app.Text("2"), w, at(tee, 2, 1, 0)...)
 	match(t, app.Button().Class("cartsync-step").Type("button").Aria("label", "Increase quantity of T-shirt").OnClick(noop).Text("+"), w, at(tee, 2, 2)...)
-	match(t, app.Button().Class("cartsync-remove").Type("button").Aria("label", "Remove T-shirt from cart").OnClick(noop).Text("Remove"), w, at(tee, 3)...)
+	match(t, app.Button().ID(lineControlID("remove", w.st.Cart.Lines[0].Key)).Class("cartsync-remove").Type("button").Aria("label", "Remove T-shirt from cart").OnClick(noop).Text("Remove"), w, at(tee, 3)...)
 
 	mug := at(lines, 1)
 	match(t, app.Text("MUG-7"), w, at(mug, 1, 0, 0)...) // no name: the SKU
@@ -153,10 +153,10 @@ func TestPanelLines(t *testing.T) {
 	}
 
 	// Subtotal per currency, in currency order.
-	match(t, app.Text("Subtotal"), w, 0, 1, panelFoot, 0, 0, 0)
-	match(t, app.Text("12.50 CHF"), w, 0, 1, panelFoot, 0, 1, 0)
-	match(t, app.Text("€39.98"), w, 0, 1, panelFoot, 0, 2, 0)
-	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Review order"), w, 0, 1, panelFoot, 1)
+	match(t, app.Text("Subtotal"), w, 0, 2, panelFoot, 0, 0, 0)
+	match(t, app.Text("12.50 CHF"), w, 0, 2, panelFoot, 0, 1, 0)
+	match(t, app.Text("€39.98"), w, 0, 2, panelFoot, 0, 2, 0)
+	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Review order"), w, 0, 2, panelFoot, 1)
 }
 
 func TestLineImage(t *testing.T) {
@@ -165,7 +165,7 @@ func TestLineImage(t *testing.T) {
 	w := &Widget{open: true, host: "https://shop.example"}
 	w.show(testState(syncclient.Synced, 0, l))
 	mount(t, w)
-	match(t, app.Img().Src("https://shop.example/img/tee.png").Alt("T-shirt").Loading("lazy").Width(56).Height(56), w, 0, 1, panelBody, 0, 0, 0)
+	match(t, app.Img().Src("https://shop.example/img/tee.png").Alt("T-shirt").Loading("lazy").Width(56).Height(56), w, 0, 2, panelBody, 0, 0, 0)
 }
 
 func TestRemoveConfirmation(t *testing.T) {
@@ -173,7 +173,7 @@ func TestRemoveConfirmation(t *testing.T) {
 	w := &Widget{open: true, confirm: tee.Key}
 	w.show(testState(syncclient.Synced, 0, tee))
 	mount(t, w)
-	confirm := []int{0, 1, panelBody, 0, 4}
+	confirm := []int{0, 2, panelBody, 0, 4}
 	match(t, app.Text("Remove T-shirt from your cart?"), w, at(confirm, 0, 0)...)
 	match(t, app.Button().Class("cartsync-confirm-remove").Type("button").OnClick(noop).Text("Remove"), w, at(confirm, 1)...)
 	match(t, app.Button().ID(keepID).Class("cartsync-confirm-keep").Type("button").OnClick(noop).Text("Keep"), w, at(confirm, 2)...)
@@ -189,15 +189,15 @@ func TestEmptyCart(t *testing.T) {
 	w := &Widget{open: true}
 	w.show(testState(syncclient.Synced, 0))
 	mount(t, w)
-	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 1, panelBody)
-	match(t, app.Div().Class("cartsync-foot"), w, 0, 1, panelFoot)
+	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 2, panelBody)
+	match(t, app.Div().Class("cartsync-foot"), w, 0, 2, panelFoot)
 }
 
 func TestLoading(t *testing.T) {
 	w := &Widget{open: true}
 	mount(t, w)
-	match(t, app.Text("Loading…"), w, 0, 1, panelStatus, 0)
-	match(t, app.Text("Loading your cart…"), w, 0, 1, panelBody, 0)
+	match(t, app.Text("Loading…"), w, 0, 2, panelStatus, 0)
+	match(t, app.Text("Loading your cart…"), w, 0, 2, panelBody, 0)
 }
 
 func TestReview(t *testing.T) {
@@ -207,19 +207,19 @@ func TestReview(t *testing.T) {
 		testLine("MUG", "Mug", 1, 900, "EUR", nil),
 	))
 	mount(t, w)
-	match(t, app.Text("Review your order"), w, 0, 1, panelHead, 0, 0)
-	match(t, app.Text("2 × T-shirt (size: M)"), w, 0, 1, panelBody, 0, 0, 0)
-	match(t, app.Text("€39.98"), w, 0, 1, panelBody, 0, 1, 0)
-	match(t, app.Text("1 × Mug"), w, 0, 1, panelBody, 1, 0, 0)
-	match(t, app.Text("Subtotal"), w, 0, 1, panelFoot, 0, 0, 0)
-	match(t, app.Text("€48.98"), w, 0, 1, panelFoot, 0, 1, 0)
-	match(t, app.Button().Class("cartsync-secondary").Type("button").OnClick(noop).Text("Back"), w, 0, 1, panelFoot, 1, 0)
-	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Checkout"), w, 0, 1, panelFoot, 1, 1)
+	match(t, app.Text("Review your order"), w, 0, 2, panelHead, 0, 0)
+	match(t, app.Text("2 × T-shirt (size: M)"), w, 0, 2, panelBody, 0, 0, 0)
+	match(t, app.Text("€39.98"), w, 0, 2, panelBody, 0, 1, 0)
+	match(t, app.Text("1 × Mug"), w, 0, 2, panelBody, 1, 0, 0)
+	match(t, app.Text("Subtotal"), w, 0, 2, panelFoot, 0, 0, 0)
+	match(t, app.Text("€48.98"), w, 0, 2, panelFoot, 0, 1, 0)
+	match(t, app.Button().Class("cartsync-secondary").Type("button").OnClick(noop).Text("Back"), w, 0, 2, panelFoot, 1, 0)
+	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Checkout"), w, 0, 2, panelFoot, 1, 1)
 
 	w2 := &Widget{open: true, review: true, checkingOut: true}
 	w2.show(w.st)
 	mount(t, w2)
-	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("busy", "true").OnClick(noop).Text("Saving your cart…"), w2, 0, 1, panelFoot, 1, 1)
+	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("busy", "true").OnClick(noop).Text("Saving your cart…"), w2, 0, 2, panelFoot, 1, 1)
 }
 
 func TestStatusLine(t *testing.T) {
@@ -240,7 +240,7 @@ func TestStatusLine(t *testing.T) {
 			w := &Widget{open: true}
 			w.show(testState(tt.status, tt.pending))
 			mount(t, w)
-			match(t, app.P().Class("cartsync-status").Role("status").Text(tt.want), w, 0, 1, panelStatus)
+			match(t, app.P().Class("cartsync-status").Text(tt.want), w, 0, 2, panelStatus)
 		})
 	}
 }
@@ -263,7 +263,7 @@ func TestRejectionsAndNotes(t *testing.T) {
 	w.storageNote = noteMemory
 	mount(t, w)
 
-	notices := []int{0, 1, panelNotices}
+	notices := []int{0, 2, panelNotices}
 	match(t, app.Text(noteMemory), w, at(notices, 0, 0)...)
 	match(t, app.Button().Class("cartsync-update").Type("button").OnClick(noop).Text("Update available — reload"), w, at(notices, 1)...)
 	msgs := at(notices, 2)

@@ -1,0 +1,220 @@
+package widget
+
+import (
+	"hash/fnv"
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/protocol"
+	"cartsync/shared/syncclient"
+)
+
+// What screen readers hear, the undo of a removal, and where the focus goes
+// when what had it goes away.
+//
+// One polite live region (liveID) sits in the frame next to the cart
+// button, outside the dialog, so it exists while the panel is closed too.
+// It tells what the shopper would otherwise miss: an item added from the
+// page, a removal and its undo, going offline and back, a sync that stopped,
+// an edit the server refused, items the catalog changed. Nothing in the open
+// panel is live besides the checkout note (an alert that answers the
+// shopper's own click).
+
+// What the live region says about the connection.
+const (
+	textOffline     = "Offline. Your changes are kept and sent when you're back online."
+	textBackOnline  = "Back online."
+	textSignInAgain = "Sign in again to sync your cart. Your changes are kept."
+)
+
+// undoFor is how long Undo is offered after a removal.
+const undoFor = 10 * time.Second
+
+// pendingFocus is an element to focus once ready holds.
+type pendingFocus struct {
+	id    string
+	ready func() bool
+}
+
+// removal is a line the shopper removed in the panel, for Undo: enough to
+// add the same quantity with the same options and details again.
+type removal struct {
+	seq     int // tells this removal from a later one
+	key     string
+	name    string
+	sku     string
+	options map[string]string
+	qty     int
+	details cart.Details
+}
+
+// say announces s in the live region. Saying the same words again is
+// announced again: a no-break space is added or taken off.
+func (w *Widget) say(s string) {
+	if s == "" {
+		return
+	}
+	if s == strings.TrimSuffix(w.said, "\u00a0") && !strings.HasSuffix(w.said, "\u00a0") {
+		s += "\u00a0"
+	}
+	w.said = s
+}
+
+// renderLive draws the live region.
+func (w *Widget) renderLive() app.UI {
+	return app.Div().ID(liveID).Class("cartsync-sr").Role("status").Aria("live", "polite").Text(w.said)
+}
+
+// sayChange announces what changed between two engine states that the
+// shopper did not just do and the screen would show only in the panel:
+// going offline after having been connected and back online, a sign-in
+// that is needed, an edit the server refused, items the catalog changed.
+// Other transitions (connecting, syncing, synced) are not announced.
+func (w *Widget) sayChange(old, st syncclient.State) {
+	connected := st.Status == syncclient.Syncing || st.Status == syncclient.Synced
+	switch {
+	case connected && w.wentOffline:
+		w.wentOffline = false
+		w.say(textBackOnline)
+	case connected:
+		w.wasOnline = true
+	case st.Status == syncclient.Offline && w.wasOnline && !w.wentOffline:
+		w.wentOffline = true
+		w.say(textOffline)
+	}
+	if st.NeedsLogin && !old.NeedsLogin {
+		w.say(textSignInAgain)
+	}
+	if n := len(st.Rejected); n > 0 {
+		last := st.Rejected[n-1]
+		id := protocol.OpID{Client: last.Client, Seq: last.Seq}
+		if m := len(old.Rejected); m == 0 || (protocol.OpID{Client: old.Rejected[m-1].Client, Seq: old.Rejected[m-1].Seq}) != id {
+			w.say(w.resultText(last))
+		}
+	}
+	if n := len(st.Notices); n > len(old.Notices) && st.Choice == nil {
+		w.say(noticesSummary(n))
+	}
+}
+
+// added announces an item added from the page: "Added Mug. 3 items in
+// cart.", and why its quantity was limited if it was (note, "" for none).
+func (w *Widget) added(name, note string) {
+	s := "Added " + name + ". " + plural(w.items(), "item", "items") + " in cart."
+	if note != "" {
+		w.addNote(note)
+		s += " " + note
+	}
+	w.say(s)
+}
+
+// offerUndo keeps l for Undo for undoFor, and says so.
+func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
+	w.undoSeq++
+	w.undo = &removal{
+		seq:     w.undoSeq,
+		key:     l.Key,
+		name:    lineName(l),
+		sku:     l.SKU,
+		options: maps.Clone(l.Options),
+		qty:     l.Quantity,
+		details: l.Details,
+	}
+	w.say("Removed " + w.undo.name + ". Undo is available for a few seconds.")
+	if w.c != nil { // the test engine has no timers to wait for
+		seq := w.undoSeq
+		ctx.After(undoFor, func(ctx app.Context) { w.expireUndo(ctx, seq) })
+	}
+}
+
+// expireUndo withdraws the Undo of removal seq, if it is still offered. The
+// focus, if it was on Undo, goes to the panel's title.
+func (w *Widget) expireUndo(ctx app.Context, seq int) {
+	if w.undo == nil || w.undo.seq != seq {
+		return
+	}
+	w.undo = nil
+	w.afterRender(ctx)
+}
+
+// onUndo adds the removed line again, with its quantity, options and
+// details (an add op: the cart rules let an add follow a remove), and moves
+// the focus to its Remove button once it is back.
+func (w *Widget) onUndo(ctx app.Context, e app.Event) {
+	r := w.undo
+	if r == nil {
+		return
+	}
+	w.undo = nil
+	w.say(r.name + " is back in your cart.")
+	w.focusLater(ctx, titleID) // until the line is back
+	w.refocus = &pendingFocus{id: lineControlID("remove", r.key), ready: func() bool { return w.line(r.key) != nil }}
+	if w.c != nil {
+		w.c.undo(r)
+	}
+	w.afterRender(ctx)
+}
+
+// renderUndo draws the toast that offers Undo, or nil.
+func (w *Widget) renderUndo() app.UI {
+	if w.undo == nil {
+		return nil
+	}
+	return app.Div().Class("cartsync-undo").Body(
+		app.P().Text("Removed "+w.undo.name+"."),
+		app.Button().
+			ID(undoID).
+			Class("cartsync-undo-button").
+			Type("button").
+			Aria("label", "Undo removing "+w.undo.name).
+			OnClick(w.onUndo).
+			Text("Undo"),
+	)
+}
+
+// onEscape closes the innermost thing open: the question whether to remove
+// a line (the focus goes back to its Decrease button), else the panel.
+func (w *Widget) onEscape(ctx app.Context) {
+	if key := w.confirm; key != "" {
+		w.confirm = ""
+		w.focusLater(ctx, lineControlID("decrease", key))
+		w.afterRender(ctx)
+		return
+	}
+	w.setOpen(ctx, false)
+}
+
+// focusAfterRemove is where the focus goes when the line with key is
+// removed: the next line's Remove button, else the previous line's, else
+// the panel's title.
+func (w *Widget) focusAfterRemove(key string) string {
+	if w.st.Cart == nil {
+		return titleID
+	}
+	lines := w.st.Cart.Lines
+	for i, l := range lines {
+		if l.Key != key {
+			continue
+		}
+		switch {
+		case i+1 < len(lines):
+			return lineControlID("remove", lines[i+1].Key)
+		case i > 0:
+			return lineControlID("remove", lines[i-1].Key)
+		}
+	}
+	return titleID
+}
+
+// lineControlID is the id of a line's control ("remove", "decrease"): the
+// line's key may hold any character, so a hash of it.
+func lineControlID(control, key string) string {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return "cartsync-" + control + "-" + strconv.FormatUint(h.Sum64(), 36)
+}

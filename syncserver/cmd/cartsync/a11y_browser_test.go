@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+)
+
+// The widget on phones, with the keyboard and with screen readers: the
+// demo storefront at 320 px, a keyboard-only walkthrough of the panel, the
+// undo of a removal, and what the live region says.
+
+const (
+	teeM     = "TEE-01?size=M"
+	a11yMug  = "MUG-01"
+	liveText = `(document.getElementById('cartsync-live')?.textContent || '').replace(/\u00a0$/, '')`
+)
+
+// fillCart adds 2 tees (size M) and a mug, with their details.
+func fillCart(tb *tab) {
+	tb.t.Helper()
+	call(tb, "add", "TEE-01", 2, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR", "options": map[string]string{"size": "M"}})
+	call(tb, "add", a11yMug, 1, map[string]any{"name": "Mug", "price": 1200, "currency": "EUR"})
+}
+
+// setViewport sizes the tab's viewport and waits for the page to lay itself
+// out again.
+func setViewport(tb *tab, width, height int64) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
+	defer cancel()
+	err := chromedp.Do(ctx, chromedp.EmulateViewport(width, height))
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`new Promise((r) => setTimeout(() => requestAnimationFrame(() => r(true)), 300))`, chromedp.EvalAwaitPromise))
+	}
+	if err != nil {
+		tb.t.Fatalf("%s: viewport %d × %d: %v", tb.name, width, height, err)
+	}
+}
+
+// waitWidget polls the boolean expression expr in the widget until it
+// holds.
+func waitWidget(tb *tab, cartOrigin, what, expr string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !evalInWidget[bool](tb, cartOrigin, expr) {
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: timed out waiting for %s (%s); focus: %+v", tb.name, what, expr, widgetFocus(tb, cartOrigin))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// focusState is where the focus is in the widget's frame.
+type focusState struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"` // aria-label, else the text
+	InPanel bool   `json:"inPanel"`
+	Ring    bool   `json:"ring"` // :focus-visible with an outline
+	Frame   bool   `json:"frame"`
+}
+
+func widgetFocus(tb *tab, cartOrigin string) focusState {
+	tb.t.Helper()
+	return evalInWidget[focusState](tb, cartOrigin, `(() => {
+		const a = document.activeElement, p = document.getElementById('cartsync-panel');
+		if (!a) return {};
+		const s = getComputedStyle(a);
+		return {
+			id: a.id, name: (a.getAttribute('aria-label') || a.textContent || '').trim(),
+			inPanel: !!p && p.contains(a),
+			ring: a.matches(':focus-visible') && s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2,
+			frame: document.hasFocus(),
+		};
+	})()`)
+}
+
+// press sends a key to the focused element of the tab, with Shift if
+// shift is set.
+func press(tb *tab, key string, shift bool) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
+	defer cancel()
+	var opts []chromedp.KeyOption
+	if shift {
+		opts = append(opts, chromedp.KeyModifiers(chromedp.ModifierShift))
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent(key, opts...)); err != nil {
+		tb.t.Fatalf("%s: press %q: %v", tb.name, key, err)
+	}
+	time.Sleep(30 * time.Millisecond) // the widget handles it on its UI goroutine
+}
+
+// tabTo presses Tab until the focus is on the widget's element matching
+// ok (a JavaScript predicate of the active element), at most n times.
+func tabTo(tb *tab, cartOrigin, what, ok string, n int) {
+	tb.t.Helper()
+	for range n {
+		press(tb, kb.Tab, false)
+		if evalInWidget[bool](tb, cartOrigin, `(() => { const a = document.activeElement; return !!a && document.hasFocus() && (`+ok+`)(a); })()`) {
+			return
+		}
+	}
+	tb.t.Fatalf("%s: %d presses of Tab did not reach %s; focus: %+v", tb.name, n, what, widgetFocus(tb, cartOrigin))
+}
+
+// checkTargets checks the open panel at the tab's width: the frame fills the
+// viewport's width (up to the panel's 420 px) and height, nothing
+// overflows sideways, and every button is inside the panel and at least
+// 44 × 44 px.
+func checkTargets(tb *tab, cartOrigin string, width int) {
+	tb.t.Helper()
+	frame := eval[[]int](tb, `(() => {
+		const r = document.querySelector('iframe').getBoundingClientRect();
+		const d = document.documentElement;
+		return [Math.round(r.left), Math.round(r.top), Math.round(r.width), Math.round(r.height), d.clientWidth, d.clientHeight];
+	})()`)
+	// The viewport's width without its scrollbar: phones have none.
+	if want := min(frame[4], 420); frame[2] != want || frame[1] != 0 || frame[3] != frame[5] || frame[0]+frame[2] != frame[4] {
+		tb.t.Errorf("at %d px the open frame is at %d,%d, %d × %d, want %d wide and the viewport's height %d at the right", width, frame[0], frame[1], frame[2], frame[3], want, frame[5])
+	}
+	got := evalInWidget[struct {
+		Overflow int      `json:"overflow"`
+		Page     int      `json:"page"`
+		Outside  []string `json:"outside"`
+		Small    []string `json:"small"`
+	}](tb, cartOrigin, `(() => {
+		const p = document.getElementById('cartsync-panel');
+		const r = p.getBoundingClientRect();
+		const out = { overflow: p.scrollWidth - p.clientWidth, page: document.documentElement.scrollWidth - innerWidth, outside: [], small: [] };
+		for (const b of p.querySelectorAll('button')) {
+			const q = b.getBoundingClientRect();
+			const name = b.getAttribute('aria-label') || b.textContent;
+			if (q.left < r.left - 0.5 || q.right > r.right + 0.5) out.outside.push(name);
+			if (q.width < 43.5 || q.height < 43.5) out.small.push(name + ' ' + Math.round(q.width) + '×' + Math.round(q.height));
+		}
+		return out;
+	})()`)
+	if got.Overflow > 0 || got.Page > 0 || len(got.Outside) > 0 || len(got.Small) > 0 {
+		tb.t.Errorf("at %d px the panel overflows by %d px (the frame's page by %d); outside: %q; smaller than 44 × 44: %q", width, got.Overflow, got.Page, got.Outside, got.Small)
+	}
+}
+
+// TestBrowserA11yNarrowViewport: at 320 and 375 px the demo storefront does
+// not scroll sideways and the cart button is on screen; the open panel
+// fills the screen, nothing in it overflows, and every button is at least
+// 44 px. Screenshots at 320, 375 and 1280 px.
+func TestBrowserA11yNarrowViewport(t *testing.T) {
+	srv := startCartServer(t, repoWeb(t))
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	fillCart(tb)
+	waitSynced(tb, quantities{teeM: 2, a11yMug: 1})
+
+	for _, page := range []string{"/", "/admin.html", "/webhooks.html", "/checkout.html"} {
+		tb.navigate(srv.demo() + page)
+		if page == "/" {
+			ready(tb)
+		}
+		for _, width := range []int64{320, 375} {
+			setViewport(tb, width, 640)
+			if over := eval[int](tb, `document.documentElement.scrollWidth - innerWidth`); over > 0 {
+				t.Errorf("%s at %d px: the page is %d px wider than the screen", page, width, over)
+			}
+		}
+	}
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	for _, width := range []int64{320, 375, 1280} {
+		h := int64(640)
+		if width > 1000 {
+			h = 800
+		}
+		setViewport(tb, width, h)
+		button := eval[[]float64](tb, `(() => {
+			const r = document.querySelector('iframe').getBoundingClientRect();
+			return [r.left, r.top, r.right, r.bottom, innerWidth, innerHeight];
+		})()`)
+		if button[0] < 0 || button[1] < 0 || button[2] > button[4] || button[3] > button[5] || button[2]-button[0] < 44 {
+			t.Errorf("at %d px the cart button's frame is at %v, not wholly on the %v × %v screen", width, button[:4], button[4], button[5])
+		}
+		screenshot(tb, width, h, fmt.Sprintf("a11y-closed-%d.png", width))
+		eval[bool](tb, `cartsync.open()`)
+		waitWidget(tb, srv.origin(), "the open panel", `!!document.querySelector('.cartsync-line')`)
+		screenshot(tb, width, h, fmt.Sprintf("a11y-%d.png", width))
+		checkTargets(tb, srv.origin(), int(width))
+		eval[bool](tb, `cartsync.close()`)
+	}
+	// The removal question and the undo toast at 320 px.
+	setViewport(tb, 320, 640)
+	eval[bool](tb, `cartsync.open()`)
+	clickWidget(tb, srv.origin(), `.cartsync-line:nth-child(2) .cartsync-step`, "−")
+	waitWidget(tb, srv.origin(), "the removal question", `!!document.querySelector('.cartsync-confirm')`)
+	checkTargets(tb, srv.origin(), 320)
+	screenshot(tb, 320, 640, "a11y-confirm-320.png")
+	clickWidget(tb, srv.origin(), `.cartsync-confirm-remove`, "")
+	waitWidget(tb, srv.origin(), "the undo toast", `!!document.getElementById('cartsync-undo')`)
+	checkTargets(tb, srv.origin(), 320)
+	screenshot(tb, 320, 640, "a11y-undo-320.png")
+}
+
+// TestBrowserA11yKeyboard is a keyboard-only walkthrough: Tab reaches the
+// cart button, Enter opens the dialog with the focus in it, Tab stays in
+// it, Escape closes the removal question only, then the panel, and the
+// focus returns to the button. Remove moves the focus to the next line with
+// a visible ring and offers Undo, which restores the line. The live region
+// tells an add made while the panel is closed.
+func TestBrowserA11yKeyboard(t *testing.T) {
+	srv := startCartServer(t, repoWeb(t))
+	tb := startBrowser(t, t.TempDir()).first
+	origin := srv.origin()
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	fillCart(tb)
+	waitSynced(tb, quantities{teeM: 2, a11yMug: 1})
+
+	// The live region, panel closed: an add from the page.
+	call(tb, "add", a11yMug, 1, map[string]any{"name": "Mug", "price": 1200, "currency": "EUR"})
+	waitWidget(tb, origin, "the add announced", liveText+` === 'Added Mug. 4 items in cart.'`)
+	if n := evalInWidget[int](tb, origin, `document.querySelectorAll('[aria-live], [role=status], [role=alert]').length`); n != 1 {
+		t.Errorf("%d live regions in the closed widget, want 1", n)
+	}
+
+	// Tab to the button, Enter opens, the focus is on the dialog.
+	tabTo(tb, origin, "the cart button", `(a) => a.id === 'cartsync-button'`, 40)
+	press(tb, kb.Enter, false)
+	waitWidget(tb, origin, "the focus on the dialog", `document.activeElement?.id === 'cartsync-panel' && document.hasFocus()`)
+	dialog := evalInWidget[[]string](tb, origin, `(() => {
+		const p = document.getElementById('cartsync-panel');
+		return [p.getAttribute('role'), p.getAttribute('aria-modal'), document.getElementById(p.getAttribute('aria-labelledby'))?.textContent || ''];
+	})()`)
+	if strings.Join(dialog, "|") != "dialog|true|Your cart" {
+		t.Errorf("the focused panel: role, aria-modal, name = %q, want dialog, true, Your cart", dialog)
+	}
+	if n := evalInWidget[int](tb, origin, `document.querySelectorAll('#cartsync-panel [aria-live], #cartsync-panel [role=status]').length`); n != 0 {
+		t.Errorf("%d live regions in the open panel, want none", n)
+	}
+
+	// Tab and Shift+Tab stay in the dialog.
+	n := evalInWidget[int](tb, origin, `document.querySelectorAll('#cartsync-panel button').length`)
+	for i := range n + 2 {
+		press(tb, kb.Tab, i%3 == 2)
+		if f := widgetFocus(tb, origin); !f.InPanel || !f.Frame {
+			t.Fatalf("after %d presses of Tab the focus left the dialog: %+v", i+1, f)
+		}
+	}
+
+	// Escape on the removal question closes the question only.
+	tabTo(tb, origin, "the mug's Decrease button", `(a) => a.getAttribute('aria-label') === 'Decrease quantity of Mug'`, n+2)
+	press(tb, kb.Enter, false) // 2 mugs: 1
+	waitWidget(tb, origin, "1 mug", `[...document.querySelectorAll('.cartsync-qty')].map((q) => q.textContent).join() === '2,1'`)
+	press(tb, kb.Enter, false) // the question
+	waitWidget(tb, origin, "the focus on Keep", `document.activeElement?.id === 'cartsync-keep'`)
+	press(tb, kb.Escape, false)
+	waitWidget(tb, origin, "the question closed", `!document.querySelector('.cartsync-confirm')`)
+	if f := widgetFocus(tb, origin); !f.InPanel || f.Name != "Decrease quantity of Mug" {
+		t.Errorf("after Escape on the question the focus is on %+v, want the mug's Decrease button in the open panel", f)
+	}
+
+	// Remove the tee: the focus goes to the mug's Remove button, with a
+	// ring; the removal is told, and Undo puts the tee back as it was.
+	tabTo(tb, origin, "the tee's Remove button", `(a) => a.getAttribute('aria-label') === 'Remove Tee from cart'`, n+2)
+	press(tb, kb.Enter, false)
+	waitCart(tb, "the tee removed", 10*time.Second, func(c hostCart) bool { _, ok := c.quantities()[teeM]; return !ok })
+	waitWidget(tb, origin, "the focus on the mug's Remove button", `document.activeElement?.getAttribute('aria-label') === 'Remove Mug from cart'`)
+	if f := widgetFocus(tb, origin); !f.Ring {
+		t.Errorf("after Remove the focus is on %+v without a visible ring", f)
+	}
+	if got := evalInWidget[string](tb, origin, liveText); !strings.HasPrefix(got, "Removed Tee.") {
+		t.Errorf("the live region says %q after Remove, want Removed Tee. …", got)
+	}
+	if got := widgetText(tb, origin, ".cartsync-undo p"); got != "Removed Tee." {
+		t.Errorf("the undo toast says %q", got)
+	}
+	tabTo(tb, origin, "Undo", `(a) => a.id === 'cartsync-undo'`, n+2)
+	press(tb, kb.Enter, false)
+	c := waitCart(tb, "the tee back", 10*time.Second, func(c hostCart) bool { return c.quantities()[teeM] == 2 })
+	for _, l := range c.Lines {
+		if l.Key == teeM && (l.Details.Name != "Tee" || l.Details.Price != 1999 || l.Options["size"] != "M") {
+			t.Errorf("the tee after Undo: %+v, want its name, price and size back", l)
+		}
+	}
+	waitWidget(tb, origin, "the focus on the tee's Remove button", `document.activeElement?.getAttribute('aria-label') === 'Remove Tee from cart'`)
+	waitSynced(tb, quantities{teeM: 2, a11yMug: 1})
+
+	// Escape closes the panel; the focus is back on the cart button.
+	press(tb, kb.Escape, false)
+	waitWidget(tb, origin, "the panel closed", `!document.getElementById('cartsync-panel')`)
+	waitWidget(tb, origin, "the focus on the cart button", `document.activeElement?.id === 'cartsync-button' && document.hasFocus()`)
+	if f := widgetFocus(tb, origin); !f.Ring {
+		t.Errorf("after Escape the cart button has the focus without a visible ring: %+v", f)
+	}
+}
