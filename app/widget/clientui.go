@@ -269,6 +269,12 @@ func (c *client) onFrameFocus(app.Value, []app.Value) any {
 	return nil
 }
 
+// focused reports whether the element with id has the focus.
+func (c *client) focused(id string) bool {
+	active := app.Window().Get("document").Get("activeElement")
+	return active.Truthy() && active.Get("id").String() == id
+}
+
 // focus focuses the element with id, and reports whether there is one.
 func (c *client) focus(id string) bool {
 	el := app.Window().Get("document").Call("getElementById", id)

@@ -132,10 +132,15 @@ func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
 	}
 }
 
-// expireUndo withdraws the Undo of removal seq, if it is still offered. The
-// focus, if it was on Undo, goes to the panel's title.
+// expireUndo withdraws the Undo of removal seq, if it is still offered and
+// the shopper is not on it: with the focus on Undo, it stays another
+// undoFor.
 func (w *Widget) expireUndo(ctx app.Context, seq int) {
 	if w.undo == nil || w.undo.seq != seq {
+		return
+	}
+	if w.c != nil && w.c.focused(undoID) {
+		ctx.After(undoFor, func(ctx app.Context) { w.expireUndo(ctx, seq) })
 		return
 	}
 	w.undo = nil

@@ -210,7 +210,8 @@ func TestBrowserA11yNarrowViewport(t *testing.T) {
 // it, Escape closes the removal question only, then the panel, and the
 // focus returns to the button. Remove moves the focus to the next line with
 // a visible ring and offers Undo, which restores the line. The live region
-// tells an add made while the panel is closed.
+// tells an add made while the panel is closed, going offline and coming
+// back.
 func TestBrowserA11yKeyboard(t *testing.T) {
 	srv := startCartServer(t, repoWeb(t))
 	tb := startBrowser(t, t.TempDir()).first
@@ -296,4 +297,11 @@ func TestBrowserA11yKeyboard(t *testing.T) {
 	if f := widgetFocus(tb, origin); !f.Ring {
 		t.Errorf("after Escape the cart button has the focus without a visible ring: %+v", f)
 	}
+
+	// The live region, panel closed: going offline and coming back are
+	// told once each.
+	tb.setOffline(true, "")
+	waitWidget(tb, origin, "offline told", liveText+` === `+jsArgs([]any{"Offline. Your changes are kept and sent when you're back online."}))
+	tb.setOffline(false, "")
+	waitWidget(tb, origin, "back online told", liveText+` === 'Back online.'`)
 }
