@@ -20,7 +20,10 @@
 //     runs in the browser only.
 //   - The bridge's pure parts (origin checks, request decoding, reply and
 //     event encoding) are in bridge.go; the theme checks in theme.go; the
-//     texts shown to the shopper in text.go.
+//     texts shown to the shopper in text.go; prices are formatted with the
+//     browser's Intl.NumberFormat for the shopper's locale (money_js.go),
+//     exact to the currency's minor units, and in a plain form in native
+//     builds (money_other.go).
 //
 // # Logins
 //

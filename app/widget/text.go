@@ -12,8 +12,8 @@ import (
 	"cartsync/shared/syncclient"
 )
 
-// currencySymbols are the currencies written with a symbol before the
-// amount; the others are written "19.99 CHF".
+// currencySymbols are the currencies plainPrice writes with a symbol
+// before the amount; the others are written "19.99 CHF".
 var currencySymbols = map[string]string{
 	"EUR": "€",
 	"USD": "$",
@@ -34,10 +34,21 @@ func minorDigits(currency string) int {
 	return 2
 }
 
-// formatPrice formats an amount in minor units of currency: "€19.99",
-// "19.99 CHF", or "19.99" without a currency. No locale rules: a point
-// before the decimals and no grouping.
+// priceLocale is the BCP 47 locale prices are formatted for; "" is the
+// browser's language.
+var priceLocale string
+
+// formatPrice formats an amount in minor units of currency for the
+// shopper's locale: with Intl.NumberFormat in the browser (money_js.go),
+// in the plain form elsewhere.
 func formatPrice(minor int64, currency string) string {
+	return formatMoney(priceLocale, minor, currency)
+}
+
+// plainPrice formats an amount in minor units of currency without locale
+// rules: "€19.99", "19.99 CHF", or "19.99" without a currency; a point
+// before the decimals and no grouping.
+func plainPrice(minor int64, currency string) string {
 	neg := minor < 0
 	if neg {
 		minor = -minor
@@ -229,6 +240,7 @@ const (
 	noteMemory = "Your browser doesn't let this cart be saved, so it is kept only while this page is open."
 	noteUnsent = "Your latest changes haven't reached the shop yet. Check your connection and try again."
 	noteNoShop = "Checkout happens on the shop's page, and this cart isn't shown on one."
+	noteTaxes  = "Taxes and shipping are calculated at checkout."
 )
 
 // Notes about logins.

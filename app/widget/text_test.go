@@ -14,7 +14,9 @@ import (
 	"cartsync/shared/syncclient"
 )
 
-func TestFormatPrice(t *testing.T) {
+// TestPlainPrice checks the form without Intl (native builds, and an
+// invalid currency code in the browser).
+func TestPlainPrice(t *testing.T) {
 	tests := []struct {
 		minor    int64
 		currency string
@@ -33,8 +35,8 @@ func TestFormatPrice(t *testing.T) {
 		{-250, "EUR", "−€2.50"},
 	}
 	for _, tt := range tests {
-		if got := formatPrice(tt.minor, tt.currency); got != tt.want {
-			t.Errorf("formatPrice(%d, %q) = %q, want %q", tt.minor, tt.currency, got, tt.want)
+		if got := plainPrice(tt.minor, tt.currency); got != tt.want {
+			t.Errorf("plainPrice(%d, %q) = %q, want %q", tt.minor, tt.currency, got, tt.want)
 		}
 	}
 }

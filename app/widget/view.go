@@ -294,6 +294,12 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 	if len(l.Options) > 0 {
 		info = append(info, app.P().Class("cartsync-options").Text(optionsText(l.Options)))
 	}
+	if total := w.lineTotal(l); total != "" {
+		info = append(info, app.P().Class("cartsync-line-total").Body(
+			app.Span().Class("cartsync-sr").Text("Line total "),
+			app.Text(total),
+		))
+	}
 
 	children := []app.UI{
 		thumb,
@@ -344,8 +350,21 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 	return app.Li().Class("cartsync-line").Body(children...)
 }
 
-// renderSubtotal draws the subtotal per currency, or nothing if no line has
-// a price.
+// lineTotal is a line's quantity times its unit price, at the catalog's
+// price when a notice says it changed; "" without a price.
+func (w *Widget) lineTotal(l *cart.Line) string {
+	unit, currency := l.Details.Price, l.Details.Currency
+	if n := w.notice(l.Key); n != nil && n.PriceChanged != nil {
+		unit, currency = n.PriceChanged.To, n.PriceChanged.Currency
+	}
+	if unit <= 0 {
+		return ""
+	}
+	return formatPrice(unit*int64(l.Quantity), currency)
+}
+
+// renderSubtotal draws the subtotal per currency and the note that taxes
+// and shipping come at checkout, or nothing if no line has a price.
 func (w *Widget) renderSubtotal() []app.UI {
 	sums := subtotalsOf(w.st.Cart, w.st.Totals)
 	if len(sums) == 0 {
@@ -355,7 +374,10 @@ func (w *Widget) renderSubtotal() []app.UI {
 	for _, s := range sums {
 		children = append(children, app.Span().Class("cartsync-subtotal-amount").Text(s))
 	}
-	return []app.UI{app.P().Class("cartsync-subtotal").Body(children...)}
+	return []app.UI{
+		app.P().Class("cartsync-subtotal").Body(children...),
+		app.P().Class("cartsync-tax-note").Text(noteTaxes),
+	}
 }
 
 func (w *Widget) renderCartFoot() app.UI {

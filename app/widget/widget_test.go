@@ -156,7 +156,7 @@ func TestPanelLines(t *testing.T) {
 	match(t, app.Text("Subtotal"), w, 0, 2, panelFoot, 0, 0, 0)
 	match(t, app.Text("12.50 CHF"), w, 0, 2, panelFoot, 0, 1, 0)
 	match(t, app.Text("€39.98"), w, 0, 2, panelFoot, 0, 2, 0)
-	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Review order"), w, 0, 2, panelFoot, 1)
+	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Review order"), w, 0, 2, panelFoot, 2)
 }
 
 func TestLineImage(t *testing.T) {
@@ -213,13 +213,13 @@ func TestReview(t *testing.T) {
 	match(t, app.Text("1 × Mug"), w, 0, 2, panelBody, 1, 0, 0)
 	match(t, app.Text("Subtotal"), w, 0, 2, panelFoot, 0, 0, 0)
 	match(t, app.Text("€48.98"), w, 0, 2, panelFoot, 0, 1, 0)
-	match(t, app.Button().Class("cartsync-secondary").Type("button").OnClick(noop).Text("Back"), w, 0, 2, panelFoot, 1, 0)
-	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Checkout"), w, 0, 2, panelFoot, 1, 1)
+	match(t, app.Button().Class("cartsync-secondary").Type("button").OnClick(noop).Text("Back"), w, 0, 2, panelFoot, 2, 0)
+	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop).Text("Checkout"), w, 0, 2, panelFoot, 2, 1)
 
 	w2 := &Widget{open: true, review: true, checkingOut: true}
 	w2.show(w.st)
 	mount(t, w2)
-	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("busy", "true").OnClick(noop).Text("Saving your cart…"), w2, 0, 2, panelFoot, 1, 1)
+	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("busy", "true").OnClick(noop).Text("Saving your cart…"), w2, 0, 2, panelFoot, 2, 1)
 }
 
 func TestStatusLine(t *testing.T) {

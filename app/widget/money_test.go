@@ -1,0 +1,90 @@
+//go:build !js || !wasm
+
+package widget
+
+import (
+	"testing"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"cartsync/shared/cart"
+	"cartsync/shared/syncclient"
+)
+
+// TestPanelMoney checks the amounts the panel shows: each line's unit
+// price and total (quantity × unit price), a subtotal per currency and the
+// note about taxes and shipping. Natively the plain form stands in for
+// Intl (money_js_test.go checks that one in a browser).
+func TestPanelMoney(t *testing.T) {
+	type lineWant struct {
+		unit, total string
+	}
+	tests := []struct {
+		name  string
+		lines []*cart.Line
+		want  []lineWant
+		sums  []string
+	}{
+		{
+			name:  "EUR",
+			lines: []*cart.Line{testLine("TEE", "T-shirt", 3, 1999, "EUR", nil)},
+			want:  []lineWant{{"€19.99", "€59.97"}},
+			sums:  []string{"€59.97"},
+		},
+		{
+			name:  "USD",
+			lines: []*cart.Line{testLine("CAP", "Cap", 2, 1005, "USD", nil), testLine("PIN", "Pin", 1, 99, "USD", nil)},
+			want:  []lineWant{{"$10.05", "$20.10"}, {"$0.99", "$0.99"}},
+			sums:  []string{"$21.09"},
+		},
+		{
+			name:  "JPY has no decimals",
+			lines: []*cart.Line{testLine("TEA", "Tea", 2, 1500, "JPY", nil)},
+			want:  []lineWant{{"¥1500", "¥3000"}},
+			sums:  []string{"¥3000"},
+		},
+		{
+			name:  "two currencies",
+			lines: []*cart.Line{testLine("TEE", "T-shirt", 2, 1250, "EUR", nil), testLine("MUG", "Mug", 4, 800, "USD", nil), testLine("BAG", "Bag", 1, 500, "EUR", nil)},
+			want:  []lineWant{{"€12.50", "€25.00"}, {"$8.00", "$32.00"}, {"€5.00", "€5.00"}},
+			sums:  []string{"€30.00", "$32.00"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &Widget{open: true}
+			w.show(testState(syncclient.Synced, 0, tt.lines...))
+			mount(t, w)
+			for i, lw := range tt.want {
+				line := []int{0, 2, panelBody, i}
+				match(t, app.Text(lw.unit), w, at(line, 1, 1, 0)...)
+				match(t, app.P().Class("cartsync-line-total"), w, at(line, 1, 2)...)
+				match(t, app.Span().Class("cartsync-sr").Text("Line total "), w, at(line, 1, 2, 0)...)
+				match(t, app.Text(lw.total), w, at(line, 1, 2, 1)...)
+			}
+			foot := []int{0, 2, panelFoot}
+			for i, s := range tt.sums {
+				match(t, app.Span().Class("cartsync-subtotal-amount").Text(s), w, at(foot, 0, i+1)...)
+			}
+			if err := app.Match(app.Span(), w, at(foot, 0, len(tt.sums)+1)...); err == nil {
+				t.Errorf("more than %d subtotals", len(tt.sums))
+			}
+			match(t, app.P().Class("cartsync-tax-note").Text("Taxes and shipping are calculated at checkout."), w, at(foot, 1)...)
+		})
+	}
+}
+
+// TestLineTotalAtNewPrice: a line whose price changed in the catalog
+// shows its total at the new price.
+func TestLineTotalAtNewPrice(t *testing.T) {
+	w := &Widget{open: true}
+	st := testState(syncclient.Synced, 0, testLine("TEE", "T-shirt", 2, 1200, "EUR", nil))
+	st.Notices = []cart.Notice{{Line: st.Cart.Lines[0].Key, PriceChanged: &cart.PriceChange{From: 1200, To: 1400, Currency: "EUR"}}}
+	w.show(st)
+	if got, want := w.lineTotal(st.Cart.Lines[0]), "€28.00"; got != want {
+		t.Errorf("lineTotal = %q, want %q", got, want)
+	}
+	if got := w.lineTotal(testLine("PIN", "Pin", 3, 0, "", nil)); got != "" {
+		t.Errorf("lineTotal without a price = %q, want none", got)
+	}
+}
