@@ -169,6 +169,11 @@
     const style = getComputedStyle(mountEl);
     const theme = {};
     for (const k of THEME) theme[k] = style.getPropertyValue('--cartsync-' + k).trim();
+    // data-locale: the language tag prices are formatted for, instead of
+    // the browser's. Sent only when given, so an older widget, which knows
+    // no locale key, still takes the theme.
+    const locale = attr('data-locale');
+    if (locale != null) theme.locale = locale;
     return theme;
   }
 

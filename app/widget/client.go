@@ -411,11 +411,19 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.dispatch(func(ctx app.Context) { c.w.setOpen(ctx, open) })
 		return true, nil
 	case methodTheme:
-		props, err := themeProps(call.theme)
+		theme, locale, hasLocale, err := themeLocale(call.theme)
+		if err != nil {
+			return nil, badRequest("%v", err)
+		}
+		props, err := themeProps(theme)
 		if err != nil {
 			return nil, badRequest("%v", err)
 		}
 		c.applyTheme(props)
+		if hasLocale {
+			// Read by the render, so set with it.
+			c.dispatch(func(app.Context) { priceLocale = locale })
+		}
 		return true, nil
 	case methodLogin:
 		// The engine reconnects with the token at once; the reply

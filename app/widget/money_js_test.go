@@ -2,7 +2,11 @@
 
 package widget
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+)
 
 // TestIntlMoney formats with the browser's Intl.NumberFormat (go test
 // -exec wasmbrowsertest). The expected strings are byte for byte what
@@ -32,5 +36,24 @@ func TestIntlMoney(t *testing.T) {
 		if got := formatMoney(tt.locale, tt.minor, tt.currency); got != tt.want {
 			t.Errorf("formatMoney(%q, %d, %q) = %q, want %q", tt.locale, tt.minor, tt.currency, got, tt.want)
 		}
+	}
+}
+
+// TestPriceLocale: formatPrice follows the locale data-locale sets, and
+// the browser's language without one.
+func TestPriceLocale(t *testing.T) {
+	t.Cleanup(func() { priceLocale = "" })
+	priceLocale = "de-DE"
+	if got, want := formatPrice(1234, "EUR"), "12,34\u00a0€"; got != want {
+		t.Errorf("de-DE: formatPrice = %q, want %q", got, want)
+	}
+	priceLocale = "xx-invalid-tag-!!"
+	if got, want := formatPrice(1234, "EUR"), "€12.34"; got != want {
+		t.Errorf("a locale Intl refuses: formatPrice = %q, want the plain %q", got, want)
+	}
+	priceLocale = ""
+	want := formatMoney(app.Window().Get("navigator").Get("language").String(), 1234, "EUR")
+	if got := formatPrice(1234, "EUR"); got != want {
+		t.Errorf("the browser's language: formatPrice = %q, want %q", got, want)
 	}
 }

@@ -3,6 +3,8 @@
 package widget
 
 import (
+	"context"
+	"reflect"
 	"testing"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
@@ -86,5 +88,68 @@ func TestLineTotalAtNewPrice(t *testing.T) {
 	}
 	if got := w.lineTotal(testLine("PIN", "Pin", 3, 0, "", nil)); got != "" {
 		t.Errorf("lineTotal without a price = %q, want none", got)
+	}
+}
+
+func TestThemeLocale(t *testing.T) {
+	tests := []struct {
+		name       string
+		theme      map[string]string
+		rest       map[string]string
+		locale     string
+		ok, hasErr bool
+	}{
+		{"none", map[string]string{"accent": "red"}, map[string]string{"accent": "red"}, "", false, false},
+		{"de-DE", map[string]string{"accent": "red", "locale": "de-DE"}, map[string]string{"accent": "red"}, "de-DE", true, false},
+		{"script and region", map[string]string{"locale": " zh-Hant-TW "}, map[string]string{}, "zh-Hant-TW", true, false},
+		{"back to the browser's", map[string]string{"locale": ""}, map[string]string{}, "", true, false},
+		{"underscore", map[string]string{"locale": "en_US"}, nil, "", false, true},
+		{"digit language", map[string]string{"locale": "e1"}, nil, "", false, true},
+		{"one letter", map[string]string{"locale": "e"}, nil, "", false, true},
+		{"empty subtag", map[string]string{"locale": "en--US"}, nil, "", false, true},
+		{"too long", map[string]string{"locale": "en-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd"}, nil, "", false, true},
+		{"script", map[string]string{"locale": "en');x"}, nil, "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rest, locale, ok, err := themeLocale(tt.theme)
+			if (err != nil) != tt.hasErr {
+				t.Fatalf("err = %v, want error %v", err, tt.hasErr)
+			}
+			if locale != tt.locale || ok != tt.ok || !reflect.DeepEqual(rest, tt.rest) {
+				t.Errorf("got %q, %q, %v; want %q, %q, %v", rest, locale, ok, tt.rest, tt.locale, tt.ok)
+			}
+		})
+	}
+}
+
+// TestExecThemeLocale: the bridge's theme carries data-locale to the
+// prices; a bad tag refuses the theme.
+func TestExecThemeLocale(t *testing.T) {
+	t.Cleanup(func() { priceLocale = "" })
+	c, _, e := newTestClient(t)
+	ctx := context.Background()
+	steps := []struct {
+		req, want, locale string
+	}{
+		{`{"cartsync":1,"id":1,"method":"theme","args":[{"accent":"#0a7","locale":"de-DE"}]}`,
+			`{"cartsync":1,"id":1,"result":true}`, "de-DE"},
+		{`{"cartsync":1,"id":2,"method":"theme","args":[{"accent":"#0a7"}]}`,
+			`{"cartsync":1,"id":2,"result":true}`, "de-DE"},
+		{`{"cartsync":1,"id":3,"method":"theme","args":[{"locale":"de_DE"}]}`,
+			`{"cartsync":1,"id":3,"error":{"code":"bad_request","message":"theme locale: \"de_DE\" is not a BCP 47 language tag"}}`, "de-DE"},
+		{`{"cartsync":1,"id":4,"method":"theme","args":[{"locale":""}]}`,
+			`{"cartsync":1,"id":4,"result":true}`, ""},
+	}
+	for _, s := range steps {
+		r := request1(t, s.req)
+		result, err := c.exec(ctx, r)
+		if got := string(encodeReply(r.id, result, err)); got != s.want {
+			t.Errorf("%s:\n got %s\nwant %s", s.req, got, s.want)
+		}
+		e.ConsumeAll()
+		if priceLocale != s.locale {
+			t.Errorf("%s: priceLocale %q, want %q", s.req, priceLocale, s.locale)
+		}
 	}
 }

@@ -180,3 +180,49 @@ func isDigits(s string) bool {
 	}
 	return s != ""
 }
+
+// maxLocaleLen is the longest locale the theme may give, in bytes.
+const maxLocaleLen = 35
+
+// themeLocale takes the locale out of a theme given to the bridge (embed.js
+// sends the script's data-locale there): the BCP 47 tag prices are
+// formatted for, "" for the browser's language. ok reports whether the
+// theme had one; rest is the theme without it.
+func themeLocale(theme map[string]string) (rest map[string]string, locale string, ok bool, err error) {
+	locale, ok = theme["locale"]
+	if !ok {
+		return theme, "", false, nil
+	}
+	rest = make(map[string]string, len(theme))
+	for k, v := range theme {
+		if k != "locale" {
+			rest[k] = v
+		}
+	}
+	locale = strings.TrimSpace(locale)
+	if locale != "" && !validLocale(locale) {
+		return nil, "", false, fmt.Errorf("theme locale: %q is not a BCP 47 language tag", locale)
+	}
+	return rest, locale, true, nil
+}
+
+// validLocale reports whether s has the shape of a BCP 47 language tag: a
+// language of 2 to 8 letters, then subtags of 1 to 8 letters or digits,
+// joined by hyphens ("en", "de-DE", "zh-Hant-TW").
+func validLocale(s string) bool {
+	if len(s) > maxLocaleLen {
+		return false
+	}
+	for i, sub := range strings.Split(s, "-") {
+		if len(sub) < 1 || len(sub) > 8 || (i == 0 && len(sub) < 2) {
+			return false
+		}
+		for _, r := range sub {
+			letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+			if !letter && (i == 0 || r < '0' || r > '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
