@@ -241,32 +241,7 @@ func (s *Server) serveOps(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, perr := s.readBody(w, r, protocol.MaxMessageBytes)
-	if perr != nil {
-		s.httpError(w, perr)
-		return
-	}
-	var req OpsRequest
-	if err := protocol.DecodeJSON(body, &req); err != nil {
-		s.httpError(w, protocol.AsError(err))
-		return
-	}
-	m := &protocol.Message{Type: protocol.TypePush, Ops: req.Ops}
-	if err := m.Check(); err != nil {
-		s.httpError(w, protocol.AsError(err))
-		return
-	}
-	out, err := s.apply(r.Context(), id, m.Ops)
-	if err != nil {
-		s.httpError(w, protocol.AsError(err))
-		return
-	}
-	s.publish(r.Context(), id.CartID, out)
-	status := http.StatusOK
-	if out.stop != nil {
-		status = http.StatusConflict
-	}
-	writeJSON(w, status, OpsResponse{Results: out.results, Cart: out.cart, Error: out.stop})
+	s.applyOps(w, r, id)
 }
 
 func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
