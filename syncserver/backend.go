@@ -225,27 +225,38 @@ func (s *Server) catalogStore(w http.ResponseWriter) CatalogStore {
 	return s.catalog.store
 }
 
-func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
+// catalogRequest reads a catalog upload or delete into req and checks that
+// it carries 1 to MaxCatalogBatch entries (count); what and noun name them
+// in errors. It answers the request and returns nil when it cannot go on.
+func (s *Server) catalogRequest(w http.ResponseWriter, r *http.Request, req any, count func() int, what, noun string) CatalogStore {
 	cs := s.catalogStore(w)
 	if cs == nil {
-		return
+		return nil
 	}
 	body, perr := s.readBody(w, r, maxCatalogBody)
 	if perr != nil {
 		s.httpError(w, perr)
-		return
+		return nil
 	}
-	var req CatalogUpsert
-	if err := protocol.DecodeJSONLimit(body, &req, maxCatalogBody); err != nil {
+	if err := protocol.DecodeJSONLimit(body, req, maxCatalogBody); err != nil {
 		s.httpError(w, protocol.AsError(err))
-		return
+		return nil
 	}
-	if len(req.Items) == 0 {
-		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "a catalog upload carries at least one item"))
-		return
+	switch n := count(); {
+	case n == 0:
+		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "%s carries at least one %s", what, noun))
+		return nil
+	case n > MaxCatalogBatch:
+		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "%s carries at most %d %ss, got %d", what, MaxCatalogBatch, noun, n))
+		return nil
 	}
-	if len(req.Items) > MaxCatalogBatch {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a catalog upload carries at most %d items, got %d", MaxCatalogBatch, len(req.Items)))
+	return cs
+}
+
+func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
+	var req CatalogUpsert
+	cs := s.catalogRequest(w, r, &req, func() int { return len(req.Items) }, "a catalog upload", "item")
+	if cs == nil {
 		return
 	}
 	// Every item is checked before anything is written: a batch with a
@@ -283,26 +294,9 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
-	cs := s.catalogStore(w)
-	if cs == nil {
-		return
-	}
-	body, perr := s.readBody(w, r, maxCatalogBody)
-	if perr != nil {
-		s.httpError(w, perr)
-		return
-	}
 	var req CatalogDelete
-	if err := protocol.DecodeJSONLimit(body, &req, maxCatalogBody); err != nil {
-		s.httpError(w, protocol.AsError(err))
-		return
-	}
-	if len(req.SKUs) == 0 {
-		s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "a delete names at least one SKU"))
-		return
-	}
-	if len(req.SKUs) > MaxCatalogBatch {
-		s.httpError(w, protocol.Errorf(protocol.ErrTooLarge, "a delete names at most %d SKUs, got %d", MaxCatalogBatch, len(req.SKUs)))
+	cs := s.catalogRequest(w, r, &req, func() int { return len(req.SKUs) }, "a delete", "SKU")
+	if cs == nil {
 		return
 	}
 	n, err := cs.DeleteItems(r.Context(), req.SKUs)
