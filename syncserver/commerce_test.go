@@ -1,7 +1,6 @@
 package syncserver_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"cartsync/shared/cart"
@@ -45,7 +43,7 @@ func commerceStores() map[string]func(t *testing.T) syncserver.Store {
 			return st
 		},
 		"postgres+redis": func(t *testing.T) syncserver.Store {
-			pg, err := postgres.Open(t.Context(), pgSchemaURL(t))
+			pg, err := postgres.Open(t.Context(), storetest.SchemaURL(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,40 +58,6 @@ func commerceStores() map[string]func(t *testing.T) syncserver.Store {
 			return c
 		},
 	}
-}
-
-// pgSchemaURL makes a Postgres schema for the test, dropped after it, and
-// returns the test server's URL with search_path set to it.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := storetest.PostgresURL(t)
-	name := storetest.UniqueName(t)
-	ident := pgx.Identifier{name}.Sanitize()
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		exec(ctx, "DROP SCHEMA "+ident+" CASCADE")
-	})
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		return base + " search_path=" + name
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // shop is a server with a storefront backend: API key, catalog, events.

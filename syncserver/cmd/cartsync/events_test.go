@@ -136,7 +136,7 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for name, args := range map[string][]string{"sqlite": {"-data", t.TempDir()}, "postgres": {"-postgres-url", pgSchemaURL(t)}} {
+	for name, args := range map[string][]string{"sqlite": {"-data", t.TempDir()}, "postgres": {"-postgres-url", storetest.SchemaURL(t)}} {
 		t.Run(name, func(t *testing.T) {
 			rcv := newReceiver(t)
 			args := append(args, "-api-keys", eventsTestKey, "-webhook-url", rcv.hs.URL, "-webhook-secrets", eventsTestSecret)
@@ -168,7 +168,7 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 // and one Redis with the same webhook endpoint: every event arrives, each
 // at most twice (then with the same id), in order per cart.
 func TestTwoInstancesDeliverEachEventOnce(t *testing.T) {
-	pg := pgSchemaURL(t)
+	pg := storetest.SchemaURL(t)
 	rd := storetest.RedisURL(t)
 	prefix := storetest.KeyPrefix(t)
 	rcv := newReceiver(t)

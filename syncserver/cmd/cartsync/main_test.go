@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
 	"cartsync/shared/syncclient"
@@ -136,36 +134,8 @@ func TestEmbeddedDefaultKeepsCartsAcrossRestart(t *testing.T) {
 	waitFor(t, e2, "the cart after restart", func(s syncclient.State) bool { return quantity(s.Cart, "MUG") == 2 })
 }
 
-// pgSchemaURL gives the test its own schema on the test Postgres.
-func pgSchemaURL(t *testing.T) string {
-	t.Helper()
-	base := storetest.PostgresURL(t)
-	schema := "t_" + storetest.UniqueName(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "search_path=" + schema
-}
-
 func TestTwoInstancesBehaveAsOne(t *testing.T) {
-	pg := pgSchemaURL(t)
+	pg := storetest.SchemaURL(t)
 	rd := storetest.RedisURL(t)
 	prefix := storetest.KeyPrefix(t)
 	a := startMain(t, "-postgres-url", pg, "-redis-url", rd, "-redis-prefix", prefix)
@@ -202,7 +172,7 @@ func TestAcknowledgedSurvivesSIGKILL(t *testing.T) {
 	}
 	backends := map[string][]string{"sqlite": {"-data", t.TempDir()}}
 	if os.Getenv("CARTSYNC_TEST_POSTGRES_URL") != "" || os.Getenv("CI") != "" || os.Getenv("CARTSYNC_REQUIRE_SERVICES") == "1" {
-		backends["postgres"] = []string{"-postgres-url", pgSchemaURL(t)}
+		backends["postgres"] = []string{"-postgres-url", storetest.SchemaURL(t)}
 	}
 	for name, args := range backends {
 		t.Run(name, func(t *testing.T) {
