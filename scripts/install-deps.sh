@@ -2,11 +2,13 @@
 # Installs what building and testing cartsync needs, and only what is missing:
 # a no-op taking well under a second when everything is there.
 #
-#   scripts/install-deps.sh        Debian packages and Go tools
+#   scripts/install-deps.sh        Debian packages, Go tools and axe-core
 #   scripts/install-deps.sh go     Go tools only (what `make lint` needs)
 #
 # Debian packages need root; without it the script prints the command to run
-# and fails. Go tools go to $(go env GOPATH)/bin at pinned versions.
+# and fails. Go tools go to $(go env GOPATH)/bin at pinned versions. axe-core
+# (the accessibility checker of the axe browser test) comes from the npm
+# registry into .tools/axe-core/ in the repository, which git ignores.
 set -euo pipefail
 
 # Pinned Go tools: import path and version.
@@ -14,6 +16,8 @@ STATICCHECK=honnef.co/go/tools/cmd/staticcheck
 STATICCHECK_VERSION=v0.8.2
 WASMBROWSERTEST=github.com/agnivade/wasmbrowsertest
 WASMBROWSERTEST_VERSION=v0.11.0
+# Pinned npm packages: axe-core, for syncserver/cmd/cartsync/axe_browser_test.go.
+AXE_CORE_VERSION=4.14.1
 
 PG_BIN=/usr/lib/postgresql/15/bin
 
@@ -27,6 +31,8 @@ all | go) ;;
 esac
 
 command -v go >/dev/null || die "go is not on PATH; install Go 1.26 first"
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # install_apt installs the Debian packages whose binaries are absent.
 install_apt() {
@@ -89,8 +95,25 @@ install_go_tool() {
 	GOBIN=$gobin GOFLAGS='' go install "$pkg@$version"
 }
 
+# install_axe installs axe-core@AXE_CORE_VERSION into .tools/axe-core/ unless
+# that version is there.
+install_axe() {
+	local dir=$ROOT/.tools/axe-core
+	local pkg=$dir/node_modules/axe-core
+	if [[ -f $pkg/axe.min.js ]] &&
+		grep -qE '^[[:space:]]*"version":[[:space:]]*"'"${AXE_CORE_VERSION//./\\.}"'"' "$pkg/package.json" 2>/dev/null; then
+		return 0
+	fi
+	command -v npm >/dev/null || die "npm is not on PATH; install Node.js 20 with npm (for axe-core)"
+	log "installing axe-core@$AXE_CORE_VERSION into $dir"
+	mkdir -p "$dir"
+	npm install --prefix "$dir" "axe-core@$AXE_CORE_VERSION" --no-audit --no-fund --save-exact --loglevel=error
+	[[ -f $pkg/axe.min.js ]] || die "npm installed axe-core but $pkg/axe.min.js is missing"
+}
+
 if [[ $what == all ]]; then
 	install_apt
+	install_axe
 fi
 
 gobin=$(go env GOPATH)/bin
