@@ -37,15 +37,17 @@ func TestHubJoinDoesNotHoldLockWhileSubscribing(t *testing.T) {
 	}
 	h := newHub(deliveringBus{NewMemBus()}, slog.Default(), m)
 	ctx := context.Background()
-	busy := &session{out: make(chan []byte, 8), done: make(chan struct{})}
+	var busyConn recordingConn
+	busy := &session{ob: newOutbox(&busyConn, 8, func() {})}
 	if err := h.join(ctx, "busy-cart", busy); err != nil {
 		t.Fatal(err)
 	}
-	other := &session{out: make(chan []byte, 8), done: make(chan struct{})}
+	other := &session{ob: newOutbox(&recordingConn{}, 8, func() {})}
 	if err := h.join(ctx, "other-cart", other); err != nil {
 		t.Fatalf("join while the bus delivers: %v", err)
 	}
-	if len(busy.out) == 0 {
+	busy.ob.finish()
+	if len(busyConn.messages()) == 0 {
 		t.Fatal("the delivery made during the subscribe never reached its session")
 	}
 	h.leave("other-cart", other)

@@ -28,18 +28,11 @@ const (
 
 // session is one websocket connection.
 type session struct {
-	srv   *Server
-	conn  *websocket.Conn
-	out   chan []byte
-	done  chan struct{} // closed when the reader has finished
-	wrote chan struct{} // closed when the writer has finished
-	bye   chan struct{} // closed when the writer should close after what is queued
-	once  sync.Once     // the last error (going_away, token_expired) is queued once
-	// byeStatus and byeReason close the connection after bye; set before
-	// bye is closed.
-	byeStatus websocket.StatusCode
-	byeReason string
-	expiry    *time.Timer // ends a user's access when the user token expires
+	srv    *Server
+	conn   *websocket.Conn
+	ob     *outbox
+	once   sync.Once   // the last error (going_away, token_expired) is queued once
+	expiry *time.Timer // ends a user's access when the user token expires
 
 	id     Identity
 	client string
@@ -78,14 +71,8 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(readLimit)
-	ss := &session{
-		srv:   s,
-		conn:  conn,
-		out:   make(chan []byte, s.cfg.SendQueue),
-		done:  make(chan struct{}),
-		wrote: make(chan struct{}),
-		bye:   make(chan struct{}),
-	}
+	ss := &session{srv: s, conn: conn}
+	ss.ob = newOutbox(conn, s.cfg.SendQueue, ss.slow)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -103,7 +90,6 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	go ss.writeLoop()
 	ss.readLoop(r.Context())
 }
 
@@ -125,8 +111,7 @@ func (ss *session) readLoop(ctx context.Context) {
 		if closing {
 			ss.goAway() // after the answer to the message in hand
 		}
-		close(ss.done)
-		<-ss.wrote // everything queued, acks included, is written
+		ss.ob.finish() // everything queued, acks included, is written
 		ss.conn.Close(closeStatus, closeReason)
 	}()
 	bad := 0
@@ -211,9 +196,13 @@ func (ss *session) goAway() {
 // the connection with status after it.
 func (ss *session) leave(reqID string, e *protocol.Error, status websocket.StatusCode, reason string) {
 	ss.once.Do(func() {
-		ss.byeStatus, ss.byeReason = status, reason
-		ss.fail(reqID, e)
-		close(ss.bye)
+		ss.srv.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
+		b, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, ID: reqID, Error: e})
+		if err != nil {
+			ss.srv.log.Error("encode", "type", protocol.TypeError, "err", err)
+			b = nil
+		}
+		ss.ob.close(b, status, reason)
 	})
 }
 
@@ -479,63 +468,13 @@ func (ss *session) reply(m *protocol.Message) {
 	ss.send(b)
 }
 
-// send queues a message without blocking; a full queue drops the
-// connection (a slow consumer re-syncs when it reconnects).
-func (ss *session) send(b []byte) {
-	select {
-	case <-ss.done:
-		return
-	default:
-	}
-	select {
-	case ss.out <- b:
-	default:
-		ss.mu.Lock()
-		first := !ss.dropped
-		ss.dropped = true
-		ss.mu.Unlock()
-		if first {
-			ss.srv.metrics.slowConsumers.Inc()
-			ss.conn.CloseNow()
-		}
-	}
-}
+// send queues a message without blocking (outbox.send).
+func (ss *session) send(b []byte) { ss.ob.send(b) }
 
-func (ss *session) writeLoop() {
-	defer close(ss.wrote)
-	write := func(b []byte) bool {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		defer cancel()
-		return ss.conn.Write(ctx, websocket.MessageText, b) == nil
-	}
-	drain := func() {
-		for {
-			select {
-			case b := <-ss.out:
-				if !write(b) {
-					return
-				}
-			default:
-				return
-			}
-		}
-	}
-	for {
-		select {
-		case b := <-ss.out:
-			if !write(b) {
-				ss.conn.CloseNow()
-				return
-			}
-		case <-ss.done:
-			drain()
-			return
-		case <-ss.bye:
-			// Close waits for the peer's close frame, which ends the
-			// reader.
-			drain()
-			ss.conn.Close(ss.byeStatus, ss.byeReason)
-			return
-		}
-	}
+// slow marks the session dropped because its queue overflowed.
+func (ss *session) slow() {
+	ss.mu.Lock()
+	ss.dropped = true
+	ss.mu.Unlock()
+	ss.srv.metrics.slowConsumers.Inc()
 }
