@@ -141,6 +141,24 @@ type Uncacher interface {
 	Uncached() Store
 }
 
+// NewCartNoter is a Store that can be told a cart id was just issued to a
+// new device (so no record of it exists yet): the Redis cache remembers it
+// as missing, and the device's later hellos, until it first edits, are
+// answered without reading the durable store. Most visitors never add to
+// their cart; each of their reconnections would otherwise be a database
+// read that finds nothing.
+type NewCartNoter interface {
+	NoteNewCart(cartID string)
+}
+
+// noteNewCart tells the store, if it wants to know, that cartID was just
+// issued to a new device.
+func (s *Server) noteNewCart(cartID string) {
+	if n, ok := s.store.(NewCartNoter); ok {
+		n.NoteNewCart(cartID)
+	}
+}
+
 // freshStore is the store to read what changes without a new cart version
 // from (checkouts and their status): past any cache.
 func (s *Server) freshStore() Store {

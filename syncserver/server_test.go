@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -433,5 +435,49 @@ func TestUnknownEndpointsTyped(t *testing.T) {
 		if got := resp.Header.Get("Allow"); got != tt.allow {
 			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, got, tt.allow)
 		}
+	}
+}
+
+// notingStore records the carts it is told are new.
+type notingStore struct {
+	*memstore.Store
+	mu  sync.Mutex
+	new []string
+}
+
+func (s *notingStore) NoteNewCart(cartID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.new = append(s.new, cartID)
+}
+
+func (s *notingStore) noted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.new...)
+}
+
+// A device token issued by a hello or by POST /v1/devices is noted as a
+// new cart (the cache then answers its loads); a returning device is not.
+func TestNewDevicesNoted(t *testing.T) {
+	store := &notingStore{Store: memstore.New()}
+	srv, err := syncserver.New(context.Background(), syncserver.Config{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	w, _ := dial(t, hs).hello("tab-1", "")
+	dial(t, hs).hello("tab-2", w.DeviceToken)
+	resp, body := httpDo(t, http.MethodPost, hs.URL+"/v1/devices", "", nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /v1/devices: %d %s", resp.StatusCode, body)
+	}
+	var dev syncserver.DeviceResponse
+	if err := json.Unmarshal(body, &dev); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := store.noted(), []string{w.CartID, dev.CartID}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("noted %v, want %v", got, want)
 	}
 }

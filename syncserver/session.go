@@ -288,6 +288,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	case id.Token != "":
 		// A device issued just now has no cart yet.
 		snap = emptyHelloCart(id.CartID, m.Client)
+		s.noteNewCart(id.CartID)
 	default:
 		// Subscribe first, then load once: the load both says whether
 		// the guest cart can still be used and is the snapshot.
@@ -306,6 +307,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 			ss.joined = false
 			id, _ = s.authenticateDevice("")
 			snap = emptyHelloCart(id.CartID, m.Client)
+			s.noteNewCart(id.CartID)
 		} else {
 			c, seqs, serr := snapshotOf(id.CartID, []string{m.Client}, rec, err)
 			s.annotate(ctx, c)

@@ -183,6 +183,17 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 	return rec, nil
 }
 
+// NoteNewCart remembers cartID, just issued to a new device, as missing, in
+// the background (syncserver.NewCartNoter): its loads are then answered by
+// Redis until the first commit replaces the mark. Like a fill after a read
+// that found nothing, the mark is dropped if the cart was committed or
+// repaired before it is written.
+func (c *Cache) NoteNewCart(cartID string) {
+	if asked, cleared := c.readable(cartID); asked {
+		c.enqueue(cacheWrite{cartID: cartID, cleared: cleared})
+	}
+}
+
 // errMissing means the cache knows the cart does not exist.
 var errMissing = errors.New("redis: cart known missing")
 

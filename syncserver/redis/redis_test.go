@@ -975,3 +975,39 @@ type quietRedis struct{}
 func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func init() { goredis.SetLogger(quietRedis{}) }
+
+// A cart id just issued to a new device is remembered as missing: the
+// device's loads until its first edit do not reach the store, and the
+// first commit (here through another instance) replaces the mark.
+func TestCacheNoteNewCart(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	next1 := &counting{Store: store}
+	c1 := newCache(t, next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	var _ syncserver.NewCartNoter = c1
+	c1.NoteNewCart("new-cart")
+	settle(t, c1)
+	for i := range 3 {
+		if _, err := c1.Load(t.Context(), "new-cart", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
+			t.Fatalf("Load %d of a new cart = %v, want ErrCartNotFound", i, err)
+		}
+	}
+	if n := next1.loads.Load(); n != 0 {
+		t.Errorf("Loads of a new cart reaching the store: %d, want 0", n)
+	}
+	mutate(t, c2, "new-cart", []string{"d1"}, add("d1", 1))
+	if rec := load(t, c1, "new-cart", "d1"); rec.Cart.Version != 1 || rec.Seqs["d1"] != 1 {
+		t.Errorf("after the first commit: version %d, seq %d; want 1, 1", rec.Cart.Version, rec.Seqs["d1"])
+	}
+
+	// Noted after a commit of the same id (a clash that cannot happen
+	// with random ids, but must not hide a cart): the mark is not written.
+	mutate(t, c2, "old-cart", []string{"d1"}, add("d1", 1))
+	settle(t, c2)
+	c1.NoteNewCart("old-cart")
+	settle(t, c1)
+	if rec := load(t, c1, "old-cart", "d1"); rec.Cart.Version != 1 {
+		t.Errorf("a noted cart that exists: version %d, want 1", rec.Cart.Version)
+	}
+}
