@@ -1,0 +1,48 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every flag's environment variable goes through the flag's own parser: a
+// value it refuses stops the start naming the variable; a good one is the
+// default; the command line wins over it.
+func TestFlagsFromEnvironment(t *testing.T) {
+	envOf := func(kv ...string) func(string) string {
+		env := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return env[k] }
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"CARTSYNC_CACHE_TTL", "24"},
+		{"CARTSYNC_POSTGRES_MAX_CONNS", "sixteen"},
+		{"CARTSYNC_CATALOG_ONLY", "yes please"},
+		{"CARTSYNC_RATE_PER_IP", "fast"},
+		{"CARTSYNC_GUEST_RETENTION", "30 days"},
+	} {
+		err := NewMain().ParseFlags(nil, envOf(tc.name, tc.value))
+		if err == nil || !strings.Contains(err.Error(), tc.name) || !strings.Contains(err.Error(), tc.value) {
+			t.Errorf("%s=%q: error %v, want one naming the variable and its value", tc.name, tc.value, err)
+		}
+	}
+	// Two bad variables: both named.
+	err := NewMain().ParseFlags(nil, envOf("CARTSYNC_CACHE_TTL", "24", "CARTSYNC_MAX_HELLOS", "many"))
+	if err == nil || !strings.Contains(err.Error(), "CARTSYNC_CACHE_TTL") || !strings.Contains(err.Error(), "CARTSYNC_MAX_HELLOS") {
+		t.Errorf("two bad variables: %v, want both named", err)
+	}
+
+	m := NewMain()
+	if err := m.ParseFlags([]string{"-max-hellos", "7"}, envOf(
+		"CARTSYNC_CACHE_TTL", "24h", "CARTSYNC_MAX_HELLOS", "99", "CARTSYNC_CATALOG_ONLY", "true",
+		"CARTSYNC_ALLOWED_ORIGINS", "https://a.example, https://b.example")); err != nil {
+		t.Fatal(err)
+	}
+	if m.CacheTTL != 24*time.Hour || !m.CatalogOnly || m.MaxHellos != 7 || len(m.AllowedOrigins) != 2 {
+		t.Errorf("cache TTL %v, catalog only %v, max hellos %d, origins %v; want 24h, true, 7 (the flag wins), 2 origins",
+			m.CacheTTL, m.CatalogOnly, m.MaxHellos, m.AllowedOrigins)
+	}
+}
