@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	goredis "github.com/redis/go-redis/v9"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+	"cartsync/syncserver/auth"
+	"cartsync/syncserver/postgres"
+	"cartsync/syncserver/redis"
+	"cartsync/syncserver/sqlite"
+	"cartsync/syncserver/webhook"
+	"cartsync/syncserver/webui"
+)
+
+// The steps of Run, in order.
+
+// openStore opens the durable store: Postgres if given a URL, else the
+// embedded SQLite file in the data folder.
+func (m *Main) openStore(ctx context.Context) error {
+	if m.PostgresURL != "" {
+		pg, err := postgres.Open(ctx, m.PostgresURL, postgres.WithMaxConns(int32(m.PostgresConns)))
+		if err != nil {
+			// Not into m.store: a nil *Store in the interface would
+			// be closed.
+			return fmt.Errorf("open postgres: %w", err)
+		}
+		m.store = pg
+		m.Logger.Info("store", "kind", "postgres")
+		return nil
+	}
+	path := filepath.Join(m.DataDir, "cartsync.db")
+	lite, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	m.store = lite
+	m.Logger.Info("store", "kind", "sqlite", "path", path)
+	return nil
+}
+
+// openRedis puts the Redis cache in front of the store and makes Redis the
+// bus, if given a URL; else the bus is in-process.
+func (m *Main) openRedis(ctx context.Context) error {
+	if m.RedisURL == "" {
+		m.bus = syncserver.NewMemBus()
+		return nil
+	}
+	opt, err := goredis.ParseURL(m.RedisURL)
+	if err != nil {
+		return fmt.Errorf("redis url: %w", err)
+	}
+	// Fail fast when Redis is down: the cache falls through to the
+	// store, and a request must not wait out many dial retries.
+	opt.DialTimeout = 2 * time.Second
+	// The cache and the bus bound every call with a context; without
+	// this go-redis ignores those deadlines and waits out its own
+	// socket timeouts (seconds) on a Redis that hangs.
+	opt.ContextTimeoutEnabled = true
+	opt.DialerRetries = 1
+	m.rdb = goredis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := m.rdb.Ping(pctx).Err(); err != nil {
+		// Redis is a cache and a bus: start without it and attach
+		// when it answers (the client reconnects by itself).
+		m.Logger.Warn("redis does not answer; starting without it, degraded until it does", "err", err)
+	}
+	cancel()
+	m.store = redis.NewCache(m.store, m.rdb, m.RedisPrefix, m.CacheTTL, m.Logger)
+	m.bus = redis.NewBus(m.rdb, m.RedisPrefix, m.Logger)
+	m.Logger.Info("cache and fan-out", "kind", "redis")
+	return nil
+}
+
+// prepareDemo listens for the demo storefront, if asked to, and makes up
+// its origin's admission, its API key, its webhook secret and the secret
+// it signs its users' tokens with.
+func (m *Main) prepareDemo() error {
+	if m.DemoAddr == "" {
+		return nil
+	}
+	if len(m.Auth.HS256Secret) > 0 || m.Auth.PublicKeyFile != "" || m.Auth.JWKSURL != "" {
+		// The demo storefront hands anyone a valid token for any user:
+		// with a real key it would open every real account.
+		return errors.New("demo storefront: refusing to start with a real user-token key (-auth-hs256-secret, -auth-public-key-file or -auth-jwks-url); the demo signs its own tokens and is never for production")
+	}
+	var err error
+	if m.demoLn, err = net.Listen("tcp", m.DemoAddr); err != nil {
+		return fmt.Errorf("demo storefront: %w", err)
+	}
+	m.AllowedOrigins = append(m.AllowedOrigins, "http://"+m.demoLn.Addr().String())
+	key := make([]byte, 24)
+	rand.Read(key)
+	m.demoAPIKey = "demo_" + hex.EncodeToString(key)
+	m.APIKeys = append(m.APIKeys, m.demoAPIKey)
+	if m.WebhookURL == "" {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		m.WebhookSecrets = []string{"whsec_" + base64.StdEncoding.EncodeToString(secret)}
+		m.WebhookURL = "http://" + m.demoLn.Addr().String() + "/demo/webhooks"
+	}
+	// Tests may name the secret.
+	m.Auth.HS256Secret = m.demoSecret
+	if m.Auth.HS256Secret == nil {
+		m.Auth.HS256Secret = make([]byte, 32)
+		rand.Read(m.Auth.HS256Secret)
+	}
+	return nil
+}
+
+// userVerifier builds the verifier of user tokens (nil without any key),
+// and the demo's signer.
+func (m *Main) userVerifier(ctx context.Context) (syncserver.UserVerifier, error) {
+	if len(m.Auth.HS256Secret) > 0 {
+		m.signer = auth.NewHS256Signer(m.Auth.HS256Secret)
+	}
+	if len(m.Auth.HS256Secret) == 0 && m.Auth.PublicKeyFile == "" && m.Auth.JWKSURL == "" {
+		return nil, nil
+	}
+	m.Auth.Logger = m.Logger
+	var err error
+	if m.verifier, err = auth.New(ctx, m.Auth); err != nil {
+		return nil, fmt.Errorf("user tokens: %w", err)
+	}
+	return m.verifier, nil
+}
+
+// openWebhooks builds the webhook deliverer, if a URL is set.
+func (m *Main) openWebhooks(reg prometheus.Registerer) error {
+	if m.WebhookURL == "" {
+		return nil
+	}
+	es, ok := m.store.(syncserver.EventStore)
+	if !ok {
+		return errors.New("webhooks: this store keeps no events")
+	}
+	var err error
+	m.hooks, err = webhook.New(webhook.Config{
+		Store: es, URL: m.WebhookURL, Secrets: m.WebhookSecrets, Logger: m.Logger,
+		Registerer: reg, RetryWindow: m.WebhookWindow,
+	})
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	return nil
+}
+
+// syncConfig is the sync server's configuration from the flags.
+func (m *Main) syncConfig(users syncserver.UserVerifier, reg prometheus.Registerer) syncserver.Config {
+	var kick func()
+	if m.hooks != nil {
+		kick = m.hooks.Kick
+	}
+	return syncserver.Config{
+		Store:          m.store,
+		Bus:            m.bus,
+		AllowedOrigins: m.AllowedOrigins,
+		IPLimits:       m.IPLimits,
+		Registerer:     reg,
+		Logger:         m.Logger,
+		Users:          users,
+		DefaultPolicy:  cart.Policy(m.DefaultPolicy),
+		GuestRetention: m.GuestRetention,
+		UserRetention:  m.UserRetention,
+		MaxHellos:      m.MaxHellos,
+		ShutdownSpread: m.ShutdownSpread,
+		APIKeys:        m.APIKeys,
+		CatalogOnly:    m.CatalogOnly,
+		CheckoutTTL:    m.CheckoutTTL,
+		Events:         len(m.APIKeys) > 0,
+		AbandonAfter:   map[string]time.Duration{syncserver.KindGuest: m.AbandonGuest, syncserver.KindUser: m.AbandonUser},
+		EventsWritten:  kick,
+		Webhooks:       m.hooks != nil,
+		EventRetention: m.EventRetention,
+	}
+}
+
+// startBackground starts the jobs that run until Close: the purge, the
+// webhook deliverer and the abandoned-cart scan.
+func (m *Main) startBackground(ctx context.Context) {
+	run := func(fn func()) {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			fn()
+		}()
+	}
+	if m.PurgeInterval > 0 {
+		run(func() { m.purgeLoop(ctx) })
+	}
+	if m.hooks != nil {
+		run(func() {
+			if err := m.hooks.Run(ctx); err != nil && ctx.Err() == nil {
+				m.Logger.Error("webhooks", "err", err)
+			}
+		})
+	}
+	if len(m.APIKeys) > 0 && m.AbandonInterval > 0 {
+		run(func() { m.abandonLoop(ctx) })
+	}
+}
+
+// routes is the cart server's handler: the API, health, metrics and, when
+// its files are there, the widget.
+func (m *Main) routes(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", m.sync)
+	mux.Handle("GET /healthz", m.sync.HealthHandler(false))
+	mux.Handle("GET /readyz", m.sync.HealthHandler(true))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, Logger: m.Logger})
+	if err != nil {
+		// The sync API works without the widget (native apps).
+		m.Logger.Warn("widget not served", "err", err)
+	} else {
+		mux.Handle("/", ui)
+	}
+	return mux
+}
+
+// serveDemo serves the demo storefront, if asked to, and seeds its
+// catalog in the background.
+func (m *Main) serveDemo(ctx context.Context) error {
+	if m.demoLn == nil {
+		return nil
+	}
+	demoURL := "http://" + m.demoLn.Addr().String()
+	h, err := webui.NewDemo(webui.DemoConfig{WebDir: m.WebDir, CartServer: m.URL(), Signer: m.signer,
+		APIKey: m.demoAPIKey, WebhookSecret: m.WebhookSecrets[0], Logger: m.Logger})
+	if err != nil {
+		return fmt.Errorf("demo storefront: %w", err)
+	}
+	m.demo = newHTTPServer(h)
+	go m.demo.Serve(m.demoLn)
+	if !m.demoNoCatalog {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := webui.SeedDemoCatalog(ctx, m.URL(), m.demoAPIKey, demoURL); err != nil && ctx.Err() == nil {
+				m.Logger.Error("demo catalog", "err", err)
+			}
+		}()
+	}
+	m.Logger.Info("demo storefront", "url", demoURL)
+	return nil
+}
+
+// serveDebug serves Go's profiler on its own address, if asked to.
+func (m *Main) serveDebug() error {
+	if m.DebugAddr == "" {
+		return nil
+	}
+	var err error
+	if m.debugLn, err = net.Listen("tcp", m.DebugAddr); err != nil {
+		return fmt.Errorf("debug address: %w", err)
+	}
+	dm := http.NewServeMux()
+	dm.HandleFunc("/debug/pprof/", pprof.Index)
+	dm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// No read or write timeout: a CPU profile or a trace streams for as
+	// long as asked.
+	m.debug = &http.Server{Handler: dm, ReadHeaderTimeout: readHeaderTimeout}
+	go m.debug.Serve(m.debugLn)
+	// A warning: whoever reaches it sees the program's internals.
+	m.Logger.Warn("profiler", "url", "http://"+m.debugLn.Addr().String()+"/debug/pprof/")
+	return nil
+}
