@@ -2,6 +2,7 @@ package widget
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -38,6 +39,9 @@ const (
 	focusable = `button:not([disabled]), [href], input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])`
 )
 
+// errStopped stands for why syncing stopped when the engine does not say.
+var errStopped = errors.New("widget: sync stopped")
+
 // client is what lives for the page in the browser: the engine, the queue
 // of edits and requests, the bridge and the listeners.
 type client struct {
@@ -57,6 +61,14 @@ type client struct {
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
 	connected    atomic.Bool // the engine's last state was connected
+
+	// The language, on the queue's goroutine (language.go): the theme's
+	// locale ("" for none), the browser's languages, the storefront's
+	// messages by language subtag (never changed once set: the UI
+	// goroutine reads them).
+	locale   string
+	browser  []string
+	messages map[string]map[string]string
 
 	tabs      app.Value // the BroadcastChannel, or nil
 	listeners []listener
@@ -112,6 +124,8 @@ func newClient(ctx app.Context, w *Widget) (*client, bool) {
 
 func (c *client) start() {
 	c.run, c.cancel = context.WithCancel(context.Background())
+	c.browser = browserLanguages()
+	setLanguage(c.language(), c.locale)
 	win := app.Window()
 	doc := win.Get("document")
 	if c.parent != nil {
@@ -218,7 +232,10 @@ func (c *client) keepSyncing(eng *syncclient.Engine) {
 			continue // reconnect asked for a new connection
 		}
 		c.log.Error("sync stopped", "err", err)
-		c.dispatch(func(ctx app.Context) { c.w.stopped = stoppedText(err) })
+		if err == nil {
+			err = errStopped
+		}
+		c.dispatch(func(ctx app.Context) { c.w.stopped = err })
 		return
 	}
 }
@@ -355,6 +372,9 @@ func stringify(v app.Value) (s string, ok bool) {
 
 // exec carries out a request from the host. Edits return once stored.
 func (c *client) exec(ctx context.Context, req request) (any, error) {
+	if req.method == methodTheme {
+		return c.theme(req.args) // language.go
+	}
 	call, err := parseCall(req)
 	if err != nil {
 		return nil, err
@@ -376,12 +396,13 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.edited()
 		st := eng.Snapshot()
 		if l := st.Cart.Line(key); l != nil {
-			name, note := lineName(l), ""
-			if l.Quantity < before+call.qty {
-				note = clampedText(name, l.Quantity)
-			}
+			name, clamped := lineName(l), l.Quantity < before+call.qty
 			c.dispatch(func(app.Context) {
 				c.w.show(st) // the count said is the cart's with the add
+				note := ""
+				if clamped {
+					note = clampedText(name, l.Quantity)
+				}
 				c.w.added(name, note)
 			})
 		}
@@ -410,21 +431,6 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		open := call.method == methodOpen
 		c.dispatch(func(ctx app.Context) { c.w.setOpen(ctx, open) })
 		return true, nil
-	case methodTheme:
-		theme, locale, hasLocale, err := themeLocale(call.theme)
-		if err != nil {
-			return nil, badRequest("%v", err)
-		}
-		props, err := themeProps(theme)
-		if err != nil {
-			return nil, badRequest("%v", err)
-		}
-		c.applyTheme(props)
-		if hasLocale {
-			// Read by the render, so set with it.
-			c.dispatch(func(app.Context) { priceLocale = locale })
-		}
-		return true, nil
 	case methodLogin:
 		// The engine reconnects with the token at once; the reply
 		// waits for the server's answer. The merge and the user's cart
@@ -446,7 +452,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.dispatch(func(app.Context) {
 			c.w.hiddenMerge = before.Merge // about the user's cart, not the next one
 			if before.User != "" {
-				c.w.addNote(noteSignedOut)
+				c.w.addNote(tr(noteSignedOut))
 			}
 		})
 		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil

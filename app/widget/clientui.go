@@ -42,7 +42,7 @@ func (c *client) choose(policy cart.Policy) {
 		c.log.Warn("login choice not sent", "policy", policy, "err", err)
 		c.dispatch(func(app.Context) {
 			c.w.choosing = ""
-			c.w.addNote(noteChoiceNotSent)
+			c.w.addNote(tr(noteChoiceNotSent))
 		})
 	})
 }
@@ -108,8 +108,7 @@ func (c *client) uiEdited(name string, err error) {
 		return
 	}
 	c.log.Warn("edit failed", "err", err)
-	msg := editFailedText(name, err)
-	c.dispatch(func(app.Context) { c.w.addNote(msg) })
+	c.dispatch(func(app.Context) { c.w.addNote(editFailedText(name, err)) })
 }
 
 // edited tells the other tabs that the stored outbox changed.

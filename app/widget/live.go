@@ -25,11 +25,11 @@ import (
 // panel is live besides the checkout note (an alert that answers the
 // shopper's own click).
 
-// What the live region says about the connection.
+// Ids of what the live region says about the connection.
 const (
-	textOffline     = "Offline. Your changes are kept and sent when you're back online."
-	textBackOnline  = "Back online."
-	textSignInAgain = "Sign in again to sync your cart. Your changes are kept."
+	textOffline     = "live.offline"
+	textBackOnline  = "live.online"
+	textSignInAgain = "live.signin"
 )
 
 // undoFor is how long Undo is offered after a removal.
@@ -80,15 +80,15 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	switch {
 	case connected && w.wentOffline:
 		w.wentOffline = false
-		w.say(textBackOnline)
+		w.say(tr(textBackOnline))
 	case connected:
 		w.wasOnline = true
 	case st.Status == syncclient.Offline && w.wasOnline && !w.wentOffline:
 		w.wentOffline = true
-		w.say(textOffline)
+		w.say(tr(textOffline))
 	}
 	if st.NeedsLogin && !old.NeedsLogin {
-		w.say(textSignInAgain)
+		w.say(tr(textSignInAgain))
 	}
 	if n := len(st.Rejected); n > 0 {
 		last := st.Rejected[n-1]
@@ -105,7 +105,7 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 // added announces an item added from the page: "Added Mug. 3 items in
 // cart.", and why its quantity was limited if it was (note, "" for none).
 func (w *Widget) added(name, note string) {
-	s := "Added " + name + ". " + plural(w.items(), "item", "items") + " in cart."
+	s := trn("live.added", w.items(), "name", name)
 	if note != "" {
 		w.addNote(note)
 		s += " " + note
@@ -125,7 +125,7 @@ func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
 		qty:     l.Quantity,
 		details: l.Details,
 	}
-	w.say("Removed " + w.undo.name + ". Undo is available for a few seconds.")
+	w.say(tr("live.removed", "name", w.undo.name))
 	if w.c != nil { // the test engine has no timers to wait for
 		seq := w.undoSeq
 		ctx.After(undoFor, func(ctx app.Context) { w.expireUndo(ctx, seq) })
@@ -156,7 +156,7 @@ func (w *Widget) onUndo(ctx app.Context, e app.Event) {
 		return
 	}
 	w.undo = nil
-	w.say(r.name + " is back in your cart.")
+	w.say(tr("live.restored", "name", r.name))
 	w.focusLater(ctx, titleID) // until the line is back
 	w.refocus = &pendingFocus{id: lineControlID("remove", r.key), ready: func() bool { return w.line(r.key) != nil }}
 	if w.c != nil {
@@ -171,14 +171,14 @@ func (w *Widget) renderUndo() app.UI {
 		return nil
 	}
 	return app.Div().Class("cartsync-undo").Body(
-		app.P().Text("Removed "+w.undo.name+"."),
+		app.P().Text(tr("undo.removed", "name", w.undo.name)),
 		app.Button().
 			ID(undoID).
 			Class("cartsync-undo-button").
 			Type("button").
-			Aria("label", "Undo removing "+w.undo.name).
+			Aria("label", tr("undo.label", "name", w.undo.name)).
 			OnClick(w.onUndo).
-			Text("Undo"),
+			Text(tr("undo")),
 	)
 }
 

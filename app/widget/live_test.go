@@ -66,7 +66,7 @@ func TestSayChange(t *testing.T) {
 	tests := []struct {
 		name     string
 		statuses []syncclient.Status
-		want     string
+		want     string // a message id
 	}{
 		{"starting", []syncclient.Status{offline, connecting, synced}, ""},
 		{"starting offline", []syncclient.Status{offline, connecting, offline}, ""},
@@ -81,8 +81,12 @@ func TestSayChange(t *testing.T) {
 			for _, s := range tt.statuses {
 				w.show(testState(s, 0))
 			}
-			if w.said != tt.want {
-				t.Errorf("said %q, want %q", w.said, tt.want)
+			want := ""
+			if tt.want != "" {
+				want = tr(tt.want)
+			}
+			if w.said != want {
+				t.Errorf("said %q, want %q", w.said, want)
 			}
 		})
 	}
@@ -92,8 +96,8 @@ func TestSayChange(t *testing.T) {
 		w.show(st)
 		st.NeedsLogin = true
 		w.show(st)
-		if w.said != textSignInAgain {
-			t.Errorf("said %q, want %q", w.said, textSignInAgain)
+		if want := tr(textSignInAgain); w.said != want {
+			t.Errorf("said %q, want %q", w.said, want)
 		}
 	})
 }

@@ -3,7 +3,6 @@ package widget
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
@@ -16,27 +15,23 @@ import (
 // edit that settles it; and what the review step checks before it hands
 // the cart over.
 
-// Texts about the catalog's notices and the checkout handoff.
+// Ids of the texts about the checkout handoff.
 const (
-	noticeGone = "No longer available"
 	// checkoutBlocked says why Checkout is off while a notice stands.
-	checkoutBlocked = "Some items changed since you added them. Accept the new prices or adjust the items above to check out."
+	checkoutBlocked = "checkout.blocked"
 	// reviewChanged and reviewNotices ask the shopper to review again
 	// instead of handing over a cart they have not seen.
-	reviewChanged   = "Your cart changed on another device. Please review it again."
-	reviewNotices   = "Some prices or stock changed. Please review."
-	reviewEmpty     = "Your cart is empty now, so there is nothing to check out."
-	checkoutOffline = "You're offline, so checkout couldn't start. Your cart is kept: try again once you're back online."
-	checkoutFailed  = "Checkout couldn't start. Your cart is kept: please try again."
-	checkoutSignIn  = "Sign in again to check out. Your cart is kept."
+	reviewChanged   = "checkout.changed"
+	reviewNotices   = "checkout.notices"
+	reviewEmpty     = "checkout.empty"
+	checkoutOffline = "checkout.offline"
+	checkoutFailed  = "checkout.failed"
+	checkoutSignIn  = "checkout.signin"
 )
 
 // noticesSummary tells screen readers that n lines have a notice.
 func noticesSummary(n int) string {
-	if n == 1 {
-		return "1 item in your cart changed since you added it. The note under it says how."
-	}
-	return fmt.Sprintf("%d items in your cart changed since you added them. The notes under them say how.", n)
+	return trn("notices.summary", n)
 }
 
 // notice returns the notice about the line with key, or nil.
@@ -56,15 +51,15 @@ func priceChangedText(pc *cart.PriceChange) string {
 	if from == "" {
 		from = pc.Currency
 	}
-	return fmt.Sprintf("Price changed from %s to %s", formatPrice(pc.From, from), formatPrice(pc.To, pc.Currency))
+	return tr("line.price_changed", "from", formatPrice(pc.From, from), "to", formatPrice(pc.To, pc.Currency))
 }
 
 // availableText tells how many of an item the cart may hold.
 func availableText(n int) string {
 	if n <= 0 {
-		return "Out of stock"
+		return tr("line.out_of_stock")
 	}
-	return fmt.Sprintf("Only %d available", n)
+	return trn("line.available", n)
 }
 
 // reduceTarget is the quantity line l must come down to so that the cart
@@ -91,30 +86,30 @@ func (w *Widget) renderLineNotice(l *cart.Line) app.UI {
 		)
 	}
 	remove := app.Button().
-		Aria("label", "Remove "+name+" from cart").
+		Aria("label", tr("line.remove.label", "name", name)).
 		OnClick(w.lineHandler(l.Key, w.onRemove), scope).
-		Text("Remove")
+		Text(tr("line.remove"))
 	var rows []app.UI
 	if n.Unavailable {
-		rows = append(rows, row("unavailable", noticeGone, remove))
+		rows = append(rows, row("unavailable", tr("line.unavailable"), remove))
 	}
 	if pc := n.PriceChanged; pc != nil && !n.Unavailable {
 		rows = append(rows, row("price", priceChangedText(pc), app.Button().
-			Aria("label", "Accept the new price of "+name).
+			Aria("label", tr("line.accept_price.label", "name", name)).
 			OnClick(w.lineHandler(l.Key, w.onAcceptPrice), scope).
-			Text("Accept new price")))
+			Text(tr("line.accept_price"))))
 	}
 	if n.Available != nil && !n.Unavailable {
 		fix := remove
 		if to := reduceTarget(w.st.Cart, l, *n.Available); to > 0 {
 			fix = app.Button().
-				Aria("label", "Reduce "+name+" to "+strconv.Itoa(to)).
+				Aria("label", tr("line.reduce.label", "name", name, "count", to)).
 				OnClick(w.lineHandler(l.Key, w.onReduce), scope).
-				Text("Reduce to " + strconv.Itoa(to))
+				Text(tr("line.reduce", "count", to))
 		}
 		rows = append(rows, row("available", availableText(*n.Available), fix))
 	}
-	return app.Div().Class("cartsync-line-notice").Role("group").Aria("label", "Changes to "+name).Body(rows...)
+	return app.Div().Class("cartsync-line-notice").Role("group").Aria("label", tr("line.changes", "name", name)).Body(rows...)
 }
 
 func (w *Widget) onAcceptPrice(ctx app.Context, l *cart.Line) {

@@ -131,7 +131,7 @@ func TestReviewWithNotices(t *testing.T) {
 	// Checkout waits until every notice is settled, and says so.
 	foot := []int{0, 2, panelFoot}
 	match(t, app.P().ID(blockedID).Class("cartsync-checkout-blocked"), w, at(foot, 2)...)
-	match(t, app.Text(checkoutBlocked), w, at(foot, 2, 0)...)
+	match(t, app.Text(tr(checkoutBlocked)), w, at(foot, 2, 0)...)
 	match(t, app.Button().Class("cartsync-primary").Type("button").Disabled(true).Aria("describedby", blockedID).OnClick(noop), w, at(foot, 3, 1)...)
 	match(t, app.Text("Checkout"), w, at(foot, 3, 1, 0)...)
 
@@ -145,7 +145,7 @@ func TestReviewWithNotices(t *testing.T) {
 	w.checkoutNote = reviewChanged
 	mount(t, w)
 	match(t, app.P().Class("cartsync-checkout-note").Role("alert"), w, at(foot, 2)...)
-	match(t, app.Text(reviewChanged), w, at(foot, 2, 0)...)
+	match(t, app.Text(tr(reviewChanged)), w, at(foot, 2, 0)...)
 	match(t, app.Button().Class("cartsync-primary").Type("button").OnClick(noop), w, at(foot, 3, 1)...)
 	if err := app.Match(app.Button().Class("cartsync-primary").Type("button").Disabled(true).OnClick(noop), w, at(foot, 3, 1)...); err == nil {
 		t.Error("Checkout still disabled once the notices are settled")

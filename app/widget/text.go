@@ -2,7 +2,6 @@ package widget
 
 import (
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -118,23 +117,15 @@ func optionsText(opts map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// plural writes "1 item" or "3 items".
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
-}
-
 // cartLabel is the cart button's accessible name.
 func cartLabel(loaded bool, items int) string {
 	switch {
 	case !loaded:
-		return "Cart"
+		return tr("cart.label")
 	case items == 0:
-		return "Cart, empty"
+		return tr("cart.label.empty")
 	}
-	return "Cart, " + plural(items, "item", "items")
+	return trn("cart.label.items", items)
 }
 
 // badgeText is the count on the cart button.
@@ -148,65 +139,68 @@ func badgeText(items int) string {
 // statusText is the sync status line.
 func statusText(loaded bool, st syncclient.State) string {
 	if !loaded {
-		return "Loading…"
+		return tr("status.loading")
 	}
 	n := unsent(st)
-	waiting := ""
-	if n > 0 {
-		waiting = " — " + plural(n, "change", "changes") + " waiting"
+	waiting := func(status string) string {
+		if n == 0 {
+			return tr(status)
+		}
+		return trn("status.waiting", n, "status", tr(status))
 	}
 	if st.NeedsLogin {
 		// Not an error: the edits are kept for the next login.
-		return "Sign in again to sync" + waiting
+		return waiting("status.signin")
 	}
 	switch st.Status {
 	case syncclient.Offline:
-		return "Offline" + waiting
+		return waiting("status.offline")
 	case syncclient.Connecting:
-		return "Connecting…" + waiting
+		return waiting("status.connecting")
 	case syncclient.Syncing:
-		return "Syncing…"
+		return tr("status.syncing")
 	case syncclient.Synced:
 		switch {
 		case n > 0:
-			return "Syncing…"
+			return tr("status.syncing")
 		case st.User != "":
-			return "Saved to your account"
+			return tr("status.account")
 		}
-		return "Synced"
+		return tr("status.synced")
 	}
 	return st.Status.String()
 }
 
-// reasons are what the shopper is told about a refused edit, by code.
+// reasons are the ids of what the shopper is told about a refused edit, by
+// code.
 var reasons = map[cart.Code]string{
-	cart.CodeInvalidQuantity: "that quantity isn't possible",
-	cart.CodeLineNotFound:    "it's no longer in your cart",
-	cart.CodeTooManyLines:    "your cart can't hold more different items",
-	cart.CodeInvalidSKU:      "the shop sent a product code the cart can't accept",
-	cart.CodeInvalidOptions:  "the shop sent product options the cart can't accept",
-	cart.CodeInvalidDetails:  "the shop sent product details the cart can't accept",
+	cart.CodeInvalidQuantity: "reason.invalid_quantity",
+	cart.CodeLineNotFound:    "reason.line_not_found",
+	cart.CodeTooManyLines:    "reason.too_many_lines",
+	cart.CodeInvalidSKU:      "reason.invalid_sku",
+	cart.CodeInvalidOptions:  "reason.invalid_options",
+	cart.CodeInvalidDetails:  "reason.invalid_details",
 }
 
 // reason is the friendly text for a cart error code.
 func reason(code cart.Code) string {
 	if r, ok := reasons[code]; ok {
-		return r
+		return tr(r)
 	}
-	return "the change couldn't be applied"
+	return tr("reason.other")
 }
 
 // rejectedText tells the shopper that an edit of name was refused.
 func rejectedText(name string, code cart.Code) string {
 	if name == "" {
-		name = "your cart"
+		return tr("edit.rejected.cart", "reason", reason(code))
 	}
-	return fmt.Sprintf("Couldn't update %s: %s.", name, reason(code))
+	return tr("edit.rejected", "name", name, "reason", reason(code))
 }
 
 // clampedText tells the shopper that an add was capped at the maximum.
 func clampedText(name string, qty int) string {
-	return fmt.Sprintf("%s: the quantity was limited to %d, the most a cart can hold.", name, qty)
+	return tr("edit.clamped", "name", name, "count", qty)
 }
 
 // editFailedText tells the shopper that an edit of name could not be made.
@@ -216,9 +210,9 @@ func editFailedText(name string, err error) string {
 		return rejectedText(name, ce.Code)
 	}
 	if name == "" {
-		name = "your cart"
+		return tr("edit.not_saved.cart")
 	}
-	return fmt.Sprintf("Couldn't update %s: the change couldn't be saved on this device.", name)
+	return tr("edit.not_saved", "name", name)
 }
 
 // stoppedText says why syncing stopped for good.
@@ -227,27 +221,27 @@ func stoppedText(err error) string {
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case protocol.ErrUnsupportedVersion:
-			return "This page is out of date. Reload it to keep your cart in sync."
+			return tr("stopped.outdated")
 		case protocol.ErrForbidden:
-			return "This cart can no longer be changed here."
+			return tr("stopped.forbidden")
 		}
 	}
-	return "Your cart stopped syncing. Reload the page to try again."
+	return tr("stopped.other")
 }
 
-// Notes about where the cart is kept and about checkout.
+// Ids of notes about where the cart is kept and about checkout.
 const (
-	noteMemory = "Your browser doesn't let this cart be saved, so it is kept only while this page is open."
-	noteUnsent = "Your latest changes haven't reached the shop yet. Check your connection and try again."
-	noteNoShop = "Checkout happens on the shop's page, and this cart isn't shown on one."
-	noteTaxes  = "Taxes and shipping are calculated at checkout."
+	noteMemory = "note.memory"
+	noteUnsent = "checkout.unsent"
+	noteNoShop = "checkout.no_shop"
+	noteTaxes  = "note.taxes"
 )
 
-// Notes about logins.
+// Ids of notes about logins.
 const (
-	noteSignedOut     = "You're signed out. Your cart is saved to your account for the next time you sign in."
-	noteChoiceNotSent = "Your choice couldn't be sent. Check your connection and try again."
-	expiredText       = "Your previous cart expired after 30 days without changes. This is a new cart."
+	noteSignedOut     = "note.signed_out"
+	noteChoiceNotSent = "note.choice_not_sent"
+	expiredText       = "notice.expired"
 )
 
 // mergeChanged reports whether a login merge changed the user's cart.
@@ -270,26 +264,21 @@ func mergeTexts(mi *protocol.MergeInfo) []string {
 	switch r.Policy {
 	case cart.PolicyReplace:
 		if r.Items > 0 {
-			out = append(out, fmt.Sprintf("Your cart now holds the %s from this device.", plural(r.Items, "item", "items")))
+			out = append(out, trn("merge.replace.items", r.Items))
 		} else {
-			out = append(out, "Your cart now holds what was in the cart on this device.")
+			out = append(out, tr("merge.replace.all"))
 		}
 		if r.Replaced > 0 {
-			out = append(out, fmt.Sprintf("It replaced the %s saved in your cart before.", plural(r.Replaced, "product", "products")))
+			out = append(out, trn("merge.replaced", r.Replaced))
 		}
 	case cart.PolicyKeep:
-		out = append(out, "Your saved cart was kept. The items in the cart on this device were set aside.")
+		out = append(out, tr("merge.kept"))
 	default: // merge
-		switch {
-		case r.Items == 1:
-			out = append(out, "1 item from this device was added to your cart.")
-		case r.Items > 1:
-			out = append(out, fmt.Sprintf("%d items from this device were added to your cart.", r.Items))
+		if r.Items > 0 {
+			out = append(out, trn("merge.added", r.Items))
 		}
-		if r.Combined == 1 {
-			out = append(out, "1 product was already in your cart: the quantities were added together.")
-		} else if r.Combined > 1 {
-			out = append(out, fmt.Sprintf("%d products were already in your cart: the quantities were added together.", r.Combined))
+		if r.Combined > 0 {
+			out = append(out, trn("merge.combined", r.Combined))
 		}
 	}
 	seen := map[cart.Code]bool{}
@@ -300,11 +289,11 @@ func mergeTexts(mi *protocol.MergeInfo) []string {
 		seen[w.Code] = true
 		switch w.Code {
 		case cart.CodeQuantityClamped:
-			out = append(out, "Some quantities were limited to the most a cart can hold.")
+			out = append(out, tr("merge.clamped"))
 		case cart.CodeLinesDropped:
-			out = append(out, "Some items couldn't be added: your cart can't hold more different items.")
+			out = append(out, tr("merge.dropped"))
 		default:
-			out = append(out, "Some items couldn't be added as they were.")
+			out = append(out, tr("merge.other"))
 		}
 	}
 	return out
@@ -322,16 +311,16 @@ func droppedText(op cart.Op, ops *opIndex) string {
 	}
 	switch op.Kind {
 	case cart.KindAdd:
-		return fmt.Sprintf("Adding %d × %s", op.Quantity, name)
+		return tr("dropped.add", "count", op.Quantity, "name", name)
 	case cart.KindSet:
 		if op.Quantity == 0 {
-			return "Removing " + name
+			return tr("dropped.remove", "name", name)
 		}
-		return fmt.Sprintf("Changing %s to %d", name, op.Quantity)
+		return tr("dropped.set", "name", name, "count", op.Quantity)
 	case cart.KindRemove:
-		return "Removing " + name
+		return tr("dropped.remove", "name", name)
 	case cart.KindClear:
-		return "Emptying the cart"
+		return tr("dropped.clear")
 	}
-	return "Changing the details of " + name
+	return tr("dropped.details", "name", name)
 }

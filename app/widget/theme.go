@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -225,4 +226,75 @@ func validLocale(s string) bool {
 		}
 	}
 	return true
+}
+
+// Checkout modes (theme checkout): the panel's Review order goes to the
+// review step, whose Checkout hands the cart over; direct adds a Checkout
+// button next to Review order that hands over the cart shown.
+const (
+	checkoutReview = "review"
+	checkoutDirect = "direct"
+)
+
+// themeRequest is the theme method's argument, checked: the CSS variables
+// to set and the options that are not styles.
+type themeRequest struct {
+	props     map[string]string // themeProps
+	locale    string            // locale, if hasLocale
+	hasLocale bool
+	// checkout is the checkout mode, "" when the theme leaves it.
+	checkout string
+	// messages are the storefront's texts (id → text, checked against
+	// the language only once it is known: checkMessages); nil when the
+	// theme leaves them.
+	messages map[string]string
+}
+
+// parseTheme checks the theme method's argument: an object of strings,
+// but for messages, an object of strings itself. The bridge's decoding of
+// a theme (argTheme) takes strings only, so the widget reads the argument
+// itself.
+func parseTheme(args []json.RawMessage) (*themeRequest, error) {
+	var raw map[string]json.RawMessage
+	if len(args) == 0 || string(args[0]) == "null" || json.Unmarshal(args[0], &raw) != nil || raw == nil {
+		return nil, badRequest("argument 1 (theme) must be an object of strings")
+	}
+	tr := &themeRequest{}
+	theme := make(map[string]string, len(raw))
+	for k, v := range raw {
+		if k == "messages" {
+			if string(v) == "null" {
+				continue
+			}
+			if json.Unmarshal(v, &tr.messages) != nil || tr.messages == nil {
+				return nil, badRequest("theme messages must be an object of strings: message id → text")
+			}
+			continue
+		}
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return nil, badRequest("argument 1 (theme) must be an object of strings")
+		}
+		theme[k] = s
+	}
+	if mode, ok := theme["checkout"]; ok {
+		delete(theme, "checkout")
+		switch mode = strings.TrimSpace(mode); mode {
+		case "", checkoutReview:
+			tr.checkout = checkoutReview
+		case checkoutDirect:
+			tr.checkout = checkoutDirect
+		default:
+			return nil, badRequest("theme checkout: %.40q is not review or direct", mode)
+		}
+	}
+	rest, locale, hasLocale, err := themeLocale(theme)
+	if err != nil {
+		return nil, badRequest("%v", err)
+	}
+	tr.locale, tr.hasLocale = locale, hasLocale
+	if tr.props, err = themeProps(rest); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return tr, nil
 }

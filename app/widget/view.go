@@ -20,15 +20,16 @@ const (
 	blockedID = "cartsync-checkout-blocked"
 	liveID    = "cartsync-live"
 	undoID    = "cartsync-undo"
+	directID  = "cartsync-checkout-direct"
 )
 
 // Render draws the cart button, the live region (live.go) and, when open,
 // the panel, always in this order: the live region's element stays the
 // same while the panel opens and closes.
 func (w *Widget) Render() app.UI {
-	root := app.Div().ID(rootID).Class("cartsync")
+	root := app.Div().ID(rootID).Class("cartsync").Lang(active.tag).Dir(active.dir())
 	if w.blocked {
-		return root.Body(app.P().Class("cartsync-blocked").Text("This cart can't be shown on this site."))
+		return root.Body(app.P().Class("cartsync-blocked").Text(tr("widget.blocked")))
 	}
 	children := []app.UI{w.renderButton(), w.renderLive()}
 	if w.open {
@@ -62,13 +63,13 @@ func (w *Widget) renderButton() app.UI {
 // renderPanel draws the dialog: head, status, notices, body, foot, always
 // in this order (the tests address them by index).
 func (w *Widget) renderPanel() app.UI {
-	title := "Your cart"
+	title := tr("panel.title")
 	choice := w.loaded && w.st.Choice != nil
 	switch {
 	case choice:
-		title = "Choose your cart"
+		title = tr("panel.title.choice")
 	case w.review:
-		title = "Review your order"
+		title = tr("panel.title.review")
 	}
 	var body, foot app.UI
 	switch {
@@ -76,10 +77,10 @@ func (w *Widget) renderPanel() app.UI {
 		body = w.renderChoice()
 		foot = app.Div().Class("cartsync-foot")
 	case !w.loaded:
-		body = app.P().Class("cartsync-empty").Text("Loading your cart…")
+		body = app.P().Class("cartsync-empty").Text(tr("panel.loading"))
 		foot = app.Div().Class("cartsync-foot")
 	case w.items() == 0:
-		body = app.P().Class("cartsync-empty").Text("Your cart is empty.")
+		body = app.P().Class("cartsync-empty").Text(tr("panel.empty"))
 		foot = app.Div().Class("cartsync-foot")
 	case w.review:
 		body, foot = w.renderReview(), w.renderReviewFoot()
@@ -99,7 +100,7 @@ func (w *Widget) renderPanel() app.UI {
 				app.Button().
 					Class("cartsync-close").
 					Type("button").
-					Aria("label", "Close cart").
+					Aria("label", tr("panel.close")).
 					OnClick(w.onClose).
 					Body(app.Span().Aria("hidden", "true").Text("×")),
 			),
@@ -119,17 +120,17 @@ func (w *Widget) renderNotices() app.UI {
 		children = append(children, u)
 	}
 	if w.storageNote != "" {
-		children = append(children, app.P().Class("cartsync-note").Text(w.storageNote))
+		children = append(children, app.P().Class("cartsync-note").Text(tr(w.storageNote)))
 	}
-	if w.stopped != "" {
-		children = append(children, app.P().Class("cartsync-note cartsync-note--warn").Text(w.stopped))
+	if w.stopped != nil {
+		children = append(children, app.P().Class("cartsync-note cartsync-note--warn").Text(stoppedText(w.stopped)))
 	}
 	if w.updateReady {
 		children = append(children, app.Button().
 			Class("cartsync-update").
 			Type("button").
 			OnClick(w.onReload).
-			Text("Update available — reload"))
+			Text(tr("panel.update")))
 	}
 	if msgs := w.messages(); len(msgs) > 0 {
 		list := make([]app.UI, 0, len(msgs)+1)
@@ -139,9 +140,9 @@ func (w *Widget) renderNotices() app.UI {
 		list = append(list, app.Button().
 			Class("cartsync-dismiss").
 			Type("button").
-			Aria("label", "Dismiss messages").
+			Aria("label", tr("messages.dismiss.label")).
 			OnClick(w.onDismiss).
-			Text("Dismiss"))
+			Text(tr("messages.dismiss")))
 		children = append(children, app.Div().Class("cartsync-messages").Body(list...))
 	}
 	if w.hasNotice() {
@@ -161,12 +162,12 @@ func (w *Widget) renderNotices() app.UI {
 func (w *Widget) renderNotice() app.UI {
 	var children []app.UI
 	if w.st.CartExpired {
-		children = append(children, app.P().Class("cartsync-expired").Text(expiredText))
+		children = append(children, app.P().Class("cartsync-expired").Text(tr(expiredText)))
 	}
 	if len(w.st.Dropped) > 0 {
-		intro := "These changes were made on the expired cart and couldn't be kept:"
+		intro := tr("dropped.intro.expired")
 		if !w.st.CartExpired {
-			intro = "These changes couldn't be kept: the cart they were made on no longer exists."
+			intro = tr("dropped.intro")
 		}
 		items := make([]app.UI, len(w.st.Dropped))
 		for i, op := range w.st.Dropped {
@@ -184,9 +185,9 @@ func (w *Widget) renderNotice() app.UI {
 	children = append(children, app.Button().
 		Class("cartsync-ack").
 		Type("button").
-		Aria("label", "Dismiss this notice").
+		Aria("label", tr("notice.ack.label")).
 		OnClick(w.onAckNotices).
-		Text("OK"))
+		Text(tr("notice.ack")))
 	return app.Div().Class("cartsync-notice").Body(children...)
 }
 
@@ -214,9 +215,9 @@ func (w *Widget) renderChoice() app.UI {
 			app.P().ID("cartsync-choose-"+string(policy)).Class("cartsync-choose-hint").Text(hint),
 		)
 	}
-	status := "Nothing changes until you choose."
+	status := tr("choice.waiting")
 	if busy {
-		status = "Applying your choice…"
+		status = tr("choice.applying")
 	}
 	return app.Section().
 		ID(choiceID).
@@ -225,16 +226,16 @@ func (w *Widget) renderChoice() app.UI {
 		Aria("labelledby", "cartsync-choice-title").
 		TabIndex(-1).
 		Body(
-			app.H3().ID("cartsync-choice-title").Class("cartsync-choice-title").Text("You have two carts"),
-			app.P().Class("cartsync-choice-intro").Text("This device has a cart, and your account has a saved cart. "+status),
+			app.H3().ID("cartsync-choice-title").Class("cartsync-choice-title").Text(tr("choice.heading")),
+			app.P().Class("cartsync-choice-intro").Text(tr("choice.intro")+" "+status),
 			app.Div().Class("cartsync-carts").Body(
-				w.renderChoiceCart("cartsync-choice-guest", "This device", ch.Guest),
-				w.renderChoiceCart("cartsync-choice-user", "Your saved cart", ch.User),
+				w.renderChoiceCart("cartsync-choice-guest", tr("choice.guest"), ch.Guest),
+				w.renderChoiceCart("cartsync-choice-user", tr("choice.user"), ch.User),
 			),
-			app.Div().Class("cartsync-choose-options").Role("group").Aria("label", "What to do with the two carts").Body(
-				button(cart.PolicyMerge, "cartsync-primary", "Combine them", "All the items of both carts, in your account."),
-				button(cart.PolicyReplace, "cartsync-secondary", "Use this device's cart", "Your saved cart is replaced by this device's."),
-				button(cart.PolicyKeep, "cartsync-secondary", "Keep my saved cart", "This device's items are set aside."),
+			app.Div().Class("cartsync-choose-options").Role("group").Aria("label", tr("choice.options")).Body(
+				button(cart.PolicyMerge, "cartsync-primary", tr("choice.merge"), tr("choice.merge.hint")),
+				button(cart.PolicyReplace, "cartsync-secondary", tr("choice.replace"), tr("choice.replace.hint")),
+				button(cart.PolicyKeep, "cartsync-secondary", tr("choice.keep"), tr("choice.keep.hint")),
 			),
 		)
 }
@@ -244,17 +245,17 @@ func (w *Widget) renderChoice() app.UI {
 func (w *Widget) renderChoiceCart(id, title string, c *cart.Cart) app.UI {
 	children := []app.UI{app.H4().ID(id + "-title").Class("cartsync-choice-name").Text(title)}
 	if c == nil || len(c.Lines) == 0 {
-		children = append(children, app.P().Class("cartsync-choice-empty").Text("Empty"))
+		children = append(children, app.P().Class("cartsync-choice-empty").Text(tr("choice.empty")))
 	} else {
 		lines := make([]app.UI, len(c.Lines))
 		for i, l := range c.Lines {
 			lines[i] = w.renderSummaryLine(l, nil)
 		}
 		children = append(children,
-			app.P().Class("cartsync-choice-count").Text(plural(c.Items(), "item", "items")),
+			app.P().Class("cartsync-choice-count").Text(trn("cart.items", c.Items())),
 			app.Ul().Class("cartsync-review").Body(lines...))
 		if sums := subtotals(c); len(sums) > 0 {
-			children = append(children, app.P().Class("cartsync-choice-total").Text("Total "+strings.Join(sums, " + ")))
+			children = append(children, app.P().Class("cartsync-choice-total").Text(tr("choice.total", "amount", strings.Join(sums, " + "))))
 		}
 	}
 	return app.Section().
@@ -271,7 +272,7 @@ func (w *Widget) renderLines() app.UI {
 	for i, l := range lines {
 		items[i] = w.renderLine(l)
 	}
-	return app.Ul().Class("cartsync-lines").Aria("label", "Items in your cart").Body(items...)
+	return app.Ul().Class("cartsync-lines").Aria("label", tr("lines.label")).Body(items...)
 }
 
 // renderLine draws one line: picture, name, price, options, quantity
@@ -296,7 +297,7 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 	}
 	if total := w.lineTotal(l); total != "" {
 		info = append(info, app.P().Class("cartsync-line-total").Body(
-			app.Span().Class("cartsync-sr").Text("Line total "),
+			app.Span().Class("cartsync-sr").Text(tr("line.total")+" "),
 			app.Text(total),
 		))
 	}
@@ -304,19 +305,19 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 	children := []app.UI{
 		thumb,
 		app.Div().Class("cartsync-info").Body(info...),
-		app.Div().Class("cartsync-stepper").Role("group").Aria("label", "Quantity of "+name).Body(
+		app.Div().Class("cartsync-stepper").Role("group").Aria("label", tr("line.quantity", "name", name)).Body(
 			app.Button().
 				ID(lineControlID("decrease", l.Key)).
 				Class("cartsync-step").
 				Type("button").
-				Aria("label", "Decrease quantity of "+name).
+				Aria("label", tr("line.decrease", "name", name)).
 				OnClick(w.lineHandler(l.Key, w.onDecrease), scope).
 				Text("−"),
 			app.Span().Class("cartsync-qty").Text(strconv.Itoa(l.Quantity)),
 			app.Button().
 				Class("cartsync-step").
 				Type("button").
-				Aria("label", "Increase quantity of "+name).
+				Aria("label", tr("line.increase", "name", name)).
 				OnClick(w.lineHandler(l.Key, w.onIncrease), scope).
 				Text("+"),
 		),
@@ -324,24 +325,24 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 			ID(lineControlID("remove", l.Key)).
 			Class("cartsync-remove").
 			Type("button").
-			Aria("label", "Remove "+name+" from cart").
+			Aria("label", tr("line.remove.label", "name", name)).
 			OnClick(w.lineHandler(l.Key, w.onRemove), scope).
-			Text("Remove"),
+			Text(tr("line.remove")),
 	}
 	if w.confirm == l.Key {
-		children = append(children, app.Div().Class("cartsync-confirm").Role("group").Aria("label", "Remove "+name+"?").Body(
-			app.P().Text("Remove "+name+" from your cart?"),
+		children = append(children, app.Div().Class("cartsync-confirm").Role("group").Aria("label", tr("line.confirm.label", "name", name)).Body(
+			app.P().Text(tr("line.confirm", "name", name)),
 			app.Button().
 				Class("cartsync-confirm-remove").
 				Type("button").
 				OnClick(w.lineHandler(l.Key, w.onRemove), scope).
-				Text("Remove"),
+				Text(tr("line.confirm.remove")),
 			app.Button().
 				ID(keepID).
 				Class("cartsync-confirm-keep").
 				Type("button").
 				OnClick(w.lineHandler(l.Key, w.onKeep), scope).
-				Text("Keep"),
+				Text(tr("line.confirm.keep")),
 		))
 	}
 	if n := w.renderLineNotice(l); n != nil {
@@ -370,23 +371,58 @@ func (w *Widget) renderSubtotal() []app.UI {
 	if len(sums) == 0 {
 		return nil
 	}
-	children := []app.UI{app.Span().Class("cartsync-subtotal-label").Text("Subtotal")}
+	children := []app.UI{app.Span().Class("cartsync-subtotal-label").Text(tr("subtotal"))}
 	for _, s := range sums {
 		children = append(children, app.Span().Class("cartsync-subtotal-amount").Text(s))
 	}
 	return []app.UI{
 		app.P().Class("cartsync-subtotal").Body(children...),
-		app.P().Class("cartsync-tax-note").Text(noteTaxes),
+		app.P().Class("cartsync-tax-note").Text(tr(noteTaxes)),
 	}
 }
 
+// renderCartFoot draws the subtotal and Review order; with the direct
+// checkout mode (theme checkout), Checkout next to it, which hands over the
+// cart shown, and what the review step's foot tells about checkout.
 func (w *Widget) renderCartFoot() app.UI {
-	children := append(w.renderSubtotal(), app.Button().
-		Class("cartsync-primary").
-		Type("button").
-		OnClick(w.onReview).
-		Text("Review order"))
+	children := w.renderSubtotal()
+	review := app.Button().Type("button").OnClick(w.onReview).Text(tr("review"))
+	if w.checkoutMode != checkoutDirect {
+		children = append(children, review.Class("cartsync-primary"))
+		return app.Div().Class("cartsync-foot").Body(children...)
+	}
+	children = append(children, w.checkoutNotes()...)
+	children = append(children, app.Div().Class("cartsync-actions").Body(
+		review.Class("cartsync-secondary"),
+		w.checkoutButton().ID(directID).OnClick(w.onDirectCheckout),
+	))
 	return app.Div().Class("cartsync-foot").Body(children...)
+}
+
+// checkoutNotes are what the foot tells about checkout: why it could not
+// start, or why it is off (a notice stands).
+func (w *Widget) checkoutNotes() []app.UI {
+	var out []app.UI
+	if w.checkoutNote != "" {
+		out = append(out, app.P().Class("cartsync-checkout-note").Role("alert").Text(tr(w.checkoutNote)))
+	}
+	if !w.checkingOut && len(w.st.Notices) > 0 {
+		out = append(out, app.P().ID(blockedID).Class("cartsync-checkout-blocked").Text(tr(checkoutBlocked)))
+	}
+	return out
+}
+
+// checkoutButton is Checkout: busy while the cart is handed over, off while
+// a notice stands (described by checkoutNotes' blockedID).
+func (w *Widget) checkoutButton() app.HTMLButton {
+	b := app.Button().Class("cartsync-primary").Type("button")
+	switch {
+	case w.checkingOut:
+		return b.Disabled(true).Aria("busy", "true").Text(tr("checkout.saving"))
+	case len(w.st.Notices) > 0:
+		return b.Disabled(true).Aria("describedby", blockedID).Text(tr("checkout"))
+	}
+	return b.Text(tr("checkout"))
 }
 
 // renderReview draws the review step's summary: "2 × T-shirt" and the line
@@ -397,7 +433,7 @@ func (w *Widget) renderReview() app.UI {
 	for i, l := range lines {
 		items[i] = w.renderSummaryLine(l, w.notice(l.Key))
 	}
-	return app.Ul().Class("cartsync-review").Aria("label", "Order summary").Body(items...)
+	return app.Ul().Class("cartsync-review").Aria("label", tr("review.label")).Body(items...)
 }
 
 // renderSummaryLine draws a line as "2 × T-shirt (size: M)" and its total.
@@ -405,9 +441,9 @@ func (w *Widget) renderReview() app.UI {
 // subtotal counts: at the new price, after the old one struck out; struck
 // out for a withdrawn item. The notice and its fixes follow.
 func (w *Widget) renderSummaryLine(l *cart.Line, n *cart.Notice) app.UI {
-	what := strconv.Itoa(l.Quantity) + " × " + lineName(l)
+	what := tr("review.line", "count", l.Quantity, "name", lineName(l))
 	if len(l.Options) > 0 {
-		what += " (" + optionsText(l.Options) + ")"
+		what = tr("review.line.options", "count", l.Quantity, "name", lineName(l), "options", optionsText(l.Options))
 	}
 	total := ""
 	if l.Details.Price > 0 {
@@ -437,30 +473,14 @@ func (w *Widget) renderSummaryLine(l *cart.Line, n *cart.Notice) app.UI {
 // renderReviewFoot draws the subtotal, why checkout cannot go on (a notice
 // stands, the cart moved, the network), and the buttons.
 func (w *Widget) renderReviewFoot() app.UI {
-	checkout := app.Button().
-		Class("cartsync-primary").
-		Type("button").
-		OnClick(w.onCheckout)
-	children := w.renderSubtotal()
-	if w.checkoutNote != "" {
-		children = append(children, app.P().Class("cartsync-checkout-note").Role("alert").Text(w.checkoutNote))
-	}
-	switch {
-	case w.checkingOut:
-		checkout = checkout.Disabled(true).Aria("busy", "true").Text("Saving your cart…")
-	case len(w.st.Notices) > 0:
-		children = append(children, app.P().ID(blockedID).Class("cartsync-checkout-blocked").Text(checkoutBlocked))
-		checkout = checkout.Disabled(true).Aria("describedby", blockedID).Text("Checkout")
-	default:
-		checkout = checkout.Text("Checkout")
-	}
+	children := append(w.renderSubtotal(), w.checkoutNotes()...)
 	children = append(children, app.Div().Class("cartsync-actions").Body(
 		app.Button().
 			Class("cartsync-secondary").
 			Type("button").
 			OnClick(w.onBack).
-			Text("Back"),
-		checkout,
+			Text(tr("review.back")),
+		w.checkoutButton().OnClick(w.onCheckout),
 	))
 	return app.Div().Class("cartsync-foot").Body(children...)
 }

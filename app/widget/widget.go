@@ -30,15 +30,16 @@ type Widget struct {
 	// confirm is the key of the line whose removal the shopper is asked
 	// to confirm ("" for none).
 	confirm string
-	// notes are local warnings and failures to show with the rejections.
+	// notes are local warnings and failures to show with the rejections,
+	// in the language they were told in.
 	notes []string
 	// dismissed are the rejections the shopper has dismissed.
 	dismissed map[protocol.OpID]bool
-	// storageNote says why the cart is kept in memory only ("" if it is
-	// stored).
+	// storageNote is the id of the message saying why the cart is kept
+	// in memory only ("" if it is stored).
 	storageNote string
-	// stopped says why syncing stopped for good ("" while it runs).
-	stopped     string
+	// stopped is why syncing stopped for good (nil while it runs).
+	stopped     error
 	updateReady bool // a new version of the app is ready
 	blocked     bool // framed by a page that may not embed the widget
 	checkingOut bool
@@ -46,9 +47,12 @@ type Widget struct {
 	// was when they opened it or last changed it there; checkout hands
 	// over only that cart.
 	reviewed *cart.Cart
-	// checkoutNote says why the review step is shown again or why
-	// checkout could not start ("" for nothing).
+	// checkoutNote is the id of the message saying why the review step
+	// is shown again or why checkout could not start ("" for nothing).
 	checkoutNote string
+	// checkoutMode is the theme's checkout mode: checkoutDirect adds
+	// Checkout to the panel; anything else is checkoutReview.
+	checkoutMode string
 	// host is the storefront's origin, to resolve its image paths.
 	host string
 	// choosing is the policy the shopper picked for a login merge, sent
@@ -258,20 +262,36 @@ func (w *Widget) onBack(ctx app.Context, e app.Event) {
 	w.afterRender(ctx)
 }
 
+// onCheckout hands over the cart the review step showed.
 func (w *Widget) onCheckout(ctx app.Context, e app.Event) {
+	w.startCheckout(ctx, w.reviewed)
+}
+
+// onDirectCheckout hands over the cart the panel shows, without the review
+// step (the direct checkout mode). If the server refuses it because the
+// cart moved, the review step shows the cart as it is then (checkedOut).
+func (w *Widget) onDirectCheckout(ctx app.Context, e app.Event) {
+	w.startCheckout(ctx, w.st.Cart)
+}
+
+// startCheckout asks the client to check out cart c, the one the shopper
+// saw, unless a checkout is under way, the cart is empty or a notice
+// stands.
+func (w *Widget) startCheckout(ctx app.Context, c *cart.Cart) {
 	if w.checkingOut || w.items() == 0 || len(w.st.Notices) > 0 {
 		return
 	}
+	w.reviewed = c
 	w.checkingOut, w.checkoutNote = true, ""
 	if w.c != nil {
-		w.c.checkout(w.reviewed)
+		w.c.checkout(c)
 	}
 	w.afterRender(ctx)
 }
 
 // checkedOut takes the outcome of a checkout: again, when the review step
 // must be shown again (the cart or the catalog moved), says why; note is
-// what else the shopper should know ("" for nothing).
+// what else the shopper should know ("" for nothing); both are message ids.
 func (w *Widget) checkedOut(ctx app.Context, again, note string) {
 	w.checkingOut = false
 	if again != "" {
@@ -444,7 +464,7 @@ func (w *Widget) resultText(r protocol.Result) string {
 	}
 	for _, wn := range r.Warnings {
 		if wn.Code == cart.CodeQuantityClamped && name != "" {
-			return name + ": the quantity was limited to the most a cart can hold."
+			return tr("edit.limited", "name", name)
 		}
 	}
 	return rejectedText(name, "")

@@ -264,7 +264,7 @@ func TestRejectionsAndNotes(t *testing.T) {
 	mount(t, w)
 
 	notices := []int{0, 2, panelNotices}
-	match(t, app.Text(noteMemory), w, at(notices, 0, 0)...)
+	match(t, app.Text(tr(noteMemory)), w, at(notices, 0, 0)...)
 	match(t, app.Button().Class("cartsync-update").Type("button").OnClick(noop).Text("Update available — reload"), w, at(notices, 1)...)
 	msgs := at(notices, 2)
 	match(t, app.Text("Couldn't update T-shirt: that quantity isn't possible."), w, at(msgs, 0, 0)...)
