@@ -67,8 +67,7 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		s.log.Error("catalog lookup", "cart", id.CartID, "err", err)
-		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
+		return nil, s.failure("read the catalog", id.CartID, err)
 	}
 	authorize := func(c *cart.Cart, op cart.Op) (cart.Op, []cart.Warning, *cart.Error) {
 		if s.catalog.store == nil {
@@ -103,23 +102,14 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		}
 		return nil
 	})
-	if errors.Is(err, ErrCartExpired) {
-		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; reconnect for a fresh one")
-		e.Cart = id.CartID
-		return nil, e
-	}
 	if err != nil {
 		var pe *protocol.Error
-		if !errors.As(err, &pe) {
-			if ctx.Err() != nil {
-				// The client went away before its batch was stored:
-				// nothing was acknowledged, nothing to report.
-				return nil, ctx.Err()
-			}
-			s.log.Error("apply ops", "cart", id.CartID, "err", err)
-			return nil, protocol.Errorf(protocol.ErrInternal, "could not store the operations; retry")
+		if !errors.As(err, &pe) && ctx.Err() != nil {
+			// The client went away before its batch was stored:
+			// nothing was acknowledged, nothing to report.
+			return nil, ctx.Err()
 		}
-		return nil, err
+		return nil, s.failure("store the operations", id.CartID, err)
 	}
 	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
 	s.eventsWritten(len(out.by) > 0)
@@ -161,9 +151,7 @@ func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) 
 // at version 0, an expired one is the typed cart_expired.
 func snapshotOf(cartID string, clients []string, rec *Record, err error) (*cart.Cart, map[string]uint64, error) {
 	if errors.Is(err, ErrCartExpired) {
-		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
-		e.Cart = cartID
-		return nil, nil, e
+		return nil, nil, errCartExpired(cartID)
 	}
 	if errors.Is(err, ErrCartNotFound) {
 		seqs := map[string]uint64{}

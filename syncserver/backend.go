@@ -128,14 +128,8 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrCartNotFound):
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no cart %s", id.CartID))
 		return
-	case errors.Is(err, ErrCartExpired):
-		e := protocol.Errorf(protocol.ErrCartExpired, "cart %s expired", id.CartID)
-		e.Cart = id.CartID
-		s.httpError(w, e)
-		return
 	case err != nil:
-		s.log.Error("backend cart", "cart", id.CartID, "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		s.httpFail(w, "load the cart", id.CartID, err)
 		return
 	}
 	c := rec.Cart.Public()
@@ -285,8 +279,7 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := cs.UpsertItems(r.Context(), req.Items, s.now()); err != nil {
-		s.log.Error("catalog upsert", "items", len(req.Items), "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not store the items; nothing was stored; retry"))
+		s.httpFail(w, "store the items (nothing was stored)", "", err)
 		return
 	}
 	s.announceCatalog(r.Context(), skus)
@@ -301,8 +294,7 @@ func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := cs.DeleteItems(r.Context(), req.SKUs)
 	if err != nil {
-		s.log.Error("catalog delete", "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not delete the items; retry"))
+		s.httpFail(w, "delete the items", "", err)
 		return
 	}
 	s.announceCatalog(r.Context(), req.SKUs)
@@ -321,8 +313,7 @@ func (s *Server) serveCatalogList(w http.ResponseWriter, r *http.Request) {
 	}
 	items, err := cs.ListItems(r.Context(), r.URL.Query().Get("after"), limit)
 	if err != nil {
-		s.log.Error("catalog list", "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not list the items; retry"))
+		s.httpFail(w, "list the items", "", err)
 		return
 	}
 	page := CatalogPage{Items: items}
@@ -380,8 +371,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 			s.httpError(w, protocol.Errorf(protocol.ErrInvalid, "after is not a cursor this server gave"))
 			return
 		}
-		s.log.Error("events feed", "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not read events; retry"))
+		s.httpFail(w, "read events", "", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, eventPage(evs, after))
@@ -418,8 +408,7 @@ func (s *Server) serveDeadEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	evs, err := es.DeadEvents(r.Context(), after, limit)
 	if err != nil {
-		s.log.Error("dead events", "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not read events; retry"))
+		s.httpFail(w, "read dead events", "", err)
 		return
 	}
 	p := EventPage{Events: evs, Next: strconv.FormatInt(after, 10)}
@@ -442,8 +431,7 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrEventNotFound):
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no dead event %s", r.PathValue("event")))
 	case err != nil:
-		s.log.Error("retry event", "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not retry the event; retry"))
+		s.httpFail(w, "retry the event", "", err)
 	default:
 		s.eventsWritten(true)
 		writeJSON(w, http.StatusOK, map[string]string{"status": EventPending})

@@ -109,8 +109,7 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 	}
 	items, err := s.cartItems(ctx, rec.Cart)
 	if err != nil {
-		s.log.Error("catalog lookup", "cart", cartID, "err", err)
-		return nil, protocol.Errorf(protocol.ErrInternal, "could not read the catalog; retry")
+		return nil, s.failure("read the catalog", cartID, err)
 	}
 	var co *cart.Checkout
 	var ce *cart.Error
@@ -153,13 +152,8 @@ func (s *Server) checkoutLoadError(cartID string, err error) *protocol.Error {
 		return pe
 	case errors.Is(err, ErrCartNotFound):
 		return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
-	case errors.Is(err, ErrCartExpired):
-		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired")
-		e.Cart = cartID
-		return e
 	}
-	s.log.Error("checkout", "cart", cartID, "err", err)
-	return protocol.Errorf(protocol.ErrInternal, "could not store the checkout; retry")
+	return s.failure("store the checkout", cartID, err)
 }
 
 // checkoutPath reads {checkout} and the cart it belongs to.

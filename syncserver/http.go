@@ -267,14 +267,8 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrCompacted):
 		resp.Compacted = true
-	case errors.Is(err, ErrCartExpired):
-		e := protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
-		e.Cart = id.CartID
-		s.httpError(w, e)
-		return
 	case err != nil:
-		s.log.Error("changes", "cart", id.CartID, "err", err)
-		s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load changes; retry"))
+		s.httpFail(w, "load changes", id.CartID, err)
 		return
 	default:
 		if len(changes) > limit {
@@ -296,41 +290,7 @@ func (s *Server) serveChanges(w http.ResponseWriter, r *http.Request) {
 // snapshotError answers a failed cart read: 410 cart_expired for an
 // expired cart (POST /v1/devices gives a fresh one), else 500.
 func (s *Server) snapshotError(w http.ResponseWriter, cartID string, err error) {
-	var pe *protocol.Error
-	if errors.As(err, &pe) || errors.Is(err, ErrCartExpired) {
-		if pe == nil {
-			pe = protocol.Errorf(protocol.ErrCartExpired, "this cart expired; get a fresh one")
-		}
-		s.httpError(w, pe)
-		return
-	}
-	s.log.Error("snapshot", "cart", cartID, "err", err)
-	s.httpError(w, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
-}
-
-// HTTPStatus maps a protocol error code to its HTTP status.
-func HTTPStatus(code protocol.ErrorCode) int {
-	switch code {
-	case protocol.ErrMalformed, protocol.ErrUnknownType, protocol.ErrInvalid, protocol.ErrUnsupportedVersion, protocol.ErrHelloRequired:
-		return http.StatusBadRequest
-	case protocol.ErrTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case protocol.ErrUnauthorized, protocol.ErrTokenExpired:
-		return http.StatusUnauthorized
-	case protocol.ErrForbidden:
-		return http.StatusForbidden
-	case protocol.ErrCartExpired:
-		return http.StatusGone
-	case protocol.ErrOutOfOrder, protocol.ErrCartChanged, protocol.ErrCheckoutEnded, protocol.ErrCartEmpty, protocol.ErrTooManyCheckouts:
-		return http.StatusConflict
-	case protocol.ErrNotFound:
-		return http.StatusNotFound
-	case protocol.ErrOverloaded:
-		return http.StatusServiceUnavailable
-	case protocol.ErrRateLimited:
-		return http.StatusTooManyRequests
-	}
-	return http.StatusInternalServerError
+	s.httpFail(w, "load the cart", cartID, err)
 }
 
 func (s *Server) httpError(w http.ResponseWriter, e *protocol.Error) {

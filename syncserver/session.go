@@ -317,9 +317,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	if expired {
 		// Told, not silently emptied: the welcome that follows carries
 		// a new device token and its fresh cart.
-		e := protocol.Errorf(protocol.ErrCartExpired, "the cart on this device expired after a long time without changes; here is a fresh one")
-		e.Cart = old
-		ss.fail(m.ID, e)
+		ss.fail(m.ID, errCartExpired(old))
 	}
 	var merge *protocol.MergeInfo
 	var merged *outcome
@@ -414,8 +412,7 @@ func (ss *session) join(ctx context.Context, reqID string, id Identity) bool {
 	s := ss.srv
 	ss.id = id
 	if err := s.hub.join(ctx, id.CartID, ss); err != nil {
-		s.log.Error("subscribe", "cart", id.CartID, "err", err)
-		ss.fail(reqID, protocol.Errorf(protocol.ErrInternal, "could not subscribe; retry"))
+		ss.fail(reqID, s.failure("subscribe", id.CartID, err))
 		return false
 	}
 	ss.joined = true
@@ -443,13 +440,7 @@ func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []str
 // replyCart answers reqID with a snapshot, or with what went wrong.
 func (ss *session) replyCart(reqID string, c *cart.Cart, seqs map[string]uint64, err error) {
 	if err != nil {
-		var pe *protocol.Error
-		if errors.As(err, &pe) {
-			ss.fail(reqID, pe)
-			return
-		}
-		ss.srv.log.Error("snapshot", "cart", ss.id.CartID, "err", err)
-		ss.fail(reqID, protocol.Errorf(protocol.ErrInternal, "could not load the cart; retry"))
+		ss.fail(reqID, ss.srv.failure("load the cart", ss.id.CartID, err))
 		return
 	}
 	ss.reply(&protocol.Message{Type: protocol.TypeCart, ID: reqID, Cart: c, Acked: seqs})

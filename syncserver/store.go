@@ -72,6 +72,10 @@ var (
 	// ErrCartExpired means the cart was purged for inactivity; only its
 	// tombstone remains. Load and Mutate return it.
 	ErrCartExpired = errors.New("syncserver: cart expired")
+	// ErrCartGone means the cart was deleted (purged) while a change to
+	// it was being written; nothing was changed and the change may be
+	// retried.
+	ErrCartGone = errors.New("syncserver: cart deleted while being changed; retry")
 )
 
 // Cart kinds.

@@ -80,7 +80,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 		return syncserver.ErrCartExpired
 	case i == nil:
 		// The purge deleted the into row between the insert and the lock.
-		return fmt.Errorf("merge cart %s into %s: cart deleted concurrently, retry", fromID, intoID)
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, syncserver.ErrCartGone)
 	}
 	record := func(id string, r *row, seqs map[string]uint64) (*syncserver.Record, error) {
 		rec := &syncserver.Record{Meta: r.meta, Seqs: seqs}

@@ -214,7 +214,7 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			// The purge deleted the cart between the insert and the lock.
-			return fmt.Errorf("mutate cart %s: cart deleted concurrently, retry", cartID)
+			return fmt.Errorf("mutate cart %s: %w", cartID, syncserver.ErrCartGone)
 		}
 		return withCtx(ctx, fmt.Errorf("mutate cart %s: lock: %w", cartID, err))
 	}
