@@ -147,6 +147,13 @@ func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
 		}
 		// Only the allowed storefronts may frame the widget.
 		w.Header().Set("Content-Security-Policy", contentSecurityPolicy+"; frame-ancestors "+frameAncestors)
+		// An origin-keyed agent cluster: Chromium then runs the widget
+		// in a process of its own even when the storefront is on the
+		// same site (cart.shop.com in shop.com), so that starting its
+		// WebAssembly does not block the storefront's main thread
+		// (docs/benchmarks.md, cartsync-hostbench). The widget uses
+		// neither document.domain nor shared memory with its host.
+		w.Header().Set("Origin-Agent-Cluster", "?1")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
 	})

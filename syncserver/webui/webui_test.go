@@ -95,6 +95,9 @@ func TestPageAndAssets(t *testing.T) {
 	if csp := page.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; frame-ancestors 'self' https://shop.example") {
 		t.Fatalf("CSP = %q", csp)
 	}
+	if oac := page.Header.Get("Origin-Agent-Cluster"); oac != "?1" {
+		t.Errorf("Origin-Agent-Cluster = %q, want ?1 (the widget in its own process on a same-site storefront)", oac)
+	}
 	html := body(page)
 	for _, want := range []string{"/web/icons/icon-192.png", "/web/widget.css", "/app.js"} {
 		if !strings.Contains(html, want) {
