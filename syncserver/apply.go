@@ -8,6 +8,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/syncserver/logkey"
 )
 
 // apply reconciles a batch into the cart durably. The caller answers the
@@ -128,12 +129,12 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 	}
 	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: out.cart, From: out.from, By: out.by})
 	if err != nil {
-		s.log.Error("encode push", "cart", cartID, "err", err)
+		s.log.Error("encode push", logkey.Cart, cartID, logkey.Err, err)
 		return
 	}
 	if err := s.bus.Publish(ctx, cartID, msg); err != nil {
 		// Clients notice the version gap on their next message and sync.
-		s.log.Warn("publish", "cart", cartID, "err", err)
+		s.log.Warn("publish", logkey.Cart, cartID, logkey.Err, err)
 	}
 }
 

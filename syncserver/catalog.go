@@ -9,6 +9,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/syncserver/logkey"
 )
 
 // catalogChannel is the bus channel on which an instance that changed the
@@ -155,7 +156,7 @@ func (s *Server) annotate(ctx context.Context, c *cart.Cart) {
 	}
 	items, err := s.cartItems(ctx, c)
 	if err != nil {
-		s.log.Warn("catalog lookup", "cart", c.ID, "err", err)
+		s.log.Warn("catalog lookup", logkey.Cart, c.ID, logkey.Err, err)
 		return
 	}
 	c.Notices = cart.Notices(c, items)
@@ -174,7 +175,7 @@ func (s *Server) catalogChanged(skus []string) {
 		// The notifier is behind: the carts it has yet to look at
 		// get the notices on their next change or reconnect, and
 		// every read in between is annotated afresh.
-		s.log.Warn("catalog notices: queue full; skipped a change", "skus", len(skus))
+		s.log.Warn("catalog notices: queue full; skipped a change", logkey.SKUs, len(skus))
 	}
 }
 
@@ -256,7 +257,7 @@ func (s *Server) announceCatalog(ctx context.Context, skus []string) {
 	b, _ := json.Marshal(skus)
 	if err := s.bus.Publish(ctx, catalogChannel, b); err != nil {
 		// The others catch up within catalogTTL; this one now.
-		s.log.Warn("announce catalog change", "err", err)
+		s.log.Warn("announce catalog change", logkey.Err, err)
 		s.catalogChanged(skus)
 	}
 }

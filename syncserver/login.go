@@ -7,6 +7,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/syncserver/logkey"
 )
 
 // MergeClient is the client id of the server's own entries in a change log
@@ -44,7 +45,7 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		case err == nil:
 			return nil, nil
 		case !errors.Is(err, errGuestHasLines):
-			s.log.Error("login bind", "guest", guestID, "user", id.CartID, "err", err)
+			s.log.Error("login bind", logkey.Guest, guestID, logkey.User, id.CartID, logkey.Err, err)
 			return nil, nil
 		}
 		// Edits arrived in between: merge them below.
@@ -127,7 +128,7 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 	case errors.Is(err, errChoose):
 		return s.choice(ctx, guestID, id.CartID), nil
 	case err != nil:
-		s.log.Error("login merge", "guest", guestID, "user", id.CartID, "err", err)
+		s.log.Error("login merge", logkey.Guest, guestID, logkey.User, id.CartID, logkey.Err, err)
 		return s.choice(ctx, guestID, id.CartID), nil
 	}
 	return info, out

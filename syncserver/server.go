@@ -18,6 +18,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/syncserver/logkey"
 )
 
 // Config configures a Server. Store is required; zero values elsewhere take
@@ -478,7 +479,7 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 		}
 	}
 	if total > 0 {
-		s.log.Info("purged expired carts", "count", total)
+		s.log.Info("purged expired carts", logkey.Count, total)
 	}
 	return total, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
+	"cartsync/syncserver/logkey"
 )
 
 const (
@@ -67,7 +68,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	// compare hosts only.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
-		s.log.Info("websocket accept", "err", err)
+		s.log.Info("websocket accept", logkey.Err, err)
 		return
 	}
 	conn.SetReadLimit(readLimit)
@@ -138,7 +139,7 @@ func (ss *session) readLoop(ctx context.Context) {
 			continue
 		}
 		if bad++; bad >= maxBadMessages {
-			s.log.Info("dropping connection sending garbage", "cart", ss.id.CartID)
+			s.log.Info("dropping connection sending garbage", logkey.Cart, ss.id.CartID)
 			// Policy violation, not going away: the client should
 			// not simply reconnect and carry on.
 			closeStatus, closeReason = websocket.StatusPolicyViolation, "too many bad messages"
@@ -199,7 +200,7 @@ func (ss *session) leave(reqID string, e *protocol.Error, status websocket.Statu
 		ss.srv.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
 		b, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, ID: reqID, Error: e})
 		if err != nil {
-			ss.srv.log.Error("encode", "type", protocol.TypeError, "err", err)
+			ss.srv.log.Error("encode", logkey.Type, protocol.TypeError, logkey.Err, err)
 			b = nil
 		}
 		ss.ob.close(b, status, reason)
@@ -455,7 +456,7 @@ func (ss *session) fail(reqID string, e *protocol.Error) {
 func (ss *session) reply(m *protocol.Message) {
 	b, err := protocol.Encode(m)
 	if err != nil {
-		ss.srv.log.Error("encode", "type", m.Type, "err", err)
+		ss.srv.log.Error("encode", logkey.Type, m.Type, logkey.Err, err)
 		return
 	}
 	ss.send(b)

@@ -17,6 +17,7 @@ import (
 
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
+	"cartsync/syncserver/logkey"
 )
 
 // Token limits.
@@ -108,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		}
 		v.log.Warn("USER TOKENS ARE NOT BOUND TO THIS APPLICATION: public keys or a JWKS URL are set without both an audience and an issuer, "+
 			"so a token the same identity provider issued for another application logs in here; set the audience and the issuer, "+
-			"and require them (see docs/operations.md)", "audience", cfg.Audience, "issuer", cfg.Issuer)
+			"and require them (see docs/operations.md)", logkey.Audience, cfg.Audience, logkey.Issuer, cfg.Issuer)
 	}
 
 	if cfg.PublicKeyFile != "" {
@@ -121,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("auth: key file %s: %w", cfg.PublicKeyFile, err)
 		}
 		for _, s := range skipped {
-			v.log.Warn("key file: key skipped", "file", cfg.PublicKeyFile, logKeyReason, s)
+			v.log.Warn("key file: key skipped", logkey.File, cfg.PublicKeyFile, logkey.Reason, s)
 		}
 		if len(keys) == 0 {
 			return nil, fmt.Errorf("auth: key file %s: no usable Ed25519 or RSA signing key", cfg.PublicKeyFile)
@@ -209,7 +210,7 @@ func (v *Verifier) VerifyUserUntil(ctx context.Context, token string) (string, t
 		return v.keyFor(ctx, t)
 	})
 	if err != nil {
-		v.log.Debug("user token refused", logKeyErr, err)
+		v.log.Debug("user token refused", logkey.Err, err)
 		return "", time.Time{}, refusal(err)
 	}
 	var until time.Time

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sync/atomic"
 	"time"
+
+	"cartsync/syncserver/logkey"
 )
 
 // JWKS refresh timing.
@@ -25,14 +27,6 @@ const (
 	fetchTimeout = 10 * time.Second
 	// maxJWKSBytes bounds a fetched key set.
 	maxJWKSBytes = 1 << 20
-)
-
-// Log keys.
-const (
-	logKeyURL    = "jwks_url"
-	logKeyErr    = "err"
-	logKeyKeys   = "keys"
-	logKeyReason = "reason"
 )
 
 // remoteKeys is a key set fetched from a JWKS URL.
@@ -56,7 +50,7 @@ func newRemoteKeys(rawURL string, client *http.Client, log *slog.Logger, now fun
 		return nil, errors.New("JWKS URL must be an absolute http(s) URL")
 	}
 	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		log.Warn("JWKS URL is not HTTPS: anyone on the path can substitute keys", logKeyURL, rawURL)
+		log.Warn("JWKS URL is not HTTPS: anyone on the path can substitute keys", logkey.JWKSURL, rawURL)
 	}
 	if client == nil {
 		client = &http.Client{Timeout: fetchTimeout}
@@ -122,13 +116,13 @@ func (r *remoteKeys) fetch(ctx context.Context) error {
 		return fmt.Errorf("fetch JWKS: %w", err)
 	}
 	for _, s := range skipped {
-		r.log.Warn("JWKS key skipped", logKeyURL, r.url, logKeyReason, s)
+		r.log.Warn("JWKS key skipped", logkey.JWKSURL, r.url, logkey.Reason, s)
 	}
 	if len(keys) == 0 {
 		return errors.New("fetch JWKS: no usable Ed25519 or RSA signing key")
 	}
 	r.keys.Store(&keys)
-	r.log.Debug("JWKS loaded", logKeyURL, r.url, logKeyKeys, len(keys))
+	r.log.Debug("JWKS loaded", logkey.JWKSURL, r.url, logkey.Keys, len(keys))
 	return nil
 }
 
@@ -147,7 +141,7 @@ func (r *remoteKeys) refreshForUnknownKid(ctx context.Context) {
 	// The fetch serves every waiting caller: don't let this one's
 	// cancellation abort it.
 	if err := r.fetch(context.WithoutCancel(ctx)); err != nil {
-		r.log.Warn("refresh JWKS for an unknown key id", logKeyURL, r.url, logKeyErr, err)
+		r.log.Warn("refresh JWKS for an unknown key id", logkey.JWKSURL, r.url, logkey.Err, err)
 	}
 }
 
@@ -167,7 +161,7 @@ func (r *remoteKeys) run(ctx context.Context) {
 		err := r.fetch(ctx)
 		r.unlock()
 		if err != nil && ctx.Err() == nil {
-			r.log.Warn("refresh JWKS; keeping the keys in use", logKeyURL, r.url, logKeyErr, err)
+			r.log.Warn("refresh JWKS; keeping the keys in use", logkey.JWKSURL, r.url, logkey.Err, err)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"cartsync/syncserver"
+	"cartsync/syncserver/logkey"
 )
 
 const (
@@ -170,7 +171,7 @@ func (b *Bus) publisher() {
 		err = plain(err)
 		b.outcome(err)
 		if err != nil {
-			b.log.Warn("redis bus: publish", "messages", len(batch), logKeyError, err)
+			b.log.Warn("redis bus: publish", logkey.Messages, len(batch), logkey.Err, err)
 		}
 		clear(batch)
 	}
@@ -264,7 +265,7 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 	case <-timer.C:
 		// Redis is slow or away: the subscription is confirmed when it
 		// answers. Meanwhile this instance's own updates still arrive.
-		b.log.Warn("redis bus: subscription not confirmed yet", logKeyChannel, ch, "waited", subscribeWait)
+		b.log.Warn("redis bus: subscription not confirmed yet", logkey.Channel, ch, logkey.Waited, subscribeWait)
 		return cancel, nil
 	}
 }
@@ -333,7 +334,7 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 			cancel()
 			if err != nil {
 				err = plain(err)
-				b.log.Warn("redis bus: (un)subscribe", logKeyChannel, cmd.channel, "subscribe", cmd.sub, logKeyError, err)
+				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, cmd.channel, logkey.Subscribe, cmd.sub, logkey.Err, err)
 				b.outcome(err)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 
 	"cartsync/shared/cart"
 	"cartsync/syncserver"
+	"cartsync/syncserver/logkey"
 )
 
 // DefaultTTL is how long a cached cart lives after its last write when
@@ -160,7 +161,7 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 			return rec, nil
 		}
 		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) {
-			c.log.Warn("redis cache: load", logKeyCart, cartID, logKeyError, err)
+			c.log.Warn("redis cache: load", logkey.Cart, cartID, logkey.Err, err)
 		}
 	}
 	rec, nerr := c.next.Load(ctx, cartID, clients)
@@ -354,7 +355,7 @@ func (c *Cache) Close() error {
 			c.repair()
 		}
 		if n := c.Dirty(); n > 0 {
-			c.log.Error("redis cache: closing with entries not repaired; other instances may read them until the TTL or the cart's next write", "carts", n)
+			c.log.Error("redis cache: closing with entries not repaired; other instances may read them until the TTL or the cart's next write", logkey.Carts, n)
 		}
 	})
 	return c.next.Close()

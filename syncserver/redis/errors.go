@@ -11,13 +11,6 @@ import (
 // ErrClosed is returned by a Bus used after Close.
 var ErrClosed = errors.New("redis: bus closed")
 
-// Log keys.
-const (
-	logKeyCart    = "cart"
-	logKeyChannel = "channel"
-	logKeyError   = "err"
-)
-
 // plain returns err without go-redis types: context errors stay matchable
 // with errors.Is, anything else keeps only its text.
 func plain(err error) error {

@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"cartsync/syncserver"
+	"cartsync/syncserver/logkey"
 )
 
 // The cache's writes: the scripts, the dirty marks that keep reads honest,
@@ -98,7 +99,7 @@ func (c *Cache) outcome(err error) {
 	defer c.mu.Unlock()
 	if err == nil {
 		if c.fails > 0 {
-			c.log.Info("redis cache: answering again", "failures", c.fails)
+			c.log.Info("redis cache: answering again", logkey.Failures, c.fails)
 		}
 		c.fails, c.lastErr, c.pause = 0, nil, time.Time{}
 		return
@@ -216,7 +217,7 @@ func (c *Cache) writeBatch(ws []cacheWrite) {
 	errs, err := c.putAll(context.Background(), keep)
 	c.outcome(err)
 	if err != nil {
-		c.log.Warn("redis cache: write", "carts", len(keep), logKeyError, err)
+		c.log.Warn("redis cache: write", logkey.Carts, len(keep), logkey.Err, err)
 	}
 	for i, w := range keep {
 		if errs[i] == nil && w.gen > 0 {
@@ -259,7 +260,7 @@ func (c *Cache) repair() {
 	c.busy = false
 	c.mu.Unlock()
 	if err != nil {
-		c.log.Warn("redis cache: repair", "carts", len(batch), logKeyError, err)
+		c.log.Warn("redis cache: repair", logkey.Carts, len(batch), logkey.Err, err)
 		return
 	}
 	for id, gen := range batch {

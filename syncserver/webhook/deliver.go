@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"cartsync/syncserver"
+	"cartsync/syncserver/logkey"
 )
 
 // Config configures a Deliverer. Zero (or negative) durations and counts
@@ -236,7 +237,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 				wait *= 2
 			}
 			wait = max(min(wait, maxErrorWait), d.cfg.PollInterval)
-			d.log.Warn("webhook: claiming events failed", "err", err, "retry_in", wait)
+			d.log.Warn("webhook: claiming events failed", logkey.Err, err, logkey.RetryIn, wait)
 		} else {
 			failures = 0
 			if full {
@@ -308,7 +309,7 @@ func (d *Deliverer) deliver(ctx context.Context, ev syncserver.Event, until time
 	if left <= d.cfg.Client.Timeout || left <= 0 {
 		// The answer could come after the lease: leave the event leased,
 		// to be claimed again when the lease ends.
-		d.log.Debug("webhook: lease too short to send", "event", ev.ID)
+		d.log.Debug("webhook: lease too short to send", logkey.Event, ev.ID)
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, left)
@@ -369,7 +370,7 @@ func (d *Deliverer) delivered(ctx context.Context, ev syncserver.Event) {
 	now := d.cfg.Now()
 	if err := d.cfg.Store.EventDelivered(ctx, ev.Seq, now); err != nil {
 		// The event will be sent again when its lease ends.
-		d.log.Warn("webhook: recording a delivery failed", "event", ev.ID, "type", ev.Type, "err", err)
+		d.log.Warn("webhook: recording a delivery failed", logkey.Event, ev.ID, logkey.Type, ev.Type, logkey.Err, err)
 		return
 	}
 	d.m.delivered.Inc()
@@ -392,7 +393,7 @@ func (d *Deliverer) failed(ctx context.Context, ev syncserver.Event, a attempt, 
 	}
 	d.m.failed.Inc()
 	if err := d.cfg.Store.EventFailed(ctx, ev.Seq, now.Add(wait), a.lastErr, dead); err != nil {
-		d.log.Warn("webhook: recording a failed attempt failed", "event", ev.ID, "type", ev.Type, "err", err)
+		d.log.Warn("webhook: recording a failed attempt failed", logkey.Event, ev.ID, logkey.Type, ev.Type, logkey.Err, err)
 		return
 	}
 	attrs := []any{"event", ev.ID, "type", ev.Type, "attempt", ev.Attempts + 1, "status", a.status}
@@ -429,7 +430,7 @@ func (d *Deliverer) countLoop(ctx context.Context) {
 			d.m.pending.Set(float64(counts[syncserver.EventPending]))
 			d.m.deadNow.Set(float64(counts[syncserver.EventDead]))
 		case ctx.Err() == nil:
-			d.log.Debug("webhook: counting events failed", "err", err)
+			d.log.Debug("webhook: counting events failed", logkey.Err, err)
 		}
 		select {
 		case <-ctx.Done():

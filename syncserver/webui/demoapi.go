@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cartsync/shared/cart"
+	"cartsync/syncserver/logkey"
 )
 
 // backendClient calls the cart server's backend API as the storefront's
@@ -179,10 +180,10 @@ func (d *demo) relayError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden:
 		writeDemoError(w, ae.Status, ae.Code, "%s", ae.Message)
 	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
-		d.log.Error("demo storefront: the cart server refused the API key", "path", r.URL.Path, "err", err)
+		d.log.Error("demo storefront: the cart server refused the API key", logkey.Path, r.URL.Path, logkey.Err, err)
 		writeDemoError(w, http.StatusBadGateway, "bad_gateway", "the cart server refused the demo's API key")
 	default:
-		d.log.Error("demo storefront: backend API", "path", r.URL.Path, "err", err)
+		d.log.Error("demo storefront: backend API", logkey.Path, r.URL.Path, logkey.Err, err)
 		writeDemoError(w, http.StatusBadGateway, "bad_gateway", "the cart server did not answer as expected; retry")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"cartsync/shared/cart"
+	"cartsync/syncserver/logkey"
 )
 
 // The demo's catalog: the products of web/demo/index.html, at its prices,
@@ -165,7 +166,7 @@ func (d *demo) serveItemChange(w http.ResponseWriter, r *http.Request) {
 		d.relayError(w, r, err)
 		return
 	}
-	d.log.Info("demo storefront: item changed", "sku", it.SKU)
+	d.log.Info("demo storefront: item changed", logkey.SKU, it.SKU)
 	writeDemoJSON(w, http.StatusOK, map[string]cart.Item{"item": *it})
 }
 

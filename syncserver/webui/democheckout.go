@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"cartsync/shared/cart"
+	"cartsync/syncserver/logkey"
 )
 
 // The demo's checkout: the widget hands the shopper over with a checkout
@@ -88,9 +89,9 @@ func (d *demo) servePlace(w http.ResponseWriter, r *http.Request) {
 		// first order, and only its place sells the stock.
 		if co.Order == order {
 			if err := d.sell(ctx, api, co); err != nil {
-				d.log.Error("demo storefront: lower the stock", "checkout", id, "err", err)
+				d.log.Error("demo storefront: lower the stock", logkey.Checkout, id, logkey.Err, err)
 			}
-			d.log.Info("demo storefront: order placed", "order", order, "checkout", id)
+			d.log.Info("demo storefront: order placed", logkey.Order, order, logkey.Checkout, id)
 		}
 	case cart.CheckoutCompleted:
 		// Placed already (a second click, a reload): the same order.
@@ -100,7 +101,7 @@ func (d *demo) servePlace(w http.ResponseWriter, r *http.Request) {
 	}
 	placed := placedOrder{Order: co.Order, Checkout: co}
 	if placed.Cart, err = api.cart(ctx, co.CartID); err != nil {
-		d.log.Warn("demo storefront: read the cart after the order", "cart", co.CartID, "err", err)
+		d.log.Warn("demo storefront: read the cart after the order", logkey.Cart, co.CartID, logkey.Err, err)
 	}
 	writeDemoJSON(w, http.StatusOK, placed)
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"cartsync/syncserver/logkey"
 	"cartsync/syncserver/webhook"
 )
 
@@ -108,7 +109,7 @@ func (d *demo) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	d.hooks.add(ev)
 	if verr != nil {
-		d.log.Warn("demo storefront: webhook refused", "id", ev.ID, "err", verr)
+		d.log.Warn("demo storefront: webhook refused", logkey.ID, ev.ID, logkey.Err, verr)
 		writeDemoError(w, http.StatusUnauthorized, "bad_signature", "%s", ev.Error)
 		return
 	}

@@ -26,6 +26,7 @@ import (
 
 	"cartsync/syncserver"
 	"cartsync/syncserver/auth"
+	"cartsync/syncserver/logkey"
 	"cartsync/syncserver/webhook"
 )
 
@@ -44,7 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := m.Run(ctx); err != nil {
-		m.Logger.Error("start", "err", err)
+		m.Logger.Error("start", logkey.Err, err)
 		os.Exit(1)
 	}
 	<-ctx.Done()
@@ -52,7 +53,7 @@ func main() {
 	sctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
 	defer cancel()
 	if err := m.Close(sctx); err != nil {
-		m.Logger.Error("shutdown", "err", err)
+		m.Logger.Error("shutdown", logkey.Err, err)
 		os.Exit(1)
 	}
 }
@@ -204,10 +205,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.http = newHTTPServer(mux)
 	go func() {
 		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Logger.Error("serve", "err", err)
+			m.Logger.Error("serve", logkey.Err, err)
 		}
 	}()
-	m.Logger.Info("listening", "addr", m.listener.Addr().String(), "version", version)
+	m.Logger.Info("listening", logkey.Addr, m.listener.Addr().String(), logkey.Version, version)
 	return nil
 }
 
@@ -217,10 +218,10 @@ func (m *Main) purgeLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if _, err := m.sync.Purge(ctx, 500); err != nil && ctx.Err() == nil {
-			m.Logger.Error("purge", "err", err)
+			m.Logger.Error("purge", logkey.Err, err)
 		}
 		if _, err := m.sync.PruneEvents(ctx, 1000); err != nil && ctx.Err() == nil {
-			m.Logger.Error("prune events", "err", err)
+			m.Logger.Error("prune events", logkey.Err, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -236,7 +237,7 @@ func (m *Main) abandonLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if _, err := m.sync.Abandon(ctx, 500); err != nil && ctx.Err() == nil {
-			m.Logger.Error("abandoned carts", "err", err)
+			m.Logger.Error("abandoned carts", logkey.Err, err)
 		}
 		select {
 		case <-ctx.Done():

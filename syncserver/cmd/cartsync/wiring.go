@@ -20,6 +20,7 @@ import (
 	"cartsync/shared/cart"
 	"cartsync/syncserver"
 	"cartsync/syncserver/auth"
+	"cartsync/syncserver/logkey"
 	"cartsync/syncserver/postgres"
 	"cartsync/syncserver/redis"
 	"cartsync/syncserver/sqlite"
@@ -40,7 +41,7 @@ func (m *Main) openStore(ctx context.Context) error {
 			return fmt.Errorf("open postgres: %w", err)
 		}
 		m.store = pg
-		m.Logger.Info("store", "kind", "postgres")
+		m.Logger.Info("store", logkey.Kind, "postgres")
 		return nil
 	}
 	path := filepath.Join(m.DataDir, "cartsync.db")
@@ -49,7 +50,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	m.store = lite
-	m.Logger.Info("store", "kind", "sqlite", "path", path)
+	m.Logger.Info("store", logkey.Kind, "sqlite", logkey.Path, path)
 	return nil
 }
 
@@ -77,12 +78,12 @@ func (m *Main) openRedis(ctx context.Context) error {
 	if err := m.rdb.Ping(pctx).Err(); err != nil {
 		// Redis is a cache and a bus: start without it and attach
 		// when it answers (the client reconnects by itself).
-		m.Logger.Warn("redis does not answer; starting without it, degraded until it does", "err", err)
+		m.Logger.Warn("redis does not answer; starting without it, degraded until it does", logkey.Err, err)
 	}
 	cancel()
 	m.store = redis.NewCache(m.store, m.rdb, m.RedisPrefix, m.CacheTTL, m.Logger)
 	m.bus = redis.NewBus(m.rdb, m.RedisPrefix, m.Logger)
-	m.Logger.Info("cache and fan-out", "kind", "redis")
+	m.Logger.Info("cache and fan-out", logkey.Kind, "redis")
 	return nil
 }
 
@@ -205,7 +206,7 @@ func (m *Main) startBackground(ctx context.Context) {
 	if m.hooks != nil {
 		run(func() {
 			if err := m.hooks.Run(ctx); err != nil && ctx.Err() == nil {
-				m.Logger.Error("webhooks", "err", err)
+				m.Logger.Error("webhooks", logkey.Err, err)
 			}
 		})
 	}
@@ -225,7 +226,7 @@ func (m *Main) routes(reg *prometheus.Registry) *http.ServeMux {
 	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, Logger: m.Logger})
 	if err != nil {
 		// The sync API works without the widget (native apps).
-		m.Logger.Warn("widget not served", "err", err)
+		m.Logger.Warn("widget not served", logkey.Err, err)
 	} else {
 		mux.Handle("/", ui)
 	}
@@ -251,11 +252,11 @@ func (m *Main) serveDemo(ctx context.Context) error {
 		go func() {
 			defer m.bg.Done()
 			if err := webui.SeedDemoCatalog(ctx, m.URL(), m.demoAPIKey, demoURL); err != nil && ctx.Err() == nil {
-				m.Logger.Error("demo catalog", "err", err)
+				m.Logger.Error("demo catalog", logkey.Err, err)
 			}
 		}()
 	}
-	m.Logger.Info("demo storefront", "url", demoURL)
+	m.Logger.Info("demo storefront", logkey.URL, demoURL)
 	return nil
 }
 
@@ -279,6 +280,6 @@ func (m *Main) serveDebug() error {
 	m.debug = &http.Server{Handler: dm, ReadHeaderTimeout: readHeaderTimeout}
 	go m.debug.Serve(m.debugLn)
 	// A warning: whoever reaches it sees the program's internals.
-	m.Logger.Warn("profiler", "url", "http://"+m.debugLn.Addr().String()+"/debug/pprof/")
+	m.Logger.Warn("profiler", logkey.URL, "http://"+m.debugLn.Addr().String()+"/debug/pprof/")
 	return nil
 }
