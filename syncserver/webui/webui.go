@@ -33,7 +33,16 @@ type Config struct {
 	Version string
 	// AllowedOrigins are the storefront origins that may embed the widget.
 	AllowedOrigins []string
-	Logger         *slog.Logger
+	// OriginAgentCluster sends Origin-Agent-Cluster: ?1 with the widget
+	// page. Chromium then runs the widget in a process of its own even on
+	// a same-site storefront (cart.shop.com in shop.com), so that starting
+	// its WebAssembly does not block the storefront's main thread
+	// (docs/benchmarks.md, cartsync-hostbench -sites same-oac). The widget
+	// uses neither document.domain nor memory shared with its host. Off by
+	// default for now: the browser tests' harness reaches the widget's
+	// frame only while it shares the page's process.
+	OriginAgentCluster bool
+	Logger             *slog.Logger
 }
 
 // New returns the handler for everything that is not the sync API: mount it
@@ -115,7 +124,7 @@ func New(cfg Config) (http.Handler, error) {
 			http.NotFound(w, r)
 		})
 	}
-	mux.Handle("/", securityHeaders(h, frameAncestors))
+	mux.Handle("/", securityHeaders(h, frameAncestors, cfg.OriginAgentCluster))
 	return mux, nil
 }
 
@@ -136,7 +145,7 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsaf
 // connect-src, which must therefore reach the images' origins.
 const workerPolicy = "default-src 'self'; script-src 'self'; connect-src 'self' https: http:; object-src 'none'; base-uri 'self'"
 
-func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
+func securityHeaders(next http.Handler, frameAncestors string, originKeyed bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.URL.Path == "/app-worker.js" {
@@ -147,13 +156,9 @@ func securityHeaders(next http.Handler, frameAncestors string) http.Handler {
 		}
 		// Only the allowed storefronts may frame the widget.
 		w.Header().Set("Content-Security-Policy", contentSecurityPolicy+"; frame-ancestors "+frameAncestors)
-		// An origin-keyed agent cluster: Chromium then runs the widget
-		// in a process of its own even when the storefront is on the
-		// same site (cart.shop.com in shop.com), so that starting its
-		// WebAssembly does not block the storefront's main thread
-		// (docs/benchmarks.md, cartsync-hostbench). The widget uses
-		// neither document.domain nor shared memory with its host.
-		w.Header().Set("Origin-Agent-Cluster", "?1")
+		if originKeyed {
+			w.Header().Set("Origin-Agent-Cluster", "?1")
+		}
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		next.ServeHTTP(w, r)
 	})

@@ -83,6 +83,21 @@ func TestWasmIsServedPrecompressed(t *testing.T) {
 	}
 }
 
+// TestOriginAgentCluster: with OriginAgentCluster the widget page, and
+// only the page, asks for an origin-keyed agent cluster.
+func TestOriginAgentCluster(t *testing.T) {
+	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}, OriginAgentCluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ path, want string }{{"/", "?1"}, {"/app-worker.js", ""}, {"/embed.js", ""}} {
+		resp := get(t, h, tt.path, nil)
+		if got := resp.Header.Get("Origin-Agent-Cluster"); resp.StatusCode != 200 || got != tt.want {
+			t.Errorf("GET %s = %d, Origin-Agent-Cluster %q, want 200 and %q", tt.path, resp.StatusCode, got, tt.want)
+		}
+	}
+}
+
 func TestPageAndAssets(t *testing.T) {
 	h, err := New(Config{WebDir: webDir(t), Version: "test", AllowedOrigins: []string{"https://shop.example"}})
 	if err != nil {
@@ -95,8 +110,8 @@ func TestPageAndAssets(t *testing.T) {
 	if csp := page.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; frame-ancestors 'self' https://shop.example") {
 		t.Fatalf("CSP = %q", csp)
 	}
-	if oac := page.Header.Get("Origin-Agent-Cluster"); oac != "?1" {
-		t.Errorf("Origin-Agent-Cluster = %q, want ?1 (the widget in its own process on a same-site storefront)", oac)
+	if oac := page.Header.Get("Origin-Agent-Cluster"); oac != "" {
+		t.Errorf("Origin-Agent-Cluster = %q without OriginAgentCluster, want none", oac)
 	}
 	html := body(page)
 	for _, want := range []string{"/web/icons/icon-192.png", "/web/widget.css", "/app.js"} {
