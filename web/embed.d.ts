@@ -77,13 +77,22 @@ export interface CartsyncCheckout {
   checkout_id: string;
 }
 
-/** The properties of theme(); the mount element's --cartsync-* custom properties by default. */
+/**
+ * The properties of theme(); the mount element's --cartsync-* custom properties by default, with
+ * the script's data-locale and data-checkout-mode.
+ */
 export interface CartsyncTheme {
   accent?: string;
   background?: string;
   foreground?: string;
   font?: string;
   radius?: string;
+  /** The BCP 47 language tag prices are formatted for (data-locale); '' for the browser's language. */
+  locale?: string;
+  /** 'review': a review step before checkout; 'direct': checkout from the cart (data-checkout-mode). */
+  checkout?: 'review' | 'direct';
+  /** Custom translations of the widget's texts, by message id. */
+  messages?: Record<string, string>;
 }
 
 /** The codes of a CartsyncError (docs/embedding.md, Errors). */

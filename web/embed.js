@@ -8,6 +8,10 @@
  * or, in a single-page app, cartsync.mount('#cart') and cartsync.destroy().
  * The widget is the cart server's page "/" in an iframe; the two talk only
  * through postMessage, as docs/embedding.md ("Bridge protocol") specifies.
+ * Until the widget is ready, embed.js draws the cart button itself (the
+ * shell, with the count this device last saw), and it creates the iframe,
+ * which starts the widget's WebAssembly, only once the page has loaded and
+ * the browser is idle, or at once when the shopper or the page needs it.
  * Plain ES2020, no dependencies, no build step.
  */
 (() => {
@@ -20,10 +24,15 @@
   const REPLY_TIMEOUT = 15000; // a request sent to the widget must be answered within this
   const READY_TIMEOUT = 60000; // a request made before the widget is ready waits at most this
   const UNREACHABLE_WAIT = 10000; // ... or this, once the cart server is known to be unreachable
-  const PROBE_AFTER = [1500, 10000]; // after the frame's load event, and after mounting: no ready yet? probe
+  const PROBE_AFTER = [1500, 10000]; // after the frame's load event, and after creating it: no ready yet? probe
   const PROBE_AGAIN = 5000; // while unreachable: probe this often
   const EVENTS = ['ready', 'change', 'sync', 'merge', 'checkout', 'open', 'close', 'error'];
   const THEME = ['accent', 'background', 'foreground', 'font', 'radius'];
+  const IDLE_TIMEOUT = 3000; // after the page's load event, the frame starts when idle, or after this
+  const NO_IDLE_WAIT = 500; // ... or after this where requestIdleCallback does not exist (Safari)
+  const SWAP_AFTER_READY = 500; // the shell gives way to the frame at its first size, or this after ready
+  const STORE_KEY = 'cartsync:shell:'; // + the cart server's origin: {items, w, h} last reported
+  const WIDGET_COLORS = { accent: '#1f5fbf', background: '#ffffff', foreground: '#1b1f24' }; // web/widget.css
   const Z = 2147483000;
 
   const script = document.currentScript || document.querySelector('script[src*="/embed."][data-mount]');
@@ -33,7 +42,11 @@
   let broken = null; // {code, message} once the embed cannot work at all
   let frame = null;
   let mountEl = null;
-  let box = null; // placeholder in the mount, the closed widget's size
+  let box = null; // placeholder in the mount, the closed widget's size; null when not mounted
+  let shell = null; // the cart button embed.js draws until the widget shows its own
+  let shown = false; // the frame has replaced the shell
+  let idleStart = null; // cancels the wait for the page's load and the browser's idle time
+  let known = {}; // what the widget last reported, as kept in localStorage (recall, remember)
   let backdrop = null;
   let checkoutURL = null; // data-checkout-url, or mount()'s checkoutUrl
   let openOnAdd = false;
@@ -115,6 +128,7 @@
       if (broken) return reject(error(broken.code, broken.message));
       const req = { id: nextId++, method, args, resolve, reject, timer: 0, deadline: Date.now() + READY_TIMEOUT };
       if (ready) return send(req);
+      if (box && !frame) start(); // a call needs the widget: no waiting for idle time
       if (unreachable) req.deadline = Math.min(req.deadline, Date.now() + UNREACHABLE_WAIT);
       queue.push(req);
       arm(req);
@@ -129,7 +143,7 @@
       if (i >= 0) queue.splice(i, 1);
       if (unreachable) {
         req.reject(error('unreachable', `cartsync: the cart server ${serverOrigin} cannot be reached (${req.method})`));
-      } else if (!frame) {
+      } else if (!box) {
         req.reject(error('not_mounted', `cartsync: no cart widget is mounted: give the embed.js script data-mount, or call cartsync.mount() (${req.method})`));
       } else {
         req.reject(error('not_ready', `cartsync: the cart widget was not ready within ${READY_TIMEOUT / 1000} s (${req.method})`));
@@ -174,6 +188,10 @@
     // no locale key, still takes the theme.
     const locale = attr('data-locale');
     if (locale != null) theme.locale = locale;
+    // data-checkout-mode: "review" (a review step before checkout) or
+    // "direct"; sent only when given, as the locale.
+    const checkout = attr('data-checkout-mode');
+    if (checkout != null) theme.checkout = checkout;
     return theme;
   }
 
@@ -228,6 +246,7 @@
       case 'resize': return onResize(d.data || {});
       case 'change':
         latest.ready = d.data;
+        remember({ items: itemsOf(d.data) });
         return emit('change', d.data);
       case 'sync':
         latest.sync = d.data;
@@ -250,6 +269,9 @@
     inflight.clear();
     ready = true;
     latest.ready = cart;
+    remember({ items: itemsOf(cart) });
+    mark('cartsync:ready');
+    if (!shown) later(show, SWAP_AFTER_READY);
     request('theme', [readTheme()]).catch((err) => console.warn('cartsync: theme:', err.message));
     for (const req of queue.splice(0)) send(req);
     resolveReady(cart);
@@ -285,6 +307,7 @@
   }
 
   function onResize(d) {
+    show();
     const wasOpen = open;
     open = d.open === true;
     // Closed: the button's box. Open: the panel's width (the host makes it
@@ -294,6 +317,7 @@
     } else if (px(d.width) && px(d.height)) {
       closedW = px(d.width);
       closedH = px(d.height);
+      remember({ w: closedW, h: closedH });
     }
     layout();
     if (open && !wasOpen) {
@@ -312,7 +336,15 @@
   function layout() {
     box.style.width = closedW + 'px';
     box.style.height = closedH + 'px';
+    if (!frame) return;
     const s = frame.style;
+    if (!shown) {
+      // Loading under the shell: the button's size (a frame with no area
+      // may not be rendered), invisible, and out of reach of the pointer,
+      // the keyboard and screen readers.
+      Object.assign(s, { position: 'absolute', top: '0', left: '0', width: closedW + 'px', height: closedH + 'px', opacity: '0', pointerEvents: 'none' });
+      return;
+    }
     if (open) {
       s.position = 'fixed';
       s.top = '0';
@@ -403,9 +435,11 @@
     openOnAdd = o.openOnAdd != null ? !!o.openOnAdd : attrOpen != null && attrOpen !== 'false';
     if (location.origin === 'null') console.error('cartsync: this page has no origin (file:// or sandboxed); the cart widget will refuse it');
 
+    const known = recall();
+    if (known.w && known.h) [closedW, closedH] = [known.w, known.h];
     box = document.createElement('span');
     box.className = 'cartsync-embed';
-    Object.assign(box.style, { display: 'inline-block', verticalAlign: 'middle' });
+    Object.assign(box.style, { display: 'inline-block', verticalAlign: 'middle', position: 'relative' });
     backdrop = document.createElement('div');
     backdrop.className = 'cartsync-backdrop';
     backdrop.setAttribute('aria-hidden', 'true');
@@ -414,13 +448,54 @@
       zIndex: String(Z - 1), background: 'var(--cartsync-backdrop, rgba(0, 0, 0, 0.4))', touchAction: 'none',
     });
     backdrop.addEventListener('click', () => request('close', []).catch(() => {}));
-    frame = makeFrame();
-    box.append(backdrop, frame);
+    shell = makeShell(known.items);
+    box.append(backdrop, shell.host);
     layout();
     mountEl.append(box);
+    mark('cartsync:shell');
     window.addEventListener('message', onMessage);
     document.addEventListener('click', onClick);
+    if (queue.length) start(); // calls made while unmounted are waiting
+    else startWhenIdle();
+  }
 
+  // startWhenIdle creates the frame once the page has loaded and the
+  // browser has time to spare: the widget's WebAssembly then competes
+  // neither with the page's own loading nor with its first input.
+  function startWhenIdle() {
+    let cancel = null;
+    const idle = () => {
+      if (typeof window.requestIdleCallback === 'function') {
+        const h = window.requestIdleCallback(start, { timeout: IDLE_TIMEOUT });
+        cancel = () => window.cancelIdleCallback(h);
+      } else {
+        const t = later(start, NO_IDLE_WAIT);
+        cancel = () => clearTimeout(t);
+      }
+    };
+    if (document.readyState === 'complete') {
+      idle();
+    } else {
+      const onLoad = () => idle();
+      window.addEventListener('load', onLoad, { once: true });
+      cancel = () => window.removeEventListener('load', onLoad);
+    }
+    idleStart = () => {
+      idleStart = null;
+      if (cancel) cancel();
+    };
+  }
+
+  // start creates the widget's frame under the shell, if mounted and not
+  // done yet.
+  function start() {
+    if (!box || frame) return;
+    if (idleStart) idleStart();
+    mark('cartsync:start');
+    frame = makeFrame();
+    frame.inert = true; // until shown
+    box.append(frame);
+    layout();
     probeSoon(PROBE_AFTER[1]);
     later(() => {
       if (!ready && !broken && !unreachable) {
@@ -431,12 +506,133 @@
     }, REPLY_TIMEOUT);
   }
 
+  // show replaces the shell by the ready widget's frame, in the same box:
+  // nothing in the page moves. The focus follows into the frame.
+  function show() {
+    if (shown || !ready || !frame) return;
+    shown = true;
+    const focused = shell && document.activeElement === shell.host;
+    if (shell) shell.host.remove();
+    shell = null;
+    frame.inert = false;
+    Object.assign(frame.style, { left: '', opacity: '', pointerEvents: '' });
+    layout();
+    if (focused) frame.focus();
+  }
+
+  // ---- the shell: the cart button before the widget is ready ------------
+
+  // makeShell draws a button like the widget's (web/widget.css: a 52 px
+  // round button with a cart icon and a count badge, in a 64 px box) in a
+  // shadow root, so that the page's CSS does not reach it. Styles are set
+  // through the DOM: the page's CSP needs no 'unsafe-inline'. A click
+  // starts the widget and opens its panel as soon as it is ready; pointing
+  // at it or focusing it starts the widget.
+  function makeShell(items) {
+    const host = document.createElement('span');
+    host.className = 'cartsync-shell';
+    Object.assign(host.style, { display: 'block', width: '100%', height: '100%' });
+    const root = host.attachShadow({ mode: 'open' });
+    const style = getComputedStyle(mountEl);
+    const color = (k) => style.getPropertyValue('--cartsync-' + k).trim() || WIDGET_COLORS[k];
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.setAttribute('aria-haspopup', 'dialog');
+    button.setAttribute('aria-expanded', 'false');
+    button.setAttribute('aria-label', shellLabel(items));
+    Object.assign(button.style, {
+      position: 'relative', display: 'flex', alignItems: 'center', justifyContent: 'center', boxSizing: 'border-box',
+      width: '52px', height: '52px', margin: '6px', padding: '0', border: '0', borderRadius: '50%', cursor: 'pointer',
+      background: color('accent'), color: color('background'), boxShadow: '0 2px 6px rgb(0 0 0 / 25%)',
+      font: '700 12px/1 system-ui, sans-serif',
+    });
+    button.append(cartIcon());
+    if (items > 0) {
+      const badge = document.createElement('span');
+      badge.setAttribute('aria-hidden', 'true');
+      badge.textContent = items > 99 ? '99+' : String(items);
+      Object.assign(badge.style, {
+        position: 'absolute', top: '-4px', right: '-4px', minWidth: '22px', height: '22px', padding: '0 5px',
+        boxSizing: 'border-box', border: '2px solid ' + color('background'), borderRadius: '11px',
+        background: color('foreground'), color: color('background'), display: 'flex', alignItems: 'center', justifyContent: 'center',
+      });
+      button.append(badge);
+    }
+    button.addEventListener('click', () => {
+      button.style.cursor = 'progress';
+      request('open', []).catch(() => {}); // starts the widget; sent once it is ready
+    });
+    button.addEventListener('pointerenter', start, { once: true });
+    button.addEventListener('focus', start, { once: true });
+    root.append(button);
+    return { host, button };
+  }
+
+  // shellLabel is the widget's accessible name of its button (cartLabel
+  // in app/widget/text.go) for a count, or "Cart" when none is known.
+  function shellLabel(items) {
+    if (typeof items !== 'number') return 'Cart';
+    if (items === 0) return 'Cart, empty';
+    return `Cart, ${items} ${items === 1 ? 'item' : 'items'}`;
+  }
+
+  function cartIcon() {
+    const ns = 'http://www.w3.org/2000/svg';
+    const el = (name, attrs) => {
+      const e = document.createElementNS(ns, name);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      return e;
+    };
+    const svg = el('svg', {
+      viewBox: '0 0 24 24', width: '26', height: '26', fill: 'none', stroke: 'currentColor', 'stroke-width': '2',
+      'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true', focusable: 'false',
+    });
+    svg.append(el('path', { d: 'M2 3h3l2.4 11h10.8L21 6H6.2' }), el('circle', { cx: '9', cy: '19', r: '1.6' }),
+      el('circle', { cx: '18', cy: '19', r: '1.6' }));
+    return svg;
+  }
+
+  function itemsOf(cart) {
+    return cart && Number.isInteger(cart.items) && cart.items >= 0 ? cart.items : undefined;
+  }
+
+  // recall returns what the widget last reported on this device, for this
+  // cart server: {items, w, h}, each possibly missing. Storage may be
+  // refused (a privacy setting): then nothing is known.
+  function recall() {
+    try {
+      const v = JSON.parse(window.localStorage.getItem(STORE_KEY + serverOrigin) || '{}');
+      const n = (x, max) => (Number.isInteger(x) && x >= 0 && x <= max ? x : undefined);
+      known = v && typeof v === 'object' ? { items: n(v.items, 1e6), w: n(v.w, 4096) || undefined, h: n(v.h, 4096) || undefined } : {};
+    } catch (e) {
+      known = {};
+    }
+    return known;
+  }
+
+  // remember stores values with what is known, if that changes it: once
+  // per edit of the count, not per event.
+  function remember(values) {
+    if (Object.entries(values).every(([k, v]) => known[k] === v)) return;
+    known = { ...known, ...values };
+    try {
+      window.localStorage.setItem(STORE_KEY + serverOrigin, JSON.stringify(known));
+    } catch (e) { /* storage refused or full: the next shell shows no count */ }
+  }
+
+  function mark(name) {
+    try {
+      performance.mark(name);
+    } catch (e) { /* no User Timing */ }
+  }
+
   // destroy takes the widget out of the page with every listener and timer
   // embed.js added. Calls not yet sent wait for the next mount().
   function destroy() {
     document.removeEventListener('DOMContentLoaded', autoMount);
-    if (!frame) return;
+    if (!box) return;
     generation++;
+    if (idleStart) idleStart();
     for (const t of timers) clearTimeout(t);
     timers.clear();
     if (stopProbe) stopProbe();
@@ -449,8 +645,8 @@
     }
     inflight.clear();
     const wasOpen = open;
-    frame = box = backdrop = mountEl = null;
-    ready = open = false;
+    frame = box = backdrop = mountEl = shell = null;
+    ready = open = shown = false;
     unreachable = null;
     if (wasOpen) emit('close');
   }
@@ -499,6 +695,7 @@
           // Back: load the widget again (the frame holds an error page).
           const old = frame;
           frame = makeFrame();
+          frame.inert = !shown;
           old.replaceWith(frame);
           layout();
         }
@@ -509,7 +706,7 @@
 
   function onClick(e) {
     const el = e.composedPath().find((n) => n instanceof Element && n.hasAttribute('data-cartsync-add'));
-    if (!el || !frame) return; // not mounted: the element's own action (a form's submit) happens
+    if (!el || !box) return; // not mounted: the element's own action (a form's submit) happens
     e.preventDefault(); // a submit button or a link falls back to the storefront's own cart without JS
     if (el.getAttribute('aria-busy') === 'true') return; // one add per button at a time
     const sku = el.getAttribute('data-cartsync-add');
