@@ -105,6 +105,10 @@ done
 "$WORK/cartsync-bench" -scenario commerce -server "http://127.0.0.1:$port" -api-key "$key" \
 	-webhook-secret "$secret" -webhook-listen "127.0.0.1:$hookport" -duration 20s
 
+log "widget in a storefront page: blocking time, LCP, load, add() latency (headless Chromium)"
+go build -o "$WORK/cartsync-hostbench" ./syncserver/cmd/cartsync-hostbench
+"$WORK/cartsync-hostbench" -server-bin "$WORK/cartsync" -server-args "$unlimited"
+
 if [[ -f web/app.wasm ]]; then
 	log "widget size"
 	raw=$(stat -c %s web/app.wasm)
