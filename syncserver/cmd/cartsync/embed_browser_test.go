@@ -292,3 +292,33 @@ func consoleHas(tb *tab, s string) bool {
 	}
 	return false
 }
+
+// TestBrowserEmbedCheckoutModeTheme: the script's data-checkout-mode goes
+// to the widget as the theme's checkout key, with the theme sent at ready
+// and with every theme() call.
+func TestBrowserEmbedCheckoutModeTheme(t *testing.T) {
+	web := webCopy(t)
+	page := strings.Replace(earlyPage, `data-mount="#cart"`, `data-mount="#cart" data-checkout-mode="direct"`, 1)
+	if err := os.WriteFile(filepath.Join(web, "demo", "mode.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startCartServer(t, web)
+	b := startBrowser(t, t.TempDir())
+	tb := b.first
+	tb.navigate(srv.demo() + "/mode.html")
+	ready(tb)
+	evalInWidget[bool](tb, srv.origin(), `(window.__themes = [], window.addEventListener('message', (e) => {
+		if (e.data && e.data.method === 'theme') window.__themes.push(e.data.args[0]);
+	}, true), true)`)
+	// The widget may refuse a key it does not know yet: only what is sent
+	// matters here.
+	eval[string](tb, `cartsync.theme({ accent: '#b00020' }).then(() => 'ok', (e) => e.code)`)
+	type theme struct {
+		Accent   string `json:"accent"`
+		Checkout string `json:"checkout"`
+	}
+	got := evalInWidget[theme](tb, srv.origin(), `window.__themes[0] || {}`)
+	if got.Checkout != "direct" || got.Accent != "#b00020" {
+		t.Errorf("theme sent %+v, want checkout direct and the accent given", got)
+	}
+}
