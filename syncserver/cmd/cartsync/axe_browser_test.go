@@ -190,20 +190,28 @@ type axeKnown struct {
 	fix    string // what to change in app/widget, and where
 }
 
-// labelInName are the fix buttons of the catalog's notices, whose
-// accessible names (aria-label) do not contain their visible text, as WCAG
-// 2.5.3 (Label in Name) asks: a speech user says what they see. The fix,
-// in app/widget/notices.go's renderLineNotice (the texts' keys in
-// app/widget/catalog_*.go), is an aria-label that starts with the button's
-// text, in every language.
-var labelInName = []axeKnown{
-	{"label-content-name-mismatch", `[data-notice="price"]`,
-		`app/widget/notices.go, renderLineNotice: the "Accept new price" button's aria-label "Accept the new price of {name}" (key line.accept_price.label) ` +
-			`must contain its text: "Accept new price of {name}"; German "Neuen Preis übernehmen: {name}"`},
-	{"label-content-name-mismatch", `[data-notice="available"]`,
-		`app/widget/notices.go, renderLineNotice: the "Reduce to {count}" button's aria-label "Reduce {name} to {count}" (key line.reduce.label) ` +
-			`must contain its text: "Reduce to {count}, {name}"; German "Auf {count} verringern: {name}"; Arabic "إنقاص إلى {count}، {name}"`},
-}
+// Buttons whose accessible names (aria-label) do not contain their visible
+// text, as WCAG 2.5.3 (Label in Name) asks: a speech user says what they
+// see. The fix is an aria-label that contains the button's text, best at
+// its start, in every language: the texts are in app/widget/catalog_en.go,
+// catalog_de.go and catalog_ar.go.
+var (
+	// labelInName are the fix buttons of the catalog's notices
+	// (renderLineNotice in app/widget/notices.go).
+	labelInName = []axeKnown{
+		{"label-content-name-mismatch", `[data-notice="price"]`,
+			`app/widget/catalog_*.go, key line.accept_price.label: the "Accept new price" button's aria-label "Accept the new price of {name}" ` +
+				`must contain its text: "Accept new price of {name}"; German "Neuen Preis übernehmen: {name}"`},
+		{"label-content-name-mismatch", `[data-notice="available"]`,
+			`app/widget/catalog_*.go, key line.reduce.label: the "Reduce to {count}" button's aria-label "Reduce {name} to {count}" ` +
+				`must contain its text: "Reduce to {count}, {name}"; German "Auf {count} verringern: {name}"; Arabic "إنقاص إلى {count}، {name}"`},
+	}
+	// ackInName is the OK button of the notice of a login's merge
+	// (renderNotice in app/widget/view.go).
+	ackInName = axeKnown{"label-content-name-mismatch", `.cartsync-ack`,
+		`app/widget/catalog_*.go, key notice.ack.label: the "OK" button's aria-label "Dismiss this notice" must contain its text: ` +
+			`"OK, dismiss this notice"; German "OK, diesen Hinweis schließen"; Arabic "حسنًا، إخفاء هذا الإشعار"`}
+)
 
 // check runs axe in the state named state and fails the test for each
 // violation but those marked known.
@@ -342,4 +350,31 @@ func TestBrowserAxe(t *testing.T) {
 		a.waitButton()
 		a.check(page + ", closed")
 	}
+}
+
+// TestBrowserAxeLogin checks the widget's states of a login with axe-core:
+// the choice between this device's cart and the account's, then the
+// notice of the merge the shopper chose.
+func TestBrowserAxeLogin(t *testing.T) {
+	src := axeSource(t)
+	srv := startLoginServer(t)
+	deviceB(t, srv.origin(), "alice", map[string]int{"MUG-01": 2, "CAP-01": 1})
+	tb := startBrowser(t, t.TempDir()).first
+	origin := srv.origin()
+	a := &axeChecker{t: t, tb: tb, origin: origin, demo: srv.demo(), src: src}
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	a.waitButton()
+	guest := quantities{"TEE-01": 1, "MUG-01": 1}
+	addAll(tb, guest)
+	waitSynced(tb, guest)
+
+	eval[bool](tb, `cartsync.open()`)
+	loginAs(tb, "alice", "", "choose")
+	waitWidget(tb, origin, "the choice between the two carts", `document.querySelectorAll('#cartsync-choice button.cartsync-choose').length === 3`)
+	a.check("open, the choice between two carts")
+
+	clickWidget(tb, origin, `button.cartsync-choose[data-policy="merge"]`, "")
+	waitWidget(tb, origin, "the merge notice", `!!document.querySelector('.cartsync-merge') && !document.getElementById('cartsync-choice')`)
+	a.check("open, the notice of a merge", ackInName)
 }
