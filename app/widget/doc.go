@@ -20,10 +20,24 @@
 //     runs in the browser only.
 //   - The bridge's pure parts (origin checks, request decoding, reply and
 //     event encoding) are in bridge.go; the theme checks in theme.go; the
-//     texts shown to the shopper in text.go; prices are formatted with the
+//     texts shown to the shopper in text.go, from the message catalogs
+//     (i18n.go); prices are formatted with the
 //     browser's Intl.NumberFormat for the shopper's locale (money_js.go),
 //     exact to the currency's minor units, and in a plain form in native
 //     builds (money_other.go).
+//
+// # Languages
+//
+// Every text the shopper sees or hears comes from a message catalog keyed
+// by stable ids (catalog_en.go, catalog_de.go, catalog_ar.go; the list is
+// in docs/translations.md), with CLDR's plural forms. The language is that
+// of the theme's locale (embed.js's data-locale), else the first of the
+// browser's languages with texts, matched by language subtag; else English.
+// The storefront may change or add texts with the theme's messages,
+// checked against English (an unknown id or other placeholders refuse the
+// theme). The document gets lang, and dir="rtl" for a language written
+// right to left; web/widget.css uses logical properties, so the panel
+// mirrors.
 //
 // # Logins
 //
@@ -47,8 +61,11 @@
 // a one-click fix (accept the new price: a details op; reduce to what is
 // available: a set op; remove a withdrawn item), subtotals are the
 // server's totals at the catalog's prices, and Checkout stays off while a
-// notice stands. Checkout waits for the pending edits, checks that the
-// cart is still the one the review step showed, and asks the server for a
+// notice stands. With the theme's checkout mode direct, the panel has a
+// Checkout button next to Review order that hands over the cart it shows,
+// without the review step. Checkout waits for the pending edits, checks
+// that the cart is still the one the review step (or the panel) showed,
+// and asks the server for a
 // checkout at that version (Engine.Checkout); the checkout event carries
 // its id (checkout_id). A cart that moved meanwhile, here or on the
 // server, is shown on the review step again with a short message, and

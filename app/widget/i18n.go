@@ -250,13 +250,17 @@ const (
 )
 
 // MessageError is a storefront message the widget refuses (theme
-// messages): ID is the message's key as given.
+// messages): ID is the message's key as given, "" when the refusal is about
+// them all (too many).
 type MessageError struct {
 	ID     string
 	Reason string
 }
 
 func (e *MessageError) Error() string {
+	if e.ID == "" { // about all of them
+		return "theme messages: " + e.Reason
+	}
 	return fmt.Sprintf("theme messages: %q: %s", e.ID, e.Reason)
 }
 
