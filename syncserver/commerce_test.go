@@ -43,11 +43,13 @@ func commerceStores() map[string]func(t *testing.T) syncserver.Store {
 			return st
 		},
 		"postgres+redis": func(t *testing.T) syncserver.Store {
-			pg, err := postgres.Open(t.Context(), storetest.SchemaURL(t))
+			// Both services first: without one the test is skipped
+			// before anything is opened.
+			opt, err := goredis.ParseURL(storetest.RedisURL(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			opt, err := goredis.ParseURL(storetest.RedisURL(t))
+			pg, err := postgres.Open(t.Context(), storetest.SchemaURL(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,6 +81,7 @@ func newShop(t *testing.T, st syncserver.Store, tweak func(*syncserver.Config)) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &shop{t: t, srv: srv, hs: hs, clock: clk}

@@ -20,6 +20,7 @@ import (
 	"cartsync/shared/syncclient"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // testUsers accepts "user:<id>" as a user token.
@@ -188,6 +189,7 @@ func convergence(t *testing.T, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	wsURL := "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"

@@ -12,6 +12,7 @@ import (
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // Every client is told, before its connection closes, when to come back;
@@ -22,6 +23,7 @@ func TestShutdownSaysGoingAwayWithRetryDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -91,6 +93,7 @@ func TestHelloGateAnswersOverloaded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	syncserver.SetHelloWait(srv, 50*time.Millisecond)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)

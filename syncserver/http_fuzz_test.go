@@ -15,6 +15,7 @@ import (
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // fuzzEnv is a server on a fresh memstore with two devices: device 0's
@@ -37,6 +38,7 @@ func newFuzzEnv(t *testing.T, lim cart.Limits, devices int) *fuzzEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	e := &fuzzEnv{t: t, srv: srv, store: store, carts: []string{syncserver.UserCartID("alice")}}
 	for range devices {
 		var dev syncserver.DeviceResponse

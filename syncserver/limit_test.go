@@ -19,6 +19,7 @@ import (
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -47,6 +48,7 @@ func newLimitedServer(t testing.TB, clk *fakeClock, cfg syncserver.Config) *http
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return hs

@@ -15,6 +15,7 @@ import (
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // expiringUsers accepts "user:<id>" and answers token_expired to
@@ -48,6 +49,7 @@ func newLoginServer(t testing.TB, policy cart.Policy) (*syncserver.Server, *http
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return srv, hs, st, clk
@@ -272,6 +274,7 @@ func TestTokenExpiryEnforcedOnMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	dev := guestWith(t, hs, "g0")

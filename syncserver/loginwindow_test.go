@@ -124,11 +124,13 @@ func windowStores(t *testing.T) map[string]func(t *testing.T) syncserver.Store {
 			return st
 		},
 		"sqlite+redis": func(t *testing.T) syncserver.Store {
-			st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "carts.db"))
+			// Redis first: without it the test is skipped before a
+			// store is opened.
+			opt, err := goredis.ParseURL(storetest.RedisURL(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			opt, err := goredis.ParseURL(storetest.RedisURL(t))
+			st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "carts.db"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,6 +155,7 @@ func newWindowEnv(t *testing.T, st syncserver.Store) *windowEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithCancel(context.Background())

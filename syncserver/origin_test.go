@@ -11,6 +11,7 @@ import (
 
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // TestWebsocketOriginComparedWhole dials the websocket for real with
@@ -24,6 +25,7 @@ func TestWebsocketOriginComparedWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"

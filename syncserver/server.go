@@ -299,6 +299,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			timer.Reset(wait)
 			select {
 			case <-timer.C:
+			case <-done:
+				// Every connection ended by itself meanwhile.
+				return nil
 			case <-ctx.Done():
 				// Out of time: the rest now, still spread on return.
 				for _, f := range plan[i:] {

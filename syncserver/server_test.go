@@ -18,6 +18,7 @@ import (
 	"cartsync/shared/protocol"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 func newServer(t testing.TB) (*syncserver.Server, *httptest.Server) {
@@ -26,6 +27,7 @@ func newServer(t testing.TB) (*syncserver.Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return srv, hs
@@ -410,6 +412,7 @@ func TestUnknownEndpointsTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	for _, tt := range []struct {
@@ -465,6 +468,7 @@ func TestNewDevicesNoted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	w, _ := dial(t, hs).hello("tab-1", "")

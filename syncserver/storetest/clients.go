@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"cartsync/shared/cart"
 	"cartsync/shared/protocol"
@@ -51,6 +53,7 @@ func testClientIDsBounded(t *testing.T, s syncserver.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	var dev syncserver.DeviceResponse
@@ -149,4 +152,17 @@ func httpJSON(t testing.TB, url, token string, body any, want int, out any) {
 	if err := json.Unmarshal(b, out); err != nil {
 		t.Fatalf("%s %s: %v in %s", method, url, err, b)
 	}
+}
+
+// StopOnCleanup shuts srv down when the test ends (after the test's
+// connections and HTTP servers, which were registered later, are closed),
+// so that its background goroutines do not outlive the test.
+func StopOnCleanup(tb testing.TB, srv *syncserver.Server) {
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			tb.Errorf("shutdown: %v", err)
+		}
+	})
 }
