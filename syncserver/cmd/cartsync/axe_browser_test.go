@@ -378,3 +378,50 @@ func TestBrowserAxeLogin(t *testing.T) {
 	waitWidget(tb, origin, "the merge notice", `!!document.querySelector('.cartsync-merge') && !document.getElementById('cartsync-choice')`)
 	a.check("open, the notice of a merge", ackInName)
 }
+
+// TestBrowserAxeLanguages checks the widget in German and in Arabic (right
+// to left), set by the theme's locale, with axe-core: the cart button, and
+// the panel with lines and the catalog's notices.
+func TestBrowserAxeLanguages(t *testing.T) {
+	src := axeSource(t)
+	srv := startCommerceServer(t)
+	srv.putTestItems()
+	tb := startBrowser(t, t.TempDir()).first
+	origin := srv.origin()
+	a := &axeChecker{t: t, tb: tb, origin: origin, demo: srv.demo(), src: src}
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	a.waitButton()
+	call(tb, "add", mugSKU, 3, map[string]any{"name": "Mug", "price": 1200, "currency": "EUR"})
+	call(tb, "add", teeSKU, 1, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR", "options": map[string]string{"size": "M"}})
+	waitCart(tb, "the catalog's details after the acks", 15*time.Second, func(c hostCart) bool {
+		return synced(c) && len(c.Lines) == 2 && c.Lines[0].Details.Name == mugName
+	})
+	// A new price and less stock for the mug, so that both fix buttons show.
+	srv.putItems(srv.item(mugSKU, mugName, "mug.svg", 1400, 2))
+
+	for _, tt := range []struct {
+		locale, dir string
+		known       []axeKnown
+	}{
+		// Only Accept new price: "{name} auf {count} verringern" holds
+		// its text "Auf {count} verringern".
+		{"de", "ltr", labelInName[:1]},
+		// Neither: "قبول السعر الجديد لـ {name}" holds its text, and axe
+		// passes "إنقاص {name} إلى {count}" (which does not hold "إنقاص إلى
+		// {count}").
+		{"ar", "rtl", nil},
+	} {
+		eval[bool](tb, `cartsync.theme({ locale: `+jsArgs([]any{tt.locale})+` })`)
+		waitWidget(tb, origin, "the texts in "+tt.locale, `(() => {
+			const r = document.getElementById('cartsync-root');
+			return document.documentElement.lang === `+jsArgs([]any{tt.locale})+` && !!r && r.lang === `+jsArgs([]any{tt.locale})+` && r.dir === `+jsArgs([]any{tt.dir})+`;
+		})()`)
+		a.check(tt.locale + ", closed")
+		eval[bool](tb, `cartsync.open()`)
+		waitWidget(tb, origin, "the notices", `document.querySelectorAll('.cartsync-lines .cartsync-fix-row').length === 2`)
+		a.check(tt.locale+", open, notices: price changed, only 2 available", tt.known...)
+		eval[bool](tb, `cartsync.close()`)
+		waitWidget(tb, origin, "the panel closed", `!document.getElementById('cartsync-panel')`)
+	}
+}
