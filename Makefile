@@ -33,11 +33,26 @@ build: $(if $(wildcard app),wasm) ## Build the widget and the server binary bin/
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/cartsync $(SERVER_PKG)
 
 .PHONY: wasm
-wasm: ## Build web/app.wasm (+ .br, .gz) and copy wasm_exec.js from GOROOT
+wasm: wasm-exec-check ## Build web/app.wasm (+ .br, .gz) and serve the tracked wasm_exec.js with it
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags "-s -w" -o web/app.wasm $(WASM_PKG)
 	$(GO) run ./syncserver/cmd/precompress web/app.wasm
-	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" ./wasm_exec.js
-	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" web/wasm_exec.js
+	cp wasm_exec.js web/wasm_exec.js
+
+# wasm_exec.js is the JavaScript half of Go's wasm ABI: the tracked copy is
+# what the widget runs, and it must be the one of the Go that builds
+# app.wasm. After a Go upgrade, `make wasm-exec` takes the new one.
+GOROOT_WASM_EXEC = $(shell $(GO) env GOROOT)/lib/wasm/wasm_exec.js
+
+.PHONY: wasm-exec-check
+wasm-exec-check:
+	@cmp -s wasm_exec.js "$(GOROOT_WASM_EXEC)" || { \
+		echo "wasm_exec.js differs from the one of $$($(GO) env GOVERSION) ($(GOROOT_WASM_EXEC));" >&2; \
+		echo "app.wasm needs the JavaScript of the Go that builds it: run 'make wasm-exec' and commit wasm_exec.js." >&2; \
+		exit 1; }
+
+.PHONY: wasm-exec
+wasm-exec: ## Take wasm_exec.js from the Go in use (after a Go upgrade; commit it)
+	cp "$(GOROOT_WASM_EXEC)" wasm_exec.js
 
 .PHONY: test
 test: ## Run vet and all tests, native and js/wasm in headless Chromium, with real Postgres and Redis
@@ -61,6 +76,7 @@ lint: tools ## Check gofmt, go vet and staticcheck, native and js/wasm
 	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './vendor/*' -print0 | \
 		xargs -0 -r gofmt -l); \
 	if [[ -n $$out ]]; then echo 'gofmt -w needed on:'; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 ifneq ($(strip $(JS_PKGS)),)
