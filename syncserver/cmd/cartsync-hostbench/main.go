@@ -24,8 +24,8 @@
 //
 //   - TBT: the total blocking time of the host page's main thread (the sum
 //     over its long tasks of their time beyond 50 ms, PerformanceObserver
-//     longtask), from navigation to the end of the load; a same-site frame's
-//     tasks are the host's;
+//     longtask), from navigation to the end of the load; the tasks of a
+//     frame that shares the host's process count, since they block it;
 //   - long: the sum of those long tasks;
 //   - LCP and load: largest-contentful-paint and the load event;
 //   - shell: when embed.js drew its cart button; start: when it created the
@@ -66,6 +66,7 @@ type config struct {
 	adds       int
 	quiet      time.Duration
 	chromium   string
+	tasks      bool
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.StringVar(&sites, "sites", "same,same-oac,cross", "which embeds: same (same-site cart server), same-oac (same-site, with Origin-Agent-Cluster), cross (cross-site)")
 	flag.IntVar(&cfg.adds, "adds", 300, "cartsync.add() calls timed per site and CPU rate")
 	flag.DurationVar(&cfg.quiet, "quiet", time.Second, "a load ends after this long without a long task")
+	flag.BoolVar(&cfg.tasks, "tasks", false, "print every load's long tasks (start and duration, ms) on stderr")
 	flag.StringVar(&cfg.chromium, "chromium", os.Getenv("CARTSYNC_TEST_CHROMIUM"), "the Chromium to run (default: chromedp's search, $CARTSYNC_TEST_CHROMIUM)")
 	flag.Parse()
 	var err error

@@ -56,10 +56,7 @@ const instrument = `if (window === window.top) {
   const b = window.__bench = { long: [], lcp: 0 };
   try {
     new PerformanceObserver((l) => {
-      for (const e of l.getEntries()) {
-        const a = e.attribution && e.attribution[0];
-        b.long.push({ start: e.startTime, duration: e.duration, frame: (a && a.containerType) || '' });
-      }
+      for (const e of l.getEntries()) b.long.push({ start: e.startTime, duration: e.duration });
     }).observe({ type: 'longtask', buffered: true });
   } catch (e) { b.noLongtask = String(e); }
   try {
@@ -70,28 +67,29 @@ const instrument = `if (window === window.top) {
 
 // sample is one load's figures, in milliseconds from navigation start.
 type sample struct {
-	TBT       float64 `json:"tbt"`
-	Long      float64 `json:"long"`
-	FrameLong float64 `json:"frameLong"` // long tasks attributed to a frame
-	Tasks     int     `json:"tasks"`
-	LCP       float64 `json:"lcp"`
-	Load      float64 `json:"load"`
-	Shell     float64 `json:"shell"` // -1: none
-	Start     float64 `json:"start"`
-	Ready     float64 `json:"ready"`
-	OwnProc   bool    `json:"-"` // the widget's frame ran in a process of its own
+	TBT   float64 `json:"tbt"`
+	Long  float64 `json:"long"`
+	Tasks int     `json:"tasks"`
+	LCP   float64 `json:"lcp"`
+	Load  float64 `json:"load"`
+	Shell float64 `json:"shell"` // -1: none
+	Start float64 `json:"start"`
+	Ready float64 `json:"ready"`
+	// LongTasks are the long tasks as [start, duration] pairs.
+	LongTasks [][2]float64 `json:"longTasks"`
+	OwnProc   bool         `json:"-"` // the widget's frame ran in a process of its own
 }
 
 const collect = `(() => {
   const b = window.__bench, nav = performance.getEntriesByType('navigation')[0];
   const m = (n) => { const e = performance.getEntriesByName(n)[0]; return e ? e.startTime : -1; };
-  let tbt = 0, long = 0, frameLong = 0;
+  let tbt = 0, long = 0;
   for (const t of b.long) {
     tbt += Math.max(0, t.duration - 50);
     long += t.duration;
-    if (t.frame && t.frame !== 'window') frameLong += t.duration;
   }
-  return { tbt, long, frameLong, tasks: b.long.length, lcp: b.lcp, load: nav.loadEventStart,
+  return { tbt, long, tasks: b.long.length, lcp: b.lcp, load: nav.loadEventStart,
+    longTasks: b.long.map((t) => [Math.round(t.start), Math.round(t.duration)]),
     shell: m('cartsync:shell'), start: m('cartsync:start'), ready: m('cartsync:ready') };
 })()`
 
@@ -210,6 +208,15 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 				var warm sample
 				warm, err = load(tab, url, p == "embed", cfg.quiet, e.carts[site])
 				res["warm "+p] = append(res["warm "+p], warm)
+				if cfg.tasks {
+					for _, s := range []struct {
+						kind string
+						s    sample
+					}{{"cold", cold}, {"warm", warm}} {
+						fmt.Fprintf(os.Stderr, "  %s %s: load %.0f, shell %.0f, frame %.0f, ready %.0f; long tasks [start duration]: %v\n",
+							s.kind, p, s.s.Load, s.s.Shell, s.s.Start, s.s.Ready, s.s.LongTasks)
+					}
+				}
 			}
 			cancel()
 			if err != nil {
@@ -287,10 +294,10 @@ func ms(v float64) string {
 }
 
 func printLoads(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "Medians, ms from navigation start (TBT and long tasks: sums over the load; in frame: long tasks attributed to the widget's frame)")
+	fmt.Fprintln(w, "Medians, ms from navigation start (TBT and long tasks: sums over the load, of the host page's main thread)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| site | CPU | load | page | n | TBT | long tasks | in frame | LCP | load event | shell | frame created | ready | frame process |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| site | CPU | load | page | n | TBT | long tasks | LCP | load event | shell | frame created | ready | frame process |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		med := func(f func(sample) float64) string { return ms(median(field(r.samples, f))) }
 		proc := ""
@@ -300,15 +307,15 @@ func printLoads(w io.Writer, rows []row) {
 				proc = "own"
 			}
 		}
-		fmt.Fprintf(w, "| %s | %gx | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %gx | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.site, r.rate, r.kind, r.page, len(r.samples),
 			med(func(s sample) float64 { return s.TBT }), med(func(s sample) float64 { return s.Long }),
-			med(func(s sample) float64 { return s.FrameLong }), med(func(s sample) float64 { return s.LCP }),
+			med(func(s sample) float64 { return s.LCP }),
 			med(func(s sample) float64 { return s.Load }), med(func(s sample) float64 { return s.Shell }),
 			med(func(s sample) float64 { return s.Start }), med(func(s sample) float64 { return s.Ready }), proc)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "TBT of the embed page minus the plain page's (median of each): the widget's cost")
+	fmt.Fprintln(w, "The embed page minus the plain page (median of each): the widget's cost")
 	for i := 0; i+1 < len(rows); i += 2 {
 		p, e := rows[i], rows[i+1]
 		if p.page != "plain" || e.page != "embed" {
