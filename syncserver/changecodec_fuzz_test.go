@@ -82,7 +82,7 @@ func FuzzChangeCodec(f *testing.F) {
 
 // changeJSON is a change's op and warnings as JSON, an empty list or map
 // being the same as none.
-func changeJSON(t *testing.T, ch syncserver.Change) []byte {
+func changeJSON(t testing.TB, ch syncserver.Change) []byte {
 	t.Helper()
 	if len(ch.Warnings) == 0 {
 		ch.Warnings = nil

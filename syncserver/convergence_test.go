@@ -180,7 +180,7 @@ func TestConvergence(t *testing.T) {
 	}
 }
 
-func convergence(t *testing.T, seed uint64) {
+func convergence(t testing.TB, seed uint64) {
 	lim := cart.DefaultLimits
 	lim.MaxQuantity = 50
 	lim.MaxContribs = 10_000 // the model keeps full history

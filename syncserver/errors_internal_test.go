@@ -99,7 +99,7 @@ func TestErrorTableMatchesDocs(t *testing.T) {
 
 // errorCodes reads the ErrorCode constants of the protocol package from its
 // source.
-func errorCodes(t *testing.T) map[protocol.ErrorCode]bool {
+func errorCodes(t testing.TB) map[protocol.ErrorCode]bool {
 	t.Helper()
 	fset := token.NewFileSet()
 	file, err := parser.ParseFile(fset, "../shared/protocol/protocol.go", nil, 0)

@@ -73,7 +73,7 @@ func TestShutdownSaysGoingAwayWithRetryDelay(t *testing.T) {
 	}
 }
 
-func readMsg(t *testing.T, ctx context.Context, c *websocket.Conn) *protocol.Message {
+func readMsg(t testing.TB, ctx context.Context, c *websocket.Conn) *protocol.Message {
 	t.Helper()
 	_, b, err := c.Read(ctx)
 	if err != nil {

@@ -57,7 +57,7 @@ func newLoginServer(t testing.TB, policy cart.Policy) (*syncserver.Server, *http
 
 // guestWith makes a guest cart with the given SKU=qty lines and returns the
 // device token.
-func guestWith(t *testing.T, hs *httptest.Server, client string, lines ...any) string {
+func guestWith(t testing.TB, hs *httptest.Server, client string, lines ...any) string {
 	t.Helper()
 	c := dial(t, hs)
 	w, _ := c.hello(client, "")

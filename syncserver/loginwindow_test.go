@@ -112,7 +112,7 @@ func (l *link) setDown(down bool) {
 // windowStores are the stores the login windows run on: memstore, the
 // embedded SQLite default, and SQLite behind the Redis cache (Redis is
 // required under CI).
-func windowStores(t *testing.T) map[string]func(t *testing.T) syncserver.Store {
+func windowStores(t testing.TB) map[string]func(t *testing.T) syncserver.Store {
 	return map[string]func(t *testing.T) syncserver.Store{
 		"memstore": func(t *testing.T) syncserver.Store { return memstore.New() },
 		"sqlite": func(t *testing.T) syncserver.Store {

@@ -197,7 +197,7 @@ func reconcileOp(b []byte, client string, last, v uint64) cart.Op {
 }
 
 // checkResult checks that results[i] has the given status and version.
-func checkResult(t *testing.T, batch string, results []protocol.Result, i int, status string, version uint64) {
+func checkResult(t testing.TB, batch string, results []protocol.Result, i int, status string, version uint64) {
 	t.Helper()
 	if i >= len(results) {
 		t.Fatalf("%s: no result for op %d", batch, i)

@@ -41,14 +41,14 @@ func sentTimes(srv *fakeServer, sku string) (n int, stamped string) {
 	return n, stamped
 }
 
-func waitState(t *testing.T, e *Engine, what string, ok func(State) bool) State {
+func waitState(t testing.TB, e *Engine, what string, ok func(State) bool) State {
 	t.Helper()
 	waitFor(t, what, func() bool { return ok(e.Snapshot()) })
 	return e.Snapshot()
 }
 
 // goOffline takes the server down and drops every connection.
-func goOffline(t *testing.T, srv *fakeServer, e *Engine) {
+func goOffline(t testing.TB, srv *fakeServer, e *Engine) {
 	t.Helper()
 	srv.do(func() { srv.down = true })
 	srv.kill(false)

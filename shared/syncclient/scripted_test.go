@@ -123,7 +123,7 @@ func applied(op protocol.OpID, v uint64) protocol.Result {
 	return protocol.Result{Client: op.Client, Seq: op.Seq, Status: protocol.StatusApplied, Version: v}
 }
 
-func scriptedEngine(t *testing.T, sc *script, mod func(*Config)) *Engine {
+func scriptedEngine(t testing.TB, sc *script, mod func(*Config)) *Engine {
 	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
 		c.Dial = sc.dial
 		c.ClientID = "me"

@@ -116,7 +116,7 @@ func FuzzKeyFile(f *testing.F) {
 }
 
 // checkKey fails unless key is safe to verify with, under its algorithm.
-func checkKey(t *testing.T, i int, key publicKey) {
+func checkKey(t testing.TB, i int, key publicKey) {
 	t.Helper()
 	switch pub := key.key.(type) {
 	case *rsa.PublicKey:

@@ -544,7 +544,7 @@ func testPing(t *testing.T, s syncserver.Store) {
 // letGo is called, and returns once it holds it; holder gives its result.
 // A store that ignores a deadline must fail the test that calls this, not
 // hang it: the holder lets go after 5 s regardless.
-func holdLocked(t *testing.T, s syncserver.Store, id, client string) (letGo func(), holder <-chan error) {
+func holdLocked(t testing.TB, s syncserver.Store, id, client string) (letGo func(), holder <-chan error) {
 	t.Helper()
 	entered := make(chan struct{})
 	release := make(chan struct{})

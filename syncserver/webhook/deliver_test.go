@@ -24,7 +24,7 @@ import (
 const waitTime = 30 * time.Second
 
 // waitFor waits until cond holds, failing the test after waitTime.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTime)
 	for !cond() {
@@ -75,7 +75,7 @@ func testConfig(store syncserver.EventStore, url string) (Config, *prometheus.Re
 
 // start runs d until the test ends, then checks that Run returned
 // context.Canceled.
-func start(t *testing.T, d *Deliverer) {
+func start(t testing.TB, d *Deliverer) {
 	t.Helper()
 	d.countEvery = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,7 +90,7 @@ func start(t *testing.T, d *Deliverer) {
 }
 
 // newDeliverer returns a deliverer of cfg, failing the test on error.
-func newDeliverer(t *testing.T, cfg Config) *Deliverer {
+func newDeliverer(t testing.TB, cfg Config) *Deliverer {
 	t.Helper()
 	d, err := New(cfg)
 	if err != nil {
@@ -101,7 +101,7 @@ func newDeliverer(t *testing.T, cfg Config) *Deliverer {
 
 // metric returns the value of a counter or gauge, or the sample count of a
 // histogram, gathered from reg.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func metric(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -142,7 +142,7 @@ type receiver struct {
 	srv      *httptest.Server
 }
 
-func newReceiver(t *testing.T, answer func(id string, n int) (int, bool)) *receiver {
+func newReceiver(t testing.TB, answer func(id string, n int) (int, bool)) *receiver {
 	r := &receiver{secrets: []string{testSecret}, answer: answer, counts: map[string]int{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)

@@ -23,7 +23,7 @@ const (
 
 // signedHeader returns the headers of a delivery of body signed with secrets
 // at ts.
-func signedHeader(t *testing.T, secrets []string, id string, ts time.Time, body []byte) http.Header {
+func signedHeader(t testing.TB, secrets []string, id string, ts time.Time, body []byte) http.Header {
 	t.Helper()
 	sig, err := Sign(secrets, id, ts, body)
 	if err != nil {
