@@ -55,7 +55,7 @@ var catalogDE = map[string]string{
 	// The notice of what happened without the shopper.
 	"notice.expired":            "Ihr bisheriger Warenkorb ist nach 30 Tagen ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
 	"notice.ack":                "OK",
-	"notice.ack.label":          "Diesen Hinweis schließen",
+	"notice.ack.label":          "OK, diesen Hinweis schließen",
 	"dropped.intro.expired":     "Diese Änderungen wurden am abgelaufenen Warenkorb vorgenommen und konnten nicht übernommen werden:",
 	"dropped.intro":             "Diese Änderungen konnten nicht übernommen werden: Der Warenkorb, an dem sie vorgenommen wurden, existiert nicht mehr.",
 	"dropped.add":               "{count} × {name} hinzufügen",
@@ -113,9 +113,9 @@ var catalogDE = map[string]string{
 	"line.available#one":      "Nur noch 1 verfügbar",
 	"line.available#other":    "Nur noch {count} verfügbar",
 	"line.accept_price":       "Neuen Preis übernehmen",
-	"line.accept_price.label": "Neuen Preis von {name} übernehmen",
+	"line.accept_price.label": "Neuen Preis übernehmen: {name}",
 	"line.reduce":             "Auf {count} verringern",
-	"line.reduce.label":       "{name} auf {count} verringern",
+	"line.reduce.label":       "Auf {count} verringern: {name}",
 	"notices.summary#one":     "1 Artikel in Ihrem Warenkorb hat sich geändert, seit Sie ihn hinzugefügt haben. Der Hinweis darunter sagt, wie.",
 	"notices.summary#other":   "{count} Artikel in Ihrem Warenkorb haben sich geändert, seit Sie sie hinzugefügt haben. Die Hinweise darunter sagen, wie.",
 

@@ -58,7 +58,7 @@ var catalogEN = map[string]string{
 	// lost edits, a login merge.
 	"notice.expired":            "Your previous cart expired after 30 days without changes. This is a new cart.",
 	"notice.ack":                "OK",
-	"notice.ack.label":          "Dismiss this notice",
+	"notice.ack.label":          "OK, dismiss this notice",
 	"dropped.intro.expired":     "These changes were made on the expired cart and couldn't be kept:",
 	"dropped.intro":             "These changes couldn't be kept: the cart they were made on no longer exists.",
 	"dropped.add":               "Adding {count} × {name}",
@@ -116,9 +116,9 @@ var catalogEN = map[string]string{
 	"line.available#one":      "Only 1 available",
 	"line.available#other":    "Only {count} available",
 	"line.accept_price":       "Accept new price",
-	"line.accept_price.label": "Accept the new price of {name}",
+	"line.accept_price.label": "Accept new price of {name}",
 	"line.reduce":             "Reduce to {count}",
-	"line.reduce.label":       "Reduce {name} to {count}",
+	"line.reduce.label":       "Reduce to {count}: {name}",
 	"notices.summary#one":     "1 item in your cart changed since you added it. The note under it says how.",
 	"notices.summary#other":   "{count} items in your cart changed since you added them. The notes under them say how.",
 

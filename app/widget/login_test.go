@@ -97,7 +97,7 @@ func TestMergeNotice(t *testing.T) {
 		`Review your order`, `Saved to your account`)
 	notice := []int{0, 2, panelNotices, 0}
 	match(t, app.P().Class("cartsync-merge").Text("2 items from this device were added to your cart."), w, at(notice, 0)...)
-	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
+	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "OK, dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
 
 	// Not before the cart shown includes the merge, and not once hidden.
 	early := st
@@ -230,7 +230,7 @@ func TestExpiredNotice(t *testing.T) {
 	for i, want := range []string{"Adding 2 × T-shirt", "Changing MUG to 3", "Removing Cap", "Emptying the cart"} {
 		match(t, app.Text(want), w, at(notice, 2, i, 0)...)
 	}
-	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "Dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
+	match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "OK, dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 3)...)
 	// Never a silently empty cart: the notice comes with it.
 	match(t, app.P().Class("cartsync-empty").Text("Your cart is empty."), w, 0, 2, panelBody)
 

@@ -60,11 +60,11 @@ func TestLineNotices(t *testing.T) {
 	match(t, app.Div().Class("cartsync-line-notice").Role("group").Aria("label", "Changes to T-shirt"), w, teeM...)
 	match(t, app.Div().Class("cartsync-fix-row").DataSet("notice", "price"), w, at(teeM, 0)...)
 	match(t, app.Text("Price changed from €12.00 to €14.00"), w, at(teeM, 0, 0, 0)...)
-	matchFix(t, w, at(teeM, 0, 1), "Accept the new price of T-shirt", "Accept new price")
+	matchFix(t, w, at(teeM, 0, 1), "Accept new price of T-shirt", "Accept new price")
 	match(t, app.Div().Class("cartsync-fix-row").DataSet("notice", "available"), w, at(teeM, 1)...)
 	match(t, app.Text("Only 3 available"), w, at(teeM, 1, 0, 0)...)
 	// 4 in two sizes, 3 available: this size comes down to 1.
-	matchFix(t, w, at(teeM, 1, 1), "Reduce T-shirt to 1", "Reduce to 1")
+	matchFix(t, w, at(teeM, 1, 1), "Reduce to 1: T-shirt", "Reduce to 1")
 
 	mug := at(lines, 2, notice)
 	match(t, app.Text("No longer available"), w, at(mug, 0, 0, 0)...)
@@ -125,7 +125,7 @@ func TestReviewWithNotices(t *testing.T) {
 	match(t, app.Text(" €28.00"), w, 0, 2, panelBody, 0, 1, 1)
 	match(t, app.Text("€9.00"), w, 0, 2, panelBody, 2, 1, 0, 0)
 	match(t, app.Text("Price changed from €12.00 to €14.00"), w, 0, 2, panelBody, 0, 2, 0, 0, 0)
-	matchFix(t, w, []int{0, 2, panelBody, 0, 2, 0, 1}, "Accept the new price of T-shirt", "Accept new price")
+	matchFix(t, w, []int{0, 2, panelBody, 0, 2, 0, 1}, "Accept new price of T-shirt", "Accept new price")
 	matchFix(t, w, []int{0, 2, panelBody, 2, 2, 0, 1}, "Remove Mug from cart", "Remove")
 
 	// Checkout waits until every notice is settled, and says so.

@@ -270,8 +270,8 @@ func TestBrowserCatalogNotices(t *testing.T) {
 	withdrawn.Sellable = false
 	srv.putItems(srv.item(mugSKU, mugName, "mug.svg", 1400, 2), withdrawn)
 	rows := []string{
-		"price: Price changed from €12.00 to €14.00 | Accept new price (Accept the new price of " + mugName + ")",
-		"available: Only 2 available | Reduce to 2 (Reduce " + mugName + " to 2)",
+		"price: Price changed from €12.00 to €14.00 | Accept new price (Accept new price of " + mugName + ")",
+		"available: Only 2 available | Reduce to 2 (Reduce to 2: " + mugName + ")",
 		"unavailable: No longer available | Remove (Remove " + teeName + " from cart)",
 	}
 	waitRows(tb, srv.origin(), ".cartsync-lines", rows...)
