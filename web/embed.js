@@ -533,8 +533,10 @@
     host.className = 'cartsync-shell';
     Object.assign(host.style, { display: 'block', width: '100%', height: '100%' });
     const root = host.attachShadow({ mode: 'open' });
-    const style = getComputedStyle(mountEl);
-    const color = (k) => style.getPropertyValue('--cartsync-' + k).trim() || WIDGET_COLORS[k];
+    // The page's --cartsync-* properties reach into the shadow root by
+    // inheritance: no getComputedStyle, which would make the browser
+    // compute the page's styles now, while it is still loading.
+    const color = (k) => `var(--cartsync-${k}, ${WIDGET_COLORS[k]})`;
     const button = document.createElement('button');
     button.type = 'button';
     button.setAttribute('aria-haspopup', 'dialog');
