@@ -5,8 +5,6 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/text/unicode/norm"
 )
 
 // Text in a cart is Unicode in Normalization Form C. SKUs, option keys and
@@ -17,16 +15,16 @@ import (
 // would make two lines look the same, or reorder what is shown.
 
 // NormalizeText returns s in Unicode Normalization Form C.
-func NormalizeText(s string) string { return norm.NFC.String(s) }
+func NormalizeText(s string) string { return nfc(s) }
 
 // normalizeKey is an option key as stored: NFC, trimmed, lower-cased (the
 // lower-casing can leave text that is not NFC, so it is normalized again).
 func normalizeKey(k string) string {
-	return norm.NFC.String(strings.ToLower(strings.TrimSpace(norm.NFC.String(k))))
+	return nfc(strings.ToLower(strings.TrimSpace(nfc(k))))
 }
 
 // normalizeValue is an option value as stored: NFC and trimmed.
-func normalizeValue(v string) string { return strings.TrimSpace(norm.NFC.String(v)) }
+func normalizeValue(v string) string { return strings.TrimSpace(nfc(v)) }
 
 // invisible reports whether r is a control or invisible character: C0 and
 // C1 controls (Cc), format characters (Cf: zero-width space and joiners,
