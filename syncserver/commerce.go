@@ -148,14 +148,16 @@ type Uncacher interface {
 // their cart; each of their reconnections would otherwise be a database
 // read that finds nothing.
 type NewCartNoter interface {
-	NoteNewCart(cartID string)
+	// NoteNewCart is called before the device gets its token; it
+	// must not fail the issuance.
+	NoteNewCart(ctx context.Context, cartID string)
 }
 
 // noteNewCart tells the store, if it wants to know, that cartID was just
 // issued to a new device.
-func (s *Server) noteNewCart(cartID string) {
+func (s *Server) noteNewCart(ctx context.Context, cartID string) {
 	if n, ok := s.store.(NewCartNoter); ok {
-		n.NoteNewCart(cartID)
+		n.NoteNewCart(ctx, cartID)
 	}
 }
 

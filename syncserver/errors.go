@@ -14,9 +14,16 @@ import (
 // status (HTTPStatus). The core returns domain errors (ErrCartExpired,
 // ErrCartGone, ...) or, for what is the client's fault, *protocol.Error.
 
-// errCartExpired is cart_expired for cartID, the same on every route.
+// errCartExpired is cart_expired for cartID, the same on every route: a
+// guest cart is replaced by a new device token's; a user cart answers
+// cart_expired until the purge has dropped its record, after which the
+// user starts a new, empty one.
 func errCartExpired(cartID string) *protocol.Error {
-	e := protocol.Errorf(protocol.ErrCartExpired, "cart %s expired after a long time without changes; a new device token (a hello without one, or POST /v1/devices) gets a fresh cart", cartID)
+	msg := "guest cart %s expired after a long time without changes; a new device token (a hello without one, or POST /v1/devices) gets a fresh cart"
+	if cartKind(cartID) == KindUser {
+		msg = "user cart %s expired after a long time without changes; the user gets a new, empty cart once its record is purged"
+	}
+	e := protocol.Errorf(protocol.ErrCartExpired, msg, cartID)
 	e.Cart = cartID
 	return e
 }

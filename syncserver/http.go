@@ -196,7 +196,7 @@ func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	s.noteNewCart(id.CartID)
+	s.noteNewCart(r.Context(), id.CartID)
 	writeJSON(w, http.StatusCreated, DeviceResponse{DeviceToken: id.Token, CartID: id.CartID})
 }
 

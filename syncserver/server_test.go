@@ -448,7 +448,7 @@ type notingStore struct {
 	new []string
 }
 
-func (s *notingStore) NoteNewCart(cartID string) {
+func (s *notingStore) NoteNewCart(_ context.Context, cartID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.new = append(s.new, cartID)

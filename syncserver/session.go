@@ -63,11 +63,11 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	defer release()
 	// The origin was checked above, whole; the library's check would
 	// compare hosts only.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
+		release()
 		s.log.Info("websocket accept", logkey.Err, err)
 		return
 	}
@@ -77,6 +77,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		release()
 		conn.Close(websocket.StatusGoingAway, "server is shutting down")
 		return
 	}
@@ -84,14 +85,23 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.metrics.connections.Inc()
-	defer func() {
-		s.metrics.connections.Dec()
-		s.mu.Lock()
-		delete(s.sessions, ss)
-		s.mu.Unlock()
-		s.wg.Done()
+	// The connection is the library's now: the HTTP server's goroutine,
+	// whose stack grew through the handshake, returns, and a new one
+	// with a small stack reads the connection for its life. (The request's
+	// context ends when the handler returns; its values, the client's
+	// address among them, are kept.)
+	ctx := context.WithoutCancel(r.Context())
+	go func() {
+		defer func() {
+			release()
+			s.metrics.connections.Dec()
+			s.mu.Lock()
+			delete(s.sessions, ss)
+			s.mu.Unlock()
+			s.wg.Done()
+		}()
+		ss.readLoop(ctx)
 	}()
-	ss.readLoop(r.Context())
 }
 
 // readLoop handles the client's messages one at a time until the
@@ -130,7 +140,7 @@ func (ss *session) readLoop(ctx context.Context) {
 		if !ss.begin() {
 			return // shutting down: the unacked message will be resent
 		}
-		ok := ss.handle(ctx, typ, data)
+		ok := ss.handleAside(ctx, typ, data)
 		if !ss.end() {
 			return
 		}
@@ -146,6 +156,17 @@ func (ss *session) readLoop(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// handleAside handles one message on a goroutine of its own and waits for
+// it: the reader's stack stays as small as reading needs, instead of
+// keeping, for the connection's life, what the deepest message handled
+// (a hello through the store) grew it to. Messages are still handled one
+// at a time, in order.
+func (ss *session) handleAside(ctx context.Context, typ websocket.MessageType, data []byte) bool {
+	done := make(chan bool, 1)
+	go func() { done <- ss.handle(ctx, typ, data) }()
+	return <-done
 }
 
 // begin marks the session busy; false if it is shutting down.
@@ -289,7 +310,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	case id.Token != "":
 		// A device issued just now has no cart yet.
 		snap = emptyHelloCart(id.CartID, m.Client)
-		s.noteNewCart(id.CartID)
+		s.noteNewCart(ctx, id.CartID)
 	default:
 		// Subscribe first, then load once: the load both says whether
 		// the guest cart can still be used and is the snapshot.
@@ -308,7 +329,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 			ss.joined = false
 			id, _ = s.authenticateDevice("")
 			snap = emptyHelloCart(id.CartID, m.Client)
-			s.noteNewCart(id.CartID)
+			s.noteNewCart(ctx, id.CartID)
 		} else {
 			c, seqs, serr := snapshotOf(id.CartID, []string{m.Client}, rec, err)
 			s.annotate(ctx, c)

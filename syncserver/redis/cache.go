@@ -184,16 +184,33 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 	return rec, nil
 }
 
-// NoteNewCart remembers cartID, just issued to a new device, as missing, in
-// the background (syncserver.NewCartNoter): its loads are then answered by
-// Redis until the first commit replaces the mark. Like a fill after a read
-// that found nothing, the mark is dropped if the cart was committed or
-// repaired before it is written.
-func (c *Cache) NoteNewCart(cartID string) {
-	if asked, cleared := c.readable(cartID); asked {
-		c.enqueue(cacheWrite{cartID: cartID, cleared: cleared})
+// NoteNewCart remembers cartID, just issued to a new device, as missing
+// (syncserver.NewCartNoter): the device's loads are then answered by Redis
+// until its first commit replaces or deletes the mark. The mark is written
+// before NoteNewCart returns, that is before the device has its token, so
+// that no commit on the cart, on any instance, can come before it (a mark
+// written later could hide a commit that leaves no entry in Redis, such as
+// a login's binding of the guest cart). It lives newCartTTL at most: a
+// visitor's next pages come within it, and tokens that never come back
+// (bots, one-page visits) do not fill Redis for the whole cache TTL. When
+// Redis does not answer in time, there is no mark and nothing else
+// changes.
+func (c *Cache) NoteNewCart(ctx context.Context, cartID string) {
+	if asked, _ := c.readable(cartID); !asked {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	ttl := max(min(c.ttl, newCartTTL).Milliseconds(), 1)
+	err := plain(missingScript.Run(ctx, c.client, []string{c.key(cartID)}, ttl).Err())
+	c.outcome(err)
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("redis cache: new cart mark", logkey.Cart, cartID, logkey.Err, err)
 	}
 }
+
+// newCartTTL bounds how long a new device's missing mark lives.
+const newCartTTL = time.Hour
 
 // errMissing means the cache knows the cart does not exist.
 var errMissing = errors.New("redis: cart known missing")

@@ -986,8 +986,7 @@ func TestCacheNoteNewCart(t *testing.T) {
 	c1 := newCache(t, next1, newClient(t, ""), prefix, time.Minute, testLogger(t))
 	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
 	var _ syncserver.NewCartNoter = c1
-	c1.NoteNewCart("new-cart")
-	settle(t, c1)
+	c1.NoteNewCart(t.Context(), "new-cart")
 	for i := range 3 {
 		if _, err := c1.Load(t.Context(), "new-cart", []string{"d1"}); !errors.Is(err, syncserver.ErrCartNotFound) {
 			t.Fatalf("Load %d of a new cart = %v, want ErrCartNotFound", i, err)
@@ -1005,9 +1004,33 @@ func TestCacheNoteNewCart(t *testing.T) {
 	// with random ids, but must not hide a cart): the mark is not written.
 	mutate(t, c2, "old-cart", []string{"d1"}, add("d1", 1))
 	settle(t, c2)
-	c1.NoteNewCart("old-cart")
+	c1.NoteNewCart(t.Context(), "old-cart")
 	settle(t, c1)
 	if rec := load(t, c1, "old-cart", "d1"); rec.Cart.Version != 1 {
 		t.Errorf("a noted cart that exists: version %d, want 1", rec.Cart.Version)
+	}
+}
+
+// The mark is written before NoteNewCart returns: a commit that leaves no
+// entry in Redis (a login binding the guest cart, at version 0) on another
+// instance afterwards deletes it, and the cart is never hidden.
+func TestCacheNoteNewCartThenUncachedCommit(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	c1 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c1.NoteNewCart(t.Context(), "g-bound")
+	mutate(t, c2, "g-bound", nil, func(rec *syncserver.Record) error {
+		rec.Meta.Kind = syncserver.KindGuest
+		rec.Meta.MergedInto = "u-1"
+		return nil
+	})
+	settle(t, c2)
+	settle(t, c1)
+	for _, c := range []*cartredis.Cache{c1, c2} {
+		rec, err := c.Load(t.Context(), "g-bound", nil)
+		if err != nil || rec.Meta.MergedInto != "u-1" {
+			t.Fatalf("Load after the binding = %+v, %v; want the bound guest cart", rec, err)
+		}
 	}
 }

@@ -50,6 +50,7 @@ type config struct {
 	editors    int
 	timeout    time.Duration
 	serverProf string
+	sources    int
 
 	apiKey, hookSecret, hookListen string
 	catalogItems, writers          int
@@ -65,7 +66,7 @@ func main() {
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
 	flag.IntVar(&c.pgConns, "postgres-conns", 16, "connections for the Postgres baseline: the server's pool size")
-	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; commerce: catalog uploads and webhook delivery")
+	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; idle: the server's memory and goroutines per idle connection; commerce: catalog uploads and webhook delivery")
 	flag.StringVar(&c.serverBin, "server-bin", "", "restart: the cartsync binary to start, restart and stop, on the address of -server")
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
@@ -76,6 +77,7 @@ func main() {
 	flag.StringVar(&c.hookListen, "webhook-listen", "127.0.0.1:0", "commerce: where this program receives the server's webhooks (the server's -webhook-url)")
 	flag.IntVar(&c.catalogItems, "catalog-items", 50000, "commerce: catalog items to upload")
 	flag.IntVar(&c.writers, "writers", 64, "commerce: devices editing at once")
+	flag.IntVar(&c.sources, "source-addrs", 4, "idle: loopback source addresses the connections come from (127.0.0.1 up)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -93,6 +95,21 @@ func main() {
 	if c.scenario == "commerce" {
 		err := runCommerce(context.Background(), commerceConfig{server: c.server, apiKey: c.apiKey, secret: c.hookSecret,
 			listen: c.hookListen, items: c.catalogItems, writers: c.writers, window: c.duration})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.scenario == "idle" {
+		u, err := url.Parse(c.server)
+		if err != nil || c.serverBin == "" {
+			fmt.Fprintln(os.Stderr, "idle needs -server-bin and an http:// -server")
+			os.Exit(2)
+		}
+		err = runIdle(context.Background(), idleConfig{restartConfig: restartConfig{
+			bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(), clients: c.clients,
+		}, sources: max(c.sources, 1)})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
