@@ -38,9 +38,8 @@ type Config struct {
 	// a same-site storefront (cart.shop.com in shop.com), so that starting
 	// its WebAssembly does not block the storefront's main thread
 	// (docs/benchmarks.md, cartsync-hostbench -sites same-oac). The widget
-	// uses neither document.domain nor memory shared with its host. Off by
-	// default for now: the browser tests' harness reaches the widget's
-	// frame only while it shares the page's process.
+	// uses neither document.domain nor memory shared with its host. The
+	// program turns it on unless told not to (-origin-agent-cluster).
 	OriginAgentCluster bool
 	Logger             *slog.Logger
 }

@@ -11,9 +11,11 @@
 // so that the widget's service worker runs as it would over https.
 //
 // A third embed, same-oac, is same-site with the widget page served with
-// Origin-Agent-Cluster: ?1 (webui.Config.OriginAgentCluster), which makes
-// Chromium give the widget a process of its own: the benchmark puts a proxy
-// adding that header in front of the cart server, on another port.
+// Origin-Agent-Cluster: ?1, which makes Chromium give the widget a process
+// of its own. That is the server's default (-origin-agent-cluster); the
+// benchmark starts the server without it, so that same shows what a
+// same-site embed costs without the header, and puts a proxy adding it in
+// front of the cart server, on another port, for same-oac.
 //
 // For each site and CPU throttling rate it loads both pages, interleaved,
 // -runs times cold (a fresh browser context: no cache, no storage, no
@@ -195,8 +197,10 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	// Without the header (-origin-agent-cluster=false) for same and
+	// cross; the proxy adds it back for same-oac, the server's default.
 	args := []string{"-addr", fmt.Sprintf("127.0.0.1:%d", cartPort), "-log-level", "error", "-data", filepath.Join(dir, "data"),
-		"-web", web, "-allowed-origins", strings.Join([]string{e.shops["same"], e.shops["same-oac"], e.shops["cross"]}, ",")}
+		"-origin-agent-cluster=false", "-web", web, "-allowed-origins", strings.Join([]string{e.shops["same"], e.shops["same-oac"], e.shops["cross"]}, ",")}
 	args = append(args, strings.Fields(cfg.serverArgs)...)
 	srv := exec.CommandContext(ctx, cfg.serverBin, args...)
 	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr

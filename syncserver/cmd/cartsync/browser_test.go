@@ -38,17 +38,25 @@ import (
 // $CARTSYNC_TEST_CHROMIUM (which adds the headless flags), or
 // /usr/bin/chromium with those flags. Without either the test is skipped,
 // or fails where the services are required.
+// sharedWidgetProcess has the browser ignore the widget page's
+// Origin-Agent-Cluster header, which the server sends by default: with it,
+// Chromium runs a same-site widget in a process of its own (what a
+// storefront wants, measured by cartsync-hostbench), where this harness's
+// evaluation in the widget's frame and its network emulation of the page do
+// not reach. Everything else about the widget is the same in one process.
+var sharedWidgetProcess = chromedp.Flag("disable-features", "OriginIsolationHeader")
+
 func chromium(t *testing.T) []chromedp.ExecAllocatorOption {
 	t.Helper()
 	if p := os.Getenv("CARTSYNC_TEST_CHROMIUM"); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("CARTSYNC_TEST_CHROMIUM: %v", err)
 		}
-		return []chromedp.ExecAllocatorOption{chromedp.ExecPath(p)}
+		return []chromedp.ExecAllocatorOption{chromedp.ExecPath(p), sharedWidgetProcess}
 	}
 	const bare = "/usr/bin/chromium"
 	if _, err := os.Stat(bare); err == nil {
-		opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(bare)}
+		opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(bare), sharedWidgetProcess}
 		for _, f := range []string{"headless", "no-sandbox", "disable-gpu", "disable-background-networking",
 			"disable-component-update", "disable-sync", "no-first-run", "disable-dev-shm-usage"} {
 			opts = append(opts, chromedp.Flag(f, true))

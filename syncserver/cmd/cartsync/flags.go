@@ -27,6 +27,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.WebDir, "web", m.WebDir, "folder of the widget's files: app.wasm, widget.css, icons, embed.js, demo (CARTSYNC_WEB)")
 	fs.StringVar(&m.DemoAddr, "demo-addr", "", "if set, also serve the demo storefront on this address, a second origin allowed to embed the cart (CARTSYNC_DEMO_ADDR)")
 	var secret string
+	fs.BoolVar(&m.OriginAgentCluster, "origin-agent-cluster", true, "send Origin-Agent-Cluster: ?1 with the widget page, so that browsers run the widget in a process of its own on a same-site storefront (cart.shop.com in shop.com) and starting it does not block the storefront's page (CARTSYNC_ORIGIN_AGENT_CLUSTER)")
 	fs.StringVar(&m.DebugAddr, "debug-addr", "", "if set, serve Go's profiler (/debug/pprof/) on this address; keep it on loopback or a private network (CARTSYNC_DEBUG_ADDR)")
 	fs.StringVar(&secret, "auth-hs256-secret", "", "shared secret for HS256 user tokens from the storefront (CARTSYNC_AUTH_HS256_SECRET)")
 	fs.StringVar(&m.Auth.PublicKeyFile, "auth-public-key-file", "", "PEM or JWKS file of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_PUBLIC_KEY_FILE)")

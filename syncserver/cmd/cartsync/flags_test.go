@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +45,28 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	if m.CacheTTL != 24*time.Hour || !m.CatalogOnly || m.MaxHellos != 7 || len(m.AllowedOrigins) != 2 {
 		t.Errorf("cache TTL %v, catalog only %v, max hellos %d, origins %v; want 24h, true, 7 (the flag wins), 2 origins",
 			m.CacheTTL, m.CatalogOnly, m.MaxHellos, m.AllowedOrigins)
+	}
+}
+
+// The widget page asks for a process of its own unless the operator turns
+// it off.
+func TestOriginAgentClusterByDefault(t *testing.T) {
+	web := repoWeb(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "?1"},
+		{[]string{"-origin-agent-cluster=false"}, ""},
+	} {
+		m := startMain(t, append([]string{"-web", web}, tc.args...)...)
+		resp, err := http.Get(m.URL() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Origin-Agent-Cluster"); resp.StatusCode != http.StatusOK || got != tc.want {
+			t.Errorf("%v: GET / = %d, Origin-Agent-Cluster %q; want 200 and %q", tc.args, resp.StatusCode, got, tc.want)
+		}
 	}
 }

@@ -61,38 +61,41 @@ func main() {
 // Main is the program: configuration, wiring and lifetime. Tests run the
 // real server through it on a free port.
 type Main struct {
-	Addr            string
-	DataDir         string
-	PostgresURL     string
-	PostgresConns   int
-	RedisURL        string
-	RedisPrefix     string
-	AllowedOrigins  []string
-	WebDir          string
-	DemoAddr        string
-	DebugAddr       string
-	Auth            auth.Config
-	DefaultPolicy   string
-	GuestRetention  time.Duration
-	UserRetention   time.Duration
-	PurgeInterval   time.Duration
-	CacheTTL        time.Duration
-	ShutdownTimeout time.Duration
-	ShutdownSpread  time.Duration
-	MaxHellos       int
-	APIKeys         []string
-	CatalogOnly     bool
-	CheckoutTTL     time.Duration
-	AbandonGuest    time.Duration
-	AbandonUser     time.Duration
-	AbandonInterval time.Duration
-	WebhookURL      string
-	WebhookSecrets  []string
-	WebhookWindow   time.Duration
-	EventRetention  time.Duration
-	IPLimits        syncserver.IPLimits
-	LogLevel        slog.Level
-	Logger          *slog.Logger
+	Addr           string
+	DataDir        string
+	PostgresURL    string
+	PostgresConns  int
+	RedisURL       string
+	RedisPrefix    string
+	AllowedOrigins []string
+	WebDir         string
+	DemoAddr       string
+	DebugAddr      string
+	// OriginAgentCluster asks browsers for a process of the widget's own
+	// (webui.Config.OriginAgentCluster).
+	OriginAgentCluster bool
+	Auth               auth.Config
+	DefaultPolicy      string
+	GuestRetention     time.Duration
+	UserRetention      time.Duration
+	PurgeInterval      time.Duration
+	CacheTTL           time.Duration
+	ShutdownTimeout    time.Duration
+	ShutdownSpread     time.Duration
+	MaxHellos          int
+	APIKeys            []string
+	CatalogOnly        bool
+	CheckoutTTL        time.Duration
+	AbandonGuest       time.Duration
+	AbandonUser        time.Duration
+	AbandonInterval    time.Duration
+	WebhookURL         string
+	WebhookSecrets     []string
+	WebhookWindow      time.Duration
+	EventRetention     time.Duration
+	IPLimits           syncserver.IPLimits
+	LogLevel           slog.Level
+	Logger             *slog.Logger
 
 	store    syncserver.Store
 	bus      syncserver.Bus

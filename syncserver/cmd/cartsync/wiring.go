@@ -223,7 +223,7 @@ func (m *Main) routes(reg *prometheus.Registry) *http.ServeMux {
 	mux.Handle("GET /healthz", m.sync.HealthHandler(false))
 	mux.Handle("GET /readyz", m.sync.HealthHandler(true))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, Logger: m.Logger})
+	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, OriginAgentCluster: m.OriginAgentCluster, Logger: m.Logger})
 	if err != nil {
 		// The sync API works without the widget (native apps).
 		m.Logger.Warn("widget not served", logkey.Err, err)
