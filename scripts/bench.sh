@@ -5,10 +5,12 @@
 # comparison. Extra arguments go to cartsync-bench (see -h).
 #
 #   scripts/bench.sh restart [-clients N] [-editors N] ...
+#   scripts/bench.sh idle [-clients N] [-source-addrs N]
 #
 # runs the restart scenario instead: cartsync-bench starts the server itself
 # on the same services, connects the clients, restarts the server with
-# SIGTERM and times their return (docs/benchmarks.md).
+# SIGTERM and times their return (docs/benchmarks.md); idle measures the
+# server's memory and goroutines per idle connection.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,6 +60,22 @@ machine() {
 # per-address limits meant for the open internet.
 unlimited="-max-conns-per-ip -1 -rate-per-ip -1 -devices-per-ip -1"
 
+idle() {
+	local port
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	TMPDIR=$WORK "$WORK/cartsync-bench" -scenario idle -server "http://127.0.0.1:$port" \
+		-server-bin "$WORK/cartsync" \
+		-server-args "-log-level warn -data $WORK/data-idle -postgres-url $CARTSYNC_TEST_POSTGRES_URL -redis-url $CARTSYNC_TEST_REDIS_URL -redis-prefix bench-idle-$$: $unlimited" "$@"
+}
+
+if [[ ${1:-} == idle ]]; then
+	shift
+	machine
+	log "idle connections"
+	idle "$@"
+	exit
+fi
+
 if [[ ${1:-} == restart ]]; then
 	shift
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -104,6 +122,11 @@ for _ in $(seq 100); do
 done
 "$WORK/cartsync-bench" -scenario commerce -server "http://127.0.0.1:$port" -api-key "$key" \
 	-webhook-secret "$secret" -webhook-listen "127.0.0.1:$hookport" -duration 20s
+
+log "idle connections: server memory and goroutines per connection"
+kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+server_pid=
+idle -clients 10000
 
 log "widget in a storefront page: blocking time, LCP, load, add() latency (headless Chromium)"
 go build -o "$WORK/cartsync-hostbench" ./syncserver/cmd/cartsync-hostbench
