@@ -59,7 +59,7 @@ func TestOriginAgentClusterByDefault(t *testing.T) {
 		{nil, "?1"},
 		{[]string{"-origin-agent-cluster=false"}, ""},
 	} {
-		m := startMain(t, append([]string{"-web", web}, tc.args...)...)
+		m := startMain(t, append([]string{"-web", web, "-data", t.TempDir()}, tc.args...)...)
 		resp, err := http.Get(m.URL() + "/")
 		if err != nil {
 			t.Fatal(err)
