@@ -208,8 +208,16 @@ func compressedSizes(name string, b []byte) (gz, br int, brFrom string, err erro
 			return gz, int(fi.Size()), filepath.Base(name + ".br"), nil
 		}
 	}
+	// As syncserver/cmd/precompress compresses: quality 11, the default
+	// window (4 MiB), so that both ways give the size that is served.
 	start := time.Now()
-	br, err = brotliSize(b, brotli.BestCompression)
+	var bw countWriter
+	zb := brotli.NewWriterLevel(&bw, brotli.BestCompression)
+	if _, err := zb.Write(b); err != nil {
+		return 0, 0, "", err
+	}
+	err = zb.Close()
+	br = bw.n
 	fmt.Fprintf(os.Stderr, "wasmsize: brotli quality 11 of %s took %v\n", filepath.Base(name), time.Since(start).Round(time.Second))
 	return gz, br, "", err
 }
