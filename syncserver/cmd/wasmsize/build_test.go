@@ -48,6 +48,9 @@ func TestReportOfATinyBuild(t *testing.T) {
 	if r.Gzip <= 0 || r.Brotli <= 0 || r.Brotli >= r.Gzip || r.Gzip >= r.Raw {
 		t.Errorf("raw %d, gzip %d, brotli %d: want raw > gzip > brotli > 0", r.Raw, r.Gzip, r.Brotli)
 	}
+	if len(r.DataParts) != 4 || r.DataParts[0].Raw == 0 || r.DataParts[2].Raw == 0 {
+		t.Errorf("data parts %+v: want the pclntab's names, files and pc tables and the rest", r.DataParts)
+	}
 	by := map[string]*pkgSize{}
 	code, br := 0, 0.0
 	for _, p := range r.Packages {
@@ -80,7 +83,7 @@ func TestReportOfATinyBuild(t *testing.T) {
 	if err := r.write(&out, 3); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"./testdata/hello for js/wasm", "code by group", "runtime and standard library", "project", "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet", "more)"} {
+	for _, want := range []string{"./testdata/hello for js/wasm", "code by group", "pclntab: function names", "runtime and standard library", "project", "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet", "more)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}

@@ -10,8 +10,12 @@
 // writes those names with each rune other than a letter, digit, '_' or '.'
 // replaced by '_', so the names are matched against the packages `go list
 // -deps` gives for the same build. The code section holds each function's
-// body; the data section (type descriptors, strings, the pclntab, tables)
-// carries no symbol names in wasm and is reported as one part.
+// body. The data section carries no symbol names in wasm, so it is not
+// split by package; where the header of the runtime's function table
+// (pclntab) is found, the report splits off its function names, file
+// tables and pc-value tables, which grow with the number of functions,
+// from the rest (type descriptors, strings, function records, findfunctab
+// and the packages' own tables).
 //
 //	go run ./syncserver/cmd/wasmsize                       # build ./app and report
 //	go run ./syncserver/cmd/wasmsize -shipped web/app.wasm # sizes of the built file (and its .br)

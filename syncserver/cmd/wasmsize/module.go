@@ -57,6 +57,12 @@ type function struct {
 	Size   int    // bytes of its entry in the code section, size field included
 }
 
+// segment is an active data segment: Size bytes at Offset in the file
+// are copied to linear memory at Addr when the module starts.
+type segment struct {
+	Addr, Offset, Size int
+}
+
 // module is what parseModule reads from a wasm binary.
 type module struct {
 	Size      int // whole file
@@ -65,7 +71,8 @@ type module struct {
 	Funcs     []function
 	DataBytes int // data segment contents, without their headers
 	DataSegs  int
-	HasNames  bool // a "name" section with function names was present
+	Segments  []segment // active segments placed by an i32.const address
+	HasNames  bool      // a "name" section with function names was present
 }
 
 // section returns the total size of the sections with this id (and name, for custom ones).
@@ -127,8 +134,12 @@ func parseModule(b []byte) (*module, error) {
 		case secData:
 			n := sr.u32("data segment count")
 			for i := 0; i < n && sr.err == nil; i++ {
-				m.DataBytes += readSegment(sr)
+				seg, placed := readSegment(sr)
+				m.DataBytes += seg.Size
 				m.DataSegs++
+				if placed {
+					m.Segments = append(m.Segments, seg)
+				}
 			}
 		}
 		if sr.err != nil {
@@ -191,22 +202,25 @@ func readNames(r *reader, names map[int]string) {
 	}
 }
 
-// readSegment reads one data segment and returns the size of its contents.
-func readSegment(r *reader) int {
+// readSegment reads one data segment. placed says that its address is a
+// constant, as the Go linker writes it.
+func readSegment(r *reader) (seg segment, placed bool) {
+	addr := int64(-1)
 	switch flags := r.u32("data segment flags"); flags {
 	case 0: // active, memory 0, offset expression
-		r.constExpr()
+		addr = r.constExpr()
 	case 1: // passive
 	case 2: // active, explicit memory index
 		r.u32("data memory index")
-		r.constExpr()
+		addr = r.constExpr()
 	default:
 		r.fail("data segment flags")
-		return 0
+		return segment{}, false
 	}
 	n := r.u32("data segment size")
+	seg = segment{Addr: int(addr), Offset: r.off, Size: n}
 	r.bytes(n, "data segment contents")
-	return n
+	return seg, addr >= 0 && r.err == nil
 }
 
 // reader reads LEB128 numbers, names and byte runs, keeping the first error.
@@ -273,14 +287,41 @@ func (r *reader) limits() {
 	r.u32("limits")
 }
 
-// constExpr skips a constant expression: instructions up to the end opcode.
-// Go writes i32.const N; the others are read as far as their operands go.
-func (r *reader) constExpr() {
+// constExpr reads a constant expression, instructions up to the end
+// opcode, and returns its value if it is one i32.const of a non-negative
+// number (Go writes i32.const ADDR), else -1.
+func (r *reader) constExpr() int64 {
+	value, n := int64(-1), 0
 	for r.err == nil {
-		switch op := r.byte("constant expression"); op {
+		op := r.byte("constant expression")
+		n++
+		switch op {
 		case 0x0b: // end
-			return
-		case 0x41, 0x42, 0x23: // i32.const, i64.const (LEB128), global.get
+			if n != 2 {
+				return -1
+			}
+			return value
+		case 0x41: // i32.const, signed LEB128
+			var v int64
+			shift := 0
+			for r.err == nil {
+				c := r.byte("i32.const operand")
+				v |= int64(c&0x7f) << shift
+				shift += 7
+				if c&0x80 == 0 {
+					if c&0x40 != 0 && shift < 64 {
+						v |= -1 << shift
+					}
+					break
+				}
+				if shift > 35 {
+					r.fail("i32.const operand")
+				}
+			}
+			if v >= 0 {
+				value = v
+			}
+		case 0x42, 0x23: // i64.const (LEB128), global.get
 			for r.byte("constant operand")&0x80 != 0 && r.err == nil {
 			}
 		case 0x44: // f64.const
@@ -291,4 +332,5 @@ func (r *reader) constExpr() {
 			r.fail("constant expression opcode")
 		}
 	}
+	return -1
 }

@@ -92,6 +92,16 @@ func TestParseModule(t *testing.T) {
 	if m.DataSegs != 2 || m.DataBytes != len("hello")+len("world!!") {
 		t.Errorf("data: %d segments, %d bytes; want 2, 12", m.DataSegs, m.DataBytes)
 	}
+	if len(m.Segments) != 2 || m.Segments[0].Addr != 4096 || m.Segments[1].Addr != 4112 {
+		t.Fatalf("segments %+v, want them at 4096 and 4112", m.Segments)
+	}
+	mem := memoryImage(m, b)
+	if len(mem) != 4112+7 || string(mem[4096:4101]) != "hello" || string(mem[4112:]) != "world!!" {
+		t.Errorf("memory image of %d bytes: %q ... %q", len(mem), mem[4096:min(len(mem), 4101)], mem[min(len(mem), 4112):])
+	}
+	if parts := pclntabParts(mem); parts != nil {
+		t.Errorf("found a pclntab in a module without one: %+v", parts)
+	}
 	total := len(wasmHeader)
 	for _, s := range m.Sections {
 		if b[s.Offset] != s.ID {

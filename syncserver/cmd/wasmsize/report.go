@@ -27,7 +27,15 @@ type report struct {
 	Code, Data, Other    int // parts of the shipped file
 	DataSegs, Funcs      int
 	BrCode, BrData, BrOt float64
+	DataParts            []dataSize // the data section split, when the runtime's tables are found
 	Packages             []*pkgSize
+}
+
+// dataSize is a part of the data section.
+type dataSize struct {
+	Name   string
+	Raw    int // bytes of memory (the file omits runs of zeros)
+	Brotli float64
 }
 
 // measure reads the unstripped build full for names and the shipped
@@ -100,9 +108,34 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 		p.Brotli = float64(n)
 		sum += p.Brotli
 	}
-	nd, err := brotliSize(dataBytes, quality)
-	if err != nil {
-		return nil, err
+	var dataPieces [][]byte
+	if mem := memoryImage(sm, sb); mem != nil {
+		if parts := pclntabParts(mem); parts != nil {
+			first, last := parts[0].Start, parts[len(parts)-1].End
+			rest := append(append([]byte{}, mem[:first]...), mem[last:]...)
+			left := r.Data
+			for _, p := range parts {
+				r.DataParts = append(r.DataParts, dataSize{Name: p.Name, Raw: p.End - p.Start})
+				dataPieces = append(dataPieces, mem[p.Start:p.End])
+				left -= p.End - p.Start
+			}
+			r.DataParts = append(r.DataParts, dataSize{Name: "types, strings, func records, findfunctab, tables", Raw: left})
+			dataPieces = append(dataPieces, rest)
+		}
+	}
+	if dataPieces == nil {
+		dataPieces = [][]byte{dataBytes}
+	}
+	nd := 0
+	for i, piece := range dataPieces {
+		n, err := brotliSize(piece, quality)
+		if err != nil {
+			return nil, err
+		}
+		if r.DataParts != nil {
+			r.DataParts[i].Brotli = float64(n)
+		}
+		nd += n
 	}
 	no, err := brotliSize(rest.Bytes(), quality)
 	if err != nil {
@@ -116,6 +149,9 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 	}
 	r.BrData *= scale
 	r.BrOt *= scale
+	for i := range r.DataParts {
+		r.DataParts[i].Brotli *= scale
+	}
 	return r, nil
 }
 
@@ -138,7 +174,10 @@ func (r *report) write(w io.Writer, top int) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(tw, "part\t     raw B\t raw %%\t  brotli B\tbr %%\t\n")
 	row("code", r.Code, r.BrCode, fmt.Sprintf("%d functions", r.Funcs))
-	row("data", r.Data, r.BrData, fmt.Sprintf("%d segments: types, strings, pclntab, tables", r.DataSegs))
+	row("data", r.Data, r.BrData, fmt.Sprintf("%d segments", r.DataSegs))
+	for _, p := range r.DataParts {
+		row("  "+p.Name, p.Raw, p.Brotli, "")
+	}
 	row("other sections", r.Other, r.BrOt, "")
 	fmt.Fprintf(tw, "\t\t\t\t\t\n")
 
