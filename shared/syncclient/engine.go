@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -62,8 +61,9 @@ type Config struct {
 	// BaseURL is the server's HTTP origin, such as
 	// "https://cart.example.com": required by Checkout.
 	BaseURL string
-	// HTTPClient makes Checkout's request; nil means http.DefaultClient.
-	HTTPClient *http.Client
+	// HTTPClient makes Checkout's request; nil means http.DefaultClient,
+	// or in a browser the Fetch API without net/http's Transport.
+	HTTPClient Doer
 	// ClientID identifies this engine's ops; one per tab or process, never
 	// reused with the same Storage. Empty means 128 random bits in hex.
 	// The engine moves to a new random id when the cart changes or the
@@ -204,7 +204,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Rand = rand.Float64
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
+		cfg.HTTPClient = defaultDoer()
 	}
 	e := &Engine{
 		cfg:         cfg,
