@@ -140,3 +140,8 @@ if [[ -f web/app.wasm ]]; then
 	[[ -f web/app.wasm.gz ]] && awk -v n="$(stat -c %s web/app.wasm.gz)" 'BEGIN { printf ", %.2f MiB gzip", n/1048576 }'
 	echo
 fi
+
+if [[ -f web/app.wasm ]]; then
+	log "widget size by package"
+	go run ./syncserver/cmd/wasmsize -shipped web/app.wasm -top 15
+fi
