@@ -324,6 +324,13 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 		b.cmds = nil
 		b.mu.Unlock()
 		for _, cmd := range cmds {
+			select {
+			case <-b.done:
+				// Closed meanwhile: the subscriptions end with the
+				// connection; what is left is not worth a warning each.
+				return
+			default:
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 			var err error
 			if cmd.sub {
