@@ -16,6 +16,7 @@ import (
 	"cartsync/shared/syncclient"
 	"cartsync/syncserver"
 	"cartsync/syncserver/memstore"
+	"cartsync/syncserver/storetest"
 )
 
 // tokenUsers takes "user:<id>" and answers token_expired to "expired:<id>",
@@ -76,6 +77,7 @@ func TestLoginReplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	storetest.StopOnCleanup(t, srv)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"
