@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,35 +17,8 @@ import (
 	"cartsync/syncserver/storetest"
 )
 
-// schemaURL creates a schema of its own for the test and returns the test
-// server's connection string with search_path set to it. The schema is
-// dropped when the test ends.
-func schemaURL(t testing.TB) string {
-	t.Helper()
-	base := storetest.PostgresURL(t)
-	name := storetest.UniqueName(t)
-	ident := pgx.Identifier{name}.Sanitize()
-	exec := func(ctx context.Context, sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(context.WithoutCancel(ctx))
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	return withSearchPath(t, base, name)
-}
+// schemaURL is the test's own Postgres schema (storetest.SchemaURL).
+func schemaURL(t testing.TB) string { return storetest.SchemaURL(t) }
 
 // withSearchPath sets search_path in a URL or a key=value connection string.
 func withSearchPath(t testing.TB, conn, schema string) string {
