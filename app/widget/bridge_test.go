@@ -91,7 +91,7 @@ func TestDecodeRequest(t *testing.T) {
 		{
 			name: "theme", in: `{"cartsync":1,"id":6,"method":"theme","args":[{"accent":"#fff"}]}`, id: "6", method: "theme", nargs: 1,
 			check: func(t *testing.T, c call) {
-				if c.theme["accent"] != "#fff" {
+				if c.theme.props[themeVars["accent"].prop] != "#fff" {
 					t.Errorf("theme = %v", c.theme)
 				}
 			},

@@ -18,7 +18,7 @@ type call struct {
 	qty     int
 	opts    map[string]string
 	details *cart.Details
-	theme   map[string]string
+	theme   *themeRequest
 	token   string      // login
 	policy  cart.Policy // login; "" for the server's default
 }
@@ -55,8 +55,8 @@ func parseCall(r request) (call, error) {
 		}
 		c.opts, err = argOptions(r.args, 1)
 	case methodTheme:
-		// [{accent, background, foreground, font, radius}]
-		c.theme, err = argTheme(r.args, 0)
+		// [{accent, background, ..., locale, checkout, messages}]
+		c.theme, err = parseTheme(r.args)
 	case methodLogin:
 		// [token, {policy}]
 		c.token, c.policy, err = argLogin(r.args)
@@ -177,13 +177,4 @@ func argLogin(args []json.RawMessage) (string, cart.Policy, error) {
 		return "", "", badRequest("policy must be merge, replace, keep or choose, not %.40q", string(p))
 	}
 	return tok, p, nil
-}
-
-func argTheme(args []json.RawMessage, i int) (map[string]string, error) {
-	var theme map[string]string
-	a := arg(args, i)
-	if a == nil || json.Unmarshal(a, &theme) != nil {
-		return nil, badRequest("argument %d (theme) must be an object of strings", i+1)
-	}
-	return theme, nil
 }

@@ -372,12 +372,12 @@ func stringify(v app.Value) (s string, ok bool) {
 
 // exec carries out a request from the host. Edits return once stored.
 func (c *client) exec(ctx context.Context, req request) (any, error) {
-	if req.method == methodTheme {
-		return c.theme(req.args) // language.go
-	}
 	call, err := parseCall(req)
 	if err != nil {
 		return nil, err
+	}
+	if call.method == methodTheme {
+		return c.theme(call.theme) // language.go; needs no engine
 	}
 	eng := c.eng.Load()
 	if eng == nil {

@@ -1,7 +1,6 @@
 package widget
 
 import (
-	"encoding/json"
 	"maps"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
@@ -43,11 +42,7 @@ func (c *client) language() language {
 // locale (texts and prices), the storefront's messages and the checkout
 // mode. Everything is checked before anything changes: a refused theme
 // leaves the widget as it was.
-func (c *client) theme(args []json.RawMessage) (any, error) {
-	t, err := parseTheme(args)
-	if err != nil {
-		return nil, err
-	}
+func (c *client) theme(t *themeRequest) (any, error) {
 	locale := c.locale
 	if t.hasLocale {
 		locale = t.locale

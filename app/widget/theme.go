@@ -250,10 +250,8 @@ type themeRequest struct {
 	messages map[string]string
 }
 
-// parseTheme checks the theme method's argument: an object of strings,
-// but for messages, an object of strings itself. The bridge's decoding of
-// a theme (argTheme) takes strings only, so the widget reads the argument
-// itself.
+// parseTheme checks the theme method's argument (parseCall): an object of
+// strings, but for messages, an object of strings itself.
 func parseTheme(args []json.RawMessage) (*themeRequest, error) {
 	var raw map[string]json.RawMessage
 	if len(args) == 0 || string(args[0]) == "null" || json.Unmarshal(args[0], &raw) != nil || raw == nil {
