@@ -198,15 +198,10 @@ func build(ctx context.Context, c config, out string, strip bool) ([]byte, error
 // the shipped file. A .br beside it that is not older is taken as is
 // (syncserver/cmd/precompress wrote it at the same quality).
 func compressedSizes(name string, b []byte) (gz, br int, brFrom string, err error) {
-	var cw countWriter
-	zw, _ := gzip.NewWriterLevel(&cw, gzip.BestCompression)
-	if _, err := zw.Write(b); err != nil {
+	gz, err = compressedLen(b, func(w io.Writer) io.WriteCloser { z, _ := gzip.NewWriterLevel(w, gzip.BestCompression); return z })
+	if err != nil {
 		return 0, 0, "", err
 	}
-	if err := zw.Close(); err != nil {
-		return 0, 0, "", err
-	}
-	gz = cw.n
 	if fi, err := os.Stat(name + ".br"); err == nil {
 		if src, err := os.Stat(name); err == nil && !fi.ModTime().Before(src.ModTime()) {
 			return gz, int(fi.Size()), filepath.Base(name + ".br"), nil
@@ -215,24 +210,28 @@ func compressedSizes(name string, b []byte) (gz, br int, brFrom string, err erro
 	// As syncserver/cmd/precompress compresses: quality 11, the default
 	// window (4 MiB), so that both ways give the size that is served.
 	start := time.Now()
-	var bw countWriter
-	zb := brotli.NewWriterLevel(&bw, brotli.BestCompression)
-	if _, err := zb.Write(b); err != nil {
-		return 0, 0, "", err
-	}
-	err = zb.Close()
-	br = bw.n
+	br, err = compressedLen(b, func(w io.Writer) io.WriteCloser { return brotli.NewWriterLevel(w, brotli.BestCompression) })
 	fmt.Fprintf(os.Stderr, "wasmsize: brotli quality 11 of %s took %v\n", filepath.Base(name), time.Since(start).Round(time.Second))
 	return gz, br, "", err
 }
 
+// brotliSize is the size of b compressed with brotli at quality, with a
+// 16 MiB window (the shares of the parts of a file).
 func brotliSize(b []byte, quality int) (int, error) {
+	return compressedLen(b, func(w io.Writer) io.WriteCloser {
+		return brotli.NewWriterOptions(w, brotli.WriterOptions{Quality: quality, LGWin: 24})
+	})
+}
+
+// compressedLen is the length of b written through the compressor
+// newWriter makes.
+func compressedLen(b []byte, newWriter func(io.Writer) io.WriteCloser) (int, error) {
 	var cw countWriter
-	bw := brotli.NewWriterOptions(&cw, brotli.WriterOptions{Quality: quality, LGWin: 24})
-	if _, err := bw.Write(b); err != nil {
+	w := newWriter(&cw)
+	if _, err := w.Write(b); err != nil {
 		return 0, err
 	}
-	if err := bw.Close(); err != nil {
+	if err := w.Close(); err != nil {
 		return 0, err
 	}
 	return cw.n, nil
