@@ -34,7 +34,7 @@ type idleConfig struct {
 	sources int
 }
 
-// procStatus reads a process's resident memory in bytes.
+// procRSS reads a process's resident memory in bytes.
 func procRSS(pid int) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

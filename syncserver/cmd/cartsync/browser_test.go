@@ -545,14 +545,7 @@ func startCartServer(t *testing.T, webDir string) *cartServer {
 		t.Fatal(err)
 	}
 	m.demoNoCatalog = true
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		m.Close(ctx)
-	})
+	runMain(t, m)
 	return &cartServer{t: t, m: m}
 }
 

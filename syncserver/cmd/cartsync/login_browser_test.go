@@ -42,14 +42,7 @@ func startLoginServer(t *testing.T) *cartServer {
 	m.demoNoCatalog = true             // the login flows assume no stock limits
 
 	m.Auth.Leeway = -1 // none
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		m.Close(ctx)
-	})
+	runMain(t, m)
 	return &cartServer{t: t, m: m}
 }
 

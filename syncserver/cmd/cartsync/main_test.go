@@ -29,6 +29,13 @@ func startMain(t *testing.T, args ...string) *Main {
 	if err := m.ParseFlags(append([]string{"-addr", "127.0.0.1:0", "-log-level", "error"}, args...), func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
+	runMain(t, m)
+	return m
+}
+
+// runMain runs m and closes it when the test ends.
+func runMain(t testing.TB, m *Main) {
+	t.Helper()
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +44,6 @@ func startMain(t *testing.T, args ...string) *Main {
 		defer cancel()
 		m.Close(ctx)
 	})
-	return m
 }
 
 func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/v1/sync" }
