@@ -47,7 +47,8 @@ var migrations embed.FS
 
 // Store is a Store, CatalogStore and EventStore in a PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group *syncserver.GroupCommitter // nil: a transaction per Mutate
 }
 
 var (
@@ -60,7 +61,8 @@ var (
 type Option func(*config)
 
 type config struct {
-	maxConns int32
+	maxConns   int32
+	committers int
 }
 
 // WithMaxConns sets the size of the connection pool. The default is the
@@ -68,10 +70,18 @@ type config struct {
 // CPUs.
 func WithMaxConns(n int32) Option { return func(c *config) { c.maxConns = n } }
 
+// WithGroupCommit sets how many group-commit batches may commit at once
+// (see syncserver.GroupCommitter); 0 turns group commit off, so that each
+// Mutate is a transaction of its own. The default is a quarter of the
+// pool, at least 2.
+func WithGroupCommit(committers int) Option {
+	return func(c *config) { c.committers = committers }
+}
+
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string) and migrates it to the current schema.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
-	var cfg config
+	cfg := config{committers: -1}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -90,6 +100,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", withCtx(ctx, err))
+	}
+	if cfg.committers < 0 {
+		cfg.committers = max(2, int(pcfg.MaxConns)/4)
+	}
+	if cfg.committers > 0 {
+		s.group = syncserver.NewGroupCommitter(s, s.mutateOne, syncserver.GroupCommitConfig{Committers: cfg.committers})
 	}
 	return s, nil
 }
@@ -177,8 +193,17 @@ func release(ctx context.Context, conn *pgxpool.Conn, inTx bool) {
 	conn.Release()
 }
 
-// Mutate implements syncserver.Store.
+// Mutate implements syncserver.Store: by group commit (see CommitBatch)
+// unless WithGroupCommit turned it off.
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
+	if s.group != nil {
+		return s.group.Mutate(ctx, cartID, clients, fn)
+	}
+	return s.mutateOne(ctx, cartID, clients, fn)
+}
+
+// mutateOne is Mutate in a transaction of its own.
+func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return withCtx(ctx, fmt.Errorf("mutate cart %s: acquire connection: %w", cartID, err))
@@ -221,14 +246,8 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	if expired {
 		return syncserver.ErrCartExpired
 	}
-	if state == nil {
-		rec.Cart = &cart.Cart{ID: cartID}
-	} else {
-		rec.Exists = true
-		rec.Cart = new(cart.Cart)
-		if err := json.Unmarshal(state, rec.Cart); err != nil {
-			return fmt.Errorf("mutate cart %s: decode cart: %w", cartID, err)
-		}
+	if err := decodeState(rec, cartID, state); err != nil {
+		return fmt.Errorf("mutate cart %s: %w", cartID, err)
 	}
 	rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
 

@@ -45,6 +45,8 @@ var migrations embed.FS
 type Store struct {
 	w *sql.DB // one connection: every write transaction, in turn
 	r *sql.DB // read-only connections
+
+	group *syncserver.GroupCommitter // nil: a transaction per Mutate
 }
 
 var (
@@ -59,6 +61,7 @@ type Option func(*config)
 type config struct {
 	busyTimeout time.Duration
 	readers     int
+	groupCommit bool
 }
 
 // WithBusyTimeout sets how long a statement waits for a lock another
@@ -69,10 +72,15 @@ func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTi
 // default is 4.
 func WithReaders(n int) Option { return func(c *config) { c.readers = n } }
 
+// WithGroupCommit turns group commit (see syncserver.GroupCommitter) on or
+// off; it is on by default: the Mutates that queue while one transaction
+// commits are committed together in the next.
+func WithGroupCommit(on bool) Option { return func(c *config) { c.groupCommit = on } }
+
 // Open opens the store in the file at path, creating the file and its
 // directory if needed, and migrates it to the current schema.
 func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	cfg := config{busyTimeout: 5 * time.Second, readers: 4}
+	cfg := config{busyTimeout: 5 * time.Second, readers: 4, groupCommit: true}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -120,6 +128,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if cfg.groupCommit {
+		// One writer: one batch at a time.
+		s.group = syncserver.NewGroupCommitter(s, s.mutateOne, syncserver.GroupCommitConfig{Committers: 1})
 	}
 	return s, nil
 }
@@ -207,8 +219,17 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Mutate implements syncserver.Store. Mutates run one at a time.
+// Mutate implements syncserver.Store. Mutates run one at a time: by group
+// commit (see CommitBatch) unless WithGroupCommit turned it off.
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
+	if s.group != nil {
+		return s.group.Mutate(ctx, cartID, clients, fn)
+	}
+	return s.mutateOne(ctx, cartID, clients, fn)
+}
+
+// mutateOne is Mutate in a transaction of its own.
+func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("mutate cart %s: begin: %w", cartID, err)

@@ -63,6 +63,7 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"Ping", testPing},
 		{"ConcurrentMutate", testConcurrentMutate},
 		{"DifferentCarts", testDifferentCarts},
+		{"MixedOutcomes", testMixedOutcomes},
 		{"ContextCanceled", testContextCanceled},
 		{"ContextDeadlineWhileLocked", testContextDeadlineWhileLocked},
 		{"Merge", testMerge},

@@ -1,0 +1,58 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"cartsync/shared/cart"
+	"cartsync/syncserver"
+)
+
+// CommitBatch implements syncserver.BatchCommitter: one write transaction,
+// and so one WAL sync, for the whole batch. SQLite has one writer, so the
+// transaction holds every cart of the file; the carts are read and written
+// in the order given.
+func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("commit batch: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	loaded := make([]syncserver.BatchLoad, len(carts))
+	for i, c := range carts {
+		rec, err := loadRecord(ctx, tx, c.ID, c.Clients)
+		switch {
+		case errors.Is(err, syncserver.ErrCartNotFound):
+			rec = &syncserver.Record{Cart: &cart.Cart{ID: c.ID}, Seqs: zeroSeqs(c.Clients)}
+		case errors.Is(err, syncserver.ErrCartExpired):
+			loaded[i].Err = syncserver.ErrCartExpired
+			continue
+		case err != nil:
+			return fmt.Errorf("commit batch: cart %s: %w", c.ID, err)
+		}
+		loaded[i].Rec = rec
+	}
+	writes, err := decide(loaded)
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		if err := writeRecord(ctx, tx, w.ID, w.Rec, w.Before); err != nil {
+			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit batch: commit: %w", err)
+	}
+	return nil
+}
+
+// GroupCommitStats implements syncserver.GroupCommitStore.
+func (s *Store) GroupCommitStats() (batches, mutations uint64) {
+	if s.group == nil {
+		return 0, 0
+	}
+	return s.group.Stats()
+}
