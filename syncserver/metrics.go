@@ -44,3 +44,29 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// GroupCommitStore is a store that commits Mutates by group commit (see
+// GroupCommitter).
+type GroupCommitStore interface {
+	// GroupCommitStats returns the batches committed so far and the
+	// Mutates they held; zeros when group commit is off.
+	GroupCommitStats() (batches, mutations uint64)
+}
+
+// RegisterGroupCommit registers the group-commit counters of s:
+// cartsync_commit_batches_total and cartsync_commit_batched_total (their
+// ratio is the mean batch).
+func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
+	batches := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cartsync_commit_batches_total", Help: "Group-commit batches: transactions that committed (or failed) one or more Mutates together.",
+	}, func() float64 { b, _ := s.GroupCommitStats(); return float64(b) })
+	batched := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "cartsync_commit_batched_total", Help: "Mutates committed by group commit, over all batches.",
+	}, func() float64 { _, n := s.GroupCommitStats(); return float64(n) })
+	for _, c := range []prometheus.Collector{batches, batched} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -131,11 +129,7 @@ func (r *receiver) check(created int) {
 // acknowledged: after a restart every one of them is delivered, signed,
 // with no event lost (a redelivery carries the same id).
 func TestWebhooksSurviveSIGKILL(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "cartsync")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 	for name, args := range map[string][]string{"sqlite": {"-data", t.TempDir()}, "postgres": {"-postgres-url", storetest.SchemaURL(t)}} {
 		t.Run(name, func(t *testing.T) {
 			rcv := newReceiver(t)

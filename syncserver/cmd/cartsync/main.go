@@ -65,6 +65,7 @@ type Main struct {
 	DataDir        string
 	PostgresURL    string
 	PostgresConns  int
+	Committers     int // group commit; -1: the store's default, 0: off
 	RedisURL       string
 	RedisPrefix    string
 	AllowedOrigins []string
@@ -97,18 +98,19 @@ type Main struct {
 	LogLevel           slog.Level
 	Logger             *slog.Logger
 
-	store    syncserver.Store
-	bus      syncserver.Bus
-	rdb      *goredis.Client
-	sync     *syncserver.Server
-	http     *http.Server
-	listener net.Listener
-	demo     *http.Server
-	demoLn   net.Listener
-	debug    *http.Server
-	debugLn  net.Listener
-	verifier *auth.Verifier
-	signer   *auth.Signer
+	store     syncserver.Store
+	committed syncserver.GroupCommitStore // the store under the cache, for its counters
+	bus       syncserver.Bus
+	rdb       *goredis.Client
+	sync      *syncserver.Server
+	http      *http.Server
+	listener  net.Listener
+	demo      *http.Server
+	demoLn    net.Listener
+	debug     *http.Server
+	debugLn   net.Listener
+	verifier  *auth.Verifier
+	signer    *auth.Signer
 	// demoSecret, in tests, is the demo storefront's signing secret
 	// instead of a random one.
 	demoSecret []byte
@@ -128,6 +130,7 @@ func NewMain() *Main {
 		DataDir:         "data",
 		WebDir:          "web",
 		RedisPrefix:     "cartsync:",
+		Committers:      -1,
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
 		ShutdownSpread:  2 * time.Second,
@@ -186,6 +189,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := syncserver.RegisterGroupCommit(reg, m.committed); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	if err := m.openWebhooks(reg); err != nil {
 		return err
 	}

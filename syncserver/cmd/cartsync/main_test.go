@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -171,16 +173,8 @@ func TestTwoInstancesBehaveAsOne(t *testing.T) {
 // TestAcknowledgedSurvivesSIGKILL kills the server process the moment an
 // operation is acknowledged; after a restart it is there, exactly once.
 func TestAcknowledgedSurvivesSIGKILL(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "cartsync")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	backends := map[string][]string{"sqlite": {"-data", t.TempDir()}}
-	if os.Getenv("CARTSYNC_TEST_POSTGRES_URL") != "" || os.Getenv("CI") != "" || os.Getenv("CARTSYNC_REQUIRE_SERVICES") == "1" {
-		backends["postgres"] = []string{"-postgres-url", storetest.SchemaURL(t)}
-	}
-	for name, args := range backends {
+	bin := buildServer(t)
+	for name, args := range serverBackends(t) {
 		t.Run(name, func(t *testing.T) {
 			addr := freeAddr(t)
 			base := "http://" + addr
@@ -205,6 +199,44 @@ func TestAcknowledgedSurvivesSIGKILL(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serverBackends returns the store arguments of the program for each
+// store under test: the embedded SQLite file, and Postgres when it is there
+// (always under CI).
+func serverBackends(t *testing.T) map[string][]string {
+	backends := map[string][]string{"sqlite": {"-data", t.TempDir()}}
+	if os.Getenv("CARTSYNC_TEST_POSTGRES_URL") != "" || os.Getenv("CI") != "" || os.Getenv("CARTSYNC_REQUIRE_SERVICES") == "1" {
+		backends["postgres"] = []string{"-postgres-url", storetest.SchemaURL(t)}
+	}
+	return backends
+}
+
+// built is the program, built once for the tests that run it as a
+// process (TestMain removes it).
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// buildServer builds the program once and returns its path.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "cartsync-test-bin")
+		if built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "cartsync")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
 }
 
 func freeAddr(t *testing.T) string {

@@ -34,22 +34,26 @@ import (
 // embedded SQLite file in the data folder.
 func (m *Main) openStore(ctx context.Context) error {
 	if m.PostgresURL != "" {
-		pg, err := postgres.Open(ctx, m.PostgresURL, postgres.WithMaxConns(int32(m.PostgresConns)))
+		opts := []postgres.Option{postgres.WithMaxConns(int32(m.PostgresConns))}
+		if m.Committers >= 0 {
+			opts = append(opts, postgres.WithGroupCommit(m.Committers))
+		}
+		pg, err := postgres.Open(ctx, m.PostgresURL, opts...)
 		if err != nil {
 			// Not into m.store: a nil *Store in the interface would
 			// be closed.
 			return fmt.Errorf("open postgres: %w", err)
 		}
-		m.store = pg
+		m.store, m.committed = pg, pg
 		m.Logger.Info("store", logkey.Kind, "postgres")
 		return nil
 	}
 	path := filepath.Join(m.DataDir, "cartsync.db")
-	lite, err := sqlite.Open(ctx, path)
+	lite, err := sqlite.Open(ctx, path, sqlite.WithGroupCommit(m.Committers != 0))
 	if err != nil {
 		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	m.store = lite
+	m.store, m.committed = lite, lite
 	m.Logger.Info("store", logkey.Kind, "sqlite", logkey.Path, path)
 	return nil
 }
