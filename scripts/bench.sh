@@ -2,7 +2,10 @@
 # The body of `make bench`: starts throwaway Postgres and Redis on loopback,
 # runs the sync server on them, drives it with cartsync-bench (1,000 engine
 # clients by default) and measures Postgres' own single-row insert rate for
-# comparison. Extra arguments go to cartsync-bench (see -h).
+# comparison; then the peer workload (64 shoppers looping add, set quantity,
+# remove, over websocket and HTTP), the same on the embedded SQLite default,
+# the storefront backend, idle connections and the widget. Extra arguments
+# go to the first cartsync-bench run (see -h).
 #
 #   scripts/bench.sh restart [-clients N] [-editors N] ...
 #   scripts/bench.sh idle [-clients N] [-source-addrs N]
@@ -100,9 +103,23 @@ done
 
 machine
 
-log "load"
+log "load (group commit; the baseline at the server's pool size and at 64 connections)"
 "$WORK/cartsync-bench" -server "http://127.0.0.1:$port" \
-	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-conns "$conns" "$@"
+	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-conns "$conns,64" "$@"
+
+log "peer workload: 64 shoppers, add -> set quantity 3 -> remove, over websocket and HTTP"
+"$WORK/cartsync-bench" -scenario peer -server "http://127.0.0.1:$port" -shoppers 64 -duration 15s -warmup 3s
+
+log "the embedded default (SQLite, in-process cache and fan-out): load, its baseline, the peer workload"
+kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+"$WORK/cartsync" -addr "127.0.0.1:$port" -log-level error -data "$WORK/data-sqlite" $unlimited &
+server_pid=$!
+for _ in $(seq 100); do
+	curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+"$WORK/cartsync-bench" -server "http://127.0.0.1:$port" -duration 15s -sqlite-baseline "$WORK"
+"$WORK/cartsync-bench" -scenario peer -server "http://127.0.0.1:$port" -shoppers 64 -duration 15s -warmup 3s
 
 log "storefront backend: catalog uploads, cart events to webhooks"
 kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null

@@ -18,12 +18,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +34,7 @@ import (
 	"cartsync/shared/cart"
 	"cartsync/shared/syncclient"
 	"cartsync/syncserver/postgres"
+	"cartsync/syncserver/sqlite"
 )
 
 type config struct {
@@ -42,7 +45,8 @@ type config struct {
 	warmup   time.Duration
 	think    time.Duration
 	pgURL    string
-	pgConns  int
+	pgConns  string
+	liteDir  string
 
 	scenario   string
 	serverBin  string
@@ -51,6 +55,7 @@ type config struct {
 	timeout    time.Duration
 	serverProf string
 	sources    int
+	shoppers   int
 
 	apiKey, hookSecret, hookListen string
 	catalogItems, writers          int
@@ -65,8 +70,9 @@ func main() {
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
-	flag.IntVar(&c.pgConns, "postgres-conns", 16, "connections for the Postgres baseline: the server's pool size")
-	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; idle: the server's memory and goroutines per idle connection; commerce: catalog uploads and webhook delivery")
+	flag.StringVar(&c.pgConns, "postgres-conns", "16", "connections for the Postgres baseline, comma-separated: the server's pool size, and more to compare at higher concurrency")
+	flag.StringVar(&c.liteDir, "sqlite-baseline", "", "if set, also measure single-row durable inserts/s into a scratch SQLite file in this folder (when the server runs on its embedded SQLite store)")
+	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; idle: the server's memory and goroutines per idle connection; peer: -shoppers each loop add, set quantity 3, remove, over the websocket and then over HTTP; commerce: catalog uploads and webhook delivery")
 	flag.StringVar(&c.serverBin, "server-bin", "", "restart: the cartsync binary to start, restart and stop, on the address of -server")
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
@@ -77,6 +83,7 @@ func main() {
 	flag.StringVar(&c.hookListen, "webhook-listen", "127.0.0.1:0", "commerce: where this program receives the server's webhooks (the server's -webhook-url)")
 	flag.IntVar(&c.catalogItems, "catalog-items", 50000, "commerce: catalog items to upload")
 	flag.IntVar(&c.writers, "writers", 64, "commerce: devices editing at once")
+	flag.IntVar(&c.shoppers, "shoppers", 64, "peer: shoppers, each with a cart of its own")
 	flag.IntVar(&c.sources, "source-addrs", 4, "idle: loopback source addresses the connections come from (127.0.0.1 up)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
@@ -91,6 +98,13 @@ func main() {
 			os.Exit(2)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if c.scenario == "peer" {
+		if err := runPeer(context.Background(), peerConfig{server: c.server, shoppers: c.shoppers, duration: c.duration, warmup: c.warmup}); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if c.scenario == "commerce" {
 		err := runCommerce(context.Background(), commerceConfig{server: c.server, apiKey: c.apiKey, secret: c.hookSecret,
@@ -145,15 +159,29 @@ func main() {
 		os.Exit(1)
 	}
 	r.print(c)
+	ops := float64(len(r.acks)) / r.window.Seconds()
 	if c.pgURL != "" {
-		base, err := postgres.Baseline(context.Background(), c.pgURL, c.pgConns, c.duration/2)
+		for _, f := range strings.Split(c.pgConns, ",") {
+			conns, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || conns < 1 {
+				fmt.Fprintf(os.Stderr, "bench: -postgres-conns: bad count %q\n", f)
+				os.Exit(2)
+			}
+			base, err := postgres.Baseline(context.Background(), c.pgURL, conns, c.duration/2)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: baseline:", err)
+				os.Exit(1)
+			}
+			fmt.Printf("postgres baseline: %.0f single-row durable inserts/s from %d connections; acknowledged ops/s as a share of it: %.2f\n", base, conns, ops/base)
+		}
+	}
+	if c.liteDir != "" {
+		base, err := sqlite.Baseline(context.Background(), c.liteDir, c.duration/2)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: baseline:", err)
 			os.Exit(1)
 		}
-		ops := float64(len(r.acks)) / r.window.Seconds()
-		fmt.Printf("postgres baseline: %.0f single-row durable inserts/s from %d connections\n", base, c.pgConns)
-		fmt.Printf("acknowledged ops/s as a share of the baseline: %.2f\n", ops/base)
+		fmt.Printf("sqlite baseline: %.0f single-row durable inserts/s (one writer); acknowledged ops/s as a share of it: %.2f\n", base, ops/base)
 	}
 }
 
@@ -189,6 +217,41 @@ type result struct {
 	acks, props []time.Duration
 	window      time.Duration
 	errors      int64
+	// The server's group commit over the window: transactions, and the
+	// Mutates they committed.
+	batches, batched float64
+}
+
+// The server's group-commit counters (see syncserver.RegisterGroupCommit).
+const (
+	metricBatches = "cartsync_commit_batches_total"
+	metricBatched = "cartsync_commit_batched_total"
+)
+
+// serverCounters reads the server's group-commit counters from /metrics;
+// none if it cannot.
+func serverCounters(ctx context.Context, server string) map[string]float64 {
+	out := map[string]float64{}
+	req, _ := http.NewRequestWithContext(ctx, "GET", server+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return out
+	}
+	for line := range strings.Lines(string(body)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || (name != metricBatches && name != metricBatched) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func run(ctx context.Context, c config) (*result, error) {
@@ -256,16 +319,19 @@ func run(ctx context.Context, c config) (*result, error) {
 		}()
 	}
 	time.Sleep(c.warmup)
+	before := serverCounters(ctx, c.server)
 	rec.started = time.Now()
 	rec.on.Store(true)
 	time.Sleep(c.duration)
 	rec.on.Store(false)
 	rec.stopped = time.Now()
+	after := serverCounters(ctx, c.server)
 	close(stop)
 	loops.Wait()
 	cancel()
 	wg.Wait()
-	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load()}, nil
+	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load(),
+		batches: after[metricBatches] - before[metricBatches], batched: after[metricBatched] - before[metricBatched]}, nil
 }
 
 // edit is one client's closed loop: an add whose details carry a nonce the
@@ -335,6 +401,9 @@ func (r *result) print(c config) {
 	fmt.Printf("acknowledged ops/s: %.0f\n", float64(len(r.acks))/r.window.Seconds())
 	fmt.Printf("ack latency: p50 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.99)), len(r.acks))
 	fmt.Printf("device-to-device propagation: p50 %s, p99 %s (%d samples)\n", ms(pct(r.props, 0.50)), ms(pct(r.props, 0.99)), len(r.props))
+	if r.batches > 0 {
+		fmt.Printf("group commit: %.0f transactions/s, %.1f Mutates per transaction\n", r.batches/r.window.Seconds(), r.batched/r.batches)
+	}
 	if r.errors > 0 {
 		fmt.Printf("client errors: %d\n", r.errors)
 	}
