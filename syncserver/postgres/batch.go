@@ -18,8 +18,12 @@ import (
 // Merge, wait for each other instead of deadlocking.
 const (
 	sqlEnsureCarts = `INSERT INTO carts (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING`
-	sqlLockCarts   = `SELECT id, kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts
-		WHERE id = ANY($1) ORDER BY id FOR UPDATE`
+	// A row whose xmin is the stamp of the memo's entry is the one the
+	// memo holds: its state is not sent (NULL, with state_null false).
+	sqlLockCarts = `SELECT c.id, c.kind, CASE WHEN c.xmin::text = k.stamp THEN NULL ELSE c.state END, c.state IS NULL,
+			c.merged_into, c.updated_at, c.abandoned_at, c.expired_at IS NOT NULL
+		FROM carts c JOIN unnest($1::text[], $2::text[]) AS k(id, stamp) ON c.id = k.id
+		ORDER BY c.id FOR UPDATE OF c`
 	sqlLoadPairSeqs = `SELECT cart_id, client_id, last_seq FROM cart_clients
 		WHERE (cart_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
 	// A cart the batch made exist but wrote nothing to goes again, as
@@ -38,11 +42,14 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	defer func() { release(ctx, conn, inTx) }()
 
 	ids := make([]string, len(carts))
+	stamps := make([]string, len(carts))
+	memo := make([]*cart.Cart, len(carts))
 	index := make(map[string]int, len(carts))
 	loaded := make([]syncserver.BatchLoad, len(carts))
 	var pairCarts, pairClients []string
 	for i, c := range carts {
 		ids[i] = c.ID
+		stamps[i], memo[i] = s.memo.Lookup(c.ID)
 		index[c.ID] = i
 		for _, cl := range c.Clients {
 			pairCarts, pairClients = append(pairCarts, c.ID), append(pairClients, cl)
@@ -51,28 +58,34 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlEnsureCarts, ids)
-	b.Queue(sqlLockCarts, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(sqlLockCarts, ids, stamps).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var (
 				id                 string
 				state              []byte
+				stateNull, expired bool
 				updated, abandoned *time.Time
-				expired            bool
 				rec                = &syncserver.Record{}
 			)
-			if err := rows.Scan(&id, &rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired); err != nil {
+			if err := rows.Scan(&id, &rec.Meta.Kind, &state, &stateNull, &rec.Meta.MergedInto, &updated, &abandoned, &expired); err != nil {
 				return err
 			}
 			i, ok := index[id]
 			if !ok {
 				return fmt.Errorf("locked cart %s that was not asked for", id)
 			}
-			if expired {
+			switch {
+			case expired:
 				loaded[i].Err = syncserver.ErrCartExpired
 				continue
-			}
-			if err := decodeState(rec, id, state); err != nil {
-				return err
+			case state == nil && !stateNull:
+				// Unchanged since this store wrote it: shared,
+				// and runCart clones it before any change.
+				rec.Exists, rec.Cart = true, memo[i]
+			default:
+				if err := decodeState(rec, id, state); err != nil {
+					return err
+				}
 			}
 			rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
 			rec.Seqs = zeroSeqs(carts[i].Clients)
@@ -110,8 +123,9 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	}
 	b = &pgx.Batch{}
 	written := make(map[string]bool, len(writes))
-	for _, w := range writes {
-		if err := queueWrites(b, w.ID, w.Rec, w.Before); err != nil {
+	newStamps := make([]string, len(writes))
+	for i, w := range writes {
+		if err := queueWrites(b, w.ID, w.Rec, w.Before, &newStamps[i]); err != nil {
 			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
 		}
 		written[w.ID] = true
@@ -130,8 +144,15 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
 	}
 	inTx = false
+	for i, w := range writes {
+		s.memo.Put(w.ID, newStamps[i], w.Rec.Cart)
+	}
 	return nil
 }
+
+// memoCarts bounds the carts a Store keeps decoded (see CartMemo): about
+// the carts edited at once on one instance.
+const memoCarts = 5_000
 
 // decodeState fills rec.Cart from a locked row's state: a row whose state
 // is NULL was made to exist by this transaction, an empty new cart.

@@ -115,10 +115,10 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 		return err
 	}
 	b = &pgx.Batch{}
-	if err := queueWrites(b, fromID, from, fromBefore); err != nil {
+	if err := queueWrites(b, fromID, from, fromBefore, nil); err != nil {
 		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, fromID, err)
 	}
-	if err := queueWrites(b, intoID, into, intoBefore); err != nil {
+	if err := queueWrites(b, intoID, into, intoBefore, nil); err != nil {
 		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, intoID, err)
 	}
 	b.Queue("COMMIT")

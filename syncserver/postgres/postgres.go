@@ -49,6 +49,7 @@ var migrations embed.FS
 type Store struct {
 	pool  *pgxpool.Pool
 	group *syncserver.GroupCommitter // nil: a transaction per Mutate
+	memo  *syncserver.CartMemo       // the carts batches wrote, by xmin
 }
 
 var (
@@ -96,7 +97,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, memo: syncserver.NewCartMemo(memoCarts)}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", withCtx(ctx, err))
@@ -173,8 +174,9 @@ const (
 	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
 	sqlLockCart   = `SELECT kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts WHERE id = $1 FOR UPDATE`
 	sqlLoadSeqs   = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1 AND client_id = ANY($2)`
-	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1`
-	sqlWriteSeq   = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
+	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
+		RETURNING xmin::text`
+	sqlWriteSeq = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
 		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
 	sqlAppend = `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES ($1, $2, $3, $4, $5)`
 	sqlTrim   = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
@@ -260,7 +262,7 @@ func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, 
 	// server skips the rest, COMMIT included, and the deferred ROLLBACK
 	// ends the transaction.
 	b = &pgx.Batch{}
-	if err := queueWrites(b, cartID, rec, before); err != nil {
+	if err := queueWrites(b, cartID, rec, before, nil); err != nil {
 		return fmt.Errorf("mutate cart %s: %w", cartID, err)
 	}
 	b.Queue("COMMIT")
@@ -274,7 +276,8 @@ func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, 
 // queueWrites queues on b the writes of what fn left in rec: the cart and
 // its meta, the seqs that differ from before, the appended changes, the
 // trim of the log, and the events.
-func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64) error {
+// If stamp is not nil it receives the written row's xmin (see CartMemo).
+func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64, stamp *string) error {
 	if rec.Cart == nil {
 		return errors.New("fn left no cart")
 	}
@@ -286,8 +289,11 @@ func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map
 	if err != nil {
 		return err
 	}
-	b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto,
+	q := b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto,
 		nullTime(rec.Meta.UpdatedAt), nullTime(rec.Meta.AbandonedAt))
+	if stamp != nil {
+		q.QueryRow(func(row pgx.Row) error { return row.Scan(stamp) })
+	}
 	for client, seq := range rec.Seqs {
 		if seq == before[client] {
 			continue

@@ -245,3 +245,44 @@ func BenchmarkRawInsert(b *testing.B) {
 		}
 	}
 }
+
+// A batch takes a cart from its memo only while the row is the one it
+// wrote: a write by another instance, even one that keeps the version
+// (a login merge counting a new client), is seen by the next batch.
+func TestMemoSeesOtherInstancesWrites(t *testing.T) {
+	url := schemaURL(t)
+	a, b := openStore(t, url), openStore(t, url)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	ctx := t.Context()
+	const id = "cart-memo"
+	if err := a.Mutate(ctx, id, []string{"c1"}, addFn("c1", 1, "SKU-A")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mutate(ctx, id, nil, func(rec *syncserver.Record) error {
+		rec.Cart.Clients = 41 // a change without a new version
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var saw int
+	if err := a.Mutate(ctx, id, []string{"c1"}, func(rec *syncserver.Record) error {
+		saw = rec.Cart.Clients
+		return addFn("c1", 2, "SKU-B")(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if saw != 41 {
+		t.Errorf("second Mutate on the first instance saw Clients = %d, want the other instance's 41", saw)
+	}
+	// And the memo serves a cart this instance wrote, unchanged.
+	var lines int
+	if err := a.Mutate(ctx, id, nil, func(rec *syncserver.Record) error {
+		lines = len(rec.Cart.Lines)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if stamp, c := a.memo.Lookup(id); stamp == "" || c == nil || len(c.Lines) != 2 || lines != 2 {
+		t.Errorf("memo entry %q with %v, Mutate saw %d lines; want the cart of 2 lines", stamp, c, lines)
+	}
+}

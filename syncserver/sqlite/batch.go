@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"cartsync/shared/cart"
 	"cartsync/syncserver"
@@ -14,6 +15,11 @@ import (
 // transaction holds every cart of the file; the carts are read and written
 // in the order given.
 func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return fmt.Errorf("commit batch: %w", err)
+	}
+	defer unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("commit batch: begin: %w", err)
@@ -22,7 +28,8 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 
 	loaded := make([]syncserver.BatchLoad, len(carts))
 	for i, c := range carts {
-		rec, err := loadRecord(ctx, tx, c.ID, c.Clients)
+		_, memo := s.memo.Lookup(c.ID)
+		rec, err := loadRecordMemo(ctx, tx, c.ID, c.Clients, memo)
 		switch {
 		case errors.Is(err, syncserver.ErrCartNotFound):
 			rec = &syncserver.Record{Cart: &cart.Cart{ID: c.ID}, Seqs: zeroSeqs(c.Clients)}
@@ -46,8 +53,14 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit batch: commit: %w", err)
 	}
+	for _, w := range writes {
+		s.memo.Put(w.ID, strconv.FormatUint(w.Rec.Cart.Version, 10), w.Rec.Cart)
+	}
 	return nil
 }
+
+// memoCarts bounds the carts a Store keeps decoded (see CartMemo).
+const memoCarts = 5_000
 
 // GroupCommitStats implements syncserver.GroupCommitStore.
 func (s *Store) GroupCommitStats() (batches, mutations uint64) {

@@ -24,6 +24,12 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 	if fromID == intoID {
 		return fmt.Errorf("merge cart %s into itself", fromID)
 	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
+	}
+	defer unlock()
+	defer s.memo.Forget(fromID, intoID)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("merge cart %s into %s: begin: %w", fromID, intoID, err)

@@ -47,6 +47,24 @@ type Store struct {
 	r *sql.DB // read-only connections
 
 	group *syncserver.GroupCommitter // nil: a transaction per Mutate
+
+	// memo holds the carts batches wrote (see CommitBatch). writeMu is
+	// held over every transaction that writes carts (one at a time in
+	// any case: there is one writer), so that the memo changes with the
+	// rows: a Mutate or Merge of its own forgets its carts before any
+	// batch can read them again.
+	memo    *syncserver.CartMemo
+	writeMu chan struct{} // a mutex a context can give up on
+}
+
+// lockWrites takes writeMu, unless ctx ends first.
+func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
+	select {
+	case s.writeMu <- struct{}{}:
+		return func() { <-s.writeMu }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 var (
@@ -124,7 +142,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.readers)
 	r.SetMaxIdleConns(cfg.readers)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, memo: syncserver.NewCartMemo(memoCarts), writeMu: make(chan struct{}, 1)}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -230,6 +248,12 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 
 // mutateOne is Mutate in a transaction of its own.
 func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return fmt.Errorf("mutate cart %s: %w", cartID, err)
+	}
+	defer unlock()
+	defer s.memo.Forget(cartID)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("mutate cart %s: begin: %w", cartID, err)
@@ -377,14 +401,26 @@ func zeroSeqs(clients []string) map[string]uint64 {
 // loadRecord reads the cart and the seqs of clients. An expired cart is
 // ErrCartExpired.
 func loadRecord(ctx context.Context, q querier, cartID string, clients []string) (*syncserver.Record, error) {
+	return loadRecordMemo(ctx, q, cartID, clients, nil)
+}
+
+// loadRecordMemo is loadRecord given the memo's cart, if any: while the
+// row is at its version the state is not read, and the record shares
+// memo's cart.
+func loadRecordMemo(ctx context.Context, q querier, cartID string, clients []string, memo *cart.Cart) (*syncserver.Record, error) {
 	var (
 		state              []byte
 		updated, abandoned sql.NullInt64
 		expired            bool
 		rec                = &syncserver.Record{Exists: true, Cart: new(cart.Cart)}
+		memoVersion        = int64(-1)
 	)
-	err := q.QueryRowContext(ctx, `SELECT kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL
-		FROM carts WHERE id = ?`, cartID).
+	if memo != nil && memo.Version <= math.MaxInt64 {
+		memoVersion = int64(memo.Version)
+	}
+	err := q.QueryRowContext(ctx, `SELECT kind, CASE WHEN version = ? THEN NULL ELSE state END, merged_into, updated_at, abandoned_at,
+			expired_at IS NOT NULL
+		FROM carts WHERE id = ?`, memoVersion, cartID).
 		Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, syncserver.ErrCartNotFound
@@ -401,7 +437,9 @@ func loadRecord(ctx context.Context, q querier, cartID string, clients []string)
 	if abandoned.Valid {
 		rec.Meta.AbandonedAt = time.UnixMilli(abandoned.Int64).UTC()
 	}
-	if err := json.Unmarshal(state, rec.Cart); err != nil {
+	if state == nil {
+		rec.Cart = memo // state is NOT NULL: the row is the memo's
+	} else if err := json.Unmarshal(state, rec.Cart); err != nil {
 		return nil, fmt.Errorf("decode cart: %w", err)
 	}
 	rec.Seqs = zeroSeqs(clients)

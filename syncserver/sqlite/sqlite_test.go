@@ -255,3 +255,47 @@ func BenchmarkMutate(b *testing.B) {
 		}
 	}
 }
+
+// A batch takes a cart from its memo only while no other write changed
+// the row: a Merge that keeps the version (counting a new client) is seen
+// by the next batch.
+func TestMemoForgetsOtherWrites(t *testing.T) {
+	s := openTemp(t, filepath.Join(t.TempDir(), "memo.db"))
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	add := func(client string, seq uint64, sku string) func(*syncserver.Record) error {
+		return func(rec *syncserver.Record) error {
+			op := cart.Op{Client: client, Seq: seq, Kind: cart.KindAdd, SKU: sku, Quantity: 1}
+			if _, cerr := rec.Cart.Apply(op, client, cart.DefaultLimits); cerr != nil {
+				return cerr
+			}
+			rec.Seqs[client] = seq
+			rec.Appended = append(rec.Appended, syncserver.Change{Version: rec.Cart.Version, Op: op, At: time.Now()})
+			return nil
+		}
+	}
+	for _, id := range []string{"guest", "user"} {
+		if err := s.Mutate(ctx, id, []string{"c1"}, add("c1", 1, "SKU-"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, c := s.memo.Lookup("user"); c == nil {
+		t.Fatal("a batch's cart is not in the memo")
+	}
+	if err := s.Merge(ctx, "guest", "user", func(from, into *syncserver.Record) error {
+		into.Cart.Clients = 41 // a change without a new version
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var saw int
+	if err := s.Mutate(ctx, "user", []string{"c1"}, func(rec *syncserver.Record) error {
+		saw = rec.Cart.Clients
+		return add("c1", 2, "SKU-B")(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if saw != 41 {
+		t.Errorf("Mutate after the Merge saw Clients = %d, want 41", saw)
+	}
+}

@@ -220,15 +220,17 @@ type result struct {
 	// The server's group commit over the window: transactions, and the
 	// Mutates they committed.
 	batches, batched float64
+	serverCPU        float64 // seconds
 }
 
 // The server's group-commit counters (see syncserver.RegisterGroupCommit).
 const (
 	metricBatches = "cartsync_commit_batches_total"
 	metricBatched = "cartsync_commit_batched_total"
+	metricCPU     = "process_cpu_seconds_total"
 )
 
-// serverCounters reads the server's group-commit counters from /metrics;
+// serverCounters reads the server's group-commit counters and CPU time from /metrics;
 // none if it cannot.
 func serverCounters(ctx context.Context, server string) map[string]float64 {
 	out := map[string]float64{}
@@ -244,7 +246,7 @@ func serverCounters(ctx context.Context, server string) map[string]float64 {
 	}
 	for line := range strings.Lines(string(body)) {
 		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || (name != metricBatches && name != metricBatched) {
+		if !ok || (name != metricBatches && name != metricBatched && name != metricCPU) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err == nil {
@@ -331,7 +333,8 @@ func run(ctx context.Context, c config) (*result, error) {
 	cancel()
 	wg.Wait()
 	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load(),
-		batches: after[metricBatches] - before[metricBatches], batched: after[metricBatched] - before[metricBatched]}, nil
+		batches: after[metricBatches] - before[metricBatches], batched: after[metricBatched] - before[metricBatched],
+		serverCPU: after[metricCPU] - before[metricCPU]}, nil
 }
 
 // edit is one client's closed loop: an add whose details carry a nonce the
@@ -401,6 +404,9 @@ func (r *result) print(c config) {
 	fmt.Printf("acknowledged ops/s: %.0f\n", float64(len(r.acks))/r.window.Seconds())
 	fmt.Printf("ack latency: p50 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.99)), len(r.acks))
 	fmt.Printf("device-to-device propagation: p50 %s, p99 %s (%d samples)\n", ms(pct(r.props, 0.50)), ms(pct(r.props, 0.99)), len(r.props))
+	if r.serverCPU > 0 && len(r.acks) > 0 {
+		fmt.Printf("server CPU: %.2f cores, %.3f ms per acknowledged op\n", r.serverCPU/r.window.Seconds(), 1000*r.serverCPU/float64(len(r.acks)))
+	}
 	if r.batches > 0 {
 		fmt.Printf("group commit: %.0f transactions/s, %.1f Mutates per transaction\n", r.batches/r.window.Seconds(), r.batched/r.batches)
 	}

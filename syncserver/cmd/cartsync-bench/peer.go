@@ -33,14 +33,18 @@ type peerConfig struct {
 // the measured window.
 type peerResult struct {
 	name   string
-	lat    []time.Duration
-	window time.Duration
-	errors int
+	lat       []time.Duration
+	window    time.Duration
+	errors    int
+	serverCPU float64 // seconds over the window
 }
 
 func (r peerResult) print(shoppers int) {
 	fmt.Printf("peer workload over %s, %d shoppers (add -> set quantity 3 -> remove, each op acknowledged before the next): %.0f ops/s; latency p50 %s, p95 %s, p99 %s (%d ops)\n",
 		r.name, shoppers, float64(len(r.lat))/r.window.Seconds(), ms(pct(r.lat, 0.50)), ms(pct(r.lat, 0.95)), ms(pct(r.lat, 0.99)), len(r.lat))
+	if r.serverCPU > 0 && len(r.lat) > 0 {
+		fmt.Printf("peer workload over %s: server CPU %.2f cores, %.3f ms per acknowledged op\n", r.name, r.serverCPU/r.window.Seconds(), 1000*r.serverCPU/float64(len(r.lat)))
+	}
 	if r.errors > 0 {
 		fmt.Printf("peer workload over %s: %d errors\n", r.name, r.errors)
 	}
@@ -110,6 +114,7 @@ func measure(ctx context.Context, c peerConfig, name string, loop func(ctx conte
 		})
 	}
 	time.Sleep(c.warmup)
+	before := serverCounters(ctx, c.server)
 	mu.Lock()
 	on = true
 	mu.Unlock()
@@ -119,12 +124,13 @@ func measure(ctx context.Context, c peerConfig, name string, loop func(ctx conte
 	on = false
 	window = time.Since(start)
 	mu.Unlock()
+	after := serverCounters(ctx, c.server)
 	cancel()
 	wg.Wait()
 	if first != nil {
 		fmt.Fprintf(os.Stderr, "bench: peer over %s: first error: %v\n", name, first)
 	}
-	return peerResult{name: name, lat: lat, window: window, errors: errs}
+	return peerResult{name: name, lat: lat, window: window, errors: errs, serverCPU: after[metricCPU] - before[metricCPU]}
 }
 
 // peerWebsocket runs the workload with one client engine per shopper.
