@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -124,7 +125,7 @@ func (s *Server) Abandon(ctx context.Context, batch int) (int, error) {
 					}
 					return nil
 				})
-				if err != nil && err != errNothingToDo && err != ErrCartExpired && err != ErrCartNotFound {
+				if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrCartExpired) && !errors.Is(err, ErrCartNotFound) {
 					return total, fmt.Errorf("abandon cart %s: %w", id, err)
 				}
 				if wrote {

@@ -3,6 +3,7 @@ package syncserver
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,8 +14,8 @@ import (
 
 // Group commit: the Mutates that arrive while a store is busy committing
 // are committed together, in one transaction and one fsync, instead of one
-// transaction each. The policy (grouping by cart, running each cart's
-// Mutates in arrival order on the result of the one before, keeping a
+// transaction each. The policy (grouping by cart, running a batch's
+// Mutates of a cart in arrival order on the result of the one before, keeping a
 // failed one's changes out) is here, once; a store provides the one
 // primitive, BatchCommitter.
 
@@ -53,8 +54,16 @@ type BatchCommitter interface {
 	// loads them, hands them to decide (loaded[i] is carts[i]), writes
 	// the records decide returns and commits durably. If decide returns
 	// an error nothing is written and CommitBatch returns it.
+	//
+	// An error wrapping ErrCommitUnknown means the commit was sent but
+	// its outcome is unknown (the connection failed); any other error
+	// means nothing was written.
 	CommitBatch(ctx context.Context, carts []BatchCart, decide func(loaded []BatchLoad) ([]BatchWrite, error)) error
 }
+
+// ErrCommitUnknown is wrapped by a CommitBatch error when the batch may
+// have committed: its Mutates are answered with the error, never run again.
+var ErrCommitUnknown = errors.New("commit outcome unknown")
 
 // MutateFunc is the signature of Store.Mutate.
 type MutateFunc func(ctx context.Context, cartID string, clients []string, fn func(*Record) error) error
@@ -74,8 +83,11 @@ type GroupCommitConfig struct {
 
 // GroupCommitter implements Store.Mutate by group commit over a
 // BatchCommitter. Each Mutate still returns only once its changes are
-// durable (or have failed); the Mutates of one cart run in the order they
-// arrived, each on the record the one before left.
+// durable (or have failed). Within a batch the Mutates of one cart run in
+// the order they arrived, each on the record the one before left; batches
+// committing at once take a cart in the order they lock it, as separate
+// transactions would (a caller that needs an order waits for one Mutate
+// before the next, as a connection does).
 type GroupCommitter struct {
 	store  BatchCommitter
 	single MutateFunc
@@ -263,9 +275,11 @@ func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 	if err == nil {
 		return
 	}
-	if len(batch) > 1 && ctx.Err() == nil {
-		// Whatever failed, commit them one by one: the others go
-		// through and the culprit gets its own error.
+	if len(batch) > 1 && ctx.Err() == nil && !errors.Is(err, ErrCommitUnknown) {
+		// Nothing was written: commit them one by one, so that the
+		// others go through and the culprit gets its own error. (Not
+		// when the batch may have committed: a fn must not run on
+		// its own result.)
 		for _, m := range batch {
 			if m.state.CompareAndSwap(mutTaken, mutRunning) || m.state.Load() == mutRunning {
 				m.err, m.panicked = nil, nil

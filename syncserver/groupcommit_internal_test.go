@@ -197,44 +197,60 @@ func TestGroupCommitBatchesWhileBusy(t *testing.T) {
 	}
 }
 
-// A batch that fails as a whole is committed again Mutate by Mutate.
+// A batch that fails as a whole is committed again Mutate by Mutate,
+// unless it may have committed: then no fn runs again.
 func TestGroupCommitBatchFailureRetriesOneByOne(t *testing.T) {
-	b := newBatchStore()
-	b.failBig = errors.New("statement failed")
-	g := NewGroupCommitter(b, b.single, GroupCommitConfig{Committers: 1})
-	ctx := t.Context()
+	for _, tt := range []struct {
+		name    string
+		err     error
+		singles int
+	}{
+		{"rolled back", errors.New("statement failed"), 5},
+		{"outcome unknown", fmt.Errorf("connection reset: %w", ErrCommitUnknown), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBatchStore()
+			b.failBig = tt.err
+			g := NewGroupCommitter(b, b.single, GroupCommitConfig{Committers: 1})
+			ctx := t.Context()
 
-	started, release := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- g.Mutate(ctx, "cart-0", nil, func(rec *Record) error {
-			close(started)
-			<-release
-			return label("x")(rec)
+			started, release := make(chan struct{}), make(chan struct{})
+			first := make(chan error, 1)
+			go func() {
+				first <- g.Mutate(ctx, "cart-0", nil, func(rec *Record) error {
+					close(started)
+					<-release
+					return label("x")(rec)
+				})
+			}()
+			<-started
+			const n = 5
+			results := make(chan error, n)
+			for i := range n {
+				go func() { results <- g.Mutate(ctx, fmt.Sprintf("cart-%d", i+1), nil, label("y")) }()
+			}
+			waitQueued(t, g, n)
+			close(release)
+			if err := <-first; err != nil {
+				t.Fatalf("first Mutate: %v", err)
+			}
+			for range n {
+				err := <-results
+				if tt.singles == 0 && !errors.Is(err, ErrCommitUnknown) {
+					t.Errorf("Mutate in a batch of unknown outcome: %v, want ErrCommitUnknown", err)
+				}
+				if tt.singles > 0 && err != nil {
+					t.Errorf("Mutate in a failed batch: %v, want it committed on its own", err)
+				}
+			}
+			if b.singles != tt.singles {
+				t.Errorf("%d Mutates committed one by one, want %d", b.singles, tt.singles)
+			}
+			for i := range tt.singles {
+				if c := b.carts[fmt.Sprintf("cart-%d", i+1)]; c == nil || c.Cart.Version != 1 {
+					t.Errorf("cart-%d: %+v, want version 1", i+1, c)
+				}
+			}
 		})
-	}()
-	<-started
-	const n = 5
-	results := make(chan error, n)
-	for i := range n {
-		go func() { results <- g.Mutate(ctx, fmt.Sprintf("cart-%d", i+1), nil, label("y")) }()
-	}
-	waitQueued(t, g, n)
-	close(release)
-	if err := <-first; err != nil {
-		t.Fatalf("first Mutate: %v", err)
-	}
-	for range n {
-		if err := <-results; err != nil {
-			t.Errorf("Mutate in a failed batch: %v, want it committed on its own", err)
-		}
-	}
-	if b.singles != n {
-		t.Errorf("%d Mutates committed one by one, want %d", b.singles, n)
-	}
-	for i := range n {
-		if c := b.carts[fmt.Sprintf("cart-%d", i+1)]; c == nil || c.Cart.Version != 1 {
-			t.Errorf("cart-%d: %+v, want version 1", i+1, c)
-		}
 	}
 }

@@ -3,10 +3,12 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"cartsync/shared/cart"
 	"cartsync/syncserver"
@@ -141,6 +143,12 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			// The server did not answer: the COMMIT may have
+			// reached it.
+			err = fmt.Errorf("%w: %w", syncserver.ErrCommitUnknown, err)
+		}
 		return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
 	}
 	inTx = false

@@ -51,7 +51,8 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit batch: commit: %w", err)
+		// An I/O error during COMMIT may leave it done: not retried.
+		return fmt.Errorf("commit batch: commit: %w: %w", syncserver.ErrCommitUnknown, err)
 	}
 	for _, w := range writes {
 		s.memo.Put(w.ID, strconv.FormatUint(w.Rec.Cart.Version, 10), w.Rec.Cart)

@@ -32,7 +32,7 @@ type peerConfig struct {
 // peerResult is one transport's run: every acknowledged op's latency in
 // the measured window.
 type peerResult struct {
-	name   string
+	name      string
 	lat       []time.Duration
 	window    time.Duration
 	errors    int

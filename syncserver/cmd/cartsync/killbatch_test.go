@@ -34,10 +34,16 @@ func TestGroupCommitSurvivesKillsMidBatch(t *testing.T) {
 			base := "http://" + addr
 			proc := startProcess(t, bin, addr, args)
 
+			// Two devices on each cart, so that batches hold two
+			// Mutates of one cart.
 			const devices, opsEach, kills = 24, 150, 6
 			toks := make([]string, devices)
 			for d := range toks {
-				toks[d] = newDevice(t, base)
+				if d%2 == 0 {
+					toks[d] = newDevice(t, base)
+				} else {
+					toks[d] = toks[d-1]
+				}
 			}
 			var acked [devices]atomic.Uint64 // every op up to it acknowledged
 			var total, retried atomic.Int64
@@ -103,8 +109,10 @@ func TestGroupCommitSurvivesKillsMidBatch(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			for d := range devices {
-				checkLog(t, base, toks[d], fmt.Sprintf("dev-%02d", d), acked[d].Load())
+			for d := 0; d < devices; d += 2 {
+				checkLog(t, base, toks[d], map[string]uint64{
+					fmt.Sprintf("dev-%02d", d): acked[d].Load(), fmt.Sprintf("dev-%02d", d+1): acked[d+1].Load(),
+				})
 			}
 		})
 	}
@@ -121,9 +129,9 @@ func waitAcked(total *atomic.Int64, n int64, finished <-chan struct{}) {
 	}
 }
 
-// checkLog checks that the device's cart log holds its ops 1..n, each
-// once and in order, at versions 1..n.
-func checkLog(t *testing.T, base, tok, client string, n uint64) {
+// checkLog checks that the cart's log holds the ops 1..n of each client
+// (want: client -> n), each once and in order, at versions 1, 2, 3...
+func checkLog(t *testing.T, base, tok string, want map[string]uint64) {
 	t.Helper()
 	var log []syncserver.Change
 	var c *cart.Cart
@@ -138,20 +146,31 @@ func checkLog(t *testing.T, base, tok, client string, n uint64) {
 		err = json.NewDecoder(resp.Body).Decode(&out)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || out.Compacted || (out.More && len(out.Changes) == 0) {
-			t.Fatalf("%s: GET changes since %d: %d %v, compacted %v", client, len(log), resp.StatusCode, err, out.Compacted)
+			t.Fatalf("GET changes since %d: %d %v, compacted %v", len(log), resp.StatusCode, err, out.Compacted)
 		}
 		log, c, more = append(log, out.Changes...), out.Cart, out.More
 	}
-	if uint64(len(log)) != n {
-		t.Fatalf("%s: log of %d changes, want the %d acknowledged", client, len(log), n)
+	var total uint64
+	for _, n := range want {
+		total += n
 	}
+	if uint64(len(log)) != total {
+		t.Fatalf("%v: log of %d changes, want the %d acknowledged", want, len(log), total)
+	}
+	next := map[string]uint64{}
 	for i, ch := range log {
-		if ch.Version != uint64(i+1) || ch.Op.Client != client || ch.Op.Seq != uint64(i+1) {
-			t.Fatalf("%s: log[%d] = version %d, op %s/%d; want version and seq %d", client, i, ch.Version, ch.Op.Client, ch.Op.Seq, i+1)
+		next[ch.Op.Client]++
+		if ch.Version != uint64(i+1) || ch.Op.Seq != next[ch.Op.Client] {
+			t.Fatalf("log[%d] = version %d, op %s/%d; want version %d, seq %d", i, ch.Version, ch.Op.Client, ch.Op.Seq, i+1, next[ch.Op.Client])
 		}
 	}
-	if c.Version != n {
-		t.Errorf("%s: cart at version %d, want %d", client, c.Version, n)
+	for client, n := range want {
+		if next[client] != n {
+			t.Errorf("%s: %d ops logged, want %d", client, next[client], n)
+		}
+	}
+	if c.Version != total {
+		t.Errorf("cart at version %d, want %d", c.Version, total)
 	}
 }
 
