@@ -107,6 +107,9 @@ log "load (group commit; the baseline at the server's pool size and at 64 connec
 "$WORK/cartsync-bench" -server "http://127.0.0.1:$port" \
 	-postgres-url "$CARTSYNC_TEST_POSTGRES_URL" -postgres-conns "$conns,64" "$@"
 
+log "open loop: 1,000 edits/s over the same 1,000 clients (about half of the closed loop's rate)"
+"$WORK/cartsync-bench" -server "http://127.0.0.1:$port" -rate 1000 -duration 15s
+
 log "peer workload: 64 shoppers, add -> set quantity 3 -> remove, over websocket and HTTP"
 "$WORK/cartsync-bench" -scenario peer -server "http://127.0.0.1:$port" -shoppers 64 -duration 15s -warmup 3s
 

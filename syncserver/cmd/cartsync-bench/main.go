@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -44,6 +45,7 @@ type config struct {
 	duration time.Duration
 	warmup   time.Duration
 	think    time.Duration
+	rate     float64
 	pgURL    string
 	pgConns  string
 	liteDir  string
@@ -69,6 +71,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 20*time.Second, "measured time")
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "time before measuring")
 	flag.DurationVar(&c.think, "think", 0, "pause between a client's edits")
+	flag.Float64Var(&c.rate, "rate", 0, "open loop: edits per second over all editing clients, each on a fixed schedule whether or not the last was acknowledged yet; latency counts from the scheduled time, so waiting behind a slow edit counts too (0: closed loop)")
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
 	flag.StringVar(&c.pgConns, "postgres-conns", "16", "connections for the Postgres baseline, comma-separated: the server's pool size, and more to compare at higher concurrency")
 	flag.StringVar(&c.liteDir, "sqlite-baseline", "", "if set, also measure single-row durable inserts/s into a scratch SQLite file in this folder (when the server runs on its embedded SQLite store)")
@@ -317,7 +320,11 @@ func run(ctx context.Context, c config) (*result, error) {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			edit(ctx, i, e, rec, c.think, stop)
+			var interval time.Duration
+			if c.rate > 0 {
+				interval = time.Duration(float64(c.carts) / c.rate * float64(time.Second))
+			}
+			edit(ctx, i, e, rec, c.think, interval, stop)
 		}()
 	}
 	time.Sleep(c.warmup)
@@ -339,7 +346,14 @@ func run(ctx context.Context, c config) (*result, error) {
 
 // edit is one client's closed loop: an add whose details carry a nonce the
 // other device of the cart watches for, then wait for its ack.
-func edit(ctx context.Context, i int, e *syncclient.Engine, rec *recorder, think time.Duration, stop chan struct{}) {
+//
+// With an interval it runs open loop instead: edit n is due at a random
+// phase plus n intervals, and its latency counts from then.
+func edit(ctx context.Context, i int, e *syncclient.Engine, rec *recorder, think, interval time.Duration, stop chan struct{}) {
+	first := time.Now()
+	if interval > 0 {
+		first = first.Add(time.Duration(rand.Int64N(int64(interval))))
+	}
 	for n := 0; ; n++ {
 		select {
 		case <-stop:
@@ -349,6 +363,14 @@ func edit(ctx context.Context, i int, e *syncclient.Engine, rec *recorder, think
 		nonce := fmt.Sprintf("w%d-%d", i, n)
 		sku := fmt.Sprintf("SKU-%d", n%5)
 		start := time.Now()
+		if interval > 0 {
+			start = first.Add(time.Duration(n) * interval)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Until(start)):
+			}
+		}
 		rec.sent.Store(nonce, start)
 		if err := e.Add(ctx, sku, nil, 1, &cart.Details{Name: nonce, Price: 1299, Currency: "EUR"}); err != nil {
 			rec.errors.Add(1)
@@ -401,9 +423,12 @@ func (r *result) print(c config) {
 	shared := c.clients - c.carts
 	fmt.Printf("clients %d, carts %d (%d shared by two devices: one edits, one watches), measured %s after %s warm-up\n",
 		c.clients, c.carts, shared, c.duration, c.warmup)
+	if c.rate > 0 {
+		fmt.Printf("open loop: %.0f edits/s scheduled over the %d editing clients\n", c.rate, c.carts)
+	}
 	fmt.Printf("acknowledged ops/s: %.0f\n", float64(len(r.acks))/r.window.Seconds())
-	fmt.Printf("ack latency: p50 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.99)), len(r.acks))
-	fmt.Printf("device-to-device propagation: p50 %s, p99 %s (%d samples)\n", ms(pct(r.props, 0.50)), ms(pct(r.props, 0.99)), len(r.props))
+	fmt.Printf("ack latency: p50 %s, p95 %s, p99 %s (%d ops)\n", ms(pct(r.acks, 0.50)), ms(pct(r.acks, 0.95)), ms(pct(r.acks, 0.99)), len(r.acks))
+	fmt.Printf("device-to-device propagation: p50 %s, p95 %s, p99 %s (%d samples)\n", ms(pct(r.props, 0.50)), ms(pct(r.props, 0.95)), ms(pct(r.props, 0.99)), len(r.props))
 	if r.serverCPU > 0 && len(r.acks) > 0 {
 		fmt.Printf("server CPU: %.2f cores, %.3f ms per acknowledged op\n", r.serverCPU/r.window.Seconds(), 1000*r.serverCPU/float64(len(r.acks)))
 	}
