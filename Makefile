@@ -71,6 +71,10 @@ bench: wasm ## Run the benchmarks (scripts/bench.sh) and report the widget size
 	@test -f scripts/bench.sh || { echo 'make bench: scripts/bench.sh does not exist yet' >&2; exit 1; }
 	bash scripts/bench.sh
 
+.PHONY: scale
+scale: ## Several server instances on one Postgres and one Redis: SCALE_CLIENTS (50000) idle connections across SCALE_INSTANCES (3), the peer workload on top
+	bash scripts/bench.sh scale -clients $(or $(SCALE_CLIENTS),50000) -instances $(or $(SCALE_INSTANCES),3)
+
 .PHONY: lint
 lint: tools ## Check gofmt, go vet and staticcheck, native and js/wasm
 	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -not -path './vendor/*' -print0 | \

@@ -9,11 +9,14 @@
 #
 #   scripts/bench.sh restart [-clients N] [-editors N] ...
 #   scripts/bench.sh idle [-clients N] [-source-addrs N]
+#   scripts/bench.sh scale [-clients N] [-instances N] ...
 #
 # runs the restart scenario instead: cartsync-bench starts the server itself
 # on the same services, connects the clients, restarts the server with
 # SIGTERM and times their return (docs/benchmarks.md); idle measures the
-# server's memory and goroutines per idle connection.
+# server's memory and goroutines per idle connection; scale (`make scale`)
+# starts several instances on the same Postgres and Redis, holds idle
+# connections across them and runs the peer workload on top.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,6 +79,17 @@ if [[ ${1:-} == idle ]]; then
 	machine
 	log "idle connections"
 	idle "$@"
+	exit
+fi
+
+if [[ ${1:-} == scale ]]; then
+	shift
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	machine
+	log "scale: several instances, one Postgres, one Redis"
+	TMPDIR=$WORK "$WORK/cartsync-bench" -scenario scale -server "http://127.0.0.1:$port" \
+		-server-bin "$WORK/cartsync" -source-addrs 8 -duration 15s -warmup 3s \
+		-server-args "-log-level warn -postgres-url $CARTSYNC_TEST_POSTGRES_URL -postgres-max-conns 16 -redis-url $CARTSYNC_TEST_REDIS_URL -redis-prefix bench-scale-$$: $unlimited" "$@"
 	exit
 fi
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -53,21 +52,11 @@ func procRSS(pid int) (int64, error) {
 
 // metric reads one unlabelled value from the server's /metrics.
 func metric(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0, err
+	v, ok := readMetrics(context.Background(), "http://"+addr, name)[name]
+	if !ok {
+		return 0, fmt.Errorf("no %s in /metrics of %s", name, addr)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s in /metrics", name)
+	return v, nil
 }
 
 // memMetrics reads the server's goroutine stacks and heap in use, in bytes

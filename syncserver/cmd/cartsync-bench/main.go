@@ -58,6 +58,10 @@ type config struct {
 	serverProf string
 	sources    int
 	shoppers   int
+	instances  int
+	perProcess int
+	targets    string
+	holdOffset int
 
 	apiKey, hookSecret, hookListen string
 	catalogItems, writers          int
@@ -75,7 +79,7 @@ func main() {
 	flag.StringVar(&c.pgURL, "postgres-url", "", "if set, also measure single-row durable inserts/s into this Postgres (the storage's own limit)")
 	flag.StringVar(&c.pgConns, "postgres-conns", "16", "connections for the Postgres baseline, comma-separated: the server's pool size, and more to compare at higher concurrency")
 	flag.StringVar(&c.liteDir, "sqlite-baseline", "", "if set, also measure single-row durable inserts/s into a scratch SQLite file in this folder (when the server runs on its embedded SQLite store)")
-	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; idle: the server's memory and goroutines per idle connection; peer: -shoppers each loop add, set quantity 3, remove, over the websocket and then over HTTP; commerce: catalog uploads and webhook delivery")
+	flag.StringVar(&c.scenario, "scenario", "load", "load: edits in a closed loop; restart: restart the server under -clients connections and time their return; idle: the server's memory and goroutines per idle connection; peer: -shoppers each loop add, set quantity 3, remove, over the websocket and then over HTTP; scale: -instances servers on one Postgres and Redis, -clients idle connections across them, the peer workload and edits crossing instances on top; commerce: catalog uploads and webhook delivery")
 	flag.StringVar(&c.serverBin, "server-bin", "", "restart: the cartsync binary to start, restart and stop, on the address of -server")
 	flag.StringVar(&c.serverArgs, "server-args", "", "restart: the server's arguments besides -addr, separated by spaces")
 	flag.IntVar(&c.editors, "editors", -1, "restart: clients that edit while disconnected; -1 means all")
@@ -87,6 +91,10 @@ func main() {
 	flag.IntVar(&c.catalogItems, "catalog-items", 50000, "commerce: catalog items to upload")
 	flag.IntVar(&c.writers, "writers", 64, "commerce: devices editing at once")
 	flag.IntVar(&c.shoppers, "shoppers", 64, "peer: shoppers, each with a cart of its own")
+	flag.IntVar(&c.instances, "instances", 2, "scale: server instances to start, on consecutive ports from -server's")
+	flag.IntVar(&c.perProcess, "hold-per-process", 15000, "scale: idle connections per holding child process (each process is bound by its open-files limit)")
+	flag.StringVar(&c.targets, "targets", "", "hold (a child of scale): comma-separated host:port of the instances")
+	flag.IntVar(&c.holdOffset, "hold-offset", 0, "hold (a child of scale): number of the first connection")
 	flag.IntVar(&c.sources, "source-addrs", 4, "idle: loopback source addresses the connections come from (127.0.0.1 up)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
@@ -102,8 +110,32 @@ func main() {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if c.scenario == "hold" {
+		if err := runHold(context.Background(), strings.Split(c.targets, ","), c.clients, c.holdOffset, max(c.sources, 1)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: hold:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if c.scenario == "scale" {
+		u, err := url.Parse(c.server)
+		if err != nil || c.serverBin == "" || c.instances < 1 || c.perProcess < 1 {
+			fmt.Fprintln(os.Stderr, "scale needs -server-bin, an http:// -server, -instances and -hold-per-process of at least 1")
+			os.Exit(2)
+		}
+		err = runScale(context.Background(), scaleConfig{
+			restartConfig: restartConfig{bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(), clients: c.clients},
+			instances:     c.instances, perProcess: c.perProcess, sources: max(c.sources, 1),
+			peer: peerConfig{shoppers: c.shoppers, duration: c.duration, warmup: c.warmup},
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.scenario == "peer" {
-		if err := runPeer(context.Background(), peerConfig{server: c.server, shoppers: c.shoppers, duration: c.duration, warmup: c.warmup}); err != nil {
+		if err := runPeer(context.Background(), peerConfig{servers: []string{c.server}, shoppers: c.shoppers, duration: c.duration, warmup: c.warmup}); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -233,9 +265,15 @@ const (
 	metricCPU     = "process_cpu_seconds_total"
 )
 
-// serverCounters reads the server's group-commit counters and CPU time from /metrics;
-// none if it cannot.
+// serverCounters reads the server's group-commit counters and CPU time
+// from /metrics; none if it cannot.
 func serverCounters(ctx context.Context, server string) map[string]float64 {
+	return readMetrics(ctx, server, metricBatches, metricBatched, metricCPU)
+}
+
+// readMetrics reads unlabelled values from the server's /metrics: those
+// of names it finds.
+func readMetrics(ctx context.Context, server string, names ...string) map[string]float64 {
 	out := map[string]float64{}
 	req, _ := http.NewRequestWithContext(ctx, "GET", server+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -249,7 +287,7 @@ func serverCounters(ctx context.Context, server string) map[string]float64 {
 	}
 	for line := range strings.Lines(string(body)) {
 		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || (name != metricBatches && name != metricBatched && name != metricCPU) {
+		if !ok || !slices.Contains(names, name) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err == nil {

@@ -24,7 +24,7 @@ import (
 )
 
 type peerConfig struct {
-	server           string
+	servers          []string // shopper i uses servers[i % len(servers)]
 	shoppers         int
 	duration, warmup time.Duration
 }
@@ -37,6 +37,17 @@ type peerResult struct {
 	window    time.Duration
 	errors    int
 	serverCPU float64 // seconds over the window
+}
+
+// sumCounters adds up serverCounters over servers.
+func sumCounters(ctx context.Context, servers []string) map[string]float64 {
+	sum := map[string]float64{}
+	for _, s := range servers {
+		for k, v := range serverCounters(ctx, s) {
+			sum[k] += v
+		}
+	}
+	return sum
 }
 
 func (r peerResult) print(shoppers int) {
@@ -56,7 +67,7 @@ func runPeer(ctx context.Context, c peerConfig) error {
 	devices := func() ([]string, error) {
 		tokens := make([]string, c.shoppers)
 		for i := range tokens {
-			tok, err := newDevice(ctx, c.server)
+			tok, err := newDevice(ctx, c.servers[i%len(c.servers)])
 			if err != nil {
 				return nil, err
 			}
@@ -114,7 +125,7 @@ func measure(ctx context.Context, c peerConfig, name string, loop func(ctx conte
 		})
 	}
 	time.Sleep(c.warmup)
-	before := serverCounters(ctx, c.server)
+	before := sumCounters(ctx, c.servers)
 	mu.Lock()
 	on = true
 	mu.Unlock()
@@ -124,7 +135,7 @@ func measure(ctx context.Context, c peerConfig, name string, loop func(ctx conte
 	on = false
 	window = time.Since(start)
 	mu.Unlock()
-	after := serverCounters(ctx, c.server)
+	after := sumCounters(ctx, c.servers)
 	cancel()
 	wg.Wait()
 	if first != nil {
@@ -135,7 +146,6 @@ func measure(ctx context.Context, c peerConfig, name string, loop func(ctx conte
 
 // peerWebsocket runs the workload with one client engine per shopper.
 func peerWebsocket(ctx context.Context, c peerConfig, tokens []string) (peerResult, error) {
-	wsURL := "ws" + strings.TrimPrefix(c.server, "http") + "/v1/sync"
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	engines := make([]*syncclient.Engine, len(tokens))
 	var running sync.WaitGroup
@@ -147,6 +157,7 @@ func peerWebsocket(ctx context.Context, c peerConfig, tokens []string) (peerResu
 		if _, err := st.SwapDeviceToken(ctx, "", tok); err != nil {
 			return peerResult{}, err
 		}
+		wsURL := "ws" + strings.TrimPrefix(c.servers[i%len(c.servers)], "http") + "/v1/sync"
 		e, err := syncclient.New(syncclient.Config{Storage: st, Dial: syncclient.WebsocketDialer(wsURL), Logger: logger})
 		if err != nil {
 			return peerResult{}, err
@@ -196,7 +207,7 @@ func peerHTTP(ctx context.Context, c peerConfig, tokens []string) peerResult {
 				o.Kind = cart.KindRemove
 			}
 			start := time.Now()
-			if err := postOp(ctx, client, c.server, tokens[i], o); err != nil {
+			if err := postOp(ctx, client, c.servers[i%len(c.servers)], tokens[i], o); err != nil {
 				fail(err)
 				return
 			}
