@@ -1,4 +1,4 @@
-module cartsync
+module github.com/cartsync/cartsync
 
 go 1.26.0
 

@@ -23,7 +23,7 @@ func TestWasmIsClientOnly(t *testing.T) {
 		t.Fatalf("go list -deps gave %d packages: %s", len(deps), out)
 	}
 	forbidden := []string{
-		"cartsync/syncserver",
+		"github.com/cartsync/cartsync/syncserver",
 		"github.com/jackc/pgx",
 		"github.com/redis/go-redis",
 		"modernc.org/sqlite",
@@ -38,7 +38,7 @@ func TestWasmIsClientOnly(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"cartsync/app/widget", "cartsync/shared/syncclient", "github.com/maxence-charriere/go-app/v10/pkg/app"} {
+	for _, want := range []string{"github.com/cartsync/cartsync/app/widget", "github.com/cartsync/cartsync/shared/syncclient", "github.com/maxence-charriere/go-app/v10/pkg/app"} {
 		found := false
 		for _, d := range deps {
 			found = found || d == want

@@ -6,7 +6,7 @@ package main
 import (
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/app/widget"
+	"github.com/cartsync/cartsync/app/widget"
 )
 
 func main() {

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // apply reconciles a batch into the cart durably. The caller answers the

@@ -11,8 +11,8 @@ import (
 	"time"
 	"unicode"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The backend API: the storefront's own servers working with carts,

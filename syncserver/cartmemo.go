@@ -3,7 +3,7 @@ package syncserver
 import (
 	"sync"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // CartMemo keeps the carts a store last wrote, decoded, so that a batch

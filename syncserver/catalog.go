@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // catalogChannel is the bus channel on which an instance that changed the

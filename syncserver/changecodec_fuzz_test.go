@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // FuzzChangeCodec decodes arbitrary stored op and warnings JSON as a store

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Checkouts: the shopper confirms the review step, the widget asks for a

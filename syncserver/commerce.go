@@ -8,7 +8,7 @@ import (
 	"errors"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // The storefront's side of the store: its catalog and the outbox of cart

@@ -15,14 +15,14 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/postgres"
-	"cartsync/syncserver/redis"
-	"cartsync/syncserver/sqlite"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/postgres"
+	"github.com/cartsync/cartsync/syncserver/redis"
+	"github.com/cartsync/cartsync/syncserver/sqlite"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // testAPIKey is the backend API key of the commerce tests.

@@ -3,7 +3,7 @@
 // pushes the result to every other connection on the same cart, on this
 // instance and (through the Bus) on every other.
 //
-// It speaks the protocol of cartsync/shared/protocol over a websocket at
+// It speaks the protocol of github.com/cartsync/cartsync/shared/protocol over a websocket at
 // /v1/sync and offers the same operations as plain HTTP JSON endpoints under
 // /v1/ for native apps that prefer request and response. Storage and fan-out
 // are behind the small Store and Bus interfaces declared here; the adapters

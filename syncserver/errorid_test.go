@@ -9,7 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // TestErrorsCarryTheID: every error about a message the server could read

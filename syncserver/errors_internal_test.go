@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Domain errors become the same protocol errors on every route.

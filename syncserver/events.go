@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // coalesceWindow is how long a cart.updated event waits before delivery,

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // batchStore is an in-memory BatchCommitter: each cart a version and the

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // helloWait is how long a hello waits for a slot before it is answered

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // routes lays out the endpoints. docs/protocol.md and docs/openapi.yaml

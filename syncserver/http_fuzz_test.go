@@ -11,11 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // fuzzEnv is a server on a fresh memstore with two devices: device 0's

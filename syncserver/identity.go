@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Device tokens are issued by the server: 16 random bytes followed by the

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // fuzzTokens signs device tokens under a fixed key, so that seeds are the

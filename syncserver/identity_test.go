@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // TestDeviceTokenOneSpelling: a token is accepted only as issued. Other

@@ -16,10 +16,10 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // fakeClock is a clock tests move by hand.

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // MergeClient is the client id of the server's own entries in a change log

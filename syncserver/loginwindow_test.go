@@ -15,14 +15,14 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/redis"
-	"cartsync/syncserver/sqlite"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/redis"
+	"github.com/cartsync/cartsync/syncserver/sqlite"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // The login windows: every edit a shopper makes, whenever they make it

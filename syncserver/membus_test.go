@@ -3,8 +3,8 @@ package syncserver_test
 import (
 	"testing"
 
-	"cartsync/syncserver"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 func TestMemBus(t *testing.T) {

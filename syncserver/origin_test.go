@@ -9,9 +9,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // TestWebsocketOriginComparedWhole dials the websocket for real with

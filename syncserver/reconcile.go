@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // outcome is what reconciling one batch produced.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The ops a push is made of are picked from tables, so the fuzzer explores

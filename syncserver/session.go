@@ -9,9 +9,9 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 const (

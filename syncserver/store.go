@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // Store is the durable record of carts. Implementations: syncserver/sqlite

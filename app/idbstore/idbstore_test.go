@@ -15,10 +15,10 @@ import (
 
 	"github.com/hack-pad/go-indexeddb/idb"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
-	"cartsync/shared/syncclient/storagetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient/storagetest"
 )
 
 // testCtx bounds a test, so that a transaction that never finishes fails

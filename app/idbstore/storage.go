@@ -12,9 +12,9 @@ import (
 
 	"github.com/hack-pad/go-indexeddb/idb"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // Load implements syncclient.Storage: one readonly transaction over meta

@@ -11,7 +11,7 @@ import (
 
 	"github.com/hack-pad/go-indexeddb/idb"
 
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // The schema; doc.go describes it. A later version adds its steps to

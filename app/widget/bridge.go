@@ -8,9 +8,9 @@ import (
 	"strings"
 	"sync"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // This file holds the pure parts of the bridge of docs/embedding.md: which

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // The bridge's decoding and origin checks are plain Go (bridge.go has no

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 func TestParseOrigins(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // The arguments of the bridge's calls: each decoded and checked, with a

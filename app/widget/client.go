@@ -11,8 +11,8 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // This file is what runs for the page in the browser. It compiles natively

@@ -9,7 +9,7 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // These tests run the JavaScript side of the client in a real browser

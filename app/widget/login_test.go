@@ -10,9 +10,9 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // userState is a logged-in state: the user's cart at version 7 shown.

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // tokenUsers takes "user:<id>" and answers token_expired to "expired:<id>",

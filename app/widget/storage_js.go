@@ -7,8 +7,8 @@ import (
 	"errors"
 	"log/slog"
 
-	"cartsync/app/idbstore"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/app/idbstore"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // storageName is the IndexedDB database of the cart.

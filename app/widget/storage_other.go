@@ -6,7 +6,7 @@ import (
 	"context"
 	"log/slog"
 
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // openStorage returns the storage of the cart and, if it is not kept

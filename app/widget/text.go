@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // currencySymbols are the currencies plainPrice writes with a symbol

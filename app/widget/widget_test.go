@@ -11,9 +11,9 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // mount renders w in a test engine. OnMount does not run natively: the

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // TestSeqAboveInt64Invalid: JSON carries any uint64, but stores keep seqs as

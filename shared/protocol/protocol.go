@@ -39,7 +39,7 @@ import (
 	"errors"
 	"fmt"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // Version is the protocol version this build speaks.

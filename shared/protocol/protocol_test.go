@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")

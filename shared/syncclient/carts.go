@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The server's carts, acks and login messages on a session: the welcome,

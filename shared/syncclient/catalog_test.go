@@ -10,8 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The storefront's catalog as the engine sees it: the notices and totals

@@ -10,8 +10,8 @@ import (
 	"net/http"
 	"strings"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The checkout handoff: the shopper confirmed the cart at a version, and the

@@ -9,8 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // checkoutServer answers POST /v1/checkout with status and body, and

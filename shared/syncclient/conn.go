@@ -7,7 +7,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Conn is one connection to the sync server carrying protocol messages. Read

@@ -1,7 +1,7 @@
 // Package syncclient is the client sync engine of cartsync: it keeps the
 // shopper's edits in a durable outbox, shows them at once on top of the last
 // cart the server confirmed, sends them over the wire protocol of
-// cartsync/shared/protocol, and folds the server's answers back in. It
+// github.com/cartsync/cartsync/shared/protocol, and folds the server's answers back in. It
 // follows the client algorithm of docs/protocol.md.
 //
 // It is pure Go and builds both natively (tests, the load generator) and for

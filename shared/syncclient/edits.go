@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // The shopper's edits: each is validated, stored in the outbox with its

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Log keys.

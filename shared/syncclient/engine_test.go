@@ -12,8 +12,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 func testLogger(t testing.TB) *slog.Logger {

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // What the engine does with the server's errors: which end the connection,

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // pipeEnd is one end of an in-memory Conn pair.

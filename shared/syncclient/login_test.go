@@ -8,8 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // seedUser gives the fake user cart u-NAME the lines, as if edited on

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // ErrSuperseded is returned by UserWait.Wait when a later SetUser replaced

@@ -7,7 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 func TestRedialBackoff(t *testing.T) {

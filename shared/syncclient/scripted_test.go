@@ -9,8 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // script lets a test play the server by hand, message by message.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"maps"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // What the engine shows: the connection's status, and the state built from

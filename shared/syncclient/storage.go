@@ -9,8 +9,8 @@ import (
 	"slices"
 	"sync"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Storage persists what the engine must not lose: the device token, the last

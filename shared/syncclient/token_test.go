@@ -6,8 +6,8 @@ import (
 	"testing"
 	"testing/synctest"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Device tokens and client ids: a refused token, tabs that start at once,

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // TestVerifyClaims covers claim checks and token forms, on HS256.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // FuzzVerify feeds arbitrary strings to a Verifier holding every kind of

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // TestMain fails the run if a refresher goroutine outlives its test.

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // JWKS refresh timing.

@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // jwksServer serves a key set that tests replace, counting fetches.

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The catalog and the event outbox (syncserver.CatalogStore and

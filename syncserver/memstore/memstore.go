@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Store is an in-memory Store, CatalogStore and EventStore. Mutations of

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // A transaction that took its seq before another committed a later one is

@@ -12,9 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // schemaURL is the test's own Postgres schema (storetest.SchemaURL).

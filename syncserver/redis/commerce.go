@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The catalog and the event outbox pass through to the next Store: Redis

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Put writes rec to the cache the way Load and Mutate do, so tests can play

@@ -20,11 +20,11 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
-	cartredis "cartsync/syncserver/redis"
-	"cartsync/syncserver/sqlite"
-	"cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
+	cartredis "github.com/cartsync/cartsync/syncserver/redis"
+	"github.com/cartsync/cartsync/syncserver/sqlite"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 const wait = 5 * time.Second

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // CommitBatch implements syncserver.BatchCommitter: one write transaction,

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // The storefront's catalog (syncserver.CatalogStore): one row per SKU, the

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The outbox of cart events (syncserver.EventStore). Writes are serialized,

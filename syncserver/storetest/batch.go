@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // errRefused is what a Mutate fn of testMixedOutcomes fails with after it

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // RunBus runs the Bus contract suite. open returns two buses standing for

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Contract tests of a Store's change log and loads.

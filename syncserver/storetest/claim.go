@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Contract tests of the outbox's delivery side: claims in cart order under

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 var errProbe = errors.New("storetest: probe only")

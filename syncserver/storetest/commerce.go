@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Contract tests of the storefront's side of a store: the catalog

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // Contract tests of a Store under concurrency and cancellation: racing

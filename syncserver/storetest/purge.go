@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // keepTombstones is a tombstone cutoff before any tombstone.

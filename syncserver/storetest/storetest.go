@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // RunStore runs the Store contract suite. open must return a fresh, empty

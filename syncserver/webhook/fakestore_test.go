@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // fakeStore is an in-memory syncserver.EventStore with the outbox's

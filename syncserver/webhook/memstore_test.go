@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"testing"
 
-	"cartsync/syncserver"
-	"cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
 )
 
 // TestMemstore delivers through memstore's outbox, with a receiver that

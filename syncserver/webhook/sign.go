@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The headers of a delivery.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 const (

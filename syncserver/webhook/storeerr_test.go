@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // TestClaimErrors checks that Run survives a failing store: it logs the

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
 // The demo storefront: its pages (web/demo) on their own origin, and the

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 const testAPIKey = "demo-test-api-key-0123456789abcdef"

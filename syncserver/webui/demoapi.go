@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // backendClient calls the cart server's backend API as the storefront's

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // The demo's catalog: the products of web/demo/index.html, at its prices,

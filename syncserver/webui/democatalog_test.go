@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 func TestSeedDemoCatalogSendsValidItems(t *testing.T) {

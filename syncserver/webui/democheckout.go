@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // The demo's checkout: the widget hands the shopper over with a checkout

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 const (

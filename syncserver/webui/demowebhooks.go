@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"cartsync/syncserver/logkey"
-	"cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
 // The demo's webhook receiver: the cart server posts its cart events

@@ -20,7 +20,7 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
-	"cartsync/app/widget"
+	"github.com/cartsync/cartsync/app/widget"
 )
 
 // Config configures the widget's handler.

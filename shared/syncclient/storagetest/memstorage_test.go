@@ -3,8 +3,8 @@ package storagetest_test
 import (
 	"testing"
 
-	"cartsync/shared/syncclient"
-	"cartsync/shared/syncclient/storagetest"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/syncclient/storagetest"
 )
 
 func TestMemStorage(t *testing.T) {

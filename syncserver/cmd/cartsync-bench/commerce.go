@@ -12,9 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
-	"cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
 // The commerce scenario measures the storefront backend's side on a server

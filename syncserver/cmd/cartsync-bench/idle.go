@@ -16,7 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The idle scenario: what an idle shopper's connection costs the server.

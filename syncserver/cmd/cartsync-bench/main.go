@@ -32,10 +32,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
-	"cartsync/syncserver/postgres"
-	"cartsync/syncserver/sqlite"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver/postgres"
+	"github.com/cartsync/cartsync/syncserver/sqlite"
 )
 
 type config struct {

@@ -19,8 +19,8 @@ import (
 	"sync"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 type peerConfig struct {

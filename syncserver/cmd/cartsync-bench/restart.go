@@ -21,8 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 // The restart scenario: the bench starts the server itself, connects

@@ -28,8 +28,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
 type scaleConfig struct {

@@ -22,9 +22,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
-	"cartsync/syncserver"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The end-to-end tests of the storefront embedding: the real server, the

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/protocol"
-	"cartsync/syncserver"
-	"cartsync/syncserver/storetest"
-	"cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/storetest"
+	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
 const (

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/cart"
 )
 
 // The widget in other languages, end to end: a storefront page with

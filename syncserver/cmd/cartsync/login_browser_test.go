@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"cartsync/shared/cart"
-	"cartsync/shared/syncclient"
-	"cartsync/syncserver"
-	"cartsync/syncserver/auth"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/auth"
 )
 
 // The end-to-end tests of logins: the demo storefront in Chromium is device

@@ -24,10 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
 
-	"cartsync/syncserver"
-	"cartsync/syncserver/auth"
-	"cartsync/syncserver/logkey"
-	"cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/auth"
+	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

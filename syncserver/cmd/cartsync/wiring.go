@@ -17,15 +17,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	goredis "github.com/redis/go-redis/v9"
 
-	"cartsync/shared/cart"
-	"cartsync/syncserver"
-	"cartsync/syncserver/auth"
-	"cartsync/syncserver/logkey"
-	"cartsync/syncserver/postgres"
-	"cartsync/syncserver/redis"
-	"cartsync/syncserver/sqlite"
-	"cartsync/syncserver/webhook"
-	"cartsync/syncserver/webui"
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/auth"
+	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/syncserver/postgres"
+	"github.com/cartsync/cartsync/syncserver/redis"
+	"github.com/cartsync/cartsync/syncserver/sqlite"
+	"github.com/cartsync/cartsync/syncserver/webhook"
+	"github.com/cartsync/cartsync/syncserver/webui"
 )
 
 // The steps of Run, in order.

@@ -66,16 +66,16 @@ func TestReportOfATinyBuild(t *testing.T) {
 	}
 	for path, group := range map[string]string{
 		"runtime": groupStd,
-		"cartsync/syncserver/cmd/wasmsize/testdata/hello":       groupProject,
-		"cartsync/syncserver/cmd/wasmsize/testdata/hello/greet": groupProject,
+		"github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello":       groupProject,
+		"github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet": groupProject,
 	} {
 		p := by[path]
 		if p == nil || p.Code == 0 || p.group() != group {
 			t.Errorf("package %s: got %+v, want code in group %s", path, p, group)
 		}
 	}
-	if by["runtime"].Code < 10*by["cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"].Code {
-		t.Errorf("runtime %d bytes, greet %d: the runtime should dwarf a one-line package", by["runtime"].Code, by["cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"].Code)
+	if by["runtime"].Code < 10*by["github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"].Code {
+		t.Errorf("runtime %d bytes, greet %d: the runtime should dwarf a one-line package", by["runtime"].Code, by["github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"].Code)
 	}
 
 	var out bytes.Buffer
@@ -83,7 +83,7 @@ func TestReportOfATinyBuild(t *testing.T) {
 	if err := r.write(&out, 3); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"./testdata/hello for js/wasm", "code by group", "pclntab: function names", "runtime and standard library", "project", "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet", "more)"} {
+	for _, want := range []string{"./testdata/hello for js/wasm", "code by group", "pclntab: function names", "runtime and standard library", "project", "github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet", "more)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
@@ -93,12 +93,12 @@ func TestReportOfATinyBuild(t *testing.T) {
 // TestWhyFindsTheChain runs the linker with -dumpdep on testdata/hello.
 func TestWhyFindsTheChain(t *testing.T) {
 	var out bytes.Buffer
-	c := config{pkg: "./testdata/hello", why: "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"}
+	c := config{pkg: "./testdata/hello", why: "github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"}
 	if err := run(t.Context(), c, &out); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) < 3 || strings.TrimSpace(lines[len(lines)-2]) != "main.main" || strings.TrimSpace(lines[len(lines)-1]) != "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet.Hello" {
+	if len(lines) < 3 || strings.TrimSpace(lines[len(lines)-2]) != "main.main" || strings.TrimSpace(lines[len(lines)-1]) != "github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet.Hello" {
 		t.Errorf("got chain:\n%s\nwant it to end in main.main, greet.Hello", out.String())
 	}
 }

@@ -1,6 +1,6 @@
 // Command hello is the tiny program TestReportOfATinyBuild builds to wasm.
 package main
 
-import "cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"
+import "github.com/cartsync/cartsync/syncserver/cmd/wasmsize/testdata/hello/greet"
 
 func main() { println(greet.Hello("wasm")) }
