@@ -13,6 +13,8 @@ ARGS ?=
 
 SERVER_PKG := ./syncserver/cmd/cartsync
 WASM_PKG := ./app
+# The example of another module using the client engine (a module of its own).
+EXAMPLE := shared/syncclient/example/cartwatch
 # The js/wasm side of the tree: app/ and shared/ where they exist.
 JS_PKGS = $(patsubst %,./%/...,$(wildcard app shared))
 STATICCHECK = $(shell $(GO) env GOPATH)/bin/staticcheck
@@ -83,6 +85,7 @@ lint: tools ## Check gofmt, go vet and staticcheck, native and js/wasm
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd $(EXAMPLE) && $(GO) mod tidy -diff && $(GO) vet ./... && $(abspath $(STATICCHECK)) ./...
 ifneq ($(strip $(JS_PKGS)),)
 	GOOS=js GOARCH=wasm $(GO) vet $(JS_PKGS)
 	GOOS=js GOARCH=wasm $(STATICCHECK) $(JS_PKGS)
