@@ -44,7 +44,7 @@ func testMixedOutcomes(t *testing.T, s syncserver.Store) {
 				id := carts[(w+i)%len(carts)]
 				seq := next[id] + 1
 				outcome := (w*7 + i) % 5
-				err, recovered := mutateRecovering(ctx, s, id, client, func(rec *syncserver.Record) error {
+				recovered, err := mutateRecovering(ctx, s, id, client, func(rec *syncserver.Record) error {
 					if got := rec.Seqs[client]; got != seq-1 {
 						return fmt.Errorf("client %s on %s: Mutate sees seq %d, want %d", client, id, got, seq-1)
 					}
@@ -110,9 +110,9 @@ func testMixedOutcomes(t *testing.T, s syncserver.Store) {
 	}
 }
 
-// mutateRecovering runs one Mutate for client and returns its error, or
-// the value it panicked with.
-func mutateRecovering(ctx context.Context, s syncserver.Store, id, client string, fn func(*syncserver.Record) error) (err error, recovered any) {
+// mutateRecovering runs one Mutate for client and returns the value it
+// panicked with, or its error.
+func mutateRecovering(ctx context.Context, s syncserver.Store, id, client string, fn func(*syncserver.Record) error) (recovered any, err error) {
 	defer func() { recovered = recover() }()
-	return s.Mutate(ctx, id, []string{client}, fn), nil
+	return nil, s.Mutate(ctx, id, []string{client}, fn)
 }
