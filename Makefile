@@ -34,8 +34,16 @@ run: build ## Build everything; serve the cart on :8080 and the demo storefront 
 build: $(if $(wildcard app),wasm) ## Build the widget and the server binary bin/cartsync
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/cartsync $(SERVER_PKG)
 
+# web/ is what the server serves (-web): the built widget, and copies of
+# the sources in assets/ (icons, CSS, embed.js, the demo storefront).
+.PHONY: web
+web: ## Copy assets/ (the widget's and demo's sources) into web/, the folder the server serves
+	@mkdir -p web
+	@cd assets && for f in *; do rm -rf "../web/$$f"; done
+	cp -R assets/. web/
+
 .PHONY: wasm
-wasm: wasm-exec-check ## Build web/app.wasm (+ .br, .gz) and serve the tracked wasm_exec.js with it
+wasm: wasm-exec-check web ## Build web/app.wasm (+ .br, .gz), copy assets/ into web/ and serve the tracked wasm_exec.js with it
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags "-s -w" -o web/app.wasm $(WASM_PKG)
 	$(GO) run ./syncserver/cmd/precompress web/app.wasm
 	cp wasm_exec.js web/wasm_exec.js
@@ -109,5 +117,6 @@ services-down: ## Stop what services-up started
 	scripts/testenv.sh stop
 
 .PHONY: clean
-clean: ## Remove build outputs (bin/, web/app.wasm*)
-	rm -rf bin web/app.wasm web/app.wasm.br web/app.wasm.gz
+clean: ## Remove build outputs (bin/, everything in web/ but its README)
+	rm -rf bin
+	find web -mindepth 1 -not -name README.md -delete

@@ -22,7 +22,7 @@ import (
 const (
 	// panelWidth is the width, in CSS pixels, the open panel asks the host
 	// for; the host gives at most its viewport's width. The panel fills the
-	// frame up to that width (web/widget.css), so it cannot be measured in
+	// frame up to that width (assets/widget.css), so it cannot be measured in
 	// a frame still sized for the closed button.
 	panelWidth = 420
 	// checkoutWait bounds the wait for pending edits to reach the server

@@ -3,7 +3,7 @@
 // hands checkout to the storefront.
 //
 // The widget is a go-app page served at "/" and shown in an iframe by
-// web/embed.js; the two talk through the postMessage bridge of
+// assets/embed.js; the two talk through the postMessage bridge of
 // docs/embedding.md. The package compiles natively too, so that the server
 // can render the same route ([Routes]) and the rendering can be tested with
 // app.NewTestEngine.
@@ -36,7 +36,7 @@
 // The storefront may change or add texts with the theme's messages,
 // checked against English (an unknown id or other placeholders refuse the
 // theme). The document gets lang, and dir="rtl" for a language written
-// right to left; web/widget.css uses logical properties, so the panel
+// right to left; assets/widget.css uses logical properties, so the panel
 // mirrors.
 //
 // # Logins
@@ -91,7 +91,7 @@
 // tells adds from the page, removals, going offline and back, refused edits
 // and catalog changes (live.go); nothing inside the panel is live. On a
 // narrow screen the panel fills the frame, which embed.js makes the whole
-// viewport, clear of the safe areas (web/widget.css); every button is at
+// viewport, clear of the safe areas (assets/widget.css); every button is at
 // least 44 × 44 px.
 //
 // # Updates

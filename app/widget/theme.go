@@ -17,7 +17,7 @@ const (
 )
 
 // themeVars maps the keys of the bridge's theme method to the CSS variables
-// they set, defined with their defaults in web/widget.css.
+// they set, defined with their defaults in assets/widget.css.
 var themeVars = map[string]struct {
 	prop string
 	kind themeKind

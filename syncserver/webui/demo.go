@@ -18,7 +18,7 @@ import (
 	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
-// The demo storefront: its pages (web/demo) on their own origin, and the
+// The demo storefront: its pages (demo/ in the web folder, from assets/demo) on their own origin, and the
 // storefront's own backend behind them. It is a demonstration, never for
 // production: it hands anyone a token for its demo users, and its order,
 // admin and webhook pages have no login.

@@ -15,7 +15,7 @@ import (
 	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
-// The demo's catalog: the products of web/demo/index.html, at its prices,
+// The demo's catalog: the products of assets/demo/index.html, at its prices,
 // uploaded to the cart server so that it prices carts and checkouts, holds
 // them to the stock, and tells open carts when the admin page changes an
 // item.

@@ -56,10 +56,10 @@ func TestSeedDemoCatalogSendsValidItems(t *testing.T) {
 }
 
 // TestDemoCatalogIsTheShopPage checks the catalog against the products of
-// web/demo/index.html: the same SKUs, names and prices, so that adding from
+// assets/demo/index.html: the same SKUs, names and prices, so that adding from
 // the page raises no price notice.
 func TestDemoCatalogIsTheShopPage(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "web", "demo", "index.html"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "assets", "demo", "index.html"))
 	if err != nil {
 		t.Fatal(err)
 	}
