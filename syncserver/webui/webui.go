@@ -197,7 +197,7 @@ func (webResources) Resolve(p string) string {
 
 func (res webResources) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rel, ok := strings.CutPrefix(path.Clean(r.URL.Path), "/web/")
-	if !ok || rel == "" || strings.HasPrefix(rel, "demo/") {
+	if !ok || rel == "" || strings.HasPrefix(rel, "demo/") || rel == "README.md" {
 		http.NotFound(w, r)
 		return
 	}

@@ -25,6 +25,7 @@ func webDir(t *testing.T) string {
 		"icons/icon-192.png": "png",
 		"icons/icon-512.png": "png",
 		"icons/icon.svg":     "<svg/>",
+		"README.md":          "# web/",
 	}
 	for name, body := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -139,6 +140,9 @@ func TestPageAndAssets(t *testing.T) {
 	}
 	if r := get(t, h, "/web/demo/index.html", nil); r.StatusCode != 404 {
 		t.Errorf("demo files served on the cart origin: %d", r.StatusCode)
+	}
+	if r := get(t, h, "/web/README.md", nil); r.StatusCode != 404 {
+		t.Errorf("the web folder's README served: %d", r.StatusCode)
 	}
 	if r := get(t, h, "/elsewhere", nil); r.StatusCode != 404 {
 		t.Errorf("unregistered route = %d, want 404", r.StatusCode)
