@@ -65,9 +65,6 @@ type BatchCommitter interface {
 // have committed: its Mutates are answered with the error, never run again.
 var ErrCommitUnknown = errors.New("commit outcome unknown")
 
-// MutateFunc is the signature of Store.Mutate.
-type MutateFunc func(ctx context.Context, cartID string, clients []string, fn func(*Record) error) error
-
 // GroupCommitConfig tunes a GroupCommitter.
 type GroupCommitConfig struct {
 	// Committers is how many batches may be committing at once (default
@@ -75,7 +72,8 @@ type GroupCommitConfig struct {
 	// the window adapts to the load without a timer, so an unloaded
 	// store commits each Mutate at once.
 	Committers int
-	// MaxBatch bounds the Mutates of one batch (default 256).
+	// MaxBatch bounds the Mutates of one batch (default 256); 1 gives
+	// each Mutate a transaction of its own.
 	MaxBatch int
 	// Timeout bounds one batch's transaction (default 15 s).
 	Timeout time.Duration
@@ -89,9 +87,8 @@ type GroupCommitConfig struct {
 // transactions would (a caller that needs an order waits for one Mutate
 // before the next, as a connection does).
 type GroupCommitter struct {
-	store  BatchCommitter
-	single MutateFunc
-	cfg    GroupCommitConfig
+	store BatchCommitter
+	cfg   GroupCommitConfig
 
 	mu    sync.Mutex
 	queue []*mutation // guarded by mu
@@ -135,9 +132,9 @@ type batchRun struct {
 
 // NewGroupCommitter returns a GroupCommitter committing through store. A
 // batch that fails as a whole (a statement error, a deadlock the database
-// broke) is retried Mutate by Mutate through single, so that one bad
-// change cannot fail the others.
-func NewGroupCommitter(store BatchCommitter, single MutateFunc, cfg GroupCommitConfig) *GroupCommitter {
+// broke) is retried Mutate by Mutate, each in a batch of its own, so that
+// one bad change cannot fail the others.
+func NewGroupCommitter(store BatchCommitter, cfg GroupCommitConfig) *GroupCommitter {
 	if cfg.Committers < 1 {
 		cfg.Committers = 1
 	}
@@ -147,7 +144,7 @@ func NewGroupCommitter(store BatchCommitter, single MutateFunc, cfg GroupCommitC
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
 	}
-	return &GroupCommitter{store: store, single: single, cfg: cfg, free: cfg.Committers}
+	return &GroupCommitter{store: store, cfg: cfg, free: cfg.Committers}
 }
 
 // Stats returns how many batches were committed (or failed) and how many
@@ -194,6 +191,12 @@ func (g *GroupCommitter) Mutate(ctx context.Context, cartID string, clients []st
 	// change that became durable for a failure.
 	<-m.done
 	return m.result()
+}
+
+// start moves m to running, unless its caller gave up; a Mutate already
+// running (its batch failed, and it is committed again on its own) stays.
+func (m *mutation) start() bool {
+	return m.state.CompareAndSwap(mutTaken, mutRunning) || m.state.Load() == mutRunning
 }
 
 // result is what Mutate returns once m is done.
@@ -254,16 +257,41 @@ func (g *GroupCommitter) take() ([]*mutation, *batchRun) {
 func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 	g.batches.Add(1)
 	g.mutations.Add(uint64(len(batch)))
-	ctx := run.ctx
 	defer run.cancel()
 	defer func() {
 		for _, m := range batch {
 			close(m.done)
 		}
 	}()
+	err := g.commitBatch(run.ctx, batch)
+	if err == nil {
+		return
+	}
+	if len(batch) > 1 && run.ctx.Err() == nil && !errors.Is(err, ErrCommitUnknown) {
+		// Nothing was written: commit them one by one, so that the
+		// others go through and the culprit gets its own error. (Not
+		// when the batch may have committed: a fn must not run on
+		// its own result.)
+		for _, m := range batch {
+			if m.state.Load() == mutAbandoned {
+				continue
+			}
+			m.err, m.panicked = nil, nil
+			one := []*mutation{m}
+			if err := g.commitBatch(run.ctx, one); err != nil {
+				failed(one, err)
+			}
+		}
+		return
+	}
+	failed(batch, err)
+}
 
+// commitBatch commits batch in one transaction. When it returns nil, each
+// Mutate's error is its own: nil, or what its fn or its cart's load said.
+func (g *GroupCommitter) commitBatch(ctx context.Context, batch []*mutation) error {
 	carts, byCart := groupByCart(batch)
-	err := g.store.CommitBatch(ctx, carts, func(loaded []BatchLoad) ([]BatchWrite, error) {
+	return g.store.CommitBatch(ctx, carts, func(loaded []BatchLoad) ([]BatchWrite, error) {
 		var writes []BatchWrite
 		for i, c := range carts {
 			if w, ok := runCart(c.ID, loaded[i], byCart[c.ID]); ok {
@@ -272,25 +300,13 @@ func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 		}
 		return writes, nil
 	})
-	if err == nil {
-		return
-	}
-	if len(batch) > 1 && ctx.Err() == nil && !errors.Is(err, ErrCommitUnknown) {
-		// Nothing was written: commit them one by one, so that the
-		// others go through and the culprit gets its own error. (Not
-		// when the batch may have committed: a fn must not run on
-		// its own result.)
-		for _, m := range batch {
-			if m.state.CompareAndSwap(mutTaken, mutRunning) || m.state.Load() == mutRunning {
-				m.err, m.panicked = nil, nil
-				m.err = g.single(m.ctx, m.cartID, m.clients, func(rec *Record) error { return runFn(m, rec) })
-			}
-		}
-		return
-	}
+}
+
+// failed answers the Mutates of a batch that was not committed with err,
+// but for those whose fn failed or whose cart was expired: they keep that
+// answer, as they would not have been written either way.
+func failed(batch []*mutation, err error) {
 	for _, m := range batch {
-		// A Mutate whose fn failed, or whose cart was expired, keeps
-		// that answer: it would not have been written either way.
 		if m.err == nil {
 			m.err = fmt.Errorf("mutate cart %s: %w", m.cartID, err)
 		}
@@ -336,7 +352,7 @@ func groupByCart(batch []*mutation) ([]BatchCart, map[string][]*mutation) {
 func runCart(cartID string, l BatchLoad, ms []*mutation) (BatchWrite, bool) {
 	if l.Err != nil {
 		for _, m := range ms {
-			if m.state.CompareAndSwap(mutTaken, mutRunning) {
+			if m.start() {
 				m.err = l.Err
 			}
 		}
@@ -346,7 +362,7 @@ func runCart(cartID string, l BatchLoad, ms []*mutation) (BatchWrite, bool) {
 	out := &Record{Meta: cur.Meta, Cart: cur.Cart, Exists: cur.Exists, Seqs: maps.Clone(cur.Seqs)}
 	wrote := false
 	for _, m := range ms {
-		if !m.state.CompareAndSwap(mutTaken, mutRunning) {
+		if !m.start() {
 			continue // its caller gave up: fn never runs
 		}
 		rec := &Record{Cart: out.Cart.Clone(), Meta: out.Meta, Exists: out.Exists, Seqs: make(map[string]uint64, len(m.clients))}

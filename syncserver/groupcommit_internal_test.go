@@ -21,7 +21,7 @@ type batchStore struct {
 	carts   map[string]*Record
 	sizes   []int // carts per CommitBatch call
 	failBig error // if set, a batch of more than one cart fails with it
-	singles int   // Mutates committed one by one
+	singles int   // batches of one cart after the first batch
 }
 
 func newBatchStore() *batchStore { return &batchStore{carts: map[string]*Record{}} }
@@ -30,6 +30,9 @@ func (b *batchStore) CommitBatch(ctx context.Context, carts []BatchCart, decide 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sizes = append(b.sizes, len(carts))
+	if len(carts) == 1 && len(b.sizes) > 1 {
+		b.singles++
+	}
 	if !slices.IsSortedFunc(carts, func(x, y BatchCart) int { return cmp.Compare(x.ID, y.ID) }) {
 		return fmt.Errorf("carts not in id order: %v", carts)
 	}
@@ -59,19 +62,6 @@ func (b *batchStore) load(id string, clients []string) *Record {
 		}
 	}
 	return rec
-}
-
-// single is Store.Mutate without batching.
-func (b *batchStore) single(ctx context.Context, id string, clients []string, fn func(*Record) error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.singles++
-	rec := b.load(id, clients)
-	if err := fn(rec); err != nil {
-		return err
-	}
-	b.carts[id] = rec
-	return nil
 }
 
 // label returns a fn that appends a line named after the Mutate.
@@ -114,7 +104,7 @@ func waitQueued(t *testing.T, g *GroupCommitter, n int) {
 // caller that gave up leave nothing.
 func TestGroupCommitBatchesWhileBusy(t *testing.T) {
 	b := newBatchStore()
-	g := NewGroupCommitter(b, b.single, GroupCommitConfig{Committers: 1})
+	g := NewGroupCommitter(b, GroupCommitConfig{Committers: 1})
 	ctx := t.Context()
 
 	started, release := make(chan struct{}), make(chan struct{})
@@ -211,7 +201,7 @@ func TestGroupCommitBatchFailureRetriesOneByOne(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBatchStore()
 			b.failBig = tt.err
-			g := NewGroupCommitter(b, b.single, GroupCommitConfig{Committers: 1})
+			g := NewGroupCommitter(b, GroupCommitConfig{Committers: 1})
 			ctx := t.Context()
 
 			started, release := make(chan struct{}), make(chan struct{})

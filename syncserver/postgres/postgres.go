@@ -1,14 +1,16 @@
 // Package postgres is a syncserver.Store on PostgreSQL, for several server
 // instances sharing one database.
 //
-// A Mutate is one transaction that locks the cart's row (SELECT ... FOR
-// UPDATE), so Mutates of one cart are serialized across every instance
-// while different carts proceed in parallel. It costs two round trips: the
-// BEGIN, the row lock and the seqs go in one pipelined batch; the writes and
-// the COMMIT in another. A Merge is the same with two rows, locked in id
-// order so that two Merges never deadlock. Purge skips the rows a Mutate
-// holds (FOR UPDATE SKIP LOCKED) and a Mutate waits for the Purge holding
-// its row, then finds the tombstone.
+// Mutates are committed by group commit (syncserver.GroupCommitter): a
+// batch is one transaction that locks its carts' rows (SELECT ... FOR
+// UPDATE, in id order), so that the Mutates of a cart are serialized across
+// every instance while different carts proceed in parallel. It costs two
+// round trips whatever its size: the BEGIN, the row locks and the seqs go in
+// one pipelined batch; the writes and the COMMIT in another. A Merge is the
+// same with two rows, locked in id order too, so that batches and Merges
+// never deadlock. Purge skips the rows a batch holds (FOR UPDATE SKIP
+// LOCKED) and a batch waits for the Purge holding its row, then finds the
+// tombstone.
 //
 // The events fn appends go to the outbox (table events) in the second
 // batch, with the cart's writes; the catalog is the table catalog_items.
@@ -29,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -48,8 +49,8 @@ var migrations embed.FS
 // Store is a Store, CatalogStore and EventStore in a PostgreSQL database.
 type Store struct {
 	pool  *pgxpool.Pool
-	group *syncserver.GroupCommitter // nil: a transaction per Mutate
-	memo  *syncserver.CartMemo       // the carts batches wrote, by xmin
+	group *syncserver.GroupCommitter
+	memo  *syncserver.CartMemo // the carts batches wrote, by xmin
 }
 
 var (
@@ -102,12 +103,15 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", withCtx(ctx, err))
 	}
-	if cfg.committers < 0 {
-		cfg.committers = max(2, int(pcfg.MaxConns)/4)
+	gc := syncserver.GroupCommitConfig{Committers: cfg.committers}
+	switch {
+	case cfg.committers < 0:
+		gc.Committers = max(2, int(pcfg.MaxConns)/4)
+	case cfg.committers == 0:
+		// A transaction per Mutate, as many at once as connections.
+		gc.Committers, gc.MaxBatch = int(pcfg.MaxConns), 1
 	}
-	if cfg.committers > 0 {
-		s.group = syncserver.NewGroupCommitter(s, s.mutateOne, syncserver.GroupCommitConfig{Committers: cfg.committers})
-	}
+	s.group = syncserver.NewGroupCommitter(s, gc)
 	return s, nil
 }
 
@@ -166,14 +170,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// The statements of Mutate.
+// The statements that write a cart (CommitBatch, Merge).
 const (
 	// The row is made to exist so that it can be locked; it keeps a NULL
 	// state until the transaction that inserted it writes the cart, and
 	// disappears with it if that transaction rolls back.
 	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
-	sqlLockCart   = `SELECT kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts WHERE id = $1 FOR UPDATE`
-	sqlLoadSeqs   = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1 AND client_id = ANY($2)`
 	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
 		RETURNING xmin::text`
 	sqlWriteSeq = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
@@ -195,82 +197,9 @@ func release(ctx context.Context, conn *pgxpool.Conn, inTx bool) {
 	conn.Release()
 }
 
-// Mutate implements syncserver.Store: by group commit (see CommitBatch)
-// unless WithGroupCommit turned it off.
+// Mutate implements syncserver.Store by group commit (see CommitBatch).
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
-	if s.group != nil {
-		return s.group.Mutate(ctx, cartID, clients, fn)
-	}
-	return s.mutateOne(ctx, cartID, clients, fn)
-}
-
-// mutateOne is Mutate in a transaction of its own.
-func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return withCtx(ctx, fmt.Errorf("mutate cart %s: acquire connection: %w", cartID, err))
-	}
-	inTx := false
-	defer func() { release(ctx, conn, inTx) }()
-
-	// BEGIN travels with the first statements: one round trip.
-	var (
-		state              []byte
-		updated, abandoned *time.Time
-		expired            bool
-		rec                = &syncserver.Record{Seqs: zeroSeqs(clients)}
-	)
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(sqlEnsureCart, cartID)
-	b.Queue(sqlLockCart, cartID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&rec.Meta.Kind, &state, &rec.Meta.MergedInto, &updated, &abandoned, &expired)
-	})
-	if len(clients) > 0 {
-		b.Queue(sqlLoadSeqs, cartID, clients).Query(func(rows pgx.Rows) error {
-			var client string
-			var seq int64
-			_, err := pgx.ForEachRow(rows, []any{&client, &seq}, func() error {
-				rec.Seqs[client] = uint64(seq)
-				return nil
-			})
-			return err
-		})
-	}
-	inTx = true
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			// The purge deleted the cart between the insert and the lock.
-			return fmt.Errorf("mutate cart %s: %w", cartID, syncserver.ErrCartGone)
-		}
-		return withCtx(ctx, fmt.Errorf("mutate cart %s: lock: %w", cartID, err))
-	}
-	if expired {
-		return syncserver.ErrCartExpired
-	}
-	if err := decodeState(rec, cartID, state); err != nil {
-		return fmt.Errorf("mutate cart %s: %w", cartID, err)
-	}
-	rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
-
-	before := maps.Clone(rec.Seqs)
-	if err := fn(rec); err != nil {
-		return err
-	}
-
-	// The writes and COMMIT: one more round trip. If a statement fails the
-	// server skips the rest, COMMIT included, and the deferred ROLLBACK
-	// ends the transaction.
-	b = &pgx.Batch{}
-	if err := queueWrites(b, cartID, rec, before, nil); err != nil {
-		return fmt.Errorf("mutate cart %s: %w", cartID, err)
-	}
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return withCtx(ctx, fmt.Errorf("mutate cart %s: write: %w", cartID, err))
-	}
-	inTx = false
-	return nil
+	return s.group.Mutate(ctx, cartID, clients, fn)
 }
 
 // queueWrites queues on b the writes of what fn left in rec: the cart and

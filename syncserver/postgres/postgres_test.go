@@ -52,6 +52,19 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// With group commit off each Mutate is a batch of its own: the same
+// contract.
+func TestStoreWithoutGroupCommit(t *testing.T) {
+	storetest.PostgresURL(t)
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		s, err := Open(t.Context(), schemaURL(t), WithGroupCommit(0))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 func addFn(client string, seq uint64, sku string) func(*syncserver.Record) error {
 	return func(rec *syncserver.Record) error {
 		op := cart.Op{Client: client, Seq: seq, Kind: cart.KindAdd, SKU: sku, Quantity: 1}

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"math"
 	"net/url"
 	"os"
@@ -46,13 +45,13 @@ type Store struct {
 	w *sql.DB // one connection: every write transaction, in turn
 	r *sql.DB // read-only connections
 
-	group *syncserver.GroupCommitter // nil: a transaction per Mutate
+	group *syncserver.GroupCommitter
 
 	// memo holds the carts batches wrote (see CommitBatch). writeMu is
 	// held over every transaction that writes carts (one at a time in
 	// any case: there is one writer), so that the memo changes with the
-	// rows: a Mutate or Merge of its own forgets its carts before any
-	// batch can read them again.
+	// rows: a Merge forgets its carts before any batch can read them
+	// again.
 	memo    *syncserver.CartMemo
 	writeMu chan struct{} // a mutex a context can give up on
 }
@@ -147,10 +146,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	if cfg.groupCommit {
-		// One writer: one batch at a time.
-		s.group = syncserver.NewGroupCommitter(s, s.mutateOne, syncserver.GroupCommitConfig{Committers: 1})
+	gc := syncserver.GroupCommitConfig{Committers: 1} // one writer
+	if !cfg.groupCommit {
+		gc.MaxBatch = 1
 	}
+	s.group = syncserver.NewGroupCommitter(s, gc)
 	return s, nil
 }
 
@@ -237,47 +237,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Mutate implements syncserver.Store. Mutates run one at a time: by group
-// commit (see CommitBatch) unless WithGroupCommit turned it off.
+// Mutate implements syncserver.Store by group commit (see CommitBatch),
+// one batch at a time: SQLite has one writer.
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
-	if s.group != nil {
-		return s.group.Mutate(ctx, cartID, clients, fn)
-	}
-	return s.mutateOne(ctx, cartID, clients, fn)
-}
-
-// mutateOne is Mutate in a transaction of its own.
-func (s *Store) mutateOne(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
-	unlock, err := s.lockWrites(ctx)
-	if err != nil {
-		return fmt.Errorf("mutate cart %s: %w", cartID, err)
-	}
-	defer unlock()
-	defer s.memo.Forget(cartID)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mutate cart %s: begin: %w", cartID, err)
-	}
-	defer tx.Rollback()
-
-	rec, err := loadRecord(ctx, tx, cartID, clients)
-	switch {
-	case errors.Is(err, syncserver.ErrCartNotFound):
-		rec = &syncserver.Record{Cart: &cart.Cart{ID: cartID}, Seqs: zeroSeqs(clients)}
-	case err != nil:
-		return fmt.Errorf("mutate cart %s: %w", cartID, err)
-	}
-	before := maps.Clone(rec.Seqs)
-	if err := fn(rec); err != nil {
-		return err
-	}
-	if err := writeRecord(ctx, tx, cartID, rec, before); err != nil {
-		return fmt.Errorf("mutate cart %s: %w", cartID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("mutate cart %s: commit: %w", cartID, err)
-	}
-	return nil
+	return s.group.Mutate(ctx, cartID, clients, fn)
 }
 
 // Load implements syncserver.Store.

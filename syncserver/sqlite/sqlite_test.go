@@ -31,6 +31,18 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// With group commit off each Mutate is a batch of its own: the same
+// contract.
+func TestStoreWithoutGroupCommit(t *testing.T) {
+	storetest.RunStore(t, func(t testing.TB) syncserver.Store {
+		s, err := Open(t.Context(), filepath.Join(t.TempDir(), "carts.db"), WithGroupCommit(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 func TestReopenKeepsEverything(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nested", "dir", "carts.db")
 	at := time.Date(2025, 6, 1, 12, 0, 0, 123_000_000, time.UTC)
