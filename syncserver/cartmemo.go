@@ -11,8 +11,10 @@ import (
 // from memory instead of reading and decoding its JSON again (on a busy
 // cart, the largest cost of a batch). A stamp says which row an entry was
 // made from: each store picks one that changes with every write of the
-// row (Postgres: the row's xmin; SQLite, whose only writer is this
-// process: the version, with every other write forgetting the cart).
+// row (Postgres: a random write_id a trigger sets on every write; SQLite:
+// the version, with every other write of this process forgetting the cart
+// and a write by another process, seen by PRAGMA data_version, clearing
+// the memo).
 type CartMemo struct {
 	mu  sync.Mutex
 	max int
@@ -51,6 +53,13 @@ func (m *CartMemo) Put(id, stamp string, c *cart.Cart) {
 		}
 	}
 	m.m[id] = memoEntry{stamp: stamp, cart: c}
+}
+
+// Clear drops every entry.
+func (m *CartMemo) Clear() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.m)
 }
 
 // Forget drops the entries of ids.

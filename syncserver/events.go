@@ -107,8 +107,11 @@ func (s *Server) Abandon(ctx context.Context, batch int) (int, error) {
 			}
 			marked := 0
 			for _, id := range ids {
-				wrote := false
+				// Set by fn, which may run again (a store retrying
+				// a failed batch): only its last run counts.
+				var did, wrote bool
 				err := s.store.Mutate(ctx, id, nil, func(rec *Record) error {
+					did, wrote = false, false
 					if !rec.Exists || rec.Meta.MergedInto != "" || !rec.Meta.UpdatedAt.Before(now.Add(-after)) ||
 						rec.Meta.AbandonedAt.Equal(rec.Meta.UpdatedAt) {
 						return errNothingToDo
@@ -118,7 +121,7 @@ func (s *Server) Abandon(ctx context.Context, batch int) (int, error) {
 						return errNothingToDo
 					}
 					rec.Meta.AbandonedAt = rec.Meta.UpdatedAt
-					marked++
+					did = true
 					if len(rec.Cart.Lines) > 0 {
 						s.addEvent(rec, EventCartAbandoned, nil)
 						wrote = true
@@ -127,6 +130,12 @@ func (s *Server) Abandon(ctx context.Context, batch int) (int, error) {
 				})
 				if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrCartExpired) && !errors.Is(err, ErrCartNotFound) {
 					return total, fmt.Errorf("abandon cart %s: %w", id, err)
+				}
+				if err != nil {
+					continue // nothing to do, or the cart is gone
+				}
+				if did {
+					marked++
 				}
 				if wrote {
 					total++

@@ -20,9 +20,10 @@ import (
 // Merge, wait for each other instead of deadlocking.
 const (
 	sqlEnsureCarts = `INSERT INTO carts (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING`
-	// A row whose xmin is the stamp of the memo's entry is the one the
-	// memo holds: its state is not sent (NULL, with state_null false).
-	sqlLockCarts = `SELECT c.id, c.kind, CASE WHEN c.xmin::text = k.stamp THEN NULL ELSE c.state END, c.state IS NULL,
+	// A row whose write_id (a random stamp of each write, set by a
+	// trigger; migration 0005) is the stamp of the memo's entry is the one
+	// the memo holds: its state is not sent (NULL, with state_null false).
+	sqlLockCarts = `SELECT c.id, c.kind, CASE WHEN c.write_id::text = k.stamp THEN NULL ELSE c.state END, c.state IS NULL,
 			c.merged_into, c.updated_at, c.abandoned_at, c.expired_at IS NOT NULL
 		FROM carts c JOIN unnest($1::text[], $2::text[]) AS k(id, stamp) ON c.id = k.id
 		ORDER BY c.id FOR UPDATE OF c`

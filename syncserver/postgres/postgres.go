@@ -50,7 +50,7 @@ var migrations embed.FS
 type Store struct {
 	pool  *pgxpool.Pool
 	group *syncserver.GroupCommitter
-	memo  *syncserver.CartMemo // the carts batches wrote, by xmin
+	memo  *syncserver.CartMemo // the carts batches wrote, by write_id
 }
 
 var (
@@ -177,7 +177,7 @@ const (
 	// disappears with it if that transaction rolls back.
 	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
 	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
-		RETURNING xmin::text`
+		RETURNING write_id::text`
 	sqlWriteSeq = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
 		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
 	sqlAppend = `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES ($1, $2, $3, $4, $5)`
@@ -205,7 +205,7 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 // queueWrites queues on b the writes of what fn left in rec: the cart and
 // its meta, the seqs that differ from before, the appended changes, the
 // trim of the log, and the events.
-// If stamp is not nil it receives the written row's xmin (see CartMemo).
+// If stamp is not nil it receives the written row's write_id (see CartMemo).
 func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64, stamp *string) error {
 	if rec.Cart == nil {
 		return errors.New("fn left no cart")

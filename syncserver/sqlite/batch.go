@@ -25,6 +25,16 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		return fmt.Errorf("commit batch: begin: %w", err)
 	}
 	defer tx.Rollback()
+	// Another process sharing the file may have written since this
+	// one's last commit: then nothing in the memo can be trusted.
+	var dataVersion int64
+	if err := tx.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&dataVersion); err != nil {
+		return fmt.Errorf("commit batch: data version: %w", err)
+	}
+	if dataVersion != s.dataVersion {
+		s.memo.Clear()
+		s.dataVersion = dataVersion
+	}
 
 	loaded := make([]syncserver.BatchLoad, len(carts))
 	for i, c := range carts {

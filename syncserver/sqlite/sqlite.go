@@ -48,12 +48,16 @@ type Store struct {
 	group *syncserver.GroupCommitter
 
 	// memo holds the carts batches wrote (see CommitBatch). writeMu is
-	// held over every transaction that writes carts (one at a time in
-	// any case: there is one writer), so that the memo changes with the
+	// held over CommitBatch and Merge (one transaction at a time in any
+	// case: there is one writer), so that the memo changes with the
 	// rows: a Merge forgets its carts before any batch can read them
-	// again.
-	memo    *syncserver.CartMemo
-	writeMu chan struct{} // a mutex a context can give up on
+	// again. Purge needs no part in it: a batch sees an expired cart's
+	// tombstone, or no row, before it looks at the memo. dataVersion,
+	// guarded by writeMu, is the file's PRAGMA data_version when
+	// CommitBatch last looked: it changes when another process commits.
+	memo        *syncserver.CartMemo
+	writeMu     chan struct{} // a mutex a context can give up on
+	dataVersion int64
 }
 
 // lockWrites takes writeMu, unless ctx ends first.

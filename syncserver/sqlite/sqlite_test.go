@@ -311,3 +311,34 @@ func TestMemoForgetsOtherWrites(t *testing.T) {
 		t.Errorf("Mutate after the Merge saw Clients = %d, want 41", saw)
 	}
 }
+
+// Another process writing the file (here a second Store on it) clears
+// the memo: its write is seen even when it keeps the version.
+func TestMemoSeesOtherProcessesWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	a, b := openTemp(t, path), openTemp(t, path)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	ctx := t.Context()
+	if err := a.Mutate(ctx, "cart", nil, func(rec *syncserver.Record) error {
+		rec.Cart.Version++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Mutate(ctx, "cart", nil, func(rec *syncserver.Record) error {
+		rec.Cart.Clients = 41 // a change without a new version
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var saw int
+	if err := a.Mutate(ctx, "cart", nil, func(rec *syncserver.Record) error {
+		saw = rec.Cart.Clients
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if saw != 41 {
+		t.Errorf("the first store saw Clients = %d after the second wrote 41", saw)
+	}
+}
