@@ -309,7 +309,7 @@ func (b *Bus) queueLocked(cmd subCmd) {
 }
 
 // subscriber sends the queued SUBSCRIBEs and UNSUBSCRIBEs to Redis, in
-// order, one at a time, until Close. A command that fails is not retried:
+// order, until Close. A command that fails is not retried:
 // go-redis keeps a subscribed channel and subscribes it again when it
 // reconnects, and forgets an unsubscribed one even if the command failed.
 func (b *Bus) subscriber(ps *goredis.PubSub) {
@@ -323,7 +323,9 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 		cmds := b.cmds
 		b.cmds = nil
 		b.mu.Unlock()
-		for _, cmd := range cmds {
+		// Consecutive commands of one kind go as one, so that the
+		// thousands of hellos of a restart cost Redis a few commands.
+		for len(cmds) > 0 {
 			select {
 			case <-b.done:
 				// Closed meanwhile: the subscriptions end with the
@@ -331,22 +333,35 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 				return
 			default:
 			}
+			sub := cmds[0].sub
+			n := 1
+			for n < len(cmds) && n < subBatchMax && cmds[n].sub == sub {
+				n++
+			}
+			chs := make([]string, n)
+			for i, cmd := range cmds[:n] {
+				chs[i] = cmd.channel
+			}
+			cmds = cmds[n:]
 			ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
 			var err error
-			if cmd.sub {
-				err = ps.Subscribe(ctx, cmd.channel)
+			if sub {
+				err = ps.Subscribe(ctx, chs...)
 			} else {
-				err = ps.Unsubscribe(ctx, cmd.channel)
+				err = ps.Unsubscribe(ctx, chs...)
 			}
 			cancel()
 			if err != nil {
 				err = plain(err)
-				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, cmd.channel, logkey.Subscribe, cmd.sub, logkey.Err, err)
+				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, chs[0], logkey.Count, len(chs), logkey.Subscribe, sub, logkey.Err, err)
 				b.outcome(err)
 			}
 		}
 	}
 }
+
+// subBatchMax is the most channels one SUBSCRIBE or UNSUBSCRIBE names.
+const subBatchMax = 512
 
 // confirmed marks channel ch subscribed.
 func (b *Bus) confirmed(ch string) {

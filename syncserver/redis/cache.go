@@ -103,6 +103,7 @@ type Cache struct {
 	prefix string
 	ttl    time.Duration
 	log    *slog.Logger
+	reads  hashReads
 	writes chan cacheWrite
 	stop   chan struct{}
 	done   chan struct{}
@@ -133,6 +134,7 @@ func NewCache(next syncserver.Store, client *goredis.Client, prefix string, ttl 
 	warnContextTimeouts(client, logger)
 	c := &Cache{
 		next: next, client: client, prefix: prefix, ttl: ttl, log: logger,
+		reads:  hashReads{client: client},
 		writes: make(chan cacheWrite, writeQueue),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -228,7 +230,7 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	fields = append(fields, fieldMissing)
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	vals, err := c.client.HMGet(ctx, c.key(cartID), fields...).Result()
+	vals, err := c.reads.hmget(ctx, c.key(cartID), fields)
 	if err != nil {
 		return nil, plain(err)
 	}

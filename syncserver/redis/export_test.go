@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/cartsync/cartsync/syncserver"
 )
 
@@ -42,3 +44,24 @@ func (c *Cache) StopWriter() {
 		<-c.done
 	})
 }
+
+// HashReads is the batcher of the cache's reads, for tests.
+type HashReads = hashReads
+
+// NewHashReads returns a batcher of reads on client.
+func NewHashReads(client *goredis.Client) *HashReads { return &hashReads{client: client} }
+
+// HMGet reads fields of key through the batcher.
+func (r *hashReads) HMGet(ctx context.Context, key string, fields ...string) ([]any, error) {
+	return r.hmget(ctx, key, fields)
+}
+
+// Queued is how many reads wait for a pipeline.
+func (r *hashReads) Queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+// ReadPipelines is the most read pipelines in flight at once.
+const ReadPipelines = readPipelines

@@ -1034,3 +1034,162 @@ func TestCacheNoteNewCartThenUncachedCommit(t *testing.T) {
 		}
 	}
 }
+
+// roundTrips counts a client's round trips to Redis with HMGETs in them
+// (not the commands that set up a new connection): single commands and
+// pipelines, with the HMGETs the pipelines carried. Until release is
+// closed, the first hold single HMGETs wait before going out.
+type roundTrips struct {
+	mu        sync.Mutex
+	singles   int
+	pipelines int
+	piped     int
+	hold      int
+	held      chan struct{} // one send per held command
+	release   chan struct{}
+}
+
+func (h *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if cmd.Name() != "hmget" {
+			return next(ctx, cmd)
+		}
+		h.mu.Lock()
+		h.singles++
+		wait := h.singles <= h.hold
+		h.mu.Unlock()
+		if wait {
+			h.held <- struct{}{}
+			<-h.release
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		n := 0
+		for _, cmd := range cmds {
+			if cmd.Name() == "hmget" {
+				n++
+			}
+		}
+		if n > 0 {
+			h.mu.Lock()
+			h.pipelines++
+			h.piped += n
+			h.mu.Unlock()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// Reads that arrive while every read pipeline is busy go out together, in
+// one round trip, and each caller gets its own key's answer; a caller that
+// left before its turn is skipped without holding up the others.
+func TestCacheReadsShareRoundTrips(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	const keys = 100
+	for i := range keys {
+		if err := admin.HSet(t.Context(), fmt.Sprintf("%sk%d", prefix, i), "v", strconv.Itoa(i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := newClient(t, "")
+	hook := &roundTrips{hold: cartredis.ReadPipelines, held: make(chan struct{}), release: make(chan struct{})}
+	client.AddHook(hook)
+	reads := cartredis.NewHashReads(client)
+
+	read := func(ctx context.Context, i int, errs chan<- error) {
+		vals, err := reads.HMGet(ctx, fmt.Sprintf("%sk%d", prefix, i), "v", "absent")
+		switch {
+		case err != nil:
+			errs <- fmt.Errorf("read %d: %w", i, err)
+		case len(vals) != 2 || vals[0] != strconv.Itoa(i) || vals[1] != nil:
+			errs <- fmt.Errorf("read %d: got %v, want [%d <nil>]", i, vals, i)
+		default:
+			errs <- nil
+		}
+	}
+	errs := make(chan error, keys)
+	// Every pipeline slot taken by a read that Redis has not answered.
+	for i := range cartredis.ReadPipelines {
+		go read(t.Context(), i, errs)
+		<-hook.held
+	}
+	// The rest queue behind them; one of them leaves before its turn.
+	gone, leave := context.WithCancel(t.Context())
+	goneErr := make(chan error, 1)
+	go func() {
+		_, err := reads.HMGet(gone, prefix+"k0", "v")
+		goneErr <- err
+	}()
+	for i := cartredis.ReadPipelines; i < keys; i++ {
+		go read(t.Context(), i, errs)
+	}
+	deadline := time.Now().Add(wait)
+	for reads.Queued() < keys-cartredis.ReadPipelines+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads queued after %s, want %d", reads.Queued(), wait, keys-cartredis.ReadPipelines+1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	leave()
+	if err := <-goneErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the read whose caller left: %v, want context.Canceled", err)
+	}
+	close(hook.release)
+	for range keys {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if hook.singles != cartredis.ReadPipelines || hook.pipelines != 1 || hook.piped != keys-cartredis.ReadPipelines {
+		t.Errorf("round trips: %d single commands and %d pipelines carrying %d commands; want %d, 1 and %d",
+			hook.singles, hook.pipelines, hook.piped, cartredis.ReadPipelines, keys-cartredis.ReadPipelines)
+	}
+}
+
+// A thousand carts subscribed at once are confirmed by Redis and each
+// gets what is published on it.
+func TestBusManySubscriptionsAtOnce(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	bus := newBus(t, newClient(t, ""), prefix)
+	const carts = 1000
+	ins := make([]inbox, carts)
+	var wg sync.WaitGroup
+	for i := range carts {
+		wg.Go(func() {
+			in := make(inbox, 4)
+			ctx, cancel := context.WithTimeout(t.Context(), wait)
+			defer cancel()
+			stop, err := bus.Subscribe(ctx, fmt.Sprintf("cart-%d", i), in.fn)
+			if err != nil {
+				t.Errorf("Subscribe(cart-%d): %v", i, err)
+				return
+			}
+			t.Cleanup(stop)
+			ins[i] = in
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if err := bus.Degraded(); err != nil {
+		t.Fatalf("after subscribing: %v", err)
+	}
+	for i := range carts {
+		if err := bus.Publish(t.Context(), fmt.Sprintf("cart-%d", i), []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, in := range ins {
+		in.expect(t, strconv.Itoa(i))
+	}
+}
