@@ -3,6 +3,7 @@ package syncclient
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cartsync/cartsync/shared/cart"
 )
@@ -55,7 +56,7 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 	e.mu.Lock()
 	op.Client, op.Cart, op.Base = e.client, e.confirmed.ID, e.confirmed.Version
 	e.mu.Unlock()
-	_, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
+	stored, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
 		e.mu.Lock()
 		op.Seq = seq
 		if e.confirmed.ID == op.Cart {
@@ -67,15 +68,31 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 	if err != nil {
 		return fmt.Errorf("queue %s: %w", op.Kind, err)
 	}
-	if err := e.reload(ctx); err != nil {
-		// The op is stored; it will show after the next reload.
-		e.log.Warn("reload after edit", logErr, err)
-	}
+	e.show(stored)
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// show adds op, just stored, to the outbox shown, without reading the
+// storage back: an edit returns as soon as it is durable, which is what a
+// storefront's add() waits for. What other tabs stored meanwhile comes with
+// the next reload (their news, a ping, an answer from the server). A reload
+// that read the storage before op was stored and finishes after this would
+// leave op out until the next: loadMu orders the two.
+func (e *Engine) show(op cart.Op) {
+	e.loadMu.Lock()
+	e.mu.Lock()
+	if !slices.ContainsFunc(e.pending, func(p cart.Op) bool { return p.Client == op.Client && p.Seq == op.Seq }) {
+		e.pending = append(slices.Clip(e.pending), op)
+	}
+	e.rebuildLocked()
+	e.changedLocked()
+	e.mu.Unlock()
+	e.loadMu.Unlock()
+	e.notify() // after unlocking: OnChange may edit
 }
 
 // Flush waits until the outbox holds no ops but those waiting for another
