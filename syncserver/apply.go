@@ -124,6 +124,12 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 // publish tells every connection on the cart, on every instance, about the
 // versions a batch made.
 func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
+	s.publishAcked(ctx, cartID, out, nil)
+}
+
+// publishAcked is publish after acked, a connection of this instance, was
+// sent the same cart in its ack: the push is not echoed back to it.
+func (s *Server) publishAcked(ctx context.Context, cartID string, out *outcome, acked *session) {
 	if len(out.by) == 0 {
 		return
 	}
@@ -131,6 +137,9 @@ func (s *Server) publish(ctx context.Context, cartID string, out *outcome) {
 	if err != nil {
 		s.log.Error("encode push", logkey.Cart, cartID, logkey.Err, err)
 		return
+	}
+	if acked != nil {
+		s.hub.skipEcho(cartID, acked, msg)
 	}
 	if err := s.bus.Publish(ctx, cartID, msg); err != nil {
 		// Clients notice the version gap on their next message and sync.

@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"sync"
@@ -23,7 +24,22 @@ type cartSubs struct {
 	ready    chan struct{} // closed once the bus subscription is settled
 	err      error         // the subscription's error, once ready
 	cancel   func()
+	echoes   []echo // pushes not to send back to the connection acked
 }
+
+// echo is a push whose cart one connection already has from its ack: when
+// the push comes back through the bus, that connection is skipped. It is
+// recognized by its bytes (the bus hands back what was published), so an
+// echo that never comes back (the bus lost it) skips nothing else.
+type echo struct {
+	payload []byte
+	acked   *session
+}
+
+// maxEchoes bounds the echoes a cart remembers; past it the oldest is
+// forgotten and its push, when it comes, reaches its connection too
+// (which ignores a version it has).
+const maxEchoes = 8
 
 func newHub(bus Bus, log *slog.Logger, m *metrics) *hub {
 	return &hub{bus: bus, log: log, metrics: m, carts: map[string]*cartSubs{}}
@@ -94,14 +110,39 @@ func (h *hub) leave(cartID string, s *session) {
 	}
 }
 
+// skipEcho notes that payload, about to be published on cartID, is not to
+// be delivered to acked, which has its cart already.
+func (h *hub) skipEcho(cartID string, acked *session, payload []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cs := h.carts[cartID]
+	if cs == nil {
+		return
+	}
+	if len(cs.echoes) == maxEchoes {
+		cs.echoes = append(cs.echoes[:0], cs.echoes[1:]...)
+	}
+	cs.echoes = append(cs.echoes, echo{payload, acked})
+}
+
 func (h *hub) deliver(cartID string, payload []byte) {
 	h.mu.Lock()
 	cs := h.carts[cartID]
 	var targets []*session
 	if cs != nil {
+		var skip *session
+		for i, e := range cs.echoes {
+			if bytes.Equal(e.payload, payload) {
+				skip = e.acked
+				cs.echoes = append(cs.echoes[:i], cs.echoes[i+1:]...)
+				break
+			}
+		}
 		targets = make([]*session, 0, len(cs.sessions))
 		for s := range cs.sessions {
-			targets = append(targets, s)
+			if s != skip {
+				targets = append(targets, s)
+			}
 		}
 	}
 	h.mu.Unlock()

@@ -417,7 +417,11 @@ func (ss *session) push(ctx context.Context, m *protocol.Message) {
 	if out.stop != nil {
 		ss.fail(m.ID, out.stop)
 	}
-	ss.srv.publish(ctx, ss.id.CartID, out)
+	if len(out.results) > 0 {
+		ss.srv.publishAcked(ctx, ss.id.CartID, out, ss)
+	} else {
+		ss.srv.publish(ctx, ss.id.CartID, out)
+	}
 }
 
 func (ss *session) sync(ctx context.Context, m *protocol.Message) {
