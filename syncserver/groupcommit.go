@@ -24,6 +24,9 @@ import (
 type BatchCart struct {
 	ID      string
 	Clients []string
+	// AllClients asks for the seq of every client that ever edited the
+	// cart as well (a login merge needs them: MergeBatch).
+	AllClients bool
 }
 
 // BatchLoad is a cart of a batch as the store loaded it under lock.
@@ -47,7 +50,11 @@ type BatchWrite struct {
 }
 
 // A BatchCommitter is a store that can commit many carts' changes in one
-// transaction.
+// transaction. It is the one write primitive a durable store implements:
+// the core builds Store.Mutate (GroupCommitter, or MutateBatch for a batch
+// of one) and Store.Merge (MergeBatch) on it, so that what a write means
+// (seqs compared, log appended, events, the two-cart lock of a login) is
+// written once, and a store only loads, locks and writes records.
 type BatchCommitter interface {
 	// CommitBatch, in one transaction, locks carts (given in id order,
 	// so that two batches never deadlock) against every other writer,

@@ -18,7 +18,8 @@ import (
 )
 
 // Store is an in-memory Store, CatalogStore and EventStore. Mutations of
-// one cart are serialized; a Merge holds both its carts, taken in id order.
+// one cart are serialized; a batch (a Merge is one) holds its carts, taken
+// in id order.
 type Store struct {
 	mu      sync.Mutex
 	carts   map[string]*entry
@@ -27,7 +28,7 @@ type Store struct {
 	outbox  outbox
 }
 
-// An entry's lock is held for the whole of a Mutate, a Merge, or a Purge's
+// An entry's lock is held for the whole of a batch (a Mutate, a Merge), or a Purge's
 // change of the cart; the other fields change only under both the lock and
 // Store.mu, so reading them needs either.
 type entry struct {
@@ -90,90 +91,68 @@ func (e *entry) record(id string, clients []string) *syncserver.Record {
 	return rec
 }
 
-// Mutate implements syncserver.Store.
+// Mutate implements syncserver.Store, as a batch of one
+// (syncserver.MutateBatch).
 func (s *Store) Mutate(ctx context.Context, id string, clients []string, fn func(*syncserver.Record) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	e := s.entry(id)
-	if err := e.acquire(ctx); err != nil {
-		return err
-	}
-	defer e.release()
-	if !e.expired.IsZero() {
-		return syncserver.ErrCartExpired
-	}
-	rec := e.record(id, clients)
-	before := maps.Clone(rec.Seqs)
-	if err := fn(rec); err != nil {
-		return err
-	}
-	b, err := encode(rec)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkEvents(rec); err != nil {
-		return err
-	}
-	e.write(b, rec, before)
-	s.addEvents(id, rec.Events, time.Now())
-	return nil
+	return syncserver.MutateBatch(ctx, s, id, clients, fn)
 }
 
-// Merge implements syncserver.Store.
+// Merge implements syncserver.Store, as a batch of its two carts
+// (syncserver.MergeBatch).
 func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if fromID == intoID {
-		return fmt.Errorf("memstore: merge cart %s into itself", fromID)
-	}
-	from, into := s.entry(fromID), s.entry(intoID)
-	first, second := from, into
-	if intoID < fromID {
-		first, second = into, from
-	}
-	if err := first.acquire(ctx); err != nil {
-		return err
-	}
-	defer first.release()
-	if err := second.acquire(ctx); err != nil {
-		return err
-	}
-	defer second.release()
+	return syncserver.MergeBatch(ctx, s, fromID, intoID, fn)
+}
 
-	switch {
-	case from.cart == nil:
-		return syncserver.ErrCartNotFound
-	case !from.expired.IsZero() || !into.expired.IsZero():
-		return syncserver.ErrCartExpired
+// CommitBatch implements syncserver.BatchCommitter: it holds the carts,
+// taken in the order given (id order), for the whole batch.
+func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
+	entries := make(map[string]*entry, len(carts))
+	loaded := make([]syncserver.BatchLoad, len(carts))
+	for i, c := range carts {
+		e := s.entry(c.ID)
+		if err := e.acquire(ctx); err != nil {
+			return err
+		}
+		defer e.release()
+		entries[c.ID] = e
+		if !e.expired.IsZero() {
+			loaded[i].Err = syncserver.ErrCartExpired
+			continue
+		}
+		clients := c.Clients
+		if c.AllClients {
+			clients = append(slices.Clone(clients), slices.Collect(maps.Keys(e.seqs))...)
+		}
+		loaded[i].Rec = e.record(c.ID, clients)
 	}
-	fromRec := from.record(fromID, slices.Collect(maps.Keys(from.seqs)))
-	intoRec := into.record(intoID, slices.Collect(maps.Keys(from.seqs)))
-	fromBefore, intoBefore := maps.Clone(fromRec.Seqs), maps.Clone(intoRec.Seqs)
-	if err := fn(fromRec, intoRec); err != nil {
-		return err
-	}
-	fb, err := encode(fromRec)
+	writes, err := decide(loaded)
 	if err != nil {
 		return err
 	}
-	ib, err := encode(intoRec)
-	if err != nil {
-		return err
+	encoded := make([][]byte, len(writes))
+	recs := make([]*syncserver.Record, len(writes))
+	for i, w := range writes {
+		if entries[w.ID] == nil {
+			return fmt.Errorf("memstore: batch writes cart %s it did not load", w.ID)
+		}
+		if encoded[i], err = encode(w.Rec); err != nil {
+			return err
+		}
+		recs[i] = w.Rec
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkEvents(fromRec, intoRec); err != nil {
+	if err := s.checkEvents(recs...); err != nil {
 		return err
 	}
 	now := time.Now()
-	from.write(fb, fromRec, fromBefore)
-	into.write(ib, intoRec, intoBefore)
-	s.addEvents(fromID, fromRec.Events, now)
-	s.addEvents(intoID, intoRec.Events, now)
+	for i, w := range writes {
+		entries[w.ID].write(encoded[i], w.Rec, w.Before)
+		s.addEvents(w.ID, w.Rec.Events, now)
+	}
 	return nil
 }
 

@@ -29,6 +29,7 @@ const (
 		ORDER BY c.id FOR UPDATE OF c`
 	sqlLoadPairSeqs = `SELECT cart_id, client_id, last_seq FROM cart_clients
 		WHERE (cart_id, client_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+	sqlLoadCartsSeqs = `SELECT cart_id, client_id, last_seq FROM cart_clients WHERE cart_id = ANY($1)`
 	// A cart the batch made exist but wrote nothing to goes again, as
 	// it would with the rollback of a Mutate whose fn failed.
 	sqlDropUnwritten = `DELETE FROM carts WHERE id = ANY($1) AND state IS NULL`
@@ -49,7 +50,7 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	memo := make([]*cart.Cart, len(carts))
 	index := make(map[string]int, len(carts))
 	loaded := make([]syncserver.BatchLoad, len(carts))
-	var pairCarts, pairClients []string
+	var pairCarts, pairClients, allCarts []string
 	for i, c := range carts {
 		ids[i] = c.ID
 		stamps[i], memo[i] = s.memo.Lookup(c.ID)
@@ -57,6 +58,20 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		for _, cl := range c.Clients {
 			pairCarts, pairClients = append(pairCarts, c.ID), append(pairClients, cl)
 		}
+		if c.AllClients {
+			allCarts = append(allCarts, c.ID)
+		}
+	}
+	seqsInto := func(rows pgx.Rows) error {
+		var cartID, client string
+		var seq int64
+		_, err := pgx.ForEachRow(rows, []any{&cartID, &client, &seq}, func() error {
+			if i, ok := index[cartID]; ok && loaded[i].Rec != nil {
+				loaded[i].Rec.Seqs[client] = uint64(seq)
+			}
+			return nil
+		})
+		return err
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
@@ -97,17 +112,10 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		return rows.Err()
 	})
 	if len(pairCarts) > 0 {
-		b.Queue(sqlLoadPairSeqs, pairCarts, pairClients).Query(func(rows pgx.Rows) error {
-			var cartID, client string
-			var seq int64
-			_, err := pgx.ForEachRow(rows, []any{&cartID, &client, &seq}, func() error {
-				if i, ok := index[cartID]; ok && loaded[i].Rec != nil {
-					loaded[i].Rec.Seqs[client] = uint64(seq)
-				}
-				return nil
-			})
-			return err
-		})
+		b.Queue(sqlLoadPairSeqs, pairCarts, pairClients).Query(seqsInto)
+	}
+	if len(allCarts) > 0 {
+		b.Queue(sqlLoadCartsSeqs, allCarts).Query(seqsInto)
 	}
 	inTx = true
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {

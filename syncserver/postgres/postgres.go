@@ -170,13 +170,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// The statements that write a cart (CommitBatch, Merge).
+// The statements that write a cart (CommitBatch).
 const (
-	// The row is made to exist so that it can be locked; it keeps a NULL
-	// state until the transaction that inserted it writes the cart, and
-	// disappears with it if that transaction rolls back.
-	sqlEnsureCart = `INSERT INTO carts (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`
-	sqlWriteCart  = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
+	sqlWriteCart = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
 		RETURNING write_id::text`
 	sqlWriteSeq = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
 		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
@@ -253,15 +249,6 @@ func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map
 	}
 	return queueEvents(b, cartID, rec.Events, time.Now())
 }
-
-// The statements of Merge besides those of Mutate.
-const (
-	sqlLockPair = `SELECT id, kind, state, merged_into, updated_at, abandoned_at, expired_at IS NOT NULL FROM carts
-		WHERE id = ANY($1) ORDER BY id FOR UPDATE`
-	sqlLoadAllSeqs = `SELECT client_id, last_seq FROM cart_clients WHERE cart_id = $1`
-	sqlLoadSeqsOf  = `SELECT client_id, last_seq FROM cart_clients
-		WHERE cart_id = $2 AND client_id IN (SELECT client_id FROM cart_clients WHERE cart_id = $1)`
-)
 
 // The statements of Purge. A cart counts as changed at its updated_at,
 // or at its creation if fn never set one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"github.com/cartsync/cartsync/shared/cart"
@@ -48,6 +49,16 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 			continue
 		case err != nil:
 			return fmt.Errorf("commit batch: cart %s: %w", c.ID, err)
+		}
+		if c.AllClients {
+			all, err := allSeqs(ctx, tx, c.ID)
+			if err != nil {
+				return fmt.Errorf("commit batch: cart %s: %w", c.ID, err)
+			}
+			if rec.Seqs == nil {
+				rec.Seqs = make(map[string]uint64, len(all))
+			}
+			maps.Copy(rec.Seqs, all)
 		}
 		loaded[i].Rec = rec
 	}

@@ -3,68 +3,21 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
-	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/syncserver"
 )
 
 // The two-cart login merge and the retention purge, the Store methods
 // that lock or sweep several carts.
 
-// Merge implements syncserver.Store. Like every write it runs alone, so
-// its two carts need no lock order.
+// Merge implements syncserver.Store as a batch of its two carts
+// (syncserver.MergeBatch).
 func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, into *syncserver.Record) error) error {
-	if fromID == intoID {
-		return fmt.Errorf("merge cart %s into itself", fromID)
-	}
-	unlock, err := s.lockWrites(ctx)
-	if err != nil {
-		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
-	}
-	defer unlock()
-	defer s.memo.Forget(fromID, intoID)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("merge cart %s into %s: begin: %w", fromID, intoID, err)
-	}
-	defer tx.Rollback()
-
-	from, err := loadRecord(ctx, tx, fromID, nil)
-	if err != nil {
-		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
-	}
-	if from.Seqs, err = allSeqs(ctx, tx, fromID); err != nil {
-		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
-	}
-	clients := slices.Collect(maps.Keys(from.Seqs))
-	into, err := loadRecord(ctx, tx, intoID, clients)
-	switch {
-	case errors.Is(err, syncserver.ErrCartNotFound):
-		into = &syncserver.Record{Cart: &cart.Cart{ID: intoID}, Seqs: zeroSeqs(clients)}
-	case err != nil:
-		return fmt.Errorf("merge cart %s into %s: %w", fromID, intoID, err)
-	}
-	fromBefore, intoBefore := maps.Clone(from.Seqs), maps.Clone(into.Seqs)
-	if err := fn(from, into); err != nil {
-		return err
-	}
-	if err := writeRecord(ctx, tx, fromID, from, fromBefore); err != nil {
-		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, fromID, err)
-	}
-	if err := writeRecord(ctx, tx, intoID, into, intoBefore); err != nil {
-		return fmt.Errorf("merge cart %s into %s: cart %s: %w", fromID, intoID, intoID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("merge cart %s into %s: commit: %w", fromID, intoID, err)
-	}
-	return nil
+	return syncserver.MergeBatch(ctx, s, fromID, intoID, fn)
 }
 
 // Purge implements syncserver.Store, in one transaction. A limit below 1
