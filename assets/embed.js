@@ -776,6 +776,27 @@
     Error: CartsyncError,
   });
 
+  // adopt takes over from the loader snippet's stand-in: the calls it
+  // queued run now, in order, and settle the promises it gave; later calls
+  // through it go to this API.
+  function adopt(stub) {
+    stub.real = api;
+    if (Array.isArray(stub.settle)) {
+      stub.ready.catch(() => {}); // reported once, as readyPromise is
+      readyPromise.then(stub.settle[0], stub.settle[1]);
+    }
+    for (const [method, args, resolve, reject] of (Array.isArray(stub.q) ? stub.q.splice(0) : [])) {
+      if (typeof api[method] !== 'function') continue;
+      try {
+        const result = api[method](...args);
+        if (resolve) Promise.resolve(result).then(resolve, reject);
+      } catch (err) {
+        if (reject) reject(err);
+        else console.error(err);
+      }
+    }
+  }
+
   // data-mount mounts at once if the element is there, else at
   // DOMContentLoaded; without it, the page calls mount().
   function autoMount() {
@@ -786,7 +807,10 @@
     }
   }
 
+  // The loader snippet's stand-in (assets/loader.js), if the page has it.
+  const stub = window.cartsync && window.cartsync.stub === 1 ? window.cartsync : null;
   window.cartsync = api;
+  if (stub) adopt(stub);
   if (attr('data-mount')) {
     let found = null;
     try {

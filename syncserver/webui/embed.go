@@ -17,8 +17,12 @@ import (
 
 // embed.js is served at two URLs:
 //
-//	/embed.js           the current release, cached 5 minutes: storefronts
-//	                    that load it follow the cart server's updates
+//	/embed.js           the current release, fresh for 5 minutes:
+//	                    storefronts that load it follow the cart server's
+//	                    updates; then usable stale for 30 days while the
+//	                    browser revalidates it in the background, so that a
+//	                    returning shopper's page has it even when the cart
+//	                    server cannot be reached
 //	/embed.HASH.js      the same bytes under a name that changes with them,
 //	                    cached for a year (immutable): for pages that pin
 //	                    it with Subresource Integrity
@@ -27,7 +31,7 @@ import (
 // three are public and sent with Access-Control-Allow-Origin: *, which a
 // <script crossorigin integrity=...> needs.
 const (
-	embedStableCache    = "public, max-age=300"
+	embedStableCache    = "public, max-age=300, stale-while-revalidate=2592000"
 	embedImmutableCache = "public, max-age=31536000, immutable"
 )
 

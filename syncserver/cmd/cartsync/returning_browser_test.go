@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,13 +40,16 @@ const returningPage = `<!doctype html>
 // back while the cart server is down.
 //
 //   - embed.js still in the browser's HTTP cache (the cart server's
-//     /embed.js, 5 minutes): the cart button shows the last count at once,
+//     /embed.js: fresh 5 minutes, then usable stale for 30 days, see
+//     TestBrowserEmbedStaleWhileDown): the cart button shows the last count at once,
 //     the widget loads from its service worker with the stored cart, and
 //     edits are kept on the device;
 //   - embed.js not cached (the cache cleared): a page loading it from the
-//     cart server gets no window.cartsync at all, since nothing can serve
-//     the script; a page with its own copy of embed.js (data-server) gets
-//     the whole cart, from the worker, as above.
+//     cart server with a plain tag gets no window.cartsync at all, since
+//     nothing can serve the script (the loader snippet gives one that
+//     queues: TestBrowserEmbedLoaderWhileDown); a page with its own copy
+//     of embed.js (data-server) gets the whole cart, from the worker, as
+//     above.
 func TestBrowserEmbedReturningShopperServerDown(t *testing.T) {
 	web := webCopy(t)
 	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
@@ -133,4 +137,198 @@ func TestBrowserEmbedReturningShopperServerDown(t *testing.T) {
 	if got := call(tb, "cart").quantities(); got["TEE-01"] != 2 || got["MUG-01"] != 2 {
 		t.Errorf("the cart after both offline adds: %s", got)
 	}
+}
+
+// repoFile reads a file of the repository, by its path from the root.
+func repoFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("../../..", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The loader snippet that docs/embedding.md tells storefronts to paste is
+// assets/loader.js, word for word.
+func TestLoaderSnippetInDocs(t *testing.T) {
+	loader := repoFile(t, "assets/loader.js")
+	if !strings.Contains(repoFile(t, "docs/embedding.md"), "<script>\n"+loader+"</script>\n") {
+		t.Error("docs/embedding.md does not hold assets/loader.js as it is, in a <script> element")
+	}
+}
+
+// TestBrowserEmbedLoaderWhileDown: a page with the loader snippet whose
+// embed.js cannot be fetched (the cart server unreachable, nothing cached)
+// still has window.cartsync: calls queue, the console says why, and once
+// embed.js can be fetched the queued calls run in order and their promises
+// settle with the real answers; the snippet's object then forwards.
+func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
+	web := webCopy(t)
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := repoFile(t, "assets/loader.js")
+	var down atomic.Bool
+	down.Store(true)
+	var fetches atomic.Int32
+	var cartOrigin string
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/edge/embed.js": // where the page gets embed.js: down, then up
+			fetches.Add(1)
+			if down.Load() {
+				http.Error(w, "unreachable", http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Type", "text/javascript")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(embed)
+		case "/loader.html":
+			snippet := strings.NewReplacer(
+				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
+				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '"+cartOrigin+"' }",
+			).Replace(loader)
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
+<script>%s</script></head><body><header><div id="cart"></div></header></body></html>`, snippet)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(shop.Close)
+	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
+	cartOrigin = m.URL()
+
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(shop.URL + "/loader.html")
+	if !eval[bool](tb, `window.cartsync.stub === 1 && typeof cartsync.add === 'function'`) {
+		t.Fatal("no stand-in window.cartsync while embed.js cannot load")
+	}
+	// Calls made while down: an add, a listener, and the ready promise.
+	eval[bool](tb, `(() => {
+		window.seen = [];
+		window.kept = window.cartsync;
+		cartsync.on('change', (c) => seen.push(c.items));
+		window.added = null;
+		cartsync.add('TEE-01', 2).then((c) => { window.added = c; });
+		cartsync.ready.then(() => { window.wasReady = true; });
+		return true;
+	})()`)
+	waitUntil(t, "the console message", 20*time.Second, func() bool {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		for _, line := range tb.console {
+			if strings.Contains(line, "cartsync: cannot load /edge/embed.js (the cart server is unreachable); cart calls are queued") {
+				return true
+			}
+		}
+		return false
+	})
+	if eval[bool](tb, `window.added !== null || window.wasReady === true`) {
+		t.Fatal("a queued call settled while embed.js could not load")
+	}
+
+	down.Store(false)
+	waitUntil(t, "the queued add to resolve", 30*time.Second, func() bool {
+		return eval[bool](tb, `window.added !== null`)
+	})
+	added := eval[hostCart](tb, `window.added`)
+	if added.quantities()["TEE-01"] != 2 {
+		t.Errorf("the queued add resolved with %s, want TEE-01 × 2", added)
+	}
+	if !eval[bool](tb, `window.cartsync.protocol === 1 && window.cartsync !== window.kept && window.wasReady === true`) {
+		t.Error("after embed.js loaded: window.cartsync is not the real API, or ready did not settle")
+	}
+	// The stand-in kept by the page forwards to the real API.
+	if c := eval[hostCart](tb, `window.kept.add('MUG-01', 1)`); c.quantities()["MUG-01"] != 1 || c.quantities()["TEE-01"] != 2 {
+		t.Errorf("an add through the kept stand-in: %s", c)
+	}
+	waitUntil(t, "the listener queued while down to see a change", 20*time.Second, func() bool {
+		return eval[bool](tb, `seen.includes(3)`)
+	})
+	if n := fetches.Load(); n < 2 {
+		t.Errorf("embed.js fetched %d times, want a retry after the failure", n)
+	}
+}
+
+// waitUntil polls ok until it holds or timeout passes.
+func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBrowserEmbedStaleWhileDown: the cart server's /embed.js may be used
+// stale while it is revalidated (stale-while-revalidate). Once its fresh
+// time is over, a page loaded while embed.js cannot be fetched still runs
+// the copy the browser has. The server's 5 minutes are shortened to 1 s
+// here, served by a stand-in with the same Cache-Control otherwise.
+func TestBrowserEmbedStaleWhileDown(t *testing.T) {
+	web := webCopy(t)
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := startMain(t, "-data", t.TempDir(), "-web", web)
+	resp, err := http.Get(main.URL() + "/embed.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cc := resp.Header.Get("Cache-Control")
+	if !strings.Contains(cc, "max-age=300") || !strings.Contains(cc, "stale-while-revalidate=") {
+		t.Fatalf("/embed.js Cache-Control %q, want max-age=300 and stale-while-revalidate", cc)
+	}
+	short := strings.Replace(cc, "max-age=300", "max-age=1", 1)
+
+	var down atomic.Bool
+	var fetches atomic.Int32
+	var cartOrigin string
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/edge/embed.js":
+			fetches.Add(1)
+			if down.Load() {
+				http.Error(w, "unreachable", http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Type", "text/javascript")
+			w.Header().Set("Cache-Control", short)
+			w.Write(embed)
+		case "/page.html":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprint(w, strings.NewReplacer("{{EMBED_SRC}}", "/edge/embed.js", "{{CART_SERVER}}", cartOrigin).Replace(returningPage))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(shop.Close)
+	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
+	cartOrigin = m.URL()
+
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(shop.URL + "/page.html")
+	ready(tb)
+	before := fetches.Load()
+	time.Sleep(1500 * time.Millisecond) // let the copy go stale: this test is about time passing
+	down.Store(true)
+	tb.navigate(shop.URL + "/page.html")
+	if !eval[bool](tb, `new Promise((resolve) => {
+		if (window.cartsync) return resolve(window.cartsync.protocol === 1);
+		window.addEventListener('cartsync:load', () => resolve(true), { once: true });
+		setTimeout(() => resolve(false), 10000);
+	})`) {
+		t.Fatal("no window.cartsync from the stale copy while embed.js cannot be fetched")
+	}
+	ready(tb)
+	waitUntil(t, "the background revalidation", 10*time.Second, func() bool { return fetches.Load() > before })
 }

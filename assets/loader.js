@@ -1,0 +1,28 @@
+/* cartsync loader: inline it in the page instead of the embed.js tag (docs/embedding.md) */
+(function (w, d, src, attrs) {
+  if (w.cartsync) return;
+  var q = [], tries = 0, stub = { stub: 1, q: q };
+  stub.ready = new Promise(function (resolve, reject) { stub.settle = [resolve, reject]; });
+  'add setQuantity remove clear cart open close login logout theme on off mount destroy'.split(' ').forEach(function (m) {
+    stub[m] = function () {
+      var a = arguments;
+      if (stub.real) return stub.real[m].apply(null, a);
+      if (m === 'on') { q.push([m, a]); return function () { stub.off(a[0], a[1]); }; }
+      if (/^(off|mount|destroy)$/.test(m)) { q.push([m, a]); return; }
+      return new Promise(function (resolve, reject) { q.push([m, a, resolve, reject]); });
+    };
+  });
+  w.cartsync = stub;
+  (function load() {
+    var s = d.createElement('script');
+    s.async = true;
+    s.src = src;
+    for (var k in attrs) s.setAttribute(k, attrs[k]);
+    s.onerror = function () {
+      s.remove();
+      if (!tries++) console.error('cartsync: cannot load ' + src + ' (the cart server is unreachable); cart calls are queued and run once it loads');
+      setTimeout(load, Math.min(5000 * tries, 60000));
+    };
+    d.head.appendChild(s);
+  })();
+})(window, document, 'https://CART-SERVER/embed.js', { 'data-mount': '#cart' });
