@@ -1,6 +1,7 @@
 package syncclient
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -51,24 +52,34 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 			return err
 		}
 	}
-	// The op belongs to the cart shown now, and its client id to that
-	// cart: take both at once.
-	e.mu.Lock()
-	op.Client, op.Cart, op.Base = e.client, e.confirmed.ID, e.confirmed.Version
-	e.mu.Unlock()
-	stored, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
+	// No reload between storing the op and showing it (see show).
+	err := func() error {
+		e.loadMu.Lock()
+		defer e.loadMu.Unlock()
+		// The op belongs to the cart shown now, and its client id to
+		// that cart: take both at once.
 		e.mu.Lock()
-		op.Seq = seq
-		if e.confirmed.ID == op.Cart {
-			op.Base = e.confirmed.Version
-		}
+		op.Client, op.Cart, op.Base = e.client, e.confirmed.ID, e.confirmed.Version
 		e.mu.Unlock()
-		return op
-	})
+		stored, err := e.store.Enqueue(ctx, op.Client, func(seq uint64) cart.Op {
+			e.mu.Lock()
+			op.Seq = seq
+			if e.confirmed.ID == op.Cart {
+				op.Base = e.confirmed.Version
+			}
+			e.mu.Unlock()
+			return op
+		})
+		if err != nil {
+			return fmt.Errorf("queue %s: %w", op.Kind, err)
+		}
+		e.show(stored)
+		return nil
+	}()
 	if err != nil {
-		return fmt.Errorf("queue %s: %w", op.Kind, err)
+		return err
 	}
-	e.show(stored)
+	e.notify() // after unlocking: OnChange may edit
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -76,23 +87,26 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 	return nil
 }
 
-// show adds op, just stored, to the outbox shown, without reading the
-// storage back: an edit returns as soon as it is durable, which is what a
-// storefront's add() waits for. What other tabs stored meanwhile comes with
-// the next reload (their news, a ping, an answer from the server). A reload
-// that read the storage before op was stored and finishes after this would
-// leave op out until the next: loadMu orders the two.
+// show adds op, just stored, to the outbox shown (the caller notifies),
+// without reading the storage back: an edit returns as soon as it is
+// durable, which is what a storefront's add() waits for. What other tabs stored meanwhile comes with
+// the next reload (their news, a ping, an answer from the server). The
+// caller holds loadMu from before the op was stored: no reload can have
+// read it, so it cannot have been sent, answered and taken out already
+// (adding it then would show it twice), and no reload that read the
+// storage before it was stored can finish after this and hide it.
 func (e *Engine) show(op cart.Op) {
-	e.loadMu.Lock()
 	e.mu.Lock()
-	if !slices.ContainsFunc(e.pending, func(p cart.Op) bool { return p.Client == op.Client && p.Seq == op.Seq }) {
-		e.pending = append(slices.Clip(e.pending), op)
+	// The outbox is in client id, then seq order, as Storage.Load gives it.
+	i, found := slices.BinarySearchFunc(e.pending, op, func(p, t cart.Op) int {
+		return cmp.Or(cmp.Compare(p.Client, t.Client), cmp.Compare(p.Seq, t.Seq))
+	})
+	if !found {
+		e.pending = slices.Insert(slices.Clip(e.pending), i, op)
 	}
 	e.rebuildLocked()
 	e.changedLocked()
 	e.mu.Unlock()
-	e.loadMu.Unlock()
-	e.notify() // after unlocking: OnChange may edit
 }
 
 // Flush waits until the outbox holds no ops but those waiting for another

@@ -118,7 +118,7 @@ type Engine struct {
 	wake    chan struct{} // new ops to send
 	running atomic.Bool
 
-	loadMu sync.Mutex // serializes reloads from storage
+	loadMu sync.Mutex // serializes reloads from storage, and an edit's store-and-show
 
 	mu         sync.Mutex
 	client     string // the client id of new ops

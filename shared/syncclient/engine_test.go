@@ -592,3 +592,74 @@ func TestRandomConvergence(t *testing.T) {
 		})
 	}
 }
+
+// pausingStorage holds an Enqueue after the op is stored until resume is
+// closed, telling stored when it got there.
+type pausingStorage struct {
+	*MemStorage
+	stored, resume chan struct{}
+}
+
+func (s pausingStorage) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
+	op, err := s.MemStorage.Enqueue(ctx, client, build)
+	close(s.stored)
+	<-s.resume
+	return op, err
+}
+
+// An edit shows its op from memory once it is stored. If meanwhile the op
+// was sent and confirmed (by another tab sharing the storage) and a reload
+// came, the op must be shown once, in the confirmed cart, not also again
+// as pending: no reload runs between storing an op and showing it.
+func TestEditShownOnceWhenConfirmedMeanwhile(t *testing.T) {
+	mem := &MemStorage{}
+	ps := pausingStorage{MemStorage: mem, stored: make(chan struct{}), resume: make(chan struct{})}
+	e := newEngine(t, nil, ps, nil)
+	ctx := t.Context()
+	if err := e.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	added := make(chan error, 1)
+	go func() { added <- e.Add(ctx, "TEE-01", nil, 1, nil) }()
+	<-ps.stored
+
+	// Another tab sends the op; the server applies it; that tab confirms.
+	st, err := mem.Load(ctx)
+	if err != nil || len(st.Pending) != 1 {
+		t.Fatalf("storage after the store: %+v, %v", st, err)
+	}
+	op := st.Pending[0]
+	confirmed := &cart.Cart{ID: "g_1", Lines: []*cart.Line{}}
+	if _, cerr := confirmed.Apply(op, op.Client, cart.DefaultLimits); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err := mem.Confirm(ctx, confirmed, []protocol.OpID{{Client: op.Client, Seq: op.Seq}}); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- e.Reload(ctx) }() // as that tab's news would
+	// A reload that did not wait for the edit would be done by now; give
+	// it the time, since the failure to catch is that it finishes first.
+	var rerr error
+	done := false
+	select {
+	case rerr = <-reloaded:
+		done = true
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	close(ps.resume)
+	if err := <-added; err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if !done {
+		rerr = <-reloaded
+	}
+	if rerr != nil {
+		t.Fatalf("Reload: %v", rerr)
+	}
+	s := e.Snapshot()
+	if l := s.Cart.Line(cart.LineKey("TEE-01", nil)); l == nil || l.Quantity != 1 || s.Pending != 0 {
+		t.Fatalf("after the edit and the reload: line %+v, %d pending; want quantity 1 (shown once), none pending", l, s.Pending)
+	}
+}
