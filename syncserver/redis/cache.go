@@ -162,7 +162,7 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 		if rec != nil {
 			return rec, nil
 		}
-		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) && !errors.Is(err, errReadQueued) {
 			c.log.Warn("redis cache: load", logkey.Cart, cartID, logkey.Err, err)
 		}
 	}
@@ -231,7 +231,10 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	vals, err := c.reads.hmget(ctx, c.key(cartID), fields)
-	if err != nil {
+	switch {
+	case errors.Is(err, errReadQueued):
+		return nil, err
+	case err != nil:
 		return nil, plain(err)
 	}
 	if vals[len(vals)-1] == "1" {

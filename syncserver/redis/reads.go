@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -12,8 +15,9 @@ import (
 // come back at once after a restart, their hellos' cache reads go to
 // Redis as a few pipelines instead of a thousand calls, which costs
 // Redis, the network and this process a fraction of the system calls.
-// A read that finds a pipeline free goes out at once, alone, so an idle
-// server adds no wait.
+// A read that finds a sender free goes out at once, alone, so an idle
+// server adds no wait. The callers only wait: a goroutine of the batcher
+// sends, so no caller is held past its own deadline by others' reads.
 const (
 	// readPipelines bounds the read pipelines in flight at once;
 	// readBatchMax is the most reads one of them carries.
@@ -27,7 +31,7 @@ type hashReads struct {
 
 	mu     sync.Mutex
 	queue  []*hashRead
-	active int // pipelines in flight or about to be
+	active int // goroutines sending pipelines
 }
 
 // hashRead is one HMGET waiting for its pipeline.
@@ -35,6 +39,7 @@ type hashRead struct {
 	ctx    context.Context
 	key    string
 	fields []string
+	sent   atomic.Bool
 	done   chan hashReadResult // buffered: the pipeline never waits
 }
 
@@ -43,72 +48,75 @@ type hashReadResult struct {
 	err  error
 }
 
+// errReadQueued is a read whose caller's time ran out before it was sent:
+// it says nothing about Redis (the round trips in flight say it).
+var errReadQueued = errors.New("redis: cache read not sent in time")
+
 // hmget reads fields of key, within ctx. The caller bounds ctx: a read
-// waits for its turn and its round trip within it.
+// waits for its turn and its round trip within it, and never longer.
 func (r *hashReads) hmget(ctx context.Context, key string, fields []string) ([]any, error) {
 	req := &hashRead{ctx: ctx, key: key, fields: fields, done: make(chan hashReadResult, 1)}
 	r.mu.Lock()
 	r.queue = append(r.queue, req)
-	lead := r.active < readPipelines
-	if lead {
+	if r.active < readPipelines {
 		r.active++
+		go r.drain()
 	}
 	r.mu.Unlock()
-	if lead {
-		// Send pipelines until this read is answered (or its caller
-		// gone); what is still queued then goes on without this caller.
-		for {
-			empty := r.send()
-			select {
-			case res := <-req.done:
-				r.handOff()
-				return res.vals, res.err
-			default:
-			}
-			if empty || ctx.Err() != nil {
-				r.handOff()
-				break
-			}
-		}
-	}
 	select {
 	case res := <-req.done:
 		return res.vals, res.err
 	case <-ctx.Done():
+		if !req.sent.Load() {
+			return nil, fmt.Errorf("%w: %w", errReadQueued, ctx.Err())
+		}
 		return nil, ctx.Err()
 	}
 }
 
-// send takes up to readBatchMax queued reads and runs them as one
-// pipeline. It reports whether the queue was empty, so nothing was sent.
-func (r *hashReads) send() (empty bool) {
-	r.mu.Lock()
-	n := min(len(r.queue), readBatchMax)
-	batch := make([]*hashRead, 0, n)
-	for _, req := range r.queue[:n] {
-		if req.ctx.Err() == nil { // its caller is gone: skip it
-			batch = append(batch, req)
+// drain sends the queued reads, up to readBatchMax per pipeline, until
+// none is left.
+func (r *hashReads) drain() {
+	for {
+		r.mu.Lock()
+		n := min(len(r.queue), readBatchMax)
+		if n == 0 {
+			r.active--
+			r.mu.Unlock()
+			return
 		}
+		batch := make([]*hashRead, 0, n)
+		for _, req := range r.queue[:n] {
+			if req.ctx.Err() == nil { // its caller is gone: skip it
+				req.sent.Store(true)
+				batch = append(batch, req)
+			}
+		}
+		r.queue = append(r.queue[:0:0], r.queue[n:]...)
+		r.mu.Unlock()
+		r.send(batch)
 	}
-	r.queue = append(r.queue[:0:0], r.queue[n:]...)
-	r.mu.Unlock()
-	if n == 0 {
-		return true
-	}
+}
+
+// send runs batch as one round trip, which lasts until the latest of its
+// reads' deadlines (readTimeout for a read without one).
+func (r *hashReads) send(batch []*hashRead) {
 	if len(batch) == 0 {
-		return false
+		return
 	}
 	if len(batch) == 1 {
 		req := batch[0]
 		vals, err := r.client.HMGet(req.ctx, req.key, req.fields...).Result()
 		req.done <- hashReadResult{vals, err}
-		return false
+		return
 	}
-	// The pipeline lives as long as the longest-lived of its reads, each
-	// of which stops waiting at its own deadline.
-	dl := time.Now().Add(readTimeout)
+	var dl time.Time
 	for _, req := range batch {
-		if d, ok := req.ctx.Deadline(); ok && d.After(dl) {
+		d, ok := req.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(readTimeout)
+		}
+		if d.After(dl) {
 			dl = d
 		}
 	}
@@ -124,22 +132,4 @@ func (r *hashReads) send() (empty bool) {
 		vals, err := cmds[i].Result()
 		req.done <- hashReadResult{vals, err}
 	}
-	return false
-}
-
-// handOff ends a caller's turn at sending: another goroutine goes on while
-// reads are queued, or the pipeline slot is given back.
-func (r *hashReads) handOff() {
-	r.mu.Lock()
-	if len(r.queue) == 0 {
-		r.active--
-		r.mu.Unlock()
-		return
-	}
-	r.mu.Unlock()
-	go func() {
-		for !r.send() {
-		}
-		r.handOff()
-	}()
 }
