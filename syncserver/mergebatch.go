@@ -52,6 +52,10 @@ func MergeBatch(ctx context.Context, bc BatchCommitter, fromID, intoID string, f
 		switch {
 		case errors.Is(f.Err, ErrCartExpired):
 			return nil, ErrCartExpired
+		case errors.Is(f.Err, ErrCartGone):
+			// Purged between the batch making its row exist and
+			// locking it: it was not there to merge.
+			return nil, ErrCartNotFound
 		case f.Err != nil:
 			return nil, f.Err
 		case !f.Rec.Exists:
