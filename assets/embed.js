@@ -810,7 +810,6 @@
   // The loader snippet's stand-in (assets/loader.js), if the page has it.
   const stub = window.cartsync && window.cartsync.stub === 1 ? window.cartsync : null;
   window.cartsync = api;
-  if (stub) adopt(stub);
   if (attr('data-mount')) {
     let found = null;
     try {
@@ -819,6 +818,9 @@
     if (found || document.readyState !== 'loading') autoMount();
     else document.addEventListener('DOMContentLoaded', autoMount, { once: true });
   }
+  // After the tag's own mount: the page's queued mount() or destroy()
+  // comes later and wins, as it would after a plain tag.
+  if (stub) adopt(stub);
 
   window.dispatchEvent(new CustomEvent('cartsync:load', { detail: api }));
 })();

@@ -9,7 +9,18 @@
       if (stub.real) return stub.real[m].apply(null, a);
       if (m === 'on') { q.push([m, a]); return function () { stub.off(a[0], a[1]); }; }
       if (/^(off|mount|destroy)$/.test(m)) { q.push([m, a]); return; }
-      return new Promise(function (resolve, reject) { q.push([m, a, resolve, reject]); });
+      return new Promise(function (resolve, reject) {
+        var call = [m, a, resolve, reject];
+        q.push(call);
+        setTimeout(function () {
+          var i = q.indexOf(call), e;
+          if (i < 0) return;
+          q.splice(i, 1);
+          e = new Error('cartsync: ' + m + ' not run: embed.js did not load within 60 s');
+          e.code = tries ? 'unreachable' : 'not_ready';
+          reject(e);
+        }, 60000);
+      });
     };
   });
   w.cartsync = stub;

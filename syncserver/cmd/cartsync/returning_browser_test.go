@@ -332,3 +332,59 @@ func TestBrowserEmbedStaleWhileDown(t *testing.T) {
 	ready(tb)
 	waitUntil(t, "the background revalidation", 10*time.Second, func() bool { return fetches.Load() > before })
 }
+
+// TestBrowserEmbedLoaderGivesUp: a call the loader snippet queued and that
+// embed.js did not come to run in time rejects with unreachable, and is
+// not run when embed.js loads later. The snippet's 60 s are shortened to
+// 1 s here.
+func TestBrowserEmbedLoaderGivesUp(t *testing.T) {
+	web := webCopy(t)
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := repoFile(t, "assets/loader.js")
+	if !strings.Contains(loader, "}, 60000);") {
+		t.Fatal("assets/loader.js no longer gives up after 60000 ms: update this test")
+	}
+	var down atomic.Bool
+	down.Store(true)
+	var cartOrigin string
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/edge/embed.js":
+			if down.Load() {
+				http.Error(w, "unreachable", http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Type", "text/javascript")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Write(embed)
+		case "/loader.html":
+			snippet := strings.NewReplacer(
+				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
+				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '"+cartOrigin+"' }",
+				"}, 60000);", "}, 1000);",
+			).Replace(loader)
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
+<script>%s</script></head><body><header><div id="cart"></div></header></body></html>`, snippet)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(shop.Close)
+	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
+	cartOrigin = m.URL()
+
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(shop.URL + "/loader.html")
+	if code := eval[string](tb, `cartsync.add('TEE-01', 1).then(() => 'resolved', (e) => e.code)`); code != "unreachable" {
+		t.Fatalf("a call queued while embed.js cannot load: %s, want it rejected with unreachable", code)
+	}
+	down.Store(false)
+	if c := ready(tb); c.Items != 0 {
+		t.Errorf("once embed.js loaded, the cart holds %d items: the call that gave up ran after all", c.Items)
+	}
+}
