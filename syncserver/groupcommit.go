@@ -52,9 +52,11 @@ type BatchWrite struct {
 // A BatchCommitter is a store that can commit many carts' changes in one
 // transaction. It is the one write primitive a durable store implements:
 // the core builds Store.Mutate (GroupCommitter, or MutateBatch for a batch
-// of one) and Store.Merge (MergeBatch) on it, so that what a write means
-// (seqs compared, log appended, events, the two-cart lock of a login) is
-// written once, and a store only loads, locks and writes records.
+// of one) and Store.Merge (MergeBatch) on it, and BatchWrite.Prepare
+// decides what each write holds (the seqs that changed, the changes to
+// log, the log's trim), so that what a write means is written once: a
+// store only locks and loads carts, and issues the statements of each
+// WriteSet.
 type BatchCommitter interface {
 	// CommitBatch, in one transaction, locks carts (given in id order,
 	// so that two batches never deadlock) against every other writer,

@@ -132,14 +132,14 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	if err != nil {
 		return err
 	}
-	encoded := make([][]byte, len(writes))
+	sets := make([]syncserver.WriteSet, len(writes))
 	recs := make([]*syncserver.Record, len(writes))
 	for i, w := range writes {
 		if entries[w.ID] == nil {
 			return fmt.Errorf("memstore: batch writes cart %s it did not load", w.ID)
 		}
-		if encoded[i], err = encode(w.Rec); err != nil {
-			return err
+		if sets[i], err = w.Prepare(); err != nil {
+			return fmt.Errorf("memstore: cart %s: %w", w.ID, err)
 		}
 		recs[i] = w.Rec
 	}
@@ -150,36 +150,27 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	}
 	now := time.Now()
 	for i, w := range writes {
-		entries[w.ID].write(encoded[i], w.Rec, w.Before)
+		entries[w.ID].write(sets[i], w.Rec)
 		s.addEvents(w.ID, w.Rec.Events, now)
 	}
 	return nil
 }
 
-func encode(rec *syncserver.Record) ([]byte, error) {
-	if rec.Cart == nil {
-		return nil, errors.New("memstore: fn left no cart")
-	}
-	return json.Marshal(rec.Cart)
-}
-
-// write commits what fn left in rec, b being its cart's JSON: the cart and
-// its meta, the seqs that differ from before, the appended changes; then
-// trims the log. The caller holds e's lock and Store.mu, and adds the
-// events (Store.addEvents).
-func (e *entry) write(b []byte, rec *syncserver.Record, before map[string]uint64) {
+// write commits ws, made from rec (its appended changes are logged as
+// they are): the cart and its meta, the seqs, the log and its trim. The
+// caller holds e's lock and Store.mu, and adds the events
+// (Store.addEvents).
+func (e *entry) write(ws syncserver.WriteSet, rec *syncserver.Record) {
 	if e.cart == nil {
 		e.created = time.Now()
 	}
-	e.cart, e.meta = b, rec.Meta
-	for c, q := range rec.Seqs {
-		if q != before[c] {
-			e.seqs[c] = q
-		}
+	e.cart, e.meta = ws.State, rec.Meta
+	for _, sw := range ws.Seqs {
+		e.seqs[sw.Client] = uint64(sw.Seq)
 	}
 	e.log = append(e.log, rec.Appended...)
-	if n := len(e.log) - syncserver.LogKeep; n > 0 {
-		e.log = append([]syncserver.Change(nil), e.log[n:]...)
+	if ws.TrimThrough > 0 {
+		e.log = slices.DeleteFunc(e.log, func(ch syncserver.Change) bool { return ch.Version <= uint64(ws.TrimThrough) })
 	}
 	if len(e.log) > 0 {
 		e.first = e.log[0].Version

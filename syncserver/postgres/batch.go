@@ -136,7 +136,11 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	written := make(map[string]bool, len(writes))
 	newStamps := make([]string, len(writes))
 	for i, w := range writes {
-		if err := queueWrites(b, w.ID, w.Rec, w.Before, &newStamps[i]); err != nil {
+		ws, err := w.Prepare()
+		if err != nil {
+			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
+		}
+		if err := queueWrites(b, ws, &newStamps[i]); err != nil {
 			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
 		}
 		written[w.ID] = true

@@ -198,56 +198,26 @@ func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn 
 	return s.group.Mutate(ctx, cartID, clients, fn)
 }
 
-// queueWrites queues on b the writes of what fn left in rec: the cart and
-// its meta, the seqs that differ from before, the appended changes, the
-// trim of the log, and the events.
-// If stamp is not nil it receives the written row's write_id (see CartMemo).
-func queueWrites(b *pgx.Batch, cartID string, rec *syncserver.Record, before map[string]uint64, stamp *string) error {
-	if rec.Cart == nil {
-		return errors.New("fn left no cart")
-	}
-	state, err := json.Marshal(rec.Cart)
-	if err != nil {
-		return fmt.Errorf("encode cart: %w", err)
-	}
-	version, err := toInt64("version", rec.Cart.Version)
-	if err != nil {
-		return err
-	}
-	q := b.Queue(sqlWriteCart, cartID, rec.Meta.Kind, version, state, rec.Meta.MergedInto,
-		nullTime(rec.Meta.UpdatedAt), nullTime(rec.Meta.AbandonedAt))
+// queueWrites queues on b the statements of ws (syncserver.WriteSet): the
+// cart and its meta, the seqs, the appended changes, the trim of the log,
+// and the events. If stamp is not nil it receives the written row's
+// write_id (see CartMemo).
+func queueWrites(b *pgx.Batch, ws syncserver.WriteSet, stamp *string) error {
+	q := b.Queue(sqlWriteCart, ws.ID, ws.Kind, ws.Version, ws.State, ws.MergedInto,
+		nullTime(ws.UpdatedAt), nullTime(ws.AbandonedAt))
 	if stamp != nil {
 		q.QueryRow(func(row pgx.Row) error { return row.Scan(stamp) })
 	}
-	for client, seq := range rec.Seqs {
-		if seq == before[client] {
-			continue
-		}
-		v, err := toInt64("seq", seq)
-		if err != nil {
-			return err
-		}
-		b.Queue(sqlWriteSeq, cartID, client, v)
+	for _, sw := range ws.Seqs {
+		b.Queue(sqlWriteSeq, ws.ID, sw.Client, sw.Seq)
 	}
-	var newest int64
-	for _, ch := range rec.Appended {
-		v, err := toInt64("change version", ch.Version)
-		if err != nil {
-			return err
-		}
-		op, warn, err := syncserver.EncodeChange(ch)
-		if err != nil {
-			return err
-		}
-		b.Queue(sqlAppend, cartID, v, op, warn, ch.At.Truncate(time.Millisecond))
-		newest = max(newest, v)
+	for _, lw := range ws.Log {
+		b.Queue(sqlAppend, ws.ID, lw.Version, lw.Op, lw.Warnings, lw.At.Truncate(time.Millisecond))
 	}
-	// Versions are gap-free, so the newest LogKeep changes are those above
-	// newest-LogKeep.
-	if cut := newest - syncserver.LogKeep; cut > 0 {
-		b.Queue(sqlTrim, cartID, cut)
+	if ws.TrimThrough > 0 {
+		b.Queue(sqlTrim, ws.ID, ws.TrimThrough)
 	}
-	return queueEvents(b, cartID, rec.Events, time.Now())
+	return queueEvents(b, ws.ID, ws.Events, time.Now())
 }
 
 // The statements of Purge. A cart counts as changed at its updated_at,
@@ -431,11 +401,4 @@ func nullTime(t time.Time) *time.Time {
 	}
 	t = t.Truncate(time.Millisecond)
 	return &t
-}
-
-func toInt64(what string, v uint64) (int64, error) {
-	if v > math.MaxInt64 {
-		return 0, fmt.Errorf("%s %d out of range", what, v)
-	}
-	return int64(v), nil
 }

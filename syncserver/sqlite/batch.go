@@ -67,7 +67,11 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		return err
 	}
 	for _, w := range writes {
-		if err := writeRecord(ctx, tx, w.ID, w.Rec, w.Before); err != nil {
+		ws, err := w.Prepare()
+		if err != nil {
+			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
+		}
+		if err := writeRecord(ctx, tx, ws); err != nil {
 			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
 		}
 	}

@@ -459,75 +459,43 @@ func allSeqs(ctx context.Context, q querier, cartID string) (map[string]uint64, 
 	return seqs, nil
 }
 
-// writeRecord writes what fn left in rec: the cart and its meta, the seqs
-// that differ from before, the appended changes and the events; then trims
-// the log.
-func writeRecord(ctx context.Context, tx *sql.Tx, cartID string, rec *syncserver.Record, before map[string]uint64) error {
-	if rec.Cart == nil {
-		return errors.New("fn left no cart")
-	}
-	state, err := json.Marshal(rec.Cart)
-	if err != nil {
-		return fmt.Errorf("encode cart: %w", err)
-	}
-	version, err := toInt64("version", rec.Cart.Version)
-	if err != nil {
-		return err
-	}
+// writeRecord runs the statements of ws (syncserver.WriteSet) in tx: the
+// cart and its meta, the seqs, the appended changes, the trim of the log,
+// and the events.
+func writeRecord(ctx context.Context, tx *sql.Tx, ws syncserver.WriteSet) error {
 	now := time.Now().UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO carts (id, kind, version, state, merged_into, updated_at, abandoned_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, version = excluded.version, state = excluded.state,
 			merged_into = excluded.merged_into, updated_at = excluded.updated_at, abandoned_at = excluded.abandoned_at`,
-		cartID, rec.Meta.Kind, version, string(state), rec.Meta.MergedInto, nullMillis(rec.Meta.UpdatedAt),
-		nullMillis(rec.Meta.AbandonedAt), now); err != nil {
+		ws.ID, ws.Kind, ws.Version, string(ws.State), ws.MergedInto, nullMillis(ws.UpdatedAt),
+		nullMillis(ws.AbandonedAt), now); err != nil {
 		return fmt.Errorf("write cart: %w", err)
 	}
-
-	for client, seq := range rec.Seqs {
-		if seq == before[client] {
-			continue
-		}
-		v, err := toInt64("seq", seq)
-		if err != nil {
-			return err
-		}
+	for _, sw := range ws.Seqs {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO cart_clients (cart_id, client_id, last_seq, updated_at)
 			VALUES (?, ?, ?, ?)
 			ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at`,
-			cartID, client, v, now); err != nil {
-			return fmt.Errorf("write seq of %s: %w", client, err)
+			ws.ID, sw.Client, sw.Seq, now); err != nil {
+			return fmt.Errorf("write seq of %s: %w", sw.Client, err)
 		}
 	}
-
-	var newest int64
-	for _, ch := range rec.Appended {
-		v, err := toInt64("change version", ch.Version)
-		if err != nil {
-			return err
-		}
-		op, warnings, err := syncserver.EncodeChange(ch)
-		if err != nil {
-			return err
-		}
+	for _, lw := range ws.Log {
 		var warn any // NULL for none
-		if warnings != nil {
-			warn = string(warnings)
+		if lw.Warnings != nil {
+			warn = string(lw.Warnings)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES (?, ?, ?, ?, ?)`,
-			cartID, v, string(op), warn, ch.At.UnixMilli()); err != nil {
-			return fmt.Errorf("append change %d: %w", v, err)
+			ws.ID, lw.Version, string(lw.Op), warn, lw.At.UnixMilli()); err != nil {
+			return fmt.Errorf("append change %d: %w", lw.Version, err)
 		}
-		newest = max(newest, v)
 	}
-	// Versions are gap-free, so the newest LogKeep changes are those above
-	// newest-LogKeep.
-	if cut := newest - syncserver.LogKeep; cut > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM cart_log WHERE cart_id = ? AND version <= ?`, cartID, cut); err != nil {
+	if ws.TrimThrough > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM cart_log WHERE cart_id = ? AND version <= ?`, ws.ID, ws.TrimThrough); err != nil {
 			return fmt.Errorf("trim log: %w", err)
 		}
 	}
-	return writeEvents(ctx, tx, cartID, rec.Events)
+	return writeEvents(ctx, tx, ws.ID, ws.Events)
 }
 
 func nullMillis(t time.Time) any {
@@ -535,11 +503,4 @@ func nullMillis(t time.Time) any {
 		return nil
 	}
 	return t.UnixMilli()
-}
-
-func toInt64(what string, v uint64) (int64, error) {
-	if v > math.MaxInt64 {
-		return 0, fmt.Errorf("%s %d out of range", what, v)
-	}
-	return int64(v), nil
 }
