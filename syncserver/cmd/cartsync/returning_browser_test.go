@@ -164,46 +164,11 @@ func TestLoaderSnippetInDocs(t *testing.T) {
 // embed.js can be fetched the queued calls run in order and their promises
 // settle with the real answers; the snippet's object then forwards.
 func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
-	web := webCopy(t)
-	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader := repoFile(t, "assets/loader.js")
-	var down atomic.Bool
-	down.Store(true)
-	var fetches atomic.Int32
-	var cartOrigin string
-	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/edge/embed.js": // where the page gets embed.js: down, then up
-			fetches.Add(1)
-			if down.Load() {
-				http.Error(w, "unreachable", http.StatusBadGateway)
-				return
-			}
-			w.Header().Set("Content-Type", "text/javascript")
-			w.Header().Set("Cache-Control", "no-store")
-			w.Write(embed)
-		case "/loader.html":
-			snippet := strings.NewReplacer(
-				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
-				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '"+cartOrigin+"' }",
-			).Replace(loader)
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
-<script>%s</script></head><body><header><div id="cart"></div></header></body></html>`, snippet)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(shop.Close)
-	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
-	cartOrigin = m.URL()
+	shop := startEdgeShop(t, "")
+	shop.down.Store(true)
 
 	tb := startBrowser(t, t.TempDir()).first
-	tb.navigate(shop.URL + "/loader.html")
+	tb.navigate(shop.url + "/loader.html")
 	if !eval[bool](tb, `window.cartsync.stub === 1 && typeof cartsync.add === 'function'`) {
 		t.Fatal("no stand-in window.cartsync while embed.js cannot load")
 	}
@@ -231,7 +196,7 @@ func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
 		t.Fatal("a queued call settled while embed.js could not load")
 	}
 
-	down.Store(false)
+	shop.down.Store(false)
 	waitUntil(t, "the queued add to resolve", 30*time.Second, func() bool {
 		return eval[bool](tb, `window.added !== null`)
 	})
@@ -249,9 +214,67 @@ func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
 	waitUntil(t, "the listener queued while down to see a change", 20*time.Second, func() bool {
 		return eval[bool](tb, `seen.includes(3)`)
 	})
-	if n := fetches.Load(); n < 2 {
+	if n := shop.fetches.Load(); n < 2 {
 		t.Errorf("embed.js fetched %d times, want a retry after the failure", n)
 	}
+}
+
+// edgeShop is a storefront for the loader and caching tests: /edge/embed.js
+// serves embed.js (with cacheControl, or no-store) unless down, counting
+// the requests; /loader.html is a page with assets/loader.js inline,
+// loading /edge/embed.js for the cart server that started with the shop
+// (edits rewrites the snippet further: old, new pairs); /page.html loads
+// /edge/embed.js with a plain tag.
+type edgeShop struct {
+	url, cart string
+	down      atomic.Bool
+	fetches   atomic.Int32
+}
+
+func startEdgeShop(t *testing.T, cacheControl string, edits ...string) *edgeShop {
+	t.Helper()
+	web := webCopy(t)
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := repoFile(t, "assets/loader.js")
+	if cacheControl == "" {
+		cacheControl = "no-store"
+	}
+	es := &edgeShop{}
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/edge/embed.js":
+			es.fetches.Add(1)
+			if es.down.Load() {
+				http.Error(w, "unreachable", http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Type", "text/javascript")
+			w.Header().Set("Cache-Control", cacheControl)
+			w.Write(embed)
+		case "/loader.html":
+			snippet := strings.NewReplacer(append([]string{
+				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
+				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '" + es.cart + "' }",
+			}, edits...)...).Replace(loader)
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
+<script>%s</script></head><body><header><div id="cart"></div></header></body></html>`, snippet)
+		case "/page.html":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			fmt.Fprint(w, strings.NewReplacer("{{EMBED_SRC}}", "/edge/embed.js", "{{CART_SERVER}}", es.cart).Replace(returningPage))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(shop.Close)
+	es.url = shop.URL
+	es.cart = startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL).URL()
+	return es
 }
 
 // waitUntil polls ok until it holds or timeout passes.
@@ -272,12 +295,7 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool)
 // the copy the browser has. The server's 5 minutes are shortened to 1 s
 // here, served by a stand-in with the same Cache-Control otherwise.
 func TestBrowserEmbedStaleWhileDown(t *testing.T) {
-	web := webCopy(t)
-	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	main := startMain(t, "-data", t.TempDir(), "-web", web)
+	main := startMain(t, "-data", t.TempDir(), "-web", webCopy(t))
 	resp, err := http.Get(main.URL() + "/embed.js")
 	if err != nil {
 		t.Fatal(err)
@@ -287,41 +305,15 @@ func TestBrowserEmbedStaleWhileDown(t *testing.T) {
 	if !strings.Contains(cc, "max-age=300") || !strings.Contains(cc, "stale-while-revalidate=") {
 		t.Fatalf("/embed.js Cache-Control %q, want max-age=300 and stale-while-revalidate", cc)
 	}
-	short := strings.Replace(cc, "max-age=300", "max-age=1", 1)
-
-	var down atomic.Bool
-	var fetches atomic.Int32
-	var cartOrigin string
-	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/edge/embed.js":
-			fetches.Add(1)
-			if down.Load() {
-				http.Error(w, "unreachable", http.StatusBadGateway)
-				return
-			}
-			w.Header().Set("Content-Type", "text/javascript")
-			w.Header().Set("Cache-Control", short)
-			w.Write(embed)
-		case "/page.html":
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			fmt.Fprint(w, strings.NewReplacer("{{EMBED_SRC}}", "/edge/embed.js", "{{CART_SERVER}}", cartOrigin).Replace(returningPage))
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(shop.Close)
-	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
-	cartOrigin = m.URL()
+	shop := startEdgeShop(t, strings.Replace(cc, "max-age=300", "max-age=1", 1))
 
 	tb := startBrowser(t, t.TempDir()).first
-	tb.navigate(shop.URL + "/page.html")
+	tb.navigate(shop.url + "/page.html")
 	ready(tb)
-	before := fetches.Load()
+	before := shop.fetches.Load()
 	time.Sleep(1500 * time.Millisecond) // let the copy go stale: this test is about time passing
-	down.Store(true)
-	tb.navigate(shop.URL + "/page.html")
+	shop.down.Store(true)
+	tb.navigate(shop.url + "/page.html")
 	if !eval[bool](tb, `new Promise((resolve) => {
 		if (window.cartsync) return resolve(window.cartsync.protocol === 1);
 		window.addEventListener('cartsync:load', () => resolve(true), { once: true });
@@ -330,7 +322,7 @@ func TestBrowserEmbedStaleWhileDown(t *testing.T) {
 		t.Fatal("no window.cartsync from the stale copy while embed.js cannot be fetched")
 	}
 	ready(tb)
-	waitUntil(t, "the background revalidation", 10*time.Second, func() bool { return fetches.Load() > before })
+	waitUntil(t, "the background revalidation", 10*time.Second, func() bool { return shop.fetches.Load() > before })
 }
 
 // TestBrowserEmbedLoaderGivesUp: a call the loader snippet queued and that
@@ -338,52 +330,18 @@ func TestBrowserEmbedStaleWhileDown(t *testing.T) {
 // not run when embed.js loads later. The snippet's 60 s are shortened to
 // 1 s here.
 func TestBrowserEmbedLoaderGivesUp(t *testing.T) {
-	web := webCopy(t)
-	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader := repoFile(t, "assets/loader.js")
-	if !strings.Contains(loader, "}, 60000);") {
+	if !strings.Contains(repoFile(t, "assets/loader.js"), "}, 60000);") {
 		t.Fatal("assets/loader.js no longer gives up after 60000 ms: update this test")
 	}
-	var down atomic.Bool
-	down.Store(true)
-	var cartOrigin string
-	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/edge/embed.js":
-			if down.Load() {
-				http.Error(w, "unreachable", http.StatusBadGateway)
-				return
-			}
-			w.Header().Set("Content-Type", "text/javascript")
-			w.Header().Set("Cache-Control", "no-store")
-			w.Write(embed)
-		case "/loader.html":
-			snippet := strings.NewReplacer(
-				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
-				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '"+cartOrigin+"' }",
-				"}, 60000);", "}, 1000);",
-			).Replace(loader)
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
-<script>%s</script></head><body><header><div id="cart"></div></header></body></html>`, snippet)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(shop.Close)
-	m := startMain(t, "-data", t.TempDir(), "-web", web, "-allowed-origins", shop.URL)
-	cartOrigin = m.URL()
+	shop := startEdgeShop(t, "", "}, 60000);", "}, 1000);")
+	shop.down.Store(true)
 
 	tb := startBrowser(t, t.TempDir()).first
-	tb.navigate(shop.URL + "/loader.html")
+	tb.navigate(shop.url + "/loader.html")
 	if code := eval[string](tb, `cartsync.add('TEE-01', 1).then(() => 'resolved', (e) => e.code)`); code != "unreachable" {
 		t.Fatalf("a call queued while embed.js cannot load: %s, want it rejected with unreachable", code)
 	}
-	down.Store(false)
+	shop.down.Store(false)
 	if c := ready(tb); c.Items != 0 {
 		t.Errorf("once embed.js loaded, the cart holds %d items: the call that gave up ran after all", c.Items)
 	}
