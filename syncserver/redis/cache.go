@@ -134,12 +134,12 @@ func NewCache(next syncserver.Store, client *goredis.Client, prefix string, ttl 
 	warnContextTimeouts(client, logger)
 	c := &Cache{
 		next: next, client: client, prefix: prefix, ttl: ttl, log: logger,
-		reads:  hashReads{client: client},
 		writes: make(chan cacheWrite, writeQueue),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		dirty:  map[string]uint64{},
 	}
+	c.reads = hashReads{client: client, report: c.outcome}
 	go c.run()
 	return c
 }
@@ -162,7 +162,7 @@ func (c *Cache) Load(ctx context.Context, cartID string, clients []string) (*syn
 		if rec != nil {
 			return rec, nil
 		}
-		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) && !errors.Is(err, errReadQueued) {
+		if err != nil && ctx.Err() == nil && !errors.Is(err, errDecode) && !errors.Is(err, errReadLate) {
 			c.log.Warn("redis cache: load", logkey.Cart, cartID, logkey.Err, err)
 		}
 	}
@@ -231,11 +231,8 @@ func (c *Cache) get(ctx context.Context, cartID string, clients []string) (*sync
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	vals, err := c.reads.hmget(ctx, c.key(cartID), fields)
-	switch {
-	case errors.Is(err, errReadQueued):
-		return nil, err
-	case err != nil:
-		return nil, plain(err)
+	if err != nil {
+		return nil, err // already plain
 	}
 	if vals[len(vals)-1] == "1" {
 		return nil, errMissing

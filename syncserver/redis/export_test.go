@@ -49,7 +49,9 @@ func (c *Cache) StopWriter() {
 type HashReads = hashReads
 
 // NewHashReads returns a batcher of reads on client.
-func NewHashReads(client *goredis.Client) *HashReads { return &hashReads{client: client} }
+func NewHashReads(client *goredis.Client) *HashReads {
+	return &hashReads{client: client, report: func(error) {}}
+}
 
 // HMGet reads fields of key through the batcher.
 func (r *hashReads) HMGet(ctx context.Context, key string, fields ...string) ([]any, error) {

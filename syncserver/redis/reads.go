@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -23,11 +22,17 @@ const (
 	// readBatchMax is the most reads one of them carries.
 	readPipelines = 2
 	readBatchMax  = 256
+	// minRoundTrip is the least time a round trip is given.
+	minRoundTrip = readTimeout / 4
 )
 
 // hashReads batches HMGETs into pipelines (see readPipelines).
 type hashReads struct {
 	client *goredis.Client
+	// report is told how each round trip went, once (Cache.outcome):
+	// whether Redis answers is the round trip's business, not that of a
+	// caller who may have queued most of its time away.
+	report func(error)
 
 	mu     sync.Mutex
 	queue  []*hashRead
@@ -39,7 +44,6 @@ type hashRead struct {
 	ctx    context.Context
 	key    string
 	fields []string
-	sent   atomic.Bool
 	done   chan hashReadResult // buffered: the pipeline never waits
 }
 
@@ -48,9 +52,15 @@ type hashReadResult struct {
 	err  error
 }
 
-// errReadQueued is a read whose caller's time ran out before it was sent:
-// it says nothing about Redis (the round trips in flight say it).
-var errReadQueued = errors.New("redis: cache read not sent in time")
+// Errors of hmget that its round trip has already reported (see report):
+// a caller counts neither as a Redis failure.
+var (
+	// errReadLate is a read whose caller's time ran out first, queued or
+	// in flight.
+	errReadLate = errors.New("redis: cache read not answered in time")
+	// errReadFailed is a read whose round trip failed.
+	errReadFailed = errors.New("redis: cache read failed")
+)
 
 // hmget reads fields of key, within ctx. The caller bounds ctx: a read
 // waits for its turn and its round trip within it, and never longer.
@@ -65,12 +75,12 @@ func (r *hashReads) hmget(ctx context.Context, key string, fields []string) ([]a
 	r.mu.Unlock()
 	select {
 	case res := <-req.done:
-		return res.vals, res.err
-	case <-ctx.Done():
-		if !req.sent.Load() {
-			return nil, fmt.Errorf("%w: %w", errReadQueued, ctx.Err())
+		if res.err != nil {
+			return nil, fmt.Errorf("%w: %w", errReadFailed, plain(res.err))
 		}
-		return nil, ctx.Err()
+		return res.vals, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", errReadLate, ctx.Err())
 	}
 }
 
@@ -88,7 +98,6 @@ func (r *hashReads) drain() {
 		batch := make([]*hashRead, 0, n)
 		for _, req := range r.queue[:n] {
 			if req.ctx.Err() == nil { // its caller is gone: skip it
-				req.sent.Store(true)
 				batch = append(batch, req)
 			}
 		}
@@ -98,23 +107,21 @@ func (r *hashReads) drain() {
 	}
 }
 
-// send runs batch as one round trip, which lasts until the latest of its
-// reads' deadlines (readTimeout for a read without one).
+// send runs batch as one round trip and reports how it went. The round
+// trip lasts until the latest of its reads' deadlines (readTimeout for a
+// read without one), and at least minRoundTrip: a read sent late is not
+// a round trip cut short, and its caller stops waiting at its own
+// deadline anyway.
 func (r *hashReads) send(batch []*hashRead) {
 	if len(batch) == 0 {
 		return
 	}
-	if len(batch) == 1 {
-		req := batch[0]
-		vals, err := r.client.HMGet(req.ctx, req.key, req.fields...).Result()
-		req.done <- hashReadResult{vals, err}
-		return
-	}
-	var dl time.Time
+	now := time.Now()
+	dl := now.Add(minRoundTrip)
 	for _, req := range batch {
 		d, ok := req.ctx.Deadline()
 		if !ok {
-			d = time.Now().Add(readTimeout)
+			d = now.Add(readTimeout)
 		}
 		if d.After(dl) {
 			dl = d
@@ -122,12 +129,20 @@ func (r *hashReads) send(batch []*hashRead) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl)
 	defer cancel()
+	if len(batch) == 1 {
+		req := batch[0]
+		vals, err := r.client.HMGet(ctx, req.key, req.fields...).Result()
+		r.report(plain(err))
+		req.done <- hashReadResult{vals, err}
+		return
+	}
 	pipe := r.client.Pipeline()
 	cmds := make([]*goredis.SliceCmd, len(batch))
 	for i, req := range batch {
 		cmds[i] = pipe.HMGet(ctx, req.key, req.fields...)
 	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	_, err := pipe.Exec(ctx) // also each command's own error
+	r.report(plain(err))
 	for i, req := range batch {
 		vals, err := cmds[i].Result()
 		req.done <- hashReadResult{vals, err}

@@ -92,8 +92,8 @@ func (c *Cache) readable(cartID string) (bool, uint64) {
 // outcome records how a Redis call went: a failure pauses the cache's use
 // of Redis, for longer while failures go on; a success ends the pause.
 func (c *Cache) outcome(err error) {
-	if errors.Is(err, errDecode) || errors.Is(err, context.Canceled) || errors.Is(err, errReadQueued) {
-		return // Redis answered, or the caller left, or never asked
+	if errors.Is(err, errDecode) || errors.Is(err, context.Canceled) || errors.Is(err, errReadLate) || errors.Is(err, errReadFailed) {
+		return // Redis answered, or the caller left, or the read's round trip reported it
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
