@@ -777,15 +777,24 @@
   });
 
   // adopt takes over from the loader snippet's stand-in: the calls it
-  // queued run now, in order, and settle the promises it gave; later calls
-  // through it go to this API.
-  function adopt(stub) {
-    stub.real = api;
-    if (Array.isArray(stub.settle)) {
-      stub.ready.catch(() => {}); // reported once, as readyPromise is
-      readyPromise.then(stub.settle[0], stub.settle[1]);
+  // queued whose method pick accepts run now, in order, and settle the
+  // promises it gave; the others stay queued. Later calls through the
+  // stand-in go to this API.
+  function adopt(stub, pick) {
+    if (!stub.real) {
+      stub.real = api;
+      if (Array.isArray(stub.settle)) {
+        stub.ready.catch(() => {}); // reported once, as readyPromise is
+        readyPromise.then(stub.settle[0], stub.settle[1]);
+      }
     }
-    for (const [method, args, resolve, reject] of (Array.isArray(stub.q) ? stub.q.splice(0) : [])) {
+    const queued = Array.isArray(stub.q) ? stub.q.splice(0) : [];
+    for (const call of queued) {
+      if (!pick(call[0])) {
+        stub.q.push(call);
+        continue;
+      }
+      const [method, args, resolve, reject] = call;
       if (typeof api[method] !== 'function') continue;
       try {
         const result = api[method](...args);
@@ -810,6 +819,8 @@
   // The loader snippet's stand-in (assets/loader.js), if the page has it.
   const stub = window.cartsync && window.cartsync.stub === 1 ? window.cartsync : null;
   window.cartsync = api;
+  // The page's queued listeners first, so that they hear the tag's mount.
+  if (stub) adopt(stub, (method) => method === 'on' || method === 'off');
   if (attr('data-mount')) {
     let found = null;
     try {
@@ -818,9 +829,9 @@
     if (found || document.readyState !== 'loading') autoMount();
     else document.addEventListener('DOMContentLoaded', autoMount, { once: true });
   }
-  // After the tag's own mount: the page's queued mount() or destroy()
-  // comes later and wins, as it would after a plain tag.
-  if (stub) adopt(stub);
+  // The rest after the tag's own mount: the page's queued mount() or
+  // destroy() comes later and wins, as it would after a plain tag.
+  if (stub) adopt(stub, () => true);
 
   window.dispatchEvent(new CustomEvent('cartsync:load', { detail: api }));
 })();

@@ -223,7 +223,7 @@ func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
 // serves embed.js (with cacheControl, or no-store) unless down, counting
 // the requests; /loader.html is a page with assets/loader.js inline,
 // loading /edge/embed.js for the cart server that started with the shop
-// (edits rewrites the snippet further: old, new pairs); /page.html loads
+// (edits, old and new pairs, rewrite the snippet first); /page.html loads
 // /edge/embed.js with a plain tag.
 type edgeShop struct {
 	url, cart string
@@ -255,10 +255,10 @@ func startEdgeShop(t *testing.T, cacheControl string, edits ...string) *edgeShop
 			w.Header().Set("Cache-Control", cacheControl)
 			w.Write(embed)
 		case "/loader.html":
-			snippet := strings.NewReplacer(append([]string{
+			snippet := strings.NewReplacer(
 				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
-				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '" + es.cart + "' }",
-			}, edits...)...).Replace(loader)
+				"{ 'data-mount': '#cart' }", "{ 'data-mount': '#cart', 'data-server': '"+es.cart+"' }",
+			).Replace(strings.NewReplacer(edits...).Replace(loader))
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
 			fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Loader</title>
@@ -344,5 +344,26 @@ func TestBrowserEmbedLoaderGivesUp(t *testing.T) {
 	shop.down.Store(false)
 	if c := ready(tb); c.Items != 0 {
 		t.Errorf("once embed.js loaded, the cart holds %d items: the call that gave up ran after all", c.Items)
+	}
+}
+
+// TestBrowserEmbedLoaderListenerHearsMount: a listener the page queued in
+// the loader snippet hears what the tag's own mount does, even when
+// embed.js runs after the page has loaded (the mount then fails at once:
+// no element matches data-mount).
+func TestBrowserEmbedLoaderListenerHearsMount(t *testing.T) {
+	shop := startEdgeShop(t, "",
+		"{ 'data-mount': '#cart' }", "{ 'data-mount': '#nowhere' }",
+		"w.cartsync = stub;", "w.cartsync = stub; stub.on('error', function (e) { w.heard = e.code; });")
+	shop.down.Store(true)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(shop.url + "/loader.html")
+	waitUntil(t, "a failed load of embed.js", 20*time.Second, func() bool { return shop.fetches.Load() > 0 })
+	shop.down.Store(false)
+	waitUntil(t, "embed.js to run", 30*time.Second, func() bool {
+		return eval[bool](tb, `window.cartsync.protocol === 1`)
+	})
+	if got := eval[string](tb, `String(window.heard)`); got != "no_mount" {
+		t.Errorf("the queued error listener heard %q, want no_mount", got)
 	}
 }
