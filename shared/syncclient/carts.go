@@ -155,16 +155,33 @@ func (s *session) onCart(m *protocol.Message) error {
 	if same && c.Version < confirmed.Version {
 		c = nil
 	}
-	return s.confirm(c, done)
+	return s.confirmReload(c, done)
 }
 
-// confirm stores a confirmed cart and drops the answered ops, then reloads.
+// confirm stores a confirmed cart and drops the answered ops, then shows
+// the same change from memory (Engine.confirmed) instead of reading the
+// storage back: an ack or a push costs one storage transaction, and an
+// add() made meanwhile waits behind that one only.
 func (s *session) confirm(c *cart.Cart, done []protocol.OpID) error {
 	if c == nil && len(done) == 0 {
 		return nil
 	}
-	if err := s.e.store.Confirm(s.ctx, c, done); err != nil {
-		return fmt.Errorf("store confirmed cart: %w", err)
+	shown, err := s.e.confirmShown(s.ctx, c, done)
+	if err != nil || shown {
+		return err
+	}
+	// Another cart: what belongs to it is the storage's to say.
+	return s.confirmReload(c, done)
+}
+
+// confirmReload stores a confirmed cart and drops the answered ops, then
+// reloads everything stored: the reply to a hello or a sync, which is
+// also when ops other tabs stored are looked for.
+func (s *session) confirmReload(c *cart.Cart, done []protocol.OpID) error {
+	if c != nil || len(done) > 0 {
+		if err := s.e.store.Confirm(s.ctx, c, done); err != nil {
+			return fmt.Errorf("store confirmed cart: %w", err)
+		}
 	}
 	return s.e.reload(s.ctx)
 }
@@ -202,8 +219,14 @@ func (s *session) onAck(m *protocol.Message) error {
 	}
 	// The cart moved further than this ack's own ops: others' ops,
 	// perhaps from this outbox through another tab. Learn which.
+	// Those may be in the storage and not yet shown here (another tab's
+	// edits, its news still on the way): read it all back then.
 	moved := c != nil && c.ID == confirmed.ID && c.Version-confirmed.Version > uint64(applied)
-	if err := s.confirm(c, done); err != nil {
+	confirm := s.confirm
+	if moved {
+		confirm = s.confirmReload
+	}
+	if err := confirm(c, done); err != nil {
 		return err
 	}
 	if moved && s.hasOthers() {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The shopper's edits: each is validated, stored in the outbox with its
@@ -107,6 +108,52 @@ func (e *Engine) show(op cart.Op) {
 	e.rebuildLocked()
 	e.changedLocked()
 	e.mu.Unlock()
+}
+
+// confirmShown stores a confirmed cart of the cart shown (nil for none)
+// and drops the answered ops, then shows that from memory, as show does
+// for an edit: it holds loadMu from the write to the change in memory,
+// so no reload can interleave. Ops other tabs stored meanwhile arrive
+// with their news, as for an edit. It stores nothing and reports false
+// when c is of another cart, or when no cart was loaded yet: the caller
+// reloads, as that changes which ops belong to the cart shown.
+func (e *Engine) confirmShown(ctx context.Context, c *cart.Cart, done []protocol.OpID) (bool, error) {
+	shown, err := func() (bool, error) {
+		e.loadMu.Lock()
+		defer e.loadMu.Unlock()
+		e.mu.Lock()
+		id, loaded := e.confirmed.ID, e.loaded
+		e.mu.Unlock()
+		if !loaded || (c != nil && (id == "" || c.ID != id)) {
+			return false, nil
+		}
+		if err := e.store.Confirm(ctx, c, done); err != nil {
+			return false, fmt.Errorf("store confirmed cart: %w", err)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		// The storage's rule (Storage.Confirm): the same version
+		// replaces the stored cart, an older one does not.
+		if c != nil && c.Version >= e.confirmed.Version {
+			e.confirmed = cloneCart(c)
+		}
+		if len(done) > 0 {
+			drop := make(map[protocol.OpID]bool, len(done))
+			for _, id := range done {
+				drop[id] = true
+			}
+			e.pending = slices.DeleteFunc(slices.Clone(e.pending), func(op cart.Op) bool {
+				return drop[opID(op)]
+			})
+		}
+		e.rebuildLocked()
+		e.changedLocked()
+		return true, nil
+	}()
+	if shown {
+		e.notify() // after unlocking: OnChange may edit
+	}
+	return shown, err
 }
 
 // Flush waits until the outbox holds no ops but those waiting for another

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -380,6 +381,55 @@ func TestAckMovedSyncsOthers(t *testing.T) {
 		p.quiet() // nothing to resend
 		if st := e.Snapshot(); st.Pending != 0 || summary(st.Cart) != "mug=1 tea=1" {
 			t.Errorf("state %+v, want nothing pending", st)
+		}
+	})
+}
+
+// loadCounter counts the storage's Loads: reads of everything stored.
+type loadCounter struct {
+	Storage
+	loads atomic.Int64
+}
+
+func (l *loadCounter) Load(ctx context.Context) (Stored, error) {
+	l.loads.Add(1)
+	return l.Storage.Load(ctx)
+}
+
+// An ack of the shown cart's own edits is stored and shown without
+// reading the storage back: add() made meanwhile waits for one storage
+// transaction, not two. What the ack confirmed is what is shown, and
+// stored.
+func TestAckShownWithoutReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sc := newScript(t)
+		mem := NewMemStorage()
+		store := &loadCounter{Storage: mem}
+		e := newEngine(t, nil, store, func(c *Config) { c.Dial = sc.dial; c.ClientID = "me" })
+		start(t, e)
+		ctx := context.Background()
+		p := sc.accept()
+		p.login(cartAt(0), 0)
+		must(t, e.Add(ctx, "mug", nil, 1, nil))
+		must(t, e.Add(ctx, "tea", nil, 2, nil))
+		push := p.expect(protocol.TypePush)
+		before := store.loads.Load()
+		ids := make([]protocol.Result, len(push.Ops))
+		for i, op := range push.Ops {
+			ids[i] = applied(opID(op), uint64(i+1))
+		}
+		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: ids, Cart: cartAt(2, "mug=1", "tea=2")})
+		p.quiet()
+		if n := store.loads.Load() - before; n != 0 {
+			t.Errorf("the ack read the storage back %d times, want 0", n)
+		}
+		if st := e.Snapshot(); st.Pending != 0 || st.Cart.Version != 2 || summary(st.Cart) != "mug=1 tea=2" {
+			t.Errorf("shown %+v, want version 2 with nothing pending", st)
+		}
+		got, err := mem.Load(ctx)
+		must(t, err)
+		if len(got.Pending) != 0 || got.Cart.Version != 2 {
+			t.Errorf("stored %d pending, version %d; want 0 and 2", len(got.Pending), got.Cart.Version)
 		}
 	})
 }
