@@ -180,11 +180,13 @@ type row struct {
 	samples          []sample
 }
 
-// addRow is the add() latencies of one site and CPU rate.
+// addRow is the add() latencies of one site and CPU rate, and those of
+// cart() (the bridge's round trip without storage) for comparison.
 type addRow struct {
-	site string
-	rate float64
-	ms   []float64
+	site   string
+	rate   float64
+	ms     []float64
+	cartMs []float64
 }
 
 func measureSite(ctx context.Context, cfg config, b *browser, e env, site string, rate float64) ([]row, addRow, error) {
@@ -248,17 +250,22 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 	}
 	actx, acancel := context.WithTimeout(tab, 5*time.Minute)
 	defer acancel()
-	a.ms, err = chromedp.Run(actx, chromedp.Evaluate[[]float64](fmt.Sprintf(`(async () => {
-		const out = [];
-		for (let i = 0; i < %d; i++) {
-			const t = performance.now();
-			await cartsync.add('BENCH-' + (i %% 10), 1);
-			out.push(performance.now() - t);
+	for _, c := range []struct {
+		call string
+		out  *[]float64
+	}{{"cartsync.add('BENCH-' + (i % 10), 1)", &a.ms}, {"cartsync.cart()", &a.cartMs}} {
+		*c.out, err = chromedp.Run(actx, chromedp.Evaluate[[]float64](fmt.Sprintf(`(async () => {
+			const out = [];
+			for (let i = 0; i < %d; i++) {
+				const t = performance.now();
+				await %s;
+				out.push(performance.now() - t);
+			}
+			return out;
+		})()`, cfg.adds, c.call), chromedp.EvalAwaitPromise))
+		if err != nil {
+			return nil, a, fmt.Errorf("time %s: %w", c.call, err)
 		}
-		return out;
-	})()`, cfg.adds), chromedp.EvalAwaitPromise))
-	if err != nil {
-		return nil, a, fmt.Errorf("time add(): %w", err)
 	}
 	return rows, a, nil
 }
@@ -331,11 +338,17 @@ func printAdds(w io.Writer, adds []addRow, n int) {
 	if n == 0 {
 		return
 	}
-	fmt.Fprintf(w, "cartsync.add() from call to resolution (stored in IndexedDB), %d sequential adds on a warm page, ms\n\n", n)
-	fmt.Fprintln(w, "| site | CPU | n | p50 | p95 | p99 | max |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "cartsync.add() from call to resolution (stored in IndexedDB), %d sequential adds on a warm page,\n", n)
+	fmt.Fprintf(w, "then %d cartsync.cart() (the bridge's round trip, no storage), ms\n\n", n)
+	fmt.Fprintln(w, "| site | CPU | call | n | p50 | p95 | p99 | max |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, a := range adds {
-		fmt.Fprintf(w, "| %s | %gx | %d | %.1f | %.1f | %.1f | %.1f |\n", a.site, a.rate, len(a.ms),
-			percentile(a.ms, 50), percentile(a.ms, 95), percentile(a.ms, 99), percentile(a.ms, 100))
+		for _, c := range []struct {
+			call string
+			ms   []float64
+		}{{"add()", a.ms}, {"cart()", a.cartMs}} {
+			fmt.Fprintf(w, "| %s | %gx | %s | %d | %.1f | %.1f | %.1f | %.1f |\n", a.site, a.rate, c.call, len(c.ms),
+				percentile(c.ms, 50), percentile(c.ms, 95), percentile(c.ms, 99), percentile(c.ms, 100))
+		}
 	}
 }
