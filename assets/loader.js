@@ -24,7 +24,7 @@
     };
   });
   w.cartsync = stub;
-  (function load() {
+  function load() {
     var s = d.createElement('script');
     s.async = true;
     s.src = src;
@@ -35,5 +35,12 @@
       setTimeout(load, Math.min(5000 * tries, 60000));
     };
     d.head.appendChild(s);
-  })();
+  }
+  // After the page's load event (so it never waits for the cart), or 1 s from here if that is sooner.
+  if (d.readyState === 'complete') load();
+  else {
+    var t = setTimeout(function () { w.removeEventListener('load', go); load(); }, 1000);
+    var go = function () { clearTimeout(t); load(); };
+    w.addEventListener('load', go, { once: true });
+  }
 })(window, document, 'https://CART-SERVER/embed.js', { 'data-mount': '#cart' });

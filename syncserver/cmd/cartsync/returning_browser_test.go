@@ -224,7 +224,7 @@ func TestBrowserEmbedLoaderWhileDown(t *testing.T) {
 // the requests; /loader.html is a page with assets/loader.js inline,
 // loading /edge/embed.js for the cart server that started with the shop
 // (edits, old and new pairs, rewrite the snippet first); /page.html loads
-// /edge/embed.js with a plain tag.
+// /edge/embed.js with a plain tag; /slow.png answers after 3 s.
 type edgeShop struct {
 	url, cart string
 	down      atomic.Bool
@@ -254,6 +254,12 @@ func startEdgeShop(t *testing.T, cacheControl string, edits ...string) *edgeShop
 			w.Header().Set("Content-Type", "text/javascript")
 			w.Header().Set("Cache-Control", cacheControl)
 			w.Write(embed)
+		case "/slow.png": // holds the page's load event for 3 s
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+			http.NotFound(w, r)
 		case "/loader.html":
 			snippet := strings.NewReplacer(
 				"'https://CART-SERVER/embed.js'", "'/edge/embed.js'",
@@ -365,5 +371,40 @@ func TestBrowserEmbedLoaderListenerHearsMount(t *testing.T) {
 	})
 	if got := eval[string](tb, `String(window.heard)`); got != "no_mount" {
 		t.Errorf("the queued error listener heard %q, want no_mount", got)
+	}
+}
+
+// TestBrowserEmbedLoaderAfterLoad: the loader snippet loads embed.js after
+// the page's load event, so that the page never waits for the cart server;
+// on a page whose load takes longer, 1 s after the snippet ran.
+func TestBrowserEmbedLoaderAfterLoad(t *testing.T) {
+	shop := startEdgeShop(t, "", "w.cartsync = stub;",
+		"w.cartsync = stub; if (location.search === '?slow') d.head.appendChild(Object.assign(d.createElement('img'), { src: '/slow.png' }));")
+	tb := startBrowser(t, t.TempDir()).first
+	// When the fetch of embed.js started and the load event, in ms from
+	// navigation start.
+	const timesJS = `new Promise((resolve) => {
+		const done = () => {
+			const nav = performance.getEntriesByType('navigation')[0];
+			const res = performance.getEntriesByType('resource').find((e) => e.name.endsWith('/edge/embed.js'));
+			resolve({ fetch: res ? res.startTime : -1, load: nav.loadEventStart });
+		};
+		cartsync.ready.then(() => (document.readyState === 'complete' ? done() : addEventListener('load', () => setTimeout(done), { once: true })));
+	})`
+	type times struct{ Fetch, Load float64 }
+
+	tb.navigate(shop.url + "/loader.html")
+	got := eval[times](tb, timesJS)
+	if got.Fetch < 0 || got.Load <= 0 || got.Fetch < got.Load {
+		t.Errorf("a light page: embed.js fetched at %.0f ms, the load event at %.0f ms; want the fetch after the load event", got.Fetch, got.Load)
+	}
+
+	tb.navigate(shop.url + "/loader.html?slow")
+	got = eval[times](tb, timesJS)
+	if got.Fetch < 900 || got.Load < 2900 || got.Fetch > got.Load {
+		t.Errorf("a page whose load takes 3 s: embed.js fetched at %.0f ms, the load event at %.0f ms; want the fetch about 1 s in, before the load event", got.Fetch, got.Load)
+	}
+	if c := ready(tb); c.Items != 0 {
+		t.Errorf("the cart after the slow load: %s", c)
 	}
 }
