@@ -3,7 +3,9 @@
 // chromedp.
 //
 // It starts the cart server (-server-bin) and a storefront of its own
-// serving two pages that differ only by the embed.js tag, on two sites:
+// serving three pages that differ only by the embed.js tag (plain: none;
+// embed: an async script tag; loader: the loader snippet inline, which
+// loads embed.js after the page's load event), on two sites:
 // same-site (the shop at shop.example.com, the cart at cart.example.com,
 // the widget's frame then shares the shop's process and main thread) and
 // cross-site (the shop at shop.example.net). Chromium resolves those names
@@ -179,13 +181,17 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	loader, err := os.ReadFile(filepath.Join(cfg.web, "loader.js"))
+	if err != nil {
+		return fmt.Errorf("the loader snippet: %w", err)
+	}
 	e.shops["same-oac"] = fmt.Sprintf("http://%s:%d", sameSiteShop, oacShopLn.Addr().(*net.TCPAddr).Port)
 	for _, s := range []struct {
 		ln net.Listener
 		h  http.Handler
 	}{
-		{shopLn, shopHandler(cart)},
-		{oacShopLn, shopHandler(e.carts["same-oac"])},
+		{shopLn, shopHandler(cart, string(loader))},
+		{oacShopLn, shopHandler(e.carts["same-oac"], string(loader))},
 		{oacLn, originKeyed(fmt.Sprintf("127.0.0.1:%d", cartPort))},
 	} {
 		hs := &http.Server{Handler: s.h, ReadHeaderTimeout: 5 * time.Second}
@@ -286,7 +292,8 @@ func waitReady(ctx context.Context, url string) error {
 
 // shopPage is the storefront: a header with the cart's mount element (its
 // size reserved), a heading, text and product cards, and, for /embed.html,
-// the embed.js tag. The text block is the page's largest contentful paint.
+// the embed.js tag, for /loader.html the loader snippet (assets/loader.js)
+// instead. The text block is the page's largest contentful paint.
 const shopPage = `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title>
@@ -313,7 +320,7 @@ Free shipping from 50 euros, returns within 30 days, and a cart that keeps your 
 </html>
 `
 
-func shopHandler(cart string) http.Handler {
+func shopHandler(cart, loader string) http.Handler {
 	var cards strings.Builder
 	for i := 1; i <= 12; i++ {
 		fmt.Fprintf(&cards, `<div class="card"><h2>Product %d</h2><p>A product of the shop.</p>`+
@@ -322,8 +329,10 @@ func shopHandler(cart string) http.Handler {
 	page := strings.Replace(shopPage, "{{CARDS}}", cards.String(), 1)
 	plain := strings.Replace(page, "{{SCRIPT}}", "", 1)
 	embed := strings.Replace(page, "{{SCRIPT}}", `<script async src="`+cart+`/embed.js" data-mount="#cart"></script>`, 1)
+	snippet := strings.Replace(loader, "https://CART-SERVER", cart, 1)
+	withLoader := strings.Replace(page, "{{SCRIPT}}", "<script>\n"+snippet+"</script>", 1)
 	mux := http.NewServeMux()
-	for path, body := range map[string]string{"/plain.html": plain, "/embed.html": embed} {
+	for path, body := range map[string]string{"/plain.html": plain, "/embed.html": embed, "/loader.html": withLoader} {
 		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-cache")

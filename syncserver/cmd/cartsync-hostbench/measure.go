@@ -191,12 +191,12 @@ type addRow struct {
 
 func measureSite(ctx context.Context, cfg config, b *browser, e env, site string, rate float64) ([]row, addRow, error) {
 	shop := e.shops[site]
-	pages := []string{"plain", "embed"}
+	pages := []string{"plain", "embed", "loader"}
 	res := map[string][]sample{}
 	for i := range cfg.runs {
-		order := pages
+		order := slices.Clone(pages)
 		if i%2 == 1 {
-			order = []string{"embed", "plain"}
+			slices.Reverse(order)
 		}
 		for _, p := range order {
 			tab, cancel, err := newTab(b, rate)
@@ -204,11 +204,11 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 				return nil, addRow{}, err
 			}
 			url := shop + "/" + p + ".html"
-			cold, err := load(tab, url, p == "embed", cfg.quiet, e.carts[site])
+			cold, err := load(tab, url, p != "plain", cfg.quiet, e.carts[site])
 			if err == nil {
 				res["cold "+p] = append(res["cold "+p], cold)
 				var warm sample
-				warm, err = load(tab, url, p == "embed", cfg.quiet, e.carts[site])
+				warm, err = load(tab, url, p != "plain", cfg.quiet, e.carts[site])
 				res["warm "+p] = append(res["warm "+p], warm)
 				if cfg.tasks {
 					for _, s := range []struct {
@@ -308,7 +308,7 @@ func printLoads(w io.Writer, rows []row) {
 	for _, r := range rows {
 		med := func(f func(sample) float64) string { return ms(median(field(r.samples, f))) }
 		proc := ""
-		if r.page == "embed" && len(r.samples) > 0 {
+		if r.page != "plain" && len(r.samples) > 0 {
 			proc = "host's"
 			if r.samples[0].OwnProc {
 				proc = "own"
@@ -322,15 +322,21 @@ func printLoads(w io.Writer, rows []row) {
 			med(func(s sample) float64 { return s.Start }), med(func(s sample) float64 { return s.Ready }), proc)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "The embed page minus the plain page (median of each): the widget's cost")
-	for i := 0; i+1 < len(rows); i += 2 {
-		p, e := rows[i], rows[i+1]
-		if p.page != "plain" || e.page != "embed" {
+	fmt.Fprintln(w, "Each page with the cart (embed: the script tag; loader: the loader snippet) minus the plain page")
+	fmt.Fprintln(w, "(median of each): the widget's cost")
+	for _, p := range rows {
+		if p.page != "plain" {
 			continue
 		}
-		d := func(f func(sample) float64) float64 { return median(field(e.samples, f)) - median(field(p.samples, f)) }
-		fmt.Fprintf(w, "  %s-site %gx %s: TBT %+.0f ms, LCP %+.0f ms, load %+.0f ms\n", p.site, p.rate, p.kind,
-			d(func(s sample) float64 { return s.TBT }), d(func(s sample) float64 { return s.LCP }), d(func(s sample) float64 { return s.Load }))
+		for _, e := range rows {
+			if e.page == "plain" || e.site != p.site || e.rate != p.rate || e.kind != p.kind {
+				continue
+			}
+			d := func(f func(sample) float64) float64 { return median(field(e.samples, f)) - median(field(p.samples, f)) }
+			fmt.Fprintf(w, "  %s-site %gx %s, %s: TBT %+.0f ms, LCP %+.0f ms, load %+.0f ms, shell at %s ms\n", p.site, p.rate, p.kind, e.page,
+				d(func(s sample) float64 { return s.TBT }), d(func(s sample) float64 { return s.LCP }), d(func(s sample) float64 { return s.Load }),
+				ms(median(field(e.samples, func(s sample) float64 { return s.Shell }))))
+		}
 	}
 }
 
