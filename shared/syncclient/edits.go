@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -113,18 +114,21 @@ func (e *Engine) show(op cart.Op) {
 // confirmShown stores a confirmed cart of the cart shown (nil for none)
 // and drops the answered ops, then shows that from memory, as show does
 // for an edit: it holds loadMu from the write to the change in memory,
-// so no reload can interleave. Ops other tabs stored meanwhile arrive
-// with their news, as for an edit. It stores nothing and reports false
-// when c is of another cart, or when no cart was loaded yet: the caller
-// reloads, as that changes which ops belong to the cart shown.
+// so no reload can interleave. What other tabs changed in the storage
+// (their edits, a new device token, another cart) is read at the next
+// reload: their news after an edit, a ping, a hello or sync reply, or
+// this confirm itself once the last read is older than memoryConfirmFor.
+// It stores nothing and reports false when c is of another cart, when
+// no cart was loaded yet, or when the last read is that old: the caller
+// reloads.
 func (e *Engine) confirmShown(ctx context.Context, c *cart.Cart, done []protocol.OpID) (bool, error) {
 	shown, err := func() (bool, error) {
 		e.loadMu.Lock()
 		defer e.loadMu.Unlock()
 		e.mu.Lock()
-		id, loaded := e.confirmed.ID, e.loaded
+		id, loaded, readAt := e.confirmed.ID, e.loaded, e.readAt
 		e.mu.Unlock()
-		if !loaded || (c != nil && (id == "" || c.ID != id)) {
+		if !loaded || (c != nil && (id == "" || c.ID != id)) || time.Since(readAt) > memoryConfirmFor {
 			return false, nil
 		}
 		if err := e.store.Confirm(ctx, c, done); err != nil {
@@ -136,6 +140,12 @@ func (e *Engine) confirmShown(ctx context.Context, c *cart.Cart, done []protocol
 		// replaces the stored cart, an older one does not.
 		if c != nil && c.Version >= e.confirmed.Version {
 			e.confirmed = cloneCart(c)
+		}
+		if e.clientCart == "" {
+			// As reload does: the client id (perhaps just rotated) is
+			// the shown cart's from now on, and is rotated when the
+			// cart changes.
+			e.clientCart = e.confirmed.ID
 		}
 		if len(done) > 0 {
 			drop := make(map[protocol.OpID]bool, len(done))
@@ -155,6 +165,11 @@ func (e *Engine) confirmShown(ctx context.Context, c *cart.Cart, done []protocol
 	}
 	return shown, err
 }
+
+// memoryConfirmFor is how long after reading the storage a confirm is
+// shown from memory; later it reads the storage back. A burst of edits and
+// acks then reads it about once a second instead of at every ack.
+const memoryConfirmFor = time.Second
 
 // Flush waits until the outbox holds no ops but those waiting for another
 // cart (State.Waiting): every op of the shown cart answered by the server.

@@ -124,6 +124,7 @@ type Engine struct {
 	client     string // the client id of new ops
 	clientCart string // the cart id client's seqs count for; "" for none yet
 	loaded     bool
+	readAt     time.Time // when the storage was last read (reload)
 	token      string
 	confirmed  *cart.Cart // never nil
 	pending    []cart.Op  // replaced, never modified in place
@@ -379,6 +380,7 @@ func (e *Engine) reload(ctx context.Context) error {
 	}
 	e.confirmed = st.Cart
 	e.pending = st.Pending
+	e.readAt = time.Now()
 	e.rebuildLocked()
 	e.changedLocked()
 	e.mu.Unlock()

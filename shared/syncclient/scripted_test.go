@@ -399,7 +399,7 @@ func (l *loadCounter) Load(ctx context.Context) (Stored, error) {
 // An ack of the shown cart's own edits is stored and shown without
 // reading the storage back: add() made meanwhile waits for one storage
 // transaction, not two. What the ack confirmed is what is shown, and
-// stored.
+// stored. An ack long after the last read reads it back.
 func TestAckShownWithoutReload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sc := newScript(t)
@@ -430,6 +430,67 @@ func TestAckShownWithoutReload(t *testing.T) {
 		must(t, err)
 		if len(got.Pending) != 0 || got.Cart.Version != 2 {
 			t.Errorf("stored %d pending, version %d; want 0 and 2", len(got.Pending), got.Cart.Version)
+		}
+
+		// Once the last read is over memoryConfirmFor old, an ack reads
+		// the storage back: what other tabs stored does not wait for a
+		// ping.
+		time.Sleep(memoryConfirmFor + time.Millisecond)
+		must(t, e.Add(ctx, "cap", nil, 1, nil))
+		push = p.expect(protocol.TypePush)
+		before = store.loads.Load()
+		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 3)}, Cart: cartAt(3, "mug=1", "tea=2", "cap=1")})
+		p.quiet()
+		if n := store.loads.Load() - before; n != 1 {
+			t.Errorf("an ack %s after the last read read the storage back %d times, want 1", memoryConfirmFor, n)
+		}
+	})
+}
+
+// A client id rotated because ops were lost (out_of_order past the outbox)
+// belongs to the cart shown, and is rotated again when that cart is
+// replaced: after the cart expired, the fresh cart gets ops of a new id
+// from seq 1, never the old id's next seq, which the server would refuse
+// as out of order (and the engine drop as lost).
+func TestRotatedClientMovesToNoOtherCart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sc := newScript(t)
+		e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.Dial = sc.dial; c.ClientID = "me" })
+		ctx := context.Background()
+		must(t, e.Add(ctx, "mug", nil, 1, nil))
+		must(t, e.Add(ctx, "mug", nil, 1, nil))
+		start(t, e)
+		p := sc.accept()
+		p.login(cartAt(0), 0)
+		push := p.expect(protocol.TypePush)
+		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
+		p.quiet()
+		pe := protocol.Errorf(protocol.ErrOutOfOrder, "expected 1")
+		pe.Expected = &protocol.OpID{Client: "me", Seq: 1} // me/2 can never be taken
+		p.send(&protocol.Message{Type: protocol.TypeError, ID: push.ID, Error: pe})
+		p.quiet()
+
+		must(t, e.Add(ctx, "tea", nil, 1, nil))
+		rotated := p.expect(protocol.TypePush)
+		if len(rotated.Ops) != 1 || rotated.Ops[0].Client == "me" || rotated.Ops[0].Seq != 1 {
+			t.Fatalf("after the lost op, pushed %+v, want one op of a new client id, seq 1", rotated.Ops)
+		}
+		p.send(&protocol.Message{Type: protocol.TypeAck, ID: rotated.ID, Results: []protocol.Result{applied(opID(rotated.Ops[0]), 2)}, Cart: cartAt(2, "mug=1", "tea=1")})
+		p.quiet()
+
+		expired := protocol.Errorf(protocol.ErrCartExpired, "purged")
+		expired.Cart = "cart-1"
+		p.send(&protocol.Message{Type: protocol.TypeError, Error: expired})
+		must(t, e.Add(ctx, "cap", nil, 1, nil))
+
+		p = sc.accept()
+		h := p.expect(protocol.TypeHello)
+		p.send(&protocol.Message{Type: protocol.TypeWelcome, ID: h.ID, DeviceToken: "dev-2", CartID: "cart-2"})
+		fresh := &cart.Cart{ID: "cart-2", Lines: []*cart.Line{}}
+		p.send(&protocol.Message{Type: protocol.TypeCart, ID: h.ID, Cart: fresh, Acked: map[string]uint64{}})
+		next := p.expect(protocol.TypePush)
+		if len(next.Ops) != 1 || next.Ops[0].SKU != "cap" || next.Ops[0].Seq != 1 || next.Ops[0].Client == rotated.Ops[0].Client {
+			t.Fatalf("on the fresh cart, pushed %+v, want cap as seq 1 of a client id not used on cart-1 (%s)", next.Ops, rotated.Ops[0].Client)
 		}
 	})
 }
