@@ -118,15 +118,16 @@ func newTab(b *browser, rate float64) (context.Context, context.CancelFunc, erro
 }
 
 // load navigates the tab to url and waits until it is quiet: its load
-// event, the widget ready (embed), then quiet without a long task.
-func load(ctx context.Context, url string, embed bool, quiet time.Duration, cart string) (sample, error) {
+// event, the widget ready (withCart: a page with the cart), then quiet
+// without a long task.
+func load(ctx context.Context, url string, withCart bool, quiet time.Duration, cart string) (sample, error) {
 	var s sample
 	lctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := chromedp.Do(lctx, chromedp.Navigate(url)); err != nil {
 		return s, fmt.Errorf("load %s: %w", url, err)
 	}
-	if embed {
+	if withCart {
 		if _, err := chromedp.Run(lctx, chromedp.Evaluate[bool](waitReadyJS, chromedp.EvalAwaitPromise)); err != nil {
 			return s, fmt.Errorf("%s: cartsync.ready: %w", url, err)
 		}
@@ -146,7 +147,7 @@ func load(ctx context.Context, url string, embed bool, quiet time.Duration, cart
 	if err != nil {
 		return s, fmt.Errorf("%s: collect: %w", url, err)
 	}
-	if embed && cart != "" {
+	if withCart && cart != "" {
 		own, err := frameHasOwnProcess(lctx, cart)
 		if err != nil {
 			return s, err
@@ -194,10 +195,8 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 	pages := []string{"plain", "embed", "loader"}
 	res := map[string][]sample{}
 	for i := range cfg.runs {
-		order := slices.Clone(pages)
-		if i%2 == 1 {
-			slices.Reverse(order)
-		}
+		// Rotated, so that each page follows each other page as often.
+		order := append(slices.Clone(pages[i%len(pages):]), pages[:i%len(pages)]...)
 		for _, p := range order {
 			tab, cancel, err := newTab(b, rate)
 			if err != nil {
@@ -254,7 +253,9 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 		call string
 		out  *[]float64
 	}{{"cartsync.add('BENCH-' + (i % 10), 1)", &a.ms}, {"cartsync.cart()", &a.cartMs}} {
+		// Each series starts once the edits before it are synced.
 		*c.out, err = chromedp.Run(actx, chromedp.Evaluate[[]float64](fmt.Sprintf(`(async () => {
+			while ((await cartsync.cart()).pending > 0) await new Promise((r) => setTimeout(r, 50));
 			const out = [];
 			for (let i = 0; i < %d; i++) {
 				const t = performance.now();
