@@ -136,26 +136,12 @@ func (e *Engine) confirmShown(ctx context.Context, c *cart.Cart, done []protocol
 		}
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		// The storage's rule (Storage.Confirm): the same version
-		// replaces the stored cart, an older one does not.
-		if c != nil && c.Version >= e.confirmed.Version {
+		// What the storage just did, in memory.
+		if replacesStored(e.confirmed, c) {
 			e.confirmed = cloneCart(c)
 		}
-		if e.clientCart == "" {
-			// As reload does: the client id (perhaps just rotated) is
-			// the shown cart's from now on, and is rotated when the
-			// cart changes.
-			e.clientCart = e.confirmed.ID
-		}
-		if len(done) > 0 {
-			drop := make(map[protocol.OpID]bool, len(done))
-			for _, id := range done {
-				drop[id] = true
-			}
-			e.pending = slices.DeleteFunc(slices.Clone(e.pending), func(op cart.Op) bool {
-				return drop[opID(op)]
-			})
-		}
+		e.ownCartLocked() // as reload does: a client id just rotated has no cart yet
+		e.pending = withoutDone(e.pending, done)
 		e.rebuildLocked()
 		e.changedLocked()
 		return true, nil

@@ -370,15 +370,8 @@ func (e *Engine) reload(ctx context.Context) error {
 	e.mu.Lock()
 	e.loaded = true
 	e.token = st.DeviceToken
-	if st.Cart.ID != e.clientCart {
-		if e.clientCart != "" {
-			// Seqs count per client id and cart: on another cart
-			// this id's next seq would be refused as out of order.
-			e.rotateLocked("the cart changed")
-		}
-		e.clientCart = st.Cart.ID
-	}
 	e.confirmed = st.Cart
+	e.ownCartLocked()
 	e.pending = st.Pending
 	e.readAt = time.Now()
 	e.rebuildLocked()
@@ -387,6 +380,19 @@ func (e *Engine) reload(ctx context.Context) error {
 	e.loadMu.Unlock()
 	e.notify() // after unlocking: OnChange may edit
 	return nil
+}
+
+// ownCartLocked makes the confirmed cart the one the client id's seqs
+// count for. Seqs count per client id and cart: on another cart the id's
+// next seq would be refused as out of order, so an id that counted for
+// another cart is rotated.
+func (e *Engine) ownCartLocked() {
+	if e.confirmed.ID != e.clientCart {
+		if e.clientCart != "" {
+			e.rotateLocked("the cart changed")
+		}
+		e.clientCart = e.confirmed.ID
+	}
 }
 
 // rebuildLocked replays the pending ops of the confirmed cart on it and

@@ -125,7 +125,12 @@ func applied(op protocol.OpID, v uint64) protocol.Result {
 }
 
 func scriptedEngine(t testing.TB, sc *script, mod func(*Config)) *Engine {
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+	return scriptedEngineOn(t, sc, NewMemStorage(), mod)
+}
+
+// scriptedEngineOn is scriptedEngine on store.
+func scriptedEngineOn(t testing.TB, sc *script, store Storage, mod func(*Config)) *Engine {
+	e := newEngine(t, nil, store, func(c *Config) {
 		c.Dial = sc.dial
 		c.ClientID = "me"
 		if mod != nil {
@@ -360,8 +365,7 @@ func TestAckMovedSyncsOthers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sc := newScript(t)
 		store := NewMemStorage()
-		e := newEngine(t, nil, store, func(c *Config) { c.Dial = sc.dial; c.ClientID = "me" })
-		start(t, e)
+		e := scriptedEngineOn(t, sc, store, nil)
 		ctx := context.Background()
 		p := sc.accept()
 		p.login(cartAt(0), 0)
@@ -405,8 +409,7 @@ func TestAckShownWithoutReload(t *testing.T) {
 		sc := newScript(t)
 		mem := NewMemStorage()
 		store := &loadCounter{Storage: mem}
-		e := newEngine(t, nil, store, func(c *Config) { c.Dial = sc.dial; c.ClientID = "me" })
-		start(t, e)
+		e := scriptedEngineOn(t, sc, store, nil)
 		ctx := context.Background()
 		p := sc.accept()
 		p.login(cartAt(0), 0)

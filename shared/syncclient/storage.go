@@ -134,19 +134,31 @@ func (s *MemStorage) Confirm(ctx context.Context, c *cart.Cart, done []protocol.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c != nil && (s.cart == nil || s.cart.ID != c.ID || c.Version >= s.cart.Version) {
+	if replacesStored(s.cart, c) {
 		s.cart = cloneCart(c)
 	}
-	if len(done) > 0 {
-		drop := make(map[protocol.OpID]bool, len(done))
-		for _, id := range done {
-			drop[id] = true
-		}
-		s.ops = slices.DeleteFunc(s.ops, func(op cart.Op) bool {
-			return drop[protocol.OpID{Client: op.Client, Seq: op.Seq}]
-		})
-	}
+	s.ops = withoutDone(s.ops, done)
 	return nil
+}
+
+// replacesStored reports whether Storage.Confirm stores c over stored (nil
+// for none): a cart is stored unless it is an older version of the stored
+// one.
+func replacesStored(stored, c *cart.Cart) bool {
+	return c != nil && (stored == nil || stored.ID != c.ID || c.Version >= stored.Version)
+}
+
+// withoutDone returns ops without those listed in done, as a new slice
+// when it drops any: callers may share ops.
+func withoutDone(ops []cart.Op, done []protocol.OpID) []cart.Op {
+	if len(done) == 0 {
+		return ops
+	}
+	drop := make(map[protocol.OpID]bool, len(done))
+	for _, id := range done {
+		drop[id] = true
+	}
+	return slices.DeleteFunc(slices.Clone(ops), func(op cart.Op) bool { return drop[opID(op)] })
 }
 
 // Restamp implements Storage.
