@@ -36,7 +36,7 @@
     };
     d.head.appendChild(s);
   }
-  // After the page's load event (so it never waits for the cart), or 1 s from here if that is sooner.
+  // After the page's load event (which then does not wait for the cart), or 1 s from here if that is sooner.
   if (d.readyState === 'complete') load();
   else {
     var t = setTimeout(function () { w.removeEventListener('load', go); load(); }, 1000);
