@@ -3,7 +3,9 @@ package syncserver
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -31,6 +33,7 @@ const (
 type session struct {
 	srv    *Server
 	conn   *websocket.Conn
+	nc     net.Conn // conn's network connection, for its read deadline
 	ob     *outbox
 	once   sync.Once   // the last error (going_away, token_expired) is queued once
 	expiry *time.Timer // ends a user's access when the user token expires
@@ -65,14 +68,15 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	// The origin was checked above, whole; the library's check would
 	// compare hosts only.
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	lh := &leanHijack{ResponseWriter: w}
+	conn, err := websocket.Accept(lh, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		release()
 		s.log.Info("websocket accept", logkey.Err, err)
 		return
 	}
 	conn.SetReadLimit(readLimit)
-	ss := &session{srv: s, conn: conn}
+	ss := &session{srv: s, conn: conn, nc: lh.conn}
 	ss.ob = newOutbox(conn, s.cfg.SendQueue, ss.slow)
 	s.mu.Lock()
 	if s.closing {
@@ -87,10 +91,12 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	s.metrics.connections.Inc()
 	// The connection is the library's now: the HTTP server's goroutine,
 	// whose stack grew through the handshake, returns, and a new one
-	// with a small stack reads the connection for its life. (The request's
-	// context ends when the handler returns; its values, the client's
-	// address among them, are kept.)
-	ctx := context.WithoutCancel(r.Context())
+	// with a small stack reads the connection for its life. Its context
+	// carries the one value the session reads, the client's address, and
+	// nothing of the request's (which ends when the handler returns, and
+	// would otherwise be kept, with the HTTP connection's, for the
+	// connection's life). It never ends: see readLoop.
+	ctx := context.WithValue(context.Background(), ctxKeyAddr{}, requestAddr(r.Context()))
 	go func() {
 		defer func() {
 			release()
@@ -131,10 +137,17 @@ func (ss *session) readLoop(ctx context.Context) {
 		if !ss.joined {
 			timeout = helloTimeout
 		}
-		rctx, cancel := context.WithTimeout(ctx, timeout)
-		typ, data, err := ss.conn.Read(rctx)
-		cancel()
+		// The deadline on the network connection, not a context with
+		// a timeout: ctx has no Done, so the library sets nothing up
+		// for the wait (see leanHijack).
+		if err := ss.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			return
+		}
+		typ, data, err := ss.conn.Read(ctx)
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				ss.conn.CloseNow() // silent too long: gone, as before
+			}
 			return
 		}
 		if !ss.begin() {
