@@ -3,8 +3,11 @@ package syncserver
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 )
 
 // The websocket library keeps, for a connection's life, the read and write
@@ -18,14 +21,25 @@ import (
 const connBuffer = 512
 
 // leanHijack is an http.ResponseWriter whose Hijack gives the connection
-// with connBuffer-sized buffers, and keeps it in conn: the session sets
-// its read deadline there instead of giving the library a context with a
-// timeout, which costs a timer, a context and a callback for as long as
-// the connection waits. Bytes the HTTP server had already read past the
-// request (a client that sent its first frame at once) are read first.
+// with connBuffer-sized buffers, and keeps it in c. Bytes the HTTP server
+// had already read past the request (a client that sent its first frame
+// at once) are read first.
 type leanHijack struct {
 	http.ResponseWriter
-	conn net.Conn // set by Hijack
+	c *leanConn // set by Hijack
+}
+
+// leanConn is what the session keeps of a hijacked connection (not the
+// ResponseWriter: that would keep the HTTP server's buffers and the
+// request). The session sets its read deadline on conn instead of giving
+// the library a context with a timeout, which costs a timer, a context
+// and a callback for as long as the connection waits, and waits for the
+// next message with wait.
+type leanConn struct {
+	conn  net.Conn
+	br    *bufio.Reader  // the library's read buffer
+	ahead *readAheadConn // conn, if it starts with bytes read ahead
+	raw   syscall.RawConn
 }
 
 // Unwrap lets http.ResponseController reach the wrapped writer.
@@ -37,16 +51,42 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	lc := &leanConn{}
+	if sc, ok := conn.(syscall.Conn); ok {
+		lc.raw, _ = sc.SyscallConn() // nil on error: wait does not wait
+	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		conn = &readAheadConn{Conn: conn, ahead: bytes.Clone(b)}
+		lc.ahead = &readAheadConn{Conn: conn, ahead: bytes.Clone(b)}
+		conn = lc.ahead
 	}
 	if err := brw.Writer.Flush(); err != nil { // nothing is buffered after the headers; to be sure
 		conn.Close()
 		return nil, nil, err
 	}
-	l.conn = conn
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(conn, connBuffer), bufio.NewWriterSize(conn, connBuffer)), nil
+	lc.conn, lc.br = conn, bufio.NewReaderSize(conn, connBuffer)
+	l.c = lc
+	return conn, bufio.NewReadWriter(lc.br, bufio.NewWriterSize(conn, connBuffer)), nil
+}
+
+// wait returns once the connection has something to read, without
+// reading it: at once if the buffers hold some, otherwise when the socket
+// is readable, its read deadline passes or it is closed. An idle
+// connection's goroutine then waits a few calls deep instead of deep in
+// the library's reader, and the runtime can shrink its stack. It must be
+// called by the connection's reader only, between messages.
+func (l *leanConn) wait() error {
+	if l.raw == nil || l.br.Buffered() > 0 || (l.ahead != nil && len(l.ahead.ahead) > 0) {
+		return nil
+	}
+	// The poller is edge-triggered: it wakes a waiter for data that
+	// arrives after a read found none. So look first (hasData), and wait
+	// only when there is nothing; once woken, look again.
+	err := l.raw.Read(hasData)
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil // let the library's read find out and say what it is
 }
 
 // readAheadConn is a connection whose first reads return ahead.

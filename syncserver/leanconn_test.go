@@ -56,6 +56,86 @@ func TestFrameSentWithTheUpgradeIsRead(t *testing.T) {
 	}
 }
 
+// Two messages that arrive together, the first larger than the read
+// buffer, are both answered: the second is still in the socket when the
+// first has been read, and the reader must not wait for more.
+func TestMessagesArrivingTogetherAreBothAnswered(t *testing.T) {
+	_, hs := newServer(t)
+	conn, br := rawUpgrade(t, hs)
+	hello, _ := json.Marshal(&protocol.Message{Type: protocol.TypeHello, Protocol: protocol.Version, Client: "tab"})
+	if _, err := conn.Write(maskedTextFrame(hello)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{protocol.TypeWelcome, protocol.TypeCart} {
+		if m := readServerMessage(t, br); m.Type != want {
+			t.Fatalf("got %s, want %s", m.Type, want)
+		}
+	}
+	// Of pushes of several sizes, some end with a read of exactly the
+	// rest of the push straight from the socket, leaving the ping there.
+	seq := uint64(0)
+	for n := 4; n <= 60; n += 4 {
+		ops := make([]cart.Op, n)
+		for i := range ops {
+			seq++
+			ops[i] = addOp("tab", seq, fmt.Sprintf("%03d-%s", seq, strings.Repeat("x", 100)), 1)
+		}
+		id := fmt.Sprintf("p%d", n)
+		push, _ := json.Marshal(&protocol.Message{Type: protocol.TypePush, ID: id, Ops: ops})
+		ping, _ := json.Marshal(&protocol.Message{Type: protocol.TypePing, ID: "k" + id, T: 1})
+		if _, err := conn.Write(append(maskedTextFrame(push), maskedTextFrame(ping)...)); err != nil {
+			t.Fatal(err)
+		}
+		acked := false
+		for pong := false; !pong; {
+			switch m := readServerMessage(t, br); m.Type {
+			case protocol.TypeAck:
+				acked = acked || m.ID == id
+			case protocol.TypePong:
+				if !acked {
+					t.Fatalf("push of %d ops (%d bytes): pong before the ack", n, len(push))
+				}
+				pong = true
+			}
+		}
+	}
+}
+
+// rawUpgrade opens a websocket to hs over a plain TCP connection.
+func rawUpgrade(t *testing.T, hs *httptest.Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", hs.Listener.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /v1/sync HTTP/1.1\r\nHost: " + hs.Listener.Addr().String() + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", resp.StatusCode)
+	}
+	return conn, br
+}
+
+func readServerMessage(t *testing.T, r io.Reader) *protocol.Message {
+	t.Helper()
+	var m protocol.Message
+	if err := json.Unmarshal(readServerFrame(t, r), &m); err != nil {
+		t.Fatal(err)
+	}
+	return &m
+}
+
 // maskedTextFrame is a client's text frame of p (under 64 KiB).
 func maskedTextFrame(p []byte) []byte {
 	key := [4]byte{1, 2, 3, 4}

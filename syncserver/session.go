@@ -3,7 +3,6 @@ package syncserver
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -33,7 +32,7 @@ const (
 type session struct {
 	srv    *Server
 	conn   *websocket.Conn
-	nc     net.Conn // conn's network connection, for its read deadline
+	lean   *leanConn // conn's network connection and read buffer
 	ob     *outbox
 	once   sync.Once   // the last error (going_away, token_expired) is queued once
 	expiry *time.Timer // ends a user's access when the user token expires
@@ -76,7 +75,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(readLimit)
-	ss := &session{srv: s, conn: conn, nc: lh.conn}
+	ss := &session{srv: s, conn: conn, lean: lh.c}
 	ss.ob = newOutbox(conn, s.cfg.SendQueue, ss.slow)
 	s.mu.Lock()
 	if s.closing {
@@ -139,25 +138,18 @@ func (ss *session) readLoop(ctx context.Context) {
 		}
 		// The deadline on the network connection, not a context with
 		// a timeout: ctx has no Done, so the library sets nothing up
-		// for the wait (see leanHijack).
-		if err := ss.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		// for the wait (see leanConn).
+		if err := ss.lean.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			return
 		}
-		typ, data, err := ss.conn.Read(ctx)
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				ss.conn.CloseNow() // silent too long: gone, as before
-			}
+		if err := ss.lean.wait(); err != nil {
+			ss.readFailed(err)
 			return
 		}
-		if !ss.begin() {
-			return // shutting down: the unacked message will be resent
-		}
-		ok := ss.handleAside(ctx, typ, data)
-		if !ss.end() {
+		switch ss.stepAside(ctx) {
+		case stepStop:
 			return
-		}
-		if ok {
+		case stepDone:
 			bad = 0
 			continue
 		}
@@ -171,15 +163,52 @@ func (ss *session) readLoop(ctx context.Context) {
 	}
 }
 
-// handleAside handles one message on a goroutine of its own and waits for
-// it: the reader's stack stays as small as reading needs, instead of
-// keeping, for the connection's life, what the deepest message handled
-// (a hello through the store) grew it to. Messages are still handled one
-// at a time, in order.
-func (ss *session) handleAside(ctx context.Context, typ websocket.MessageType, data []byte) bool {
-	done := make(chan bool, 1)
-	go func() { done <- ss.handle(ctx, typ, data) }()
+// readFailed ends a connection whose read failed.
+func (ss *session) readFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		ss.conn.CloseNow() // silent too long: gone
+	}
+}
+
+// stepEnd is how reading and handling a message ended.
+type stepEnd int
+
+const (
+	stepDone stepEnd = iota // handled
+	stepBad                 // not understood: counts towards maxBadMessages
+	stepStop                // the connection ends
+)
+
+// stepAside reads the next message and handles it, on a goroutine of its
+// own, and waits for it. The reader's goroutine, which lives as long as
+// the connection, only waits for the message (leanConn.wait), a few calls
+// deep: its stack stays as small as that needs, instead of what the
+// library's reader and the deepest message handled (a hello through the
+// store) grew it to, and the runtime never shrinks a stack back that far.
+// Messages are still read and handled one at a time, in order.
+func (ss *session) stepAside(ctx context.Context) stepEnd {
+	done := make(chan stepEnd, 1)
+	go func() { done <- ss.step(ctx) }()
 	return <-done
+}
+
+func (ss *session) step(ctx context.Context) stepEnd {
+	typ, data, err := ss.conn.Read(ctx)
+	if err != nil {
+		ss.readFailed(err)
+		return stepStop
+	}
+	if !ss.begin() {
+		return stepStop // shutting down: the unacked message will be resent
+	}
+	ok := ss.handle(ctx, typ, data)
+	if !ss.end() {
+		return stepStop
+	}
+	if !ok {
+		return stepBad
+	}
+	return stepDone
 }
 
 // begin marks the session busy; false if it is shutting down.
