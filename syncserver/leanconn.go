@@ -3,43 +3,43 @@ package syncserver
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"syscall"
+
+	"github.com/coder/websocket"
 )
 
 // The websocket library keeps, for a connection's life, the read and write
 // buffers that the HTTP server's Hijack hands it: 4 KB each, most of what
-// an idle shopper's connection costs. leanHijack hands it smaller ones
-// instead. A message that fits (every ping, ack and single-op push) still
-// takes one system call each way; a larger one (a cart of many lines)
-// takes one more, which is far below the cost of the op itself.
+// an idle shopper's connection costs. leanHijack hands it a read buffer of
+// bufio's minimum, over a connection (leanConn) that reads the socket into
+// a buffer of a shared pool, held only while it has bytes the library has
+// not taken yet, and a write buffer just large enough for its control
+// frames: the session's messages are written by frameConn, one system call
+// each. Reading takes one system call per readBuffer bytes, as before.
 
-// connBuffer is the size of a connection's read and of its write buffer.
-const connBuffer = 512
+const (
+	// readBuffer is the size of the pooled buffers the socket is read
+	// into.
+	readBuffer = 4 << 10
+	// libReadBuffer is the size of the library's own read buffer over
+	// leanConn: bufio's minimum, since leanConn buffers.
+	libReadBuffer = 16
+)
 
-// leanHijack is an http.ResponseWriter whose Hijack gives the connection
-// with connBuffer-sized buffers, and keeps it in c. Bytes the HTTP server
-// had already read past the request (a client that sent its first frame
-// at once) are read first.
+var readBuffers = sync.Pool{New: func() any { return new([readBuffer]byte) }}
+
+// leanHijack is an http.ResponseWriter whose Hijack gives the library the
+// connection as a leanConn, with small buffers, and keeps it in c.
 type leanHijack struct {
 	http.ResponseWriter
 	c *leanConn // set by Hijack
-}
-
-// leanConn is what the session keeps of a hijacked connection (not the
-// ResponseWriter: that would keep the HTTP server's buffers and the
-// request). The session sets its read deadline on conn instead of giving
-// the library a context with a timeout, which costs a timer, a context
-// and a callback for as long as the connection waits, and waits for the
-// next message with wait.
-type leanConn struct {
-	conn  net.Conn
-	br    *bufio.Reader  // the library's read buffer
-	ahead *readAheadConn // conn, if it starts with bytes read ahead
-	raw   syscall.RawConn
 }
 
 // Unwrap lets http.ResponseController reach the wrapped writer.
@@ -51,55 +51,149 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	lc := &leanConn{}
-	if sc, ok := conn.(syscall.Conn); ok {
-		lc.raw, _ = sc.SyscallConn() // nil on error: wait does not wait
-	}
-	if n := brw.Reader.Buffered(); n > 0 {
-		b, _ := brw.Reader.Peek(n)
-		lc.ahead = &readAheadConn{Conn: conn, ahead: bytes.Clone(b)}
-		conn = lc.ahead
-	}
 	if err := brw.Writer.Flush(); err != nil { // nothing is buffered after the headers; to be sure
 		conn.Close()
 		return nil, nil, err
 	}
-	lc.conn, lc.br = conn, bufio.NewReaderSize(conn, connBuffer)
+	lc := &leanConn{Conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		lc.raw, _ = sc.SyscallConn() // nil on error: wait does not wait
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		// What the HTTP server read past the request (a client that
+		// sent its first frame at once) is read first.
+		b, _ := brw.Reader.Peek(n)
+		lc.ahead = bytes.Clone(b)
+	}
+	lc.br = bufio.NewReaderSize(lc, libReadBuffer)
 	l.c = lc
-	return conn, bufio.NewReadWriter(lc.br, bufio.NewWriterSize(conn, connBuffer)), nil
+	return lc, bufio.NewReadWriter(lc.br, bufio.NewWriterSize(lc, controlFrame)), nil
+}
+
+// leanConn is the hijacked connection as the library and the session see
+// it (not the ResponseWriter, which would keep the HTTP server's buffers
+// and the request). The session sets the read deadline on it instead of
+// giving the library a context with a timeout, which costs a timer, a
+// context and a callback for as long as the connection waits, and waits
+// for the next message with wait.
+type leanConn struct {
+	net.Conn
+	raw syscall.RawConn
+	br  *bufio.Reader // the library's read buffer
+
+	mu    sync.Mutex        // reads are the library's, one at a time; wait may look meanwhile
+	ahead []byte            // read by the HTTP server past the request
+	buf   *[readBuffer]byte // from readBuffers while it holds unread bytes
+	r, w  int               // buf[r:w] is unread
+}
+
+// Read implements io.Reader for the library: from what is buffered, else
+// from the socket, into the caller's slice when it is large, else into a
+// pooled buffer that goes back to the pool once read.
+func (c *leanConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ahead) > 0 {
+		n := copy(p, c.ahead)
+		c.ahead = c.ahead[n:]
+		return n, nil
+	}
+	if c.buf == nil {
+		if len(p) >= readBuffer {
+			return c.Conn.Read(p)
+		}
+		buf := readBuffers.Get().(*[readBuffer]byte)
+		n, err := c.Conn.Read(buf[:])
+		if n == 0 {
+			readBuffers.Put(buf)
+			return 0, err
+		}
+		c.buf, c.r, c.w = buf, 0, n
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	if c.r == c.w {
+		readBuffers.Put(c.buf)
+		c.buf = nil
+	}
+	return n, nil
+}
+
+// buffered reports whether bytes read from the socket wait in leanConn.
+func (c *leanConn) buffered() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.ahead) > 0 || c.buf != nil
 }
 
 // wait returns once the connection has something to read, without
-// reading it: at once if the buffers hold some, otherwise when the socket
+// reading it: at once if a buffer holds some, otherwise when the socket
 // is readable, its read deadline passes or it is closed. An idle
 // connection's goroutine then waits a few calls deep instead of deep in
-// the library's reader, and the runtime can shrink its stack. It must be
-// called by the connection's reader only, between messages.
-func (l *leanConn) wait() error {
-	if l.raw == nil || l.br.Buffered() > 0 || (l.ahead != nil && len(l.ahead.ahead) > 0) {
+// the library's reader, and its stack stays small. It is called by the
+// connection's reader between messages; the only other reader is the
+// library's close handshake, after which nothing more is read (so that a
+// look at the library's buffer racing with it changes nothing).
+func (c *leanConn) wait() error {
+	if c.raw == nil || c.br.Buffered() > 0 || c.buffered() {
 		return nil
 	}
 	// The poller is edge-triggered: it wakes a waiter for data that
 	// arrives after a read found none. So look first (hasData), and wait
 	// only when there is nothing; once woken, look again.
-	err := l.raw.Read(hasData)
+	err := c.raw.Read(hasData)
 	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil // let the library's read find out and say what it is
 }
 
-// readAheadConn is a connection whose first reads return ahead.
-type readAheadConn struct {
-	net.Conn
-	ahead []byte
+// frameConn is the outbox's connection: it writes each message as one
+// frame straight to the socket, header and payload in one system call and
+// no copy, so that the library's write buffer only ever holds its own
+// control frames (a close, a pong: at most controlFrame bytes, written in
+// one call too, so frames never interleave on the wire). The messages are
+// the outbox's alone, written one at a time, and the library's close frame
+// is written after them (outbox.finish, then Close).
+type frameConn struct {
+	ws *websocket.Conn
+	lc *leanConn
 }
 
-func (c *readAheadConn) Read(p []byte) (int, error) {
-	if len(c.ahead) > 0 {
-		n := copy(p, c.ahead)
-		c.ahead = c.ahead[n:]
-		return n, nil
+// controlFrame is the largest frame the library writes itself: a control
+// frame's header and at most 125 bytes of payload.
+const controlFrame = 2 + 125
+
+// Write writes p as one unmasked, final text or binary frame, by ctx's
+// deadline.
+func (f frameConn) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	var hdr [10]byte
+	hdr[0] = 0x80 | byte(typ) // fin; opcode 1 (text) or 2 (binary), as websocket.MessageType numbers them
+	h := hdr[:2]
+	switch n := len(p); {
+	case n < 126:
+		hdr[1] = byte(n)
+	case n <= 0xffff:
+		hdr[1] = 126
+		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
+		h = hdr[:4]
+	default:
+		hdr[1] = 127
+		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
+		h = hdr[:10]
 	}
-	return c.Conn.Read(p)
+	if d, ok := ctx.Deadline(); ok {
+		if err := f.lc.SetWriteDeadline(d); err != nil {
+			return err
+		}
+	}
+	bufs := net.Buffers{h, p}
+	_, err := bufs.WriteTo(f.lc.Conn) // writev on a TCP connection
+	return err
 }
+
+func (f frameConn) Close(code websocket.StatusCode, reason string) error {
+	return f.ws.Close(code, reason)
+}
+
+func (f frameConn) CloseNow() error { return f.ws.CloseNow() }

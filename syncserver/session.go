@@ -76,7 +76,7 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(readLimit)
 	ss := &session{srv: s, conn: conn, lean: lh.c}
-	ss.ob = newOutbox(conn, s.cfg.SendQueue, ss.slow)
+	ss.ob = newOutbox(frameConn{ws: conn, lc: lh.c}, s.cfg.SendQueue, ss.slow)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -139,7 +139,7 @@ func (ss *session) readLoop(ctx context.Context) {
 		// The deadline on the network connection, not a context with
 		// a timeout: ctx has no Done, so the library sets nothing up
 		// for the wait (see leanConn).
-		if err := ss.lean.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		if err := ss.lean.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 			return
 		}
 		if err := ss.lean.wait(); err != nil {
