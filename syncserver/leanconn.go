@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -65,9 +66,8 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		lc.ahead = bytes.Clone(b)
 	}
-	lc.br = bufio.NewReaderSize(lc, libReadBuffer)
 	l.c = lc
-	return lc, bufio.NewReadWriter(lc.br, bufio.NewWriterSize(lc, controlFrame)), nil
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, libReadBuffer), bufio.NewWriterSize(lc, controlFrame)), nil
 }
 
 // leanConn is the hijacked connection as the library and the session see
@@ -79,18 +79,30 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type leanConn struct {
 	net.Conn
 	raw syscall.RawConn
-	br  *bufio.Reader // the library's read buffer
 
 	mu    sync.Mutex        // reads are the library's, one at a time; wait may look meanwhile
 	ahead []byte            // read by the HTTP server past the request
 	buf   *[readBuffer]byte // from readBuffers while it holds unread bytes
 	r, w  int               // buf[r:w] is unread
+
+	wmu       sync.Mutex // one frame at a time on the wire, the library's or frameConn's
+	closeSent bool       // the library wrote a close frame: no data frame may follow
 }
 
 // Read implements io.Reader for the library: from what is buffered, else
 // from the socket, into the caller's slice when it is large, else into a
-// pooled buffer that goes back to the pool once read.
+// pooled buffer that goes back to the pool once read. A call for at most
+// libReadBuffer bytes (the library's own buffer filling) gets one byte,
+// which the library takes at once: its buffer never holds bytes between
+// messages, so wait need not look at it (which would race with the
+// library's close handshake, reading it from another goroutine).
 func (c *leanConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(p) <= libReadBuffer {
+		p = p[:1]
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.ahead) > 0 {
@@ -126,16 +138,26 @@ func (c *leanConn) buffered() bool {
 	return len(c.ahead) > 0 || c.buf != nil
 }
 
+// Write is the library's: its control frames, each in one call (see
+// controlFrame), never between the two writes of a frame of frameConn's.
+func (c *leanConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(p) > 0 && p[0]&0x0f == 0x8 { // a frame's first byte: opcode 8, close
+		c.closeSent = true
+	}
+	return c.Conn.Write(p)
+}
+
 // wait returns once the connection has something to read, without
-// reading it: at once if a buffer holds some, otherwise when the socket
+// reading it: at once if leanConn holds some, otherwise when the socket
 // is readable, its read deadline passes or it is closed. An idle
 // connection's goroutine then waits a few calls deep instead of deep in
 // the library's reader, and its stack stays small. It is called by the
-// connection's reader between messages; the only other reader is the
-// library's close handshake, after which nothing more is read (so that a
-// look at the library's buffer racing with it changes nothing).
+// connection's reader between messages, when the library's own buffer is
+// empty (see Read).
 func (c *leanConn) wait() error {
-	if c.raw == nil || c.br.Buffered() > 0 || c.buffered() {
+	if c.raw == nil || c.buffered() {
 		return nil
 	}
 	// The poller is edge-triggered: it wakes a waiter for data that
@@ -153,8 +175,9 @@ func (c *leanConn) wait() error {
 // no copy, so that the library's write buffer only ever holds its own
 // control frames (a close, a pong: at most controlFrame bytes, written in
 // one call too, so frames never interleave on the wire). The messages are
-// the outbox's alone, written one at a time, and the library's close frame
-// is written after them (outbox.finish, then Close).
+// the outbox's alone, written one at a time; once the library has written
+// a close frame (its Close, or its answer to the client's close or to a
+// message over the read limit), none is written any more.
 type frameConn struct {
 	ws *websocket.Conn
 	lc *leanConn
@@ -165,7 +188,7 @@ type frameConn struct {
 const controlFrame = 2 + 125
 
 // Write writes p as one unmasked, final text or binary frame, by ctx's
-// deadline.
+// deadline. It returns net.ErrClosed after the library's close frame.
 func (f frameConn) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
 	var hdr [10]byte
 	hdr[0] = 0x80 | byte(typ) // fin; opcode 1 (text) or 2 (binary), as websocket.MessageType numbers them
@@ -182,14 +205,34 @@ func (f frameConn) Write(ctx context.Context, typ websocket.MessageType, p []byt
 		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
 		h = hdr[:10]
 	}
-	if d, ok := ctx.Deadline(); ok {
-		if err := f.lc.SetWriteDeadline(d); err != nil {
+	lc := f.lc
+	lc.wmu.Lock()
+	defer lc.wmu.Unlock()
+	if lc.closeSent {
+		return net.ErrClosed
+	}
+	d, timed := ctx.Deadline()
+	if timed {
+		if err := lc.SetWriteDeadline(d); err != nil {
 			return err
 		}
 	}
-	bufs := net.Buffers{h, p}
-	_, err := bufs.WriteTo(f.lc.Conn) // writev on a TCP connection
-	return err
+	var err error
+	if tcp, ok := lc.Conn.(*net.TCPConn); ok {
+		bufs := net.Buffers{h, p}
+		_, err = bufs.WriteTo(tcp) // one writev, no copy
+	} else {
+		_, err = lc.Conn.Write(append(h, p...)) // one write (TLS, a wrapped listener)
+	}
+	if err != nil {
+		return err // the outbox closes the connection: the deadline stays
+	}
+	if timed {
+		// The library's own writes (a pong, a close) must not meet
+		// this deadline later.
+		return lc.SetWriteDeadline(time.Time{})
+	}
+	return nil
 }
 
 func (f frameConn) Close(code websocket.StatusCode, reason string) error {
