@@ -67,6 +67,7 @@ type Bus struct {
 	closed bool
 	done   chan struct{} // closed by Close
 	read   chan struct{} // closed when the dispatch goroutine returns
+	subbed chan struct{} // closed when the subscriber goroutine returns
 
 	cmds      []subCmd      // for the subscriber goroutine
 	kick      chan struct{} // wakes the subscriber goroutine
@@ -108,6 +109,7 @@ func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
 		carts:     map[string]*cartSubs{},
 		done:      make(chan struct{}),
 		read:      make(chan struct{}),
+		subbed:    make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		pubs:      make(chan publication, publishQueue),
 		published: make(chan struct{}),
@@ -313,6 +315,7 @@ func (b *Bus) queueLocked(cmd subCmd) {
 // go-redis keeps a subscribed channel and subscribes it again when it
 // reconnects, and forgets an unsubscribed one even if the command failed.
 func (b *Bus) subscriber(ps *goredis.PubSub) {
+	defer close(b.subbed)
 	for {
 		select {
 		case <-b.done:
@@ -352,6 +355,11 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 			}
 			cancel()
 			if err != nil {
+				select {
+				case <-b.done:
+					return // closed while it ran: that is why it failed
+				default:
+				}
 				err = plain(err)
 				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, chs[0], logkey.Count, len(chs), logkey.Subscribe, sub, logkey.Err, err)
 				b.outcome(err)
@@ -437,6 +445,7 @@ func (b *Bus) Close() error {
 	}
 	err := ps.Close()
 	<-b.read
+	<-b.subbed // nothing logged or called after Close
 	if err != nil {
 		return fmt.Errorf("redis: close bus: %w", plain(err))
 	}

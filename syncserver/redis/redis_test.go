@@ -1193,3 +1193,46 @@ func TestBusManySubscriptionsAtOnce(t *testing.T) {
 		in.expect(t, strconv.Itoa(i))
 	}
 }
+
+// afterClose is a log destination that counts what is written once closed
+// is set.
+type afterClose struct {
+	closed atomic.Bool
+	late   atomic.Int64
+}
+
+func (a *afterClose) Write(p []byte) (int, error) {
+	if a.closed.Load() {
+		a.late.Add(1)
+	}
+	return len(p), nil
+}
+
+// Close stops the bus's goroutines before it returns: subscriptions
+// cancelled just before it, whose UNSUBSCRIBE may be in flight when the
+// connection closes, log nothing afterwards (a test's logger would panic).
+func TestBusCloseLeavesNothingRunning(t *testing.T) {
+	for range 5 {
+		out := &afterClose{}
+		bus := cartredis.NewBus(newClient(t, ""), storetest.KeyPrefix(t), slog.New(slog.NewTextHandler(out, nil)))
+		var stops []func()
+		for i := range 300 {
+			stop, err := bus.Subscribe(t.Context(), fmt.Sprintf("cart-%d", i), func([]byte) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stops = append(stops, stop)
+		}
+		for _, stop := range stops {
+			stop()
+		}
+		if err := bus.Close(); err != nil {
+			t.Fatal(err)
+		}
+		out.closed.Store(true)
+		time.Sleep(50 * time.Millisecond) // what would still run
+		if n := out.late.Load(); n > 0 {
+			t.Fatalf("%d log lines after Close returned", n)
+		}
+	}
+}
