@@ -26,32 +26,9 @@ import (
 // it once the connection is a websocket.
 func TestFrameSentWithTheUpgradeIsRead(t *testing.T) {
 	_, hs := newServer(t)
-	conn, err := net.DialTimeout("tcp", hs.Listener.Addr().String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	hello, _ := json.Marshal(&protocol.Message{Type: protocol.TypeHello, Protocol: protocol.Version, Client: "tab"})
-	req := "GET /v1/sync HTTP/1.1\r\nHost: " + hs.Listener.Addr().String() + "\r\n" +
-		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write(append([]byte(req), maskedTextFrame(hello)...)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d, want 101", resp.StatusCode)
-	}
-	var m protocol.Message
-	if err := json.Unmarshal(readServerFrame(t, br), &m); err != nil {
-		t.Fatal(err)
-	}
-	if m.Type != protocol.TypeWelcome || m.DeviceToken == "" {
+	_, br := rawUpgrade(t, hs, maskedTextFrame(hello))
+	if m := readServerMessage(t, br); m.Type != protocol.TypeWelcome || m.DeviceToken == "" {
 		t.Fatalf("first message %+v, want a welcome with a device token", m)
 	}
 }
@@ -61,7 +38,7 @@ func TestFrameSentWithTheUpgradeIsRead(t *testing.T) {
 // first has been read, and the reader must not wait for more.
 func TestMessagesArrivingTogetherAreBothAnswered(t *testing.T) {
 	_, hs := newServer(t)
-	conn, br := rawUpgrade(t, hs)
+	conn, br := rawUpgrade(t, hs, nil)
 	hello, _ := json.Marshal(&protocol.Message{Type: protocol.TypeHello, Protocol: protocol.Version, Client: "tab"})
 	if _, err := conn.Write(maskedTextFrame(hello)); err != nil {
 		t.Fatal(err)
@@ -101,8 +78,9 @@ func TestMessagesArrivingTogetherAreBothAnswered(t *testing.T) {
 	}
 }
 
-// rawUpgrade opens a websocket to hs over a plain TCP connection.
-func rawUpgrade(t *testing.T, hs *httptest.Server) (net.Conn, *bufio.Reader) {
+// rawUpgrade opens a websocket to hs over a plain TCP connection, sending
+// first in the same write as the upgrade request.
+func rawUpgrade(t *testing.T, hs *httptest.Server, first []byte) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", hs.Listener.Addr().String(), 5*time.Second)
 	if err != nil {
@@ -113,7 +91,7 @@ func rawUpgrade(t *testing.T, hs *httptest.Server) (net.Conn, *bufio.Reader) {
 	req := "GET /v1/sync HTTP/1.1\r\nHost: " + hs.Listener.Addr().String() + "\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
+	if _, err := conn.Write(append([]byte(req), first...)); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(conn)
