@@ -52,10 +52,6 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := brw.Writer.Flush(); err != nil { // nothing is buffered after the headers; to be sure
-		conn.Close()
-		return nil, nil, err
-	}
 	lc := &leanConn{Conn: conn}
 	if sc, ok := conn.(syscall.Conn); ok {
 		lc.raw, _ = sc.SyscallConn() // nil on error: wait does not wait
@@ -64,7 +60,7 @@ func (l *leanHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// What the HTTP server read past the request (a client that
 		// sent its first frame at once) is read first.
 		b, _ := brw.Reader.Peek(n)
-		lc.ahead = bytes.Clone(b)
+		lc.unread = bytes.Clone(b)
 	}
 	l.c = lc
 	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, libReadBuffer), bufio.NewWriterSize(lc, controlFrame)), nil
@@ -80,10 +76,9 @@ type leanConn struct {
 	net.Conn
 	raw syscall.RawConn
 
-	mu    sync.Mutex        // reads are the library's, one at a time; wait may look meanwhile
-	ahead []byte            // read by the HTTP server past the request
-	buf   *[readBuffer]byte // from readBuffers while it holds unread bytes
-	r, w  int               // buf[r:w] is unread
+	mu     sync.Mutex        // reads are the library's, one at a time; wait may look meanwhile
+	unread []byte            // read from the socket, not yet by the library (first: what the HTTP server read past the request)
+	pooled *[readBuffer]byte // unread's array when from readBuffers; back to the pool once read
 
 	wmu       sync.Mutex // one frame at a time on the wire, the library's or frameConn's
 	closeSent bool       // the library wrote a close frame: no data frame may follow
@@ -105,12 +100,7 @@ func (c *leanConn) Read(p []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.ahead) > 0 {
-		n := copy(p, c.ahead)
-		c.ahead = c.ahead[n:]
-		return n, nil
-	}
-	if c.buf == nil {
+	if len(c.unread) == 0 {
 		if len(p) >= readBuffer {
 			return c.Conn.Read(p)
 		}
@@ -120,13 +110,13 @@ func (c *leanConn) Read(p []byte) (int, error) {
 			readBuffers.Put(buf)
 			return 0, err
 		}
-		c.buf, c.r, c.w = buf, 0, n
+		c.pooled, c.unread = buf, buf[:n]
 	}
-	n := copy(p, c.buf[c.r:c.w])
-	c.r += n
-	if c.r == c.w {
-		readBuffers.Put(c.buf)
-		c.buf = nil
+	n := copy(p, c.unread)
+	c.unread = c.unread[n:]
+	if len(c.unread) == 0 && c.pooled != nil {
+		readBuffers.Put(c.pooled)
+		c.pooled = nil
 	}
 	return n, nil
 }
@@ -135,7 +125,7 @@ func (c *leanConn) Read(p []byte) (int, error) {
 func (c *leanConn) buffered() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.ahead) > 0 || c.buf != nil
+	return len(c.unread) > 0
 }
 
 // Write is the library's: its control frames, each in one call (see

@@ -17,21 +17,7 @@ import (
 // frameConn writes each message as one frame with the length in the form
 // RFC 6455 requires for its size: 7 bits, 16 bits, or 64 bits.
 func TestFrameConnLengths(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	server, client := tcpPair(t)
 	fc := frameConn{lc: &leanConn{Conn: server}}
 	for _, c := range []struct {
 		size    int

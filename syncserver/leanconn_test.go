@@ -17,8 +17,6 @@ import (
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/syncserver"
-	"github.com/cartsync/cartsync/syncserver/memstore"
-	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // A client may send its first frame in the same packet as the upgrade
@@ -184,13 +182,7 @@ func TestMessagesLargerThanTheBuffers(t *testing.T) {
 // A client silent for three heartbeats is disconnected: the read deadline
 // on the network connection ends the wait.
 func TestSilentClientIsDisconnected(t *testing.T) {
-	srv, err := syncserver.New(context.Background(), syncserver.Config{Store: memstore.New(), Heartbeat: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.StopOnCleanup(t, srv)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
+	_, hs := newServerWith(t, syncserver.Config{Heartbeat: 50 * time.Millisecond})
 	c := dial(t, hs)
 	c.hello("tab", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

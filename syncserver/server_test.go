@@ -23,7 +23,16 @@ import (
 
 func newServer(t testing.TB) (*syncserver.Server, *httptest.Server) {
 	t.Helper()
-	srv, err := syncserver.New(context.Background(), syncserver.Config{Store: memstore.New()})
+	return newServerWith(t, syncserver.Config{})
+}
+
+// newServerWith is newServer with cfg (its Store, if nil, in memory).
+func newServerWith(t testing.TB, cfg syncserver.Config) (*syncserver.Server, *httptest.Server) {
+	t.Helper()
+	if cfg.Store == nil {
+		cfg.Store = memstore.New()
+	}
+	srv, err := syncserver.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,10 +122,8 @@ func (b *Bus) channel(cartID string) string { return b.prefix + "cart:" + cartID
 
 // Publish sends payload to the subscribers of cartID on every instance.
 func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error {
-	select {
-	case <-b.done:
+	if b.closing() {
 		return ErrClosed
-	default:
 	}
 	select {
 	case b.pubs <- publication{b.channel(cartID), payload}:
@@ -329,12 +327,10 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 		// Consecutive commands of one kind go as one, so that the
 		// thousands of hellos of a restart cost Redis a few commands.
 		for len(cmds) > 0 {
-			select {
-			case <-b.done:
+			if b.closing() {
 				// Closed meanwhile: the subscriptions end with the
 				// connection; what is left is not worth a warning each.
 				return
-			default:
 			}
 			sub := cmds[0].sub
 			n := 1
@@ -355,16 +351,24 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 			}
 			cancel()
 			if err != nil {
-				select {
-				case <-b.done:
+				if b.closing() {
 					return // closed while it ran: that is why it failed
-				default:
 				}
 				err = plain(err)
 				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, chs[0], logkey.Count, len(chs), logkey.Subscribe, sub, logkey.Err, err)
 				b.outcome(err)
 			}
 		}
+	}
+}
+
+// closing reports whether Close has been called.
+func (b *Bus) closing() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
 	}
 }
 
