@@ -8,193 +8,178 @@ import (
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
-// The server's carts, acks and login messages on a session: the welcome,
-// snapshots and pushes, acks, and the login merge and choice.
+// The server's carts, acks and login messages on a connection: the
+// welcome, snapshots and pushes, acks, and the login merge and choice.
 
-func (s *session) onWelcome(m *protocol.Message) error {
-	e := s.e
-	moved := m.PrevCartID != "" && m.MergedInto != ""
+func (m *machine) onWelcome(msg *protocol.Message) {
+	s := m.sess
+	moved := msg.PrevCartID != "" && msg.MergedInto != ""
 	if moved {
 		// The previous guest cart was merged into a user cart at a login
 		// (in another tab, or one this device logged out of before it
 		// finished): its unsent ops belong to that user cart now, and
 		// are sent at the next login as that user.
-		if err := e.store.Restamp(s.ctx, m.PrevCartID, m.MergedInto); err != nil {
-			return fmt.Errorf("hand ops of %s to %s: %w", m.PrevCartID, m.MergedInto, err)
-		}
-		e.update(func() { e.userCarts[m.MergedInto] = true })
-		if err := e.reload(s.ctx); err != nil {
-			return err
-		}
+		m.userCarts[msg.MergedInto] = true
+		m.restamp(msg.PrevCartID, msg.MergedInto)
+		m.load()
 	}
-	if m.DeviceToken != "" && m.DeviceToken != s.token {
-		stored, err := e.store.SwapDeviceToken(s.ctx, s.token, m.DeviceToken)
-		if err != nil {
-			return fmt.Errorf("store device token: %w", err)
-		}
+	if msg.DeviceToken != "" && msg.DeviceToken != s.token {
+		// The rest waits for the storage's answer: tokenSwapped.
+		s.swapWelc, s.swapMove = msg, moved
+		m.emit(storeSwap{s.token, msg.DeviceToken})
+		return
+	}
+	m.welcomed(msg)
+}
+
+// tokenSwapped takes the storage's answer to a storeSwap: the device token
+// stored now.
+func (m *machine) tokenSwapped(now time.Time, stored string) {
+	m.now = now
+	s := m.sess
+	if s == nil {
+		return
+	}
+	switch {
+	case s.swapWelc != nil:
+		msg, moved := s.swapWelc, s.swapMove
+		s.swapWelc = nil
 		old := s.token
-		e.update(func() {
-			e.token = stored
-			if stored == m.DeviceToken && old != "" && !moved {
-				// A new token replaces one whose guest cart expired:
-				// ops made on that cart can never be sent again.
-				if gone := e.guestOfLocked(old, ""); gone != "" {
-					e.gone[gone] = true
-				}
+		m.token = stored
+		if stored == msg.DeviceToken && old != "" && !moved {
+			// A new token replaces one whose guest cart expired: ops
+			// made on that cart can never be sent again.
+			if gone := m.guestOf(old, ""); gone != "" {
+				m.gone[gone] = true
 			}
-		})
-		if stored != m.DeviceToken {
-			// Another tab stored its token first: use that one (and
-			// its cart), before anything is pushed on this one.
-			return errTokenChanged
+		}
+		m.changed = true
+		if stored != msg.DeviceToken {
+			// Another tab stored its token first: use that one (and its
+			// cart), before anything is pushed on this one.
+			m.end(errTokenChanged)
+			return
 		}
 		s.token = stored
-		if err := e.dropGone(s.ctx); err != nil {
-			return err
+		m.dropGone()
+		m.welcomed(msg)
+	case s.swapForg != nil:
+		pe := s.swapForg
+		s.swapForg = nil
+		m.tokenForgotten(stored, pe)
+		return
+	}
+	m.step()
+}
+
+// welcomed takes the welcome once the device token is stored.
+func (m *machine) welcomed(msg *protocol.Message) {
+	s := m.sess
+	s.cartID, s.user, s.guest = msg.CartID, msg.User, msg.GuestCartID
+	m.welcomes++
+	m.live = m.welcomes
+	m.sessCart, m.sessUser, m.sessGuest = msg.CartID, msg.User, msg.GuestCartID
+	m.sessGen = s.userGen
+	switch {
+	case msg.User == "":
+		m.guestTok, m.guestCart = s.token, msg.CartID
+		m.choice = nil
+	case msg.GuestCartID != "":
+		m.userCarts[msg.CartID] = true
+		m.guestTok, m.guestCart = s.token, msg.GuestCartID
+	default:
+		m.userCarts[msg.CartID] = true
+	}
+	if msg.HeartbeatMS > 0 {
+		s.hb = time.Duration(msg.HeartbeatMS) * time.Millisecond
+		m.emit(setTimer{timerPing, s.hb})
+		m.emit(setTimer{timerSilence, m.silenceLimit()})
+	}
+	if msg.Limits != nil && msg.Limits.MaxQuantity > 0 {
+		lim := *msg.Limits
+		if lim.MaxContribs == 0 { // server bookkeeping, not sent
+			lim.MaxContribs = m.limits.MaxContribs
 		}
+		m.limits = lim
 	}
-	s.cartID, s.user, s.guest = m.CartID, m.User, m.GuestCartID
-	s.live = &live{choose: make(chan chooseReq), done: make(chan struct{})}
-	e.update(func() {
-		e.sessCart, e.sessUser, e.sessGuest = m.CartID, m.User, m.GuestCartID
-		e.sessGen = s.userGen
-		switch {
-		case m.User == "":
-			e.guestTok, e.guestCart = s.token, m.CartID
-			e.choice = nil
-		case m.GuestCartID != "":
-			e.userCarts[m.CartID] = true
-			e.guestTok, e.guestCart = s.token, m.GuestCartID
-		default:
-			e.userCarts[m.CartID] = true
-		}
-		e.live = s.live
-		e.rebuildLocked()
-	})
-	if m.HeartbeatMS > 0 {
-		s.hb = time.Duration(m.HeartbeatMS) * time.Millisecond
-		s.ping.Reset(s.hb)
-		s.silence.Reset(s.silenceLimit())
-	}
-	if m.Limits != nil && m.Limits.MaxQuantity > 0 {
-		e.update(func() {
-			lim := *m.Limits
-			if lim.MaxContribs == 0 { // server bookkeeping, not sent
-				lim.MaxContribs = e.limits.MaxContribs
-			}
-			e.limits = lim
-			e.rebuildLocked()
-		})
-	}
-	s.progress()
-	return nil
+	m.rebuild()
+	m.progress()
 }
 
 // onCart handles a snapshot: the reply to hello or sync, or a push.
-func (s *session) onCart(m *protocol.Message) error {
-	e := s.e
-	if m.Cart == nil {
-		return nil
+func (m *machine) onCart(msg *protocol.Message) {
+	s := m.sess
+	if msg.Cart == nil {
+		return
 	}
-	if s.cartID != "" && m.Cart.ID != s.cartID {
-		e.log.Warn("cart of another cart id ignored", "cart", m.Cart.ID)
-		return nil
+	if s.cartID != "" && msg.Cart.ID != s.cartID {
+		m.log.Warn("cart of another cart id ignored", "cart", msg.Cart.ID)
+		return
 	}
-	e.mu.Lock()
-	confirmed := e.confirmed
-	pending := e.pending
-	e.mu.Unlock()
-	same := confirmed.ID == "" || confirmed.ID == m.Cart.ID
+	confirmed := m.confirmed
+	same := confirmed.ID == "" || confirmed.ID == msg.Cart.ID
 
 	// Pushed: with the ops it covers, or without them (a merge chosen
 	// later changes the cart by no op; a change of the catalog sends the
 	// same version again, From = Cart.Version, with new notices and
 	// totals). A reply carries its request's id; a push never does.
-	if len(m.By) > 0 || m.ID == "" {
+	if len(msg.By) > 0 || msg.ID == "" {
 		switch {
-		case same && m.From == confirmed.Version:
+		case same && msg.From == confirmed.Version:
 			// The next version, or the same one annotated anew: a
 			// cart at the confirmed version replaces the stored one.
-			s.news()
-			return s.confirm(m.Cart, m.By)
-		case same && m.Cart.Version <= confirmed.Version:
-			return nil
+			m.news()
+			m.confirm(msg.Cart, msg.By, false)
+		case same && msg.Cart.Version <= confirmed.Version:
 		case !s.ready || s.syncID != "" || s.push != nil:
 			// The reply in flight may close the gap; look again after it.
 			if len(s.held) == maxHeld {
 				s.held = s.held[1:]
 			}
-			s.held = append(s.held, m)
-			return nil
+			s.held = append(s.held, msg)
+		default:
+			s.needSync = true
 		}
-		s.needSync = true
-		return nil
+		return
 	}
 
 	// A reply to hello or sync.
-	s.progress()
-	s.news()
+	m.progress()
+	m.news()
 	s.syncID = ""
 	if !s.ready {
 		s.ready = true
-		s.needSync = s.needSync || s.hasOthers() // learn their acked seqs before resending
-		if !s.choosing {
-			e.update(func() { e.choice = nil }) // resolved meanwhile
+		s.needSync = s.needSync || m.hasOthers() // learn their acked seqs before resending
+		if !s.choosing && m.choice != nil {
+			m.choice = nil // resolved meanwhile
+			m.changed = true
 		}
 	}
 	var done []protocol.OpID
-	for _, op := range pending {
+	for _, op := range m.pending {
 		if !s.canSend(op) {
 			continue // the seqs are this cart's
 		}
-		if acked, ok := m.Acked[op.Client]; ok && op.Seq <= acked {
+		if acked, ok := msg.Acked[op.Client]; ok && op.Seq <= acked {
 			done = append(done, opID(op))
 		}
 	}
-	c := m.Cart
+	c := msg.Cart
 	if same && c.Version < confirmed.Version {
 		c = nil
 	}
-	return s.confirmReload(c, done)
+	m.confirm(c, done, true)
 }
 
-// confirm stores a confirmed cart and drops the answered ops, then shows
-// the same change from memory (Engine.confirmed) instead of reading the
-// storage back: an ack or a push costs one storage transaction, and an
-// add() made meanwhile waits behind that one only.
-func (s *session) confirm(c *cart.Cart, done []protocol.OpID) error {
-	if c == nil && len(done) == 0 {
-		return nil
-	}
-	shown, err := s.e.confirmShown(s.ctx, c, done)
-	if err != nil || shown {
-		return err
-	}
-	// Another cart: what belongs to it is the storage's to say.
-	return s.confirmReload(c, done)
-}
-
-// confirmReload stores a confirmed cart and drops the answered ops, then
-// reloads everything stored: the reply to a hello or a sync, which is
-// also when ops other tabs stored are looked for.
-func (s *session) confirmReload(c *cart.Cart, done []protocol.OpID) error {
-	if c != nil || len(done) > 0 {
-		if err := s.e.store.Confirm(s.ctx, c, done); err != nil {
-			return fmt.Errorf("store confirmed cart: %w", err)
-		}
-	}
-	return s.e.reload(s.ctx)
-}
-
-func (s *session) onAck(m *protocol.Message) error {
-	e := s.e
-	s.progress()
-	s.news()
-	done := make([]protocol.OpID, 0, len(m.Results))
+func (m *machine) onAck(msg *protocol.Message) {
+	s := m.sess
+	m.progress()
+	m.news()
+	done := make([]protocol.OpID, 0, len(msg.Results))
 	var maxApplied uint64
 	var applied int
 	var rejected []protocol.Result
-	for _, r := range m.Results {
+	for _, r := range msg.Results {
 		done = append(done, protocol.OpID{Client: r.Client, Seq: r.Seq})
 		switch r.Status {
 		case protocol.StatusRejected:
@@ -203,46 +188,35 @@ func (s *session) onAck(m *protocol.Message) error {
 			if r.Error != nil {
 				code = r.Error.Code
 			}
-			e.log.Info("op rejected", logOps, fmt.Sprintf("%s/%d", r.Client, r.Seq), logCode, code)
+			m.log.Info("op rejected", logOps, fmt.Sprintf("%s/%d", r.Client, r.Seq), logCode, code)
 		case protocol.StatusApplied:
 			maxApplied = max(maxApplied, r.Version)
 			applied++
 		}
 	}
-	e.mu.Lock()
-	confirmed := e.confirmed
-	e.mu.Unlock()
+	confirmed := m.confirmed
 	// The same version is taken too: its notices may be newer.
-	c := m.Cart
+	c := msg.Cart
 	if c != nil && ((s.cartID != "" && c.ID != s.cartID) || (confirmed.ID == c.ID && c.Version < confirmed.Version)) {
 		c = nil
 	}
 	// The cart moved further than this ack's own ops: others' ops,
-	// perhaps from this outbox through another tab. Learn which.
-	// Those may be in the storage and not yet shown here (another tab's
-	// edits, its news still on the way): read it all back then.
+	// perhaps from this outbox through another tab. Learn which. Those
+	// may be in the storage and not yet shown here (another tab's edits,
+	// its news still on the way): read it all back then.
 	moved := c != nil && c.ID == confirmed.ID && c.Version-confirmed.Version > uint64(applied)
-	confirm := s.confirm
+	m.confirm(c, done, moved)
 	if moved {
-		confirm = s.confirmReload
-	}
-	if err := confirm(c, done); err != nil {
-		return err
-	}
-	if moved && s.hasOthers() {
-		s.needSync = true
+		s.othersCheck = true // once the storage is read
 	}
 	if len(rejected) > 0 {
-		e.addRejected(rejected...)
+		m.addRejected(rejected...)
 	}
-	e.mu.Lock()
-	behind := maxApplied > e.confirmed.Version
-	e.mu.Unlock()
-	if behind {
+	if maxApplied > m.confirmed.Version {
 		s.needSync = true // applied, but no cart shows it
 	}
 
-	if s.push != nil && (m.ID == "" || m.ID == s.push.id) {
+	if s.push != nil && (msg.ID == "" || msg.ID == s.push.id) {
 		answered := make(map[protocol.OpID]bool, len(done))
 		for _, id := range done {
 			answered[id] = true
@@ -256,66 +230,47 @@ func (s *session) onAck(m *protocol.Message) error {
 			s.failures = 0
 			s.progressed = true
 			s.maxBatch = min(protocol.MaxOpsPerPush, s.maxBatch*2)
-			e.update(func() { e.lastErr = nil })
+			if m.lastErr != nil {
+				m.lastErr = nil
+				m.changed = true
+			}
 		}
 		// Otherwise the server stopped early: its error about the rest
 		// follows, and the push stays in flight until then.
 	}
-	return nil
-}
-
-// hasOthers reports whether the sendable ops include ones of client ids
-// other than the engine's own.
-func (s *session) hasOthers() bool {
-	e := s.e
-	e.mu.Lock()
-	own := e.client
-	e.mu.Unlock()
-	for _, op := range s.sendable() {
-		if op.Client != own {
-			return true
-		}
-	}
-	return false
 }
 
 // onMerge takes what the server says about the login merge.
-func (s *session) onMerge(m *protocol.Message) error {
-	mi := m.Merge
+func (m *machine) onMerge(msg *protocol.Message) {
+	mi := msg.Merge
 	if mi == nil {
-		return nil
+		return
 	}
-	s.progress()
-	e := s.e
-	e.log.Info("login merge", "status", mi.Status, logVersion, mi.Version)
+	s := m.sess
+	m.progress()
+	m.log.Info("login merge", "status", mi.Status, logVersion, mi.Version)
 	s.choosing = mi.Status == protocol.MergeChoose
 	s.chosen = false
-	e.update(func() {
-		e.merge = mi
-		if s.choosing {
-			e.choice = mi
-		} else {
-			e.choice = nil
-		}
-	})
-	return nil
+	m.merge = mi
+	if s.choosing {
+		m.choice = mi
+	} else {
+		m.choice = nil
+	}
+	m.changed = true
 }
 
-// choose sends the shopper's pick for a pending choice. rerr is for the
-// caller of Choose; err ends the connection.
-func (s *session) choose(policy cart.Policy) (rerr, err error) {
-	e := s.e
-	e.mu.Lock()
-	choice := e.choice
-	e.mu.Unlock()
-	if !s.choosing || s.chosen || choice == nil {
-		return ErrNoChoice, nil
+// choose sends the shopper's pick for a pending choice.
+func (m *machine) choose(policy cart.Policy) error {
+	s := m.sess
+	if !m.active() || m.live == 0 {
+		return ErrNotConnected
 	}
-	err = s.send(&protocol.Message{Type: protocol.TypeChoose, ID: s.newID(reqChoose), Policy: policy})
-	if err != nil {
-		return ErrNotConnected, err
+	if !s.choosing || s.chosen || m.choice == nil {
+		return ErrNoChoice
 	}
+	m.send(&protocol.Message{Type: protocol.TypeChoose, ID: m.newReqID(reqChoose), Policy: policy})
 	s.chosen = true
-	s.progress()
-	return nil, nil
+	m.progress()
+	return nil
 }

@@ -62,7 +62,7 @@ func (e *Engine) Checkout(ctx context.Context, version uint64) (*cart.Checkout, 
 		return nil, err
 	}
 	e.mu.Lock()
-	token, userSet, user := e.token, e.userSet, e.userToken
+	token, userSet, user := e.m.token, e.m.userSet, e.m.userToken
 	e.mu.Unlock()
 	if token == "" {
 		return nil, ErrNoDevice
@@ -118,7 +118,8 @@ func (e *Engine) Checkout(ctx context.Context, version uint64) (*cart.Checkout, 
 // the cart.
 func (e *Engine) takeCart(ctx context.Context, c *cart.Cart) error {
 	e.mu.Lock()
-	ok := c.ID == e.confirmed.ID && c.Version >= e.confirmed.Version && len(e.pending) == e.waiting
+	m := e.m
+	ok := c.ID == m.confirmed.ID && c.Version >= m.confirmed.Version && len(m.pending) == m.waiting
 	e.mu.Unlock()
 	if !ok {
 		return nil

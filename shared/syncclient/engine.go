@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,55 +109,30 @@ type Config struct {
 }
 
 // Engine is the client sync engine. Its methods are safe for concurrent use.
+//
+// It is the driver of a state machine (machine.go) that holds the state
+// and the protocol logic: the Engine owns the storage, the connection, the
+// clock and the timers, feeds the machine what happens, and carries out
+// what it asks for.
 type Engine struct {
 	cfg   Config
 	store Storage
 	log   *slog.Logger
 
-	wake    chan struct{} // new ops to send
-	running atomic.Bool
+	running     atomic.Bool
+	wake        chan struct{} // ops queued, or the storage changed: see what is due
+	userChanged chan struct{} // SetUser changed the user
 
-	loadMu sync.Mutex // serializes reloads from storage, and an edit's store-and-show
+	// ioMu orders the storage's I/O with what the machine makes of it: a
+	// read and its taking, an edit's write and its showing, and an input
+	// of the connection with the writes and reads it asks for, each
+	// whole before the next.
+	ioMu sync.Mutex
 
-	mu         sync.Mutex
-	client     string // the client id of new ops
-	clientCart string // the cart id client's seqs count for; "" for none yet
-	loaded     bool
-	readAt     time.Time // when the storage was last read (reload)
-	token      string
-	confirmed  *cart.Cart // never nil
-	pending    []cart.Op  // replaced, never modified in place
-	shown      *cart.Cart
-	limits     cart.Limits
-	status     Status
-	lastErr    *protocol.Error
-	rejected   []protocol.Result
-	waiting    int
-	notices    []cart.Notice    // of the shown cart (State.Notices)
-	totals     map[string]int64 // of the shown cart (State.Totals)
-	changed    chan struct{}    // closed and replaced on every change
-
-	// Login, from SetUser (not persisted).
-	userSet     bool // SetUser was called: it overrides Config.UserToken
-	userToken   string
-	policy      cart.Policy
-	userGen     uint64        // counts SetUser changes
-	userChanged chan struct{} // signalled by SetUser
-	needsLogin  bool
-
-	// What the latest welcome said: its cart, user and guest cart. They
-	// describe the confirmed cart when sessCart is its id.
-	sessCart, sessUser, sessGuest string
-	sessGen                       uint64          // the userGen of the hello that welcome answered
-	userCarts                     map[string]bool // carts seen as user carts
-	guestTok, guestCart           string          // guestCart is device token guestTok's guest cart
-	gone                          map[string]bool // carts that no longer exist for this device
-
-	cartExpired bool
-	merge       *protocol.MergeInfo
-	choice      *protocol.MergeInfo
-	dropped     []cart.Op
-	live        *live // the open connection, for Choose
+	mu      sync.Mutex // guards the fields below
+	m       *machine
+	changed chan struct{} // closed and replaced on every change of the state shown
+	door    *door         // the open connection's, for Choose
 
 	nmu    sync.Mutex // OnChange delivery
 	nBusy  bool
@@ -177,6 +151,20 @@ func New(cfg Config) (*Engine, error) {
 	if !cart.ValidClientID(cfg.ClientID) {
 		return nil, fmt.Errorf("syncclient: client id %q: must be 1 to %d printable bytes", cfg.ClientID, cart.MaxClientID)
 	}
+	cfg = cfg.withDefaults()
+	return &Engine{
+		cfg:         cfg,
+		store:       cfg.Storage,
+		log:         cfg.Logger,
+		wake:        make(chan struct{}, 1),
+		userChanged: make(chan struct{}, 1),
+		m:           newMachine(cfg, newClientID),
+		changed:     make(chan struct{}),
+	}, nil
+}
+
+// withDefaults returns cfg with its zero fields set to their defaults.
+func (cfg Config) withDefaults() Config {
 	if cfg.Limits.MaxQuantity == 0 {
 		cfg.Limits = cart.DefaultLimits
 	}
@@ -207,21 +195,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = defaultDoer()
 	}
-	e := &Engine{
-		cfg:         cfg,
-		store:       cfg.Storage,
-		client:      cfg.ClientID,
-		log:         cfg.Logger,
-		wake:        make(chan struct{}, 1),
-		confirmed:   &cart.Cart{Lines: []*cart.Line{}},
-		limits:      cfg.Limits,
-		changed:     make(chan struct{}),
-		userChanged: make(chan struct{}, 1),
-		userCarts:   map[string]bool{},
-		gone:        map[string]bool{},
-	}
-	e.shown = e.confirmed
-	return e, nil
+	return cfg
 }
 
 // newClientID returns 128 random bits in hex.
@@ -237,14 +211,40 @@ func newClientID() string {
 func (e *Engine) ClientID() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.client
+	return e.m.client
 }
 
-// rotateLocked moves new ops to a fresh client id.
-func (e *Engine) rotateLocked(why string) {
-	old := e.client
-	e.client, e.clientCart = newClientID(), ""
-	e.log.Info("new client id", logClient, e.client, "old", old, "why", why)
+// apply calls f on the machine under the lock and returns the effects it
+// asked for. It does not notify (the caller may hold ioMu, and OnChange may
+// edit): it reports whether the state shown changed.
+func (e *Engine) apply(f func(m *machine)) ([]effect, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f(e.m)
+	effs, changed := e.m.take()
+	if changed {
+		close(e.changed)
+		e.changed = make(chan struct{})
+	}
+	return effs, changed
+}
+
+// update is apply for what asks for no effect, notifying.
+func (e *Engine) update(f func(m *machine)) {
+	if _, changed := e.apply(f); changed {
+		e.notify()
+	}
+}
+
+func (e *Engine) setStatus(s Status) {
+	e.update(func(m *machine) { m.setStatus(s) })
+}
+
+func (e *Engine) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // SetUser sets the user token (the storefront's signed statement of who is
@@ -260,24 +260,10 @@ func (e *Engine) SetUser(token string, policy cart.Policy) error {
 	if policy != "" && !policy.Valid() {
 		return fmt.Errorf("syncclient: unknown merge policy %q", policy)
 	}
-	if token == "" {
-		policy = ""
-	}
-	e.mu.Lock()
-	if e.userSet && token == e.userToken && policy == e.policy && !e.needsLogin {
-		e.mu.Unlock()
-		return nil
-	}
-	e.userSet, e.userToken, e.policy = true, token, policy
-	e.userGen++
-	e.needsLogin = false
-	e.choice = nil // a choice belongs to the login it was asked for
-	e.changedLocked()
-	e.mu.Unlock()
-	e.notify()
-	select {
-	case e.userChanged <- struct{}{}:
-	default:
+	var changed bool
+	e.update(func(m *machine) { changed = m.setUser(token, policy) })
+	if changed {
+		e.signal(e.userChanged)
 	}
 	return nil
 }
@@ -285,15 +271,11 @@ func (e *Engine) SetUser(token string, policy cart.Policy) error {
 // AckNotices clears the notices the UI has shown: State.CartExpired,
 // State.Merge and State.Dropped.
 func (e *Engine) AckNotices() {
-	e.update(func() {
-		e.cartExpired = false
-		e.merge = nil
-		e.dropped = nil
-	})
+	e.update((*machine).ackNotices)
 }
 
-// live is the open connection's door for Choose.
-type live struct {
+// door is the open connection's, for Choose.
+type door struct {
 	choose chan chooseReq
 	done   chan struct{} // closed when the connection ends
 }
@@ -316,9 +298,9 @@ func (e *Engine) Choose(ctx context.Context, policy cart.Policy) error {
 		return fmt.Errorf("syncclient: choose takes the policy merge, replace or keep, not %q", policy)
 	}
 	e.mu.Lock()
-	l, choice := e.live, e.choice
+	d, live, choice := e.door, e.m.live, e.m.choice
 	e.mu.Unlock()
-	if l == nil {
+	if d == nil || live == 0 {
 		return ErrNotConnected
 	}
 	if choice == nil {
@@ -326,8 +308,8 @@ func (e *Engine) Choose(ctx context.Context, policy cart.Policy) error {
 	}
 	req := chooseReq{policy: policy, err: make(chan error, 1)}
 	select {
-	case l.choose <- req:
-	case <-l.done:
+	case d.choose <- req:
+	case <-d.done:
 		return ErrNotConnected
 	case <-ctx.Done():
 		return ctx.Err()
@@ -348,144 +330,25 @@ func (e *Engine) Reload(ctx context.Context) error {
 	if err := e.reload(ctx); err != nil {
 		return err
 	}
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.signal(e.wake)
 	return nil
 }
 
 // reload reads the storage, the source of truth for the confirmed cart and
-// the outbox, and rebuilds the shown cart.
+// the outbox, and shows it.
 func (e *Engine) reload(ctx context.Context) error {
-	e.loadMu.Lock()
+	e.ioMu.Lock()
 	st, err := e.store.Load(ctx)
 	if err != nil {
-		e.loadMu.Unlock()
+		e.ioMu.Unlock()
 		return fmt.Errorf("load storage: %w", err)
 	}
-	if st.Cart == nil {
-		st.Cart = &cart.Cart{Lines: []*cart.Line{}}
+	_, changed := e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
+	e.ioMu.Unlock()
+	if changed {
+		e.notify() // after unlocking: OnChange may edit
 	}
-	e.mu.Lock()
-	e.loaded = true
-	e.token = st.DeviceToken
-	e.confirmed = st.Cart
-	e.ownCartLocked()
-	e.pending = st.Pending
-	e.readAt = time.Now()
-	e.rebuildLocked()
-	e.changedLocked()
-	e.mu.Unlock()
-	e.loadMu.Unlock()
-	e.notify() // after unlocking: OnChange may edit
 	return nil
-}
-
-// ownCartLocked makes the confirmed cart the one the client id's seqs
-// count for. Seqs count per client id and cart: on another cart the id's
-// next seq would be refused as out of order, so an id that counted for
-// another cart is rotated.
-func (e *Engine) ownCartLocked() {
-	if e.confirmed.ID != e.clientCart {
-		if e.clientCart != "" {
-			e.rotateLocked("the cart changed")
-		}
-		e.clientCart = e.confirmed.ID
-	}
-}
-
-// rebuildLocked replays the pending ops of the confirmed cart on it and
-// counts the others, then the notices and totals shown. Rejections are
-// expected (the line may be gone) and ignored: the server decides.
-func (e *Engine) rebuildLocked() {
-	c := e.confirmed.Clone()
-	e.waiting = 0
-	for _, op := range e.pending {
-		if !e.belongsLocked(op) {
-			e.waiting++
-			continue
-		}
-		c.Apply(op, localDevice, e.limits)
-	}
-	e.shown = c
-	e.annotateLocked(len(e.pending) > e.waiting)
-}
-
-// belongsLocked reports whether op is for the confirmed cart: made on it,
-// before the first sync, or (on a user cart) on the guest cart the latest
-// welcome named for it, whose ops the server applies to the user cart.
-func (e *Engine) belongsLocked(op cart.Op) bool {
-	id := e.confirmed.ID
-	return op.Cart == "" || op.Cart == id ||
-		(id != "" && id == e.sessCart && e.sessUser != "" && e.sessGuest != "" && op.Cart == e.sessGuest)
-}
-
-// guestOfLocked returns the guest cart of device token tok if the engine
-// knows it. With fallback, a cart it does not know to be a user cart
-// counts as tok's guest cart.
-func (e *Engine) guestOfLocked(tok, fallback string) string {
-	if tok != "" && tok == e.guestTok && e.guestCart != "" {
-		return e.guestCart
-	}
-	if fallback != "" && !e.userCarts[fallback] {
-		return fallback
-	}
-	return ""
-}
-
-// dropGone removes the pending ops of carts that no longer exist for this
-// device and reports them in State.Dropped.
-func (e *Engine) dropGone(ctx context.Context) error {
-	e.mu.Lock()
-	var ops []cart.Op
-	for _, op := range e.pending {
-		if op.Cart != "" && e.gone[op.Cart] {
-			ops = append(ops, op)
-		}
-	}
-	e.mu.Unlock()
-	if len(ops) == 0 {
-		return nil
-	}
-	ids := make([]protocol.OpID, len(ops))
-	for i, op := range ops {
-		ids[i] = opID(op)
-	}
-	if err := e.store.Confirm(ctx, nil, ids); err != nil {
-		return fmt.Errorf("drop ops of a gone cart: %w", err)
-	}
-	e.log.Warn("ops dropped: their cart no longer exists", logOps, len(ops), "cart", ops[0].Cart)
-	e.update(func() {
-		e.dropped = append(e.dropped, ops...)
-		if n := len(e.dropped) - maxDropped; n > 0 {
-			e.dropped = slices.Clone(e.dropped[n:])
-		}
-	})
-	return e.reload(ctx)
-}
-
-func (e *Engine) changedLocked() {
-	close(e.changed)
-	e.changed = make(chan struct{})
-}
-
-// update changes the in-memory state under the lock, then notifies.
-func (e *Engine) update(f func()) {
-	e.mu.Lock()
-	f()
-	e.changedLocked()
-	e.mu.Unlock()
-	e.notify()
-}
-
-func (e *Engine) setStatus(s Status) {
-	e.mu.Lock()
-	same := e.status == s
-	e.mu.Unlock()
-	if !same {
-		e.update(func() { e.status = s })
-	}
 }
 
 // notify calls OnChange with the newest state. Calls never overlap and never

@@ -2,8 +2,6 @@ package syncclient
 
 import (
 	"fmt"
-	"slices"
-	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -31,44 +29,44 @@ func permanent(code protocol.ErrorCode) bool {
 	return code == protocol.ErrUnsupportedVersion
 }
 
-func (s *session) onError(m *protocol.Message) error {
-	e := s.e
-	pe := m.Error
+func (m *machine) onError(msg *protocol.Message) {
+	s := m.sess
+	pe := msg.Error
 	if pe == nil {
-		return nil
+		return
 	}
-	s.progress()
-	e.log.Warn("error from the server", logCode, pe.Code, logMessage, pe.Message)
-	e.update(func() { e.lastErr = pe })
+	m.progress()
+	m.log.Warn("error from the server", logCode, pe.Code, logMessage, pe.Message)
+	m.lastErr = pe
+	m.changed = true
 	switch {
 	case pe.Code == protocol.ErrTokenExpired || (pe.Code == protocol.ErrUnauthorized && s.withUser):
 		// The user token is refused. (An unauthorized answer to a user
 		// hello cannot say which token it refused; the device token is
 		// kept, as losing it would lose the guest cart.) Do not present
-		// it again: wait for SetUser.
-		e.update(func() {
-			if e.userGen == s.userGen {
-				e.needsLogin = true
-			}
-		})
-		return s.end(pe)
+		// it again: wait for setUser.
+		if m.userGen == s.userGen {
+			m.needsLogin = true
+		}
+		m.endPE(pe)
+		return
 	case pe.Code == protocol.ErrUnauthorized && s.token != "":
-		return s.forgetToken(pe)
+		m.forgetToken(pe)
+		return
 	case fatal(pe.Code):
-		return s.end(pe)
+		m.endPE(pe)
+		return
 	case pe.Code == protocol.ErrCartExpired:
-		if err := s.cartExpired(pe.Cart); err != nil {
-			return err
-		}
+		m.cartExpiredOn(pe.Cart)
 		if s.ready { // about a request: the next hello gets the fresh cart
-			return s.end(pe)
+			m.endPE(pe)
 		}
-		return nil // at hello: the welcome with the fresh cart follows
+		return // at hello: the welcome with the fresh cart follows
 	}
 
 	var kind reqKind
-	if m.ID != "" {
-		kind = reqKind(m.ID[0])
+	if msg.ID != "" {
+		kind = reqKind(msg.ID[0])
 	} else { // the server could not read the request's id
 		switch {
 		case !s.ready:
@@ -81,63 +79,56 @@ func (s *session) onError(m *protocol.Message) error {
 	}
 	switch kind {
 	case reqHello:
-		return s.end(pe)
+		m.endPE(pe)
 	case reqChoose:
 		s.chosen = false // the choice stands; the shopper may try again
-		return nil
 	case reqSync:
-		if m.ID != "" && m.ID != s.syncID {
-			return nil
+		if msg.ID != "" && msg.ID != s.syncID {
+			return
 		}
 		s.syncID = ""
 		s.needSync = true
 		s.failures++
-		s.retryLater(pe)
-		return nil
+		m.retryLater(pe)
 	case reqPush:
-		if s.push == nil || (m.ID != "" && m.ID != s.push.id) {
-			return nil // about a push already settled
+		if s.push == nil || (msg.ID != "" && msg.ID != s.push.id) {
+			return // about a push already settled
 		}
-		return s.onPushError(pe)
+		m.onPushError(pe)
 	}
-	return nil
 }
 
-func (s *session) onPushError(pe *protocol.Error) error {
+func (m *machine) onPushError(pe *protocol.Error) {
+	s := m.sess
 	batch := s.push.ops
 	s.push = nil
 	switch {
 	case pe.Code == protocol.ErrOutOfOrder && pe.Expected != nil:
-		if err := s.resendFrom(*pe.Expected); err != nil {
-			return err
-		}
+		m.resendFrom(*pe.Expected)
 		s.failures++
 		if s.failures > 1 { // resend at once the first time only
-			s.retryLater(pe)
+			m.retryLater(pe)
 		}
-		return nil
+		return
 	case pe.Retryable:
 		s.failures++
-		s.retryLater(pe)
-		return nil
+		m.retryLater(pe)
+		return
 	case len(batch) > 1:
 		// The batch as a whole was refused (too large, or a field the
 		// server does not take): halve it to find the op it is about.
 		s.maxBatch = max(1, len(batch)/2)
-		return nil
+		return
 	}
 	// One op the server will never take: drop it so it cannot block the
 	// ones behind it, and report it like a rejection.
-	e := s.e
-	e.mu.Lock()
 	var ops []cart.Op
-	for _, op := range e.pending {
+	for _, op := range m.pending {
 		if opID(op) == batch[0] {
 			ops = append(ops, op)
 		}
 	}
-	e.mu.Unlock()
-	return s.dropOps(ops, pe.Message)
+	m.dropOps(ops, pe.Message)
 }
 
 // resendFrom handles out_of_order: the server expects exp.Seq next from
@@ -145,10 +136,9 @@ func (s *session) onPushError(pe *protocol.Error) error {
 // dropped (a sync shows their effect); the push that follows starts at it.
 // If the outbox starts after it, the ops in between are lost and the gap can
 // never be filled: that client's ops are dropped and reported.
-func (s *session) resendFrom(exp protocol.OpID) error {
-	e := s.e
+func (m *machine) resendFrom(exp protocol.OpID) {
 	var before, all []cart.Op
-	for _, op := range s.sendable() {
+	for _, op := range m.sendable() {
 		if op.Client == exp.Client {
 			all = append(all, op)
 			if op.Seq < exp.Seq {
@@ -157,39 +147,35 @@ func (s *session) resendFrom(exp protocol.OpID) error {
 		}
 	}
 	if len(all) == 0 {
-		return nil
+		return
 	}
 	if all[0].Seq > exp.Seq {
-		e.log.Error("ops lost from the outbox; the rest of this client's ops cannot be sent",
+		m.log.Error("ops lost from the outbox; the rest of this client's ops cannot be sent",
 			logOps, exp.Client, "expected", exp.Seq, "first", all[0].Seq)
-		e.update(func() {
-			if e.client == exp.Client {
-				e.rotateLocked("the server can take no more ops of this id")
-			}
-		})
-		return s.dropOps(all, fmt.Sprintf("lost: the server expects seq %d of client %s", exp.Seq, exp.Client))
+		if m.client == exp.Client {
+			m.rotate("the server can take no more ops of this id")
+		}
+		m.dropOps(all, fmt.Sprintf("lost: the server expects seq %d of client %s", exp.Seq, exp.Client))
+		return
 	}
 	if len(before) == 0 {
-		return nil
+		return
 	}
 	ids := make([]protocol.OpID, len(before))
 	for i, op := range before {
 		ids[i] = opID(op)
 	}
-	s.needSync = true
-	return s.confirm(nil, ids)
+	m.sess.needSync = true
+	m.confirm(nil, ids, false)
 }
 
 // dropOps removes ops the server will never take and reports them as
 // rejected.
-func (s *session) dropOps(ops []cart.Op, why string) error {
+func (m *machine) dropOps(ops []cart.Op, why string) {
 	if len(ops) == 0 {
-		return nil
+		return
 	}
-	e := s.e
-	e.mu.Lock()
-	v := e.confirmed.Version
-	e.mu.Unlock()
+	v := m.confirmed.Version
 	ids := make([]protocol.OpID, len(ops))
 	results := make([]protocol.Result, len(ops))
 	for i, op := range ops {
@@ -199,106 +185,62 @@ func (s *session) dropOps(ops []cart.Op, why string) error {
 			Error: &cart.Error{Code: cart.CodeInvalidOp, Message: why},
 		}
 	}
-	if err := s.confirm(nil, ids); err != nil {
-		return err
-	}
-	e.addRejected(results...)
-	return nil
+	m.confirm(nil, ids, false)
+	m.addRejected(results...)
 }
 
 // forgetToken handles unauthorized: the server will never take this
-// connection's token, so its cart cannot be reached. Forget the token and the
-// confirmed cart, and start over on a new guest cart. The outbox is kept: ops
-// of client ids without history go to the new cart; the others are refused
+// connection's token, so its cart cannot be reached. Forget the token and
+// the confirmed cart (tokenForgotten, once the storage has swapped the
+// token), and start over on a new guest cart. The outbox is kept: ops of
+// client ids without history go to the new cart; the others are refused
 // there as out of order and reported.
-func (s *session) forgetToken(pe *protocol.Error) error {
-	e := s.e
-	stored, err := e.store.SwapDeviceToken(s.ctx, s.token, "")
-	if err != nil {
-		return fmt.Errorf("forget device token: %w", err)
-	}
+func (m *machine) forgetToken(pe *protocol.Error) {
+	m.sess.swapForg = pe
+	m.emit(storeSwap{m.sess.token, ""})
+}
+
+func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
+	s := m.sess
+	m.token = stored
+	m.changed = true
 	if stored == "" {
-		e.log.Error("device token refused; starting over on a new cart", logMessage, pe.Message)
-		e.update(func() {
-			if gone := e.guestOfLocked(s.token, s.helloCart); gone != "" {
-				e.gone[gone] = true
-			}
-		})
-		if err := e.store.Confirm(s.ctx, &cart.Cart{Lines: []*cart.Line{}}, nil); err != nil {
-			return fmt.Errorf("forget confirmed cart: %w", err)
+		m.log.Error("device token refused; starting over on a new cart", logMessage, pe.Message)
+		if gone := m.guestOf(s.token, s.helloCart); gone != "" {
+			m.gone[gone] = true
 		}
+		m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)
+	} else {
+		m.load()
 	}
-	if err := e.reload(s.ctx); err != nil {
-		return err
-	}
-	if err := e.dropGone(s.ctx); err != nil {
-		return err
-	}
-	return s.end(pe)
+	m.dropGone()
+	m.endPE(pe)
 }
 
-// cartExpired handles cart_expired: the device's guest cart was purged for
-// inactivity; the welcome of the hello it answers (or of the next hello)
-// brings a new device token and a fresh cart. Ops made on the purged cart
-// cannot be sent anywhere: they are dropped and reported. The purged
-// snapshot is forgotten at once, so that edits made before the fresh cart
-// arrives go to it. On a user's connection only the notice is kept: a
-// user's cart keeps its id. which is the cart the server named (protocol 2
-// servers always name it); without it the engine works out which it was.
-func (s *session) cartExpired(which string) error {
-	e := s.e
-	var wipe bool
-	e.update(func() {
-		e.cartExpired = true
-		if s.withUser && which == "" {
-			return
-		}
-		gone := which
-		if gone == "" {
-			gone = e.guestOfLocked(s.token, s.helloCart)
-		}
-		if gone != "" {
-			e.gone[gone] = true
-			wipe = e.confirmed.ID == gone
-		}
-	})
-	if wipe {
-		if err := e.store.Confirm(s.ctx, &cart.Cart{Lines: []*cart.Line{}}, nil); err != nil {
-			return fmt.Errorf("forget expired cart: %w", err)
-		}
+// cartExpiredOn handles cart_expired: the device's guest cart was purged
+// for inactivity; the welcome of the hello it answers (or of the next
+// hello) brings a new device token and a fresh cart. Ops made on the
+// purged cart cannot be sent anywhere: they are dropped and reported. The
+// purged snapshot is forgotten at once, so that edits made before the
+// fresh cart arrives go to it. On a user's connection only the notice is
+// kept: a user's cart keeps its id. which is the cart the server named
+// (protocol 2 servers always name it); without it the machine works out
+// which it was.
+func (m *machine) cartExpiredOn(which string) {
+	s := m.sess
+	m.cartExpired = true
+	m.changed = true
+	gone := which
+	if gone == "" && !s.withUser {
+		gone = m.guestOf(s.token, s.helloCart)
 	}
-	if err := e.reload(s.ctx); err != nil {
-		return err
+	if gone != "" {
+		m.gone[gone] = true
 	}
-	return e.dropGone(s.ctx)
-}
-
-// end ends the connection because of pe, waiting at least as long as the
-// server asked before the next.
-func (s *session) end(pe *protocol.Error) error {
-	s.retryAfter = time.Duration(pe.RetryAfterMS) * time.Millisecond
-	return &sessionError{pe}
-}
-
-// retryLater holds pushes and syncs back for a while after the s.failures-th
-// failure in a row.
-func (s *session) retryLater(pe *protocol.Error) {
-	wait := backoff(s.failures-1, s.e.cfg.BackoffBase, s.e.cfg.BackoffCap, s.e.cfg.Rand)
-	if pe.RetryAfterMS > 0 {
-		wait = max(wait, time.Duration(pe.RetryAfterMS)*time.Millisecond)
+	if gone != "" && m.confirmed.ID == gone {
+		m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)
+	} else {
+		m.load()
 	}
-	if s.retry != nil {
-		s.retry.Stop()
-	}
-	s.retry = time.NewTimer(wait)
-	s.e.log.Info("retrying later", logCode, pe.Code, logWait, wait)
-}
-
-func (e *Engine) addRejected(rs ...protocol.Result) {
-	e.update(func() {
-		e.rejected = append(e.rejected, rs...)
-		if n := len(e.rejected) - maxRejected; n > 0 {
-			e.rejected = slices.Clone(e.rejected[n:])
-		}
-	})
+	m.dropGone()
 }

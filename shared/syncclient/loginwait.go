@@ -19,7 +19,7 @@ type UserWait struct {
 	login   bool                // a user token was set (else a logout)
 	gen     uint64              // Engine.userGen after the SetUser
 	changed bool                // the SetUser changed the user: a new hello follows
-	live    *live               // the connection open before it
+	live    uint64              // the welcome of the connection open before it
 	merge   *protocol.MergeInfo // the merge known before it
 }
 
@@ -39,13 +39,13 @@ type LoginResult struct {
 // Call it where SetUser would be called; Wait may then run elsewhere.
 func (e *Engine) SetUserWait(token string, policy cart.Policy) (*UserWait, error) {
 	e.mu.Lock()
-	gen, l, merge := e.userGen, e.live, e.merge
+	gen, l, merge := e.m.userGen, e.m.live, e.m.merge
 	e.mu.Unlock()
 	if err := e.SetUser(token, policy); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
-	w := &UserWait{e: e, login: token != "", gen: e.userGen, live: l, merge: merge}
+	w := &UserWait{e: e, login: token != "", gen: e.m.userGen, live: l, merge: merge}
 	e.mu.Unlock()
 	w.changed = w.gen != gen
 	return w, nil
@@ -63,10 +63,10 @@ func (w *UserWait) Wait(ctx context.Context) (LoginResult, error) {
 	e := w.e
 	for {
 		e.mu.Lock()
-		done, err := w.answeredLocked()
+		done, err := e.m.loginAnswered(w.gen, w.login, w.changed, w.live)
 		var merge *protocol.MergeInfo
-		if w.login && e.merge != w.merge {
-			merge = e.merge
+		if w.login && e.m.merge != w.merge {
+			merge = e.m.merge
 		}
 		changed := e.changed
 		e.mu.Unlock()
@@ -82,33 +82,4 @@ func (w *UserWait) Wait(ctx context.Context) (LoginResult, error) {
 			return LoginResult{}, ctx.Err()
 		}
 	}
-}
-
-// answeredLocked reports whether the server answered the SetUser, and the
-// error if it refused it.
-func (w *UserWait) answeredLocked() (bool, error) {
-	e := w.e
-	if e.userGen != w.gen {
-		return true, ErrSuperseded
-	}
-	if e.needsLogin { // set only for a hello of this generation
-		if pe := e.lastErr; pe != nil && (pe.Code == protocol.ErrTokenExpired || pe.Code == protocol.ErrUnauthorized) {
-			return true, pe
-		}
-		return true, protocol.Errorf(protocol.ErrUnauthorized, "user token refused")
-	}
-	// A connection opened after the SetUser (a changed user ends the old
-	// one) whose hello was answered: its status leaves connecting only
-	// once the hello's cart reply is taken, and then the confirmed cart
-	// is the welcome's.
-	if e.live == nil || (w.changed && e.live == w.live) {
-		return false, nil
-	}
-	if e.status != Syncing && e.status != Synced {
-		return false, nil
-	}
-	if e.sessCart == "" || e.sessCart != e.confirmed.ID || e.sessGen != w.gen {
-		return false, nil // not the answer to a hello of this SetUser
-	}
-	return (e.sessUser != "") == w.login, nil
 }

@@ -4,36 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
-const (
-	// dialTimeout bounds one dial.
-	dialTimeout = 15 * time.Second
-	// maxHeld bounds the pushed carts held while a reply is awaited.
-	maxHeld = 16
-	// silenceBeats is how many heartbeat intervals without any message
-	// make the connection count as dead.
-	silenceBeats = 2.5
-)
+// The driver of the connection: it dials, reads and writes the socket,
+// keeps the timers, carries out the machine's effects and feeds it what
+// happens.
 
-// Errors that end a connection.
-var (
-	errSilent         = errors.New("syncclient: nothing heard from the server for 2.5 heartbeats")
-	errRequestTimeout = errors.New("syncclient: the server did not answer a request in time")
-	errTokenChanged   = errors.New("syncclient: the device token changed; reconnecting with the stored one")
-	errUserChanged    = errors.New("syncclient: the user changed; reconnecting")
-)
-
-// sessionError ends a connection because of a protocol error.
-type sessionError struct{ e *protocol.Error }
-
-func (s *sessionError) Error() string { return s.e.Error() }
-func (s *sessionError) Unwrap() error { return s.e }
+// dialTimeout bounds one dial.
+const dialTimeout = 15 * time.Second
 
 // Run keeps the engine connected and syncing until ctx ends, redialling with
 // full-jitter exponential backoff (started over after a connection that
@@ -57,8 +38,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err := e.awaitLogin(ctx); err != nil {
 			return err
 		}
-		s := newSession(e)
-		err := s.run(ctx)
+		progressed, retryAfter, err := e.connect(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -72,17 +52,17 @@ func (e *Engine) Run(ctx context.Context) error {
 			attempt = 0
 			continue
 		}
-		if s.progressed {
+		if progressed {
 			attempt = 0
 		}
 		wait := redialBackoff(attempt, e.cfg.BackoffBase, e.cfg.BackoffHold, e.cfg.BackoffCap, e.cfg.Rand)
-		if s.retryAfter > 0 {
+		if retryAfter > 0 {
 			// The server asked (going away, overloaded): at least that
 			// long, plus a jitter of up to half of it or BackoffBase,
 			// whichever is less, so that clients told the same delay
 			// do not come back together.
-			jitter := min(s.retryAfter/2, e.cfg.BackoffBase)
-			wait = max(wait, s.retryAfter+time.Duration(e.cfg.Rand()*float64(jitter)))
+			jitter := min(retryAfter/2, e.cfg.BackoffBase)
+			wait = max(wait, retryAfter+time.Duration(e.cfg.Rand()*float64(jitter)))
 		}
 		attempt++
 		e.log.Info("sync connection ended", logErr, err, logWait, wait)
@@ -104,7 +84,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) awaitLogin(ctx context.Context) error {
 	for {
 		e.mu.Lock()
-		needs := e.needsLogin
+		needs := e.m.needsLogin
 		e.mu.Unlock()
 		if !needs {
 			return nil
@@ -118,62 +98,13 @@ func (e *Engine) awaitLogin(ctx context.Context) error {
 	}
 }
 
-// session is one connection. All its fields are used by the Run goroutine
-// only.
-type session struct {
-	e    *Engine
-	ctx  context.Context
-	conn Conn
-	ids  int
-
-	hb      time.Duration
-	ping    *time.Ticker
-	silence *time.Timer
-
-	token     string // the device token of this connection
-	helloCart string // the confirmed cart's id at hello
-	withUser  bool   // hello carried a user token
-	userGen   uint64 // Engine.userGen at hello
-	cartID    string // from welcome
-	user      string // from welcome: the user of a user cart
-	guest     string // from welcome: this device's guest cart, on a user cart
-	choosing  bool   // the server waits for a choose; guest ops are held
-	chosen    bool   // the choose is sent, its answer awaited
-	ready     bool   // the reply to hello has arrived
-	live      *live  // set at welcome
-
-	push      *inflight           // the push awaiting its ack
-	syncID    string              // the hello or sync awaiting its cart
-	needSync  bool                // a sync is due
-	held      []*protocol.Message // pushed carts with a gap, held while a reply may close it
-	maxBatch  int                 // ops per push; halved on too_large
-	failures  int                 // consecutive failed pushes or syncs
-	retry     *time.Timer         // armed: wait before the next push or sync
-	deadline  *time.Timer         // armed while a request is in flight
-	stableFor *time.Timer         // fires once the connection is stable
-	resync    *time.Timer         // fires after Config.Resync without news
-
-	progressed bool          // reset the backoff after this connection
-	retryAfter time.Duration // the server asked to wait this long
-}
-
-// reqKind is the first byte of a request id: what the request was.
-type reqKind byte
-
-const (
-	reqHello  reqKind = 'h'
-	reqPush   reqKind = 'p'
-	reqSync   reqKind = 's'
-	reqChoose reqKind = 'c'
-)
-
-type inflight struct {
-	id  string
-	ops []protocol.OpID
-}
-
-func newSession(e *Engine) *session {
-	return &session{e: e, maxBatch: protocol.MaxOpsPerPush, hb: e.cfg.Heartbeat}
+// conn is one connection's driver. Its fields are the Run goroutine's.
+type conn struct {
+	e      *Engine
+	ctx    context.Context
+	c      Conn
+	ping   *time.Ticker
+	timers [numTimers]*time.Timer // all but the ping
 }
 
 type readResult struct {
@@ -181,30 +112,26 @@ type readResult struct {
 	err  error
 }
 
-func (s *session) run(ctx context.Context) error {
-	e := s.e
+// connect reads the storage, dials, and runs one connection until it ends.
+// It returns what the backoff before the next depends on, and why it ended.
+func (e *Engine) connect(ctx context.Context) (progressed bool, retryAfter time.Duration, err error) {
 	if err := e.reload(ctx); err != nil {
-		return err
+		return false, 0, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	conn, err := e.cfg.Dial(dctx)
+	sock, err := e.cfg.Dial(dctx)
 	cancel()
-	if err == nil {
-		// Connecting only once a socket is open: while the network is
-		// down, failed dials leave the status offline.
-		e.setStatus(Connecting)
-	}
 	if err != nil {
-		return fmt.Errorf("dial: %w", err)
+		return false, 0, fmt.Errorf("dial: %w", err)
 	}
 	ctx, cancel = context.WithCancel(ctx)
-	s.ctx, s.conn = ctx, conn
+	c := &conn{e: e, ctx: ctx, c: sock}
 	reads := make(chan readResult)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		for {
-			b, err := conn.Read(ctx)
+			b, err := sock.Read(ctx)
 			select {
 			case reads <- readResult{b, err}:
 			case <-ctx.Done():
@@ -215,97 +142,83 @@ func (s *session) run(ctx context.Context) error {
 			}
 		}
 	}()
+	d := &door{choose: make(chan chooseReq), done: make(chan struct{})}
+	e.mu.Lock()
+	e.door = d
+	e.mu.Unlock()
 	defer func() {
-		if s.live != nil {
-			e.update(func() {
-				if e.live == s.live {
-					e.live = nil
-				}
-			})
-			close(s.live.done)
-		}
+		e.update(func(m *machine) { progressed, retryAfter = m.stop() })
+		e.mu.Lock()
+		e.door = nil
+		e.mu.Unlock()
+		close(d.done)
 		cancel()
-		conn.Close()
+		sock.Close()
 		<-readerDone
-		for _, t := range []*time.Timer{s.silence, s.retry, s.deadline, s.stableFor, s.resync} {
+		if c.ping != nil {
+			c.ping.Stop()
+		}
+		for _, t := range c.timers {
 			if t != nil {
 				t.Stop()
 			}
 		}
 	}()
 
+	// Config.UserToken is called outside the lock: it may call the engine.
 	e.mu.Lock()
-	userSet, userToken, policy := e.userSet, e.userToken, e.policy
-	s.userGen = e.userGen
+	userSet := e.m.userSet
 	e.mu.Unlock()
+	var cfgUser string
 	if !userSet && e.cfg.UserToken != nil {
-		userToken = e.cfg.UserToken() // not under the lock: it may call the engine
+		cfgUser = e.cfg.UserToken()
 	}
-	e.mu.Lock()
-	hello := &protocol.Message{
-		Type: protocol.TypeHello, ID: s.newID(reqHello), Protocol: protocol.Version,
-		Client: e.client, DeviceToken: e.token, Since: e.confirmed.Version,
-		UserToken: userToken, Policy: policy,
-	}
-	s.token, s.helloCart, s.withUser = e.token, e.confirmed.ID, userToken != ""
-	e.mu.Unlock()
-	s.syncID = hello.ID
-	if err := s.send(hello); err != nil {
-		return err
-	}
-	s.ping = time.NewTicker(s.hb)
-	defer s.ping.Stop()
-	s.silence = time.NewTimer(s.silenceLimit())
-	s.deadline = time.NewTimer(s.silenceLimit())
-
-	for {
-		var err error
+	err = c.input(func(m *machine) { m.start(time.Now(), cfgUser) })
+	for err == nil {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			err = ctx.Err()
 		case r := <-reads:
 			if r.err != nil {
-				return fmt.Errorf("read: %w", r.err)
+				err = fmt.Errorf("read: %w", r.err)
+				break
 			}
-			s.silence.Reset(s.silenceLimit())
-			err = s.handle(r.data)
-		case <-s.ping.C:
-			// Also pick up ops other tabs queued and closed on.
-			if err = e.reload(ctx); err == nil {
-				err = s.send(&protocol.Message{Type: protocol.TypePing, T: time.Now().UnixMilli()})
+			msg, derr := protocol.Decode(r.data)
+			if derr != nil {
+				e.log.Warn("bad message from the server", logErr, derr)
+				msg = nil
 			}
-		case <-s.silence.C:
-			return errSilent
-		case <-timerC(s.deadline):
-			return errRequestTimeout
-		case <-timerC(s.stableFor):
-			s.stableFor = nil
-			s.progressed = true
-		case <-timerC(s.retry):
-			s.retry = nil
-		case <-timerC(s.resync):
-			s.resync = nil
-			s.needSync = true
+			err = c.input(func(m *machine) { m.received(time.Now(), msg) })
+		case <-tickC(c.ping):
+			err = c.fired(timerPing)
+		case <-timerC(c.timers[timerSilence]):
+			err = c.fired(timerSilence)
+		case <-timerC(c.timers[timerDeadline]):
+			err = c.fired(timerDeadline)
+		case <-timerC(c.timers[timerStable]):
+			err = c.fired(timerStable)
+		case <-timerC(c.timers[timerRetry]):
+			err = c.fired(timerRetry)
+		case <-timerC(c.timers[timerResync]):
+			err = c.fired(timerResync)
 		case <-e.wake:
+			err = c.input(func(m *machine) { m.woken(time.Now()) })
 		case <-e.userChanged:
-			e.mu.Lock()
-			changed := e.userGen != s.userGen
-			e.mu.Unlock()
-			if changed {
-				return errUserChanged
-			}
-		case r := <-timerChoose(s.live):
+			err = c.input((*machine).userChanged)
+		case r := <-d.choose:
 			var rerr error
-			rerr, err = s.choose(r.policy)
+			err = c.input(func(m *machine) { rerr = m.choose(r.policy) })
+			if err != nil && rerr == nil {
+				rerr = ErrNotConnected
+			}
 			r.err <- rerr
 		}
-		if err == nil {
-			err = s.step()
-		}
-		if err != nil {
-			return err
-		}
 	}
+	return false, 0, err // the deferred stop sets the first two
+}
+
+func (c *conn) fired(t timerID) error {
+	return c.input(func(m *machine) { m.fired(time.Now(), t) })
 }
 
 func timerC(t *time.Timer) <-chan time.Time {
@@ -315,211 +228,112 @@ func timerC(t *time.Timer) <-chan time.Time {
 	return t.C
 }
 
-func timerChoose(l *live) <-chan chooseReq {
-	if l == nil {
+func tickC(t *time.Ticker) <-chan time.Time {
+	if t == nil {
 		return nil
 	}
-	return l.choose
+	return t.C
 }
 
-func (s *session) silenceLimit() time.Duration {
-	return time.Duration(float64(s.hb) * silenceBeats)
+// input feeds the machine one input (f) and carries out the effects it asks
+// for: the storage's first, in order and under ioMu, feeding the machine
+// the storage's answers (which may ask for more); then the messages, in
+// order. It returns why the connection must end, if it must.
+func (c *conn) input(f func(m *machine)) error {
+	e := c.e
+	e.ioMu.Lock()
+	effs, changed := e.apply(f)
+	var sends []*protocol.Message
+	var end, ioErr error
+	for i := 0; i < len(effs) && ioErr == nil; i++ {
+		var then func(m *machine)
+		switch ef := effs[i].(type) {
+		case sendMsg:
+			sends = append(sends, ef.m)
+		case setTimer:
+			c.setTimer(ef.t, ef.d)
+		case endConn:
+			end = ef.err
+		case storeConfirm:
+			if err := e.store.Confirm(c.ctx, ef.c, ef.done); err != nil {
+				ioErr = fmt.Errorf("store confirmed cart: %w", err)
+			}
+		case storeRestamp:
+			if err := e.store.Restamp(c.ctx, ef.from, ef.to); err != nil {
+				ioErr = fmt.Errorf("hand ops of %s to %s: %w", ef.from, ef.to, err)
+			}
+		case storeSwap:
+			stored, err := e.store.SwapDeviceToken(c.ctx, ef.old, ef.next)
+			if err != nil {
+				ioErr = fmt.Errorf("store device token: %w", err)
+				break
+			}
+			then = func(m *machine) { m.tokenSwapped(time.Now(), stored) }
+		case storeLoad:
+			st, err := e.store.Load(c.ctx)
+			if err != nil {
+				ioErr = fmt.Errorf("load storage: %w", err)
+				break
+			}
+			then = func(m *machine) { m.storageRead(time.Now(), st) }
+		}
+		if then != nil {
+			more, ch := e.apply(then)
+			effs = append(effs, more...)
+			changed = changed || ch
+		}
+	}
+	e.ioMu.Unlock()
+	if changed {
+		e.notify() // after unlocking: OnChange may edit
+	}
+	if ioErr != nil {
+		return ioErr
+	}
+	if len(sends) > 0 {
+		e.mu.Lock()
+		limit := e.m.writeTimeout()
+		e.mu.Unlock()
+		for _, m := range sends {
+			if err := c.send(m, limit); err != nil {
+				return err
+			}
+		}
+	}
+	return end
 }
 
-func (s *session) newID(k reqKind) string {
-	s.ids++
-	return string(k) + strconv.Itoa(s.ids)
+// setTimer arms timer t to fire in d, or stops it for d = 0.
+func (c *conn) setTimer(t timerID, d time.Duration) {
+	if t == timerPing {
+		if c.ping == nil {
+			c.ping = time.NewTicker(d)
+		} else {
+			c.ping.Reset(d)
+		}
+		return
+	}
+	switch tm := c.timers[t]; {
+	case d == 0:
+		if tm != nil {
+			tm.Stop()
+		}
+	case tm == nil:
+		c.timers[t] = time.NewTimer(d)
+	default:
+		tm.Reset(d)
+	}
 }
 
-func (s *session) send(m *protocol.Message) error {
+func (c *conn) send(m *protocol.Message, limit time.Duration) error {
 	b, err := protocol.Encode(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", m.Type, err)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.silenceLimit())
+	ctx, cancel := context.WithTimeout(c.ctx, limit)
 	defer cancel()
-	if err := s.conn.Write(ctx, b); err != nil {
+	if err := c.c.Write(ctx, b); err != nil {
 		return fmt.Errorf("write %s: %w", m.Type, err)
 	}
-	return nil
-}
-
-// step does what is due after an event: a sync, the next push, the status.
-func (s *session) step() error {
-	e := s.e
-	e.mu.Lock()
-	token := e.token
-	e.mu.Unlock()
-	if token != s.token {
-		return errTokenChanged // another tab stored another token
-	}
-	if !s.ready {
-		return nil
-	}
-	if s.stableFor == nil && !s.progressed {
-		// Healthy once it stays up a while after the hello reply.
-		s.stableFor = time.NewTimer(e.cfg.StableAfter)
-	}
-	if err := e.dropGone(s.ctx); err != nil { // ops queued on a gone cart meanwhile
-		return err
-	}
-	if s.push == nil && s.syncID == "" && len(s.held) > 0 {
-		held := s.held
-		s.held = nil
-		for _, m := range held {
-			if err := s.onCart(m); err != nil {
-				return err
-			}
-		}
-	}
-	if s.needSync && s.syncID == "" && s.retry == nil {
-		if err := s.sendSync(); err != nil {
-			return err
-		}
-	}
-	if s.push == nil && s.syncID == "" && s.retry == nil {
-		if err := s.sendPush(); err != nil {
-			return err
-		}
-	}
-	busy := s.push != nil || s.syncID != ""
-	if busy && s.deadline == nil {
-		s.deadline = time.NewTimer(s.silenceLimit())
-	} else if !busy && s.deadline != nil {
-		s.deadline.Stop()
-		s.deadline = nil
-	}
-	if busy || len(s.sendable()) > 0 || s.needSync {
-		e.setStatus(Syncing)
-	} else {
-		e.setStatus(Synced)
-	}
-	return nil
-}
-
-// progress pushes the request deadline back: the server is answering.
-func (s *session) progress() {
-	if s.deadline != nil {
-		s.deadline.Reset(s.silenceLimit())
-	}
-}
-
-// news pushes the next resync back: the engine just heard about the cart.
-func (s *session) news() {
-	if d := s.e.cfg.Resync; d > 0 {
-		if s.resync == nil {
-			s.resync = time.NewTimer(d)
-		} else {
-			s.resync.Reset(d)
-		}
-	}
-}
-
-// canSend reports whether op may be sent on this connection: made on its
-// cart, before the first sync, or (on a user cart) on this device's guest
-// cart, once no choice is pending. The server refuses the batch of any
-// other op; those stay in the outbox for a connection on their cart.
-func (s *session) canSend(op cart.Op) bool {
-	return op.Cart == "" || op.Cart == s.cartID ||
-		(s.user != "" && s.guest != "" && op.Cart == s.guest && !s.choosing)
-}
-
-// sendable returns the pending ops this connection may send, in outbox
-// order.
-func (s *session) sendable() []cart.Op {
-	e := s.e
-	e.mu.Lock()
-	pending := e.pending
-	e.mu.Unlock()
-	if s.cartID == "" {
-		return nil
-	}
-	var out []cart.Op
-	for _, op := range pending {
-		if s.canSend(op) {
-			out = append(out, op)
-		}
-	}
-	return out
-}
-
-// pendingClients lists the client ids with sendable ops, in outbox order,
-// at most protocol.MaxClientsPerSync.
-func (s *session) pendingClients() []string {
-	var out []string
-	for _, op := range s.sendable() {
-		if len(out) == 0 || out[len(out)-1] != op.Client {
-			out = append(out, op.Client)
-		}
-	}
-	return out[:min(len(out), protocol.MaxClientsPerSync)]
-}
-
-func (s *session) sendSync() error {
-	e := s.e
-	e.mu.Lock()
-	since := e.confirmed.Version
-	e.mu.Unlock()
-	m := &protocol.Message{Type: protocol.TypeSync, ID: s.newID(reqSync), Since: since, Clients: s.pendingClients()}
-	s.needSync = false
-	s.syncID = m.ID
-	return s.send(m)
-}
-
-func (s *session) sendPush() error {
-	pending := s.sendable()
-	if len(pending) == 0 {
-		return nil
-	}
-	n := min(len(pending), s.maxBatch)
-	for {
-		m := &protocol.Message{Type: protocol.TypePush, Ops: pending[:n]}
-		b, err := protocol.Encode(m)
-		if err != nil {
-			return fmt.Errorf("encode push: %w", err)
-		}
-		if len(b) <= protocol.MaxMessageBytes-64 { // room for the id
-			break
-		}
-		if n == 1 {
-			if err := s.dropOps(pending[:1], "the operation is too large to send"); err != nil {
-				return err
-			}
-			return s.sendPush()
-		}
-		n /= 2
-	}
-	m := &protocol.Message{Type: protocol.TypePush, ID: s.newID(reqPush), Ops: pending[:n]}
-	s.push = &inflight{id: m.ID, ops: make([]protocol.OpID, n)}
-	for i, op := range pending[:n] {
-		s.push.ops[i] = opID(op)
-	}
-	return s.send(m)
-}
-
-// handle processes one message from the server.
-func (s *session) handle(data []byte) error {
-	m, err := protocol.Decode(data)
-	if err != nil {
-		s.e.log.Warn("bad message from the server", logErr, err)
-		return nil
-	}
-	switch m.Type {
-	case protocol.TypeWelcome:
-		return s.onWelcome(m)
-	case protocol.TypeCart:
-		return s.onCart(m)
-	case protocol.TypeAck:
-		return s.onAck(m)
-	case protocol.TypeError:
-		return s.onError(m)
-	case protocol.TypeMerge:
-		return s.onMerge(m)
-	case protocol.TypePing:
-		return s.send(&protocol.Message{Type: protocol.TypePong, ID: m.ID, T: m.T})
-	case protocol.TypePong:
-		return nil
-	}
-	s.e.log.Warn("unexpected message from the server", logType, m.Type)
 	return nil
 }

@@ -102,42 +102,46 @@ type State struct {
 func (e *Engine) Snapshot() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.m.snapshot()
+}
+
+func (m *machine) snapshot() State {
 	st := State{
-		Cart:        e.shown,
-		Confirmed:   e.confirmed.Version,
-		Pending:     len(e.pending),
-		Waiting:     e.waiting,
-		Status:      e.status,
-		LastError:   e.lastErr,
-		Rejected:    append([]protocol.Result(nil), e.rejected...),
-		NeedsLogin:  e.needsLogin,
-		CartExpired: e.cartExpired,
-		Merge:       e.merge,
-		Choice:      e.choice,
-		Dropped:     append([]cart.Op(nil), e.dropped...),
-		Notices:     e.notices,
-		Totals:      e.totals,
+		Cart:        m.shown,
+		Confirmed:   m.confirmed.Version,
+		Pending:     len(m.pending),
+		Waiting:     m.waiting,
+		Status:      m.status,
+		LastError:   m.lastErr,
+		Rejected:    append([]protocol.Result(nil), m.rejected...),
+		NeedsLogin:  m.needsLogin,
+		CartExpired: m.cartExpired,
+		Merge:       m.merge,
+		Choice:      m.choice,
+		Dropped:     append([]cart.Op(nil), m.dropped...),
+		Notices:     m.notices,
+		Totals:      m.totals,
 	}
-	if e.sessCart != "" && e.sessCart == e.confirmed.ID {
-		st.User = e.sessUser
+	if m.sessCart != "" && m.sessCart == m.confirmed.ID {
+		st.User = m.sessUser
 	}
 	return st
 }
 
-// annotateLocked sets the notices and totals shown from those the server
-// sent with the confirmed cart, for the shown cart.
-func (e *Engine) annotateLocked(replayed bool) {
-	e.notices = liveNotices(e.confirmed.Notices, e.shown)
-	e.totals = nil
+// annotate sets the notices and totals shown from those the server sent
+// with the confirmed cart, for the shown cart.
+func (m *machine) annotate(replayed bool) {
+	m.notices = liveNotices(m.confirmed.Notices, m.shown)
+	m.totals = nil
 	switch {
-	case e.confirmed.Totals == nil && e.confirmed.Notices == nil:
+	case m.confirmed.Totals == nil && m.confirmed.Notices == nil:
 		// No catalog; or one that knows none of the SKUs, or totals
 		// that are all zero (an empty map is left out of the JSON).
 		// Either way the lines' own prices are the totals.
-	case !replayed && e.confirmed.Totals != nil:
-		e.totals = maps.Clone(e.confirmed.Totals)
+	case !replayed && m.confirmed.Totals != nil:
+		m.totals = maps.Clone(m.confirmed.Totals)
 	default:
-		e.totals = catalogTotals(e.shown, e.confirmed)
+		m.totals = catalogTotals(m.shown, m.confirmed)
 	}
 }
 

@@ -1,0 +1,57 @@
+package syncclient
+
+import (
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+)
+
+// Logins in the machine: the user token and policy the next hellos
+// present, and whether the server has answered a login.
+
+// setUser sets the user token and merge policy of the next hellos. It
+// reports whether they changed (or a login was needed): then an open
+// connection ends (userChanged) and the next one presents them.
+func (m *machine) setUser(token string, policy cart.Policy) bool {
+	if token == "" {
+		policy = ""
+	}
+	if m.userSet && token == m.userToken && policy == m.policy && !m.needsLogin {
+		return false
+	}
+	m.userSet, m.userToken, m.policy = true, token, policy
+	m.userGen++
+	m.needsLogin = false
+	m.choice = nil // a choice belongs to the login it was asked for
+	m.changed = true
+	return true
+}
+
+// loginAnswered reports whether the server answered the login or logout
+// of generation gen (login: a user token was set), and the error if it
+// refused it. changed: that setUser changed the user, so the answer comes
+// on a connection welcomed after welcome live.
+func (m *machine) loginAnswered(gen uint64, login, changed bool, live uint64) (bool, error) {
+	if m.userGen != gen {
+		return true, ErrSuperseded
+	}
+	if m.needsLogin { // set only for a hello of this generation
+		if pe := m.lastErr; pe != nil && (pe.Code == protocol.ErrTokenExpired || pe.Code == protocol.ErrUnauthorized) {
+			return true, pe
+		}
+		return true, protocol.Errorf(protocol.ErrUnauthorized, "user token refused")
+	}
+	// A connection opened after the setUser (a changed user ends the old
+	// one) whose hello was answered: its status leaves connecting only
+	// once the hello's cart reply is taken, and then the confirmed cart
+	// is the welcome's.
+	if m.live == 0 || (changed && m.live == live) {
+		return false, nil
+	}
+	if m.status != Syncing && m.status != Synced {
+		return false, nil
+	}
+	if m.sessCart == "" || m.sessCart != m.confirmed.ID || m.sessGen != gen {
+		return false, nil // not the answer to a hello of this setUser
+	}
+	return (m.sessUser != "") == login, nil
+}

@@ -1,0 +1,208 @@
+package syncclient
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+)
+
+// The machine's copy of the storage, and the state shown from it.
+
+// memoryConfirmFor is how long after reading the storage a confirm is
+// shown from memory; later the storage is read back. A burst of edits and
+// acks then reads it about once a second instead of at every ack.
+const memoryConfirmFor = time.Second
+
+// loadedStored takes everything stored, the source of truth for the
+// confirmed cart and the outbox (other tabs write it too).
+func (m *machine) loadedStored(now time.Time, st Stored) {
+	if st.Cart == nil {
+		st.Cart = &cart.Cart{Lines: []*cart.Line{}}
+	}
+	m.loaded = true
+	m.token = st.DeviceToken
+	m.confirmed = st.Cart
+	m.ownCart()
+	m.pending = st.Pending
+	m.readAt = now
+	m.rebuild()
+}
+
+// enqueued shows op, just stored by an edit, without reading the storage
+// back: an edit returns as soon as it is durable, which is what a
+// storefront's add() waits for. What other tabs stored meanwhile comes
+// with the next read. The driver holds Engine.ioMu from before the op was
+// stored: no read can have seen it, so it cannot have been sent, answered
+// and taken out already (adding it then would show it twice), and no read
+// from before it was stored can be taken after this and hide it.
+func (m *machine) enqueued(op cart.Op) {
+	// The outbox is in client id, then seq order, as Storage.Load gives it.
+	i, found := slices.BinarySearchFunc(m.pending, op, func(p, t cart.Op) int {
+		return cmp.Or(cmp.Compare(p.Client, t.Client), cmp.Compare(p.Seq, t.Seq))
+	})
+	if !found {
+		m.pending = slices.Insert(slices.Clip(m.pending), i, op)
+	}
+	m.rebuild()
+}
+
+// newOp stamps an edit with the client id, cart and base version it is
+// made on; the storage allocates its seq.
+func (m *machine) newOp(op cart.Op) cart.Op {
+	op.Client, op.Cart, op.Base = m.client, m.confirmed.ID, m.confirmed.Version
+	return op
+}
+
+// confirm stores a confirmed cart and drops the answered ops, and makes
+// the same change in the copy. With reread, or when the copy may be
+// stale, it then reads the storage back: the reply to a hello or a sync,
+// which is also when ops other tabs stored are looked for; a cart of
+// another id, whose ops are the storage's to say; a read older than
+// memoryConfirmFor. Otherwise an ack or a push costs one storage
+// transaction, and an add() made meanwhile waits behind that one only.
+func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
+	if c == nil && len(done) == 0 {
+		if reread {
+			m.load()
+		}
+		return
+	}
+	if !m.loaded || (c != nil && (m.confirmed.ID == "" || c.ID != m.confirmed.ID)) || m.now.Sub(m.readAt) > memoryConfirmFor {
+		reread = true
+	}
+	m.emit(storeConfirm{c, done})
+	if replacesStored(m.confirmed, c) {
+		m.confirmed = cloneCart(c)
+	}
+	m.ownCart() // as a read does: a client id just rotated has no cart yet
+	m.pending = withoutDone(m.pending, done)
+	m.rebuild()
+	if reread {
+		m.load()
+	}
+}
+
+// restamp moves the pending ops made on cart from to cart to.
+func (m *machine) restamp(from, to string) {
+	m.emit(storeRestamp{from, to})
+	pending := slices.Clone(m.pending)
+	for i := range pending {
+		if pending[i].Cart == from {
+			pending[i].Cart, pending[i].Base = to, 0
+		}
+	}
+	m.pending = pending
+	m.rebuild()
+}
+
+// ownCart makes the confirmed cart the one the client id's seqs count
+// for. Seqs count per client id and cart: on another cart the id's next
+// seq would be refused as out of order, so an id that counted for another
+// cart is rotated.
+func (m *machine) ownCart() {
+	if m.confirmed.ID != m.clientCart {
+		if m.clientCart != "" {
+			m.rotate("the cart changed")
+		}
+		m.clientCart = m.confirmed.ID
+	}
+}
+
+// rotate moves new ops to a fresh client id.
+func (m *machine) rotate(why string) {
+	old := m.client
+	m.client, m.clientCart = m.newID(), ""
+	m.log.Info("new client id", logClient, m.client, "old", old, "why", why)
+}
+
+// rebuild replays the pending ops of the confirmed cart on it and counts
+// the others, then the notices and totals shown. Rejections are expected
+// (the line may be gone) and ignored: the server decides.
+func (m *machine) rebuild() {
+	c := m.confirmed.Clone()
+	m.waiting = 0
+	for _, op := range m.pending {
+		if !m.belongs(op) {
+			m.waiting++
+			continue
+		}
+		c.Apply(op, localDevice, m.limits)
+	}
+	m.shown = c
+	m.annotate(len(m.pending) > m.waiting)
+	m.changed = true
+}
+
+// belongs reports whether op is for the confirmed cart: made on it,
+// before the first sync, or (on a user cart) on the guest cart the latest
+// welcome named for it, whose ops the server applies to the user cart.
+func (m *machine) belongs(op cart.Op) bool {
+	id := m.confirmed.ID
+	return op.Cart == "" || op.Cart == id ||
+		(id != "" && id == m.sessCart && m.sessUser != "" && m.sessGuest != "" && op.Cart == m.sessGuest)
+}
+
+// guestOf returns the guest cart of device token tok if the machine knows
+// it. With fallback, a cart it does not know to be a user cart counts as
+// tok's guest cart.
+func (m *machine) guestOf(tok, fallback string) string {
+	if tok != "" && tok == m.guestTok && m.guestCart != "" {
+		return m.guestCart
+	}
+	if fallback != "" && !m.userCarts[fallback] {
+		return fallback
+	}
+	return ""
+}
+
+// dropGone removes the pending ops of carts that no longer exist for this
+// device, reports them in State.Dropped, and reads the storage back. It
+// reports whether it dropped any.
+func (m *machine) dropGone() bool {
+	var ops []cart.Op
+	for _, op := range m.pending {
+		if op.Cart != "" && m.gone[op.Cart] {
+			ops = append(ops, op)
+		}
+	}
+	if len(ops) == 0 {
+		return false
+	}
+	ids := make([]protocol.OpID, len(ops))
+	for i, op := range ops {
+		ids[i] = opID(op)
+	}
+	m.log.Warn("ops dropped: their cart no longer exists", logOps, len(ops), "cart", ops[0].Cart)
+	m.dropped = append(m.dropped, ops...)
+	if n := len(m.dropped) - maxDropped; n > 0 {
+		m.dropped = slices.Clone(m.dropped[n:])
+	}
+	m.confirm(nil, ids, true)
+	return true
+}
+
+func (m *machine) setStatus(s Status) {
+	if m.status != s {
+		m.status = s
+		m.changed = true
+	}
+}
+
+func (m *machine) addRejected(rs ...protocol.Result) {
+	m.rejected = append(m.rejected, rs...)
+	if n := len(m.rejected) - maxRejected; n > 0 {
+		m.rejected = slices.Clone(m.rejected[n:])
+	}
+	m.changed = true
+}
+
+// ackNotices clears the notices the UI has shown.
+func (m *machine) ackNotices() {
+	m.cartExpired = false
+	m.merge = nil
+	m.dropped = nil
+	m.changed = true
+}
