@@ -41,6 +41,20 @@
 // with protocol pings and dropped when nothing has been heard for 2.5
 // heartbeat intervals; it is redialled with full-jitter exponential backoff.
 //
+// # Inside: a state machine and its driver
+//
+// The protocol logic is a state machine with no I/O, no goroutine, no
+// clock and no lock (machine.go): its inputs are the connection opening
+// and ending, server messages, timers firing, local edits stored, logins,
+// the shopper's choice and the storage's answers; its outputs are
+// messages to send, storage writes and reads, timers to set and the end
+// of the connection, plus the state shown. The Engine is its driver: it
+// owns the socket, the storage, the clock and the timers, feeds the
+// machine under one mutex and carries out what it asks for (run.go).
+// Tests drive the machine input by input (machine_test.go); the browser
+// widget, the load generator and native apps all run the same machine
+// through the Engine.
+//
 // # Carts and logins (protocol 2)
 //
 // Every op carries the id of the cart shown when it was made (none before

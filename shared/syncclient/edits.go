@@ -67,6 +67,7 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 			return fmt.Errorf("queue %s: %w", op.Kind, err)
 		}
 		e.apply(func(m *machine) { m.enqueued(stored) })
+		e.publish()
 		return nil
 	}()
 	if err != nil {
@@ -87,7 +88,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 	}
 	for {
 		e.mu.Lock()
-		n, ch := len(e.m.pending)-e.m.waiting, e.changed
+		n, ch := e.view.Pending-e.view.Waiting, e.changed
 		e.mu.Unlock()
 		if n == 0 {
 			return nil

@@ -131,7 +131,10 @@ type Engine struct {
 
 	mu      sync.Mutex // guards the fields below
 	m       *machine
-	changed chan struct{} // closed and replaced on every change of the state shown
+	dirty   bool          // the machine's state changed since it was published
+	view    State         // the state published: what Snapshot returns
+	login   loginView     // published with it, for UserWait
+	changed chan struct{} // closed and replaced at every publish
 	door    *door         // the open connection's, for Choose
 
 	nmu    sync.Mutex // OnChange delivery
@@ -152,7 +155,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("syncclient: client id %q: must be 1 to %d printable bytes", cfg.ClientID, cart.MaxClientID)
 	}
 	cfg = cfg.withDefaults()
-	return &Engine{
+	e := &Engine{
 		cfg:         cfg,
 		store:       cfg.Storage,
 		log:         cfg.Logger,
@@ -160,7 +163,9 @@ func New(cfg Config) (*Engine, error) {
 		userChanged: make(chan struct{}, 1),
 		m:           newMachine(cfg, newClientID),
 		changed:     make(chan struct{}),
-	}, nil
+	}
+	e.view, e.login = e.m.snapshot(), e.m.loginView()
+	return e, nil
 }
 
 // withDefaults returns cfg with its zero fields set to their defaults.
@@ -215,23 +220,39 @@ func (e *Engine) ClientID() string {
 }
 
 // apply calls f on the machine under the lock and returns the effects it
-// asked for. It does not notify (the caller may hold ioMu, and OnChange may
-// edit): it reports whether the state shown changed.
-func (e *Engine) apply(f func(m *machine)) ([]effect, bool) {
+// asked for. What f changed is published by the next publish: once the
+// storage effects are carried out, so that nothing is shown, or reported
+// to OnChange, before it is stored.
+func (e *Engine) apply(f func(m *machine)) []effect {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	f(e.m)
 	effs, changed := e.m.take()
-	if changed {
-		close(e.changed)
-		e.changed = make(chan struct{})
-	}
-	return effs, changed
+	e.dirty = e.dirty || changed
+	return effs
 }
 
-// update is apply for what asks for no effect, notifying.
+// publish makes the machine's state the one shown, if it changed, and
+// reports whether it did: the caller then notifies (not while holding
+// ioMu: OnChange may edit).
+func (e *Engine) publish() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.dirty {
+		return false
+	}
+	e.dirty = false
+	e.view, e.login = e.m.snapshot(), e.m.loginView()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	return true
+}
+
+// update is apply and publish for what asks for no storage effect,
+// notifying.
 func (e *Engine) update(f func(m *machine)) {
-	if _, changed := e.apply(f); changed {
+	e.apply(f)
+	if e.publish() {
 		e.notify()
 	}
 }
@@ -343,7 +364,8 @@ func (e *Engine) reload(ctx context.Context) error {
 		e.ioMu.Unlock()
 		return fmt.Errorf("load storage: %w", err)
 	}
-	_, changed := e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
+	e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
+	changed := e.publish()
 	e.ioMu.Unlock()
 	if changed {
 		e.notify() // after unlocking: OnChange may edit

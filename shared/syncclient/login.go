@@ -26,16 +26,33 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	return true
 }
 
-// loginAnswered reports whether the server answered the login or logout
-// of generation gen (login: a user token was set), and the error if it
-// refused it. changed: that setUser changed the user, so the answer comes
-// on a connection welcomed after welcome live.
-func (m *machine) loginAnswered(gen uint64, login, changed bool, live uint64) (bool, error) {
-	if m.userGen != gen {
+// loginView is what UserWait needs to know of the machine besides State,
+// published with it.
+type loginView struct {
+	userGen     uint64 // machine.userGen
+	live        uint64 // machine.live
+	sessGen     uint64 // machine.sessGen
+	sessOnShown bool   // the latest welcome is about the confirmed cart
+	sessUser    string // its user
+}
+
+func (m *machine) loginView() loginView {
+	return loginView{
+		userGen: m.userGen, live: m.live, sessGen: m.sessGen,
+		sessOnShown: m.sessCart != "" && m.sessCart == m.confirmed.ID, sessUser: m.sessUser,
+	}
+}
+
+// answered reports whether the server answered the login or logout of
+// generation gen (login: a user token was set), and the error if it
+// refused it, as far as st and v show. changed: that setUser changed the
+// user, so the answer comes on a connection welcomed after welcome live.
+func (v loginView) answered(st State, gen uint64, login, changed bool, live uint64) (bool, error) {
+	if v.userGen != gen {
 		return true, ErrSuperseded
 	}
-	if m.needsLogin { // set only for a hello of this generation
-		if pe := m.lastErr; pe != nil && (pe.Code == protocol.ErrTokenExpired || pe.Code == protocol.ErrUnauthorized) {
+	if st.NeedsLogin { // set only for a hello of this generation
+		if pe := st.LastError; pe != nil && (pe.Code == protocol.ErrTokenExpired || pe.Code == protocol.ErrUnauthorized) {
 			return true, pe
 		}
 		return true, protocol.Errorf(protocol.ErrUnauthorized, "user token refused")
@@ -44,14 +61,14 @@ func (m *machine) loginAnswered(gen uint64, login, changed bool, live uint64) (b
 	// one) whose hello was answered: its status leaves connecting only
 	// once the hello's cart reply is taken, and then the confirmed cart
 	// is the welcome's.
-	if m.live == 0 || (changed && m.live == live) {
+	if v.live == 0 || (changed && v.live == live) {
 		return false, nil
 	}
-	if m.status != Syncing && m.status != Synced {
+	if st.Status != Syncing && st.Status != Synced {
 		return false, nil
 	}
-	if m.sessCart == "" || m.sessCart != m.confirmed.ID || m.sessGen != gen {
+	if !v.sessOnShown || v.sessGen != gen {
 		return false, nil // not the answer to a hello of this setUser
 	}
-	return (m.sessUser != "") == login, nil
+	return (v.sessUser != "") == login, nil
 }

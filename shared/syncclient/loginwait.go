@@ -39,13 +39,13 @@ type LoginResult struct {
 // Call it where SetUser would be called; Wait may then run elsewhere.
 func (e *Engine) SetUserWait(token string, policy cart.Policy) (*UserWait, error) {
 	e.mu.Lock()
-	gen, l, merge := e.m.userGen, e.m.live, e.m.merge
+	gen, l, merge := e.login.userGen, e.login.live, e.view.Merge
 	e.mu.Unlock()
 	if err := e.SetUser(token, policy); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
-	w := &UserWait{e: e, login: token != "", gen: e.m.userGen, live: l, merge: merge}
+	w := &UserWait{e: e, login: token != "", gen: e.login.userGen, live: l, merge: merge}
 	e.mu.Unlock()
 	w.changed = w.gen != gen
 	return w, nil
@@ -63,10 +63,11 @@ func (w *UserWait) Wait(ctx context.Context) (LoginResult, error) {
 	e := w.e
 	for {
 		e.mu.Lock()
-		done, err := e.m.loginAnswered(w.gen, w.login, w.changed, w.live)
+		st := e.view
+		done, err := e.login.answered(st, w.gen, w.login, w.changed, w.live)
 		var merge *protocol.MergeInfo
-		if w.login && e.m.merge != w.merge {
-			merge = e.m.merge
+		if w.login && st.Merge != w.merge {
+			merge = st.Merge
 		}
 		changed := e.changed
 		e.mu.Unlock()
@@ -74,7 +75,7 @@ func (w *UserWait) Wait(ctx context.Context) (LoginResult, error) {
 			if err != nil {
 				return LoginResult{}, err
 			}
-			return LoginResult{State: e.Snapshot(), Merge: merge}, nil
+			return LoginResult{State: st, Merge: merge}, nil
 		}
 		select {
 		case <-changed:

@@ -443,6 +443,120 @@ func TestMachine(t *testing.T) {
 				return got(h, ack("p2", cartAt(2, "a=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
 			}, []string{"confirm cart-1@2 done=me/1", "load"}},
 		},
+	}, {
+		name:  "an ack that moved further than its ops reads the storage, then asks about another tab's ops",
+		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
+		steps: []step{
+			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+				[]string{"send push p2 me/1"}},
+			{func(h *harness) func(*machine) {
+				_, err := h.store.Enqueue(context.Background(), "other", func(seq uint64) cart.Op {
+					return cart.Op{Client: "other", Seq: seq, Cart: "cart-1", Kind: cart.KindAdd, SKU: "tea", Quantity: 1}
+				})
+				must(h.t, err)
+				return got(h, ack("p2", cartAt(3, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
+			}, []string{"confirm cart-1@3 done=me/1", "load", "send sync s3 since=3 clients=[other]"}},
+			{func(h *harness) func(*machine) {
+				return got(h, reply("s3", cartAt(3, "mug=1", "tea=1"), map[string]uint64{"other": 1}))
+			}, []string{"confirm cart-1@3 done=other/1", "load"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.Pending != 0 || st.Status != Synced {
+				t.Errorf("state %+v, want synced with nothing pending", st)
+			}
+		},
+	}, {
+		name:  "the catalog changed: the same version again, with notices an edit resolves",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []step{
+			{func(h *harness) func(*machine) {
+				c := cartAt(2, "mug=2")
+				c.Lines[0].Details.Price, c.Lines[0].Details.Currency = 500, "EUR"
+				return got(h, &protocol.Message{Type: protocol.TypeCart, From: 1, Cart: c, By: []protocol.OpID{{Client: "x", Seq: 1}}})
+			}, []string{"confirm cart-1@2 done=x/1"}},
+			{func(h *harness) func(*machine) {
+				c := cartAt(2, "mug=2")
+				c.Lines[0].Details.Price, c.Lines[0].Details.Currency = 500, "EUR"
+				c.Notices = []cart.Notice{{Line: "mug", PriceChanged: &cart.PriceChange{From: 500, To: 600, Currency: "EUR"}}}
+				c.Totals = map[string]int64{"EUR": 1200}
+				return got(h, &protocol.Message{Type: protocol.TypeCart, From: 2, Cart: c})
+			}, []string{"confirm cart-1@2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); len(st.Notices) != 1 || st.Totals["EUR"] != 1200 {
+				t.Fatalf("state %+v, want the price notice and totals at the new price", st)
+			}
+			h.edit(cart.Op{Kind: cart.KindDetails, SKU: "mug", Details: &cart.Details{Price: 600, Currency: "EUR"}})
+			if st := h.m.snapshot(); len(st.Notices) != 0 || st.Totals["EUR"] != 1200 {
+				t.Errorf("state %+v, want the notice resolved by the pending edit", st)
+			}
+		},
+	}, {
+		name:  "the welcome sets the heartbeat; a quiet cart is synced after Config.Resync",
+		setup: func(h *harness) { h.timers = true },
+		steps: []step{
+			{opened, []string{`send hello h1 token="" since=0`, "timer ping 25s", "timer silence 1m2.5s", "timer deadline 1m2.5s"}},
+			{func(h *harness) func(*machine) {
+				w := welcome("", "cart-1")
+				w.HeartbeatMS = 10000
+				return got(h, w)
+			}, []string{"timer silence 1m2.5s", "timer ping 10s", "timer silence 25s", "timer deadline 25s"}},
+			{func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1), nil)) },
+				[]string{"timer silence 25s", "timer deadline 25s", "timer resync 5m0s", "confirm cart-1@1", "load",
+					"timer stable 2s", "timer deadline 0s"}},
+			{func(h *harness) func(*machine) { return fire(h, timerResync) },
+				[]string{"send sync s2 since=1 clients=[]", "timer deadline 25s"}},
+		},
+	}, {
+		name:  "a connection that stayed up resets the backoff; a login ends it",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []step{
+			{func(h *harness) func(*machine) { return fire(h, timerStable) }, nil},
+			{func(h *harness) func(*machine) {
+				return func(m *machine) {
+					if !m.setUser("user:ann", "") {
+						h.t.Error("setUser reported no change")
+					}
+					m.userChanged()
+				}
+			}, []string{"end: " + errUserChanged.Error()}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if err := h.m.choose(cart.PolicyMerge); err != ErrNotConnected {
+				t.Errorf("choose on an ended connection: %v, want ErrNotConnected", err)
+			}
+			if progressed, _ := h.m.stop(); !progressed {
+				t.Error("a connection that stayed up does not reset the backoff")
+			}
+			if err := h.m.choose(cart.PolicyMerge); err != ErrNotConnected {
+				t.Errorf("choose without a connection: %v, want ErrNotConnected", err)
+			}
+		},
+	}, {
+		name:  "the heartbeat reads the storage: ops another tab queued and closed on are sent",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []step{
+			{func(h *harness) func(*machine) {
+				_, err := h.store.Enqueue(context.Background(), "closed-tab", func(seq uint64) cart.Op {
+					return cart.Op{Client: "closed-tab", Seq: seq, Cart: "cart-1", Kind: cart.KindAdd, SKU: "tea", Quantity: 1}
+				})
+				must(h.t, err)
+				return fire(h, timerPing)
+			}, []string{"load", "send ping", "send push p2 closed-tab/1"}},
+		},
+	}, {
+		name:  "going_away ends the connection and asks for a wait",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []step{
+			{func(h *harness) func(*machine) {
+				return got(h, errMsg("", protocol.ErrGoingAway, func(pe *protocol.Error) { pe.RetryAfterMS = 1500 }))
+			}, []string{"end: " + protocol.Errorf(protocol.ErrGoingAway, "going_away").Error()}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if _, wait := h.m.stop(); wait != 1500*time.Millisecond {
+				t.Errorf("retry after %v, want 1.5s", wait)
+			}
+		},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

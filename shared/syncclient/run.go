@@ -102,7 +102,11 @@ func (e *Engine) awaitLogin(ctx context.Context) error {
 type conn struct {
 	e      *Engine
 	ctx    context.Context
-	c      Conn
+	cancel context.CancelFunc
+	sock   Conn
+	reads  chan readResult
+	read   chan struct{} // closed when the reader has returned
+	door   *door
 	ping   *time.Ticker
 	timers [numTimers]*time.Timer // all but the ping
 }
@@ -124,46 +128,8 @@ func (e *Engine) connect(ctx context.Context) (progressed bool, retryAfter time.
 	if err != nil {
 		return false, 0, fmt.Errorf("dial: %w", err)
 	}
-	ctx, cancel = context.WithCancel(ctx)
-	c := &conn{e: e, ctx: ctx, c: sock}
-	reads := make(chan readResult)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		for {
-			b, err := sock.Read(ctx)
-			select {
-			case reads <- readResult{b, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	d := &door{choose: make(chan chooseReq), done: make(chan struct{})}
-	e.mu.Lock()
-	e.door = d
-	e.mu.Unlock()
-	defer func() {
-		e.update(func(m *machine) { progressed, retryAfter = m.stop() })
-		e.mu.Lock()
-		e.door = nil
-		e.mu.Unlock()
-		close(d.done)
-		cancel()
-		sock.Close()
-		<-readerDone
-		if c.ping != nil {
-			c.ping.Stop()
-		}
-		for _, t := range c.timers {
-			if t != nil {
-				t.Stop()
-			}
-		}
-	}()
+	c := e.open(ctx, sock)
+	defer func() { progressed, retryAfter = c.close() }()
 
 	// Config.UserToken is called outside the lock: it may call the engine.
 	e.mu.Lock()
@@ -173,15 +139,75 @@ func (e *Engine) connect(ctx context.Context) (progressed bool, retryAfter time.
 	if !userSet && e.cfg.UserToken != nil {
 		cfgUser = e.cfg.UserToken()
 	}
-	err = c.input(func(m *machine) { m.start(time.Now(), cfgUser) })
-	for err == nil {
+	if err := c.input(func(m *machine) { m.start(time.Now(), cfgUser) }); err != nil {
+		return false, 0, err
+	}
+	return false, 0, c.loop() // the deferred close sets the first two
+}
+
+// open starts reading sock and opens the door for Choose.
+func (e *Engine) open(ctx context.Context, sock Conn) *conn {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &conn{
+		e: e, ctx: ctx, cancel: cancel, sock: sock,
+		reads: make(chan readResult),
+		read:  make(chan struct{}),
+		door:  &door{choose: make(chan chooseReq), done: make(chan struct{})},
+	}
+	go func() {
+		defer close(c.read)
+		for {
+			b, err := sock.Read(ctx)
+			select {
+			case c.reads <- readResult{b, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	e.mu.Lock()
+	e.door = c.door
+	e.mu.Unlock()
+	return c
+}
+
+// close ends the connection in the machine and here, and returns what the
+// backoff before the next depends on.
+func (c *conn) close() (progressed bool, retryAfter time.Duration) {
+	e := c.e
+	e.update(func(m *machine) { progressed, retryAfter = m.stop() })
+	e.mu.Lock()
+	e.door = nil
+	e.mu.Unlock()
+	close(c.door.done)
+	c.cancel()
+	c.sock.Close()
+	<-c.read
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+	for _, t := range c.timers {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	return progressed, retryAfter
+}
+
+// loop feeds the machine what happens until the connection must end.
+func (c *conn) loop() error {
+	e := c.e
+	for {
+		var err error
 		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case r := <-reads:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		case r := <-c.reads:
 			if r.err != nil {
-				err = fmt.Errorf("read: %w", r.err)
-				break
+				return fmt.Errorf("read: %w", r.err)
 			}
 			msg, derr := protocol.Decode(r.data)
 			if derr != nil {
@@ -205,7 +231,7 @@ func (e *Engine) connect(ctx context.Context) (progressed bool, retryAfter time.
 			err = c.input(func(m *machine) { m.woken(time.Now()) })
 		case <-e.userChanged:
 			err = c.input((*machine).userChanged)
-		case r := <-d.choose:
+		case r := <-c.door.choose:
 			var rerr error
 			err = c.input(func(m *machine) { rerr = m.choose(r.policy) })
 			if err != nil && rerr == nil {
@@ -213,8 +239,10 @@ func (e *Engine) connect(ctx context.Context) (progressed bool, retryAfter time.
 			}
 			r.err <- rerr
 		}
+		if err != nil {
+			return err
+		}
 	}
-	return false, 0, err // the deferred stop sets the first two
 }
 
 func (c *conn) fired(t timerID) error {
@@ -242,7 +270,7 @@ func tickC(t *time.Ticker) <-chan time.Time {
 func (c *conn) input(f func(m *machine)) error {
 	e := c.e
 	e.ioMu.Lock()
-	effs, changed := e.apply(f)
+	effs := e.apply(f)
 	var sends []*protocol.Message
 	var end, ioErr error
 	for i := 0; i < len(effs) && ioErr == nil; i++ {
@@ -278,11 +306,10 @@ func (c *conn) input(f func(m *machine)) error {
 			then = func(m *machine) { m.storageRead(time.Now(), st) }
 		}
 		if then != nil {
-			more, ch := e.apply(then)
-			effs = append(effs, more...)
-			changed = changed || ch
+			effs = append(effs, e.apply(then)...)
 		}
 	}
+	changed := e.publish()
 	e.ioMu.Unlock()
 	if changed {
 		e.notify() // after unlocking: OnChange may edit
@@ -332,7 +359,7 @@ func (c *conn) send(m *protocol.Message, limit time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, limit)
 	defer cancel()
-	if err := c.c.Write(ctx, b); err != nil {
+	if err := c.sock.Write(ctx, b); err != nil {
 		return fmt.Errorf("write %s: %w", m.Type, err)
 	}
 	return nil

@@ -102,7 +102,7 @@ type State struct {
 func (e *Engine) Snapshot() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.m.snapshot()
+	return e.view
 }
 
 func (m *machine) snapshot() State {
