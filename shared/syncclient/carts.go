@@ -217,26 +217,31 @@ func (m *machine) onAck(msg *protocol.Message) {
 	}
 
 	if s.push != nil && (msg.ID == "" || msg.ID == s.push.id) {
-		answered := make(map[protocol.OpID]bool, len(done))
-		for _, id := range done {
-			answered[id] = true
+		m.settlePush(done)
+	}
+}
+
+// settlePush ends the push in flight if done answers all its ops.
+// Otherwise the server stopped early: its error about the rest follows,
+// and the push stays in flight until then.
+func (m *machine) settlePush(done []protocol.OpID) {
+	s := m.sess
+	answered := make(map[protocol.OpID]bool, len(done))
+	for _, id := range done {
+		answered[id] = true
+	}
+	for _, id := range s.push.ops {
+		if !answered[id] {
+			return
 		}
-		all := true
-		for _, id := range s.push.ops {
-			all = all && answered[id]
-		}
-		if all {
-			s.push = nil
-			s.failures = 0
-			s.progressed = true
-			s.maxBatch = min(protocol.MaxOpsPerPush, s.maxBatch*2)
-			if m.lastErr != nil {
-				m.lastErr = nil
-				m.changed = true
-			}
-		}
-		// Otherwise the server stopped early: its error about the rest
-		// follows, and the push stays in flight until then.
+	}
+	s.push = nil
+	s.failures = 0
+	s.progressed = true
+	s.maxBatch = min(protocol.MaxOpsPerPush, s.maxBatch*2)
+	if m.lastErr != nil {
+		m.lastErr = nil
+		m.changed = true
 	}
 }
 

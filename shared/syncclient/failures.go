@@ -63,10 +63,17 @@ func (m *machine) onError(msg *protocol.Message) {
 		}
 		return // at hello: the welcome with the fresh cart follows
 	}
+	m.onRequestError(msg.ID, pe)
+}
 
+// onRequestError handles an error about one request: a hello, a choose, a
+// sync or a push; id is the request's, or "" when the server could not
+// read it.
+func (m *machine) onRequestError(id string, pe *protocol.Error) {
+	s := m.sess
 	var kind reqKind
-	if msg.ID != "" {
-		kind = reqKind(msg.ID[0])
+	if id != "" {
+		kind = reqKind(id[0])
 	} else { // the server could not read the request's id
 		switch {
 		case !s.ready:
@@ -83,7 +90,7 @@ func (m *machine) onError(msg *protocol.Message) {
 	case reqChoose:
 		s.chosen = false // the choice stands; the shopper may try again
 	case reqSync:
-		if msg.ID != "" && msg.ID != s.syncID {
+		if id != "" && id != s.syncID {
 			return
 		}
 		s.syncID = ""
@@ -91,7 +98,7 @@ func (m *machine) onError(msg *protocol.Message) {
 		s.failures++
 		m.retryLater(pe)
 	case reqPush:
-		if s.push == nil || (msg.ID != "" && msg.ID != s.push.id) {
+		if s.push == nil || (id != "" && id != s.push.id) {
 			return // about a push already settled
 		}
 		m.onPushError(pe)
