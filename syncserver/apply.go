@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // apply reconciles a batch into the cart durably. The caller answers the

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // catalogChannel is the bus channel on which an instance that changed the

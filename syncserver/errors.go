@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // This file is the one place where errors of the core become what a

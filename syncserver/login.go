@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // MergeClient is the client id of the server's own entries in a change log

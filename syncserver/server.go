@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // Config configures a Server. Store is required; zero values elsewhere take

@@ -12,6 +12,7 @@ import (
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
@@ -198,12 +199,12 @@ func (c *client) init(ctx context.Context) {
 		OnChange: c.onChange,
 	})
 	if err != nil { // only without a storage
-		c.log.Error("start sync engine", "err", err)
+		c.log.Error("start sync engine", logkey.Err, err)
 		return
 	}
 	c.eng.Store(eng)
 	if err := eng.Reload(ctx); err != nil {
-		c.log.Error("load the stored cart", "err", err)
+		c.log.Error("load the stored cart", logkey.Err, err)
 	}
 	st := eng.Snapshot()
 	c.post(c.ann.readyEvent(st))
@@ -231,7 +232,7 @@ func (c *client) keepSyncing(eng *syncclient.Engine) {
 		if ctx.Err() != nil {
 			continue // reconnect asked for a new connection
 		}
-		c.log.Error("sync stopped", "err", err)
+		c.log.Error("sync stopped", logkey.Err, err)
 		if err == nil {
 			err = errStopped
 		}
@@ -249,7 +250,7 @@ func (c *client) reconnect(why string) {
 	cut := c.cut
 	c.connMu.Unlock()
 	if cut != nil {
-		c.log.Info("reconnecting", "why", why)
+		c.log.Info("reconnecting", logkey.Reason, why)
 		cut()
 	}
 }

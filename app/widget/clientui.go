@@ -8,6 +8,7 @@ import (
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
@@ -39,7 +40,7 @@ func (c *client) choose(policy cart.Policy) {
 		if err == nil {
 			return
 		}
-		c.log.Warn("login choice not sent", "policy", policy, "err", err)
+		c.log.Warn("login choice not sent", logkey.Policy, policy, logkey.Err, err)
 		c.dispatch(func(app.Context) {
 			c.w.choosing = ""
 			c.w.addNote(tr(noteChoiceNotSent))
@@ -107,7 +108,7 @@ func (c *client) uiEdited(name string, err error) {
 		c.edited()
 		return
 	}
-	c.log.Warn("edit failed", "err", err)
+	c.log.Warn("edit failed", logkey.Err, err)
 	c.dispatch(func(app.Context) { c.w.addNote(editFailedText(name, err)) })
 }
 
@@ -142,7 +143,7 @@ func (c *client) reloadSoon() {
 		c.reloadQueued.Store(false)
 		if eng := c.eng.Load(); eng != nil {
 			if err := eng.Reload(ctx); err != nil {
-				c.log.Warn("reload the stored cart", "err", err)
+				c.log.Warn("reload the stored cart", logkey.Err, err)
 			}
 		}
 	})
@@ -198,12 +199,12 @@ func (c *client) handOver(ctx context.Context, eng *syncclient.Engine, reviewed 
 		}
 		return reviewChanged, "", nil
 	case errors.As(err, &pe) && (pe.Code == protocol.ErrUnauthorized || pe.Code == protocol.ErrTokenExpired):
-		c.log.Warn("checkout refused", "err", err)
+		c.log.Warn("checkout refused", logkey.Err, err)
 		return "", checkoutSignIn, nil
 	case browserOffline():
 		return "", checkoutOffline, nil
 	}
-	c.log.Warn("checkout failed", "err", err)
+	c.log.Warn("checkout failed", logkey.Err, err)
 	return "", checkoutFailed, nil
 }
 

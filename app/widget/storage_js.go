@@ -8,6 +8,7 @@ import (
 	"log/slog"
 
 	"github.com/cartsync/cartsync/app/idbstore"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
@@ -22,13 +23,13 @@ func openStorage(ctx context.Context, log *slog.Logger) (syncclient.Storage, str
 	s, err := idbstore.Open(ctx, storageName)
 	if err != nil {
 		if !errors.Is(err, idbstore.ErrUnavailable) {
-			log.Error("open IndexedDB; keeping the cart in memory", "err", err)
+			log.Error("open IndexedDB; keeping the cart in memory", logkey.Err, err)
 		}
 		return syncclient.NewMemStorage(), noteMemory
 	}
 	// Ask once that the browser not evict the cart under storage pressure.
 	if ok, err := idbstore.RequestPersistence(ctx); err != nil || !ok {
-		log.Info("persistent storage not granted", "err", err)
+		log.Info("persistent storage not granted", logkey.Err, err)
 	}
 	return s, ""
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -113,7 +114,7 @@ func (m *machine) onCart(msg *protocol.Message) {
 		return
 	}
 	if s.cartID != "" && msg.Cart.ID != s.cartID {
-		m.log.Warn("cart of another cart id ignored", "cart", msg.Cart.ID)
+		m.log.Warn("cart of another cart id ignored", logkey.Cart, msg.Cart.ID)
 		return
 	}
 	confirmed := m.confirmed
@@ -188,7 +189,7 @@ func (m *machine) onAck(msg *protocol.Message) {
 			if r.Error != nil {
 				code = r.Error.Code
 			}
-			m.log.Info("op rejected", logOps, fmt.Sprintf("%s/%d", r.Client, r.Seq), logCode, code)
+			m.log.Info("op rejected", logkey.Ops, fmt.Sprintf("%s/%d", r.Client, r.Seq), logkey.Code, code)
 		case protocol.StatusApplied:
 			maxApplied = max(maxApplied, r.Version)
 			applied++
@@ -253,7 +254,7 @@ func (m *machine) onMerge(msg *protocol.Message) {
 	}
 	s := m.sess
 	m.progress()
-	m.log.Info("login merge", "status", mi.Status, logVersion, mi.Version)
+	m.log.Info("login merge", logkey.Status, mi.Status, logkey.Version, mi.Version)
 	s.choosing = mi.Status == protocol.MergeChoose
 	s.chosen = false
 	m.merge = mi

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -97,12 +98,12 @@ func (e *Engine) Checkout(ctx context.Context, version uint64) (*cart.Checkout, 
 	}
 	switch {
 	case resp.StatusCode == http.StatusCreated && out.Checkout != nil:
-		e.log.Info("checkout", "checkout", out.Checkout.ID, logVersion, version)
+		e.log.Info("checkout", logkey.Checkout, out.Checkout.ID, logkey.Version, version)
 		return out.Checkout, nil
 	case resp.StatusCode == http.StatusConflict && out.Error != nil && out.Cart != nil:
-		e.log.Info("checkout refused", logCode, out.Error.Code, logVersion, version, "now", out.Cart.Version)
+		e.log.Info("checkout refused", logkey.Code, out.Error.Code, logkey.Version, version, logkey.Current, out.Cart.Version)
 		if err := e.takeCart(ctx, out.Cart); err != nil {
-			e.log.Warn("store the cart of a refused checkout", logErr, err)
+			e.log.Warn("store the cart of a refused checkout", logkey.Err, err)
 		}
 		return nil, &CheckoutConflict{Err: out.Error, Cart: out.Cart}
 	case out.Error != nil:

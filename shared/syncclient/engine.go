@@ -16,18 +16,6 @@ import (
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
-// Log keys.
-const (
-	logClient  = "client"
-	logErr     = "err"
-	logCode    = "code"
-	logMessage = "message"
-	logType    = "type"
-	logOps     = "ops"
-	logVersion = "version"
-	logWait    = "wait"
-)
-
 // localDevice is the device id the engine uses when it replays its pending
 // ops on the confirmed cart; the server stamps the real one.
 const localDevice = "local"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -36,7 +37,7 @@ func (m *machine) onError(msg *protocol.Message) {
 		return
 	}
 	m.progress()
-	m.log.Warn("error from the server", logCode, pe.Code, logMessage, pe.Message)
+	m.log.Warn("error from the server", logkey.Code, pe.Code, logkey.Message, pe.Message)
 	m.lastErr = pe
 	m.changed = true
 	switch {
@@ -158,7 +159,7 @@ func (m *machine) resendFrom(exp protocol.OpID) {
 	}
 	if all[0].Seq > exp.Seq {
 		m.log.Error("ops lost from the outbox; the rest of this client's ops cannot be sent",
-			logOps, exp.Client, "expected", exp.Seq, "first", all[0].Seq)
+			logkey.Client, exp.Client, logkey.Expected, exp.Seq, logkey.Seq, all[0].Seq)
 		if m.client == exp.Client {
 			m.rotate("the server can take no more ops of this id")
 		}
@@ -212,7 +213,7 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 	m.token = stored
 	m.changed = true
 	if stored == "" {
-		m.log.Error("device token refused; starting over on a new cart", logMessage, pe.Message)
+		m.log.Error("device token refused; starting over on a new cart", logkey.Message, pe.Message)
 		if gone := m.guestOf(s.token, s.helloCart); gone != "" {
 			m.gone[gone] = true
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -336,7 +337,7 @@ func (m *machine) received(now time.Time, msg *protocol.Message) {
 		m.send(&protocol.Message{Type: protocol.TypePong, ID: msg.ID, T: msg.T})
 	case msg.Type == protocol.TypePong:
 	default:
-		m.log.Warn("unexpected message from the server", logType, msg.Type)
+		m.log.Warn("unexpected message from the server", logkey.Type, msg.Type)
 	}
 	m.step()
 }
@@ -593,5 +594,5 @@ func (m *machine) retryLater(pe *protocol.Error) {
 	}
 	m.sess.retry = true
 	m.emit(setTimer{timerRetry, max(wait, time.Nanosecond)})
-	m.log.Info("retrying later", logCode, pe.Code, logWait, wait)
+	m.log.Info("retrying later", logkey.Code, pe.Code, logkey.RetryIn, wait)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -44,11 +45,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		var se *sessionError
 		if errors.As(err, &se) && permanent(se.e.Code) {
-			e.log.Error("sync stopped", logCode, se.e.Code, logMessage, se.e.Message)
+			e.log.Error("sync stopped", logkey.Code, se.e.Code, logkey.Message, se.e.Message)
 			return se.e
 		}
 		if errors.Is(err, errUserChanged) {
-			e.log.Info("sync connection ended", logErr, err)
+			e.log.Info("sync connection ended", logkey.Err, err)
 			attempt = 0
 			continue
 		}
@@ -65,7 +66,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			wait = max(wait, retryAfter+time.Duration(e.cfg.Rand()*float64(jitter)))
 		}
 		attempt++
-		e.log.Info("sync connection ended", logErr, err, logWait, wait)
+		e.log.Info("sync connection ended", logkey.Err, err, logkey.RetryIn, wait)
 		e.setStatus(Offline)
 		t := time.NewTimer(wait)
 		select {
@@ -211,7 +212,7 @@ func (c *conn) loop() error {
 			}
 			msg, derr := protocol.Decode(r.data)
 			if derr != nil {
-				e.log.Warn("bad message from the server", logErr, derr)
+				e.log.Warn("bad message from the server", logkey.Err, derr)
 				msg = nil
 			}
 			err = c.input(func(m *machine) { m.received(time.Now(), msg) })

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -115,7 +116,7 @@ func (m *machine) ownCart() {
 func (m *machine) rotate(why string) {
 	old := m.client
 	m.client, m.clientCart = m.newID(), ""
-	m.log.Info("new client id", logClient, m.client, "old", old, "why", why)
+	m.log.Info("new client id", logkey.Client, m.client, logkey.Previous, old, logkey.Reason, why)
 }
 
 // rebuild replays the pending ops of the confirmed cart on it and counts
@@ -175,7 +176,7 @@ func (m *machine) dropGone() bool {
 	for i, op := range ops {
 		ids[i] = opID(op)
 	}
-	m.log.Warn("ops dropped: their cart no longer exists", logOps, len(ops), "cart", ops[0].Cart)
+	m.log.Warn("ops dropped: their cart no longer exists", logkey.Ops, len(ops), logkey.Cart, ops[0].Cart)
 	m.dropped = append(m.dropped, ops...)
 	if n := len(m.dropped) - maxDropped; n > 0 {
 		m.dropped = slices.Clone(m.dropped[n:])

@@ -15,9 +15,9 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/syncserver"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // Token limits.

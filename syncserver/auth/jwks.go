@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/logkey"
 )
 
 // JWKS refresh timing.

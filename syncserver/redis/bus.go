@@ -10,8 +10,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 const (

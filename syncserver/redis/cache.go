@@ -13,8 +13,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // DefaultTTL is how long a cached cart lives after its last write when

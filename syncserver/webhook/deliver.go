@@ -22,8 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 )
 
 // Config configures a Deliverer. Zero (or negative) durations and counts

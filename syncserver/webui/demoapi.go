@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
-	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/logkey"
 )
 
 // backendClient calls the cart server's backend API as the storefront's

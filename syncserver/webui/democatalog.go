@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
-	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/logkey"
 )
 
 // The demo's catalog: the products of assets/demo/index.html, at its prices,

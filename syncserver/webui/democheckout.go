@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
-	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/logkey"
 )
 
 // The demo's checkout: the widget hands the shopper over with a checkout

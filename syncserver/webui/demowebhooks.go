@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cartsync/cartsync/syncserver/logkey"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 

@@ -24,9 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/auth"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 

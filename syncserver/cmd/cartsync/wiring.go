@@ -18,9 +18,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/auth"
-	"github.com/cartsync/cartsync/syncserver/logkey"
 	"github.com/cartsync/cartsync/syncserver/postgres"
 	"github.com/cartsync/cartsync/syncserver/redis"
 	"github.com/cartsync/cartsync/syncserver/sqlite"

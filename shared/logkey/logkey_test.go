@@ -10,11 +10,25 @@ import (
 	"testing"
 )
 
-// The server's log calls name their attributes with this package's
-// constants, not string literals, so that one key means one thing.
+// The log calls of the server, the client engine and the widget name their
+// attributes with this package's constants, not string literals, so that
+// one key means one thing.
 func TestLogCallsUseTheseKeys(t *testing.T) {
 	calls := 0
-	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+	for _, root := range []string{"../../syncserver", "../../shared", "../../app"} {
+		calls += logCalls(t, root)
+	}
+	if calls < 80 {
+		t.Fatalf("found %d log calls under syncserver/, shared/ and app/; the test no longer finds them", calls)
+	}
+}
+
+// logCalls checks the log calls in the Go files under root and returns how
+// many it found.
+func logCalls(t *testing.T, root string) int {
+	t.Helper()
+	calls := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -44,9 +58,7 @@ func TestLogCallsUseTheseKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if calls < 50 {
-		t.Fatalf("found %d log calls under syncserver/; the test no longer finds them", calls)
-	}
+	return calls
 }
 
 // isLogCall reports whether call is x.Debug/Info/Warn/Error(...) on a
