@@ -278,5 +278,6 @@ func (m *machine) choose(policy cart.Policy) error {
 	m.send(&protocol.Message{Type: protocol.TypeChoose, ID: m.newReqID(reqChoose), Policy: policy})
 	s.chosen = true
 	m.progress()
+	m.step()
 	return nil
 }

@@ -412,10 +412,15 @@ func TestAckShownWithoutReload(t *testing.T) {
 		e := scriptedEngineOn(t, sc, store, nil)
 		ctx := context.Background()
 		p := sc.accept()
-		p.login(cartAt(0), 0)
+		// Both edits before the hello's reply, so that one push takes
+		// them: made after it, the first may go alone.
 		must(t, e.Add(ctx, "mug", nil, 1, nil))
 		must(t, e.Add(ctx, "tea", nil, 2, nil))
+		p.login(cartAt(0), 0)
 		push := p.expect(protocol.TypePush)
+		if len(push.Ops) != 2 {
+			t.Fatalf("pushed %d ops, want both", len(push.Ops))
+		}
 		before := store.loads.Load()
 		ids := make([]protocol.Result, len(push.Ops))
 		for i, op := range push.Ops {
