@@ -80,8 +80,33 @@ func widgetFocus(tb *tab, cartOrigin string) focusState {
 	})()`)
 }
 
+// focusAt says where the focus is, in the host page and in the widget's
+// frame: each element by its place in its document, so that two alike
+// (the shop's Add buttons) still differ.
+func focusAt(tb *tab, cartOrigin string) string {
+	tb.t.Helper()
+	const at = `(() => { const a = document.activeElement; return document.hasFocus() + ':' + [...document.querySelectorAll('*')].indexOf(a); })()`
+	return eval[string](tb, at) + " " + evalInWidget[string](tb, cartOrigin, at)
+}
+
+// pressTab presses Tab (Shift+Tab with back) and waits for the focus to
+// move.
+func pressTab(tb *tab, cartOrigin string, back bool) {
+	tb.t.Helper()
+	before := focusAt(tb, cartOrigin)
+	press(tb, kb.Tab, back)
+	deadline := time.Now().Add(10 * time.Second)
+	for focusAt(tb, cartOrigin) == before {
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: the focus did not move on Tab; focus: %+v", tb.name, widgetFocus(tb, cartOrigin))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // press sends a key to the focused element of the tab, with Shift if
-// shift is set.
+// shift is set. What the key does may come later (the widget handles
+// Enter and Escape on its UI goroutine): wait for it.
 func press(tb *tab, key string, shift bool) {
 	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
@@ -93,7 +118,6 @@ func press(tb *tab, key string, shift bool) {
 	if err := chromedp.Do(ctx, chromedp.KeyEvent(key, opts...)); err != nil {
 		tb.t.Fatalf("%s: press %q: %v", tb.name, key, err)
 	}
-	time.Sleep(30 * time.Millisecond) // the widget handles it on its UI goroutine
 }
 
 // tabTo presses Tab until the focus is on the widget's element matching
@@ -101,7 +125,7 @@ func press(tb *tab, key string, shift bool) {
 func tabTo(tb *tab, cartOrigin, what, ok string, n int) {
 	tb.t.Helper()
 	for range n {
-		press(tb, kb.Tab, false)
+		pressTab(tb, cartOrigin, false)
 		if evalInWidget[bool](tb, cartOrigin, `(() => { const a = document.activeElement; return !!a && document.hasFocus() && (`+ok+`)(a); })()`) {
 			return
 		}
@@ -246,7 +270,7 @@ func TestBrowserA11yKeyboard(t *testing.T) {
 	// Tab and Shift+Tab stay in the dialog.
 	n := evalInWidget[int](tb, origin, `document.querySelectorAll('#cartsync-panel button').length`)
 	for i := range n + 2 {
-		press(tb, kb.Tab, i%3 == 2)
+		pressTab(tb, origin, i%3 == 2)
 		if f := widgetFocus(tb, origin); !f.InPanel || !f.Frame {
 			t.Fatalf("after %d presses of Tab the focus left the dialog: %+v", i+1, f)
 		}
