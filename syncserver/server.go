@@ -121,6 +121,7 @@ type Server struct {
 	mux     *http.ServeMux
 	sem     chan struct{}
 	hellos  *helloGate
+	steps   *steps
 	catalog *catalog
 	events  EventStore // nil: no outbox
 	apiKeys [][]byte
@@ -232,6 +233,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		origins:  origins,
 		sem:      make(chan struct{}, cfg.MaxInflight),
 		hellos:   newHelloGate(cfg.MaxHellos),
+		steps:    newSteps(),
 		sessions: map[*session]struct{}{},
 	}
 	if cfg.CheckoutTTL <= 0 {
@@ -276,6 +278,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.stopCatalog != nil {
 		defer s.stopCatalog()
 	}
+	defer s.steps.close()
 	s.mu.Lock()
 	s.closing = true
 	open := make([]*session, 0, len(s.sessions))

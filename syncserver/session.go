@@ -179,17 +179,15 @@ const (
 	stepStop                // the connection ends
 )
 
-// stepAside reads the next message and handles it, on a goroutine of its
-// own, and waits for it. The reader's goroutine, which lives as long as
+// stepAside reads the next message and handles it on a step worker (see
+// steps), and waits for it. The reader's goroutine, which lives as long as
 // the connection, only waits for the message (leanConn.wait), a few calls
 // deep: its stack stays as small as that needs, instead of what the
 // library's reader and the deepest message handled (a hello through the
 // store) grew it to, and the runtime never shrinks a stack back that far.
 // Messages are still read and handled one at a time, in order.
 func (ss *session) stepAside(ctx context.Context) stepEnd {
-	done := make(chan stepEnd, 1)
-	go func() { done <- ss.step(ctx) }()
-	return <-done
+	return ss.srv.steps.run(ctx, ss)
 }
 
 func (ss *session) step(ctx context.Context) stepEnd {
