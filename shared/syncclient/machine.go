@@ -25,7 +25,8 @@ import (
 // The driver (Engine, run.go) owns the socket, the clock, the timers and
 // the storage. It calls the machine under Engine.mu, then carries out the
 // effects in order, storage ones first and under Engine.ioMu, feeding back
-// what the storage answers, then the messages.
+// what the storage answers; then it publishes the state shown (nothing is
+// shown before it is stored) and sends the messages.
 //
 // Files: this one has the connection's loop (start, timers, step, the
 // requests); carts.go the server's carts, acks and merges; failures.go its
@@ -252,7 +253,7 @@ func (m *machine) take() ([]effect, bool) {
 
 func (m *machine) emit(e effect) { m.out = append(m.out, e) }
 
-// live reports whether a connection is open and not ended.
+// active reports whether a connection is open and not ended.
 func (m *machine) active() bool { return m.sess != nil && m.sess.over == nil }
 
 // start opens a connection: the socket is open; say hello. cfgUser is the
