@@ -2,7 +2,6 @@ package syncclient
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -28,69 +27,11 @@ import (
 // what the storage answers; then it publishes the state shown (nothing is
 // shown before it is stored) and sends the messages.
 //
-// Files: this one has the connection's loop (start, timers, step, the
-// requests); carts.go the server's carts, acks and merges; failures.go its
-// errors; view.go what is shown and the in-memory copy of the storage;
-// login.go logins.
-
-// effect is one thing the machine asks the driver to do.
-type effect interface{ isEffect() }
-
-// sendMsg: send m on the connection.
-type sendMsg struct{ m *protocol.Message }
-
-// storeConfirm: Storage.Confirm(c, done). The machine has already made the
-// same change to its copy of the storage.
-type storeConfirm struct {
-	c    *cart.Cart
-	done []protocol.OpID
-}
-
-// storeRestamp: Storage.Restamp(from, to), already made in the copy.
-type storeRestamp struct{ from, to string }
-
-// storeSwap: Storage.SwapDeviceToken(old, next); the answer goes to
-// tokenSwapped.
-type storeSwap struct{ old, next string }
-
-// storeLoad: Storage.Load; the answer goes to storageRead.
-type storeLoad struct{}
-
-// setTimer arms timer t to fire in d, or stops it when d is 0. The ping
-// timer repeats; the others fire once.
-type setTimer struct {
-	t timerID
-	d time.Duration
-}
-
-// endConn: close the connection, because of err. No effect follows it
-// before the next start, but those before it are carried out.
-type endConn struct{ err error }
-
-func (sendMsg) isEffect()      {}
-func (storeConfirm) isEffect() {}
-func (storeRestamp) isEffect() {}
-func (storeSwap) isEffect()    {}
-func (storeLoad) isEffect()    {}
-func (setTimer) isEffect()     {}
-func (endConn) isEffect()      {}
-
-// timerID names the connection's timers.
-type timerID int
-
-const (
-	timerPing     timerID = iota // repeats every heartbeat: send a ping, read the storage
-	timerSilence                 // nothing heard for 2.5 heartbeats: the connection is dead
-	timerDeadline                // a request in flight got no answer in time
-	timerStable                  // the connection stayed up: the backoff starts over
-	timerRetry                   // the wait before the next push or sync is over
-	timerResync                  // no news of the cart for Config.Resync: sync
-	numTimers
-)
-
-func (t timerID) String() string {
-	return [...]string{"ping", "silence", "deadline", "stable", "retry", "resync"}[t]
-}
+// Files: this one has the connection's loop (start, inputs, timers,
+// step); requests.go the pushes and syncs; effects.go what the machine
+// asks for; carts.go the server's
+// carts, acks and merges; failures.go its errors; view.go what is shown
+// and the in-memory copy of the storage; login.go logins.
 
 const (
 	// maxHeld bounds the pushed carts held while a reply is awaited.
@@ -487,103 +428,6 @@ func (m *machine) news() {
 	if d := m.cfg.Resync; d > 0 {
 		m.emit(setTimer{timerResync, d})
 	}
-}
-
-// canSend reports whether op may be sent on this connection: made on its
-// cart, before the first sync, or (on a user cart) on this device's guest
-// cart, once no choice is pending. The server refuses the batch of any
-// other op; those stay in the outbox for a connection on their cart.
-func (s *session) canSend(op cart.Op) bool {
-	return op.Cart == "" || op.Cart == s.cartID ||
-		(s.user != "" && s.guest != "" && op.Cart == s.guest && !s.choosing)
-}
-
-// sendable returns the pending ops this connection may send, in outbox
-// order.
-func (m *machine) sendable() []cart.Op {
-	s := m.sess
-	if s == nil || s.cartID == "" {
-		return nil
-	}
-	var out []cart.Op
-	for _, op := range m.pending {
-		if s.canSend(op) {
-			out = append(out, op)
-		}
-	}
-	return out
-}
-
-// pendingClients lists the client ids with sendable ops, in outbox order,
-// at most protocol.MaxClientsPerSync.
-func (m *machine) pendingClients() []string {
-	var out []string
-	for _, op := range m.sendable() {
-		if len(out) == 0 || out[len(out)-1] != op.Client {
-			out = append(out, op.Client)
-		}
-	}
-	return out[:min(len(out), protocol.MaxClientsPerSync)]
-}
-
-// hasOthers reports whether the sendable ops include ones of client ids
-// other than the engine's own.
-func (m *machine) hasOthers() bool {
-	for _, op := range m.sendable() {
-		if op.Client != m.client {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *machine) sendSync() {
-	s := m.sess
-	msg := &protocol.Message{Type: protocol.TypeSync, ID: m.newReqID(reqSync), Since: m.confirmed.Version, Clients: m.pendingClients()}
-	s.needSync = false
-	s.syncID = msg.ID
-	m.send(msg)
-}
-
-func (m *machine) sendPush() {
-	s := m.sess
-	for {
-		pending := m.sendable()
-		if len(pending) == 0 {
-			return
-		}
-		n := min(len(pending), s.maxBatch)
-		ok := false
-		for {
-			var err error
-			if ok, err = fits(pending[:n]); err != nil {
-				m.end(fmt.Errorf("encode push: %w", err))
-				return
-			}
-			if ok || n == 1 {
-				break
-			}
-			n /= 2
-		}
-		if !ok {
-			m.dropOps(pending[:1], "the operation is too large to send")
-			continue
-		}
-		msg := &protocol.Message{Type: protocol.TypePush, ID: m.newReqID(reqPush), Ops: pending[:n]}
-		s.push = &inflight{id: msg.ID, ops: make([]protocol.OpID, n)}
-		for i, op := range pending[:n] {
-			s.push.ops[i] = opID(op)
-		}
-		m.send(msg)
-		return
-	}
-}
-
-// fits reports whether a push of ops fits in a message, with room for its
-// id.
-func fits(ops []cart.Op) (bool, error) {
-	b, err := protocol.Encode(&protocol.Message{Type: protocol.TypePush, Ops: ops})
-	return len(b) <= protocol.MaxMessageBytes-64, err
 }
 
 // retryLater holds pushes and syncs back for a while after the
