@@ -86,7 +86,7 @@ func badRequest(format string, args ...any) *bridgeError {
 // (lower case, no default port), if s is an http(s) origin and nothing more.
 func normalizeOrigin(s string) (string, bool) {
 	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" ||
+	if err != nil || u.Hostname() == "" || u.User != nil || u.Opaque != "" ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return "", false
 	}

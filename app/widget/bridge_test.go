@@ -12,7 +12,7 @@ import (
 )
 
 func TestParseOrigins(t *testing.T) {
-	got := parseOrigins(" https://shop.example , http://localhost:8080,HTTPS://Shop.Example:443,https://x.example/path,ftp://x.example,,*,https://a.example/")
+	got := parseOrigins(" https://shop.example , http://localhost:8080,HTTPS://Shop.Example:443,https://x.example/path,ftp://x.example,,*,http://:80,https://:443,https://a.example/")
 	want := []string{"https://shop.example", "http://localhost:8080", "https://shop.example", "https://a.example"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseOrigins = %q, want %q", got, want)
