@@ -23,7 +23,7 @@ func (o origin) String() string { return o.scheme + "://" + net.JoinHostPort(o.h
 // host may start with "*." to stand for any subdomain when wild is set.
 func parseOrigin(s string, wild bool) (origin, error) {
 	u, err := url.Parse(strings.TrimSuffix(s, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
 		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
 		return origin{}, fmt.Errorf("origin %q: want scheme://host[:port] with scheme http or https", s)
 	}

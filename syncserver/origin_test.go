@@ -76,7 +76,7 @@ func TestWebsocketOriginComparedWhole(t *testing.T) {
 }
 
 func TestBadAllowedOriginRefusedAtStart(t *testing.T) {
-	for _, o := range []string{"shop.example.com", "ftp://shop.example.com", "https://shop.example.com/path", "https://*shop.example.com"} {
+	for _, o := range []string{"shop.example.com", "ftp://shop.example.com", "https://shop.example.com/path", "https://*shop.example.com", "http://:80", "https://:8443"} {
 		if _, err := syncserver.New(context.Background(), syncserver.Config{Store: memstore.New(), AllowedOrigins: []string{o}}); err == nil {
 			t.Errorf("New accepted the allowed origin %q", o)
 		}
