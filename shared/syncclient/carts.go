@@ -267,7 +267,8 @@ func (m *machine) onMerge(msg *protocol.Message) {
 }
 
 // choose sends the shopper's pick for a pending choice.
-func (m *machine) choose(policy cart.Policy) error {
+func (m *machine) choose(now time.Time, policy cart.Policy) error {
+	m.now = now
 	s := m.sess
 	if !m.active() || m.live == 0 {
 		return ErrNotConnected

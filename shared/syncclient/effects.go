@@ -68,3 +68,17 @@ const (
 func (t timerID) String() string {
 	return [...]string{"ping", "silence", "deadline", "stable", "retry", "resync"}[t]
 }
+
+// readLater reports whether rest, the effects after a storeLoad, hold a
+// storage write: the read is then carried out after them. The machine's
+// copy of the storage already holds every write it asked for, so a read
+// must see them all, or its answer would put back what they changed.
+func readLater(rest []effect) bool {
+	for _, e := range rest {
+		switch e.(type) {
+		case storeConfirm, storeRestamp, storeSwap:
+			return true
+		}
+	}
+	return false
+}

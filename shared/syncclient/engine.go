@@ -237,10 +237,14 @@ func (e *Engine) publish() bool {
 }
 
 // update is apply and publish for what asks for no storage effect,
-// notifying.
+// notifying. It takes ioMu: publishing in the middle of a connection's
+// input would show what that input has not stored yet.
 func (e *Engine) update(f func(m *machine)) {
+	e.ioMu.Lock()
 	e.apply(f)
-	if e.publish() {
+	changed := e.publish()
+	e.ioMu.Unlock()
+	if changed {
 		e.notify()
 	}
 }

@@ -394,6 +394,9 @@ func (m *machine) step() {
 		for _, msg := range held {
 			m.onCart(msg)
 		}
+		if s.reading > 0 {
+			return // again once the storage is read
+		}
 	}
 	if s.needSync && s.syncID == "" && !s.retry {
 		m.sendSync()

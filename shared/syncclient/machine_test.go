@@ -108,6 +108,10 @@ func (h *harness) do(in func(m *machine)) []string {
 			more, _ := h.m.take()
 			effs = append(effs, more...)
 		case storeLoad:
+			if readLater(effs[i+1:]) {
+				effs = append(effs, ef)
+				break
+			}
 			st, err := h.store.Load(ctx)
 			must(h.t, err)
 			out = append(out, "load")
@@ -338,8 +342,8 @@ func TestMachine(t *testing.T) {
 		steps: []step{
 			{opened, []string{`send hello h1 token="tok" since=4`}},
 			{func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
-				[]string{`swap "tok" -> ""`, "confirm @0", "load", "confirm done=me/1", "load",
-					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error()}},
+				[]string{`swap "tok" -> ""`, "confirm @0", "confirm done=me/1", "load",
+					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error(), "load"}},
 		},
 		check: func(t *testing.T, h *harness) {
 			if st := h.m.snapshot(); h.m.token != "" || st.Confirmed != 0 || len(st.Dropped) != 1 {
@@ -353,7 +357,7 @@ func TestMachine(t *testing.T) {
 			{opened, []string{`send hello h1 token="tok" since=2`}},
 			{func(h *harness) func(*machine) {
 				return got(h, errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" }))
-			}, []string{"confirm @0", "load", "confirm done=me/1", "load"}},
+			}, []string{"confirm @0", "confirm done=me/1", "load", "load"}},
 			{func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				[]string{`swap "tok" -> "tok2"`}},
 		},
@@ -387,10 +391,10 @@ func TestMachine(t *testing.T) {
 			}, []string{"confirm u-ann@1", "load"}},
 			{func(h *harness) func(*machine) {
 				return func(m *machine) {
-					if err := m.choose(cart.PolicyReplace); err != nil {
+					if err := m.choose(h.now, cart.PolicyReplace); err != nil {
 						h.t.Errorf("choose: %v", err)
 					}
-					if err := m.choose(cart.PolicyMerge); err != ErrNoChoice {
+					if err := m.choose(h.now, cart.PolicyMerge); err != ErrNoChoice {
 						h.t.Errorf("a second choose: %v, want ErrNoChoice", err)
 					}
 				}
@@ -425,7 +429,7 @@ func TestMachine(t *testing.T) {
 				w := welcome("tok2", "cart-2")
 				w.PrevCartID, w.MergedInto = "cart-1", "u-ann"
 				return got(h, w)
-			}, []string{"restamp cart-1 -> u-ann", "load", `swap "tok" -> "tok2"`}},
+			}, []string{"restamp cart-1 -> u-ann", `swap "tok" -> "tok2"`, "load"}},
 		},
 		check: func(t *testing.T, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 1 || st.Waiting != 1 || len(st.Dropped) != 0 {
@@ -522,13 +526,13 @@ func TestMachine(t *testing.T) {
 			}, []string{"end: " + errUserChanged.Error()}},
 		},
 		check: func(t *testing.T, h *harness) {
-			if err := h.m.choose(cart.PolicyMerge); err != ErrNotConnected {
+			if err := h.m.choose(h.now, cart.PolicyMerge); err != ErrNotConnected {
 				t.Errorf("choose on an ended connection: %v, want ErrNotConnected", err)
 			}
 			if progressed, _ := h.m.stop(); !progressed {
 				t.Error("a connection that stayed up does not reset the backoff")
 			}
-			if err := h.m.choose(cart.PolicyMerge); err != ErrNotConnected {
+			if err := h.m.choose(h.now, cart.PolicyMerge); err != ErrNotConnected {
 				t.Errorf("choose without a connection: %v, want ErrNotConnected", err)
 			}
 		},

@@ -234,7 +234,7 @@ func (c *conn) loop() error {
 			err = c.input((*machine).userChanged)
 		case r := <-c.door.choose:
 			var rerr error
-			err = c.input(func(m *machine) { rerr = m.choose(r.policy) })
+			err = c.input(func(m *machine) { rerr = m.choose(time.Now(), r.policy) })
 			if err != nil && rerr == nil {
 				rerr = ErrNotConnected
 			}
@@ -299,6 +299,10 @@ func (c *conn) input(f func(m *machine)) error {
 			}
 			then = func(m *machine) { m.tokenSwapped(time.Now(), stored) }
 		case storeLoad:
+			if readLater(effs[i+1:]) {
+				effs = append(effs, ef)
+				break
+			}
 			st, err := e.store.Load(c.ctx)
 			if err != nil {
 				ioErr = fmt.Errorf("load storage: %w", err)
@@ -310,7 +314,10 @@ func (c *conn) input(f func(m *machine)) error {
 			effs = append(effs, e.apply(then)...)
 		}
 	}
-	changed := e.publish()
+	changed := false
+	if ioErr == nil || c.storageFailed() {
+		changed = e.publish()
+	}
 	e.ioMu.Unlock()
 	if changed {
 		e.notify() // after unlocking: OnChange may edit
@@ -329,6 +336,22 @@ func (c *conn) input(f func(m *machine)) error {
 		}
 	}
 	return end
+}
+
+// storageFailed puts the machine's copy of the storage back after a write
+// failed: the machine made the change when it asked for the write. It
+// reads the storage again and reports whether the copy may be published.
+// If the read fails too, the copy is marked stale, so that the next edit,
+// Flush or connection reads it first, and it is not published meanwhile.
+func (c *conn) storageFailed() bool {
+	e := c.e
+	st, err := e.store.Load(context.WithoutCancel(c.ctx))
+	if err != nil {
+		e.apply(func(m *machine) { m.loaded = false })
+		return false
+	}
+	e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
+	return true
 }
 
 // setTimer arms timer t to fire in d, or stops it for d = 0.

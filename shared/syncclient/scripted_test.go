@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -86,7 +87,16 @@ func (p *peer) quiet() {
 	}
 }
 
+// send sends m and waits, in a synctest bubble, until the engine is done
+// with it.
 func (p *peer) send(m *protocol.Message) {
+	p.t.Helper()
+	p.sendOnly(m)
+	synctest.Wait()
+}
+
+// sendOnly sends m; it works outside a synctest bubble too.
+func (p *peer) sendOnly(m *protocol.Message) {
 	p.t.Helper()
 	b, err := protocol.Encode(m)
 	if err != nil {
@@ -95,7 +105,6 @@ func (p *peer) send(m *protocol.Message) {
 	if err := p.conn.Write(context.Background(), b); err != nil {
 		p.t.Fatal(err)
 	}
-	synctest.Wait()
 }
 
 // login answers hello with welcome and c, acking acked of the client.
@@ -501,4 +510,97 @@ func TestRotatedClientMovesToNoOtherCart(t *testing.T) {
 			t.Fatalf("on the fresh cart, pushed %+v, want cap as seq 1 of a client id not used on cart-1 (%s)", next.Ops, rotated.Ops[0].Client)
 		}
 	})
+}
+
+// gatedConfirm is a Storage whose Confirm can be made to fail, or to wait
+// until released.
+type gatedConfirm struct {
+	Storage
+	fail    atomic.Bool
+	gate    chan struct{} // when not nil, Confirm waits for it to close
+	waiting chan struct{} // closed once a Confirm waits at the gate
+}
+
+var errConfirmFailed = errors.New("confirm failed")
+
+func (g *gatedConfirm) Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error {
+	if g.gate != nil {
+		close(g.waiting)
+		<-g.gate
+	}
+	if g.fail.Load() {
+		return errConfirmFailed
+	}
+	return g.Storage.Confirm(ctx, c, done)
+}
+
+// An ack whose storing fails shows nothing of it: the engine shows what
+// is stored, the op still pending, until a connection stores the ack.
+func TestFailedConfirmShowsWhatIsStored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sc := newScript(t)
+		store := &gatedConfirm{Storage: NewMemStorage()}
+		e := scriptedEngineOn(t, sc, store, nil)
+		ctx := context.Background()
+		p := sc.accept()
+		p.login(cartAt(0), 0)
+		must(t, e.Add(ctx, "mug", nil, 1, nil))
+		push := p.expect(protocol.TypePush)
+		store.fail.Store(true)
+		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
+		synctest.Wait()
+		if st := e.Snapshot(); st.Pending != 1 || st.Confirmed != 0 {
+			t.Errorf("after a failed confirm: %d pending at version %d, want 1 at 0 (what is stored)", st.Pending, st.Confirmed)
+		}
+		store.fail.Store(false)
+		p = sc.accept() // the connection ended on the storage's error
+		p.login(cartAt(1, "mug=1"), 1)
+		flushCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		must(t, e.Flush(flushCtx))
+		if st := e.Snapshot(); st.Pending != 0 || st.Confirmed != 1 {
+			t.Errorf("after the next connection: %d pending at version %d, want 0 at 1", st.Pending, st.Confirmed)
+		}
+	})
+}
+
+// What a connection's input changed is shown only once stored, even when
+// another call publishes meanwhile (AckNotices while the ack is written):
+// Flush does not return, and Snapshot shows the op pending, until the ack
+// is stored. (Not in a synctest bubble: AckNotices waits on a mutex, which
+// synctest.Wait does not count as blocked.)
+func TestNothingShownBeforeStored(t *testing.T) {
+	sc := newScript(t)
+	store := &gatedConfirm{Storage: NewMemStorage()}
+	e := scriptedEngineOn(t, sc, store, nil)
+	ctx := context.Background()
+	p := sc.accept()
+	h := p.expect(protocol.TypeHello)
+	p.sendOnly(&protocol.Message{Type: protocol.TypeWelcome, ID: h.ID, DeviceToken: "dev-1", CartID: "cart-1"})
+	p.sendOnly(&protocol.Message{Type: protocol.TypeCart, ID: h.ID, Cart: cartAt(0)})
+	must(t, e.Add(ctx, "mug", nil, 1, nil))
+	push := p.expect(protocol.TypePush)
+	store.gate, store.waiting = make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(store.gate) })
+	t.Cleanup(release) // before the engine stops, if the test fails
+	flushed := make(chan error, 1)
+	go func() { flushed <- e.Flush(ctx) }()
+	p.sendOnly(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
+	<-store.waiting
+	acked := make(chan struct{})
+	go func() { e.AckNotices(); close(acked) }()
+	// Watch for a while: before the fix AckNotices published the ack at once.
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		select {
+		case err := <-flushed:
+			t.Fatalf("Flush returned (%v) while the ack was being stored", err)
+		default:
+		}
+		if st := e.Snapshot(); st.Pending != 1 {
+			t.Fatalf("shown %d pending while the ack was being stored, want 1", st.Pending)
+		}
+	}
+	release()
+	must(t, <-flushed)
+	<-acked
 }

@@ -63,7 +63,7 @@ func (m *machine) newOp(op cart.Op) cart.Op {
 // which is also when ops other tabs stored are looked for; a cart of
 // another id, whose ops are the storage's to say; a read older than
 // memoryConfirmFor. Otherwise an ack or a push costs one storage
-// transaction, and an add() made meanwhile waits behind that one only.
+// transaction, not a write and a read.
 func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
 	if c == nil && len(done) == 0 {
 		if reread {
@@ -177,7 +177,12 @@ func (m *machine) dropGone() bool {
 		ids[i] = opID(op)
 	}
 	m.log.Warn("ops dropped: their cart no longer exists", logkey.Ops, len(ops), logkey.Cart, ops[0].Cart)
-	m.dropped = append(m.dropped, ops...)
+	for _, op := range ops {
+		// Listed once, even if a failed write brings it back.
+		if !slices.ContainsFunc(m.dropped, func(d cart.Op) bool { return opID(d) == opID(op) }) {
+			m.dropped = append(m.dropped, op)
+		}
+	}
 	if n := len(m.dropped) - maxDropped; n > 0 {
 		m.dropped = slices.Clone(m.dropped[n:])
 	}
