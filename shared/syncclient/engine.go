@@ -351,18 +351,24 @@ func (e *Engine) Reload(ctx context.Context) error {
 // the outbox, and shows it.
 func (e *Engine) reload(ctx context.Context) error {
 	e.ioMu.Lock()
-	st, err := e.store.Load(ctx)
-	if err != nil {
-		e.ioMu.Unlock()
-		return fmt.Errorf("load storage: %w", err)
-	}
-	e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
-	changed := e.publish()
+	_, err := e.read(ctx, (*machine).loadedStored)
+	changed := err == nil && e.publish()
 	e.ioMu.Unlock()
 	if changed {
 		e.notify() // after unlocking: OnChange may edit
 	}
-	return nil
+	return err
+}
+
+// read reads the storage and gives it to the machine with take
+// (loadedStored, or storageRead for a connection's read), returning the
+// effects that asks for. The caller holds ioMu.
+func (e *Engine) read(ctx context.Context, take func(*machine, time.Time, Stored)) ([]effect, error) {
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load storage: %w", err)
+	}
+	return e.apply(func(m *machine) { take(m, time.Now(), st) }), nil
 }
 
 // notify calls OnChange with the newest state. Calls never overlap and never

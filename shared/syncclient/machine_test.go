@@ -168,6 +168,10 @@ func got(h *harness, msg *protocol.Message) func(*machine) {
 	return func(m *machine) { m.received(h.now, msg) }
 }
 
+func woken(h *harness) func(*machine) {
+	return func(m *machine) { m.woken(h.now) }
+}
+
 func fire(h *harness, t timerID) func(*machine) {
 	return func(m *machine) { m.fired(h.now, t) }
 }
@@ -253,7 +257,7 @@ func TestMachine(t *testing.T) {
 		name:  "a pushed cart with a gap waits for the ack in flight, which closes it",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1"}},
 			{func(h *harness) func(*machine) {
 				return got(h, &protocol.Message{Type: protocol.TypeCart, From: 2, Cart: cartAt(3, "mug=1", "tea=1"),
@@ -281,7 +285,7 @@ func TestMachine(t *testing.T) {
 		name:  "out_of_order drops what the server has and resends from what it expects",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("a")); h.edit(add("b")) },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1,me/2"}},
 			{func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
@@ -293,7 +297,7 @@ func TestMachine(t *testing.T) {
 		name:  "a retryable refusal waits for the retry timer",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("a")); h.timers = true },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1", "timer deadline 1m2.5s"}},
 			{func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrOverloaded, func(pe *protocol.Error) {
@@ -307,7 +311,7 @@ func TestMachine(t *testing.T) {
 		name:  "an op the server will never take is dropped and reported",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("a")); h.edit(add("b")) },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1,me/2"}},
 			{func(h *harness) func(*machine) { return got(h, errMsg("p2", protocol.ErrInvalid, nil)) },
 				[]string{"send push p3 me/1"}},
@@ -440,7 +444,7 @@ func TestMachine(t *testing.T) {
 		name:  "an ack read more than a second after the storage reads it back",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("a")) },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1"}},
 			{func(h *harness) func(*machine) {
 				h.now = h.now.Add(2 * time.Second)
@@ -451,7 +455,7 @@ func TestMachine(t *testing.T) {
 		name:  "an ack that moved further than its ops reads the storage, then asks about another tab's ops",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
 		steps: []step{
-			{func(h *harness) func(*machine) { return func(m *machine) { m.woken(h.now) } },
+			{woken,
 				[]string{"send push p2 me/1"}},
 			{func(h *harness) func(*machine) {
 				_, err := h.store.Enqueue(context.Background(), "other", func(seq uint64) cart.Op {

@@ -303,12 +303,8 @@ func (c *conn) input(f func(m *machine)) error {
 				effs = append(effs, ef)
 				break
 			}
-			st, err := e.store.Load(c.ctx)
-			if err != nil {
-				ioErr = fmt.Errorf("load storage: %w", err)
-				break
-			}
-			then = func(m *machine) { m.storageRead(time.Now(), st) }
+			more, err := e.read(c.ctx, (*machine).storageRead)
+			effs, ioErr = append(effs, more...), err
 		}
 		if then != nil {
 			effs = append(effs, e.apply(then)...)
@@ -345,12 +341,10 @@ func (c *conn) input(f func(m *machine)) error {
 // Flush or connection reads it first, and it is not published meanwhile.
 func (c *conn) storageFailed() bool {
 	e := c.e
-	st, err := e.store.Load(context.WithoutCancel(c.ctx))
-	if err != nil {
+	if _, err := e.read(context.WithoutCancel(c.ctx), (*machine).loadedStored); err != nil {
 		e.apply(func(m *machine) { m.loaded = false })
 		return false
 	}
-	e.apply(func(m *machine) { m.loadedStored(time.Now(), st) })
 	return true
 }
 

@@ -150,6 +150,18 @@ func scriptedEngineOn(t testing.TB, sc *script, store Storage, mod func(*Config)
 	return e
 }
 
+// mugPushed starts a scripted engine on store, logs it in on an empty
+// cart-1 and adds a mug: it returns the engine, the server's end and the
+// push of the mug.
+func mugPushed(t testing.TB, sc *script, store Storage) (*Engine, *peer, *protocol.Message) {
+	t.Helper()
+	e := scriptedEngineOn(t, sc, store, nil)
+	p := sc.accept()
+	p.login(cartAt(0), 0)
+	must(t, e.Add(context.Background(), "mug", nil, 1, nil))
+	return e, p, p.expect(protocol.TypePush)
+}
+
 // A pushed cart that seems to skip a version while our push is in flight
 // is held: the ack fills the gap, and no sync is needed.
 func TestGapClosedByAck(t *testing.T) {
@@ -374,12 +386,8 @@ func TestAckMovedSyncsOthers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sc := newScript(t)
 		store := NewMemStorage()
-		e := scriptedEngineOn(t, sc, store, nil)
+		e, p, push := mugPushed(t, sc, store)
 		ctx := context.Background()
-		p := sc.accept()
-		p.login(cartAt(0), 0)
-		must(t, e.Add(ctx, "mug", nil, 1, nil))
-		push := p.expect(protocol.TypePush)
 		// Another tab queues an op, sends it itself and closes.
 		_, err := store.Enqueue(ctx, "other", func(seq uint64) cart.Op {
 			return cart.Op{Client: "other", Seq: seq, Kind: cart.KindAdd, SKU: "tea", Quantity: 1}
@@ -540,12 +548,8 @@ func TestFailedConfirmShowsWhatIsStored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sc := newScript(t)
 		store := &gatedConfirm{Storage: NewMemStorage()}
-		e := scriptedEngineOn(t, sc, store, nil)
+		e, p, push := mugPushed(t, sc, store)
 		ctx := context.Background()
-		p := sc.accept()
-		p.login(cartAt(0), 0)
-		must(t, e.Add(ctx, "mug", nil, 1, nil))
-		push := p.expect(protocol.TypePush)
 		store.fail.Store(true)
 		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
 		synctest.Wait()
