@@ -92,13 +92,17 @@ type Deliverer struct {
 	jitter func(n time.Duration) time.Duration
 }
 
+// DefaultLease is Config.Lease when zero. An instance that dies while it
+// holds a lease leaves the event, and its cart's later events, waiting
+// until the lease ends: then any instance sends it again.
+const DefaultLease = time.Minute
+
 // Defaults of Config.
 const (
 	defaultTimeout      = 10 * time.Second
 	defaultRetryWindow  = 24 * time.Hour
 	defaultBackoffBase  = 5 * time.Second
 	defaultBackoffCap   = time.Hour
-	defaultLease        = time.Minute
 	defaultBatch        = 100
 	defaultConcurrency  = 8
 	defaultPollInterval = 500 * time.Millisecond
@@ -142,7 +146,7 @@ func New(cfg Config) (*Deliverer, error) {
 	setDefault(&cfg.RetryWindow, defaultRetryWindow)
 	setDefault(&cfg.BackoffBase, defaultBackoffBase)
 	setDefault(&cfg.BackoffCap, defaultBackoffCap)
-	setDefault(&cfg.Lease, defaultLease)
+	setDefault(&cfg.Lease, DefaultLease)
 	setDefault(&cfg.Batch, defaultBatch)
 	setDefault(&cfg.Concurrency, defaultConcurrency)
 	setDefault(&cfg.PollInterval, defaultPollInterval)

@@ -77,11 +77,11 @@ func newReceiver(t *testing.T) *receiver {
 	return r
 }
 
-// waitCarts waits until every cart's last delivered cart.updated is at
-// the version given.
-func (r *receiver) waitCarts(want map[string]uint64) {
+// waitCarts waits, at most within, until every cart's last delivered
+// cart.updated is at the version given.
+func (r *receiver) waitCarts(want map[string]uint64, within time.Duration) {
 	r.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		r.mu.Lock()
 		missing := 0
@@ -152,7 +152,10 @@ func TestWebhooksSurviveSIGKILL(t *testing.T) {
 			proc.Process.Signal(syscall.SIGKILL)
 			proc.Wait()
 			startProcess(t, bin, addr, args)
-			rcv.waitCarts(want)
+			// An event the killed process had claimed stays leased,
+			// with its cart's later events behind it, until the lease
+			// ends: up to webhook.DefaultLease from now.
+			rcv.waitCarts(want, webhook.DefaultLease+30*time.Second)
 			rcv.check(len(want))
 		})
 	}
@@ -183,7 +186,7 @@ func TestTwoInstancesDeliverEachEventOnce(t *testing.T) {
 		}
 		want[last.Cart.ID] = last.Cart.Version
 	}
-	rcv.waitCarts(want)
+	rcv.waitCarts(want, 60*time.Second)
 	rcv.check(len(want))
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
