@@ -426,6 +426,20 @@ func (s *shop) feed(after string) syncserver.EventPage {
 	return p
 }
 
+// feedUntil reads the feed after the cursor until done accepts the page,
+// for at most 10 s; then it returns the last page read.
+func (s *shop) feedUntil(after string, done func(syncserver.EventPage) bool) syncserver.EventPage {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := s.feed(after)
+		if done(p) || time.Now().After(deadline) {
+			return p
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestEventsAndAbandonedCarts(t *testing.T) {
 	for name, open := range commerceStores() {
 		t.Run(name, func(t *testing.T) {
@@ -436,7 +450,18 @@ func TestEventsAndAbandonedCarts(t *testing.T) {
 			for i := range 5 {
 				s.push(tok, cart.Op{Client: "c", Seq: uint64(i + 1), Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
 			}
-			p := s.feed("")
+			// Postgres's feed shows a transaction's events once no older
+			// transaction of the database server runs (other tests share
+			// it): wait for the last push's cart.updated.
+			p := s.feedUntil("", func(p syncserver.EventPage) bool {
+				for _, e := range p.Events {
+					var d syncserver.EventData
+					if e.Type == syncserver.EventCartUpdated && json.Unmarshal(e.Data, &d) == nil && d.Version == 5 {
+						return true
+					}
+				}
+				return false
+			})
 			var types []string
 			for _, e := range p.Events {
 				types = append(types, e.Type)
@@ -458,7 +483,7 @@ func TestEventsAndAbandonedCarts(t *testing.T) {
 			if n, _ := s.srv.Abandon(t.Context(), 10); n != 0 {
 				t.Fatalf("a second scan of the same idle period wrote %d more", n)
 			}
-			p = s.feed(p.Next)
+			p = s.feedUntil(p.Next, func(p syncserver.EventPage) bool { return len(p.Events) > 0 })
 			if len(p.Events) != 1 || p.Events[0].Type != syncserver.EventCartAbandoned {
 				t.Fatalf("after the scan: %+v", p.Events)
 			}
