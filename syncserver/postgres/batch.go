@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/syncserver"
@@ -33,6 +34,25 @@ const (
 	// A cart the batch made exist but wrote nothing to goes again, as
 	// it would with the rollback of a Mutate whose fn failed.
 	sqlDropUnwritten = `DELETE FROM carts WHERE id = ANY($1) AND state IS NULL`
+
+	// The batch's writes, one statement each for all its carts (the
+	// cart and its meta, the seqs, the appended changes, the trim of the
+	// log): the carts are locked already, and each cart comes once, so no
+	// row is written twice by one statement.
+	sqlWriteCarts = `UPDATE carts c SET kind = w.kind, version = w.version, state = w.state::jsonb,
+			merged_into = w.merged_into, updated_at = w.updated_at, abandoned_at = w.abandoned_at
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
+			AS w(id, kind, version, state, merged_into, updated_at, abandoned_at)
+		WHERE c.id = w.id
+		RETURNING c.id, c.write_id::text`
+	sqlWriteSeqs = `INSERT INTO cart_clients (cart_id, client_id, last_seq)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
+	sqlAppendAll = `INSERT INTO cart_log (cart_id, version, op, warnings, at)
+		SELECT id, version, op::jsonb, warnings::jsonb, at
+		FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[]) AS l(id, version, op, warnings, at)`
+	sqlTrimAll = `DELETE FROM cart_log l USING unnest($1::text[], $2::bigint[]) AS t(id, through)
+		WHERE l.cart_id = t.id AND l.version <= t.through`
 )
 
 // CommitBatch implements syncserver.BatchCommitter: two round trips and one
@@ -135,15 +155,18 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	b = &pgx.Batch{}
 	written := make(map[string]bool, len(writes))
 	newStamps := make([]string, len(writes))
+	sets := make([]syncserver.WriteSet, len(writes))
 	for i, w := range writes {
-		ws, err := w.Prepare()
-		if err != nil {
-			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
+		if written[w.ID] {
+			return fmt.Errorf("commit batch: cart %s written twice", w.ID)
 		}
-		if err := queueWrites(b, ws, &newStamps[i]); err != nil {
+		if sets[i], err = w.Prepare(); err != nil {
 			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
 		}
 		written[w.ID] = true
+	}
+	if err := queueWrites(b, sets, newStamps); err != nil {
+		return fmt.Errorf("commit batch: %w", err)
 	}
 	var unwritten []string
 	for i, l := range loaded {
@@ -169,6 +192,88 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		s.memo.Put(w.ID, newStamps[i], w.Rec.Cart)
 	}
 	return nil
+}
+
+// queueWrites queues on b the writes of sets (syncserver.WriteSet), carts
+// that differ: four statements for all of them, and one per event; stamps[i]
+// receives the write_id of sets[i]'s row (see CartMemo).
+func queueWrites(b *pgx.Batch, sets []syncserver.WriteSet, stamps []string) error {
+	if len(sets) == 0 {
+		return nil
+	}
+	var (
+		n                              = len(sets)
+		ids, kinds, states, mergedInto = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		versions                       = make([]int64, n)
+		updated, abandoned             = make([]pgtype.Timestamptz, n), make([]pgtype.Timestamptz, n)
+		seqCarts, seqClients           []string
+		seqs                           []int64
+		logCarts, logOps               []string
+		logWarnings                    []pgtype.Text
+		logVersions                    []int64
+		logAt                          []time.Time
+		trimCarts                      []string
+		trimThrough                    []int64
+		index                          = make(map[string]int, n)
+	)
+	for i, ws := range sets {
+		ids[i], kinds[i], versions[i], states[i], mergedInto[i] = ws.ID, ws.Kind, ws.Version, string(ws.State), ws.MergedInto
+		updated[i], abandoned[i] = timestamptz(ws.UpdatedAt), timestamptz(ws.AbandonedAt)
+		index[ws.ID] = i
+		for _, sw := range ws.Seqs {
+			seqCarts, seqClients, seqs = append(seqCarts, ws.ID), append(seqClients, sw.Client), append(seqs, sw.Seq)
+		}
+		for _, lw := range ws.Log {
+			logCarts, logVersions, logOps = append(logCarts, ws.ID), append(logVersions, lw.Version), append(logOps, string(lw.Op))
+			logWarnings = append(logWarnings, pgtype.Text{String: string(lw.Warnings), Valid: lw.Warnings != nil})
+			logAt = append(logAt, lw.At.Truncate(time.Millisecond))
+		}
+		if ws.TrimThrough > 0 {
+			trimCarts, trimThrough = append(trimCarts, ws.ID), append(trimThrough, ws.TrimThrough)
+		}
+	}
+	b.Queue(sqlWriteCarts, ids, kinds, versions, states, mergedInto, updated, abandoned).Query(func(rows pgx.Rows) error {
+		var id, stamp string
+		got := 0
+		_, err := pgx.ForEachRow(rows, []any{&id, &stamp}, func() error {
+			i, ok := index[id]
+			if !ok {
+				return fmt.Errorf("wrote cart %s that was not asked for", id)
+			}
+			stamps[i] = stamp
+			got++
+			return nil
+		})
+		if err == nil && got != n {
+			// Every cart was locked: a row missing here would be a write lost.
+			err = fmt.Errorf("wrote %d of %d carts", got, n)
+		}
+		return err
+	})
+	if len(seqCarts) > 0 {
+		b.Queue(sqlWriteSeqs, seqCarts, seqClients, seqs)
+	}
+	if len(logCarts) > 0 {
+		b.Queue(sqlAppendAll, logCarts, logVersions, logOps, logWarnings, logAt)
+	}
+	if len(trimCarts) > 0 {
+		b.Queue(sqlTrimAll, trimCarts, trimThrough)
+	}
+	now := time.Now()
+	for _, ws := range sets {
+		if err := queueEvents(b, ws.ID, ws.Events, now); err != nil {
+			return fmt.Errorf("cart %s: %w", ws.ID, err)
+		}
+	}
+	return nil
+}
+
+// timestamptz is t to the millisecond, NULL if zero.
+func timestamptz(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: t.Truncate(time.Millisecond), Valid: true}
 }
 
 // memoCarts bounds the carts a Store keeps decoded (see CartMemo): about

@@ -170,16 +170,6 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// The statements that write a cart (CommitBatch).
-const (
-	sqlWriteCart = `UPDATE carts SET kind = $2, version = $3, state = $4, merged_into = $5, updated_at = $6, abandoned_at = $7 WHERE id = $1
-		RETURNING write_id::text`
-	sqlWriteSeq = `INSERT INTO cart_clients (cart_id, client_id, last_seq) VALUES ($1, $2, $3)
-		ON CONFLICT (cart_id, client_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()`
-	sqlAppend = `INSERT INTO cart_log (cart_id, version, op, warnings, at) VALUES ($1, $2, $3, $4, $5)`
-	sqlTrim   = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
-)
-
 // release returns a connection of a hand-rolled transaction to the pool,
 // rolling back first if the transaction is still open (after an error or a
 // panic). A connection that cannot roll back is left in its transaction,
@@ -196,28 +186,6 @@ func release(ctx context.Context, conn *pgxpool.Conn, inTx bool) {
 // Mutate implements syncserver.Store by group commit (see CommitBatch).
 func (s *Store) Mutate(ctx context.Context, cartID string, clients []string, fn func(*syncserver.Record) error) error {
 	return s.group.Mutate(ctx, cartID, clients, fn)
-}
-
-// queueWrites queues on b the statements of ws (syncserver.WriteSet): the
-// cart and its meta, the seqs, the appended changes, the trim of the log,
-// and the events. If stamp is not nil it receives the written row's
-// write_id (see CartMemo).
-func queueWrites(b *pgx.Batch, ws syncserver.WriteSet, stamp *string) error {
-	q := b.Queue(sqlWriteCart, ws.ID, ws.Kind, ws.Version, ws.State, ws.MergedInto,
-		nullTime(ws.UpdatedAt), nullTime(ws.AbandonedAt))
-	if stamp != nil {
-		q.QueryRow(func(row pgx.Row) error { return row.Scan(stamp) })
-	}
-	for _, sw := range ws.Seqs {
-		b.Queue(sqlWriteSeq, ws.ID, sw.Client, sw.Seq)
-	}
-	for _, lw := range ws.Log {
-		b.Queue(sqlAppend, ws.ID, lw.Version, lw.Op, lw.Warnings, lw.At.Truncate(time.Millisecond))
-	}
-	if ws.TrimThrough > 0 {
-		b.Queue(sqlTrim, ws.ID, ws.TrimThrough)
-	}
-	return queueEvents(b, ws.ID, ws.Events, time.Now())
 }
 
 // The statements of Purge. A cart counts as changed at its updated_at,
@@ -393,12 +361,4 @@ func utc(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
-}
-
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.Truncate(time.Millisecond)
-	return &t
 }
