@@ -29,6 +29,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.DemoAddr, "demo-addr", "", "if set, also serve the demo storefront on this address, a second origin allowed to embed the cart (CARTSYNC_DEMO_ADDR)")
 	var secret string
 	fs.BoolVar(&m.OriginAgentCluster, "origin-agent-cluster", true, "send Origin-Agent-Cluster: ?1 with the widget page, so that browsers run the widget in a process of its own on a same-site storefront (cart.shop.com in shop.com) and starting it does not block the storefront's page (CARTSYNC_ORIGIN_AGENT_CLUSTER)")
+	fs.IntVar(&m.HeapFloorMiB, "gc-heap-floor", m.HeapFloorMiB, "MiB the Go heap may grow to before it is collected while less than half of it is live; above that the collector runs as GOGC says (100 by default). Under load a server keeps a few MiB live and collects far less often with it; 0 turns it off (CARTSYNC_GC_HEAP_FLOOR)")
 	fs.StringVar(&m.DebugAddr, "debug-addr", "", "if set, serve Go's profiler (/debug/pprof/) on this address; keep it on loopback or a private network (CARTSYNC_DEBUG_ADDR)")
 	fs.StringVar(&secret, "auth-hs256-secret", "", "shared secret for HS256 user tokens from the storefront (CARTSYNC_AUTH_HS256_SECRET)")
 	fs.StringVar(&m.Auth.PublicKeyFile, "auth-public-key-file", "", "PEM or JWKS file of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_PUBLIC_KEY_FILE)")
@@ -90,6 +91,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 			pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
 		}
 		m.IPLimits.TrustedProxies = append(m.IPLimits.TrustedProxies, pfx.Masked())
+	}
+	if m.HeapFloorMiB < 0 || m.HeapFloorMiB > 1<<20 {
+		return fmt.Errorf("-gc-heap-floor %d: not a size in MiB (0 turns it off)", m.HeapFloorMiB)
 	}
 	if err := m.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("log level: %w", err)

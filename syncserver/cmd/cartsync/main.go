@@ -27,6 +27,7 @@ import (
 	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/auth"
+	"github.com/cartsync/cartsync/syncserver/gcfloor"
 	"github.com/cartsync/cartsync/syncserver/webhook"
 )
 
@@ -41,6 +42,9 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	}
+	if m.HeapFloorMiB > 0 {
+		defer gcfloor.Start(uint64(m.HeapFloorMiB) << 20).Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -72,6 +76,9 @@ type Main struct {
 	WebDir         string
 	DemoAddr       string
 	DebugAddr      string
+	// HeapFloorMiB is the Go heap's floor (gcfloor), set by main for the
+	// whole process; 0 for none.
+	HeapFloorMiB int
 	// OriginAgentCluster asks browsers for a process of the widget's own
 	// (webui.Config.OriginAgentCluster).
 	OriginAgentCluster bool
@@ -131,6 +138,7 @@ func NewMain() *Main {
 		WebDir:          "web",
 		RedisPrefix:     "cartsync:",
 		Committers:      -1,
+		HeapFloorMiB:    32,
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
 		ShutdownSpread:  2 * time.Second,

@@ -1,0 +1,85 @@
+package gcfloor
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		live, floor uint64
+		base, want  int
+	}{
+		{4 * mib, 32 * mib, 100, 700},  // next collection at 32 MiB
+		{16 * mib, 32 * mib, 100, 100}, // half the floor: GOGC=100 reaches it
+		{20 * mib, 32 * mib, 100, 100}, // past it: never below base
+		{64 * mib, 32 * mib, 100, 100},
+		{4 * mib, 32 * mib, 900, 900}, // a higher GOGC of the operator stays
+		{0, 32 * mib, 100, 100},       // nothing measured yet
+		{1, 1 << 62, 100, 1 << 20},    // bounded
+	} {
+		if got := Percent(c.live, c.floor, c.base); got != c.want {
+			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.live, c.floor, c.base, got, c.want)
+		}
+	}
+}
+
+// gogc reads GOGC without changing it.
+func gogc() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// waitPercent collects until the tuner has set want, for at most 5 s.
+func waitPercent(t *testing.T, tu *Tuner, want func(int) bool) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		runtime.GC()
+		p := tu.Percent()
+		if want(p) && gogc() == p {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tuner's GOGC stayed %d (runtime's %d)", p, gogc())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTunerFollowsTheLiveHeap(t *testing.T) {
+	before := gogc()
+	tu := Start(256 << 20)
+	// Little is live in a test binary: the floor raises GOGC.
+	p := waitPercent(t, tu, func(p int) bool { return p > 1000 })
+	t.Logf("GOGC with a small heap: %d", p)
+
+	// 200 MiB live, more than half the floor: back to the base.
+	keep := make([]byte, 200<<20)
+	for i := range keep {
+		keep[i] = byte(i)
+	}
+	waitPercent(t, tu, func(p int) bool { return p == before })
+	runtime.KeepAlive(keep)
+
+	// Freed again: raised again.
+	waitPercent(t, tu, func(p int) bool { return p > 100 })
+
+	tu.Stop()
+	if got := gogc(); got != before {
+		t.Fatalf("GOGC after Stop = %d, want %d", got, before)
+	}
+	// Stopped: collections change nothing.
+	debug.SetGCPercent(150)
+	runtime.GC()
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	if got := gogc(); got != 150 {
+		t.Fatalf("a stopped tuner set GOGC to %d", got)
+	}
+	debug.SetGCPercent(before)
+}
