@@ -291,12 +291,15 @@ var knownTypes = map[string]bool{
 // Only invalid JSON and oversized data give a nil message.
 func Decode(data []byte) (*Message, error) {
 	var m Message
-	if err := DecodeJSON(data, &m); err != nil {
-		if m.Type != "" || m.ID != "" {
-			// A field of the wrong type: the rest was read.
-			return &m, err
+	if len(data) > MaxMessageBytes || !decodeFast(data, &m) {
+		m = Message{}
+		if err := DecodeJSON(data, &m); err != nil {
+			if m.Type != "" || m.ID != "" {
+				// A field of the wrong type: the rest was read.
+				return &m, err
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	if m.Type == "" {
 		return &m, Errorf(ErrMalformed, "message has no type")

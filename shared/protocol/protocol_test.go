@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -122,13 +123,33 @@ func TestUnknownFieldsAreIgnored(t *testing.T) {
 
 // FuzzDecode checks that Decode never panics and that whatever it accepts
 // encodes and decodes to the same message.
+// slowDecode is what encoding/json makes of data.
+func slowDecode(t testing.TB, data []byte) (Message, error) {
+	t.Helper()
+	var m Message
+	err := DecodeJSONLimit(data, &m, 1<<30)
+	return m, err
+}
+
 func FuzzDecode(f *testing.F) {
 	for _, m := range examples {
 		b, _ := Encode(m)
 		f.Add(b)
 	}
 	f.Add([]byte(`{"type":"push","ops":[{"client":"c","seq":1,"kind":"add","sku":"X","quantity":-5}]}`))
+	f.Add([]byte(`{"type":"push","ops":[{"client":"c","seq":1,"kind":"add","sku":"Café","options":{"a":"b"},"details":{"price":-1}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The fast path reads only what it reads as encoding/json does.
+		var fast Message
+		if decodeFast(data, &fast) {
+			slow, err := slowDecode(t, data)
+			if err != nil {
+				t.Fatalf("the fast path read what encoding/json refuses (%v): %q", err, data)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("%q:\nfast %+v\nslow %+v", data, fast, slow)
+			}
+		}
 		m, err := Decode(data)
 		if err != nil {
 			var pe *Error

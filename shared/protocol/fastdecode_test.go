@@ -1,0 +1,114 @@
+//go:build !js
+
+package protocol
+
+import (
+	"reflect"
+	"testing"
+)
+
+// TestDecodeFastReadsWhatClientsSend: the pushes and pings the client
+// engine encodes, and the same written by hand in other ways, are read by
+// the fast path, as encoding/json reads them.
+func TestDecodeFastReadsWhatClientsSend(t *testing.T) {
+	inputs := []string{
+		`{"type":"ping","t":1764200000000}`,
+		`{"type":"ping","t":-5}`,
+		`{"type":"push","id":"r1","ops":[]}`,
+		` { "type" : "push" ,"ops" : [ { "client" : "c" , "seq" : 1 , "kind" : "add" , "sku" : "X" , "quantity" : -5 } ] } ` + "\n",
+		`{"ops":[{"kind":"clear","seq":9,"client":"tab","base":0,"cart":"g_1"}],"type":"push"}`,
+		`{"type":"push","ops":[{"client":"c","seq":18446744073709551615,"kind":"add","sku":"Café ☕","options":{},"details":{}}]}`,
+		`{"type":"push","ops":[{"client":"c","seq":1,"kind":"set","sku":"T","options":{"size":"M","colour":"grün"},"quantity":9223372036854775807,` +
+			`"details":{"name":"T-shirt","image":"https://shop.example/t.jpg","price":-9223372036854775808,"currency":"JPY"}}]}`,
+		`{}`,
+		`{"type":"pong"}`,
+	}
+	for _, name := range []string{"push", "ping"} {
+		b, err := Encode(examples[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, in := range inputs {
+		var fast Message
+		if !decodeFast([]byte(in), &fast) {
+			t.Errorf("fast path declined %s", in)
+			continue
+		}
+		slow, err := slowDecode(t, []byte(in))
+		if err != nil {
+			t.Errorf("encoding/json refused what the fast path read: %s: %v", in, err)
+			continue
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%s:\nfast %+v\nslow %+v", in, fast, slow)
+		}
+	}
+}
+
+// TestDecodeFastLeavesTheRestToEncodingJSON: whatever the fast path does
+// not read exactly as encoding/json does, it declines; Decode's answer is
+// then encoding/json's.
+func TestDecodeFastLeavesTheRestToEncodingJSON(t *testing.T) {
+	for _, in := range []string{
+		`{"type":"hello","protocol":2,"client":"c"}`, // another message type's keys
+		`{"Type":"ping"}`,                                       // encoding/json matches keys without case
+		`{"type":"ping","type":"pong"}`,                         // a key twice: the last wins there
+		`{"type":"push","ops":[{"seq":1,"seq":2}]}`,             // the same inside an op
+		`{"type":"push","ops":[{"options":{"a":"1","a":"2"}}]}`, // and in options
+		`{"type":"pi\u006eg"}`,                                  // an escape
+		`{"type":"ping\u0001"}`,                                 // escaped control character
+		"{\"type\":\"pi\x01ng\"}",                               // raw control character
+		"{\"type\":\"\xff\"}",                                   // invalid UTF-8
+		`{"type":null}`,
+		`{"type":"push","ops":null}`,
+		`{"type":"push","ops":[{"details":null}]}`,
+		`{"type":"ping","t":1.0}`,
+		`{"type":"ping","t":1e3}`,
+		`{"type":"ping","t":01}`,
+		`{"type":"ping","t":-}`,
+		`{"type":"ping","t":9223372036854775808}`,
+		`{"type":"ping","t":-9223372036854775809}`,
+		`{"type":"push","ops":[{"seq":-1}]}`,
+		`{"type":"push","ops":[{"seq":18446744073709551616}]}`,
+		`{"type":"push","ops":[{"quantity":"1"}]}`,
+		`{"type":"ping"} {}`,
+		`{"type":"ping"`,
+		`{"type":"ping",}`,
+		`{"type":"push","ops":[{},]}`,
+		`[]`,
+		``,
+	} {
+		var fast Message
+		if decodeFast([]byte(in), &fast) {
+			t.Errorf("fast path read %q", in)
+		}
+	}
+}
+
+func BenchmarkDecodePush(b *testing.B) {
+	data, err := Encode(examples["push"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodePushEncodingJSON(b *testing.B) {
+	data, err := Encode(examples["push"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := slowDecode(b, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
