@@ -166,12 +166,12 @@ func (s *Server) applyOps(w http.ResponseWriter, r *http.Request, id Identity) {
 		s.httpError(w, perr)
 		return
 	}
-	var req OpsRequest
-	if err := protocol.DecodeJSON(body, &req); err != nil {
+	ops, err := protocol.DecodeOps(body)
+	if err != nil {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
-	m := &protocol.Message{Type: protocol.TypePush, Ops: req.Ops}
+	m := &protocol.Message{Type: protocol.TypePush, Ops: ops}
 	if err := m.Check(); err != nil {
 		s.httpError(w, protocol.AsError(err))
 		return

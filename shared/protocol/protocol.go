@@ -313,6 +313,23 @@ func Decode(data []byte) (*Message, error) {
 	return &m, nil
 }
 
+// DecodeOps reads a body of operations, {"ops": [...]} (the sync API's
+// POST /v1/cart/ops), as DecodeJSON reads it into a struct of that one
+// field: other keys are ignored. Pushes' fast path reads it when it can.
+func DecodeOps(data []byte) ([]cart.Op, error) {
+	var m Message
+	if len(data) <= MaxMessageBytes && decodeFast(data, &m) {
+		return m.Ops, nil
+	}
+	var req struct {
+		Ops []cart.Op `json:"ops"`
+	}
+	if err := DecodeJSON(data, &req); err != nil {
+		return nil, err
+	}
+	return req.Ops, nil
+}
+
 // DecodeJSON parses one size-limited JSON value into v, as Decode does for
 // messages; the HTTP endpoints use it for their bodies. Every failure is a
 // *Error.

@@ -150,6 +150,15 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("%q:\nfast %+v\nslow %+v", data, fast, slow)
 			}
 		}
+		// DecodeOps reads what encoding/json reads into {"ops": ...}.
+		ops, err := DecodeOps(data)
+		var req struct {
+			Ops []cart.Op `json:"ops"`
+		}
+		slowErr := DecodeJSON(data, &req)
+		if (err == nil) != (slowErr == nil) || (err == nil && !reflect.DeepEqual(ops, req.Ops)) {
+			t.Fatalf("DecodeOps(%q) = %+v, %v; encoding/json %+v, %v", data, ops, err, req.Ops, slowErr)
+		}
 		m, err := Decode(data)
 		if err != nil {
 			var pe *Error
