@@ -47,6 +47,9 @@ func invisible(r rune) bool {
 // must be visible text, or "" if nothing is. joiners allows the zero-width
 // joiner and non-joiner, which some scripts and emoji need in names.
 func checkText(s string, joiners bool) string {
+	if visibleASCII(s) {
+		return "" // the common case, without the Unicode tables
+	}
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
 	}
@@ -59,6 +62,17 @@ func checkText(s string, joiners bool) string {
 		}
 	}
 	return ""
+}
+
+// visibleASCII reports whether s holds only ASCII from space to tilde,
+// none of which is a control or invisible character.
+func visibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // printable reports whether s is valid UTF-8 without control or invisible

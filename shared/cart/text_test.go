@@ -138,3 +138,29 @@ func TestSeqAtOrAbove2To63Refused(t *testing.T) {
 		t.Errorf("seq 2^63-1: %v", err)
 	}
 }
+
+// TestVisibleASCIIAgreesWithTheTables: the ASCII shortcut of checkText
+// takes exactly the ASCII characters that the Unicode tables find visible.
+func TestVisibleASCIIAgreesWithTheTables(t *testing.T) {
+	for c := range 0x80 {
+		s := string(rune(c))
+		if got, want := visibleASCII(s), !invisible(rune(c)); got != want {
+			t.Errorf("visibleASCII(%q) = %v, tables say visible %v", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "TEE-01 size=M", "café", "a\u200bb", "\xff"} {
+		if visibleASCII(s) && checkTextTables(s) != "" {
+			t.Errorf("%q: shortcut takes what the tables refuse", s)
+		}
+	}
+}
+
+// checkTextTables is checkText without the shortcut.
+func checkTextTables(s string) string {
+	for _, r := range s {
+		if invisible(r) {
+			return "invisible"
+		}
+	}
+	return ""
+}
