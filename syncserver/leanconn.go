@@ -180,6 +180,16 @@ const controlFrame = 2 + 125
 // Write writes p as one unmasked, final text or binary frame, by ctx's
 // deadline. It returns net.ErrClosed after the library's close frame.
 func (f frameConn) Write(ctx context.Context, typ websocket.MessageType, p []byte) error {
+	d, timed := ctx.Deadline()
+	return f.write(d, timed, typ, p)
+}
+
+// WriteBy is Write by the deadline d, without a context (deadlineWriter).
+func (f frameConn) WriteBy(d time.Time, typ websocket.MessageType, p []byte) error {
+	return f.write(d, true, typ, p)
+}
+
+func (f frameConn) write(d time.Time, timed bool, typ websocket.MessageType, p []byte) error {
 	var hdr [10]byte
 	hdr[0] = 0x80 | byte(typ) // fin; opcode 1 (text) or 2 (binary), as websocket.MessageType numbers them
 	h := hdr[:2]
@@ -201,7 +211,6 @@ func (f frameConn) Write(ctx context.Context, typ websocket.MessageType, p []byt
 	if lc.closeSent {
 		return net.ErrClosed
 	}
-	d, timed := ctx.Deadline()
 	if timed {
 		if err := lc.SetWriteDeadline(d); err != nil {
 			return err

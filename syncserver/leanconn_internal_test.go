@@ -91,22 +91,32 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // A message's write deadline is not left on the socket for the library's
 // own frames (a pong, a close) written later.
 func TestFrameConnClearsItsWriteDeadline(t *testing.T) {
-	server, client := tcpPair(t)
-	lc := &leanConn{Conn: server}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := (frameConn{lc: lc}).Write(ctx, websocket.MessageText, []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	<-ctx.Done()
-	time.Sleep(10 * time.Millisecond)                    // the deadline it had is past
-	if _, err := lc.Write([]byte{0x8a, 0}); err != nil { // a pong
-		t.Fatalf("the library's pong after a message: %v", err)
-	}
-	got := make([]byte, 6)
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, []byte{0x81, 2, '{', '}', 0x8a, 0}) {
-		t.Fatalf("read %x (%v), want the message and the pong", got, err)
+	for _, how := range []string{"Write", "WriteBy"} {
+		t.Run(how, func(t *testing.T) {
+			server, client := tcpPair(t)
+			lc := &leanConn{Conn: server}
+			deadline := time.Now().Add(50 * time.Millisecond)
+			var err error
+			if how == "Write" {
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				defer cancel()
+				err = (frameConn{lc: lc}).Write(ctx, websocket.MessageText, []byte("{}"))
+			} else {
+				err = (frameConn{lc: lc}).WriteBy(deadline, websocket.MessageText, []byte("{}"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Until(deadline) + 10*time.Millisecond) // the deadline it had is past
+			if _, err := lc.Write([]byte{0x8a, 0}); err != nil {   // a pong
+				t.Fatalf("the library's pong after a message: %v", err)
+			}
+			got := make([]byte, 6)
+			_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, []byte{0x81, 2, '{', '}', 0x8a, 0}) {
+				t.Fatalf("read %x (%v), want the message and the pong", got, err)
+			}
+		})
 	}
 }
 

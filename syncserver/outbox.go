@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -153,7 +154,16 @@ func (ob *outbox) write() {
 	}
 }
 
+// deadlineWriter is a wireConn that takes a write's deadline as a time
+// (frameConn): no context and timer per message.
+type deadlineWriter interface {
+	WriteBy(deadline time.Time, typ websocket.MessageType, p []byte) error
+}
+
 func (ob *outbox) writeOne(b []byte) bool {
+	if dw, ok := ob.conn.(deadlineWriter); ok {
+		return dw.WriteBy(time.Now().Add(writeTimeout), websocket.MessageText, b) == nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	return ob.conn.Write(ctx, websocket.MessageText, b) == nil
