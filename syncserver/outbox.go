@@ -16,6 +16,7 @@ import (
 // the connection (a slow consumer re-syncs when it reconnects).
 type outbox struct {
 	conn wireConn
+	dw   deadlineWriter // conn, if it takes a deadline as a time
 	max  int
 	// onDrop is called once when a full queue drops the connection.
 	onDrop func()
@@ -42,7 +43,8 @@ type wireConn interface {
 }
 
 func newOutbox(conn wireConn, max int, onDrop func()) *outbox {
-	return &outbox{conn: conn, max: max, onDrop: onDrop}
+	dw, _ := conn.(deadlineWriter)
+	return &outbox{conn: conn, dw: dw, max: max, onDrop: onDrop}
 }
 
 // send queues b without blocking; it does nothing once the outbox is
@@ -161,8 +163,8 @@ type deadlineWriter interface {
 }
 
 func (ob *outbox) writeOne(b []byte) bool {
-	if dw, ok := ob.conn.(deadlineWriter); ok {
-		return dw.WriteBy(time.Now().Add(writeTimeout), websocket.MessageText, b) == nil
+	if ob.dw != nil {
+		return ob.dw.WriteBy(time.Now().Add(writeTimeout), websocket.MessageText, b) == nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()

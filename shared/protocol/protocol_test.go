@@ -121,8 +121,6 @@ func TestUnknownFieldsAreIgnored(t *testing.T) {
 	}
 }
 
-// FuzzDecode checks that Decode never panics and that whatever it accepts
-// encodes and decodes to the same message.
 // slowDecode is what encoding/json makes of data.
 func slowDecode(t testing.TB, data []byte) (Message, error) {
 	t.Helper()
@@ -131,6 +129,8 @@ func slowDecode(t testing.TB, data []byte) (Message, error) {
 	return m, err
 }
 
+// FuzzDecode checks that Decode never panics and that whatever it accepts
+// encodes and decodes to the same message.
 func FuzzDecode(f *testing.F) {
 	for _, m := range examples {
 		b, _ := Encode(m)

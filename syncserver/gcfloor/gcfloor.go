@@ -5,9 +5,10 @@
 // A sync server under load keeps a few megabytes live and allocates fast
 // (every message decoded, every cart encoded), so with GOGC=100 it collects
 // twenty times a second. With a floor of 32 MiB it collects a few times a
-// second, and the CPU that took is left for the edits. Once the live heap
-// passes half the floor, GOGC is 100 again: the memory of a server with
-// many connections is not raised.
+// second, and the CPU that took is left for the edits. As the live heap
+// grows the GOGC it needs falls, and from about half the floor on GOGC is
+// the base again: the memory of a server with many connections is not
+// raised. A GOMEMLIMIT below the floor still wins.
 package gcfloor
 
 import (
@@ -17,16 +18,21 @@ import (
 	"sync"
 )
 
-// Percent is the GOGC that puts the next collection at floor bytes of heap
-// when live bytes are live, and never below base.
-func Percent(live, floor uint64, base int) int {
+// heapMinimum is the runtime's least heap goal at GOGC=100; it grows with
+// GOGC (4 MiB times GOGC/100), so a GOGC above floor/heapMinimum*100 would
+// put the goal past the floor however little is live.
+const heapMinimum = 4 << 20
+
+// Percent is the GOGC that puts the runtime's next heap goal at floor
+// bytes, never below base: the goal is live + (live + scan) × GOGC/100,
+// where scan is the stacks and globals the collector scans, and at least
+// heapMinimum × GOGC/100.
+func Percent(live, scan, floor uint64, base int) int {
 	if live == 0 || floor <= live {
 		return base
 	}
-	p := (floor - live) * 100 / live
-	if p > 1<<20 {
-		p = 1 << 20
-	}
+	p := (floor - live) * 100 / (live + scan)
+	p = min(p, floor*100/heapMinimum)
 	return max(int(p), base)
 }
 
@@ -45,10 +51,14 @@ type Tuner struct {
 // percent in effect now (100 unless GOGC says otherwise), until Stop. It
 // is process-wide: start one.
 func Start(floor uint64) *Tuner {
-	base := debug.SetGCPercent(100)
-	debug.SetGCPercent(base)
-	t := &Tuner{floor: floor, base: base, percent: base,
-		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(gogc)
+	base := -1 // off, or a runtime without the metric: nothing to tune
+	if gogc[0].Value.Kind() == metrics.KindUint64 {
+		base = int(gogc[0].Value.Uint64())
+	}
+	t := &Tuner{floor: floor, base: base, percent: base, sample: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	if base < 0 {
 		return t // GOGC=off: nothing to tune
 	}
@@ -78,7 +88,8 @@ func (t *Tuner) Percent() int {
 }
 
 // sentinel is garbage as soon as it is made: its cleanup runs after the
-// next collection, adjusts GOGC and makes the next sentinel.
+// next collection (or the one after, if it was made while a collection was
+// marking), adjusts GOGC and makes the next sentinel.
 type sentinel struct{ _ *byte }
 
 func (t *Tuner) arm() {
@@ -93,11 +104,13 @@ func (t *Tuner) arm() {
 // adjust sets GOGC from the live heap; it reports false once stopped.
 func (t *Tuner) adjust() bool {
 	metrics.Read(t.sample)
-	var live uint64
-	if t.sample[0].Value.Kind() == metrics.KindUint64 {
-		live = t.sample[0].Value.Uint64()
+	var v [3]uint64 // live, stack scan, globals scan
+	for i, sm := range t.sample {
+		if sm.Value.Kind() == metrics.KindUint64 {
+			v[i] = sm.Value.Uint64()
+		}
 	}
-	p := Percent(live, t.floor, t.base)
+	p := Percent(v[0], v[1]+v[2], t.floor, t.base)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {

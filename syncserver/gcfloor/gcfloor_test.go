@@ -3,6 +3,7 @@ package gcfloor
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 	"time"
 )
@@ -10,21 +11,29 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		live, floor uint64
-		base, want  int
+		live, scan, floor uint64
+		base, want        int
 	}{
-		{4 * mib, 32 * mib, 100, 700},  // next collection at 32 MiB
-		{16 * mib, 32 * mib, 100, 100}, // half the floor: GOGC=100 reaches it
-		{20 * mib, 32 * mib, 100, 100}, // past it: never below base
-		{64 * mib, 32 * mib, 100, 100},
-		{4 * mib, 32 * mib, 900, 900}, // a higher GOGC of the operator stays
-		{0, 32 * mib, 100, 100},       // nothing measured yet
-		{1, 1 << 62, 100, 1 << 20},    // bounded
+		{4 * mib, 0, 32 * mib, 100, 700},       // goal 4 + 4 × 7 = 32 MiB
+		{4 * mib, 4 * mib, 32 * mib, 100, 350}, // stacks and globals count: 4 + 8 × 3.5
+		{2 * mib, 0, 32 * mib, 100, 800},       // at most 800: the runtime's least goal is 4 MiB × GOGC/100
+		{16 * mib, 0, 32 * mib, 100, 100},      // half the floor: GOGC=100 reaches it
+		{20 * mib, 0, 32 * mib, 100, 100},      // past it: never below base
+		{64 * mib, 0, 32 * mib, 100, 100},
+		{4 * mib, 0, 32 * mib, 900, 900}, // a higher GOGC of the operator stays
+		{0, 0, 32 * mib, 100, 100},       // nothing measured yet
 	} {
-		if got := Percent(c.live, c.floor, c.base); got != c.want {
-			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.live, c.floor, c.base, got, c.want)
+		if got := Percent(c.live, c.scan, c.floor, c.base); got != c.want {
+			t.Errorf("Percent(%d, %d, %d, %d) = %d, want %d", c.live, c.scan, c.floor, c.base, got, c.want)
 		}
 	}
+}
+
+// heapGoal is the runtime's goal for the heap at the next collection.
+func heapGoal() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // gogc reads GOGC without changing it.
@@ -53,10 +62,16 @@ func waitPercent(t *testing.T, tu *Tuner, want func(int) bool) int {
 
 func TestTunerFollowsTheLiveHeap(t *testing.T) {
 	before := gogc()
-	tu := Start(256 << 20)
-	// Little is live in a test binary: the floor raises GOGC.
+	const floor = 256 << 20
+	tu := Start(floor)
+	// Little is live in a test binary: the floor raises GOGC, and the
+	// next collection comes near the floor, not past it.
 	p := waitPercent(t, tu, func(p int) bool { return p > 1000 })
-	t.Logf("GOGC with a small heap: %d", p)
+	goal := heapGoal()
+	t.Logf("GOGC with a small heap: %d; heap goal %d MiB", p, goal>>20)
+	if goal > floor*21/20 || goal < floor/2 {
+		t.Fatalf("heap goal %d MiB with a floor of %d MiB", goal>>20, floor>>20)
+	}
 
 	// 200 MiB live, more than half the floor: back to the base.
 	keep := make([]byte, 200<<20)
