@@ -12,10 +12,11 @@
 package gcfloor
 
 import (
-	"runtime"
+	"math"
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"time"
 )
 
 // heapMinimum is the runtime's least heap goal at GOGC=100; it grows with
@@ -40,12 +41,21 @@ func Percent(live, scan, floor uint64, base int) int {
 type Tuner struct {
 	floor  uint64
 	base   int
-	sample []metrics.Sample
+	sample []metrics.Sample // cycles, live, stack scan, globals scan
+	cycles uint64           // the collections seen
 
 	mu      sync.Mutex
-	stopped bool
 	percent int
+
+	stop chan struct{}
+	done chan struct{}
 }
+
+// pollEvery is how often the tuner looks for a finished collection. GOGC
+// set for a small heap stays in force until then, however much the heap
+// grew meanwhile (a storm of connections): the poll bounds the overshoot
+// to what is allocated in this time.
+const pollEvery = 20 * time.Millisecond
 
 // Start makes the heap's floor floor bytes, with GOGC never below the
 // percent in effect now (100 unless GOGC says otherwise), until Stop. It
@@ -54,27 +64,30 @@ func Start(floor uint64) *Tuner {
 	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(gogc)
 	base := -1 // off, or a runtime without the metric: nothing to tune
-	if gogc[0].Value.Kind() == metrics.KindUint64 {
-		base = int(gogc[0].Value.Uint64())
+	if v := gogc[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() <= math.MaxInt32 {
+		base = int(v.Uint64())
 	}
-	t := &Tuner{floor: floor, base: base, percent: base, sample: []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
+	t := &Tuner{floor: floor, base: base, percent: base, stop: make(chan struct{}), done: make(chan struct{}),
+		sample: []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/live:bytes"},
+			{Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	if base < 0 {
+		close(t.done)
 		return t // GOGC=off: nothing to tune
 	}
 	t.adjust()
-	t.arm()
+	go t.run()
 	return t
 }
 
-// Stop puts GOGC back to what it was at Start.
+// Stop ends the tuner and puts GOGC back to what it was at Start.
 func (t *Tuner) Stop() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.stopped {
+	select {
+	case <-t.stop:
 		return
+	default:
 	}
-	t.stopped = true
+	close(t.stop)
+	<-t.done
 	if t.base >= 0 {
 		debug.SetGCPercent(t.base)
 	}
@@ -87,38 +100,38 @@ func (t *Tuner) Percent() int {
 	return t.percent
 }
 
-// sentinel is garbage as soon as it is made: its cleanup runs after the
-// next collection (or the one after, if it was made while a collection was
-// marking), adjusts GOGC and makes the next sentinel.
-type sentinel struct{ _ *byte }
-
-func (t *Tuner) arm() {
-	s := new(sentinel)
-	runtime.AddCleanup(s, func(t *Tuner) {
-		if t.adjust() {
-			t.arm()
+func (t *Tuner) run() {
+	defer close(t.done)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.adjust()
 		}
-	}, t)
+	}
 }
 
-// adjust sets GOGC from the live heap; it reports false once stopped.
-func (t *Tuner) adjust() bool {
+// adjust sets GOGC from the live heap after a collection it has not seen.
+func (t *Tuner) adjust() {
 	metrics.Read(t.sample)
-	var v [3]uint64 // live, stack scan, globals scan
+	var v [4]uint64 // cycles, live, stack scan, globals scan
 	for i, sm := range t.sample {
 		if sm.Value.Kind() == metrics.KindUint64 {
 			v[i] = sm.Value.Uint64()
 		}
 	}
-	p := Percent(v[0], v[1]+v[2], t.floor, t.base)
+	if v[0] == t.cycles && t.cycles != 0 {
+		return // no collection since the last look
+	}
+	t.cycles = v[0]
+	p := Percent(v[1], v[2]+v[3], t.floor, t.base)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.stopped {
-		return false
-	}
 	if p != t.percent {
 		debug.SetGCPercent(p)
 		t.percent = p
 	}
-	return true
 }
