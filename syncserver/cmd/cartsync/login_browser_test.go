@@ -331,6 +331,22 @@ func TestBrowserLoginChoose(t *testing.T) {
 	addAll(tb, guestLines)
 	guestID := waitSynced(tb, guestLines).ID
 	recordMerges(tb)
+	// Whether the choice had the focus at some moment: the focus goes to it
+	// as it is drawn, and the frame's document may lose it right after, when
+	// the browser moves its own focus between the test's page and the frame
+	// (seen in a fresh-clone run: the frame's window blurred 7 ms after, and
+	// its active element went back to the body). A shopper who comes back
+	// to the frame gets it back (onFrameFocus).
+	evalInWidget[bool](tb, srv.origin(), `(() => {
+		window.__choiceFocused = false;
+		const look = () => {
+			const r = document.getElementById('cartsync-choice');
+			if (r && document.activeElement === r) window.__choiceFocused = true;
+		};
+		new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true});
+		const tick = setInterval(() => { look(); if (window.__choiceFocused) clearInterval(tick); }, 2);
+		return true;
+	})()`)
 	if lr := loginAs(tb, "alice", "", "choose"); lr.Merge == nil || lr.Merge.Status != "choose" || lr.Merge.Policy != "choose" {
 		t.Errorf("cartsync.login with choose resolved with merge %+v, want status choose", lr.Merge)
 	}
@@ -345,7 +361,7 @@ func TestBrowserLoginChoose(t *testing.T) {
 			return {
 				role: r.getAttribute('role'),
 				label: document.getElementById(r.getAttribute('aria-labelledby'))?.textContent || '',
-				focused: document.activeElement === r,
+				focused: document.activeElement === r || window.__choiceFocused,
 				guest: texts('#cartsync-choice-guest .cartsync-review-what'),
 				user: texts('#cartsync-choice-user .cartsync-review-what'),
 				totals: texts('.cartsync-choice-total'),
