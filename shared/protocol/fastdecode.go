@@ -22,41 +22,39 @@ import (
 // (fastdecode_js.go), and the wasm does not carry it.
 func decodeFast(data []byte, m *Message) bool {
 	s := scanner{b: data}
-	const (
-		seenType = 1 << iota
-		seenID
-		seenT
-		seenOps
-	)
-	seen := 0
-	once := func(bit int) bool {
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
-	}
+	var seen keys
 	ok := s.object(func(key []byte) bool {
+		var ok bool
 		switch string(key) {
 		case "type":
-			var ok bool
 			m.Type, ok = s.str()
-			return once(seenType) && ok
+			return seen.once(0) && ok
 		case "id":
-			var ok bool
 			m.ID, ok = s.str()
-			return once(seenID) && ok
+			return seen.once(1) && ok
 		case "t":
-			var ok bool
 			m.T, ok = s.int(math.MinInt64, math.MaxInt64)
-			return once(seenT) && ok
+			return seen.once(2) && ok
 		case "ops":
-			return once(seenOps) && s.ops(m)
+			return seen.once(3) && s.ops(m)
 		}
 		return false
 	})
 	s.space()
 	return ok && s.i == len(s.b)
+}
+
+// keys are the keys of an object read so far, by number.
+type keys uint16
+
+// once marks key n read, and reports false if it was already: encoding/json
+// takes the last of a key given twice, the fast path declines.
+func (k *keys) once(n uint) bool {
+	if *k&(1<<n) != 0 {
+		return false
+	}
+	*k |= 1 << n
+	return true
 }
 
 // scanner reads JSON from b at i. Each method skips the white space before
@@ -146,17 +144,8 @@ func (s *scanner) int(lo, hi int64) (int64, bool) {
 	if neg {
 		s.i++
 	}
-	start := s.i
-	var u uint64
-	for ; s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9'; s.i++ {
-		d := uint64(s.b[s.i] - '0')
-		if u > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		u = u*10 + d
-	}
-	n := s.i - start
-	if n == 0 || (n > 1 && s.b[start] == '0') || !s.delimited() {
+	u, ok := s.digits()
+	if !ok {
 		return 0, false
 	}
 	if neg {
@@ -174,6 +163,12 @@ func (s *scanner) int(lo, hi int64) (int64, bool) {
 // uint reads a non-negative integer of up to 64 bits, as int does.
 func (s *scanner) uint() (uint64, bool) {
 	s.space()
+	return s.digits()
+}
+
+// digits reads the digits of a number of up to 64 bits, without leading
+// zeros, followed by a delimiter.
+func (s *scanner) digits() (uint64, bool) {
 	start := s.i
 	var u uint64
 	for ; s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9'; s.i++ {
@@ -225,47 +220,40 @@ func (s *scanner) ops(m *Message) bool {
 }
 
 func (s *scanner) op(op *cart.Op) bool {
-	seen := 0
-	once := func(bit int) bool {
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
-	}
+	var seen keys
 	return s.object(func(key []byte) bool {
 		var ok bool
 		switch string(key) {
 		case "client":
 			op.Client, ok = s.str()
-			return once(1<<0) && ok
+			return seen.once(0) && ok
 		case "seq":
 			op.Seq, ok = s.uint()
-			return once(1<<1) && ok
+			return seen.once(1) && ok
 		case "kind":
 			var k string
 			k, ok = s.str()
 			op.Kind = cart.Kind(k)
-			return once(1<<2) && ok
+			return seen.once(2) && ok
 		case "sku":
 			op.SKU, ok = s.str()
-			return once(1<<3) && ok
+			return seen.once(3) && ok
 		case "options":
-			return once(1<<4) && s.options(op)
+			return seen.once(4) && s.options(op)
 		case "quantity":
 			var q int64
 			q, ok = s.int(math.MinInt, math.MaxInt)
 			op.Quantity = int(q)
-			return once(1<<5) && ok
+			return seen.once(5) && ok
 		case "details":
 			op.Details = new(cart.Details)
-			return once(1<<6) && s.details(op.Details)
+			return seen.once(6) && s.details(op.Details)
 		case "base":
 			op.Base, ok = s.uint()
-			return once(1<<7) && ok
+			return seen.once(7) && ok
 		case "cart":
 			op.Cart, ok = s.str()
-			return once(1<<8) && ok
+			return seen.once(8) && ok
 		}
 		return false
 	})
@@ -286,29 +274,22 @@ func (s *scanner) options(op *cart.Op) bool {
 }
 
 func (s *scanner) details(d *cart.Details) bool {
-	seen := 0
-	once := func(bit int) bool {
-		if seen&bit != 0 {
-			return false
-		}
-		seen |= bit
-		return true
-	}
+	var seen keys
 	return s.object(func(key []byte) bool {
 		var ok bool
 		switch string(key) {
 		case "name":
 			d.Name, ok = s.str()
-			return once(1<<0) && ok
+			return seen.once(0) && ok
 		case "image":
 			d.Image, ok = s.str()
-			return once(1<<1) && ok
+			return seen.once(1) && ok
 		case "price":
 			d.Price, ok = s.int(math.MinInt64, math.MaxInt64)
-			return once(1<<2) && ok
+			return seen.once(2) && ok
 		case "currency":
 			d.Currency, ok = s.str()
-			return once(1<<3) && ok
+			return seen.once(3) && ok
 		}
 		return false
 	})
