@@ -15,12 +15,16 @@ import (
 // for anything it does not read, and Decode then reads the message with
 // encoding/json: another key (of any message type), a key twice, an escape
 // or a control character in a string, invalid UTF-8, null, a number with a
-// fraction or an exponent, or anything after the object. Where it reports
-// true, m is what encoding/json makes of data (FuzzDecode compares the two).
+// fraction or an exponent, anything after the object, or more than
+// MaxMessageBytes. Where it reports true, m is what encoding/json makes of
+// data (FuzzDecode compares the two).
 //
 // The widget (js) never reads a push: there decodeFast declines everything
 // (fastdecode_js.go), and the wasm does not carry it.
 func decodeFast(data []byte, m *Message) bool {
+	if len(data) > MaxMessageBytes {
+		return false // encoding/json's path says why
+	}
 	s := scanner{b: data}
 	var seen keys
 	ok := s.object(func(key []byte) bool {

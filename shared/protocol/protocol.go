@@ -291,7 +291,7 @@ var knownTypes = map[string]bool{
 // Only invalid JSON and oversized data give a nil message.
 func Decode(data []byte) (*Message, error) {
 	var m Message
-	if len(data) > MaxMessageBytes || !decodeFast(data, &m) {
+	if !decodeFast(data, &m) {
 		m = Message{}
 		if err := DecodeJSON(data, &m); err != nil {
 			if m.Type != "" || m.ID != "" {
@@ -318,7 +318,7 @@ func Decode(data []byte) (*Message, error) {
 // field: other keys are ignored. Pushes' fast path reads it when it can.
 func DecodeOps(data []byte) ([]cart.Op, error) {
 	var m Message
-	if len(data) <= MaxMessageBytes && decodeFast(data, &m) {
+	if decodeFast(data, &m) {
 		return m.Ops, nil
 	}
 	var req struct {
