@@ -68,6 +68,39 @@ type config struct {
 }
 
 func main() {
+	c, cpuProfile := parseFlags()
+	stop := func() {}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		stop = func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	err := runScenario(context.Background(), c)
+	stop()
+	var usage usageError
+	switch {
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad combination of flags: the program exits with 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+func parseFlags() (config, string) {
 	var c config
 	flag.StringVar(&c.server, "server", "http://127.0.0.1:8080", "sync server base URL")
 	flag.IntVar(&c.clients, "clients", 1000, "websocket clients (devices)")
@@ -98,126 +131,89 @@ func main() {
 	flag.IntVar(&c.sources, "source-addrs", 4, "idle: loopback source addresses the connections come from (127.0.0.1 up)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-	if c.scenario == "hold" {
-		if err := runHold(context.Background(), strings.Split(c.targets, ","), c.clients, c.holdOffset, max(c.sources, 1)); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: hold:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scenario == "scale" {
+	return c, *cpuProfile
+}
+
+// runScenario runs the scenario c names.
+func runScenario(ctx context.Context, c config) error {
+	switch c.scenario {
+	case "hold":
+		return runHold(ctx, strings.Split(c.targets, ","), c.clients, c.holdOffset, max(c.sources, 1))
+	case "peer":
+		return runPeer(ctx, peerConfig{servers: []string{c.server}, shoppers: c.shoppers, duration: c.duration, warmup: c.warmup})
+	case "commerce":
+		return runCommerce(ctx, commerceConfig{server: c.server, apiKey: c.apiKey, secret: c.hookSecret,
+			listen: c.hookListen, items: c.catalogItems, writers: c.writers, window: c.duration})
+	case "scale":
 		u, err := url.Parse(c.server)
 		if err != nil || c.serverBin == "" || c.instances < 1 || c.perProcess < 1 {
-			fmt.Fprintln(os.Stderr, "scale needs -server-bin, an http:// -server, -instances and -hold-per-process of at least 1")
-			os.Exit(2)
+			return usageError("scale needs -server-bin, an http:// -server, -instances and -hold-per-process of at least 1")
 		}
-		err = runScale(context.Background(), scaleConfig{
+		return runScale(ctx, scaleConfig{
 			restartConfig: restartConfig{bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(), clients: c.clients},
 			instances:     c.instances, perProcess: c.perProcess, sources: max(c.sources, 1),
 			peer: peerConfig{shoppers: c.shoppers, duration: c.duration, warmup: c.warmup},
 		})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scenario == "peer" {
-		if err := runPeer(context.Background(), peerConfig{servers: []string{c.server}, shoppers: c.shoppers, duration: c.duration, warmup: c.warmup}); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scenario == "commerce" {
-		err := runCommerce(context.Background(), commerceConfig{server: c.server, apiKey: c.apiKey, secret: c.hookSecret,
-			listen: c.hookListen, items: c.catalogItems, writers: c.writers, window: c.duration})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scenario == "idle" {
+	case "idle":
 		u, err := url.Parse(c.server)
 		if err != nil || c.serverBin == "" {
-			fmt.Fprintln(os.Stderr, "idle needs -server-bin and an http:// -server")
-			os.Exit(2)
+			return usageError("idle needs -server-bin and an http:// -server")
 		}
-		err = runIdle(context.Background(), idleConfig{restartConfig: restartConfig{
+		return runIdle(ctx, idleConfig{restartConfig: restartConfig{
 			bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(), clients: c.clients,
 		}, sources: max(c.sources, 1)})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if c.scenario == "restart" {
+	case "restart":
 		u, err := url.Parse(c.server)
 		if err != nil || c.serverBin == "" {
-			fmt.Fprintln(os.Stderr, "restart needs -server-bin and an http:// -server")
-			os.Exit(2)
+			return usageError("restart needs -server-bin and an http:// -server")
 		}
 		if c.editors < 0 || c.editors > c.clients {
 			c.editors = c.clients
 		}
-		err = runRestart(context.Background(), restartConfig{
+		return runRestart(ctx, restartConfig{
 			bin: c.serverBin, args: strings.Fields(c.serverArgs), addr: u.Host, logDir: os.TempDir(),
 			clients: c.clients, editors: c.editors, timeout: c.timeout, profile: c.serverProf,
 		})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		return
 	}
+	return runLoad(ctx, c)
+}
+
+// runLoad runs the load scenario and the storage baselines asked for.
+func runLoad(ctx context.Context, c config) error {
 	if c.carts > c.clients || c.carts < 1 || c.clients > 2*c.carts {
-		fmt.Fprintln(os.Stderr, "need carts <= clients <= 2*carts")
-		os.Exit(2)
+		return usageError("need carts <= clients <= 2*carts")
 	}
-	r, err := run(context.Background(), c)
+	conns := []int{}
+	if c.pgURL != "" {
+		for _, f := range strings.Split(c.pgConns, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return usageError(fmt.Sprintf("bench: -postgres-conns: bad count %q", f))
+			}
+			conns = append(conns, n)
+		}
+	}
+	r, err := run(ctx, c)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return err
 	}
 	r.print(c)
 	ops := float64(len(r.acks)) / r.window.Seconds()
-	if c.pgURL != "" {
-		for _, f := range strings.Split(c.pgConns, ",") {
-			conns, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || conns < 1 {
-				fmt.Fprintf(os.Stderr, "bench: -postgres-conns: bad count %q\n", f)
-				os.Exit(2)
-			}
-			base, err := postgres.Baseline(context.Background(), c.pgURL, conns, c.duration/2)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "bench: baseline:", err)
-				os.Exit(1)
-			}
-			fmt.Printf("postgres baseline: %.0f single-row durable inserts/s from %d connections; acknowledged ops/s as a share of it: %.2f\n", base, conns, ops/base)
+	for _, n := range conns {
+		base, err := postgres.Baseline(ctx, c.pgURL, n, c.duration/2)
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
 		}
+		fmt.Printf("postgres baseline: %.0f single-row durable inserts/s from %d connections; acknowledged ops/s as a share of it: %.2f\n", base, n, ops/base)
 	}
 	if c.liteDir != "" {
-		base, err := sqlite.Baseline(context.Background(), c.liteDir, c.duration/2)
+		base, err := sqlite.Baseline(ctx, c.liteDir, c.duration/2)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench: baseline:", err)
-			os.Exit(1)
+			return fmt.Errorf("baseline: %w", err)
 		}
 		fmt.Printf("sqlite baseline: %.0f single-row durable inserts/s (one writer); acknowledged ops/s as a share of it: %.2f\n", base, ops/base)
 	}
+	return nil
 }
 
 // recorder collects latencies during the measured window.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -117,6 +118,16 @@ func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
+// print prints the counts under a title, by key.
+func (l *logCounter) print(title string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Println(title)
+	for _, k := range slices.Sorted(maps.Keys(l.counts)) {
+		fmt.Printf("  %s: %d\n", k, l.counts[k])
+	}
+}
+
 func classify(err string) string {
 	switch {
 	case strings.Contains(err, "dial"):
@@ -173,6 +184,28 @@ func startServer(ctx context.Context, rc restartConfig, n int) (*server, time.Ti
 	return s, time.Time{}, fmt.Errorf("server %d not ready within 30s; see %s", n, logPath)
 }
 
+// kill ends the server at once if it still runs.
+func (s *server) kill() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+// printLogSummary prints what logSummary finds in the server's log.
+func (s *server) printLogSummary() error {
+	counts, timeouts, err := logSummary(s.log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("server log %s: %d warnings and errors about a timeout", s.log, timeouts)
+	for k, n := range counts {
+		fmt.Printf("; %s: %d", k, n)
+	}
+	fmt.Println()
+	return nil
+}
+
 func (s *server) stop() error {
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return err
@@ -217,126 +250,21 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 	}
 	srv, _, err := startServer(ctx, rc, 1)
 	if srv != nil {
-		defer func() {
-			if srv.cmd.ProcessState == nil {
-				srv.cmd.Process.Kill()
-				srv.cmd.Wait()
-			}
-		}()
+		defer srv.kill()
 	}
 	if err != nil {
 		return err
 	}
-	logs := &logCounter{counts: map[string]int{}}
-	logger := slog.New(logs)
-	wsURL := (&url.URL{Scheme: "ws", Host: rc.addr, Path: "/v1/sync"}).String()
-
-	clients := make([]*client, rc.clients)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	r := &restartRun{rc: rc, logs: &logCounter{counts: map[string]int{}}}
+	defer r.wg.Wait()
 	defer cancel()
-	setup := time.Now()
-	for i := range clients {
-		c := &client{editor: i < rc.editors, offline: make(chan struct{})}
-		e, err := syncclient.New(syncclient.Config{
-			Storage:  syncclient.NewMemStorage(),
-			Dial:     syncclient.WebsocketDialer(wsURL),
-			Logger:   logger,
-			OnChange: c.onChange,
-		})
-		if err != nil {
-			return err
-		}
-		c.e = e
-		clients[i] = c
-		wg.Add(1)
-		go func() { defer wg.Done(); e.Run(ctx) }()
-		if i%200 == 199 {
-			time.Sleep(50 * time.Millisecond) // don't open every socket at once
-		}
+	if err := r.connect(ctx); err != nil {
+		return err
 	}
-	// Every client is connected; every editor edits once and is
-	// acknowledged.
-	for tick := 0; ; tick++ {
-		synced := 0
-		for _, c := range clients {
-			if c.e.Snapshot().Status == syncclient.Synced {
-				synced++
-			}
-		}
-		if synced == len(clients) {
-			break
-		}
-		if tick%10 == 9 {
-			logs.mu.Lock()
-			fmt.Printf("setup: %d of %d connected after %s; %v\n", synced, len(clients), time.Since(setup).Round(time.Second), logs.counts)
-			logs.mu.Unlock()
-		}
-		if time.Since(setup) > 3*time.Minute {
-			return fmt.Errorf("%d of %d clients connected within 3 minutes", synced, len(clients))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := r.warmUp(ctx); err != nil {
+		return err
 	}
-	var warm sync.WaitGroup
-	var warmErrs atomic.Int64
-	for i, c := range clients {
-		if !c.editor {
-			continue
-		}
-		warm.Add(1)
-		go func() {
-			defer warm.Done()
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			err := c.e.Add(wctx, fmt.Sprintf("SKU-%d", i%7), nil, 1, &cart.Details{Name: "warm-up", Price: 1299, Currency: "EUR"})
-			if err == nil {
-				err = c.e.Flush(wctx)
-			}
-			if err != nil {
-				warmErrs.Add(1)
-			}
-		}()
-	}
-	warm.Wait()
-	if n := warmErrs.Load(); n > 0 {
-		return fmt.Errorf("%d of %d clients were not acknowledged before the restart", n, rc.clients)
-	}
-	fmt.Printf("setup: %d clients connected, %d of them edited and acknowledged, in %s\n", rc.clients, rc.editors, time.Since(setup).Round(time.Millisecond))
-	time.Sleep(3 * time.Second) // every connection healthy for a while
-	logs.mu.Lock()
-	clear(logs.counts)
-	logs.mu.Unlock()
-
-	// Each editor edits as soon as it is disconnected and waits for the ack.
-	var edits sync.WaitGroup
-	for i, c := range clients {
-		c.watch.Store(true)
-		if !c.editor {
-			continue
-		}
-		edits.Add(1)
-		go func() {
-			defer edits.Done()
-			select {
-			case <-c.offline:
-			case <-ctx.Done():
-				return
-			}
-			ectx, cancel := context.WithTimeout(ctx, rc.timeout)
-			defer cancel()
-			err := c.e.Add(ectx, fmt.Sprintf("SKU-%d", i%7), nil, 1, nil)
-			if err == nil {
-				err = c.e.Flush(ectx)
-			}
-			c.mu.Lock()
-			if err != nil {
-				c.failed = err
-			} else {
-				c.ackedAt = time.Now()
-			}
-			c.mu.Unlock()
-		}()
-	}
+	edits := r.editWhenOffline(ctx)
 
 	t0 := time.Now()
 	if err := srv.stop(); err != nil {
@@ -374,72 +302,26 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 		return err
 	}
 
-	// Wait until every client is back and every edit answered.
 	atReady := sampleCPU(srv2.cmd.Process.Pid)
-	deadline := t0.Add(rc.timeout)
-	for time.Now().Before(deadline) {
-		done := 0
-		for _, c := range clients {
-			c.mu.Lock()
-			if !c.backAt.IsZero() && (!c.editor || !c.ackedAt.IsZero() || c.failed != nil) {
-				done++
-			}
-			c.mu.Unlock()
-		}
-		if done == len(clients) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	r.waitBack(t0.Add(rc.timeout))
 	atDone := sampleCPU(srv2.cmd.Process.Pid)
-
-	var back, acked []time.Duration
-	var notBack, notAcked, failed int
-	for _, c := range clients {
-		c.mu.Lock()
-		if c.backAt.IsZero() {
-			notBack++
-		} else {
-			back = append(back, c.backAt.Sub(t0))
-		}
-		if c.editor {
-			switch {
-			case c.failed != nil:
-				failed++
-			case c.ackedAt.IsZero():
-				notAcked++
-			default:
-				acked = append(acked, c.ackedAt.Sub(t0))
-			}
-		}
-		c.mu.Unlock()
-	}
+	o := r.tally(t0)
 	cancel()
 	edits.Wait()
 
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	fmt.Printf("restart: SIGTERM at 0; old server exited at %s; new server ready at %s\n", sec(exited.Sub(t0)), sec(ready.Sub(t0)))
 	fmt.Printf("clients back (hello answered), from SIGTERM: p50 %s, p99 %s, last %s; %d of %d back, %d not back within %s\n",
-		sec(pct(back, 0.5)), sec(pct(back, 0.99)), sec(pct(back, 1)), len(back), rc.clients, notBack, rc.timeout)
+		sec(pct(o.back, 0.5)), sec(pct(o.back, 0.99)), sec(pct(o.back, 1)), len(o.back), rc.clients, o.notBack, rc.timeout)
 	fmt.Printf("edits made while disconnected acknowledged, from SIGTERM: p50 %s, p99 %s, last %s; %d of %d acknowledged, %d failed, %d unanswered\n",
-		sec(pct(acked, 0.5)), sec(pct(acked, 0.99)), sec(pct(acked, 1)), len(acked), rc.editors, failed, notAcked)
-	fmt.Printf("all back and acking %s after the new server was ready\n", sec(max(pct(back, 1), pct(acked, 1))-ready.Sub(t0)))
+		sec(pct(o.acked, 0.5)), sec(pct(o.acked, 0.99)), sec(pct(o.acked, 1)), len(o.acked), rc.editors, o.failed, o.notAcked)
+	fmt.Printf("all back and acking %s after the new server was ready\n", sec(max(pct(o.back, 1), pct(o.acked, 1))-ready.Sub(t0)))
 	if w := atDone.wall.Sub(atReady.wall).Seconds(); w > 0 {
 		fmt.Printf("machine while they came back (%.2f s): %.2f of %d cores busy; the new server %.2f cores, this load generator %.2f, the rest (Postgres, Redis, other) %.2f\n",
 			w, (atDone.busy-atReady.busy)/w, atDone.cores, (atDone.server-atReady.server)/w, (atDone.self-atReady.self)/w,
 			((atDone.busy-atReady.busy)-(atDone.server-atReady.server)-(atDone.self-atReady.self))/w)
 	}
-	logs.mu.Lock()
-	keys := make([]string, 0, len(logs.counts))
-	for k := range logs.counts {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	fmt.Println("client events during the restart:")
-	for _, k := range keys {
-		fmt.Printf("  %s: %d\n", k, logs.counts[k])
-	}
-	logs.mu.Unlock()
+	r.logs.print("client events during the restart:")
 	srv2.stop()
 	var self syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
@@ -447,20 +329,191 @@ func runRestart(ctx context.Context, rc restartConfig) error {
 	fmt.Printf("CPU time: old server %s, new server %s, this load generator %s (whole run)\n",
 		cpu(srv.cmd.ProcessState), cpu(srv2.cmd.ProcessState), sec(time.Duration(self.Utime.Nano()+self.Stime.Nano())))
 	for _, s := range []*server{srv, srv2} {
-		counts, timeouts, err := logSummary(s.log)
+		if err := s.printLogSummary(); err != nil {
+			return err
+		}
+	}
+	if o.notBack > 0 || o.failed > 0 || o.notAcked > 0 {
+		return fmt.Errorf("%d clients not back, %d edits failed, %d unanswered", o.notBack, o.failed, o.notAcked)
+	}
+	return nil
+}
+
+// restartRun is the clients of one restart scenario.
+type restartRun struct {
+	rc      restartConfig
+	logs    *logCounter
+	clients []*client
+	wg      sync.WaitGroup // the engines' Run
+}
+
+// connect starts one engine per client and waits until every one is
+// synced.
+func (r *restartRun) connect(ctx context.Context) error {
+	logger := slog.New(r.logs)
+	wsURL := (&url.URL{Scheme: "ws", Host: r.rc.addr, Path: "/v1/sync"}).String()
+	r.clients = make([]*client, r.rc.clients)
+	setup := time.Now()
+	for i := range r.clients {
+		c := &client{editor: i < r.rc.editors, offline: make(chan struct{})}
+		e, err := syncclient.New(syncclient.Config{
+			Storage:  syncclient.NewMemStorage(),
+			Dial:     syncclient.WebsocketDialer(wsURL),
+			Logger:   logger,
+			OnChange: c.onChange,
+		})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("server log %s: %d warnings and errors about a timeout", s.log, timeouts)
-		for k, n := range counts {
-			fmt.Printf("; %s: %d", k, n)
+		c.e = e
+		r.clients[i] = c
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); e.Run(ctx) }()
+		if i%200 == 199 {
+			time.Sleep(50 * time.Millisecond) // don't open every socket at once
 		}
-		fmt.Println()
 	}
-	if notBack > 0 || failed > 0 || notAcked > 0 {
-		return fmt.Errorf("%d clients not back, %d edits failed, %d unanswered", notBack, failed, notAcked)
+	for tick := 0; ; tick++ {
+		synced := 0
+		for _, c := range r.clients {
+			if c.e.Snapshot().Status == syncclient.Synced {
+				synced++
+			}
+		}
+		if synced == len(r.clients) {
+			return nil
+		}
+		if tick%10 == 9 {
+			r.logs.mu.Lock()
+			fmt.Printf("setup: %d of %d connected after %s; %v\n", synced, len(r.clients), time.Since(setup).Round(time.Second), r.logs.counts)
+			r.logs.mu.Unlock()
+		}
+		if time.Since(setup) > 3*time.Minute {
+			return fmt.Errorf("%d of %d clients connected within 3 minutes", synced, len(r.clients))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// warmUp has every editor edit once and waits for the acks, then lets
+// every connection be healthy for a while and forgets what was logged.
+func (r *restartRun) warmUp(ctx context.Context) error {
+	setup := time.Now()
+	var warm sync.WaitGroup
+	var warmErrs atomic.Int64
+	for i, c := range r.clients {
+		if !c.editor {
+			continue
+		}
+		warm.Add(1)
+		go func() {
+			defer warm.Done()
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			err := c.e.Add(wctx, fmt.Sprintf("SKU-%d", i%7), nil, 1, &cart.Details{Name: "warm-up", Price: 1299, Currency: "EUR"})
+			if err == nil {
+				err = c.e.Flush(wctx)
+			}
+			if err != nil {
+				warmErrs.Add(1)
+			}
+		}()
+	}
+	warm.Wait()
+	if n := warmErrs.Load(); n > 0 {
+		return fmt.Errorf("%d of %d clients were not acknowledged before the restart", n, r.rc.clients)
+	}
+	fmt.Printf("setup: %d clients connected, %d of them edited and acknowledged, in %s\n", r.rc.clients, r.rc.editors, time.Since(setup).Round(time.Millisecond))
+	time.Sleep(3 * time.Second) // every connection healthy for a while
+	r.logs.mu.Lock()
+	clear(r.logs.counts)
+	r.logs.mu.Unlock()
 	return nil
+}
+
+// editWhenOffline has each editor edit as soon as it is disconnected and
+// wait for the ack; the clients start watching for the disconnect.
+func (r *restartRun) editWhenOffline(ctx context.Context) *sync.WaitGroup {
+	edits := &sync.WaitGroup{}
+	for i, c := range r.clients {
+		c.watch.Store(true)
+		if !c.editor {
+			continue
+		}
+		edits.Add(1)
+		go func() {
+			defer edits.Done()
+			select {
+			case <-c.offline:
+			case <-ctx.Done():
+				return
+			}
+			ectx, cancel := context.WithTimeout(ctx, r.rc.timeout)
+			defer cancel()
+			err := c.e.Add(ectx, fmt.Sprintf("SKU-%d", i%7), nil, 1, nil)
+			if err == nil {
+				err = c.e.Flush(ectx)
+			}
+			c.mu.Lock()
+			if err != nil {
+				c.failed = err
+			} else {
+				c.ackedAt = time.Now()
+			}
+			c.mu.Unlock()
+		}()
+	}
+	return edits
+}
+
+// waitBack waits until every client is back and every edit answered, or
+// the deadline.
+func (r *restartRun) waitBack(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		done := 0
+		for _, c := range r.clients {
+			c.mu.Lock()
+			if !c.backAt.IsZero() && (!c.editor || !c.ackedAt.IsZero() || c.failed != nil) {
+				done++
+			}
+			c.mu.Unlock()
+		}
+		if done == len(r.clients) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// restartOutcome is when the clients came back and their edits were
+// acknowledged, counted from the SIGTERM, and who did not.
+type restartOutcome struct {
+	back, acked               []time.Duration
+	notBack, notAcked, failed int
+}
+
+func (r *restartRun) tally(t0 time.Time) restartOutcome {
+	var o restartOutcome
+	for _, c := range r.clients {
+		c.mu.Lock()
+		if c.backAt.IsZero() {
+			o.notBack++
+		} else {
+			o.back = append(o.back, c.backAt.Sub(t0))
+		}
+		if c.editor {
+			switch {
+			case c.failed != nil:
+				o.failed++
+			case c.ackedAt.IsZero():
+				o.notAcked++
+			default:
+				o.acked = append(o.acked, c.ackedAt.Sub(t0))
+			}
+		}
+		c.mu.Unlock()
+	}
+	return o
 }
 
 // fetchProfile waits for the server logging to logPath to name its
