@@ -70,111 +70,41 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	defer func() { release(ctx, conn, inTx) }()
 
 	ids := make([]string, len(carts))
-	stamps := make([]string, len(carts))
-	memo := make([]*cart.Cart, len(carts))
-	index := make(map[string]int, len(carts))
-	loaded := make([]syncserver.BatchLoad, len(carts))
-	var pairCarts, pairClients, allCarts []string
 	for i, c := range carts {
 		ids[i] = c.ID
-		stamps[i], memo[i] = s.memo.Lookup(c.ID)
-		index[c.ID] = i
-		for _, cl := range c.Clients {
-			pairCarts, pairClients = append(pairCarts, c.ID), append(pairClients, cl)
-		}
-		if c.AllClients {
-			allCarts = append(allCarts, c.ID)
-		}
 	}
-	seqsInto := func(rows pgx.Rows) error {
-		var cartID, client string
-		var seq int64
-		_, err := pgx.ForEachRow(rows, []any{&cartID, &client, &seq}, func() error {
-			if i, ok := index[cartID]; ok && loaded[i].Rec != nil {
-				loaded[i].Rec.Seqs[client] = uint64(seq)
-			}
-			return nil
-		})
-		return err
-	}
+	l := s.newBatchLock(carts)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlEnsureCarts, ids)
-	b.Queue(sqlLockCarts, ids, stamps).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				id                 string
-				state              []byte
-				stateNull, expired bool
-				updated, abandoned *time.Time
-				rec                = &syncserver.Record{}
-			)
-			if err := rows.Scan(&id, &rec.Meta.Kind, &state, &stateNull, &rec.Meta.MergedInto, &updated, &abandoned, &expired); err != nil {
-				return err
-			}
-			i, ok := index[id]
-			if !ok {
-				return fmt.Errorf("locked cart %s that was not asked for", id)
-			}
-			switch {
-			case expired:
-				loaded[i].Err = syncserver.ErrCartExpired
-				continue
-			case state == nil && !stateNull:
-				// Unchanged since this store wrote it: shared,
-				// and runCart clones it before any change.
-				rec.Exists, rec.Cart = true, memo[i]
-			default:
-				if err := decodeState(rec, id, state); err != nil {
-					return err
-				}
-			}
-			rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
-			rec.Seqs = zeroSeqs(carts[i].Clients)
-			loaded[i].Rec = rec
-		}
-		return rows.Err()
-	})
-	if len(pairCarts) > 0 {
-		b.Queue(sqlLoadPairSeqs, pairCarts, pairClients).Query(seqsInto)
-	}
-	if len(allCarts) > 0 {
-		b.Queue(sqlLoadCartsSeqs, allCarts).Query(seqsInto)
-	}
+	l.queue(b, ids)
 	inTx = true
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return withCtx(ctx, fmt.Errorf("commit batch: lock: %w", err))
 	}
-	for i := range loaded {
-		if loaded[i].Rec == nil && loaded[i].Err == nil {
+	for i := range l.loaded {
+		if l.loaded[i].Rec == nil && l.loaded[i].Err == nil {
 			// The purge deleted the cart between the insert and the lock.
-			loaded[i].Err = fmt.Errorf("mutate cart %s: %w", carts[i].ID, syncserver.ErrCartGone)
+			l.loaded[i].Err = fmt.Errorf("mutate cart %s: %w", carts[i].ID, syncserver.ErrCartGone)
 		}
 	}
 
-	writes, err := decide(loaded)
+	writes, err := decide(l.loaded)
+	if err != nil {
+		return err
+	}
+	sets, written, err := prepare(writes)
 	if err != nil {
 		return err
 	}
 	b = &pgx.Batch{}
-	written := make(map[string]bool, len(writes))
 	newStamps := make([]string, len(writes))
-	sets := make([]syncserver.WriteSet, len(writes))
-	for i, w := range writes {
-		if written[w.ID] {
-			return fmt.Errorf("commit batch: cart %s written twice", w.ID)
-		}
-		if sets[i], err = w.Prepare(); err != nil {
-			return fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
-		}
-		written[w.ID] = true
-	}
 	if err := queueWrites(b, sets, newStamps); err != nil {
 		return fmt.Errorf("commit batch: %w", err)
 	}
 	var unwritten []string
-	for i, l := range loaded {
-		if l.Rec != nil && !l.Rec.Exists && !written[ids[i]] {
+	for i, ld := range l.loaded {
+		if ld.Rec != nil && !ld.Rec.Exists && !written[ids[i]] {
 			unwritten = append(unwritten, ids[i])
 		}
 	}
@@ -196,6 +126,117 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 		s.memo.Put(w.ID, newStamps[i], w.Rec.Cart)
 	}
 	return nil
+}
+
+// prepare prepares each write (syncserver.BatchWrite.Prepare) and refuses
+// a cart written twice; written holds the carts written.
+func prepare(writes []syncserver.BatchWrite) (sets []syncserver.WriteSet, written map[string]bool, err error) {
+	written = make(map[string]bool, len(writes))
+	sets = make([]syncserver.WriteSet, len(writes))
+	for i, w := range writes {
+		if written[w.ID] {
+			return nil, nil, fmt.Errorf("commit batch: cart %s written twice", w.ID)
+		}
+		if sets[i], err = w.Prepare(); err != nil {
+			return nil, nil, fmt.Errorf("commit batch: cart %s: %w", w.ID, err)
+		}
+		written[w.ID] = true
+	}
+	return sets, written, nil
+}
+
+// batchLock reads a batch's carts as it locks them: their records, or why
+// they can't be written, in loaded (in the order of the batch).
+type batchLock struct {
+	carts  []syncserver.BatchCart
+	stamps []string     // the write_id this store last wrote, per cart (see CartMemo)
+	memo   []*cart.Cart // the cart it wrote then
+	index  map[string]int
+	loaded []syncserver.BatchLoad
+}
+
+func (s *Store) newBatchLock(carts []syncserver.BatchCart) *batchLock {
+	l := &batchLock{
+		carts:  carts,
+		stamps: make([]string, len(carts)),
+		memo:   make([]*cart.Cart, len(carts)),
+		index:  make(map[string]int, len(carts)),
+		loaded: make([]syncserver.BatchLoad, len(carts)),
+	}
+	for i, c := range carts {
+		l.stamps[i], l.memo[i] = s.memo.Lookup(c.ID)
+		l.index[c.ID] = i
+	}
+	return l
+}
+
+// queue queues on b the statements that lock the carts (ids, in the
+// batch's order) and read them and their seqs.
+func (l *batchLock) queue(b *pgx.Batch, ids []string) {
+	var pairCarts, pairClients, allCarts []string
+	for _, c := range l.carts {
+		for _, cl := range c.Clients {
+			pairCarts, pairClients = append(pairCarts, c.ID), append(pairClients, cl)
+		}
+		if c.AllClients {
+			allCarts = append(allCarts, c.ID)
+		}
+	}
+	b.Queue(sqlLockCarts, ids, l.stamps).Query(l.readCarts)
+	if len(pairCarts) > 0 {
+		b.Queue(sqlLoadPairSeqs, pairCarts, pairClients).Query(l.readSeqs)
+	}
+	if len(allCarts) > 0 {
+		b.Queue(sqlLoadCartsSeqs, allCarts).Query(l.readSeqs)
+	}
+}
+
+func (l *batchLock) readCarts(rows pgx.Rows) error {
+	for rows.Next() {
+		var (
+			id                 string
+			state              []byte
+			stateNull, expired bool
+			updated, abandoned *time.Time
+			rec                = &syncserver.Record{}
+		)
+		if err := rows.Scan(&id, &rec.Meta.Kind, &state, &stateNull, &rec.Meta.MergedInto, &updated, &abandoned, &expired); err != nil {
+			return err
+		}
+		i, ok := l.index[id]
+		if !ok {
+			return fmt.Errorf("locked cart %s that was not asked for", id)
+		}
+		switch {
+		case expired:
+			l.loaded[i].Err = syncserver.ErrCartExpired
+			continue
+		case state == nil && !stateNull:
+			// Unchanged since this store wrote it: shared, and
+			// runCart clones it before any change.
+			rec.Exists, rec.Cart = true, l.memo[i]
+		default:
+			if err := decodeState(rec, id, state); err != nil {
+				return err
+			}
+		}
+		rec.Meta.UpdatedAt, rec.Meta.AbandonedAt = utc(updated), utc(abandoned)
+		rec.Seqs = zeroSeqs(l.carts[i].Clients)
+		l.loaded[i].Rec = rec
+	}
+	return rows.Err()
+}
+
+func (l *batchLock) readSeqs(rows pgx.Rows) error {
+	var cartID, client string
+	var seq int64
+	_, err := pgx.ForEachRow(rows, []any{&cartID, &client, &seq}, func() error {
+		if i, ok := l.index[cartID]; ok && l.loaded[i].Rec != nil {
+			l.loaded[i].Rec.Seqs[client] = uint64(seq)
+		}
+		return nil
+	})
+	return err
 }
 
 // queueWrites queues on b the writes of sets (syncserver.WriteSet), carts
