@@ -331,9 +331,10 @@ func prune(t testing.TB, s syncserver.EventStore, cutoff time.Time, limit int) i
 // PruneEvents deletes old events that are no longer pending, in seq order,
 // a limited batch at a time, and never a pending one; the feed, claims and
 // delivery outcomes carry on around the gaps.
-func testEventsPrune(t *testing.T, s commerceStore) {
-	now := time.Now()
-	later := now.Add(48 * time.Hour) // after every event's At
+// pruneFixture emits ten events (see its comments) and settles them as
+// testEventsPrune needs; it returns each event's feed cursor and seq by
+// id.
+func pruneFixture(t *testing.T, s commerceStore, now time.Time) (cursor map[string]string, seqs map[string]int64) {
 	upd := func(name, cartID string, at time.Time) syncserver.Event {
 		return coalescing(newEvent(name, syncserver.EventCartUpdated, cartID, at))
 	}
@@ -357,14 +358,14 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 	if want := []string{"evt_d1", "evt_p1", "evt_x1", "evt_d2", "evt_c3", "evt_d3", "evt_q1", "evt_d4"}; !slices.Equal(ids(feed), want) {
 		t.Fatalf("feed = %q, want %q", ids(feed), want)
 	}
-	cursor := map[string]string{}
+	cursor = map[string]string{}
 	for _, ev := range feed {
 		cursor[ev.ID] = ev.Cursor
 	}
 
 	// Deliver the d events, kill x1, fail p1 and c3 (pending, due again
 	// tomorrow), and leave q1 and d4 leased for an hour.
-	seqs := map[string]int64{}
+	seqs = map[string]int64{}
 	for round := 0; ; round++ {
 		got := claim(t, s, now, time.Hour, 10)
 		if len(got) == 0 {
@@ -389,6 +390,13 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 			}
 		}
 	}
+	return cursor, seqs
+}
+
+func testEventsPrune(t *testing.T, s commerceStore) {
+	now := time.Now()
+	later := now.Add(48 * time.Hour) // after every event's At
+	cursor, seqs := pruneFixture(t, s, now)
 	checkCounts(t, "before pruning", s, 4, 3, 1, 2)
 
 	for _, limit := range []int{0, -1} {
