@@ -34,6 +34,7 @@ type commerceConfig struct {
 
 // hookStats is what the receiver saw.
 type hookStats struct {
+	secret  string // the webhooks' signing secret
 	mu      sync.Mutex
 	seen    map[string]bool
 	created []time.Duration // cart.created: change to webhook
@@ -43,43 +44,55 @@ type hookStats struct {
 }
 
 func runCommerce(ctx context.Context, c commerceConfig) error {
-	st := &hookStats{seen: map[string]bool{}}
+	st := &hookStats{seen: map[string]bool{}, secret: c.secret}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("webhook receiver: %w", err)
 	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		now := time.Now()
-		if webhook.Verify([]string{c.secret}, r.Header, body, now, 5*time.Minute) != nil {
-			st.bad.Add(1)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var ev struct {
-			ID        string    `json:"id"`
-			Type      string    `json:"type"`
-			Timestamp time.Time `json:"timestamp"`
-		}
-		json.Unmarshal(body, &ev)
-		st.total.Add(1)
-		st.mu.Lock()
-		if !st.seen[ev.ID] {
-			st.seen[ev.ID] = true
-			switch ev.Type {
-			case syncserver.EventCartCreated:
-				st.created = append(st.created, now.Sub(ev.Timestamp))
-			case syncserver.EventCartUpdated:
-				st.updated = append(st.updated, now.Sub(ev.Timestamp))
-			}
-		}
-		st.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	})}
+	hs := &http.Server{Handler: st}
 	go hs.Serve(ln)
 	defer hs.Close()
+	if err := uploadCatalog(ctx, c); err != nil {
+		return err
+	}
+	editCarts(ctx, c, st)
+	createBurst(ctx, c, st)
+	return nil
+}
 
-	// Catalog uploads.
+// ServeHTTP receives a webhook: it checks its signature and counts it,
+// with its lag when first seen.
+func (st *hookStats) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	now := time.Now()
+	if webhook.Verify([]string{st.secret}, r.Header, body, now, 5*time.Minute) != nil {
+		st.bad.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var ev struct {
+		ID        string    `json:"id"`
+		Type      string    `json:"type"`
+		Timestamp time.Time `json:"timestamp"`
+	}
+	json.Unmarshal(body, &ev)
+	st.total.Add(1)
+	st.mu.Lock()
+	if !st.seen[ev.ID] {
+		st.seen[ev.ID] = true
+		switch ev.Type {
+		case syncserver.EventCartCreated:
+			st.created = append(st.created, now.Sub(ev.Timestamp))
+		case syncserver.EventCartUpdated:
+			st.updated = append(st.updated, now.Sub(ev.Timestamp))
+		}
+	}
+	st.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// uploadCatalog uploads c.items catalog items in the largest batches.
+func uploadCatalog(ctx context.Context, c commerceConfig) error {
 	start := time.Now()
 	for done := 0; done < c.items; {
 		n := min(syncserver.MaxCatalogBatch, c.items-done)
@@ -95,8 +108,12 @@ func runCommerce(ctx context.Context, c commerceConfig) error {
 	}
 	upload := time.Since(start)
 	fmt.Printf("catalog: %d items in batches of %d in %.2f s: %.0f items/s\n", c.items, syncserver.MaxCatalogBatch, upload.Seconds(), float64(c.items)/upload.Seconds())
+	return nil
+}
 
-	// Devices editing carts of catalog items; each edit is a cart event.
+// editCarts has c.writers devices edit carts of catalog items for c.window,
+// each edit a cart event, and reports the webhooks that followed.
+func editCarts(ctx context.Context, c commerceConfig, st *hookStats) {
 	var acked atomic.Int64
 	wctx, cancel := context.WithTimeout(ctx, c.window)
 	defer cancel()
@@ -135,8 +152,12 @@ func runCommerce(ctx context.Context, c commerceConfig) error {
 	fmt.Printf("lag from change to webhook, cart.created: p50 %s, p99 %s (n=%d)\n", ms(pct(st.created, 0.5)), ms(pct(st.created, 0.99)), len(st.created))
 	fmt.Printf("lag from change to webhook, cart.updated: p50 %s, p99 %s (n=%d; includes the 1 s coalescing wait)\n", ms(pct(st.updated, 0.5)), ms(pct(st.updated, 0.99)), len(st.updated))
 	st.mu.Unlock()
-	// A burst of new carts: each a cart.created event that nothing
-	// coalesces, to see the delivery rate itself.
+}
+
+// createBurst makes new carts in a burst: each a cart.created event that
+// nothing coalesces, to see the delivery rate itself.
+func createBurst(ctx context.Context, c commerceConfig, st *hookStats) {
+	var wg sync.WaitGroup
 	st.mu.Lock()
 	createdBefore := len(st.created)
 	st.mu.Unlock()
@@ -179,7 +200,6 @@ func runCommerce(ctx context.Context, c commerceConfig) error {
 	} else {
 		fmt.Printf("burst: only %d of %d cart.created webhooks arrived within 2 minutes\n", len(burstLags), burst)
 	}
-	return nil
 }
 
 func ptr[T any](v T) *T { return &v }
