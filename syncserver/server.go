@@ -140,6 +140,75 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("syncserver: Config.Store is required")
 	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	seed := make([]byte, 32)
+	if _, err := rand.Read(seed); err != nil {
+		return nil, err
+	}
+	key, err := cfg.Store.Secret(ctx, secretDeviceTokens, seed)
+	if err != nil {
+		return nil, fmt.Errorf("load device token secret: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerDegraded(cfg); err != nil {
+		return nil, err
+	}
+	ipl, err := newIPLimiter(cfg.IPLimits, cfg.Now, cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	origins, err := parseOrigins(cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("syncserver: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    cfg.Store,
+		bus:      cfg.Bus,
+		lim:      cfg.Limits,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		tokens:   tokens{key: key},
+		metrics:  m,
+		ipl:      ipl,
+		origins:  origins,
+		sem:      make(chan struct{}, cfg.MaxInflight),
+		hellos:   newHelloGate(cfg.MaxHellos),
+		steps:    newSteps(),
+		sessions: map[*session]struct{}{},
+	}
+	for _, k := range cfg.APIKeys {
+		if len(k) < minAPIKey {
+			return nil, fmt.Errorf("syncserver: an API key must be at least %d characters", minAPIKey)
+		}
+		sum := sha256.Sum256([]byte(k))
+		s.apiKeys = append(s.apiKeys, sum[:])
+	}
+	if cfg.Events {
+		es, ok := cfg.Store.(EventStore)
+		if !ok {
+			return nil, errors.New("syncserver: Config.Events needs a Store that keeps events")
+		}
+		s.events = es
+	}
+	s.catalog = newCatalog(cfg.Store, cfg.Now)
+	s.hub = newHub(cfg.Bus, s.log, m)
+	s.mux = s.routes()
+	if err := s.watchCatalog(ctx); err != nil {
+		return nil, fmt.Errorf("syncserver: subscribe to catalog changes: %w", err)
+	}
+	return s, nil
+}
+
+// withDefaults fills in what cfg leaves out and checks the default merge
+// policy.
+func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Bus == nil {
 		cfg.Bus = NewMemBus()
 	}
@@ -168,7 +237,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.DefaultPolicy = cart.PolicyMerge
 	}
 	if !cfg.DefaultPolicy.Valid() {
-		return nil, fmt.Errorf("syncserver: unknown default merge policy %q", cfg.DefaultPolicy)
+		return cfg, fmt.Errorf("syncserver: unknown default merge policy %q", cfg.DefaultPolicy)
 	}
 	if cfg.GuestRetention <= 0 {
 		cfg.GuestRetention = 30 * 24 * time.Hour
@@ -179,18 +248,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	seed := make([]byte, 32)
-	if _, err := rand.Read(seed); err != nil {
-		return nil, err
+	if cfg.CheckoutTTL <= 0 {
+		cfg.CheckoutTTL = time.Hour
 	}
-	key, err := cfg.Store.Secret(ctx, secretDeviceTokens, seed)
-	if err != nil {
-		return nil, fmt.Errorf("load device token secret: %w", err)
-	}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, err
-	}
+	return cfg, nil
+}
+
+// registerDegraded registers a gauge for the store and the bus when they
+// can work degraded (Degradable).
+func registerDegraded(cfg Config) error {
 	for _, c := range []struct {
 		name string
 		v    any
@@ -209,57 +275,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return 0
 		})
 		if err := cfg.Registerer.Register(g); err != nil {
-			return nil, fmt.Errorf("register degraded gauge: %w", err)
+			return fmt.Errorf("register degraded gauge: %w", err)
 		}
 	}
-	ipl, err := newIPLimiter(cfg.IPLimits, cfg.Now, cfg.Registerer)
-	if err != nil {
-		return nil, err
-	}
-	origins, err := parseOrigins(cfg.AllowedOrigins)
-	if err != nil {
-		return nil, fmt.Errorf("syncserver: %w", err)
-	}
-	s := &Server{
-		cfg:      cfg,
-		store:    cfg.Store,
-		bus:      cfg.Bus,
-		lim:      cfg.Limits,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		tokens:   tokens{key: key},
-		metrics:  m,
-		ipl:      ipl,
-		origins:  origins,
-		sem:      make(chan struct{}, cfg.MaxInflight),
-		hellos:   newHelloGate(cfg.MaxHellos),
-		steps:    newSteps(),
-		sessions: map[*session]struct{}{},
-	}
-	if cfg.CheckoutTTL <= 0 {
-		s.cfg.CheckoutTTL = time.Hour
-	}
-	for _, k := range cfg.APIKeys {
-		if len(k) < minAPIKey {
-			return nil, fmt.Errorf("syncserver: an API key must be at least %d characters", minAPIKey)
-		}
-		sum := sha256.Sum256([]byte(k))
-		s.apiKeys = append(s.apiKeys, sum[:])
-	}
-	if cfg.Events {
-		es, ok := cfg.Store.(EventStore)
-		if !ok {
-			return nil, errors.New("syncserver: Config.Events needs a Store that keeps events")
-		}
-		s.events = es
-	}
-	s.catalog = newCatalog(cfg.Store, cfg.Now)
-	s.hub = newHub(cfg.Bus, s.log, m)
-	s.mux = s.routes()
-	if err := s.watchCatalog(ctx); err != nil {
-		return nil, fmt.Errorf("syncserver: subscribe to catalog changes: %w", err)
-	}
-	return s, nil
+	return nil
 }
 
 // ServeHTTP serves the sync endpoints.
