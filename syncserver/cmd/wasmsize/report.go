@@ -72,27 +72,7 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 	}
 	r.Packages = sizeByPackage(fm, newAttributor(pkgs))
 
-	// The parts of the shipped file: function entries, the data section,
-	// and the rest (headers, types, imports, exports, the code section's count).
-	var rest bytes.Buffer
-	var dataBytes []byte
-	for _, s := range sm.Sections {
-		switch s.ID {
-		case secCode:
-			code := 0
-			for _, f := range sm.Funcs {
-				code += f.Size
-			}
-			r.Code += code
-			rest.Write(sb[s.Offset : s.Offset+s.Size-code])
-		case secData:
-			r.Data += s.Size
-			dataBytes = sb[s.Offset : s.Offset+s.Size]
-		default:
-			rest.Write(sb[s.Offset : s.Offset+s.Size])
-		}
-	}
-	r.Other = r.Raw - r.Code - r.Data
+	rest, dataBytes := r.splitShipped(sm, sb)
 
 	// Each part compressed on its own, then scaled to the real size.
 	var sum float64
@@ -108,26 +88,9 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 		p.Brotli = float64(n)
 		sum += p.Brotli
 	}
-	var dataPieces [][]byte
-	if mem := memoryImage(sm, sb); mem != nil {
-		if parts := pclntabParts(mem); parts != nil {
-			first, last := parts[0].Start, parts[len(parts)-1].End
-			rest := append(append([]byte{}, mem[:first]...), mem[last:]...)
-			left := r.Data
-			for _, p := range parts {
-				r.DataParts = append(r.DataParts, dataSize{Name: p.Name, Raw: p.End - p.Start})
-				dataPieces = append(dataPieces, mem[p.Start:p.End])
-				left -= p.End - p.Start
-			}
-			r.DataParts = append(r.DataParts, dataSize{Name: "types, strings, func records, findfunctab, tables", Raw: left})
-			dataPieces = append(dataPieces, rest)
-		}
-	}
-	if dataPieces == nil {
-		dataPieces = [][]byte{dataBytes}
-	}
+	pieces := r.splitData(sm, sb, dataBytes)
 	nd := 0
-	for i, piece := range dataPieces {
+	for i, piece := range pieces {
 		n, err := brotliSize(piece, quality)
 		if err != nil {
 			return nil, err
@@ -137,7 +100,7 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 		}
 		nd += n
 	}
-	no, err := brotliSize(rest.Bytes(), quality)
+	no, err := brotliSize(rest, quality)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +116,58 @@ func measure(full, shipped string, pkgs []pkgInfo, quality int) (*report, error)
 		r.DataParts[i].Brotli *= scale
 	}
 	return r, nil
+}
+
+// splitShipped splits the shipped file sb (parsed as sm) into its parts:
+// function entries (r.Code), the data section (r.Data, returned as data)
+// and the rest (r.Other, returned as rest: headers, types, imports,
+// exports, the code section's count).
+func (r *report) splitShipped(sm *module, sb []byte) (rest, data []byte) {
+	var other bytes.Buffer
+	for _, s := range sm.Sections {
+		switch s.ID {
+		case secCode:
+			code := 0
+			for _, f := range sm.Funcs {
+				code += f.Size
+			}
+			r.Code += code
+			other.Write(sb[s.Offset : s.Offset+s.Size-code])
+		case secData:
+			r.Data += s.Size
+			data = sb[s.Offset : s.Offset+s.Size]
+		default:
+			other.Write(sb[s.Offset : s.Offset+s.Size])
+		}
+	}
+	r.Other = r.Raw - r.Code - r.Data
+	return other.Bytes(), data
+}
+
+// splitData splits the data section into the runtime's tables it can find
+// in the memory image (r.DataParts, with what is left as the last part)
+// and returns their bytes in the same order; without them, the whole
+// section as one piece.
+func (r *report) splitData(sm *module, sb, data []byte) [][]byte {
+	mem := memoryImage(sm, sb)
+	if mem == nil {
+		return [][]byte{data}
+	}
+	parts := pclntabParts(mem)
+	if parts == nil {
+		return [][]byte{data}
+	}
+	var pieces [][]byte
+	first, last := parts[0].Start, parts[len(parts)-1].End
+	rest := append(append([]byte{}, mem[:first]...), mem[last:]...)
+	left := r.Data
+	for _, p := range parts {
+		r.DataParts = append(r.DataParts, dataSize{Name: p.Name, Raw: p.End - p.Start})
+		pieces = append(pieces, mem[p.Start:p.End])
+		left -= p.End - p.Start
+	}
+	r.DataParts = append(r.DataParts, dataSize{Name: "types, strings, func records, findfunctab, tables", Raw: left})
+	return append(pieces, rest)
 }
 
 const mib = 1 << 20
