@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/logkey"
@@ -62,59 +63,9 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 	var out *outcome
 	now := s.now()
 	err = s.store.Merge(ctx, guestID, id.CartID, func(guest, user *Record) error {
-		info, out = nil, nil
-		if guest.Meta.MergedInto != "" {
-			info = &protocol.MergeInfo{Status: protocol.MergeAlready, Version: user.Cart.Version}
-			return errNoChange
-		}
-		guest.Meta.MergedInto = id.CartID
-		guest.Meta.UpdatedAt = now
-		for c, q := range guest.Seqs {
-			if q > user.Seqs[c] {
-				if user.Seqs[c] == 0 {
-					// A client id new to the user cart: counted
-					// against its cap (never refused: dropping it
-					// would apply its replays twice).
-					user.Cart.Clients++
-				}
-				user.Seqs[c] = q
-			}
-		}
-		if len(guest.Cart.Lines) == 0 {
-			// An empty guest cart changes no policy's result: a device
-			// that once had a cart and cleared it neither empties the
-			// account's cart (replace) nor asks to choose.
-			return nil
-		}
-		if policy == cart.PolicyChoose {
-			return errChoose // lines arrived since the read above
-		}
-		if !user.Exists {
-			user.Meta.Kind = KindUser
-		}
-		if user.Cart.User == "" {
-			user.Cart.User = id.User
-		}
-		before := user.Cart.Version
-		res, err := user.Cart.Merge(guest.Cart, policy, id.Device, s.lim)
-		if err != nil {
-			return err
-		}
-		// A checkout made as a guest is completed on the user cart,
-		// which now holds its lines.
-		user.Cart.AdoptCheckouts(guest.Cart, now)
-		if user.Cart.Version > before {
-			user.Meta.UpdatedAt = now
-			op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
-			user.Appended = append(user.Appended, Change{Version: user.Cart.Version, Op: op, Warnings: res.Warnings, At: now})
-			out = &outcome{from: before, by: []protocol.OpID{{Client: op.Client, Seq: op.Seq}}, cart: user.Cart.Public()}
-			if before == 0 {
-				s.addEvent(user, EventCartCreated, nil)
-			}
-			s.addEvent(user, EventCartMerged, func(d *EventData) { d.MergedFrom = guestID })
-		}
-		info = &protocol.MergeInfo{Status: protocol.MergeMerged, Result: &res, Version: user.Cart.Version}
-		return nil
+		var err error
+		info, out, err = s.mergeGuest(guest, user, id, policy, now)
+		return err
 	})
 	if err == nil && out != nil {
 		s.eventsWritten(true)
@@ -132,6 +83,65 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 		return s.choice(ctx, guestID, id.CartID), nil
 	}
 	return info, out
+}
+
+// mergeGuest merges the guest cart into the user cart of id, both locked
+// (Store.Merge): the guest cart becomes a tombstone pointing at the user
+// cart, the user cart takes its clients' seqs and, under policy, its lines.
+// errNoChange says it was merged already; errChoose that lines arrived that
+// the shopper must choose about.
+func (s *Server) mergeGuest(guest, user *Record, id Identity, policy cart.Policy, now time.Time) (info *protocol.MergeInfo, out *outcome, err error) {
+	if guest.Meta.MergedInto != "" {
+		return &protocol.MergeInfo{Status: protocol.MergeAlready, Version: user.Cart.Version}, nil, errNoChange
+	}
+	guestID := GuestCartID(id.Device)
+	guest.Meta.MergedInto = id.CartID
+	guest.Meta.UpdatedAt = now
+	for c, q := range guest.Seqs {
+		if q > user.Seqs[c] {
+			if user.Seqs[c] == 0 {
+				// A client id new to the user cart: counted
+				// against its cap (never refused: dropping it
+				// would apply its replays twice).
+				user.Cart.Clients++
+			}
+			user.Seqs[c] = q
+		}
+	}
+	if len(guest.Cart.Lines) == 0 {
+		// An empty guest cart changes no policy's result: a device
+		// that once had a cart and cleared it neither empties the
+		// account's cart (replace) nor asks to choose.
+		return nil, nil, nil
+	}
+	if policy == cart.PolicyChoose {
+		return nil, nil, errChoose // lines arrived since the read above
+	}
+	if !user.Exists {
+		user.Meta.Kind = KindUser
+	}
+	if user.Cart.User == "" {
+		user.Cart.User = id.User
+	}
+	before := user.Cart.Version
+	res, err := user.Cart.Merge(guest.Cart, policy, id.Device, s.lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A checkout made as a guest is completed on the user cart,
+	// which now holds its lines.
+	user.Cart.AdoptCheckouts(guest.Cart, now)
+	if user.Cart.Version > before {
+		user.Meta.UpdatedAt = now
+		op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
+		user.Appended = append(user.Appended, Change{Version: user.Cart.Version, Op: op, Warnings: res.Warnings, At: now})
+		out = &outcome{from: before, by: []protocol.OpID{{Client: op.Client, Seq: op.Seq}}, cart: user.Cart.Public()}
+		if before == 0 {
+			s.addEvent(user, EventCartCreated, nil)
+		}
+		s.addEvent(user, EventCartMerged, func(d *EventData) { d.MergedFrom = guestID })
+	}
+	return &protocol.MergeInfo{Status: protocol.MergeMerged, Result: &res, Version: user.Cart.Version}, out, nil
 }
 
 // bindGuest marks a guest cart that does not exist yet as merged into the
