@@ -1,0 +1,663 @@
+package syncclient
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+)
+
+// Logins, logouts and the ends of guest carts, driven through the machine
+// input by input (see TestMachine): what is sent, stored, shown, dropped
+// and waited for.
+
+// openedAs opens a connection whose driver read user token tok from
+// Config.UserToken.
+func openedAs(tok string) func(h *harness) func(*machine) {
+	return func(h *harness) func(*machine) {
+		return func(m *machine) { m.start(h.now, tok) }
+	}
+}
+
+// helloSays opens a connection and checks the hello it sends.
+func helloSays(check func(t testing.TB, hello *protocol.Message)) func(h *harness) func(*machine) {
+	return func(h *harness) func(*machine) {
+		return func(m *machine) {
+			m.start(h.now, "")
+			for _, ef := range m.out {
+				if s, ok := ef.(sendMsg); ok && s.m.Type == protocol.TypeHello {
+					check(h.t, s.m)
+					return
+				}
+			}
+			h.t.Error("no hello sent")
+		}
+	}
+}
+
+// logIn is SetUser as the Engine does it: set the user, end a connection
+// of another user.
+func logIn(tok string, policy cart.Policy) func(h *harness) func(*machine) {
+	return func(h *harness) func(*machine) {
+		return func(m *machine) {
+			if !m.setUser(tok, policy) {
+				h.t.Errorf("setUser(%q, %q) reported no change", tok, policy)
+			}
+			m.userChanged()
+		}
+	}
+}
+
+// gotMsg feeds a message made when the step runs.
+func gotMsg(msg func() *protocol.Message) func(h *harness) func(*machine) {
+	return func(h *harness) func(*machine) { return got(h, msg()) }
+}
+
+// welcomeUser is the welcome of a user hello: the user's cart, and the
+// device's guest cart merged into it.
+func welcomeUser(token, user, guest string) *protocol.Message {
+	w := welcome(token, "u-"+user)
+	w.User, w.GuestCartID = user, guest
+	return w
+}
+
+// cartIn is cartAt for cart id.
+func cartIn(id string, v uint64, lines ...string) *cart.Cart {
+	c := cartAt(v, lines...)
+	c.ID = id
+	return c
+}
+
+func mergeNote(mi protocol.MergeInfo) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeMerge, Merge: &mi}
+}
+
+// pushedCart is a cart the server pushes at no request: after the ops by,
+// or after none (a merge chosen later).
+func pushedCart(from uint64, c *cart.Cart, by ...protocol.OpID) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeCart, From: from, Cart: c, By: by}
+}
+
+func errUserChangedEnd() string { return "end: " + errUserChanged.Error() }
+
+// endOf is the effect line of a connection ended by the server's error.
+func endOf(code protocol.ErrorCode, msg string) string {
+	return "end: " + protocol.Errorf(code, "%s", msg).Error()
+}
+
+// signedIn brings h to a connection on ann's cart u-ann at version 0 with
+// token "tok" and guest cart cart-1, then stores and acks a mug: version 1.
+func signedIn(h *harness) {
+	h.m.setUser("user:ann", "")
+	h.do(opened(h))
+	h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
+	h.do(got(h, reply("h1", cartIn("u-ann", 0), nil)))
+	h.edit(add("mug"))
+	h.do(woken(h))
+	h.do(got(h, ack("p2", cartIn("u-ann", 1, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 1))))
+}
+
+// guestMug brings h to a guest connection on cart-1 with a mug acked at
+// version 2.
+func guestMug(h *harness) {
+	connected(h, 1)
+	h.edit(add("mug"))
+	h.do(woken(h))
+	h.do(got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))))
+}
+
+// storedPending returns the outbox as stored.
+func storedPending(h *harness) []cart.Op {
+	st, err := h.store.Load(context.Background())
+	must(h.t, err)
+	return st.Pending
+}
+
+// expiredGuest plays TestMachineLogin's expired guest cart: a mug synced
+// on cart-1 at version 1; offline, a tea made on cart-1 and an op made by
+// another engine before any sync ("early", on no cart). With reload the
+// machine then starts over from the storage, as a reloaded page does, and
+// has never seen cart-1's welcome.
+func expiredGuest(h *harness, reload bool) {
+	connected(h, 0)
+	h.edit(add("mug"))
+	h.do(woken(h))
+	h.do(got(h, ack("p2", cartAt(1, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 1))))
+	h.m.stop()
+	h.edit(add("tea"))
+	_, err := h.store.Enqueue(context.Background(), "early", func(seq uint64) cart.Op {
+		return cart.Op{Client: "early", Seq: seq, Kind: cart.KindAdd, SKU: "jam", Quantity: 1}
+	})
+	must(h.t, err)
+	if reload {
+		fresh := newHarness(h.t)
+		fresh.store = h.store
+		fresh.read()
+		*h = *fresh
+	}
+}
+
+func expiredGuestSteps() []loginStep {
+	return []loginStep{
+		{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
+		// An older server names no cart: the machine works out it was
+		// cart-1, forgets it and drops its tea.
+		{in: func(h *harness) func(*machine) {
+			return got(h, errMsg("h1", protocol.ErrCartExpired, nil))
+		}, want: []string{"confirm @0", "confirm done=me/2", "load", "load"}},
+		{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
+			want: []string{`swap "tok" -> "tok2"`}},
+		{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+			want: []string{"confirm cart-2@0", "load", "send sync s2 since=0 clients=[early]"}},
+		{in: func(h *harness) func(*machine) {
+			return got(h, reply("s2", cartIn("cart-2", 0), map[string]uint64{"early": 0}))
+		}, want: []string{"confirm cart-2@0", "load", "send push p3 early/1"}},
+		{in: func(h *harness) func(*machine) {
+			return got(h, ack("p3", cartIn("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "early", Seq: 1}, 1)))
+		}, want: []string{"confirm cart-2@1 done=early/1"}},
+	}
+}
+
+func checkExpiredGuest(t *testing.T, h *harness) {
+	st := h.m.snapshot()
+	if !st.CartExpired || st.Status != Synced || st.Pending != 0 || st.Cart.ID != "cart-2" || summary(st.Cart) != "jam=1" {
+		t.Errorf("state %+v (%s %q), want the fresh cart-2 synced with the early jam", st, st.Cart.ID, summary(st.Cart))
+	}
+	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != "cart-1" {
+		t.Errorf("Dropped = %+v, want the tea of cart-1", st.Dropped)
+	}
+	stored, err := h.store.Load(context.Background())
+	must(t, err)
+	if stored.DeviceToken != "tok2" || stored.Cart.ID != "cart-2" {
+		t.Errorf("stored %q and %s, want tok2 and cart-2", stored.DeviceToken, stored.Cart.ID)
+	}
+	h.m.ackNotices()
+	if st := h.m.snapshot(); st.CartExpired || st.Dropped != nil {
+		t.Errorf("after ackNotices: %+v", st)
+	}
+}
+
+// loginStep is one input and the effects it must ask for; then, if set,
+// checks what the machine holds after it.
+type loginStep struct {
+	in   func(h *harness) func(*machine)
+	want []string
+	then func(t *testing.T, h *harness)
+}
+
+func TestMachineLogin(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(h *harness) // before the first step
+		steps []loginStep
+		check func(t *testing.T, h *harness) // after the last
+	}{{
+		name:  "ops carry the cart shown when they were made: none before the first sync",
+		setup: func(h *harness) { h.edit(add("mug")) },
+		steps: []loginStep{
+			{in: opened, want: []string{`send hello h1 token="" since=0`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcome("tok", "cart-1")) },
+				want: []string{`swap "" -> "tok"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1), nil)) },
+				want: []string{"confirm cart-1@1", "load", "send push p2 me/1"},
+				then: func(t *testing.T, h *harness) {
+					if p := h.m.pending; len(p) != 1 || p[0].SKU != "mug" || p[0].Cart != "" {
+						t.Errorf("pushed %+v, want the mug on no cart", p)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				h.edit(add("tea"))
+				return got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
+			}, want: []string{"confirm cart-1@2 done=me/1", "send push p3 me/2"},
+				then: func(t *testing.T, h *harness) {
+					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "cart-1" {
+						t.Errorf("pushed %+v, want the tea on cart-1", p)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p3", cartAt(3, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
+			}, want: []string{"confirm cart-1@3 done=me/2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.Status != Synced || st.Pending != 0 || st.Confirmed != 3 || summary(st.Cart) != "mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want synced at 3 with mug=1 tea=1", st, summary(st.Cart))
+			}
+		},
+	}, {
+		name:  "a login merges the guest cart: the user's cart is shown under a new client id and gets the new edits",
+		setup: guestMug,
+		steps: []loginStep{
+			{in: logIn("user:ann", ""), want: []string{errUserChangedEnd()}},
+			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
+				want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
+			})},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 2, "mug=1", "tea=1"), nil)) },
+				want: []string{"confirm u-ann@2", "load"},
+				then: func(t *testing.T, h *harness) {
+					st := h.m.snapshot()
+					if st.User != "ann" || st.Cart.ID != "u-ann" || summary(st.Cart) != "mug=1 tea=1" || st.Status != Synced {
+						t.Errorf("state %+v (%s %q), want ann's synced u-ann with mug=1 tea=1", st, st.Cart.ID, summary(st.Cart))
+					}
+					if st.Merge == nil || st.Merge.Status != protocol.MergeMerged || st.Merge.Result == nil || st.Merge.Result.Added != 1 {
+						t.Errorf("Merge = %+v, want merged with one line added", st.Merge)
+					}
+					if h.m.client == "me" {
+						t.Error("same client id on the user cart")
+					}
+				}},
+			{in: func(h *harness) func(*machine) { h.edit(add("jam")); return woken(h) },
+				want: []string{"send push p2 id1/1"},
+				then: func(t *testing.T, h *harness) {
+					if p := h.m.pending; len(p) != 1 || p[0].SKU != "jam" || p[0].Cart != "u-ann" {
+						t.Errorf("pushed %+v, want the jam on u-ann", p)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p2", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 3)))
+			}, want: []string{"confirm u-ann@3 done=id1/1"}},
+			// The same login again changes nothing: no reconnect.
+			{in: func(h *harness) func(*machine) {
+				return func(m *machine) {
+					if m.setUser("user:ann", "") {
+						h.t.Error("setUser of the same user reported a change")
+					}
+					m.userChanged()
+				}
+			}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.Pending != 0 || summary(st.Cart) != "jam=1 mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want jam=1 mug=1 tea=1 with nothing pending", st, summary(st.Cart))
+			}
+			h.m.ackNotices()
+			if st := h.m.snapshot(); st.Merge != nil {
+				t.Errorf("Merge %+v after ackNotices", st.Merge)
+			}
+		},
+	}, {
+		name: "guest edits made offline are sent on the user's connection, stamped with the guest cart",
+		setup: func(h *harness) {
+			guestMug(h)
+			h.m.stop()
+			h.edit(add("tea"))
+			h.m.setUser("user:ann", cart.PolicyMerge)
+		},
+		steps: []loginStep{
+			{in: helloSays(func(t testing.TB, hello *protocol.Message) {
+				if hello.UserToken != "user:ann" || hello.Policy != cart.PolicyMerge || hello.DeviceToken != "tok" || hello.Protocol != protocol.Version {
+					t.Errorf("hello %+v, want user:ann with the policy merge on device tok", hello)
+				}
+			}), want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1,
+					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
+			})},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "mug=1"), nil)) },
+				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"},
+				then: func(t *testing.T, h *harness) {
+					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "cart-1" {
+						t.Errorf("pushed %+v, want the tea made on cart-1", p)
+					}
+					if st := h.m.snapshot(); summary(st.Cart) != "mug=1 tea=1" || st.Waiting != 0 {
+						t.Errorf("state %+v (%q), want the tea shown on ann's cart", st, summary(st.Cart))
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p2", cartIn("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
+			}, want: []string{"confirm u-ann@2 done=me/2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.User != "ann" || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want ann's cart synced with mug=1 tea=1", st, summary(st.Cart))
+			}
+		},
+	}, {
+		name: "the policy choose shows both carts and holds the guest edits until the shopper picks",
+		setup: func(h *harness) {
+			guestMug(h)
+			h.m.stop()
+			h.edit(add("jam")) // a guest op, not sent yet
+			h.m.setUser("user:ann", cart.PolicyChoose)
+		},
+		steps: []loginStep{
+			{in: opened, want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+					Guest: cartAt(2, "mug=1"), User: cartIn("u-ann", 1, "tea=1")})
+			})},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "tea=1"), nil)) },
+				want: []string{"confirm u-ann@1", "load"}, // the jam is not pushed
+				then: func(t *testing.T, h *harness) {
+					st := h.m.snapshot()
+					if st.Choice == nil || summary(st.Choice.Guest) != "mug=1" || summary(st.Choice.User) != "tea=1" ||
+						st.Merge == nil || st.Merge.Status != protocol.MergeChoose {
+						t.Errorf("Choice %+v, Merge %+v; want both carts to choose from", st.Choice, st.Merge)
+					}
+					if st.User != "ann" || summary(st.Cart) != "jam=1 tea=1" || st.Status != Synced {
+						t.Errorf("state %+v (%q), want ann's synced cart with the pending jam", st, summary(st.Cart))
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyMerge)) }
+			}, want: []string{"send choose c2 merge"}},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
+			}), want: []string{"send push p3 me/2"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, pushedCart(1, cartIn("u-ann", 2, "mug=1", "tea=1")))
+			}, want: []string{"confirm u-ann@2"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p3", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
+			}, want: []string{"confirm u-ann@3 done=me/2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			st := h.m.snapshot()
+			if st.Choice != nil || st.Pending != 0 || st.Status != Synced || st.Confirmed != 3 || summary(st.Cart) != "jam=1 mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want the merged cart at 3 with nothing pending", st, summary(st.Cart))
+			}
+			if st.Merge == nil || st.Merge.Status != protocol.MergeMerged {
+				t.Errorf("Merge %+v, want merged", st.Merge)
+			}
+			if err := h.m.choose(h.now, cart.PolicyKeep); !errors.Is(err, ErrNoChoice) {
+				t.Errorf("choose after the merge = %v, want ErrNoChoice", err)
+			}
+		},
+	}, {
+		name:  "the choice message by message: one choose per answer, an error lets the shopper choose again",
+		setup: func(h *harness) { h.m.setUser("user:ann", cart.PolicyChoose) },
+		steps: []loginStep{
+			{in: helloSays(func(t testing.TB, hello *protocol.Message) {
+				if hello.UserToken != "user:ann" || hello.Policy != cart.PolicyChoose {
+					t.Errorf("hello %+v, want the user token and the policy choose", hello)
+				}
+			}), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "g-1")) }},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 4,
+					Guest: cartIn("g-1", 2, "mug=1"), User: cartIn("u-ann", 4, "tea=1")})
+			})},
+			{in: func(h *harness) func(*machine) {
+				return got(h, reply("h1", cartIn("u-ann", 4, "tea=1"), map[string]uint64{}))
+			}, want: []string{"confirm u-ann@4", "load"},
+				then: func(t *testing.T, h *harness) {
+					if st := h.m.snapshot(); st.Choice == nil || st.User != "ann" || st.Status != Synced {
+						t.Fatalf("state %+v, want a choice on ann's synced cart", st)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return func(m *machine) {
+					must(h.t, m.choose(h.now, cart.PolicyReplace))
+					if err := m.choose(h.now, cart.PolicyMerge); !errors.Is(err, ErrNoChoice) {
+						h.t.Errorf("second choose = %v, want ErrNoChoice while the first is unanswered", err)
+					}
+				}
+			}, want: []string{"send choose c2 replace"}},
+			{in: func(h *harness) func(*machine) { return got(h, errMsg("c2", protocol.ErrInternal, nil)) },
+				then: func(t *testing.T, h *harness) {
+					if st := h.m.snapshot(); st.Choice == nil || st.LastError == nil || st.LastError.Code != protocol.ErrInternal {
+						t.Errorf("state %+v, want the choice still open and the error shown", st)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyReplace)) }
+			}, want: []string{"send choose c3 replace"}},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 5,
+					Result: &cart.MergeResult{Policy: cart.PolicyReplace, Added: 1, Replaced: 1, Items: 1}})
+			})},
+			// The merged cart, pushed with no op: taken, and nothing sent.
+			{in: func(h *harness) func(*machine) { return got(h, pushedCart(4, cartIn("u-ann", 5, "mug=1"))) },
+				want: []string{"confirm u-ann@5"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			st := h.m.snapshot()
+			if st.Choice != nil || st.Merge == nil || st.Merge.Status != protocol.MergeMerged || st.Confirmed != 5 || summary(st.Cart) != "mug=1" {
+				t.Errorf("state %+v (%q), want the merged cart at 5", st, summary(st.Cart))
+			}
+		},
+	}, {
+		name:  "an expired user token: edits are kept, shown and stamped for the user's cart, and sent once after the next login",
+		setup: signedIn,
+		steps: []loginStep{
+			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
+				want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
+				want: []string{endOf(protocol.ErrTokenExpired, "token_expired")},
+				then: func(t *testing.T, h *harness) {
+					h.m.stop()
+					if st := h.m.snapshot(); !st.NeedsLogin || st.LastError == nil || st.LastError.Code != protocol.ErrTokenExpired {
+						t.Errorf("state %+v, want NeedsLogin after token_expired", st)
+					}
+					h.edit(add("tea"))
+					st := h.m.snapshot()
+					if summary(st.Cart) != "mug=1 tea=1" || st.Pending != 1 || st.Waiting != 0 || st.User != "ann" {
+						t.Errorf("state %+v (%q), want ann's cart with the tea pending", st, summary(st.Cart))
+					}
+					if p := storedPending(h); len(p) != 1 || p[0].Cart != "u-ann" {
+						t.Errorf("stored outbox %+v, want the tea for u-ann", p)
+					}
+				}},
+			{in: logIn("user:ann", ""), // the host page's fresh token
+				then: func(t *testing.T, h *harness) {
+					if h.m.snapshot().NeedsLogin {
+						t.Error("still NeedsLogin after setUser")
+					}
+				}},
+			{in: opened, want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "mug=1"), nil)) },
+				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p2", cartIn("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
+			}, want: []string{"confirm u-ann@2 done=me/2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.NeedsLogin || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want synced with mug=1 tea=1", st, summary(st.Cart))
+			}
+		},
+	}, {
+		name:  "a user token refused as unauthorized is a login to redo: the device token and guest cart stay",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []loginStep{
+			{in: logIn("forged", ""), want: []string{errUserChangedEnd()}},
+			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
+				want: []string{`send hello h1 token="tok" since=1 user=forged`}},
+			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
+				want: []string{endOf(protocol.ErrUnauthorized, "unauthorized")}, // no swap: the token is kept
+				then: func(t *testing.T, h *harness) {
+					h.m.stop()
+					if st := h.m.snapshot(); !st.NeedsLogin || h.m.token != "tok" || st.Cart.ID != "cart-1" {
+						t.Errorf("state %+v, token %q; want NeedsLogin on cart-1 with the token kept", st, h.m.token)
+					}
+					if st, err := h.store.Load(context.Background()); err != nil || st.DeviceToken != "tok" {
+						t.Errorf("stored device token %q (%v), want tok kept", st.DeviceToken, err)
+					}
+				}},
+			{in: logIn("", "")}, // go on as a guest
+			{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1), nil)) },
+				want: []string{"confirm cart-1@1", "load"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.NeedsLogin || st.Status != Synced || st.Cart.ID != "cart-1" || st.User != "" {
+				t.Errorf("state %+v, want synced as a guest on cart-1", st)
+			}
+		},
+	}, {
+		name: "after a logout the user's edits wait: not shown on the fresh guest cart, not sent on it, sent at the next login",
+		setup: func(h *harness) {
+			signedIn(h)
+			h.m.stop()
+			h.edit(add("tea")) // for u-ann
+			h.m.setUser("", "")
+		},
+		steps: []loginStep{
+			{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
+			// The guest cart went to ann: a new device token, a fresh cart.
+			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
+				want: []string{`swap "tok" -> "tok2"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+				want: []string{"confirm cart-2@0", "load"},
+				then: func(t *testing.T, h *harness) {
+					st := h.m.snapshot()
+					if st.User != "" || st.Cart.ID != "cart-2" || summary(st.Cart) != "" || st.Pending != 1 || st.Waiting != 1 || st.Status != Synced {
+						t.Errorf("state %+v (%s %q), want the empty cart-2 synced with the tea waiting", st, st.Cart.ID, summary(st.Cart))
+					}
+					if st, err := h.store.Load(context.Background()); err != nil || st.DeviceToken != "tok2" {
+						t.Errorf("stored device token %q (%v), want the new tok2", st.DeviceToken, err)
+					}
+				}},
+			// The guest's jam is sent; the tea waits.
+			{in: func(h *harness) func(*machine) { h.edit(add("jam")); return woken(h) },
+				want: []string{"send push p2 id1/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p2", cartIn("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 1)))
+			}, want: []string{"confirm cart-2@1 done=id1/1"}},
+			{in: logIn("user:ann", ""), want: []string{errUserChangedEnd()}},
+			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
+				want: []string{`send hello h1 token="tok2" since=1 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-2")) }},
+			{in: gotMsg(func() *protocol.Message {
+				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
+			})},
+			// The tea is of an earlier client id: its acked seq first.
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 2, "jam=1", "mug=1"), nil)) },
+				want: []string{"confirm u-ann@2", "load", "send sync s2 since=2 clients=[me]"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, reply("s2", cartIn("u-ann", 2, "jam=1", "mug=1"), map[string]uint64{"me": 1}))
+			}, want: []string{"confirm u-ann@2", "load", "send push p3 me/2"},
+				then: func(t *testing.T, h *harness) {
+					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "u-ann" {
+						t.Errorf("pushed %+v, want the tea for u-ann", p)
+					}
+				}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p3", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
+			}, want: []string{"confirm u-ann@3 done=me/2"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.User != "ann" || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "jam=1 mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want ann's cart synced with jam=1 mug=1 tea=1", st, summary(st.Cart))
+			}
+		},
+	}, {
+		name:  "an expired guest cart the server does not name: its ops are dropped, ops made before any sync go to the fresh cart",
+		setup: func(h *harness) { expiredGuest(h, false) },
+		steps: expiredGuestSteps(),
+		check: checkExpiredGuest,
+	}, {
+		name:  "an expired guest cart the server does not name, after a reload that never saw its welcome",
+		setup: func(h *harness) { expiredGuest(h, true) },
+		steps: expiredGuestSteps(),
+		check: checkExpiredGuest,
+	}, {
+		name:  "a push to a cart purged while connected: the connection ends, the next hello gets the fresh cart, the op is dropped",
+		setup: func(h *harness) { connected(h, 0); h.edit(add("tea")) },
+		steps: []loginStep{
+			{in: woken, want: []string{"send push p2 me/1"}},
+			{in: func(h *harness) func(*machine) { return got(h, errMsg("p2", protocol.ErrCartExpired, nil)) },
+				want: []string{"confirm @0", "confirm done=me/1", "load", endOf(protocol.ErrCartExpired, "cart_expired"), "load"}},
+			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
+				want: []string{`send hello h1 token="tok" since=0`}},
+			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrCartExpired, nil)) },
+				want: []string{"load"}},
+			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
+				want: []string{`swap "tok" -> "tok2"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+				want: []string{"confirm cart-2@0", "load"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			st := h.m.snapshot()
+			if !st.CartExpired || st.Status != Synced || st.Cart.ID != "cart-2" || st.Pending != 0 {
+				t.Errorf("state %+v, want the fresh cart-2 synced", st)
+			}
+			if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" {
+				t.Errorf("Dropped = %+v, want the tea", st.Dropped)
+			}
+			if permanent(protocol.ErrCartExpired) {
+				t.Error("cart_expired stops Run")
+			}
+		},
+	}, {
+		name: "Config.UserToken logs in until setUser; a logout then says a guest hello and takes the fresh guest cart",
+		steps: []loginStep{
+			{in: openedAs("user:ann"), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("tok", "ann", "cart-1")) },
+				want: []string{`swap "" -> "tok"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 0), nil)) },
+				want: []string{"confirm u-ann@0", "load"},
+				then: func(t *testing.T, h *harness) {
+					if st := h.m.snapshot(); st.User != "ann" || st.Status != Synced {
+						t.Errorf("state %+v, want ann's cart synced", st)
+					}
+				}},
+			{in: logIn("", ""), want: []string{errUserChangedEnd()}},
+			{in: func(h *harness) func(*machine) { h.m.stop(); return openedAs("user:ann")(h) },
+				want: []string{`send hello h1 token="tok" since=0`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
+				want: []string{`swap "tok" -> "tok2"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+				want: []string{"confirm cart-2@0", "load"}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.User != "" || st.Status != Synced || st.Cart.ID != "cart-2" {
+				t.Errorf("state %+v, want the fresh guest cart-2 synced", st)
+			}
+		},
+	}, {
+		name:  "forbidden (a guest cart merged by a login elsewhere) ends the connection, shown, with no wait asked",
+		setup: func(h *harness) { connected(h, 0); h.edit(add("mug")) },
+		steps: []loginStep{
+			{in: woken, want: []string{"send push p2 me/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, errMsg("p2", protocol.ErrForbidden, func(pe *protocol.Error) { pe.Message = "merged" }))
+			}, want: []string{endOf(protocol.ErrForbidden, "merged")}},
+		},
+		check: func(t *testing.T, h *harness) {
+			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrForbidden || st.Pending != 1 {
+				t.Errorf("state %+v, want forbidden shown and the mug kept", st)
+			}
+			if permanent(protocol.ErrForbidden) {
+				t.Error("forbidden stops Run")
+			}
+			if _, wait := h.m.stop(); wait != 0 {
+				t.Errorf("retry after %v, want no wait asked", wait)
+			}
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tt.setup != nil {
+				tt.setup(h)
+				h.m.take()
+			}
+			for i, s := range tt.steps {
+				got := h.do(s.in(h))
+				if !slices.Equal(got, s.want) {
+					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
+				}
+				if s.then != nil {
+					s.then(t, h)
+					h.m.take()
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, h)
+			}
+		})
+	}
+}
