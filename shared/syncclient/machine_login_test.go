@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -434,7 +437,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
 				want: []string{endOf(protocol.ErrTokenExpired, "token_expired")},
 				then: func(t *testing.T, h *harness) {
-					h.m.stop()
+					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || st.LastError == nil || st.LastError.Code != protocol.ErrTokenExpired {
 						t.Errorf("state %+v, want NeedsLogin after token_expired", st)
 					}
@@ -476,7 +479,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
 				want: []string{endOf(protocol.ErrUnauthorized, "unauthorized")}, // no swap: the token is kept
 				then: func(t *testing.T, h *harness) {
-					h.m.stop()
+					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || h.m.token != "tok" || st.Cart.ID != "cart-1" {
 						t.Errorf("state %+v, token %q; want NeedsLogin on cart-1 with the token kept", st, h.m.token)
 					}
@@ -659,5 +662,153 @@ func TestMachineLogin(t *testing.T) {
 				tt.check(t, h)
 			}
 		})
+	}
+}
+
+// The Engine's part in logins, with no server: a connection that answers
+// the hello with what the test says (or nothing), and records the hellos.
+
+// helloDialer dials connections that answer every hello with answer's
+// messages and say nothing else.
+type helloDialer struct {
+	answer func(hello *protocol.Message) []*protocol.Message // nil: never answer
+	mu     sync.Mutex
+	hellos []*protocol.Message
+}
+
+func (d *helloDialer) dial(context.Context) (Conn, error) {
+	return &helloConn{d: d, in: make(chan []byte, 8), done: make(chan struct{})}, nil
+}
+
+// seen returns the hellos so far.
+func (d *helloDialer) seen() []*protocol.Message {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.hellos)
+}
+
+type helloConn struct {
+	d    *helloDialer
+	in   chan []byte
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *helloConn) Read(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-c.in:
+		return b, nil
+	case <-c.done:
+		return nil, errors.New("helloConn: closed")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *helloConn) Write(ctx context.Context, b []byte) error {
+	m, err := protocol.Decode(b)
+	if err != nil {
+		return err
+	}
+	if m.Type != protocol.TypeHello {
+		return nil
+	}
+	c.d.mu.Lock()
+	c.d.hellos = append(c.d.hellos, m)
+	c.d.mu.Unlock()
+	if c.d.answer == nil {
+		return nil
+	}
+	for _, a := range c.d.answer(m) {
+		b, err := protocol.Encode(a)
+		if err != nil {
+			return err
+		}
+		c.in <- b
+	}
+	return nil
+}
+
+func (c *helloConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return nil
+}
+
+// Run does not dial while the user token it presented is refused, until
+// SetUser; then at once.
+func TestEngineAwaitsLogin(t *testing.T) {
+	for _, code := range []protocol.ErrorCode{protocol.ErrTokenExpired, protocol.ErrUnauthorized} {
+		t.Run(string(code), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				d := &helloDialer{answer: func(h *protocol.Message) []*protocol.Message {
+					if h.UserToken == "" {
+						return nil
+					}
+					return []*protocol.Message{{Type: protocol.TypeError, ID: h.ID, Error: protocol.Errorf(code, "log in again")}}
+				}}
+				e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.Dial = d.dial })
+				must(t, e.SetUser("user:ann", ""))
+				start(t, e)
+				synctest.Wait()
+				if st := e.Snapshot(); !st.NeedsLogin || st.Status != Offline || st.LastError == nil || st.LastError.Code != code {
+					t.Errorf("state %+v, want offline, needing a login, with %s shown", st, code)
+				}
+				time.Sleep(10 * time.Minute)
+				synctest.Wait()
+				if n := len(d.seen()); n != 1 {
+					t.Errorf("%d hellos in 10 minutes of a refused login, want the first only", n)
+				}
+				must(t, e.SetUser("", "")) // continue as a guest
+				synctest.Wait()
+				if hs := d.seen(); len(hs) != 2 || hs[1].UserToken != "" {
+					t.Errorf("hellos %+v, want a guest hello at once after SetUser", hs)
+				}
+				if st := e.Snapshot(); st.NeedsLogin {
+					t.Error("still NeedsLogin after SetUser")
+				}
+			})
+		})
+	}
+}
+
+// The hellos present Config.UserToken until SetUser; SetUser reconnects at
+// once when it changes the user, and not when it does not.
+func TestEngineSetUserReconnects(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := &helloDialer{}
+		e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+			c.Dial = d.dial
+			c.UserToken = func() string { return "user:ann" }
+		})
+		start(t, e)
+		synctest.Wait()
+		must(t, e.SetUser("user:ann", cart.PolicyKeep)) // replaces Config.UserToken
+		synctest.Wait()
+		must(t, e.SetUser("user:ann", cart.PolicyKeep)) // the same again
+		synctest.Wait()
+		must(t, e.SetUser("", "")) // a logout
+		synctest.Wait()
+		var got []string
+		for _, h := range d.seen() {
+			got = append(got, h.UserToken+"/"+string(h.Policy))
+		}
+		if want := []string{"user:ann/", "user:ann/keep", "/"}; !slices.Equal(got, want) {
+			t.Errorf("hellos presented %q, want %q", got, want)
+		}
+	})
+}
+
+// SetUser and Choose check what they are given; Choose needs a connection.
+func TestEngineLoginArguments(t *testing.T) {
+	e := newEngine(t, nil, NewMemStorage(), nil)
+	if err := e.SetUser("user:ann", "sometimes"); err == nil {
+		t.Error("SetUser took an unknown policy")
+	}
+	ctx := context.Background()
+	if err := e.Choose(ctx, cart.PolicyMerge); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("Choose before running = %v, want ErrNotConnected", err)
+	}
+	if err := e.Choose(ctx, cart.PolicyChoose); err == nil || errors.Is(err, ErrNotConnected) {
+		t.Errorf("Choose(choose) = %v, want the policy refused", err)
 	}
 }
