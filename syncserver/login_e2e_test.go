@@ -1,0 +1,288 @@
+package syncserver_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/shared/syncclient"
+	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
+	"github.com/cartsync/cartsync/syncserver/storetest"
+)
+
+// The Engine's part in logins and expired carts, end to end: real engines
+// against a real server (the machine's part, message by message, is
+// syncclient's TestMachineLogin).
+
+// loginE2EWatch records what an engine's OnChange saw.
+type loginE2EWatch struct {
+	mu    sync.Mutex
+	last  syncclient.State
+	codes map[protocol.ErrorCode]bool // every LastError code seen
+}
+
+func (w *loginE2EWatch) onChange(st syncclient.State) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last = st
+	if st.LastError != nil {
+		if w.codes == nil {
+			w.codes = map[protocol.ErrorCode]bool{}
+		}
+		w.codes[st.LastError.Code] = true
+	}
+}
+
+// waitFor waits until ok holds for the state OnChange saw last.
+func (w *loginE2EWatch) waitFor(t testing.TB, what string, ok func(syncclient.State) bool) syncclient.State {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w.mu.Lock()
+		st := w.last
+		w.mu.Unlock()
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("OnChange never saw %s; last %+v", what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (w *loginE2EWatch) saw(code protocol.ErrorCode) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.codes[code]
+}
+
+// loginE2ELink is a link that counts its dials.
+type loginE2ELink struct {
+	link
+	dmu   sync.Mutex
+	dials int
+}
+
+func (l *loginE2ELink) dial(ctx context.Context) (syncclient.Conn, error) {
+	l.dmu.Lock()
+	l.dials++
+	l.dmu.Unlock()
+	return l.link.dial(ctx)
+}
+
+func (l *loginE2ELink) count() int {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	return l.dials
+}
+
+// loginE2ETab starts an engine on st over l, as windowEnv.tab does, whose
+// OnChange w watches.
+func loginE2ETab(env *windowEnv, st syncclient.Storage, l *loginE2ELink, w *loginE2EWatch) *syncclient.Engine {
+	env.t.Helper()
+	e, err := syncclient.New(syncclient.Config{
+		Storage: st, Dial: l.dial, OnChange: w.onChange,
+		BackoffBase: 5 * time.Millisecond, BackoffCap: 50 * time.Millisecond,
+		Heartbeat: 500 * time.Millisecond, Rand: func() float64 { return 0.5 },
+	})
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(env.ctx)
+	go func() { defer close(done); e.Run(ctx) }()
+	env.t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// A login merges the device's guest cart into the user's: the engine shows
+// the user's cart with the merge under a new client id, tells OnChange, and
+// its next edits land on the user's cart.
+func TestLoginE2EMerge(t *testing.T) {
+	env := newWindowEnv(t, memstore.New())
+	phone := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
+	if err := phone.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(phone, "tea")
+	env.settle(phone, "ann")
+
+	w := &loginE2EWatch{}
+	l := &loginE2ELink{link: link{url: env.url}}
+	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
+	env.add(e, "mug")
+	env.settle(e, "")
+	guestClient := e.ClientID()
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	st := env.settle(e, "ann")
+	if st.Cart.ID != syncserver.UserCartID("ann") || lineSummary(st.Cart) != "mug=1 tea=1" {
+		t.Errorf("shows %s %q, want ann's cart with mug=1 tea=1", st.Cart.ID, lineSummary(st.Cart))
+	}
+	if st.Merge == nil || st.Merge.Status != protocol.MergeMerged || st.Merge.Result == nil || st.Merge.Result.Added != 1 {
+		t.Errorf("Merge = %+v, want merged with one line added", st.Merge)
+	}
+	if e.ClientID() == guestClient {
+		t.Error("same client id on the user cart")
+	}
+	w.waitFor(t, "the merge on ann's cart", func(s syncclient.State) bool { return s.Merge != nil && s.User == "ann" })
+	if n := l.count(); n != 2 {
+		t.Errorf("%d dials, want 2: the guest's and the login's", n)
+	}
+
+	env.add(e, "jam")
+	env.check(e, "ann", "jam=1 mug=1 tea=1")
+	e.AckNotices()
+	if st := e.Snapshot(); st.Merge != nil {
+		t.Errorf("Merge %+v after AckNotices", st.Merge)
+	}
+}
+
+// With the policy choose the server shows both carts and waits: the
+// guest's edit is held until Engine.Choose, then merged once; there is
+// nothing left to choose after.
+func TestLoginE2EChoose(t *testing.T) {
+	env := newWindowEnv(t, memstore.New())
+	phone := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
+	if err := phone.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(phone, "tea")
+	env.settle(phone, "ann")
+
+	w := &loginE2EWatch{}
+	l := &loginE2ELink{link: link{url: env.url}}
+	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
+	env.add(e, "mug")
+	env.settle(e, "")
+	l.setDown(true)
+	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	env.add(e, "jam") // made on the guest cart, unsent: held until the choice
+	if err := e.SetUser("user:ann", cart.PolicyChoose); err != nil {
+		t.Fatal(err)
+	}
+	l.setDown(false)
+	st := w.waitFor(t, "the choice", func(s syncclient.State) bool {
+		return s.Choice != nil && s.User == "ann" && s.Status == syncclient.Synced
+	})
+	if lineSummary(st.Choice.Guest) != "mug=1" || lineSummary(st.Choice.User) != "tea=1" {
+		t.Errorf("Choice %+v, want the guest's mug and ann's tea", st.Choice)
+	}
+	if rec, err := env.store.Load(env.ctx, syncserver.UserCartID("ann"), nil); err != nil || lineSummary(rec.Cart) != "tea=1" {
+		t.Errorf("ann's cart on the server before the choice: %v, %v; want tea=1", rec.Cart, err)
+	}
+	if err := e.Choose(env.ctx, cart.PolicyMerge); err != nil {
+		t.Fatalf("Choose: %v", err)
+	}
+	env.check(e, "ann", "jam=1 mug=1 tea=1")
+	if st := e.Snapshot(); st.Choice != nil || st.Merge == nil || st.Merge.Status != protocol.MergeMerged {
+		t.Errorf("Choice %+v, Merge %+v; want merged and nothing to choose", st.Choice, st.Merge)
+	}
+	if err := e.Choose(env.ctx, cart.PolicyKeep); !errors.Is(err, syncclient.ErrNoChoice) {
+		t.Errorf("Choose after the merge = %v, want ErrNoChoice", err)
+	}
+}
+
+// A tab not told of a login in another tab pushes to the guest cart that
+// login merged: the server answers forbidden, and the engine reconnects
+// (Run goes on) to a fresh guest cart. Its edit is then the user's, and
+// reaches the user's cart once this tab logs in too.
+func TestLoginE2EForbiddenReconnects(t *testing.T) {
+	env := newWindowEnv(t, memstore.New())
+	shared := syncclient.NewMemStorage()
+	a := env.tab(shared, &link{url: env.url})
+	env.add(a, "a")
+	env.settle(a, "")
+	w := &loginE2EWatch{}
+	l := &loginE2ELink{link: link{url: env.url}}
+	b := loginE2ETab(env, shared, l, w)
+	guest := env.settle(b, "").Cart.ID
+	if err := a.SetUser("user:tara", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.settle(a, "tara")
+
+	env.add(b, "b") // on the merged guest cart, as far as b knows
+	w.waitFor(t, "forbidden", func(syncclient.State) bool { return w.saw(protocol.ErrForbidden) })
+	w.waitFor(t, "a fresh guest cart", func(s syncclient.State) bool {
+		return s.Status == syncclient.Synced && s.User == "" && s.Cart.ID != "" &&
+			s.Cart.ID != guest && s.Cart.ID != syncserver.UserCartID("tara")
+	})
+	if n := l.count(); n < 2 {
+		t.Errorf("%d dials, want a reconnect after forbidden", n)
+	}
+	if err := b.SetUser("user:tara", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.check(b, "tara", "a=1 b=1")
+}
+
+// A guest cart purged for inactivity while the device was offline: the
+// engine is told when it comes back, stores the new device token, shows
+// the fresh cart, and drops and reports the edit made on the purged cart.
+func TestLoginE2ECartExpired(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: memstore.New(), Users: windowUsers{}, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.StopOnCleanup(t, srv)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	env := &windowEnv{t: t, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync", ctx: ctx}
+
+	store := syncclient.NewMemStorage()
+	w := &loginE2EWatch{}
+	l := &loginE2ELink{link: link{url: env.url}}
+	e := loginE2ETab(env, store, l, w)
+	env.add(e, "mug")
+	old := env.settle(e, "")
+	oldTok := loginE2EStored(t, store).DeviceToken
+
+	l.setDown(true)
+	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	env.add(e, "tea") // on the cart about to be purged
+	clk.add(31 * 24 * time.Hour)
+	if n, err := srv.Purge(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
+	}
+	l.setDown(false)
+
+	st := w.waitFor(t, "the fresh cart", func(s syncclient.State) bool {
+		return s.CartExpired && s.Status == syncclient.Synced && s.Pending == 0
+	})
+	if st.Cart.ID == old.Cart.ID || len(st.Cart.Lines) != 0 {
+		t.Errorf("shows %s %q, want a fresh empty cart, not %s", st.Cart.ID, lineSummary(st.Cart), old.Cart.ID)
+	}
+	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != old.Cart.ID {
+		t.Errorf("Dropped = %+v, want the tea of %s", st.Dropped, old.Cart.ID)
+	}
+	stored := loginE2EStored(t, store)
+	if stored.DeviceToken == "" || stored.DeviceToken == oldTok || stored.Cart.ID != st.Cart.ID {
+		t.Errorf("stored token %q and cart %s, want a new token and %s", stored.DeviceToken, stored.Cart.ID, st.Cart.ID)
+	}
+	e.AckNotices()
+	if st := e.Snapshot(); st.CartExpired || st.Dropped != nil {
+		t.Errorf("after AckNotices: CartExpired %v, Dropped %+v", st.CartExpired, st.Dropped)
+	}
+}
+
+func loginE2EStored(t testing.TB, st syncclient.Storage) syncclient.Stored {
+	t.Helper()
+	s, err := st.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
