@@ -54,8 +54,8 @@ func logIn(tok string, policy cart.Policy) func(h *harness) func(*machine) {
 	}
 }
 
-// gotMsg feeds a message made when the step runs.
-func gotMsg(msg func() *protocol.Message) func(h *harness) func(*machine) {
+// gotFresh feeds a message made when the step runs.
+func gotFresh(msg func() *protocol.Message) func(h *harness) func(*machine) {
 	return func(h *harness) func(*machine) { return got(h, msg()) }
 }
 
@@ -67,8 +67,8 @@ func welcomeUser(token, user, guest string) *protocol.Message {
 	return w
 }
 
-// cartIn is cartAt for cart id.
-func cartIn(id string, v uint64, lines ...string) *cart.Cart {
+// cartNamed is cartAt for cart id.
+func cartNamed(id string, v uint64, lines ...string) *cart.Cart {
 	c := cartAt(v, lines...)
 	c.ID = id
 	return c
@@ -78,16 +78,16 @@ func mergeNote(mi protocol.MergeInfo) *protocol.Message {
 	return &protocol.Message{Type: protocol.TypeMerge, Merge: &mi}
 }
 
-// pushedCart is a cart the server pushes at no request: after the ops by,
-// or after none (a merge chosen later).
-func pushedCart(from uint64, c *cart.Cart, by ...protocol.OpID) *protocol.Message {
-	return &protocol.Message{Type: protocol.TypeCart, From: from, Cart: c, By: by}
+// pushedAnew is a cart the server pushes after no op: a merge chosen
+// after the hello.
+func pushedAnew(from uint64, c *cart.Cart) *protocol.Message {
+	return &protocol.Message{Type: protocol.TypeCart, From: from, Cart: c}
 }
 
 func errUserChangedEnd() string { return "end: " + errUserChanged.Error() }
 
-// endOf is the effect line of a connection ended by the server's error.
-func endOf(code protocol.ErrorCode, msg string) string {
+// endedBy is the effect line of a connection ended by the server's error.
+func endedBy(code protocol.ErrorCode, msg string) string {
 	return "end: " + protocol.Errorf(code, "%s", msg).Error()
 }
 
@@ -97,10 +97,10 @@ func signedIn(h *harness) {
 	h.m.setUser("user:ann", "")
 	h.do(opened(h))
 	h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
-	h.do(got(h, reply("h1", cartIn("u-ann", 0), nil)))
+	h.do(got(h, reply("h1", cartNamed("u-ann", 0), nil)))
 	h.edit(add("mug"))
 	h.do(woken(h))
-	h.do(got(h, ack("p2", cartIn("u-ann", 1, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 1))))
+	h.do(got(h, ack("p2", cartNamed("u-ann", 1, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 1))))
 }
 
 // guestMug brings h to a guest connection on cart-1 with a mug acked at
@@ -112,8 +112,8 @@ func guestMug(h *harness) {
 	h.do(got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))))
 }
 
-// storedPending returns the outbox as stored.
-func storedPending(h *harness) []cart.Op {
+// outboxStored returns the outbox as stored.
+func outboxStored(h *harness) []cart.Op {
 	st, err := h.store.Load(context.Background())
 	must(h.t, err)
 	return st.Pending
@@ -153,13 +153,13 @@ func expiredGuestSteps() []loginStep {
 		}, want: []string{"confirm @0", "confirm done=me/2", "load", "load"}},
 		{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 			want: []string{`swap "tok" -> "tok2"`}},
-		{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+		{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 			want: []string{"confirm cart-2@0", "load", "send sync s2 since=0 clients=[early]"}},
 		{in: func(h *harness) func(*machine) {
-			return got(h, reply("s2", cartIn("cart-2", 0), map[string]uint64{"early": 0}))
+			return got(h, reply("s2", cartNamed("cart-2", 0), map[string]uint64{"early": 0}))
 		}, want: []string{"confirm cart-2@0", "load", "send push p3 early/1"}},
 		{in: func(h *harness) func(*machine) {
-			return got(h, ack("p3", cartIn("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "early", Seq: 1}, 1)))
+			return got(h, ack("p3", cartNamed("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "early", Seq: 1}, 1)))
 		}, want: []string{"confirm cart-2@1 done=early/1"}},
 	}
 }
@@ -237,11 +237,13 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
 					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
 			})},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 2, "mug=1", "tea=1"), nil)) },
+			{in: func(h *harness) func(*machine) {
+				return got(h, reply("h1", cartNamed("u-ann", 2, "mug=1", "tea=1"), nil))
+			},
 				want: []string{"confirm u-ann@2", "load"},
 				then: func(t *testing.T, h *harness) {
 					st := h.m.snapshot()
@@ -263,7 +265,7 @@ func TestMachineLogin(t *testing.T) {
 					}
 				}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p2", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 3)))
+				return got(h, ack("p2", cartNamed("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 3)))
 			}, want: []string{"confirm u-ann@3 done=id1/1"}},
 			// The same login again changes nothing: no reconnect.
 			{in: func(h *harness) func(*machine) {
@@ -299,11 +301,11 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}), want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1,
 					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
 			})},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "mug=1"), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "mug=1"), nil)) },
 				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"},
 				then: func(t *testing.T, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "cart-1" {
@@ -314,7 +316,7 @@ func TestMachineLogin(t *testing.T) {
 					}
 				}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p2", cartIn("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
+				return got(h, ack("p2", cartNamed("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
 			}, want: []string{"confirm u-ann@2 done=me/2"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -333,11 +335,11 @@ func TestMachineLogin(t *testing.T) {
 		steps: []loginStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
-					Guest: cartAt(2, "mug=1"), User: cartIn("u-ann", 1, "tea=1")})
+					Guest: cartAt(2, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})
 			})},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "tea=1"), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)) },
 				want: []string{"confirm u-ann@1", "load"}, // the jam is not pushed
 				then: func(t *testing.T, h *harness) {
 					st := h.m.snapshot()
@@ -352,15 +354,15 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyMerge)) }
 			}, want: []string{"send choose c2 merge"}},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
 					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
 			}), want: []string{"send push p3 me/2"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, pushedCart(1, cartIn("u-ann", 2, "mug=1", "tea=1")))
+				return got(h, pushedAnew(1, cartNamed("u-ann", 2, "mug=1", "tea=1")))
 			}, want: []string{"confirm u-ann@2"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p3", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
+				return got(h, ack("p3", cartNamed("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
 			}, want: []string{"confirm u-ann@3 done=me/2"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -385,12 +387,12 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "g-1")) }},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 4,
-					Guest: cartIn("g-1", 2, "mug=1"), User: cartIn("u-ann", 4, "tea=1")})
+					Guest: cartNamed("g-1", 2, "mug=1"), User: cartNamed("u-ann", 4, "tea=1")})
 			})},
 			{in: func(h *harness) func(*machine) {
-				return got(h, reply("h1", cartIn("u-ann", 4, "tea=1"), map[string]uint64{}))
+				return got(h, reply("h1", cartNamed("u-ann", 4, "tea=1"), map[string]uint64{}))
 			}, want: []string{"confirm u-ann@4", "load"},
 				then: func(t *testing.T, h *harness) {
 					if st := h.m.snapshot(); st.Choice == nil || st.User != "ann" || st.Status != Synced {
@@ -414,12 +416,12 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyReplace)) }
 			}, want: []string{"send choose c3 replace"}},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 5,
 					Result: &cart.MergeResult{Policy: cart.PolicyReplace, Added: 1, Replaced: 1, Items: 1}})
 			})},
 			// The merged cart, pushed with no op: taken, and nothing sent.
-			{in: func(h *harness) func(*machine) { return got(h, pushedCart(4, cartIn("u-ann", 5, "mug=1"))) },
+			{in: func(h *harness) func(*machine) { return got(h, pushedAnew(4, cartNamed("u-ann", 5, "mug=1"))) },
 				want: []string{"confirm u-ann@5"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -435,7 +437,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
-				want: []string{endOf(protocol.ErrTokenExpired, "token_expired")},
+				want: []string{endedBy(protocol.ErrTokenExpired, "token_expired")},
 				then: func(t *testing.T, h *harness) {
 					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || st.LastError == nil || st.LastError.Code != protocol.ErrTokenExpired {
@@ -446,7 +448,7 @@ func TestMachineLogin(t *testing.T) {
 					if summary(st.Cart) != "mug=1 tea=1" || st.Pending != 1 || st.Waiting != 0 || st.User != "ann" {
 						t.Errorf("state %+v (%q), want ann's cart with the tea pending", st, summary(st.Cart))
 					}
-					if p := storedPending(h); len(p) != 1 || p[0].Cart != "u-ann" {
+					if p := outboxStored(h); len(p) != 1 || p[0].Cart != "u-ann" {
 						t.Errorf("stored outbox %+v, want the tea for u-ann", p)
 					}
 				}},
@@ -458,10 +460,10 @@ func TestMachineLogin(t *testing.T) {
 				}},
 			{in: opened, want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 1, "mug=1"), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "mug=1"), nil)) },
 				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p2", cartIn("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
+				return got(h, ack("p2", cartNamed("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
 			}, want: []string{"confirm u-ann@2 done=me/2"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -477,7 +479,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=1 user=forged`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
-				want: []string{endOf(protocol.ErrUnauthorized, "unauthorized")}, // no swap: the token is kept
+				want: []string{endedBy(protocol.ErrUnauthorized, "unauthorized")}, // no swap: the token is kept
 				then: func(t *testing.T, h *harness) {
 					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || h.m.token != "tok" || st.Cart.ID != "cart-1" {
@@ -511,7 +513,7 @@ func TestMachineLogin(t *testing.T) {
 			// The guest cart went to ann: a new device token, a fresh cart.
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				want: []string{`swap "tok" -> "tok2"`}},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"},
 				then: func(t *testing.T, h *harness) {
 					st := h.m.snapshot()
@@ -526,21 +528,23 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.edit(add("jam")); return woken(h) },
 				want: []string{"send push p2 id1/1"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p2", cartIn("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 1)))
+				return got(h, ack("p2", cartNamed("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 1)))
 			}, want: []string{"confirm cart-2@1 done=id1/1"}},
 			{in: logIn("user:ann", ""), want: []string{errUserChangedEnd()}},
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok2" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-2")) }},
-			{in: gotMsg(func() *protocol.Message {
+			{in: gotFresh(func() *protocol.Message {
 				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
 					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
 			})},
 			// The tea is of an earlier client id: its acked seq first.
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 2, "jam=1", "mug=1"), nil)) },
+			{in: func(h *harness) func(*machine) {
+				return got(h, reply("h1", cartNamed("u-ann", 2, "jam=1", "mug=1"), nil))
+			},
 				want: []string{"confirm u-ann@2", "load", "send sync s2 since=2 clients=[me]"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, reply("s2", cartIn("u-ann", 2, "jam=1", "mug=1"), map[string]uint64{"me": 1}))
+				return got(h, reply("s2", cartNamed("u-ann", 2, "jam=1", "mug=1"), map[string]uint64{"me": 1}))
 			}, want: []string{"confirm u-ann@2", "load", "send push p3 me/2"},
 				then: func(t *testing.T, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "u-ann" {
@@ -548,7 +552,7 @@ func TestMachineLogin(t *testing.T) {
 					}
 				}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p3", cartIn("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
+				return got(h, ack("p3", cartNamed("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
 			}, want: []string{"confirm u-ann@3 done=me/2"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -572,14 +576,14 @@ func TestMachineLogin(t *testing.T) {
 		steps: []loginStep{
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("p2", protocol.ErrCartExpired, nil)) },
-				want: []string{"confirm @0", "confirm done=me/1", "load", endOf(protocol.ErrCartExpired, "cart_expired"), "load"}},
+				want: []string{"confirm @0", "confirm done=me/1", "load", endedBy(protocol.ErrCartExpired, "cart_expired"), "load"}},
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrCartExpired, nil)) },
 				want: []string{"load"}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				want: []string{`swap "tok" -> "tok2"`}},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -600,7 +604,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: openedAs("user:ann"), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("tok", "ann", "cart-1")) },
 				want: []string{`swap "" -> "tok"`}},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("u-ann", 0), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 0), nil)) },
 				want: []string{"confirm u-ann@0", "load"},
 				then: func(t *testing.T, h *harness) {
 					if st := h.m.snapshot(); st.User != "ann" || st.Status != Synced {
@@ -612,7 +616,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`send hello h1 token="tok" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				want: []string{`swap "tok" -> "tok2"`}},
-			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartIn("cart-2", 0), nil)) },
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"}},
 		},
 		check: func(t *testing.T, h *harness) {
@@ -627,7 +631,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrForbidden, func(pe *protocol.Error) { pe.Message = "merged" }))
-			}, want: []string{endOf(protocol.ErrForbidden, "merged")}},
+			}, want: []string{endedBy(protocol.ErrForbidden, "merged")}},
 		},
 		check: func(t *testing.T, h *harness) {
 			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrForbidden || st.Pending != 1 {
