@@ -2,10 +2,7 @@ package syncclient
 
 import (
 	"context"
-	"errors"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -147,105 +144,4 @@ func scriptedEngineOn(t testing.TB, sc *script, store Storage, mod func(*Config)
 	})
 	start(t, e)
 	return e
-}
-
-// mugPushed starts a scripted engine on store, logs it in on an empty
-// cart-1 and adds a mug: it returns the engine, the server's end and the
-// push of the mug.
-func mugPushed(t testing.TB, sc *script, store Storage) (*Engine, *peer, *protocol.Message) {
-	t.Helper()
-	e := scriptedEngineOn(t, sc, store, nil)
-	p := sc.accept()
-	p.login(cartAt(0), 0)
-	must(t, e.Add(context.Background(), "mug", nil, 1, nil))
-	return e, p, p.expect(protocol.TypePush)
-}
-
-// gatedConfirm is a Storage whose Confirm can be made to fail, or to wait
-// until released.
-type gatedConfirm struct {
-	Storage
-	fail    atomic.Bool
-	gate    chan struct{} // when not nil, Confirm waits for it to close
-	waiting chan struct{} // closed once a Confirm waits at the gate
-}
-
-var errConfirmFailed = errors.New("confirm failed")
-
-func (g *gatedConfirm) Confirm(ctx context.Context, c *cart.Cart, done []protocol.OpID) error {
-	if g.gate != nil {
-		close(g.waiting)
-		<-g.gate
-	}
-	if g.fail.Load() {
-		return errConfirmFailed
-	}
-	return g.Storage.Confirm(ctx, c, done)
-}
-
-// An ack whose storing fails shows nothing of it: the engine shows what
-// is stored, the op still pending, until a connection stores the ack.
-func TestFailedConfirmShowsWhatIsStored(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		store := &gatedConfirm{Storage: NewMemStorage()}
-		e, p, push := mugPushed(t, sc, store)
-		ctx := context.Background()
-		store.fail.Store(true)
-		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
-		synctest.Wait()
-		if st := e.Snapshot(); st.Pending != 1 || st.Confirmed != 0 {
-			t.Errorf("after a failed confirm: %d pending at version %d, want 1 at 0 (what is stored)", st.Pending, st.Confirmed)
-		}
-		store.fail.Store(false)
-		p = sc.accept() // the connection ended on the storage's error
-		p.login(cartAt(1, "mug=1"), 1)
-		flushCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		must(t, e.Flush(flushCtx))
-		if st := e.Snapshot(); st.Pending != 0 || st.Confirmed != 1 {
-			t.Errorf("after the next connection: %d pending at version %d, want 0 at 1", st.Pending, st.Confirmed)
-		}
-	})
-}
-
-// What a connection's input changed is shown only once stored, even when
-// another call publishes meanwhile (AckNotices while the ack is written):
-// Flush does not return, and Snapshot shows the op pending, until the ack
-// is stored. (Not in a synctest bubble: AckNotices waits on a mutex, which
-// synctest.Wait does not count as blocked.)
-func TestNothingShownBeforeStored(t *testing.T) {
-	sc := newScript(t)
-	store := &gatedConfirm{Storage: NewMemStorage()}
-	e := scriptedEngineOn(t, sc, store, nil)
-	ctx := context.Background()
-	p := sc.accept()
-	h := p.expect(protocol.TypeHello)
-	p.sendOnly(&protocol.Message{Type: protocol.TypeWelcome, ID: h.ID, DeviceToken: "dev-1", CartID: "cart-1"})
-	p.sendOnly(&protocol.Message{Type: protocol.TypeCart, ID: h.ID, Cart: cartAt(0)})
-	must(t, e.Add(ctx, "mug", nil, 1, nil))
-	push := p.expect(protocol.TypePush)
-	store.gate, store.waiting = make(chan struct{}), make(chan struct{})
-	release := sync.OnceFunc(func() { close(store.gate) })
-	t.Cleanup(release) // before the engine stops, if the test fails
-	flushed := make(chan error, 1)
-	go func() { flushed <- e.Flush(ctx) }()
-	p.sendOnly(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{applied(opID(push.Ops[0]), 1)}, Cart: cartAt(1, "mug=1")})
-	<-store.waiting
-	acked := make(chan struct{})
-	go func() { e.AckNotices(); close(acked) }()
-	// Watch for a while: before the fix AckNotices published the ack at once.
-	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		select {
-		case err := <-flushed:
-			t.Fatalf("Flush returned (%v) while the ack was being stored", err)
-		default:
-		}
-		if st := e.Snapshot(); st.Pending != 1 {
-			t.Fatalf("shown %d pending while the ack was being stored, want 1", st.Pending)
-		}
-	}
-	release()
-	must(t, <-flushed)
-	<-acked
 }
