@@ -209,7 +209,7 @@ func TestReconnectE2EBackoffStartsOver(t *testing.T) {
 // connection that falls silent is given up 2.5 heartbeats later and
 // redialled.
 func TestReconnectE2EHeartbeat(t *testing.T) {
-	l := &reconnectLink{url: reconnectURL(t, syncserver.Config{Heartbeat: 100 * time.Millisecond})}
+	l := &reconnectLink{url: reconnectURL(t, syncserver.Config{Heartbeat: 200 * time.Millisecond})}
 	e := reconnectEngine(t, syncclient.NewMemStorage(), l, func(c *syncclient.Config) {
 		c.Heartbeat, c.BackoffBase = time.Hour, 5*time.Millisecond
 	})
