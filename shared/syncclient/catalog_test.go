@@ -6,12 +6,9 @@ import (
 	"maps"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
-	"testing/synctest"
 
 	"github.com/cartsync/cartsync/shared/cart"
-	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // The storefront's catalog as the engine sees it: the notices and totals
@@ -40,138 +37,6 @@ func priceNotice(line string, from, to int64) cart.Notice {
 
 func availableNotice(line string, n int) cart.Notice {
 	return cart.Notice{Line: line, Available: &n}
-}
-
-// changes records the states OnChange gets.
-type changes struct {
-	mu     sync.Mutex
-	states []State
-}
-
-func (c *changes) add(st State) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.states = append(c.states, st)
-}
-
-// since returns the states recorded after the first n.
-func (c *changes) since(n int) []State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]State(nil), c.states[n:]...)
-}
-
-func (c *changes) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.states)
-}
-
-// A cart pushed again at the confirmed version (the catalog changed) updates
-// the notices and totals shown, and OnChange is told; one at an older
-// version is ignored.
-func TestSameVersionCartUpdatesNotices(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		var seen changes
-		store := NewMemStorage()
-		e := scriptedEngine(t, sc, func(c *Config) { c.Storage = store; c.OnChange = seen.add })
-		p := sc.accept()
-		v2 := priced(2, "tee=2", "mug=1")
-		p.login(annotated(v2, map[string]int64{"EUR": 3000}), 0)
-		if st := e.Snapshot(); st.Confirmed != 2 || st.Notices != nil || !maps.Equal(st.Totals, map[string]int64{"EUR": 3000}) {
-			t.Fatalf("after the hello: confirmed %d, notices %+v, totals %v", st.Confirmed, st.Notices, st.Totals)
-		}
-
-		steps := []struct {
-			name    string
-			msg     *cart.Cart
-			from    uint64
-			notices []cart.Notice
-			totals  map[string]int64
-			told    bool // OnChange is called
-		}{
-			{"price and stock changed", annotated(v2, map[string]int64{"EUR": 3400},
-				cart.Notice{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(1)}),
-				2, []cart.Notice{{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(1)}},
-				map[string]int64{"EUR": 3400}, true},
-			{"an older version is ignored", annotated(priced(1, "tee=2"), nil), 1,
-				[]cart.Notice{{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(1)}},
-				map[string]int64{"EUR": 3400}, false},
-			{"withdrawn", annotated(v2, map[string]int64{"EUR": 1000}, cart.Notice{Line: "tee", Unavailable: true}),
-				2, []cart.Notice{{Line: "tee", Unavailable: true}}, map[string]int64{"EUR": 1000}, true},
-			{"back as it was", annotated(v2, map[string]int64{"EUR": 3000}), 2, nil, map[string]int64{"EUR": 3000}, true},
-		}
-		for _, s := range steps {
-			n := seen.count()
-			p.send(&protocol.Message{Type: protocol.TypeCart, Cart: s.msg, From: s.from})
-			p.quiet() // no sync, no push: nothing is missing
-			st := e.Snapshot()
-			if st.Confirmed != 2 || summary(st.Cart) != "mug=1 tee=2" || !reflect.DeepEqual(st.Notices, s.notices) || !maps.Equal(st.Totals, s.totals) {
-				t.Errorf("%s: confirmed %d %q, notices %s, totals %v; want version 2, notices %s, totals %v",
-					s.name, st.Confirmed, summary(st.Cart), noticesText(st.Notices), st.Totals, noticesText(s.notices), s.totals)
-			}
-			got := seen.since(n)
-			if told := len(got) > 0 && reflect.DeepEqual(got[len(got)-1].Notices, s.notices); told != s.told {
-				t.Errorf("%s: OnChange told the new notices: %v, want %v", s.name, told, s.told)
-			}
-			// The storage keeps them: another tab, or the next
-			// visit, shows them too.
-			stored, err := store.Load(context.Background())
-			must(t, err)
-			if !reflect.DeepEqual(stored.Cart.Notices, s.notices) || !maps.Equal(stored.Cart.Totals, s.totals) {
-				t.Errorf("%s: stored notices %s, totals %v", s.name, noticesText(stored.Cart.Notices), stored.Cart.Totals)
-			}
-		}
-	})
-}
-
-// A cart without a request id that arrives before the hello's reply is a
-// push (here the catalog's, at the same version), held until the reply:
-// it is not taken for the reply, so the ops the reply says the server has
-// are not sent again.
-func TestSameVersionCartBeforeHelloReply(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.Dial = sc.dial; c.ClientID = "me" })
-		must(t, e.Add(context.Background(), "tee", nil, 1, &cart.Details{Name: "Tee", Price: 1000, Currency: "EUR"}))
-		start(t, e)
-		p := sc.accept()
-		h := p.expect(protocol.TypeHello)
-		p.send(&protocol.Message{Type: protocol.TypeWelcome, ID: h.ID, DeviceToken: "dev-1", CartID: "cart-1"})
-		v1 := priced(1, "tee=1")
-		p.send(&protocol.Message{Type: protocol.TypeCart, Cart: annotated(v1, map[string]int64{"EUR": 1200}, priceNotice("tee", 1000, 1200)), From: 1})
-		p.quiet() // waits for the reply: no push yet
-		p.send(&protocol.Message{Type: protocol.TypeCart, ID: h.ID, Cart: annotated(v1, map[string]int64{"EUR": 1000}), Acked: map[string]uint64{"me": 1}})
-		p.quiet() // the op is acked: nothing to send
-		st := e.Snapshot()
-		want := []cart.Notice{priceNotice("tee", 1000, 1200)}
-		if st.Confirmed != 1 || st.Pending != 0 || st.Status != Synced || !reflect.DeepEqual(st.Notices, want) {
-			t.Errorf("state: confirmed %d, pending %d, %v, notices %s; want synced at 1 with the held push's notice",
-				st.Confirmed, st.Pending, st.Status, noticesText(st.Notices))
-		}
-	})
-}
-
-// An ack at the confirmed version (every op refused) brings its notices.
-func TestAckAtSameVersionTakesNotices(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		e := scriptedEngine(t, sc, nil)
-		p := sc.accept()
-		v1 := priced(1, "tee=1")
-		p.login(v1, 0)
-		must(t, e.Add(context.Background(), "tee", nil, 5, nil))
-		push := p.expect(protocol.TypePush)
-		refused := protocol.Result{Client: "me", Seq: push.Ops[0].Seq, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeOutOfStock}}
-		p.send(&protocol.Message{Type: protocol.TypeAck, ID: push.ID, Results: []protocol.Result{refused},
-			Cart: annotated(v1, map[string]int64{"EUR": 1000}, availableNotice("tee", 0))})
-		p.quiet()
-		st := e.Snapshot()
-		if st.Confirmed != 1 || summary(st.Cart) != "tee=1" || len(st.Notices) != 1 || len(st.Rejected) != 1 {
-			t.Errorf("state: confirmed %d %q, notices %s, rejected %d", st.Confirmed, summary(st.Cart), noticesText(st.Notices), len(st.Rejected))
-		}
-	})
 }
 
 // Pending edits that resolve a notice hide it at once, and the totals are

@@ -3,10 +3,15 @@ package syncclient
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -39,205 +44,284 @@ func TestRedialBackoff(t *testing.T) {
 	}
 }
 
-// A server killed every few seconds: each connection got its hello reply
-// and stayed up a while, so the delay starts over every time instead of
-// growing towards the cap.
-func TestBackoffResetsAfterHealthyConnection(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Rand = func() float64 { return 0.999 } })
-		start(t, e)
-		for kill := range 10 {
-			waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-			time.Sleep(3 * time.Second)
-			before := 0
-			srv.do(func() { before = srv.dials })
-			srv.kill(false)
-			time.Sleep(500 * time.Millisecond)
-			synctest.Wait()
-			srv.do(func() {
-				if srv.dials != before+1 {
-					t.Fatalf("kill %d: %d redials within 0.5s of losing a connection that was up 3s, want 1", kill, srv.dials-before)
+// Run, the driver, on connections that need no server: a Dial that fails,
+// and tinyConn, which hears what it was given, then ends or hears nothing
+// more. Run logs the wait before each redial; retryLog reads it there, so
+// that no test measures time.
+
+// retryLog is a slog.Handler that keeps the waits Run logs before its
+// redials.
+type retryLog struct {
+	mu    sync.Mutex
+	waits []time.Duration
+	ended chan struct{} // if not nil, gets a value for each wait
+}
+
+func (l *retryLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *retryLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *retryLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *retryLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "sync connection ended" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != logkey.RetryIn {
+			return true
+		}
+		l.mu.Lock()
+		l.waits = append(l.waits, a.Value.Duration())
+		l.mu.Unlock()
+		if l.ended != nil {
+			select {
+			case l.ended <- struct{}{}:
+			default:
+			}
+		}
+		return false
+	})
+	return nil
+}
+
+func (l *retryLog) logged() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.waits)
+}
+
+var errTinyClosed = errors.New("tinyConn: closed")
+
+// tinyConn is a connection to no server. Once the engine has written (its
+// hello), reads return the messages of says, then io.EOF (hangUp) or
+// nothing until the engine closes it. It records what the engine writes
+// and whether it closed it.
+type tinyConn struct {
+	hangUp bool
+	wrote  chan struct{} // closed at the first write
+	closed chan struct{}
+	wOnce  sync.Once
+	cOnce  sync.Once
+
+	mu   sync.Mutex
+	says []*protocol.Message
+	sent []string // the types of the messages written
+}
+
+func newTinyConn(hangUp bool, says ...*protocol.Message) *tinyConn {
+	return &tinyConn{hangUp: hangUp, says: says, wrote: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (c *tinyConn) Read(ctx context.Context) ([]byte, error) {
+	select {
+	case <-c.wrote:
+	case <-c.closed:
+		return nil, errTinyClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	if len(c.says) > 0 {
+		m := c.says[0]
+		c.says = c.says[1:]
+		c.mu.Unlock()
+		return protocol.Encode(m)
+	}
+	c.mu.Unlock()
+	if c.hangUp {
+		return nil, io.EOF
+	}
+	select {
+	case <-c.closed:
+		return nil, errTinyClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *tinyConn) Write(ctx context.Context, b []byte) error {
+	m, err := protocol.Decode(b)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.sent = append(c.sent, m.Type)
+	c.mu.Unlock()
+	c.wOnce.Do(func() { close(c.wrote) })
+	return nil
+}
+
+func (c *tinyConn) Close() error {
+	c.cOnce.Do(func() { close(c.closed) })
+	return nil
+}
+
+// check reports a connection the engine did not say hello on first, or
+// did not close.
+func (c *tinyConn) check(t testing.TB, which string) {
+	t.Helper()
+	c.mu.Lock()
+	sent := slices.Clone(c.sent)
+	c.mu.Unlock()
+	if len(sent) == 0 || sent[0] != protocol.TypeHello {
+		t.Errorf("%s: the engine sent %v, want a hello first", which, sent)
+	}
+	select {
+	case <-c.closed:
+	default:
+		t.Errorf("%s: the engine did not close the connection", which)
+	}
+}
+
+// Connections that fail, at the dial or before the hello is answered: the
+// wait before each redial grows as redialBackoff says, up to the hold for
+// holdTries attempts, then up to the cap; the engine shows itself offline
+// meanwhile. (A connection that stayed up, or whose pushes were all
+// acknowledged, starts the waits over: TestMachineReconnect, and against
+// the real server TestReconnectE2EBackoffStartsOver in syncserver.)
+func TestRunRedialBackoff(t *testing.T) {
+	const base, hold, ceil = time.Millisecond, 4 * time.Millisecond, 16 * time.Millisecond
+	const dials = 3 + holdTries + 3 // up to the hold, through it, up to the cap
+	tests := []struct {
+		name string
+		conn func() *tinyConn // nil: the dial fails
+	}{
+		{"the dial fails", func() *tinyConn { return nil }},
+		{"the hello is never answered", func() *tinyConn { return newTinyConn(true) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := &retryLog{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var e *Engine
+			var conns []*tinyConn
+			n := 0
+			e = newEngine(t, nil, NewMemStorage(), func(c *Config) {
+				c.BackoffBase, c.BackoffHold, c.BackoffCap = base, hold, ceil
+				c.Logger = slog.New(log)
+				c.Dial = func(context.Context) (Conn, error) { // on Run's goroutine: this one
+					n++
+					if st := e.Snapshot().Status; n > 1 && st != Offline {
+						t.Errorf("dial %d: status %v between connections, want offline", n, st)
+					}
+					if n == dials {
+						cancel()
+						return nil, context.Canceled
+					}
+					if c := tt.conn(); c != nil {
+						conns = append(conns, c)
+						return c, nil
+					}
+					return nil, errors.New("connection refused")
 				}
 			})
-		}
-	})
-}
-
-// A connection that never got its hello reply is not healthy, however long
-// it lasted: the delay keeps growing.
-func TestBackoffGrowsWithoutHelloReply(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		scriptedEngine(t, sc, func(c *Config) { c.Rand = func() float64 { return 0.999 } })
-		var last time.Time
-		var waits []time.Duration
-		for range 5 {
-			p := sc.accept()
-			if !last.IsZero() {
-				waits = append(waits, time.Since(last))
+			if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run = %v, want context.Canceled", err)
 			}
-			p.expect(protocol.TypeHello)
-			time.Sleep(5 * time.Second) // no answer
-			p.conn.Close()
-			last = time.Now()
-		}
-		for i, w := range waits {
-			if ceil := redialBackoff(i, 500*time.Millisecond, 5*time.Second, 30*time.Second, func() float64 { return 1 }); w < ceil*9/10 {
-				t.Errorf("wait %d after a connection without hello reply: %v, want about %v", i, w, ceil)
+			waits := log.logged()
+			if len(waits) != dials-1 {
+				t.Fatalf("%d waits logged for %d dials: %v", len(waits), dials, waits)
 			}
-		}
-	})
-}
-
-// After a 10 s refusal, clients are back within the hold (5 s) of the
-// server's return.
-func TestBackoffAfterRefusalIsCapped(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Rand = func() float64 { return 0.999 } })
-		start(t, e)
-		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-		time.Sleep(time.Minute)
-		t0 := time.Now()
-		srv.do(func() { srv.down = true })
-		srv.kill(false)
-		time.Sleep(10 * time.Second)
-		srv.do(func() { srv.down = false })
-		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-		if d := time.Since(t0); d > 15*time.Second {
-			t.Errorf("back %v after a 10s refusal began, want within 15s", d)
-		}
-	})
-}
-
-// going_away ends the connection, and the next dial waits at least the
-// retry delay the server asked for, plus jitter.
-func TestGoingAwayWaitsRetryAfter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		sc := newScript(t)
-		scriptedEngine(t, sc, nil) // rand 0.5: 3s + 0.25s (half of the 0.5s base)
-		p := sc.accept()
-		p.login(cartAt(0), 0)
-		time.Sleep(time.Minute) // a healthy connection
-		e := protocol.Errorf(protocol.ErrGoingAway, "restarting")
-		e.RetryAfterMS = 3000
-		p.send(&protocol.Message{Type: protocol.TypeError, Error: e})
-		t0 := time.Now()
-		synctest.Wait()
-		select {
-		case <-p.conn.done:
-		default:
-			t.Fatal("connection still open after going_away")
-		}
-		next := sc.accept()
-		if d := time.Since(t0); d != 3250*time.Millisecond {
-			t.Errorf("redialled %v after going_away with retry_after_ms 3000, want 3.25s (the delay and the base times rand 0.5)", d)
-		}
-		next.login(cartAt(0), 0)
-	})
-}
-
-func TestHeartbeat(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		e := newEngine(t, srv, NewMemStorage(), func(c *Config) {
-			c.Heartbeat = time.Second
-			c.BackoffBase = 100 * time.Millisecond
-		})
-		start(t, e)
-		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		srv.do(func() {
-			if srv.pings < 9 || srv.dials != 1 {
-				t.Errorf("after 10s: %d pings, %d dials; want about 10 pings on 1 connection", srv.pings, srv.dials)
+			for i, w := range waits {
+				if want := redialBackoff(i, base, hold, ceil, func() float64 { return 0.5 }); w != want {
+					t.Errorf("wait %d: %v, want %v", i, w, want)
+				}
+			}
+			if waits[3] != hold/2 || waits[len(waits)-1] != ceil/2 {
+				t.Errorf("waits %v: want them held at %v, then capped at %v (rand 0.5)", waits, hold/2, ceil/2)
+			}
+			for i, c := range conns {
+				c.check(t, fmt.Sprintf("connection %d", i+1))
 			}
 		})
-
-		srv.kill(true) // the peer goes silent
-		time.Sleep(2 * time.Second)
-		synctest.Wait()
-		srv.do(func() {
-			if srv.dials != 1 {
-				t.Errorf("redialled %d times 2s into the silence, want 0", srv.dials-1)
-			}
-		})
-		time.Sleep(1 * time.Second) // 2.5 beats since the last pong, plus backoff
-		synctest.Wait()
-		srv.do(func() {
-			if srv.dials != 2 {
-				t.Errorf("%d dials 3s into the silence, want 2", srv.dials)
-			}
-		})
-		waitFor(t, "synced again", func() bool { return e.Snapshot().Status == Synced })
-	})
+	}
 }
 
-// The server's welcome sets the heartbeat interval.
-func TestHeartbeatFromWelcome(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		srv.do(func() { srv.heartbeatMS = 5000 })
-		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Heartbeat = time.Second })
-		start(t, e)
-		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-		time.Sleep(20*time.Second + time.Millisecond)
-		synctest.Wait()
-		srv.do(func() {
-			if srv.pings != 4 {
-				t.Errorf("%d pings in 20s at 5s, want 4", srv.pings)
-			}
-		})
-	})
-}
-
-func TestReconnectBackoff(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		srv.do(func() { srv.down = true })
-		e := newEngine(t, srv, NewMemStorage(), func(c *Config) { c.Rand = func() float64 { return 0.999 } })
-		start(t, e)
-		// Waits just under 0.5, 1, 2, 4, then 5s twelve times, then 10,
-		// 20 and 30s: 20 dials in 150s.
-		time.Sleep(150 * time.Second)
-		synctest.Wait()
-		srv.do(func() {
-			if srv.dials < 18 || srv.dials > 21 {
-				t.Errorf("%d dials in 150s of a server down, want about 20", srv.dials)
-			}
-			srv.down = false
-		})
-		if st := e.Snapshot().Status; st != Offline {
-			t.Errorf("status %v with the server down, want offline", st)
+// going_away ends the connection, and the next dial waits the delay the
+// server asked for, plus jitter: half of BackoffBase (500ms) at rand 0.5.
+func TestRunWaitsAsAsked(t *testing.T) {
+	log := &retryLog{ended: make(chan struct{}, 1)}
+	pe := protocol.Errorf(protocol.ErrGoingAway, "restarting")
+	pe.RetryAfterMS = 3000
+	conn := newTinyConn(false, &protocol.Message{Type: protocol.TypeError, Error: pe})
+	dials := 0
+	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+		c.Logger = slog.New(log)
+		c.Dial = func(context.Context) (Conn, error) {
+			dials++
+			return conn, nil
 		}
-		waitFor(t, "synced", func() bool { return e.Snapshot().Status == Synced })
-
-		// After a stable connection the backoff starts over.
-		time.Sleep(time.Minute)
-		before := 0
-		srv.do(func() { before = srv.dials })
-		srv.kill(false)
-		time.Sleep(500 * time.Millisecond)
-		synctest.Wait()
-		srv.do(func() {
-			if srv.dials != before+1 {
-				t.Errorf("%d redials within 0.5s of losing a stable connection, want 1", srv.dials-before)
-			}
-		})
 	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	select {
+	case <-log.ended:
+	case <-time.After(time.Minute):
+		t.Fatal("the connection did not end within a minute of going_away")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	if waits := log.logged(); !slices.Equal(waits, []time.Duration{3250 * time.Millisecond}) {
+		t.Errorf("waits %v after going_away with retry_after_ms 3000, want [3.25s]", waits)
+	}
+	if dials != 1 {
+		t.Errorf("%d dials, want 1: the next waits", dials)
+	}
+	conn.check(t, "the connection told going_away")
 }
 
+// unsupported_version stops Run with the error: reconnecting cannot help.
+func TestRunStopsAtUnsupportedVersion(t *testing.T) {
+	conn := newTinyConn(false, &protocol.Message{Type: protocol.TypeError, ID: "h1",
+		Error: protocol.Errorf(protocol.ErrUnsupportedVersion, "too old")})
+	dials := 0
+	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+		c.Dial = func(context.Context) (Conn, error) {
+			dials++
+			return conn, nil
+		}
+	})
+	err := e.Run(context.Background())
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != protocol.ErrUnsupportedVersion {
+		t.Errorf("Run = %v, want unsupported_version", err)
+	}
+	if st := e.Snapshot(); st.Status != Offline || st.LastError == nil || st.LastError.Code != protocol.ErrUnsupportedVersion {
+		t.Errorf("state %+v, want offline with the error", st)
+	}
+	if dials != 1 {
+		t.Errorf("%d dials, want 1", dials)
+	}
+	conn.check(t, "the connection told unsupported_version")
+}
+
+// A second Run while one runs returns ErrRunning; once the first has
+// returned, Run runs again.
 func TestRunTwice(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := newFakeServer(t)
-		e := newEngine(t, srv, NewMemStorage(), nil)
-		start(t, e)
-		synctest.Wait()
-		if err := e.Run(context.Background()); !errors.Is(err, ErrRunning) {
-			t.Errorf("second Run = %v, want ErrRunning", err)
+	dialled := make(chan struct{})
+	once := sync.Once{}
+	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+		c.Dial = func(ctx context.Context) (Conn, error) {
+			once.Do(func() { close(dialled) })
+			<-ctx.Done()
+			return nil, ctx.Err()
 		}
 	})
+	stop := run(t, e)
+	<-dialled
+	if err := e.Run(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+	stop() // checks that the first returns context.Canceled
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run after the first returned = %v, want context.Canceled", err)
+	}
 }
 
 func TestClientIDGenerated(t *testing.T) {
