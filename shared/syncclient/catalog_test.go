@@ -79,7 +79,7 @@ func TestPendingEditsResolveNotices(t *testing.T) {
 			ctx := context.Background()
 			store := NewMemStorage()
 			must(t, store.Confirm(ctx, confirmed, nil))
-			e := newEngine(t, nil, store, nil)
+			e := newEngine(t, store, nil)
 			must(t, e.Reload(ctx))
 			must(t, tt.edits(ctx, e))
 			st := e.Snapshot()
@@ -102,7 +102,7 @@ func TestNoCatalogNoTotals(t *testing.T) {
 	ctx := context.Background()
 	store := NewMemStorage()
 	must(t, store.Confirm(ctx, priced(1, "tee=1"), nil))
-	e := newEngine(t, nil, store, nil)
+	e := newEngine(t, store, nil)
 	must(t, e.Reload(ctx))
 	must(t, e.Add(ctx, "mug", nil, 1, nil))
 	if st := e.Snapshot(); st.Notices != nil || st.Totals != nil {
@@ -117,7 +117,7 @@ func TestNoticesWithoutTotals(t *testing.T) {
 	ctx := context.Background()
 	store := NewMemStorage()
 	must(t, store.Confirm(ctx, annotated(priced(1, "tee=1"), nil, cart.Notice{Line: "tee", Unavailable: true}), nil))
-	e := newEngine(t, nil, store, nil)
+	e := newEngine(t, store, nil)
 	must(t, e.Reload(ctx))
 	if st := e.Snapshot(); st.Totals == nil || len(st.Totals) != 0 {
 		t.Errorf("totals %v, want none (an empty map)", st.Totals)

@@ -92,7 +92,7 @@ func TestCheckout(t *testing.T) {
 			if _, err := store.SwapDeviceToken(ctx, "", "dev-1"); err != nil {
 				t.Fatal(err)
 			}
-			e := newEngine(t, nil, store, func(c *Config) {
+			e := newEngine(t, store, func(c *Config) {
 				c.BaseURL, c.HTTPClient = "https://cart.example/", &http.Client{Transport: handlerTransport{srv}}
 			})
 			if tt.user != "" {
@@ -134,11 +134,11 @@ func TestCheckout(t *testing.T) {
 
 func TestCheckoutNeedsDeviceAndURL(t *testing.T) {
 	ctx := context.Background()
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.BaseURL = "https://cart.example" })
+	e := newEngine(t, NewMemStorage(), func(c *Config) { c.BaseURL = "https://cart.example" })
 	if _, err := e.Checkout(ctx, 1); !errors.Is(err, ErrNoDevice) {
 		t.Errorf("without a device token: %v, want ErrNoDevice", err)
 	}
-	e = newEngine(t, nil, NewMemStorage(), nil)
+	e = newEngine(t, NewMemStorage(), nil)
 	if _, err := e.Checkout(ctx, 1); err == nil {
 		t.Error("without a BaseURL: no error")
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
@@ -17,12 +16,10 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-func newEngine(t testing.TB, srv *fakeServer, store Storage, mod func(*Config)) *Engine {
+// newEngine makes an engine on store with no Dial unless mod sets one.
+func newEngine(t testing.TB, store Storage, mod func(*Config)) *Engine {
 	t.Helper()
 	cfg := Config{Storage: store, Logger: testLogger(t), Rand: func() float64 { return 0.5 }}
-	if srv != nil {
-		cfg.Dial = srv.dial
-	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -54,28 +51,6 @@ func run(t testing.TB, e *Engine) (stop func()) {
 	}
 }
 
-func flush(t testing.TB, e *Engine) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if err := e.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v (state %+v)", err, e.Snapshot())
-	}
-}
-
-// waitFor lets (fake) time pass until cond holds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for range 600 {
-		synctest.Wait()
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
@@ -83,33 +58,9 @@ func must(t testing.TB, err error) {
 	}
 }
 
-// checkConverged checks that e shows and has confirmed what the server has,
-// with an empty outbox, and that no op took effect twice.
-func checkConverged(t testing.TB, srv *fakeServer, e *Engine) {
-	t.Helper()
-	synctest.Wait()
-	st := e.Snapshot()
-	if got, want := summary(st.Cart), srv.summary(); got != want {
-		t.Errorf("engine shows %q, server has %q", got, want)
-	}
-	if got, want := st.Confirmed, srv.version(); got != want {
-		t.Errorf("engine confirmed version %d, server is at %d", got, want)
-	}
-	if st.Pending != 0 {
-		t.Errorf("engine has %d pending ops, want 0", st.Pending)
-	}
-	srv.do(func() {
-		for id, n := range srv.applied {
-			if n != 1 {
-				t.Errorf("op %v took effect %d times", id, n)
-			}
-		}
-	})
-}
-
 func TestEditValidation(t *testing.T) {
 	store := NewMemStorage()
-	e := newEngine(t, nil, store, nil)
+	e := newEngine(t, store, nil)
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -143,7 +94,7 @@ func TestEditsShowAtOnce(t *testing.T) {
 	store := NewMemStorage()
 	var mu sync.Mutex
 	var seen []State
-	e := newEngine(t, nil, store, func(c *Config) {
+	e := newEngine(t, store, func(c *Config) {
 		c.ClientID = "tab-1"
 		c.OnChange = func(s State) { mu.Lock(); seen = append(seen, s); mu.Unlock() }
 	})
@@ -194,7 +145,7 @@ func (s pausingStorage) Enqueue(ctx context.Context, client string, build func(s
 func TestEditShownOnceWhenConfirmedMeanwhile(t *testing.T) {
 	mem := &MemStorage{}
 	ps := pausingStorage{MemStorage: mem, stored: make(chan struct{}), resume: make(chan struct{})}
-	e := newEngine(t, nil, ps, nil)
+	e := newEngine(t, ps, nil)
 	ctx := t.Context()
 	if err := e.Reload(ctx); err != nil {
 		t.Fatal(err)

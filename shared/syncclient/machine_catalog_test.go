@@ -55,28 +55,28 @@ func TestMachineCatalog(t *testing.T) {
 			}
 		}
 	}
-	runSeqCases(t, []seqCase{{
+	runMachineCases(t, []machineCase{{
 		// The catalog changed: the cart is pushed again at the confirmed
 		// version, with no op. No sync, no push: nothing is missing.
 		name:  "a cart pushed again at the confirmed version updates the notices and totals; an older one is ignored",
 		setup: func(h *harness) { connectedOn(h, annotated(v2, map[string]int64{"EUR": 3000})) },
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: pushed(annotated(v2, map[string]int64{"EUR": 3400}, teeChanged), 2),
-				want:  []string{"confirm cart-1@2"},
-				check: shows(true, []cart.Notice{teeChanged}, map[string]int64{"EUR": 3400})},
+				want: []string{"confirm cart-1@2"},
+				then: shows(true, []cart.Notice{teeChanged}, map[string]int64{"EUR": 3400})},
 			{in: pushed(annotated(priced(1, "tee=2"), nil), 1),
-				want:  nil,
-				check: shows(false, []cart.Notice{teeChanged}, map[string]int64{"EUR": 3400})},
+				want: nil,
+				then: shows(false, []cart.Notice{teeChanged}, map[string]int64{"EUR": 3400})},
 			{in: pushed(annotated(v2, map[string]int64{"EUR": 1000}, withdrawn), 2),
-				want:  []string{"confirm cart-1@2"},
-				check: shows(true, []cart.Notice{withdrawn}, map[string]int64{"EUR": 1000})},
+				want: []string{"confirm cart-1@2"},
+				then: shows(true, []cart.Notice{withdrawn}, map[string]int64{"EUR": 1000})},
 			{in: pushed(annotated(v2, map[string]int64{"EUR": 3000}), 2),
-				want:  []string{"confirm cart-1@2"},
-				check: shows(true, nil, map[string]int64{"EUR": 3000})},
+				want: []string{"confirm cart-1@2"},
+				then: shows(true, nil, map[string]int64{"EUR": 3000})},
 		},
 	}, {
 		name: "the hello's cart brings the totals, and no notices",
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(welcome("tok", "cart-1")), want: []string{`swap "" -> "tok"`}},
 			{in: serverSays(reply("h1", annotated(v2, map[string]int64{"EUR": 3000}), nil)),
@@ -96,7 +96,7 @@ func TestMachineCatalog(t *testing.T) {
 		setup: func(h *harness) {
 			h.edit(cart.Op{Kind: cart.KindAdd, SKU: "tee", Quantity: 1, Details: &cart.Details{Name: "Tee", Price: 1000, Currency: "EUR"}})
 		},
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(welcome("tok", "cart-1")), want: []string{`swap "" -> "tok"`}},
 			{in: serverSays(pushedCart(1, annotated(priced(1, "tee=1"), map[string]int64{"EUR": 1200}, priceNotice("tee", 1000, 1200)))),
@@ -115,7 +115,7 @@ func TestMachineCatalog(t *testing.T) {
 	}, {
 		name:  "an ack at the confirmed version (every op refused) brings its notices",
 		setup: func(h *harness) { connectedOn(h, priced(1, "tee=1")) },
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: editedOp(cart.Op{Kind: cart.KindAdd, SKU: "tee", Quantity: 5}), want: []string{"send push p2 me/1"}},
 			{in: serverSays(ack("p2", annotated(priced(1, "tee=1"), map[string]int64{"EUR": 1000}, availableNotice("tee", 0)),
 				protocol.Result{Client: "me", Seq: 1, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeOutOfStock}})),

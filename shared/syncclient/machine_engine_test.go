@@ -3,7 +3,6 @@ package syncclient
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -63,11 +62,6 @@ func engHello(m *machine) *protocol.Message {
 }
 
 func TestMachineEngine(t *testing.T) {
-	type step struct {
-		in   func(h *harness) func(*machine)
-		want []string
-		then func(t *testing.T, h *harness) // after the step, if set
-	}
 	wantState := func(cartSummary string, confirmed uint64, status Status) func(t *testing.T, h *harness) {
 		return func(t *testing.T, h *harness) {
 			t.Helper()
@@ -79,23 +73,18 @@ func TestMachineEngine(t *testing.T) {
 		}
 	}
 	// tooLarge: push id is refused as too large; then want.
-	tooLarge := func(id string, want ...string) step {
-		return step{in: func(h *harness) func(*machine) { return got(h, errMsg(id, protocol.ErrTooLarge, nil)) }, want: want}
+	tooLarge := func(id string, want ...string) machineStep {
+		return machineStep{in: func(h *harness) func(*machine) { return got(h, errMsg(id, protocol.ErrTooLarge, nil)) }, want: want}
 	}
 	// ackedThen: push id of the own ops seqs is applied up to version v;
 	// the confirm, then next.
-	ackedThen := func(id string, v uint64, seqs []uint64, next ...string) step {
-		return step{in: func(h *harness) func(*machine) { return got(h, engAck(id, cartAt(v), seqs...)) },
+	ackedThen := func(id string, v uint64, seqs []uint64, next ...string) machineStep {
+		return machineStep{in: func(h *harness) func(*machine) { return got(h, engAck(id, cartAt(v), seqs...)) },
 			want: append([]string{fmt.Sprintf("confirm cart-1@%d done=%s", v, opIDs(engOps(seqs)))}, next...)}
 	}
-	tests := []struct {
-		name  string
-		setup func(h *harness) // before the first step
-		steps []step
-		check func(t *testing.T, h *harness) // after the last
-	}{{
+	tests := []machineCase{{
 		name: "the hello's cart is shown and stored with the token; the next hello says who it is and what it has",
-		steps: []step{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok", "cart-1")) },
 				want: []string{`swap "" -> "tok"`}},
@@ -123,7 +112,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "queued edits go in one push; its ack confirms them and empties the outbox",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []step{
+		steps: []machineStep{
 			{in: func(h *harness) func(*machine) {
 				h.edit(cart.Op{Kind: cart.KindAdd, SKU: "mug", Quantity: 2})
 				h.edit(add("mug"))
@@ -150,7 +139,7 @@ func TestMachineEngine(t *testing.T) {
 			h.edit(cart.Op{Kind: cart.KindSet, SKU: "ghost", Quantity: 2}) // valid, but the cart has no such line
 			h.edit(add("tea"))
 		},
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2,me/3"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, ack("p2", cartAt(3, "mug=1", "tea=1"),
@@ -170,7 +159,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "carts another device pushes are taken in order; after a lost one a sync catches up",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []step{
+		steps: []machineStep{
 			{in: func(h *harness) func(*machine) {
 				return got(h, engPushed(1, cartAt(2, "mug=1"), protocol.OpID{Client: "phone", Seq: 1}))
 			}, want: []string{"confirm cart-1@2 done=phone/1"},
@@ -190,7 +179,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "out_of_order at a push's first op resends the push at once",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")); h.edit(add("tea")) },
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
@@ -221,7 +210,7 @@ func TestMachineEngine(t *testing.T) {
 			h.read()
 			h.edit(add("cake"))
 		},
-		steps: []step{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
 			{in: func(h *harness) func(*machine) {
@@ -251,7 +240,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "a batch the server finds too large is halved until it is taken; the batch grows again after",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []step{ // as a server taking at most 3 ops per push answers
+		steps: []machineStep{ // as a server taking at most 3 ops per push answers
 			{in: func(h *harness) func(*machine) {
 				for i := range 10 {
 					h.edit(add(fmt.Sprint("sku-", i)))
@@ -277,7 +266,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "overloaded is shown, retried after what the server asked, and cleared by the next ack",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrOverloaded, func(pe *protocol.Error) {
@@ -306,7 +295,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "a push cut off by a disconnect: the next hello's acked seqs settle it, nothing is resent",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")); h.edit(add("mug")); h.edit(add("mug")) },
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2,me/3"}},
 			// The server applied it; the connection dropped before the ack.
 			{in: engRedial, want: []string{`send hello h1 token="tok" since=1`}},
@@ -319,7 +308,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		name:  "a push cut off by a disconnect, and a hello reply without acked seqs: resent, and settled as duplicates",
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")); h.edit(add("mug")); h.edit(add("mug")) },
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2,me/3"}},
 			{in: engRedial, want: []string{`send hello h1 token="tok" since=1`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
@@ -347,7 +336,7 @@ func TestMachineEngine(t *testing.T) {
 			h.read()
 			h.edit(add("tea"))
 		},
-		steps: []step{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok", "cart-1")) },
 				want: []string{`swap "" -> "tok"`}},
@@ -365,7 +354,7 @@ func TestMachineEngine(t *testing.T) {
 		},
 	}, {
 		name: "another tab stored a token first: the next hello presents it",
-		steps: []step{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) {
 				_, err := h.store.SwapDeviceToken(context.Background(), "", "theirs")
@@ -400,7 +389,7 @@ func TestMachineEngine(t *testing.T) {
 			h.read()
 			h.edit(add("mug"))
 		},
-		steps: []step{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="forged" since=5`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
 				want: []string{`swap "forged" -> ""`, "confirm @0", "confirm done=me/1", "load",
@@ -448,7 +437,7 @@ func TestMachineEngine(t *testing.T) {
 			must(h.t, h.store.Confirm(context.Background(), nil, []protocol.OpID{engOp(2)})) // lost
 			h.read()
 		},
-		steps: []step{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p3 me/3"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p3", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
@@ -471,27 +460,7 @@ func TestMachineEngine(t *testing.T) {
 				then: wantState("cake=1 mug=1", 3, Synced)},
 		},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			if tt.setup != nil {
-				tt.setup(h)
-				h.m.take()
-			}
-			for i, s := range tt.steps {
-				got := h.do(s.in(h))
-				if !slices.Equal(got, s.want) {
-					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
-				}
-				if s.then != nil {
-					s.then(t, h)
-				}
-			}
-			if tt.check != nil {
-				tt.check(t, h)
-			}
-		})
-	}
+	runMachineCases(t, tests)
 }
 
 // engOps are the own ops seqs.

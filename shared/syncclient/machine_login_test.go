@@ -143,8 +143,8 @@ func expiredGuest(h *harness, reload bool) {
 	}
 }
 
-func expiredGuestSteps() []loginStep {
-	return []loginStep{
+func expiredGuestSteps() []machineStep {
+	return []machineStep{
 		{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
 		// An older server names no cart: the machine works out it was
 		// cart-1, forgets it and drops its tea.
@@ -183,24 +183,11 @@ func checkExpiredGuest(t *testing.T, h *harness) {
 	}
 }
 
-// loginStep is one input and the effects it must ask for; then, if set,
-// checks what the machine holds after it.
-type loginStep struct {
-	in   func(h *harness) func(*machine)
-	want []string
-	then func(t *testing.T, h *harness)
-}
-
 func TestMachineLogin(t *testing.T) {
-	tests := []struct {
-		name  string
-		setup func(h *harness) // before the first step
-		steps []loginStep
-		check func(t *testing.T, h *harness) // after the last
-	}{{
+	tests := []machineCase{{
 		name:  "ops carry the cart shown when they were made: none before the first sync",
 		setup: func(h *harness) { h.edit(add("mug")) },
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok", "cart-1")) },
 				want: []string{`swap "" -> "tok"`}},
@@ -232,7 +219,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "a login merges the guest cart: the user's cart is shown under a new client id and gets the new edits",
 		setup: guestMug,
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: logIn("user:ann", ""), want: []string{errUserChangedEnd()}},
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
@@ -294,7 +281,7 @@ func TestMachineLogin(t *testing.T) {
 			h.edit(add("tea"))
 			h.m.setUser("user:ann", cart.PolicyMerge)
 		},
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: helloSays(func(t testing.TB, hello *protocol.Message) {
 				if hello.UserToken != "user:ann" || hello.Policy != cart.PolicyMerge || hello.DeviceToken != "tok" || hello.Protocol != protocol.Version {
 					t.Errorf("hello %+v, want user:ann with the policy merge on device tok", hello)
@@ -332,7 +319,7 @@ func TestMachineLogin(t *testing.T) {
 			h.edit(add("jam")) // a guest op, not sent yet
 			h.m.setUser("user:ann", cart.PolicyChoose)
 		},
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
 			{in: gotFresh(func() *protocol.Message {
@@ -380,7 +367,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "the choice message by message: one choose per answer, an error lets the shopper choose again",
 		setup: func(h *harness) { h.m.setUser("user:ann", cart.PolicyChoose) },
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: helloSays(func(t testing.TB, hello *protocol.Message) {
 				if hello.UserToken != "user:ann" || hello.Policy != cart.PolicyChoose {
 					t.Errorf("hello %+v, want the user token and the policy choose", hello)
@@ -433,7 +420,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "an expired user token: edits are kept, shown and stamped for the user's cart, and sent once after the next login",
 		setup: signedIn,
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
@@ -474,7 +461,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "a user token refused as unauthorized is a login to redo: the device token and guest cart stay",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: logIn("forged", ""), want: []string{errUserChangedEnd()}},
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=1 user=forged`}},
@@ -508,7 +495,7 @@ func TestMachineLogin(t *testing.T) {
 			h.edit(add("tea")) // for u-ann
 			h.m.setUser("", "")
 		},
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
 			// The guest cart went to ann: a new device token, a fresh cart.
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
@@ -573,7 +560,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "a push to a cart purged while connected: the connection ends, the next hello gets the fresh cart, the op is dropped",
 		setup: func(h *harness) { connected(h, 0); h.edit(add("tea")) },
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("p2", protocol.ErrCartExpired, nil)) },
 				want: []string{"confirm @0", "confirm done=me/1", "load", endedBy(protocol.ErrCartExpired, "cart_expired"), "load"}},
@@ -600,7 +587,7 @@ func TestMachineLogin(t *testing.T) {
 		},
 	}, {
 		name: "Config.UserToken logs in until setUser; a logout then says a guest hello and takes the fresh guest cart",
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: openedAs("user:ann"), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("tok", "ann", "cart-1")) },
 				want: []string{`swap "" -> "tok"`}},
@@ -627,7 +614,7 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		name:  "forbidden (a guest cart merged by a login elsewhere) ends the connection, shown, with no wait asked",
 		setup: func(h *harness) { connected(h, 0); h.edit(add("mug")) },
-		steps: []loginStep{
+		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p2", protocol.ErrForbidden, func(pe *protocol.Error) { pe.Message = "merged" }))
@@ -645,28 +632,7 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			if tt.setup != nil {
-				tt.setup(h)
-				h.m.take()
-			}
-			for i, s := range tt.steps {
-				got := h.do(s.in(h))
-				if !slices.Equal(got, s.want) {
-					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
-				}
-				if s.then != nil {
-					s.then(t, h)
-					h.m.take()
-				}
-			}
-			if tt.check != nil {
-				tt.check(t, h)
-			}
-		})
-	}
+	runMachineCases(t, tests)
 }
 
 // The Engine's part in logins, with no server: a connection that answers
@@ -750,7 +716,7 @@ func TestEngineAwaitsLogin(t *testing.T) {
 					}
 					return []*protocol.Message{{Type: protocol.TypeError, ID: h.ID, Error: protocol.Errorf(code, "log in again")}}
 				}}
-				e := newEngine(t, nil, NewMemStorage(), func(c *Config) { c.Dial = d.dial })
+				e := newEngine(t, NewMemStorage(), func(c *Config) { c.Dial = d.dial })
 				must(t, e.SetUser("user:ann", ""))
 				start(t, e)
 				synctest.Wait()
@@ -780,7 +746,7 @@ func TestEngineAwaitsLogin(t *testing.T) {
 func TestEngineSetUserReconnects(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := &helloDialer{}
-		e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+		e := newEngine(t, NewMemStorage(), func(c *Config) {
 			c.Dial = d.dial
 			c.UserToken = func() string { return "user:ann" }
 		})
@@ -804,7 +770,7 @@ func TestEngineSetUserReconnects(t *testing.T) {
 
 // SetUser and Choose check what they are given; Choose needs a connection.
 func TestEngineLoginArguments(t *testing.T) {
-	e := newEngine(t, nil, NewMemStorage(), nil)
+	e := newEngine(t, NewMemStorage(), nil)
 	if err := e.SetUser("user:ann", "sometimes"); err == nil {
 		t.Error("SetUser took an unknown policy")
 	}

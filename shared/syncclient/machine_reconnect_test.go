@@ -13,13 +13,13 @@ import (
 
 func TestMachineReconnect(t *testing.T) {
 	second := func(h *harness) { h.timers = true; h.m.cfg.Heartbeat = time.Second }
-	runSeqCases(t, []seqCase{{
+	runMachineCases(t, []machineCase{{
 		// A ping every heartbeat; every message heard pushes the silence
 		// limit (2.5 heartbeats) back; once it passes, the connection
 		// ends.
 		name:  "pings every heartbeat, and the connection ends 2.5 heartbeats into a silence",
 		setup: second,
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`, "timer ping 1s", "timer silence 2.5s", "timer deadline 2.5s"}},
 			{in: serverSays(welcome("tok", "cart-1")), want: []string{"timer silence 2.5s", `swap "" -> "tok"`, "timer deadline 2.5s"}},
 			{in: serverSays(reply("h1", cartAt(1), nil)), want: []string{"timer silence 2.5s", "timer deadline 2.5s",
@@ -39,7 +39,7 @@ func TestMachineReconnect(t *testing.T) {
 	}, {
 		name:  "a connection whose hello is never answered does not count as healthy, however long it lasts",
 		setup: second,
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`, "timer ping 1s", "timer silence 2.5s", "timer deadline 2.5s"}},
 			{in: timerFires(timerPing), want: []string{"load", "send ping"}},
 			{in: serverSays(&protocol.Message{Type: protocol.TypePong}), want: []string{"timer silence 2.5s"}},
@@ -60,7 +60,7 @@ func TestMachineReconnect(t *testing.T) {
 		// of a push is the other, at once.
 		name:  "a fully acknowledged push counts as healthy before the stable timer fires",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: editedOp(add("mug")), want: []string{"send push p2 me/1"}},
 			{in: serverSays(ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))),
 				want: []string{"confirm cart-1@2 done=me/1"}},
@@ -73,7 +73,7 @@ func TestMachineReconnect(t *testing.T) {
 	}, {
 		name:  "a push acknowledged in part does not count as healthy",
 		setup: func(h *harness) { h.edit(add("mug")); h.edit(add("tea")); connected(h, 1) }, // pushes p2 me/1,me/2
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))),
 				want: []string{"confirm cart-1@2 done=me/1"}},
 		},

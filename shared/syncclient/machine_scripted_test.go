@@ -2,7 +2,6 @@ package syncclient
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,50 +12,6 @@ import (
 // The server's answers that once took a hand-played server over a pipe
 // (pushed carts with gaps, partial acks, errors without a request id,
 // refused hellos, a rotated client id), as machine steps.
-
-// seqStep is one input of a table of the machine (as in TestMachine) and
-// the effects it must ask for, with an optional check of the state after
-// it.
-type seqStep struct {
-	in    func(h *harness) func(*machine)
-	want  []string
-	check func(t *testing.T, h *harness)
-}
-
-// seqCase is a case of a table of the machine: setup, then the steps in
-// order, then check.
-type seqCase struct {
-	name  string
-	setup func(h *harness) // before the first step
-	steps []seqStep
-	check func(t *testing.T, h *harness) // after the last
-}
-
-// runSeqCases runs each case on a fresh harness, as TestMachine does.
-func runSeqCases(t *testing.T, tests []seqCase) {
-	t.Helper()
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			if tt.setup != nil {
-				tt.setup(h)
-				h.m.take()
-			}
-			for i, s := range tt.steps {
-				got := h.do(s.in(h))
-				if !slices.Equal(got, s.want) {
-					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
-				}
-				if s.check != nil {
-					s.check(t, h)
-				}
-			}
-			if tt.check != nil {
-				tt.check(t, h)
-			}
-		})
-	}
-}
 
 // serverSays is the input "msg arrived".
 func serverSays(msg *protocol.Message) func(h *harness) func(*machine) {
@@ -93,19 +48,15 @@ func connectedOn(h *harness, c *cart.Cart) {
 	h.do(got(h, reply("h1", c, nil)))
 }
 
-func endedBy(code protocol.ErrorCode) string {
-	return "end: " + protocol.Errorf(code, "%s", code).Error()
-}
-
 func TestMachineScripted(t *testing.T) {
 	me := func(seq uint64) protocol.OpID { return protocol.OpID{Client: "me", Seq: seq} }
-	runSeqCases(t, []seqCase{{
+	runMachineCases(t, []machineCase{{
 		name:  "an in-order push is taken, an old one ignored, a gap synced; a cart of another id is not ours",
 		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1")) },
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(pushedCart(3, cartAt(4, "tea=2"), protocol.OpID{Client: "phone", Seq: 5})),
 				want: []string{"confirm cart-1@4 done=phone/5"},
-				check: func(t *testing.T, h *harness) {
+				then: func(t *testing.T, h *harness) {
 					if st := h.m.snapshot(); st.Confirmed != 4 || summary(st.Cart) != "tea=2" {
 						t.Errorf("state %+v, want the push taken at version 4", st)
 					}
@@ -116,7 +67,7 @@ func TestMachineScripted(t *testing.T) {
 				want: []string{"send sync s2 since=4 clients=[]"}},
 			{in: serverSays(reply("s2", cartAt(9, "tea=7"), map[string]uint64{})),
 				want: []string{"confirm cart-1@9", "load"},
-				check: func(t *testing.T, h *harness) {
+				then: func(t *testing.T, h *harness) {
 					if st := h.m.snapshot(); st.Confirmed != 9 || summary(st.Cart) != "tea=7" || st.Status != Synced {
 						t.Errorf("state %+v, want the synced cart at 9", st)
 					}
@@ -134,7 +85,7 @@ func TestMachineScripted(t *testing.T) {
 		},
 	}, {
 		name: "a push between welcome and the hello's reply is held; one the reply covers needs no sync",
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(welcome("tok", "cart-1")), want: []string{`swap "" -> "tok"`}},
 			{in: serverSays(pushedCart(5, cartAt(6, "tea=1"), protocol.OpID{Client: "phone", Seq: 1})),
@@ -156,7 +107,7 @@ func TestMachineScripted(t *testing.T) {
 			h.do(opened(h))
 			h.do(got(h, welcome("tok", "cart-1")))
 		},
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(reply("h1", cartAt(0), nil)),
 				want: []string{"confirm cart-1@0", "load", "send push p2 me/1,me/2,me/3"}},
 			{in: serverSays(ack("p2", cartAt(1, "mug=1"), applied(me(1), 1))),
@@ -179,7 +130,7 @@ func TestMachineScripted(t *testing.T) {
 			}
 			connected(h, 0) // pushes p2 me/1..me/4
 		},
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(errMsg("", protocol.ErrTooLarge, nil)),
 				want: []string{"send push p3 me/1,me/2"}},
 		},
@@ -191,12 +142,12 @@ func TestMachineScripted(t *testing.T) {
 	}, {
 		name:  "a failed sync is retried when the retry timer fires",
 		setup: func(h *harness) { connected(h, 1) },
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(pushedCart(4, cartAt(5), protocol.OpID{Client: "x", Seq: 4})),
 				want: []string{"send sync s2 since=1 clients=[]"}},
 			{in: serverSays(errMsg("s2", protocol.ErrInternal, nil)),
 				want: nil, // nothing until the timer
-				check: func(t *testing.T, h *harness) {
+				then: func(t *testing.T, h *harness) {
 					// The first retry: full jitter on BackoffBase, rand 0.5.
 					if d := h.armed[timerRetry]; d != 250*time.Millisecond {
 						t.Errorf("retry timer %v, want 250ms", d)
@@ -206,11 +157,11 @@ func TestMachineScripted(t *testing.T) {
 		},
 	}, {
 		name: "a refused hello without a token ends the connection and is shown; the next hello starts over",
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(errMsg("h1", protocol.ErrUnauthorized, nil)),
-				want: []string{endedBy(protocol.ErrUnauthorized)},
-				check: func(t *testing.T, h *harness) {
+				want: []string{endedBy(protocol.ErrUnauthorized, string(protocol.ErrUnauthorized))},
+				then: func(t *testing.T, h *harness) {
 					if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrUnauthorized || st.NeedsLogin {
 						t.Errorf("state %+v, want the unauthorized error shown, and no login needed", st)
 					}
@@ -226,10 +177,10 @@ func TestMachineScripted(t *testing.T) {
 		},
 	}, {
 		name: "unsupported_version ends the connection with the error (the driver stops Run)",
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(errMsg("h1", protocol.ErrUnsupportedVersion, nil)),
-				want: []string{endedBy(protocol.ErrUnsupportedVersion)}},
+				want: []string{endedBy(protocol.ErrUnsupportedVersion, string(protocol.ErrUnsupportedVersion))}},
 		},
 		check: func(t *testing.T, h *harness) {
 			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrUnsupportedVersion {
@@ -243,7 +194,7 @@ func TestMachineScripted(t *testing.T) {
 			h.edit(cart.Op{Kind: cart.KindAdd, SKU: "tea", Quantity: 2})
 			connected(h, 0) // pushes p2 me/1,me/2
 		},
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(ack("p2", cartAt(2, "mug=1", "tea=2"), applied(me(1), 1), applied(me(2), 2))),
 				want: []string{"confirm cart-1@2 done=me/1,me/2"}}, // no load
 		},
@@ -268,13 +219,13 @@ func TestMachineScripted(t *testing.T) {
 			h.edit(add("mug"))
 			connected(h, 0) // pushes p2 me/1,me/2
 		},
-		steps: []seqStep{
+		steps: []machineStep{
 			{in: serverSays(ack("p2", cartAt(1, "mug=1"), applied(me(1), 1))),
 				want: []string{"confirm cart-1@1 done=me/1"}},
 			// me/2 can never be taken: the server expects me/1.
 			{in: serverSays(errMsg("p2", protocol.ErrOutOfOrder, func(pe *protocol.Error) { pe.Expected = &protocol.OpID{Client: "me", Seq: 1} })),
 				want: []string{"confirm done=me/2"},
-				check: func(t *testing.T, h *harness) {
+				then: func(t *testing.T, h *harness) {
 					st := h.m.snapshot()
 					if h.m.client != "id1" || len(st.Rejected) != 1 || st.Rejected[0].Client != "me" || st.Rejected[0].Seq != 2 {
 						t.Errorf("client %q, rejected %+v; want a new client id and me/2 reported", h.m.client, st.Rejected)
@@ -284,7 +235,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(ack("p3", cartAt(2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 2))),
 				want: []string{"confirm cart-1@2 done=id1/1"}},
 			{in: serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })),
-				want: []string{"confirm @0", "load", endedBy(protocol.ErrCartExpired)}},
+				want: []string{"confirm @0", "load", endedBy(protocol.ErrCartExpired, string(protocol.ErrCartExpired))}},
 			{in: func(h *harness) func(*machine) {
 				h.edit(add("cap"))
 				return reopened(h)

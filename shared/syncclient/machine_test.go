@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,12 +199,81 @@ func errMsg(id string, code protocol.ErrorCode, mod func(*protocol.Error)) *prot
 
 func add(sku string) cart.Op { return cart.Op{Kind: cart.KindAdd, SKU: sku, Quantity: 1} }
 
+// cartAt is cart-1 at version v with lines "sku=quantity".
+func cartAt(v uint64, lines ...string) *cart.Cart {
+	c := &cart.Cart{ID: "cart-1", Version: v, Lines: []*cart.Line{}}
+	for _, l := range lines {
+		key, q, _ := strings.Cut(l, "=")
+		n, _ := strconv.Atoi(q)
+		c.Lines = append(c.Lines, &cart.Line{Key: key, SKU: key, Quantity: n})
+	}
+	return c
+}
+
+func applied(op protocol.OpID, v uint64) protocol.Result {
+	return protocol.Result{Client: op.Client, Seq: op.Seq, Status: protocol.StatusApplied, Version: v}
+}
+
+// summary writes a cart's lines down as sorted "key=quantity".
+func summary(c *cart.Cart) string {
+	var out []string
+	for _, l := range c.Lines {
+		out = append(out, fmt.Sprintf("%s=%d", l.Key, l.Quantity))
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
 // connected brings h to a connection on cart-1 at version v, with token
 // "tok", whose hello was answered; ops queued before are pushed.
 func connected(h *harness, v uint64) {
 	h.do(opened(h))
 	h.do(got(h, welcome("tok", "cart-1")))
 	h.do(got(h, reply("h1", cartAt(v), nil)))
+}
+
+// machineStep is one input and the effects it must ask for; then, if set,
+// checks what the machine holds after it.
+type machineStep struct {
+	in   func(h *harness) func(*machine)
+	want []string
+	then func(t *testing.T, h *harness)
+}
+
+// machineCase is a case of a table of the machine: setup, then the steps
+// in order, then check.
+type machineCase struct {
+	name  string
+	setup func(h *harness) // before the first step
+	steps []machineStep
+	check func(t *testing.T, h *harness) // after the last
+}
+
+// runMachineCases runs each case on a fresh harness.
+func runMachineCases(t *testing.T, cases []machineCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tt.setup != nil {
+				tt.setup(h)
+				h.m.take()
+			}
+			for i, s := range tt.steps {
+				got := h.do(s.in(h))
+				if !slices.Equal(got, s.want) {
+					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
+				}
+				if s.then != nil {
+					s.then(t, h)
+					h.m.take()
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, h)
+			}
+		})
+	}
 }
 
 func TestMachine(t *testing.T) {
@@ -566,22 +636,12 @@ func TestMachine(t *testing.T) {
 			}
 		},
 	}}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t)
-			if tt.setup != nil {
-				tt.setup(h)
-				h.m.take()
-			}
-			for i, s := range tt.steps {
-				got := h.do(s.in(h))
-				if !slices.Equal(got, s.want) {
-					t.Fatalf("step %d:\n got  %q\n want %q", i+1, got, s.want)
-				}
-			}
-			if tt.check != nil {
-				tt.check(t, h)
-			}
-		})
+	cases := make([]machineCase, len(tests))
+	for i, tt := range tests {
+		cases[i] = machineCase{name: tt.name, setup: tt.setup, check: tt.check}
+		for _, s := range tt.steps {
+			cases[i].steps = append(cases[i].steps, machineStep{in: s.in, want: s.want})
+		}
 	}
+	runMachineCases(t, cases)
 }

@@ -196,7 +196,7 @@ func TestRunRedialBackoff(t *testing.T) {
 			var e *Engine
 			var conns []*tinyConn
 			n := 0
-			e = newEngine(t, nil, NewMemStorage(), func(c *Config) {
+			e = newEngine(t, NewMemStorage(), func(c *Config) {
 				c.BackoffBase, c.BackoffHold, c.BackoffCap = base, hold, ceil
 				c.Logger = slog.New(log)
 				c.Dial = func(context.Context) (Conn, error) { // on Run's goroutine: this one
@@ -245,7 +245,7 @@ func TestRunWaitsAsAsked(t *testing.T) {
 	pe.RetryAfterMS = 3000
 	conn := newTinyConn(false, &protocol.Message{Type: protocol.TypeError, Error: pe})
 	dials := 0
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+	e := newEngine(t, NewMemStorage(), func(c *Config) {
 		c.Logger = slog.New(log)
 		c.Dial = func(context.Context) (Conn, error) {
 			dials++
@@ -279,7 +279,7 @@ func TestRunStopsAtUnsupportedVersion(t *testing.T) {
 	conn := newTinyConn(false, &protocol.Message{Type: protocol.TypeError, ID: "h1",
 		Error: protocol.Errorf(protocol.ErrUnsupportedVersion, "too old")})
 	dials := 0
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+	e := newEngine(t, NewMemStorage(), func(c *Config) {
 		c.Dial = func(context.Context) (Conn, error) {
 			dials++
 			return conn, nil
@@ -304,7 +304,7 @@ func TestRunStopsAtUnsupportedVersion(t *testing.T) {
 func TestRunTwice(t *testing.T) {
 	dialled := make(chan struct{})
 	once := sync.Once{}
-	e := newEngine(t, nil, NewMemStorage(), func(c *Config) {
+	e := newEngine(t, NewMemStorage(), func(c *Config) {
 		c.Dial = func(ctx context.Context) (Conn, error) {
 			once.Do(func() { close(dialled) })
 			<-ctx.Done()
@@ -325,8 +325,8 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestClientIDGenerated(t *testing.T) {
-	a := newEngine(t, nil, NewMemStorage(), nil)
-	b := newEngine(t, nil, NewMemStorage(), nil)
+	a := newEngine(t, NewMemStorage(), nil)
+	b := newEngine(t, NewMemStorage(), nil)
 	if len(a.ClientID()) != 32 || a.ClientID() == b.ClientID() {
 		t.Errorf("client ids %q and %q, want two different 32-digit hex ids", a.ClientID(), b.ClientID())
 	}
