@@ -9,6 +9,15 @@
 // grows the GOGC it needs falls, and from about half the floor on GOGC is
 // the base again: the memory of a server with many connections is not
 // raised. A GOMEMLIMIT below the floor still wins.
+//
+// The tuner also gives memory back once the server is idle. After a storm
+// of connections the heap holds what their handshakes left, and the
+// runtime keeps it mapped up to the next heap goal, twice what is live, for
+// as long as nothing allocates: an idle server never reaches that
+// collection. When no collection has run for IdleRelease and the heap
+// holds more than ReleaseMin above what is live, the tuner collects and
+// returns the free memory to the system (debug.FreeOSMemory), once per
+// idle spell. A busy server collects far more often and is never touched.
 package gcfloor
 
 import (
@@ -37,12 +46,22 @@ func Percent(live, scan, floor uint64, base int) int {
 	return max(int(p), base)
 }
 
-// Tuner sets GOGC after every collection (see Percent).
+// IdleRelease is how long without a collection makes the server idle,
+// and ReleaseMin the heap above the live memory worth giving back then.
+const (
+	IdleRelease = 10 * time.Second
+	ReleaseMin  = 4 << 20
+)
+
+// Tuner sets GOGC after every collection (see Percent), and gives memory
+// back when the server is idle.
 type Tuner struct {
-	floor  uint64
-	base   int
-	sample []metrics.Sample // cycles, live, stack scan, globals scan
-	cycles uint64           // the collections seen
+	floor     uint64
+	base      int
+	sample    []metrics.Sample // see samples
+	cycles    uint64           // the collections seen
+	lastCycle time.Time        // when the tuner saw the last one
+	release   func()           // gives memory back (debug.FreeOSMemory); nil: never
 
 	mu      sync.Mutex
 	percent int
@@ -57,10 +76,11 @@ type Tuner struct {
 // to what is allocated in this time.
 const pollEvery = 20 * time.Millisecond
 
-// Start makes the heap's floor floor bytes, with GOGC never below the
-// percent in effect now (100 unless GOGC says otherwise), until Stop. It
-// is process-wide: start one.
-func Start(floor uint64) *Tuner {
+// Start makes the heap's floor floor bytes (0 for none), with GOGC never
+// below the percent in effect now (100 unless GOGC says otherwise), and
+// gives memory back when idle if idleRelease, until Stop. It is
+// process-wide: start one.
+func Start(floor uint64, idleRelease bool) *Tuner {
 	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(gogc)
 	base := -1 // off, or a runtime without the metric: nothing to tune
@@ -68,13 +88,15 @@ func Start(floor uint64) *Tuner {
 		base = int(v.Uint64())
 	}
 	t := &Tuner{floor: floor, base: base, percent: base, stop: make(chan struct{}), done: make(chan struct{}),
-		sample: []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/live:bytes"},
-			{Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
+		sample: samples()}
+	if idleRelease {
+		t.release = debug.FreeOSMemory
+	}
 	if base < 0 {
 		close(t.done)
 		return t // GOGC=off: nothing to tune
 	}
-	t.adjust()
+	t.adjust(time.Now())
 	go t.run()
 	return t
 }
@@ -108,26 +130,46 @@ func (t *Tuner) run() {
 		select {
 		case <-t.stop:
 			return
-		case <-tick.C:
-			t.adjust()
+		case now := <-tick.C:
+			t.adjust(now)
 		}
 	}
 }
 
-// adjust sets GOGC from the live heap after a collection it has not seen.
-func (t *Tuner) adjust() {
+// samples are the metrics adjust reads, in the order of its values.
+func samples() []metrics.Sample {
+	return []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"},
+		{Name: "/gc/scan/globals:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"}, // live and dead objects
+		{Name: "/memory/classes/heap/unused:bytes"},  // room in spans in use
+		{Name: "/memory/classes/heap/free:bytes"},    // free pages not yet returned
+	}
+}
+
+// adjust sets GOGC from the live heap after a collection it has not seen,
+// and gives memory back when none has run for IdleRelease.
+func (t *Tuner) adjust(now time.Time) {
 	metrics.Read(t.sample)
-	var v [4]uint64 // cycles, live, stack scan, globals scan
+	var v [7]uint64 // in the order of samples
 	for i, sm := range t.sample {
 		if sm.Value.Kind() == metrics.KindUint64 {
 			v[i] = sm.Value.Uint64()
 		}
 	}
-	if v[0] == t.cycles && t.cycles != 0 {
-		return // no collection since the last look
+	cycles, live, scan := v[0], v[1], v[2]+v[3]
+	if cycles == t.cycles && t.cycles != 0 {
+		// No collection since the last look.
+		if held := v[4] + v[5] + v[6]; t.release != nil && now.Sub(t.lastCycle) >= IdleRelease && held > live+ReleaseMin {
+			t.release()
+			t.lastCycle = now // once per idle spell, even if little came back
+		}
+		return
 	}
-	t.cycles = v[0]
-	p := Percent(v[1], v[2]+v[3], t.floor, t.base)
+	t.cycles, t.lastCycle = cycles, now
+	p := Percent(live, scan, t.floor, t.base)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p != t.percent {

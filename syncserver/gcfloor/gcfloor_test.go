@@ -63,7 +63,7 @@ func waitPercent(t *testing.T, tu *Tuner, want func(int) bool) int {
 func TestTunerFollowsTheLiveHeap(t *testing.T) {
 	before := gogc()
 	const floor = 256 << 20
-	tu := Start(floor)
+	tu := Start(floor, false)
 	// Little is live in a test binary: the floor raises GOGC, and the
 	// next collection comes near the floor, not past it.
 	p := waitPercent(t, tu, func(p int) bool { return p > 1000 })
@@ -97,4 +97,50 @@ func TestTunerFollowsTheLiveHeap(t *testing.T) {
 		t.Fatalf("a stopped tuner set GOGC to %d", got)
 	}
 	debug.SetGCPercent(before)
+}
+
+// sink keeps allocations from being optimized away.
+var sink [][]byte
+
+func TestReleaseWhenIdle(t *testing.T) {
+	before := debug.SetGCPercent(-1) // no collection unless the test asks
+	defer debug.SetGCPercent(before)
+	runtime.GC()
+	released := 0
+	tu := &Tuner{floor: 32 << 20, base: 100, percent: 100, sample: samples(), release: func() { released++; debug.FreeOSMemory() }}
+	t0 := time.Now()
+	tu.adjust(t0)
+
+	// Garbage well above ReleaseMin, and no collection.
+	for range 64 {
+		sink = append(sink, make([]byte, 256<<10))
+	}
+	sink = nil
+	tu.adjust(t0.Add(IdleRelease / 2))
+	if released != 0 {
+		t.Fatalf("released after %v without a collection, want only after %v", IdleRelease/2, IdleRelease)
+	}
+	tu.adjust(t0.Add(IdleRelease))
+	if released != 1 {
+		t.Fatalf("released %d times after %v idle with %d MiB of garbage, want once", released, IdleRelease, 16)
+	}
+	tu.adjust(t0.Add(IdleRelease + time.Second))
+	tu.adjust(t0.Add(2*IdleRelease + time.Second))
+	if released != 1 {
+		t.Fatalf("released %d times: again with nothing left to give back", released)
+	}
+
+	// A busy server collects on its own: never released.
+	busy := t0.Add(time.Hour)
+	for i := range 5 {
+		for range 64 {
+			sink = append(sink, make([]byte, 256<<10))
+		}
+		sink = nil
+		runtime.GC()
+		tu.adjust(busy.Add(time.Duration(i) * (IdleRelease - time.Second)))
+	}
+	if released != 1 {
+		t.Fatalf("released %d times while collections ran", released)
+	}
 }

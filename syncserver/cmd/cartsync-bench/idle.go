@@ -17,14 +17,16 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver/gcfloor"
 )
 
 // The idle scenario: what an idle shopper's connection costs the server.
 // The bench starts the server itself, reads its memory (RSS) and
 // goroutines, opens -clients websocket connections (each says hello as a
 // new device and reads its welcome and cart, then stays quiet, as an open
-// storefront tab between edits does), waits for the server to settle,
-// reads them again and prints the difference per connection. Connections
+// storefront tab between edits does), waits for the server to settle (idle
+// long enough to give memory back, see gcfloor), reads them again and
+// prints the difference per connection. Connections
 // come from -source-addrs loopback addresses (127.0.0.1, 127.0.0.2, ...),
 // since one source address runs out of ports near 28,000.
 
@@ -67,9 +69,11 @@ func memMetrics(addr string) (stack, heap float64) {
 	return stack, heap
 }
 
-// settled waits until the server's RSS has not grown by more than 1% over
-// two seconds, and returns it.
+// settled waits until the server has been idle long enough to give memory
+// back (gcfloor.IdleRelease, plus its poll and the release itself) and its
+// RSS has not moved by more than 1% over two seconds, and returns it.
 func settled(pid int) (int64, error) {
+	time.Sleep(gcfloor.IdleRelease + 2*time.Second)
 	last, err := procRSS(pid)
 	if err != nil {
 		return 0, err
@@ -80,7 +84,7 @@ func settled(pid int) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if now <= last+last/100 {
+		if now <= last+last/100 && now >= last-last/100 {
 			return now, nil
 		}
 		last = now

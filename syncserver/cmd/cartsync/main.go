@@ -43,8 +43,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if m.HeapFloorMiB > 0 {
-		defer gcfloor.Start(uint64(m.HeapFloorMiB) << 20).Stop()
+	if m.HeapFloorMiB > 0 || m.IdleRelease {
+		defer gcfloor.Start(uint64(m.HeapFloorMiB)<<20, m.IdleRelease).Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -79,6 +79,9 @@ type Main struct {
 	// HeapFloorMiB is the Go heap's floor (gcfloor), set by main for the
 	// whole process; 0 for none.
 	HeapFloorMiB int
+	// IdleRelease gives memory back to the system when the server is
+	// idle (gcfloor), set by main for the whole process.
+	IdleRelease bool
 	// OriginAgentCluster asks browsers for a process of the widget's own
 	// (webui.Config.OriginAgentCluster).
 	OriginAgentCluster bool
@@ -139,6 +142,7 @@ func NewMain() *Main {
 		RedisPrefix:     "cartsync:",
 		Committers:      -1,
 		HeapFloorMiB:    32,
+		IdleRelease:     true,
 		CacheTTL:        24 * time.Hour,
 		ShutdownTimeout: 15 * time.Second,
 		ShutdownSpread:  2 * time.Second,
