@@ -28,14 +28,32 @@ import (
 // push in flight, two running tabs sharing one Storage, a push split to
 // fit a message, OnChange callbacks that edit.
 
+// e2eTimeout bounds every wait of the end-to-end tests: generous, for a
+// loaded machine.
+const e2eTimeout = 20 * time.Second
+
+// e2eEventually polls ok until it holds, and reports whether it did within
+// e2eTimeout.
+func e2eEventually(ok func() bool) bool {
+	deadline := time.Now().Add(e2eTimeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // e2eEnv is a real server on the in-memory store.
 type e2eEnv struct {
-	t     *testing.T
+	t     testing.TB
 	store *memstore.Store
 	url   string
 }
 
-func newE2EEnv(t *testing.T) *e2eEnv {
+func newE2EEnv(t testing.TB) *e2eEnv {
+	t.Helper()
 	store := memstore.New()
 	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: store})
 	if err != nil {
@@ -83,7 +101,7 @@ func (env *e2eEnv) run(e *syncclient.Engine) {
 
 func (env *e2eEnv) flush(e *syncclient.Engine) {
 	env.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 	defer cancel()
 	if err := e.Flush(ctx); err != nil {
 		env.t.Fatalf("Flush: %v (state %+v)", err, e.Snapshot())
@@ -95,41 +113,39 @@ func (env *e2eEnv) flush(e *syncclient.Engine) {
 // returns that cart as the server has it.
 func (env *e2eEnv) converged(engines ...*syncclient.Engine) *cart.Cart {
 	env.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var server *cart.Cart
+	if e2eEventually(func() bool {
 		id := engines[0].Snapshot().Cart.ID
-		var server *cart.Cart
-		if id != "" {
-			rec, err := env.store.Load(context.Background(), id, nil)
-			if err != nil {
-				env.t.Fatalf("load cart %q: %v", id, err)
-			}
-			server = rec.Cart.Public()
+		server = nil
+		if id == "" {
+			return false
 		}
-		ok := server != nil
+		rec, err := env.store.Load(context.Background(), id, nil)
+		if err != nil {
+			return false
+		}
+		server = rec.Cart.Public()
 		for _, e := range engines {
 			st := e.Snapshot()
-			if !ok || st.Cart.ID != id || st.Pending != 0 || st.Status != syncclient.Synced ||
+			if st.Cart.ID != id || st.Pending != 0 || st.Status != syncclient.Synced ||
 				st.Confirmed != server.Version || e2eLines(st.Cart) != e2eLines(server) {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			return server
-		}
-		if time.Now().After(deadline) {
-			for i, e := range engines {
-				st := e.Snapshot()
-				env.t.Logf("engine %d: cart %q v%d %q, %d pending, %v, last error %v",
-					i, st.Cart.ID, st.Confirmed, e2eLines(st.Cart), st.Pending, st.Status, st.LastError)
-			}
-			if server != nil {
-				env.t.Logf("server: v%d %q", server.Version, e2eLines(server))
-			}
-			env.t.Fatal("the engines never showed the server's cart")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return true
+	}) {
+		return server
 	}
+	for i, e := range engines {
+		st := e.Snapshot()
+		env.t.Logf("engine %d: cart %q v%d %q, %d pending, %v, last error %v",
+			i, st.Cart.ID, st.Confirmed, e2eLines(st.Cart), st.Pending, st.Status, st.LastError)
+	}
+	if server != nil {
+		env.t.Logf("server: v%d %q", server.Version, e2eLines(server))
+	}
+	env.t.Fatal("the engines never showed the server's cart")
+	return nil
 }
 
 // e2eLines describes a cart's lines by key, sorted: "a=1 b?size=m=2".
@@ -385,17 +401,13 @@ func TestE2EOnChangeMayEdit(t *testing.T) {
 		t.Errorf("server has %q, want %q", got, want)
 	}
 	// The last call may still be on its way when the snapshot shows it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	var s syncclient.State
+	if !e2eEventually(func() bool {
 		mu.Lock()
-		s := last
+		s = last
 		mu.Unlock()
-		if s.Status == syncclient.Synced && s.Pending == 0 && e2eLines(s.Cart) == "mug=1 spoon=1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("last OnChange state: %v, %d pending, %q; want synced with both lines", s.Status, s.Pending, e2eLines(s.Cart))
-		}
-		time.Sleep(5 * time.Millisecond)
+		return s.Status == syncclient.Synced && s.Pending == 0 && e2eLines(s.Cart) == "mug=1 spoon=1"
+	}) {
+		t.Fatalf("last OnChange state: %v, %d pending, %q; want synced with both lines", s.Status, s.Pending, e2eLines(s.Cart))
 	}
 }

@@ -43,19 +43,16 @@ func (w *loginE2EWatch) onChange(st syncclient.State) {
 // waitFor waits until ok holds for the state OnChange saw last.
 func (w *loginE2EWatch) waitFor(t testing.TB, what string, ok func(syncclient.State) bool) syncclient.State {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var st syncclient.State
+	if !e2eEventually(func() bool {
 		w.mu.Lock()
-		st := w.last
+		st = w.last
 		w.mu.Unlock()
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("OnChange never saw %s; last %+v", what, st)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return ok(st)
+	}) {
+		t.Fatalf("OnChange never saw %s; last %+v", what, st)
 	}
+	return st
 }
 
 func (w *loginE2EWatch) saw(code protocol.ErrorCode) bool {
@@ -96,10 +93,15 @@ func loginE2ETab(env *windowEnv, st syncclient.Storage, l *loginE2ELink, w *logi
 	if err != nil {
 		env.t.Fatal(err)
 	}
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	ctx, cancel := context.WithCancel(env.ctx)
-	go func() { defer close(done); e.Run(ctx) }()
-	env.t.Cleanup(func() { cancel(); <-done })
+	go func() { done <- e.Run(ctx) }()
+	env.t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			env.t.Errorf("Run = %v, want context.Canceled", err)
+		}
+	})
 	return e
 }
 

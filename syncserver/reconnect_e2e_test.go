@@ -121,7 +121,7 @@ func (l *reconnectLog) logged() []time.Duration {
 }
 
 // reconnectEngine runs an engine on st over l until the test ends.
-func reconnectEngine(t *testing.T, st syncclient.Storage, l *reconnectLink, mod func(*syncclient.Config)) *syncclient.Engine {
+func reconnectEngine(t testing.TB, st syncclient.Storage, l *reconnectLink, mod func(*syncclient.Config)) *syncclient.Engine {
 	t.Helper()
 	cfg := syncclient.Config{Storage: st, Dial: l.dial, Rand: func() float64 { return 0.5 }}
 	if mod != nil {
@@ -144,24 +144,19 @@ func reconnectEngine(t *testing.T, st syncclient.Storage, l *reconnectLink, mod 
 }
 
 // reconnectWait waits until ok holds of e's state.
-func reconnectWait(t *testing.T, e *syncclient.Engine, what string, ok func(syncclient.State) bool) syncclient.State {
+func reconnectWait(t testing.TB, e *syncclient.Engine, what string, ok func(syncclient.State) bool) syncclient.State {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := e.Snapshot()
-		if ok(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never %s: state %+v", what, st)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var st syncclient.State
+	if !e2eEventually(func() bool { st = e.Snapshot(); return ok(st) }) {
+		t.Fatalf("never %s: state %+v", what, st)
 	}
+	return st
 }
 
 func reconnectSynced(st syncclient.State) bool { return st.Status == syncclient.Synced }
 
-func reconnectURL(t *testing.T, cfg syncserver.Config) string {
+func reconnectURL(t testing.TB, cfg syncserver.Config) string {
+	t.Helper()
 	_, hs := newServerWith(t, cfg)
 	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"
 }
@@ -179,7 +174,7 @@ func TestReconnectE2EBackoffStartsOver(t *testing.T) {
 	const drops = 5
 	for i := range drops {
 		reconnectWait(t, e, "synced", reconnectSynced)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 		if err := e.Add(ctx, "sku"+string(rune('a'+i)), nil, 1, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -207,9 +202,10 @@ func TestReconnectE2EBackoffStartsOver(t *testing.T) {
 // The welcome's heartbeat interval is the one used (the engine's own is
 // an hour): pings go out on one connection, kept alive by the pongs. A
 // connection that falls silent is given up 2.5 heartbeats later and
-// redialled.
+// redialled. (At 500ms a pong may be 1.25s late before the connection
+// counts as silent: room for a loaded machine.)
 func TestReconnectE2EHeartbeat(t *testing.T) {
-	l := &reconnectLink{url: reconnectURL(t, syncserver.Config{Heartbeat: 200 * time.Millisecond})}
+	l := &reconnectLink{url: reconnectURL(t, syncserver.Config{Heartbeat: 500 * time.Millisecond})}
 	e := reconnectEngine(t, syncclient.NewMemStorage(), l, func(c *syncclient.Config) {
 		c.Heartbeat, c.BackoffBase = time.Hour, 5*time.Millisecond
 	})
@@ -262,7 +258,7 @@ func TestReconnectE2EFailedConfirmShowsWhatIsStored(t *testing.T) {
 	store := &reconnectStorage{Storage: syncclient.NewMemStorage()}
 	e := reconnectEngine(t, store, l, func(c *syncclient.Config) { c.BackoffBase = 5 * time.Millisecond })
 	before := reconnectWait(t, e, "synced", reconnectSynced).Confirmed
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 	defer cancel()
 	store.fail.Store(true)
 	if err := e.Add(ctx, "mug", nil, 1, nil); err != nil {
@@ -306,8 +302,8 @@ func TestReconnectE2ENothingShownBeforeStored(t *testing.T) {
 	go func() { flushed <- e.Flush(ctx) }()
 	select {
 	case <-store.waiting: // the ack is being stored
-	case <-time.After(20 * time.Second):
-		t.Fatal("no ack stored within 20s")
+	case <-time.After(e2eTimeout):
+		t.Fatalf("no ack stored within %v", e2eTimeout)
 	}
 	acked := make(chan struct{})
 	go func() { e.AckNotices(); close(acked) }()

@@ -15,7 +15,7 @@ import (
 // hello's reply, and with an ack that applied nothing.
 
 // noticesShown checks the notices and totals shown and stored.
-func noticesShown(t *testing.T, h *harness, notices []cart.Notice, totals map[string]int64) {
+func noticesShown(t testing.TB, h *harness, notices []cart.Notice, totals map[string]int64) {
 	t.Helper()
 	st := h.m.snapshot()
 	if st.Confirmed != 2 || summary(st.Cart) != "mug=1 tee=2" || !reflect.DeepEqual(st.Notices, notices) || !maps.Equal(st.Totals, totals) {
@@ -46,8 +46,8 @@ func TestMachineCatalog(t *testing.T) {
 			}
 		}
 	}
-	shows := func(wantTold bool, notices []cart.Notice, totals map[string]int64) func(t *testing.T, h *harness) {
-		return func(t *testing.T, h *harness) {
+	shows := func(wantTold bool, notices []cart.Notice, totals map[string]int64) func(t testing.TB, h *harness) {
+		return func(t testing.TB, h *harness) {
 			t.Helper()
 			noticesShown(t, h, notices, totals)
 			if told != wantTold {
@@ -82,7 +82,7 @@ func TestMachineCatalog(t *testing.T) {
 			{in: serverSays(reply("h1", annotated(v2, map[string]int64{"EUR": 3000}), nil)),
 				want: []string{"confirm cart-1@2", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Confirmed != 2 || st.Notices != nil || !maps.Equal(st.Totals, map[string]int64{"EUR": 3000}) {
 				t.Errorf("confirmed %d, notices %+v, totals %v; want 2, none, EUR 3000", st.Confirmed, st.Notices, st.Totals)
 			}
@@ -104,7 +104,7 @@ func TestMachineCatalog(t *testing.T) {
 			{in: serverSays(reply("h1", annotated(priced(1, "tee=1"), map[string]int64{"EUR": 1000}), map[string]uint64{"me": 1})),
 				want: []string{"confirm cart-1@1 done=me/1", "load", "confirm cart-1@1"}}, // the op is acked: nothing to send
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			want := []cart.Notice{priceNotice("tee", 1000, 1200)}
 			if st.Confirmed != 1 || st.Pending != 0 || st.Status != Synced || !reflect.DeepEqual(st.Notices, want) {
@@ -121,7 +121,7 @@ func TestMachineCatalog(t *testing.T) {
 				protocol.Result{Client: "me", Seq: 1, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeOutOfStock}})),
 				want: []string{"confirm cart-1@1 done=me/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			if st.Confirmed != 1 || summary(st.Cart) != "tee=1" || len(st.Notices) != 1 || len(st.Rejected) != 1 || st.Pending != 0 {
 				t.Errorf("state: confirmed %d %q, notices %s, rejected %d, pending %d; want tee=1 at 1, the notice, the op rejected",

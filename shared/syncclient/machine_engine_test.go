@@ -16,15 +16,6 @@ import (
 // driver (two running tabs, a dropped socket, a push split by size,
 // OnChange) is in syncserver/engine_e2e_test.go, against the real server.
 
-// engRedial ends the connection, as the driver does when the socket closes,
-// and opens the next one.
-func engRedial(h *harness) func(*machine) {
-	return func(m *machine) {
-		m.stop()
-		m.start(h.now, "")
-	}
-}
-
 // engOp is the id of the harness's own op seq.
 func engOp(seq uint64) protocol.OpID { return protocol.OpID{Client: "me", Seq: seq} }
 
@@ -38,11 +29,6 @@ func engAck(id string, c *cart.Cart, seqs ...uint64) *protocol.Message {
 	return ack(id, c, rs...)
 }
 
-// engPushed is a cart another device's ops by moved from version from.
-func engPushed(from uint64, c *cart.Cart, by ...protocol.OpID) *protocol.Message {
-	return &protocol.Message{Type: protocol.TypeCart, From: from, Cart: c, By: by}
-}
-
 // engEnqueue stores an op of another client id (a tab sharing the storage).
 func engEnqueue(h *harness, client, sku string) {
 	_, err := h.store.Enqueue(context.Background(), client, func(seq uint64) cart.Op {
@@ -51,19 +37,9 @@ func engEnqueue(h *harness, client, sku string) {
 	must(h.t, err)
 }
 
-// engHello returns the hello among the effects not yet taken.
-func engHello(m *machine) *protocol.Message {
-	for _, ef := range m.out {
-		if s, ok := ef.(sendMsg); ok && s.m.Type == protocol.TypeHello {
-			return s.m
-		}
-	}
-	return nil
-}
-
 func TestMachineEngine(t *testing.T) {
-	wantState := func(cartSummary string, confirmed uint64, status Status) func(t *testing.T, h *harness) {
-		return func(t *testing.T, h *harness) {
+	wantState := func(cartSummary string, confirmed uint64, status Status) func(t testing.TB, h *harness) {
+		return func(t testing.TB, h *harness) {
 			t.Helper()
 			st := h.m.snapshot()
 			if summary(st.Cart) != cartSummary || st.Confirmed != confirmed || st.Pending != 0 || st.Status != status {
@@ -91,7 +67,7 @@ func TestMachineEngine(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartAt(1, "tea=2"), map[string]uint64{"me": 0}))
 			}, want: []string{"confirm cart-1@1", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					wantState("tea=2", 1, Synced)(t, h)
 					stored, err := h.store.Load(context.Background())
 					must(t, err)
@@ -99,15 +75,11 @@ func TestMachineEngine(t *testing.T) {
 						t.Errorf("stored token %q, cart %+v; want tok and the cart at version 1", stored.DeviceToken, stored.Cart)
 					}
 				}},
-			{in: func(h *harness) func(*machine) {
-				return func(m *machine) {
-					engRedial(h)(m)
-					hello := engHello(m)
-					if hello == nil || hello.Client != "me" || hello.Protocol != protocol.Version {
-						h.t.Errorf("hello %+v, want client me at protocol %d", hello, protocol.Version)
-					}
+			{in: helloSays(func(t testing.TB, hello *protocol.Message) {
+				if hello.Client != "me" || hello.Protocol != protocol.Version {
+					t.Errorf("hello %+v, want client me at protocol %d", hello, protocol.Version)
 				}
-			}, want: []string{`send hello h1 token="tok" since=1`}},
+			}), want: []string{`send hello h1 token="tok" since=1`}},
 		},
 	}, {
 		name:  "queued edits go in one push; its ack confirms them and empties the outbox",
@@ -150,7 +122,7 @@ func TestMachineEngine(t *testing.T) {
 			}, want: []string{"confirm cart-1@3 done=me/1,me/2,me/3"},
 				then: wantState("mug=1 tea=1", 3, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			rej := h.m.snapshot().Rejected
 			if len(rej) != 1 || rej[0].Seq != 2 || rej[0].Error == nil || rej[0].Error.Code != cart.CodeLineNotFound {
 				t.Errorf("Rejected = %+v, want op 2 with line_not_found", rej)
@@ -161,16 +133,16 @@ func TestMachineEngine(t *testing.T) {
 		setup: func(h *harness) { connected(h, 1) },
 		steps: []machineStep{
 			{in: func(h *harness) func(*machine) {
-				return got(h, engPushed(1, cartAt(2, "mug=1"), protocol.OpID{Client: "phone", Seq: 1}))
+				return got(h, pushedCart(1, cartAt(2, "mug=1"), protocol.OpID{Client: "phone", Seq: 1}))
 			}, want: []string{"confirm cart-1@2 done=phone/1"},
 				then: wantState("mug=1", 2, Synced)},
 			{in: func(h *harness) func(*machine) {
-				return got(h, engPushed(2, cartAt(3, "mug=1", "tea=2"), protocol.OpID{Client: "phone", Seq: 2}))
+				return got(h, pushedCart(2, cartAt(3, "mug=1", "tea=2"), protocol.OpID{Client: "phone", Seq: 2}))
 			}, want: []string{"confirm cart-1@3 done=phone/2"},
 				then: wantState("mug=1 tea=2", 3, Synced)},
 			// Version 4 was lost on the way.
 			{in: func(h *harness) func(*machine) {
-				return got(h, engPushed(4, cartAt(5, "tea=2"), protocol.OpID{Client: "phone", Seq: 4}))
+				return got(h, pushedCart(4, cartAt(5, "tea=2"), protocol.OpID{Client: "phone", Seq: 4}))
 			}, want: []string{"send sync s2 since=3 clients=[]"}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("s2", cartAt(5, "tea=2"), nil)) },
 				want: []string{"confirm cart-1@5", "load"},
@@ -190,7 +162,7 @@ func TestMachineEngine(t *testing.T) {
 				want: []string{"confirm cart-1@3 done=me/1,me/2"},
 				then: wantState("mug=1 tea=1", 3, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError != nil || len(st.Rejected) != 0 {
 				t.Errorf("LastError %v, Rejected %v after the resent push was applied; want none", st.LastError, st.Rejected)
 			}
@@ -228,7 +200,7 @@ func TestMachineEngine(t *testing.T) {
 				want: []string{"confirm cart-1@2 done=me/1"},
 				then: wantState("cake=1 mug=1", 2, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			rej := h.m.snapshot().Rejected
 			if len(rej) != 1 || rej[0].Client != "tab-a" || rej[0].Seq != 3 {
 				t.Errorf("Rejected = %+v, want tab-a/3", rej)
@@ -258,7 +230,7 @@ func TestMachineEngine(t *testing.T) {
 			ackedThen("p10", 9, []uint64{7, 8}, "send push p11 me/9,me/10"),
 			ackedThen("p11", 11, []uint64{9, 10}),
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError != nil || len(st.Rejected) != 0 || st.Pending != 0 || st.Status != Synced {
 				t.Errorf("state %+v after recovering; want synced, no error, nothing rejected or pending", st)
 			}
@@ -272,12 +244,12 @@ func TestMachineEngine(t *testing.T) {
 				return got(h, errMsg("p2", protocol.ErrOverloaded, func(pe *protocol.Error) {
 					pe.Retryable, pe.RetryAfterMS = true, 2000
 				}))
-			}, then: func(t *testing.T, h *harness) {
+			}, then: func(t testing.TB, h *harness) {
 				if d := h.armed[timerRetry]; d != 2*time.Second {
 					t.Errorf("retry timer %v, want the 2s the server asked for", d)
 				}
-				if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrOverloaded || st.Pending != 1 {
-					t.Errorf("LastError %v with %d pending, want overloaded with the op kept", st.LastError, st.Pending)
+				if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrOverloaded || st.Pending != 1 || st.Status != Syncing {
+					t.Errorf("LastError %v with %d pending, %v; want overloaded with the op kept, syncing", st.LastError, st.Pending, st.Status)
 				}
 			}},
 			{in: woken}, // nothing before the timer
@@ -287,7 +259,7 @@ func TestMachineEngine(t *testing.T) {
 				want: []string{"confirm cart-1@2 done=me/1"},
 				then: wantState("mug=1", 2, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError != nil {
 				t.Errorf("LastError %v after a successful push, want nil", st.LastError)
 			}
@@ -298,7 +270,7 @@ func TestMachineEngine(t *testing.T) {
 		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2,me/3"}},
 			// The server applied it; the connection dropped before the ack.
-			{in: engRedial, want: []string{`send hello h1 token="tok" since=1`}},
+			{in: reopened, want: []string{`send hello h1 token="tok" since=1`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartAt(4, "mug=3"), map[string]uint64{"me": 3}))
@@ -310,7 +282,7 @@ func TestMachineEngine(t *testing.T) {
 		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")); h.edit(add("mug")); h.edit(add("mug")) },
 		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1,me/2,me/3"}},
-			{in: engRedial, want: []string{`send hello h1 token="tok" since=1`}},
+			{in: reopened, want: []string{`send hello h1 token="tok" since=1`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(4, "mug=3"), nil)) },
 				want: []string{"confirm cart-1@4", "load", "send push p2 me/1,me/2,me/3"}},
@@ -323,7 +295,7 @@ func TestMachineEngine(t *testing.T) {
 			}, want: []string{"confirm cart-1@4 done=me/1,me/2,me/3"},
 				then: wantState("mug=3", 4, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); len(st.Rejected) != 0 || st.LastError != nil {
 				t.Errorf("Rejected %v, LastError %v; duplicates are neither", st.Rejected, st.LastError)
 			}
@@ -361,13 +333,13 @@ func TestMachineEngine(t *testing.T) {
 				must(h.t, err)
 				return got(h, welcome("mine", "cart-1"))
 			}, want: []string{`swap "" -> "mine"`, "end: " + errTokenChanged.Error()}},
-			{in: engRedial, want: []string{`send hello h1 token="theirs" since=0`}},
+			{in: reopened, want: []string{`send hello h1 token="theirs" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1, "mug=1"), nil)) },
 				want: []string{"confirm cart-1@1", "load"},
 				then: wantState("mug=1", 1, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			stored, err := h.store.Load(context.Background())
 			must(t, err)
 			if stored.DeviceToken != "theirs" || h.m.token != "theirs" {
@@ -394,7 +366,7 @@ func TestMachineEngine(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
 				want: []string{`swap "forged" -> ""`, "confirm @0", "confirm done=me/1", "load",
 					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error(), "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
 					if d := st.Dropped; len(d) != 1 || d[0].SKU != "mug" || d[0].Cart != "cart-old" {
 						t.Errorf("Dropped = %+v, want the mug made on cart-old", d)
@@ -403,7 +375,7 @@ func TestMachineEngine(t *testing.T) {
 						t.Errorf("shown %q with %d pending, want the early jam alone", summary(st.Cart), st.Pending)
 					}
 				}},
-			{in: engRedial, want: []string{`send hello h1 token="" since=0`}},
+			{in: reopened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("dev-1", "cart-1")) },
 				want: []string{`swap "" -> "dev-1"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(0), map[string]uint64{})) },
@@ -415,7 +387,7 @@ func TestMachineEngine(t *testing.T) {
 			}, want: []string{"confirm cart-1@1 done=early/1"},
 				then: wantState("jam=1", 1, Synced)},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			stored, err := h.store.Load(context.Background())
 			must(t, err)
 			if stored.DeviceToken != "dev-1" || stored.Cart.ID != "cart-1" {
@@ -444,7 +416,7 @@ func TestMachineEngine(t *testing.T) {
 					pe.Retryable, pe.Expected = true, &protocol.OpID{Client: "me", Seq: 2}
 				}))
 			}, want: []string{"confirm done=me/3"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if h.m.client == "me" {
 						t.Fatal("still client id me")
 					}
@@ -458,6 +430,60 @@ func TestMachineEngine(t *testing.T) {
 				return got(h, ack("p4", cartAt(3, "cake=1", "mug=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 3)))
 			}, want: []string{"confirm cart-1@3 done=id1/1"},
 				then: wantState("cake=1 mug=1", 3, Synced)},
+		},
+	}, {
+		name:  "an ack whose ops were applied beyond the cart it carries: a sync fetches the cart",
+		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
+		steps: []machineStep{
+			{in: woken, want: []string{"send push p2 me/1"}},
+			{in: serverSays(ack("p2", nil, applied(engOp(1), 2))),
+				want: []string{"confirm done=me/1", "send sync s3 since=1 clients=[]"}},
+			{in: serverSays(reply("s3", cartAt(2, "mug=1"), nil)),
+				want: []string{"confirm cart-1@2", "load"},
+				then: wantState("mug=1", 2, Synced)},
+		},
+	}, {
+		name:  "a sync's reply older than the confirmed cart does not replace it",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(5, cartAt(6, "tea=3"), protocol.OpID{Client: "phone", Seq: 3})),
+				want: []string{"send sync s2 since=3 clients=[]"}},
+			{in: serverSays(reply("s2", cartAt(2, "old=1"), nil)),
+				want: []string{"load"},
+				then: wantState("tea=1", 3, Synced)},
+		},
+	}, {
+		name:  "a late error about a sync already retried is ignored",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(2, cartAt(3), protocol.OpID{Client: "x", Seq: 1})),
+				want: []string{"send sync s2 since=1 clients=[]"}},
+			{in: serverSays(errMsg("s2", protocol.ErrInternal, nil))},
+			{in: timerFires(timerRetry), want: []string{"send sync s3 since=1 clients=[]"}},
+			{in: serverSays(errMsg("s2", protocol.ErrInternal, nil)),
+				then: func(t testing.TB, h *harness) {
+					if s := h.m.sess; s.syncID != "s3" || s.retry || s.failures != 1 {
+						t.Errorf("sync in flight %q, retry %v, failures %d; want s3 still awaited, no retry, 1 failure", s.syncID, s.retry, s.failures)
+					}
+				}},
+			{in: serverSays(reply("s3", cartAt(3), nil)),
+				want: []string{"confirm cart-1@3", "load"},
+				then: wantState("", 3, Synced)},
+		},
+	}, {
+		name:  "a token another tab stored while connected ends the connection once the storage is read",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []machineStep{
+			{in: func(h *harness) func(*machine) {
+				_, err := h.store.SwapDeviceToken(context.Background(), "tok", "theirs")
+				must(h.t, err)
+				return fire(h, timerPing)
+			}, want: []string{"load", "send ping", "end: " + errTokenChanged.Error()}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if h.m.token != "theirs" {
+				t.Errorf("token %q, want theirs", h.m.token)
+			}
 		},
 	}}
 	runMachineCases(t, tests)

@@ -25,10 +25,12 @@ func openedAs(tok string) func(h *harness) func(*machine) {
 	}
 }
 
-// helloSays opens a connection and checks the hello it sends.
+// helloSays ends the connection if one is open, opens the next one and
+// checks the hello it sends.
 func helloSays(check func(t testing.TB, hello *protocol.Message)) func(h *harness) func(*machine) {
 	return func(h *harness) func(*machine) {
 		return func(m *machine) {
+			m.stop()
 			m.start(h.now, "")
 			for _, ef := range m.out {
 				if s, ok := ef.(sendMsg); ok && s.m.Type == protocol.TypeHello {
@@ -54,11 +56,6 @@ func logIn(tok string, policy cart.Policy) func(h *harness) func(*machine) {
 	}
 }
 
-// gotFresh feeds a message made when the step runs.
-func gotFresh(msg func() *protocol.Message) func(h *harness) func(*machine) {
-	return func(h *harness) func(*machine) { return got(h, msg()) }
-}
-
 // welcomeUser is the welcome of a user hello: the user's cart, and the
 // device's guest cart merged into it.
 func welcomeUser(token, user, guest string) *protocol.Message {
@@ -76,12 +73,6 @@ func cartNamed(id string, v uint64, lines ...string) *cart.Cart {
 
 func mergeNote(mi protocol.MergeInfo) *protocol.Message {
 	return &protocol.Message{Type: protocol.TypeMerge, Merge: &mi}
-}
-
-// pushedAnew is a cart the server pushes after no op: a merge chosen
-// after the hello.
-func pushedAnew(from uint64, c *cart.Cart) *protocol.Message {
-	return &protocol.Message{Type: protocol.TypeCart, From: from, Cart: c}
 }
 
 func errUserChangedEnd() string { return "end: " + errUserChanged.Error() }
@@ -164,7 +155,7 @@ func expiredGuestSteps() []machineStep {
 	}
 }
 
-func checkExpiredGuest(t *testing.T, h *harness) {
+func checkExpiredGuest(t testing.TB, h *harness) {
 	st := h.m.snapshot()
 	if !st.CartExpired || st.Status != Synced || st.Pending != 0 || st.Cart.ID != "cart-2" || summary(st.Cart) != "jam=1" {
 		t.Errorf("state %+v (%s %q), want the fresh cart-2 synced with the early jam", st, st.Cart.ID, summary(st.Cart))
@@ -193,7 +184,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`swap "" -> "tok"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1), nil)) },
 				want: []string{"confirm cart-1@1", "load", "send push p2 me/1"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "mug" || p[0].Cart != "" {
 						t.Errorf("pushed %+v, want the mug on no cart", p)
 					}
@@ -202,7 +193,7 @@ func TestMachineLogin(t *testing.T) {
 				h.edit(add("tea"))
 				return got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
 			}, want: []string{"confirm cart-1@2 done=me/1", "send push p3 me/2"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "cart-1" {
 						t.Errorf("pushed %+v, want the tea on cart-1", p)
 					}
@@ -211,7 +202,7 @@ func TestMachineLogin(t *testing.T) {
 				return got(h, ack("p3", cartAt(3, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
 			}, want: []string{"confirm cart-1@3 done=me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Status != Synced || st.Pending != 0 || st.Confirmed != 3 || summary(st.Cart) != "mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want synced at 3 with mug=1 tea=1", st, summary(st.Cart))
 			}
@@ -224,15 +215,13 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
-					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+				Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}}))},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartNamed("u-ann", 2, "mug=1", "tea=1"), nil))
 			},
 				want: []string{"confirm u-ann@2", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
 					if st.User != "ann" || st.Cart.ID != "u-ann" || summary(st.Cart) != "mug=1 tea=1" || st.Status != Synced {
 						t.Errorf("state %+v (%s %q), want ann's synced u-ann with mug=1 tea=1", st, st.Cart.ID, summary(st.Cart))
@@ -246,7 +235,7 @@ func TestMachineLogin(t *testing.T) {
 				}},
 			{in: func(h *harness) func(*machine) { h.edit(add("jam")); return woken(h) },
 				want: []string{"send push p2 id1/1"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "jam" || p[0].Cart != "u-ann" {
 						t.Errorf("pushed %+v, want the jam on u-ann", p)
 					}
@@ -264,7 +253,7 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 0 || summary(st.Cart) != "jam=1 mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want jam=1 mug=1 tea=1 with nothing pending", st, summary(st.Cart))
 			}
@@ -288,13 +277,11 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}), want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1,
-					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1,
+				Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}}))},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "mug=1"), nil)) },
 				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "cart-1" {
 						t.Errorf("pushed %+v, want the tea made on cart-1", p)
 					}
@@ -306,7 +293,7 @@ func TestMachineLogin(t *testing.T) {
 				return got(h, ack("p2", cartNamed("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
 			}, want: []string{"confirm u-ann@2 done=me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.User != "ann" || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want ann's cart synced with mug=1 tea=1", st, summary(st.Cart))
 			}
@@ -322,13 +309,11 @@ func TestMachineLogin(t *testing.T) {
 		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
-					Guest: cartAt(2, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+				Guest: cartAt(2, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")}))},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)) },
 				want: []string{"confirm u-ann@1", "load"}, // the jam is not pushed
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
 					if st.Choice == nil || summary(st.Choice.Guest) != "mug=1" || summary(st.Choice.User) != "tea=1" ||
 						st.Merge == nil || st.Merge.Status != protocol.MergeChoose {
@@ -341,18 +326,16 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyMerge)) }
 			}, want: []string{"send choose c2 merge"}},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
-					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
-			}), want: []string{"send push p3 me/2"}},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+				Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})), want: []string{"send push p3 me/2"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, pushedAnew(1, cartNamed("u-ann", 2, "mug=1", "tea=1")))
+				return got(h, pushedCart(1, cartNamed("u-ann", 2, "mug=1", "tea=1")))
 			}, want: []string{"confirm u-ann@2"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, ack("p3", cartNamed("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
 			}, want: []string{"confirm u-ann@3 done=me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			if st.Choice != nil || st.Pending != 0 || st.Status != Synced || st.Confirmed != 3 || summary(st.Cart) != "jam=1 mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want the merged cart at 3 with nothing pending", st, summary(st.Cart))
@@ -374,14 +357,12 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}), want: []string{`send hello h1 token="" since=0 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "g-1")) }},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 4,
-					Guest: cartNamed("g-1", 2, "mug=1"), User: cartNamed("u-ann", 4, "tea=1")})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 4,
+				Guest: cartNamed("g-1", 2, "mug=1"), User: cartNamed("u-ann", 4, "tea=1")}))},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartNamed("u-ann", 4, "tea=1"), map[string]uint64{}))
 			}, want: []string{"confirm u-ann@4", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.Choice == nil || st.User != "ann" || st.Status != Synced {
 						t.Fatalf("state %+v, want a choice on ann's synced cart", st)
 					}
@@ -395,7 +376,7 @@ func TestMachineLogin(t *testing.T) {
 				}
 			}, want: []string{"send choose c2 replace"}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("c2", protocol.ErrInternal, nil)) },
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.Choice == nil || st.LastError == nil || st.LastError.Code != protocol.ErrInternal {
 						t.Errorf("state %+v, want the choice still open and the error shown", st)
 					}
@@ -403,15 +384,13 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return func(m *machine) { must(h.t, m.choose(h.now, cart.PolicyReplace)) }
 			}, want: []string{"send choose c3 replace"}},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 5,
-					Result: &cart.MergeResult{Policy: cart.PolicyReplace, Added: 1, Replaced: 1, Items: 1}})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 5,
+				Result: &cart.MergeResult{Policy: cart.PolicyReplace, Added: 1, Replaced: 1, Items: 1}}))},
 			// The merged cart, pushed with no op: taken, and nothing sent.
-			{in: func(h *harness) func(*machine) { return got(h, pushedAnew(4, cartNamed("u-ann", 5, "mug=1"))) },
+			{in: func(h *harness) func(*machine) { return got(h, pushedCart(4, cartNamed("u-ann", 5, "mug=1"))) },
 				want: []string{"confirm u-ann@5"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			if st.Choice != nil || st.Merge == nil || st.Merge.Status != protocol.MergeMerged || st.Confirmed != 5 || summary(st.Cart) != "mug=1" {
 				t.Errorf("state %+v (%q), want the merged cart at 5", st, summary(st.Cart))
@@ -425,7 +404,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
 				want: []string{endedBy(protocol.ErrTokenExpired, "token_expired")},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || st.LastError == nil || st.LastError.Code != protocol.ErrTokenExpired {
 						t.Errorf("state %+v, want NeedsLogin after token_expired", st)
@@ -440,7 +419,7 @@ func TestMachineLogin(t *testing.T) {
 					}
 				}},
 			{in: logIn("user:ann", ""), // the host page's fresh token
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if h.m.snapshot().NeedsLogin {
 						t.Error("still NeedsLogin after setUser")
 					}
@@ -453,7 +432,7 @@ func TestMachineLogin(t *testing.T) {
 				return got(h, ack("p2", cartNamed("u-ann", 2, "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 2)))
 			}, want: []string{"confirm u-ann@2 done=me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.NeedsLogin || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want synced with mug=1 tea=1", st, summary(st.Cart))
 			}
@@ -467,7 +446,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`send hello h1 token="tok" since=1 user=forged`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
 				want: []string{endedBy(protocol.ErrUnauthorized, "unauthorized")}, // no swap: the token is kept
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					h.m.stop() // the driver closed the connection
 					if st := h.m.snapshot(); !st.NeedsLogin || h.m.token != "tok" || st.Cart.ID != "cart-1" {
 						t.Errorf("state %+v, token %q; want NeedsLogin on cart-1 with the token kept", st, h.m.token)
@@ -482,7 +461,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(1), nil)) },
 				want: []string{"confirm cart-1@1", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.NeedsLogin || st.Status != Synced || st.Cart.ID != "cart-1" || st.User != "" {
 				t.Errorf("state %+v, want synced as a guest on cart-1", st)
 			}
@@ -502,7 +481,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`swap "tok" -> "tok2"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
 					if st.User != "" || st.Cart.ID != "cart-2" || summary(st.Cart) != "" || st.Pending != 1 || st.Waiting != 1 || st.Status != Synced {
 						t.Errorf("state %+v (%s %q), want the empty cart-2 synced with the tea waiting", st, st.Cart.ID, summary(st.Cart))
@@ -521,10 +500,8 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok2" since=1 user=user:ann`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-2")) }},
-			{in: gotFresh(func() *protocol.Message {
-				return mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
-					Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}})
-			})},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 2,
+				Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 1}}))},
 			// The tea is of an earlier client id: its acked seq first.
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartNamed("u-ann", 2, "jam=1", "mug=1"), nil))
@@ -533,7 +510,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("s2", cartNamed("u-ann", 2, "jam=1", "mug=1"), map[string]uint64{"me": 1}))
 			}, want: []string{"confirm u-ann@2", "load", "send push p3 me/2"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if p := h.m.pending; len(p) != 1 || p[0].SKU != "tea" || p[0].Cart != "u-ann" {
 						t.Errorf("pushed %+v, want the tea for u-ann", p)
 					}
@@ -542,7 +519,7 @@ func TestMachineLogin(t *testing.T) {
 				return got(h, ack("p3", cartNamed("u-ann", 3, "jam=1", "mug=1", "tea=1"), applied(protocol.OpID{Client: "me", Seq: 2}, 3)))
 			}, want: []string{"confirm u-ann@3 done=me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.User != "ann" || st.Pending != 0 || st.Status != Synced || summary(st.Cart) != "jam=1 mug=1 tea=1" {
 				t.Errorf("state %+v (%q), want ann's cart synced with jam=1 mug=1 tea=1", st, summary(st.Cart))
 			}
@@ -573,7 +550,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			if !st.CartExpired || st.Status != Synced || st.Cart.ID != "cart-2" || st.Pending != 0 {
 				t.Errorf("state %+v, want the fresh cart-2 synced", st)
@@ -593,7 +570,7 @@ func TestMachineLogin(t *testing.T) {
 				want: []string{`swap "" -> "tok"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 0), nil)) },
 				want: []string{"confirm u-ann@0", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.User != "ann" || st.Status != Synced {
 						t.Errorf("state %+v, want ann's cart synced", st)
 					}
@@ -606,7 +583,7 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
 				want: []string{"confirm cart-2@0", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.User != "" || st.Status != Synced || st.Cart.ID != "cart-2" {
 				t.Errorf("state %+v, want the fresh guest cart-2 synced", st)
 			}
@@ -620,7 +597,7 @@ func TestMachineLogin(t *testing.T) {
 				return got(h, errMsg("p2", protocol.ErrForbidden, func(pe *protocol.Error) { pe.Message = "merged" }))
 			}, want: []string{endedBy(protocol.ErrForbidden, "merged")}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrForbidden || st.Pending != 1 {
 				t.Errorf("state %+v, want forbidden shown and the mug kept", st)
 			}
@@ -629,6 +606,72 @@ func TestMachineLogin(t *testing.T) {
 			}
 			if _, wait := h.m.stop(); wait != 0 {
 				t.Errorf("retry after %v, want no wait asked", wait)
+			}
+		},
+	}, {
+		// An older server that says no cart_expired: the welcome's new
+		// device token and cart are all the machine learns.
+		name: "a new device token for an expired guest cart, with no cart_expired: the old cart's ops are dropped",
+		setup: func(h *harness) {
+			guestMug(h)
+			h.m.stop()
+			h.edit(add("tea")) // on cart-1
+		},
+		steps: []machineStep{
+			{in: opened, want: []string{`send hello h1 token="tok" since=2`}},
+			{in: serverSays(welcome("tok2", "cart-2")),
+				want: []string{`swap "tok" -> "tok2"`, "confirm done=me/2", "load"}},
+			{in: serverSays(reply("h1", cartNamed("cart-2", 0), nil)),
+				want: []string{"confirm cart-2@0", "load"}},
+		},
+		check: func(t testing.TB, h *harness) {
+			st := h.m.snapshot()
+			if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != "cart-1" || st.Pending != 0 || st.Cart.ID != "cart-2" {
+				t.Errorf("state %+v, want the fresh cart-2 and the tea of cart-1 dropped", st)
+			}
+		},
+	}, {
+		name: "a choice left open on an earlier connection and resolved meanwhile is cleared by the next hello's reply",
+		setup: func(h *harness) {
+			h.m.setUser("user:ann", cart.PolicyChoose)
+			h.do(opened(h))
+			h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
+			h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+				Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})))
+			h.do(got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)))
+		},
+		steps: []machineStep{
+			{in: reopened, want: []string{`send hello h1 token="tok" since=1 user=user:ann`},
+				then: func(t testing.TB, h *harness) {
+					if h.m.snapshot().Choice == nil {
+						t.Error("the choice was gone before the server's word")
+					}
+				}},
+			{in: serverSays(welcomeUser("", "ann", "cart-1"))},
+			{in: serverSays(reply("h1", cartNamed("u-ann", 2, "mug=1", "tea=1"), nil)),
+				want: []string{"confirm u-ann@2", "load"}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.Choice != nil || summary(st.Cart) != "mug=1 tea=1" {
+				t.Errorf("Choice %+v on %q, want none on the merged cart", st.Choice, summary(st.Cart))
+			}
+		},
+	}, {
+		name: "a logout while a choice is open drops the choice",
+		setup: func(h *harness) {
+			h.m.setUser("user:ann", cart.PolicyChoose)
+			h.do(opened(h))
+			h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
+			h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+				Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})))
+			h.do(got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)))
+		},
+		steps: []machineStep{
+			{in: logIn("", ""), want: []string{errUserChangedEnd()}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.Choice != nil {
+				t.Errorf("Choice %+v after a logout, want none", st.Choice)
 			}
 		},
 	}}

@@ -31,7 +31,7 @@ func TestMachineReconnect(t *testing.T) {
 			{in: timerFires(timerSilence), want: []string{"end: " + errSilent.Error()}},
 			{in: timerFires(timerPing), want: nil}, // ended: no more pings
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if d := h.armed[timerPing]; d != time.Second {
 				t.Errorf("ping every %v, want 1s", d)
 			}
@@ -47,7 +47,7 @@ func TestMachineReconnect(t *testing.T) {
 			{in: serverSays(&protocol.Message{Type: protocol.TypePong}), want: []string{"timer silence 2.5s"}},
 			{in: timerFires(timerDeadline), want: []string{"end: " + errRequestTimeout.Error()}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if _, ok := h.armed[timerStable]; ok {
 				t.Error("the stable timer was armed without a hello reply")
 			}
@@ -65,7 +65,7 @@ func TestMachineReconnect(t *testing.T) {
 			{in: serverSays(ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))),
 				want: []string{"confirm cart-1@2 done=me/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if progressed, _ := h.m.stop(); !progressed {
 				t.Error("a fully acknowledged push does not reset the backoff")
 			}
@@ -77,7 +77,7 @@ func TestMachineReconnect(t *testing.T) {
 			{in: serverSays(ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2))),
 				want: []string{"confirm cart-1@2 done=me/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if progressed, _ := h.m.stop(); progressed {
 				t.Error("a push acknowledged in part, before the stable timer, reset the backoff")
 			}

@@ -56,7 +56,7 @@ func TestMachineScripted(t *testing.T) {
 		steps: []machineStep{
 			{in: serverSays(pushedCart(3, cartAt(4, "tea=2"), protocol.OpID{Client: "phone", Seq: 5})),
 				want: []string{"confirm cart-1@4 done=phone/5"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.Confirmed != 4 || summary(st.Cart) != "tea=2" {
 						t.Errorf("state %+v, want the push taken at version 4", st)
 					}
@@ -67,7 +67,7 @@ func TestMachineScripted(t *testing.T) {
 				want: []string{"send sync s2 since=4 clients=[]"}},
 			{in: serverSays(reply("s2", cartAt(9, "tea=7"), map[string]uint64{})),
 				want: []string{"confirm cart-1@9", "load"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.Confirmed != 9 || summary(st.Cart) != "tea=7" || st.Status != Synced {
 						t.Errorf("state %+v, want the synced cart at 9", st)
 					}
@@ -78,7 +78,7 @@ func TestMachineScripted(t *testing.T) {
 				return got(h, pushedCart(9, other, protocol.OpID{Client: "x", Seq: 1}))
 			}, want: nil},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Confirmed != 9 {
 				t.Errorf("took a cart of another id: confirmed %d", st.Confirmed)
 			}
@@ -93,7 +93,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(reply("h1", cartAt(6, "tea=1"), map[string]uint64{"me": 0})),
 				want: []string{"confirm cart-1@6", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Confirmed != 6 || st.Status != Synced {
 				t.Errorf("state %+v, want synced at 6", st)
 			}
@@ -117,7 +117,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(ack("p3", cartAt(3, "mug=3"), applied(me(2), 2), applied(me(3), 3))),
 				want: []string{"confirm cart-1@3 done=me/2,me/3"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 0 || st.Confirmed != 3 || summary(st.Cart) != "mug=3" || st.LastError != nil {
 				t.Errorf("state %+v, want everything confirmed at 3 and no error", st)
 			}
@@ -134,7 +134,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(errMsg("", protocol.ErrTooLarge, nil)),
 				want: []string{"send push p3 me/1,me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrTooLarge {
 				t.Errorf("LastError = %v, want too_large", st.LastError)
 			}
@@ -147,7 +147,7 @@ func TestMachineScripted(t *testing.T) {
 				want: []string{"send sync s2 since=1 clients=[]"}},
 			{in: serverSays(errMsg("s2", protocol.ErrInternal, nil)),
 				want: nil, // nothing until the timer
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					// The first retry: full jitter on BackoffBase, rand 0.5.
 					if d := h.armed[timerRetry]; d != 250*time.Millisecond {
 						t.Errorf("retry timer %v, want 250ms", d)
@@ -161,7 +161,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: opened, want: []string{`send hello h1 token="" since=0`}},
 			{in: serverSays(errMsg("h1", protocol.ErrUnauthorized, nil)),
 				want: []string{endedBy(protocol.ErrUnauthorized, string(protocol.ErrUnauthorized))},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrUnauthorized || st.NeedsLogin {
 						t.Errorf("state %+v, want the unauthorized error shown, and no login needed", st)
 					}
@@ -170,7 +170,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(welcome("tok", "cart-1")), want: []string{`swap "" -> "tok"`}},
 			{in: serverSays(reply("h1", cartAt(0), nil)), want: []string{"confirm cart-1@0", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Status != Synced || h.m.token != "tok" {
 				t.Errorf("state %+v, token %q; want synced with token tok", st, h.m.token)
 			}
@@ -182,7 +182,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(errMsg("h1", protocol.ErrUnsupportedVersion, nil)),
 				want: []string{endedBy(protocol.ErrUnsupportedVersion, string(protocol.ErrUnsupportedVersion))}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.LastError == nil || st.LastError.Code != protocol.ErrUnsupportedVersion {
 				t.Errorf("state %+v, want the unsupported_version error shown", st)
 			}
@@ -198,7 +198,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(ack("p2", cartAt(2, "mug=1", "tea=2"), applied(me(1), 1), applied(me(2), 2))),
 				want: []string{"confirm cart-1@2 done=me/1,me/2"}}, // no load
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 0 || st.Cart.Version != 2 || summary(st.Cart) != "mug=1 tea=2" {
 				t.Errorf("shown %+v, want version 2 with nothing pending", st)
 			}
@@ -225,7 +225,7 @@ func TestMachineScripted(t *testing.T) {
 			// me/2 can never be taken: the server expects me/1.
 			{in: serverSays(errMsg("p2", protocol.ErrOutOfOrder, func(pe *protocol.Error) { pe.Expected = &protocol.OpID{Client: "me", Seq: 1} })),
 				want: []string{"confirm done=me/2"},
-				then: func(t *testing.T, h *harness) {
+				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
 					if h.m.client != "id1" || len(st.Rejected) != 1 || st.Rejected[0].Client != "me" || st.Rejected[0].Seq != 2 {
 						t.Errorf("client %q, rejected %+v; want a new client id and me/2 reported", h.m.client, st.Rejected)
@@ -244,7 +244,7 @@ func TestMachineScripted(t *testing.T) {
 			{in: serverSays(reply("h1", &cart.Cart{ID: "cart-2", Lines: []*cart.Line{}}, map[string]uint64{})),
 				want: []string{"confirm cart-2@0", "load", "send push p2 id2/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 1 || summary(st.Cart) != "cap=1" || len(st.Dropped) != 0 {
 				t.Errorf("state %+v, want the cap pending on the fresh cart, nothing dropped", st)
 			}

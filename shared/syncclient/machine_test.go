@@ -237,7 +237,7 @@ func connected(h *harness, v uint64) {
 type machineStep struct {
 	in   func(h *harness) func(*machine)
 	want []string
-	then func(t *testing.T, h *harness)
+	then func(t testing.TB, h *harness)
 }
 
 // machineCase is a case of a table of the machine: setup, then the steps
@@ -246,7 +246,7 @@ type machineCase struct {
 	name  string
 	setup func(h *harness) // before the first step
 	steps []machineStep
-	check func(t *testing.T, h *harness) // after the last
+	check func(t testing.TB, h *harness) // after the last
 }
 
 // runMachineCases runs each case on a fresh harness.
@@ -285,7 +285,7 @@ func TestMachine(t *testing.T) {
 		name  string
 		setup func(h *harness) // before the first step
 		steps []step
-		check func(t *testing.T, h *harness) // after the last
+		check func(t testing.TB, h *harness) // after the last
 	}{{
 		name:  "first connection stores the token and pushes what was queued offline",
 		setup: func(h *harness) { h.edit(add("mug")) },
@@ -299,7 +299,7 @@ func TestMachine(t *testing.T) {
 				return got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
 			}, []string{"confirm cart-1@2 done=me/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
 			if st.Status != Synced || st.Pending != 0 || summary(st.Cart) != "mug=1" || h.m.token != "tok" {
 				t.Errorf("state %+v, token %q; want synced with mug=1 and token tok", st, h.m.token)
@@ -318,7 +318,7 @@ func TestMachine(t *testing.T) {
 				return got(h, welcome("tok", "cart-1"))
 			}, []string{`swap "" -> "tok"`, "end: " + errTokenChanged.Error()}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if h.m.token != "theirs" {
 				t.Errorf("token %q, want theirs", h.m.token)
 			}
@@ -337,9 +337,9 @@ func TestMachine(t *testing.T) {
 				return got(h, ack("p2", cartAt(2, "mug=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 2)))
 			}, []string{"confirm cart-1@2 done=me/1", "confirm cart-1@3 done=other/1"}},
 		},
-		check: func(t *testing.T, h *harness) {
-			if st := h.m.snapshot(); st.Confirmed != 3 || st.Status != Synced {
-				t.Errorf("state %+v, want synced at version 3", st)
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.Confirmed != 3 || st.Status != Synced || st.Pending != 0 || summary(st.Cart) != "mug=1 tea=1" {
+				t.Errorf("state %+v (%q), want the held cart, mug=1 tea=1, synced at version 3", st, summary(st.Cart))
 			}
 		},
 	}, {
@@ -388,7 +388,7 @@ func TestMachine(t *testing.T) {
 			{func(h *harness) func(*machine) { return got(h, errMsg("p3", protocol.ErrInvalid, nil)) },
 				[]string{"confirm done=me/1", "send push p4 me/2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); len(st.Rejected) != 1 || st.Rejected[0].Seq != 1 {
 				t.Errorf("rejected %+v, want me/1", st.Rejected)
 			}
@@ -401,7 +401,7 @@ func TestMachine(t *testing.T) {
 			{func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrTokenExpired, nil)) },
 				[]string{"end: " + protocol.Errorf(protocol.ErrTokenExpired, "token_expired").Error()}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); !st.NeedsLogin {
 				t.Errorf("state %+v, want NeedsLogin", st)
 			}
@@ -419,7 +419,7 @@ func TestMachine(t *testing.T) {
 				[]string{`swap "tok" -> ""`, "confirm @0", "confirm done=me/1", "load",
 					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error(), "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); h.m.token != "" || st.Confirmed != 0 || len(st.Dropped) != 1 {
 				t.Errorf("state %+v, token %q; want no token, no cart, the op of the refused cart dropped", st, h.m.token)
 			}
@@ -435,7 +435,7 @@ func TestMachine(t *testing.T) {
 			{func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				[]string{`swap "tok" -> "tok2"`}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); !st.CartExpired || len(st.Dropped) != 1 || st.Pending != 0 {
 				t.Errorf("state %+v, want CartExpired and the op dropped", st)
 			}
@@ -505,7 +505,7 @@ func TestMachine(t *testing.T) {
 				return got(h, w)
 			}, []string{"restamp cart-1 -> u-ann", `swap "tok" -> "tok2"`, "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 1 || st.Waiting != 1 || len(st.Dropped) != 0 {
 				t.Errorf("state %+v, want the op kept for the user cart", st)
 			}
@@ -538,7 +538,7 @@ func TestMachine(t *testing.T) {
 				return got(h, reply("s3", cartAt(3, "mug=1", "tea=1"), map[string]uint64{"other": 1}))
 			}, []string{"confirm cart-1@3 done=other/1", "load"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 0 || st.Status != Synced {
 				t.Errorf("state %+v, want synced with nothing pending", st)
 			}
@@ -560,7 +560,7 @@ func TestMachine(t *testing.T) {
 				return got(h, &protocol.Message{Type: protocol.TypeCart, From: 2, Cart: c})
 			}, []string{"confirm cart-1@2"}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); len(st.Notices) != 1 || st.Totals["EUR"] != 1200 {
 				t.Fatalf("state %+v, want the price notice and totals at the new price", st)
 			}
@@ -599,7 +599,7 @@ func TestMachine(t *testing.T) {
 				}
 			}, []string{"end: " + errUserChanged.Error()}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if err := h.m.choose(h.now, cart.PolicyMerge); err != ErrNotConnected {
 				t.Errorf("choose on an ended connection: %v, want ErrNotConnected", err)
 			}
@@ -623,6 +623,23 @@ func TestMachine(t *testing.T) {
 			}, []string{"load", "send ping", "send push p2 closed-tab/1"}},
 		},
 	}, {
+		name: "the welcome's limits replace the configured ones",
+		steps: []step{
+			{opened, []string{`send hello h1 token="" since=0`}},
+			{func(h *harness) func(*machine) {
+				w := welcome("tok", "cart-1")
+				lim := cart.DefaultLimits
+				lim.MaxQuantity, lim.MaxContribs = 7, 0
+				w.Limits = &lim
+				return got(h, w)
+			}, []string{`swap "" -> "tok"`}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if h.m.limits.MaxQuantity != 7 || h.m.limits.MaxContribs != cart.DefaultLimits.MaxContribs {
+				t.Errorf("limits %+v, want the welcome's MaxQuantity 7 and the configured MaxContribs", h.m.limits)
+			}
+		},
+	}, {
 		name:  "going_away ends the connection and asks for a wait",
 		setup: func(h *harness) { connected(h, 1) },
 		steps: []step{
@@ -630,7 +647,7 @@ func TestMachine(t *testing.T) {
 				return got(h, errMsg("", protocol.ErrGoingAway, func(pe *protocol.Error) { pe.RetryAfterMS = 1500 }))
 			}, []string{"end: " + protocol.Errorf(protocol.ErrGoingAway, "going_away").Error()}},
 		},
-		check: func(t *testing.T, h *harness) {
+		check: func(t testing.TB, h *harness) {
 			if _, wait := h.m.stop(); wait != 1500*time.Millisecond {
 				t.Errorf("retry after %v, want 1.5s", wait)
 			}

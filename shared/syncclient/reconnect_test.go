@@ -278,14 +278,20 @@ func TestRunWaitsAsAsked(t *testing.T) {
 func TestRunStopsAtUnsupportedVersion(t *testing.T) {
 	conn := newTinyConn(false, &protocol.Message{Type: protocol.TypeError, ID: "h1",
 		Error: protocol.Errorf(protocol.ErrUnsupportedVersion, "too old")})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	dials := 0
 	e := newEngine(t, NewMemStorage(), func(c *Config) {
-		c.Dial = func(context.Context) (Conn, error) {
+		c.Dial = func(context.Context) (Conn, error) { // on Run's goroutine: this one
 			dials++
+			if dials > 1 { // Run went on: end it, rather than hang the test
+				cancel()
+				return nil, context.Canceled
+			}
 			return conn, nil
 		}
 	})
-	err := e.Run(context.Background())
+	err := e.Run(ctx)
 	var pe *protocol.Error
 	if !errors.As(err, &pe) || pe.Code != protocol.ErrUnsupportedVersion {
 		t.Errorf("Run = %v, want unsupported_version", err)
