@@ -3,6 +3,8 @@ package syncclient
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -485,8 +487,89 @@ func TestMachineEngine(t *testing.T) {
 				t.Errorf("token %q, want theirs", h.m.token)
 			}
 		},
+	}, {
+		// The server refuses a sync about more client ids (protocol
+		// MaxClientsPerSync): the first ones in outbox order are asked
+		// about.
+		name: "a sync asks about at most protocol.MaxClientsPerSync client ids, the first in outbox order",
+		setup: func(h *harness) {
+			for i := range protocol.MaxClientsPerSync + 1 {
+				engEnqueue(h, fmt.Sprintf("tab-%02d", i), "mug")
+			}
+			h.read()
+		},
+		steps: []machineStep{
+			{in: opened, want: []string{`send hello h1 token="" since=0`}},
+			{in: serverSays(welcome("tok", "cart-1")), want: []string{`swap "" -> "tok"`}},
+			{in: serverSays(reply("h1", cartAt(0), nil)), want: []string{"confirm cart-1@0", "load", func() string {
+				ids := make([]string, protocol.MaxClientsPerSync)
+				for i := range ids {
+					ids[i] = fmt.Sprintf("tab-%02d", i)
+				}
+				return fmt.Sprintf("send sync s2 since=0 clients=%v", ids)
+			}()}},
+		},
+	}, {
+		// The server would refuse a push of it whatever the batch: kept,
+		// it would block every op behind it.
+		name:  "an op too large to send on its own is dropped and reported; the ops behind it are pushed",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []machineStep{
+			{in: func(h *harness) func(*machine) {
+				h.edit(add(strings.Repeat("x", protocol.MaxMessageBytes)))
+				h.edit(add("tea"))
+				return woken(h)
+			}, want: []string{"confirm done=me/1", "send push p2 me/2"},
+				then: func(t testing.TB, h *harness) {
+					rej := h.m.snapshot().Rejected
+					if len(rej) != 1 || rej[0].Client != "me" || rej[0].Seq != 1 || rej[0].Status != protocol.StatusRejected ||
+						rej[0].Error == nil || rej[0].Error.Code != cart.CodeInvalidOp {
+						t.Errorf("Rejected = %+v, want me/1 refused as invalid_op", rej)
+					}
+				}},
+			{in: serverSays(engAck("p2", cartAt(2, "tea=1"), 2)),
+				want: []string{"confirm cart-1@2 done=me/2"},
+				then: wantState("tea=1", 2, Synced)},
+		},
+	}, {
+		name:  "State.Rejected keeps the 20 most recent rejections, oldest first",
+		setup: func(h *harness) { connected(h, 1) },
+		steps: []machineStep{
+			{in: func(h *harness) func(*machine) {
+				for range maxRejected + 5 {
+					h.edit(add("mug"))
+				}
+				return woken(h)
+			}, want: []string{"send push p2 " + opIDs(engOps(seqsFrom(1, maxRejected+5)))}},
+			{in: func(h *harness) func(*machine) {
+				rs := make([]protocol.Result, maxRejected+5)
+				for i := range rs {
+					rs[i] = protocol.Result{Client: "me", Seq: uint64(i + 1), Status: protocol.StatusRejected, Version: 1,
+						Error: &cart.Error{Code: cart.CodeInvalidQuantity, Message: "too many"}}
+				}
+				return got(h, ack("p2", cartAt(1), rs...))
+			}, want: []string{"confirm cart-1@1 done=" + opIDs(engOps(seqsFrom(1, maxRejected+5)))}},
+		},
+		check: func(t testing.TB, h *harness) {
+			var got []protocol.OpID
+			for _, r := range h.m.snapshot().Rejected {
+				got = append(got, protocol.OpID{Client: r.Client, Seq: r.Seq})
+			}
+			if want := engOps(seqsFrom(6, maxRejected+5)); !slices.Equal(got, want) {
+				t.Errorf("Rejected %s, want the newest %d: %s", opIDs(got), maxRejected, opIDs(want))
+			}
+		},
 	}}
 	runMachineCases(t, tests)
+}
+
+// seqsFrom returns the seqs from to last.
+func seqsFrom(from, last uint64) []uint64 {
+	var out []uint64
+	for seq := from; seq <= last; seq++ {
+		out = append(out, seq)
+	}
+	return out
 }
 
 // engOps are the own ops seqs.

@@ -3,8 +3,10 @@ package syncclient
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -631,15 +633,8 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a choice left open on an earlier connection and resolved meanwhile is cleared by the next hello's reply",
-		setup: func(h *harness) {
-			h.m.setUser("user:ann", cart.PolicyChoose)
-			h.do(opened(h))
-			h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
-			h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
-				Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})))
-			h.do(got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)))
-		},
+		name:  "a choice left open on an earlier connection and resolved meanwhile is cleared by the next hello's reply",
+		setup: annChooses,
 		steps: []machineStep{
 			{in: reopened, want: []string{`send hello h1 token="tok" since=1 user=user:ann`},
 				then: func(t testing.TB, h *harness) {
@@ -657,15 +652,8 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a logout while a choice is open drops the choice",
-		setup: func(h *harness) {
-			h.m.setUser("user:ann", cart.PolicyChoose)
-			h.do(opened(h))
-			h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
-			h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
-				Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})))
-			h.do(got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)))
-		},
+		name:  "a logout while a choice is open drops the choice",
+		setup: annChooses,
 		steps: []machineStep{
 			{in: logIn("", ""), want: []string{errUserChangedEnd()}},
 		},
@@ -674,8 +662,76 @@ func TestMachineLogin(t *testing.T) {
 				t.Errorf("Choice %+v after a logout, want none", st.Choice)
 			}
 		},
+	}, {
+		// Each merge notice answers the choose in flight: one that asks
+		// again (status choose) takes the shopper's next pick. (The
+		// documented server answers a choose with merged or already;
+		// the machine does not count on it.)
+		name:  "a merge notice that asks again after a choose takes the shopper's next pick",
+		setup: annChooses,
+		steps: []machineStep{
+			{in: chooses(cart.PolicyReplace, nil), want: []string{"send choose c2 replace"}},
+			{in: chooses(cart.PolicyMerge, ErrNoChoice)}, // the first is unanswered
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 2,
+				Guest: cartAt(1, "mug=2"), User: cartNamed("u-ann", 2, "tea=2")})),
+				then: func(t testing.TB, h *harness) {
+					if st := h.m.snapshot(); st.Choice == nil || st.Choice.Version != 2 {
+						t.Errorf("Choice %+v, want the one asked again at version 2", st.Choice)
+					}
+				}},
+			{in: chooses(cart.PolicyMerge, nil), want: []string{"send choose c3 merge"}},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 3,
+				Result: &cart.MergeResult{Policy: cart.PolicyMerge, Added: 1, Items: 2}}))},
+		},
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.Choice != nil || st.Merge == nil || st.Merge.Status != protocol.MergeMerged {
+				t.Errorf("Choice %+v, Merge %+v; want no choice, merged", st.Choice, st.Merge)
+			}
+		},
+	}, {
+		// The choice shown is from the earlier connection; the new one
+		// has not been welcomed: the pick cannot be sent yet, and the
+		// choice is not gone (ErrNoChoice would say so).
+		name:  "choose on a connection not yet welcomed is refused as not connected; after the welcome it is sent",
+		setup: annChooses,
+		steps: []machineStep{
+			{in: reopened, want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
+			{in: chooses(cart.PolicyMerge, ErrNotConnected),
+				then: func(t testing.TB, h *harness) {
+					if h.m.snapshot().Choice == nil {
+						t.Error("the choice was dropped by a choose before the welcome")
+					}
+				}},
+			{in: serverSays(welcomeUser("", "ann", "cart-1"))},
+			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+				Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")}))},
+			{in: chooses(cart.PolicyMerge, nil), want: []string{"send choose c2 merge"}},
+		},
 	}}
 	runMachineCases(t, tests)
+}
+
+// annChooses brings h to a connection on ann's cart u-ann at version 1
+// with token "tok" and guest cart cart-1, whose login merge waits for the
+// shopper's choice.
+func annChooses(h *harness) {
+	h.m.setUser("user:ann", cart.PolicyChoose)
+	h.do(opened(h))
+	h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
+	h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeChoose, Version: 1,
+		Guest: cartAt(1, "mug=1"), User: cartNamed("u-ann", 1, "tea=1")})))
+	h.do(got(h, reply("h1", cartNamed("u-ann", 1, "tea=1"), nil)))
+}
+
+// chooses is the shopper's pick of policy; choose must return want.
+func chooses(policy cart.Policy, want error) func(h *harness) func(*machine) {
+	return func(h *harness) func(*machine) {
+		return func(m *machine) {
+			if err := m.choose(h.now, policy); !errors.Is(err, want) {
+				h.t.Errorf("choose(%s) = %v, want %v", policy, err, want)
+			}
+		}
+	}
 }
 
 // The Engine's part in logins, with no server: a connection that answers
@@ -807,6 +863,38 @@ func TestEngineSetUserReconnects(t *testing.T) {
 		}
 		if want := []string{"user:ann/", "user:ann/keep", "/"}; !slices.Equal(got, want) {
 			t.Errorf("hellos presented %q, want %q", got, want)
+		}
+	})
+}
+
+// SetUser during the wait before a redial ends the wait: the next dial is
+// made at once (the fake clock has not moved), and the backoff starts over.
+func TestRunSetUserEndsBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const base, hold, ceil = time.Minute, time.Hour, time.Hour
+		log := &retryLog{}
+		var dials atomic.Int32
+		e := newEngine(t, NewMemStorage(), func(c *Config) {
+			c.BackoffBase, c.BackoffHold, c.BackoffCap = base, hold, ceil
+			c.Logger = slog.New(log)
+			c.Dial = func(context.Context) (Conn, error) {
+				dials.Add(1)
+				return nil, errors.New("connection refused")
+			}
+		})
+		start(t, e)
+		synctest.Wait() // the first dial failed; Run waits
+		if n := dials.Load(); n != 1 {
+			t.Fatalf("%d dials before SetUser, want 1", n)
+		}
+		must(t, e.SetUser("user:ann", ""))
+		synctest.Wait()
+		if n := dials.Load(); n != 2 {
+			t.Errorf("%d dials after SetUser with no time passed, want 2: SetUser redials at once", n)
+		}
+		first := redialBackoff(0, base, hold, ceil, func() float64 { return 0.5 })
+		if waits := log.logged(); !slices.Equal(waits, []time.Duration{first, first}) {
+			t.Errorf("waits %v, want [%v %v]: the wait after SetUser's dial starts over", waits, first, first)
 		}
 	})
 }

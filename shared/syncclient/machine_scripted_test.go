@@ -2,6 +2,8 @@ package syncclient
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -247,6 +249,47 @@ func TestMachineScripted(t *testing.T) {
 		check: func(t testing.TB, h *harness) {
 			if st := h.m.snapshot(); st.Pending != 1 || summary(st.Cart) != "cap=1" || len(st.Dropped) != 0 {
 				t.Errorf("state %+v, want the cap pending on the fresh cart, nothing dropped", st)
+			}
+		},
+	}, {
+		// Pushed carts that cannot be taken yet are held, at most maxHeld;
+		// past that the oldest is forgotten, not the newest: the gap it
+		// leaves is closed with a sync, which brings the cart as it is
+		// now. (Forgetting the newest would leave the cart behind with
+		// nothing to tell.)
+		name:  "past 16 held pushed carts the oldest is forgotten; the sync that closes its gap brings the newest cart",
+		setup: func(h *harness) { connected(h, 1); h.edit(add("mug")) },
+		steps: []machineStep{
+			{in: woken, want: []string{"send push p2 me/1"}},
+			// One more than can be held: from version 2 to 3, ..., from
+			// 2+maxHeld to 3+maxHeld, while the push is in flight.
+			{in: func(h *harness) func(*machine) {
+				return func(m *machine) {
+					for v := uint64(2); v <= 2+maxHeld; v++ {
+						m.received(h.now, pushedCart(v, cartAt(v+1, "mug=1", fmt.Sprintf("tea=%d", v-1)), protocol.OpID{Client: "phone", Seq: v - 1}))
+					}
+				}
+			}, then: func(t testing.TB, h *harness) {
+				var froms []uint64
+				for _, msg := range h.m.sess.held {
+					froms = append(froms, msg.From)
+				}
+				var want []uint64
+				for v := uint64(3); v <= 2+maxHeld; v++ {
+					want = append(want, v)
+				}
+				if !slices.Equal(froms, want) {
+					t.Errorf("held the carts from versions %v, want %v: the %d newest", froms, want, maxHeld)
+				}
+			}},
+			{in: serverSays(ack("p2", cartAt(2, "mug=1"), applied(me(1), 2))),
+				want: []string{"confirm cart-1@2 done=me/1", "send sync s3 since=2 clients=[]"}},
+			{in: serverSays(reply("s3", cartAt(3+maxHeld, "mug=1", fmt.Sprintf("tea=%d", 1+maxHeld)), nil)),
+				want: []string{fmt.Sprintf("confirm cart-1@%d", 3+maxHeld), "load"}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.Confirmed != 3+maxHeld || st.Status != Synced || len(h.m.sess.held) != 0 {
+				t.Errorf("state %+v with %d held, want synced at version %d, nothing held", st, len(h.m.sess.held), 3+maxHeld)
 			}
 		},
 	}})
