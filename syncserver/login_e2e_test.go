@@ -61,29 +61,9 @@ func (w *loginE2EWatch) saw(code protocol.ErrorCode) bool {
 	return w.codes[code]
 }
 
-// loginE2ELink is a link that counts its dials.
-type loginE2ELink struct {
-	link
-	dmu   sync.Mutex
-	dials int
-}
-
-func (l *loginE2ELink) dial(ctx context.Context) (syncclient.Conn, error) {
-	l.dmu.Lock()
-	l.dials++
-	l.dmu.Unlock()
-	return l.link.dial(ctx)
-}
-
-func (l *loginE2ELink) count() int {
-	l.dmu.Lock()
-	defer l.dmu.Unlock()
-	return l.dials
-}
-
 // loginE2ETab starts an engine on st over l, as windowEnv.tab does, whose
 // OnChange w watches.
-func loginE2ETab(env *windowEnv, st syncclient.Storage, l *loginE2ELink, w *loginE2EWatch) *syncclient.Engine {
+func loginE2ETab(env *windowEnv, st syncclient.Storage, l *link, w *loginE2EWatch) *syncclient.Engine {
 	env.t.Helper()
 	e, err := syncclient.New(syncclient.Config{
 		Storage: st, Dial: l.dial, OnChange: w.onChange,
@@ -118,7 +98,7 @@ func TestLoginE2EMerge(t *testing.T) {
 	env.settle(phone, "ann")
 
 	w := &loginE2EWatch{}
-	l := &loginE2ELink{link: link{url: env.url}}
+	l := &link{url: env.url}
 	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
 	env.add(e, "mug")
 	env.settle(e, "")
@@ -137,7 +117,7 @@ func TestLoginE2EMerge(t *testing.T) {
 		t.Error("same client id on the user cart")
 	}
 	w.waitFor(t, "the merge on ann's cart", func(s syncclient.State) bool { return s.Merge != nil && s.User == "ann" })
-	if n := l.count(); n != 2 {
+	if n := l.dialCount(); n != 2 {
 		t.Errorf("%d dials, want 2: the guest's and the login's", n)
 	}
 
@@ -162,7 +142,7 @@ func TestLoginE2EChoose(t *testing.T) {
 	env.settle(phone, "ann")
 
 	w := &loginE2EWatch{}
-	l := &loginE2ELink{link: link{url: env.url}}
+	l := &link{url: env.url}
 	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
 	env.add(e, "mug")
 	env.settle(e, "")
@@ -205,7 +185,7 @@ func TestLoginE2EForbiddenReconnects(t *testing.T) {
 	env.add(a, "a")
 	env.settle(a, "")
 	w := &loginE2EWatch{}
-	l := &loginE2ELink{link: link{url: env.url}}
+	l := &link{url: env.url}
 	b := loginE2ETab(env, shared, l, w)
 	guest := env.settle(b, "").Cart.ID
 	if err := a.SetUser("user:tara", ""); err != nil {
@@ -219,7 +199,7 @@ func TestLoginE2EForbiddenReconnects(t *testing.T) {
 		return s.Status == syncclient.Synced && s.User == "" && s.Cart.ID != "" &&
 			s.Cart.ID != guest && s.Cart.ID != syncserver.UserCartID("tara")
 	})
-	if n := l.count(); n < 2 {
+	if n := l.dialCount(); n < 2 {
 		t.Errorf("%d dials, want a reconnect after forbidden", n)
 	}
 	if err := b.SetUser("user:tara", ""); err != nil {
@@ -246,7 +226,7 @@ func TestLoginE2ECartExpired(t *testing.T) {
 
 	store := syncclient.NewMemStorage()
 	w := &loginE2EWatch{}
-	l := &loginE2ELink{link: link{url: env.url}}
+	l := &link{url: env.url}
 	e := loginE2ETab(env, store, l, w)
 	env.add(e, "mug")
 	old := env.settle(e, "")

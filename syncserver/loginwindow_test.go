@@ -73,11 +73,13 @@ type link struct {
 	url   string
 	mu    sync.Mutex
 	down  bool
+	dials int // dial calls, those refused while down included
 	conns []syncclient.Conn
 }
 
 func (l *link) dial(ctx context.Context) (syncclient.Conn, error) {
 	l.mu.Lock()
+	l.dials++
 	down := l.down
 	l.mu.Unlock()
 	if down {
@@ -95,6 +97,13 @@ func (l *link) dial(ctx context.Context) (syncclient.Conn, error) {
 	}
 	l.conns = append(l.conns, c)
 	return c, nil
+}
+
+// dialCount is how many times the engine dialled.
+func (l *link) dialCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dials
 }
 
 func (l *link) setDown(down bool) {
