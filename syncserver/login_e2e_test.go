@@ -85,23 +85,29 @@ func loginE2ETab(env *windowEnv, st syncclient.Storage, l *link, w *loginE2EWatc
 	return e
 }
 
+// loginE2EGuestBesideAnn makes ann's cart (tea=1, from her phone) and a
+// watched guest tab whose cart has mug=1, over l.
+func loginE2EGuestBesideAnn(env *windowEnv) (e *syncclient.Engine, l *link, w *loginE2EWatch) {
+	env.t.Helper()
+	phone := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
+	if err := phone.SetUser("user:ann", ""); err != nil {
+		env.t.Fatal(err)
+	}
+	env.add(phone, "tea")
+	env.settle(phone, "ann")
+	w, l = &loginE2EWatch{}, &link{url: env.url}
+	e = loginE2ETab(env, syncclient.NewMemStorage(), l, w)
+	env.add(e, "mug")
+	env.settle(e, "")
+	return e, l, w
+}
+
 // A login merges the device's guest cart into the user's: the engine shows
 // the user's cart with the merge under a new client id, tells OnChange, and
 // its next edits land on the user's cart.
 func TestLoginE2EMerge(t *testing.T) {
 	env := newWindowEnv(t, memstore.New())
-	phone := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
-	if err := phone.SetUser("user:ann", ""); err != nil {
-		t.Fatal(err)
-	}
-	env.add(phone, "tea")
-	env.settle(phone, "ann")
-
-	w := &loginE2EWatch{}
-	l := &link{url: env.url}
-	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
-	env.add(e, "mug")
-	env.settle(e, "")
+	e, l, w := loginE2EGuestBesideAnn(env)
 	guestClient := e.ClientID()
 	if err := e.SetUser("user:ann", ""); err != nil {
 		t.Fatal(err)
@@ -134,18 +140,7 @@ func TestLoginE2EMerge(t *testing.T) {
 // nothing left to choose after.
 func TestLoginE2EChoose(t *testing.T) {
 	env := newWindowEnv(t, memstore.New())
-	phone := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
-	if err := phone.SetUser("user:ann", ""); err != nil {
-		t.Fatal(err)
-	}
-	env.add(phone, "tea")
-	env.settle(phone, "ann")
-
-	w := &loginE2EWatch{}
-	l := &link{url: env.url}
-	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
-	env.add(e, "mug")
-	env.settle(e, "")
+	e, l, w := loginE2EGuestBesideAnn(env)
 	l.setDown(true)
 	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
 	env.add(e, "jam") // made on the guest cart, unsent: held until the choice
