@@ -64,7 +64,7 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 	now := s.now()
 	err = s.store.Merge(ctx, guestID, id.CartID, func(guest, user *Record) error {
 		var err error
-		info, out, err = s.mergeGuest(guest, user, id, policy, now)
+		info, out, err = s.mergeGuest(guest, user, guestID, id, policy, now)
 		return err
 	})
 	if err == nil && out != nil {
@@ -85,16 +85,15 @@ func (s *Server) login(ctx context.Context, id Identity, policy cart.Policy) (*p
 	return info, out
 }
 
-// mergeGuest merges the guest cart into the user cart of id, both locked
+// mergeGuest merges the guest cart guestID into the user cart of id, both locked
 // (Store.Merge): the guest cart becomes a tombstone pointing at the user
 // cart, the user cart takes its clients' seqs and, under policy, its lines.
 // errNoChange says it was merged already; errChoose that lines arrived that
 // the shopper must choose about.
-func (s *Server) mergeGuest(guest, user *Record, id Identity, policy cart.Policy, now time.Time) (info *protocol.MergeInfo, out *outcome, err error) {
+func (s *Server) mergeGuest(guest, user *Record, guestID string, id Identity, policy cart.Policy, now time.Time) (info *protocol.MergeInfo, out *outcome, err error) {
 	if guest.Meta.MergedInto != "" {
 		return &protocol.MergeInfo{Status: protocol.MergeAlready, Version: user.Cart.Version}, nil, errNoChange
 	}
-	guestID := GuestCartID(id.Device)
 	guest.Meta.MergedInto = id.CartID
 	guest.Meta.UpdatedAt = now
 	for c, q := range guest.Seqs {

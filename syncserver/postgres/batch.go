@@ -69,15 +69,12 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	inTx := false
 	defer func() { release(ctx, conn, inTx) }()
 
-	ids := make([]string, len(carts))
-	for i, c := range carts {
-		ids[i] = c.ID
-	}
 	l := s.newBatchLock(carts)
+	ids := l.ids
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlEnsureCarts, ids)
-	l.queue(b, ids)
+	l.queue(b)
 	inTx = true
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return withCtx(ctx, fmt.Errorf("commit batch: lock: %w", err))
@@ -149,6 +146,7 @@ func prepare(writes []syncserver.BatchWrite) (sets []syncserver.WriteSet, writte
 // they can't be written, in loaded (in the order of the batch).
 type batchLock struct {
 	carts  []syncserver.BatchCart
+	ids    []string     // the carts' ids, in the batch's order
 	stamps []string     // the write_id this store last wrote, per cart (see CartMemo)
 	memo   []*cart.Cart // the cart it wrote then
 	index  map[string]int
@@ -158,21 +156,23 @@ type batchLock struct {
 func (s *Store) newBatchLock(carts []syncserver.BatchCart) *batchLock {
 	l := &batchLock{
 		carts:  carts,
+		ids:    make([]string, len(carts)),
 		stamps: make([]string, len(carts)),
 		memo:   make([]*cart.Cart, len(carts)),
 		index:  make(map[string]int, len(carts)),
 		loaded: make([]syncserver.BatchLoad, len(carts)),
 	}
 	for i, c := range carts {
+		l.ids[i] = c.ID
 		l.stamps[i], l.memo[i] = s.memo.Lookup(c.ID)
 		l.index[c.ID] = i
 	}
 	return l
 }
 
-// queue queues on b the statements that lock the carts (ids, in the
-// batch's order) and read them and their seqs.
-func (l *batchLock) queue(b *pgx.Batch, ids []string) {
+// queue queues on b the statements that lock the carts and read them and
+// their seqs.
+func (l *batchLock) queue(b *pgx.Batch) {
 	var pairCarts, pairClients, allCarts []string
 	for _, c := range l.carts {
 		for _, cl := range c.Clients {
@@ -182,7 +182,7 @@ func (l *batchLock) queue(b *pgx.Batch, ids []string) {
 			allCarts = append(allCarts, c.ID)
 		}
 	}
-	b.Queue(sqlLockCarts, ids, l.stamps).Query(l.readCarts)
+	b.Queue(sqlLockCarts, l.ids, l.stamps).Query(l.readCarts)
 	if len(pairCarts) > 0 {
 		b.Queue(sqlLoadPairSeqs, pairCarts, pairClients).Query(l.readSeqs)
 	}
@@ -257,8 +257,6 @@ func queueWrites(b *pgx.Batch, sets []syncserver.WriteSet, stamps []string) erro
 		logWarnings                    []pgtype.Text
 		logVersions                    []int64
 		logAt                          []time.Time
-		trimCarts                      []string
-		trimThrough                    []int64
 		index                          = make(map[string]int, n)
 	)
 	for i, ws := range sets {
@@ -272,9 +270,6 @@ func queueWrites(b *pgx.Batch, sets []syncserver.WriteSet, stamps []string) erro
 			logCarts, logVersions, logOps = append(logCarts, ws.ID), append(logVersions, lw.Version), append(logOps, string(lw.Op))
 			logWarnings = append(logWarnings, pgtype.Text{String: string(lw.Warnings), Valid: lw.Warnings != nil})
 			logAt = append(logAt, lw.At.Truncate(time.Millisecond))
-		}
-		if ws.TrimThrough > 0 {
-			trimCarts, trimThrough = append(trimCarts, ws.ID), append(trimThrough, ws.TrimThrough)
 		}
 	}
 	b.Queue(sqlWriteCarts, ids, kinds, versions, states, mergedInto, updated, abandoned).Query(func(rows pgx.Rows) error {
@@ -301,8 +296,10 @@ func queueWrites(b *pgx.Batch, sets []syncserver.WriteSet, stamps []string) erro
 	if len(logCarts) > 0 {
 		b.Queue(sqlAppendAll, logCarts, logVersions, logOps, logWarnings, logAt)
 	}
-	for i, id := range trimCarts {
-		b.Queue(sqlTrim, id, trimThrough[i])
+	for _, ws := range sets {
+		if ws.TrimThrough > 0 {
+			b.Queue(sqlTrim, ws.ID, ws.TrimThrough)
+		}
 	}
 	now := time.Now()
 	for _, ws := range sets {

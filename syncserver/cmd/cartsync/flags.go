@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/cartsync/cartsync/syncserver/gcfloor"
 )
 
 // ParseFlags reads flags, each with an environment fallback.
@@ -30,7 +32,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	var secret string
 	fs.BoolVar(&m.OriginAgentCluster, "origin-agent-cluster", true, "send Origin-Agent-Cluster: ?1 with the widget page, so that browsers run the widget in a process of its own on a same-site storefront (cart.shop.com in shop.com) and starting it does not block the storefront's page (CARTSYNC_ORIGIN_AGENT_CLUSTER)")
 	fs.IntVar(&m.HeapFloorMiB, "gc-heap-floor", m.HeapFloorMiB, "MiB the Go heap may grow to before it is collected while less than half of it is live; above that the collector runs as GOGC says (100 by default). Under load a server keeps a few MiB live and collects far less often with it; 0 turns it off (CARTSYNC_GC_HEAP_FLOOR)")
-	fs.BoolVar(&m.IdleRelease, "gc-idle-release", m.IdleRelease, "give the heap's free memory back to the system once no collection has run for 10s and more than 4 MiB is held above what is live: after a storm of connections, an idle server would otherwise keep what their handshakes left (CARTSYNC_GC_IDLE_RELEASE)")
+	fs.BoolVar(&m.IdleRelease, "gc-idle-release", m.IdleRelease, fmt.Sprintf("give the heap's free memory back to the system once no collection has run for %v and more than %d MiB is held above what is live: after a storm of connections, an idle server would otherwise keep what their handshakes left (CARTSYNC_GC_IDLE_RELEASE)", gcfloor.IdleRelease, gcfloor.ReleaseMin>>20))
 	fs.StringVar(&m.DebugAddr, "debug-addr", "", "if set, serve Go's profiler (/debug/pprof/) on this address; keep it on loopback or a private network (CARTSYNC_DEBUG_ADDR)")
 	fs.StringVar(&secret, "auth-hs256-secret", "", "shared secret for HS256 user tokens from the storefront (CARTSYNC_AUTH_HS256_SECRET)")
 	fs.StringVar(&m.Auth.PublicKeyFile, "auth-public-key-file", "", "PEM or JWKS file of EdDSA/RS256 public keys for user tokens (CARTSYNC_AUTH_PUBLIC_KEY_FILE)")
