@@ -86,7 +86,7 @@ func main() {
 	flag.StringVar(&sites, "sites", "same,same-oac,cross", "which embeds: same (same-site cart server), same-oac (same-site, with Origin-Agent-Cluster), cross (cross-site)")
 	flag.IntVar(&cfg.adds, "adds", 300, "cartsync.add() calls (and as many cart() calls) timed per site and CPU rate")
 	flag.DurationVar(&cfg.quiet, "quiet", time.Second, "a load ends after this long without a long task")
-	flag.BoolVar(&cfg.tasks, "tasks", false, "print every load's long tasks (start and duration, ms) on stderr")
+	flag.BoolVar(&cfg.tasks, "tasks", false, "print every load's long tasks (start and duration, ms) and long animation frames (with the scripts that ran in them) on stderr")
 	flag.StringVar(&cfg.chromium, "chromium", os.Getenv("CARTSYNC_TEST_CHROMIUM"), "the Chromium to run (default: chromedp's search, $CARTSYNC_TEST_CHROMIUM)")
 	flag.Parse()
 	var err error

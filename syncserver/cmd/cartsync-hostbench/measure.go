@@ -51,7 +51,9 @@ func startBrowser(ctx context.Context, cfg config, e env) (*browser, error) {
 }
 
 // instrument runs first in every document of the tab: it keeps the host
-// page's long tasks and its largest contentful paint.
+// page's long tasks, the scripts that ran in its long animation frames
+// (what -tasks prints: which script or callback held the thread) and its
+// largest contentful paint.
 const instrument = `if (window === window.top) {
   const b = window.__bench = { long: [], lcp: 0 };
   try {
@@ -59,6 +61,15 @@ const instrument = `if (window === window.top) {
       for (const e of l.getEntries()) b.long.push({ start: e.startTime, duration: e.duration });
     }).observe({ type: 'longtask', buffered: true });
   } catch (e) { b.noLongtask = String(e); }
+  b.frames = [];
+  try {
+    new PerformanceObserver((l) => {
+      for (const e of l.getEntries()) {
+        b.frames.push({ start: e.startTime, duration: e.duration, scripts: e.scripts.map((s) => ({
+          invoker: s.invoker, source: s.sourceURL ? new URL(s.sourceURL).pathname : '', duration: s.duration })) });
+      }
+    }).observe({ type: 'long-animation-frame', buffered: true });
+  } catch (e) { b.noLoAF = String(e); }
   try {
     new PerformanceObserver((l) => { for (const e of l.getEntries()) b.lcp = e.startTime; })
       .observe({ type: 'largest-contentful-paint', buffered: true });
@@ -77,7 +88,43 @@ type sample struct {
 	Ready float64 `json:"ready"`
 	// LongTasks are the long tasks as [start, duration] pairs.
 	LongTasks [][2]float64 `json:"longTasks"`
-	OwnProc   bool         `json:"-"` // the widget's frame ran in a process of its own
+	// Frames are the long animation frames (50 ms or more, the work of a
+	// task and the rendering after it) with the scripts that ran in them.
+	Frames  []longFrame `json:"frames"`
+	OwnProc bool        `json:"-"` // the widget's frame ran in a process of its own
+}
+
+// longFrame is a long animation frame (PerformanceLongAnimationFrameTiming).
+type longFrame struct {
+	Start    float64 `json:"start"`
+	Duration float64 `json:"duration"`
+	Scripts  []struct {
+		Invoker  string  `json:"invoker"`  // the script's URL, or what called it: IdleRequestCallback, DOMWindow.onmessage, ...
+		Source   string  `json:"source"`   // the path of the script's file
+		Duration float64 `json:"duration"` // ms
+	} `json:"scripts"`
+}
+
+// String is the frame's start and duration and its scripts' durations, in
+// milliseconds.
+func (f longFrame) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "at %.0f, %.0f ms:", f.Start, f.Duration)
+	if len(f.Scripts) == 0 {
+		b.WriteString(" no script (style, layout, paint, or the browser's own work)")
+	}
+	for i, s := range f.Scripts {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "%s %s", sep, s.Invoker)
+		if s.Source != "" && !strings.HasSuffix(s.Invoker, s.Source) {
+			fmt.Fprintf(&b, " (%s)", s.Source)
+		}
+		fmt.Fprintf(&b, " %.0f ms", s.Duration)
+	}
+	return b.String()
 }
 
 const collect = `(() => {
@@ -89,7 +136,7 @@ const collect = `(() => {
     long += t.duration;
   }
   return { tbt, long, tasks: b.long.length, lcp: b.lcp, load: nav.loadEventStart,
-    longTasks: b.long.map((t) => [Math.round(t.start), Math.round(t.duration)]),
+    longTasks: b.long.map((t) => [Math.round(t.start), Math.round(t.duration)]), frames: b.frames,
     shell: m('cartsync:shell'), start: m('cartsync:start'), ready: m('cartsync:ready') };
 })()`
 
@@ -216,6 +263,9 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 					}{{"cold", cold}, {"warm", warm}} {
 						fmt.Fprintf(os.Stderr, "  %s %s: load %.0f, shell %.0f, frame %.0f, ready %.0f; long tasks [start duration]: %v\n",
 							s.kind, p, s.s.Load, s.s.Shell, s.s.Start, s.s.Ready, s.s.LongTasks)
+						for _, f := range s.s.Frames {
+							fmt.Fprintf(os.Stderr, "    long animation frame %s\n", f)
+						}
 					}
 				}
 			}
