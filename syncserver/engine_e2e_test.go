@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +16,6 @@ import (
 	"github.com/cartsync/cartsync/shared/syncclient"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/memstore"
-	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // The client engine's driver end to end: real engines over real websockets
@@ -55,14 +52,8 @@ type e2eEnv struct {
 func newE2EEnv(t testing.TB) *e2eEnv {
 	t.Helper()
 	store := memstore.New()
-	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.StopOnCleanup(t, srv)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	return &e2eEnv{t: t, store: store, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"}
+	_, hs := newServerWith(t, syncserver.Config{Store: store})
+	return &e2eEnv{t: t, store: store, url: syncURL(hs)}
 }
 
 // engine makes an engine dialling the server with the real websocket
@@ -128,7 +119,7 @@ func (env *e2eEnv) converged(engines ...*syncclient.Engine) *cart.Cart {
 		for _, e := range engines {
 			st := e.Snapshot()
 			if st.Cart.ID != id || st.Pending != 0 || st.Status != syncclient.Synced ||
-				st.Confirmed != server.Version || e2eLines(st.Cart) != e2eLines(server) {
+				st.Confirmed != server.Version || lineSummary(st.Cart) != lineSummary(server) {
 				return false
 			}
 		}
@@ -139,23 +130,13 @@ func (env *e2eEnv) converged(engines ...*syncclient.Engine) *cart.Cart {
 	for i, e := range engines {
 		st := e.Snapshot()
 		env.t.Logf("engine %d: cart %q v%d %q, %d pending, %v, last error %v",
-			i, st.Cart.ID, st.Confirmed, e2eLines(st.Cart), st.Pending, st.Status, st.LastError)
+			i, st.Cart.ID, st.Confirmed, lineSummary(st.Cart), st.Pending, st.Status, st.LastError)
 	}
 	if server != nil {
-		env.t.Logf("server: v%d %q", server.Version, e2eLines(server))
+		env.t.Logf("server: v%d %q", server.Version, lineSummary(server))
 	}
 	env.t.Fatal("the engines never showed the server's cart")
 	return nil
-}
-
-// e2eLines describes a cart's lines by key, sorted: "a=1 b?size=m=2".
-func e2eLines(c *cart.Cart) string {
-	var out []string
-	for _, l := range c.Lines {
-		out = append(out, fmt.Sprintf("%s=%d", l.Key, l.Quantity))
-	}
-	slices.Sort(out)
-	return strings.Join(out, " ")
 }
 
 // e2eConn counts the pushes written on a connection and can lose the
@@ -231,7 +212,7 @@ func TestE2EEngineEdits(t *testing.T) {
 	must(e.Add(ctx, "tea", nil, 1, &cart.Details{Name: "Tea", Price: 450, Currency: "EUR"}))
 	env.flush(e)
 	server := env.converged(e)
-	if got, want := e2eLines(server), "mug?size=L=3 tea=1"; got != want {
+	if got, want := lineSummary(server), "mug?size=L=3 tea=1"; got != want {
 		t.Errorf("server has %q, want %q", got, want)
 	}
 	if l := server.Line(cart.LineKey("tea", nil)); l == nil || l.Details.Price != 450 || l.Details.Name != "Tea" {
@@ -247,7 +228,7 @@ func TestE2EEngineEdits(t *testing.T) {
 	must(e.Clear(ctx))
 	env.flush(e)
 	if server := env.converged(e); len(server.Lines) != 0 {
-		t.Errorf("server has %q after clear, want nothing", e2eLines(server))
+		t.Errorf("server has %q after clear, want nothing", lineSummary(server))
 	}
 	if st := e.Snapshot(); st.LastError != nil || len(st.Rejected) != 0 {
 		t.Errorf("LastError %v, Rejected %v; want none", st.LastError, st.Rejected)
@@ -276,7 +257,7 @@ func TestE2ETwoRunningTabs(t *testing.T) {
 	env.flush(tabA)
 	env.flush(tabB)
 	server := env.converged(tabA, tabB)
-	if got, want := e2eLines(server), "a0=4 a1=3 a2=3 b0=5 b1=5"; got != want {
+	if got, want := lineSummary(server), "a0=4 a1=3 a2=3 b0=5 b1=5"; got != want {
 		t.Errorf("server has %q, want %q (each op once)", got, want)
 	}
 	stored, err := shared.Load(ctx)
@@ -306,7 +287,7 @@ func TestE2EDisconnectMidPush(t *testing.T) {
 	env.run(e)
 	env.flush(e)
 	server := env.converged(e)
-	if got, want := e2eLines(server), "mug=3"; got != want {
+	if got, want := lineSummary(server), "mug=3"; got != want {
 		t.Errorf("server has %q, want %q", got, want)
 	}
 	if d.loseAck.Load() {
@@ -354,7 +335,7 @@ func TestE2EPushSplitToFit(t *testing.T) {
 	env.flush(e)
 	server := env.converged(e)
 	if len(server.Lines) != 1 || server.Lines[0].Quantity != n {
-		t.Errorf("server has %q, want the mug %d times", e2eLines(server), n)
+		t.Errorf("server has %q, want the mug %d times", lineSummary(server), n)
 	}
 	if p := d.pushes.Load(); p < 2 {
 		t.Errorf("%d pushes for %d ops of this size, want them split", p, n)
@@ -397,7 +378,7 @@ func TestE2EOnChangeMayEdit(t *testing.T) {
 	}
 	env.flush(e)
 	server := env.converged(e)
-	if got, want := e2eLines(server), "mug=1 spoon=1"; got != want {
+	if got, want := lineSummary(server), "mug=1 spoon=1"; got != want {
 		t.Errorf("server has %q, want %q", got, want)
 	}
 	// The last call may still be on its way when the snapshot shows it.
@@ -406,8 +387,8 @@ func TestE2EOnChangeMayEdit(t *testing.T) {
 		mu.Lock()
 		s = last
 		mu.Unlock()
-		return s.Status == syncclient.Synced && s.Pending == 0 && e2eLines(s.Cart) == "mug=1 spoon=1"
+		return s.Status == syncclient.Synced && s.Pending == 0 && lineSummary(s.Cart) == "mug=1 spoon=1"
 	}) {
-		t.Fatalf("last OnChange state: %v, %d pending, %q; want synced with both lines", s.Status, s.Pending, e2eLines(s.Cart))
+		t.Fatalf("last OnChange state: %v, %d pending, %q; want synced with both lines", s.Status, s.Pending, lineSummary(s.Cart))
 	}
 }

@@ -3,8 +3,6 @@ package syncserver_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/cartsync/cartsync/shared/syncclient"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/memstore"
-	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // The Engine's part in logins and expired carts, end to end: real engines
@@ -208,16 +205,7 @@ func TestLoginE2EForbiddenReconnects(t *testing.T) {
 // the fresh cart, and drops and reports the edit made on the purged cart.
 func TestLoginE2ECartExpired(t *testing.T) {
 	clk := &clock{t: time.Now()}
-	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: memstore.New(), Users: windowUsers{}, Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.StopOnCleanup(t, srv)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	env := &windowEnv{t: t, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync", ctx: ctx}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now})
 
 	store := syncclient.NewMemStorage()
 	w := &loginE2EWatch{}
@@ -231,7 +219,7 @@ func TestLoginE2ECartExpired(t *testing.T) {
 	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
 	env.add(e, "tea") // on the cart about to be purged
 	clk.add(31 * 24 * time.Hour)
-	if n, err := srv.Purge(ctx, 0); err != nil || n != 1 {
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
 		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
 	}
 	l.setDown(false)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -154,22 +153,27 @@ func windowStores(t testing.TB) map[string]func(t *testing.T) syncserver.Store {
 
 type windowEnv struct {
 	t     *testing.T
+	srv   *syncserver.Server
 	store syncserver.Store
 	url   string
 	ctx   context.Context
 }
 
 func newWindowEnv(t *testing.T, st syncserver.Store) *windowEnv {
-	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: st, Users: windowUsers{}, DefaultPolicy: cart.PolicyMerge})
-	if err != nil {
-		t.Fatal(err)
+	return newWindowEnvWith(t, syncserver.Config{Store: st, DefaultPolicy: cart.PolicyMerge})
+}
+
+// newWindowEnvWith is newWindowEnv with cfg, whose users are windowUsers
+// (its Store, if nil, in memory).
+func newWindowEnvWith(t *testing.T, cfg syncserver.Config) *windowEnv {
+	if cfg.Store == nil {
+		cfg.Store = memstore.New()
 	}
-	storetest.StopOnCleanup(t, srv)
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
+	cfg.Users = windowUsers{}
+	srv, hs := newServerWith(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	return &windowEnv{t: t, store: st, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync", ctx: ctx}
+	return &windowEnv{t: t, srv: srv, store: cfg.Store, url: syncURL(hs), ctx: ctx}
 }
 
 // tab starts an engine on storage over l.
@@ -234,10 +238,11 @@ func (w *windowEnv) check(e *syncclient.Engine, user, want string) {
 	}
 }
 
+// lineSummary describes a cart's lines by key, sorted: "a=1 b?size=m=2".
 func lineSummary(c *cart.Cart) string {
 	var parts []string
 	for _, l := range c.Lines {
-		parts = append(parts, fmt.Sprintf("%s=%d", l.SKU, l.Quantity))
+		parts = append(parts, fmt.Sprintf("%s=%d", l.Key, l.Quantity))
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")

@@ -42,6 +42,11 @@ func newServerWith(t testing.TB, cfg syncserver.Config) (*syncserver.Server, *ht
 	return srv, hs
 }
 
+// syncURL is the websocket URL of hs's sync endpoint.
+func syncURL(hs *httptest.Server) string {
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/v1/sync"
+}
+
 // wsClient speaks raw protocol messages for tests.
 type wsClient struct {
 	t    testing.TB

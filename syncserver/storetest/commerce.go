@@ -328,9 +328,6 @@ func prune(t testing.TB, s syncserver.EventStore, cutoff time.Time, limit int) i
 	return n
 }
 
-// PruneEvents deletes old events that are no longer pending, in seq order,
-// a limited batch at a time, and never a pending one; the feed, claims and
-// delivery outcomes carry on around the gaps.
 // pruneFixture emits ten events (see its comments) and settles them as
 // testEventsPrune needs; it returns each event's feed cursor and seq by
 // id.
@@ -393,6 +390,9 @@ func pruneFixture(t *testing.T, s commerceStore, now time.Time) (cursor map[stri
 	return cursor, seqs
 }
 
+// PruneEvents deletes old events that are no longer pending, in seq order,
+// a limited batch at a time, and never a pending one; the feed, claims and
+// delivery outcomes carry on around the gaps.
 func testEventsPrune(t *testing.T, s commerceStore) {
 	now := time.Now()
 	later := now.Add(48 * time.Hour) // after every event's At

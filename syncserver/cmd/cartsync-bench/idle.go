@@ -97,10 +97,7 @@ func runIdle(ctx context.Context, ic idleConfig) error {
 	defer cancel()
 	srv, _, err := startServer(ctx, ic.restartConfig, 1)
 	if srv != nil {
-		defer func() {
-			srv.cmd.Process.Kill()
-			srv.cmd.Wait()
-		}()
+		defer srv.kill()
 	}
 	if err != nil {
 		return err

@@ -19,8 +19,9 @@ import (
 // browser is one Chromium for the whole run; each cold load gets a fresh
 // browser context of it.
 type browser struct {
-	ctx   context.Context
-	close func()
+	ctx    context.Context
+	close  func()
+	frames bool // keep the long animation frames (-tasks)
 }
 
 func startBrowser(ctx context.Context, cfg config, e env) (*browser, error) {
@@ -47,13 +48,11 @@ func startBrowser(ctx context.Context, cfg config, e env) (*browser, error) {
 		cancelAlloc()
 		return nil, fmt.Errorf("start Chromium: %w", err)
 	}
-	return &browser{ctx: bctx, close: func() { cancel(); cancelAlloc() }}, nil
+	return &browser{ctx: bctx, close: func() { cancel(); cancelAlloc() }, frames: cfg.tasks}, nil
 }
 
 // instrument runs first in every document of the tab: it keeps the host
-// page's long tasks, the scripts that ran in its long animation frames
-// (what -tasks prints: which script or callback held the thread) and its
-// largest contentful paint.
+// page's long tasks and its largest contentful paint.
 const instrument = `if (window === window.top) {
   const b = window.__bench = { long: [], lcp: 0 };
   try {
@@ -61,6 +60,18 @@ const instrument = `if (window === window.top) {
       for (const e of l.getEntries()) b.long.push({ start: e.startTime, duration: e.duration });
     }).observe({ type: 'longtask', buffered: true });
   } catch (e) { b.noLongtask = String(e); }
+  try {
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) b.lcp = e.startTime; })
+      .observe({ type: 'largest-contentful-paint', buffered: true });
+  } catch (e) { b.noLCP = String(e); }
+}`
+
+// instrumentFrames runs after instrument with -tasks: it keeps the host
+// page's long animation frames with the scripts that ran in them (which
+// script or callback held the thread). Without -tasks the page runs no
+// observer of its own beyond what the figures need.
+const instrumentFrames = `if (window === window.top) {
+  const b = window.__bench;
   b.frames = [];
   try {
     new PerformanceObserver((l) => {
@@ -70,10 +81,6 @@ const instrument = `if (window === window.top) {
       }
     }).observe({ type: 'long-animation-frame', buffered: true });
   } catch (e) { b.noLoAF = String(e); }
-  try {
-    new PerformanceObserver((l) => { for (const e of l.getEntries()) b.lcp = e.startTime; })
-      .observe({ type: 'largest-contentful-paint', buffered: true });
-  } catch (e) { b.noLCP = String(e); }
 }`
 
 // sample is one load's figures, in milliseconds from navigation start.
@@ -89,7 +96,8 @@ type sample struct {
 	// LongTasks are the long tasks as [start, duration] pairs.
 	LongTasks [][2]float64 `json:"longTasks"`
 	// Frames are the long animation frames (50 ms or more, the work of a
-	// task and the rendering after it) with the scripts that ran in them.
+	// task and the rendering after it) with the scripts that ran in them;
+	// only with -tasks.
 	Frames  []longFrame `json:"frames"`
 	OwnProc bool        `json:"-"` // the widget's frame ran in a process of its own
 }
@@ -108,23 +116,18 @@ type longFrame struct {
 // String is the frame's start and duration and its scripts' durations, in
 // milliseconds.
 func (f longFrame) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "at %.0f, %.0f ms:", f.Start, f.Duration)
 	if len(f.Scripts) == 0 {
-		b.WriteString(" no script (style, layout, paint, or the browser's own work)")
+		return fmt.Sprintf("at %.0f, %.0f ms: no script (style, layout, paint, or the browser's own work)", f.Start, f.Duration)
 	}
+	scripts := make([]string, len(f.Scripts))
 	for i, s := range f.Scripts {
-		sep := ","
-		if i == 0 {
-			sep = ""
-		}
-		fmt.Fprintf(&b, "%s %s", sep, s.Invoker)
+		who := s.Invoker
 		if s.Source != "" && !strings.HasSuffix(s.Invoker, s.Source) {
-			fmt.Fprintf(&b, " (%s)", s.Source)
+			who += " (" + s.Source + ")"
 		}
-		fmt.Fprintf(&b, " %.0f ms", s.Duration)
+		scripts[i] = fmt.Sprintf("%s %.0f ms", who, s.Duration)
 	}
-	return b.String()
+	return fmt.Sprintf("at %.0f, %.0f ms: %s", f.Start, f.Duration, strings.Join(scripts, ", "))
 }
 
 const collect = `(() => {
@@ -154,6 +157,9 @@ const quietJS = `(() => {
 func newTab(b *browser, rate float64) (context.Context, context.CancelFunc, error) {
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
 	_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: instrument})
+	if err == nil && b.frames {
+		_, err = chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: instrumentFrames})
+	}
 	if err == nil {
 		_, err = chromedp.Call(ctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: rate})
 	}
