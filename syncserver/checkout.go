@@ -114,6 +114,7 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 	var co *cart.Checkout
 	var ce *cart.Error
 	err = s.store.Mutate(ctx, cartID, nil, func(rec *Record) error {
+		co, ce = nil, nil
 		if !rec.Exists || rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
 		}
@@ -125,6 +126,9 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 		s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
 		return nil
 	})
+	if err != nil && !errors.Is(err, errNothingToDo) {
+		return nil, s.checkoutLoadError(cartID, err)
+	}
 	if ce != nil {
 		code := protocol.ErrCartChanged
 		switch ce.Code {
@@ -135,11 +139,8 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 		}
 		return nil, protocol.Errorf(code, "%s", ce.Message)
 	}
-	if errors.Is(err, errNothingToDo) {
-		return co, nil // this review's open checkout, unchanged
-	}
 	if err != nil {
-		return nil, s.checkoutLoadError(cartID, err)
+		return co, nil // this review's open checkout, unchanged
 	}
 	s.eventsWritten(true)
 	return co, nil
@@ -289,22 +290,27 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 		return nil
 	}
 	err := s.store.Mutate(r.Context(), cartID, nil, fn)
-	if movedTo != "" {
+	if movedTo != "" && errors.Is(err, errNothingToDo) {
 		cartID = movedTo
 		err = s.store.Mutate(r.Context(), cartID, nil, fn)
 		if movedTo != "" && ce == nil && co == nil {
 			ce = &cart.Error{Code: cart.CodeCheckoutUnknown}
 		}
 	}
+	// What fn set counts only if it ran to the end: err is nil or its
+	// own (see Store.Mutate).
 	switch {
-	case ce != nil && ce.Code == cart.CodeCheckoutUnknown, errors.Is(err, ErrCartNotFound), errors.Is(err, ErrCartExpired):
+	case errors.Is(err, ErrCartNotFound), errors.Is(err, ErrCartExpired):
+		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
+		return
+	case err != nil && err != errNothingToDo:
+		s.httpError(w, s.checkoutLoadError(cartID, err))
+		return
+	case ce != nil && ce.Code == cart.CodeCheckoutUnknown:
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
 		return
 	case ce != nil:
 		s.httpError(w, protocol.Errorf(protocol.ErrCheckoutEnded, "%s", ce.Message))
-		return
-	case err != nil && err != errNothingToDo:
-		s.httpError(w, s.checkoutLoadError(cartID, err))
 		return
 	}
 	if err == nil {

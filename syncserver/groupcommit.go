@@ -378,6 +378,7 @@ func runCart(cartID string, l BatchLoad, ms []*mutation) (BatchWrite, bool) {
 		for _, c := range m.clients {
 			rec.Seqs[c] = out.Seqs[c]
 		}
+		m.panicked = nil // a batch decided again runs fn again
 		if err := runFn(m, rec); err != nil {
 			m.err = err
 			continue

@@ -19,6 +19,15 @@ type Store interface {
 	// in the record is committed durably before Mutate returns: the cart,
 	// its meta, the seqs, and rec.Appended added to the change log. If fn
 	// returns an error nothing is written and Mutate returns that error.
+	//
+	// fn may run more than once, each time on a fresh record: a store may
+	// run it again after a failed attempt, or first on the cart as this
+	// instance last wrote it and, if another writer changed the cart
+	// since, again on the cart as locked (then, if the cart expired
+	// meanwhile, not again: Mutate returns ErrCartExpired). Only the last
+	// run counts: fn changes nothing but the record and its caller's
+	// variables, sets all of those it sets on every run, and the caller
+	// reads them only when Mutate returns nil or fn's own error.
 	Mutate(ctx context.Context, cartID string, clients []string, fn func(rec *Record) error) error
 
 	// Load returns the committed cart and the last seq applied for each of
