@@ -1,7 +1,9 @@
 package syncserver
 
 import (
+	"maps"
 	"sync"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 )
@@ -15,6 +17,12 @@ import (
 // the version, with every other write of this process forgetting the cart
 // and a write by another process, seen by PRAGMA data_version, clearing
 // the memo).
+//
+// An entry made by PutRecord holds the row's meta and the seqs of the
+// clients the store wrote or read with it as well: a store may then
+// decide a batch on the entry's record alone and write it on the condition
+// that the row still carries the stamp (Postgres: one round trip instead
+// of two; see Record).
 type CartMemo struct {
 	mu  sync.Mutex
 	max int
@@ -24,6 +32,10 @@ type CartMemo struct {
 type memoEntry struct {
 	stamp string
 	cart  *cart.Cart
+	// Set by PutRecord only: the row's meta, and the last seqs of the
+	// clients known (nil: none known, the entry has no record).
+	meta Meta
+	seqs map[string]uint64
 }
 
 // NewCartMemo returns a memo of at most max carts.
@@ -46,13 +58,71 @@ func (m *CartMemo) Put(id, stamp string, c *cart.Cart) {
 	c = c.Clone()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.put(id, memoEntry{stamp: stamp, cart: c})
+}
+
+// put sets id's entry, dropping another one if the memo is full. m.mu must
+// be held.
+func (m *CartMemo) put(id string, e memoEntry) {
 	if _, ok := m.m[id]; !ok && len(m.m) >= m.max {
 		for k := range m.m { // any one: the map's order is random
 			delete(m.m, k)
 			break
 		}
 	}
-	m.m[id] = memoEntry{stamp: stamp, cart: c}
+	m.m[id] = e
+}
+
+// PutRecord is Put for a record that was written as the row with the
+// given stamp: the entry keeps the record's meta and seqs too. When the
+// entry is the record of the row of stamp from (the row the batch read or
+// checked before writing it), the seqs it knew of other clients are kept;
+// otherwise only rec's. Times are kept as the store keeps them: UTC, to the
+// millisecond.
+func (m *CartMemo) PutRecord(id, from, stamp string, rec *Record) {
+	c := rec.Cart.Clone()
+	meta := rec.Meta
+	meta.UpdatedAt, meta.AbandonedAt = storedTime(meta.UpdatedAt), storedTime(meta.AbandonedAt)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.m[id]
+	seqs := make(map[string]uint64, len(rec.Seqs)+len(old.seqs))
+	if from != "" && old.stamp == from {
+		maps.Copy(seqs, old.seqs)
+	}
+	maps.Copy(seqs, rec.Seqs)
+	m.put(id, memoEntry{stamp: stamp, cart: c, meta: meta, seqs: seqs})
+}
+
+// Record returns the record of the cart's entry with the seqs of clients,
+// and the stamp of the row it was made from, if the entry was made by
+// PutRecord and knows the seq of every one of clients. The record is as a
+// store would load it under lock if the row still carried the stamp; its
+// cart is shared (callers clone it before changing it).
+func (m *CartMemo) Record(id string, clients []string) (stamp string, rec *Record, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, found := m.m[id]
+	if !found || e.seqs == nil {
+		return "", nil, false
+	}
+	seqs := make(map[string]uint64, len(clients))
+	for _, c := range clients {
+		seq, known := e.seqs[c]
+		if !known {
+			return "", nil, false
+		}
+		seqs[c] = seq
+	}
+	return e.stamp, &Record{Cart: e.cart, Meta: e.meta, Exists: true, Seqs: seqs}, true
+}
+
+// storedTime is t as a store keeps it: UTC, to the millisecond.
+func storedTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Millisecond).UTC()
 }
 
 // Clear drops every entry.

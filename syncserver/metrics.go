@@ -55,7 +55,7 @@ type GroupCommitStore interface {
 
 // RegisterGroupCommit registers the group-commit counters of s:
 // cartsync_commit_batches_total and cartsync_commit_batched_total (their
-// ratio is the mean batch).
+// ratio is the mean batch), and those of a MemoCommitStore.
 func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 	batches := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cartsync_commit_batches_total", Help: "Group-commit batches: transactions that committed (or failed) one or more Mutates together.",
@@ -63,10 +63,28 @@ func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 	batched := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cartsync_commit_batched_total", Help: "Mutates committed by group commit, over all batches.",
 	}, func() float64 { _, n := s.GroupCommitStats(); return float64(n) })
-	for _, c := range []prometheus.Collector{batches, batched} {
+	cs := []prometheus.Collector{batches, batched}
+	if ms, ok := s.(MemoCommitStore); ok {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cartsync_commit_memo_total", Help: "Batches decided on the carts this instance wrote last (kept in memory) and committed in one round trip.",
+		}, func() float64 { n, _ := ms.MemoCommitStats(); return float64(n) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cartsync_commit_stale_total", Help: "Batches decided in memory whose carts another writer had changed: decided again on the rows read under lock.",
+		}, func() float64 { _, n := ms.MemoCommitStats(); return float64(n) }))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// MemoCommitStore is a store that can commit a batch decided on the carts
+// it wrote last, kept in memory (see CartMemo). RegisterGroupCommit
+// registers its counters too: cartsync_commit_memo_total and
+// cartsync_commit_stale_total.
+type MemoCommitStore interface {
+	// MemoCommitStats returns the batches committed from memory so far,
+	// and those whose memory was stale (committed on the rows instead).
+	MemoCommitStats() (committed, stale uint64)
 }

@@ -59,9 +59,113 @@ const (
 	sqlTrim = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
 )
 
-// CommitBatch implements syncserver.BatchCommitter: two round trips and one
-// commit for the whole batch, as Mutate takes for one cart.
+// sqlLockStamped locks the carts of a batch decided from the memo, and
+// aborts the transaction with errStale's SQLSTATE unless every one is
+// still the row the memo holds (migration 0006).
+const sqlLockStamped = `SELECT cartsync_lock_stamped($1::text[], $2::text[])`
+
+// stateStale is the SQLSTATE of cartsync_lock_stamped's refusal.
+const stateStale = "CS409"
+
+// errStale is returned by commitFromMemo when a cart's row changed since
+// this store wrote it: nothing was written.
+var errStale = errors.New("a cart changed since this instance wrote it")
+
+// CommitBatch implements syncserver.BatchCommitter. When the memo holds
+// the record of every cart with the seqs asked for (carts this instance
+// wrote last, as a busy cart's batches are), the batch is decided from
+// memory and written in one round trip: BEGIN, the row locks with a check
+// that each row is still the one the memo holds, the writes and the
+// COMMIT. Otherwise, or when a row changed (another instance wrote it),
+// it takes two round trips, as Mutate would for one cart: the locks and
+// the reads, then the writes and the COMMIT.
 func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
+	if stamps, loaded, ok := s.memoLoads(carts); ok {
+		err := s.commitFromMemo(ctx, carts, stamps, loaded, decide)
+		if !errors.Is(err, errStale) {
+			if err == nil {
+				s.memoCommits.Add(1)
+			}
+			return err
+		}
+		s.staleCommits.Add(1)
+	}
+	return s.commitLocked(ctx, carts, decide)
+}
+
+// memoLoads returns the memo's record of each cart with the stamps of
+// their rows, if it has all of them.
+func (s *Store) memoLoads(carts []syncserver.BatchCart) (stamps []string, loaded []syncserver.BatchLoad, ok bool) {
+	stamps = make([]string, len(carts))
+	loaded = make([]syncserver.BatchLoad, len(carts))
+	for i, c := range carts {
+		if c.AllClients {
+			return nil, nil, false
+		}
+		if stamps[i], loaded[i].Rec, ok = s.memo.Record(c.ID, c.Clients); !ok {
+			return nil, nil, false
+		}
+	}
+	return stamps, loaded, true
+}
+
+// commitFromMemo commits a batch decided on the memo's records, in one
+// round trip; errStale means nothing was written and the batch must be
+// decided again on the rows.
+func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart, stamps []string, loaded []syncserver.BatchLoad, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
+	writes, err := decide(loaded)
+	if err != nil {
+		return err
+	}
+	sets, _, err := prepare(writes)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, len(carts))
+	for i, c := range carts {
+		ids[i] = c.ID
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlLockStamped, ids, stamps)
+	newStamps := make([]string, len(writes))
+	if err := queueWrites(b, sets, newStamps); err != nil {
+		return fmt.Errorf("commit batch: %w", err)
+	}
+	b.Queue("COMMIT")
+
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return withCtx(ctx, fmt.Errorf("commit batch: acquire connection: %w", err))
+	}
+	inTx := true // from the BEGIN on, until the COMMIT is answered
+	defer func() { release(ctx, conn, inTx) }()
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		var pe *pgconn.PgError
+		switch {
+		case errors.As(err, &pe) && pe.Code == stateStale:
+			return errStale
+		case !errors.As(err, &pe):
+			// The server did not answer: the COMMIT may have
+			// reached it.
+			err = fmt.Errorf("%w: %w", syncserver.ErrCommitUnknown, err)
+		}
+		return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
+	}
+	inTx = false
+	index := make(map[string]int, len(carts))
+	for i, c := range carts {
+		index[c.ID] = i
+	}
+	for i, w := range writes {
+		s.memo.PutRecord(w.ID, stamps[index[w.ID]], newStamps[i], w.Rec)
+	}
+	return nil
+}
+
+// commitLocked commits a batch in two round trips: it locks and reads the
+// carts, decides, then writes and commits.
+func (s *Store) commitLocked(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return withCtx(ctx, fmt.Errorf("commit batch: acquire connection: %w", err))
@@ -120,7 +224,12 @@ func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, d
 	}
 	inTx = false
 	for i, w := range writes {
-		s.memo.Put(w.ID, newStamps[i], w.Rec.Cart)
+		j := l.index[w.ID]
+		from := ""
+		if l.fromMemo[j] {
+			from = l.stamps[j]
+		}
+		s.memo.PutRecord(w.ID, from, newStamps[i], w.Rec)
 	}
 	return nil
 }
@@ -149,18 +258,22 @@ type batchLock struct {
 	ids    []string     // the carts' ids, in the batch's order
 	stamps []string     // the write_id this store last wrote, per cart (see CartMemo)
 	memo   []*cart.Cart // the cart it wrote then
-	index  map[string]int
-	loaded []syncserver.BatchLoad
+	// fromMemo[i]: the row locked was the one of stamps[i], and the
+	// memo's cart was taken.
+	fromMemo []bool
+	index    map[string]int
+	loaded   []syncserver.BatchLoad
 }
 
 func (s *Store) newBatchLock(carts []syncserver.BatchCart) *batchLock {
 	l := &batchLock{
-		carts:  carts,
-		ids:    make([]string, len(carts)),
-		stamps: make([]string, len(carts)),
-		memo:   make([]*cart.Cart, len(carts)),
-		index:  make(map[string]int, len(carts)),
-		loaded: make([]syncserver.BatchLoad, len(carts)),
+		carts:    carts,
+		ids:      make([]string, len(carts)),
+		stamps:   make([]string, len(carts)),
+		memo:     make([]*cart.Cart, len(carts)),
+		fromMemo: make([]bool, len(carts)),
+		index:    make(map[string]int, len(carts)),
+		loaded:   make([]syncserver.BatchLoad, len(carts)),
 	}
 	for i, c := range carts {
 		l.ids[i] = c.ID
@@ -215,6 +328,7 @@ func (l *batchLock) readCarts(rows pgx.Rows) error {
 			// Unchanged since this store wrote it: shared, and
 			// runCart clones it before any change.
 			rec.Exists, rec.Cart = true, l.memo[i]
+			l.fromMemo[i] = true
 		default:
 			if err := decodeState(rec, id, state); err != nil {
 				return err
@@ -335,6 +449,11 @@ func decodeState(rec *syncserver.Record, cartID string, state []byte) error {
 		return fmt.Errorf("decode cart %s: %w", cartID, err)
 	}
 	return nil
+}
+
+// MemoCommitStats implements syncserver.MemoCommitStore.
+func (s *Store) MemoCommitStats() (committed, stale uint64) {
+	return s.memoCommits.Load(), s.staleCommits.Load()
 }
 
 // GroupCommitStats implements syncserver.GroupCommitStore.

@@ -60,10 +60,20 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
 		}
 	}
-	b.Queue(sqlDropTombstones, kind, tombstoneCutoff, limit)
+	var dropped []string
+	b.Queue(sqlDropTombstones, kind, tombstoneCutoff, limit).Query(func(rows pgx.Rows) (err error) {
+		dropped, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: %w", kind, err))
 	}
+	// Before the commit: no batch decides on these carts from memory
+	// once they are gone (one that did would call its fns on them, and
+	// then find them gone). Another instance's memo finds out at its
+	// next batch.
+	s.memo.Forget(ids...)
+	s.memo.Forget(dropped...)
 	if err := tx.Commit(ctx); err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: commit: %w", kind, err))
 	}

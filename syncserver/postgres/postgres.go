@@ -4,11 +4,14 @@
 // Mutates are committed by group commit (syncserver.GroupCommitter): a
 // batch is one transaction that locks its carts' rows (SELECT ... FOR
 // UPDATE, in id order), so that the Mutates of a cart are serialized across
-// every instance while different carts proceed in parallel. It costs two
-// round trips whatever its size: the BEGIN, the row locks and the seqs go in
-// one pipelined batch; the writes and the COMMIT in another. A Merge is the
-// same with two rows, locked in id order too, so that batches and Merges
-// never deadlock. Purge skips the rows a batch holds (FOR UPDATE SKIP
+// every instance while different carts proceed in parallel. It costs one
+// round trip whatever its size when this instance wrote each of its carts
+// last (syncserver.CartMemo): the batch is decided on the carts in memory,
+// and the BEGIN, the row locks with a check that each row is still the one
+// written, the writes and the COMMIT go in one pipelined batch. Otherwise it
+// costs two: the BEGIN, the row locks and the seqs in one; the writes and
+// the COMMIT in another. A Merge is the same with two rows, locked in id
+// order too, so that batches and Merges never deadlock. Purge skips the rows a batch holds (FOR UPDATE SKIP
 // LOCKED) and a batch waits for the Purge holding its row, then finds the
 // tombstone.
 //
@@ -34,6 +37,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,12 +55,18 @@ type Store struct {
 	pool  *pgxpool.Pool
 	group *syncserver.GroupCommitter
 	memo  *syncserver.CartMemo // the carts batches wrote, by write_id
+
+	// Batches committed in one round trip from the memo, and batches
+	// whose memo was stale (then committed in two).
+	memoCommits, staleCommits atomic.Uint64
 }
 
 var (
 	_ syncserver.Store        = (*Store)(nil)
 	_ syncserver.CatalogStore = (*Store)(nil)
 	_ syncserver.EventStore   = (*Store)(nil)
+
+	_ syncserver.MemoCommitStore = (*Store)(nil)
 )
 
 // Option configures Open.
@@ -210,7 +220,8 @@ const (
 	sqlClearLog       = `DELETE FROM cart_log WHERE cart_id = ANY($1)`
 	sqlClearSeqs      = `DELETE FROM cart_clients WHERE cart_id = ANY($1)`
 	sqlDropTombstones = `DELETE FROM carts WHERE id IN (
-		SELECT id FROM carts WHERE kind = $1 AND expired_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED)`
+		SELECT id FROM carts WHERE kind = $1 AND expired_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING id`
 )
 
 // Load implements syncserver.Store.

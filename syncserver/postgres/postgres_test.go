@@ -261,7 +261,10 @@ func BenchmarkRawInsert(b *testing.B) {
 
 // A batch takes a cart from its memo only while the row is the one it
 // wrote: a write by another instance, even one that keeps the version
-// (a login merge counting a new client), is seen by the next batch.
+// (a login merge counting a new client), is seen by the next batch. A
+// batch decided from the memo on a row that changed is decided again on
+// the row (the stale count); one on an unchanged row commits in one round
+// trip (the memo count).
 func TestMemoSeesOtherInstancesWrites(t *testing.T) {
 	url := schemaURL(t)
 	a, b := openStore(t, url), openStore(t, url)
@@ -287,6 +290,9 @@ func TestMemoSeesOtherInstancesWrites(t *testing.T) {
 	if saw != 41 {
 		t.Errorf("second Mutate on the first instance saw Clients = %d, want the other instance's 41", saw)
 	}
+	if memo, stale := a.MemoCommitStats(); memo != 0 || stale != 1 {
+		t.Errorf("after the other instance's write: %d batches from the memo, %d stale; want 0 and 1", memo, stale)
+	}
 	// And the memo serves a cart this instance wrote, unchanged.
 	var lines int
 	if err := a.Mutate(ctx, id, nil, func(rec *syncserver.Record) error {
@@ -297,5 +303,12 @@ func TestMemoSeesOtherInstancesWrites(t *testing.T) {
 	}
 	if stamp, c := a.memo.Lookup(id); stamp == "" || c == nil || len(c.Lines) != 2 || lines != 2 {
 		t.Errorf("memo entry %q with %v, Mutate saw %d lines; want the cart of 2 lines", stamp, c, lines)
+	}
+	if memo, stale := a.MemoCommitStats(); memo != 1 || stale != 1 {
+		t.Errorf("after a Mutate on the cart this instance wrote: %d batches from the memo, %d stale; want 1 and 1", memo, stale)
+	}
+	rec, err := b.Load(ctx, id, []string{"c1"})
+	if err != nil || rec.Cart.Version != 2 || rec.Seqs["c1"] != 2 || rec.Cart.Clients != 41 {
+		t.Errorf("Load = %+v, %v; want version 2, c1 at seq 2, Clients 41", rec, err)
 	}
 }
