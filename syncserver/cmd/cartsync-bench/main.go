@@ -251,20 +251,25 @@ type result struct {
 	// The server's group commit over the window: transactions, and the
 	// Mutates they committed.
 	batches, batched float64
-	serverCPU        float64 // seconds
+	// Of those transactions (Postgres): committed in one round trip from
+	// the carts in memory, and decided there on stale carts.
+	memo, stale float64
+	serverCPU   float64 // seconds
 }
 
 // The server's group-commit counters (see syncserver.RegisterGroupCommit).
 const (
 	metricBatches = "cartsync_commit_batches_total"
 	metricBatched = "cartsync_commit_batched_total"
+	metricMemo    = "cartsync_commit_memo_total"
+	metricStale   = "cartsync_commit_stale_total"
 	metricCPU     = "process_cpu_seconds_total"
 )
 
 // serverCounters reads the server's group-commit counters and CPU time
 // from /metrics; none if it cannot.
 func serverCounters(ctx context.Context, server string) map[string]float64 {
-	return readMetrics(ctx, server, metricBatches, metricBatched, metricCPU)
+	return readMetrics(ctx, server, metricBatches, metricBatched, metricMemo, metricStale, metricCPU)
 }
 
 // readMetrics reads unlabelled values from the server's /metrics: those
@@ -375,6 +380,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	wg.Wait()
 	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load(),
 		batches: after[metricBatches] - before[metricBatches], batched: after[metricBatched] - before[metricBatched],
+		memo: after[metricMemo] - before[metricMemo], stale: after[metricStale] - before[metricStale],
 		serverCPU: after[metricCPU] - before[metricCPU]}, nil
 }
 
@@ -467,7 +473,11 @@ func (r *result) print(c config) {
 		fmt.Printf("server CPU: %.2f cores, %.3f ms per acknowledged op\n", r.serverCPU/r.window.Seconds(), 1000*r.serverCPU/float64(len(r.acks)))
 	}
 	if r.batches > 0 {
-		fmt.Printf("group commit: %.0f transactions/s, %.1f Mutates per transaction\n", r.batches/r.window.Seconds(), r.batched/r.batches)
+		fmt.Printf("group commit: %.0f transactions/s, %.1f Mutates per transaction", r.batches/r.window.Seconds(), r.batched/r.batches)
+		if r.memo+r.stale > 0 {
+			fmt.Printf(", %.0f%% in one round trip (%.0f decided on stale carts)", 100*r.memo/r.batches, r.stale)
+		}
+		fmt.Println()
 	}
 	if r.errors > 0 {
 		fmt.Printf("client errors: %d\n", r.errors)
