@@ -312,3 +312,37 @@ func TestMemoSeesOtherInstancesWrites(t *testing.T) {
 		t.Errorf("Load = %+v, %v; want version 2, c1 at seq 2, Clients 41", rec, err)
 	}
 }
+
+// A cart another instance expired while this one holds it in memory: the
+// batch decided from memory finds the row changed, and the Mutate fails
+// with ErrCartExpired, writing nothing.
+func TestMemoCartExpiredElsewhere(t *testing.T) {
+	url := schemaURL(t)
+	a, b := openStore(t, url), openStore(t, url)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	ctx := t.Context()
+	const id = "g_memo-expired"
+	old := time.Now().Add(-time.Hour)
+	if err := a.Mutate(ctx, id, []string{"c1"}, func(rec *syncserver.Record) error {
+		rec.Meta.Kind, rec.Meta.UpdatedAt = syncserver.KindGuest, old
+		return addFn("c1", 1, "SKU-A")(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Purge(ctx, syncserver.KindGuest, time.Now(), time.Time{}, 10); err != nil || len(got) != 1 || got[0] != id {
+		t.Fatalf("Purge on the other instance = %q, %v; want [%s]", got, err, id)
+	}
+	err := a.Mutate(ctx, id, []string{"c1"}, addFn("c1", 2, "SKU-B"))
+	if !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Mutate on the cart expired elsewhere = %v, want ErrCartExpired", err)
+	}
+	if memo, stale := a.MemoCommitStats(); memo != 0 || stale != 1 {
+		t.Errorf("%d batches from the memo, %d stale; want 0 and 1", memo, stale)
+	}
+	if _, err := a.Load(ctx, id, nil); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("Load after = %v, want ErrCartExpired", err)
+	}
+	if chs, err := b.Changes(ctx, id, 0, 10); err == nil || len(chs) != 0 {
+		t.Errorf("Changes after = %d changes, %v; want none, ErrCartExpired", len(chs), err)
+	}
+}
