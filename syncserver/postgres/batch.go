@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,17 +60,32 @@ const (
 	sqlTrim = `DELETE FROM cart_log WHERE cart_id = $1 AND version <= $2`
 )
 
-// sqlLockStamped locks the carts of a batch decided from the memo, and
-// aborts the transaction with errStale's SQLSTATE unless every one is
-// still the row the memo holds (migration 0006).
-const sqlLockStamped = `SELECT cartsync_lock_stamped($1::text[], $2::text[])`
+// sqlLockStamped locks the carts of a batch decided from the memo, in id
+// order as every batch does, and aborts the transaction unless each one
+// exists, is not expired and still carries the write_id the memo holds
+// ($2, by $1). The abort is a failed cast of a text that names it
+// (staleMark), so that a plain statement does it: a PL/pgSQL function
+// raising its own SQLSTATE cost Postgres about 0.1 ms more per call.
+const sqlLockStamped = `SELECT (CASE WHEN count(*) = cardinality($1::text[]) THEN NULL
+		ELSE '` + staleMark + ` ' || count(*) END)::int
+	FROM (SELECT FROM carts c JOIN unnest($1::text[], $2::text[]) AS k(id, stamp) ON c.id = k.id
+		WHERE c.write_id::text = k.stamp AND c.expired_at IS NULL AND c.state IS NOT NULL
+		ORDER BY c.id FOR UPDATE OF c) l`
 
-// stateStale is the SQLSTATE of cartsync_lock_stamped's refusal.
-const stateStale = "CS409"
+// staleMark is in the error of sqlLockStamped's abort.
+const staleMark = "cartsync_stale_carts"
 
 // errStale is returned by commitFromMemo when a cart's row changed since
 // this store wrote it: nothing was written.
 var errStale = errors.New("a cart changed since this instance wrote it")
+
+// isStale reports whether err is sqlLockStamped's abort: the text that
+// could not be cast (invalid_text_representation) is quoted in the
+// message, whatever its language.
+func isStale(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22P02" && strings.Contains(pe.Message, staleMark)
+}
 
 // CommitBatch implements syncserver.BatchCommitter. When the memo holds
 // the record of every cart with the seqs asked for (carts this instance
@@ -143,7 +159,7 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		var pe *pgconn.PgError
 		switch {
-		case errors.As(err, &pe) && pe.Code == stateStale:
+		case isStale(err):
 			return errStale
 		case !errors.As(err, &pe):
 			// The server did not answer: the COMMIT may have
