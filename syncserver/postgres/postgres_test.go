@@ -346,3 +346,91 @@ func TestMemoCartExpiredElsewhere(t *testing.T) {
 		t.Errorf("Changes after = %d changes, %v; want none, ErrCartExpired", len(chs), err)
 	}
 }
+
+// Two instances edit the same carts at once, many times: each batch one
+// of them decides from memory finds the other's writes, and is decided
+// again on the rows. Every Mutate that returned nil is in its cart exactly
+// once, versions and each client's seqs have no gap, and both kinds of
+// batch ran.
+func TestMemoUnderTwoInstances(t *testing.T) {
+	url := schemaURL(t)
+	stores := []*Store{openStore(t, url), openStore(t, url)}
+	t.Cleanup(func() { stores[0].Close(); stores[1].Close() })
+	ctx := t.Context()
+	const carts, workers, rounds = 4, 4, 30
+	cartID := func(i int) string { return fmt.Sprintf("g_memo-both-%d", i) }
+	// Worker w's cart in round i: five rounds on one, then the next.
+	pick := func(w, i int) int { return (w + i/5) % carts }
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(stores)*workers)
+	for s, st := range stores {
+		for w := range workers {
+			client := fmt.Sprintf("s%d-w%d", s, w)
+			wg.Go(func() {
+				for i := range rounds {
+					err := st.Mutate(ctx, cartID(pick(w, i)), []string{client}, func(rec *syncserver.Record) error {
+						rec.Meta.Kind = syncserver.KindGuest
+						return addFn(client, rec.Seqs[client]+1, "X")(rec)
+					})
+					if err != nil {
+						errs <- fmt.Errorf("%s, round %d: %w", client, i, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	total := 0
+	for c := range carts {
+		var clients []string
+		want := map[string]uint64{}
+		for s := range stores {
+			for w := range workers {
+				client := fmt.Sprintf("s%d-w%d", s, w)
+				clients = append(clients, client)
+				for i := range rounds {
+					if pick(w, i) == c {
+						want[client]++
+					}
+				}
+			}
+		}
+		edits := 0
+		for _, n := range want {
+			edits += int(n)
+		}
+		total += edits
+		rec, err := stores[0].Load(ctx, cartID(c), clients)
+		if err != nil {
+			t.Fatalf("Load(%s): %v", cartID(c), err)
+		}
+		if l := rec.Cart.Line("X"); rec.Cart.Version != uint64(edits) || l == nil || l.Quantity != edits {
+			t.Errorf("%s: version %d, line %+v; want version and quantity %d", cartID(c), rec.Cart.Version, l, edits)
+		}
+		for _, client := range clients {
+			if rec.Seqs[client] != want[client] {
+				t.Errorf("%s: %s at seq %d, want %d", cartID(c), client, rec.Seqs[client], want[client])
+			}
+		}
+		chs, err := stores[1].Changes(ctx, cartID(c), 0, 1000)
+		if err != nil || len(chs) != edits {
+			t.Errorf("%s: %d changes, %v; want %d (Changes checks they run on without a gap)", cartID(c), len(chs), err, edits)
+		}
+	}
+	var memo, stale uint64
+	for _, st := range stores {
+		m, s := st.MemoCommitStats()
+		memo, stale = memo+m, stale+s
+	}
+	t.Logf("%d edits: %d batches from the memo, %d stale", total, memo, stale)
+	if memo == 0 || stale == 0 {
+		t.Errorf("%d batches from the memo and %d stale: the test ran only one kind", memo, stale)
+	}
+}
