@@ -29,7 +29,8 @@ type BatchCart struct {
 	AllClients bool
 }
 
-// BatchLoad is a cart of a batch as the store loaded it under lock.
+// BatchLoad is a cart of a batch as the store loaded it under lock, or as
+// it expects to find it (see BatchCommitter).
 type BatchLoad struct {
 	// Rec is the cart with the seqs of every client asked for; a cart
 	// that does not exist is a new empty one at version 0 (Exists false).
@@ -63,6 +64,13 @@ type BatchCommitter interface {
 	// loads them, hands them to decide (loaded[i] is carts[i]), writes
 	// the records decide returns and commits durably. If decide returns
 	// an error nothing is written and CommitBatch returns it.
+	//
+	// A store may instead hand decide the carts as it expects to find
+	// them (as it last wrote them), and write what decide returns only
+	// if, under lock, each cart is still that; otherwise it calls decide
+	// again with the carts as locked. decide may thus run twice, and when
+	// CommitBatch fails, its results may have come from carts that were
+	// not as expected.
 	//
 	// An error wrapping ErrCommitUnknown means the commit was sent but
 	// its outcome is unknown (the connection failed); any other error
@@ -311,14 +319,13 @@ func (g *GroupCommitter) commitBatch(ctx context.Context, batch []*mutation) err
 	})
 }
 
-// failed answers the Mutates of a batch that was not committed with err,
-// but for those whose fn failed or whose cart was expired: they keep that
-// answer, as they would not have been written either way.
+// failed answers every Mutate of a batch that was not committed with err,
+// also those whose fn failed or whose cart was expired: a store may have
+// decided the batch on records it had not locked (Store.Mutate), so what
+// fn said then is not known to hold.
 func failed(batch []*mutation, err error) {
 	for _, m := range batch {
-		if m.err == nil {
-			m.err = fmt.Errorf("mutate cart %s: %w", m.cartID, err)
-		}
+		m.err, m.panicked = fmt.Errorf("mutate cart %s: %w", m.cartID, err), nil
 	}
 }
 
@@ -362,7 +369,7 @@ func runCart(cartID string, l BatchLoad, ms []*mutation) (BatchWrite, bool) {
 	if l.Err != nil {
 		for _, m := range ms {
 			if m.start() {
-				m.err = l.Err
+				m.err, m.panicked = l.Err, nil
 			}
 		}
 		return BatchWrite{}, false

@@ -244,3 +244,66 @@ func TestGroupCommitBatchFailureRetriesOneByOne(t *testing.T) {
 		})
 	}
 }
+
+// expectingStore is a BatchCommitter that decides a batch on the carts as
+// it expects them first (stale here: version 7), then finds them changed
+// and decides again on the carts as locked and commits; or, with err,
+// fails with it before it could lock them.
+type expectingStore struct {
+	*batchStore
+	err error
+}
+
+func (s expectingStore) CommitBatch(ctx context.Context, carts []BatchCart, decide func([]BatchLoad) ([]BatchWrite, error)) error {
+	expected := make([]BatchLoad, len(carts))
+	for i, c := range carts {
+		expected[i].Rec = &Record{Cart: &cart.Cart{ID: c.ID, Version: 7}, Exists: true, Seqs: map[string]uint64{}}
+	}
+	if _, err := decide(expected); err != nil {
+		return err
+	}
+	if s.err != nil {
+		return s.err
+	}
+	return s.batchStore.CommitBatch(ctx, carts, decide)
+}
+
+// What fn said or did on the carts a store expected, but found changed,
+// never reaches the caller: only its run on the locked cart counts, and a
+// batch that then fails answers its own error.
+func TestGroupCommitOnlyTheLastDecideCounts(t *testing.T) {
+	errStale := errors.New("refused on the stale cart")
+	fn := func(rec *Record) error {
+		switch {
+		case rec.Cart.Version == 7 && rec.Cart.ID == "cart-err":
+			return errStale
+		case rec.Cart.Version == 7:
+			panic("fn saw the stale cart")
+		}
+		return label("x")(rec)
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"committed", nil},
+		{"failed", errors.New("write failed")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBatchStore()
+			g := NewGroupCommitter(expectingStore{b, tt.err}, GroupCommitConfig{Committers: 1})
+			for _, id := range []string{"cart-err", "cart-panic"} {
+				err := g.Mutate(t.Context(), id, nil, fn)
+				switch {
+				case tt.err == nil && err != nil:
+					t.Errorf("Mutate(%s) = %v, want nil: its run on the locked cart succeeded", id, err)
+				case tt.err != nil && !errors.Is(err, tt.err):
+					t.Errorf("Mutate(%s) = %v, want the batch's error %q", id, err, tt.err)
+				}
+				if c := b.carts[id]; tt.err == nil && (c == nil || c.Cart.Version != 1) {
+					t.Errorf("%s after the commit: %+v, want version 1", id, c)
+				}
+			}
+		})
+	}
+}

@@ -23,8 +23,9 @@ type Store interface {
 	// fn may run more than once, each time on a fresh record: a store may
 	// run it again after a failed attempt, or first on the cart as this
 	// instance last wrote it and, if another writer changed the cart
-	// since, again on the cart as locked (then, if the cart expired
-	// meanwhile, not again: Mutate returns ErrCartExpired). Only the last
+	// since, again on the cart as locked (then, if the cart expired or
+	// was deleted meanwhile, not again: Mutate returns ErrCartExpired or
+	// ErrCartGone). Only the last
 	// run counts: fn changes nothing but the record and its caller's
 	// variables, sets all of those it sets on every run, and the caller
 	// reads them only when Mutate returns nil or fn's own error.
