@@ -36,6 +36,9 @@ type memoEntry struct {
 	// clients known (nil: none known, the entry has no record).
 	meta Meta
 	seqs map[string]uint64
+	// taken: a batch is deciding on this record (Take), until Release
+	// or a new entry.
+	taken bool
 }
 
 // NewCartMemo returns a memo of at most max carts.
@@ -80,30 +83,50 @@ func (m *CartMemo) put(id string, e memoEntry) {
 // otherwise only rec's. Times are kept as the store keeps them: UTC, to the
 // millisecond.
 func (m *CartMemo) PutRecord(id, from, stamp string, rec *Record) {
+	m.putRecord(id, from, stamp, rec, false)
+}
+
+// Advance is PutRecord for a write decided on the entry of stamp from
+// (Take): it puts nothing if the entry is no longer that one, since what
+// replaced it was written after (the row was locked from the check to the
+// commit of the write).
+func (m *CartMemo) Advance(id, from, stamp string, rec *Record) {
+	m.putRecord(id, from, stamp, rec, true)
+}
+
+func (m *CartMemo) putRecord(id, from, stamp string, rec *Record, advance bool) {
 	c := rec.Cart.Clone()
 	meta := rec.Meta
 	meta.UpdatedAt, meta.AbandonedAt = storedTime(meta.UpdatedAt), storedTime(meta.AbandonedAt)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old := m.m[id]
+	old, ok := m.m[id]
+	chained := ok && from != "" && old.stamp == from
+	if advance && !chained {
+		return
+	}
 	seqs := make(map[string]uint64, len(rec.Seqs)+len(old.seqs))
-	if from != "" && old.stamp == from {
+	if chained {
 		maps.Copy(seqs, old.seqs)
 	}
 	maps.Copy(seqs, rec.Seqs)
 	m.put(id, memoEntry{stamp: stamp, cart: c, meta: meta, seqs: seqs})
 }
 
-// Record returns the record of the cart's entry with the seqs of clients,
+// Take returns the record of the cart's entry with the seqs of clients,
 // and the stamp of the row it was made from, if the entry was made by
-// PutRecord and knows the seq of every one of clients. The record is as a
-// store would load it under lock if the row still carried the stamp; its
-// cart is shared (callers clone it before changing it).
-func (m *CartMemo) Record(id string, clients []string) (stamp string, rec *Record, ok bool) {
+// PutRecord, knows the seq of every one of clients and is not taken; and
+// marks it taken until Release or a new entry (PutRecord, Put), so that
+// while one batch writes the cart from its record, another one on the same
+// cart locks the row and reads it instead of deciding on a record about
+// to be stale. The record is as a store would load it under lock if the
+// row still carried the stamp; its cart is shared (callers clone it before
+// changing it).
+func (m *CartMemo) Take(id string, clients []string) (stamp string, rec *Record, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, found := m.m[id]
-	if !found || e.seqs == nil {
+	if !found || e.seqs == nil || e.taken {
 		return "", nil, false
 	}
 	seqs := make(map[string]uint64, len(clients))
@@ -114,7 +137,20 @@ func (m *CartMemo) Record(id string, clients []string) (stamp string, rec *Recor
 		}
 		seqs[c] = seq
 	}
+	e.taken = true
+	m.m[id] = e
 	return e.stamp, &Record{Cart: e.cart, Meta: e.meta, Exists: true, Seqs: seqs}, true
+}
+
+// Release ends a Take of the entry of stamp, if it is still the cart's
+// entry.
+func (m *CartMemo) Release(id, stamp string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.m[id]; ok && e.stamp == stamp && e.taken {
+		e.taken = false
+		m.m[id] = e
+	}
 }
 
 // storedTime is t as a store keeps it: UTC, to the millisecond.

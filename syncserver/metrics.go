@@ -68,7 +68,7 @@ func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "cartsync_commit_memo_total", Help: "Batches decided on the carts this instance wrote last (kept in memory) and committed in one round trip.",
 		}, func() float64 { n, _ := ms.MemoCommitStats(); return float64(n) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "cartsync_commit_stale_total", Help: "Batches decided in memory whose carts another writer had changed: decided again on the rows read under lock.",
+			Name: "cartsync_commit_stale_total", Help: "Batches decided in memory whose carts had changed since (another instance, the purge, or a batch of this instance committing at once wrote them): decided again on the rows read under lock.",
 		}, func() float64 { _, n := ms.MemoCommitStats(); return float64(n) }))
 	}
 	for _, c := range cs {

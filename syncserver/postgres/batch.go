@@ -79,6 +79,10 @@ const staleMark = "cartsync_stale_carts"
 // this store wrote it: nothing was written.
 var errStale = errors.New("a cart changed since this instance wrote it")
 
+// errUnchecked wraps an error of a batch decided from the memo that
+// came before its rows were checked.
+var errUnchecked = errors.New("refused before the carts were checked")
+
 // isStale reports whether err is sqlLockStamped's abort: the text that
 // could not be cast (invalid_text_representation) is quoted in the
 // message, whatever its language.
@@ -88,37 +92,51 @@ func isStale(err error) bool {
 }
 
 // CommitBatch implements syncserver.BatchCommitter. When the memo holds
-// the record of every cart with the seqs asked for (carts this instance
-// wrote last, as a busy cart's batches are), the batch is decided from
-// memory and written in one round trip: BEGIN, the row locks with a check
-// that each row is still the one the memo holds, the writes and the
-// COMMIT. Otherwise, or when a row changed (another instance wrote it),
-// it takes two round trips, as Mutate would for one cart: the locks and
-// the reads, then the writes and the COMMIT.
+// the record of every cart with the seqs of the clients asked for (carts
+// this instance wrote last, edited by clients it has seen on them, as a
+// busy cart's batches are), and no other batch of this instance is writing
+// one of them from the memo, the batch is decided from memory and written
+// in one round trip: BEGIN, the row locks with a check that each row is
+// still the one the memo holds, the writes and the COMMIT. Otherwise (a
+// client's first edit of a cart, a login merge, a cart another batch is
+// writing) it takes two round trips, as Mutate would for one cart: the
+// locks and the reads, then the writes and the COMMIT. When the check
+// finds a row changed (another instance or the purge wrote it), nothing
+// was written, the transaction is rolled back, and the batch goes the
+// two-round-trip way.
 func (s *Store) CommitBatch(ctx context.Context, carts []syncserver.BatchCart, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
 	if stamps, loaded, ok := s.memoLoads(carts); ok {
 		err := s.commitFromMemo(ctx, carts, stamps, loaded, decide)
-		if !errors.Is(err, errStale) {
-			if err == nil {
-				s.memoCommits.Add(1)
-			}
+		for i, c := range carts {
+			s.memo.Release(c.ID, stamps[i]) // those not written since
+		}
+		switch {
+		case err == nil:
+			s.memoCommits.Add(1)
+			return nil
+		case errors.Is(err, errStale):
+			s.staleCommits.Add(1)
+		case !errors.Is(err, errUnchecked):
 			return err
 		}
-		s.staleCommits.Add(1)
 	}
 	return s.commitLocked(ctx, carts, decide)
 }
 
-// memoLoads returns the memo's record of each cart with the stamps of
-// their rows, if it has all of them.
+// memoLoads takes the memo's record of each cart with the stamps of their
+// rows (CartMemo.Take), if it can take all of them; the caller releases
+// them.
 func (s *Store) memoLoads(carts []syncserver.BatchCart) (stamps []string, loaded []syncserver.BatchLoad, ok bool) {
 	stamps = make([]string, len(carts))
 	loaded = make([]syncserver.BatchLoad, len(carts))
 	for i, c := range carts {
-		if c.AllClients {
-			return nil, nil, false
+		if !c.AllClients {
+			stamps[i], loaded[i].Rec, ok = s.memo.Take(c.ID, c.Clients)
 		}
-		if stamps[i], loaded[i].Rec, ok = s.memo.Record(c.ID, c.Clients); !ok {
+		if c.AllClients || !ok {
+			for j := range i {
+				s.memo.Release(carts[j].ID, stamps[j])
+			}
 			return nil, nil, false
 		}
 	}
@@ -126,16 +144,17 @@ func (s *Store) memoLoads(carts []syncserver.BatchCart) (stamps []string, loaded
 }
 
 // commitFromMemo commits a batch decided on the memo's records, in one
-// round trip; errStale means nothing was written and the batch must be
-// decided again on the rows.
+// round trip. errStale (a row changed) and errUnchecked (decide or a
+// write refused what it decided, which may not hold on the rows) mean
+// nothing was written and the batch must be decided again on the rows.
 func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart, stamps []string, loaded []syncserver.BatchLoad, decide func([]syncserver.BatchLoad) ([]syncserver.BatchWrite, error)) error {
 	writes, err := decide(loaded)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUnchecked, err)
 	}
 	sets, _, err := prepare(writes)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUnchecked, err)
 	}
 	ids := make([]string, len(carts))
 	for i, c := range carts {
@@ -146,7 +165,7 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 	b.Queue(sqlLockStamped, ids, stamps)
 	newStamps := make([]string, len(writes))
 	if err := queueWrites(b, sets, newStamps); err != nil {
-		return fmt.Errorf("commit batch: %w", err)
+		return fmt.Errorf("%w: commit batch: %w", errUnchecked, err)
 	}
 	b.Queue("COMMIT")
 
@@ -174,7 +193,7 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 		index[c.ID] = i
 	}
 	for i, w := range writes {
-		s.memo.PutRecord(w.ID, stamps[index[w.ID]], newStamps[i], w.Rec)
+		s.memo.Advance(w.ID, stamps[index[w.ID]], newStamps[i], w.Rec)
 	}
 	return nil
 }

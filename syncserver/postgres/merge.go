@@ -68,10 +68,12 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("purge %s carts: %w", kind, err))
 	}
-	// Before the commit: no batch decides on these carts from memory
-	// once they are gone (one that did would call its fns on them, and
-	// then find them gone). Another instance's memo finds out at its
-	// next batch.
+	// Before the commit, so that later batches do not decide on these
+	// carts from memory (they would call their fns on them, and then find
+	// them gone; Store.Mutate allows it, but it is wasted work). A batch
+	// that took its record before, or wrote the cart just before the
+	// purge locked it, may still do so once; the check under lock catches
+	// it. Another instance's memo finds out at its next batch.
 	s.memo.Forget(ids...)
 	s.memo.Forget(dropped...)
 	if err := tx.Commit(ctx); err != nil {
