@@ -22,7 +22,7 @@ import (
 // clients the store wrote or read with it as well: a store may then
 // decide a batch on the entry's record alone and write it on the condition
 // that the row still carries the stamp (Postgres: one round trip instead
-// of two; see Record).
+// of two; see Take).
 type CartMemo struct {
 	mu  sync.Mutex
 	max int

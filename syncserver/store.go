@@ -25,10 +25,10 @@ type Store interface {
 	// instance last wrote it and, if another writer changed the cart
 	// since, again on the cart as locked (then, if the cart expired or
 	// was deleted meanwhile, not again: Mutate returns ErrCartExpired or
-	// ErrCartGone). Only the last
-	// run counts: fn changes nothing but the record and its caller's
-	// variables, sets all of those it sets on every run, and the caller
-	// reads them only when Mutate returns nil or fn's own error.
+	// ErrCartGone). Only the last run counts: fn changes nothing but the
+	// record and its caller's variables, sets all of those it sets on
+	// every run, and the caller reads them only when Mutate returns nil
+	// or fn's own error.
 	Mutate(ctx context.Context, cartID string, clients []string, fn func(rec *Record) error) error
 
 	// Load returns the committed cart and the last seq applied for each of

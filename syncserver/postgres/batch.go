@@ -294,7 +294,7 @@ type batchLock struct {
 	stamps []string     // the write_id this store last wrote, per cart (see CartMemo)
 	memo   []*cart.Cart // the cart it wrote then
 	// fromMemo[i]: the row locked was the one of stamps[i], and the
-	// memo's cart was taken.
+	// memo's cart stood for it.
 	fromMemo []bool
 	index    map[string]int
 	loaded   []syncserver.BatchLoad

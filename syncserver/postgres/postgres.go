@@ -11,9 +11,9 @@
 // written, the writes and the COMMIT go in one pipelined batch. Otherwise it
 // costs two: the BEGIN, the row locks and the seqs in one; the writes and
 // the COMMIT in another. A Merge is the same with two rows, locked in id
-// order too, so that batches and Merges never deadlock. Purge skips the rows a batch holds (FOR UPDATE SKIP
-// LOCKED) and a batch waits for the Purge holding its row, then finds the
-// tombstone.
+// order too, so that batches and Merges never deadlock. Purge skips the
+// rows a batch holds (FOR UPDATE SKIP LOCKED) and a batch waits for the
+// Purge holding its row, then finds the tombstone.
 //
 // The events fn appends go to the outbox (table events) in the second
 // batch, with the cart's writes; the catalog is the table catalog_items.
