@@ -259,6 +259,16 @@ func BenchmarkRawInsert(b *testing.B) {
 	}
 }
 
+// twoInstances opens two stores on the test's schema, as two server
+// instances on one database.
+func twoInstances(t *testing.T) (a, b *Store) {
+	t.Helper()
+	url := schemaURL(t)
+	a, b = openStore(t, url), openStore(t, url)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // A batch takes a cart from its memo only while the row is the one it
 // wrote: a write by another instance, even one that keeps the version
 // (a login merge counting a new client), is seen by the next batch. A
@@ -266,9 +276,7 @@ func BenchmarkRawInsert(b *testing.B) {
 // the row (the stale count); one on an unchanged row commits in one round
 // trip (the memo count).
 func TestMemoSeesOtherInstancesWrites(t *testing.T) {
-	url := schemaURL(t)
-	a, b := openStore(t, url), openStore(t, url)
-	t.Cleanup(func() { a.Close(); b.Close() })
+	a, b := twoInstances(t)
 	ctx := t.Context()
 	const id = "cart-memo"
 	if err := a.Mutate(ctx, id, []string{"c1"}, addFn("c1", 1, "SKU-A")); err != nil {
@@ -317,9 +325,7 @@ func TestMemoSeesOtherInstancesWrites(t *testing.T) {
 // batch decided from memory finds the row changed, and the Mutate fails
 // with ErrCartExpired, writing nothing.
 func TestMemoCartExpiredElsewhere(t *testing.T) {
-	url := schemaURL(t)
-	a, b := openStore(t, url), openStore(t, url)
-	t.Cleanup(func() { a.Close(); b.Close() })
+	a, b := twoInstances(t)
 	ctx := t.Context()
 	const id = "g_memo-expired"
 	old := time.Now().Add(-time.Hour)
@@ -353,9 +359,8 @@ func TestMemoCartExpiredElsewhere(t *testing.T) {
 // once, versions and each client's seqs have no gap, and both kinds of
 // batch ran.
 func TestMemoUnderTwoInstances(t *testing.T) {
-	url := schemaURL(t)
-	stores := []*Store{openStore(t, url), openStore(t, url)}
-	t.Cleanup(func() { stores[0].Close(); stores[1].Close() })
+	a, b := twoInstances(t)
+	stores := []*Store{a, b}
 	ctx := t.Context()
 	const carts, workers, rounds = 4, 4, 30
 	cartID := func(i int) string { return fmt.Sprintf("g_memo-both-%d", i) }
