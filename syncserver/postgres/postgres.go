@@ -82,10 +82,18 @@ type config struct {
 // CPUs.
 func WithMaxConns(n int32) Option { return func(c *config) { c.maxConns = n } }
 
+// defaultCommitters is how many group-commit batches commit at once by
+// default. Fewer batches at once make larger ones: on a 2-core machine
+// with Postgres on it, 2 gave a lower ack latency than 4 at 1,000 edits/s
+// (p99 26-34 ms against 31-58 ms) and as many acknowledged edits in a
+// closed loop (docs/benchmarks.md, 2026-12-03 evening); one alone stalls
+// every edit behind one slow transaction. A Postgres with cores to spare
+// for more transactions at once may take more (-committers).
+const defaultCommitters = 2
+
 // WithGroupCommit sets how many group-commit batches may commit at once
 // (see syncserver.GroupCommitter); 0 turns group commit off, so that each
-// Mutate is a transaction of its own. The default is a quarter of the
-// pool, at least 2.
+// Mutate is a transaction of its own. The default is defaultCommitters.
 func WithGroupCommit(committers int) Option {
 	return func(c *config) { c.committers = committers }
 }
@@ -116,7 +124,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	gc := syncserver.GroupCommitConfig{Committers: cfg.committers}
 	switch {
 	case cfg.committers < 0:
-		gc.Committers = max(2, int(pcfg.MaxConns)/4)
+		gc.Committers = defaultCommitters
 	case cfg.committers == 0:
 		// A transaction per Mutate, as many at once as connections.
 		gc.Committers, gc.MaxBatch = int(pcfg.MaxConns), 1

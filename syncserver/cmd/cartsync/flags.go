@@ -22,7 +22,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.DataDir, "data", m.DataDir, "data folder for the embedded SQLite store (CARTSYNC_DATA)")
 	fs.StringVar(&m.PostgresURL, "postgres-url", "", "Postgres URL; empty uses the embedded SQLite store (CARTSYNC_POSTGRES_URL)")
 	fs.IntVar(&m.PostgresConns, "postgres-max-conns", 16, "Postgres connection pool size (CARTSYNC_POSTGRES_MAX_CONNS)")
-	fs.IntVar(&m.Committers, "committers", m.Committers, "group commit: how many batches of edits commit at once; the edits that arrive meanwhile form the next batch. 0 commits each edit in a transaction of its own; -1 is a quarter of -postgres-max-conns (at least 2) on Postgres, 1 on SQLite, which has one writer (CARTSYNC_COMMITTERS)")
+	fs.IntVar(&m.Committers, "committers", m.Committers, "group commit: how many batches of edits commit at once; the edits that arrive meanwhile form the next batch. 0 commits each edit in a transaction of its own; -1 is 2 on Postgres, 1 on SQLite, which has one writer (CARTSYNC_COMMITTERS)")
 	fs.StringVar(&m.RedisURL, "redis-url", "", "Redis URL for cache and fan-out; empty means in-process (CARTSYNC_REDIS_URL)")
 	fs.StringVar(&m.RedisPrefix, "redis-prefix", m.RedisPrefix, "prefix of every Redis key and channel (CARTSYNC_REDIS_PREFIX)")
 	fs.DurationVar(&m.CacheTTL, "cache-ttl", m.CacheTTL, "how long a cart stays in the Redis cache after its last write (CARTSYNC_CACHE_TTL)")
