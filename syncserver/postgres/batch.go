@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/syncserver"
@@ -152,10 +153,6 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUnchecked, err)
 	}
-	sets, _, err := prepare(writes)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errUnchecked, err)
-	}
 	ids := make([]string, len(carts))
 	for i, c := range carts {
 		ids[i] = c.ID
@@ -163,9 +160,9 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(sqlLockStamped, ids, stamps)
-	newStamps := make([]string, len(writes))
-	if err := queueWrites(b, sets, newStamps); err != nil {
-		return fmt.Errorf("%w: commit batch: %w", errUnchecked, err)
+	newStamps, _, err := queueDecided(b, writes)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUnchecked, err)
 	}
 	b.Queue("COMMIT")
 
@@ -175,17 +172,11 @@ func (s *Store) commitFromMemo(ctx context.Context, carts []syncserver.BatchCart
 	}
 	inTx := true // from the BEGIN on, until the COMMIT is answered
 	defer func() { release(ctx, conn, inTx) }()
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		var pe *pgconn.PgError
-		switch {
-		case isStale(err):
+	if err := sendCommit(ctx, conn, b); err != nil {
+		if isStale(err) {
 			return errStale
-		case !errors.As(err, &pe):
-			// The server did not answer: the COMMIT may have
-			// reached it.
-			err = fmt.Errorf("%w: %w", syncserver.ErrCommitUnknown, err)
 		}
-		return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
+		return err
 	}
 	inTx = false
 	index := make(map[string]int, len(carts))
@@ -229,14 +220,10 @@ func (s *Store) commitLocked(ctx context.Context, carts []syncserver.BatchCart, 
 	if err != nil {
 		return err
 	}
-	sets, written, err := prepare(writes)
+	b = &pgx.Batch{}
+	newStamps, written, err := queueDecided(b, writes)
 	if err != nil {
 		return err
-	}
-	b = &pgx.Batch{}
-	newStamps := make([]string, len(writes))
-	if err := queueWrites(b, sets, newStamps); err != nil {
-		return fmt.Errorf("commit batch: %w", err)
 	}
 	var unwritten []string
 	for i, ld := range l.loaded {
@@ -248,14 +235,8 @@ func (s *Store) commitLocked(ctx context.Context, carts []syncserver.BatchCart, 
 		b.Queue(sqlDropUnwritten, unwritten)
 	}
 	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) {
-			// The server did not answer: the COMMIT may have
-			// reached it.
-			err = fmt.Errorf("%w: %w", syncserver.ErrCommitUnknown, err)
-		}
-		return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
+	if err := sendCommit(ctx, conn, b); err != nil {
+		return err
 	}
 	inTx = false
 	for i, w := range writes {
@@ -267,6 +248,36 @@ func (s *Store) commitLocked(ctx context.Context, carts []syncserver.BatchCart, 
 		s.memo.PutRecord(w.ID, from, newStamps[i], w.Rec)
 	}
 	return nil
+}
+
+// queueDecided queues on b the writes decide returned (prepare, then
+// queueWrites); stamps[i] receives the write_id of writes[i]'s row once
+// the batch ran, and written holds the carts written.
+func queueDecided(b *pgx.Batch, writes []syncserver.BatchWrite) (stamps []string, written map[string]bool, err error) {
+	sets, written, err := prepare(writes)
+	if err != nil {
+		return nil, nil, err
+	}
+	stamps = make([]string, len(writes))
+	if err := queueWrites(b, sets, stamps); err != nil {
+		return nil, nil, fmt.Errorf("commit batch: %w", err)
+	}
+	return stamps, written, nil
+}
+
+// sendCommit sends b, which ends with the COMMIT. An error that is not
+// the server's answer wraps ErrCommitUnknown: the COMMIT may have reached
+// it.
+func sendCommit(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch) error {
+	err := conn.SendBatch(ctx, b).Close()
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		err = fmt.Errorf("%w: %w", syncserver.ErrCommitUnknown, err)
+	}
+	return withCtx(ctx, fmt.Errorf("commit batch: write: %w", err))
 }
 
 // prepare prepares each write (syncserver.BatchWrite.Prepare) and refuses
