@@ -37,7 +37,10 @@
 //     embed.js), all from navigation start;
 //
 // and the latency of cartsync.add(), from the call to its resolution (the
-// edit stored in IndexedDB), over -adds adds on a warm page.
+// edit stored in IndexedDB), over -adds adds on a warm page: back to back
+// (each add called as soon as the one before resolved, so that it meets
+// the previous add's sync: its acknowledgement, rendering and events), and
+// paced, -add-gap apart (a shopper's clicks: each add finds the widget idle).
 package main
 
 import (
@@ -68,6 +71,7 @@ type config struct {
 	cpu        []float64
 	sites      []string
 	adds       int
+	addGap     time.Duration
 	quiet      time.Duration
 	chromium   string
 	tasks      bool
@@ -84,7 +88,8 @@ func main() {
 	flag.IntVar(&cfg.runs, "runs", 10, "cold loads (each followed by a warm one) per page, site and CPU rate")
 	flag.StringVar(&cpu, "cpu", "1,4", "CPU throttling rates, comma-separated (1 is none)")
 	flag.StringVar(&sites, "sites", "same,same-oac,cross", "which embeds: same (same-site cart server), same-oac (same-site, with Origin-Agent-Cluster), cross (cross-site)")
-	flag.IntVar(&cfg.adds, "adds", 300, "cartsync.add() calls (and as many cart() calls) timed per site and CPU rate")
+	flag.IntVar(&cfg.adds, "adds", 300, "cartsync.add() calls timed back to back (and as many cart() calls, and as many paced adds) per site and CPU rate")
+	flag.DurationVar(&cfg.addGap, "add-gap", 250*time.Millisecond, "the pause before each paced add (0: no paced adds)")
 	flag.DurationVar(&cfg.quiet, "quiet", time.Second, "a load ends after this long without a long task")
 	flag.BoolVar(&cfg.tasks, "tasks", false, "print every load's long tasks (start and duration, ms) and long animation frames (with the scripts that ran in them) on stderr")
 	flag.StringVar(&cfg.chromium, "chromium", os.Getenv("CARTSYNC_TEST_CHROMIUM"), "the Chromium to run (default: chromedp's search, $CARTSYNC_TEST_CHROMIUM)")
@@ -96,8 +101,8 @@ func main() {
 	if cfg.sites, err = parseSites(sites); err != nil {
 		log.Fatal(err)
 	}
-	if cfg.runs < 1 || cfg.adds < 0 {
-		log.Fatal("-runs must be at least 1 and -adds at least 0")
+	if cfg.runs < 1 || cfg.adds < 0 || cfg.addGap < 0 {
+		log.Fatal("-runs must be at least 1, -adds and -add-gap at least 0")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -245,7 +250,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	printLoads(os.Stdout, rows)
 	fmt.Println()
-	printAdds(os.Stdout, adds, cfg.adds)
+	printAdds(os.Stdout, adds, cfg.adds, cfg.addGap)
 	return nil
 }
 

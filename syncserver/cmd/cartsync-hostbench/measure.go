@@ -237,10 +237,11 @@ type row struct {
 // addRow is the add() latencies of one site and CPU rate, and those of
 // cart() (the bridge's round trip without storage) for comparison.
 type addRow struct {
-	site   string
-	rate   float64
-	ms     []float64
-	cartMs []float64
+	site    string
+	rate    float64
+	ms      []float64 // add() back to back
+	cartMs  []float64
+	pacedMs []float64 // add() after a pause
 }
 
 func measureSite(ctx context.Context, cfg config, b *browser, e env, site string, rate float64) ([]row, addRow, error) {
@@ -305,21 +306,28 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 	}
 	actx, acancel := context.WithTimeout(tab, 5*time.Minute)
 	defer acancel()
+	const add = "cartsync.add('BENCH-' + (i % 10), 1)"
 	for _, c := range []struct {
-		call string
-		out  *[]float64
-	}{{"cartsync.add('BENCH-' + (i % 10), 1)", &a.ms}, {"cartsync.cart()", &a.cartMs}} {
+		call  string
+		gapMs int64 // the pause before each call
+		out   *[]float64
+	}{{add, 0, &a.ms}, {"cartsync.cart()", 0, &a.cartMs}, {add, cfg.addGap.Milliseconds(), &a.pacedMs}} {
+		if c.out == &a.pacedMs && cfg.addGap == 0 {
+			continue
+		}
 		// Each series starts once the edits before it are synced.
 		*c.out, err = chromedp.Run(actx, chromedp.Evaluate[[]float64](fmt.Sprintf(`(async () => {
-			while ((await cartsync.cart()).pending > 0) await new Promise((r) => setTimeout(r, 50));
+			const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+			while ((await cartsync.cart()).pending > 0) await sleep(50);
 			const out = [];
 			for (let i = 0; i < %d; i++) {
+				if (%d > 0) await sleep(%d);
 				const t = performance.now();
 				await %s;
 				out.push(performance.now() - t);
 			}
 			return out;
-		})()`, cfg.adds, c.call), chromedp.EvalAwaitPromise))
+		})()`, cfg.adds, c.gapMs, c.gapMs, c.call), chromedp.EvalAwaitPromise))
 		if err != nil {
 			return nil, a, fmt.Errorf("time %s: %w", c.call, err)
 		}
@@ -397,19 +405,26 @@ func printLoads(w io.Writer, rows []row) {
 	}
 }
 
-func printAdds(w io.Writer, adds []addRow, n int) {
+func printAdds(w io.Writer, adds []addRow, n int, gap time.Duration) {
 	if n == 0 {
 		return
 	}
 	fmt.Fprintf(w, "cartsync.add() from call to resolution (stored in IndexedDB), %d sequential adds on a warm page,\n", n)
-	fmt.Fprintf(w, "then %d cartsync.cart() (the bridge's round trip, no storage), ms\n\n", n)
+	fmt.Fprintf(w, "then %d cartsync.cart() (the bridge's round trip, no storage)", n)
+	if gap > 0 {
+		fmt.Fprintf(w, ", then %d adds each %v after the one before resolved", n, gap)
+	}
+	fmt.Fprint(w, ", ms\n\n")
 	fmt.Fprintln(w, "| site | CPU | call | n | p50 | p95 | p99 | max |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, a := range adds {
 		for _, c := range []struct {
 			call string
 			ms   []float64
-		}{{"add()", a.ms}, {"cart()", a.cartMs}} {
+		}{{"add()", a.ms}, {"cart()", a.cartMs}, {fmt.Sprintf("add() after %v", gap), a.pacedMs}} {
+			if len(c.ms) == 0 {
+				continue
+			}
 			fmt.Fprintf(w, "| %s | %gx | %s | %d | %.1f | %.1f | %.1f | %.1f |\n", a.site, a.rate, c.call, len(c.ms),
 				percentile(c.ms, 50), percentile(c.ms, 95), percentile(c.ms, 99), percentile(c.ms, 100))
 		}
