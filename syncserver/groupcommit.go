@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Group commit: the Mutates that arrive while a store is busy committing
@@ -112,9 +114,11 @@ type GroupCommitter struct {
 	free  int         // idle committers; guarded by mu
 
 	batches, mutations atomic.Uint64
+	waited, committed  prometheus.Histogram // see Collectors
 }
 
 type mutation struct {
+	queued  time.Time // when Mutate was called
 	ctx     context.Context
 	cartID  string
 	clients []string
@@ -142,6 +146,7 @@ const (
 // batchRun is a batch being committed: its transaction is canceled when
 // every one of its callers abandoned it.
 type batchRun struct {
+	taken  time.Time
 	ctx    context.Context
 	cancel context.CancelFunc
 	live   atomic.Int32
@@ -161,7 +166,29 @@ func NewGroupCommitter(store BatchCommitter, cfg GroupCommitConfig) *GroupCommit
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
 	}
-	return &GroupCommitter{store: store, cfg: cfg, free: cfg.Committers}
+	return &GroupCommitter{
+		store: store, cfg: cfg, free: cfg.Committers,
+		waited: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cartsync_commit_wait_seconds",
+			Help:    "Time a change waited for a group-commit transaction to take it (every committer busy), per change.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		committed: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cartsync_commit_seconds",
+			Help:    "Time a group-commit transaction took, from taking its changes to answering them (retries of a failed one included), per transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+}
+
+// Collectors returns the histograms of where a change's commit time goes:
+// cartsync_commit_wait_seconds, how long each change waited for a
+// transaction to take it, and cartsync_commit_seconds, how long each
+// transaction took. Waits that grow while transactions stay short mean
+// too few committers (or instances); transactions that grow mean the
+// database. They are not registered anywhere: see RegisterGroupCommit.
+func (g *GroupCommitter) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{g.waited, g.committed}
 }
 
 // Stats returns how many batches were committed (or failed) and how many
@@ -175,7 +202,7 @@ func (g *GroupCommitter) Mutate(ctx context.Context, cartID string, clients []st
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mutate cart %s: %w", cartID, err)
 	}
-	m := &mutation{ctx: ctx, cartID: cartID, clients: clients, fn: fn, done: make(chan struct{})}
+	m := &mutation{queued: time.Now(), ctx: ctx, cartID: cartID, clients: clients, fn: fn, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, m)
 	start := g.free > 0
@@ -244,7 +271,7 @@ func (g *GroupCommitter) commitLoop() {
 // caller gave up. g.mu must be held.
 func (g *GroupCommitter) take() ([]*mutation, *batchRun) {
 	var batch []*mutation
-	run := &batchRun{}
+	run := &batchRun{taken: time.Now()}
 	n := 0
 	for _, m := range g.queue {
 		if len(batch) == g.cfg.MaxBatch {
@@ -256,6 +283,7 @@ func (g *GroupCommitter) take() ([]*mutation, *batchRun) {
 		}
 		m.batch = run
 		m.state.Store(mutTaken)
+		g.waited.Observe(run.taken.Sub(m.queued).Seconds())
 		batch = append(batch, m)
 	}
 	g.queue = slices.Delete(g.queue, 0, n)
@@ -276,6 +304,7 @@ func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 	g.mutations.Add(uint64(len(batch)))
 	defer run.cancel()
 	defer func() {
+		g.committed.Observe(time.Since(run.taken).Seconds())
 		for _, m := range batch {
 			close(m.done)
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cartsync/cartsync/shared/cart"
 )
 
@@ -99,6 +101,24 @@ func waitQueued(t *testing.T, g *GroupCommitter, n int) {
 	}
 }
 
+// histogramCounts returns the samples of each of g's histograms, by name.
+func histogramCounts(t *testing.T, g *GroupCommitter) map[string]uint64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(g.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			counts[mf.GetName()] += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return counts
+}
+
 // While a batch commits, the Mutates that arrive wait and then commit
 // together, each cart's in the order they arrived; a failing one and a
 // caller that gave up leave nothing.
@@ -174,6 +194,12 @@ func TestGroupCommitBatchesWhileBusy(t *testing.T) {
 	}
 	if want := []int{1, 3}; !slices.Equal(b.sizes, want) {
 		t.Errorf("carts per batch = %v, want %v", b.sizes, want)
+	}
+	// Every Mutate taken into a batch waited once; each batch committed once.
+	if got, want := histogramCounts(t, g), map[string]uint64{
+		"cartsync_commit_wait_seconds": uint64(len(calls) + 1), "cartsync_commit_seconds": 2,
+	}; !maps.Equal(got, want) {
+		t.Errorf("histogram samples = %v, want %v", got, want)
 	}
 	want := map[string][]string{"cart-a": {"a0", "a1", "a2"}, "cart-b": {"b1", "b3"}, "cart-c": {"c1"}}
 	for id, keys := range want {

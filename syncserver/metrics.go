@@ -51,11 +51,15 @@ type GroupCommitStore interface {
 	// GroupCommitStats returns the batches committed so far and the
 	// Mutates they held; zeros when group commit is off.
 	GroupCommitStats() (batches, mutations uint64)
+	// GroupCommitCollectors returns the GroupCommitter's Collectors; none
+	// when group commit is off.
+	GroupCommitCollectors() []prometheus.Collector
 }
 
 // RegisterGroupCommit registers the group-commit counters of s:
 // cartsync_commit_batches_total and cartsync_commit_batched_total (their
-// ratio is the mean batch), and those of a MemoCommitStore.
+// ratio is the mean batch), its histograms (GroupCommitter.Collectors), and
+// the counters of a MemoCommitStore.
 func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 	batches := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cartsync_commit_batches_total", Help: "Group-commit batches: transactions that committed (or failed) one or more Mutates together.",
@@ -63,7 +67,7 @@ func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 	batched := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cartsync_commit_batched_total", Help: "Mutates committed by group commit, over all batches.",
 	}, func() float64 { _, n := s.GroupCommitStats(); return float64(n) })
-	cs := []prometheus.Collector{batches, batched}
+	cs := append([]prometheus.Collector{batches, batched}, s.GroupCommitCollectors()...)
 	if ms, ok := s.(MemoCommitStore); ok {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "cartsync_commit_memo_total", Help: "Batches decided on the carts this instance wrote last (kept in memory) and committed in one round trip.",

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/syncserver"
@@ -508,4 +509,12 @@ func (s *Store) GroupCommitStats() (batches, mutations uint64) {
 		return 0, 0
 	}
 	return s.group.Stats()
+}
+
+// GroupCommitCollectors implements syncserver.GroupCommitStore.
+func (s *Store) GroupCommitCollectors() []prometheus.Collector {
+	if s.group == nil {
+		return nil
+	}
+	return s.group.Collectors()
 }

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/syncserver"
 )
@@ -94,4 +96,12 @@ func (s *Store) GroupCommitStats() (batches, mutations uint64) {
 		return 0, 0
 	}
 	return s.group.Stats()
+}
+
+// GroupCommitCollectors implements syncserver.GroupCommitStore.
+func (s *Store) GroupCommitCollectors() []prometheus.Collector {
+	if s.group == nil {
+		return nil
+	}
+	return s.group.Collectors()
 }

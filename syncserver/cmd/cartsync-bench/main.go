@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -255,26 +257,88 @@ type result struct {
 	// the carts in memory, and decided there on stale carts.
 	memo, stale float64
 	serverCPU   float64 // seconds
+	// The server's commit histograms over the window: the increase of
+	// each bucket (by its full series name, see commitQuantile).
+	histograms map[string]float64
 }
 
-// The server's group-commit counters (see syncserver.RegisterGroupCommit).
+// The server's group-commit counters and histograms (see
+// syncserver.RegisterGroupCommit).
 const (
 	metricBatches = "cartsync_commit_batches_total"
 	metricBatched = "cartsync_commit_batched_total"
 	metricMemo    = "cartsync_commit_memo_total"
 	metricStale   = "cartsync_commit_stale_total"
 	metricCPU     = "process_cpu_seconds_total"
+	metricWait    = "cartsync_commit_wait_seconds"
+	metricCommit  = "cartsync_commit_seconds"
 )
 
-// serverCounters reads the server's group-commit counters and CPU time
-// from /metrics; none if it cannot.
+// serverCounters reads the server's group-commit counters, the buckets of
+// its commit histograms, and its CPU time from /metrics; none if it cannot.
 func serverCounters(ctx context.Context, server string) map[string]float64 {
-	return readMetrics(ctx, server, metricBatches, metricBatched, metricMemo, metricStale, metricCPU)
+	counters := []string{metricBatches, metricBatched, metricMemo, metricStale, metricCPU}
+	return readSeries(ctx, server, func(series string) bool {
+		return slices.Contains(counters, series) ||
+			strings.HasPrefix(series, metricWait+"_bucket{") || strings.HasPrefix(series, metricCommit+"_bucket{")
+	})
+}
+
+// histogramDelta returns the increase of each histogram bucket from before
+// to after.
+func histogramDelta(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if strings.Contains(k, "_bucket{") {
+			out[k] = v - before[k]
+		}
+	}
+	return out
+}
+
+// commitQuantile returns the upper bound of the bucket of histogram name
+// (metricWait or metricCommit) that holds quantile q of the samples in
+// buckets (cumulative, as Prometheus keeps them), and false without samples.
+func commitQuantile(buckets map[string]float64, name string, q float64) (time.Duration, bool) {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	prefix := name + `_bucket{le="`
+	for k, n := range buckets {
+		le, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		le = strings.TrimSuffix(le, `"}`)
+		v, err := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		if err == nil {
+			bs = append(bs, bucket{v, n})
+		}
+	}
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	if len(bs) == 0 || bs[len(bs)-1].n <= 0 {
+		return 0, false
+	}
+	total := bs[len(bs)-1].n
+	for _, b := range bs {
+		if b.n >= q*total {
+			if math.IsInf(b.le, 1) {
+				return time.Duration(math.MaxInt64), true
+			}
+			return time.Duration(b.le * float64(time.Second)), true
+		}
+	}
+	return 0, false
 }
 
 // readMetrics reads unlabelled values from the server's /metrics: those
 // of names it finds.
 func readMetrics(ctx context.Context, server string, names ...string) map[string]float64 {
+	return readSeries(ctx, server, func(series string) bool { return slices.Contains(names, series) })
+}
+
+// readSeries reads the values of the series (a name with its labels, as
+// /metrics writes it) that want takes.
+func readSeries(ctx context.Context, server string, want func(series string) bool) map[string]float64 {
 	out := map[string]float64{}
 	req, _ := http.NewRequestWithContext(ctx, "GET", server+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -288,7 +352,7 @@ func readMetrics(ctx context.Context, server string, names ...string) map[string
 	}
 	for line := range strings.Lines(string(body)) {
 		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || !slices.Contains(names, name) {
+		if !ok || !want(name) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err == nil {
@@ -381,7 +445,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	return &result{acks: rec.acks, props: rec.props, window: rec.stopped.Sub(rec.started), errors: rec.errors.Load(),
 		batches: after[metricBatches] - before[metricBatches], batched: after[metricBatched] - before[metricBatched],
 		memo: after[metricMemo] - before[metricMemo], stale: after[metricStale] - before[metricStale],
-		serverCPU: after[metricCPU] - before[metricCPU]}, nil
+		serverCPU: after[metricCPU] - before[metricCPU], histograms: histogramDelta(before, after)}, nil
 }
 
 // edit is one client's closed loop: an add whose details carry a nonce the
@@ -457,6 +521,27 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// printCommitTimes prints where the server's commits spent their time, from
+// its histograms: a Mutate's wait for a transaction and a transaction's
+// own time, as the upper bounds of the buckets that hold p50 and p99.
+func printCommitTimes(buckets map[string]float64) {
+	bound := func(name string, q float64) string {
+		d, ok := commitQuantile(buckets, name, q)
+		switch {
+		case !ok:
+			return "-"
+		case d == time.Duration(math.MaxInt64):
+			return "over the last bucket"
+		}
+		return "≤" + strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', -1, 64) + " ms"
+	}
+	if _, ok := commitQuantile(buckets, metricCommit, 0.5); !ok {
+		return
+	}
+	fmt.Printf("group commit, server side: an edit's wait for a transaction p50 %s, p99 %s; a transaction p50 %s, p99 %s\n",
+		bound(metricWait, 0.5), bound(metricWait, 0.99), bound(metricCommit, 0.5), bound(metricCommit, 0.99))
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
 func (r *result) print(c config) {
@@ -478,6 +563,7 @@ func (r *result) print(c config) {
 			fmt.Printf(", %.0f%% in one round trip (%.0f decided on stale carts)", 100*r.memo/r.batches, r.stale)
 		}
 		fmt.Println()
+		printCommitTimes(r.histograms)
 	}
 	if r.errors > 0 {
 		fmt.Printf("client errors: %d\n", r.errors)
