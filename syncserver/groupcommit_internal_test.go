@@ -262,6 +262,13 @@ func TestGroupCommitBatchFailureRetriesOneByOne(t *testing.T) {
 			if b.singles != tt.singles {
 				t.Errorf("%d Mutates committed one by one, want %d", b.singles, tt.singles)
 			}
+			// Two batches (the first, and the five that failed together):
+			// the one-by-one retries count in their batch's time.
+			if got, want := histogramCounts(t, g), map[string]uint64{
+				"cartsync_commit_wait_seconds": n + 1, "cartsync_commit_seconds": 2,
+			}; !maps.Equal(got, want) {
+				t.Errorf("histogram samples = %v, want %v", got, want)
+			}
 			for i := range tt.singles {
 				if c := b.carts[fmt.Sprintf("cart-%d", i+1)]; c == nil || c.Cart.Version != 1 {
 					t.Errorf("cart-%d: %+v, want version 1", i+1, c)

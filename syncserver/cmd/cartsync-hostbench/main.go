@@ -89,7 +89,7 @@ func main() {
 	flag.StringVar(&cpu, "cpu", "1,4", "CPU throttling rates, comma-separated (1 is none)")
 	flag.StringVar(&sites, "sites", "same,same-oac,cross", "which embeds: same (same-site cart server), same-oac (same-site, with Origin-Agent-Cluster), cross (cross-site)")
 	flag.IntVar(&cfg.adds, "adds", 300, "cartsync.add() calls timed back to back (and as many cart() calls, and as many paced adds) per site and CPU rate")
-	flag.DurationVar(&cfg.addGap, "add-gap", 250*time.Millisecond, "the pause before each paced add (0: no paced adds)")
+	flag.DurationVar(&cfg.addGap, "add-gap", 250*time.Millisecond, "the pause before each paced add, at least 1ms (0: no paced adds)")
 	flag.DurationVar(&cfg.quiet, "quiet", time.Second, "a load ends after this long without a long task")
 	flag.BoolVar(&cfg.tasks, "tasks", false, "print every load's long tasks (start and duration, ms) and long animation frames (with the scripts that ran in them) on stderr")
 	flag.StringVar(&cfg.chromium, "chromium", os.Getenv("CARTSYNC_TEST_CHROMIUM"), "the Chromium to run (default: chromedp's search, $CARTSYNC_TEST_CHROMIUM)")
@@ -101,8 +101,8 @@ func main() {
 	if cfg.sites, err = parseSites(sites); err != nil {
 		log.Fatal(err)
 	}
-	if cfg.runs < 1 || cfg.adds < 0 || cfg.addGap < 0 {
-		log.Fatal("-runs must be at least 1, -adds and -add-gap at least 0")
+	if cfg.runs < 1 || cfg.adds < 0 || (cfg.addGap != 0 && cfg.addGap < time.Millisecond) {
+		log.Fatal("-runs must be at least 1, -adds at least 0, and -add-gap 0 or at least 1ms")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

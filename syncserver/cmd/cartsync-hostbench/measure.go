@@ -304,7 +304,7 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 			return nil, a, err
 		}
 	}
-	actx, acancel := context.WithTimeout(tab, 5*time.Minute)
+	actx, acancel := context.WithTimeout(tab, 5*time.Minute+time.Duration(cfg.adds)*cfg.addGap)
 	defer acancel()
 	const add = "cartsync.add('BENCH-' + (i % 10), 1)"
 	for _, c := range []struct {
@@ -329,7 +329,7 @@ func measureSite(ctx context.Context, cfg config, b *browser, e env, site string
 			return out;
 		})()`, cfg.adds, c.gapMs, c.gapMs, c.call), chromedp.EvalAwaitPromise))
 		if err != nil {
-			return nil, a, fmt.Errorf("time %s: %w", c.call, err)
+			return nil, a, fmt.Errorf("time %s (%d ms apart): %w", c.call, c.gapMs, err)
 		}
 	}
 	return rows, a, nil
