@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -59,8 +58,9 @@ type Config struct {
 	// Limits validate edits before they are queued until the server sends
 	// its own. Zero means cart.DefaultLimits.
 	Limits cart.Limits
-	// Logger; nil means slog.Default().
-	Logger *slog.Logger
+	// Logger; nil means slog.Default(), and in the browser (js/wasm) no
+	// logging.
+	Logger Logger
 	// OnChange is called after every change of State, with the newest
 	// state, one call at a time, on the goroutine that made the change (an
 	// edit's, or Run's): it should return quickly. It may call the Engine.
@@ -105,7 +105,7 @@ type Config struct {
 type Engine struct {
 	cfg   Config
 	store Storage
-	log   *slog.Logger
+	log   Logger
 
 	running     atomic.Bool
 	wake        chan struct{} // ops queued, or the storage changed: see what is due
@@ -162,7 +162,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.Limits = cart.DefaultLimits
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = defaultLogger()
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = protocol.HeartbeatMillis * time.Millisecond

@@ -2,7 +2,6 @@ package syncclient
 
 import (
 	"errors"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -59,7 +58,7 @@ func (s *sessionError) Unwrap() error { return s.e }
 // of it with Engine.mu.
 type machine struct {
 	cfg   Config // defaults filled in; Dial, Storage and HTTPClient unused
-	log   *slog.Logger
+	log   Logger
 	newID func() string // a fresh client id
 	now   time.Time     // of the input being handled, from the driver
 

@@ -1,0 +1,12 @@
+package syncclient
+
+// Logger is what the engine logs to; *slog.Logger is one. Each method
+// takes a message and then alternating keys (shared/logkey) and values, as
+// slog's do. An interface rather than *slog.Logger so that the browser's
+// widget need not link log/slog: it logs to the console itself.
+type Logger interface {
+	Debug(msg string, args ...any)
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+	Error(msg string, args ...any)
+}
