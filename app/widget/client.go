@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +47,7 @@ var errStopped = errors.New("widget: sync stopped")
 type client struct {
 	w   *Widget
 	ctx app.Context // the widget's, for Dispatch, Defer and Async
-	log *slog.Logger
+	log syncclient.Logger
 
 	run    context.Context // ends when the widget is dismounted
 	cancel context.CancelFunc
@@ -107,7 +106,7 @@ func (w *Widget) OnDismount() {
 // posts to window.parent; opened on its own (tests, direct visits) it works
 // but posts nothing; framed by any other page it refuses to work (false).
 func newClient(ctx app.Context, w *Widget) (*client, bool) {
-	c := &client{w: w, ctx: ctx, log: slog.Default(), jobs: newQueue()}
+	c := &client{w: w, ctx: ctx, log: consoleLogger{}, jobs: newQueue()}
 	win := app.Window()
 	parent := win.Get("parent")
 	if !parent.Truthy() || parent.Equal(win) {

@@ -180,3 +180,33 @@ func TestTrapTab(t *testing.T) {
 		t.Errorf("focus on %v after its element was removed, want the panel", active().Get("tagName"))
 	}
 }
+
+func TestConsoleLoggerWritesToTheConsole(t *testing.T) {
+	console := app.Window().Get("console")
+	var got []string
+	for _, method := range []string{"info", "warn", "error", "debug"} {
+		saved := console.Get(method)
+		fn := app.FuncOf(func(_ app.Value, args []app.Value) any {
+			got = append(got, method+": "+args[0].String())
+			return nil
+		})
+		console.Set(method, fn)
+		t.Cleanup(func() {
+			console.Set(method, saved)
+			fn.Release()
+		})
+	}
+	var log syncclient.Logger = consoleLogger{}
+	log.Debug("not shown", "k", 1)
+	log.Info("opened", "cart", "c-1")
+	log.Warn("bad message from the server", "err", "unexpected EOF")
+	log.Error("open IndexedDB", "err", "quota")
+	want := []string{
+		"info: cartsync: opened cart=c-1",
+		`warn: cartsync: bad message from the server err="unexpected EOF"`,
+		"error: cartsync: open IndexedDB err=quota",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("console got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -205,3 +205,19 @@ func TestReconnectSkipsTheBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestLogLine(t *testing.T) {
+	for _, c := range []struct {
+		args []any
+		want string
+	}{
+		{nil, "sync stopped"},
+		{[]any{"err", errors.New("dial: refused"), "attempt", 3}, `sync stopped err="dial: refused" attempt=3`},
+		{[]any{"cart", "", "note", `say "hi"`}, `sync stopped cart="" note="say \"hi\""`},
+		{[]any{"a=b", "x=y", "lonely"}, `sync stopped a=b="x=y" !BADKEY=lonely`},
+	} {
+		if got := logLine("sync stopped", c.args); got != c.want {
+			t.Errorf("logLine(%v) = %s, want %s", c.args, got, c.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ package widget
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/cartsync/cartsync/app/idbstore"
 	"github.com/cartsync/cartsync/shared/logkey"
@@ -19,7 +18,7 @@ const storageName = "cartsync"
 // across visits, a note saying so: the IndexedDB database storageName,
 // shared by the tabs, or memory where IndexedDB is missing (some private
 // modes) or cannot be opened.
-func openStorage(ctx context.Context, log *slog.Logger) (syncclient.Storage, string) {
+func openStorage(ctx context.Context, log syncclient.Logger) (syncclient.Storage, string) {
 	s, err := idbstore.Open(ctx, storageName)
 	if err != nil {
 		if !errors.Is(err, idbstore.ErrUnavailable) {

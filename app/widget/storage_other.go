@@ -4,7 +4,6 @@ package widget
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
@@ -12,6 +11,6 @@ import (
 // openStorage returns the storage of the cart and, if it is not kept
 // across visits, a note saying so. Outside the browser there is no
 // IndexedDB: the cart is kept in memory.
-func openStorage(context.Context, *slog.Logger) (syncclient.Storage, string) {
+func openStorage(context.Context, syncclient.Logger) (syncclient.Storage, string) {
 	return syncclient.NewMemStorage(), noteMemory
 }
