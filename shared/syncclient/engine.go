@@ -161,7 +161,7 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Limits.MaxQuantity == 0 {
 		cfg.Limits = cart.DefaultLimits
 	}
-	if cfg.Logger == nil {
+	if cfg.Logger == nil || nilPointer(cfg.Logger) {
 		cfg.Logger = defaultLogger()
 	}
 	if cfg.Heartbeat <= 0 {

@@ -194,3 +194,19 @@ func TestEditShownOnceWhenConfirmedMeanwhile(t *testing.T) {
 		t.Fatalf("after the edit and the reload: line %+v, %d pending; want quantity 1 (shown once), none pending", l, s.Pending)
 	}
 }
+
+// A nil Logger, or a nil *slog.Logger in it, means the default; a Logger
+// given is used.
+func TestConfigLogger(t *testing.T) {
+	var nilSlog *slog.Logger
+	given := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		name string
+		in   Logger
+		want Logger
+	}{{"nil", nil, defaultLogger()}, {"nil *slog.Logger", nilSlog, defaultLogger()}, {"given", given, given}} {
+		if got := (Config{Logger: c.in}).withDefaults().Logger; got != c.want {
+			t.Errorf("%s: Logger %#v, want %#v", c.name, got, c.want)
+		}
+	}
+}
