@@ -171,12 +171,12 @@ func NewGroupCommitter(store BatchCommitter, cfg GroupCommitConfig) *GroupCommit
 		waited: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cartsync_commit_wait_seconds",
 			Help:    "Time a change waited for a group-commit transaction to take it, per change: zero unless every committer was busy (changes whose caller gave up while waiting are not counted).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+			Buckets: latencyBuckets,
 		}),
 		committed: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cartsync_commit_seconds",
 			Help:    "Time a group-commit transaction took, from taking its changes to answering them (retries of a failed one included), per transaction.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+			Buckets: latencyBuckets,
 		}),
 	}
 }
@@ -184,9 +184,10 @@ func NewGroupCommitter(store BatchCommitter, cfg GroupCommitConfig) *GroupCommit
 // Collectors returns the histograms of where a change's commit time goes:
 // cartsync_commit_wait_seconds, how long each change a transaction took
 // had waited for it (not those whose caller gave up first), and
-// cartsync_commit_seconds, how long each transaction took. Waits that grow while transactions stay short mean
-// too few committers (or instances); transactions that grow mean the
-// database. They are not registered anywhere: see RegisterGroupCommit.
+// cartsync_commit_seconds, how long each transaction took. Waits that
+// grow while transactions stay short mean too few committers (or
+// instances); transactions that grow mean the database. They are not
+// registered anywhere: see RegisterGroupCommit.
 func (g *GroupCommitter) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{g.waited, g.committed}
 }

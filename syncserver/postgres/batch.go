@@ -505,16 +505,10 @@ func (s *Store) MemoCommitStats() (committed, stale uint64) {
 
 // GroupCommitStats implements syncserver.GroupCommitStore.
 func (s *Store) GroupCommitStats() (batches, mutations uint64) {
-	if s.group == nil {
-		return 0, 0
-	}
 	return s.group.Stats()
 }
 
 // GroupCommitCollectors implements syncserver.GroupCommitStore.
 func (s *Store) GroupCommitCollectors() []prometheus.Collector {
-	if s.group == nil {
-		return nil
-	}
 	return s.group.Collectors()
 }
