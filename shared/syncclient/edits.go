@@ -3,6 +3,7 @@ package syncclient
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 )
@@ -66,7 +67,11 @@ func (e *Engine) edit(ctx context.Context, op cart.Op) error {
 		if err != nil {
 			return fmt.Errorf("queue %s: %w", op.Kind, err)
 		}
-		e.apply(func(m *machine) { m.enqueued(stored) })
+		now := time.Now()
+		e.apply(func(m *machine) {
+			m.enqueued(stored)
+			m.edited(now)
+		})
 		e.publish()
 		return nil
 	}()

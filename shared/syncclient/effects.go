@@ -62,11 +62,12 @@ const (
 	timerStable                  // the connection stayed up: the backoff starts over
 	timerRetry                   // the wait before the next push or sync is over
 	timerResync                  // no news of the cart for Config.Resync: sync
+	timerPush                    // Config.PushDelay after an edit: push
 	numTimers
 )
 
 func (t timerID) String() string {
-	return [...]string{"ping", "silence", "deadline", "stable", "retry", "resync"}[t]
+	return [...]string{"ping", "silence", "deadline", "stable", "retry", "resync", "push"}[t]
 }
 
 // readLater reports whether rest, the effects after a storeLoad, hold a

@@ -84,6 +84,12 @@ type Config struct {
 	// lost push is otherwise noticed only at the next one. Zero means 5
 	// minutes; negative, never.
 	Resync time.Duration
+	// PushDelay is how long a push waits after an edit on this engine, so
+	// that edits made close together go in one push and the send does not
+	// compete with what the edit's caller does next (in the widget: the
+	// reply to the host page). Edits already due, and those of other tabs,
+	// go at once. Zero (the default) sends at once.
+	PushDelay time.Duration
 	// Rand returns a number in [0, 1) for backoff jitter; nil means
 	// math/rand/v2.
 	Rand func() float64

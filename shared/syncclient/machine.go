@@ -72,6 +72,10 @@ type machine struct {
 	confirmed *cart.Cart // never nil
 	pending   []cart.Op  // the outbox; replaced, never modified in place
 
+	// pushAt: no push before then (Config.PushDelay after an edit); zero
+	// for no wait.
+	pushAt time.Time
+
 	// What is shown, built from the above.
 	client     string // the client id of new ops
 	clientCart string // the cart id client's seqs count for; "" for none yet
@@ -138,7 +142,7 @@ type session struct {
 	failures int                 // consecutive failed pushes or syncs
 
 	// Armed timers.
-	retry, deadline, stable bool
+	retry, deadline, stable, pushWait bool
 
 	// Waiting for the storage: reads asked for, and a token swap with what
 	// it continues (a welcome, or an unauthorized answer).
@@ -306,6 +310,8 @@ func (m *machine) fired(now time.Time, t timerID) {
 		s.retry = false
 	case timerResync:
 		s.needSync = true
+	case timerPush:
+		s.pushWait = false
 	}
 	m.step()
 }
@@ -400,7 +406,7 @@ func (m *machine) step() {
 	if s.needSync && s.syncID == "" && !s.retry {
 		m.sendSync()
 	}
-	if s.push == nil && s.syncID == "" && !s.retry {
+	if s.push == nil && s.syncID == "" && !s.retry && !m.holdPush() {
 		m.sendPush()
 	}
 	busy := s.push != nil || s.syncID != ""
@@ -416,6 +422,33 @@ func (m *machine) step() {
 	} else {
 		m.setStatus(Synced)
 	}
+}
+
+// edited: an edit was queued on this engine. With Config.PushDelay, its
+// push waits that long for more to go with it; later edits do not push
+// the time back.
+func (m *machine) edited(now time.Time) {
+	if m.cfg.PushDelay > 0 && m.pushAt.IsZero() {
+		m.pushAt = now.Add(m.cfg.PushDelay)
+	}
+}
+
+// holdPush reports whether a push must wait for Config.PushDelay after an
+// edit, and arms the timer that ends the wait; once the time is up it
+// forgets it.
+func (m *machine) holdPush() bool {
+	if m.pushAt.IsZero() {
+		return false
+	}
+	if d := m.pushAt.Sub(m.now); d > 0 {
+		if !m.sess.pushWait {
+			m.sess.pushWait = true
+			m.emit(setTimer{timerPush, d})
+		}
+		return true
+	}
+	m.pushAt = time.Time{}
+	return false
 }
 
 // progress pushes the request deadline back: the server is answering.

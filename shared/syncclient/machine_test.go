@@ -66,6 +66,7 @@ func (h *harness) edit(op cart.Op) {
 	})
 	must(h.t, err)
 	h.m.enqueued(stored)
+	h.m.edited(h.now)
 }
 
 // do feeds one input and returns its effects as text.
