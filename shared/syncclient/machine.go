@@ -447,7 +447,7 @@ func (m *machine) holdPush() bool {
 		}
 		return true
 	}
-	m.pushAt = time.Time{}
+	m.pushAt, m.sess.pushWait = time.Time{}, false // a late fire finds nothing to end
 	return false
 }
 

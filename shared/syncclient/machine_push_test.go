@@ -59,6 +59,20 @@ func TestMachinePushDelay(t *testing.T) {
 				want: []string{"send push p3 me/2", "timer deadline 1m2.5s"}},
 		},
 	}, {
+		name:  "a wait ended by another input arms the next at once; a late fire of its timer re-arms it",
+		setup: delayed,
+		steps: []machineStep{
+			{in: editedOp(add("a")), want: []string{"timer push 20ms"}},
+			{in: after(20*time.Millisecond, woken), want: []string{"send push p2 me/1", "timer deadline 1m2.5s"}},
+			{in: after(time.Millisecond, editedOp(add("b"))), want: nil},
+			{in: after(time.Millisecond, serverSays(ack("p2", cartAt(2, "a=1"), applied(me(1), 2)))),
+				want: []string{"timer silence 1m2.5s", "timer deadline 1m2.5s", "timer resync 5m0s",
+					"confirm cart-1@2 done=me/1", "timer push 19ms", "timer deadline 0s"}},
+			{in: timerFires(timerPush), want: []string{"timer push 19ms"}},
+			{in: after(19*time.Millisecond, timerFires(timerPush)),
+				want: []string{"send push p3 me/2", "timer deadline 1m2.5s"}},
+		},
+	}, {
 		name: "ops queued before the connection go at once",
 		setup: func(h *harness) {
 			h.m.cfg.PushDelay = 20 * time.Millisecond
