@@ -235,6 +235,37 @@ func TestE2EEngineEdits(t *testing.T) {
 	}
 }
 
+// With Config.PushDelay, a held push goes when its delay is up, with no
+// other input to wake the engine: no ping (the server's heartbeat is
+// seconds away) and no stable timer (an hour). Each Flush would otherwise
+// wait until its 5 s run out.
+func TestE2EPushDelay(t *testing.T) {
+	env := newE2EEnv(t)
+	e := env.engine(syncclient.NewMemStorage(), func(c *syncclient.Config) {
+		c.PushDelay = 20 * time.Millisecond
+		c.StableAfter = time.Hour
+	})
+	env.run(e)
+	ctx := t.Context()
+	if !e2eEventually(func() bool { st := e.Snapshot(); return st.Status == syncclient.Synced && st.Cart.ID != "" }) {
+		t.Fatalf("not connected: %+v", e.Snapshot())
+	}
+	for i, sku := range []string{"mug", "tea", "mug"} {
+		if err := e.Add(ctx, sku, nil, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := e.Flush(fctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("edit %d: Flush: %v (state %+v)", i+1, err, e.Snapshot())
+		}
+	}
+	if got, want := lineSummary(env.converged(e)), "mug=2 tea=1"; got != want {
+		t.Errorf("server has %q, want %q", got, want)
+	}
+}
+
 // Two tabs share one Storage and start at once, neither with a device
 // token: they settle on one token and one cart, each sends every pending
 // op whoever queued it, the server takes each once, and both end showing

@@ -87,8 +87,10 @@ type Config struct {
 	// PushDelay is how long a push waits after an edit on this engine, so
 	// that edits made close together go in one push and the send does not
 	// compete with what the edit's caller does next (in the widget: the
-	// reply to the host page). Edits already due, and those of other tabs,
-	// go at once. Zero (the default) sends at once.
+	// reply to the host page). The wait starts at the first edit not yet
+	// pushed and does not move back with later ones; while it lasts,
+	// everything in the outbox waits with it, other tabs' ops too. Zero
+	// (the default) sends at once.
 	PushDelay time.Duration
 	// Rand returns a number in [0, 1) for backoff jitter; nil means
 	// math/rand/v2.

@@ -228,6 +228,8 @@ func (c *conn) loop() error {
 			err = c.fired(timerRetry)
 		case <-timerC(c.timers[timerResync]):
 			err = c.fired(timerResync)
+		case <-timerC(c.timers[timerPush]):
+			err = c.fired(timerPush)
 		case <-e.wake:
 			err = c.input(func(m *machine) { m.woken(time.Now()) })
 		case <-e.userChanged:
