@@ -3,20 +3,23 @@ package syncclient
 import (
 	"testing"
 	"time"
-
-	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // Config.PushDelay: a push waits that long after an edit on this engine,
-// taking the edits made meanwhile with it; what was due before goes at once.
+// taking the edits made meanwhile with it; ops queued longer ago go at once.
 
 // after moves the harness's clock on by d, then feeds in.
 func after(d time.Duration, in func(h *harness) func(*machine)) func(h *harness) func(*machine) {
 	return func(h *harness) func(*machine) { h.now = h.now.Add(d); return in(h) }
 }
 
+// acked is what an ack asks for with timers shown (the connection's
+// timers pushed back: news of the server), then rest.
+func acked(rest ...string) []string {
+	return append([]string{"timer silence 1m2.5s", "timer deadline 1m2.5s", "timer resync 5m0s"}, rest...)
+}
+
 func TestMachinePushDelay(t *testing.T) {
-	me := func(seq uint64) protocol.OpID { return protocol.OpID{Client: "me", Seq: seq} }
 	delayed := func(h *harness) {
 		h.m.cfg.PushDelay = 20 * time.Millisecond
 		connected(h, 1)
@@ -31,9 +34,8 @@ func TestMachinePushDelay(t *testing.T) {
 			{in: after(10*time.Millisecond, woken), want: nil},
 			{in: after(5*time.Millisecond, timerFires(timerPush)),
 				want: []string{"send push p2 me/1,me/2", "timer deadline 1m2.5s"}},
-			{in: serverSays(ack("p2", cartAt(3, "a=1", "b=1"), applied(me(1), 2), applied(me(2), 3))),
-				want: []string{"timer silence 1m2.5s", "timer deadline 1m2.5s", "timer resync 5m0s",
-					"confirm cart-1@3 done=me/1,me/2", "timer deadline 0s"}},
+			{in: serverSays(ack("p2", cartAt(3, "a=1", "b=1"), applied(engOp(1), 2), applied(engOp(2), 3))),
+				want: acked("confirm cart-1@3 done=me/1,me/2", "timer deadline 0s")},
 		},
 	}, {
 		name:  "the wait does not move back with each edit",
@@ -52,9 +54,8 @@ func TestMachinePushDelay(t *testing.T) {
 			{in: after(20*time.Millisecond, timerFires(timerPush)),
 				want: []string{"send push p2 me/1", "timer deadline 1m2.5s"}},
 			{in: after(time.Millisecond, editedOp(add("b"))), want: nil},
-			{in: after(2*time.Millisecond, serverSays(ack("p2", cartAt(2, "a=1"), applied(me(1), 2)))),
-				want: []string{"timer silence 1m2.5s", "timer deadline 1m2.5s", "timer resync 5m0s",
-					"confirm cart-1@2 done=me/1", "timer push 18ms", "timer deadline 0s"}},
+			{in: after(2*time.Millisecond, serverSays(ack("p2", cartAt(2, "a=1"), applied(engOp(1), 2)))),
+				want: acked("confirm cart-1@2 done=me/1", "timer push 18ms", "timer deadline 0s")},
 			{in: after(18*time.Millisecond, timerFires(timerPush)),
 				want: []string{"send push p3 me/2", "timer deadline 1m2.5s"}},
 		},
@@ -65,9 +66,8 @@ func TestMachinePushDelay(t *testing.T) {
 			{in: editedOp(add("a")), want: []string{"timer push 20ms"}},
 			{in: after(20*time.Millisecond, woken), want: []string{"send push p2 me/1", "timer deadline 1m2.5s"}},
 			{in: after(time.Millisecond, editedOp(add("b"))), want: nil},
-			{in: after(time.Millisecond, serverSays(ack("p2", cartAt(2, "a=1"), applied(me(1), 2)))),
-				want: []string{"timer silence 1m2.5s", "timer deadline 1m2.5s", "timer resync 5m0s",
-					"confirm cart-1@2 done=me/1", "timer push 19ms", "timer deadline 0s"}},
+			{in: after(time.Millisecond, serverSays(ack("p2", cartAt(2, "a=1"), applied(engOp(1), 2)))),
+				want: acked("confirm cart-1@2 done=me/1", "timer push 19ms", "timer deadline 0s")},
 			{in: timerFires(timerPush), want: []string{"timer push 19ms"}},
 			{in: after(19*time.Millisecond, timerFires(timerPush)),
 				want: []string{"send push p3 me/2", "timer deadline 1m2.5s"}},
