@@ -95,7 +95,7 @@ type LoginResponse struct {
 	Merge       *protocol.MergeInfo `json:"merge,omitempty"`
 	Cart        *cart.Cart          `json:"cart"`
 	User        string              `json:"user"`
-	GuestCartID string              `json:"guest_cart_id"`
+	GuestCartID string              `json:"guest_cart_id,omitempty"`
 }
 
 // maxLoginBody bounds the body of the login endpoints.
@@ -178,7 +178,7 @@ func (s *Server) loginAnswer(w http.ResponseWriter, r *http.Request, id Identity
 		s.snapshotError(w, id.CartID, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, LoginResponse{Merge: merge, Cart: c, User: id.User, GuestCartID: GuestCartID(id.Device)})
+	writeJSON(w, http.StatusOK, LoginResponse{Merge: merge, Cart: c, User: id.User, GuestCartID: s.guestFor(r.Context(), id)})
 }
 
 // ErrorResponse is every HTTP error body.

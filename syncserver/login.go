@@ -168,10 +168,13 @@ func (s *Server) bindGuest(ctx context.Context, guestID, userID string) error {
 }
 
 // followGuest checks that ops made on the guest cart guestID may be applied
-// to the user cart userID: the guest cart was merged into it at login, or
-// never reached the server (then it is bound to userID now, as at login).
-// A guest cart waiting for the shopper's choice answers a retryable error,
-// so that its ops are kept and sent once the choice is made.
+// to the user cart userID: the guest cart was merged into it at login,
+// never reached the server (then it is bound to userID now, as at login),
+// or expired (its ops still queued are the shopper's latest edits: they
+// go to the user cart rather than nowhere). A guest cart waiting for the
+// shopper's choice answers a retryable error, so that its ops are kept and
+// sent once the choice is made. One merged into another user's cart is
+// not this connection's to follow (guestFor leaves it out of the welcome).
 func (s *Server) followGuest(ctx context.Context, guestID, userID string) error {
 	for range 3 {
 		g, err := s.store.Load(ctx, guestID, nil)
@@ -191,12 +194,27 @@ func (s *Server) followGuest(ctx context.Context, guestID, userID string) error 
 			}
 			continue // read again: bound, or lines arrived
 		case errors.Is(err, ErrCartExpired):
+			return nil
 		case err != nil:
 			return fmt.Errorf("load guest cart %s: %w", guestID, err)
 		}
 		break
 	}
-	return protocol.Errorf(protocol.ErrInvalid, "ops were made on a guest cart that was not merged into this one")
+	return protocol.Errorf(protocol.ErrInvalid, "ops were made on a guest cart that was merged into another user's cart")
+}
+
+// guestFor is the welcome's guest_cart_id for a user connection of id: the
+// device's guest cart, whose ops the connection takes (followGuest), or ""
+// when a login of another user took it, so that a client keeps those ops
+// for that user instead of sending them here to be refused. A read that
+// fails names the guest cart; followGuest checks again.
+func (s *Server) guestFor(ctx context.Context, id Identity) string {
+	guestID := GuestCartID(id.Device)
+	g, err := s.store.Load(ctx, guestID, nil)
+	if err == nil && g.Meta.MergedInto != "" && g.Meta.MergedInto != id.CartID {
+		return ""
+	}
+	return guestID
 }
 
 // Reasons a login's store transaction ends without writing.

@@ -446,9 +446,14 @@ func TestLogoutGivesAFreshGuestCartAndSecondAccountMovesNothing(t *testing.T) {
 	}
 	// Logging into bob on the same (old) device token moves nothing.
 	b := dial(t, hs)
-	_, merge, bobFirst := b.login("t3", dev, "user:bob", "")
+	bw, merge, bobFirst := b.login("t3", dev, "user:bob", "")
 	if (merge != nil && merge.Merge.Status != protocol.MergeAlready) || len(bobFirst.Cart.Lines) != 0 {
 		t.Fatalf("bob got alice's guest cart: merge %+v cart %+v", merge, bobFirst.Cart)
+	}
+	// bob's welcome does not offer that guest cart's ops a way in, so a
+	// client keeps them for alice instead of sending them to be refused.
+	if bw.GuestCartID != "" {
+		t.Errorf("bob's welcome names guest cart %q, which went to alice", bw.GuestCartID)
 	}
 	// An unsent edit made on that guest cart does not follow it into bob's
 	// cart: the guest cart went to alice.
@@ -491,6 +496,40 @@ func TestRetentionPurgesOnlyExpiredGuestCarts(t *testing.T) {
 		t.Fatalf("after expiry: welcome %+v cart %+v", w, fresh.Cart)
 	}
 	_ = st
+}
+
+// Edits made on a guest cart that then expired, still queued when the
+// shopper logs in, go to the user cart like any edit made before the
+// login: refusing them would leave the client nowhere to send them.
+func TestExpiredGuestCartEditsFollowTheLogin(t *testing.T) {
+	srv, hs, st, clk := newLoginServer(t, cart.PolicyMerge)
+	dev := guestWith(t, hs, "g0", "A", 1)
+	clk.add(31 * 24 * time.Hour)
+	if n, err := srv.Purge(context.Background(), 10); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
+	}
+	u := dial(t, hs)
+	w, merge, first := u.login("t1", dev, "user:alice", "")
+	if merge != nil || len(first.Cart.Lines) != 0 {
+		t.Fatalf("login after expiry: merge %+v cart %+v", merge, first.Cart)
+	}
+	if !strings.HasPrefix(w.GuestCartID, "g_") {
+		t.Fatalf("welcome guest_cart_id = %q, want the device's guest cart", w.GuestCartID)
+	}
+	u.send(&protocol.Message{Type: protocol.TypePush, ID: "p1", Ops: []cart.Op{
+		{Client: "g0", Seq: 2, Kind: cart.KindAdd, SKU: "B", Quantity: 1, Cart: w.GuestCartID, Base: 1},
+		addOp("t1", 1, "C", 2),
+	}})
+	ack := u.expect(protocol.TypeAck)
+	for _, r := range ack.Results {
+		if r.Status != protocol.StatusApplied {
+			t.Fatalf("result %+v, want applied", r)
+		}
+	}
+	rec, err := st.Load(context.Background(), w.CartID, nil)
+	if err != nil || qty(rec.Cart, "A") != 0 || qty(rec.Cart, "B") != 1 || qty(rec.Cart, "C") != 2 {
+		t.Fatalf("user cart = %+v, %v; want B=1 C=2 (A expired with the guest cart)", rec, err)
+	}
 }
 
 func TestHTTPLogin(t *testing.T) {

@@ -397,7 +397,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 		CartID: id.CartID, HeartbeatMS: int(s.cfg.Heartbeat / time.Millisecond), Limits: &lim,
 	}
 	if id.User != "" {
-		welcome.User, welcome.GuestCartID = id.User, GuestCartID(id.Device)
+		welcome.User, welcome.GuestCartID = id.User, s.guestFor(ctx, id)
 	}
 	if mergedInto != "" {
 		welcome.PrevCartID, welcome.MergedInto = old, mergedInto
