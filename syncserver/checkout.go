@@ -175,7 +175,7 @@ func (s *Server) serveCheckoutGet(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.freshStore()
 	rec, err := st.Load(r.Context(), cartID, nil)
-	if err == nil && rec.Meta.MergedInto != "" {
+	if err == nil && rec.Meta.MergedInto != "" && rec.Cart.Checkout(id) == nil {
 		// Made as a guest, moved to the user cart at login.
 		rec, err = st.Load(r.Context(), rec.Meta.MergedInto, nil)
 	}
@@ -268,8 +268,9 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 			ce = &cart.Error{Code: cart.CodeCheckoutUnknown}
 			return errNothingToDo
 		}
-		if rec.Meta.MergedInto != "" {
-			// Made as a guest, moved to the user cart at login.
+		if rec.Meta.MergedInto != "" && rec.Cart.Checkout(id) == nil {
+			// Made as a guest, moved to the user cart at login (a
+			// login with keep leaves it here).
 			movedTo = rec.Meta.MergedInto
 			return errNothingToDo
 		}

@@ -574,7 +574,13 @@ func TestFeedOnlyEventsArePruned(t *testing.T) {
 // login merges the device's guest cart into user's cart over HTTP.
 func (s *shop) login(token, user string) {
 	s.t.Helper()
-	req, _ := http.NewRequest("POST", s.hs.URL+"/v1/login", strings.NewReader(`{"policy":"merge"}`))
+	s.loginWith(token, user, cart.PolicyMerge)
+}
+
+// loginWith logs in over HTTP under policy.
+func (s *shop) loginWith(token, user string, policy cart.Policy) {
+	s.t.Helper()
+	req, _ := http.NewRequest("POST", s.hs.URL+"/v1/login", strings.NewReader(`{"policy":"`+string(policy)+`"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("X-Cartsync-User", "user:"+user)
 	resp, err := http.DefaultClient.Do(req)
@@ -607,6 +613,32 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		var got cart.Checkout
 		if code := s.call("GET", "/v1/backend/checkouts/"+resp.Checkout.ID, testAPIKey, nil, &got); code != 200 || got.Status != cart.CheckoutCompleted {
 			t.Fatalf("read after login: %d %+v", code, got)
+		}
+	})
+	t.Run("a guest's checkout completed after a login that kept the user's cart", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+		s.upsert(mug(1200, 50))
+		saved := s.device()
+		s.push(saved, cart.Op{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		s.login(saved, "frank")
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		s.loginWith(tok, "frank", cart.PolicyKeep)
+		var done cart.Checkout
+		if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, &done); code != 200 || done.Status != cart.CheckoutCompleted {
+			t.Fatalf("complete after a keep login: %d %+v", code, done)
+		}
+		// The user cart took nothing of the guest's: the order takes
+		// nothing from it.
+		var bc syncserver.BackendCart
+		s.call("GET", "/v1/backend/users/frank/cart", testAPIKey, nil, &bc)
+		if l := bc.Cart.Line("MUG"); l == nil || l.Quantity != 2 {
+			t.Fatalf("frank's saved mugs after the guest's order: %+v, want 2", l)
+		}
+		var got cart.Checkout
+		if code := s.call("GET", "/v1/backend/checkouts/"+resp.Checkout.ID, testAPIKey, nil, &got); code != 200 || got.Status != cart.CheckoutCompleted {
+			t.Fatalf("read after a keep login: %d %+v", code, got)
 		}
 	})
 	t.Run("removed and added again during checkout", func(t *testing.T) {

@@ -127,9 +127,13 @@ func (s *Server) mergeGuest(guest, user *Record, guestID string, id Identity, po
 	if err != nil {
 		return nil, nil, err
 	}
-	// A checkout made as a guest is completed on the user cart,
-	// which now holds its lines.
-	user.Cart.AdoptCheckouts(guest.Cart, now)
+	// A checkout made as a guest is completed on the user cart, which
+	// now holds its lines; with keep it did not take them, and the
+	// checkout stays with the guest cart's (completing it there takes
+	// nothing from the user's own lines).
+	if policy != cart.PolicyKeep {
+		user.Cart.AdoptCheckouts(guest.Cart, now)
+	}
 	if user.Cart.Version > before {
 		user.Meta.UpdatedAt = now
 		op := cart.Op{Client: MergeClient, Seq: user.Cart.Version, Kind: cart.KindMerge, Cart: guestID}
