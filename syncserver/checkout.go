@@ -123,6 +123,10 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 		if ce != nil || !created {
 			return errNothingToDo // refused, or this review's open checkout
 		}
+		// A checkout is the shopper's latest touch of the cart: the
+		// retention and the abandonment count from it, so that the
+		// purge never takes a cart while it is being paid for.
+		rec.Meta.UpdatedAt = s.now()
 		s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
 		return nil
 	})

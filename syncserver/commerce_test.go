@@ -641,6 +641,21 @@ func TestCheckoutEdgeCases(t *testing.T) {
 			t.Fatalf("read after a keep login: %d %+v", code, got)
 		}
 	})
+	t.Run("a checkout keeps its cart from the retention purge", func(t *testing.T) {
+		s := newShop(t, memstore.New(), nil)
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+		s.clock.add(30*24*time.Hour - time.Minute) // the cart's last edit is near the end of its 30 days
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		s.clock.add(10 * time.Minute) // the shopper is paying
+		if n, err := s.srv.Purge(t.Context(), 10); err != nil || n != 0 {
+			t.Fatalf("Purge = %d, %v; want the cart in checkout kept", n, err)
+		}
+		var done cart.Checkout
+		if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, &done); code != 200 || done.Status != cart.CheckoutCompleted {
+			t.Fatalf("complete after the cart's 30 days: %d %+v", code, done)
+		}
+	})
 	t.Run("removed and added again during checkout", func(t *testing.T) {
 		s := newShop(t, memstore.New(), nil)
 		s.upsert(mug(1200, 50))
