@@ -36,7 +36,13 @@ func (s *Server) routes() *http.ServeMux {
 	// Anything else under /v1/ gets the typed error too, not the mux's
 	// plain text.
 	mux.HandleFunc("/v1/", s.guard(func(w http.ResponseWriter, r *http.Request) {
-		if m := methods[r.URL.Path]; m != nil {
+		m := methods[r.URL.Path]
+		for path, pm := range methods {
+			if m == nil && pathMatches(path, r.URL.Path) {
+				m = pm
+			}
+		}
+		if m != nil {
 			w.Header().Set("Allow", strings.Join(m, ", "))
 			writeError(w, http.StatusMethodNotAllowed, protocol.Errorf(protocol.ErrInvalid, "%s takes %s, not %s", r.URL.Path, strings.Join(m, ", "), r.Method))
 			return
@@ -44,6 +50,38 @@ func (s *Server) routes() *http.ServeMux {
 		writeError(w, http.StatusNotFound, protocol.Errorf(protocol.ErrInvalid, "no endpoint %s; see docs/protocol.md", r.URL.Path))
 	}))
 	return mux
+}
+
+// pathMatches reports whether path is one of pattern's, a route path whose
+// {name} segments each stand for one non-empty segment.
+func pathMatches(pattern, path string) bool {
+	for {
+		pseg, prest, pmore := strings.Cut(pattern, "/")
+		seg, rest, more := strings.Cut(path, "/")
+		switch {
+		case pmore != more:
+			return false
+		case strings.HasPrefix(pseg, "{"):
+			if seg == "" {
+				return false
+			}
+		case pseg != seg:
+			return false
+		}
+		if !more {
+			return true
+		}
+		pattern, path = prest, rest
+	}
+}
+
+// uncleanPath reports whether path has an empty, "." or ".." segment
+// (after its first character), which the mux would answer with a bare
+// redirect to another path: under /v1/ that could send a request that
+// named one cart to another.
+func uncleanPath(path string) bool {
+	return strings.Contains(path, "//") || strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
+		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..")
 }
 
 // DeviceResponse answers POST /v1/devices.

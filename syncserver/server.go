@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -281,8 +282,17 @@ func registerDegraded(cfg Config) error {
 	return nil
 }
 
-// ServeHTTP serves the sync endpoints.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the sync endpoints. A /v1/ path with an empty or dot
+// segment gets a typed 404, not the mux's bare redirect to another path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") && uncleanPath(r.URL.Path) {
+		s.guard(func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, protocol.Errorf(protocol.ErrInvalid, "no endpoint %s: a path segment is empty, . or ..", r.URL.Path))
+		})(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Shutdown stops taking connections and closes the open ones, spread over
 // Config.ShutdownSpread (bounded by half of what is left of ctx): each

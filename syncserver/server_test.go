@@ -445,6 +445,17 @@ func TestUnknownEndpointsTyped(t *testing.T) {
 		{http.MethodGet, "/v1/nope", http.StatusNotFound, ""},
 		{http.MethodDelete, "/v1/cart", http.StatusMethodNotAllowed, "GET"},
 		{http.MethodGet, "/v1/devices", http.StatusMethodNotAllowed, "POST"},
+		{http.MethodDelete, "/v1/backend/carts/g_1", http.StatusMethodNotAllowed, "GET"},
+		{http.MethodGet, "/v1/backend/checkouts/co_1/complete", http.StatusMethodNotAllowed, "POST"},
+		{http.MethodGet, "/v1/backend/events/evt_1/retry", http.StatusMethodNotAllowed, "POST"},
+		{http.MethodPut, "/v1/backend/users/alice/cart", http.StatusMethodNotAllowed, "GET"},
+		{http.MethodGet, "/v1/backend/checkouts/", http.StatusNotFound, ""},
+		// The mux would redirect these to another path (another
+		// user's cart, for the second).
+		{http.MethodPost, "/v1/backend/users//cart/ops", http.StatusNotFound, ""},
+		{http.MethodPost, "/v1/backend/users/x//cart/ops", http.StatusNotFound, ""},
+		{http.MethodGet, "/v1/cart/./changes", http.StatusNotFound, ""},
+		{http.MethodGet, "/v1/backend/carts/g_1/..", http.StatusNotFound, ""},
 	} {
 		req, _ := http.NewRequest(tt.method, hs.URL+tt.path, nil)
 		resp, err := http.DefaultClient.Do(req)
