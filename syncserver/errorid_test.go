@@ -2,7 +2,9 @@ package syncserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/cartsync/cartsync/shared/protocol"
+	"github.com/cartsync/cartsync/syncserver"
 )
 
 // TestErrorsCarryTheID: every error about a message the server could read
@@ -79,18 +82,48 @@ func TestGarbageCloseCode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var last []byte
 	for {
-		_, _, err := c.conn.Read(ctx)
+		_, data, err := c.conn.Read(ctx)
 		if err == nil {
+			last = data
 			continue
 		}
 		if ctx.Err() != nil {
 			t.Fatal("server kept the connection open")
+		}
+		// A browser sees no close code: the reason comes as a message.
+		if m, derr := protocol.Decode(last); derr != nil || m.Type != protocol.TypeError || !strings.Contains(m.Error.Message, "too many bad messages") {
+			t.Errorf("last message before the close: %s, want the error saying why", last)
 		}
 		var ce websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation {
 			t.Fatalf("closed with %v, want status 1008 (policy violation)", err)
 		}
 		return
+	}
+}
+
+// TestClientPongTakenQuietly: the protocol lets either side answer a
+// ping, so a client's pong is no bad message.
+func TestClientPongTakenQuietly(t *testing.T) {
+	_, hs := newServer(t)
+	c := dial(t, hs)
+	c.hello("tab", "")
+	c.sendRaw(`{"type":"pong","t":1764200000000}`)
+	c.sendRaw(`{"type":"ping","id":"p1","t":1764200000001}`)
+	if m := c.read(); m.Type != protocol.TypePong || m.ID != "p1" {
+		t.Fatalf("after a client's pong and a ping: %s %+v, want only the pong to p1", m.Type, m.Error)
+	}
+}
+
+// TestSyncWithoutUpgradeTyped: /v1/sync without a websocket upgrade gets
+// 426 with the typed error body.
+func TestSyncWithoutUpgradeTyped(t *testing.T) {
+	_, hs := newServer(t)
+	resp, b := httpDo(t, "GET", hs.URL+"/v1/sync", "", nil)
+	var body syncserver.ErrorResponse
+	if err := json.Unmarshal(b, &body); resp.StatusCode != http.StatusUpgradeRequired || err != nil || body.Error == nil || body.Error.Code != protocol.ErrInvalid {
+		t.Fatalf("GET /v1/sync without upgrade: %d %s, want 426 with a typed invalid error", resp.StatusCode, b)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +55,12 @@ func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if closing {
 		writeError(w, http.StatusServiceUnavailable, protocol.Errorf(protocol.ErrOverloaded, "server is shutting down"))
+		return
+	}
+	if !headerHas(r.Header, "Connection", "upgrade") || !headerHas(r.Header, "Upgrade", "websocket") {
+		// The library's own answer to this is plain text.
+		w.Header().Set("Upgrade", "websocket")
+		writeError(w, http.StatusUpgradeRequired, protocol.Errorf(protocol.ErrInvalid, "/v1/sync is the websocket endpoint: it takes a websocket upgrade (docs/protocol.md)"))
 		return
 	}
 	if !s.originAllowed(r) {
@@ -158,9 +165,24 @@ func (ss *session) readLoop(ctx context.Context) {
 			// Policy violation, not going away: the client should
 			// not simply reconnect and carry on.
 			closeStatus, closeReason = websocket.StatusPolicyViolation, "too many bad messages"
+			// A browser sees no close reason: say it in the protocol.
+			ss.fail("", protocol.Errorf(protocol.ErrInvalid, "too many bad messages (%d in a row); closing", maxBadMessages))
 			return
 		}
 	}
+}
+
+// headerHas reports whether one of h's values of key, read as a comma
+// separated list, holds token (in any case).
+func headerHas(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readFailed ends a connection whose read failed.
@@ -317,6 +339,9 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 		ss.choose(ctx, m)
 	case protocol.TypePing:
 		ss.reply(&protocol.Message{Type: protocol.TypePong, ID: m.ID, T: m.T})
+	case protocol.TypePong:
+		// The server sends no pings; a pong is taken quietly, as the
+		// protocol lets either side answer a ping.
 	case protocol.TypeHello:
 		ss.fail(m.ID, protocol.Errorf(protocol.ErrHelloRequired, "hello was already said on this connection"))
 		return false
