@@ -371,6 +371,10 @@ func (m *Message) Check() error {
 		if m.Policy != "" && !m.Policy.Valid() {
 			return Errorf(ErrInvalid, "unknown merge policy %q", clip(string(m.Policy)))
 		}
+		if m.Protocol < 2 && (m.UserToken != "" || m.Policy != "") {
+			// A version 1 client could not read what a login answers.
+			return Errorf(ErrInvalid, "user_token and policy need protocol 2")
+		}
 	case TypePush:
 		if len(m.Ops) == 0 {
 			return Errorf(ErrInvalid, "push without operations")

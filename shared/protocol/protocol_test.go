@@ -96,6 +96,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"hello without protocol", `{"type":"hello","client":"c"}`, ErrInvalid},
 		{"future protocol", `{"type":"hello","protocol":99,"client":"c"}`, ErrUnsupportedVersion},
 		{"hello without client", `{"type":"hello","protocol":1}`, ErrInvalid},
+		{"version 1 hello with a user token", `{"type":"hello","protocol":1,"client":"c","user_token":"t"}`, ErrInvalid},
+		{"version 1 hello with a policy", `{"type":"hello","protocol":1,"client":"c","policy":"merge"}`, ErrInvalid},
 		{"empty push", `{"type":"push","ops":[]}`, ErrInvalid},
 		{"oversized", `{"type":"ping","id":"` + strings.Repeat("x", MaxMessageBytes) + `"}`, ErrTooLarge},
 		{"too many ops", `{"type":"push","ops":[` + strings.TrimSuffix(strings.Repeat(`{"client":"c","seq":1,"kind":"clear"},`, MaxOpsPerPush+1), ",") + `]}`, ErrTooLarge},
