@@ -59,6 +59,11 @@ type Event struct {
 	Attempts  int       `json:"attempts,omitempty"`
 	NextAt    time.Time `json:"next_at,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// TriedSince is when the current series of delivery attempts began,
+	// which the retry window counts from: the claim that found the event
+	// with no failed attempt (Attempts 0: never tried, or revived by
+	// RetryEvent). Zero until the event is first claimed.
+	TriedSince time.Time `json:"-"`
 }
 
 // Event delivery states.
@@ -94,7 +99,9 @@ type EventStore interface {
 	// ClaimEvents leases up to limit pending events that are due (NextAt
 	// <= now) and not leased, each the oldest pending event of its cart,
 	// until now+lease: no other ClaimEvents returns them meanwhile
-	// (several instances share the work).
+	// (several instances share the work). It sets TriedSince to now on
+	// those with no failed attempt; one with failed attempts and no
+	// TriedSince (written before stores kept it) gets its At.
 	ClaimEvents(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Event, error)
 	// EventDelivered marks the event delivered and ends its lease.
 	EventDelivered(ctx context.Context, seq int64, at time.Time) error
@@ -104,7 +111,9 @@ type EventStore interface {
 	// DeadEvents lists up to limit dead events with Seq > after, in order.
 	DeadEvents(ctx context.Context, after int64, limit int) ([]Event, error)
 	// RetryEvent makes a dead event pending again, due at once, with its
-	// attempts reset. ErrEventNotFound if no dead event has that id.
+	// attempts reset, so that its next claim starts a new series of
+	// attempts (TriedSince). ErrEventNotFound if no dead event has that
+	// id.
 	RetryEvent(ctx context.Context, id string) error
 	// EventCounts counts events by state.
 	EventCounts(ctx context.Context) (map[string]int64, error)

@@ -188,7 +188,7 @@ func (s *Store) addEvents(cartID string, evs []syncserver.Event, now time.Time) 
 		if ev.State != syncserver.EventDelivered { // delivered: a server without webhooks
 			ev.State = syncserver.EventPending
 		}
-		ev.Attempts, ev.LastError = 0, ""
+		ev.Attempts, ev.LastError, ev.TriedSince = 0, "", time.Time{}
 		if ev.NextAt.IsZero() {
 			ev.NextAt = ev.At
 		}
@@ -238,7 +238,8 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	return out, nil
 }
 
-// ClaimEvents implements syncserver.EventStore.
+// ClaimEvents implements syncserver.EventStore. Every event's failed
+// attempts follow a claim that set its TriedSince.
 func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]syncserver.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -263,6 +264,9 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Durat
 			continue
 		}
 		e.leaseUntil = now.Add(lease)
+		if e.Attempts == 0 {
+			e.TriedSince = now // a new series of attempts
+		}
 		out = append(out, e.view())
 	}
 	return out, nil
@@ -347,6 +351,7 @@ func (s *Store) RetryEvent(ctx context.Context, id string) error {
 		return fmt.Errorf("memstore: retry event %s: %w", id, syncserver.ErrEventNotFound)
 	}
 	e.State, e.Attempts, e.NextAt, e.leaseUntil = syncserver.EventPending, 0, time.Now(), time.Time{}
+	e.TriedSince = time.Time{} // the next claim starts a new series
 	s.outbox.low = min(s.outbox.low, s.outbox.after(e.Seq-1))
 	return nil
 }

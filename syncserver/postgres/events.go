@@ -28,7 +28,7 @@ import (
 // the newest commits while older transactions run, by as long as they run.
 
 // eventColumns are the columns scanEvent reads, in its order.
-const eventColumns = `seq, xid::text, id, type, cart_id, at, data, state, attempts, next_at, last_error`
+const eventColumns = `seq, xid::text, id, type, cart_id, at, data, state, attempts, next_at, last_error, tried_since`
 
 // The statements of queueEvents.
 const (
@@ -93,12 +93,16 @@ func collectEvents(rows pgx.Rows) ([]syncserver.Event, error) {
 		at, next  time.Time
 		attempts  int32
 		lastError string
+		tried     *time.Time
 	)
-	_, err := pgx.ForEachRow(rows, []any{&ev.Seq, &xid, &ev.ID, &ev.Type, &ev.CartID, &at, &data, &ev.State, &attempts, &next, &lastError}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&ev.Seq, &xid, &ev.ID, &ev.Type, &ev.CartID, &at, &data, &ev.State, &attempts, &next, &lastError, &tried}, func() error {
 		e := ev
 		e.Cursor = xid + "-" + strconv.FormatInt(ev.Seq, 10)
 		e.Data = json.RawMessage(slices.Clone(data))
 		e.At, e.NextAt = at.UTC(), next.UTC()
+		if tried != nil {
+			e.TriedSince = tried.UTC()
+		}
 		e.Attempts, e.LastError = int(attempts), lastError
 		out = append(out, e)
 		return nil
@@ -150,7 +154,9 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 // another claim holds (FOR UPDATE SKIP LOCKED) are passed over, and one
 // that another claim leased since the statement began fails the
 // statement's check of its row, so no two claims return the same event. A
-// limit below 1 claims nothing.
+// limit below 1 claims nothing. An event with no failed attempt starts a
+// series at now (tried_since); one with failed attempts keeps its series,
+// or takes its at if it has none (a row written before migration 0006).
 func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]syncserver.Event, error) {
 	if limit < 1 {
 		return nil, ctx.Err()
@@ -163,9 +169,11 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Durat
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
 		)
-		UPDATE events SET lease_until = $2 FROM picked WHERE events.seq = picked.seq
+		UPDATE events SET lease_until = $2,
+			tried_since = CASE WHEN events.attempts = 0 THEN $4 ELSE coalesce(events.tried_since, events.at) END
+		FROM picked WHERE events.seq = picked.seq
 		RETURNING `+qualified("events", eventColumns),
-		now, now.Add(lease).Truncate(time.Millisecond), limit)
+		now, now.Add(lease).Truncate(time.Millisecond), limit, now.Truncate(time.Millisecond))
 	evs, err := collectEvents(rows)
 	if err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("claim events: %w", err))
@@ -236,7 +244,8 @@ func (s *Store) DeadEvents(ctx context.Context, after int64, limit int) ([]syncs
 // RetryEvent implements syncserver.EventStore. The event keeps its last
 // error.
 func (s *Store) RetryEvent(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE events SET state = 'pending', attempts = 0, next_at = $2, lease_until = NULL
+	tag, err := s.pool.Exec(ctx, `UPDATE events SET state = 'pending', attempts = 0, next_at = $2, lease_until = NULL,
+			tried_since = NULL
 		WHERE id = $1 AND state = 'dead'`, id, time.Now().Truncate(time.Millisecond))
 	if err != nil {
 		return withCtx(ctx, fmt.Errorf("retry event %s: %w", id, err))

@@ -20,7 +20,7 @@ import (
 // the seq alone: no event can commit later with a smaller one.
 
 // eventColumns are the columns scanEvents reads, in its order.
-const eventColumns = `seq, id, type, cart_id, at, data, state, attempts, next_at, last_error`
+const eventColumns = `seq, id, type, cart_id, at, data, state, attempts, next_at, last_error, tried_since`
 
 // The statements of writeEvents.
 const (
@@ -127,9 +127,13 @@ func scanEvents(rows *sql.Rows) ([]syncserver.Event, error) {
 			ev       syncserver.Event
 			data     []byte
 			at, next int64
+			tried    sql.NullInt64
 		)
-		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.Type, &ev.CartID, &at, &data, &ev.State, &ev.Attempts, &next, &ev.LastError); err != nil {
+		if err := rows.Scan(&ev.Seq, &ev.ID, &ev.Type, &ev.CartID, &at, &data, &ev.State, &ev.Attempts, &next, &ev.LastError, &tried); err != nil {
 			return nil, err
+		}
+		if tried.Valid {
+			ev.TriedSince = time.UnixMilli(tried.Int64).UTC()
 		}
 		ev.Cursor = strconv.FormatInt(ev.Seq, 10)
 		ev.Data = json.RawMessage(data)
@@ -168,7 +172,9 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 
 // ClaimEvents implements syncserver.EventStore, in one write transaction:
 // writes are serialized, so no other claim runs meanwhile. A limit below 1
-// claims nothing.
+// claims nothing. An event with no failed attempt starts a series at now
+// (tried_since); one with failed attempts keeps its series, or takes its
+// at if it has none (a row written before migration 0004).
 func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]syncserver.Event, error) {
 	if limit < 1 {
 		return nil, ctx.Err()
@@ -178,12 +184,14 @@ func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Durat
 		return nil, fmt.Errorf("claim events: begin: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `UPDATE events SET lease_until = ? WHERE seq IN (
+	rows, err := tx.QueryContext(ctx, `UPDATE events SET lease_until = ?,
+			tried_since = CASE WHEN attempts = 0 THEN ? ELSE coalesce(tried_since, at) END
+		WHERE seq IN (
 			SELECT e.seq FROM events e
 			WHERE e.state = 'pending' AND e.next_at <= ? AND (e.lease_until IS NULL OR e.lease_until <= ?)
 				AND NOT EXISTS (SELECT 1 FROM events p WHERE p.cart_id = e.cart_id AND p.state = 'pending' AND p.seq < e.seq)
 			ORDER BY e.seq LIMIT ?)
-		RETURNING `+eventColumns, now.Add(lease).UnixMilli(), now.UnixMilli(), now.UnixMilli(), limit)
+		RETURNING `+eventColumns, now.Add(lease).UnixMilli(), now.UnixMilli(), now.UnixMilli(), now.UnixMilli(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim events: %w", err)
 	}
@@ -269,7 +277,8 @@ func (s *Store) DeadEvents(ctx context.Context, after int64, limit int) ([]syncs
 // RetryEvent implements syncserver.EventStore. The event keeps its last
 // error.
 func (s *Store) RetryEvent(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE events SET state = 'pending', attempts = 0, next_at = ?, lease_until = NULL
+	res, err := s.w.ExecContext(ctx, `UPDATE events SET state = 'pending', attempts = 0, next_at = ?, lease_until = NULL,
+			tried_since = NULL
 		WHERE id = ? AND state = 'dead'`, time.Now().UnixMilli(), id)
 	if err != nil {
 		return fmt.Errorf("retry event %s: %w", id, err)

@@ -237,6 +237,56 @@ func testDeliveryStates(t *testing.T, s commerceStore) {
 	}
 }
 
+// A claim of an event with no failed attempt starts its series of attempts
+// (TriedSince, which the retry window counts from), however old the event;
+// failed attempts keep the series; RetryEvent ends it, so the next claim
+// starts a new one.
+func testClaimTriedSince(t *testing.T, s commerceStore) {
+	base := time.Now()
+	created := base.Add(-48 * time.Hour)
+	emit(t, s, "cart-t", newEvent("t1", syncserver.EventCartCreated, "cart-t", created))
+	const lease = time.Minute
+	// claimT claims at now and returns the event, failing the test unless
+	// it is the only one claimed.
+	claimT := func(what string, now time.Time) syncserver.Event {
+		t.Helper()
+		got := claim(t, s, now, lease, 10)
+		if len(got) != 1 || got[0].ID != "evt_t1" {
+			t.Fatalf("%s: ClaimEvents = %q, want evt_t1", what, ids(got))
+		}
+		return got[0]
+	}
+	checkSince := func(what string, ev syncserver.Event, want time.Time) {
+		t.Helper()
+		if !sameMilli(ev.TriedSince, want) {
+			t.Errorf("%s: TriedSince %v, want %v", what, ev.TriedSince, want)
+		}
+	}
+
+	first := claimT("first claim", base)
+	checkSince("first claim of an event created two days before", first, base)
+	// The lease ended without an outcome (an instance stopped): not an
+	// attempt, so the next claim starts the series again.
+	again := base.Add(2 * lease)
+	checkSince("claim after a lease ended with no outcome", claimT("second claim", again), again)
+	if err := s.EventFailed(t.Context(), first.Seq, again.Add(time.Second), "HTTP 503", false); err != nil {
+		t.Fatalf("EventFailed: %v", err)
+	}
+	checkSince("claim after a failed attempt", claimT("third claim", again.Add(time.Hour)), again)
+	if err := s.EventFailed(t.Context(), first.Seq, again.Add(time.Hour), "HTTP 503", true); err != nil {
+		t.Fatalf("EventFailed, dead: %v", err)
+	}
+	if err := s.RetryEvent(t.Context(), first.ID); err != nil {
+		t.Fatalf("RetryEvent: %v", err)
+	}
+	retried := time.Now().Add(3 * time.Hour)
+	ev := claimT("claim after RetryEvent", retried)
+	checkSince("claim after RetryEvent", ev, retried)
+	if ev.Attempts != 0 {
+		t.Errorf("claim after RetryEvent: %d attempts, want 0", ev.Attempts)
+	}
+}
+
 // DeadEvents pages through dead events in seq order.
 func testDeadEventsPaging(t *testing.T, s commerceStore) {
 	now := time.Now()

@@ -68,6 +68,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"ClaimHeadPerCart", testClaimHeadPerCart},
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"DeliveryStates", testDeliveryStates},
+		{"ClaimTriedSince", testClaimTriedSince},
 		{"DeadEventsPaging", testDeadEventsPaging},
 		{"EventsPrune", testEventsPrune},
 	}

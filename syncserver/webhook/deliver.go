@@ -46,9 +46,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil means a private registry.
 	Registerer prometheus.Registerer
-	// RetryWindow is how long after an event its delivery is tried: an
-	// attempt that fails later than this makes the event dead (default
-	// 24 h).
+	// RetryWindow is how long an event's delivery is tried, counted from
+	// its first attempt (or the first after a RetryEvent), not from the
+	// event's creation: an attempt that fails later than this makes the
+	// event dead (default 24 h).
 	RetryWindow time.Duration
 	// BackoffBase and BackoffCap bound the wait before the attempt that
 	// follows a failed one: a random duration between zero and BackoffBase
@@ -385,12 +386,17 @@ func (d *Deliverer) delivered(ctx context.Context, ev syncserver.Event) {
 }
 
 // failed records a failed attempt to deliver ev; the event is dead if dead
-// is set or the retry window has passed.
+// is set or the retry window has passed since the series of attempts began
+// (ev.TriedSince; ev.At if the store did not set it).
 func (d *Deliverer) failed(ctx context.Context, ev syncserver.Event, a attempt, dead bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	now := d.cfg.Now()
-	dead = dead || now.Sub(ev.At) > d.cfg.RetryWindow
+	since := ev.TriedSince
+	if since.IsZero() {
+		since = ev.At
+	}
+	dead = dead || now.Sub(since) > d.cfg.RetryWindow
 	wait := d.backoff(ev.Attempts)
 	if a.retryAfter > wait {
 		wait = min(a.retryAfter, d.cfg.BackoffCap)

@@ -46,8 +46,9 @@
 // lease lasts. An answer with a 2xx status delivers the event; any other
 // status (redirects are not followed), a timeout or a connection error is a
 // failed attempt, retried after an exponential backoff with full jitter until
-// the retry window since the event ends, after which the event is dead
-// (listed by EventStore.DeadEvents until RetryEvent revives it).
+// the retry window since the first attempt ends, after which the event is
+// dead (listed by EventStore.DeadEvents until RetryEvent revives it, with a
+// new window from its next attempt).
 //
 // The store hands out only the oldest pending event of each cart, so a
 // cart's events reach the receiver in order: the next is not sent until the

@@ -11,7 +11,8 @@ import (
 
 // fakeStore is an in-memory syncserver.EventStore with the outbox's
 // semantics: ClaimEvents leases each cart's oldest pending event if it is
-// due and not leased. It records every EventFailed call.
+// due and not leased, starting its series of attempts (TriedSince) if it
+// has no failed one. It records every EventFailed call.
 type fakeStore struct {
 	mu       sync.Mutex
 	events   []*fakeEvent // in Seq order
@@ -93,6 +94,9 @@ func (s *fakeStore) ClaimEvents(ctx context.Context, now time.Time, lease time.D
 			continue
 		}
 		e.leasedUntil = now.Add(lease)
+		if e.Attempts == 0 {
+			e.TriedSince = now // a new series of attempts
+		}
 		out = append(out, e.Event)
 	}
 	return out, nil
@@ -160,6 +164,7 @@ func (s *fakeStore) RetryEvent(ctx context.Context, id string) error {
 			e.State = syncserver.EventPending
 			e.Attempts = 0
 			e.NextAt = time.Time{}
+			e.TriedSince = time.Time{}
 			return nil
 		}
 	}
