@@ -439,7 +439,7 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 }
 
 // ErrBadCursor is what an EventStore returns for a feed cursor it did not
-// give.
+// give: not a cursor, or past every cursor it gave.
 var ErrBadCursor = errors.New("syncserver: not a feed cursor")
 
 // printableText reports whether s has no control or invisible characters.

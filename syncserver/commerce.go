@@ -94,7 +94,10 @@ type EventStore interface {
 	// EventsAfter is the feed: up to limit events (coalesced ones left
 	// out) whose cursor is after the given one ("" for the start), in
 	// cursor order. An event that commits later never gets a cursor
-	// before one already returned.
+	// before one already returned. A cursor the store did not give is
+	// ErrBadCursor: one that is not a cursor, and one past every cursor
+	// given so far (as from before the store was reset), which would
+	// otherwise read empty pages forever.
 	EventsAfter(ctx context.Context, cursor string, limit int) ([]Event, error)
 	// ClaimEvents leases up to limit pending events that are due (NextAt
 	// <= now) and not leased, each the oldest pending event of its cart,

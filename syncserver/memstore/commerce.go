@@ -214,7 +214,7 @@ func (e *event) view() syncserver.Event {
 }
 
 // EventsAfter implements syncserver.EventStore. The cursor is the seq, in
-// decimal.
+// decimal; one past the last seq handed out is ErrBadCursor.
 func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]syncserver.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -229,6 +229,9 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if after > s.outbox.last {
+		return nil, fmt.Errorf("memstore: events after %q: %w (past the last event, %d)", cursor, syncserver.ErrBadCursor, s.outbox.last)
+	}
 	var out []syncserver.Event
 	for i := s.outbox.after(after); i < len(s.outbox.events) && len(out) < limit; i++ {
 		if e := s.outbox.events[i]; e.State != syncserver.EventCoalesced {

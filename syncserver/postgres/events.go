@@ -129,8 +129,17 @@ func parseCursor(cursor string) (xid uint64, seq int64, err error) {
 	return xid, seq, nil
 }
 
+// sqlCursorGiven tells whether the cursor ($1 the xid, $2 the seq) is not
+// past every cursor given: its transaction began (an xid below the
+// snapshot's xmax) and its seq was handed out.
+const sqlCursorGiven = `SELECT $1::text::xid8 < pg_snapshot_xmax(pg_current_snapshot())
+	AND $2 <= coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass), 0)`
+
 // EventsAfter implements syncserver.EventStore: see above for the cursor.
-// A limit below 1 returns no events.
+// A cursor past every one given (an xid not yet begun, or a seq not yet
+// handed out) is ErrBadCursor; the page and that check are one round
+// trip, the check after the page, so a cursor given before is never
+// refused. A limit below 1 returns no events.
 func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]syncserver.Event, error) {
 	xid, seq, err := parseCursor(cursor)
 	if err != nil {
@@ -139,13 +148,25 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	if limit < 1 {
 		return nil, ctx.Err()
 	}
-	rows, _ := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
+	x := strconv.FormatUint(xid, 10)
+	b := &pgx.Batch{}
+	var evs []syncserver.Event
+	b.Queue(`SELECT `+eventColumns+` FROM events
 		WHERE state <> 'coalesced' AND (xid, seq) > ($1::text::xid8, $2)
 			AND xid < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY xid, seq LIMIT $3`, strconv.FormatUint(xid, 10), seq, limit)
-	evs, err := collectEvents(rows)
-	if err != nil {
+		ORDER BY xid, seq LIMIT $3`, x, seq, limit).Query(func(rows pgx.Rows) error {
+		evs, err = collectEvents(rows)
+		return err
+	})
+	given := true
+	if cursor != "" {
+		b.Queue(sqlCursorGiven, x, seq).QueryRow(func(row pgx.Row) error { return row.Scan(&given) })
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("events after %q: %w", cursor, err))
+	}
+	if !given {
+		return nil, fmt.Errorf("events after %q: %w (past every cursor given)", cursor, syncserver.ErrBadCursor)
 	}
 	return evs, nil
 }

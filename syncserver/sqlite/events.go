@@ -145,7 +145,8 @@ func scanEvents(rows *sql.Rows) ([]syncserver.Event, error) {
 }
 
 // EventsAfter implements syncserver.EventStore. The cursor is the event's
-// seq in decimal. A limit below 1 returns no events.
+// seq in decimal; one past the last seq handed out (sqlite_sequence) is
+// ErrBadCursor. A limit below 1 returns no events.
 func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]syncserver.Event, error) {
 	var after int64
 	if cursor != "" {
@@ -166,6 +167,18 @@ func (s *Store) EventsAfter(ctx context.Context, cursor string, limit int) ([]sy
 	evs, err := scanEvents(rows)
 	if err != nil {
 		return nil, fmt.Errorf("events after %q: %w", cursor, err)
+	}
+	if len(evs) == 0 && after > 0 {
+		// Read after the page: the last seq only grows, so a cursor
+		// given before the page was read is never past it.
+		var last int64
+		err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'`).Scan(&last)
+		if err != nil {
+			return nil, fmt.Errorf("events after %q: last seq: %w", cursor, err)
+		}
+		if after > last {
+			return nil, fmt.Errorf("events after %q: %w (past the last event, %d)", cursor, syncserver.ErrBadCursor, last)
+		}
 	}
 	return evs, nil
 }

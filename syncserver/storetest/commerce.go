@@ -63,6 +63,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"EventsCoalesceKeepsTheFirstDue", testEventsCoalesceKeepsTheFirstDue},
 		{"EventsWrittenDelivered", testEventsWrittenDelivered},
 		{"EventsFeedNeverSkips", testEventsFeedNeverSkips},
+		{"EventsCursorNotGiven", testEventsCursorNotGiven},
 		{"EventsPurgeExpired", testEventsPurgeExpired},
 		{"IdleCartsAndAbandonedAt", testIdleCartsAndAbandonedAt},
 		{"ClaimHeadPerCart", testClaimHeadPerCart},

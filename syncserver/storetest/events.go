@@ -460,6 +460,67 @@ func testEventsFeedNeverSkips(t *testing.T, s commerceStore) {
 	}
 }
 
+// beyond returns cursors made from cursor with one of its decimal numbers
+// multiplied by a million, for each of them, and one with all of them so
+// multiplied: each past every cursor the store gave (cursors are opaque,
+// but those of every store here are made of numbers that grow).
+func beyond(cursor string) []string {
+	var ends []int // where each number ends
+	for i := range len(cursor) {
+		if digit(cursor[i]) && (i+1 == len(cursor) || !digit(cursor[i+1])) {
+			ends = append(ends, i+1)
+		}
+	}
+	grow := func(at ...int) string {
+		out, from := "", 0
+		for _, e := range at {
+			out += cursor[from:e] + "000000"
+			from = e
+		}
+		return out + cursor[from:]
+	}
+	var out []string
+	for _, e := range ends {
+		out = append(out, grow(e))
+	}
+	if len(ends) > 1 {
+		out = append(out, grow(ends...))
+	}
+	return out
+}
+
+func digit(c byte) bool { return c >= '0' && c <= '9' }
+
+// The feed refuses a cursor it never gave, ErrBadCursor: one that is not a
+// cursor, and one past every cursor it gave, rather than answering an
+// empty page forever. The last cursor given reads an empty page.
+func testEventsCursorNotGiven(t *testing.T, s commerceStore) {
+	c1 := newEvent("c1", syncserver.EventCartCreated, "cart-c", stamp(1))
+	c2 := newEvent("c2", syncserver.EventCartUpdated, "cart-c", stamp(1))
+	c1.State, c2.State = syncserver.EventDelivered, syncserver.EventDelivered // to prune them below
+	emit(t, s, "cart-c", c1, c2)
+	evs := waitFeed(t, s, "", 2)
+	if len(evs) != 2 {
+		t.Fatalf("feed = %q, want evt_c1 and evt_c2", ids(evs))
+	}
+	last := evs[1].Cursor
+	if got, err := s.EventsAfter(t.Context(), last, 10); err != nil || len(got) != 0 {
+		t.Errorf("EventsAfter(the last cursor %q) = %q, %v; want nothing", last, ids(got), err)
+	}
+	for _, c := range append([]string{"garbage", "-1"}, append(beyond(last), beyond(evs[0].Cursor)...)...) {
+		if got, err := s.EventsAfter(t.Context(), c, 10); !errors.Is(err, syncserver.ErrBadCursor) {
+			t.Errorf("EventsAfter(%q), the last cursor given being %q = %q, %v; want ErrBadCursor", c, last, ids(got), err)
+		}
+	}
+	// A cursor given before events were pruned is still good.
+	if n, err := s.PruneEvents(t.Context(), time.Now().Add(time.Hour), 10); err != nil || n != 2 {
+		t.Fatalf("PruneEvents = %d, %v; want 2", n, err)
+	}
+	if got, err := s.EventsAfter(t.Context(), last, 10); err != nil || len(got) != 0 {
+		t.Errorf("EventsAfter(%q) after the prune = %q, %v; want nothing", last, ids(got), err)
+	}
+}
+
 // Purge writes a cart.expired event for each cart it expires, and none for
 // the others.
 func testEventsPurgeExpired(t *testing.T, s commerceStore) {
