@@ -53,8 +53,10 @@ func ValidateItem(it *Item, lim Limits) *Error {
 	if it.Name == "" {
 		return errorf(CodeInvalidDetails, "name is required")
 	}
-	if it.Price <= 0 {
-		return errorf(CodeInvalidDetails, "price must be a positive amount in minor units, got %d", it.Price)
+	if it.Price <= 0 || it.Price > lim.MaxPrice {
+		// Before validateDetails, whose range (from 0, for a line's
+		// details) is not the catalog's.
+		return errorf(CodeInvalidDetails, "price must be 1 to %d minor units, got %d", lim.MaxPrice, it.Price)
 	}
 	if e := validateDetails(&Details{Name: it.Name, Image: it.Image, Price: it.Price, Currency: it.Currency}, lim); e != nil {
 		return e
