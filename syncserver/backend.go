@@ -378,14 +378,26 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func eventPage(evs []Event, after string) EventPage {
-	p := EventPage{Events: evs, Next: after}
-	if p.Events == nil {
-		p.Events = []Event{}
-	}
+	p := EventPage{Events: shownEvents(evs), Next: after}
 	if len(evs) > 0 {
 		p.Next = evs[len(evs)-1].Cursor
 	}
 	return p
+}
+
+// shownEvents returns evs as the API shows them, never nil: next_at only on
+// pending events, the only ones that are due again (a store keeps the
+// last due time of the others).
+func shownEvents(evs []Event) []Event {
+	if evs == nil {
+		return []Event{}
+	}
+	for i := range evs {
+		if evs[i].State != EventPending {
+			evs[i].NextAt = time.Time{}
+		}
+	}
+	return evs
 }
 
 func (s *Server) serveDeadEvents(w http.ResponseWriter, r *http.Request) {
@@ -411,10 +423,7 @@ func (s *Server) serveDeadEvents(w http.ResponseWriter, r *http.Request) {
 		s.httpFail(w, "read dead events", "", err)
 		return
 	}
-	p := EventPage{Events: evs, Next: strconv.FormatInt(after, 10)}
-	if p.Events == nil {
-		p.Events = []Event{}
-	}
+	p := EventPage{Events: shownEvents(evs), Next: strconv.FormatInt(after, 10)}
 	if len(evs) > 0 {
 		p.Next = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
 	}

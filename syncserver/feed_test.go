@@ -1,12 +1,15 @@
 package syncserver_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/memstore"
 )
 
 // The feed answers 400 invalid, with the typed error body, for a cursor it
@@ -41,5 +44,38 @@ func TestFeedRefusesCursorNotGiven(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// next_at is when a pending event is due; the feed and the dead list leave
+// it out of events in any other state (a dead event is not due again until
+// a retry makes it pending).
+func TestEventNextAtOnlyWhenPending(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, func(c *syncserver.Config) { c.Webhooks = true })
+	s.push(s.device(), cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+	evs, err := st.ClaimEvents(t.Context(), time.Now().Add(time.Hour), time.Minute, 10)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("ClaimEvents = %+v, %v; want the cart's first event", evs, err)
+	}
+	if err := st.EventFailed(t.Context(), evs[0].Seq, time.Now().Add(time.Hour), "HTTP 410", true); err != nil {
+		t.Fatal(err)
+	}
+	type event struct {
+		ID     string          `json:"id"`
+		State  string          `json:"state"`
+		NextAt json.RawMessage `json:"next_at"`
+	}
+	var feed, dead struct{ Events []event }
+	if code := s.call("GET", "/v1/backend/events", testAPIKey, nil, &feed); code != 200 || len(feed.Events) != 2 {
+		t.Fatalf("feed: %d %+v, want the cart's two events", code, feed)
+	}
+	if code := s.call("GET", "/v1/backend/events/dead", testAPIKey, nil, &dead); code != 200 || len(dead.Events) != 1 {
+		t.Fatalf("dead events: %d %+v, want one", code, dead)
+	}
+	for _, ev := range append(feed.Events, dead.Events...) {
+		if pending := ev.State == syncserver.EventPending; pending != (ev.NextAt != nil) {
+			t.Errorf("event %s, %s: next_at %s; want it only when pending", ev.ID, ev.State, ev.NextAt)
+		}
 	}
 }
