@@ -266,6 +266,39 @@ func TestE2EPushDelay(t *testing.T) {
 	}
 }
 
+// A page adds and is closed before its add is sent; the next page of the
+// same device clears the cart at once (the storefront's "order placed"
+// step). The clear was made after the add and must land after it, whatever
+// the two pages' client ids: the cart ends empty, on the server too.
+func TestE2EClearAfterAnotherPagesUnsentAdd(t *testing.T) {
+	env := newE2EEnv(t)
+	shared := syncclient.NewMemStorage()
+	first := env.engine(shared, func(c *syncclient.Config) { c.ClientID = "page-1" })
+	env.run(first)
+	ctx := t.Context()
+	if err := first.Add(ctx, "mug", nil, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	env.flush(first)
+	synced := first.Snapshot().Cart
+	// The closed page's add, left in the shared outbox; its client id
+	// sorts after the next page's.
+	if _, err := shared.Enqueue(ctx, "page-2", func(seq uint64) cart.Op {
+		return cart.Op{Client: "page-2", Seq: seq, Kind: cart.KindAdd, SKU: "tea", Quantity: 1, Cart: synced.ID, Base: synced.Version}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	next := env.engine(shared, func(c *syncclient.Config) { c.ClientID = "page-0" })
+	env.run(next)
+	if err := next.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env.flush(next)
+	if got := lineSummary(env.converged(next)); got != "" {
+		t.Errorf("after the clear the server has %q, want an empty cart", got)
+	}
+}
+
 // Two tabs share one Storage and start at once, neither with a device
 // token: they settle on one token and one cart, each sends every pending
 // op whoever queued it, the server takes each once, and both end showing

@@ -11,16 +11,24 @@
 //	meta  "deviceToken"    the device token, a string
 //	      "cart"           the confirmed cart, a JSON string (cart.Cart)
 //	seqs  client id        the last seq allocated to that client, a number
-//	ops   [client id, seq] a pending op, a JSON string (cart.Op)
+//	      ""               the last outbox order allocated, a number
+//	ops   [client id, seq] a pending op, a JSON string (cart.Op with
+//	                       "order", its place in the outbox)
 //
 // Array keys sort by client id, then numerically by seq. seqs keeps its
-// counter after the ops are confirmed, so a seq is never reused.
+// counters after the ops are confirmed, so a seq is never reused. The
+// outbox is in "order" order: the order Enqueue stored the ops in, across
+// the tabs sharing the database, which is the order they reach the
+// server in. An op stored before "order" was kept has none and counts as
+// 0 (by key among those). Adding the field and the counter needed no new
+// schema version.
 //
 // # Transactions
 //
 // Each Storage method is one IndexedDB transaction: Load is a readonly one
 // over meta and ops, SwapDeviceToken a compare-and-swap over meta, Enqueue
-// reads and bumps the client's counter and puts the op (over seqs and ops),
+// reads and bumps the client's counter and the order counter and puts the
+// op (over seqs and ops),
 // and Confirm puts the cart and deletes the confirmed ops (over meta and
 // ops). A method that writes returns once the transaction has committed.
 // IndexedDB runs readwrite transactions with overlapping scopes one at a

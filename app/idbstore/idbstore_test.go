@@ -4,6 +4,7 @@ package idbstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -386,4 +387,41 @@ func TestRequestPersistence(t *testing.T) {
 		t.Fatalf("RequestPersistence: %v", err)
 	}
 	t.Logf("persisted: %v", persisted)
+}
+
+// TestOutboxOrder: the outbox is in the order ops were stored, across the
+// tabs sharing the database, so a tab's clear made after another tab's add
+// reaches the server after it; an op stored before the order was kept
+// comes first.
+func TestOutboxOrder(t *testing.T) {
+	name := tempDB(t)
+	tab1, tab2 := openStore(t, name), openStore(t, name)
+	mustEnqueue(t, tab1, "b")
+	mustEnqueue(t, tab2, "a")
+	mustEnqueue(t, tab1, "b")
+	if got, want := ids(mustLoad(t, tab2).Pending), "b/1 a/1 b/2 "; got != want {
+		t.Fatalf("Pending = %q, want %q", got, want)
+	}
+	// An op of an earlier release: no order in its JSON.
+	old, err := json.Marshal(cart.Op{Client: "z", Seq: 1, Kind: cart.KindClear})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tab1.run(testCtx(t), func(db *idb.Database) error {
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeOps)
+		if err != nil {
+			return err
+		}
+		if _, err := st[0].PutKey(opKey("z", 1), js.ValueOf(string(old))); err != nil {
+			abort(txn)
+			return err
+		}
+		return commit(testCtx(t), txn)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(mustLoad(t, tab1).Pending), "z/1 b/1 a/1 b/2 "; got != want {
+		t.Errorf("with an op stored without an order, Pending = %q, want %q", got, want)
+	}
 }

@@ -54,17 +54,23 @@ func (s *Store) Load(ctx context.Context) (syncclient.Stored, error) {
 		}
 	}
 	if len(opsJSON) > 0 {
-		out.Pending = make([]cart.Op, len(opsJSON))
+		stored := make([]storedOp, len(opsJSON))
 		for i, data := range opsJSON {
-			if err := json.Unmarshal([]byte(data), &out.Pending[i]); err != nil {
+			if err := json.Unmarshal([]byte(data), &stored[i]); err != nil {
 				return syncclient.Stored{}, fmt.Errorf("load: decode op: %w", err)
 			}
 		}
-		// Keys are in order already, but IndexedDB compares strings by UTF-16
-		// code units and Go by bytes, which differ past U+FFFF.
-		slices.SortStableFunc(out.Pending, func(a, b cart.Op) int {
-			return cmp.Or(cmp.Compare(a.Client, b.Client), cmp.Compare(a.Seq, b.Seq))
+		// The outbox order is the order of Enqueue. Ops stored before
+		// the store kept one (order 0) come first, by key: client id,
+		// then seq, compared as Go compares them (IndexedDB compares
+		// strings by UTF-16 code units, which differ past U+FFFF).
+		slices.SortStableFunc(stored, func(a, b storedOp) int {
+			return cmp.Or(cmp.Compare(a.Order, b.Order), cmp.Compare(a.Client, b.Client), cmp.Compare(a.Seq, b.Seq))
 		})
+		out.Pending = make([]cart.Op, len(stored))
+		for i, op := range stored {
+			out.Pending[i] = op.Op
+		}
 	}
 	return out, nil
 }
@@ -104,8 +110,9 @@ func (s *Store) SwapDeviceToken(ctx context.Context, old, next string) (string, 
 }
 
 // Enqueue implements syncclient.Storage: one readwrite transaction over
-// seqs and ops reads the client's counter, calls build, and puts the op and
-// the counter. The op is durable when Enqueue returns it.
+// seqs and ops reads the client's counter and the outbox's, calls build,
+// and puts the op and both counters. The op is durable when Enqueue
+// returns it.
 func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
 	var data []byte
 	err := s.run(ctx, func(db *idb.Database) error {
@@ -114,25 +121,20 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 			return err
 		}
 		seqs, ops := st[0], st[1]
-		last, err := get(ctx, txn, seqs, client)
+		seq, err := nextCount(ctx, txn, seqs, client)
 		if err != nil {
 			return err
 		}
-		seq := uint64(1)
-		switch last.Type() {
-		case js.TypeUndefined:
-		case js.TypeNumber:
-			seq = uint64(last.Float()) + 1
-		default:
-			abort(txn)
-			return fmt.Errorf("the seq of %s is a %s, want a number", client, last.Type())
+		order, err := nextCount(ctx, txn, seqs, keyOrder)
+		if err != nil {
+			return err
 		}
 		op := build(seq)
 		if op.Client != client || op.Seq != seq {
 			abort(txn)
 			return fmt.Errorf("built op %s/%d for %s/%d: %w", op.Client, op.Seq, client, seq, syncclient.ErrBadOp)
 		}
-		if data, err = json.Marshal(op); err != nil {
+		if data, err = json.Marshal(storedOp{op, order}); err != nil {
 			abort(txn)
 			return fmt.Errorf("encode op %s/%d: %w", client, seq, err)
 		}
@@ -145,6 +147,10 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 			abort(txn)
 			return maybeWritten{err}
 		}
+		if _, err := seqs.PutKey(js.ValueOf(keyOrder), js.ValueOf(float64(order))); err != nil {
+			abort(txn)
+			return maybeWritten{err}
+		}
 		if err := commit(ctx, txn); err != nil {
 			return maybeWritten{err}
 		}
@@ -153,11 +159,36 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 	if err != nil {
 		return cart.Op{}, fmt.Errorf("enqueue: %w", err)
 	}
-	var stored cart.Op // decoded, so it is the stored op and the caller's own copy
+	var stored storedOp // decoded, so it is the stored op and the caller's own copy
 	if err := json.Unmarshal(data, &stored); err != nil {
 		return cart.Op{}, fmt.Errorf("enqueue: decode op: %w", err)
 	}
-	return stored, nil
+	return stored.Op, nil
+}
+
+// storedOp is an op as the ops store keeps it, with its place in the
+// outbox across client ids: the device-wide count of Enqueue (seqs'
+// keyOrder) when it was stored; 0 for an op stored before there was one.
+type storedOp struct {
+	cart.Op
+	Order uint64 `json:"order,omitempty"`
+}
+
+// nextCount reads the counter key of seqs (a number, or none for 0) and
+// returns the next value; the caller puts it.
+func nextCount(ctx context.Context, txn *idb.Transaction, seqs *idb.ObjectStore, key string) (uint64, error) {
+	last, err := get(ctx, txn, seqs, key)
+	if err != nil {
+		return 0, err
+	}
+	switch last.Type() {
+	case js.TypeUndefined:
+		return 1, nil
+	case js.TypeNumber:
+		return uint64(last.Float()) + 1, nil
+	}
+	abort(txn)
+	return 0, fmt.Errorf("the counter %q is a %s, want a number", key, last.Type())
 }
 
 // Confirm implements syncclient.Storage: one readwrite transaction over
@@ -222,7 +253,7 @@ func (s *Store) Restamp(ctx context.Context, from, to string) error {
 			return err
 		}
 		err = eachOp(ctx, txn, st[0], func(c *idb.CursorWithValue, data string) error {
-			var op cart.Op
+			var op storedOp // its order goes back with it
 			if err := json.Unmarshal([]byte(data), &op); err != nil {
 				return fmt.Errorf("decode op: %w", err)
 			}

@@ -25,6 +25,9 @@ const (
 
 	keyToken = "deviceToken"
 	keyCart  = "cart"
+	// keyOrder, in seqs, counts the ops stored across client ids (no
+	// client id is empty).
+	keyOrder = ""
 )
 
 // ErrUnavailable is returned by Open and Delete when the browser offers no

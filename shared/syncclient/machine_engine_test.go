@@ -189,10 +189,10 @@ func TestMachineEngine(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, welcome("", "cart-1")) }},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartAt(1, "mug=1"), map[string]uint64{"me": 0}))
-			}, want: []string{"confirm cart-1@1", "load", "send sync s2 since=1 clients=[me tab-a]"}},
+			}, want: []string{"confirm cart-1@1", "load", "send sync s2 since=1 clients=[tab-a me]"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("s2", cartAt(1, "mug=1"), map[string]uint64{"me": 0, "tab-a": 1}))
-			}, want: []string{"confirm cart-1@1", "load", "send push p3 me/1,tab-a/3"}},
+			}, want: []string{"confirm cart-1@1", "load", "send push p3 tab-a/3,me/1"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, errMsg("p3", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
 					pe.Retryable, pe.Expected = true, &protocol.OpID{Client: "tab-a", Seq: 2}
@@ -303,7 +303,7 @@ func TestMachineEngine(t *testing.T) {
 			}
 		},
 	}, {
-		name: "ops a closed tab queued in the shared storage: asked about with a sync, then pushed with ours",
+		name: "ops a closed tab queued in the shared storage: asked about with a sync, then pushed before ours, in the order they were made",
 		setup: func(h *harness) {
 			engEnqueue(h, "tab-a", "mug")
 			engEnqueue(h, "tab-a", "mug")
@@ -316,14 +316,14 @@ func TestMachineEngine(t *testing.T) {
 				want: []string{`swap "" -> "tok"`}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("h1", cartAt(0), map[string]uint64{"me": 0}))
-			}, want: []string{"confirm cart-1@0", "load", "send sync s2 since=0 clients=[me tab-a]"}},
+			}, want: []string{"confirm cart-1@0", "load", "send sync s2 since=0 clients=[tab-a me]"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, reply("s2", cartAt(0), map[string]uint64{"me": 0, "tab-a": 0}))
-			}, want: []string{"confirm cart-1@0", "load", "send push p3 me/1,tab-a/1,tab-a/2"}},
+			}, want: []string{"confirm cart-1@0", "load", "send push p3 tab-a/1,tab-a/2,me/1"}},
 			{in: func(h *harness) func(*machine) {
 				return got(h, ack("p3", cartAt(3, "mug=2", "tea=1"),
-					applied(engOp(1), 1), applied(protocol.OpID{Client: "tab-a", Seq: 1}, 2), applied(protocol.OpID{Client: "tab-a", Seq: 2}, 3)))
-			}, want: []string{"confirm cart-1@3 done=me/1,tab-a/1,tab-a/2"},
+					applied(protocol.OpID{Client: "tab-a", Seq: 1}, 1), applied(protocol.OpID{Client: "tab-a", Seq: 2}, 2), applied(engOp(1), 3)))
+			}, want: []string{"confirm cart-1@3 done=tab-a/1,tab-a/2,me/1"},
 				then: wantState("mug=2 tea=1", 3, Synced)},
 		},
 	}, {

@@ -2,6 +2,7 @@ package syncclient
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -35,12 +36,12 @@ func (m *machine) sendable() []cart.Op {
 	return out
 }
 
-// pendingClients lists the client ids with sendable ops, in outbox order,
-// at most protocol.MaxClientsPerSync.
+// pendingClients lists the client ids with sendable ops, each once, in the
+// order of their first op in the outbox, at most protocol.MaxClientsPerSync.
 func (m *machine) pendingClients() []string {
 	var out []string
 	for _, op := range m.sendable() {
-		if len(out) == 0 || out[len(out)-1] != op.Client {
+		if !slices.Contains(out, op.Client) {
 			out = append(out, op.Client)
 		}
 	}

@@ -1,7 +1,6 @@
 package syncclient
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +31,10 @@ type Storage interface {
 	// never reused, never skipped), calls build with it and stores the op
 	// it returns, all in one transaction. The op must carry that client and
 	// seq. build must not call the Storage. Enqueue returns the stored op.
+	// The outbox keeps ops in the order Enqueue stored them, across client
+	// ids: the order they were made on this device, which is the order
+	// they must reach the server in (a tab's clear made after another
+	// tab's add must not land before it).
 	Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error)
 
 	// Confirm, in one transaction, stores c as the confirmed cart and
@@ -56,7 +59,8 @@ type Stored struct {
 	DeviceToken string
 	// Cart is the last confirmed cart, or nil.
 	Cart *cart.Cart
-	// Pending is the outbox of every client id, ordered by client id, then seq.
+	// Pending is the outbox of every client id, in the order the ops were
+	// enqueued (so each client id's ops in seq order).
 	Pending []cart.Op
 }
 
@@ -122,8 +126,7 @@ func (s *MemStorage) Enqueue(ctx context.Context, client string, build func(seq 
 		s.seqs = map[string]uint64{}
 	}
 	s.seqs[client] = seq
-	i, _ := slices.BinarySearchFunc(s.ops, op, compareOps)
-	s.ops = slices.Insert(s.ops, i, op)
+	s.ops = append(s.ops, op)
 	return cloneOp(op), nil
 }
 
@@ -174,14 +177,6 @@ func (s *MemStorage) Restamp(ctx context.Context, from, to string) error {
 		}
 	}
 	return nil
-}
-
-// compareOps orders ops by client id, then seq: the outbox order.
-func compareOps(a, b cart.Op) int {
-	if c := cmp.Compare(a.Client, b.Client); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Seq, b.Seq)
 }
 
 // cloneCart returns a deep copy of c with its notices and totals, which

@@ -1,7 +1,6 @@
 package syncclient
 
 import (
-	"cmp"
 	"slices"
 	"time"
 
@@ -40,12 +39,11 @@ func (m *machine) loadedStored(now time.Time, st Stored) {
 // and taken out already (adding it then would show it twice), and no read
 // from before it was stored can be taken after this and hide it.
 func (m *machine) enqueued(op cart.Op) {
-	// The outbox is in client id, then seq order, as Storage.Load gives it.
-	i, found := slices.BinarySearchFunc(m.pending, op, func(p, t cart.Op) int {
-		return cmp.Or(cmp.Compare(p.Client, t.Client), cmp.Compare(p.Seq, t.Seq))
-	})
-	if !found {
-		m.pending = slices.Insert(slices.Clip(m.pending), i, op)
+	// The outbox is in the order ops were enqueued, as Storage.Load gives
+	// it: this op is the newest this machine knows of (one another tab
+	// stored meanwhile takes its place with the next read).
+	if !slices.ContainsFunc(m.pending, func(p cart.Op) bool { return p.Client == op.Client && p.Seq == op.Seq }) {
+		m.pending = append(slices.Clip(m.pending), op)
 	}
 	m.rebuild()
 }

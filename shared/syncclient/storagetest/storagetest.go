@@ -24,7 +24,7 @@ func TestStorage(t *testing.T, open func() syncclient.Storage) {
 	}{
 		{"Empty", testEmpty},
 		{"DeviceToken", testDeviceToken},
-		{"SeqsPerClientInOrder", testSeqsPerClientInOrder},
+		{"OutboxInEnqueueOrder", testOutboxInEnqueueOrder},
 		{"StoredOpIsTheBuiltOne", testStoredOpIsTheBuiltOne},
 		{"SeqsNeverReused", testSeqsNeverReused},
 		{"BadOpStoresNothing", testBadOpStoresNothing},
@@ -119,14 +119,26 @@ func testDeviceToken(t *testing.T, open func() syncclient.Storage) {
 	}
 }
 
-func testSeqsPerClientInOrder(t *testing.T, open func() syncclient.Storage) {
+// The outbox is in the order ops were made across client ids (tabs of one
+// device), and stays so as ops leave it and move carts: a tab's clear made
+// after another tab's add must reach the server after it.
+func testOutboxInEnqueueOrder(t *testing.T, open func() syncclient.Storage) {
 	s := open()
 	for _, c := range []string{"b", "a", "b", "a", "c", "b"} {
 		enqueue(t, s, c)
 	}
-	const want = "a/1 a/2 b/1 b/2 b/3 c/1 "
-	if got := ids(load(t, s).Pending); got != want {
-		t.Errorf("Pending = %q, want %q", got, want)
+	if got, want := ids(load(t, s).Pending), "b/1 a/1 b/2 a/2 c/1 b/3 "; got != want {
+		t.Errorf("Pending = %q, want %q (the order of Enqueue)", got, want)
+	}
+	if err := s.Confirm(ctx, nil, []protocol.OpID{{Client: "a", Seq: 1}, {Client: "b", Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restamp(ctx, "", "cart-2"); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, s, "a")
+	if got, want := ids(load(t, s).Pending), "b/1 a/2 c/1 b/3 a/3 "; got != want {
+		t.Errorf("after Confirm, Restamp and another Enqueue, Pending = %q, want %q", got, want)
 	}
 }
 
