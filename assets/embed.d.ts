@@ -79,19 +79,21 @@ export interface CartsyncCheckout {
 
 /**
  * The properties of theme(); the mount element's --cartsync-* custom properties by default, with
- * the script's data-locale and data-checkout-mode.
+ * the script's data-locale and data-checkout-mode. A value given overrides them until given again;
+ * null drops the override. embed.js sends what the widget took again at every ready (a new
+ * mount, a reloaded widget).
  */
 export interface CartsyncTheme {
-  accent?: string;
-  background?: string;
-  foreground?: string;
-  font?: string;
-  radius?: string;
+  accent?: string | null;
+  background?: string | null;
+  foreground?: string | null;
+  font?: string | null;
+  radius?: string | null;
   /** The BCP 47 language tag prices are formatted for (data-locale); '' for the browser's language. */
-  locale?: string;
+  locale?: string | null;
   /** 'review': a review step before checkout; 'direct': checkout from the cart (data-checkout-mode). */
-  checkout?: 'review' | 'direct';
-  /** Custom translations of the widget's texts, by message id. */
+  checkout?: 'review' | 'direct' | null;
+  /** Custom translations of the widget's texts, by message id, for the current locale's language; {} removes them. */
   messages?: Record<string, string>;
 }
 
@@ -136,11 +138,14 @@ export interface CartsyncErrorConstructor {
 }
 
 export interface CartsyncEvents {
-  /** The widget has loaded the cart from this device (before any network); after each mount(). */
+  /**
+   * The widget has loaded the cart from this device (before any network); after each mount().
+   * A late handler is called with the current cart, none after destroy().
+   */
   ready: CartsyncCart;
   /** The cart changed: an edit here, in another tab or device, a sync, a login or a logout. */
   change: CartsyncCart;
-  /** The connection status or the number of waiting edits changed. */
+  /** The connection status or the number of waiting edits changed; a late handler gets the last, none after destroy(). */
   sync: CartsyncSync;
   /** A login met this device's cart with the shopper's account cart. */
   merge: CartsyncMerge;
@@ -150,7 +155,10 @@ export interface CartsyncEvents {
   open: undefined;
   /** The panel closed (or was destroyed while open). */
   close: undefined;
-  /** The embed cannot work: a bad configuration, or an unreachable cart server. */
+  /**
+   * The embed cannot work: a bad configuration (no_mount, not_configured), or an unreachable cart
+   * server. A handler subscribed while it cannot work is called at once with the error.
+   */
   error: CartsyncError;
 }
 

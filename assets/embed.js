@@ -60,7 +60,18 @@
   const queue = []; // requests waiting for the widget's ready event, in call order
   const inflight = new Map(); // id -> request sent to the widget and not yet answered
   const handlers = Object.fromEntries(EVENTS.map((e) => [e, new Set()]));
-  const latest = {}; // replayed to late subscribers: ready (current cart), sync (status)
+  // Replayed to late subscribers: ready (the mounted widget's current cart),
+  // sync (its status), error (while the embed cannot work: why).
+  const latest = {};
+
+  // What the page gave theme(), sent again at every ready, since a new
+  // frame (a mount) or a reloaded widget starts without it: the overrides
+  // by key, and the messages by the language they were given for (the
+  // language subtag of the locale then, '' for the browser's), in the
+  // order they were last given.
+  let themeOverrides = {};
+  const themeMessages = new Map();
+  let themeQueue = Promise.resolve(); // theme() calls run one after another
 
   let open = false;
   // The closed frame's size. Until the widget reports it: the size of its
@@ -112,7 +123,10 @@
     for (const req of inflight.values()) settle(req, error(code, broken.message));
     inflight.clear();
     rejectReady(error(code, broken.message));
-    emit('error', error(code, broken.message));
+    // Also for handlers subscribed later: a bad data-mount fails before
+    // the page's cartsync:load listener has run.
+    latest.error = error(code, broken.message);
+    emit('error', latest.error);
   }
 
   function settle(req, err, result) {
@@ -195,6 +209,71 @@
     return theme;
   }
 
+  // languageOf is the language subtag of a locale, as the widget matches
+  // texts: "fr" for "fr-CA"; "" (the browser's language) for "".
+  function languageOf(locale) {
+    return String(locale).trim().split('-')[0].toLowerCase();
+  }
+
+  // withOverrides returns the overrides with those of values: a key given
+  // null or undefined drops its override.
+  function withOverrides(overrides, values) {
+    const out = { ...overrides };
+    for (const [k, v] of Object.entries(values)) {
+      if (v == null) delete out[k];
+      else out[k] = v;
+    }
+    return out;
+  }
+
+  // theme sends the mount element's theme with the page's overrides, those
+  // kept and those of values, and values' messages; once the widget took
+  // them, they are kept for the next ready.
+  function theme(values) {
+    const { messages, ...props } = values && typeof values === 'object' ? values : {};
+    const run = () => {
+      const overrides = withOverrides(themeOverrides, props);
+      const sent = { ...(mountEl ? readTheme() : {}), ...overrides };
+      // A dropped locale or checkout mode: back to the script's attribute,
+      // else the widget's default (the browser's language, review).
+      for (const [k, a] of [['locale', 'data-locale'], ['checkout', 'data-checkout-mode']]) {
+        if (k in props && props[k] == null && sent[k] == null) sent[k] = attr(a) || '';
+      }
+      if (messages != null) sent.messages = messages;
+      const lang = languageOf(sent.locale != null ? sent.locale : attr('data-locale') || '');
+      const kept = messages != null && typeof messages === 'object' ? { ...messages } : null;
+      return request('theme', [sent]).then((ok) => {
+        themeOverrides = overrides;
+        if (kept) {
+          themeMessages.delete(lang); // last given, last sent again
+          if (Object.keys(kept).length) themeMessages.set(lang, kept);
+        }
+        return ok;
+      });
+    };
+    const p = themeQueue.then(run, run);
+    themeQueue = p.catch(() => {});
+    return p;
+  }
+
+  // sendTheme sends the theme at a ready: the mount element's, with what
+  // the page gave theme() before. Messages of other languages go first,
+  // each with its language as locale; then the current locale and theme.
+  function sendTheme() {
+    const warn = (err) => console.warn('cartsync: theme:', err.message);
+    const current = { ...readTheme(), ...themeOverrides };
+    const lang = languageOf(current.locale != null ? current.locale : '');
+    let others = false;
+    for (const [l, messages] of themeMessages) {
+      if (l === lang) continue;
+      others = true;
+      request('theme', [{ locale: l, messages }]).catch(warn);
+    }
+    if (others && current.locale == null) current.locale = '';
+    if (themeMessages.has(lang)) current.messages = themeMessages.get(lang);
+    request('theme', [current]).catch(warn);
+  }
+
   // ---- events -------------------------------------------------------------
 
   function call(handler, data) {
@@ -258,6 +337,7 @@
 
   function onReady(cart) {
     if (unreachable) {
+      if (latest.error === unreachable) delete latest.error;
       unreachable = null;
       console.info('cartsync: the cart server answers again');
     }
@@ -272,7 +352,7 @@
     remember({ items: itemsOf(cart) });
     mark('cartsync:ready');
     if (!shown) later(show, SWAP_AFTER_READY);
-    request('theme', [readTheme()]).catch((err) => console.warn('cartsync: theme:', err.message));
+    sendTheme();
     for (const req of queue.splice(0)) send(req);
     resolveReady(cart);
     emit('ready', cart);
@@ -382,12 +462,19 @@
   // ---- mounting ---------------------------------------------------------
 
   // The cart server's origin: mount()'s server, data-server, or the origin
-  // embed.js was loaded from (if it is the cart server's embed.js).
+  // embed.js was loaded from if it is the cart server's embed.js: one of
+  // the two paths a cart server serves it at (webui/embed.go), on another
+  // origin than the page's (the cart server's "/" is the widget, not a
+  // storefront page). A copy elsewhere needs data-server.
   function originOf(server) {
     if (server == null) server = attr('data-server');
     if (server == null && script && script.src) {
       const src = new URL(script.src, document.baseURI);
-      if (/\/embed(\.[0-9a-f]{16})?\.js$/.test(src.pathname)) return src.origin;
+      const served = src.pathname === '/embed.js' || /^\/embed\.[0-9a-f]{16}\.js$/.test(src.pathname);
+      if (served && src.origin !== location.origin) return src.origin;
+      throw error('not_configured', `cartsync: no cart server: embed.js was loaded from ${src.origin + src.pathname}, ` +
+        (served ? 'this page\'s own origin' : 'not a cart server\'s /embed.js') +
+        '; give the script data-server="https://CART-SERVER" (or mount()\'s server option), or load embed.js from the cart server');
     }
     if (server == null) throw error('not_configured', 'cartsync: no cart server: load embed.js from it, or give data-server or mount()\'s server option');
     try {
@@ -428,6 +515,7 @@
     const origin = originOf(o.server);
     destroy();
     broken = null;
+    delete latest.error;
     serverOrigin = origin;
     mountEl = el;
     checkoutURL = o.checkoutUrl != null ? String(o.checkoutUrl) : attr('data-checkout-url');
@@ -489,7 +577,7 @@
   // start creates the widget's frame under the shell, if mounted and not
   // done yet.
   function start() {
-    if (!box || frame) return;
+    if (!box || frame || broken) return;
     if (idleStart) idleStart();
     mark('cartsync:start');
     frame = makeFrame();
@@ -650,6 +738,10 @@
     frame = box = backdrop = mountEl = shell = null;
     ready = open = shown = false;
     unreachable = null;
+    // Nothing is mounted: no cart, status or unreachable server to replay.
+    delete latest.ready;
+    delete latest.sync;
+    if (!broken) delete latest.error;
     if (wasOpen) emit('close');
   }
 
@@ -657,13 +749,17 @@
 
   function probeSoon(ms) {
     const gen = generation;
-    later(() => { if (gen === generation && !ready && !stopProbe) probe(); }, ms);
+    later(() => { if (gen === generation && !ready && !broken && !stopProbe) probe(); }, ms);
   }
 
   // probe asks the cart server for /embed.json. A network error means it
   // cannot be reached: queued calls then reject soon with "unreachable",
-  // and once it answers again the frame is loaded anew. A fetch refused by
-  // the page's own CSP (connect-src) tells nothing, and is ignored.
+  // and once it answers again the frame is loaded anew. A 404 means it is
+  // no cart server (a wrong data-server): the embed fails with
+  // "not_configured". A fetch refused by the page's own CSP (connect-src)
+  // tells nothing, and is ignored. The cart server answers /embed.json to
+  // any origin (Access-Control-Allow-Origin: *); an answer without that
+  // header is no cart server's either, and counts as none.
   function probe() {
     const gen = generation;
     let blocked = false;
@@ -675,13 +771,19 @@
       document.removeEventListener('securitypolicyviolation', onViolation);
     };
     document.addEventListener('securitypolicyviolation', onViolation);
-    fetch(serverOrigin + '/embed.json', { cache: 'no-store', credentials: 'omit', mode: 'no-cors' }).then(() => true, () => false)
-      .then((ok) => new Promise((resolve) => setTimeout(() => resolve(ok), 50))) // violation events are queued
-      .then((ok) => {
+    fetch(serverOrigin + '/embed.json', { cache: 'no-store', credentials: 'omit' })
+      .then((r) => (r.status === 404 ? 'missing' : 'ok'), () => 'down')
+      .then((got) => new Promise((resolve) => setTimeout(() => resolve(got), 50))) // violation events are queued
+      .then((got) => {
         if (done || gen !== generation) return;
         stopProbe();
         if (ready || blocked) return;
-        if (!ok) {
+        if (got === 'missing') {
+          if (frame) frame.remove();
+          frame = null;
+          fail('not_configured', `${serverOrigin} is not a cart server (${serverOrigin}/embed.json: 404 Not Found). ` +
+            'Give the embed.js script data-server="https://CART-SERVER" (or mount()\'s server option), or load embed.js from the cart server.');
+        } else if (got === 'down') {
           if (!unreachable) {
             unreachable = error('unreachable', `cartsync: cannot reach the cart server at ${serverOrigin}. The cart appears once ` +
               `it answers; meanwhile calls wait, and reject with code "unreachable" after ${UNREACHABLE_WAIT / 1000} s.`);
@@ -690,6 +792,7 @@
               req.deadline = Math.min(req.deadline, Date.now() + UNREACHABLE_WAIT);
               arm(req);
             }
+            latest.error = unreachable;
             emit('error', unreachable);
           }
           probeSoon(PROBE_AGAIN);
@@ -767,8 +870,9 @@
     login: (token, options) => request('login', [token, options && options.policy != null ? { policy: options.policy } : {}]),
     logout: () => request('logout', []),
     // theme() sends the --cartsync-* properties of the mount element again
-    // (after the storefront changed them); theme({accent: 'red'}) overrides.
-    theme: (values) => request('theme', [{ ...(mountEl ? readTheme() : {}), ...values }]),
+    // (after the storefront changed them); theme({accent: 'red'}) overrides,
+    // until theme({accent: null}); theme({messages}) gives texts.
+    theme,
     on,
     off,
     mount,

@@ -19,8 +19,9 @@ import (
 
 // The browser tests of embed.js for storefront developers: the pinned
 // (versioned, Subresource Integrity) script, mount() and destroy() in a
-// single-page app, the open and close events, data-open-on-add, and a cart
-// server that cannot be reached.
+// single-page app, the open and close events, data-open-on-add, a cart
+// server that cannot be reached, a misconfigured embed, and the theme
+// kept across mounts.
 
 // spaPage loads embed.js from its versioned URL with integrity, and mounts
 // nothing by itself.
@@ -162,6 +163,17 @@ func TestBrowserEmbedMountDestroy(t *testing.T) {
 		}
 		if got := listeners(tb); !equalCounts(got, base) {
 			t.Fatalf("round %d: listeners after destroy %v, want those before mounting %v", i, got, base)
+		}
+		// Nothing is mounted: a late subscriber hears no cart and no
+		// status of the destroyed mount.
+		for _, event := range []string{"ready", "sync"} {
+			got := eval[string](tb, `new Promise((resolve) => {
+				const off = cartsync.on('`+event+`', () => { off(); resolve('called'); });
+				setTimeout(() => { off(); resolve('not called'); }, 200);
+			})`)
+			if got != "not called" {
+				t.Errorf("round %d: a %s handler subscribed after destroy() was %s, want not called while nothing is mounted", i, event, got)
+			}
 		}
 	}
 	// A call made while nothing is mounted waits for the next mount.
@@ -320,5 +332,151 @@ func TestBrowserEmbedCheckoutModeTheme(t *testing.T) {
 	got := evalInWidget[theme](tb, srv.origin(), `window.__themes[0] || {}`)
 	if got.Checkout != "direct" || got.Accent != "#b00020" {
 		t.Errorf("theme sent %+v, want checkout direct and the accent given", got)
+	}
+}
+
+// themePage is a French storefront page: the widget has no French texts,
+// the page gives them with theme().
+const themePage = `<!doctype html>
+<html lang="fr">
+<head><meta charset="utf-8"><title>Panier</title></head>
+<body>
+<div id="cart"></div>
+<script async src="{{CART_SERVER}}/embed.js" data-mount="#cart" data-locale="fr-FR"></script>
+</body>
+</html>
+`
+
+// TestBrowserEmbedThemeKeptOnRemount: what the page gave theme() (French
+// messages, an accent) is kept by embed.js and sent again to the frame of
+// the next mount() after destroy(); a later theme() call keeps the earlier
+// overrides it does not name.
+func TestBrowserEmbedThemeKeptOnRemount(t *testing.T) {
+	web := webCopy(t)
+	if err := os.WriteFile(filepath.Join(web, "demo", "theme.html"), []byte(themePage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startCartServer(t, web)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/theme.html")
+	ready(tb)
+	if !eval[bool](tb, `cartsync.theme({
+		accent: '#b00020',
+		messages: { 'cart.label.empty': 'Panier, vide', 'panel.title': 'Votre panier' },
+	})`) {
+		t.Fatal("theme() did not resolve with true")
+	}
+	check := func(when string) {
+		t.Helper()
+		waitWidgetText(tb, srv.origin(), "the language "+when, `document.documentElement.lang`, "fr")
+		waitWidgetText(tb, srv.origin(), "the cart button's name "+when, `document.querySelector('#cartsync-button')?.getAttribute('aria-label')`, "Panier, vide")
+		waitWidgetText(tb, srv.origin(), "the accent "+when, `(document.documentElement.style.cssText.match(/#b00020/) || [])[0]`, "#b00020")
+	}
+	check("after theme()")
+
+	eval[bool](tb, `(cartsync.destroy(), cartsync.mount('#cart'), true)`)
+	call(tb, "cart") // sent after the theme of the new frame's ready
+	check("after destroy() and mount()")
+
+	if !eval[bool](tb, `cartsync.theme({ radius: '4px' })`) {
+		t.Fatal("theme({radius}) did not resolve with true")
+	}
+	check("after a theme() call that names neither")
+}
+
+// misconfiguredPage subscribes to the error event as docs/embedding.md
+// shows (withCartsync), before the async embed.js tag at SRC runs.
+const misconfiguredPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Misconfigured</title></head>
+<body>
+<div id="cart"></div>
+<script>
+  window.__errors = [];
+  function withCartsync(fn) {
+    if (window.cartsync) fn(window.cartsync);
+    else window.addEventListener('cartsync:load', () => fn(window.cartsync), { once: true });
+  }
+  withCartsync((cartsync) => cartsync.on('error', (err) => window.__errors.push(err.name + ' ' + err.code)));
+</script>
+<script async src="{{SRC}}" data-mount="{{MOUNT}}"{{ATTRS}}></script>
+</body>
+</html>
+`
+
+// TestBrowserEmbedMisconfigured: an embed that cannot work says so within
+// seconds, with a typed error on the console, in cartsync.ready, in calls
+// and in an error event that a handler subscribed the documented way hears;
+// and it leaves no frame. A copy of embed.js on the storefront's own server
+// without data-server is not mistaken for the cart server's; a data-server
+// that is no cart server (its /embed.json: 404) is found out once the frame
+// has loaded.
+func TestBrowserEmbedMisconfigured(t *testing.T) {
+	web := webCopy(t)
+	embed, err := os.ReadFile(filepath.Join(web, "embed.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(web, "demo", "static"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"embed.js", "static/embed.js"} {
+		if err := os.WriteFile(filepath.Join(web, "demo", name), embed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := startCartServer(t, web)
+	b := startBrowser(t, t.TempDir())
+	tests := []struct {
+		name, src, mount, attrs string
+		code, console           string
+	}{
+		{"no element matches data-mount", "{{CART_SERVER}}/embed.js", "#nowhere", "", "no_mount", "no element matches"},
+		{"a copy in /static/ without data-server", "/static/embed.js", "#cart", "", "not_configured", "data-server"},
+		{"a copy at /embed.js without data-server", "/embed.js", "#cart", "", "not_configured", "data-server"},
+		{"data-server not a cart server", "/static/embed.js", "#cart", ` data-server="` + srv.demo() + `"`, "not_configured", "is not a cart server"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page := fmt.Sprintf("misconfigured%d.html", i)
+			html := strings.NewReplacer("{{SRC}}", tt.src, "{{MOUNT}}", tt.mount, "{{ATTRS}}", tt.attrs).Replace(misconfiguredPage)
+			if err := os.WriteFile(filepath.Join(web, "demo", page), []byte(html), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tb := b.newTab(tt.name)
+			tb.t = t
+			tb.navigate(srv.demo() + "/" + page)
+			type outcome struct {
+				Ready  string   `json:"ready"`
+				Cart   string   `json:"cart"`
+				Errors []string `json:"errors"`
+				Frames int      `json:"frames"`
+			}
+			got := eval[outcome](tb, `new Promise((resolve) => withCartsync(async (cartsync) => {
+				const code = (p) => Promise.race([
+					p.then(() => 'resolved', (e) => e.name + ' ' + e.code),
+					new Promise((r) => setTimeout(() => r('pending after 5 s'), 5000)),
+				]);
+				resolve({
+					ready: await code(cartsync.ready),
+					cart: await code(cartsync.cart()),
+					errors: window.__errors,
+					frames: document.querySelectorAll('iframe').length,
+				});
+			}))`)
+			want := "CartsyncError " + tt.code
+			if got.Ready != want || got.Cart != want {
+				t.Errorf("cartsync.ready: %s, cart(): %s; want both rejected with %s", got.Ready, got.Cart, want)
+			}
+			if len(got.Errors) != 1 || got.Errors[0] != want {
+				t.Errorf("error events %q, want one %s", got.Errors, want)
+			}
+			if got.Frames != 0 {
+				t.Errorf("%d frames in the page, want none", got.Frames)
+			}
+			if !consoleHas(tb, tt.console) {
+				t.Errorf("no console message with %q", tt.console)
+			}
+		})
 	}
 }
