@@ -124,7 +124,9 @@ export type CartsyncErrorCode =
 /**
  * Every rejection of window.cartsync, and the data of the error event. The
  * class is window.cartsync.Error (embed.js exports nothing: it is a script
- * that sets window.cartsync, so this package has types only).
+ * that sets window.cartsync, so this package has types only). The loader
+ * snippet's own rejections, before embed.js has run (not_ready,
+ * unreachable), are plain Errors with this name, code and message.
  */
 export interface CartsyncError extends Error {
   readonly name: 'CartsyncError';

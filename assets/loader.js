@@ -17,6 +17,7 @@
           if (i < 0) return;
           q.splice(i, 1);
           e = new Error('cartsync: ' + m + ' not run: embed.js did not load within 60 s');
+          e.name = 'CartsyncError';
           e.code = tries ? 'unreachable' : 'not_ready';
           reject(e);
         }, 60000);

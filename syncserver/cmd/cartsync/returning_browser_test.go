@@ -332,9 +332,10 @@ func TestBrowserEmbedStaleWhileDown(t *testing.T) {
 }
 
 // TestBrowserEmbedLoaderGivesUp: a call the loader snippet queued and that
-// embed.js did not come to run in time rejects with unreachable, and is
-// not run when embed.js loads later. The snippet's 60 s are shortened to
-// 1 s here.
+// embed.js did not come to run in time rejects with unreachable, as a
+// CartsyncError would (docs/embedding.md, embed.d.ts: name, code, message),
+// and is not run when embed.js loads later. The snippet's 60 s are
+// shortened to 1 s here.
 func TestBrowserEmbedLoaderGivesUp(t *testing.T) {
 	if !strings.Contains(repoFile(t, "assets/loader.js"), "}, 60000);") {
 		t.Fatal("assets/loader.js no longer gives up after 60000 ms: update this test")
@@ -344,8 +345,16 @@ func TestBrowserEmbedLoaderGivesUp(t *testing.T) {
 
 	tb := startBrowser(t, t.TempDir()).first
 	tb.navigate(shop.url + "/loader.html")
-	if code := eval[string](tb, `cartsync.add('TEE-01', 1).then(() => 'resolved', (e) => e.code)`); code != "unreachable" {
-		t.Fatalf("a call queued while embed.js cannot load: %s, want it rejected with unreachable", code)
+	type rejection struct {
+		Name    string `json:"name"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		IsError bool   `json:"isError"`
+	}
+	got := eval[rejection](tb, `cartsync.add('TEE-01', 1).then(() => ({ code: 'resolved' }),
+		(e) => ({ name: e.name, code: e.code, message: e.message, isError: e instanceof Error }))`)
+	if got.Name != "CartsyncError" || got.Code != "unreachable" || !got.IsError || !strings.HasPrefix(got.Message, "cartsync: add ") {
+		t.Fatalf("a call queued while embed.js cannot load: %+v, want it rejected with an Error named CartsyncError, coded unreachable, with a message on add", got)
 	}
 	shop.down.Store(false)
 	if c := ready(tb); c.Items != 0 {
