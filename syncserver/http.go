@@ -20,6 +20,7 @@ import (
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	methods := map[string][]string{} // path -> the methods it takes
+	var paths []string               // methods' keys, in the order of the routes
 	for _, r := range append([]route{
 		{http.MethodGet, "/v1/sync", s.serveSync},
 		{http.MethodPost, "/v1/devices", s.serveNewDevice},
@@ -31,15 +32,18 @@ func (s *Server) routes() *http.ServeMux {
 		{http.MethodPost, "/v1/checkout", s.serveCheckout},
 	}, s.backendRoutes()...) {
 		mux.HandleFunc(r.method+" "+r.path, s.guard(r.h))
+		if methods[r.path] == nil {
+			paths = append(paths, r.path)
+		}
 		methods[r.path] = append(methods[r.path], r.method)
 	}
 	// Anything else under /v1/ gets the typed error too, not the mux's
 	// plain text.
 	mux.HandleFunc("/v1/", s.guard(func(w http.ResponseWriter, r *http.Request) {
 		m := methods[r.URL.Path]
-		for path, pm := range methods {
+		for _, path := range paths {
 			if m == nil && pathMatches(path, r.URL.Path) {
-				m = pm
+				m = methods[path]
 			}
 		}
 		if m != nil {

@@ -441,3 +441,30 @@ func TestRedisHangIsOffTheCriticalPath(t *testing.T) {
 	rp.Resume()
 	waitFor(t, e, "every edit shown after the resume", func(s syncclient.State) bool { return quantity(s.Cart, "tea") == 3 })
 }
+
+// TestUncleanAPIPathsTyped: through the program's own routes, a /v1/ path
+// with an empty or dot segment gets the typed 404, not a redirect that
+// keeps the method and body and lands on another path (another user's
+// cart for the second).
+func TestUncleanAPIPathsTyped(t *testing.T) {
+	key := strings.Repeat("k", 40)
+	m := startMain(t, "-data", t.TempDir(), "-api-keys", key)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/v1/backend/users//cart/ops", "/v1/backend/users/alice/../bob/cart/ops", "/v1/cart/./changes"} {
+		req, err := http.NewRequest("POST", m.URL()+path, strings.NewReader(`{"ops":[{"client":"c","seq":1,"kind":"clear"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body syncserver.ErrorResponse
+		derr := json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || derr != nil || body.Error == nil || body.Error.Code != protocol.ErrInvalid {
+			t.Errorf("POST %s: %d %+v (%v), want 404 with a typed invalid error", path, resp.StatusCode, body.Error, derr)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"net/http/pprof"
 	"path/filepath"
 	"time"
@@ -220,8 +221,11 @@ func (m *Main) startBackground(ctx context.Context) {
 }
 
 // routes is the cart server's handler: the API, health, metrics and, when
-// its files are there, the widget.
-func (m *Main) routes(reg *prometheus.Registry) *http.ServeMux {
+// its files are there, the widget. Every /v1/ path goes to the sync server
+// as it came: this mux would answer one with an empty or dot segment with
+// a redirect that keeps the method and body (to another user's cart, for
+// /v1/backend/users/alice/../bob/...), where the sync server refuses it.
+func (m *Main) routes(reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", m.sync)
 	mux.Handle("GET /healthz", m.sync.HealthHandler(false))
@@ -234,7 +238,13 @@ func (m *Main) routes(reg *prometheus.Registry) *http.ServeMux {
 	} else {
 		mux.Handle("/", ui)
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			m.sync.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // serveDemo serves the demo storefront, if asked to, and seeds its
