@@ -82,19 +82,13 @@ func TestGarbageCloseCode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var last []byte
 	for {
-		_, data, err := c.conn.Read(ctx)
+		_, _, err := c.conn.Read(ctx)
 		if err == nil {
-			last = data
 			continue
 		}
 		if ctx.Err() != nil {
 			t.Fatal("server kept the connection open")
-		}
-		// A browser sees no close code: the reason comes as a message.
-		if m, derr := protocol.Decode(last); derr != nil || m.Type != protocol.TypeError || !strings.Contains(m.Error.Message, "too many bad messages") {
-			t.Errorf("last message before the close: %s, want the error saying why", last)
 		}
 		var ce websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation {

@@ -165,8 +165,8 @@ func (ss *session) readLoop(ctx context.Context) {
 			// Policy violation, not going away: the client should
 			// not simply reconnect and carry on.
 			closeStatus, closeReason = websocket.StatusPolicyViolation, "too many bad messages"
-			// A browser sees no close reason: say it in the protocol.
-			ss.fail("", protocol.Errorf(protocol.ErrInvalid, "too many bad messages (%d in a row); closing", maxBadMessages))
+			// No error message with it: one without an id would be
+			// taken for the answer to the client's request in flight.
 			return
 		}
 	}

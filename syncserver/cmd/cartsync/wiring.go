@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"net/http/pprof"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
