@@ -172,13 +172,15 @@ func (s *Server) bindGuest(ctx context.Context, guestID, userID string) error {
 }
 
 // followGuest checks that ops made on the guest cart guestID may be applied
-// to the user cart userID: the guest cart was merged into it at login,
-// never reached the server (then it is bound to userID now, as at login),
-// or expired (its ops still queued are the shopper's latest edits: they
-// go to the user cart rather than nowhere). A guest cart waiting for the
-// shopper's choice answers a retryable error, so that its ops are kept and
-// sent once the choice is made. One merged into another user's cart is
-// not this connection's to follow (guestFor leaves it out of the welcome).
+// to the user cart userID: the guest cart was merged into it at login, or
+// never reached the server (then it is bound to userID now, as at login).
+// A guest cart waiting for the shopper's choice answers a retryable error,
+// so that its ops are kept and sent once the choice is made. One merged
+// into another user's cart is not this connection's to follow (guestFor
+// leaves it out of the welcome). An expired one answers cart_expired, as
+// at a guest hello: the client drops its ops and says so, instead of
+// resending a refused batch for ever. (Its ops cannot follow it: the
+// expired record no longer says whose cart it was merged into.)
 func (s *Server) followGuest(ctx context.Context, guestID, userID string) error {
 	for range 3 {
 		g, err := s.store.Load(ctx, guestID, nil)
@@ -198,7 +200,7 @@ func (s *Server) followGuest(ctx context.Context, guestID, userID string) error 
 			}
 			continue // read again: bound, or lines arrived
 		case errors.Is(err, ErrCartExpired):
-			return nil
+			return errCartExpired(guestID)
 		case err != nil:
 			return fmt.Errorf("load guest cart %s: %w", guestID, err)
 		}

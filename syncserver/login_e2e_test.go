@@ -251,3 +251,44 @@ func loginE2EStored(t testing.TB, st syncclient.Storage) syncclient.Stored {
 	}
 	return s
 }
+
+// A guest cart purged while the device was offline with an edit queued on
+// it, and the shopper logs in before the device is back: the engine is
+// told the guest cart expired, drops and reports that edit, and ends on
+// the user's cart, synced, instead of resending a refused push for ever.
+func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now})
+
+	store := syncclient.NewMemStorage()
+	w := &loginE2EWatch{}
+	l := &link{url: env.url}
+	e := loginE2ETab(env, store, l, w)
+	env.add(e, "mug")
+	guest := env.settle(e, "")
+
+	l.setDown(true)
+	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	env.add(e, "tea") // on the guest cart about to be purged
+	clk.add(31 * 24 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
+	}
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	l.setDown(false)
+
+	st := w.waitFor(t, "ann's cart, synced", func(s syncclient.State) bool {
+		return s.User == "ann" && s.Status == syncclient.Synced && s.Pending == 0
+	})
+	if st.Cart.ID != syncserver.UserCartID("ann") || len(st.Cart.Lines) != 0 {
+		t.Errorf("shows %s %q, want ann's empty cart", st.Cart.ID, lineSummary(st.Cart))
+	}
+	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != guest.Cart.ID {
+		t.Errorf("Dropped = %+v, want the tea of %s", st.Dropped, guest.Cart.ID)
+	}
+	e.AckNotices()
+	env.add(e, "jam")
+	env.check(e, "ann", "jam=1")
+}

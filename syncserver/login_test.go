@@ -499,9 +499,11 @@ func TestRetentionPurgesOnlyExpiredGuestCarts(t *testing.T) {
 }
 
 // Edits made on a guest cart that then expired, still queued when the
-// shopper logs in, go to the user cart like any edit made before the
-// login: refusing them would leave the client nowhere to send them.
-func TestExpiredGuestCartEditsFollowTheLogin(t *testing.T) {
+// shopper logs in, are answered cart_expired naming that cart, as at a
+// guest hello: the client drops them and says so, and sends the rest again.
+// (They had been refused as invalid, which left a client resending the
+// same batch for ever.)
+func TestExpiredGuestCartEditsAtLoginAreToldExpired(t *testing.T) {
 	srv, hs, st, clk := newLoginServer(t, cart.PolicyMerge)
 	dev := guestWith(t, hs, "g0", "A", 1)
 	clk.add(31 * 24 * time.Hour)
@@ -520,15 +522,16 @@ func TestExpiredGuestCartEditsFollowTheLogin(t *testing.T) {
 		{Client: "g0", Seq: 2, Kind: cart.KindAdd, SKU: "B", Quantity: 1, Cart: w.GuestCartID, Base: 1},
 		addOp("t1", 1, "C", 2),
 	}})
-	ack := u.expect(protocol.TypeAck)
-	for _, r := range ack.Results {
-		if r.Status != protocol.StatusApplied {
-			t.Fatalf("result %+v, want applied", r)
-		}
+	if m := u.expect(protocol.TypeError); m.ID != "p1" || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != w.GuestCartID {
+		t.Fatalf("error %+v for %q, want cart_expired for p1 naming %s", m.Error, m.ID, w.GuestCartID)
 	}
-	rec, err := st.Load(context.Background(), w.CartID, nil)
-	if err != nil || qty(rec.Cart, "A") != 0 || qty(rec.Cart, "B") != 1 || qty(rec.Cart, "C") != 2 {
-		t.Fatalf("user cart = %+v, %v; want B=1 C=2 (A expired with the guest cart)", rec, err)
+	if rec, err := st.Load(context.Background(), w.CartID, nil); err == nil && len(rec.Cart.Lines) != 0 {
+		t.Fatalf("the refused push changed the user cart: %+v", rec.Cart.Lines)
+	}
+	// The user's own edit, sent again alone, is taken.
+	u.send(&protocol.Message{Type: protocol.TypePush, ID: "p2", Ops: []cart.Op{addOp("t1", 1, "C", 2)}})
+	if ack := u.expect(protocol.TypeAck); qty(ack.Cart, "C") != 2 || qty(ack.Cart, "B") != 0 {
+		t.Fatalf("after the refusal: %+v", ack.Cart)
 	}
 }
 
