@@ -390,7 +390,8 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (i
 			kept = append(kept, o.events[i:]...)
 			break
 		}
-		if e.State == syncserver.EventPending || !e.At.Before(cutoff) {
+		if e.State == syncserver.EventPending || !e.At.Before(cutoff) ||
+			(e.State == syncserver.EventDead && !e.TriedSince.IsZero() && !e.TriedSince.Before(cutoff)) {
 			kept = append(kept, e)
 			continue
 		}

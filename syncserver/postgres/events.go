@@ -308,7 +308,9 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (i
 		return 0, ctx.Err()
 	}
 	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE seq IN (
-			SELECT seq FROM events WHERE state <> 'pending' AND at < $1 ORDER BY seq LIMIT $2)`,
+			SELECT seq FROM events WHERE state <> 'pending' AND at < $1
+				AND (state <> 'dead' OR coalesce(tried_since, at) < $1)
+			ORDER BY seq LIMIT $2)`,
 		cutoff.Truncate(time.Millisecond), limit)
 	if err != nil {
 		return 0, withCtx(ctx, fmt.Errorf("prune events: %w", err))

@@ -346,8 +346,10 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (i
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
-			SELECT seq FROM events WHERE state <> 'pending' AND at < ? ORDER BY seq LIMIT ?)`,
-		cutoff.UnixMilli(), limit)
+			SELECT seq FROM events WHERE state <> 'pending' AND at < ?
+				AND (state <> 'dead' OR coalesce(tried_since, at) < ?)
+			ORDER BY seq LIMIT ?)`,
+		cutoff.UnixMilli(), cutoff.UnixMilli(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune events: %w", err)
 	}

@@ -431,3 +431,28 @@ func testIdleCartsAndAbandonedAt(t *testing.T, s commerceStore) {
 		t.Errorf("IdleCarts after idle-2 merged = %q, want [idle-1]", got)
 	}
 }
+
+// testPruneKeepsRecentlyDead: a dead event is kept for the retention from
+// the start of its last series of attempts, not from its creation: one
+// written long ago that died lately (held up behind its cart's earlier
+// events, or retried by hand) stays listed as dead.
+func testPruneKeepsRecentlyDead(t *testing.T, s commerceStore) {
+	now := time.Now()
+	emit(t, s, "cart-d", newEvent("d1", syncserver.EventCartUpdated, "cart-d", now.Add(-10*24*time.Hour)))
+	got := claim(t, s, now.Add(-time.Hour), time.Minute, 10)
+	if len(got) != 1 {
+		t.Fatalf("ClaimEvents = %q, want evt_d1", ids(got))
+	}
+	if err := s.EventFailed(t.Context(), got[0].Seq, now, "HTTP 503", true); err != nil {
+		t.Fatalf("EventFailed, dead: %v", err)
+	}
+	if n, err := s.PruneEvents(t.Context(), now.Add(-7*24*time.Hour), 10); err != nil || n != 0 {
+		t.Fatalf("PruneEvents(7 days ago) = %d, %v; want the event that died within the hour kept", n, err)
+	}
+	if dead, err := s.DeadEvents(t.Context(), 0, 10); err != nil || len(dead) != 1 {
+		t.Fatalf("DeadEvents = %d, %v; want evt_d1", len(dead), err)
+	}
+	if n, err := s.PruneEvents(t.Context(), now, 10); err != nil || n != 1 {
+		t.Errorf("PruneEvents(now) = %d, %v; want it pruned once its series is older than the cutoff", n, err)
+	}
+}

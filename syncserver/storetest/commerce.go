@@ -70,6 +70,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"ClaimConcurrent", testClaimConcurrent},
 		{"DeliveryStates", testDeliveryStates},
 		{"ClaimTriedSince", testClaimTriedSince},
+		{"PruneKeepsRecentlyDead", testPruneKeepsRecentlyDead},
 		{"DeadEventsPaging", testDeadEventsPaging},
 		{"EventsPrune", testEventsPrune},
 	}
@@ -411,15 +412,16 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 		t.Errorf("PruneEvents(d1's At, 10) = %d, want 0 (nothing before it)", n)
 	}
 
-	// Before stamp(10): d1, c1, x1, d2 and c2, in seq order.
+	// Before stamp(10): d1, c1, d2 and c2, in seq order. x1 is as old,
+	// but it died now: a dead event is kept for the retention from its
+	// last series of attempts.
 	for _, step := range []struct {
 		limit, want                         int
 		pending, delivered, dead, coalesced int64
 	}{
-		{2, 2, 4, 2, 1, 1},  // d1, c1
-		{2, 2, 4, 1, 0, 1},  // x1, d2
-		{10, 1, 4, 1, 0, 0}, // c2
-		{10, 0, 4, 1, 0, 0},
+		{2, 2, 4, 2, 1, 1}, // d1, c1
+		{2, 2, 4, 1, 1, 0}, // d2, c2
+		{10, 0, 4, 1, 1, 0},
 	} {
 		what := fmt.Sprintf("PruneEvents(stamp(10), %d)", step.limit)
 		if n := prune(t, s, stamp(10), step.limit); n != step.want {
@@ -429,16 +431,16 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 	}
 
 	// The feed reads on from a pruned event's cursor, and from the start.
-	rest := []string{"evt_p1", "evt_c3", "evt_d3", "evt_q1", "evt_d4"}
+	rest := []string{"evt_p1", "evt_x1", "evt_c3", "evt_d3", "evt_q1", "evt_d4"}
 	for _, tt := range []struct {
 		after string
 		want  []string
 	}{
 		{"", rest},
 		{"evt_d1", rest},
-		{"evt_x1", rest[1:]},
-		{"evt_d2", rest[1:]},
-		{"evt_c3", rest[2:]},
+		{"evt_x1", rest[2:]},
+		{"evt_d2", rest[2:]},
+		{"evt_c3", rest[3:]},
 		{"evt_d4", nil},
 	} {
 		if got := feedAll(t, s, cursor[tt.after]); !slices.Equal(ids(got), tt.want) {
@@ -453,6 +455,12 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 	if err := s.EventDelivered(t.Context(), seqs["evt_d1"], now); !errors.Is(err, syncserver.ErrEventNotFound) {
 		t.Errorf("EventDelivered(pruned d1) = %v, want ErrEventNotFound", err)
 	}
+
+	// Pending events stay, whatever the cutoff; claims still find them.
+	if n := prune(t, s, later, 10); n != 2 {
+		t.Errorf("PruneEvents(later, 10) = %d, want 2 (x1, d3)", n)
+	}
+	checkCounts(t, "after pruning everything but the pending events", s, 4, 0, 0, 0)
 	if err := s.EventFailed(t.Context(), seqs["evt_x1"], now, "x", true); !errors.Is(err, syncserver.ErrEventNotFound) {
 		t.Errorf("EventFailed(pruned x1) = %v, want ErrEventNotFound", err)
 	}
@@ -462,12 +470,6 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 	if dead, err := s.DeadEvents(t.Context(), 0, 10); err != nil || len(dead) != 0 {
 		t.Errorf("DeadEvents after pruning x1 = %q, %v; want none", ids(dead), err)
 	}
-
-	// Pending events stay, whatever the cutoff; claims still find them.
-	if n := prune(t, s, later, 10); n != 1 {
-		t.Errorf("PruneEvents(later, 10) = %d, want 1 (d3)", n)
-	}
-	checkCounts(t, "after pruning everything but the pending events", s, 4, 0, 0, 0)
 	if got := claim(t, s, now.Add(2*time.Hour), time.Hour, 10); !slices.Equal(ids(got), []string{"evt_q1", "evt_d4"}) {
 		t.Errorf("claim after the leases ended = %q, want [evt_q1 evt_d4]", ids(got))
 	}
