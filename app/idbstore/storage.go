@@ -121,11 +121,15 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 			return err
 		}
 		seqs, ops := st[0], st[1]
-		seq, err := nextCount(ctx, txn, seqs, client)
+		last, err := getBoth(ctx, txn, seqs, client, keyOrder)
 		if err != nil {
 			return err
 		}
-		order, err := nextCount(ctx, txn, seqs, keyOrder)
+		seq, err := nextCount(txn, client, last[0])
+		if err != nil {
+			return err
+		}
+		order, err := nextCount(txn, keyOrder, last[1])
 		if err != nil {
 			return err
 		}
@@ -174,13 +178,9 @@ type storedOp struct {
 	Order uint64 `json:"order,omitempty"`
 }
 
-// nextCount reads the counter key of seqs (a number, or none for 0) and
-// returns the next value; the caller puts it.
-func nextCount(ctx context.Context, txn *idb.Transaction, seqs *idb.ObjectStore, key string) (uint64, error) {
-	last, err := get(ctx, txn, seqs, key)
-	if err != nil {
-		return 0, err
-	}
+// nextCount returns the count after last, the value of the counter key
+// (a number, or undefined for 0); the caller puts it.
+func nextCount(txn *idb.Transaction, key string, last js.Value) (uint64, error) {
 	switch last.Type() {
 	case js.TypeUndefined:
 		return 1, nil

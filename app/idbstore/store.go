@@ -309,6 +309,42 @@ func get(ctx context.Context, txn *idb.Transaction, st *idb.ObjectStore, key str
 	return v, nil
 }
 
+// getBoth is get for two keys of st, asked for at once: one round trip to
+// the browser's storage instead of two. Both requests are awaited from
+// before either can answer (an answer comes only once Go yields to the
+// browser), so neither answer is missed.
+func getBoth(ctx context.Context, txn *idb.Transaction, st *idb.ObjectStore, k1, k2 string) ([2]js.Value, error) {
+	var out [2]js.Value
+	var reqs [2]*idb.Request
+	for i, k := range [2]string{k1, k2} {
+		req, err := st.Get(js.ValueOf(k))
+		if err != nil {
+			abort(txn)
+			return out, err
+		}
+		reqs[i] = req
+	}
+	var second error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		out[1], second = reqs[1].Await(ctx)
+	}()
+	var err error
+	out[0], err = reqs[0].Await(ctx)
+	<-done
+	if err == nil {
+		err = second
+	}
+	if err == nil {
+		err = ctx.Err() // idb answers nil when ctx ends first
+	}
+	if err != nil {
+		abort(txn)
+	}
+	return out, err
+}
+
 // getString is get for a string value; a missing key reads as "".
 func getString(ctx context.Context, txn *idb.Transaction, st *idb.ObjectStore, key string) (string, error) {
 	v, err := get(ctx, txn, st, key)
