@@ -21,7 +21,10 @@
 // the tabs sharing the database, which is the order they reach the
 // server in. An op stored before "order" was kept has none and counts as
 // 0 (by key among those). Adding the field and the counter needed no new
-// schema version.
+// schema version. While a tab of an older release is still open beside a
+// newer one (until it reloads), its ops carry no order and its Restamp
+// drops the order of those it moves: those ops then go first, in client
+// id order, as every op did before.
 //
 // # Transactions
 //

@@ -121,6 +121,7 @@ type Message struct {
 	User string `json:"user,omitempty"`
 	// GuestCartID is the device's guest cart: on a user connection, ops
 	// made on it before login (op.cart) are applied to the user cart.
+	// Empty when another user's login took that guest cart.
 	GuestCartID string `json:"guest_cart_id,omitempty"`
 	// PrevCartID and MergedInto (welcome on a guest connection that was
 	// handed a new device token): the previous token's guest cart was
