@@ -10,28 +10,34 @@
 //
 //	meta  "deviceToken"    the device token, a string
 //	      "cart"           the confirmed cart, a JSON string (cart.Cart)
-//	seqs  client id        the last seq allocated to that client, a number
-//	      ""               the last outbox order allocated, a number
+//	seqs  client id        [the last seq allocated to that client, the
+//	                       order of its op] (a number, the seq alone, from
+//	                       before ops had an order)
 //	ops   [client id, seq] a pending op, a JSON string (cart.Op with
 //	                       "order", its place in the outbox)
 //
 // Array keys sort by client id, then numerically by seq. seqs keeps its
-// counters after the ops are confirmed, so a seq is never reused. The
-// outbox is in "order" order: the order Enqueue stored the ops in, across
-// the tabs sharing the database, which is the order they reach the
-// server in. An op stored before "order" was kept has none and counts as
-// 0 (by key among those). Adding the field and the counter needed no new
-// schema version. While a tab of an older release is still open beside a
-// newer one (until it reloads), its ops carry no order and its Restamp
-// drops the order of those it moves: those ops then go first, in client
-// id order, as every op did before.
+// counter after the ops are confirmed, so a seq is never reused.
+//
+// The outbox is in "order" order, then by key: the order the ops reach the
+// server in. A Store gives each op it stores an order above every order it
+// has read or given, and above its client's last one (tabs sharing a client
+// id keep its ops in seq order). So an op comes after every op its tab could
+// show when it was made (a tab's clear after an add another tab stored and
+// this one read), whatever their client ids; ops of tabs that had not read
+// each other's are concurrent and may come in either order. This costs no
+// request in the transaction. An op stored before ops had an order counts
+// as 0 (by key among those); the field needed no new schema version. A tab
+// of an older release, until it reloads, stores ops without an order (they
+// go first), drops the order of the ops its Restamp moves, and refuses a
+// counter of the new form (only for a client id a newer tab used too: each
+// tab has its own).
 //
 // # Transactions
 //
 // Each Storage method is one IndexedDB transaction: Load is a readonly one
 // over meta and ops, SwapDeviceToken a compare-and-swap over meta, Enqueue
-// reads and bumps the client's counter and the order counter and puts the
-// op (over seqs and ops),
+// reads and bumps the client's counter and puts the op (over seqs and ops),
 // and Confirm puts the cart and deletes the confirmed ops (over meta and
 // ops). A method that writes returns once the transaction has committed.
 // IndexedDB runs readwrite transactions with overlapping scopes one at a

@@ -389,18 +389,27 @@ func TestRequestPersistence(t *testing.T) {
 	t.Logf("persisted: %v", persisted)
 }
 
-// TestOutboxOrder: the outbox is in the order ops were stored, across the
-// tabs sharing the database, so a tab's clear made after another tab's add
-// reaches the server after it; an op stored before the order was kept
-// comes first.
+// TestOutboxOrder: an op comes after every op its tab had read, across the
+// tabs sharing the database, so a tab's clear made after it showed another
+// tab's add reaches the server after that add, whatever their client ids;
+// an op stored before ops had an order comes first.
 func TestOutboxOrder(t *testing.T) {
 	name := tempDB(t)
 	tab1, tab2 := openStore(t, name), openStore(t, name)
 	mustEnqueue(t, tab1, "b")
+	mustLoad(t, tab2) // tab2 shows b/1
 	mustEnqueue(t, tab2, "a")
+	mustLoad(t, tab1) // tab1 shows a/1
 	mustEnqueue(t, tab1, "b")
 	if got, want := ids(mustLoad(t, tab2).Pending), "b/1 a/1 b/2 "; got != want {
 		t.Fatalf("Pending = %q, want %q", got, want)
+	}
+	// A new tab reads the outbox before it edits, as the engine does.
+	tab3 := openStore(t, name)
+	mustLoad(t, tab3)
+	mustEnqueue(t, tab3, "a-new")
+	if got, want := ids(mustLoad(t, tab3).Pending), "b/1 a/1 b/2 a-new/1 "; got != want {
+		t.Fatalf("after a new tab's edit, Pending = %q, want %q", got, want)
 	}
 	// An op of an earlier release: no order in its JSON.
 	old, err := json.Marshal(cart.Op{Client: "z", Seq: 1, Kind: cart.KindClear})
@@ -421,7 +430,7 @@ func TestOutboxOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := ids(mustLoad(t, tab1).Pending), "z/1 b/1 a/1 b/2 "; got != want {
+	if got, want := ids(mustLoad(t, tab1).Pending), "z/1 b/1 a/1 b/2 a-new/1 "; got != want {
 		t.Errorf("with an op stored without an order, Pending = %q, want %q", got, want)
 	}
 }

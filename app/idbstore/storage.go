@@ -71,6 +71,7 @@ func (s *Store) Load(ctx context.Context) (syncclient.Stored, error) {
 		for i, op := range stored {
 			out.Pending[i] = op.Op
 		}
+		s.sawOrder(stored[len(stored)-1].Order)
 	}
 	return out, nil
 }
@@ -110,29 +111,30 @@ func (s *Store) SwapDeviceToken(ctx context.Context, old, next string) (string, 
 }
 
 // Enqueue implements syncclient.Storage: one readwrite transaction over
-// seqs and ops reads the client's counter and the outbox's, calls build,
-// and puts the op and both counters. The op is durable when Enqueue
+// seqs and ops reads the client's counter, calls build, and puts the op
+// and the counter. The op's outbox order is above every order this Store
+// has read or given and above the client's last one (tabs sharing a
+// client id keep its ops in seq order). The op is durable when Enqueue
 // returns it.
 func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
 	var data []byte
+	var order uint64
+	next := s.order.Add(1)
 	err := s.run(ctx, func(db *idb.Database) error {
 		txn, st, err := begin(db, idb.TransactionReadWrite, storeSeqs, storeOps)
 		if err != nil {
 			return err
 		}
 		seqs, ops := st[0], st[1]
-		last, err := getBoth(ctx, txn, seqs, client, keyOrder)
+		last, err := get(ctx, txn, seqs, client)
 		if err != nil {
 			return err
 		}
-		seq, err := nextCount(txn, client, last[0])
+		seq, clientOrder, err := counterOf(txn, client, last)
 		if err != nil {
 			return err
 		}
-		order, err := nextCount(txn, keyOrder, last[1])
-		if err != nil {
-			return err
-		}
+		order = max(next, clientOrder+1)
 		op := build(seq)
 		if op.Client != client || op.Seq != seq {
 			abort(txn)
@@ -147,11 +149,7 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 			abort(txn)
 			return maybeWritten{err}
 		}
-		if _, err := seqs.PutKey(js.ValueOf(client), js.ValueOf(float64(seq))); err != nil {
-			abort(txn)
-			return maybeWritten{err}
-		}
-		if _, err := seqs.PutKey(js.ValueOf(keyOrder), js.ValueOf(float64(order))); err != nil {
+		if _, err := seqs.PutKey(js.ValueOf(client), js.ValueOf([]any{float64(seq), float64(order)})); err != nil {
 			abort(txn)
 			return maybeWritten{err}
 		}
@@ -163,6 +161,7 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 	if err != nil {
 		return cart.Op{}, fmt.Errorf("enqueue: %w", err)
 	}
+	s.sawOrder(order)
 	var stored storedOp // decoded, so it is the stored op and the caller's own copy
 	if err := json.Unmarshal(data, &stored); err != nil {
 		return cart.Op{}, fmt.Errorf("enqueue: decode op: %w", err)
@@ -171,24 +170,39 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 }
 
 // storedOp is an op as the ops store keeps it, with its place in the
-// outbox across client ids: the device-wide count of Enqueue (seqs'
-// keyOrder) when it was stored; 0 for an op stored before there was one.
+// outbox across client ids (Store.order when it was stored; 0 for an op
+// stored before ops had one).
 type storedOp struct {
 	cart.Op
 	Order uint64 `json:"order,omitempty"`
 }
 
-// nextCount returns the count after last, the value of the counter key
-// (a number, or undefined for 0); the caller puts it.
-func nextCount(txn *idb.Transaction, key string, last js.Value) (uint64, error) {
-	switch last.Type() {
-	case js.TypeUndefined:
-		return 1, nil
-	case js.TypeNumber:
-		return uint64(last.Float()) + 1, nil
+// sawOrder raises s.order to order.
+func (s *Store) sawOrder(order uint64) {
+	for {
+		cur := s.order.Load()
+		if order <= cur || s.order.CompareAndSwap(cur, order) {
+			return
+		}
+	}
+}
+
+// counterOf reads last, the value of client's counter in seqs: [its last
+// seq, the order of its last op], a number (its last seq, as stored before
+// ops had an order) or undefined (none). It returns the next seq and the
+// client's last order.
+func counterOf(txn *idb.Transaction, client string, last js.Value) (seq, order uint64, err error) {
+	switch {
+	case last.Type() == js.TypeUndefined:
+		return 1, 0, nil
+	case last.Type() == js.TypeNumber:
+		return uint64(last.Float()) + 1, 0, nil
+	case last.InstanceOf(js.Global().Get("Array")) && last.Length() == 2 &&
+		last.Index(0).Type() == js.TypeNumber && last.Index(1).Type() == js.TypeNumber:
+		return uint64(last.Index(0).Float()) + 1, uint64(last.Index(1).Float()), nil
 	}
 	abort(txn)
-	return 0, fmt.Errorf("the counter %q is a %s, want a number", key, last.Type())
+	return 0, 0, fmt.Errorf("the counter of %s is a %s, want [seq, order]", client, last.Type())
 }
 
 // Confirm implements syncclient.Storage: one readwrite transaction over

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall/js"
 
 	"github.com/hack-pad/go-indexeddb/idb"
@@ -25,9 +26,6 @@ const (
 
 	keyToken = "deviceToken"
 	keyCart  = "cart"
-	// keyOrder, in seqs, counts the ops stored across client ids (no
-	// client id is empty).
-	keyOrder = ""
 )
 
 // ErrUnavailable is returned by Open and Delete when the browser offers no
@@ -45,6 +43,11 @@ type Store struct {
 
 	mu sync.Mutex    // guards db; held while reopening
 	db *idb.Database // nil after Close
+
+	// order is the highest outbox order this Store has read (Load) or
+	// given (Enqueue): an op it stores next comes after every op its
+	// engine can have seen, which is the order the outbox must keep.
+	order atomic.Uint64
 }
 
 var _ syncclient.Storage = (*Store)(nil)
@@ -307,42 +310,6 @@ func get(ctx context.Context, txn *idb.Transaction, st *idb.ObjectStore, key str
 		return js.Value{}, err
 	}
 	return v, nil
-}
-
-// getBoth is get for two keys of st, asked for at once: one round trip to
-// the browser's storage instead of two. Both requests are awaited from
-// before either can answer (an answer comes only once Go yields to the
-// browser), so neither answer is missed.
-func getBoth(ctx context.Context, txn *idb.Transaction, st *idb.ObjectStore, k1, k2 string) ([2]js.Value, error) {
-	var out [2]js.Value
-	var reqs [2]*idb.Request
-	for i, k := range [2]string{k1, k2} {
-		req, err := st.Get(js.ValueOf(k))
-		if err != nil {
-			abort(txn)
-			return out, err
-		}
-		reqs[i] = req
-	}
-	var second error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		out[1], second = reqs[1].Await(ctx)
-	}()
-	var err error
-	out[0], err = reqs[0].Await(ctx)
-	<-done
-	if err == nil {
-		err = second
-	}
-	if err == nil {
-		err = ctx.Err() // idb answers nil when ctx ends first
-	}
-	if err != nil {
-		abort(txn)
-	}
-	return out, err
 }
 
 // getString is get for a string value; a missing key reads as "".

@@ -31,10 +31,11 @@ type Storage interface {
 	// never reused, never skipped), calls build with it and stores the op
 	// it returns, all in one transaction. The op must carry that client and
 	// seq. build must not call the Storage. Enqueue returns the stored op.
-	// The outbox keeps ops in the order Enqueue stored them, across client
-	// ids: the order they were made on this device, which is the order
-	// they must reach the server in (a tab's clear made after another
-	// tab's add must not land before it).
+	// The outbox keeps each op after every op the Storage had returned
+	// (by Load or Enqueue) before it was stored, across client ids: after
+	// every op its maker could have shown. That is the order ops must
+	// reach the server in (a tab's clear made after another tab's add
+	// must not land before it). MemStorage keeps the order of Enqueue.
 	Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error)
 
 	// Confirm, in one transaction, stores c as the confirmed cart and
@@ -59,8 +60,8 @@ type Stored struct {
 	DeviceToken string
 	// Cart is the last confirmed cart, or nil.
 	Cart *cart.Cart
-	// Pending is the outbox of every client id, in the order the ops were
-	// enqueued (so each client id's ops in seq order).
+	// Pending is the outbox of every client id, in the order Enqueue
+	// describes (so each client id's ops in seq order).
 	Pending []cart.Op
 }
 
