@@ -26,6 +26,7 @@
   const UNREACHABLE_WAIT = 10000; // ... or this, once the cart server is known to be unreachable
   const PROBE_AFTER = [1500, 10000]; // after the frame's load event, and after creating it: no ready yet? probe
   const PROBE_AGAIN = 5000; // while unreachable: probe this often
+  const PROBE_CONFIRM = 2000; // after a 404 from /embed.json: ask once more this much later before giving up
   const EVENTS = ['ready', 'change', 'sync', 'merge', 'checkout', 'open', 'close', 'error'];
   const THEME = ['accent', 'background', 'foreground', 'font', 'radius'];
   const IDLE_TIMEOUT = 3000; // after the page's load event, the frame starts when idle, or after this
@@ -747,6 +748,11 @@
 
   // ---- an unreachable cart server -----------------------------------------
 
+  // 404s from /embed.json in a row, in generation missingGen: two make it
+  // no cart server.
+  let missing = 0;
+  let missingGen = -1;
+
   function probeSoon(ms) {
     const gen = generation;
     later(() => { if (gen === generation && !ready && !broken && !stopProbe) probe(); }, ms);
@@ -762,6 +768,8 @@
   // header is no cart server's either, and counts as none.
   function probe() {
     const gen = generation;
+    if (gen !== missingGen) missing = 0;
+    missingGen = gen;
     let blocked = false;
     const onViolation = (e) => { if (String(e.blockedURI).startsWith(serverOrigin)) blocked = true; };
     let done = false;
@@ -778,12 +786,16 @@
         if (done || gen !== generation) return;
         stopProbe();
         if (ready || blocked) return;
-        if (got === 'missing') {
+        if (got === 'missing' && ++missing < 2) {
+          // A deploy or a load balancer can answer 404 for a moment.
+          probeSoon(PROBE_CONFIRM);
+        } else if (got === 'missing') {
           if (frame) frame.remove();
           frame = null;
           fail('not_configured', `${serverOrigin} is not a cart server (${serverOrigin}/embed.json: 404 Not Found). ` +
             'Give the embed.js script data-server="https://CART-SERVER" (or mount()\'s server option), or load embed.js from the cart server.');
         } else if (got === 'down') {
+          missing = 0;
           if (!unreachable) {
             unreachable = error('unreachable', `cartsync: cannot reach the cart server at ${serverOrigin}. The cart appears once ` +
               `it answers; meanwhile calls wait, and reject with code "unreachable" after ${UNREACHABLE_WAIT / 1000} s.`);
@@ -916,7 +928,8 @@
     try {
       mount(attr('data-mount'));
     } catch (err) {
-      fail(err.code || 'no_mount', err.message.replace(/^cartsync: /, '') + ' (data-mount)');
+      const code = err.code || 'no_mount';
+      fail(code, err.message.replace(/^cartsync: /, '') + (code === 'no_mount' ? ' (data-mount)' : ''));
     }
   }
 

@@ -455,7 +455,7 @@ func TestBrowserEmbedMisconfigured(t *testing.T) {
 			got := eval[outcome](tb, `new Promise((resolve) => withCartsync(async (cartsync) => {
 				const code = (p) => Promise.race([
 					p.then(() => 'resolved', (e) => e.name + ' ' + e.code),
-					new Promise((r) => setTimeout(() => r('pending after 5 s'), 5000)),
+					new Promise((r) => setTimeout(() => r('pending after 10 s'), 10000)),
 				]);
 				resolve({
 					ready: await code(cartsync.ready),
