@@ -200,29 +200,47 @@ func TestLoginE2EForbiddenReconnects(t *testing.T) {
 	env.check(b, "tara", "a=1 b=1")
 }
 
+// expiredOffline is a watched guest tab whose cart (mug=1) the server
+// purged while the tab was offline, with a tea added to it meanwhile; its
+// link is still down.
+type expiredOffline struct {
+	env   *windowEnv
+	store *syncclient.MemStorage
+	w     *loginE2EWatch
+	l     *link
+	e     *syncclient.Engine
+	guest syncclient.State // as the tab settled before going offline
+	token string           // the device token then
+}
+
+func loginE2EExpiredOffline(t *testing.T) expiredOffline {
+	t.Helper()
+	clk := &clock{t: time.Now()}
+	x := expiredOffline{env: newWindowEnvWith(t, syncserver.Config{Now: clk.now}), store: syncclient.NewMemStorage(), w: &loginE2EWatch{}}
+	x.l = &link{url: x.env.url}
+	x.e = loginE2ETab(x.env, x.store, x.l, x.w)
+	x.env.add(x.e, "mug")
+	x.guest = x.env.settle(x.e, "")
+	x.token = loginE2EStored(t, x.store).DeviceToken
+
+	x.l.setDown(true)
+	x.w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	x.env.add(x.e, "tea") // on the cart about to be purged
+	clk.add(31 * 24 * time.Hour)
+	if n, err := x.env.srv.Purge(x.env.ctx, 0); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
+	}
+	return x
+}
+
 // A guest cart purged for inactivity while the device was offline: the
 // engine is told when it comes back, stores the new device token, shows
 // the fresh cart, and drops and reports the edit made on the purged cart.
 func TestLoginE2ECartExpired(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now})
-
-	store := syncclient.NewMemStorage()
-	w := &loginE2EWatch{}
-	l := &link{url: env.url}
-	e := loginE2ETab(env, store, l, w)
-	env.add(e, "mug")
-	old := env.settle(e, "")
-	oldTok := loginE2EStored(t, store).DeviceToken
-
-	l.setDown(true)
-	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
-	env.add(e, "tea") // on the cart about to be purged
-	clk.add(31 * 24 * time.Hour)
-	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
-		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
-	}
-	l.setDown(false)
+	x := loginE2EExpiredOffline(t)
+	e, w, store, old := x.e, x.w, x.store, x.guest
+	oldTok := x.token
+	x.l.setDown(false)
 
 	st := w.waitFor(t, "the fresh cart", func(s syncclient.State) bool {
 		return s.CartExpired && s.Status == syncclient.Synced && s.Pending == 0
@@ -257,27 +275,12 @@ func loginE2EStored(t testing.TB, st syncclient.Storage) syncclient.Stored {
 // told the guest cart expired, drops and reports that edit, and ends on
 // the user's cart, synced, instead of resending a refused push for ever.
 func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now})
-
-	store := syncclient.NewMemStorage()
-	w := &loginE2EWatch{}
-	l := &link{url: env.url}
-	e := loginE2ETab(env, store, l, w)
-	env.add(e, "mug")
-	guest := env.settle(e, "")
-
-	l.setDown(true)
-	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
-	env.add(e, "tea") // on the guest cart about to be purged
-	clk.add(31 * 24 * time.Hour)
-	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
-		t.Fatalf("Purge = %d, %v; want the guest cart purged", n, err)
-	}
+	x := loginE2EExpiredOffline(t)
+	env, e, w, guest := x.env, x.e, x.w, x.guest
 	if err := e.SetUser("user:ann", ""); err != nil {
 		t.Fatal(err)
 	}
-	l.setDown(false)
+	x.l.setDown(false)
 
 	st := w.waitFor(t, "ann's cart, synced", func(s syncclient.State) bool {
 		return s.User == "ann" && s.Status == syncclient.Synced && s.Pending == 0

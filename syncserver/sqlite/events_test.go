@@ -3,9 +3,8 @@ package sqlite
 import (
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/cartsync/cartsync/syncserver"
+	"github.com/cartsync/cartsync/syncserver/storetest"
 )
 
 // An event that had failed attempts before migration 0004 (no tried_since)
@@ -14,32 +13,8 @@ import (
 func TestClaimTriedSinceOfOldRows(t *testing.T) {
 	s := openTemp(t, filepath.Join(t.TempDir(), "carts.db"))
 	defer s.Close()
-	ctx := t.Context()
-	now := time.Now().Truncate(time.Millisecond)
-	created := now.Add(-time.Hour)
-	err := s.Mutate(ctx, "cart-old", nil, func(rec *syncserver.Record) error {
-		rec.Events = append(rec.Events,
-			syncserver.Event{ID: "evt_tried", Type: syncserver.EventCartCreated, CartID: "cart-old", At: created},
-			syncserver.Event{ID: "evt_fresh", Type: syncserver.EventCartCreated, CartID: "cart-fresh", At: created})
-		return nil
+	storetest.ClaimTriedSinceOfOldRows(t, s, func(id string) error {
+		_, err := s.w.ExecContext(t.Context(), `UPDATE events SET attempts = 3, tried_since = NULL WHERE id = ?`, id)
+		return err
 	})
-	if err != nil {
-		t.Fatalf("Mutate: %v", err)
-	}
-	if _, err := s.w.ExecContext(ctx, `UPDATE events SET attempts = 3, tried_since = NULL WHERE id = 'evt_tried'`); err != nil {
-		t.Fatal(err)
-	}
-	evs, err := s.ClaimEvents(ctx, now, time.Minute, 10)
-	if err != nil || len(evs) != 2 {
-		t.Fatalf("ClaimEvents = %+v, %v; want both events", evs, err)
-	}
-	for _, ev := range evs {
-		want := now
-		if ev.ID == "evt_tried" {
-			want = created
-		}
-		if !ev.TriedSince.Equal(want) {
-			t.Errorf("%s: TriedSince %v, want %v", ev.ID, ev.TriedSince, want)
-		}
-	}
 }

@@ -456,3 +456,42 @@ func testPruneKeepsRecentlyDead(t *testing.T, s commerceStore) {
 		t.Errorf("PruneEvents(now) = %d, %v; want it pruned once its series is older than the cutoff", n, err)
 	}
 }
+
+// ClaimTriedSinceOfOldRows checks, on a SQL store, that an event with
+// failed attempts written before the store kept tried_since keeps the
+// window it had (it counts from its At), while one never tried starts a
+// series at its first claim. forget clears the tried_since of event id
+// and gives it failed attempts, as a row from before the column reads.
+func ClaimTriedSinceOfOldRows(t *testing.T, s interface {
+	syncserver.Store
+	syncserver.EventStore
+}, forget func(id string) error) {
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	created := now.Add(-time.Hour)
+	err := s.Mutate(ctx, "cart-old", nil, func(rec *syncserver.Record) error {
+		rec.Events = append(rec.Events,
+			syncserver.Event{ID: "evt_tried", Type: syncserver.EventCartCreated, CartID: "cart-old", At: created},
+			syncserver.Event{ID: "evt_fresh", Type: syncserver.EventCartCreated, CartID: "cart-fresh", At: created})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Mutate: %v", err)
+	}
+	if err := forget("evt_tried"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.ClaimEvents(ctx, now, time.Minute, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("ClaimEvents = %+v, %v; want both events", evs, err)
+	}
+	for _, ev := range evs {
+		want := now
+		if ev.ID == "evt_tried" {
+			want = created
+		}
+		if !ev.TriedSince.Equal(want) {
+			t.Errorf("%s: TriedSince %v, want %v", ev.ID, ev.TriedSince, want)
+		}
+	}
+}
