@@ -60,8 +60,8 @@ func (s *Store) Load(ctx context.Context) (syncclient.Stored, error) {
 				return syncclient.Stored{}, fmt.Errorf("load: decode op: %w", err)
 			}
 		}
-		// The outbox order is the order of Enqueue. Ops stored before
-		// the store kept one (order 0) come first, by key: client id,
+		// The outbox is in the order Enqueue gave each op (see doc.go).
+		// Ops stored before ops had one (order 0) come first, by key: client id,
 		// then seq, compared as Go compares them (IndexedDB compares
 		// strings by UTF-16 code units, which differ past U+FFFF).
 		slices.SortStableFunc(stored, func(a, b storedOp) int {
