@@ -211,17 +211,28 @@ func (w *Widget) setOpen(ctx app.Context, open bool) {
 	} else {
 		w.focusLater(ctx, buttonID)
 	}
-	ctx.Defer(func(ctx app.Context) {
+	w.later(ctx, func(ctx app.Context) {
 		if w.c != nil {
 			w.c.measure(w.open)
 		}
 	})
 }
 
+// later runs f once the current update is rendered. It defers on the
+// widget's own context when there is one: go-app drops a function deferred
+// on an event's context when the element the event came from is rendered
+// away, as the close button and Review are by the update they start.
+func (w *Widget) later(ctx app.Context, f func(app.Context)) {
+	if w.c != nil {
+		ctx = w.c.ctx
+	}
+	ctx.Defer(f)
+}
+
 // afterRender keeps the focus in the panel when the element that had it was
 // re-rendered away, and reports the widget's size.
 func (w *Widget) afterRender(ctx app.Context) {
-	ctx.Defer(func(ctx app.Context) {
+	w.later(ctx, func(ctx app.Context) {
 		if w.c == nil {
 			return
 		}
@@ -407,7 +418,7 @@ func (w *Widget) onKeep(ctx app.Context, l *cart.Line) {
 // asked for wins.
 func (w *Widget) focusLater(ctx app.Context, id string) {
 	w.focusNext = id
-	ctx.Defer(func(ctx app.Context) {
+	w.later(ctx, func(ctx app.Context) {
 		if w.c != nil && w.focusNext != "" {
 			w.c.focus(w.focusNext)
 		}

@@ -322,10 +322,47 @@ func TestBrowserA11yKeyboard(t *testing.T) {
 		t.Errorf("after Escape the cart button has the focus without a visible ring: %+v", f)
 	}
 
+	// The close button, by keyboard and by mouse, closes the panel the
+	// same way: the focus back on the cart button and the frame on the
+	// host page back to the button's size, so the page takes clicks again.
+	// Review and Back move the focus to the step's title.
+	for _, how := range []string{"keyboard", "mouse"} {
+		press(tb, kb.Enter, false)
+		waitWidget(tb, origin, "the panel open", `document.activeElement?.id === 'cartsync-panel'`)
+		waitHost(tb, "the frame covering the page", `document.querySelector('iframe').style.position === 'fixed'`)
+		if how == "keyboard" {
+			tabTo(tb, origin, "Review order", `(a) => a.textContent === 'Review order'`, n+2)
+			press(tb, kb.Enter, false)
+			waitWidget(tb, origin, "the focus on the review's title", `document.activeElement?.id === 'cartsync-title' && document.querySelector('.cartsync-review') !== null`)
+			tabTo(tb, origin, "Back", `(a) => a.textContent === 'Back'`, n+2)
+			press(tb, kb.Enter, false)
+			waitWidget(tb, origin, "the focus on the cart's title", `document.activeElement?.id === 'cartsync-title' && document.querySelector('.cartsync-review') === null`)
+			tabTo(tb, origin, "the close button", `(a) => a.getAttribute('aria-label') === 'Close cart'`, n+2)
+			press(tb, kb.Enter, false)
+		} else {
+			clickWidget(tb, origin, ".cartsync-close", "")
+		}
+		waitWidget(tb, origin, "the panel closed by "+how, `!document.getElementById('cartsync-panel')`)
+		waitWidget(tb, origin, "the focus on the cart button after "+how, `document.activeElement?.id === 'cartsync-button'`)
+		waitHost(tb, "the frame back to the button's size after "+how, `document.querySelector('iframe').style.position !== 'fixed'`)
+	}
+
 	// The live region, panel closed: going offline and coming back are
 	// told once each.
 	tb.setOffline(true, "")
 	waitWidget(tb, origin, "offline told", liveText+` === `+jsArgs([]any{"Offline. Your changes are kept and sent when you're back online."}))
 	tb.setOffline(false, "")
 	waitWidget(tb, origin, "back online told", liveText+` === 'Back online.'`)
+}
+
+// waitHost waits until expr, run in the host page, is true.
+func waitHost(tb *tab, what, expr string) {
+	tb.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !eval[bool](tb, expr) {
+		if time.Now().After(deadline) {
+			tb.t.Fatalf("%s: waiting for %s: %s is still false", tb.name, what, expr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
