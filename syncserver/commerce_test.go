@@ -722,3 +722,23 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		}
 	})
 }
+
+// Two option keys that are one after normalizing ("Size", "size", " SIZE ")
+// are refused as invalid_options and change nothing, with a catalog entry
+// for the SKU and without: the server must not pick one of them at random.
+func TestOptionKeysThatNormalizeToOneAreRefused(t *testing.T) {
+	s := newShop(t, memstore.New(), nil)
+	s.upsert(mug(1200, 3))
+	tok := s.device()
+	for i, sku := range []string{"MUG", "TEE"} {
+		out := s.push(tok, cart.Op{Client: "c", Seq: uint64(i + 1), Kind: cart.KindAdd, SKU: sku, Quantity: 1,
+			Options: map[string]string{"Size": "M", "size": "L", " SIZE ": "XL"},
+			Details: &cart.Details{Name: sku, Price: 500, Currency: "EUR"}})
+		if r := out.Results[0]; r.Status != protocol.StatusRejected || r.Error == nil || r.Error.Code != cart.CodeInvalidOptions {
+			t.Errorf("%s with the option size three times: %+v, want rejected invalid_options", sku, r)
+		}
+	}
+	if c := httpCart(t, s.hs, tok); len(c.Lines) != 0 {
+		t.Errorf("the refused adds changed the cart: %+v", c.Lines)
+	}
+}

@@ -92,7 +92,14 @@ func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now t
 				"this cart takes edits from at most %d client ids, and this one is new", maxClients)})
 			continue
 		}
-		// Apply normalizes the op; the log keeps what was applied.
+		// Validated as sent, before normalizing: two option keys that
+		// normalize to one ("Size" and "size") are refused, not merged
+		// with a random winner. Apply normalizes the op; the log keeps
+		// what was applied.
+		if err := op.Validate(lim); err != nil {
+			reject(op, err)
+			continue
+		}
 		op = op.Normalized()
 		var held []cart.Warning
 		if authorize != nil {
