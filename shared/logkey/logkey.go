@@ -41,6 +41,7 @@ const (
 	Seq       = "seq"       // an operation's seq
 	Status    = "status"    // a status
 	Subscribe = "subscribe" // true for a subscribe, false for an unsubscribe
+	Timeout   = "timeout"   // a time limit
 	Type      = "type"      // a message or event type
 	URL       = "url"       // a URL
 	User      = "user"      // a user id or user cart id

@@ -53,14 +53,36 @@ func main() {
 		os.Exit(1)
 	}
 	<-ctx.Done()
-	m.Logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
-	defer cancel()
-	if err := m.Close(sctx); err != nil {
+	stop() // a second signal ends the process at once
+	m.Logger.Info("shutting down", logkey.Timeout, m.ShutdownTimeout.String())
+	if err := closeWithin(m.Close, m.ShutdownTimeout, shutdownGrace); err != nil {
 		m.Logger.Error("shutdown", logkey.Err, err)
 		os.Exit(1)
 	}
+	m.Logger.Info("shut down")
 }
+
+// closeWithin calls close with a context that ends after timeout, and
+// returns its error. Closing a backend that hangs (a Postgres that stopped
+// answering) may not heed the context: past it and grace, closeWithin
+// returns without waiting for close. What was acknowledged is in the store
+// already; what was not, its client sends again.
+func closeWithin(close func(context.Context) error, timeout, grace time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- close(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout + grace):
+		return fmt.Errorf("closing took longer than %s; exiting without waiting for it", timeout+grace)
+	}
+}
+
+// shutdownGrace is how long past ShutdownTimeout the process waits for its
+// backends to close before it exits anyway.
+const shutdownGrace = 5 * time.Second
 
 // Main is the program: configuration, wiring and lifetime. Tests run the
 // real server through it on a free port.
@@ -212,7 +234,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	bgCtx, stop := context.WithCancel(context.Background())
 	m.stop = stop
-	m.startBackground(bgCtx)
 	if m.listener, err = net.Listen("tcp", m.Addr); err != nil {
 		return err
 	}
@@ -223,6 +244,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.serveDebug(); err != nil {
 		return err
 	}
+	// The purge and the other loops start once every listener is open:
+	// a start that fails (a port in use) changes nothing in the store.
+	m.startBackground(bgCtx)
 	m.http = newHTTPServer(mux)
 	go func() {
 		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -466,5 +467,59 @@ func TestUncleanAPIPathsTyped(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound || derr != nil || body.Error == nil || body.Error.Code != protocol.ErrInvalid {
 			t.Errorf("POST %s: %d %+v (%v), want 404 with a typed invalid error", path, resp.StatusCode, body.Error, derr)
 		}
+	}
+}
+
+// A start that fails because its port is taken has started none of the
+// background loops (the purge among them): nothing changes the store of a
+// server that never served.
+func TestFailedStartRunsNoBackgroundLoop(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	m := NewMain()
+	args := []string{"-addr", taken.Addr().String(), "-log-level", "error", "-data", t.TempDir()}
+	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err == nil {
+		m.Close(context.Background())
+		t.Fatal("started on a port in use")
+	}
+	idle := make(chan struct{})
+	go func() { m.bg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-time.After(10 * time.Second):
+		t.Error("background loops run after a failed start")
+	}
+	m.Close(context.Background())
+}
+
+// closeWithin returns close's error, and returns without it when close
+// hangs past the timeout and the grace period.
+func TestCloseWithinDoesNotWaitForAHangingClose(t *testing.T) {
+	boom := errors.New("boom")
+	if err := closeWithin(func(context.Context) error { return boom }, time.Second, time.Second); err != boom {
+		t.Errorf("closeWithin = %v, want close's error", err)
+	}
+	if err := closeWithin(func(context.Context) error { return nil }, time.Second, time.Second); err != nil {
+		t.Errorf("closeWithin = %v, want nil", err)
+	}
+	hang := make(chan struct{})
+	defer close(hang)
+	done := make(chan error, 1)
+	go func() {
+		done <- closeWithin(func(context.Context) error { <-hang; return nil }, 50*time.Millisecond, 50*time.Millisecond)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "longer than") {
+			t.Errorf("closeWithin of a hanging close = %v, want an error saying it took too long", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("closeWithin waited for a close that hangs")
 	}
 }
