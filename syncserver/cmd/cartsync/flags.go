@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cartsync/cartsync/syncserver/gcfloor"
 )
@@ -95,6 +97,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		}
 		m.IPLimits.TrustedProxies = append(m.IPLimits.TrustedProxies, pfx.Masked())
 	}
+	if err := m.checkValues(); err != nil {
+		return err
+	}
 	if m.HeapFloorMiB < 0 || m.HeapFloorMiB > 1<<20 {
 		return fmt.Errorf("-gc-heap-floor %d: not a size in MiB (0 turns it off)", m.HeapFloorMiB)
 	}
@@ -109,6 +114,60 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+// checkValues refuses values a flag's parser takes but the server cannot
+// work with: a rate that is not a number, a pool of no connections, a
+// retention or time-to-live of no time. Each would otherwise start a server
+// that misbehaves quietly (NaN as a rate refuses every request).
+func (m *Main) checkValues() error {
+	var errs []error
+	bad := func(flag string, v any, want string) {
+		errs = append(errs, fmt.Errorf("-%s %v: %s", flag, v, want))
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"rate-per-ip", m.IPLimits.Rate}, {"devices-per-ip", m.IPLimits.DeviceRate}} {
+		if math.IsNaN(r.v) || math.IsInf(r.v, 0) {
+			bad(r.flag, r.v, "want a number per second (0 for the default, negative for no limit)")
+		}
+	}
+	if m.PostgresConns < 1 {
+		bad("postgres-max-conns", m.PostgresConns, "want at least 1")
+	}
+	if m.Committers < -1 {
+		bad("committers", m.Committers, "want -1 (the store's default), 0 or more")
+	}
+	if m.MaxHellos < 0 {
+		bad("max-hellos", m.MaxHellos, "want 1 or more (0 for the default, 128)")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+		zero bool // 0 has a meaning
+	}{
+		{"cache-ttl", m.CacheTTL, false},
+		{"guest-retention", m.GuestRetention, false},
+		{"user-retention", m.UserRetention, true},
+		{"purge-interval", m.PurgeInterval, true},
+		{"checkout-ttl", m.CheckoutTTL, false},
+		{"webhook-retry-window", m.WebhookWindow, false},
+		{"body-timeout", m.IPLimits.BodyTimeout, true},
+		{"auth-leeway", m.Auth.Leeway, true},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			want := "want a positive duration"
+			if d.zero {
+				want = "want 0 or a positive duration"
+			}
+			bad(d.flag, d.v, want)
+		}
+	}
+	if strings.TrimSpace(m.RedisPrefix) == "" {
+		bad("redis-prefix", fmt.Sprintf("%q", m.RedisPrefix), "want a prefix: the server's keys must not mix with others' in a shared Redis")
+	}
+	return errors.Join(errs...)
 }
 
 // splitList splits a comma-separated list, dropping empty items.

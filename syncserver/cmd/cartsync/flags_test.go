@@ -48,6 +48,38 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 }
 
+// Values a flag's parser takes but the server cannot work with stop the
+// start with an error naming the flag; the values with a documented meaning
+// (0 for a default, negative for no limit) are taken.
+func TestFlagValuesTheServerCannotUseAreRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rate-per-ip", "NaN"},
+		{"-devices-per-ip", "+Inf"},
+		{"-postgres-max-conns", "0"},
+		{"-committers", "-5"},
+		{"-max-hellos", "-1"},
+		{"-cache-ttl", "0s"},
+		{"-guest-retention", "-1h"},
+		{"-user-retention", "-1h"},
+		{"-purge-interval", "-1m"},
+		{"-checkout-ttl", "0s"},
+		{"-webhook-retry-window", "-1s"},
+		{"-body-timeout", "-1s"},
+		{"-redis-prefix", " "},
+	} {
+		err := NewMain().ParseFlags(args, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: error %v, want one naming %s", args, err, args[0])
+		}
+	}
+	m := NewMain()
+	ok := []string{"-rate-per-ip", "-1", "-devices-per-ip", "0", "-committers", "-1", "-max-hellos", "0",
+		"-user-retention", "0s", "-purge-interval", "0s", "-body-timeout", "0s"}
+	if err := m.ParseFlags(ok, func(string) string { return "" }); err != nil {
+		t.Errorf("%v: %v, want the documented meanings taken", ok, err)
+	}
+}
+
 // The widget page asks for a process of its own unless the operator turns
 // it off.
 func TestOriginAgentClusterByDefault(t *testing.T) {
