@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -521,5 +524,36 @@ func TestCloseWithinDoesNotWaitForAHangingClose(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("closeWithin waited for a close that hangs")
+	}
+}
+
+// A Redis that answers and refuses the server (a wrong password, a
+// database it does not have) fails the start naming the cause: unlike a
+// Redis that is down, waiting would not mend it.
+func TestRedisThatRefusesFailsTheStart(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	u, err := url.Parse(rp.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := goredis.NewClient(&goredis.Options{Addr: rp.Addr})
+	defer admin.Close()
+	if err := admin.ConfigSet(t.Context(), "requirepass", "the-password").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wrongPass, wrongDB := *u, *u
+	wrongPass.User = url.UserPassword("default", "not-the-password")
+	wrongDB.User = url.UserPassword("default", "the-password")
+	wrongDB.Path = "/99"
+	for _, bad := range []string{u.String(), wrongPass.String(), wrongDB.String()} {
+		m := NewMain()
+		if err := m.ParseFlags([]string{"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-redis-url", bad}, func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(context.Background())
+		m.Close(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "redis refuses") {
+			t.Errorf("%s: start error %v, want redis refuses", bad, err)
+		}
 	}
 }

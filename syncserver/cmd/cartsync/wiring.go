@@ -80,12 +80,20 @@ func (m *Main) openRedis(ctx context.Context) error {
 	opt.DialerRetries = 1
 	m.rdb = goredis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if err := m.rdb.Ping(pctx).Err(); err != nil {
+	err = m.rdb.Ping(pctx).Err()
+	cancel()
+	switch {
+	case refusal(err):
+		// Redis answers, and refuses this client: a wrong password,
+		// user or database in the URL. Waiting does not mend that.
+		m.rdb.Close()
+		m.rdb = nil
+		return fmt.Errorf("redis refuses the connection (check the user, password and database number in -redis-url): %w", err)
+	case err != nil:
 		// Redis is a cache and a bus: start without it and attach
 		// when it answers (the client reconnects by itself).
 		m.Logger.Warn("redis does not answer; starting without it, degraded until it does", logkey.Err, err)
 	}
-	cancel()
 	m.store = redis.NewCache(m.store, m.rdb, m.RedisPrefix, m.CacheTTL, m.Logger)
 	m.bus = redis.NewBus(m.rdb, m.RedisPrefix, m.Logger)
 	m.Logger.Info("cache and fan-out", logkey.Kind, "redis")
@@ -296,4 +304,20 @@ func (m *Main) serveDebug() error {
 	// A warning: whoever reaches it sees the program's internals.
 	m.Logger.Warn("profiler", logkey.URL, "http://"+m.debugLn.Addr().String()+"/debug/pprof/")
 	return nil
+}
+
+// refusal reports whether err is Redis's answer refusing the client, as
+// opposed to Redis not answering or answering that it is busy for now
+// (loading its data, running a script, a replica without its primary).
+func refusal(err error) bool {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
+		if strings.HasPrefix(rerr.Error(), p) {
+			return false
+		}
+	}
+	return true
 }
