@@ -295,3 +295,84 @@ func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
 	env.add(e, "jam")
 	env.check(e, "ann", "jam=1")
 }
+
+// The account's cart a device keeps from an earlier page is not the next
+// person's: once the page says no one is logged in (NoUser) or logs out,
+// even offline, the engine shows an empty cart with the edits made since,
+// and those go to this device's own cart, not into the account's. The
+// same account logging in again sees its cart at once, offline too.
+func TestLoginE2ENextPersonDoesNotSeeTheLastAccount(t *testing.T) {
+	for _, how := range []string{"reload without login", "logout offline"} {
+		t.Run(how, func(t *testing.T) {
+			env := newWindowEnv(t, memstore.New())
+			store, l := syncclient.NewMemStorage(), &link{url: env.url}
+			ann := env.tab(store, l)
+			if err := ann.SetUser("user:ann", ""); err != nil {
+				t.Fatal(err)
+			}
+			env.add(ann, "tea")
+			env.check(ann, "ann", "tea=1")
+			l.setDown(true)
+
+			e := ann
+			if how == "reload without login" {
+				// The next page: a new engine on the same storage,
+				// offline. The first one stays offline: a tab still
+				// logged in would send the next person's edits to the
+				// account (the edits made with no one logged in go to
+				// the cart of whoever connects first).
+				l = &link{url: env.url, down: true}
+				var err error
+				if e, err = syncclient.New(syncclient.Config{Storage: store, Dial: l.dial,
+					BackoffBase: 5 * time.Millisecond, BackoffCap: 50 * time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Reload(env.ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := lineSummary(e.Snapshot().Cart); got != "tea=1" {
+					t.Fatalf("the stored cart before the page said anything: %q, want tea=1 (a login may follow)", got)
+				}
+				e.NoUser()
+				ctx, cancel := context.WithCancel(env.ctx)
+				done := make(chan struct{})
+				go func() { defer close(done); e.Run(ctx) }()
+				t.Cleanup(func() { cancel(); <-done })
+			} else if err := e.SetUser("", ""); err != nil {
+				t.Fatal(err)
+			}
+			st := e.Snapshot()
+			if len(st.Cart.Lines) != 0 || st.Cart.ID != "" || st.User != "" || st.Confirmed != 0 {
+				t.Fatalf("with no one logged in the engine shows %s v%d %q of user %q, want an empty cart",
+					st.Cart.ID, st.Confirmed, lineSummary(st.Cart), st.User)
+			}
+			env.add(e, "mug")
+			if got := lineSummary(e.Snapshot().Cart); got != "mug=1" {
+				t.Fatalf("after the next person's add the engine shows %q, want mug=1", got)
+			}
+			stored := loginE2EStored(t, store)
+			if stored.Cart.User != "ann" {
+				t.Errorf("the stored cart is marked as user %q's, want ann's", stored.Cart.User)
+			}
+
+			l.setDown(false)
+			st = env.settle(e, "")
+			if st.Cart.ID == syncserver.UserCartID("ann") || lineSummary(st.Cart) != "mug=1" {
+				t.Errorf("online, the engine shows %s %q, want this device's cart with mug=1", st.Cart.ID, lineSummary(st.Cart))
+			}
+			rec, err := env.store.Load(env.ctx, syncserver.UserCartID("ann"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := lineSummary(rec.Cart); got != "tea=1" {
+				t.Errorf("ann's cart on the server is %q, want tea=1: the next person's add went into it", got)
+			}
+
+			// Ann logs in again: her cart, merged with this device's.
+			if err := e.SetUser("user:ann", cart.PolicyKeep); err != nil {
+				t.Fatal(err)
+			}
+			env.check(e, "ann", "tea=1")
+		})
+	}
+}

@@ -61,6 +61,7 @@ type client struct {
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
 	connected    atomic.Bool // the engine's last state was connected
+	loginCalled  atomic.Bool // the host called login or logout
 
 	// The language, on the queue's goroutine (language.go): the theme's
 	// locale ("" for none), the browser's languages, the storefront's
@@ -213,6 +214,28 @@ func (c *client) init(ctx context.Context) {
 		c.w.storageNote = note
 	})
 	c.ctx.Async(func() { c.keepSyncing(eng) })
+	c.ctx.Async(func() { c.noLoginAfter(eng, loginGrace) })
+}
+
+// loginGrace is how long after the widget is ready the host page has to
+// call login before the widget takes it that no one is logged in.
+const loginGrace = 2 * time.Second
+
+// noLoginAfter tells the engine that no user is logged in on this page if
+// the host has not called login or logout within d: a user's cart stored
+// by an earlier page is then hidden (Engine.NoUser). Online the server's
+// welcome of this device's cart does the same sooner; offline this is what
+// keeps a shared device from showing the last account's cart to the next
+// person.
+func (c *client) noLoginAfter(eng *syncclient.Engine, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-c.run.Done():
+		return
+	}
+	if !c.loginCalled.Load() {
+		eng.NoUser()
+	}
 }
 
 // keepSyncing runs the engine until the widget is dismounted or the engine
@@ -441,6 +464,8 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.dispatch(func(ctx app.Context) { c.w.setOpen(ctx, open) })
 		return true, nil
 	case methodLogin:
+		c.loginCalled.Store(true)
+		c.dispatch(func(app.Context) { c.w.dropNote(tr(noteSignedOut)) })
 		// The engine reconnects with the token at once; the reply
 		// waits for the server's answer. The merge and the user's cart
 		// are also told as events.
@@ -453,6 +478,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		// The server gives this device a fresh guest cart at the next
 		// hello; the user's cart stays on the server, and edits made on
 		// it and not sent yet are kept for the user's next login.
+		c.loginCalled.Store(true)
 		before := eng.Snapshot()
 		uw, err := eng.SetUserWait("", "")
 		if err != nil {

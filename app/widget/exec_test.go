@@ -221,3 +221,22 @@ func TestLogLine(t *testing.T) {
 		}
 	}
 }
+
+// The note that the shopper signed out goes at the next login: it no
+// longer holds.
+func TestLoginDropsTheSignedOutNote(t *testing.T) {
+	c, w, e := newTestClient(t)
+	w.addNote(tr(noteSignedOut))
+	w.addNote("another note")
+	r := request1(t, `{"cartsync":1,"id":1,"method":"login","args":["user:ann"]}`)
+	if _, err := c.exec(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	e.ConsumeAll()
+	if got := strings.Join(w.notes, "|"); got != "another note" {
+		t.Errorf("notes after login: %q, want the signed-out note gone and the other kept", got)
+	}
+	if !c.loginCalled.Load() {
+		t.Error("login not recorded: the widget would hide the account's cart after the grace")
+	}
+}

@@ -1,6 +1,8 @@
 package widget
 
 import (
+	"slices"
+
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"github.com/cartsync/cartsync/shared/cart"
@@ -433,6 +435,11 @@ func (w *Widget) addNote(s string) {
 	if n := len(w.notes) - maxMessages; n > 0 {
 		w.notes = append([]string(nil), w.notes[n:]...)
 	}
+}
+
+// dropNote takes back a local message that no longer holds.
+func (w *Widget) dropNote(s string) {
+	w.notes = slices.DeleteFunc(w.notes, func(n string) bool { return n == s })
 }
 
 // messages are the refused edits not dismissed and the local notes, most

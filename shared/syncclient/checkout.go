@@ -121,6 +121,7 @@ func (e *Engine) takeCart(ctx context.Context, c *cart.Cart) error {
 	e.mu.Lock()
 	m := e.m
 	ok := c.ID == m.confirmed.ID && c.Version >= m.confirmed.Version && len(m.pending) == m.waiting
+	c = m.ownedCopy(c)
 	e.mu.Unlock()
 	if !ok {
 		return nil

@@ -289,6 +289,22 @@ func (e *Engine) SetUser(token string, policy cart.Policy) error {
 	return nil
 }
 
+// NoUser tells the engine that no user is logged in on this page and none
+// will be until SetUser: the host page has not called login. A user's cart
+// stored on the device from an earlier page is then hidden (State.Cart
+// shows only the edits made since) until the server names this device's
+// cart or SetUser logs a user in. Without it the stored cart is shown
+// until the first welcome, as an app that presents its user through
+// Config.UserToken wants.
+func (e *Engine) NoUser() {
+	e.update(func(m *machine) {
+		if !m.noUser {
+			m.noUser = true
+			m.rebuild()
+		}
+	})
+}
+
 // AckNotices clears the notices the UI has shown: State.CartExpired,
 // State.Merge and State.Dropped.
 func (e *Engine) AckNotices() {

@@ -22,8 +22,48 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	m.userGen++
 	m.needsLogin = false
 	m.choice = nil // a choice belongs to the login it was asked for
-	m.changed = true
+	m.rebuild()    // a logout hides the user's cart (hidden)
 	return true
+}
+
+// hidden reports whether the confirmed cart is a user's while no user is
+// logged in on this device: logged out (SetUser("")), or NoUser said no
+// login is coming. The shown cart is then empty but for the edits made
+// since, until the server names the cart of this device or the user logs
+// in again: a shared device does not show the last account's cart to the
+// next person, not even offline, and their edits do not go into it.
+func (m *machine) hidden() bool {
+	if m.confirmed.User == "" {
+		return false
+	}
+	if m.userSet {
+		return m.userToken == ""
+	}
+	return m.noUser
+}
+
+// ownedCopy returns c marked with the user whose cart it is, when the
+// machine knows it (the latest welcome's cart, or the confirmed cart so
+// marked): the marking is stored with the cart, so that after a reload the
+// machine still knows a user cart from a guest one (hidden). The server
+// never sends it.
+func (m *machine) ownedCopy(c *cart.Cart) *cart.Cart {
+	if c == nil || c.User != "" {
+		return c
+	}
+	user := ""
+	switch {
+	case c.ID == m.sessCart && m.sessUser != "":
+		user = m.sessUser
+	case c.ID == m.confirmed.ID:
+		user = m.confirmed.User
+	}
+	if user == "" {
+		return c
+	}
+	out := cloneCart(c)
+	out.User = user
+	return out
 }
 
 // loginView is what UserWait needs to know of the machine besides State,

@@ -94,6 +94,7 @@ type machine struct {
 	policy     cart.Policy
 	userGen    uint64 // counts changes of the user
 	needsLogin bool
+	noUser     bool // NoUser was called: no login is coming for this page
 
 	// What the latest welcome said: its cart, user and guest cart. They
 	// describe the confirmed cart when sessCart is its id.

@@ -125,6 +125,9 @@ func (m *machine) snapshot() State {
 	if m.sessCart != "" && m.sessCart == m.confirmed.ID {
 		st.User = m.sessUser
 	}
+	if m.hidden() {
+		st.Confirmed, st.User = 0, ""
+	}
 	return st
 }
 

@@ -52,6 +52,11 @@ func (m *machine) enqueued(op cart.Op) {
 // made on; the storage allocates its seq.
 func (m *machine) newOp(op cart.Op) cart.Op {
 	op.Client, op.Cart, op.Base = m.client, m.confirmed.ID, m.confirmed.Version
+	if m.hidden() {
+		// For whichever cart the server names next: this device's, or
+		// the account's of whoever logs in.
+		op.Cart, op.Base = "", 0
+	}
 	return op
 }
 
@@ -72,6 +77,7 @@ func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
 	if !m.loaded || (c != nil && (m.confirmed.ID == "" || c.ID != m.confirmed.ID)) || m.now.Sub(m.readAt) > memoryConfirmFor {
 		reread = true
 	}
+	c = m.ownedCopy(c)
 	m.emit(storeConfirm{c, done})
 	if replacesStored(m.confirmed, c) {
 		m.confirmed = cloneCart(c)
@@ -122,16 +128,24 @@ func (m *machine) rotate(why string) {
 // (the line may be gone) and ignored: the server decides.
 func (m *machine) rebuild() {
 	c := m.confirmed.Clone()
+	hidden := m.hidden()
+	if hidden {
+		c = &cart.Cart{Lines: []*cart.Line{}}
+	}
 	m.waiting = 0
 	for _, op := range m.pending {
-		if !m.belongs(op) {
+		if !m.belongs(op) || (hidden && op.Cart != "") {
 			m.waiting++
 			continue
 		}
 		c.Apply(op, localDevice, m.limits)
 	}
 	m.shown = c
-	m.annotate(len(m.pending) > m.waiting)
+	if hidden {
+		m.notices, m.totals = nil, nil // the catalog's word on the user's cart
+	} else {
+		m.annotate(len(m.pending) > m.waiting)
+	}
 	m.changed = true
 }
 

@@ -636,3 +636,60 @@ func TestBrowserLoginWindows(t *testing.T) {
 		}
 	})
 }
+
+// A shared device: the account's cart the device keeps is not the next
+// person's. Logging out offline shows an empty cart at once; a page that
+// loads offline and does not log in hides the account's cart after the
+// login grace; either way the next person's add goes to this device's own
+// cart when it is back online, not into the account's.
+func TestBrowserSharedDeviceHidesTheLastAccount(t *testing.T) {
+	for _, how := range []string{"logout offline", "page without login offline"} {
+		t.Run(how, func(t *testing.T) {
+			srv := startLoginServer(t)
+			userID := syncserver.UserCartID("alice")
+			tb := startBrowser(t, t.TempDir()).first
+			tb.navigate(srv.demo() + "/")
+			ready(tb)
+			waitPrecached(tb, srv.origin())
+			call(tb, "add", "TEE-01", 1)
+			waitSynced(tb, quantities{"TEE-01": 1})
+			loginAs(tb, "alice", "", "merge")
+			waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+
+			if how == "logout offline" {
+				tb.setOffline(true, "")
+				waitStatus(tb, "offline")
+				if out := eval[loginResult](tb, `cartsync.logout()`); out.Status != "queued" {
+					t.Errorf("cartsync.logout offline resolved with %+v, want queued", out)
+				}
+			} else {
+				tb.setOffline(true, srv.demo())
+				tb.navigate(srv.demo() + "/")
+				ready(tb)
+			}
+			c := waitCart(tb, "the account's cart hidden", 10*time.Second, func(c hostCart) bool {
+				return c.ID == "" && len(c.Lines) == 0
+			})
+			if c.Status != "offline" {
+				t.Errorf("the hidden cart: %s, want status offline", c)
+			}
+			eval[bool](tb, `cartsync.open()`)
+			waitWidget(tb, srv.origin(), "the panel open on an empty cart", `!!document.querySelector('#cartsync-panel .cartsync-empty')`)
+			if n := evalInWidget[int](tb, srv.origin(), `document.querySelectorAll('.cartsync-line').length`); n != 0 {
+				t.Errorf("the widget shows %d lines of the account's cart", n)
+			}
+			eval[bool](tb, `cartsync.close()`)
+			c = call(tb, "add", "MUG-01", 1)
+			if !maps.Equal(c.quantities(), quantities{"MUG-01": 1}) {
+				t.Errorf("after the next person's add: %s, want the mug only", c)
+			}
+
+			tb.setOffline(false, "")
+			c = waitSynced(tb, quantities{"MUG-01": 1})
+			if !strings.HasPrefix(c.ID, "g_") {
+				t.Errorf("online: %s, want this device's guest cart", c)
+			}
+			srv.checkServer(userID, quantities{"TEE-01": 1}, 1)
+		})
+	}
+}
