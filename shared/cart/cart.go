@@ -17,6 +17,11 @@ type Limits struct {
 	MaxName      int   `json:"max_name"`       // bytes
 	MaxImage     int   `json:"max_image"`      // bytes
 	MaxPrice     int64 `json:"max_price"`      // minor units
+	// MaxCartBytes bounds the lines of a cart as the server sends them
+	// (JSON), so that every message carrying a cart, with its notices,
+	// fits in protocol.MaxServerMessageBytes. 0 means the default (a
+	// server older than the limit does not send it).
+	MaxCartBytes int `json:"max_cart_bytes,omitempty"`
 	// MaxContribs bounds the per-line history kept for remove semantics.
 	// It is server bookkeeping and not sent to clients.
 	MaxContribs int `json:"-"`
@@ -36,6 +41,7 @@ var DefaultLimits = Limits{
 	MaxName:      200,
 	MaxImage:     2048,
 	MaxPrice:     1_000_000_000_00, // one billion in minor units
+	MaxCartBytes: 320 << 10,
 	MaxContribs:  32,
 	MaxClients:   10_000,
 }

@@ -16,6 +16,7 @@ const (
 	CodeLineNotFound    Code = "line_not_found"   // set or details on a line the cart does not have
 	CodeTooManyLines    Code = "too_many_lines"   // the cart has the maximum number of lines
 	CodeTooManyClients  Code = "too_many_clients" // the cart keeps seqs for the maximum number of client ids; only known ones may edit
+	CodeCartTooLarge    Code = "cart_too_large"   // the cart's lines would pass Limits.MaxCartBytes
 )
 
 // Warning codes. An operation with a warning was applied, adjusted as said.

@@ -86,6 +86,11 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 						Message: fmt.Sprintf("%s was not added: a cart holds at most %d lines", g.SKU, lim.MaxLines)})
 					continue
 				}
+				if e := c.fits(g, nil, lim); e != nil {
+					res.Warnings = append(res.Warnings, Warning{Code: CodeLinesDropped,
+						Message: fmt.Sprintf("%s was not added: %s", g.SKU, e.Message)})
+					continue
+				}
 				l = g.clone()
 				l.Quantity = 0
 				l.Contribs = nil
@@ -94,7 +99,11 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 			} else {
 				res.Combined++
 				if l.Details == (Details{}) {
-					l.Details = g.Details
+					grown := *l
+					grown.Details = g.Details
+					if c.fits(&grown, l, lim) == nil {
+						l.Details = g.Details
+					}
 				}
 			}
 			q := l.Quantity + g.Quantity

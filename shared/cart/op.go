@@ -206,7 +206,19 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 				return nil, errorf(CodeTooManyLines, "a cart holds at most %d lines", lim.MaxLines)
 			}
 			l = &Line{Key: key, SKU: op.SKU, Options: NormalizeOptions(op.Options)}
+			if op.Details != nil {
+				l.Details = *op.Details
+			}
+			if e := c.fits(l, nil, lim); e != nil {
+				return nil, e
+			}
 			c.Lines = append(c.Lines, l)
+		} else if op.Details != nil {
+			grown := *l
+			grown.Details = *op.Details
+			if e := c.fits(&grown, l, lim); e != nil {
+				return nil, e
+			}
 		}
 		q := l.Quantity + op.Quantity
 		if q > lim.MaxQuantity {
@@ -245,6 +257,11 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 		l := c.Line(op.Key())
 		if l == nil {
 			return nil, errorf(CodeLineNotFound, "the cart has no line %q", op.Key())
+		}
+		grown := *l
+		grown.Details = *op.Details
+		if e := c.fits(&grown, l, lim); e != nil {
+			return nil, e
 		}
 		l.Details = *op.Details
 	}

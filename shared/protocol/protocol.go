@@ -406,8 +406,18 @@ func (m *Message) Check() error {
 	return nil
 }
 
-// Encode marshals a message.
-func Encode(m *Message) ([]byte, error) { return json.Marshal(m) }
+// Encode marshals a message. It writes <, > and & as they are, not as
+// \u003c escapes: a message is never HTML, and the escapes would make a
+// cart up to six times larger than Limits.MaxCartBytes counts it.
+func Encode(m *Message) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
 
 func describeJSON(err error) string {
 	var se *json.SyntaxError

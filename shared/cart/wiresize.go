@@ -1,0 +1,83 @@
+package cart
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// The size of a cart as the server sends it. Limits.MaxCartBytes bounds
+// it: the other limits count the bytes of each text, and JSON's escapes
+// (a quote takes 2 bytes, U+2028 takes 6) and the line key's
+// percent-encoding of options (3 bytes a byte) could otherwise make a
+// cart within them too large for any client to read.
+
+// maxCartBytes is lim.MaxCartBytes, or the default for 0.
+func maxCartBytes(lim Limits) int {
+	if lim.MaxCartBytes > 0 {
+		return lim.MaxCartBytes
+	}
+	return DefaultLimits.MaxCartBytes
+}
+
+// fits reports, as a cart_too_large error, whether the cart's lines would
+// pass the limit with l added, or in place of old (nil: l is new).
+// Lines only get larger by an add of a new line or new details.
+func (c *Cart) fits(l, old *Line, lim Limits) *Error {
+	max := maxCartBytes(lim)
+	n := l.WireBytes()
+	for _, o := range c.Lines {
+		if o != old {
+			n += o.WireBytes()
+		}
+	}
+	if n > max {
+		return errorf(CodeCartTooLarge, "the cart's lines would take %d bytes, more than the %d a cart holds", n, max)
+	}
+	return nil
+}
+
+// WireBytes is at least the size of the line in JSON, as the server sends
+// it (no bookkeeping, no HTML escapes), for any quantity.
+func (l *Line) WireBytes() int {
+	// {"key":,"sku":,"options":{},"quantity":999999,"details":{"name":,
+	// "image":,"price":,"currency":}} and commas: a fixed part.
+	n := 120 + jsonStringBytes(l.Key) + jsonStringBytes(l.SKU) +
+		jsonStringBytes(l.Details.Name) + jsonStringBytes(l.Details.Image) +
+		jsonStringBytes(l.Details.Currency) + len(strconv.FormatInt(l.Details.Price, 10))
+	for k, v := range l.Options {
+		n += jsonStringBytes(k) + jsonStringBytes(v) + 2 // : and ,
+	}
+	return n
+}
+
+// jsonStringBytes is the size of s as a JSON string, quotes included, as
+// encoding/json writes it without HTML escapes.
+func jsonStringBytes(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20:
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6 // \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
+}
