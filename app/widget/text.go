@@ -180,6 +180,10 @@ var reasons = map[cart.Code]string{
 	cart.CodeInvalidSKU:      "reason.invalid_sku",
 	cart.CodeInvalidOptions:  "reason.invalid_options",
 	cart.CodeInvalidDetails:  "reason.invalid_details",
+	cart.CodeCartTooLarge:    "reason.cart_too_large",
+	cart.CodeOutOfStock:      "reason.out_of_stock",
+	cart.CodeNotSellable:     "reason.not_sellable",
+	cart.CodeUnknownSKU:      "reason.unknown_sku",
 }
 
 // reason is the friendly text for a cart error code.
