@@ -279,6 +279,9 @@ func TestBrowserAxe(t *testing.T) {
 	a.check("open, Undo after a removal")
 	clickWidget(tb, origin, `#cartsync-undo`, "")
 	waitWidget(tb, origin, "the tee back", `document.querySelectorAll('.cartsync-line').length === 3`)
+	// The Undo acknowledged before the catalog withdraws the tee: an add
+	// that reached the server after would rightly be refused.
+	waitCart(tb, "the Undo acknowledged", 15*time.Second, func(c hostCart) bool { return synced(c) && len(c.Lines) == 3 })
 
 	// The catalog changes under the open cart: a new price and less stock
 	// for the mug, the tee withdrawn.
