@@ -378,6 +378,15 @@ func (c *client) onMessage(_ app.Value, args []app.Value) any {
 // (2026-12-03, late night) it cut back-to-back adds' p50 by about a third.
 const pushDelay = 20 * time.Millisecond
 
+// clampedAdd reports whether an add of qty to a line that held before
+// was limited to the most a line may hold, max, now that it holds after.
+// The two quantities are read on either side of the add, and another tab
+// or a push may change the line between: only a line at max after an add
+// that would have passed it was limited by this add.
+func clampedAdd(before, qty, after, max int) bool {
+	return before+qty > max && after == max
+}
+
 // loginWait bounds the wait for the server's answer to a login or logout
 // (embed.js gives up on a request after 15 s); without one by then, it is
 // answered as queued. A variable for the tests.
@@ -428,7 +437,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.edited()
 		st := eng.Snapshot()
 		if l := st.Cart.Line(key); l != nil {
-			name, clamped := lineName(l), l.Quantity < before+call.qty
+			name, clamped := lineName(l), clampedAdd(before, call.qty, l.Quantity, eng.Limits().MaxQuantity)
 			c.dispatch(func(app.Context) {
 				c.w.show(st) // the count said is the cart's with the add
 				note := ""

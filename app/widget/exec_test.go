@@ -240,3 +240,24 @@ func TestLoginDropsTheSignedOutNote(t *testing.T) {
 		t.Error("login not recorded: the widget would hide the account's cart after the grace")
 	}
 }
+
+// An add is said to be limited only when the line is at the maximum and
+// the add would have passed it: not when another tab or a push lowered
+// the line between the two reads.
+func TestClampedAdd(t *testing.T) {
+	for _, tt := range []struct {
+		before, qty, after int
+		want               bool
+	}{
+		{990, 20, 999, true},
+		{3, 2, 5, false},
+		{3, 2, 2, false},    // another tab set the line to 2 meanwhile
+		{998, 5, 5, false},  // another tab removed it, this add made it 5
+		{999, 1, 999, true}, // already at the maximum
+		{500, 499, 999, false},
+	} {
+		if got := clampedAdd(tt.before, tt.qty, tt.after, 999); got != tt.want {
+			t.Errorf("clampedAdd(%d, %d, %d, 999) = %v, want %v", tt.before, tt.qty, tt.after, got, tt.want)
+		}
+	}
+}

@@ -289,6 +289,14 @@ func (e *Engine) SetUser(token string, policy cart.Policy) error {
 	return nil
 }
 
+// Limits returns the cart limits edits are checked against: the server's
+// from the latest welcome, or Config.Limits before one.
+func (e *Engine) Limits() cart.Limits {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.m.limits
+}
+
 // NoUser tells the engine that no user is logged in on this page and none
 // will be until SetUser: the host page has not called login. A user's cart
 // stored on the device from an earlier page is then hidden (State.Cart
