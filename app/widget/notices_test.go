@@ -361,3 +361,23 @@ func TestCheckedOutShowsReviewAgain(t *testing.T) {
 		t.Errorf("note %q after Back", w.checkoutNote)
 	}
 }
+
+// A change from elsewhere while the shopper reviews is shown with the note
+// that the cart changed, and Checkout then hands over the cart shown.
+func TestReviewTellsAChangeFromElsewhere(t *testing.T) {
+	st := noticeState()
+	st.Notices = nil
+	w := &Widget{open: true}
+	w.show(st)
+	w.startReview()
+	if w.checkoutNote != "" {
+		t.Fatalf("note %q on a fresh review", w.checkoutNote)
+	}
+	next := st
+	next.Cart = st.Cart.Clone()
+	next.Cart.Lines[0].Quantity++
+	w.show(next)
+	if w.checkoutNote != reviewChanged || w.reviewed != next.Cart {
+		t.Errorf("after a change from elsewhere: note %q, reviewed the new cart %v; want %q and true", w.checkoutNote, w.reviewed == next.Cart, reviewChanged)
+	}
+}

@@ -98,10 +98,18 @@ func (w *Widget) show(st syncclient.State) {
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
-	if w.review && (unsent(st) > 0 || unsent(w.st) > 0) {
+	switch {
+	case !w.review:
+	case unsent(st) > 0 || unsent(w.st) > 0:
 		// The shopper's own edits (a fix on the review step) change
 		// the cart they review, until the server has them.
 		w.reviewed = st.Cart
+	case w.reviewed != nil && quantitiesKey(st.Cart) != quantitiesKey(w.reviewed):
+		// Another device or tab changed what is being reviewed: the
+		// list shows it, and says so, and Checkout hands over what
+		// the list shows.
+		w.reviewed = st.Cart
+		w.checkoutNote = reviewChanged
 	}
 	if w.loaded {
 		w.sayChange(w.st, st)
