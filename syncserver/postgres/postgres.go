@@ -59,7 +59,17 @@ type Store struct {
 	// Batches committed in one round trip from the memo, and batches
 	// whose memo was stale (then committed in two).
 	memoCommits, staleCommits atomic.Uint64
+
+	// newer are migrations the database has that this program does not
+	// know: a newer version applied them (see UnknownMigrations).
+	newer []string
 }
+
+// UnknownMigrations returns the migrations applied to the database that
+// this program does not have: a newer version of it migrated the database
+// (a rolling deploy, or a rollback). Migrations only add, so this version
+// still works on it; the caller should say so.
+func (s *Store) UnknownMigrations() []string { return s.newer }
 
 var (
 	_ syncserver.Store        = (*Store)(nil)
@@ -164,6 +174,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("migrate: list applied: %w", err)
 	}
+	known := make([]string, len(names))
+	for i, file := range names {
+		known[i] = strings.TrimPrefix(file, "migrations/")
+	}
+	s.newer = nil
+	for _, name := range applied {
+		if !slices.Contains(known, name) {
+			s.newer = append(s.newer, name)
+		}
+	}
+	slices.Sort(s.newer)
 	for _, file := range names {
 		name := strings.TrimPrefix(file, "migrations/")
 		if slices.Contains(applied, name) {

@@ -439,3 +439,22 @@ func TestMemoUnderTwoInstances(t *testing.T) {
 		t.Errorf("%d batches from the memo and %d stale: the test ran only one kind", memo, stale)
 	}
 }
+
+// A database a newer version migrated further still opens, and the store
+// names the migrations it does not know (the server logs them).
+func TestOpenNamesNewerMigrations(t *testing.T) {
+	url := schemaURL(t)
+	s := openStore(t, url)
+	if n := s.UnknownMigrations(); len(n) != 0 {
+		t.Errorf("a fresh schema has unknown migrations %v", n)
+	}
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (name) VALUES ('9999_from_the_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, url)
+	defer s.Close()
+	if n := s.UnknownMigrations(); !slices.Equal(n, []string{"9999_from_the_future.sql"}) {
+		t.Errorf("UnknownMigrations = %v, want the newer one", n)
+	}
+}

@@ -47,6 +47,10 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		m.store, m.committed = pg, pg
 		m.Logger.Info("store", logkey.Kind, "postgres")
+		if newer := pg.UnknownMigrations(); len(newer) > 0 {
+			m.Logger.Warn("database migrated by a newer cartsync: running on it (migrations only add); upgrade this instance",
+				logkey.Count, len(newer), logkey.Current, strings.Join(newer, ","))
+		}
 		return nil
 	}
 	path := filepath.Join(m.DataDir, "cartsync.db")
