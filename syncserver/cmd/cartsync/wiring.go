@@ -82,6 +82,7 @@ func (m *Main) openRedis(ctx context.Context) error {
 	// socket timeouts (seconds) on a Redis that hangs.
 	opt.ContextTimeoutEnabled = true
 	opt.DialerRetries = 1
+	goredis.SetLogger(&redisLogger{log: m.Logger, every: redisLogEvery})
 	m.rdb = goredis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	err = m.rdb.Ping(pctx).Err()
