@@ -108,6 +108,10 @@ func WithGroupCommit(committers int) Option {
 	return func(c *config) { c.committers = committers }
 }
 
+// defaultConnectTimeout bounds a connection attempt when the URL sets no
+// connect_timeout.
+var defaultConnectTimeout = 10 * time.Second
+
 // Open connects to the database at url (a postgres:// URL or a key=value
 // connection string) and migrates it to the current schema.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
@@ -121,6 +125,12 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	}
 	if cfg.maxConns > 0 {
 		pcfg.MaxConns = cfg.maxConns
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		// A Postgres that takes the connection and never answers (stopped,
+		// or behind a firewall that drops) must not hang the start, or a
+		// request that needs a new connection, for ever.
+		pcfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -456,5 +458,39 @@ func TestOpenNamesNewerMigrations(t *testing.T) {
 	defer s.Close()
 	if n := s.UnknownMigrations(); !slices.Equal(n, []string{"9999_from_the_future.sql"}) {
 		t.Errorf("UnknownMigrations = %v, want the newer one", n)
+	}
+}
+
+// A Postgres that takes the connection and never answers fails Open within
+// the connect timeout instead of hanging it, when the URL sets none.
+func TestOpenGivesUpOnASilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	defer func(d time.Duration) { defaultConnectTimeout = d }(defaultConnectTimeout)
+	defaultConnectTimeout = 300 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := Open(context.Background(), "postgres://nobody@"+ln.Addr().String()+"/none")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Open succeeded against a server that never answers")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Open hangs on a server that never answers")
 	}
 }

@@ -39,6 +39,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		if m.Committers >= 0 {
 			opts = append(opts, postgres.WithGroupCommit(m.Committers))
 		}
+		m.Logger.Info("opening the store", logkey.Kind, "postgres")
 		pg, err := postgres.Open(ctx, m.PostgresURL, opts...)
 		if err != nil {
 			// Not into m.store: a nil *Store in the interface would
