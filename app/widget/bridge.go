@@ -127,11 +127,28 @@ func allowedHost(hash string, allowed []string) (string, bool) {
 		return "", false
 	}
 	for _, a := range allowed {
-		if a == host {
+		if originMatches(a, host) {
 			return host, true
 		}
 	}
 	return "", false
+}
+
+// originMatches reports whether the normalized origin host is allowed by
+// the normalized pattern: equal, or, for a pattern whose host starts with
+// "*.", a subdomain of the rest with the same scheme and port (as the
+// server allows the websocket and the framing).
+func originMatches(pattern, host string) bool {
+	if pattern == host {
+		return true
+	}
+	p, perr := url.Parse(pattern)
+	h, herr := url.Parse(host)
+	if perr != nil || herr != nil || p.Scheme != h.Scheme || p.Port() != h.Port() {
+		return false
+	}
+	rest, ok := strings.CutPrefix(p.Hostname(), "*.")
+	return ok && rest != "" && !strings.Contains(rest, "*") && strings.HasSuffix(h.Hostname(), "."+rest)
 }
 
 // request is a request from the host page.

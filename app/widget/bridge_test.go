@@ -23,7 +23,7 @@ func TestParseOrigins(t *testing.T) {
 }
 
 func TestAllowedHost(t *testing.T) {
-	allowed := []string{"https://shop.example", "http://localhost:8080"}
+	allowed := parseOrigins("https://shop.example, http://localhost:8080, https://*.stores.example")
 	tests := []struct {
 		hash string
 		want string // "" for refused
@@ -38,6 +38,14 @@ func TestAllowedHost(t *testing.T) {
 		{"#other=1", ""},
 		{"", ""},
 		{"#host=null", ""},
+		// A leading "*." allows subdomains, as the server does for the
+		// websocket and the framing: same scheme and port.
+		{"#host=https%3A%2F%2Fa.stores.example", "https://a.stores.example"},
+		{"#host=https%3A%2F%2Fb.a.stores.example", "https://b.a.stores.example"},
+		{"#host=https%3A%2F%2Fstores.example", ""},
+		{"#host=http%3A%2F%2Fa.stores.example", ""},
+		{"#host=https%3A%2F%2Fa.stores.example%3A8443", ""},
+		{"#host=https%3A%2F%2Fevilstores.example", ""},
 	}
 	for _, tt := range tests {
 		got, ok := allowedHost(tt.hash, allowed)
