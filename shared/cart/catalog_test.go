@@ -37,3 +37,22 @@ func TestValidateItemPrice(t *testing.T) {
 		})
 	}
 }
+
+// A price in a currency that is not an ISO 4217 code the server knows is
+// refused as the catalog refuses it, whoever sends it.
+func TestClientPriceCurrencyMustBeKnown(t *testing.T) {
+	c := &Cart{ID: "g", Lines: []*Line{}}
+	for i, cur := range []string{"ZZZ", "EUR"} {
+		_, err := c.Apply(Op{Client: "c", Seq: uint64(i + 1), Kind: KindAdd, SKU: "MUG", Quantity: 1,
+			Details: &Details{Name: "Mug", Price: 100, Currency: cur}}, "d", DefaultLimits)
+		if ok := err == nil; ok != (cur == "EUR") {
+			t.Errorf("add priced in %s: %v", cur, err)
+		}
+		if err != nil && err.Code != CodeInvalidDetails {
+			t.Errorf("add priced in %s: code %s, want invalid_details", cur, err.Code)
+		}
+	}
+	if n := c.Items(); n != 1 {
+		t.Errorf("%d items, want the EUR add only", n)
+	}
+}

@@ -173,6 +173,9 @@ func validateDetails(d *Details, lim Limits) *Error {
 		if len(d.Currency) != 3 || strings.ToUpper(d.Currency) != d.Currency || !isLetters(d.Currency) {
 			return errorf(CodeInvalidDetails, "currency must be a three-letter ISO 4217 code")
 		}
+		if !KnownCurrency(d.Currency) {
+			return errorf(CodeInvalidDetails, "currency %q is not an ISO 4217 code this server knows", d.Currency)
+		}
 	}
 	return nil
 }
