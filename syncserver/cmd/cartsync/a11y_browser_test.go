@@ -227,6 +227,37 @@ func TestBrowserA11yNarrowViewport(t *testing.T) {
 	waitWidget(tb, srv.origin(), "the undo toast", `!!document.getElementById('cartsync-undo')`)
 	checkTargets(tb, srv.origin(), 320)
 	screenshot(tb, 320, 640, "a11y-undo-320.png")
+	eval[bool](tb, `cartsync.close()`)
+
+	// A long cart on a phone, scrolled to its end: the head with the
+	// close button stays on screen, and every line's buttons Tab reaches
+	// are brought up clear of the sticky head and foot.
+	for i := range 6 {
+		call(tb, "add", fmt.Sprintf("LONG-%02d", i), 1, map[string]any{"name": fmt.Sprintf("Item %d", i), "price": 500, "currency": "EUR"})
+	}
+	setViewport(tb, 375, 640)
+	eval[bool](tb, `cartsync.open()`)
+	waitWidget(tb, srv.origin(), "the long cart", `document.querySelectorAll('.cartsync-line').length >= 7`)
+	evalInWidget[bool](tb, srv.origin(), `(() => { const p = document.getElementById('cartsync-panel'); p.scrollTop = p.scrollHeight; return true; })()`)
+	screenshot(tb, 375, 640, "a11y-long-scrolled-375.png")
+	if top := evalInWidget[float64](tb, srv.origin(), `document.querySelector('.cartsync-close').getBoundingClientRect().top`); top < 0 {
+		t.Errorf("scrolled to the end of a long cart, the close button is %v px above the screen", -top)
+	}
+	hidden := evalInWidget[[]string](tb, srv.origin(), `(() => {
+		const p = document.getElementById('cartsync-panel');
+		const head = document.querySelector('.cartsync-head').getBoundingClientRect();
+		const foot = document.querySelector('.cartsync-foot').getBoundingClientRect();
+		const out = [];
+		for (const b of document.querySelectorAll('.cartsync-line button')) {
+			b.focus();
+			const r = b.getBoundingClientRect();
+			if (r.top < head.bottom - 1 || r.bottom > foot.top + 1) out.push(b.getAttribute('aria-label') || b.textContent);
+		}
+		return out;
+	})()`)
+	if len(hidden) > 0 {
+		t.Errorf("focused, these buttons stay under the sticky head or foot: %q", hidden)
+	}
 }
 
 // TestBrowserA11yKeyboard is a keyboard-only walkthrough: Tab reaches the
