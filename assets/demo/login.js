@@ -16,7 +16,9 @@
     ['replace', 'Replace my cart with this device\'s'],
     ['keep', 'Keep my cart, set this one aside'],
   ];
-  const state = { user: localStorage.getItem('demoUser') || '' };
+  // The policy is the one the shopper picked at login: a reload while the
+  // widget asks them to choose must ask again, not merge for them.
+  const state = { user: localStorage.getItem('demoUser') || '', policy: localStorage.getItem('demoPolicy') || 'merge' };
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -42,13 +44,16 @@
   async function login(user, policy, ttl) {
     const t = await token(user, ttl);
     localStorage.setItem('demoUser', user);
+    localStorage.setItem('demoPolicy', policy);
     state.user = user;
+    state.policy = policy;
     render();
     withCartsync((c) => c.login(t, { policy }).catch((e) => console.warn('cartsync login:', e)));
   }
 
   function logout() {
     localStorage.removeItem('demoUser');
+    localStorage.removeItem('demoPolicy');
     state.user = '';
     render();
     withCartsync((c) => c.logout().catch((e) => console.warn('cartsync logout:', e)));
@@ -60,7 +65,7 @@
     if (state.user) {
       root.append(
         el('span', { class: 'who' }, `Signed in as ${state.user}`),
-        el('button', { type: 'button', onclick: () => login(state.user, 'merge', '5s'), title: 'Sign in again with a token that expires in 5 seconds' }, 'Expire soon'),
+        el('button', { type: 'button', onclick: () => login(state.user, state.policy, '5s'), title: 'Sign in again with a token that expires in 5 seconds' }, 'Expire soon'),
         el('button', { type: 'button', onclick: logout }, 'Log out'),
       );
       return;
@@ -76,7 +81,7 @@
 
   render();
   // The storefront's session survives reloads: log the cart in again.
-  if (state.user) login(state.user, 'merge');
+  if (state.user) login(state.user, state.policy);
   withCartsync((c) => c.on('merge', (m) => {
     const log = document.getElementById('event-log');
     if (!log) return;

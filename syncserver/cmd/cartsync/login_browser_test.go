@@ -693,3 +693,29 @@ func TestBrowserSharedDeviceHidesTheLastAccount(t *testing.T) {
 		})
 	}
 }
+
+// The demo storefront logs the cart in again on every page with the policy
+// the shopper picked: a reload while the widget asks them to choose asks
+// again instead of merging for them.
+func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
+	srv := startLoginServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	call(tb, "add", "TEE-01", 1)
+	waitSynced(tb, quantities{"TEE-01": 1})
+	eval[bool](tb, `(() => {
+		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
+		document.querySelector('#demo-login select:not([aria-label="Demo user"])').value = 'choose';
+		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
+		return true;
+	})()`)
+	waitWidget(tb, srv.origin(), "the choice", `!!document.getElementById('cartsync-choice')`)
+
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	waitWidget(tb, srv.origin(), "the choice again after the reload", `!!document.getElementById('cartsync-choice')`)
+	if c := call(tb, "cart"); c.ID != syncserver.UserCartID("alice") || len(c.Lines) != 0 {
+		t.Errorf("after the reload: %s, want alice's cart, still without this device's tee", c)
+	}
+}
