@@ -10,6 +10,13 @@ const (
 	HelloRetryMax = helloRetryMax
 )
 
+// SetHandleWait sets how long one message may take, until the test ends.
+func SetHandleWait(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := handleWait
+	handleWait = d
+	t.Cleanup(func() { handleWait = old })
+}
+
 // SetHelloWait sets how long a hello waits for a slot.
 func SetHelloWait(s *Server, d time.Duration) { s.hellos.wait = d }
 

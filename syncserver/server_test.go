@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -517,4 +518,49 @@ func TestNewDevicesNoted(t *testing.T) {
 	if got, want := store.noted(), []string{w.CartID, dev.CartID}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("noted %v, want %v", got, want)
 	}
+}
+
+// hangingStore is a store whose loads hang until their context ends, as
+// on a Postgres that stopped answering.
+type hangingStore struct {
+	*memstore.Store
+	hang atomic.Bool
+}
+
+func (s *hangingStore) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Store.Load(ctx, cartID, clients)
+}
+
+// A store that stops answering fails the message that needs it, with a
+// retryable error, within the bound: the connection is not held by it and
+// goes on taking messages.
+func TestHangingStoreFailsTheMessageNotTheConnection(t *testing.T) {
+	syncserver.SetHandleWait(t, 300*time.Millisecond)
+	store := &hangingStore{Store: memstore.New()}
+	_, hs := newServerWith(t, syncserver.Config{Store: store})
+	c := dial(t, hs)
+	w, _ := c.hello("tab-1", "")
+
+	c2 := dial(t, hs)
+	store.hang.Store(true)
+	c2.send(&protocol.Message{Type: protocol.TypeHello, ID: "h1", Protocol: protocol.Version, Client: "tab-2", DeviceToken: w.DeviceToken})
+	start := time.Now()
+	c2.expect(protocol.TypeWelcome)
+	if e := c2.expectError(protocol.ErrInternal); !e.Retryable {
+		t.Errorf("the hello's cart on a hanging store: %+v, want a retryable error", e)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the hello waited %v for a hanging store", d)
+	}
+	c.send(&protocol.Message{Type: protocol.TypeSync, ID: "s1"})
+	c.expectError(protocol.ErrInternal)
+	store.hang.Store(false)
+	c.send(&protocol.Message{Type: protocol.TypePing, ID: "p1"})
+	c.expect(protocol.TypePong)
+	c.send(&protocol.Message{Type: protocol.TypeSync, ID: "s2"})
+	c.expect(protocol.TypeCart)
 }

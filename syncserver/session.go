@@ -303,8 +303,17 @@ func (ss *session) tokenExpired(reqID string) bool {
 	return true
 }
 
+// handleWait bounds the handling of one message: a store or a Redis that
+// stopped answering fails the request (internal, retryable, logged) instead
+// of holding the connection, which reads nothing meanwhile and so cannot
+// even notice its client is gone. A push that timed out may still commit;
+// the client's resend is answered duplicate.
+var handleWait = 20 * time.Second
+
 // handle processes one message; false means it was bad.
 func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data []byte) bool {
+	ctx, cancel := context.WithTimeout(ctx, handleWait)
+	defer cancel()
 	if typ != websocket.MessageText {
 		ss.fail("", protocol.Errorf(protocol.ErrMalformed, "binary messages are not part of the protocol"))
 		return false
