@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -148,6 +149,7 @@ type Main struct {
 	demoSecret []byte
 	stop       context.CancelFunc
 	bg         sync.WaitGroup
+	dataLock   io.Closer // the data folder's, with the embedded store
 	hooks      *webhook.Deliverer
 	demoAPIKey string
 	// demoNoCatalog, in tests, leaves the demo's catalog out: the
@@ -336,5 +338,9 @@ func (m *Main) closeBackends() {
 	}
 	if m.rdb != nil {
 		m.rdb.Close()
+	}
+	if m.dataLock != nil {
+		m.dataLock.Close()
+		m.dataLock = nil
 	}
 }

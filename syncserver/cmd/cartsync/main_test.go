@@ -557,3 +557,24 @@ func TestRedisThatRefusesFailsTheStart(t *testing.T) {
 		}
 	}
 }
+
+// Two servers on one data folder would not see each other's updates: the
+// second refuses to start, naming the folder; once the first has stopped,
+// a server starts on it again.
+func TestDataFolderTakesOneServer(t *testing.T) {
+	dir := t.TempDir()
+	a := startMain(t, "-data", dir)
+	b := NewMain()
+	if err := b.ParseFlags([]string{"-addr", "127.0.0.1:0", "-log-level", "error", "-data", dir}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Run(context.Background())
+	b.Close(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "in use by another cartsync") {
+		t.Fatalf("a second server on the data folder: %v, want in use", err)
+	}
+	if err := a.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	startMain(t, "-data", dir)
+}

@@ -54,6 +54,11 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		return nil
 	}
+	lock, err := lockDataDir(m.DataDir)
+	if err != nil {
+		return err
+	}
+	m.dataLock = lock
 	path := filepath.Join(m.DataDir, "cartsync.db")
 	lite, err := sqlite.Open(ctx, path, sqlite.WithGroupCommit(m.Committers != 0))
 	if err != nil {
