@@ -40,7 +40,7 @@ var DefaultLimits = Limits{
 	MaxOptionLen: 64,
 	MaxName:      200,
 	MaxImage:     2048,
-	MaxPrice:     1_000_000_000_00, // one billion in minor units
+	MaxPrice:     10_000_000_000, // 100 million in major units: a full cart's total stays exact in JavaScript (below 2^53)
 	MaxCartBytes: 320 << 10,
 	MaxContribs:  32,
 	MaxClients:   10_000,

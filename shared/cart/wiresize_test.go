@@ -76,3 +76,12 @@ func TestMaxCartBytes(t *testing.T) {
 		t.Errorf("merge into a full cart: %+v, want NEW dropped with lines_dropped", res)
 	}
 }
+
+// The largest total a cart can have at the default limits is exact as a
+// JavaScript number, which is how a storefront's page reads it.
+func TestLargestTotalIsExactInJavaScript(t *testing.T) {
+	lim := DefaultLimits
+	if max := lim.MaxPrice * int64(lim.MaxQuantity) * int64(lim.MaxLines); max >= 1<<53 {
+		t.Errorf("a full cart may total %d minor units, past 2^53", max)
+	}
+}
