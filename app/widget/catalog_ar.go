@@ -94,7 +94,7 @@ var catalogAR = map[string]string{
 	"merge.replaced#few":        "حلّت محل {count} منتجات كانت محفوظة في سلتك من قبل.",
 	"merge.replaced#many":       "حلّت محل {count} منتجًا كانت محفوظة في سلتك من قبل.",
 	"merge.replaced#other":      "حلّت محل {count} منتج كانت محفوظة في سلتك من قبل.",
-	"merge.kept":                "احتُفظ بسلتك المحفوظة. ووُضعت عناصر السلة على هذا الجهاز جانبًا.",
+	"merge.kept":                "احتُفظ بسلتك المحفوظة. ولم تُضف منتجات هذا الجهاز.",
 	"merge.added#zero":          "لم يُضف أي عنصر من هذا الجهاز إلى سلتك.",
 	"merge.added#one":           "أُضيف عنصر واحد من هذا الجهاز إلى سلتك.",
 	"merge.added#two":           "أُضيف عنصران من هذا الجهاز إلى سلتك.",
@@ -126,7 +126,7 @@ var catalogAR = map[string]string{
 	"choice.replace":      "استخدم سلة هذا الجهاز",
 	"choice.replace.hint": "تحل سلة هذا الجهاز محل سلتك المحفوظة.",
 	"choice.keep":         "احتفظ بسلتي المحفوظة",
-	"choice.keep.hint":    "توضع عناصر هذا الجهاز جانبًا.",
+	"choice.keep.hint":    "لن تُضاف إليها منتجات هذا الجهاز.",
 
 	// The lines.
 	"lines.label":             "العناصر في سلتك",

@@ -72,7 +72,7 @@ var catalogDE = map[string]string{
 	"merge.replace.all":         "Ihr Warenkorb enthält jetzt, was im Warenkorb auf diesem Gerät war.",
 	"merge.replaced#one":        "Er ersetzt das 1 Produkt, das zuvor in Ihrem Warenkorb gespeichert war.",
 	"merge.replaced#other":      "Er ersetzt die {count} Produkte, die zuvor in Ihrem Warenkorb gespeichert waren.",
-	"merge.kept":                "Ihr gespeicherter Warenkorb wurde beibehalten. Die Artikel im Warenkorb auf diesem Gerät wurden zurückgestellt.",
+	"merge.kept":                "Ihr gespeicherter Warenkorb wurde beibehalten. Die Artikel von diesem Gerät wurden nicht hinzugefügt.",
 	"merge.added#one":           "1 Artikel von diesem Gerät wurde Ihrem Warenkorb hinzugefügt.",
 	"merge.added#other":         "{count} Artikel von diesem Gerät wurden Ihrem Warenkorb hinzugefügt.",
 	"merge.combined#one":        "1 Produkt war bereits in Ihrem Warenkorb: Die Mengen wurden zusammengezählt.",
@@ -96,7 +96,7 @@ var catalogDE = map[string]string{
 	"choice.replace":      "Warenkorb dieses Geräts verwenden",
 	"choice.replace.hint": "Ihr gespeicherter Warenkorb wird durch den dieses Geräts ersetzt.",
 	"choice.keep":         "Gespeicherten Warenkorb behalten",
-	"choice.keep.hint":    "Die Artikel dieses Geräts werden zurückgestellt.",
+	"choice.keep.hint":    "Die Artikel auf diesem Gerät werden ihm nicht hinzugefügt.",
 
 	// The lines.
 	"lines.label":             "Artikel in Ihrem Warenkorb",

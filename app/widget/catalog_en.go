@@ -75,7 +75,7 @@ var catalogEN = map[string]string{
 	"merge.replace.all":         "Your cart now holds what was in the cart on this device.",
 	"merge.replaced#one":        "It replaced the 1 product saved in your cart before.",
 	"merge.replaced#other":      "It replaced the {count} products saved in your cart before.",
-	"merge.kept":                "Your saved cart was kept. The items in the cart on this device were set aside.",
+	"merge.kept":                "Your saved cart was kept. The items from this device were not added.",
 	"merge.added#one":           "1 item from this device was added to your cart.",
 	"merge.added#other":         "{count} items from this device were added to your cart.",
 	"merge.combined#one":        "1 product was already in your cart: the quantities were added together.",
@@ -99,7 +99,7 @@ var catalogEN = map[string]string{
 	"choice.replace":      "Use this device's cart",
 	"choice.replace.hint": "Your saved cart is replaced by this device's.",
 	"choice.keep":         "Keep my saved cart",
-	"choice.keep.hint":    "This device's items are set aside.",
+	"choice.keep.hint":    "The items on this device are not added to it.",
 
 	// The lines.
 	"lines.label":             "Items in your cart",

@@ -68,7 +68,7 @@ func TestMergeTexts(t *testing.T) {
 			"Your cart now holds the 2 items from this device.",
 			"It replaced the 3 products saved in your cart before.",
 		}},
-		{"keep", merged(cart.PolicyKeep, 0, 0, 0, 0), []string{"Your saved cart was kept. The items in the cart on this device were set aside."}},
+		{"keep", merged(cart.PolicyKeep, 0, 0, 0, 0), []string{"Your saved cart was kept. The items from this device were not added."}},
 		{"already", &protocol.MergeInfo{Status: protocol.MergeAlready, Version: 7}, nil},
 		{"choose", &protocol.MergeInfo{Status: protocol.MergeChoose, Version: 7}, nil},
 	}
