@@ -14,7 +14,7 @@
     ['merge', 'Merge this device\'s cart into mine'],
     ['choose', 'Let me choose'],
     ['replace', 'Replace my cart with this device\'s'],
-    ['keep', 'Keep my cart, without this device\'s items'],
+    ['keep', 'Keep my cart as it is'],
   ];
   // The policy is the one the shopper picked at login: a reload while the
   // widget asks them to choose must ask again, not merge for them.
