@@ -74,6 +74,8 @@ type Line struct {
 	Details  Details           `json:"details"`
 	// Contribs is server bookkeeping; it is not sent to clients.
 	Contribs []Contrib `json:"contribs,omitempty"`
+
+	wire wireSize // WireBytes, for the details it was worked out with
 }
 
 // Cart is a cart's state at a version.

@@ -1,9 +1,6 @@
 package cart
 
-import (
-	"strconv"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // The size of a cart as the server sends it. Limits.MaxCartBytes bounds
 // it: the other limits count the bytes of each text, and JSON's escapes
@@ -36,14 +33,30 @@ func (c *Cart) fits(l, old *Line, lim Limits) *Error {
 	return nil
 }
 
+// wireSize is a line's WireBytes, kept with the details it was worked out
+// with: a line's key, SKU and options never change, its details may.
+type wireSize struct {
+	details Details
+	n       int
+}
+
 // WireBytes is at least the size of the line in JSON, as the server sends
-// it (no bookkeeping, no HTML escapes), for any quantity.
+// it (no bookkeeping, no HTML escapes), for any quantity. It is worked out
+// once for the line's details.
 func (l *Line) WireBytes() int {
+	if l.wire.n > 0 && l.wire.details == l.Details {
+		return l.wire.n
+	}
+	l.wire = wireSize{l.Details, l.wireBytes()}
+	return l.wire.n
+}
+
+func (l *Line) wireBytes() int {
 	// {"key":,"sku":,"options":{},"quantity":999999,"details":{"name":,
 	// "image":,"price":,"currency":}} and commas: a fixed part.
 	n := 120 + jsonStringBytes(l.Key) + jsonStringBytes(l.SKU) +
 		jsonStringBytes(l.Details.Name) + jsonStringBytes(l.Details.Image) +
-		jsonStringBytes(l.Details.Currency) + len(strconv.FormatInt(l.Details.Price, 10))
+		jsonStringBytes(l.Details.Currency) + 20 // the price's digits, at most
 	for k, v := range l.Options {
 		n += jsonStringBytes(k) + jsonStringBytes(v) + 2 // : and ,
 	}

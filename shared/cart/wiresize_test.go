@@ -3,6 +3,7 @@ package cart
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -84,4 +85,36 @@ func TestLargestTotalIsExactInJavaScript(t *testing.T) {
 	if max := lim.MaxPrice * int64(lim.MaxQuantity) * int64(lim.MaxLines); max >= 1<<53 {
 		t.Errorf("a full cart may total %d minor units, past 2^53", max)
 	}
+}
+
+// BenchmarkAddNewLine is an add of a new line to a cart of 50 lines: what
+// MaxCartBytes costs an add (the lines' sizes summed).
+func BenchmarkAddNewLine(b *testing.B) {
+	base := &Cart{ID: "g", Lines: []*Line{}}
+	for i := range 50 {
+		if _, err := base.Apply(Op{Client: "c", Seq: uint64(i + 1), Kind: KindAdd, SKU: fmt.Sprintf("SKU-%02d", i), Quantity: 1,
+			Options: map[string]string{"size": "M"}, Details: &Details{Name: "Organic cotton tee", Image: "https://shop.example/img/tee.jpg", Price: 1999, Currency: "EUR"}}, "d", DefaultLimits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	op := Op{Client: "c", Seq: 99, Kind: KindAdd, SKU: "NEW", Quantity: 1, Details: &Details{Name: "Mug", Price: 1200, Currency: "EUR"}}
+	b.Run("Apply", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c := *base
+			c.Lines = base.Lines[:50:50]
+			if _, err := c.Apply(op, "d", DefaultLimits); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fits", func(b *testing.B) {
+		b.ReportAllocs()
+		l := &Line{Key: "NEW", SKU: "NEW", Quantity: 1, Details: *op.Details}
+		for b.Loop() {
+			if err := base.fits(l, nil, DefaultLimits); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -3,6 +3,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 )
@@ -102,6 +103,25 @@ func BenchmarkDecodePush(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := decode(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEncodeCart writes the golden pushed cart with Encode (no HTML
+// escapes) and with json.Marshal, which Encode was until 2026-12-04.
+func BenchmarkEncodeCart(b *testing.B) {
+	m := examples["cart-push"]
+	for name, encode := range map[string]func() error{
+		"Encode":       func() error { _, err := Encode(m); return err },
+		"json.Marshal": func() error { _, err := json.Marshal(m); return err },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := encode(); err != nil {
 					b.Fatal(err)
 				}
 			}
