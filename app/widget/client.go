@@ -378,6 +378,24 @@ func (c *client) onMessage(_ app.Value, args []app.Value) any {
 // (2026-12-03, late night) it cut back-to-back adds' p50 by about a third.
 const pushDelay = 20 * time.Millisecond
 
+// logOut shows this device's own cart again (Engine.SetUserWait with no
+// user), and tells the shopper if an account's cart was shown.
+func (c *client) logOut(eng *syncclient.Engine) (*syncclient.UserWait, error) {
+	c.loginCalled.Store(true)
+	before := eng.Snapshot()
+	uw, err := eng.SetUserWait("", "")
+	if err != nil {
+		return nil, err
+	}
+	c.dispatch(func(app.Context) {
+		c.w.hiddenMerge = before.Merge // about the user's cart, not the next one
+		if before.User != "" {
+			c.w.addNote(tr(noteSignedOut))
+		}
+	})
+	return uw, nil
+}
+
 // clampedAdd reports whether an add of qty to a line that held before
 // was limited to the most a line may hold, max, now that it holds after.
 // The two quantities are read on either side of the add, and another tab
@@ -487,18 +505,15 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		// The server gives this device a fresh guest cart at the next
 		// hello; the user's cart stays on the server, and edits made on
 		// it and not sent yet are kept for the user's next login.
-		c.loginCalled.Store(true)
-		before := eng.Snapshot()
-		uw, err := eng.SetUserWait("", "")
+		uw, err := c.logOut(eng)
 		if err != nil {
 			return nil, err
 		}
-		c.dispatch(func(app.Context) {
-			c.w.hiddenMerge = before.Merge // about the user's cart, not the next one
-			if before.User != "" {
-				c.w.addNote(tr(noteSignedOut))
-			}
-		})
+		// The storefront's session is the device's: its other tabs log
+		// out too, rather than keep showing the account's cart.
+		if c.tabs != nil {
+			c.tabs.Call("postMessage", app.ValueOf(map[string]any{"logout": true}))
+		}
 		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil
 	}
 	if err != nil {

@@ -129,6 +129,15 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
 			c.reloadSoon()
 		}
+		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() {
+			c.jobs.push(func(context.Context) {
+				if eng := c.eng.Load(); eng != nil {
+					if _, err := c.logOut(eng); err != nil {
+						c.log.Warn("log out as another tab did", logkey.Err, err)
+					}
+				}
+			})
+		}
 	}
 	return nil
 }

@@ -719,3 +719,36 @@ func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 		t.Errorf("after the reload: %s, want alice's cart, still without this device's tee", c)
 	}
 }
+
+// A logout in one tab logs the device's other tabs out too: the
+// storefront's session is the device's, and a tab left on the account's
+// cart would show it to whoever comes next.
+func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("alice")
+	br := startBrowser(t, t.TempDir())
+	one := br.first
+	one.navigate(srv.demo() + "/")
+	ready(one)
+	call(one, "add", "TEE-01", 1)
+	waitSynced(one, quantities{"TEE-01": 1})
+	loginAs(one, "alice", "", "merge")
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/")
+	ready(two)
+	loginAs(two, "alice", "", "merge")
+	waitCart(two, "alice's cart in tab 2", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+
+	if out := eval[loginResult](one, `cartsync.logout()`); out.Status != "done" {
+		t.Fatalf("cartsync.logout resolved with %+v", out)
+	}
+	c := waitCart(two, "tab 2 logged out", 10*time.Second, func(c hostCart) bool {
+		return strings.HasPrefix(c.ID, "g_") && synced(c)
+	})
+	if len(c.Lines) != 0 {
+		t.Errorf("tab 2 after tab 1's logout: %s, want this device's fresh cart", c)
+	}
+	eval[bool](two, `cartsync.open()`)
+	waitWidgetText(two, srv.origin(), "as a message in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
+		"You're signed out. Your cart is saved to your account for the next time you sign in.")
+}
