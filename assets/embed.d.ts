@@ -139,6 +139,18 @@ export interface CartsyncErrorConstructor {
   readonly prototype: CartsyncError;
 }
 
+/** An edit the cart server refused. */
+export interface CartsyncRejected {
+  /** The line's SKU and key ("" when the widget no longer knows the edit). */
+  sku: string;
+  key: string;
+  /** The product's name, when the edit carried one. */
+  name?: string;
+  /** Why: out_of_stock, not_sellable, unknown_sku, too_many_lines, cart_too_large, invalid_details, … */
+  code: string;
+  message: string;
+}
+
 export interface CartsyncEvents {
   /**
    * The widget has loaded the cart from this device (before any network); after each mount().
@@ -151,6 +163,8 @@ export interface CartsyncEvents {
   sync: CartsyncSync;
   /** A login met this device's cart with the shopper's account cart. */
   merge: CartsyncMerge;
+  /** The cart server refused an edit this device made (out of stock, withdrawn, a limit); the cart shows it undone. */
+  rejected: CartsyncRejected;
   /** The shopper confirmed the cart in the panel. */
   checkout: CartsyncCheckout;
   /** The panel opened. */

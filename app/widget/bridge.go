@@ -55,6 +55,7 @@ const (
 	eventResize   = "resize"
 	eventCheckout = "checkout"
 	eventMerge    = "merge"
+	eventRejected = "rejected"
 )
 
 // statusLogin is the status of the sync event and of CART while the user
@@ -403,7 +404,44 @@ type announcer struct {
 	sync    syncData
 	size    sizeData
 	sized   bool
-	merge   *protocol.MergeInfo // the last merge announced
+	merge   *protocol.MergeInfo    // the last merge announced
+	refused map[protocol.OpID]bool // the refused edits announced, of st.Rejected
+}
+
+// rejectedData is the data of the rejected event: an edit the cart server
+// refused, and why. The cart already shows it undone.
+type rejectedData struct {
+	SKU     string    `json:"sku"`
+	Key     string    `json:"key"`
+	Name    string    `json:"name,omitempty"`
+	Code    cart.Code `json:"code"`
+	Message string    `json:"message"`
+}
+
+// rejectedEvents returns a rejected event for each edit in st.Rejected not
+// announced yet, named by ops where it knows the op.
+func (a *announcer) rejectedEvents(st syncclient.State, ops *opIndex) [][]byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.ready {
+		return nil
+	}
+	var out [][]byte
+	seen := make(map[protocol.OpID]bool, len(st.Rejected))
+	for _, r := range st.Rejected {
+		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
+		seen[id] = true
+		if a.refused[id] || r.Error == nil {
+			continue
+		}
+		d := rejectedData{Code: r.Error.Code, Message: r.Error.Message}
+		if ref, ok := ops.lookup(id); ok {
+			d.SKU, d.Key, d.Name = ref.sku, ref.key, ref.name
+		}
+		out = append(out, encodeEvent(eventRejected, d))
+	}
+	a.refused = seen // the engine drops what the shopper dismissed
+	return out
 }
 
 // contentKey is what a change event is about: the cart's id (it is learnt

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
@@ -299,5 +300,34 @@ func TestAnnouncer(t *testing.T) {
 	}
 	if got := a.resizeEvent(sizeData{Width: panelWidth, Height: 300, Open: true}); got == nil {
 		t.Error("opening not announced")
+	}
+}
+
+// Each edit the server refused is announced once, named by the op the
+// widget saw in the outbox; one it never saw still says why.
+func TestRejectedEvents(t *testing.T) {
+	var a announcer
+	ops := &opIndex{}
+	ops.remember(cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1, Details: &cart.Details{Name: "Mug"}})
+	st := testState(syncclient.Synced, 0)
+	refused := func(seq uint64, code cart.Code) protocol.Result {
+		return protocol.Result{Client: "c", Seq: seq, Status: protocol.StatusRejected, Error: &cart.Error{Code: code, Message: string(code)}}
+	}
+	st.Rejected = []protocol.Result{refused(1, cart.CodeOutOfStock)}
+	if got := a.rejectedEvents(st, ops); got != nil {
+		t.Errorf("rejected events before ready: %s", got)
+	}
+	a.readyEvent(st)
+	got := a.rejectedEvents(st, ops)
+	if len(got) != 1 || string(got[0]) != `{"cartsync":1,"event":"rejected","data":{"sku":"MUG","key":"MUG","name":"Mug","code":"out_of_stock","message":"out_of_stock"}}` {
+		t.Errorf("first refusal: %s", got)
+	}
+	if got := a.rejectedEvents(st, ops); got != nil {
+		t.Errorf("the same refusal again: %s", got)
+	}
+	st.Rejected = append(st.Rejected, refused(7, cart.CodeNotSellable))
+	got = a.rejectedEvents(st, ops)
+	if len(got) != 1 || !strings.Contains(string(got[0]), `"sku":"","key":"","code":"not_sellable"`) {
+		t.Errorf("a refusal of an op the widget never saw: %s", got)
 	}
 }

@@ -293,6 +293,9 @@ func (c *client) onChange(st syncclient.State) {
 	for _, m := range c.ann.stateEvents(st) {
 		c.post(m)
 	}
+	for _, m := range c.ann.rejectedEvents(st, c.w.ops) {
+		c.post(m)
+	}
 	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
 }
 

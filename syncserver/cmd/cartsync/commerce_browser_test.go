@@ -321,6 +321,21 @@ func TestBrowserCatalogNotices(t *testing.T) {
 	if got := widgetText(tb, srv.origin(), ".cartsync-subtotal-amount"); got != "€28.00" {
 		t.Errorf("subtotal %q after the fixes, want €28.00", got)
 	}
+
+	// The page hears of an add the server refused, and why; the panel
+	// says it in words.
+	eval[bool](tb, `(window.__rejected = [], cartsync.on('rejected', (d) => window.__rejected.push(d)), true)`)
+	call(tb, "add", teeSKU, 1, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR", "options": map[string]string{"size": "M"}})
+	refused := eval[[]map[string]string](tb, `new Promise((resolve) => {
+		const poll = () => (window.__rejected.length ? resolve(window.__rejected) : setTimeout(poll, 50));
+		poll();
+	})`)
+	if len(refused) != 1 || refused[0]["sku"] != teeSKU || refused[0]["key"] != tee || refused[0]["code"] != "not_sellable" {
+		t.Errorf("rejected events %v, want one: the withdrawn tee, not_sellable", refused)
+	}
+	waitSynced(tb, want)
+	waitWidgetText(tb, srv.origin(), "as the refusal", `document.querySelector('.cartsync-message')?.textContent`,
+		"Couldn't update Tee: it's no longer for sale.")
 	clickWidget(tb, srv.origin(), ".cartsync-foot .cartsync-primary", "Review order")
 	clickWidget(tb, srv.origin(), ".cartsync-actions .cartsync-primary", "Checkout") // enabled again
 }
