@@ -1,6 +1,10 @@
 package syncserver
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cartsync/cartsync/shared/protocol"
+)
 
 type metrics struct {
 	ops            *prometheus.CounterVec
@@ -45,6 +49,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	// Every op status from the start, at 0: a rate over a series that
+	// appears with its first event reads as no data, not as none.
+	for _, s := range []string{protocol.StatusApplied, protocol.StatusDuplicate, protocol.StatusRejected} {
+		m.ops.WithLabelValues(s)
 	}
 	return m, nil
 }

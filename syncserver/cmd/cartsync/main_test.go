@@ -578,3 +578,20 @@ func TestDataFolderTakesOneServer(t *testing.T) {
 	}
 	startMain(t, "-data", dir)
 }
+
+// A fresh server's metrics already have every op status, at 0: a rate
+// over them reads as none, not as no data.
+func TestMetricsStartAtZero(t *testing.T) {
+	m := startMain(t, "-data", t.TempDir())
+	resp, err := http.Get(m.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{"applied", "duplicate", "rejected"} {
+		if want := `cartsync_ops_total{status="` + s + `"} 0`; !strings.Contains(string(body), want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+}
