@@ -18,10 +18,15 @@ func maxCartBytes(lim Limits) int {
 
 // fits reports, as a cart_too_large error, whether the cart's lines would
 // pass the limit with l added, or in place of old (nil: l is new).
-// Lines only get larger by an add of a new line or new details.
+// Lines only get larger by an add of a new line or new details. It keeps
+// the sizes of the cart's own lines, never of l (another cart's line, at a
+// login merge, which must not change).
 func (c *Cart) fits(l, old *Line, lim Limits) *Error {
 	max := maxCartBytes(lim)
-	n := l.WireBytes()
+	n := l.wire.n
+	if n == 0 || l.wire.details != l.Details {
+		n = l.wireBytes()
+	}
 	for _, o := range c.Lines {
 		if o != old {
 			n += o.WireBytes()
