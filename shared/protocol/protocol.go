@@ -290,11 +290,18 @@ var knownTypes = map[string]bool{
 // error, as far as it was read: the error must carry its ID, since a peer
 // that matches replies by id would otherwise wait for an answer forever.
 // Only invalid JSON and oversized data give a nil message.
-func Decode(data []byte) (*Message, error) {
+func Decode(data []byte) (*Message, error) { return decode(data, MaxMessageBytes) }
+
+// DecodeServer is Decode for a message the server sent, which may be up to
+// MaxServerMessageBytes (a cart at its limits, two at a login choice): what
+// a client reads.
+func DecodeServer(data []byte) (*Message, error) { return decode(data, MaxServerMessageBytes) }
+
+func decode(data []byte, limit int) (*Message, error) {
 	var m Message
 	if !decodeFast(data, &m) {
 		m = Message{}
-		if err := DecodeJSON(data, &m); err != nil {
+		if err := DecodeJSONLimit(data, &m, limit); err != nil {
 			if m.Type != "" || m.ID != "" {
 				// A field of the wrong type: the rest was read.
 				return &m, err

@@ -69,6 +69,10 @@ func TestLargestCartFitsInAServerMessage(t *testing.T) {
 			if len(b) > protocol.MaxServerMessageBytes {
 				t.Errorf("%s of a cart of %d lines filled with %q: %d bytes, more than %d", m.Type, len(pub.Lines), fill, len(b), protocol.MaxServerMessageBytes)
 			}
+			// What a client reads it with.
+			if _, err := protocol.DecodeServer(b); err != nil {
+				t.Errorf("%s of a cart of %d lines filled with %q: the client cannot read it: %v", m.Type, len(pub.Lines), fill, err)
+			}
 			t.Logf("%s, %d lines of %q: %d bytes", m.Type, len(pub.Lines), fill, len(b))
 		}
 	}

@@ -210,7 +210,7 @@ func (c *conn) loop() error {
 			if r.err != nil {
 				return fmt.Errorf("read: %w", r.err)
 			}
-			msg, derr := protocol.Decode(r.data)
+			msg, derr := protocol.DecodeServer(r.data)
 			if derr != nil {
 				e.log.Warn("bad message from the server", logkey.Err, derr)
 				msg = nil
