@@ -376,3 +376,40 @@ func TestLoginE2ENextPersonDoesNotSeeTheLastAccount(t *testing.T) {
 		})
 	}
 }
+
+// Edits on both sides of a logout, offline: a jam made on ann's cart
+// before it, a tea made after it (for no cart). Online, the tea goes to
+// this device's cart; when ann logs in again, her jam is applied too: the
+// two were queued under different client ids, so the login merge, which
+// gives her cart the device cart's seqs, cannot make the jam a duplicate.
+func TestLoginE2EEditsOnBothSidesOfAnOfflineLogout(t *testing.T) {
+	env := newWindowEnv(t, memstore.New())
+	store, l := syncclient.NewMemStorage(), &link{url: env.url}
+	e := env.tab(store, l)
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(e, "mug")
+	env.check(e, "ann", "mug=1")
+	l.setDown(true)
+	e2eEventually(func() bool { return e.Snapshot().Status == syncclient.Offline })
+	env.add(e, "jam") // ann's, unsent
+	if err := e.SetUser("", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(e, "tea") // no one's
+	l.setDown(false)
+	if !e2eEventually(func() bool {
+		s := e.Snapshot()
+		return s.User == "" && s.Cart.ID != "" && s.Pending == s.Waiting && s.Status == syncclient.Synced
+	}) {
+		t.Fatalf("never settled as a guest: %+v", e.Snapshot())
+	}
+	if got := lineSummary(e.Snapshot().Cart); got != "tea=1" {
+		t.Errorf("the device's cart is %q, want tea=1", got)
+	}
+	if err := e.SetUser("user:ann", cart.PolicyMerge); err != nil {
+		t.Fatal(err)
+	}
+	env.check(e, "ann", "jam=1 mug=1 tea=1")
+}

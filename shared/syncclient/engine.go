@@ -307,8 +307,9 @@ func (e *Engine) Limits() cart.Limits {
 func (e *Engine) NoUser() {
 	e.update(func(m *machine) {
 		if !m.noUser {
+			wasHidden := m.hidden()
 			m.noUser = true
-			m.rebuild()
+			m.hide(wasHidden)
 		}
 	})
 }

@@ -18,12 +18,29 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	if m.userSet && token == m.userToken && policy == m.policy && !m.needsLogin {
 		return false
 	}
+	wasHidden := m.hidden()
 	m.userSet, m.userToken, m.policy = true, token, policy
 	m.userGen++
 	m.needsLogin = false
 	m.choice = nil // a choice belongs to the login it was asked for
-	m.rebuild()    // a logout hides the user's cart (hidden)
+	if token == "" {
+		m.loggedOut = true
+	}
+	m.hide(wasHidden)
 	return true
+}
+
+// hide shows the cart anew after the user changed, and moves new ops to a
+// fresh client id when an account's cart has just been hidden: the ops
+// made while it is hidden go to whichever cart the server names next, and
+// a client id's seqs count per cart, so they must not share one with ops
+// still queued for the account (a login merge would take the other cart's
+// seq for it, and the account's queued ops would be answered duplicate).
+func (m *machine) hide(wasHidden bool) {
+	if !wasHidden && m.hidden() {
+		m.rotate("the account's cart is hidden")
+	}
+	m.rebuild()
 }
 
 // hidden reports whether the confirmed cart is a user's while no user is
@@ -32,14 +49,21 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 // since, until the server names the cart of this device or the user logs
 // in again: a shared device does not show the last account's cart to the
 // next person, not even offline, and their edits do not go into it.
+//
+// After a logout or NoUser, a login shows an account's cart only once the
+// server has welcomed that login to it: the next person logging in, or a
+// token the server refuses, must not uncover the last account's cart.
 func (m *machine) hidden() bool {
-	if m.confirmed.User == "" {
+	switch {
+	case m.confirmed.User == "":
 		return false
+	case !m.userSet:
+		return m.noUser
+	case m.userToken == "":
+		return true
 	}
-	if m.userSet {
-		return m.userToken == ""
-	}
-	return m.noUser
+	welcomed := m.sessCart == m.confirmed.ID && m.sessGen == m.userGen && m.sessUser == m.confirmed.User
+	return (m.noUser || m.loggedOut) && !welcomed
 }
 
 // ownedCopy returns c marked with the user whose cart it is, when the

@@ -95,6 +95,7 @@ type machine struct {
 	userGen    uint64 // counts changes of the user
 	needsLogin bool
 	noUser     bool // NoUser was called: no login is coming for this page
+	loggedOut  bool // setUser("") was called
 
 	// What the latest welcome said: its cart, user and guest cart. They
 	// describe the confirmed cart when sessCart is its id.
@@ -381,6 +382,12 @@ func (m *machine) step() {
 	}
 	if m.token != s.token {
 		m.end(errTokenChanged) // another tab stored another token
+		return
+	}
+	if m.userGen != s.userGen {
+		// The user changed (Engine.SetUser): nothing more goes on this
+		// connection, not even an op made since, which is for the next.
+		m.end(errUserChanged)
 		return
 	}
 	if !s.ready {

@@ -16,7 +16,13 @@ import (
 // cart, once no choice is pending. The server refuses the batch of any
 // other op; those stay in the outbox for a connection on their cart.
 func (s *session) canSend(op cart.Op) bool {
-	return op.Cart == "" || op.Cart == s.cartID ||
+	if op.Cart == "" {
+		// Made before the first sync, or while an account's cart was
+		// hidden: for the cart this connection is on, once it is settled
+		// (a choice pending decides what the account's cart becomes).
+		return !s.choosing
+	}
+	return op.Cart == s.cartID ||
 		(s.user != "" && s.guest != "" && op.Cart == s.guest && !s.choosing)
 }
 
