@@ -595,3 +595,24 @@ func TestMetricsStartAtZero(t *testing.T) {
 		}
 	}
 }
+
+// What Redis answers for now (too many clients, loading) is not a
+// refusal of the server's configuration: the server starts and waits.
+func TestRedisBusyIsNotARefusal(t *testing.T) {
+	for _, msg := range []string{"ERR max number of clients reached", "LOADING Redis is loading the dataset in memory", "BUSY Redis is busy running a script"} {
+		if refusal(goredisError(msg)) {
+			t.Errorf("%q taken as a refusal", msg)
+		}
+	}
+	for _, msg := range []string{"WRONGPASS invalid username-password pair or user is disabled.", "NOAUTH Authentication required.", "ERR DB index is out of range", "NOPERM this user has no permissions to run the 'ping' command"} {
+		if !refusal(goredisError(msg)) {
+			t.Errorf("%q not taken as a refusal", msg)
+		}
+	}
+}
+
+// goredisError is a reply error as go-redis returns it.
+type goredisError string
+
+func (e goredisError) Error() string { return string(e) }
+func (goredisError) RedisError()     {}

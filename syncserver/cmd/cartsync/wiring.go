@@ -317,18 +317,23 @@ func (m *Main) serveDebug() error {
 	return nil
 }
 
-// refusal reports whether err is Redis's answer refusing the client, as
-// opposed to Redis not answering or answering that it is busy for now
-// (loading its data, running a script, a replica without its primary).
+// refusal reports whether err is Redis's answer refusing this client for
+// its configuration: a wrong user or password, a user without the rights,
+// a database number Redis does not have. Anything else (no answer, busy
+// loading, too many clients for now) may mend by itself.
 func refusal(err error) bool {
 	var rerr goredis.Error
 	if !errors.As(err, &rerr) {
 		return false
 	}
-	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
-		if strings.HasPrefix(rerr.Error(), p) {
-			return false
+	if goredis.IsAuthError(err) {
+		return true // NOAUTH, WRONGPASS
+	}
+	msg := rerr.Error()
+	for _, p := range []string{"NOPERM", "ERR DB index", "ERR invalid DB index", "ERR AUTH", "ERR invalid password", "ERR Client sent AUTH"} {
+		if strings.HasPrefix(msg, p) {
+			return true
 		}
 	}
-	return true
+	return false
 }
