@@ -482,6 +482,11 @@ func (ss *session) choose(ctx context.Context, m *protocol.Message) {
 func (ss *session) push(ctx context.Context, m *protocol.Message) {
 	out, err := ss.srv.apply(ctx, ss.id, m.Ops)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The store did not answer within handleWait: say so, as a
+			// load that timed out does.
+			ss.srv.log.Error("could not apply the push", logkey.Cart, ss.id.CartID, logkey.Ops, len(m.Ops), logkey.Err, err)
+		}
 		ss.fail(m.ID, protocol.AsError(err))
 		return
 	}
