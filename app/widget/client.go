@@ -62,6 +62,7 @@ type client struct {
 	reloadQueued atomic.Bool
 	connected    atomic.Bool // the engine's last state was connected
 	loginCalled  atomic.Bool // the host called login or logout
+	loggedIn     atomic.Bool // the host's last call of the two was login
 
 	// The language, on the queue's goroutine (language.go): the theme's
 	// locale ("" for none), the browser's languages, the storefront's
@@ -385,6 +386,7 @@ const pushDelay = 20 * time.Millisecond
 // user), and tells the shopper if an account's cart was shown.
 func (c *client) logOut(eng *syncclient.Engine) (*syncclient.UserWait, error) {
 	c.loginCalled.Store(true)
+	c.loggedIn.Store(false)
 	before := eng.Snapshot()
 	uw, err := eng.SetUserWait("", "")
 	if err != nil {
@@ -495,6 +497,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		return true, nil
 	case methodLogin:
 		c.loginCalled.Store(true)
+		c.loggedIn.Store(true)
 		c.dispatch(func(app.Context) { c.w.dropNote(tr(noteSignedOut)) })
 		// The engine reconnects with the token at once; the reply
 		// waits for the server's answer. The merge and the user's cart

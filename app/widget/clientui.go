@@ -129,7 +129,9 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
 			c.reloadSoon()
 		}
-		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() {
+		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() && c.loggedIn.Load() {
+			// Only a tab logged in: another stays as it is, connection
+			// and all.
 			c.jobs.push(func(context.Context) {
 				if eng := c.eng.Load(); eng != nil {
 					if _, err := c.logOut(eng); err != nil {
