@@ -715,8 +715,10 @@ func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 	tb.navigate(srv.demo() + "/")
 	ready(tb)
 	waitWidget(tb, srv.origin(), "the choice again after the reload", `!!document.getElementById('cartsync-choice')`)
-	if c := call(tb, "cart"); c.ID != syncserver.UserCartID("alice") || len(c.Lines) != 0 {
-		t.Errorf("after the reload: %s, want alice's cart, still without this device's tee", c)
+	// The choice comes with the login's welcome, just before alice's cart.
+	c := waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == syncserver.UserCartID("alice") })
+	if len(c.Lines) != 0 {
+		t.Errorf("after the reload: %s, want alice's cart still without this device's tee", c)
 	}
 }
 
