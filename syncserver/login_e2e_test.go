@@ -300,20 +300,12 @@ func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
 // person's: once the page says no one is logged in (NoUser) or logs out,
 // even offline, the engine shows an empty cart with the edits made since,
 // and those go to this device's own cart, not into the account's. The
-// same account logging in again sees its cart at once, offline too.
+// same account logging in again gets its cart back once the server has
+// welcomed the login.
 func TestLoginE2ENextPersonDoesNotSeeTheLastAccount(t *testing.T) {
 	for _, how := range []string{"reload without login", "logout offline"} {
 		t.Run(how, func(t *testing.T) {
-			env := newWindowEnv(t, memstore.New())
-			store, l := syncclient.NewMemStorage(), &link{url: env.url}
-			ann := env.tab(store, l)
-			if err := ann.SetUser("user:ann", ""); err != nil {
-				t.Fatal(err)
-			}
-			env.add(ann, "tea")
-			env.check(ann, "ann", "tea=1")
-			l.setDown(true)
-
+			env, store, l, ann := annThenOffline(t, "tea")
 			e := ann
 			if how == "reload without login" {
 				// The next page: a new engine on the same storage,
@@ -383,15 +375,7 @@ func TestLoginE2ENextPersonDoesNotSeeTheLastAccount(t *testing.T) {
 // two were queued under different client ids, so the login merge, which
 // gives her cart the device cart's seqs, cannot make the jam a duplicate.
 func TestLoginE2EEditsOnBothSidesOfAnOfflineLogout(t *testing.T) {
-	env := newWindowEnv(t, memstore.New())
-	store, l := syncclient.NewMemStorage(), &link{url: env.url}
-	e := env.tab(store, l)
-	if err := e.SetUser("user:ann", ""); err != nil {
-		t.Fatal(err)
-	}
-	env.add(e, "mug")
-	env.check(e, "ann", "mug=1")
-	l.setDown(true)
+	env, _, l, e := annThenOffline(t, "mug")
 	e2eEventually(func() bool { return e.Snapshot().Status == syncclient.Offline })
 	env.add(e, "jam") // ann's, unsent
 	if err := e.SetUser("", ""); err != nil {
@@ -412,4 +396,20 @@ func TestLoginE2EEditsOnBothSidesOfAnOfflineLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.check(e, "ann", "jam=1 mug=1 tea=1")
+}
+
+// annThenOffline starts a tab on a storage of its own, logs ann in, adds
+// sku and waits until her cart has it, then takes the tab's link down.
+func annThenOffline(t *testing.T, sku string) (*windowEnv, *syncclient.MemStorage, *link, *syncclient.Engine) {
+	t.Helper()
+	env := newWindowEnv(t, memstore.New())
+	store, l := syncclient.NewMemStorage(), &link{url: env.url}
+	e := env.tab(store, l)
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(e, sku)
+	env.check(e, "ann", sku+"=1")
+	l.setDown(true)
+	return env, store, l, e
 }

@@ -23,8 +23,8 @@ func maxCartBytes(lim Limits) int {
 // login merge, which must not change).
 func (c *Cart) fits(l, old *Line, lim Limits) *Error {
 	max := maxCartBytes(lim)
-	n := l.wire.n
-	if n == 0 || l.wire.details != l.Details {
+	n, ok := l.keptWireBytes()
+	if !ok {
 		n = l.wireBytes()
 	}
 	for _, o := range c.Lines {
@@ -49,11 +49,17 @@ type wireSize struct {
 // it (no bookkeeping, no HTML escapes), for any quantity. It is worked out
 // once for the line's details.
 func (l *Line) WireBytes() int {
-	if l.wire.n > 0 && l.wire.details == l.Details {
-		return l.wire.n
+	if n, ok := l.keptWireBytes(); ok {
+		return n
 	}
 	l.wire = wireSize{l.Details, l.wireBytes()}
 	return l.wire.n
+}
+
+// keptWireBytes returns the size kept for the line, if it is for its
+// details as they are.
+func (l *Line) keptWireBytes() (int, bool) {
+	return l.wire.n, l.wire.n > 0 && l.wire.details == l.Details
 }
 
 func (l *Line) wireBytes() int {
