@@ -303,17 +303,15 @@ func (ss *session) tokenExpired(reqID string) bool {
 	return true
 }
 
-// handleWait bounds the handling of one message: a store or a Redis that
-// stopped answering fails the request (internal, retryable, logged) instead
-// of holding the connection, which reads nothing meanwhile and so cannot
-// even notice its client is gone. A push that timed out may still commit;
-// the client's resend is answered duplicate.
+// handleWait bounds the handling of one message that needs the store: a
+// store or a Redis that stopped answering fails the request (internal,
+// retryable, logged) instead of holding the connection, which reads nothing
+// meanwhile and so cannot even notice its client is gone. A push that timed
+// out may still commit; the client's resend is answered duplicate.
 var handleWait = 20 * time.Second
 
 // handle processes one message; false means it was bad.
 func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data []byte) bool {
-	ctx, cancel := context.WithTimeout(ctx, handleWait)
-	defer cancel()
 	if typ != websocket.MessageText {
 		ss.fail("", protocol.Errorf(protocol.ErrMalformed, "binary messages are not part of the protocol"))
 		return false
@@ -328,6 +326,11 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 		}
 		ss.fail(reqID, protocol.AsError(err))
 		return false
+	}
+	if m.Type != protocol.TypePing && m.Type != protocol.TypePong {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, handleWait)
+		defer cancel()
 	}
 	if !ss.joined {
 		if m.Type != protocol.TypeHello {
@@ -482,12 +485,13 @@ func (ss *session) choose(ctx context.Context, m *protocol.Message) {
 func (ss *session) push(ctx context.Context, m *protocol.Message) {
 	out, err := ss.srv.apply(ctx, ss.id, m.Ops)
 	if err != nil {
+		pe := protocol.AsError(err)
 		if ctx.Err() != nil {
-			// The store did not answer within handleWait: say so, as a
-			// load that timed out does.
-			ss.srv.log.Error("could not apply the push", logkey.Cart, ss.id.CartID, logkey.Ops, len(m.Ops), logkey.Err, err)
+			// The store did not answer within handleWait: told and
+			// logged as a load that timed out is.
+			pe = ss.srv.failure("apply the push", ss.id.CartID, err)
 		}
-		ss.fail(m.ID, protocol.AsError(err))
+		ss.fail(m.ID, pe)
 		return
 	}
 	if len(out.results) > 0 {

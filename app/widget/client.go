@@ -61,8 +61,7 @@ type client struct {
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
 	connected    atomic.Bool // the engine's last state was connected
-	loginCalled  atomic.Bool // the host called login or logout
-	loggedIn     atomic.Bool // the host's last call of the two was login
+	loggedIn     atomic.Bool // the host called login, and logout not since
 
 	// The language, on the queue's goroutine (language.go): the theme's
 	// locale ("" for none), the browser's languages, the storefront's
@@ -223,7 +222,7 @@ func (c *client) init(ctx context.Context) {
 const loginGrace = 2 * time.Second
 
 // noLoginAfter tells the engine that no user is logged in on this page if
-// the host has not called login or logout within d: a user's cart stored
+// the host has not logged one in by d after ready: a user's cart stored
 // by an earlier page is then hidden (Engine.NoUser). Online the server's
 // welcome of this device's cart does the same sooner; offline this is what
 // keeps a shared device from showing the last account's cart to the next
@@ -234,7 +233,7 @@ func (c *client) noLoginAfter(eng *syncclient.Engine, d time.Duration) {
 	case <-c.run.Done():
 		return
 	}
-	if !c.loginCalled.Load() {
+	if !c.loggedIn.Load() { // after a logout the account's cart is hidden already
 		eng.NoUser()
 	}
 }
@@ -385,7 +384,6 @@ const pushDelay = 20 * time.Millisecond
 // logOut shows this device's own cart again (Engine.SetUserWait with no
 // user), and tells the shopper if an account's cart was shown.
 func (c *client) logOut(eng *syncclient.Engine) (*syncclient.UserWait, error) {
-	c.loginCalled.Store(true)
 	c.loggedIn.Store(false)
 	before := eng.Snapshot()
 	uw, err := eng.SetUserWait("", "")
@@ -496,7 +494,6 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		c.dispatch(func(ctx app.Context) { c.w.setOpen(ctx, open) })
 		return true, nil
 	case methodLogin:
-		c.loginCalled.Store(true)
 		c.loggedIn.Store(true)
 		c.dispatch(func(app.Context) { c.w.dropNote(tr(noteSignedOut)) })
 		// The engine reconnects with the token at once; the reply

@@ -236,7 +236,7 @@ func TestLoginDropsTheSignedOutNote(t *testing.T) {
 	if got := strings.Join(w.notes, "|"); got != "another note" {
 		t.Errorf("notes after login: %q, want the signed-out note gone and the other kept", got)
 	}
-	if !c.loginCalled.Load() {
+	if !c.loggedIn.Load() {
 		t.Error("login not recorded: the widget would hide the account's cart after the grace")
 	}
 }

@@ -99,9 +99,7 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 			} else {
 				res.Combined++
 				if l.Details == (Details{}) {
-					grown := *l
-					grown.Details = g.Details
-					if c.fits(&grown, l, lim) == nil {
+					if c.fitsDetails(l, g.Details, lim) == nil {
 						l.Details = g.Details
 					}
 				}

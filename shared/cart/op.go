@@ -217,9 +217,7 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 			}
 			c.Lines = append(c.Lines, l)
 		} else if op.Details != nil {
-			grown := *l
-			grown.Details = *op.Details
-			if e := c.fits(&grown, l, lim); e != nil {
+			if e := c.fitsDetails(l, *op.Details, lim); e != nil {
 				return nil, e
 			}
 		}
@@ -261,9 +259,7 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 		if l == nil {
 			return nil, errorf(CodeLineNotFound, "the cart has no line %q", op.Key())
 		}
-		grown := *l
-		grown.Details = *op.Details
-		if e := c.fits(&grown, l, lim); e != nil {
+		if e := c.fitsDetails(l, *op.Details, lim); e != nil {
 			return nil, e
 		}
 		l.Details = *op.Details

@@ -38,6 +38,13 @@ func (c *Cart) fits(l, old *Line, lim Limits) *Error {
 	return nil
 }
 
+// fitsDetails is fits with line l of the cart given details d.
+func (c *Cart) fitsDetails(l *Line, d Details, lim Limits) *Error {
+	grown := *l
+	grown.Details = d
+	return c.fits(&grown, l, lim)
+}
+
 // wireSize is a line's WireBytes, kept with the details it was worked out
 // with: a line's key, SKU and options never change, its details may.
 type wireSize struct {

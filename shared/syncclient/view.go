@@ -127,10 +127,10 @@ func (m *machine) rotate(why string) {
 // the others, then the notices and totals shown. Rejections are expected
 // (the line may be gone) and ignored: the server decides.
 func (m *machine) rebuild() {
-	c := m.confirmed.Clone()
 	hidden := m.hidden()
-	if hidden {
-		c = &cart.Cart{Lines: []*cart.Line{}}
+	c := &cart.Cart{Lines: []*cart.Line{}}
+	if !hidden {
+		c = m.confirmed.Clone()
 	}
 	m.waiting = 0
 	for _, op := range m.pending {

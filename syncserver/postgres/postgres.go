@@ -195,8 +195,8 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	slices.Sort(s.newer)
-	for _, file := range names {
-		name := strings.TrimPrefix(file, "migrations/")
+	for i, file := range names {
+		name := known[i]
 		if slices.Contains(applied, name) {
 			continue
 		}

@@ -431,12 +431,8 @@ func TestBrowserLoginChoose(t *testing.T) {
 func TestBrowserLoginTokenExpiry(t *testing.T) {
 	srv := startLoginServer(t)
 	userID := syncserver.UserCartID("alice")
-	br := startBrowser(t, t.TempDir())
-	tb := br.first
-	tb.navigate(srv.demo() + "/")
-	ready(tb)
-	call(tb, "add", "TEE-01", 1)
-	guestID := waitSynced(tb, quantities{"TEE-01": 1}).ID
+	br, guest := guestWithTee(t, srv)
+	tb, guestID := br.first, guest.ID
 
 	const ttl = 3 * time.Second
 	loginAs(tb, "alice", ttl.String(), "merge")
@@ -647,12 +643,9 @@ func TestBrowserSharedDeviceHidesTheLastAccount(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			srv := startLoginServer(t)
 			userID := syncserver.UserCartID("alice")
-			tb := startBrowser(t, t.TempDir()).first
-			tb.navigate(srv.demo() + "/")
-			ready(tb)
+			br, _ := guestWithTee(t, srv)
+			tb := br.first
 			waitPrecached(tb, srv.origin())
-			call(tb, "add", "TEE-01", 1)
-			waitSynced(tb, quantities{"TEE-01": 1})
 			loginAs(tb, "alice", "", "merge")
 			waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 
@@ -699,11 +692,8 @@ func TestBrowserSharedDeviceHidesTheLastAccount(t *testing.T) {
 // again instead of merging for them.
 func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 	srv := startLoginServer(t)
-	tb := startBrowser(t, t.TempDir()).first
-	tb.navigate(srv.demo() + "/")
-	ready(tb)
-	call(tb, "add", "TEE-01", 1)
-	waitSynced(tb, quantities{"TEE-01": 1})
+	br, _ := guestWithTee(t, srv)
+	tb := br.first
 	eval[bool](tb, `(() => {
 		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
 		document.querySelector('#demo-login select:not([aria-label="Demo user"])').value = 'choose';
@@ -728,12 +718,8 @@ func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	srv := startLoginServer(t)
 	userID := syncserver.UserCartID("alice")
-	br := startBrowser(t, t.TempDir())
+	br, _ := guestWithTee(t, srv)
 	one := br.first
-	one.navigate(srv.demo() + "/")
-	ready(one)
-	call(one, "add", "TEE-01", 1)
-	waitSynced(one, quantities{"TEE-01": 1})
 	loginAs(one, "alice", "", "merge")
 	two := br.newTab("tab 2")
 	two.navigate(srv.demo() + "/")
@@ -753,4 +739,16 @@ func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	eval[bool](two, `cartsync.open()`)
 	waitWidgetText(two, srv.origin(), "as a message in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
 		"You're signed out. Your cart is saved to your account for the next time you sign in.")
+}
+
+// guestWithTee opens the demo in a browser of its own and adds a tee to
+// the device's guest cart, synced in its first tab; it returns the browser
+// and that cart.
+func guestWithTee(t *testing.T, srv *cartServer) (*browser, hostCart) {
+	t.Helper()
+	br := startBrowser(t, t.TempDir())
+	br.first.navigate(srv.demo() + "/")
+	ready(br.first)
+	call(br.first, "add", "TEE-01", 1)
+	return br, waitSynced(br.first, quantities{"TEE-01": 1})
 }
