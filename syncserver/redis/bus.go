@@ -2,10 +2,12 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -37,6 +39,14 @@ const (
 	// unsubscribeTimeout bounds a SUBSCRIBE or UNSUBSCRIBE sent by the
 	// subscriber goroutine.
 	unsubscribeTimeout = 5 * time.Second
+	// beatEvery is how often an instance publishes a heartbeat to itself
+	// through Redis once it has a Pub/Sub connection; Degraded reports the
+	// fan-out down when none has come back for beatStale. Publishing
+	// succeeding says nothing of the subscription: it can be closed by
+	// Redis (an output buffer limit, CLIENT KILL) and fail to come back
+	// (an ACL that no longer allows SUBSCRIBE) while PUBLISH works.
+	beatEvery = 2 * time.Second
+	beatStale = 3 * beatEvery
 )
 
 // Bus is a syncserver.Bus on Redis Pub/Sub, for several server instances
@@ -76,6 +86,15 @@ type Bus struct {
 	fails     int           // Redis calls failed in a row (publish, subscribe)
 	lastErr   error
 	dropped   uint64 // publications dropped on a full queue
+
+	// The heartbeat through Pub/Sub, from the first Subscribe on.
+	beatCh    string        // this instance's own channel
+	beatEvery time.Duration // beatEvery; tests shorten it
+	beatStale time.Duration
+	beatSince time.Time     // when the heartbeat started
+	lastBeat  atomic.Int64  // unix nanoseconds of the last one received
+	repaired  time.Time     // when repair last subscribed again
+	beaten    chan struct{} // closed when the beater returns
 }
 
 type publication struct {
@@ -113,6 +132,10 @@ func NewBus(client *goredis.Client, prefix string, logger *slog.Logger) *Bus {
 		kick:      make(chan struct{}, 1),
 		pubs:      make(chan publication, publishQueue),
 		published: make(chan struct{}),
+		beatCh:    prefix + "bus:beat:" + rand.Text(),
+		beatEvery: beatEvery,
+		beatStale: beatStale,
+		beaten:    make(chan struct{}),
 	}
 	go b.publisher()
 	return b
@@ -208,7 +231,70 @@ func (b *Bus) Degraded() error {
 	if pending > 0 {
 		return fmt.Errorf("redis bus: %d subscriptions not confirmed by Redis", pending)
 	}
+	if b.ps != nil {
+		last := b.beatSince
+		if t := time.Unix(0, b.lastBeat.Load()); t.After(last) {
+			last = t
+		}
+		if quiet := time.Since(last); quiet > b.beatStale {
+			return fmt.Errorf("redis bus: no message through Pub/Sub for %s: the subscription is down; updates from other instances do not arrive", quiet.Round(time.Second))
+		}
+	}
 	return nil
+}
+
+// startBeatLocked subscribes to this instance's heartbeat channel and
+// starts publishing to it. b.mu is held; it runs with the first Subscribe.
+func (b *Bus) startBeatLocked() {
+	b.beatSince = time.Now()
+	b.carts[b.beatCh] = &cartSubs{
+		fns:   map[uint64]func([]byte){0: func([]byte) { b.lastBeat.Store(time.Now().UnixNano()) }},
+		ready: make(chan struct{}),
+	}
+	b.queueLocked(subCmd{b.beatCh, true})
+	go b.beater()
+}
+
+// beater publishes a heartbeat every beatEvery until Close.
+func (b *Bus) beater() {
+	defer close(b.beaten)
+	t := time.NewTicker(b.beatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+		}
+		select {
+		case b.pubs <- publication{b.beatCh, nil}:
+		default: // the queue is full: Degraded says so already
+		}
+		b.repair()
+	}
+}
+
+// repair subscribes again to every channel when no heartbeat has come back
+// for beatStale although Redis takes PUBLISHes. go-redis subscribes again
+// when it replaces a broken connection, but only sends the SUBSCRIBE: one
+// Redis refuses leaves a working connection subscribed to nothing, for
+// ever. It runs at most once per beatStale.
+func (b *Bus) repair() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.fails > 0 {
+		return // Redis is failing as a whole: go-redis reconnects
+	}
+	last := max(b.lastBeat.Load(), b.beatSince.UnixNano(), b.repaired.UnixNano())
+	quiet := time.Since(time.Unix(0, last))
+	if quiet <= b.beatStale {
+		return
+	}
+	b.repaired = time.Now()
+	b.log.Warn("redis bus: no message through Pub/Sub; subscribing again", logkey.Waited, quiet.Round(time.Millisecond), logkey.Count, len(b.carts))
+	for ch := range b.carts {
+		b.queueLocked(subCmd{ch, true})
+	}
 }
 
 // Subscribe calls fn for every payload published on cartID until cancel is
@@ -227,6 +313,7 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 		b.ps = b.client.Subscribe(context.Background())
 		go b.dispatch(b.ps.ChannelWithSubscriptions(goredis.WithChannelSize(chanSize)))
 		go b.subscriber(b.ps)
+		b.startBeatLocked()
 	}
 	subs := b.carts[ch]
 	if subs == nil {
@@ -450,6 +537,7 @@ func (b *Bus) Close() error {
 	err := ps.Close()
 	<-b.read
 	<-b.subbed // nothing logged or called after Close
+	<-b.beaten
 	if err != nil {
 		return fmt.Errorf("redis: close bus: %w", plain(err))
 	}

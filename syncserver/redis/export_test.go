@@ -67,3 +67,12 @@ func (r *hashReads) Queued() int {
 
 // ReadPipelines is the most read pipelines in flight at once.
 const ReadPipelines = readPipelines
+
+// SetBeat shortens the heartbeat through Pub/Sub: one every every, the bus
+// degraded after stale without one. It must be called before the first
+// Subscribe.
+func (b *Bus) SetBeat(every, stale time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.beatEvery, b.beatStale = every, stale
+}

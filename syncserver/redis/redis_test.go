@@ -354,6 +354,69 @@ func TestBusResubscribesAfterDisconnect(t *testing.T) {
 	}
 }
 
+// A subscription that Redis closes and refuses to take back, while
+// PUBLISH still works, leaves the instance deaf to other instances: the
+// bus says so through its heartbeat, and is healthy again once the
+// subscription is back.
+func TestBusDegradedWhileItsSubscriptionIsDown(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	admin := procClient(t, rp)
+	bus := cartredis.NewBus(procClient(t, rp), "beat:", testLogger(t))
+	t.Cleanup(func() { bus.Close() })
+	bus.SetBeat(50*time.Millisecond, 400*time.Millisecond)
+	in, _ := subscribe(t, bus, "cart-1")
+
+	degraded := func(want bool) error {
+		t.Helper()
+		var err error
+		for deadline := time.Now().Add(3 * wait); ; time.Sleep(20 * time.Millisecond) {
+			if err = bus.Degraded(); (err != nil) == want {
+				return err
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Degraded = %v, want degraded %v", err, want)
+			}
+		}
+	}
+	degraded(false)
+
+	ctx := t.Context()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "-subscribe").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL TYPE pubsub: %v", err)
+	}
+	err := degraded(true)
+	if !strings.Contains(err.Error(), "no message through Pub/Sub") {
+		t.Errorf("Degraded = %q, want it to say no message came through Pub/Sub", err)
+	}
+	if err := bus.Publish(ctx, "cart-1", []byte("lost")); err != nil {
+		t.Errorf("Publish while the subscription is down: %v", err)
+	}
+
+	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "+subscribe").Err(); err != nil {
+		t.Fatalf("ACL SETUSER: %v", err)
+	}
+	degraded(false)
+	// And the cart's subscription is back too.
+	deadline := time.After(3 * wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case got := <-in:
+			if string(got) == "probe" {
+				return
+			}
+		case <-tick.C:
+			_ = bus.Publish(ctx, "cart-1", []byte("probe"))
+		case <-deadline:
+			t.Fatalf("nothing delivered on cart-1 %s after the subscription came back", 3*wait)
+		}
+	}
+}
+
 func TestBusRedisDown(t *testing.T) {
 	bus := cartredis.NewBus(downClient(t), "down:", testLogger(t))
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
