@@ -358,6 +358,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // HealthHandler answers liveness (/healthz) and readiness (/readyz).
 func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if ready && s.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+			return
+		}
 		if ready {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()

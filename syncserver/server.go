@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,7 +135,13 @@ type Server struct {
 	sessions map[*session]struct{}
 	closing  bool
 	wg       sync.WaitGroup
+	draining atomic.Bool // /readyz answers draining; see Drain
 }
+
+// Drain makes /readyz answer 503 "draining" from now on, so that load
+// balancers stop sending new connections before Shutdown closes the
+// listener. Everything else goes on as before.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // New returns a server on the given store and bus.
 func New(ctx context.Context, cfg Config) (*Server, error) {

@@ -49,6 +49,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.DurationVar(&m.PurgeInterval, "purge-interval", m.PurgeInterval, "how often expired carts are purged; 0 disables the job (CARTSYNC_PURGE_INTERVAL)")
 	fs.IntVar(&m.MaxHellos, "max-hellos", m.MaxHellos, "hellos handled at once; past it a hello waits up to 10s, then is told to retry in 1-3s (CARTSYNC_MAX_HELLOS)")
 	fs.DurationVar(&m.ShutdownSpread, "shutdown-spread", m.ShutdownSpread, "on SIGTERM, close connections spread over this long and ask clients back spread over the same length after it; negative closes all at once (CARTSYNC_SHUTDOWN_SPREAD)")
+	fs.DurationVar(&m.DrainDelay, "drain-delay", m.DrainDelay, "on SIGTERM, answer /readyz 503 draining this long, still serving, before closing the listener: set it past the load balancer's time to notice (CARTSYNC_DRAIN_DELAY)")
 	fs.IntVar(&m.IPLimits.MaxConns, "max-conns-per-ip", m.IPLimits.MaxConns, "open websockets per client address (IPv6: per /64); 0 means 2000, negative no limit (CARTSYNC_MAX_CONNS_PER_IP)")
 	fs.Float64Var(&m.IPLimits.Rate, "rate-per-ip", m.IPLimits.Rate, "sustained HTTP requests (websocket upgrades included) per second per client address; 0 means 100, negative no limit (CARTSYNC_RATE_PER_IP)")
 	fs.IntVar(&m.IPLimits.Burst, "burst-per-ip", m.IPLimits.Burst, "HTTP requests one client address may make at once; 0 means 2000 (CARTSYNC_BURST_PER_IP)")
@@ -155,6 +156,7 @@ func (m *Main) checkValues() error {
 		{"webhook-retry-window", m.WebhookWindow, false},
 		{"body-timeout", m.IPLimits.BodyTimeout, true},
 		{"auth-leeway", m.Auth.Leeway, true},
+		{"drain-delay", m.DrainDelay, true},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			want := "want a positive duration"

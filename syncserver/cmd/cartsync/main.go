@@ -55,6 +55,11 @@ func main() {
 	}
 	<-ctx.Done()
 	stop() // a second signal ends the process at once
+	if m.DrainDelay > 0 {
+		m.Logger.Info("draining", logkey.Waited, m.DrainDelay.String())
+		m.Drain()
+		time.Sleep(m.DrainDelay)
+	}
 	m.Logger.Info("shutting down", logkey.Timeout, m.ShutdownTimeout.String())
 	if err := closeWithin(m.Close, m.ShutdownTimeout, shutdownGrace); err != nil {
 		m.Logger.Error("shutdown", logkey.Err, err)
@@ -116,20 +121,23 @@ type Main struct {
 	CacheTTL           time.Duration
 	ShutdownTimeout    time.Duration
 	ShutdownSpread     time.Duration
-	MaxHellos          int
-	APIKeys            []string
-	CatalogOnly        bool
-	CheckoutTTL        time.Duration
-	AbandonGuest       time.Duration
-	AbandonUser        time.Duration
-	AbandonInterval    time.Duration
-	WebhookURL         string
-	WebhookSecrets     []string
-	WebhookWindow      time.Duration
-	EventRetention     time.Duration
-	IPLimits           syncserver.IPLimits
-	LogLevel           slog.Level
-	Logger             *slog.Logger
+	// DrainDelay is how long /readyz answers "draining" after SIGTERM
+	// before the listener closes; 0 closes it at once.
+	DrainDelay      time.Duration
+	MaxHellos       int
+	APIKeys         []string
+	CatalogOnly     bool
+	CheckoutTTL     time.Duration
+	AbandonGuest    time.Duration
+	AbandonUser     time.Duration
+	AbandonInterval time.Duration
+	WebhookURL      string
+	WebhookSecrets  []string
+	WebhookWindow   time.Duration
+	EventRetention  time.Duration
+	IPLimits        syncserver.IPLimits
+	LogLevel        slog.Level
+	Logger          *slog.Logger
 
 	store     syncserver.Store
 	committed syncserver.GroupCommitStore // the store under the cache, for its counters
@@ -293,6 +301,9 @@ func (m *Main) abandonLoop(ctx context.Context) {
 		}
 	}
 }
+
+// Drain makes /readyz answer 503 "draining"; the server works on.
+func (m *Main) Drain() { m.sync.Drain() }
 
 // URL is the base URL the server listens on.
 func (m *Main) URL() string { return "http://" + m.listener.Addr().String() }

@@ -616,3 +616,48 @@ type goredisError string
 
 func (e goredisError) Error() string { return string(e) }
 func (goredisError) RedisError()     {}
+
+// On SIGTERM with -drain-delay, /readyz answers 503 draining for that long
+// while the server still serves, so that a load balancer stops sending it
+// shoppers before its listener closes; then it shuts down cleanly.
+func TestSIGTERMDrainsBeforeClosing(t *testing.T) {
+	bin := buildServer(t)
+	addr := freeAddr(t)
+	base := "http://" + addr
+	proc := startProcess(t, bin, addr, []string{"-data", t.TempDir(), "-drain-delay", "3s"})
+	tok := newDevice(t, base)
+	exited := make(chan error, 1)
+	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() { exited <- proc.Wait() }()
+
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		code, status := readiness(t, base)
+		if code == http.StatusServiceUnavailable && status == "draining" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after SIGTERM = %d %q, want 503 draining", code, status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz while draining = %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	op := cart.Op{Client: "native-1", Seq: 1, Kind: cart.KindAdd, SKU: "JAM", Quantity: 1}
+	if res := postOps(t, base, tok, op); res.Results[0].Status != protocol.StatusApplied {
+		t.Errorf("an edit while draining: %+v, want applied", res.Results[0])
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after draining: %v, want status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not exit after draining")
+	}
+}
