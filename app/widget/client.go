@@ -12,6 +12,7 @@ import (
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/logkey"
+	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/shared/syncclient"
 )
 
@@ -73,6 +74,9 @@ type client struct {
 
 	tabs      app.Value // the BroadcastChannel, or nil
 	listeners []listener
+
+	toldMu sync.Mutex
+	told   map[protocol.OpID]bool // the refusals in the engine's state, told to the other tabs or heard from them
 
 	connMu sync.Mutex
 	cut    context.CancelFunc // ends the engine's current run; nil before the first
@@ -296,6 +300,7 @@ func (c *client) onChange(st syncclient.State) {
 	for _, m := range c.ann.rejectedEvents(st, c.w.ops) {
 		c.post(m)
 	}
+	c.tellRejected(st)
 	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
 }
 

@@ -2,6 +2,7 @@ package widget
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 
@@ -119,6 +120,51 @@ func (c *client) edited() {
 	}
 }
 
+// tellRejected tells the other tabs of the refusals this tab's engine
+// heard of: any connected tab sends the shared outbox, so the server's
+// reply to an edit made in one tab may come to another. Each tab's panel,
+// live region and page then say it, the tab where the shopper made the
+// edit included.
+func (c *client) tellRejected(st syncclient.State) {
+	c.toldMu.Lock()
+	var fresh []protocol.Result
+	told := make(map[protocol.OpID]bool, len(st.Rejected))
+	for _, r := range st.Rejected {
+		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
+		told[id] = true
+		if !c.told[id] {
+			fresh = append(fresh, r)
+		}
+	}
+	c.told = told
+	c.toldMu.Unlock()
+	if len(fresh) > 0 && c.tabs != nil {
+		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"rejected": string(mustJSON(fresh))}))
+	}
+}
+
+// heardRejected takes the refusals another tab told of (tellRejected) into
+// this tab's engine, without telling them back.
+func (c *client) heardRejected(data string) {
+	var rs []protocol.Result
+	if len(data) > maxRequestBytes || json.Unmarshal([]byte(data), &rs) != nil || len(rs) == 0 {
+		return
+	}
+	c.toldMu.Lock()
+	if c.told == nil {
+		c.told = make(map[protocol.OpID]bool, len(rs))
+	}
+	for _, r := range rs {
+		c.told[protocol.OpID{Client: r.Client, Seq: r.Seq}] = true
+	}
+	c.toldMu.Unlock()
+	c.jobs.push(func(context.Context) {
+		if eng := c.eng.Load(); eng != nil {
+			eng.NoteRejected(rs...)
+		}
+	})
+}
+
 // onTabMessage reloads the storage when another tab edited it.
 func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 	if len(args) == 0 {
@@ -128,6 +174,9 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 	if d.Type() == app.TypeObject {
 		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
 			c.reloadSoon()
+		}
+		if rj := d.Get("rejected"); rj.Type() == app.TypeString {
+			c.heardRejected(rj.String())
 		}
 		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() && c.loggedIn.Load() {
 			// Only a tab logged in: another stays as it is, connection

@@ -76,7 +76,11 @@
 // Each tab runs its own engine with its own client id over the shared
 // IndexedDB outbox. After an edit a tab posts {"changed": true} on the
 // BroadcastChannel "cartsync"; the others reload the storage, show the edit
-// and send it too if they are connected.
+// and send it too if they are connected. So the server's reply to an edit
+// may come to a tab other than the one it was made in: a tab whose engine
+// hears of a refusal posts it ({"rejected": "[results as JSON]"}), and the
+// others add it to their engine's state (Engine.NoteRejected), so that
+// every tab's panel, live region and page tell it.
 //
 // # Keyboards, screen readers and phones
 //

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -310,6 +311,27 @@ func (e *Engine) NoUser() {
 			wasHidden := m.hidden()
 			m.noUser = true
 			m.hide(wasHidden)
+		}
+	})
+}
+
+// NoteRejected adds edits the server refused that another engine on this
+// device heard of (another tab that sent them from the shared outbox) to
+// State.Rejected, so that this engine's UI says so too. Those already in
+// State.Rejected are left as they are; results that are not refusals are
+// ignored.
+func (e *Engine) NoteRejected(rs ...protocol.Result) {
+	e.update(func(m *machine) {
+		for _, r := range rs {
+			if r.Status != protocol.StatusRejected || r.Error == nil {
+				continue
+			}
+			id := protocol.OpID{Client: r.Client, Seq: r.Seq}
+			if !slices.ContainsFunc(m.rejected, func(o protocol.Result) bool {
+				return o.Client == id.Client && o.Seq == id.Seq
+			}) {
+				m.addRejected(r)
+			}
 		}
 	})
 }

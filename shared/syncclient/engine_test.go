@@ -210,3 +210,25 @@ func TestConfigLogger(t *testing.T) {
 		}
 	}
 }
+
+// A refusal another tab heard of joins State.Rejected once, and tells the
+// UI; an op already there, and a result that is no refusal, change nothing.
+func TestNoteRejected(t *testing.T) {
+	changes := 0
+	e := newEngine(t, NewMemStorage(), func(c *Config) { c.OnChange = func(State) { changes++ } })
+	refused := protocol.Result{Client: "tab-b", Seq: 3, Status: protocol.StatusRejected, Version: 4, Error: &cart.Error{Code: cart.CodeOutOfStock, Message: "out of stock"}}
+	e.NoteRejected(refused)
+	if rej := e.Snapshot().Rejected; len(rej) != 1 || rej[0].Client != "tab-b" || rej[0].Seq != 3 || rej[0].Error.Code != cart.CodeOutOfStock {
+		t.Fatalf("Rejected = %+v, want tab-b/3 out_of_stock", rej)
+	}
+	if changes != 1 {
+		t.Errorf("OnChange called %d times, want 1", changes)
+	}
+	e.NoteRejected(refused, protocol.Result{Client: "tab-b", Seq: 4, Status: protocol.StatusApplied, Version: 5})
+	if rej := e.Snapshot().Rejected; len(rej) != 1 {
+		t.Errorf("Rejected after the same refusal and an applied op = %+v, want tab-b/3 alone", rej)
+	}
+	if changes != 1 {
+		t.Errorf("OnChange called %d times, want still 1", changes)
+	}
+}

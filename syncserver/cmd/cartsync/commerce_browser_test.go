@@ -506,3 +506,43 @@ func blockWebsocket(tb *tab, cartOrigin string) {
 		tb.t.Fatalf("%s: override network state: %v", tb.name, err)
 	}
 }
+
+// Any connected tab sends the device's shared outbox, so the server's
+// refusal of an edit made in one tab may come to another: each tab says
+// it, the one where the shopper made the edit included (its page's
+// rejected event and its panel).
+func TestBrowserRefusalReachesTheTabThatMadeTheEdit(t *testing.T) {
+	srv := startCommerceServer(t)
+	withdrawn := srv.item(teeSKU, teeName, "tee.svg", 1999, 10)
+	withdrawn.Sellable = false
+	srv.putItems(withdrawn)
+	br := startBrowser(t, t.TempDir())
+	one := br.first
+	one.navigate(srv.demo() + "/shop.html")
+	ready(one)
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/shop.html")
+	ready(two)
+	const record = `(window.__rejected = [], cartsync.on('rejected', (d) => window.__rejected.push(d)), true)`
+	eval[bool](one, record)
+	eval[bool](two, record)
+
+	// Tab 2 is offline: tab 1 sends its edit from the shared outbox.
+	two.setOffline(true, srv.demo())
+	call(two, "add", teeSKU, 1, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR"})
+	const refusals = `new Promise((resolve) => {
+		const poll = () => (window.__rejected.length ? resolve(window.__rejected) : setTimeout(poll, 50));
+		poll();
+	})`
+	for _, tb := range []*tab{one, two} {
+		refused := eval[[]map[string]string](tb, refusals)
+		if len(refused) != 1 || refused[0]["sku"] != teeSKU || refused[0]["code"] != "not_sellable" {
+			t.Errorf("%s: rejected events %v, want one: the withdrawn tee, not_sellable", tb.name, refused)
+		}
+	}
+	eval[bool](two, `cartsync.open()`)
+	waitWidgetText(two, srv.origin(), "as the refusal in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
+		"Couldn't update Tee: it's no longer for sale.")
+	two.setOffline(false, "")
+	waitSynced(two, quantities{})
+}
