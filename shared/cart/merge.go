@@ -34,6 +34,11 @@ const (
 	// CodeLinesDropped: the user's cart reached the maximum number of
 	// lines, so some guest lines could not be added.
 	CodeLinesDropped Code = "lines_dropped"
+	// CodeDetailsDropped: a guest line was summed into a line of the
+	// user's cart that had no details, and the guest's details (name,
+	// price, image) would have taken the cart past its size limit, so the
+	// line stays without them.
+	CodeDetailsDropped Code = "details_dropped"
 )
 
 // MergeResult says what a merge did, for the shopper to review.
@@ -98,8 +103,11 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 				res.Added++
 			} else {
 				res.Combined++
-				if l.Details == (Details{}) {
-					if c.fitsDetails(l, g.Details, lim) == nil {
+				if l.Details == (Details{}) && g.Details != (Details{}) {
+					if e := c.fitsDetails(l, g.Details, lim); e != nil {
+						res.Warnings = append(res.Warnings, Warning{Code: CodeDetailsDropped,
+							Message: fmt.Sprintf("%s was added without its details: %s", g.SKU, e.Message)})
+					} else {
 						l.Details = g.Details
 					}
 				}

@@ -76,6 +76,31 @@ func TestMaxCartBytes(t *testing.T) {
 	if res.Added != 0 || len(res.Warnings) != 1 || res.Warnings[0].Code != CodeLinesDropped || c.Line("NEW") != nil {
 		t.Errorf("merge into a full cart: %+v, want NEW dropped with lines_dropped", res)
 	}
+
+	// A line the user's cart has without details takes the guest's, unless
+	// they would not fit: then it is summed without them, and says so.
+	seq++
+	if _, err := c.Apply(Op{Client: "c", Seq: seq, Kind: KindSet, SKU: "Sx", Quantity: 0}, "d", lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := add("BARE", nil); err != nil {
+		t.Fatalf("add of a line without details: %v", err)
+	}
+	huge := Details{Name: "Mug", Price: 100, Currency: "EUR", Image: "https://x/" + strings.Repeat(`"`, 900)}
+	guest = &Cart{ID: "g3", Lines: []*Line{{Key: "BARE", SKU: "BARE", Quantity: 2, Details: huge}}}
+	res, merr = c.Merge(guest, PolicyMerge, "d", lim)
+	if merr != nil {
+		t.Fatal(merr)
+	}
+	if l := c.Line("BARE"); l == nil || l.Quantity != 3 || l.Details != (Details{}) || res.Combined != 1 ||
+		len(res.Warnings) != 1 || res.Warnings[0].Code != CodeDetailsDropped {
+		t.Errorf("merge of details past the limit: %+v, line %+v; want BARE summed to 3 without details, with details_dropped", res, l)
+	}
+	small := Details{Name: "Mug", Price: 100, Currency: "EUR"}
+	guest = &Cart{ID: "g4", Lines: []*Line{{Key: "BARE", SKU: "BARE", Quantity: 1, Details: small}}}
+	if res, _ = c.Merge(guest, PolicyMerge, "d", lim); len(res.Warnings) != 0 || c.Line("BARE").Details != small {
+		t.Errorf("merge of details that fit: %+v, line %+v; want the guest's details, no warning", res, c.Line("BARE"))
+	}
 }
 
 // The largest total a cart can have at the default limits is exact as a
