@@ -13,7 +13,7 @@ import (
 
 // MergeClient is the client id of the server's own entries in a change log
 // (login merges).
-const MergeClient = "server:merge"
+const MergeClient = protocol.MergeClient
 
 // login meets the device's guest cart with the user's cart at login, under
 // policy (the server default when empty). It is one logged, atomic and

@@ -73,6 +73,8 @@ var catalogAR = map[string]string{
 	// The notice of what happened without the shopper.
 	"notice.expired":            "انتهت صلاحية سلتك السابقة بعد 30 يومًا دون تغييرات. هذه سلة جديدة.",
 	"notice.ack":                "حسنًا",
+	"elsewhere.replaced":        "استبدل تسجيلُ دخولٍ على جهاز آخر العناصرَ في هذه السلة.",
+	"elsewhere.added":           "أضاف تسجيلُ دخولٍ على جهاز آخر عناصر إلى هذه السلة.",
 	"notice.ack.label":          "حسنًا، إخفاء هذا الإشعار",
 	"dropped.intro.expired":     "أُجريت هذه التغييرات على السلة المنتهية ولم يمكن الاحتفاظ بها:",
 	"dropped.intro":             "لم يمكن الاحتفاظ بهذه التغييرات: السلة التي أُجريت عليها لم تعد موجودة.",

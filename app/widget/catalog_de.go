@@ -59,6 +59,8 @@ var catalogDE = map[string]string{
 	// The notice of what happened without the shopper.
 	"notice.expired":            "Ihr bisheriger Warenkorb ist nach 30 Tagen ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
 	"notice.ack":                "OK",
+	"elsewhere.replaced":        "Eine Anmeldung auf einem anderen Gerät hat die Artikel in diesem Warenkorb ersetzt.",
+	"elsewhere.added":           "Eine Anmeldung auf einem anderen Gerät hat diesem Warenkorb Artikel hinzugefügt.",
 	"notice.ack.label":          "OK, diesen Hinweis schließen",
 	"dropped.intro.expired":     "Diese Änderungen wurden am abgelaufenen Warenkorb vorgenommen und konnten nicht übernommen werden:",
 	"dropped.intro":             "Diese Änderungen konnten nicht übernommen werden: Der Warenkorb, an dem sie vorgenommen wurden, existiert nicht mehr.",

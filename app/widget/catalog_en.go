@@ -62,6 +62,8 @@ var catalogEN = map[string]string{
 	// lost edits, a login merge.
 	"notice.expired":            "Your previous cart expired after 30 days without changes. This is a new cart.",
 	"notice.ack":                "OK",
+	"elsewhere.replaced":        "A sign-in on another device replaced the items in this cart.",
+	"elsewhere.added":           "A sign-in on another device added items to this cart.",
 	"notice.ack.label":          "OK, dismiss this notice",
 	"dropped.intro.expired":     "These changes were made on the expired cart and couldn't be kept:",
 	"dropped.intro":             "These changes couldn't be kept: the cart they were made on no longer exists.",

@@ -100,6 +100,9 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	if n := len(st.Notices); n > len(old.Notices) && st.Choice == nil {
 		w.say(noticesSummary(n))
 	}
+	if st.Elsewhere != nil && st.Elsewhere != old.Elsewhere {
+		w.say(elsewhereText(st.Elsewhere))
+	}
 }
 
 // added announces an item added from the page: "Added Mug. 3 items in

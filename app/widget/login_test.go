@@ -242,6 +242,31 @@ func TestExpiredNotice(t *testing.T) {
 	}
 }
 
+// A login on another device that changed this cart is told in the notice,
+// and in the live region, once.
+func TestElsewhereNotice(t *testing.T) {
+	for _, tt := range []struct {
+		e    syncclient.LoginElsewhere
+		want string
+	}{
+		{syncclient.LoginElsewhere{Version: 4, Removed: 2, Added: 1}, "A sign-in on another device replaced the items in this cart."},
+		{syncclient.LoginElsewhere{Version: 4, Added: 1}, "A sign-in on another device added items to this cart."},
+	} {
+		st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+		st.Elsewhere = &tt.e
+		w := &Widget{open: true}
+		w.sayChange(userState(), st)
+		w.show(st)
+		mount(t, w)
+		notice := []int{0, 2, panelNotices, 0}
+		match(t, app.P().Class("cartsync-elsewhere").Text(tt.want), w, at(notice, 0)...)
+		match(t, app.Button().Class("cartsync-ack").Type("button").Aria("label", "OK, dismiss this notice").OnClick(noop).Text("OK"), w, at(notice, 1)...)
+		if w.said != tt.want {
+			t.Errorf("live region said %q, want %q", w.said, tt.want)
+		}
+	}
+}
+
 // TestLoginOpensThePanel: a merge that changed the cart opens the panel on
 // the review step once the merged cart is shown; a choice opens it on the
 // choice; each once.

@@ -303,6 +303,14 @@ func mergeTexts(mi *protocol.MergeInfo) []string {
 	return out
 }
 
+// elsewhereText tells what a login on another device did to the cart.
+func elsewhereText(e *syncclient.LoginElsewhere) string {
+	if e.Removed > 0 {
+		return tr("elsewhere.replaced")
+	}
+	return tr("elsewhere.added")
+}
+
 // droppedText describes an edit that was lost with its cart.
 func droppedText(op cart.Op, ops *opIndex) string {
 	name := op.SKU

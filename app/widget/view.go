@@ -182,6 +182,9 @@ func (w *Widget) renderNotice() app.UI {
 			children = append(children, app.P().Class("cartsync-merge").Text(t))
 		}
 	}
+	if e := w.st.Elsewhere; e != nil {
+		children = append(children, app.P().Class("cartsync-elsewhere").Text(elsewhereText(e)))
+	}
 	children = append(children, app.Button().
 		Class("cartsync-ack").
 		Type("button").

@@ -166,7 +166,7 @@ func (w *Widget) mergeNotice() *protocol.MergeInfo {
 // hasNotice reports whether the panel shows the notice about a merge, an
 // expired cart or lost edits.
 func (w *Widget) hasNotice() bool {
-	return w.mergeNotice() != nil || w.st.CartExpired || len(w.st.Dropped) > 0
+	return w.mergeNotice() != nil || w.st.CartExpired || len(w.st.Dropped) > 0 || w.st.Elsewhere != nil
 }
 
 // items is the number of items in the cart.

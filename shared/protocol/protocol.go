@@ -183,6 +183,11 @@ type MergeInfo struct {
 	Version uint64 `json:"version"`
 }
 
+// MergeClient is the client id of a login merge in a pushed cart's by (and
+// in a change log): {"client": "server:merge", "seq": <the version it
+// produced>}. It is no op of any outbox.
+const MergeClient = "server:merge"
+
 // OpID identifies an operation.
 type OpID struct {
 	Client string `json:"client"`

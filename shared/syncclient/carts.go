@@ -130,6 +130,7 @@ func (m *machine) onCart(msg *protocol.Message) {
 			// The next version, or the same one annotated anew: a
 			// cart at the confirmed version replaces the stored one.
 			m.news()
+			m.loginElsewhere(confirmed, msg)
 			m.confirm(msg.Cart, msg.By, false)
 		case same && msg.Cart.Version <= confirmed.Version:
 		case !s.ready || s.syncID != "" || s.push != nil:
@@ -243,6 +244,34 @@ func (m *machine) settlePush(done []protocol.OpID) {
 	if m.lastErr != nil {
 		m.lastErr = nil
 		m.changed = true
+	}
+}
+
+// loginElsewhere notes a login merge in push msg onto the confirmed cart
+// that this device's own login did not make (its merge message, which comes
+// first, names the version): the shopper here is told that the cart
+// changed under them.
+func (m *machine) loginElsewhere(confirmed *cart.Cart, msg *protocol.Message) {
+	for i, id := range msg.By {
+		v := msg.From + 1 + uint64(i)
+		if id.Client != protocol.MergeClient || (m.merge != nil && m.merge.Version == v) {
+			continue
+		}
+		e := &LoginElsewhere{Version: v}
+		for _, l := range confirmed.Lines {
+			if msg.Cart.Line(l.Key) == nil {
+				e.Removed++
+			}
+		}
+		for _, l := range msg.Cart.Lines {
+			if old := confirmed.Line(l.Key); old == nil || old.Quantity < l.Quantity {
+				e.Added++
+			}
+		}
+		if e.Removed > 0 || e.Added > 0 {
+			m.elsewhere = e
+			m.changed = true
+		}
 	}
 }
 

@@ -112,6 +112,7 @@ type machine struct {
 	merge       *protocol.MergeInfo
 	choice      *protocol.MergeInfo
 	dropped     []cart.Op
+	elsewhere   *LoginElsewhere
 
 	sess *session // the open connection; nil for none
 }

@@ -294,3 +294,56 @@ func TestMachineScripted(t *testing.T) {
 		},
 	}})
 }
+
+// A login on another device that merges into the cart shown here changes
+// it under the shopper: State.Elsewhere says what it did, until
+// AckNotices. This device's own login merge, told first by its merge
+// message, is not one.
+func TestMachineLoginElsewhere(t *testing.T) {
+	merge := func(v uint64) protocol.OpID { return protocol.OpID{Client: protocol.MergeClient, Seq: v} }
+	elsewhere := func(want *LoginElsewhere) func(t testing.TB, h *harness) {
+		return func(t testing.TB, h *harness) {
+			t.Helper()
+			got := h.m.snapshot().Elsewhere
+			if (got == nil) != (want == nil) || (got != nil && *got != *want) {
+				t.Errorf("Elsewhere = %+v, want %+v", got, want)
+			}
+		}
+	}
+	runMachineCases(t, []machineCase{{
+		name:  "a replace on another device",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1", "mug=2")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4, "jam=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
+				then: elsewhere(&LoginElsewhere{Version: 4, Removed: 2, Added: 1})},
+			{in: func(h *harness) func(*machine) { return (*machine).ackNotices },
+				then: elsewhere(nil)},
+		},
+	}, {
+		name:  "a merge on another device that adds",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1", "mug=2")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4, "tea=2", "mug=2", "jam=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
+				then: elsewhere(&LoginElsewhere{Version: 4, Added: 2})},
+		},
+	}, {
+		name:  "an edit from another device is no login",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4), protocol.OpID{Client: "phone", Seq: 7})),
+				want: []string{"confirm cart-1@4 done=phone/7"},
+				then: elsewhere(nil)},
+		},
+	}, {
+		name:  "this device's own merge, told by its merge message",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1")) },
+		steps: []machineStep{
+			{in: serverSays(&protocol.Message{Type: protocol.TypeMerge, Merge: &protocol.MergeInfo{Status: protocol.MergeMerged, Version: 4}})},
+			{in: serverSays(pushedCart(3, cartAt(4, "tea=1", "jam=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
+				then: elsewhere(nil)},
+		},
+	}})
+}

@@ -82,6 +82,10 @@ type State struct {
 	// was refused or replaced), oldest first, at most 100. Until
 	// AckNotices.
 	Dropped []cart.Op
+	// Elsewhere: a login on another device merged its guest cart into
+	// the shown user cart (a push by protocol.MergeClient that is not this
+	// device's own login). Until AckNotices. Shared: do not modify.
+	Elsewhere *LoginElsewhere
 
 	// Notices are what the storefront's catalog says changed under the
 	// lines since they were added (a new price, less stock, a withdrawn
@@ -96,6 +100,15 @@ type State struct {
 	// Nil when the server sent none (it keeps no catalog); then
 	// Cart.Subtotal is the total. Shared: do not modify.
 	Totals map[string]int64
+}
+
+// LoginElsewhere is what a login on another device did to the cart shown
+// here: Removed lines that were here are gone (the other device's shopper
+// chose replace), Added lines are new or hold more.
+type LoginElsewhere struct {
+	Version uint64 // the version the merge produced
+	Removed int
+	Added   int
 }
 
 // Snapshot returns the current state.
@@ -119,6 +132,7 @@ func (m *machine) snapshot() State {
 		Merge:       m.merge,
 		Choice:      m.choice,
 		Dropped:     append([]cart.Op(nil), m.dropped...),
+		Elsewhere:   m.elsewhere,
 		Notices:     m.notices,
 		Totals:      m.totals,
 	}

@@ -222,5 +222,6 @@ func (m *machine) ackNotices() {
 	m.cartExpired = false
 	m.merge = nil
 	m.dropped = nil
+	m.elsewhere = nil
 	m.changed = true
 }
