@@ -413,3 +413,35 @@ func annThenOffline(t *testing.T, sku string) (*windowEnv, *syncclient.MemStorag
 	l.setDown(true)
 	return env, store, l, e
 }
+
+// A login with replace on ann's laptop empties the cart her phone shows of
+// its lines: the phone's engine tells it (State.Elsewhere); the laptop's,
+// whose own login it was, does not.
+func TestLoginE2EReplaceElsewhereIsTold(t *testing.T) {
+	env := newWindowEnv(t, memstore.New())
+	w := &loginE2EWatch{}
+	phone := loginE2ETab(env, syncclient.NewMemStorage(), &link{url: env.url}, w)
+	if err := phone.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(phone, "tea")
+	env.settle(phone, "ann")
+
+	laptop := env.tab(syncclient.NewMemStorage(), &link{url: env.url})
+	env.add(laptop, "mug")
+	env.settle(laptop, "")
+	if err := laptop.SetUser("user:ann", cart.PolicyReplace); err != nil {
+		t.Fatal(err)
+	}
+	if st := env.settle(laptop, "ann"); st.Elsewhere != nil || lineSummary(st.Cart) != "mug=1" {
+		t.Errorf("laptop after its own login: Elsewhere %+v, cart %q; want none, mug=1", st.Elsewhere, lineSummary(st.Cart))
+	}
+	st := w.waitFor(t, "the replace told on the phone", func(s syncclient.State) bool { return s.Elsewhere != nil })
+	if e := st.Elsewhere; e.Removed != 1 || e.Added != 1 || lineSummary(st.Cart) != "mug=1" {
+		t.Errorf("phone: Elsewhere %+v, cart %q; want one line removed and one added, mug=1", e, lineSummary(st.Cart))
+	}
+	phone.AckNotices()
+	if st := phone.Snapshot(); st.Elsewhere != nil {
+		t.Errorf("Elsewhere %+v after AckNotices", st.Elsewhere)
+	}
+}
