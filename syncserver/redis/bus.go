@@ -94,6 +94,7 @@ type Bus struct {
 	beatSince time.Time     // when the heartbeat started
 	lastBeat  atomic.Int64  // unix nanoseconds of the last one received
 	repaired  time.Time     // when repair last subscribed again
+	backAt    time.Time     // when Redis answered again after failing
 	beaten    chan struct{} // closed when the beater returns
 }
 
@@ -205,11 +206,27 @@ func (b *Bus) outcome(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err == nil {
-		b.fails, b.lastErr = 0, nil
+		b.answered()
 		return
 	}
 	b.fails++
 	b.lastErr = err
+}
+
+// answered records that Redis answered. b.mu is held.
+func (b *Bus) answered() {
+	if b.fails > 0 {
+		b.backAt = time.Now() // go-redis subscribes again meanwhile
+	}
+	b.fails, b.lastErr = 0, nil
+}
+
+// beatQuiet is how long no heartbeat has come back, counted from the
+// heartbeat's start or Redis answering again after failing if later. b.mu
+// is held.
+func (b *Bus) beatQuiet() time.Duration {
+	last := max(b.lastBeat.Load(), b.beatSince.UnixNano(), b.backAt.UnixNano())
+	return time.Since(time.Unix(0, last))
 }
 
 // Degraded reports, without waiting on Redis, whether the bus works in a
@@ -232,11 +249,7 @@ func (b *Bus) Degraded() error {
 		return fmt.Errorf("redis bus: %d subscriptions not confirmed by Redis", pending)
 	}
 	if b.ps != nil {
-		last := b.beatSince
-		if t := time.Unix(0, b.lastBeat.Load()); t.After(last) {
-			last = t
-		}
-		if quiet := time.Since(last); quiet > b.beatStale {
+		if quiet := b.beatQuiet(); quiet > b.beatStale {
 			return fmt.Errorf("redis bus: no message through Pub/Sub for %s: the subscription is down; updates from other instances do not arrive", quiet.Round(time.Second))
 		}
 	}
@@ -285,9 +298,8 @@ func (b *Bus) repair() {
 	if b.closed || b.fails > 0 {
 		return // Redis is failing as a whole: go-redis reconnects
 	}
-	last := max(b.lastBeat.Load(), b.beatSince.UnixNano(), b.repaired.UnixNano())
-	quiet := time.Since(time.Unix(0, last))
-	if quiet <= b.beatStale {
+	quiet := b.beatQuiet()
+	if quiet <= b.beatStale || time.Since(b.repaired) <= b.beatStale {
 		return
 	}
 	b.repaired = time.Now()
@@ -466,7 +478,7 @@ const subBatchMax = 512
 func (b *Bus) confirmed(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.fails, b.lastErr = 0, nil // Redis answers
+	b.answered()
 	subs := b.carts[ch]
 	if b.closed || subs == nil || subs.ok {
 		return // a resubscription after a reconnect

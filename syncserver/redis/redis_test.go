@@ -394,6 +394,12 @@ func TestBusDegradedWhileItsSubscriptionIsDown(t *testing.T) {
 	if err := bus.Publish(ctx, "cart-1", []byte("lost")); err != nil {
 		t.Errorf("Publish while the subscription is down: %v", err)
 	}
+	// The bus subscribes again every 400 ms meanwhile, in vain: it stays
+	// degraded through those attempts.
+	time.Sleep(time.Second)
+	if err := bus.Degraded(); err == nil {
+		t.Error("Degraded = nil a second later, with the subscription still refused")
+	}
 
 	if err := admin.Do(ctx, "ACL", "SETUSER", "default", "+subscribe").Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
