@@ -617,6 +617,51 @@ func TestCacheWriteIsMonotonic(t *testing.T) {
 	}
 }
 
+// A login merge marks the guest cart merged without a new version. A write
+// of the same version without the mark, landing later (the guest's last
+// edit, committed just before the merge on another instance, or a fill read
+// before it), must not undo it: the device's ops on that guest cart would
+// be refused as "the login merge is not finished" until the entry expired.
+func TestCacheKeepsTheMergeMarkAtTheSameVersion(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	c := newCache(t, shared(t), newClient(t, ""), prefix, time.Minute, testLogger(t))
+	rec := func(v uint64, mergedInto string) *syncserver.Record {
+		return &syncserver.Record{
+			Cart:   &cart.Cart{ID: "g_1", Version: v},
+			Meta:   syncserver.Meta{Kind: syncserver.KindGuest, MergedInto: mergedInto},
+			Exists: true,
+		}
+	}
+	merged := func() string {
+		t.Helper()
+		m, err := c.Load(t.Context(), "g_1", nil)
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		return m.Meta.MergedInto
+	}
+	c.Put(t.Context(), "g_1", rec(8, "u_1"))
+	c.Put(t.Context(), "g_1", rec(8, "")) // late, same version
+	if got := merged(); got != "u_1" {
+		t.Errorf("after a late write of the same version without the mark: merged into %q, want u_1", got)
+	}
+	c.Put(t.Context(), "g_1", rec(7, "")) // older
+	if got := merged(); got != "u_1" {
+		t.Errorf("after an older write: merged into %q, want u_1", got)
+	}
+	// A newer version replaces it as always (a store never writes one
+	// after the merge, but the cache does not need to know that).
+	c.Put(t.Context(), "g_1", rec(9, ""))
+	if got := merged(); got != "" {
+		t.Errorf("after a newer write: merged into %q, want none", got)
+	}
+	// And the mark replaces an unmarked entry of the same version.
+	c.Put(t.Context(), "g_1", rec(9, "u_2"))
+	if got := merged(); got != "u_2" {
+		t.Errorf("after the mark at the same version: merged into %q, want u_2", got)
+	}
+}
+
 // Concurrent writers of one entry converge on the newest cart and the
 // highest seqs, whatever order their writes land in.
 func TestCacheConcurrentWritesConverge(t *testing.T) {

@@ -24,7 +24,12 @@ import (
 // writers from several instances, some slower than others, never move it
 // backwards: the cart, its meta and version are replaced only by a version
 // at least as new as the cached one, each client's seq only rises, and the
-// TTL is refreshed. Decimal numbers are compared as strings (by length,
+// TTL is refreshed. A login merge marks the guest cart merged (meta
+// merged_into) without a new version, so at an equal version a meta without
+// merged_into never replaces one with it: a write of the guest's last edit
+// from another instance, slower than the merge's, would otherwise undo the
+// mark and leave the device's ops on that guest cart refused as "the login
+// merge is not finished" until the entry expires. Decimal numbers are compared as strings (by length,
 // then digit by digit) so that uint64 values stay exact in Lua.
 //
 // KEYS[1]: the cart's hash. ARGV[1]: version, ARGV[2]: cart JSON,
@@ -42,7 +47,12 @@ end
 local key = KEYS[1]
 local cur = redis.call('HGET', key, 'v')
 local wrote = 0
-if not cur or ge(ARGV[1], cur) then
+local newer = not cur or ge(ARGV[1], cur)
+if newer and cur == ARGV[1] and not string.find(ARGV[3], '"merged_into"', 1, true) then
+  local m = redis.call('HGET', key, 'm')
+  newer = not (m and string.find(m, '"merged_into"', 1, true))
+end
+if newer then
   redis.call('HSET', key, 'v', ARGV[1], 'c', ARGV[2], 'm', ARGV[3])
   redis.call('HDEL', key, 'x')
   wrote = 1
