@@ -165,6 +165,12 @@ export interface CartsyncEvents {
   merge: CartsyncMerge;
   /** The cart server refused an edit this device made (out of stock, withdrawn, a limit); the cart shows it undone. */
   rejected: CartsyncRejected;
+  /**
+   * The cart server applied an edit this device made with a lower quantity than asked: code
+   * stock_clamped (what the catalog has available, or its per-order maximum) or quantity_clamped
+   * (the most a line holds). The cart shows the quantity it has.
+   */
+  reduced: CartsyncRejected;
   /** The shopper confirmed the cart in the panel. */
   checkout: CartsyncCheckout;
   /** The panel opened. */

@@ -56,6 +56,7 @@ const (
 	eventCheckout = "checkout"
 	eventMerge    = "merge"
 	eventRejected = "rejected"
+	eventReduced  = "reduced"
 )
 
 // statusLogin is the status of the sync event and of CART while the user
@@ -406,6 +407,7 @@ type announcer struct {
 	sized   bool
 	merge   *protocol.MergeInfo    // the last merge announced
 	refused map[protocol.OpID]bool // the refused edits announced, of st.Rejected
+	reduced map[protocol.OpID]bool // the reduced edits announced, of st.Reduced
 }
 
 // rejectedData is the data of the rejected event: an edit the cart server
@@ -419,7 +421,8 @@ type rejectedData struct {
 }
 
 // rejectedEvents returns a rejected event for each edit in st.Rejected not
-// announced yet, named by ops where it knows the op.
+// announced yet, and a reduced event for each in st.Reduced, named by ops
+// where it knows the op.
 func (a *announcer) rejectedEvents(st syncclient.State, ops *opIndex) [][]byte {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -427,20 +430,31 @@ func (a *announcer) rejectedEvents(st syncclient.State, ops *opIndex) [][]byte {
 		return nil
 	}
 	var out [][]byte
-	seen := make(map[protocol.OpID]bool, len(st.Rejected))
-	for _, r := range st.Rejected {
-		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
-		seen[id] = true
-		if a.refused[id] || r.Error == nil {
-			continue
+	resultEvents := func(event string, rs []protocol.Result, announced map[protocol.OpID]bool) map[protocol.OpID]bool {
+		seen := make(map[protocol.OpID]bool, len(rs))
+		for _, r := range rs {
+			id := protocol.OpID{Client: r.Client, Seq: r.Seq}
+			seen[id] = true
+			var d rejectedData
+			switch {
+			case announced[id]:
+				continue
+			case r.Error != nil:
+				d = rejectedData{Code: r.Error.Code, Message: r.Error.Message}
+			case len(r.Warnings) > 0:
+				d = rejectedData{Code: r.Warnings[0].Code, Message: r.Warnings[0].Message}
+			default:
+				continue
+			}
+			if ref, ok := ops.lookup(id); ok {
+				d.SKU, d.Key, d.Name = ref.sku, ref.key, ref.name
+			}
+			out = append(out, encodeEvent(event, d))
 		}
-		d := rejectedData{Code: r.Error.Code, Message: r.Error.Message}
-		if ref, ok := ops.lookup(id); ok {
-			d.SKU, d.Key, d.Name = ref.sku, ref.key, ref.name
-		}
-		out = append(out, encodeEvent(eventRejected, d))
+		return seen // the engine keeps the last few only
 	}
-	a.refused = seen // the engine drops what the shopper dismissed
+	a.refused = resultEvents(eventRejected, st.Rejected, a.refused)
+	a.reduced = resultEvents(eventReduced, st.Reduced, a.reduced)
 	return out
 }
 

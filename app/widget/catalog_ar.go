@@ -52,6 +52,8 @@ var catalogAR = map[string]string{
 	"edit.not_saved.cart":     "تعذّر تحديث سلتك: لم يمكن حفظ التغيير على هذا الجهاز.",
 	"edit.clamped":            "{name}: حُدّدت الكمية بـ {count}، وهي أقصى ما تتسع له السلة.",
 	"edit.limited":            "{name}: حُدّدت الكمية بأقصى ما تتسع له السلة.",
+	"edit.stock_limited":      "{name}: خُفّضت الكمية إلى المتوفر.",
+	"edit.stock_limited.cart": "خُفّضت إحدى الكميات إلى المتوفر.",
 	"reason.invalid_quantity": "هذه الكمية غير ممكنة",
 	"reason.line_not_found":   "لم يعد في سلتك",
 	"reason.too_many_lines":   "لا تتسع سلتك لمزيد من المنتجات المختلفة",

@@ -38,6 +38,8 @@ var catalogDE = map[string]string{
 	"edit.not_saved.cart":     "Ihr Warenkorb konnte nicht geändert werden: Die Änderung ließ sich auf diesem Gerät nicht speichern.",
 	"edit.clamped":            "{name}: Die Menge wurde auf {count} begrenzt, das Höchste, was ein Warenkorb fasst.",
 	"edit.limited":            "{name}: Die Menge wurde auf das Höchste begrenzt, was ein Warenkorb fasst.",
+	"edit.stock_limited":      "{name}: Die Menge wurde auf die verfügbare Anzahl verringert.",
+	"edit.stock_limited.cart": "Eine Menge wurde auf die verfügbare Anzahl verringert.",
 	"reason.invalid_quantity": "diese Menge ist nicht möglich",
 	"reason.line_not_found":   "der Artikel ist nicht mehr in Ihrem Warenkorb",
 	"reason.too_many_lines":   "Ihr Warenkorb fasst keine weiteren verschiedenen Artikel",

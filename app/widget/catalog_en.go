@@ -40,6 +40,8 @@ var catalogEN = map[string]string{
 	"edit.not_saved.cart":     "Couldn't update your cart: the change couldn't be saved on this device.",
 	"edit.clamped":            "{name}: the quantity was limited to {count}, the most a cart can hold.",
 	"edit.limited":            "{name}: the quantity was limited to the most a cart can hold.",
+	"edit.stock_limited":      "{name}: the quantity was lowered to what is available.",
+	"edit.stock_limited.cart": "A quantity was lowered to what is available.",
 	"reason.invalid_quantity": "that quantity isn't possible",
 	"reason.line_not_found":   "it's no longer in your cart",
 	"reason.too_many_lines":   "your cart can't hold more different items",

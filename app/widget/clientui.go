@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -128,8 +129,8 @@ func (c *client) edited() {
 func (c *client) tellRejected(st syncclient.State) {
 	c.toldMu.Lock()
 	var fresh []protocol.Result
-	told := make(map[protocol.OpID]bool, len(st.Rejected))
-	for _, r := range st.Rejected {
+	told := make(map[protocol.OpID]bool, len(st.Rejected)+len(st.Reduced))
+	for _, r := range append(slices.Clip(st.Rejected), st.Reduced...) {
 		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
 		told[id] = true
 		if !c.told[id] {
@@ -160,7 +161,7 @@ func (c *client) heardRejected(data string) {
 	c.toldMu.Unlock()
 	c.jobs.push(func(context.Context) {
 		if eng := c.eng.Load(); eng != nil {
-			eng.NoteRejected(rs...)
+			eng.NoteResults(rs...)
 		}
 	})
 }

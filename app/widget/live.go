@@ -97,6 +97,12 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 			w.say(w.resultText(last))
 		}
 	}
+	if n := len(st.Reduced); n > 0 {
+		last := st.Reduced[n-1]
+		if m := len(old.Reduced); m == 0 || old.Reduced[m-1].Client != last.Client || old.Reduced[m-1].Seq != last.Seq {
+			w.say(w.resultText(last))
+		}
+	}
 	if n := len(st.Notices); n > len(old.Notices) && st.Choice == nil {
 		w.say(noticesSummary(n))
 	}

@@ -242,6 +242,30 @@ func TestExpiredNotice(t *testing.T) {
 	}
 }
 
+// An add the server applied reduced to the stock is told in the panel and
+// the live region, by the name the page gave.
+func TestReducedIsTold(t *testing.T) {
+	st := testState(syncclient.Synced, 0)
+	st.Cart = &cart.Cart{ID: "g_1", Lines: []*cart.Line{testLine("CAP", "Merino wool cap", 3, 1500, "EUR", nil)}}
+	st.Reduced = []protocol.Result{{Client: "a", Seq: 1, Status: protocol.StatusApplied, Version: 2,
+		Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "only 3 of Merino wool cap can be bought"}}}}
+	w := &Widget{open: true, ops: &opIndex{}}
+	w.ops.remember(cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 5, Details: &cart.Details{Name: "Wool cap"}})
+	w.show(testState(syncclient.Synced, 0))
+	w.show(st)
+	const want = "Merino wool cap: the quantity was lowered to what is available."
+	if !strings.Contains(html(t, w), want) {
+		t.Errorf("the panel does not say %q", want)
+	}
+	if w.said != want {
+		t.Errorf("live region said %q, want %q", w.said, want)
+	}
+	w.dismiss()
+	if msgs := w.messages(); len(msgs) != 0 {
+		t.Errorf("messages after Dismiss: %q, want none", msgs)
+	}
+}
+
 // A login on another device that changed this cart is told in the notice,
 // and in the live region, once.
 func TestElsewhereNotice(t *testing.T) {

@@ -111,10 +111,11 @@ func (w *Widget) show(st syncclient.State) {
 		w.reviewed = st.Cart
 		w.checkoutNote = reviewChanged
 	}
-	if w.loaded {
-		w.sayChange(w.st, st)
-	}
+	old, loaded := w.st, w.loaded
 	w.st, w.loaded = st, true
+	if loaded {
+		w.sayChange(old, st) // names lines as the new state shows them
+	}
 	if w.confirm != "" && (st.Cart == nil || st.Cart.Line(w.confirm) == nil) {
 		w.confirm = ""
 	}
@@ -337,7 +338,7 @@ func (w *Widget) dismiss() {
 	if w.dismissed == nil {
 		w.dismissed = make(map[protocol.OpID]bool)
 	}
-	for _, r := range w.st.Rejected {
+	for _, r := range w.results() {
 		w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] = true
 	}
 	w.notes = nil
@@ -454,7 +455,7 @@ func (w *Widget) dropNote(s string) {
 // recent last, at most maxMessages.
 func (w *Widget) messages() []string {
 	var out []string
-	for _, r := range w.st.Rejected {
+	for _, r := range w.results() {
 		if w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] {
 			continue
 		}
@@ -467,6 +468,12 @@ func (w *Widget) messages() []string {
 	return out
 }
 
+// results are the server's answers the shopper is told about: the refused
+// edits, then those applied reduced.
+func (w *Widget) results() []protocol.Result {
+	return append(slices.Clip(w.st.Rejected), w.st.Reduced...)
+}
+
 // resultText tells the shopper about a refused edit or a warning.
 func (w *Widget) resultText(r protocol.Result) string {
 	name := ""
@@ -476,11 +483,13 @@ func (w *Widget) resultText(r protocol.Result) string {
 		ref, known = w.ops.lookup(protocol.OpID{Client: r.Client, Seq: r.Seq})
 	}
 	if known {
+		// The line's name, as the panel shows it (the catalog's, with
+		// one), else the one the edit carried.
 		switch l := w.line(ref.key); {
-		case ref.name != "":
-			name = ref.name
 		case l != nil:
 			name = lineName(l)
+		case ref.name != "":
+			name = ref.name
 		default:
 			name = ref.sku
 		}
@@ -489,7 +498,12 @@ func (w *Widget) resultText(r protocol.Result) string {
 		return rejectedText(name, r.Error.Code)
 	}
 	for _, wn := range r.Warnings {
-		if wn.Code == cart.CodeQuantityClamped && name != "" {
+		switch {
+		case wn.Code == cart.CodeStockClamped && name != "":
+			return tr("edit.stock_limited", "name", name)
+		case wn.Code == cart.CodeStockClamped:
+			return tr("edit.stock_limited.cart")
+		case wn.Code == cart.CodeQuantityClamped && name != "":
 			return tr("edit.limited", "name", name)
 		}
 	}

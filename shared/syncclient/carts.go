@@ -180,7 +180,7 @@ func (m *machine) onAck(msg *protocol.Message) {
 	done := make([]protocol.OpID, 0, len(msg.Results))
 	var maxApplied uint64
 	var applied int
-	var rejected []protocol.Result
+	var rejected, warned []protocol.Result
 	for _, r := range msg.Results {
 		done = append(done, protocol.OpID{Client: r.Client, Seq: r.Seq})
 		switch r.Status {
@@ -194,6 +194,9 @@ func (m *machine) onAck(msg *protocol.Message) {
 		case protocol.StatusApplied:
 			maxApplied = max(maxApplied, r.Version)
 			applied++
+			if reduced(r) {
+				warned = append(warned, r)
+			}
 		}
 	}
 	confirmed := m.confirmed
@@ -213,6 +216,9 @@ func (m *machine) onAck(msg *protocol.Message) {
 	}
 	if len(rejected) > 0 {
 		m.addRejected(rejected...)
+	}
+	if len(warned) > 0 {
+		m.addWarned(warned...)
 	}
 	if maxApplied > m.confirmed.Version {
 		s.needSync = true // applied, but no cart shows it

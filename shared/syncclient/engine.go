@@ -315,22 +315,22 @@ func (e *Engine) NoUser() {
 	})
 }
 
-// NoteRejected adds edits the server refused that another engine on this
-// device heard of (another tab that sent them from the shared outbox) to
-// State.Rejected, so that this engine's UI says so too. Those already in
-// State.Rejected are left as they are; results that are not refusals are
-// ignored.
-func (e *Engine) NoteRejected(rs ...protocol.Result) {
+// NoteResults adds results that another engine on this device heard of
+// (another tab that sent the ops from the shared outbox) to this engine's
+// state, so that its UI says so too: refusals to State.Rejected, ops
+// applied reduced to State.Reduced. Those already there are left as they
+// are; other results are ignored.
+func (e *Engine) NoteResults(rs ...protocol.Result) {
+	has := func(list []protocol.Result, r protocol.Result) bool {
+		return slices.ContainsFunc(list, func(o protocol.Result) bool { return o.Client == r.Client && o.Seq == r.Seq })
+	}
 	e.update(func(m *machine) {
 		for _, r := range rs {
-			if r.Status != protocol.StatusRejected || r.Error == nil {
-				continue
-			}
-			id := protocol.OpID{Client: r.Client, Seq: r.Seq}
-			if !slices.ContainsFunc(m.rejected, func(o protocol.Result) bool {
-				return o.Client == id.Client && o.Seq == id.Seq
-			}) {
+			switch {
+			case r.Status == protocol.StatusRejected && r.Error != nil && !has(m.rejected, r):
 				m.addRejected(r)
+			case reduced(r) && !has(m.warned, r):
+				m.addWarned(r)
 			}
 		}
 	})

@@ -211,22 +211,28 @@ func TestConfigLogger(t *testing.T) {
 	}
 }
 
-// A refusal another tab heard of joins State.Rejected once, and tells the
-// UI; an op already there, and a result that is no refusal, change nothing.
-func TestNoteRejected(t *testing.T) {
+// A refusal another tab heard of joins State.Rejected once, an op it saw
+// applied reduced joins State.Reduced once, and each tells the UI; an op
+// already there, and a result that is neither, change nothing.
+func TestNoteResults(t *testing.T) {
 	changes := 0
 	e := newEngine(t, NewMemStorage(), func(c *Config) { c.OnChange = func(State) { changes++ } })
 	refused := protocol.Result{Client: "tab-b", Seq: 3, Status: protocol.StatusRejected, Version: 4, Error: &cart.Error{Code: cart.CodeOutOfStock, Message: "out of stock"}}
-	e.NoteRejected(refused)
-	if rej := e.Snapshot().Rejected; len(rej) != 1 || rej[0].Client != "tab-b" || rej[0].Seq != 3 || rej[0].Error.Code != cart.CodeOutOfStock {
+	cut := protocol.Result{Client: "tab-b", Seq: 5, Status: protocol.StatusApplied, Version: 6, Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "only 3"}}}
+	e.NoteResults(refused, cut)
+	st := e.Snapshot()
+	if rej := st.Rejected; len(rej) != 1 || rej[0].Client != "tab-b" || rej[0].Seq != 3 || rej[0].Error.Code != cart.CodeOutOfStock {
 		t.Fatalf("Rejected = %+v, want tab-b/3 out_of_stock", rej)
+	}
+	if red := st.Reduced; len(red) != 1 || red[0].Seq != 5 || red[0].Warnings[0].Code != cart.CodeStockClamped {
+		t.Fatalf("Reduced = %+v, want tab-b/5 stock_clamped", red)
 	}
 	if changes != 1 {
 		t.Errorf("OnChange called %d times, want 1", changes)
 	}
-	e.NoteRejected(refused, protocol.Result{Client: "tab-b", Seq: 4, Status: protocol.StatusApplied, Version: 5})
-	if rej := e.Snapshot().Rejected; len(rej) != 1 {
-		t.Errorf("Rejected after the same refusal and an applied op = %+v, want tab-b/3 alone", rej)
+	e.NoteResults(refused, cut, protocol.Result{Client: "tab-b", Seq: 4, Status: protocol.StatusApplied, Version: 5})
+	if st := e.Snapshot(); len(st.Rejected) != 1 || len(st.Reduced) != 1 {
+		t.Errorf("after the same results and a plain applied op: Rejected %+v, Reduced %+v; want one each", st.Rejected, st.Reduced)
 	}
 	if changes != 1 {
 		t.Errorf("OnChange called %d times, want still 1", changes)

@@ -87,6 +87,7 @@ type machine struct {
 	status     Status
 	lastErr    *protocol.Error
 	rejected   []protocol.Result
+	warned     []protocol.Result
 
 	// Logins, from setUser (not stored).
 	userSet    bool // setUser was called: it overrides Config.UserToken

@@ -131,6 +131,33 @@ func TestMachineEngine(t *testing.T) {
 			}
 		},
 	}, {
+		name: "an op applied reduced to the stock is reported; one applied with another warning is not",
+		setup: func(h *harness) {
+			connected(h, 1)
+			h.edit(cart.Op{Kind: cart.KindAdd, SKU: "cap", Quantity: 5})
+			h.edit(add("tea"))
+		},
+		steps: []machineStep{
+			{in: woken, want: []string{"send push p2 me/1,me/2"}},
+			{in: func(h *harness) func(*machine) {
+				cut := applied(engOp(1), 2)
+				cut.Warnings = []cart.Warning{{Code: cart.CodeStockClamped, Message: "only 3 of cap can be bought"}}
+				other := applied(engOp(2), 3)
+				other.Warnings = []cart.Warning{{Code: "price_changed", Message: "new price"}}
+				return got(h, ack("p2", cartAt(3, "cap=3", "tea=1"), cut, other))
+			}, want: []string{"confirm cart-1@3 done=me/1,me/2"},
+				then: wantState("cap=3 tea=1", 3, Synced)},
+		},
+		check: func(t testing.TB, h *harness) {
+			st := h.m.snapshot()
+			if red := st.Reduced; len(red) != 1 || red[0].Seq != 1 || red[0].Warnings[0].Code != cart.CodeStockClamped {
+				t.Errorf("Reduced = %+v, want op 1 with stock_clamped", red)
+			}
+			if len(st.Rejected) != 0 {
+				t.Errorf("Rejected = %+v, want none", st.Rejected)
+			}
+		},
+	}, {
 		name:  "carts another device pushes are taken in order; after a lost one a sync catches up",
 		setup: func(h *harness) { connected(h, 1) },
 		steps: []machineStep{

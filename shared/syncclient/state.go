@@ -61,6 +61,11 @@ type State struct {
 	// Rejected are the most recent ops the server refused, oldest first, so
 	// the shopper can be told.
 	Rejected []protocol.Result
+	// Reduced are the most recent ops the server applied with less than
+	// they asked, oldest first, so the shopper can be told: an add or set
+	// lowered to what the catalog has available (warning stock_clamped)
+	// or to the most a line holds (quantity_clamped).
+	Reduced []protocol.Result
 
 	// NeedsLogin: the server refused the user token (expired, or not
 	// valid). The engine does not connect again until SetUser is called;
@@ -127,6 +132,7 @@ func (m *machine) snapshot() State {
 		Status:      m.status,
 		LastError:   m.lastErr,
 		Rejected:    append([]protocol.Result(nil), m.rejected...),
+		Reduced:     append([]protocol.Result(nil), m.warned...),
 		NeedsLogin:  m.needsLogin,
 		CartExpired: m.cartExpired,
 		Merge:       m.merge,

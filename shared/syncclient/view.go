@@ -217,6 +217,23 @@ func (m *machine) addRejected(rs ...protocol.Result) {
 	m.changed = true
 }
 
+// reduced reports whether the server applied r with less than it asked:
+// its quantity lowered to what is available (stock_clamped) or to the
+// most a line holds (quantity_clamped).
+func reduced(r protocol.Result) bool {
+	return r.Status == protocol.StatusApplied && slices.ContainsFunc(r.Warnings, func(w cart.Warning) bool {
+		return w.Code == cart.CodeStockClamped || w.Code == cart.CodeQuantityClamped
+	})
+}
+
+func (m *machine) addWarned(rs ...protocol.Result) {
+	m.warned = append(m.warned, rs...)
+	if n := len(m.warned) - maxRejected; n > 0 {
+		m.warned = slices.Clone(m.warned[n:])
+	}
+	m.changed = true
+}
+
 // ackNotices clears the notices the UI has shown.
 func (m *machine) ackNotices() {
 	m.cartExpired = false

@@ -546,3 +546,28 @@ func TestBrowserRefusalReachesTheTabThatMadeTheEdit(t *testing.T) {
 	two.setOffline(false, "")
 	waitSynced(two, quantities{})
 }
+
+// An add past what the catalog has is applied reduced (stock_clamped): the
+// page hears of it (reduced) and the panel says it, instead of showing a
+// smaller quantity without a word.
+func TestBrowserReducedAddIsTold(t *testing.T) {
+	srv := startCommerceServer(t)
+	srv.putTestItems() // 10 mugs
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	eval[bool](tb, `(window.__reduced = [], cartsync.on('reduced', (d) => window.__reduced.push(d)), true)`)
+	call(tb, "add", mugSKU, 12, map[string]any{"name": "Mug", "price": 1200, "currency": "EUR"})
+	reduced := eval[[]map[string]string](tb, `new Promise((resolve) => {
+		const poll = () => (window.__reduced.length ? resolve(window.__reduced) : setTimeout(poll, 50));
+		poll();
+	})`)
+	if len(reduced) != 1 || reduced[0]["sku"] != mugSKU || reduced[0]["code"] != "stock_clamped" || reduced[0]["name"] != "Mug" {
+		t.Errorf("reduced events %v, want one: the mug, stock_clamped", reduced)
+	}
+	waitSynced(tb, quantities{mugSKU: 10})
+	eval[bool](tb, `cartsync.open()`)
+	waitWidgetText(tb, srv.origin(), "as the reduction", `document.querySelector('.cartsync-message')?.textContent`,
+		mugName+": the quantity was lowered to what is available.")
+	screenshot(tb, 375, 812, "reduced-375.png")
+}
