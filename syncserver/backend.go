@@ -247,12 +247,22 @@ func (s *Server) catalogRequest(w http.ResponseWriter, r *http.Request, req any,
 	return cs
 }
 
+// upsertedItem is an item of a catalog upload as sent: sellable must be
+// given, since an item left without it would be withdrawn without a word.
+type upsertedItem struct {
+	cart.Item
+	Sellable *bool `json:"sellable"`
+}
+
 func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
-	var req CatalogUpsert
-	cs := s.catalogRequest(w, r, &req, func() int { return len(req.Items) }, "a catalog upload", "item")
+	var sent struct {
+		Items []upsertedItem `json:"items"`
+	}
+	cs := s.catalogRequest(w, r, &sent, func() int { return len(sent.Items) }, "a catalog upload", "item")
 	if cs == nil {
 		return
 	}
+	req := CatalogUpsert{Items: make([]cart.Item, len(sent.Items))}
 	// Every item is checked before anything is written: a batch with a
 	// bad item changes nothing.
 	var bad []protocol.ErrorDetail
@@ -260,8 +270,15 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 	skus := make([]string, 0, len(req.Items))
 	for i := range req.Items {
 		it := &req.Items[i]
+		*it = sent.Items[i].Item
 		it.UpdatedAt = time.Time{}
-		if e := cart.ValidateItem(it, s.lim); e != nil {
+		sellable := sent.Items[i].Sellable
+		if sellable != nil {
+			it.Sellable = *sellable
+		}
+		if sellable == nil {
+			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: cart.CodeInvalidDetails, Message: "sellable is required: true to sell the item, false to withdraw it"})
+		} else if e := cart.ValidateItem(it, s.lim); e != nil {
 			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: e.Code, Message: e.Message})
 		} else if j, dup := seen[it.SKU]; dup {
 			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: cart.CodeInvalidSKU, Message: "the same SKU as item " + strconv.Itoa(j)})

@@ -255,6 +255,9 @@ func TestCatalogBadInputChangesNothing(t *testing.T) {
 		"duplicate sku":    {syncserver.CatalogUpsert{Items: []cart.Item{good, good}}, protocol.ErrInvalid},
 		"oversized batch":  {syncserver.CatalogUpsert{Items: many}, protocol.ErrTooLarge},
 		"empty batch":      {syncserver.CatalogUpsert{}, protocol.ErrInvalid},
+		// Left out, it would withdraw the item without a word.
+		"no sellable": {`{"items": [{"sku": "MUG-01", "name": "Mug", "price": 1200, "currency": "EUR", "sellable": true},
+			{"sku": "NEW7", "name": "N", "price": 5, "currency": "EUR"}]}`, protocol.ErrInvalid},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var e syncserver.ErrorResponse
