@@ -404,7 +404,9 @@ func eventPage(evs []Event, after string) EventPage {
 
 // shownEvents returns evs as the API shows them, never nil: next_at only on
 // pending events, the only ones that are due again (a store keeps the
-// last due time of the others).
+// last due time of the others), and last_error only with the failed
+// attempts it belongs to (a retry by hand starts the count again, and an
+// event delivered then has no failure to show).
 func shownEvents(evs []Event) []Event {
 	if evs == nil {
 		return []Event{}
@@ -412,6 +414,9 @@ func shownEvents(evs []Event) []Event {
 	for i := range evs {
 		if evs[i].State != EventPending {
 			evs[i].NextAt = time.Time{}
+		}
+		if evs[i].Attempts == 0 {
+			evs[i].LastError = ""
 		}
 	}
 	return evs
