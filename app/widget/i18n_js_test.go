@@ -24,8 +24,8 @@ func TestIntlMoneyLocales(t *testing.T) {
 	}{
 		{"de", 1500, "JPY", "1.500\u00a0¥"},
 		{"de-DE", 123456, "JPY", "123.456\u00a0¥"},
-		{"ar", 1500, "JPY", "\u200f1,500\u00a0JP¥"},
-		{"ar-EG", 1500, "JPY", "\u200f١٬٥٠٠\u00a0JP¥"},
+		{"ar", 1500, "JPY", "\u200f1,500\u00a0JP¥\u200e"},
+		{"ar-EG", 1500, "JPY", "\u200f١٬٥٠٠\u00a0JP¥\u200e"},
 		{"ar", 1234, "EUR", "\u200f12.34\u00a0€"},
 	}
 	for _, tt := range tests {

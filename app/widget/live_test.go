@@ -137,7 +137,7 @@ func TestRemoveOffersUndoAndMovesTheFocus(t *testing.T) {
 				t.Errorf("said %q, want %q", w.said, want)
 			}
 			mount(t, w)
-			toast := []int{0, 2, panelNotices, 0}
+			toast := []int{0, 2, panelFoot, 0}
 			match(t, app.Div().Class("cartsync-undo"), w, toast...)
 			match(t, app.Text("Removed "+name+"."), w, at(toast, 0, 0)...)
 			match(t, app.Button().ID(undoID).Class("cartsync-undo-button").Type("button").

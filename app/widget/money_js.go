@@ -30,7 +30,7 @@ func formatMoney(locale string, minor int64, currency string) (s string) {
 			s = plainPrice(minor, currency)
 		}
 	}()
-	return intlFormat(locale, currency).Call("format", decimalString(minor, minorDigits(currency))).String()
+	return bindSymbols(intlFormat(locale, currency).Call("format", decimalString(minor, minorDigits(currency))).String())
 }
 
 // isCurrencyCode reports whether s looks like an ISO 4217 code: three

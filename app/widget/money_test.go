@@ -153,3 +153,20 @@ func TestExecThemeLocale(t *testing.T) {
 		}
 	}
 }
+
+// A currency sign after Latin letters gets a left-to-right mark, so that a
+// right-to-left page keeps "JP¥" together; nothing else changes.
+func TestBindSymbols(t *testing.T) {
+	for in, want := range map[string]string{
+		"\u200f1,500\u00a0JP¥": "\u200f1,500\u00a0JP¥\u200e",
+		"\u200f9.99\u00a0US$":  "\u200f9.99\u00a0US$\u200e",
+		"¥1,500":               "¥1,500",
+		"12,34\u00a0€":         "12,34\u00a0€",
+		"CHF\u00a019.99":       "CHF\u00a019.99",
+		"\u200f١٬٥٠٠\u00a0JP¥": "\u200f١٬٥٠٠\u00a0JP¥\u200e",
+	} {
+		if got := bindSymbols(in); got != want {
+			t.Errorf("bindSymbols(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -42,6 +43,23 @@ var priceLocale string
 // in the plain form elsewhere.
 func formatPrice(minor int64, currency string) string {
 	return formatMoney(priceLocale, minor, currency)
+}
+
+// bindSymbols keeps a currency sign with the Latin letters before it, as
+// in "JP¥" and "US$" (Intl's Arabic forms): a left-to-right mark after the
+// sign makes it part of their run, where a right-to-left page would
+// otherwise show it on their other side ("¥JP").
+func bindSymbols(s string) string {
+	var b strings.Builder
+	prev := rune(0)
+	for _, r := range s {
+		b.WriteRune(r)
+		if unicode.Is(unicode.Sc, r) && (prev >= 'A' && prev <= 'Z' || prev >= 'a' && prev <= 'z') {
+			b.WriteRune('\u200e')
+		}
+		prev = r
+	}
+	return b.String()
 }
 
 // plainPrice formats an amount in minor units of currency without locale

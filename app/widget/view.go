@@ -75,13 +75,13 @@ func (w *Widget) renderPanel() app.UI {
 	switch {
 	case choice:
 		body = w.renderChoice()
-		foot = app.Div().Class("cartsync-foot")
+		foot = w.foot()
 	case !w.loaded:
 		body = app.P().Class("cartsync-empty").Text(tr("panel.loading"))
-		foot = app.Div().Class("cartsync-foot")
+		foot = w.foot()
 	case w.items() == 0:
 		body = app.P().Class("cartsync-empty").Text(tr("panel.empty"))
-		foot = app.Div().Class("cartsync-foot")
+		foot = w.foot()
 	case w.review:
 		body, foot = w.renderReview(), w.renderReviewFoot()
 	default:
@@ -111,14 +111,21 @@ func (w *Widget) renderPanel() app.UI {
 		)
 }
 
-// renderNotices draws what the shopper should know besides the cart: Undo
-// of a removal, where it is kept, a stopped sync, an update, refused edits.
+// foot draws the panel's foot, which stays on screen while the lines
+// scroll: Undo of a removal first, so that it is in view wherever the
+// removed line was, then children.
+func (w *Widget) foot(children ...app.UI) app.UI {
+	if u := w.renderUndo(); u != nil {
+		children = append([]app.UI{u}, children...)
+	}
+	return app.Div().Class("cartsync-foot").Body(children...)
+}
+
+// renderNotices draws what the shopper should know besides the cart: where
+// it is kept, a stopped sync, an update, refused edits.
 // None of it is live: the live region says what matters (live.go).
 func (w *Widget) renderNotices() app.UI {
 	var children []app.UI
-	if u := w.renderUndo(); u != nil {
-		children = append(children, u)
-	}
 	if w.storageNote != "" {
 		children = append(children, app.P().Class("cartsync-note").Text(tr(w.storageNote)))
 	}
@@ -284,11 +291,13 @@ func (w *Widget) renderLine(l *cart.Line) app.UI {
 	name := lineName(l)
 	scope := app.EventScope(l.Key)
 
-	thumb := app.Div().Class("cartsync-thumb")
+	// The picture repeats the name beside it: empty alt text, so that
+	// screen readers say the name once, and a picture that cannot load
+	// (offline, from the storefront's site) leaves the grey box instead of
+	// a broken-image icon with the name cut off in it.
+	thumb := app.Div().Class("cartsync-thumb").Aria("hidden", "true")
 	if src := imageURL(l.Details.Image, w.host); src != "" {
-		thumb = thumb.Body(app.Img().Src(src).Alt(name).Loading("lazy").Width(56).Height(56))
-	} else {
-		thumb = thumb.Aria("hidden", "true")
+		thumb = thumb.Body(app.Img().Src(src).Alt("").Loading("lazy").Width(56).Height(56))
 	}
 
 	info := []app.UI{app.P().Class("cartsync-name").Text(name)}
@@ -392,14 +401,14 @@ func (w *Widget) renderCartFoot() app.UI {
 	review := app.Button().Type("button").OnClick(w.onReview).Text(tr("review"))
 	if w.checkoutMode != checkoutDirect {
 		children = append(children, review.Class("cartsync-primary"))
-		return app.Div().Class("cartsync-foot").Body(children...)
+		return w.foot(children...)
 	}
 	children = append(children, w.checkoutNotes()...)
 	children = append(children, app.Div().Class("cartsync-actions").Body(
 		review.Class("cartsync-secondary"),
 		w.checkoutButton().ID(directID).OnClick(w.onDirectCheckout),
 	))
-	return app.Div().Class("cartsync-foot").Body(children...)
+	return w.foot(children...)
 }
 
 // checkoutNotes are what the foot tells about checkout: why it could not
@@ -485,7 +494,7 @@ func (w *Widget) renderReviewFoot() app.UI {
 			Text(tr("review.back")),
 		w.checkoutButton().OnClick(w.onCheckout),
 	))
-	return app.Div().Class("cartsync-foot").Body(children...)
+	return w.foot(children...)
 }
 
 // imageURL returns where to load a line's picture from: http(s) URLs as

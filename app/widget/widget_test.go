@@ -165,7 +165,7 @@ func TestLineImage(t *testing.T) {
 	w := &Widget{open: true, host: "https://shop.example"}
 	w.show(testState(syncclient.Synced, 0, l))
 	mount(t, w)
-	match(t, app.Img().Src("https://shop.example/img/tee.png").Alt("T-shirt").Loading("lazy").Width(56).Height(56), w, 0, 2, panelBody, 0, 0, 0)
+	match(t, app.Img().Src("https://shop.example/img/tee.png").Alt("").Loading("lazy").Width(56).Height(56), w, 0, 2, panelBody, 0, 0, 0)
 }
 
 func TestRemoveConfirmation(t *testing.T) {

@@ -94,7 +94,7 @@ func TestBrowserI18nArabic(t *testing.T) {
 	got := evalInWidget[panelTexts](tb, srv.origin(), readPanel)
 	want := panelTexts{
 		Lang: "ar", Dir: "rtl", Title: "سلة التسوق", Button: "السلة، عنصران",
-		Price: "\u200f1,500\u00a0JP¥", Total: "\u200f3,000\u00a0JP¥", Subtotal: "\u200f3,000\u00a0JP¥",
+		Price: "\u200f1,500\u00a0JP¥\u200e", Total: "\u200f3,000\u00a0JP¥\u200e", Subtotal: "\u200f3,000\u00a0JP¥\u200e",
 		Review: "مراجعة الطلب", TitleRight: true,
 	}
 	if got != want {
