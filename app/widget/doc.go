@@ -90,7 +90,8 @@
 // the panel). embed.js focuses the frame when the panel opens or closes,
 // which drops the focus inside it: the frame's focus listener puts it back.
 // Remove offers Undo for a few seconds (an add of the same quantity,
-// options and details) and moves the focus to the next line's Remove
+// options and details), in the panel's foot so that it is on screen
+// wherever the line was, and moves the focus to the next line's Remove
 // button, once the line is gone. One polite live region outside the dialog
 // tells adds from the page, removals, going offline and back, refused edits
 // and catalog changes (live.go); nothing inside the panel is live. On a

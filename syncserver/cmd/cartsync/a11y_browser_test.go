@@ -397,3 +397,30 @@ func waitHost(tb *tab, what, expr string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// On a phone, a line removed far down a long cart offers Undo where the
+// shopper is: in the panel's foot, which stays on screen while the lines
+// scroll.
+func TestBrowserUndoInViewOnAPhone(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	for i := range 6 {
+		call(tb, "add", fmt.Sprintf("LINE-%d", i), 1, map[string]any{"name": fmt.Sprintf("Line %d", i), "price": 1000, "currency": "EUR"})
+	}
+	waitSynced(tb, quantities{"LINE-0": 1, "LINE-1": 1, "LINE-2": 1, "LINE-3": 1, "LINE-4": 1, "LINE-5": 1})
+	eval[bool](tb, `cartsync.open()`)
+	screenshot(tb, 375, 667, "undo-before-375.png")
+	evalInWidget[bool](tb, srv.origin(), `(document.querySelector('.cartsync-panel').scrollTop = 1e6, true)`)
+	clickWidget(tb, srv.origin(), `[aria-label="Remove Line 4 from cart"]`, "")
+	waitWidget(tb, srv.origin(), "the undo", `!!document.getElementById('cartsync-undo')`)
+	shot := screenshot(tb, 375, 667, "undo-after-375.png")
+	inView := evalInWidget[bool](tb, srv.origin(), `(() => {
+		const r = document.getElementById('cartsync-undo').getBoundingClientRect();
+		return r.top >= 0 && r.bottom <= window.innerHeight && r.height >= 44;
+	})()`)
+	if !inView {
+		t.Errorf("Undo is not fully on screen after removing a line far down the cart (see %s)", shot)
+	}
+}
