@@ -300,7 +300,7 @@ func (c *client) onChange(st syncclient.State) {
 	for _, m := range c.ann.rejectedEvents(st, c.w.ops) {
 		c.post(m)
 	}
-	c.tellRejected(st)
+	c.tellResults(st)
 	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
 }
 

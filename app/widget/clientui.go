@@ -121,12 +121,12 @@ func (c *client) edited() {
 	}
 }
 
-// tellRejected tells the other tabs of the refusals this tab's engine
-// heard of: any connected tab sends the shared outbox, so the server's
-// reply to an edit made in one tab may come to another. Each tab's panel,
+// tellResults tells the other tabs of the refusals and reductions this
+// tab's engine heard of: any connected tab sends the shared outbox, so the
+// server's reply to an edit made in one tab may come to another. Each tab's panel,
 // live region and page then say it, the tab where the shopper made the
 // edit included.
-func (c *client) tellRejected(st syncclient.State) {
+func (c *client) tellResults(st syncclient.State) {
 	c.toldMu.Lock()
 	var fresh []protocol.Result
 	told := make(map[protocol.OpID]bool, len(st.Rejected)+len(st.Reduced))
@@ -140,13 +140,13 @@ func (c *client) tellRejected(st syncclient.State) {
 	c.told = told
 	c.toldMu.Unlock()
 	if len(fresh) > 0 && c.tabs != nil {
-		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"rejected": string(mustJSON(fresh))}))
+		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"results": string(mustJSON(fresh))}))
 	}
 }
 
-// heardRejected takes the refusals another tab told of (tellRejected) into
+// heardResults takes the results another tab told of (tellResults) into
 // this tab's engine, without telling them back.
-func (c *client) heardRejected(data string) {
+func (c *client) heardResults(data string) {
 	var rs []protocol.Result
 	if len(data) > maxRequestBytes || json.Unmarshal([]byte(data), &rs) != nil || len(rs) == 0 {
 		return
@@ -176,8 +176,8 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
 			c.reloadSoon()
 		}
-		if rj := d.Get("rejected"); rj.Type() == app.TypeString {
-			c.heardRejected(rj.String())
+		if rj := d.Get("results"); rj.Type() == app.TypeString {
+			c.heardResults(rj.String())
 		}
 		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() && c.loggedIn.Load() {
 			// Only a tab logged in: another stays as it is, connection

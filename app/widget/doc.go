@@ -78,9 +78,10 @@
 // BroadcastChannel "cartsync"; the others reload the storage, show the edit
 // and send it too if they are connected. So the server's reply to an edit
 // may come to a tab other than the one it was made in: a tab whose engine
-// hears of a refusal posts it ({"rejected": "[results as JSON]"}), and the
-// others add it to their engine's state (Engine.NoteResults), so that
-// every tab's panel, live region and page tell it.
+// hears of a refusal or a reduced quantity posts it ({"results": "[results
+// as JSON]"}), and the others add it to their engine's state
+// (Engine.NoteResults), so that every tab's panel, live region and page
+// tell it.
 //
 // # Keyboards, screen readers and phones
 //
