@@ -75,6 +75,12 @@ func (c *client) step(key string, delta int) {
 		if l == nil || l.Quantity+delta < 1 {
 			return
 		}
+		if most := eng.Limits().MaxQuantity; delta > 0 && l.Quantity >= most {
+			// Say why, rather than "that quantity isn't possible".
+			text := tr("line.at_most", "name", lineName(l), "count", most)
+			c.dispatch(func(app.Context) { c.w.addNote(text) })
+			return
+		}
 		c.uiEdited(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, l.Quantity+delta))
 	})
 }

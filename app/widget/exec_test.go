@@ -166,6 +166,27 @@ func TestEditsKeepTheirOrder(t *testing.T) {
 	}
 }
 
+// + on a line at the most a cart holds says so, and sends nothing.
+func TestStepAtTheMost(t *testing.T) {
+	c, w, e := newTestClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.jobs.push(func(ctx context.Context) {
+		if _, err := c.exec(ctx, request1(t, `{"cartsync":1,"id":1,"method":"add","args":["MUG",999,{"name":"Mug"}]}`)); err != nil {
+			t.Error(err)
+		}
+	})
+	c.step(cart.LineKey("MUG", nil), +1)
+	c.jobs.push(func(context.Context) { cancel() })
+	c.jobs.run(ctx)
+	e.ConsumeAll()
+	if l := w.line(cart.LineKey("MUG", nil)); l == nil || l.Quantity != 999 || w.st.Pending != 1 {
+		t.Errorf("after + at the most: %+v with %d pending, want 999 and the add alone", l, w.st.Pending)
+	}
+	if want := "Mug: 999 is the most a cart can hold."; len(w.notes) == 0 || w.notes[len(w.notes)-1] != want {
+		t.Errorf("notes = %q, want %q last", w.notes, want)
+	}
+}
+
 // TestReconnectSkipsTheBackoff: reconnect (the browser's online and offline
 // events) ends the engine's wait before its next attempt and dials at once.
 func TestReconnectSkipsTheBackoff(t *testing.T) {
