@@ -50,6 +50,8 @@ var catalogAR = map[string]string{
 	"edit.rejected.cart":      "تعذّر تحديث سلتك: {reason}.",
 	"edit.not_saved":          "تعذّر تحديث {name}: لم يمكن حفظ التغيير على هذا الجهاز.",
 	"edit.not_saved.cart":     "تعذّر تحديث سلتك: لم يمكن حفظ التغيير على هذا الجهاز.",
+	"live.quantity":           "{name}: الكمية {count}.",
+	"live.price_accepted":     "{name}: قُبل السعر الجديد.",
 	"line.at_most":            "{name}: {count} هو أقصى ما تتسع له السلة.",
 	"edit.clamped":            "{name}: حُدّدت الكمية بـ {count}، وهي أقصى ما تتسع له السلة.",
 	"edit.limited":            "{name}: حُدّدت الكمية بأقصى ما تتسع له السلة.",

@@ -36,6 +36,8 @@ var catalogDE = map[string]string{
 	"edit.rejected.cart":      "Ihr Warenkorb konnte nicht geändert werden: {reason}.",
 	"edit.not_saved":          "{name} konnte nicht geändert werden: Die Änderung ließ sich auf diesem Gerät nicht speichern.",
 	"edit.not_saved.cart":     "Ihr Warenkorb konnte nicht geändert werden: Die Änderung ließ sich auf diesem Gerät nicht speichern.",
+	"live.quantity":           "{name}: Menge {count}.",
+	"live.price_accepted":     "{name}: neuer Preis übernommen.",
 	"line.at_most":            "{name}: {count} ist die Höchstmenge in einem Warenkorb.",
 	"edit.clamped":            "{name}: Die Menge wurde auf {count} begrenzt, das Höchste, was ein Warenkorb fasst.",
 	"edit.limited":            "{name}: Die Menge wurde auf das Höchste begrenzt, was ein Warenkorb fasst.",

@@ -38,6 +38,8 @@ var catalogEN = map[string]string{
 	"edit.rejected.cart":      "Couldn't update your cart: {reason}.",
 	"edit.not_saved":          "Couldn't update {name}: the change couldn't be saved on this device.",
 	"edit.not_saved.cart":     "Couldn't update your cart: the change couldn't be saved on this device.",
+	"live.quantity":           "{name}: quantity {count}.",
+	"live.price_accepted":     "{name}: new price accepted.",
 	"line.at_most":            "{name}: {count} is the most a cart can hold.",
 	"edit.clamped":            "{name}: the quantity was limited to {count}, the most a cart can hold.",
 	"edit.limited":            "{name}: the quantity was limited to the most a cart can hold.",

@@ -81,7 +81,8 @@ func (c *client) step(key string, delta int) {
 			c.dispatch(func(app.Context) { c.w.addNote(text) })
 			return
 		}
-		c.uiEdited(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, l.Quantity+delta))
+		q := l.Quantity + delta
+		c.uiEditedSaying(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, q), quantityText(lineName(l), q))
 	})
 }
 
@@ -118,6 +119,16 @@ func (c *client) uiEdited(name string, err error) {
 	}
 	c.log.Warn("edit failed", logkey.Err, err)
 	c.dispatch(func(app.Context) { c.w.addNote(editFailedText(name, err)) })
+}
+
+// uiEditedSaying is uiEdited that, when the edit was made, announces said
+// in the live region: what a button in the panel did, which the screen
+// would show only beside the button.
+func (c *client) uiEditedSaying(name string, err error, said string) {
+	c.uiEdited(name, err)
+	if err == nil {
+		c.dispatch(func(app.Context) { c.w.say(said) })
+	}
 }
 
 // edited tells the other tabs that the stored outbox changed.

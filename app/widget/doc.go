@@ -94,8 +94,14 @@
 // options and details), in the panel's foot so that it is on screen
 // wherever the line was, and moves the focus to the next line's Remove
 // button, once the line is gone. One polite live region outside the dialog
-// tells adds from the page, removals, going offline and back, refused edits
-// and catalog changes (live.go); nothing inside the panel is live. On a
+// tells adds from the page, quantities changed with the panel's buttons,
+// removals, going offline and back, refused and reduced edits, catalog
+// changes and what a login merge did (live.go); nothing inside the panel
+// is live. A fix that takes its own button away (accept a new price,
+// reduce to what is available) leaves the focus on the line's Decrease
+// button. In forced colours (Windows High Contrast) the cart icon and the
+// buttons keep their outlines; in a short viewport (a phone on its side,
+// 400 % zoom) the panel's head and foot scroll with the lines. On a
 // narrow screen the panel fills the frame, which embed.js makes the whole
 // viewport, clear of the safe areas (assets/widget.css); every button is at
 // least 44 × 44 px.

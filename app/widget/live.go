@@ -20,8 +20,9 @@ import (
 // One polite live region (liveID) sits in the frame next to the cart
 // button, outside the dialog, so it exists while the panel is closed too.
 // It tells what the shopper would otherwise miss: an item added from the
-// page, a removal and its undo, going offline and back, a sync that stopped,
-// an edit the server refused, items the catalog changed. Nothing in the open
+// page, a quantity changed with the panel's buttons, a removal and its
+// undo, going offline and back, a sync that stopped, an edit the server
+// refused or reduced, items the catalog changed, what a login merge did. Nothing in the open
 // panel is live besides the checkout note (an alert that answers the
 // shopper's own click).
 

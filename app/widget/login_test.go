@@ -336,6 +336,39 @@ func TestLoginOpensThePanel(t *testing.T) {
 	}
 }
 
+// The merge that answers a choice drops the note that the choice could not
+// be sent (it was, after all) and is announced.
+func TestChoiceAnswered(t *testing.T) {
+	c, w, e := newTestClient(t)
+	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	choice := st
+	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
+	choice.Choice = choice.Merge
+	c.onChange(choice)
+	e.ConsumeAll()
+	c.dispatch(func(app.Context) { w.addNote(tr(noteChoiceNotSent)) })
+	e.ConsumeAll()
+	again := choice // asked anew after a reconnect
+	again.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
+	again.Choice = again.Merge
+	c.onChange(again)
+	e.ConsumeAll()
+	if !w.open || len(w.notes) != 1 {
+		t.Fatalf("asked again: open %v, notes %q; want the panel open with the note", w.open, w.notes)
+	}
+
+	kept := st
+	kept.Merge = merged(cart.PolicyKeep, 0, 0, 0, 0)
+	c.onChange(kept)
+	e.ConsumeAll()
+	if len(w.notes) != 0 {
+		t.Errorf("notes after the choice was answered: %q, want none", w.notes)
+	}
+	if want := strings.Join(mergeTexts(kept.Merge), " "); want == "" || w.said != want {
+		t.Errorf("live region said %q, want %q", w.said, want)
+	}
+}
+
 func TestMergeEvent(t *testing.T) {
 	var a announcer
 	st := userState()

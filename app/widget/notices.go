@@ -113,17 +113,34 @@ func (w *Widget) renderLineNotice(l *cart.Line) app.UI {
 }
 
 func (w *Widget) onAcceptPrice(ctx app.Context, l *cart.Line) {
+	key := l.Key
+	w.fixed(key, func(n *cart.Notice) bool { return n.PriceChanged == nil })
 	if w.c != nil {
-		w.c.acceptPrice(l.Key)
+		w.c.acceptPrice(key)
 	}
 	w.afterRender(ctx)
 }
 
 func (w *Widget) onReduce(ctx app.Context, l *cart.Line) {
+	key := l.Key
+	w.fixed(key, func(n *cart.Notice) bool { return n.Available == nil })
 	if w.c != nil {
-		w.c.reduce(l.Key)
+		w.c.reduce(key)
 	}
 	w.afterRender(ctx)
+}
+
+// fixed moves the focus, once the fix's button is gone (gone says so of
+// the line's notice), to the line's Decrease button: the button had it,
+// and without a place to go it would fall to the top of the panel.
+func (w *Widget) fixed(key string, gone func(*cart.Notice) bool) {
+	w.refocus = &pendingFocus{id: lineControlID("decrease", key), ready: func() bool {
+		if w.line(key) == nil {
+			return false
+		}
+		n := w.notice(key)
+		return n == nil || gone(n)
+	}}
 }
 
 // acceptPrice gives a line the catalog's price: a details op with the new
@@ -147,7 +164,7 @@ func (c *client) acceptPrice(key string) {
 		}
 		d := l.Details
 		d.Price, d.Currency = pc.To, pc.Currency
-		c.uiEdited(lineName(l), eng.SetDetails(ctx, l.SKU, l.Options, d))
+		c.uiEditedSaying(lineName(l), eng.SetDetails(ctx, l.SKU, l.Options, d), tr("live.price_accepted", "name", lineName(l)))
 	})
 }
 
@@ -171,7 +188,7 @@ func (c *client) reduce(key string) {
 			return // settled meanwhile
 		}
 		if to := reduceTarget(st.Cart, l, *avail); to < l.Quantity {
-			c.uiEdited(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, to))
+			c.uiEditedSaying(lineName(l), eng.SetQuantity(ctx, l.SKU, l.Options, to), quantityText(lineName(l), to))
 		}
 	})
 }

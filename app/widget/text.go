@@ -329,6 +329,11 @@ func elsewhereText(e *syncclient.LoginElsewhere) string {
 	return tr("elsewhere.added")
 }
 
+// quantityText is what the live region says of a line's new quantity.
+func quantityText(name string, q int) string {
+	return tr("live.quantity", "name", name, "count", q)
+}
+
 // droppedText describes an edit that was lost with its cart.
 func droppedText(op cart.Op, ops *opIndex) string {
 	name := op.SKU

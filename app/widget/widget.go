@@ -2,6 +2,7 @@ package widget
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -126,17 +127,30 @@ func (w *Widget) show(st syncclient.State) {
 // and a merge that changed the cart opens it on the review step, so that
 // the shopper sees the cart before checkout.
 func (w *Widget) update(ctx app.Context, st syncclient.State) {
+	asked := w.open && w.st.Choice != nil // the panel shows a choice
 	w.show(st)
 	defer w.reloadIfIdle(ctx)
 	switch {
 	case st.Choice != nil && st.Choice != w.seenChoice:
 		w.seenChoice = st.Choice
 		w.confirm = ""
+		if asked {
+			// The same question again (the server asks anew after
+			// a reconnect): the focus stays where the shopper is.
+			return
+		}
 		w.setOpen(ctx, true)
 		w.focusLater(ctx, choiceID)
 	case mergeShown(st) && st.Merge != w.seenMerge:
 		w.seenMerge = st.Merge
+		w.dropNote(tr(noteChoiceNotSent)) // sent after all
+		if texts := mergeTexts(st.Merge); len(texts) > 0 {
+			w.say(strings.Join(texts, " "))
+		}
 		if !mergeChanged(st.Merge) {
+			if asked {
+				w.focusLater(ctx, titleID) // the choice's buttons are gone
+			}
 			return
 		}
 		w.startReview()

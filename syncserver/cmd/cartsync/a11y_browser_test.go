@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -422,5 +423,43 @@ func TestBrowserUndoInViewOnAPhone(t *testing.T) {
 	})()`)
 	if !inView {
 		t.Errorf("Undo is not fully on screen after removing a line far down the cart (see %s)", shot)
+	}
+}
+
+// In forced colours (Windows High Contrast) the cart button still shows
+// its icon and an outline; at 400 % zoom (320 × 200 CSS px) the panel's
+// head and foot scroll with the lines, which would otherwise have no room.
+func TestBrowserForcedColorsAndShortViewport(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	call(tb, "add", "LINE-1", 1, map[string]any{"name": "Line 1", "price": 1000, "currency": "EUR"})
+	ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "forced-colors", Value: "active"}}}); err != nil {
+		t.Fatal(err)
+	}
+	shot := screenshot(tb, 1280, 800, "forced-colors-closed.png")
+	seen := evalInWidget[map[string]string](tb, srv.origin(), `(() => {
+		const b = getComputedStyle(document.querySelector('.cartsync-button'));
+		const i = getComputedStyle(document.querySelector('.cartsync-icon'));
+		return {button: b.backgroundColor, icon: i.backgroundColor, border: b.borderTopWidth + ' ' + b.borderTopStyle};
+	})()`)
+	if seen["icon"] == seen["button"] || seen["border"] == "0px none" {
+		t.Errorf("forced colours: %v; want the icon in another colour than the button, and a border (see %s)", seen, shot)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "forced-colors", Value: "none"}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	eval[bool](tb, `cartsync.open()`)
+	shot = screenshot(tb, 320, 200, "zoom-400.png")
+	room := evalInWidget[map[string]any](tb, srv.origin(), `(() => {
+		const foot = document.querySelector('.cartsync-foot'), head = document.querySelector('.cartsync-head');
+		return {foot: getComputedStyle(foot).position, head: getComputedStyle(head).position};
+	})()`)
+	if room["foot"] != "static" || room["head"] != "static" {
+		t.Errorf("at 320 × 200: %v; want the head and the foot to scroll with the lines (see %s)", room, shot)
 	}
 }

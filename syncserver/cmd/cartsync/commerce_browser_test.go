@@ -307,6 +307,11 @@ func TestBrowserCatalogNotices(t *testing.T) {
 
 	// The fixes, one click each.
 	clickWidget(tb, srv.origin(), ".cartsync-fix", "Accept new price")
+	// The button is gone: the focus goes to the line, not the top.
+	waitWidget(tb, srv.origin(), "the focus on the mug's Decrease button", `(() => {
+		const a = document.activeElement;
+		return !!a && a.id.startsWith('cartsync-decrease-') && a.getAttribute('aria-label').includes('`+mugName+`');
+	})()`)
 	waitRows(tb, srv.origin(), ".cartsync-lines", rows[1:]...)
 	clickWidget(tb, srv.origin(), ".cartsync-fix", "Reduce to 2")
 	waitRows(tb, srv.origin(), ".cartsync-lines", rows[2:]...)
