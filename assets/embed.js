@@ -389,6 +389,29 @@
     return Number.isFinite(n) && n > 0 ? Math.min(n, 4096) : 0;
   }
 
+  // While the panel is open the rest of the page is inert: out of reach of
+  // the keyboard, the pointer and screen readers, as a modal dialog's page
+  // is (the dialog's aria-modal does not reach past its frame). Every
+  // sibling of the widget's box and of each of its ancestors is made inert;
+  // what was inert already is left alone, and given back as it was.
+  let inerted = [];
+
+  function inertPage() {
+    freePage();
+    for (let el = box; el && el.parentElement && el !== document.body; el = el.parentElement) {
+      for (const sib of el.parentElement.children) {
+        if (sib === el || sib.inert || sib.tagName === 'SCRIPT' || sib.tagName === 'STYLE' || sib.tagName === 'LINK') continue;
+        sib.inert = true;
+        inerted.push(sib);
+      }
+    }
+  }
+
+  function freePage() {
+    for (const el of inerted) el.inert = false;
+    inerted = [];
+  }
+
   function onResize(d) {
     show();
     const wasOpen = open;
@@ -405,11 +428,13 @@
     layout();
     if (open && !wasOpen) {
       document.addEventListener('keydown', onKey);
+      inertPage();
       frame.focus();
       requestAnimationFrame(checkPanel);
       emit('open');
     } else if (!open && wasOpen) {
       document.removeEventListener('keydown', onKey);
+      freePage();
       const active = document.activeElement;
       if (!active || active === frame || active === document.body || active === document.documentElement) frame.focus();
       emit('close');
@@ -732,6 +757,7 @@
     window.removeEventListener('message', onMessage);
     document.removeEventListener('click', onClick);
     document.removeEventListener('keydown', onKey);
+    freePage();
     box.remove();
     for (const req of inflight.values()) {
       settle(req, error('interrupted', `cartsync: destroy() removed the cart widget before it answered ${req.method}; it may or may not have been applied`));

@@ -463,3 +463,40 @@ func TestBrowserForcedColorsAndShortViewport(t *testing.T) {
 		t.Errorf("at 320 × 200: %v; want the head and the foot to scroll with the lines (see %s)", room, shot)
 	}
 }
+
+// While the panel is open, the host page around it is inert (out of reach
+// of screen readers' browse mode, the keyboard and the pointer); closing
+// gives it back as it was, an element the page had made inert itself
+// included.
+func TestBrowserHostPageInertWhileOpen(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	eval[bool](tb, `(() => {
+		const p = document.createElement('p');
+		p.id = 'pages-own';
+		p.inert = true;
+		document.body.append(p);
+		return true;
+	})()`)
+	const state = `new Promise((resolve) => setTimeout(() => resolve({
+		h1: document.querySelector('h1').inert,
+		own: document.getElementById('pages-own').inert,
+		cart: document.getElementById('cart').inert,
+	}), 300))`
+	eval[bool](tb, `cartsync.open()`)
+	if got := eval[map[string]bool](tb, state); !got["h1"] || !got["own"] || got["cart"] {
+		t.Errorf("open: %v; want the page's heading inert, its own inert element still inert, the mount element not", got)
+	}
+	eval[bool](tb, `cartsync.close()`)
+	if got := eval[map[string]bool](tb, state); got["h1"] || !got["own"] || got["cart"] {
+		t.Errorf("closed: %v; want the heading back, the page's own inert element still inert", got)
+	}
+	eval[bool](tb, `cartsync.open()`)
+	eval[map[string]bool](tb, state)
+	eval[bool](tb, `(cartsync.destroy(), true)`)
+	if got := eval[map[string]bool](tb, `({h1: document.querySelector('h1').inert})`); got["h1"] {
+		t.Errorf("after destroy() while open: %v; want the heading back", got)
+	}
+}
