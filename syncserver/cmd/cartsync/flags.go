@@ -143,13 +143,14 @@ func (m *Main) checkValues() error {
 	if m.MaxHellos < 0 {
 		bad("max-hellos", m.MaxHellos, "want 1 or more (0 for the default, 128)")
 	}
+	// -guest-retention is not checked: 0 or less has always meant its
+	// default (30 days), as documented, and configurations rely on it.
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
 		zero bool // 0 has a meaning
 	}{
 		{"cache-ttl", m.CacheTTL, false},
-		{"guest-retention", m.GuestRetention, false},
 		{"user-retention", m.UserRetention, true},
 		{"purge-interval", m.PurgeInterval, true},
 		{"checkout-ttl", m.CheckoutTTL, false},

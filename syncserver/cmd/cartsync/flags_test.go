@@ -59,7 +59,6 @@ func TestFlagValuesTheServerCannotUseAreRefused(t *testing.T) {
 		{"-committers", "-5"},
 		{"-max-hellos", "-1"},
 		{"-cache-ttl", "0s"},
-		{"-guest-retention", "-1h"},
 		{"-user-retention", "-1h"},
 		{"-purge-interval", "-1m"},
 		{"-checkout-ttl", "0s"},
@@ -74,7 +73,18 @@ func TestFlagValuesTheServerCannotUseAreRefused(t *testing.T) {
 	}
 	m := NewMain()
 	ok := []string{"-rate-per-ip", "-1", "-devices-per-ip", "0", "-committers", "-1", "-max-hellos", "0",
-		"-user-retention", "0s", "-purge-interval", "0s", "-body-timeout", "0s"}
+		"-user-retention", "0s", "-purge-interval", "0s", "-body-timeout", "0s",
+		"-guest-retention", "0s"} // 30 days, as documented and as before the check
+	for _, env := range []string{"0", "-1h"} {
+		if err := NewMain().ParseFlags(nil, func(k string) string {
+			if k == "CARTSYNC_GUEST_RETENTION" {
+				return env
+			}
+			return ""
+		}); err != nil {
+			t.Errorf("CARTSYNC_GUEST_RETENTION=%s: %v, want it taken as 30 days", env, err)
+		}
+	}
 	if err := m.ParseFlags(ok, func(string) string { return "" }); err != nil {
 		t.Errorf("%v: %v, want the documented meanings taken", ok, err)
 	}
