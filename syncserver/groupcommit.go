@@ -192,8 +192,16 @@ func (g *GroupCommitter) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{g.waited, g.committed}
 }
 
-// Stats returns how many batches were committed (or failed) and how many
-// Mutates they held.
+// counted counts a transaction that committed n Mutates, for Stats: one
+// that failed is not counted, so that the mean batch is the mean of what
+// the database took.
+func (g *GroupCommitter) counted(n int) {
+	g.batches.Add(1)
+	g.mutations.Add(uint64(n))
+}
+
+// Stats returns how many transactions committed and how many Mutates they
+// held.
 func (g *GroupCommitter) Stats() (batches, mutations uint64) {
 	return g.batches.Load(), g.mutations.Load()
 }
@@ -301,8 +309,6 @@ func (g *GroupCommitter) take() ([]*mutation, *batchRun) {
 
 // commit commits one batch and answers its Mutates.
 func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
-	g.batches.Add(1)
-	g.mutations.Add(uint64(len(batch)))
 	defer run.cancel()
 	defer func() {
 		g.committed.Observe(time.Since(run.taken).Seconds())
@@ -312,6 +318,7 @@ func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 	}()
 	err := g.commitBatch(run.ctx, batch)
 	if err == nil {
+		g.counted(len(batch))
 		return
 	}
 	if len(batch) > 1 && run.ctx.Err() == nil && !errors.Is(err, ErrCommitUnknown) {
@@ -327,6 +334,8 @@ func (g *GroupCommitter) commit(batch []*mutation, run *batchRun) {
 			one := []*mutation{m}
 			if err := g.commitBatch(run.ctx, one); err != nil {
 				failed(one, err)
+			} else {
+				g.counted(1)
 			}
 		}
 		return

@@ -262,6 +262,11 @@ func TestGroupCommitBatchFailureRetriesOneByOne(t *testing.T) {
 			if b.singles != tt.singles {
 				t.Errorf("%d Mutates committed one by one, want %d", b.singles, tt.singles)
 			}
+			// Stats count what committed: the first batch, and each
+			// one-by-one commit; not the batch that failed.
+			if batches, mutations := g.Stats(); batches != uint64(1+tt.singles) || mutations != uint64(1+tt.singles) {
+				t.Errorf("Stats = %d batches, %d Mutates; want %d of each", batches, mutations, 1+tt.singles)
+			}
 			// Two batches (the first, and the five that failed together):
 			// the one-by-one retries count in their batch's time.
 			if got, want := histogramCounts(t, g), map[string]uint64{

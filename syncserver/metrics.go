@@ -74,7 +74,7 @@ type GroupCommitStore interface {
 // the counters of a MemoCommitStore.
 func RegisterGroupCommit(reg prometheus.Registerer, s GroupCommitStore) error {
 	batches := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "cartsync_commit_batches_total", Help: "Group-commit batches: transactions that committed (or failed) one or more Mutates together.",
+		Name: "cartsync_commit_batches_total", Help: "Group-commit batches: transactions that committed one or more Mutates together (failed ones are not counted).",
 	}, func() float64 { b, _ := s.GroupCommitStats(); return float64(b) })
 	batched := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "cartsync_commit_batched_total", Help: "Mutates committed by group commit, over all batches.",
