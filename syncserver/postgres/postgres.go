@@ -61,9 +61,13 @@ type Store struct {
 	memoCommits, staleCommits atomic.Uint64
 
 	// newer are migrations the database has that this program does not
-	// know: a newer version applied them (see UnknownMigrations).
-	newer []string
+	// know: a newer version applied them (see UnknownMigrations); applied
+	// those Open applied.
+	newer, applied []string
 }
+
+// AppliedMigrations returns the migrations Open applied.
+func (s *Store) AppliedMigrations() []string { return s.applied }
 
 // UnknownMigrations returns the migrations applied to the database that
 // this program does not have: a newer version of it migrated the database
@@ -188,7 +192,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	for i, file := range names {
 		known[i] = strings.TrimPrefix(file, "migrations/")
 	}
-	s.newer = nil
+	s.newer, s.applied = nil, nil
 	for _, name := range applied {
 		if !slices.Contains(known, name) {
 			s.newer = append(s.newer, name)
@@ -212,6 +216,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
 			return fmt.Errorf("migrate: record %s: %w", name, err)
 		}
+		s.applied = append(s.applied, name)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)

@@ -450,6 +450,9 @@ func TestOpenNamesNewerMigrations(t *testing.T) {
 	if n := s.UnknownMigrations(); len(n) != 0 {
 		t.Errorf("a fresh schema has unknown migrations %v", n)
 	}
+	if a := s.AppliedMigrations(); len(a) == 0 {
+		t.Error("a fresh schema: AppliedMigrations names none")
+	}
 	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (name) VALUES ('9999_from_the_future.sql')`); err != nil {
 		t.Fatal(err)
 	}
@@ -458,6 +461,9 @@ func TestOpenNamesNewerMigrations(t *testing.T) {
 	defer s.Close()
 	if n := s.UnknownMigrations(); !slices.Equal(n, []string{"9999_from_the_future.sql"}) {
 		t.Errorf("UnknownMigrations = %v, want the newer one", n)
+	}
+	if a := s.AppliedMigrations(); len(a) != 0 {
+		t.Errorf("reopened: AppliedMigrations = %v, want none", a)
 	}
 }
 

@@ -58,7 +58,20 @@ type Store struct {
 	memo        *syncserver.CartMemo
 	writeMu     chan struct{} // a mutex a context can give up on
 	dataVersion int64
+
+	// The migrations Open found in the file that this program does not
+	// know (a newer version applied them), and those it applied itself.
+	newer, applied []string
 }
+
+// UnknownMigrations returns the migrations applied to the file that this
+// program does not have: a newer version of it migrated the file (a
+// rollback). Migrations only add, so this version still works on it; the
+// caller should say so.
+func (s *Store) UnknownMigrations() []string { return s.newer }
+
+// AppliedMigrations returns the migrations Open applied.
+func (s *Store) AppliedMigrations() []string { return s.applied }
 
 // lockWrites takes writeMu, unless ctx ends first.
 func (s *Store) lockWrites(ctx context.Context) (unlock func(), err error) {
@@ -130,8 +143,13 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	if err := migrateRetrying(ctx, w, cfg.busyTimeout); err != nil {
+	mig, err := migrateRetrying(ctx, w, cfg.busyTimeout)
+	if err != nil {
 		w.Close()
+		var coded interface{ Code() int }
+		if errors.As(err, &coded) && coded.Code()&0xff == sqliteReadOnly {
+			return nil, fmt.Errorf("sqlite: open %s: the file cannot be written (check its owner and mode, and its folder's): %w", path, err)
+		}
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
@@ -145,7 +163,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.readers)
 	r.SetMaxIdleConns(cfg.readers)
-	s := &Store{w: w, r: r, memo: syncserver.NewCartMemo(memoCarts), writeMu: make(chan struct{}, 1)}
+	s := &Store{w: w, r: r, memo: syncserver.NewCartMemo(memoCarts), writeMu: make(chan struct{}, 1), newer: mig.newer, applied: mig.applied}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -162,62 +180,84 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 // file is busy. The first connection to a new file switches it to WAL,
 // which takes a lock SQLite does not wait for: when several processes open
 // a new file at once, all but one may fail to connect with SQLITE_BUSY.
-func migrateRetrying(ctx context.Context, db *sql.DB, busyTimeout time.Duration) error {
+func migrateRetrying(ctx context.Context, db *sql.DB, busyTimeout time.Duration) (migrated, error) {
 	deadline := time.Now().Add(busyTimeout)
 	for {
-		err := migrate(ctx, db)
+		mig, err := migrate(ctx, db)
 		var coded interface{ Code() int }
 		if err == nil || !errors.As(err, &coded) || coded.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
-			return err
+			return mig, err
 		}
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
-			return fmt.Errorf("migrate: %w", ctx.Err())
+			return migrated{}, fmt.Errorf("migrate: %w", ctx.Err())
 		}
 	}
 }
 
-// sqliteBusy is SQLITE_BUSY, the primary result code of a locked file.
-const sqliteBusy = 5
+// migrated is what migrate found and did: the migrations in the file this
+// program does not know, and those it applied.
+type migrated struct{ newer, applied []string }
+
+// Primary result codes: SQLITE_BUSY, a locked file; SQLITE_READONLY, a
+// file this process may not write.
+const (
+	sqliteBusy     = 5
+	sqliteReadOnly = 8
+)
 
 // migrate applies the embedded migrations not applied yet, in name order,
 // in one transaction. BEGIN IMMEDIATE makes concurrent migrators (several
-// processes opening the file) take turns.
-func migrate(ctx context.Context, db *sql.DB) error {
+// processes opening the file) take turns. It also writes to the file in any
+// case: a file this process may read but not write (a restore with the
+// wrong owner or mode) would otherwise start a server that is ready and
+// refuses every edit.
+func migrate(ctx context.Context, db *sql.DB) (migrated, error) {
+	var mig migrated
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return mig, fmt.Errorf("migrate: %w", err)
 	}
 	slices.Sort(names)
 
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate: begin: %w", err)
+		return mig, fmt.Errorf("migrate: begin: %w", err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		name       TEXT PRIMARY KEY,
 		applied_at INTEGER NOT NULL
 	) WITHOUT ROWID`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		return mig, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	applied := map[string]bool{}
 	rows, err := tx.QueryContext(ctx, `SELECT name FROM schema_migrations`)
 	if err != nil {
-		return fmt.Errorf("migrate: list applied: %w", err)
+		return mig, fmt.Errorf("migrate: list applied: %w", err)
 	}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return fmt.Errorf("migrate: list applied: %w", err)
+			return mig, fmt.Errorf("migrate: list applied: %w", err)
 		}
 		applied[name] = true
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: list applied: %w", err)
+		return mig, fmt.Errorf("migrate: list applied: %w", err)
 	}
+	known := map[string]bool{}
+	for _, file := range names {
+		known[strings.TrimPrefix(file, "migrations/")] = true
+	}
+	for name := range applied {
+		if !known[name] {
+			mig.newer = append(mig.newer, name)
+		}
+	}
+	slices.Sort(mig.newer)
 	for _, file := range names {
 		name := strings.TrimPrefix(file, "migrations/")
 		if applied[name] {
@@ -225,20 +265,26 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		}
 		body, err := migrations.ReadFile(file)
 		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
+			return mig, fmt.Errorf("migrate: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("migrate: apply %s: %w", name, err)
+			return mig, fmt.Errorf("migrate: apply %s: %w", name, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`,
 			name, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("migrate: record %s: %w", name, err)
+			return mig, fmt.Errorf("migrate: record %s: %w", name, err)
 		}
+		mig.applied = append(mig.applied, name)
+	}
+	// The write that proves the file can be written.
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_migrations SET applied_at = applied_at
+		WHERE name = (SELECT max(name) FROM schema_migrations)`); err != nil {
+		return mig, fmt.Errorf("migrate: write: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
+		return mig, fmt.Errorf("migrate: commit: %w", err)
 	}
-	return nil
+	return mig, nil
 }
 
 // Mutate implements syncserver.Store by group commit (see CommitBatch),

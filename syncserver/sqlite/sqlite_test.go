@@ -342,3 +342,23 @@ func TestMemoSeesOtherProcessesWrites(t *testing.T) {
 		t.Errorf("the first store saw Clients = %d after the second wrote 41", saw)
 	}
 }
+
+// A file a newer version migrated further still opens, and the store names
+// the migrations it does not know (the server logs them); the migrations
+// applied at open are named too.
+func TestOpenNamesMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carts.db")
+	s := openTemp(t, path)
+	if n, a := s.UnknownMigrations(), s.AppliedMigrations(); len(n) != 0 || len(a) == 0 {
+		t.Errorf("a new file: unknown %v, applied %v; want none unknown and some applied", n, a)
+	}
+	if _, err := s.w.ExecContext(t.Context(), `INSERT INTO schema_migrations (name, applied_at) VALUES ('9999_from_the_future.sql', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTemp(t, path)
+	defer s.Close()
+	if n, a := s.UnknownMigrations(), s.AppliedMigrations(); !slices.Equal(n, []string{"9999_from_the_future.sql"}) || len(a) != 0 {
+		t.Errorf("reopened: unknown %v, applied %v; want the newer one, none applied", n, a)
+	}
+}

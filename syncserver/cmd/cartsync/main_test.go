@@ -661,3 +661,55 @@ func TestSIGTERMDrainsBeforeClosing(t *testing.T) {
 		t.Fatal("the server did not exit after draining")
 	}
 }
+
+// A database file the server may read but not write (a restore with the
+// wrong owner or mode) fails the start with a clear error, instead of a
+// server that is ready and refuses every edit. As root, whom file modes do
+// not stop, the server runs as nobody.
+func TestReadOnlyDatabaseFailsTheStart(t *testing.T) {
+	bin := buildServer(t)
+	dir, err := os.MkdirTemp("", "cartsync-readonly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	first := startProcess(t, bin, freeAddr(t), []string{"-data", data})
+	first.Process.Signal(syscall.SIGTERM)
+	first.Wait()
+
+	// Everyone may enter the folders and run the program; the file is
+	// read-only.
+	runBin := filepath.Join(dir, "cartsync")
+	if out, err := exec.Command("cp", bin, runBin).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	for _, p := range []string{dir, data} {
+		if err := os.Chmod(p, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(data, "cartsync.db"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(data, "cartsync.lock")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(runBin, "-addr", freeAddr(t), "-data", data)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	done := make(chan struct{})
+	var out []byte
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the server started on a read-only database file and kept running")
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "cannot be written") {
+		t.Errorf("start on a read-only file: %v\n%s\nwant exit status 1 and an error saying the file cannot be written", err, out)
+	}
+}

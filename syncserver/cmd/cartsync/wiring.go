@@ -48,10 +48,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		}
 		m.store, m.committed = pg, pg
 		m.Logger.Info("store", logkey.Kind, "postgres")
-		if newer := pg.UnknownMigrations(); len(newer) > 0 {
-			m.Logger.Warn("database migrated by a newer cartsync: running on it (migrations only add); upgrade this instance",
-				logkey.Count, len(newer), logkey.Current, strings.Join(newer, ","))
-		}
+		m.logMigrations(pg)
 		return nil
 	}
 	lock, err := lockDataDir(m.DataDir)
@@ -66,7 +63,23 @@ func (m *Main) openStore(ctx context.Context) error {
 	}
 	m.store, m.committed = lite, lite
 	m.Logger.Info("store", logkey.Kind, "sqlite", logkey.Path, path)
+	m.logMigrations(lite)
 	return nil
+}
+
+// logMigrations says which migrations the store applied as it opened, and
+// warns when the database has some this program does not know.
+func (m *Main) logMigrations(s interface {
+	AppliedMigrations() []string
+	UnknownMigrations() []string
+}) {
+	if applied := s.AppliedMigrations(); len(applied) > 0 {
+		m.Logger.Info("database migrated", logkey.Count, len(applied), logkey.Current, strings.Join(applied, ","))
+	}
+	if newer := s.UnknownMigrations(); len(newer) > 0 {
+		m.Logger.Warn("database migrated by a newer cartsync: running on it (migrations only add); upgrade this instance",
+			logkey.Count, len(newer), logkey.Current, strings.Join(newer, ","))
+	}
 }
 
 // openRedis puts the Redis cache in front of the store and makes Redis the
