@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -355,6 +358,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// healthLog logs what /readyz finds off at most once per healthLogEvery,
+// however often it is asked.
+type healthLog struct{ last atomic.Int64 }
+
+const healthLogEvery = 10 * time.Second
+
+func (h *healthLog) note(log *slog.Logger, msg string, err error) {
+	now := time.Now().UnixNano()
+	if last := h.last.Load(); now-last < int64(healthLogEvery) || !h.last.CompareAndSwap(last, now) {
+		return
+	}
+	log.Warn("readyz: "+msg, logkey.Err, err)
+}
+
 // HealthHandler answers liveness (/healthz) and readiness (/readyz).
 func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -363,15 +380,24 @@ func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
 			return
 		}
 		if ready {
+			// Anyone may ask: the answer names what is off, and the
+			// log says why (errors carry addresses, users and
+			// database names).
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
 			if err := s.Ready(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				s.healthLog.note(s.log, "not ready: the store does not answer", err)
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store: not answering (the server's log says why)"})
 				return
 			}
 			if d := s.Degraded(); len(d) > 0 {
 				// Still ready: edits are acknowledged. Say what is off.
-				writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "degraded": d})
+				s.healthLog.note(s.log, "degraded", errors.New(strings.Join(d, "; ")))
+				parts := make([]string, len(d))
+				for i, m := range d {
+					parts[i], _, _ = strings.Cut(m, ":")
+				}
+				writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "degraded": parts})
 				return
 			}
 		}

@@ -131,11 +131,12 @@ type Server struct {
 	stopCatalog func()        // ends the catalog's subscription and notifier
 	catalogNews chan []string // changed SKUs, for the notifier
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	closing  bool
-	wg       sync.WaitGroup
-	draining atomic.Bool // /readyz answers draining; see Drain
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+	draining  atomic.Bool // /readyz answers draining; see Drain
+	healthLog healthLog
 }
 
 // Drain makes /readyz answer 503 "draining" from now on, so that load

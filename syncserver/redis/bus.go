@@ -95,6 +95,7 @@ type Bus struct {
 	lastBeat  atomic.Int64  // unix nanoseconds of the last one received
 	repaired  time.Time     // when repair last subscribed again
 	backAt    time.Time     // when Redis answered again after failing
+	quiet     atomic.Bool   // repair has subscribed again since the last heartbeat
 	beaten    chan struct{} // closed when the beater returns
 }
 
@@ -261,7 +262,12 @@ func (b *Bus) Degraded() error {
 func (b *Bus) startBeatLocked() {
 	b.beatSince = time.Now()
 	b.carts[b.beatCh] = &cartSubs{
-		fns:   map[uint64]func([]byte){0: func([]byte) { b.lastBeat.Store(time.Now().UnixNano()) }},
+		fns: map[uint64]func([]byte){0: func([]byte) {
+			b.lastBeat.Store(time.Now().UnixNano())
+			if b.quiet.CompareAndSwap(true, false) {
+				b.log.Info("redis bus: messages through Pub/Sub again")
+			}
+		}},
 		ready: make(chan struct{}),
 	}
 	b.queueLocked(subCmd{b.beatCh, true})
@@ -303,7 +309,8 @@ func (b *Bus) repair() {
 		return
 	}
 	b.repaired = time.Now()
-	b.log.Warn("redis bus: no message through Pub/Sub; subscribing again", logkey.Waited, quiet.Round(time.Millisecond), logkey.Count, len(b.carts))
+	b.quiet.Store(true)
+	b.log.Warn("redis bus: no message through Pub/Sub; subscribing again", logkey.Waited, quiet.Round(time.Millisecond).String(), logkey.Count, len(b.carts))
 	for ch := range b.carts {
 		b.queueLocked(subCmd{ch, true})
 	}

@@ -56,7 +56,7 @@ func main() {
 	<-ctx.Done()
 	stop() // a second signal ends the process at once
 	if m.DrainDelay > 0 {
-		m.Logger.Info("draining", logkey.Waited, m.DrainDelay.String())
+		m.Logger.Info("draining", logkey.Timeout, m.DrainDelay.String())
 		m.Drain()
 		time.Sleep(m.DrainDelay)
 	}

@@ -366,6 +366,18 @@ func TestStartsWithoutRedisAndAttaches(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Anyone may ask: the answer names the parts, not their errors
+	// (which carry addresses); the log has those.
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, port, _ := strings.Cut(rp.Addr, ":")
+	if !strings.Contains(string(body), `"redis cache"`) || strings.Contains(string(body), port) {
+		t.Errorf("/readyz with Redis down: %s; want the Redis cache named, without Redis's address", body)
+	}
 
 	rp.Start()
 	if err := e.Add(t.Context(), "tea", nil, 1, nil); err != nil {
