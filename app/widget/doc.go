@@ -90,9 +90,10 @@
 // closes the innermost thing (the question whether to remove a line, else
 // the panel). embed.js focuses the frame when the panel opens or closes,
 // which drops the focus inside it: the frame's focus listener puts it back.
-// Remove offers Undo for a few seconds (an add of the same quantity,
-// options and details), in the panel's foot so that it is on screen
-// wherever the line was, and moves the focus to the next line's Remove
+// Remove offers Undo (an add of the same quantity, options and details),
+// in the panel's foot so that it is on screen wherever the line was, with
+// no time limit: until the panel closes, another line is removed or the
+// line is back, and moves the focus to the next line's Remove
 // button, once the line is gone. One polite live region outside the dialog
 // tells adds from the page, quantities changed with the panel's buttons,
 // removals, going offline and back, refused and reduced edits, catalog

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -32,9 +31,6 @@ const (
 	textBackOnline  = "live.online"
 	textSignInAgain = "live.signin"
 )
-
-// undoFor is how long Undo is offered after a removal.
-const undoFor = 10 * time.Second
 
 // pendingFocus is an element to focus once ready holds.
 type pendingFocus struct {
@@ -95,13 +91,13 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 		last := st.Rejected[n-1]
 		id := protocol.OpID{Client: last.Client, Seq: last.Seq}
 		if m := len(old.Rejected); m == 0 || (protocol.OpID{Client: old.Rejected[m-1].Client, Seq: old.Rejected[m-1].Seq}) != id {
-			w.say(w.resultText(last))
+			w.say(w.resultText(last) + " " + trn("live.items", w.items())) // the count an add announced was too many
 		}
 	}
 	if n := len(st.Reduced); n > 0 {
 		last := st.Reduced[n-1]
 		if m := len(old.Reduced); m == 0 || old.Reduced[m-1].Client != last.Client || old.Reduced[m-1].Seq != last.Seq {
-			w.say(w.resultText(last))
+			w.say(w.resultText(last) + " " + trn("live.items", w.items()))
 		}
 	}
 	if n := len(st.Notices); n > len(old.Notices) && st.Choice == nil {
@@ -123,7 +119,9 @@ func (w *Widget) added(name, note string) {
 	w.say(s)
 }
 
-// offerUndo keeps l for Undo for undoFor, and says so.
+// offerUndo keeps l for Undo, and says so. Undo has no time limit (a
+// shopper who needs longer to reach it gets it): it is offered until the
+// panel closes, another line is removed, or the line is back.
 func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
 	w.undoSeq++
 	w.undo = &removal{
@@ -136,25 +134,6 @@ func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
 		details: l.Details,
 	}
 	w.say(tr("live.removed", "name", w.undo.name))
-	if w.c != nil { // the test engine has no timers to wait for
-		seq := w.undoSeq
-		ctx.After(undoFor, func(ctx app.Context) { w.expireUndo(ctx, seq) })
-	}
-}
-
-// expireUndo withdraws the Undo of removal seq, if it is still offered and
-// the shopper is not on it: with the focus on Undo, it stays another
-// undoFor.
-func (w *Widget) expireUndo(ctx app.Context, seq int) {
-	if w.undo == nil || w.undo.seq != seq {
-		return
-	}
-	if w.c != nil && w.c.focused(undoID) {
-		ctx.After(undoFor, func(ctx app.Context) { w.expireUndo(ctx, seq) })
-		return
-	}
-	w.undo = nil
-	w.afterRender(ctx)
 }
 
 // onUndo adds the removed line again, with its quantity, options and

@@ -257,8 +257,8 @@ func TestReducedIsTold(t *testing.T) {
 	if !strings.Contains(html(t, w), want) {
 		t.Errorf("the panel does not say %q", want)
 	}
-	if w.said != want {
-		t.Errorf("live region said %q, want %q", w.said, want)
+	if w.said != want+" 3 items in cart." {
+		t.Errorf("live region said %q, want %q and the count", w.said, want)
 	}
 	w.dismiss()
 	if msgs := w.messages(); len(msgs) != 0 {

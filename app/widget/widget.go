@@ -114,6 +114,9 @@ func (w *Widget) show(st syncclient.State) {
 	}
 	old, loaded := w.st, w.loaded
 	w.st, w.loaded = st, true
+	if w.undo != nil && st.Cart != nil && st.Cart.Line(w.undo.key) != nil {
+		w.undo = nil // back: undone here, or added again elsewhere
+	}
 	if loaded {
 		w.sayChange(old, st) // names lines as the new state shows them
 	}
