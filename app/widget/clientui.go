@@ -355,9 +355,19 @@ func (c *client) focused(id string) bool {
 
 // focus focuses the element with id, and reports whether there is one.
 func (c *client) focus(id string) bool {
-	el := app.Window().Get("document").Call("getElementById", id)
+	doc := app.Window().Get("document")
+	el := doc.Call("getElementById", id)
 	if !el.Truthy() {
 		return false
+	}
+	if id == choiceID {
+		// The choice is taller than the space between the sticky head
+		// and foot: shown from its top, its heading clear of the head.
+		el.Call("focus", map[string]any{"preventScroll": true})
+		if p := doc.Call("getElementById", panelID); p.Truthy() {
+			p.Set("scrollTop", 0)
+		}
+		return true
 	}
 	el.Call("focus")
 	return true

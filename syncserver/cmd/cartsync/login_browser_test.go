@@ -387,6 +387,14 @@ func TestBrowserLoginChoose(t *testing.T) {
 	if fmt.Sprint(v) != fmt.Sprint(want) {
 		t.Errorf("the choice shows\n%+v\nwant\n%+v", v, want)
 	}
+	// Shown from its top: its heading clear of the sticky head.
+	if clear := evalInWidget[bool](tb, srv.origin(), `(() => {
+		const h = document.getElementById('cartsync-choice-title').getBoundingClientRect();
+		const head = document.querySelector('.cartsync-head').getBoundingClientRect();
+		return h.top >= head.bottom;
+	})()`); !clear {
+		t.Error("the choice's heading is under the panel's head")
+	}
 
 	// Nothing changed before the pick: not the user's cart, not the guest's,
 	// not device B.
