@@ -181,6 +181,9 @@ func (c *client) heardResults(data string) {
 			eng.NoteResults(rs...)
 		}
 	})
+	// The ops are out of the shared outbox now: show the cart without
+	// them (and count its items right in what is announced).
+	c.reloadSoon()
 }
 
 // onTabMessage reloads the storage when another tab edited it.
@@ -351,6 +354,13 @@ func (c *client) onFrameFocus(app.Value, []app.Value) any {
 func (c *client) focused(id string) bool {
 	active := app.Window().Get("document").Get("activeElement")
 	return active.Truthy() && active.Get("id").String() == id
+}
+
+// focusIn reports whether the focus is on the element with id or inside it.
+func (c *client) focusIn(id string) bool {
+	doc := app.Window().Get("document")
+	el, active := doc.Call("getElementById", id), doc.Get("activeElement")
+	return el.Truthy() && active.Truthy() && el.Call("contains", active).Bool()
 }
 
 // focus focuses the element with id, and reports whether there is one.

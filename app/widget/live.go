@@ -48,6 +48,7 @@ type removal struct {
 	options map[string]string
 	qty     int
 	details cart.Details
+	gone    bool // a state without the line was shown since
 }
 
 // say announces s in the live region. Saying the same words again is

@@ -164,6 +164,10 @@ func TestRemoveOffersUndoAndMovesTheFocus(t *testing.T) {
 		if w.undo == nil || w.undo.name != "Mug" {
 			t.Fatalf("after two removals the undo is %+v, want the mug's", w.undo)
 		}
+		w.show(st) // from before the removal went through: the mug still there
+		if w.undo == nil {
+			t.Fatal("the undo went on a state from before the removal")
+		}
 		w.show(testState(syncclient.Synced, 0))
 		if w.undo == nil {
 			t.Fatal("the undo went without the line coming back")

@@ -346,23 +346,27 @@ func TestChoiceAnswered(t *testing.T) {
 	choice.Choice = choice.Merge
 	c.onChange(choice)
 	e.ConsumeAll()
+	if w.focusAsked != choiceID {
+		t.Errorf("the choice shown: focus asked for %q, want the choice", w.focusAsked)
+	}
 	c.dispatch(func(app.Context) { w.addNote(tr(noteChoiceNotSent)) })
 	e.ConsumeAll()
+	w.focusAsked = ""
 	again := choice // asked anew after a reconnect
 	again.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
 	again.Choice = again.Merge
 	c.onChange(again)
 	e.ConsumeAll()
-	if !w.open || len(w.notes) != 1 {
-		t.Fatalf("asked again: open %v, notes %q; want the panel open with the note", w.open, w.notes)
+	if !w.open || len(w.notes) != 1 || w.focusAsked != "" {
+		t.Fatalf("asked again: open %v, notes %q, focus asked for %q; want the panel open with the note, the focus left alone", w.open, w.notes, w.focusAsked)
 	}
 
 	kept := st
 	kept.Merge = merged(cart.PolicyKeep, 0, 0, 0, 0)
 	c.onChange(kept)
 	e.ConsumeAll()
-	if len(w.notes) != 0 {
-		t.Errorf("notes after the choice was answered: %q, want none", w.notes)
+	if len(w.notes) != 0 || w.focusAsked != titleID {
+		t.Errorf("after the choice was answered: notes %q, focus asked for %q; want none, the title", w.notes, w.focusAsked)
 	}
 	if want := strings.Join(mergeTexts(kept.Merge), " "); want == "" || w.said != want {
 		t.Errorf("live region said %q, want %q", w.said, want)

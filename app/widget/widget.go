@@ -82,6 +82,9 @@ type Widget struct {
 	// has caught up with an edit (nil for nowhere).
 	focusNext string
 	refocus   *pendingFocus
+	// focusAsked is the last element focusLater was asked for, kept for
+	// tests (focusNext is cleared once the focus moved).
+	focusAsked string
 
 	ops *opIndex
 	c   *client // nil until mounted, and always natively
@@ -114,8 +117,15 @@ func (w *Widget) show(st syncclient.State) {
 	}
 	old, loaded := w.st, w.loaded
 	w.st, w.loaded = st, true
-	if w.undo != nil && st.Cart != nil && st.Cart.Line(w.undo.key) != nil {
-		w.undo = nil // back: undone here, or added again elsewhere
+	if u := w.undo; u != nil && st.Cart != nil {
+		// Gone, then back (undone here, or added again elsewhere): no
+		// more to undo. A state from before the removal went through
+		// still has the line, and changes nothing.
+		if st.Cart.Line(u.key) == nil {
+			u.gone = true
+		} else if u.gone {
+			w.undo = nil
+		}
 	}
 	if loaded {
 		w.sayChange(old, st) // names lines as the new state shows them
@@ -137,9 +147,10 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 	case st.Choice != nil && st.Choice != w.seenChoice:
 		w.seenChoice = st.Choice
 		w.confirm = ""
-		if asked {
+		if asked && (w.c == nil || w.c.focusIn(choiceID)) {
 			// The same question again (the server asks anew after
-			// a reconnect): the focus stays where the shopper is.
+			// a reconnect): the focus stays where the shopper is,
+			// on one of its buttons.
 			return
 		}
 		w.setOpen(ctx, true)
@@ -445,7 +456,7 @@ func (w *Widget) onKeep(ctx app.Context, l *cart.Line) {
 // focusLater focuses the element with id after the next render; the last
 // asked for wins.
 func (w *Widget) focusLater(ctx app.Context, id string) {
-	w.focusNext = id
+	w.focusNext, w.focusAsked = id, id
 	w.later(ctx, func(ctx app.Context) {
 		if w.c != nil && w.focusNext != "" {
 			w.c.focus(w.focusNext)

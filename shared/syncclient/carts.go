@@ -258,14 +258,15 @@ func (m *machine) settlePush(done []protocol.OpID) {
 // first, names the version): the shopper here is told that the cart
 // changed under them.
 func (m *machine) loginElsewhere(confirmed *cart.Cart, msg *protocol.Message) {
-	for i, id := range msg.By {
-		v := msg.From + 1 + uint64(i)
-		if id.Client != protocol.MergeClient || (m.merge != nil && m.merge.Version == v) {
+	for _, id := range msg.By {
+		// Its seq is the version it made. A choice this engine was asked
+		// is answered by a merge too, perhaps from another tab.
+		if id.Client != protocol.MergeClient || m.choice != nil || (m.merge != nil && m.merge.Version == id.Seq) {
 			continue
 		}
-		e := &LoginElsewhere{Version: v}
+		e := &LoginElsewhere{Version: id.Seq}
 		for _, l := range confirmed.Lines {
-			if msg.Cart.Line(l.Key) == nil {
+			if now := msg.Cart.Line(l.Key); now == nil || now.Quantity < l.Quantity {
 				e.Removed++
 			}
 		}

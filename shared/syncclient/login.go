@@ -22,7 +22,8 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	m.userSet, m.userToken, m.policy = true, token, policy
 	m.userGen++
 	m.needsLogin = false
-	m.choice = nil // a choice belongs to the login it was asked for
+	m.choice = nil    // a choice belongs to the login it was asked for
+	m.elsewhere = nil // so does news of another device's login into it
 	if token == "" {
 		m.loggedOut = true
 	}

@@ -321,6 +321,16 @@ func TestMachineLoginElsewhere(t *testing.T) {
 				then: elsewhere(nil)},
 		},
 	}, {
+		name:  "a logout drops the news: it was about the account's cart",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4, "jam=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
+				then: elsewhere(&LoginElsewhere{Version: 4, Removed: 1, Added: 1})},
+			{in: func(h *harness) func(*machine) { return func(m *machine) { m.setUser("", "") } },
+				want: nil, then: elsewhere(nil)},
+		},
+	}, {
 		name:  "a merge on another device that adds",
 		setup: func(h *harness) { connectedOn(h, cartAt(3, "tea=1", "mug=2")) },
 		steps: []machineStep{
@@ -334,6 +344,25 @@ func TestMachineLoginElsewhere(t *testing.T) {
 		steps: []machineStep{
 			{in: serverSays(pushedCart(3, cartAt(4), protocol.OpID{Client: "phone", Seq: 7})),
 				want: []string{"confirm cart-1@4 done=phone/7"},
+				then: elsewhere(nil)},
+		},
+	}, {
+		name:  "a replace that only lowers a quantity",
+		setup: func(h *harness) { connectedOn(h, cartAt(3, "mug=3")) },
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4, "mug=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
+				then: elsewhere(&LoginElsewhere{Version: 4, Removed: 1})},
+		},
+	}, {
+		name: "a choice this engine was asked, answered in another tab",
+		setup: func(h *harness) {
+			connectedOn(h, cartAt(3, "tea=1"))
+			h.do(got(h, &protocol.Message{Type: protocol.TypeMerge, Merge: &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: cartAt(0), User: cartAt(3, "tea=1"), Version: 3}}))
+		},
+		steps: []machineStep{
+			{in: serverSays(pushedCart(3, cartAt(4, "jam=1"), merge(4))),
+				want: []string{"confirm cart-1@4 done=server:merge/4"},
 				then: elsewhere(nil)},
 		},
 	}, {

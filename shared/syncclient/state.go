@@ -63,8 +63,8 @@ type State struct {
 	Rejected []protocol.Result
 	// Reduced are the most recent ops the server applied with less than
 	// they asked, oldest first, so the shopper can be told: an add or set
-	// lowered to what the catalog has available (warning stock_clamped)
-	// or to the most a line holds (quantity_clamped).
+	// lowered to what the catalog has available or its per-order maximum
+	// (warning stock_clamped).
 	Reduced []protocol.Result
 
 	// NeedsLogin: the server refused the user token (expired, or not
@@ -108,8 +108,8 @@ type State struct {
 }
 
 // LoginElsewhere is what a login on another device did to the cart shown
-// here: Removed lines that were here are gone (the other device's shopper
-// chose replace), Added lines are new or hold more.
+// here: Removed lines that were here are gone or hold less (the other
+// device's shopper chose replace), Added lines are new or hold more.
 type LoginElsewhere struct {
 	Version uint64 // the version the merge produced
 	Removed int

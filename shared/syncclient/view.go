@@ -217,12 +217,14 @@ func (m *machine) addRejected(rs ...protocol.Result) {
 	m.changed = true
 }
 
-// reduced reports whether the server applied r with less than it asked:
-// its quantity lowered to what is available (stock_clamped) or to the
-// most a line holds (quantity_clamped).
+// reduced reports whether the server applied r with less than it asked
+// because of the catalog: its quantity lowered to what is available
+// (stock_clamped). The most a line holds (quantity_clamped) the engine
+// knows and applies itself before the op is queued, and its UI tells it
+// then.
 func reduced(r protocol.Result) bool {
 	return r.Status == protocol.StatusApplied && slices.ContainsFunc(r.Warnings, func(w cart.Warning) bool {
-		return w.Code == cart.CodeStockClamped || w.Code == cart.CodeQuantityClamped
+		return w.Code == cart.CodeStockClamped
 	})
 }
 

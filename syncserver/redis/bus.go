@@ -91,10 +91,13 @@ type Bus struct {
 	beatCh    string        // this instance's own channel
 	beatEvery time.Duration // beatEvery; tests shorten it
 	beatStale time.Duration
-	beatSince time.Time     // when the heartbeat started
-	lastBeat  atomic.Int64  // unix nanoseconds of the last one received
-	repaired  time.Time     // when repair last subscribed again
-	backAt    time.Time     // when Redis answered again after failing
+	beatSince time.Time    // when the heartbeat started
+	lastBeat  atomic.Int64 // unix nanoseconds of the last one received
+	repaired  time.Time    // when repair last subscribed again
+	backAt    time.Time    // when Redis answered again after failing
+	subFails  int          // SUBSCRIBEs failed since Redis last confirmed one
+	subErr    error
+	droppedAt time.Time     // when a publication was last dropped on a full queue
 	quiet     atomic.Bool   // repair has subscribed again since the last heartbeat
 	beaten    chan struct{} // closed when the beater returns
 }
@@ -156,6 +159,7 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 	default:
 		b.mu.Lock()
 		b.dropped++
+		b.droppedAt = time.Now()
 		b.mu.Unlock()
 		return fmt.Errorf("redis: publish cart %s: %w", cartID, errPublishQueueFull)
 	}
@@ -232,13 +236,21 @@ func (b *Bus) beatQuiet() time.Duration {
 
 // Degraded reports, without waiting on Redis, whether the bus works in a
 // degraded mode: Redis failing (updates reach only this instance's
-// connections; other instances' clients repair by version gap) or
-// subscriptions Redis has not confirmed. nil means healthy.
+// connections; other instances' clients repair by version gap), SUBSCRIBEs
+// failing, publications dropped because Redis is not keeping up,
+// subscriptions Redis has not confirmed, or no heartbeat back through
+// Pub/Sub for beatStale. nil means healthy.
 func (b *Bus) Degraded() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fails > 0 {
 		return fmt.Errorf("redis bus: %d calls failed in a row; last: %w", b.fails, b.lastErr)
+	}
+	if b.subFails > 0 {
+		return fmt.Errorf("redis bus: %d subscribes failed since the last one Redis confirmed; last: %w", b.subFails, b.subErr)
+	}
+	if time.Since(b.droppedAt) <= b.beatStale {
+		return fmt.Errorf("redis bus: %d publications dropped so far, the last %s ago: Redis is not keeping up", b.dropped, time.Since(b.droppedAt).Round(time.Second))
 	}
 	pending := 0
 	for _, subs := range b.carts {
@@ -287,7 +299,10 @@ func (b *Bus) beater() {
 		}
 		select {
 		case b.pubs <- publication{b.beatCh, nil}:
-		default: // the queue is full: Degraded says so already
+		default: // the queue is full: Degraded says so, and repair waits
+			b.mu.Lock()
+			b.droppedAt = time.Now()
+			b.mu.Unlock()
 		}
 		b.repair()
 	}
@@ -301,8 +316,10 @@ func (b *Bus) beater() {
 func (b *Bus) repair() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || b.fails > 0 {
-		return // Redis is failing as a whole: go-redis reconnects
+	if b.closed || b.fails > 0 || time.Since(b.droppedAt) <= b.beatStale {
+		// Redis is failing as a whole (go-redis reconnects), or is too
+		// slow to take the publications: more commands would not help.
+		return
 	}
 	quiet := b.beatQuiet()
 	if quiet <= b.beatStale || time.Since(b.repaired) <= b.beatStale {
@@ -346,7 +363,7 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 	id := b.nextID
 	subs.fns[id] = fn
 	ready := subs.ready
-	degraded := b.fails > 0 && !subs.ok
+	degraded := (b.fails > 0 || b.subFails > 0) && !subs.ok
 	b.mu.Unlock()
 
 	var once sync.Once
@@ -462,7 +479,12 @@ func (b *Bus) subscriber(ps *goredis.PubSub) {
 				}
 				err = plain(err)
 				b.log.Warn("redis bus: (un)subscribe", logkey.Channel, chs[0], logkey.Count, len(chs), logkey.Subscribe, sub, logkey.Err, err)
-				b.outcome(err)
+				// Counted apart from publishing: a PUBLISH that works
+				// says nothing of whether SUBSCRIBE does.
+				b.mu.Lock()
+				b.subFails++
+				b.subErr = err
+				b.mu.Unlock()
 			}
 		}
 	}
@@ -486,6 +508,7 @@ func (b *Bus) confirmed(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.answered()
+	b.subFails, b.subErr = 0, nil
 	subs := b.carts[ch]
 	if b.closed || subs == nil || subs.ok {
 		return // a resubscription after a reconnect

@@ -545,6 +545,8 @@ func TestBrowserRefusalReachesTheTabThatMadeTheEdit(t *testing.T) {
 			t.Errorf("%s: rejected events %v, want one: the withdrawn tee, not_sellable", tb.name, refused)
 		}
 	}
+	// Still offline, tab 2 shows the cart without it.
+	waitCart(two, "tab 2 without the refused tee", 10*time.Second, func(c hostCart) bool { return len(c.Lines) == 0 })
 	eval[bool](two, `cartsync.open()`)
 	waitWidgetText(two, srv.origin(), "as the refusal in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
 		"Couldn't update Tee: it's no longer for sale.")
