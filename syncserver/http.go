@@ -386,13 +386,13 @@ func (s *Server) HealthHandler(ready bool) http.HandlerFunc {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
 			if err := s.Ready(ctx); err != nil {
-				s.healthLog.note(s.log, "not ready: the store does not answer", err)
+				s.notReadyLog.note(s.log, "not ready: the store does not answer", err)
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store: not answering (the server's log says why)"})
 				return
 			}
 			if d := s.Degraded(); len(d) > 0 {
 				// Still ready: edits are acknowledged. Say what is off.
-				s.healthLog.note(s.log, "degraded", errors.New(strings.Join(d, "; ")))
+				s.degradedLog.note(s.log, "degraded", errors.New(strings.Join(d, "; ")))
 				parts := make([]string, len(d))
 				for i, m := range d {
 					parts[i], _, _ = strings.Cut(m, ":")

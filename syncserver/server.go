@@ -131,12 +131,13 @@ type Server struct {
 	stopCatalog func()        // ends the catalog's subscription and notifier
 	catalogNews chan []string // changed SKUs, for the notifier
 
-	mu        sync.Mutex
-	sessions  map[*session]struct{}
-	closing   bool
-	wg        sync.WaitGroup
-	draining  atomic.Bool // /readyz answers draining; see Drain
-	healthLog healthLog
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closing  bool
+	wg       sync.WaitGroup
+	draining atomic.Bool // /readyz answers draining; see Drain
+	// What /readyz finds off, logged at most every healthLogEvery each.
+	notReadyLog, degradedLog healthLog
 }
 
 // Drain makes /readyz answer 503 "draining" from now on, so that load

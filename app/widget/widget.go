@@ -468,6 +468,9 @@ func (w *Widget) focusLater(ctx app.Context, id string) {
 // addNote shows a local message and announces it.
 func (w *Widget) addNote(s string) {
 	w.say(s)
+	if n := len(w.notes); n > 0 && w.notes[n-1] == s {
+		return // said again, shown once
+	}
 	w.notes = append(w.notes, s)
 	if n := len(w.notes) - maxMessages; n > 0 {
 		w.notes = append([]string(nil), w.notes[n:]...)
