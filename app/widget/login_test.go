@@ -349,6 +349,11 @@ func TestChoiceAnswered(t *testing.T) {
 	if w.focusAsked != choiceID {
 		t.Errorf("the choice shown: focus asked for %q, want the choice", w.focusAsked)
 	}
+	c.onChange(choice) // any other change while it is asked (State.Merge is the question too)
+	e.ConsumeAll()
+	if w.focusAsked != choiceID || w.said != "" {
+		t.Errorf("a change while the choice is asked: focus asked for %q, said %q; want the choice left alone, nothing said", w.focusAsked, w.said)
+	}
 	c.dispatch(func(app.Context) { w.addNote(tr(noteChoiceNotSent)) })
 	e.ConsumeAll()
 	w.focusAsked = ""

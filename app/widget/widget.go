@@ -149,13 +149,14 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 		w.confirm = ""
 		if asked && (w.c == nil || w.c.focusIn(choiceID)) {
 			// The same question again (the server asks anew after
-			// a reconnect): the focus stays where the shopper is,
-			// on one of its buttons.
+			// a reconnect): the focus stays where the shopper is, in
+			// the choice. Lost (to the frame's body), it goes back.
 			return
 		}
 		w.setOpen(ctx, true)
 		w.focusLater(ctx, choiceID)
-	case mergeShown(st) && st.Merge != w.seenMerge:
+	case mergeShown(st) && st.Merge != w.seenMerge && st.Choice == nil:
+		// A merge done (a choice asked is the case above).
 		w.seenMerge = st.Merge
 		w.dropNote(tr(noteChoiceNotSent)) // sent after all
 		if texts := mergeTexts(st.Merge); len(texts) > 0 {
