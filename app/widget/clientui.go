@@ -350,12 +350,6 @@ func (c *client) onFrameFocus(app.Value, []app.Value) any {
 	return nil
 }
 
-// focused reports whether the element with id has the focus.
-func (c *client) focused(id string) bool {
-	active := app.Window().Get("document").Get("activeElement")
-	return active.Truthy() && active.Get("id").String() == id
-}
-
 // focusIn reports whether the focus is on the element with id or inside it.
 func (c *client) focusIn(id string) bool {
 	doc := app.Window().Get("document")
