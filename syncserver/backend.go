@@ -273,9 +273,7 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 		*it = sent.Items[i].Item
 		it.UpdatedAt = time.Time{}
 		sellable := sent.Items[i].Sellable
-		if sellable != nil {
-			it.Sellable = *sellable
-		}
+		it.Sellable = sellable != nil && *sellable
 		if sellable == nil {
 			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: it.SKU, Code: cart.CodeInvalidDetails, Message: "sellable is required: true to sell the item, false to withdraw it"})
 		} else if e := cart.ValidateItem(it, s.lim); e != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"slices"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -147,7 +146,7 @@ func (c *client) tellResults(st syncclient.State) {
 	c.toldMu.Lock()
 	var fresh []protocol.Result
 	told := make(map[protocol.OpID]bool, len(st.Rejected)+len(st.Reduced))
-	for _, r := range append(slices.Clip(st.Rejected), st.Reduced...) {
+	for _, r := range answers(st) {
 		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
 		told[id] = true
 		if !c.told[id] {

@@ -88,17 +88,11 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	if st.NeedsLogin && !old.NeedsLogin {
 		w.say(tr(textSignInAgain))
 	}
-	if n := len(st.Rejected); n > 0 {
-		last := st.Rejected[n-1]
-		id := protocol.OpID{Client: last.Client, Seq: last.Seq}
-		if m := len(old.Rejected); m == 0 || (protocol.OpID{Client: old.Rejected[m-1].Client, Seq: old.Rejected[m-1].Seq}) != id {
-			w.say(w.resultText(last) + " " + trn("live.items", w.items())) // the count an add announced was too many
-		}
-	}
-	if n := len(st.Reduced); n > 0 {
-		last := st.Reduced[n-1]
-		if m := len(old.Reduced); m == 0 || old.Reduced[m-1].Client != last.Client || old.Reduced[m-1].Seq != last.Seq {
-			w.say(w.resultText(last) + " " + trn("live.items", w.items()))
+	for _, rs := range [][2][]protocol.Result{{old.Rejected, st.Rejected}, {old.Reduced, st.Reduced}} {
+		if r, ok := newest(rs[0], rs[1]); ok {
+			// With the count: the add's own announcement counted what
+			// was asked for.
+			w.say(w.resultText(r) + " " + trn("live.items", w.items()))
 		}
 	}
 	if n := len(st.Notices); n > len(old.Notices) && st.Choice == nil {
@@ -107,6 +101,16 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	if st.Elsewhere != nil && st.Elsewhere != old.Elsewhere {
 		w.say(elsewhereText(st.Elsewhere))
 	}
+}
+
+// newest returns the last of now when it is not the last of before: an
+// answer of the server that has just come.
+func newest(before, now []protocol.Result) (protocol.Result, bool) {
+	n, m := len(now), len(before)
+	if n == 0 || (m > 0 && before[m-1].Client == now[n-1].Client && before[m-1].Seq == now[n-1].Seq) {
+		return protocol.Result{}, false
+	}
+	return now[n-1], true
 }
 
 // added announces an item added from the page: "Added Mug. 3 items in

@@ -500,10 +500,13 @@ func (w *Widget) messages() []string {
 	return out
 }
 
-// results are the server's answers the shopper is told about: the refused
-// edits, then those applied reduced.
-func (w *Widget) results() []protocol.Result {
-	return append(slices.Clip(w.st.Rejected), w.st.Reduced...)
+// results are the server's answers the shopper is told about (answers).
+func (w *Widget) results() []protocol.Result { return answers(w.st) }
+
+// answers are the server's answers in st the shopper is told about: the
+// refused edits, then those applied reduced.
+func answers(st syncclient.State) []protocol.Result {
+	return append(slices.Clip(st.Rejected), st.Reduced...)
 }
 
 // resultText tells the shopper about a refused edit or a warning.

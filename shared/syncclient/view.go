@@ -210,11 +210,17 @@ func (m *machine) setStatus(s Status) {
 }
 
 func (m *machine) addRejected(rs ...protocol.Result) {
-	m.rejected = append(m.rejected, rs...)
-	if n := len(m.rejected) - maxRejected; n > 0 {
-		m.rejected = slices.Clone(m.rejected[n:])
-	}
+	m.rejected = keepLast(m.rejected, rs)
 	m.changed = true
+}
+
+// keepLast appends rs to list and keeps the last maxRejected.
+func keepLast(list, rs []protocol.Result) []protocol.Result {
+	list = append(list, rs...)
+	if n := len(list) - maxRejected; n > 0 {
+		list = slices.Clone(list[n:])
+	}
+	return list
 }
 
 // reduced reports whether the server applied r with less than it asked
@@ -229,10 +235,7 @@ func reduced(r protocol.Result) bool {
 }
 
 func (m *machine) addWarned(rs ...protocol.Result) {
-	m.warned = append(m.warned, rs...)
-	if n := len(m.warned) - maxRejected; n > 0 {
-		m.warned = slices.Clone(m.warned[n:])
-	}
+	m.warned = keepLast(m.warned, rs)
 	m.changed = true
 }
 

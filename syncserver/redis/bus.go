@@ -157,12 +157,17 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 	case b.pubs <- publication{b.channel(cartID), payload}:
 		return nil
 	default:
-		b.mu.Lock()
-		b.dropped++
-		b.droppedAt = time.Now()
-		b.mu.Unlock()
+		b.drop()
 		return fmt.Errorf("redis: publish cart %s: %w", cartID, errPublishQueueFull)
 	}
+}
+
+// drop counts a publication dropped on a full queue, for Degraded.
+func (b *Bus) drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropped++
+	b.droppedAt = time.Now()
 }
 
 // errPublishQueueFull is a Publish dropped because Redis is not keeping up.
@@ -300,9 +305,7 @@ func (b *Bus) beater() {
 		select {
 		case b.pubs <- publication{b.beatCh, nil}:
 		default: // the queue is full: Degraded says so, and repair waits
-			b.mu.Lock()
-			b.droppedAt = time.Now()
-			b.mu.Unlock()
+			b.drop()
 		}
 		b.repair()
 	}
