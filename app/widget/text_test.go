@@ -201,10 +201,12 @@ func TestMessagesNameTheItem(t *testing.T) {
 	)
 	st := testState(syncclient.Synced, 0, tee)
 	st.Rejected = []protocol.Result{
-		{Client: "a", Seq: 1, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeInvalidQuantity}},
-		{Client: "a", Seq: 2, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeLineNotFound}},
-		{Client: "z", Seq: 9, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeLineNotFound}}, // unknown op
-		{Client: "a", Seq: 3, Status: protocol.StatusApplied, Warnings: []cart.Warning{{Code: cart.CodeQuantityClamped}}},
+		{Client: "a", Seq: 1, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeInvalidQuantity}},
+		{Client: "a", Seq: 2, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeLineNotFound}},
+		{Client: "z", Seq: 9, Status: protocol.StatusRejected, Version: 1, Error: &cart.Error{Code: cart.CodeLineNotFound}}, // unknown op
+	}
+	st.Reduced = []protocol.Result{
+		{Client: "a", Seq: 3, Status: protocol.StatusApplied, Version: 2, Warnings: []cart.Warning{{Code: cart.CodeQuantityClamped}}},
 	}
 	w.show(st)
 	want := []string{ // the most recent maxMessages
@@ -214,6 +216,21 @@ func TestMessagesNameTheItem(t *testing.T) {
 	}
 	if got := w.messages(); !reflect.DeepEqual(got, want) {
 		t.Errorf("messages =\n%q\nwant\n%q", got, want)
+	}
+
+	// In the order the server answered, refused or reduced: an add
+	// reduced to version 3, then one refused at 3, then one reduced to 4.
+	st.Rejected = []protocol.Result{{Client: "a", Seq: 5, Status: protocol.StatusRejected, Version: 3, Error: &cart.Error{Code: cart.CodeLineNotFound}}}
+	st.Reduced = []protocol.Result{
+		{Client: "a", Seq: 4, Status: protocol.StatusApplied, Version: 3, Warnings: []cart.Warning{{Code: cart.CodeQuantityClamped}}},
+		{Client: "a", Seq: 6, Status: protocol.StatusApplied, Version: 4, Warnings: []cart.Warning{{Code: cart.CodeQuantityClamped}}},
+	}
+	var order []uint64
+	for _, r := range answers(st) {
+		order = append(order, r.Seq)
+	}
+	if !reflect.DeepEqual(order, []uint64{4, 5, 6}) {
+		t.Errorf("answers in the order of seqs %v, want 4, 5, 6", order)
 	}
 }
 

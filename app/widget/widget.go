@@ -1,6 +1,7 @@
 package widget
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -503,10 +504,22 @@ func (w *Widget) messages() []string {
 // results are the server's answers the shopper is told about (answers).
 func (w *Widget) results() []protocol.Result { return answers(w.st) }
 
-// answers are the server's answers in st the shopper is told about: the
-// refused edits, then those applied reduced.
+// answers are the server's answers in st the shopper is told about, the
+// refused edits and those applied reduced, in the order the server gave
+// them: by the cart's version, and an edit applied at a version before one
+// refused at it (a refusal carries the version it left unchanged).
 func answers(st syncclient.State) []protocol.Result {
-	return append(slices.Clip(st.Rejected), st.Reduced...)
+	out := append(slices.Clip(st.Rejected), st.Reduced...)
+	refused := func(r protocol.Result) int {
+		if r.Status == protocol.StatusRejected {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(out, func(a, b protocol.Result) int {
+		return cmp.Or(cmp.Compare(a.Version, b.Version), refused(a)-refused(b))
+	})
+	return out
 }
 
 // resultText tells the shopper about a refused edit or a warning.
