@@ -149,6 +149,10 @@ export interface CartsyncRejected {
   /** Why: out_of_stock, not_sellable, unknown_sku, too_many_lines, cart_too_large, invalid_details, … */
   code: string;
   message: string;
+  /** With out_of_stock and stock_clamped: how many of the SKU one cart may hold in all. */
+  available?: number;
+  /** With out_of_stock and stock_clamped: what sets that bound, the catalog's stock or its maximum per order. */
+  limit_by?: 'stock' | 'per_order';
 }
 
 export interface CartsyncEvents {

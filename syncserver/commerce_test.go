@@ -148,26 +148,34 @@ func TestCatalogIsTheAuthority(t *testing.T) {
 				cart.Op{Client: cl, Seq: 4, Kind: cart.KindAdd, SKU: "CAP", Quantity: 3},
 				cart.Op{Client: cl, Seq: 5, Kind: cart.KindAdd, SKU: "NOT-IN-CATALOG", Quantity: 1, Details: &cart.Details{Name: "Free text", Price: 100, Currency: "EUR"}},
 			)
+			// Each limit met says which it is, and how many a cart may
+			// hold: the cap's is its maximum per order, not its stock.
 			want := []struct {
-				status string
-				code   cart.Code
+				status    string
+				code      cart.Code
+				available int
+				by        string
 			}{
-				{protocol.StatusApplied, cart.CodeStockClamped},
-				{protocol.StatusRejected, cart.CodeOutOfStock},
-				{protocol.StatusRejected, cart.CodeNotSellable},
-				{protocol.StatusApplied, cart.CodeStockClamped},
-				{protocol.StatusApplied, ""},
+				{protocol.StatusApplied, cart.CodeStockClamped, 3, cart.LimitStock},
+				{protocol.StatusRejected, cart.CodeOutOfStock, 3, cart.LimitStock},
+				{protocol.StatusRejected, cart.CodeNotSellable, -1, ""},
+				{protocol.StatusApplied, cart.CodeStockClamped, 2, cart.LimitPerOrder},
+				{protocol.StatusApplied, "", -1, ""},
 			}
 			for i, w := range want {
 				r := out.Results[i]
-				got := cart.Code("")
+				got, avail, by := cart.Code(""), -1, ""
+				var n *int
 				if r.Error != nil {
-					got = r.Error.Code
+					got, n, by = r.Error.Code, r.Error.Available, r.Error.LimitBy
 				} else if len(r.Warnings) > 0 {
-					got = r.Warnings[0].Code
+					got, n, by = r.Warnings[0].Code, r.Warnings[0].Available, r.Warnings[0].LimitBy
 				}
-				if r.Status != w.status || got != w.code {
-					t.Errorf("op %d: %s %s, want %s %s (%+v)", i+1, r.Status, got, w.status, w.code, r)
+				if n != nil {
+					avail = *n
+				}
+				if r.Status != w.status || got != w.code || avail != w.available || by != w.by {
+					t.Errorf("op %d: %s %s available %d limit_by %q, want %s %s %d %q (%+v)", i+1, r.Status, got, avail, by, w.status, w.code, w.available, w.by, r)
 				}
 			}
 			c := httpCart(t, s.hs, tok)
@@ -192,7 +200,7 @@ func TestCatalogIsTheAuthority(t *testing.T) {
 				t.Fatalf("notices = %+v, want one for MUG", c.Notices)
 			}
 			n := c.Notices[0]
-			if n.Line != "MUG" || n.PriceChanged == nil || n.PriceChanged.From != 1200 || n.PriceChanged.To != 1500 || n.Available == nil || *n.Available != 2 {
+			if n.Line != "MUG" || n.PriceChanged == nil || n.PriceChanged.From != 1200 || n.PriceChanged.To != 1500 || n.Available == nil || *n.Available != 2 || n.LimitBy != cart.LimitStock {
 				t.Fatalf("notice = %+v", n)
 			}
 			if m := c.Line("MUG"); m.Quantity != 3 || m.Details.Price != 1200 {

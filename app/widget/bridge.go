@@ -418,6 +418,10 @@ type rejectedData struct {
 	Name    string    `json:"name,omitempty"`
 	Code    cart.Code `json:"code"`
 	Message string    `json:"message"`
+	// Available and LimitBy come with out_of_stock and stock_clamped (see
+	// cart.Error).
+	Available *int   `json:"available,omitempty"`
+	LimitBy   string `json:"limit_by,omitempty"`
 }
 
 // rejectedEvents returns a rejected event for each edit in st.Rejected not
@@ -440,9 +444,11 @@ func (a *announcer) rejectedEvents(st syncclient.State, ops *opIndex) [][]byte {
 			case announced[id]:
 				continue
 			case r.Error != nil:
-				d = rejectedData{Code: r.Error.Code, Message: r.Error.Message}
+				e := r.Error
+				d = rejectedData{Code: e.Code, Message: e.Message, Available: e.Available, LimitBy: e.LimitBy}
 			case len(r.Warnings) > 0:
-				d = rejectedData{Code: r.Warnings[0].Code, Message: r.Warnings[0].Message}
+				w := r.Warnings[0]
+				d = rejectedData{Code: w.Code, Message: w.Message, Available: w.Available, LimitBy: w.LimitBy}
 			default:
 				continue
 			}

@@ -330,4 +330,16 @@ func TestRejectedEvents(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(string(got[0]), `"sku":"","key":"","code":"not_sellable"`) {
 		t.Errorf("a refusal of an op the widget never saw: %s", got)
 	}
+	// The limit met is passed on to the page, refused or reduced.
+	two := 2
+	limited := refused(8, cart.CodeOutOfStock)
+	limited.Error.Available, limited.Error.LimitBy = &two, cart.LimitPerOrder
+	st.Rejected = append(st.Rejected, limited)
+	st.Reduced = []protocol.Result{{Client: "c", Seq: 9, Status: protocol.StatusApplied,
+		Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "m", Available: &two, LimitBy: cart.LimitStock}}}}
+	got = a.rejectedEvents(st, ops)
+	if len(got) != 2 || !strings.Contains(string(got[0]), `"event":"rejected","data":{"sku":"","key":"","code":"out_of_stock","message":"out_of_stock","available":2,"limit_by":"per_order"}`) ||
+		!strings.Contains(string(got[1]), `"event":"reduced","data":{"sku":"","key":"","code":"stock_clamped","message":"m","available":2,"limit_by":"stock"}`) {
+		t.Errorf("a refusal and a reduction at a limit: %s", got)
+	}
 }

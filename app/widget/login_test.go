@@ -266,6 +266,91 @@ func TestReducedIsTold(t *testing.T) {
 	}
 }
 
+// A shopper who meets the catalog's maximum per order is told that limit
+// and its number, not that the item ran out: an add reduced to it, an add
+// refused at it, and a line's notice, in English, German and Arabic. The
+// stock is told as before.
+func TestPerOrderLimitIsTold(t *testing.T) {
+	two := 2
+	perOrder := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (at most 2 per order)", Available: &two, LimitBy: cart.LimitPerOrder}
+	stock := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (2 in stock)", Available: &two, LimitBy: cart.LimitStock}
+	refused := &cart.Error{Code: cart.CodeOutOfStock, Message: "no more Cap can be added: at most 2 per order", Available: &two, LimitBy: cart.LimitPerOrder}
+	for _, tt := range []struct {
+		lang                                    string
+		reduced, reducedCart, refused, notice   string
+		stockReduced, stockRefused, stockNotice string
+	}{
+		{"en",
+			"Cap: the quantity was lowered to 2, the most the shop sells per order.",
+			"A quantity was lowered to the most the shop sells per order.",
+			"Couldn't update Cap: the shop sells at most 2 per order.",
+			"At most 2 per order",
+			"Cap: the quantity was lowered to what is available.",
+			"Couldn't update Cap: there are no more in stock.",
+			"Only 2 available"},
+		{"de",
+			"Cap: Die Menge wurde auf 2 verringert, die Höchstmenge pro Bestellung.",
+			"Eine Menge wurde auf die Höchstmenge pro Bestellung verringert.",
+			"Cap konnte nicht geändert werden: pro Bestellung sind höchstens 2 möglich.",
+			"Höchstens 2 pro Bestellung",
+			"Cap: Die Menge wurde auf die verfügbare Anzahl verringert.",
+			"Cap konnte nicht geändert werden: es sind keine weiteren vorrätig.",
+			"Nur noch 2 verfügbar"},
+		{"ar",
+			"Cap: خُفّضت الكمية إلى 2، وهو الحد الأقصى لكل طلب.",
+			"خُفّضت إحدى الكميات إلى الحد الأقصى لكل طلب.",
+			"تعذّر تحديث Cap: الحد الأقصى لكل طلب هو 2.",
+			"الحد الأقصى 2 لكل طلب",
+			"Cap: خُفّضت الكمية إلى المتوفر.",
+			"تعذّر تحديث Cap: لم يتبقَّ المزيد في المخزون.",
+			"متوفر اثنان فقط"},
+	} {
+		t.Run(tt.lang, func(t *testing.T) {
+			useLanguage(t, tt.lang, nil)
+			for _, c := range []struct{ got, want string }{
+				{reducedText("Cap", perOrder), tt.reduced},
+				{reducedText("", perOrder), tt.reducedCart},
+				{errorText("Cap", refused), tt.refused},
+				{availableText(2, cart.LimitPerOrder), tt.notice},
+				{reducedText("Cap", stock), tt.stockReduced},
+				{errorText("Cap", &cart.Error{Code: cart.CodeOutOfStock, Available: &two, LimitBy: cart.LimitStock}), tt.stockRefused},
+				{errorText("Cap", &cart.Error{Code: cart.CodeOutOfStock}), tt.stockRefused}, // a server without the fields
+				{availableText(2, cart.LimitStock), tt.stockNotice},
+				{availableText(2, ""), tt.stockNotice},
+			} {
+				if c.got != c.want {
+					t.Errorf("got %q, want %q", c.got, c.want)
+				}
+			}
+		})
+	}
+
+	// In the panel and the live region, from the engine's state.
+	st := testState(syncclient.Synced, 0)
+	st.Cart = &cart.Cart{ID: "g_1", Lines: []*cart.Line{testLine("CAP", "Cap", 2, 900, "EUR", nil)}}
+	st.Reduced = []protocol.Result{{Client: "a", Seq: 1, Status: protocol.StatusApplied, Version: 2, Warnings: []cart.Warning{perOrder}}}
+	w := &Widget{open: true, ops: &opIndex{}}
+	w.ops.remember(cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 3, Details: &cart.Details{Name: "Cap"}})
+	w.show(testState(syncclient.Synced, 0))
+	w.show(st)
+	const want = "Cap: the quantity was lowered to 2, the most the shop sells per order."
+	if !strings.Contains(html(t, w), want) {
+		t.Errorf("the panel does not say %q", want)
+	}
+	if w.said != want+" 2 items in cart." {
+		t.Errorf("live region said %q, want %q and the count", w.said, want)
+	}
+	// The line's notice when the maximum was lowered under the cart.
+	st.Reduced = nil
+	st.Notices = []cart.Notice{{Line: "CAP", Available: &two, LimitBy: cart.LimitPerOrder}}
+	st.Cart.Lines[0].Quantity = 3
+	w = &Widget{open: true}
+	w.show(st)
+	if h := html(t, w); !strings.Contains(h, "At most 2 per order") || !strings.Contains(h, "Reduce to 2") {
+		t.Errorf("the line's notice does not say %q with Reduce to 2", "At most 2 per order")
+	}
+}
+
 // A login on another device that changed this cart is told in the notice,
 // and in the live region, once.
 func TestElsewhereNotice(t *testing.T) {

@@ -54,10 +54,15 @@ func priceChangedText(pc *cart.PriceChange) string {
 	return tr("line.price_changed", "from", formatPrice(pc.From, from), "to", formatPrice(pc.To, pc.Currency))
 }
 
-// availableText tells how many of an item the cart may hold.
-func availableText(n int) string {
-	if n <= 0 {
+// availableText tells how many of an item the cart may hold, and whether
+// that is the catalog's maximum per order (by, cart.LimitPerOrder) or its
+// stock.
+func availableText(n int, by string) string {
+	switch {
+	case n <= 0:
 		return tr("line.out_of_stock")
+	case by == cart.LimitPerOrder:
+		return tr("line.per_order", "count", n)
 	}
 	return trn("line.available", n)
 }
@@ -107,7 +112,7 @@ func (w *Widget) renderLineNotice(l *cart.Line) app.UI {
 				OnClick(w.lineHandler(l.Key, w.onReduce), scope).
 				Text(tr("line.reduce", "count", to))
 		}
-		rows = append(rows, row("available", availableText(*n.Available), fix))
+		rows = append(rows, row("available", availableText(*n.Available, n.LimitBy), fix))
 	}
 	return app.Div().Class("cartsync-line-notice").Role("group").Aria("label", tr("line.changes", "name", name)).Body(rows...)
 }

@@ -214,10 +214,40 @@ func reason(code cart.Code) string {
 
 // rejectedText tells the shopper that an edit of name was refused.
 func rejectedText(name string, code cart.Code) string {
+	return refusedText(name, reason(code))
+}
+
+// refusedText tells the shopper that an edit of name was refused, and why.
+func refusedText(name, why string) string {
 	if name == "" {
-		return tr("edit.rejected.cart", "reason", reason(code))
+		return tr("edit.rejected.cart", "reason", why)
 	}
-	return tr("edit.rejected", "name", name, "reason", reason(code))
+	return tr("edit.rejected", "name", name, "reason", why)
+}
+
+// errorText tells the shopper why the server refused an edit of name: an
+// item's maximum per order is told as such, with the number, rather than
+// as "no more in stock".
+func errorText(name string, e *cart.Error) string {
+	if e.Code == cart.CodeOutOfStock && e.LimitBy == cart.LimitPerOrder && e.Available != nil {
+		return refusedText(name, tr("reason.per_order", "count", *e.Available))
+	}
+	return rejectedText(name, e.Code)
+}
+
+// reducedText tells the shopper that an add of name was lowered to what the
+// catalog allows: its maximum per order, with the number, or its stock.
+func reducedText(name string, w cart.Warning) string {
+	if w.LimitBy == cart.LimitPerOrder && w.Available != nil {
+		if name == "" {
+			return tr("edit.order_limited.cart", "count", *w.Available)
+		}
+		return tr("edit.order_limited", "name", name, "count", *w.Available)
+	}
+	if name == "" {
+		return tr("edit.stock_limited.cart")
+	}
+	return tr("edit.stock_limited", "name", name)
 }
 
 // clampedText tells the shopper that an add was capped at the maximum.

@@ -543,14 +543,12 @@ func (w *Widget) resultText(r protocol.Result) string {
 		}
 	}
 	if r.Error != nil {
-		return rejectedText(name, r.Error.Code)
+		return errorText(name, r.Error)
 	}
 	for _, wn := range r.Warnings {
 		switch {
-		case wn.Code == cart.CodeStockClamped && name != "":
-			return tr("edit.stock_limited", "name", name)
 		case wn.Code == cart.CodeStockClamped:
-			return tr("edit.stock_limited.cart")
+			return reducedText(name, wn)
 		case wn.Code == cart.CodeQuantityClamped && name != "":
 			return tr("edit.limited", "name", name)
 		}

@@ -35,6 +35,13 @@ const (
 	CodeStockClamped Code = "stock_clamped" // warning: the add was reduced to what the stock or the per-order maximum allows
 )
 
+// What bounds how many of a SKU one cart may hold (the limit_by of
+// out_of_stock, stock_clamped and a notice's available).
+const (
+	LimitStock    = "stock"     // the catalog's stock
+	LimitPerOrder = "per_order" // the catalog's maximum per order
+)
+
 // ItemLimits bound catalog items, besides the cart limits on SKUs, names,
 // images and prices.
 const (
@@ -92,6 +99,20 @@ func (it *Item) Available() int {
 		return 0
 	}
 	return n
+}
+
+// LimitBy says what sets Available: LimitPerOrder when the per-order
+// maximum is the lesser bound (or stock and maximum are equal), LimitStock
+// otherwise; "" for no limit or a withdrawn item.
+func (it *Item) LimitBy() string {
+	n := it.Available()
+	switch {
+	case n < 0 || !it.Sellable:
+		return ""
+	case it.MaxPerOrder != nil && *it.MaxPerOrder == n:
+		return LimitPerOrder
+	}
+	return LimitStock
 }
 
 // SKUQuantity is the cart's quantity of a SKU over all its option lines.
@@ -161,10 +182,14 @@ func Authorize(c *Cart, op Op, item *Item, knownOnly bool) (Op, []Warning, *Erro
 		return op, nil, nil // within what is available, or not growing
 	}
 	allowed := avail - others // the most this line may hold
+	by := item.LimitBy()
 	if allowed <= line {
-		return op, nil, errorf(CodeOutOfStock, "no more %s can be added: %s", item.Name, limitText(item, avail))
+		e := errorf(CodeOutOfStock, "no more %s can be added: %s", item.Name, limitText(avail, by))
+		e.Available, e.LimitBy = &avail, by
+		return op, nil, e
 	}
-	w := Warning{Code: CodeStockClamped, Message: fmt.Sprintf("only %d of %s can be bought (%s)", avail, item.Name, limitText(item, avail))}
+	w := Warning{Code: CodeStockClamped, Message: fmt.Sprintf("only %d of %s can be bought (%s)", avail, item.Name, limitText(avail, by)),
+		Available: &avail, LimitBy: by}
 	switch op.Kind {
 	case KindAdd:
 		op.Quantity = allowed - line
@@ -174,8 +199,8 @@ func Authorize(c *Cart, op Op, item *Item, knownOnly bool) (Op, []Warning, *Erro
 	return op, []Warning{w}, nil
 }
 
-func limitText(it *Item, avail int) string {
-	if it.MaxPerOrder != nil && *it.MaxPerOrder == avail {
+func limitText(avail int, by string) string {
+	if by == LimitPerOrder {
 		return fmt.Sprintf("at most %d per order", avail)
 	}
 	return fmt.Sprintf("%d in stock", avail)
@@ -191,8 +216,10 @@ type Notice struct {
 	// catalog's.
 	PriceChanged *PriceChange `json:"price_changed,omitempty"`
 	// Available is set when the line's SKU is limited below what the cart
-	// holds of it: how many the cart may have in all.
-	Available *int `json:"available,omitempty"`
+	// holds of it: how many the cart may have in all. LimitBy says what
+	// limits it (LimitStock or LimitPerOrder).
+	Available *int   `json:"available,omitempty"`
+	LimitBy   string `json:"limit_by,omitempty"`
 	// Unavailable is true when the catalog withdrew the SKU.
 	Unavailable bool `json:"unavailable,omitempty"`
 }
@@ -229,7 +256,7 @@ func Notices(c *Cart, items map[string]Item) []Notice {
 			}
 			if avail := it.Available(); avail >= 0 && c.SKUQuantity(l.SKU) > avail {
 				a := avail
-				n.Available = &a
+				n.Available, n.LimitBy = &a, it.LimitBy()
 			}
 		}
 		if n.Unavailable || n.PriceChanged != nil || n.Available != nil {

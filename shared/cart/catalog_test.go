@@ -56,3 +56,71 @@ func TestClientPriceCurrencyMustBeKnown(t *testing.T) {
 		t.Errorf("%d items, want the EUR add only", n)
 	}
 }
+
+// An add or a set that meets what the catalog has available says which
+// limit it met, the stock or the maximum per order (the lesser; the maximum
+// when they are equal), and how many one cart may hold, whether it is
+// refused or reduced; a notice does the same.
+func TestAuthorizeSaysWhichLimit(t *testing.T) {
+	n := func(v int) *int { return &v }
+	mug := func(stock, perOrder *int) *Item {
+		return &Item{SKU: "MUG", Name: "Mug", Price: 900, Currency: "EUR", Sellable: true, Stock: stock, MaxPerOrder: perOrder}
+	}
+	for _, tc := range []struct {
+		name      string
+		item      *Item
+		have, add int
+		code      Code // out_of_stock or stock_clamped
+		available int
+		by        string
+	}{
+		{"stock refuses", mug(n(2), nil), 2, 1, CodeOutOfStock, 2, LimitStock},
+		{"stock reduces", mug(n(3), nil), 1, 5, CodeStockClamped, 3, LimitStock},
+		{"stock 0 refuses", mug(n(0), n(4)), 0, 1, CodeOutOfStock, 0, LimitStock},
+		{"per order refuses", mug(nil, n(2)), 2, 1, CodeOutOfStock, 2, LimitPerOrder},
+		{"per order reduces", mug(n(50), n(2)), 1, 5, CodeStockClamped, 2, LimitPerOrder},
+		{"stock under per order", mug(n(1), n(2)), 0, 3, CodeStockClamped, 1, LimitStock},
+		{"equal: per order", mug(n(2), n(2)), 2, 1, CodeOutOfStock, 2, LimitPerOrder},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cart{ID: "g", Lines: []*Line{}}
+			if tc.have > 0 {
+				c.Lines = append(c.Lines, &Line{Key: "MUG", SKU: "MUG", Quantity: tc.have, Details: tc.item.Details()})
+			}
+			op := Op{Client: "c", Seq: 1, Kind: KindAdd, SKU: "MUG", Quantity: tc.add}
+			_, warns, err := Authorize(c, op, tc.item, false)
+			var code Code
+			var avail *int
+			var by string
+			switch {
+			case err != nil:
+				code, avail, by = err.Code, err.Available, err.LimitBy
+			case len(warns) == 1:
+				code, avail, by = warns[0].Code, warns[0].Available, warns[0].LimitBy
+			default:
+				t.Fatalf("add %d to %d: no error, warnings %v", tc.add, tc.have, warns)
+			}
+			if code != tc.code || avail == nil || *avail != tc.available || by != tc.by {
+				t.Errorf("add %d to %d: %s available %v limit_by %q, want %s %d %q", tc.add, tc.have, code, avail, by, tc.code, tc.available, tc.by)
+			}
+			if tc.have > tc.available {
+				return
+			}
+			// The same limit as a notice: the cart holds one more than
+			// available.
+			c.Lines = []*Line{{Key: "MUG", SKU: "MUG", Quantity: tc.available + 1, Details: tc.item.Details()}}
+			ns := Notices(c, map[string]Item{"MUG": *tc.item})
+			if len(ns) != 1 || ns[0].Available == nil || *ns[0].Available != tc.available || ns[0].LimitBy != tc.by {
+				t.Errorf("notices %+v, want available %d limit_by %q", ns, tc.available, tc.by)
+			}
+		})
+	}
+	// No limit, no field.
+	c := &Cart{ID: "g", Lines: []*Line{}}
+	if _, warns, err := Authorize(c, Op{Client: "c", Seq: 1, Kind: KindAdd, SKU: "MUG", Quantity: 5}, mug(nil, nil), false); err != nil || warns != nil {
+		t.Errorf("unlimited add: %v %v", err, warns)
+	}
+	if by := mug(nil, nil).LimitBy(); by != "" {
+		t.Errorf("unlimited item: limit_by %q, want none", by)
+	}
+}

@@ -28,6 +28,11 @@ const (
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// Available and LimitBy come with out_of_stock: how many of the SKU
+	// one cart may hold in all, and what sets that bound (LimitStock or
+	// LimitPerOrder), so that a client can tell the shopper which.
+	Available *int   `json:"available,omitempty"`
+	LimitBy   string `json:"limit_by,omitempty"`
 }
 
 func (e *Error) Error() string { return "cart: " + string(e.Code) + ": " + e.Message }
@@ -40,4 +45,8 @@ func errorf(code Code, format string, args ...any) *Error {
 type Warning struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// Available and LimitBy come with stock_clamped, as with Error's
+	// out_of_stock.
+	Available *int   `json:"available,omitempty"`
+	LimitBy   string `json:"limit_by,omitempty"`
 }

@@ -565,16 +565,38 @@ func TestBrowserReducedAddIsTold(t *testing.T) {
 	ready(tb)
 	eval[bool](tb, `(window.__reduced = [], cartsync.on('reduced', (d) => window.__reduced.push(d)), true)`)
 	call(tb, "add", mugSKU, 12, map[string]any{"name": "Mug", "price": 1200, "currency": "EUR"})
-	reduced := eval[[]map[string]string](tb, `new Promise((resolve) => {
+	reduced := eval[[]map[string]any](tb, `new Promise((resolve) => {
 		const poll = () => (window.__reduced.length ? resolve(window.__reduced) : setTimeout(poll, 50));
 		poll();
 	})`)
-	if len(reduced) != 1 || reduced[0]["sku"] != mugSKU || reduced[0]["code"] != "stock_clamped" || reduced[0]["name"] != "Mug" {
-		t.Errorf("reduced events %v, want one: the mug, stock_clamped", reduced)
+	if len(reduced) != 1 || reduced[0]["sku"] != mugSKU || reduced[0]["code"] != "stock_clamped" || reduced[0]["name"] != "Mug" ||
+		reduced[0]["available"] != 10.0 || reduced[0]["limit_by"] != "stock" {
+		t.Errorf("reduced events %v, want one: the mug, stock_clamped, 10 available by the stock", reduced)
 	}
 	waitSynced(tb, quantities{mugSKU: 10})
 	eval[bool](tb, `cartsync.open()`)
 	waitWidgetText(tb, srv.origin(), "as the reduction", `document.querySelector('.cartsync-message')?.textContent`,
 		mugName+": the quantity was lowered to what is available.")
 	screenshot(tb, 375, 812, "reduced-375.png")
+
+	// A maximum per order is told as such, with its number, reduced and
+	// then refused, to the page and in the panel: not as "no more in
+	// stock" while the shop has plenty.
+	tee := srv.item(teeSKU, teeName, "tee.svg", 1999, 50)
+	tee.MaxPerOrder = new(2)
+	srv.putItems(tee)
+	eval[bool](tb, `(window.__limits = [], ['reduced', 'rejected'].forEach((e) => cartsync.on(e, (d) => window.__limits.push(e + ' ' + d.code + ' ' + d.available + ' ' + d.limit_by))), true)`)
+	call(tb, "add", teeSKU, 3, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR"})
+	waitSynced(tb, quantities{mugSKU: 10, teeSKU: 2})
+	waitWidgetText(tb, srv.origin(), "as the reduction to the maximum per order", `[...document.querySelectorAll('.cartsync-message')].pop()?.textContent`,
+		teeName+": the quantity was lowered to 2, the most the shop sells per order.")
+	call(tb, "add", teeSKU, 1, map[string]any{"name": "Tee", "price": 1999, "currency": "EUR"})
+	waitSynced(tb, quantities{mugSKU: 10, teeSKU: 2})
+	waitWidgetText(tb, srv.origin(), "as the refusal at the maximum per order", `[...document.querySelectorAll('.cartsync-message')].pop()?.textContent`,
+		"Couldn't update "+teeName+": the shop sells at most 2 per order.")
+	limits := eval[[]string](tb, `window.__limits`)
+	if fmt.Sprint(limits) != "[reduced stock_clamped 2 per_order rejected out_of_stock 2 per_order]" {
+		t.Errorf("the page heard %q, want the reduction and the refusal, each at 2 per order", limits)
+	}
+	screenshot(tb, 375, 812, "per-order-375.png")
 }
