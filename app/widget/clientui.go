@@ -106,7 +106,7 @@ func (c *client) undo(r *removal) {
 			return
 		}
 		d := r.details
-		c.uiEdited(r.name, eng.Add(ctx, r.sku, r.options, r.qty, &d))
+		c.uiEdited(r.name, eng.AddBefore(ctx, r.sku, r.options, r.qty, &d, r.before(eng.Snapshot().Cart)))
 	})
 }
 

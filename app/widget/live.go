@@ -3,6 +3,7 @@ package widget
 import (
 	"hash/fnv"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,7 +49,8 @@ type removal struct {
 	options map[string]string
 	qty     int
 	details cart.Details
-	gone    bool // a state without the line was shown since
+	after   []string // the keys of the lines after it, in order, when it was removed
+	gone    bool     // a state without the line was shown since
 }
 
 // say announces s in the live region. Saying the same words again is
@@ -138,7 +140,25 @@ func (w *Widget) offerUndo(ctx app.Context, l *cart.Line) {
 		qty:     l.Quantity,
 		details: l.Details,
 	}
+	if c := w.st.Cart; c != nil {
+		if i := slices.IndexFunc(c.Lines, func(o *cart.Line) bool { return o.Key == l.Key }); i >= 0 {
+			for _, o := range c.Lines[i+1:] {
+				w.undo.after = append(w.undo.after, o.Key)
+			}
+		}
+	}
 	w.say(tr("live.removed", "name", w.undo.name))
+}
+
+// before is the key of the line a removed line goes back before in c: the
+// first of the lines that followed it that c still has, "" (last) for none.
+func (r *removal) before(c *cart.Cart) string {
+	for _, k := range r.after {
+		if c != nil && c.Line(k) != nil {
+			return k
+		}
+	}
+	return ""
 }
 
 // onUndo adds the removed line again, with its quantity, options and

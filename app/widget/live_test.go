@@ -4,6 +4,7 @@ package widget
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -204,6 +205,10 @@ func TestUndoRestoresTheLine(t *testing.T) {
 		t.Fatal("the tee is still shown after Remove")
 	}
 
+	r := *w.undo
+	if fmt.Sprint(r.after) != "[MUG-01]" {
+		t.Errorf("the removal keeps the lines after it as %q, want the mug", r.after)
+	}
 	w.onUndo(c.ctx, app.Event{})
 	if w.undo != nil || w.said != "Tee is back in your cart." {
 		t.Errorf("after Undo: undo %+v, said %q", w.undo, w.said)
@@ -211,12 +216,15 @@ func TestUndoRestoresTheLine(t *testing.T) {
 	if w.refocus == nil || w.refocus.id != lineControlID("remove", tee.Key) || w.refocus.ready() {
 		t.Errorf("after Undo the focus goes to %+v, want the tee's Remove button once it is back", w.refocus)
 	}
-	c.undo(&removal{key: tee.Key, name: "Tee", sku: tee.SKU, options: tee.Options, qty: tee.Quantity, details: tee.Details})
+	c.undo(&r)
 	drain(c)
 	e.ConsumeAll()
 	got := w.line(tee.Key)
 	if got == nil || got.Quantity != 2 || got.Options["size"] != "M" || got.Details != tee.Details {
 		t.Fatalf("after Undo the tee is %+v, want %+v", got, tee)
+	}
+	if ls := w.st.Cart.Lines; len(ls) != 2 || ls[0].Key != tee.Key {
+		t.Errorf("after Undo the tee is not back in its place, first: %+v", ls)
 	}
 	if w.refocus == nil || !w.refocus.ready() {
 		t.Errorf("the tee is back and the focus waits")

@@ -31,6 +31,12 @@ type Limits struct {
 	MaxClients int `json:"-"`
 }
 
+// MaxLineKey is the longest line key the limits allow: the SKU, and each
+// option's key and value query-escaped (at most three bytes for one).
+func (lim Limits) MaxLineKey() int {
+	return lim.MaxSKU + lim.MaxOptions*(2+2*3*lim.MaxOptionLen)
+}
+
 // DefaultLimits are the limits used when none are configured.
 var DefaultLimits = Limits{
 	MaxQuantity:  999,

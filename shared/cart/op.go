@@ -1,6 +1,7 @@
 package cart
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,11 @@ type Op struct {
 	// an op only to that cart, or to the user cart its device's guest
 	// cart was merged into at login.
 	Cart string `json:"cart,omitempty"`
+	// Before, on an add of a line the cart does not have, is the key of
+	// the line the new line goes before: an undone removal puts the line
+	// back where it was. Without it, or when the cart has no such line,
+	// the new line goes last. An add to a line the cart has ignores it.
+	Before string `json:"before,omitempty"`
 }
 
 // Key is the line key the op addresses ("" for clear).
@@ -98,6 +104,17 @@ func (op *Op) Validate(lim Limits) *Error {
 	default:
 		if op.Quantity != 0 {
 			return errorf(CodeInvalidQuantity, "%s takes no quantity", op.Kind)
+		}
+	}
+	if op.Before != "" {
+		if op.Kind != KindAdd {
+			return errorf(CodeInvalidOp, "%s takes no before", op.Kind)
+		}
+		if bad := checkText(op.Before, false); bad != "" {
+			return errorf(CodeInvalidOp, "before %s", bad)
+		}
+		if len(op.Before) > lim.MaxLineKey() {
+			return errorf(CodeInvalidOp, "before must be a line key of at most %d bytes", lim.MaxLineKey())
 		}
 	}
 	if op.Kind == KindDetails && op.Details == nil {
@@ -215,7 +232,13 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 			if e := c.fits(l, nil, lim); e != nil {
 				return nil, e
 			}
-			c.Lines = append(c.Lines, l)
+			at := len(c.Lines)
+			if op.Before != "" {
+				if i := slices.IndexFunc(c.Lines, func(o *Line) bool { return o.Key == op.Before }); i >= 0 {
+					at = i
+				}
+			}
+			c.Lines = slices.Insert(c.Lines, at, l)
 		} else if op.Details != nil {
 			if e := c.fitsDetails(l, *op.Details, lim); e != nil {
 				return nil, e

@@ -258,6 +258,9 @@ func (s *scanner) op(op *cart.Op) bool {
 		case "cart":
 			op.Cart, ok = s.str()
 			return seen.once(8) && ok
+		case "before":
+			op.Before, ok = s.str()
+			return seen.once(9) && ok
 		}
 		return false
 	})

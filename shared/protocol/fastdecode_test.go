@@ -18,6 +18,7 @@ func TestDecodeFastReadsWhatClientsSend(t *testing.T) {
 		`{"type":"push","id":"r1","ops":[]}`,
 		` { "type" : "push" ,"ops" : [ { "client" : "c" , "seq" : 1 , "kind" : "add" , "sku" : "X" , "quantity" : -5 } ] } ` + "\n",
 		`{"ops":[{"kind":"clear","seq":9,"client":"tab","base":0,"cart":"g_1"}],"type":"push"}`,
+		`{"type":"push","ops":[{"client":"c","seq":2,"kind":"add","sku":"T","quantity":1,"base":4,"before":"MUG?size=M"}]}`,
 		`{"type":"push","ops":[{"client":"c","seq":18446744073709551615,"kind":"add","sku":"Café ☕","options":{},"details":{}}]}`,
 		`{"type":"push","ops":[{"client":"c","seq":1,"kind":"set","sku":"T","options":{"size":"M","colour":"grün"},"quantity":9223372036854775807,` +
 			`"details":{"name":"T-shirt","image":"https://shop.example/t.jpg","price":-9223372036854775808,"currency":"JPY"}}]}`,

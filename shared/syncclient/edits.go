@@ -18,6 +18,13 @@ func (e *Engine) Add(ctx context.Context, sku string, opts map[string]string, qt
 	return e.edit(ctx, cart.Op{Kind: cart.KindAdd, SKU: sku, Options: opts, Quantity: qty, Details: d})
 }
 
+// AddBefore is Add that, when the cart does not have the line, puts it
+// before the line with key before (cart.Op.Before): an undone removal
+// puts the line back where it was. Without that line it goes last.
+func (e *Engine) AddBefore(ctx context.Context, sku string, opts map[string]string, qty int, d *cart.Details, before string) error {
+	return e.edit(ctx, cart.Op{Kind: cart.KindAdd, SKU: sku, Options: opts, Quantity: qty, Details: d, Before: before})
+}
+
 // SetQuantity sets a line's quantity; 0 removes the line.
 func (e *Engine) SetQuantity(ctx context.Context, sku string, opts map[string]string, qty int) error {
 	return e.edit(ctx, cart.Op{Kind: cart.KindSet, SKU: sku, Options: opts, Quantity: qty})

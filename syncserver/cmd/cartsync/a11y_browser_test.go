@@ -424,6 +424,21 @@ func TestBrowserUndoInViewOnAPhone(t *testing.T) {
 	if !inView {
 		t.Errorf("Undo is not fully on screen after removing a line far down the cart (see %s)", shot)
 	}
+	// Undo puts the line back where it was, on the server too (the cart
+	// once synced is the server's), not at the end of the cart.
+	clickWidget(tb, srv.origin(), `#cartsync-undo`, "")
+	waitSynced(tb, quantities{"LINE-0": 1, "LINE-1": 1, "LINE-2": 1, "LINE-3": 1, "LINE-4": 1, "LINE-5": 1})
+	var order []string
+	for _, l := range call(tb, "cart").Lines {
+		order = append(order, l.SKU)
+	}
+	if fmt.Sprint(order) != "[LINE-0 LINE-1 LINE-2 LINE-3 LINE-4 LINE-5]" {
+		t.Errorf("lines after Undo: %v, want Line 4 back in its place", order)
+	}
+	shown := evalInWidget[[]string](tb, srv.origin(), `[...document.querySelectorAll('.cartsync-lines .cartsync-name')].map((e) => e.textContent)`)
+	if fmt.Sprint(shown) != "[Line 0 Line 1 Line 2 Line 3 Line 4 Line 5]" {
+		t.Errorf("the panel shows %v after Undo, want Line 4 back in its place", shown)
+	}
 }
 
 // In forced colours (Windows High Contrast) the cart button still shows
