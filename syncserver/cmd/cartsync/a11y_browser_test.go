@@ -441,6 +441,52 @@ func TestBrowserUndoInViewOnAPhone(t *testing.T) {
 	}
 }
 
+// A phone on its side (640 × 360, and 320 × 200 as at 400 % zoom): the
+// panel's head and foot scroll with the lines, but Undo stays on screen
+// after removing the first line of a long cart, and the last line can
+// still be scrolled clear of it.
+func TestBrowserUndoInViewOnAPhoneOnItsSide(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	want := quantities{}
+	for i := range 8 {
+		sku := fmt.Sprintf("LINE-%d", i)
+		call(tb, "add", sku, 1, map[string]any{"name": fmt.Sprintf("Line %d", i), "price": 1000, "currency": "EUR"})
+		want[sku] = 1
+	}
+	waitSynced(tb, want)
+	eval[bool](tb, `cartsync.open()`)
+	for _, vp := range []struct {
+		w, h int64
+		line string
+		shot string
+	}{{640, 360, "Line 0", "undo-640x360.png"}, {320, 200, "Line 1", "undo-320x200.png"}} {
+		setViewport(tb, vp.w, vp.h)
+		evalInWidget[bool](tb, srv.origin(), `(document.querySelector('.cartsync-panel').scrollTop = 0, true)`)
+		clickWidget(tb, srv.origin(), `[aria-label="Remove `+vp.line+` from cart"]`, "")
+		waitWidget(tb, srv.origin(), "the undo", `!!document.getElementById('cartsync-undo')`)
+		shot := screenshot(tb, vp.w, vp.h, vp.shot)
+		inView := evalInWidget[bool](tb, srv.origin(), `(() => {
+			const r = document.getElementById('cartsync-undo').getBoundingClientRect();
+			return r.top >= 0 && r.bottom <= window.innerHeight && r.height >= 44;
+		})()`)
+		if !inView {
+			t.Errorf("%d × %d: Undo is not fully on screen after removing %s at the top of the cart (see %s)", vp.w, vp.h, vp.line, shot)
+		}
+		clear := evalInWidget[bool](tb, srv.origin(), `(() => {
+			const p = document.querySelector('.cartsync-panel');
+			p.scrollTop = 1e6;
+			const last = [...document.querySelectorAll('.cartsync-lines .cartsync-remove')].pop().getBoundingClientRect();
+			return last.bottom <= document.querySelector('.cartsync-undo').getBoundingClientRect().top;
+		})()`)
+		if !clear {
+			t.Errorf("%d × %d: the last line's Remove stays under Undo when scrolled to the end (see %s)", vp.w, vp.h, shot)
+		}
+	}
+}
+
 // In forced colours (Windows High Contrast) the cart button still shows
 // its icon and an outline; at 400 % zoom (320 × 200 CSS px) the panel's
 // head and foot scroll with the lines, which would otherwise have no room.
