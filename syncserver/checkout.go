@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cartsync/cartsync/shared/cart"
@@ -101,35 +102,60 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 
 // createCheckout checks out cartID at the reviewed version.
 func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uint64) (*cart.Checkout, *protocol.Error) {
-	// The catalog is read before the cart is locked; a change to it
-	// that lands meanwhile is caught by the notices of the next read.
-	rec, err := s.store.Load(ctx, cartID, nil)
-	if err != nil {
+	// The catalog is read before the cart is locked, for the lines the
+	// cart has then (read past the cache, which may be behind another
+	// instance's commit). Should the locked cart have a line besides
+	// (an edit that landed meanwhile), its item is read and the checkout
+	// made again: no line is checked out without the catalog's word on
+	// it. A change to an item that lands meanwhile is caught by the
+	// notices of the next read.
+	var looked *cart.Cart // the cart whose lines items covers
+	switch rec, err := s.freshStore().Load(ctx, cartID, nil); {
+	case err == nil:
+		looked = rec.Cart
+	case !errors.Is(err, ErrCartNotFound):
 		return nil, s.checkoutLoadError(cartID, err)
-	}
-	items, err := s.cartItems(ctx, rec.Cart)
-	if err != nil {
-		return nil, s.failure("read the catalog", cartID, err)
 	}
 	var co *cart.Checkout
 	var ce *cart.Error
-	err = s.store.Mutate(ctx, cartID, nil, func(rec *Record) error {
-		co, ce = nil, nil
-		if !rec.Exists || rec.Meta.MergedInto != "" {
-			return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
+	var err error
+	for attempt := 1; ; attempt++ {
+		var items map[string]cart.Item
+		if looked != nil {
+			if items, err = s.cartItems(ctx, looked); err != nil {
+				return nil, s.failure("read the catalog", cartID, err)
+			}
 		}
-		var created bool
-		co, created, ce = cart.NewCheckout(rec.Cart, reviewed, items, newCheckoutID(cartID), s.now(), s.cfg.CheckoutTTL)
-		if ce != nil || !created {
-			return errNothingToDo // refused, or this review's open checkout
+		var missed *cart.Cart // the locked cart, when items misses a line of it
+		err = s.store.Mutate(ctx, cartID, nil, func(rec *Record) error {
+			co, ce, missed = nil, nil, nil
+			if !rec.Exists || rec.Meta.MergedInto != "" {
+				return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
+			}
+			if !sameSKUs(looked, rec.Cart) {
+				missed = rec.Cart.Clone()
+				return errNothingToDo
+			}
+			var created bool
+			co, created, ce = cart.NewCheckout(rec.Cart, reviewed, items, newCheckoutID(cartID), s.now(), s.cfg.CheckoutTTL)
+			if ce != nil || !created {
+				return errNothingToDo // refused, or this review's open checkout
+			}
+			// A checkout is the shopper's latest touch of the cart: the
+			// retention and the abandonment count from it, so that the
+			// purge never takes a cart while it is being paid for.
+			rec.Meta.UpdatedAt = s.now()
+			s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
+			return nil
+		})
+		if missed == nil || err == nil {
+			break
 		}
-		// A checkout is the shopper's latest touch of the cart: the
-		// retention and the abandonment count from it, so that the
-		// purge never takes a cart while it is being paid for.
-		rec.Meta.UpdatedAt = s.now()
-		s.addEvent(rec, EventCheckoutCreated, func(d *EventData) { d.Checkout = co })
-		return nil
-	})
+		if attempt == maxCheckoutAttempts {
+			return nil, protocol.Errorf(protocol.ErrCartChanged, "the cart kept changing while the checkout was made: review it again")
+		}
+		looked = missed
+	}
 	if err != nil && !errors.Is(err, errNothingToDo) {
 		return nil, s.checkoutLoadError(cartID, err)
 	}
@@ -148,6 +174,20 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 	}
 	s.eventsWritten(true)
 	return co, nil
+}
+
+// maxCheckoutAttempts bounds how often a checkout is made again for lines
+// the catalog was not read for.
+const maxCheckoutAttempts = 3
+
+// sameSKUs reports whether every SKU of c is one of looked's (nil for none).
+func sameSKUs(looked, c *cart.Cart) bool {
+	for _, l := range c.Lines {
+		if looked == nil || !slices.ContainsFunc(looked.Lines, func(o *cart.Line) bool { return o.SKU == l.SKU }) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) checkoutLoadError(cartID string, err error) *protocol.Error {
