@@ -238,7 +238,37 @@ func (s *Server) serveCheckoutGet(w http.ResponseWriter, r *http.Request) {
 	}
 	co = co.Clone()
 	co.Status = co.StatusAt(s.now())
-	writeJSON(w, http.StatusOK, co)
+	writeJSON(w, http.StatusOK, checkoutView(co, rec.Cart))
+}
+
+// CheckoutView is a checkout as GET /v1/backend/checkouts/{checkout}
+// answers it: the snapshot the shopper confirmed, and where its cart
+// stands now.
+type CheckoutView struct {
+	*cart.Checkout
+	// CurrentCartID is the cart the checkout lives in now, when that is
+	// not CartID: the user cart that took a guest's checkout at a login.
+	// Completing the checkout takes its lines from that cart.
+	CurrentCartID string `json:"current_cart_id,omitempty"`
+	// CartMoved, for an open checkout only, says whether the cart it
+	// lives in changed since the shopper confirmed it (for a guest's
+	// checkout taken by a user cart, since that login): an order that
+	// should follow the cart sends the shopper back to it first.
+	CartMoved *bool `json:"cart_moved,omitempty"`
+}
+
+// checkoutView is co as the storefront reads it, living in c.
+func checkoutView(co *cart.Checkout, c *cart.Cart) CheckoutView {
+	v := CheckoutView{Checkout: co}
+	from := co.Version
+	if c.ID != co.CartID {
+		v.CurrentCartID, from = c.ID, co.Base
+	}
+	if co.Status == cart.CheckoutOpen {
+		moved := c.Version > from
+		v.CartMoved = &moved
+	}
+	return v
 }
 
 // serveCheckoutComplete records the placed order: the checked-out

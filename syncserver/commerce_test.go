@@ -626,6 +626,61 @@ func TestCheckoutEdgeCases(t *testing.T) {
 			t.Fatalf("read after login: %d %+v", code, got)
 		}
 	})
+	t.Run("the storefront reads whether the cart moved since the checkout", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+		s.upsert(mug(1200, 50))
+		read := func(id string) syncserver.CheckoutView {
+			t.Helper()
+			var v syncserver.CheckoutView
+			if code := s.call("GET", "/v1/backend/checkouts/"+id, testAPIKey, nil, &v); code != 200 {
+				t.Fatalf("read %s: %d", id, code)
+			}
+			return v
+		}
+		moved := func(v syncserver.CheckoutView) string {
+			if v.CartMoved == nil {
+				return "absent"
+			}
+			return fmt.Sprint(*v.CartMoved)
+		}
+		// A guest's checkout, then a login that takes it into the user
+		// cart: the cart it lives in now, not moved by the login itself.
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		if v := read(resp.Checkout.ID); v.CurrentCartID != "" || moved(v) != "false" {
+			t.Fatalf("fresh checkout: current_cart_id %q, cart_moved %s; want none, false", v.CurrentCartID, moved(v))
+		}
+		s.login(tok, "alice")
+		var bc syncserver.BackendCart
+		s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &bc)
+		v := read(resp.Checkout.ID)
+		if v.CartID != resp.Checkout.CartID || v.Version != resp.Checkout.Version || v.CurrentCartID != bc.Cart.ID || moved(v) != "false" {
+			t.Fatalf("after the login: cart_id %s version %d current_cart_id %q cart_moved %s; want the guest's, %d, %s, false",
+				v.CartID, v.Version, v.CurrentCartID, moved(v), resp.Checkout.Version, bc.Cart.ID)
+		}
+		// The shopper, signed in, takes the mugs out: the cart moved,
+		// although the guest cart's version is the checkout's.
+		var out syncserver.OpsResponse
+		s.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{
+			{Client: "shop", Seq: 1, Kind: cart.KindRemove, SKU: "MUG", Base: bc.Cart.Version}}}, &out)
+		if v := read(resp.Checkout.ID); moved(v) != "true" {
+			t.Fatalf("after the mugs were removed: cart_moved %s, want true", moved(v))
+		}
+		// An ended checkout says nothing of it.
+		s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/cancel", testAPIKey, nil, nil)
+		if v := read(resp.Checkout.ID); moved(v) != "absent" {
+			t.Fatalf("cancelled: cart_moved %s, want absent", moved(v))
+		}
+		// On a cart of its own, any edit after the review moves it.
+		other := s.device()
+		s.push(other, cart.Op{Client: "o", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+		_, resp = s.checkout(other, httpCart(t, s.hs, other).Version)
+		s.push(other, cart.Op{Client: "o", Seq: 2, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+		if v := read(resp.Checkout.ID); v.CurrentCartID != "" || moved(v) != "true" {
+			t.Fatalf("after an add: current_cart_id %q, cart_moved %s; want none, true", v.CurrentCartID, moved(v))
+		}
+	})
 	t.Run("a guest's checkout completed after a login that kept the user's cart", func(t *testing.T) {
 		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
 		s.upsert(mug(1200, 50))

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -32,7 +33,10 @@ type fakeCartServer struct {
 	calls     []apiCall
 	checkouts map[string]*cart.Checkout
 	carts     map[string]*cart.Cart
-	items     []cart.Item
+	// current is the cart a checkout lives in now, by checkout id, when
+	// that is not its cart_id (a guest's checkout after a login).
+	current map[string]string
+	items   []cart.Item
 	// fail, when set, answers a request before the fake does.
 	fail func(r *http.Request) (status int, ok bool)
 	srv  *httptest.Server
@@ -40,7 +44,7 @@ type fakeCartServer struct {
 
 func newFakeCartServer(tb testing.TB) *fakeCartServer {
 	tb.Helper()
-	f := &fakeCartServer{checkouts: map[string]*cart.Checkout{}, carts: map[string]*cart.Cart{}}
+	f := &fakeCartServer{checkouts: map[string]*cart.Checkout{}, carts: map[string]*cart.Cart{}, current: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/backend/checkouts/{id}", f.getCheckout)
 	mux.HandleFunc("POST /v1/backend/checkouts/{id}/complete", f.complete)
@@ -92,7 +96,7 @@ func (f *fakeCartServer) getCheckout(w http.ResponseWriter, r *http.Request) {
 		fakeError(w, http.StatusNotFound, "not_found", "no checkout "+r.PathValue("id"))
 		return
 	}
-	writeDemoJSON(w, http.StatusOK, co)
+	writeDemoJSON(w, http.StatusOK, checkoutRead{Checkout: *co, CurrentCartID: f.current[co.ID]})
 }
 
 // complete removes the checked-out quantities from the cart, once.
@@ -108,7 +112,7 @@ func (f *fakeCartServer) complete(w http.ResponseWriter, r *http.Request) {
 	case cart.CheckoutCompleted:
 	case cart.CheckoutOpen:
 		co.Status, co.Order = cart.CheckoutCompleted, req.Order
-		c := f.carts[co.CartID]
+		c := f.carts[cmp.Or(f.current[co.ID], co.CartID)]
 		for _, l := range co.Lines {
 			if cl := c.Line(l.Key); cl != nil {
 				cl.Quantity -= l.Quantity

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,13 +99,25 @@ func checkoutPath(id, suffix string) string {
 }
 
 // checkout reads a checkout: the snapshot the cart server keeps.
-func (c *backendClient) checkout(ctx context.Context, id string) (*cart.Checkout, error) {
-	var co cart.Checkout
+func (c *backendClient) checkout(ctx context.Context, id string) (*checkoutRead, error) {
+	var co checkoutRead
 	if err := c.do(ctx, http.MethodGet, checkoutPath(id, ""), nil, &co); err != nil {
 		return nil, err
 	}
 	return &co, nil
 }
+
+// checkoutRead is a checkout as the backend API reads it: the snapshot,
+// and the cart it lives in now (a guest's checkout is taken by the user
+// cart at a login).
+type checkoutRead struct {
+	cart.Checkout
+	CurrentCartID string `json:"current_cart_id,omitempty"`
+	CartMoved     *bool  `json:"cart_moved,omitempty"`
+}
+
+// cartNow is the cart the checkout lives in now.
+func (co *checkoutRead) cartNow() string { return cmp.Or(co.CurrentCartID, co.CartID) }
 
 // complete completes a checkout with the storefront's order reference;
 // completing a completed checkout again changes nothing, and answers it

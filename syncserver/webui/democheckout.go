@@ -73,11 +73,12 @@ func (d *demo) servePlace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	co, err := api.checkout(ctx, id)
+	read, err := api.checkout(ctx, id)
 	if err != nil {
 		d.relayError(w, r, err)
 		return
 	}
+	co, cartID := &read.Checkout, read.cartNow()
 	switch co.Status {
 	case cart.CheckoutOpen:
 		order := fmt.Sprintf("DEMO-%d", d.orders.Add(1))
@@ -100,8 +101,10 @@ func (d *demo) servePlace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	placed := placedOrder{Order: co.Order, Checkout: co}
-	if placed.Cart, err = api.cart(ctx, co.CartID); err != nil {
-		d.log.Warn("demo storefront: read the cart after the order", logkey.Cart, co.CartID, logkey.Err, err)
+	// The cart the order took its lines from: the user's, for a guest's
+	// checkout placed after a login.
+	if placed.Cart, err = api.cart(ctx, cartID); err != nil {
+		d.log.Warn("demo storefront: read the cart after the order", logkey.Cart, cartID, logkey.Err, err)
 	}
 	writeDemoJSON(w, http.StatusOK, placed)
 }

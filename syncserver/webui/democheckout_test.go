@@ -147,6 +147,41 @@ func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
 	}
 }
 
+// A guest's checkout placed after the shopper logged in: the order takes
+// its lines from the user cart, which took them at the login, and the
+// shopper is shown that cart, not the guest cart left behind.
+func TestPlaceAfterALoginShowsTheUserCart(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	const userCart = "u_0123456789abcdef0123456789abcdef"
+	f.mu.Lock()
+	guest := f.carts[testCart]
+	user := *guest
+	user.ID, user.Lines = userCart, slices.Clone(guest.Lines)
+	for i, l := range user.Lines {
+		c := *l
+		user.Lines[i] = &c
+	}
+	f.carts[userCart] = &user
+	f.current[testCheckout] = userCart
+	f.mu.Unlock()
+	h := newTestDemo(t, f, "")
+	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+	if code != http.StatusOK {
+		t.Fatalf("place = %d %s", code, body)
+	}
+	var placed placedOrder
+	if err := json.Unmarshal([]byte(body), &placed); err != nil {
+		t.Fatal(err)
+	}
+	if placed.Cart == nil || placed.Cart.ID != userCart || len(placed.Cart.Lines) != 1 || placed.Cart.Lines[0].SKU != "NOTE-01" {
+		t.Errorf("cart after the order = %+v, want the user cart with only the notebook", placed.Cart)
+	}
+	if calls := callNames(f.takeCalls()); calls[len(calls)-1] != "GET /v1/backend/carts/"+userCart {
+		t.Errorf("calls %q, want the user cart read last", calls)
+	}
+}
+
 func TestPlaceNumbersOrders(t *testing.T) {
 	f := newFakeCartServer(t)
 	h := newTestDemo(t, f, "")
