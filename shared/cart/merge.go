@@ -76,7 +76,10 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 		c.Lines = nil
 		for _, g := range guest.Lines {
 			l := g.clone()
-			l.Contribs = []Contrib{{Version: next, Device: device, Set: true, N: l.Quantity}}
+			// An add of the guest's quantity to a line built anew: a
+			// checkout made before the login and completed after it
+			// leaves these (CompleteCheckout), as it leaves a merge's.
+			l.Contribs = []Contrib{{Version: next, Device: device, N: l.Quantity}}
 			c.Lines = append(c.Lines, l)
 			res.Added++
 			res.Items += l.Quantity
