@@ -74,6 +74,10 @@ func openNext(t testing.TB) syncserver.Store {
 	if err != nil {
 		t.Fatalf("open sqlite store: %v", err)
 	}
+	// Closed by the cache over it, or here when the test ends before
+	// it has one (skipped without the test Redis). A second Close is
+	// harmless.
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
