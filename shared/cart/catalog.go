@@ -278,7 +278,7 @@ func Totals(c *Cart, items map[string]Item) map[string]int64 {
 			}
 			price, cur = it.Price, it.Currency
 		}
-		if price > 0 {
+		if price > 0 && cur != "" { // a line stored before a price needed its currency
 			out[cur] += price * int64(l.Quantity)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A catalog item's price is 1 to MaxPrice minor units, and the message of
@@ -122,5 +123,43 @@ func TestAuthorizeSaysWhichLimit(t *testing.T) {
 	}
 	if by := mug(nil, nil).LimitBy(); by != "" {
 		t.Errorf("unlimited item: limit_by %q, want none", by)
+	}
+}
+
+// A price needs its currency: minor units of no currency would be summed
+// under an empty code. An add or a details op with one is refused and
+// changes nothing; a line stored before the rule is left out of the
+// totals and the checkout's.
+func TestPriceNeedsItsCurrency(t *testing.T) {
+	c := &Cart{ID: "g", Lines: []*Line{}}
+	for i, op := range []Op{
+		{Kind: KindAdd, SKU: "NOCUR", Quantity: 2, Details: &Details{Name: "No currency", Price: 500}},
+		{Kind: KindAdd, SKU: "FREE", Quantity: 1, Details: &Details{Name: "Sticker"}},
+		{Kind: KindDetails, SKU: "FREE", Details: &Details{Name: "Sticker", Price: 100}},
+	} {
+		op.Client, op.Seq = "c", uint64(i+1)
+		_, err := c.Apply(op, "d", DefaultLimits)
+		if ok := op.SKU == "FREE" && op.Kind == KindAdd; ok != (err == nil) {
+			t.Errorf("%s %s with price %d and no currency: %v", op.Kind, op.SKU, op.Details.Price, err)
+		}
+		if err != nil && (err.Code != CodeInvalidDetails || !strings.Contains(err.Message, "currency")) {
+			t.Errorf("%s %s: %s %q, want invalid_details about the currency", op.Kind, op.SKU, err.Code, err.Message)
+		}
+	}
+	if len(c.Lines) != 1 || c.Lines[0].Details.Price != 0 {
+		t.Fatalf("lines %+v, want only the sticker, without a price", c.Lines)
+	}
+	// Stored before the rule.
+	c.Lines = append(c.Lines, &Line{Key: "OLD", SKU: "OLD", Quantity: 3, Details: Details{Name: "Old", Price: 500}},
+		&Line{Key: "MUG", SKU: "MUG", Quantity: 1, Details: Details{Name: "Mug", Price: 1200, Currency: "EUR"}})
+	if got := Totals(c, nil); len(got) != 1 || got["EUR"] != 1200 {
+		t.Errorf("totals %v, want EUR 1200 only", got)
+	}
+	co, _, ce := NewCheckout(c, c.Version, nil, "co", time.Now(), time.Hour)
+	if ce != nil {
+		t.Fatal(ce)
+	}
+	if len(co.Totals) != 1 || co.Totals["EUR"] != 1200 {
+		t.Errorf("checkout totals %v, want EUR 1200 only", co.Totals)
 	}
 }

@@ -139,7 +139,7 @@ func NewCheckout(c *Cart, reviewed uint64, items map[string]Item, id string, now
 		cl := CheckoutLine{Key: l.Key, SKU: l.SKU, Options: maps.Clone(l.Options), Quantity: l.Quantity,
 			Name: l.Details.Name, Image: l.Details.Image, UnitPrice: price, Currency: cur, Total: price * int64(l.Quantity), PricedBy: by}
 		co.Lines = append(co.Lines, cl)
-		if cl.Total > 0 {
+		if cl.Total > 0 && cur != "" { // a line stored before a price needed its currency
 			co.Totals[cur] += cl.Total
 		}
 	}

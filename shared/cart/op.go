@@ -186,6 +186,10 @@ func validateDetails(d *Details, lim Limits) *Error {
 	if d.Price < 0 || d.Price > lim.MaxPrice {
 		return errorf(CodeInvalidDetails, "price must be 0 to %d minor units", lim.MaxPrice)
 	}
+	if d.Price > 0 && d.Currency == "" {
+		// Minor units of no currency: no total can count them.
+		return errorf(CodeInvalidDetails, "a price needs its currency (an ISO 4217 code)")
+	}
 	if d.Currency != "" {
 		if len(d.Currency) != 3 || strings.ToUpper(d.Currency) != d.Currency || !isLetters(d.Currency) {
 			return errorf(CodeInvalidDetails, "currency must be a three-letter ISO 4217 code")
