@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -679,6 +680,43 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		s.push(other, cart.Op{Client: "o", Seq: 2, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
 		if v := read(resp.Checkout.ID); v.CurrentCartID != "" || moved(v) != "true" {
 			t.Fatalf("after an add: current_cart_id %q, cart_moved %s; want none, true", v.CurrentCartID, moved(v))
+		}
+	})
+	t.Run("a guest's checkout's events are delivered in order after the login", func(t *testing.T) {
+		st := memstore.New()
+		s := newShop(t, st, func(c *syncserver.Config) { c.Users = testUsers{}; c.Webhooks = true })
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		s.login(tok, "alice")
+		if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, nil); code != 200 {
+			t.Fatalf("complete: %d", code)
+		}
+		// Deliver everything, as the deliverer does: each claim takes
+		// the first pending event of each cart.
+		var order []string
+		for range 20 {
+			s.clock.add(2 * time.Second) // past any coalescing window
+			claimed, err := st.ClaimEvents(t.Context(), s.clock.now(), time.Minute, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(claimed) == 0 {
+				break
+			}
+			for _, ev := range claimed {
+				if strings.HasPrefix(ev.Type, "checkout.") {
+					order = append(order, ev.Type+" "+ev.CartID)
+				}
+				if err := st.EventDelivered(t.Context(), ev.Seq, s.clock.now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		guest := resp.Checkout.CartID
+		if want := []string{"checkout.created " + guest, "checkout.completed " + guest}; !slices.Equal(order, want) {
+			t.Errorf("checkout events delivered %q, want %q", order, want)
 		}
 	})
 	t.Run("a guest's checkout completed after a login that kept the user's cart", func(t *testing.T) {

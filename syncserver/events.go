@@ -55,6 +55,13 @@ func (s *Server) addEvent(rec *Record, typ string, extra func(*EventData)) {
 		panic(fmt.Sprintf("syncserver: encode event data: %v", err)) // plain data: cannot fail
 	}
 	e := Event{ID: newEventID(), Type: typ, CartID: rec.Cart.ID, At: now, Data: data}
+	if d.Checkout != nil {
+		// A checkout's events come in the order of the cart it was made
+		// on, where checkout.created is: a guest's checkout completed on
+		// the user cart that took it at login is not delivered before it
+		// was created. data still describes the cart it lives in.
+		e.CartID = d.Checkout.CartID
+	}
 	if !s.cfg.Webhooks {
 		// Nobody to deliver it to: the feed shows it, and it is pruned
 		// after the retention like a delivered one.
