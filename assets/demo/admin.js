@@ -16,10 +16,9 @@
   const listState = document.getElementById('catalog-state');
   let items = [];
 
-  // digits is how many minor units a currency has (EUR: 2).
-  function digits(currency) {
-    return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits;
-  }
+  // digits is how many decimal digits a currency's minor unit has (EUR: 2),
+  // as the cart server counts them (site.js).
+  const digits = minorDigits;
 
   function selected() {
     return items.find((it) => it.sku === sku.value);

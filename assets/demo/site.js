@@ -8,11 +8,21 @@ function withCartsync(fn) {
   else window.addEventListener('cartsync:load', () => fn(window.cartsync), { once: true });
 }
 
+// minorDigits is how many decimal digits a currency's minor unit has, as
+// ISO 4217 and the cart server count them (2 unless listed). The browser's
+// Intl does not always agree (it shows HUF and IQD without decimals), so
+// the amounts are not read through it.
+function minorDigits(currency) {
+  if (['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF'].includes(currency)) return 0;
+  if (['BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND'].includes(currency)) return 3;
+  return 2;
+}
+
 // money formats minor units in their currency (EUR 1999 → €19.99).
 function money(minor, currency) {
   if (!currency) return String(minor);
-  const fmt = new Intl.NumberFormat(undefined, { style: 'currency', currency });
-  const digits = fmt.resolvedOptions().maximumFractionDigits;
+  const digits = minorDigits(currency);
+  const fmt = new Intl.NumberFormat(undefined, { style: 'currency', currency, minimumFractionDigits: digits, maximumFractionDigits: digits });
   return fmt.format(minor / 10 ** digits);
 }
 

@@ -600,3 +600,18 @@ func TestBrowserReducedAddIsTold(t *testing.T) {
 	}
 	screenshot(tb, 375, 812, "per-order-375.png")
 }
+
+// The demo storefront shows and takes prices in the minor units the cart
+// server counts (ISO 4217), not in the browser's idea of a currency's
+// decimals: HUF has 2 (Intl shows none), IQD 3 (Intl shows none), JPY 0.
+func TestBrowserDemoMoneyInISOMinorUnits(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/")
+	got := eval[[]string](tb, `[[150000, 'HUF'], [12345, 'IQD'], [1500, 'JPY'], [1999, 'EUR']].map(([m, c]) => money(m, c))`)
+	for i, want := range []string{"1,500.00", "12.345", "1,500", "19.99"} {
+		if i >= len(got) || !strings.Contains(got[i], want) {
+			t.Errorf("money %d: %q, want the amount %s", i, got, want)
+		}
+	}
+}
