@@ -92,3 +92,19 @@ func TestMachinePushDelay(t *testing.T) {
 		},
 	}})
 }
+
+// An edit made while connected and synced shows as syncing at once, before
+// the machine's next step sends it (Engine.edit publishes the state right
+// after queueing the op): never "synced" with an edit waiting.
+func TestMachineEditedIsSyncingAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.m.cfg.PushDelay = 20 * time.Millisecond
+	connected(h, 1)
+	if h.m.status != Synced {
+		t.Fatalf("connected: %v, want synced", h.m.status)
+	}
+	h.edit(add("a"))
+	if h.m.status != Syncing {
+		t.Errorf("after an edit: %v, want syncing", h.m.status)
+	}
+}

@@ -46,6 +46,11 @@ func (m *machine) enqueued(op cart.Op) {
 		m.pending = append(slices.Clip(m.pending), op)
 	}
 	m.rebuild()
+	// Connected, an op this connection sends makes it syncing at once,
+	// as the next step would say: never synced with an edit waiting.
+	if m.status == Synced && m.sess != nil && m.sess.canSend(op) {
+		m.setStatus(Syncing)
+	}
 }
 
 // newOp stamps an edit with the client id, cart and base version it is
