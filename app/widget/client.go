@@ -61,6 +61,7 @@ type client struct {
 	ann          announcer
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
+	logoutLater  atomic.Bool // another tab logged out while this page was hidden
 	connected    atomic.Bool // the engine's last state was connected
 	loggedIn     atomic.Bool // the host called login, and logout not since
 
@@ -72,7 +73,9 @@ type client struct {
 	browser  []string
 	messages map[string]map[string]string
 
-	tabs      app.Value // the BroadcastChannel, or nil
+	tabsMu    sync.Mutex
+	tabs      app.Value // the BroadcastChannel, or nil (none, or closed while the page is in the back/forward cache)
+	tabsFn    app.Func  // its message listener
 	listeners []listener
 
 	toldMu sync.Mutex
@@ -138,8 +141,30 @@ func (c *client) start() {
 	}
 	c.listen(doc, "keydown", c.onKeyDown)
 	c.listen(win, "focus", c.onFrameFocus)
-	c.listen(win, "pagehide", func(app.Value, []app.Value) any {
-		c.reloadSoon() // wakes the sender: one more try before the page goes
+	// Hidden or left, the widget reads nothing from IndexedDB: the page may
+	// be frozen within milliseconds, and a transaction caught by the
+	// freeze holds the database from the store's other tabs for about a
+	// minute; and a page reading it, or listening on the tabs' channel,
+	// is kept out of the back/forward cache. It only wakes the sender,
+	// for one more try with what it holds. Shown, resumed or restored, it
+	// reads what other tabs stored meanwhile.
+	c.listen(win, "pagehide", func(_ app.Value, args []app.Value) any {
+		c.wake()
+		if len(args) > 0 && args[0].Get("persisted").Bool() {
+			c.closeTabs() // into the back/forward cache
+		}
+		return nil
+	})
+	c.listen(win, "pageshow", func(_ app.Value, args []app.Value) any {
+		if len(args) > 0 && args[0].Get("persisted").Bool() {
+			c.openTabs()
+			c.reloadSoon()
+			c.reconnect("the page came back from the back/forward cache")
+		}
+		return nil
+	})
+	c.listen(doc, "resume", func(app.Value, []app.Value) any {
+		c.reloadSoon()
 		return nil
 	})
 	// The browser knows before the heartbeat does: a socket open when the
@@ -158,16 +183,15 @@ func (c *client) start() {
 	})
 	c.listen(doc, "visibilitychange", func(app.Value, []app.Value) any {
 		if doc.Get("visibilityState").String() == "hidden" {
-			c.reloadSoon()
+			c.wake()
 		} else {
+			c.reloadSoon()
+			c.logOutAsTold()
 			app.TryUpdate()
 		}
 		return nil
 	})
-	if bc := win.Get("BroadcastChannel"); bc.Truthy() {
-		c.tabs = bc.New(tabsChannel)
-		c.listen(c.tabs, "message", c.onTabMessage)
-	}
+	c.openTabs()
 	c.jobs.push(c.init)
 	c.ctx.Async(func() { c.jobs.run(c.run) })
 }
@@ -179,8 +203,51 @@ func (c *client) stop() {
 		l.fn.Release()
 	}
 	c.listeners = nil
+	c.closeTabs()
+}
+
+// openTabs opens the channel to the store's other tabs, if the browser has
+// one and it is not open.
+func (c *client) openTabs() {
+	c.tabsMu.Lock()
+	defer c.tabsMu.Unlock()
 	if c.tabs != nil {
-		c.tabs.Call("close")
+		return
+	}
+	if bc := app.Window().Get("BroadcastChannel"); bc.Truthy() {
+		c.tabs = bc.New(tabsChannel)
+		c.tabsFn = app.FuncOf(c.onTabMessage)
+		c.tabs.Call("addEventListener", "message", c.tabsFn)
+	}
+}
+
+// closeTabs closes the channel to the other tabs, if open.
+func (c *client) closeTabs() {
+	c.tabsMu.Lock()
+	defer c.tabsMu.Unlock()
+	if c.tabs == nil {
+		return
+	}
+	c.tabs.Call("removeEventListener", "message", c.tabsFn)
+	c.tabs.Call("close")
+	c.tabsFn.Release()
+	c.tabs = nil
+}
+
+// tellTabs posts msg to the store's other tabs, if the channel is open.
+func (c *client) tellTabs(msg map[string]any) {
+	c.tabsMu.Lock()
+	defer c.tabsMu.Unlock()
+	if c.tabs != nil {
+		c.tabs.Call("postMessage", app.ValueOf(msg))
+	}
+}
+
+// wake asks the engine to send what it holds, without reading the
+// storage (Engine.Wake).
+func (c *client) wake() {
+	if eng := c.eng.Load(); eng != nil {
+		eng.Wake()
 	}
 }
 
@@ -519,9 +586,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		}
 		// The storefront's session is the device's: its other tabs log
 		// out too, rather than keep showing the account's cart.
-		if c.tabs != nil {
-			c.tabs.Call("postMessage", app.ValueOf(map[string]any{"logout": true}))
-		}
+		c.tellTabs(map[string]any{"logout": true})
 		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil
 	}
 	if err != nil {

@@ -132,9 +132,7 @@ func (c *client) uiEditedSaying(name string, err error, said string) {
 
 // edited tells the other tabs that the stored outbox changed.
 func (c *client) edited() {
-	if c.tabs != nil {
-		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"changed": true}))
-	}
+	c.tellTabs(map[string]any{"changed": true})
 }
 
 // tellResults tells the other tabs of the refusals and reductions this
@@ -155,8 +153,8 @@ func (c *client) tellResults(st syncclient.State) {
 	}
 	c.told = told
 	c.toldMu.Unlock()
-	if len(fresh) > 0 && c.tabs != nil {
-		c.tabs.Call("postMessage", app.ValueOf(map[string]any{"results": string(mustJSON(fresh))}))
+	if len(fresh) > 0 {
+		c.tellTabs(map[string]any{"results": string(mustJSON(fresh))})
 	}
 }
 
@@ -200,22 +198,41 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 		}
 		if lo := d.Get("logout"); lo.Type() == app.TypeBoolean && lo.Bool() && c.loggedIn.Load() {
 			// Only a tab logged in: another stays as it is, connection
-			// and all.
-			c.jobs.push(func(context.Context) {
-				if eng := c.eng.Load(); eng != nil {
-					if _, err := c.logOut(eng); err != nil {
-						c.log.Warn("log out as another tab did", logkey.Err, err)
-					}
-				}
-			})
+			// and all. A hidden page logs out once shown (reloadSoon
+			// says why it waits).
+			c.logoutLater.Store(true)
+			c.logOutAsTold()
 		}
 	}
 	return nil
 }
 
+// logOutAsTold logs out, once the page is shown, as another tab did.
+func (c *client) logOutAsTold() {
+	if app.Window().Get("document").Get("visibilityState").String() == "hidden" || !c.logoutLater.CompareAndSwap(true, false) {
+		return
+	}
+	c.jobs.push(func(context.Context) {
+		if eng := c.eng.Load(); eng != nil && c.loggedIn.Load() {
+			if _, err := c.logOut(eng); err != nil {
+				c.log.Warn("log out as another tab did", logkey.Err, err)
+			}
+		}
+	})
+}
+
 // reloadSoon queues a reload of the storage, which also wakes the sender;
-// reloads asked for while one is queued are one.
+// reloads asked for while one is queued are one. A hidden page does not
+// read: the browser may freeze it at any moment (and delivers the other
+// tabs' messages to a frozen page), and a transaction caught by a freeze
+// holds IndexedDB from every other tab of the store until the browser gives
+// up on it, about a minute. The other tabs send their own edits; the page
+// reads what they stored once it is shown again (start's
+// visibilitychange), and at every reconnection.
 func (c *client) reloadSoon() {
+	if app.Window().Get("document").Get("visibilityState").String() == "hidden" {
+		return
+	}
 	if !c.reloadQueued.CompareAndSwap(false, true) {
 		return
 	}

@@ -402,6 +402,13 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
+// Wake wakes the sender without reading the storage: one more look at
+// what this engine holds to send, as a page is hidden or left. (A read of
+// the storage then can be caught by the page's freeze, and hold the
+// storage from every other engine sharing it until the browser gives up
+// on it.)
+func (e *Engine) Wake() { e.signal(e.wake) }
+
 // reload reads the storage, the source of truth for the confirmed cart and
 // the outbox, and shows it.
 func (e *Engine) reload(ctx context.Context) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/cartsync/cartsync/shared/cart"
@@ -614,4 +615,82 @@ func TestBrowserDemoMoneyInISOMinorUnits(t *testing.T) {
 			t.Errorf("money %d: %q, want the amount %s", i, got, want)
 		}
 	}
+}
+
+// A storefront page with the cart goes into the back/forward cache and
+// comes back from it working: the widget reads nothing from IndexedDB as
+// the page is left and listens on no channel while it is cached (either
+// kept it out, and Back reloaded the page). What another tab added while
+// the page was cached shows once it is back, and an edit made then syncs.
+func TestBrowserBackForwardCache(t *testing.T) {
+	srv := startCommerceServer(t)
+	b := startBrowser(t, t.TempDir())
+	tb := b.first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	call(tb, "add", "LINE-1", 1, map[string]any{"name": "Line 1", "price": 1000, "currency": "EUR"})
+	waitSynced(tb, quantities{"LINE-1": 1})
+	other := b.newTab("tab 2")
+	other.navigate(srv.demo() + "/shop.html")
+	ready(other)
+	eval[bool](tb, `(window.__left = true, window.__restored = false, addEventListener('pageshow', (e) => { window.__restored = e.persisted; }), true)`)
+
+	tb.navigate(srv.demo() + "/thanks.html")
+	call(other, "add", "LINE-2", 1, map[string]any{"name": "Line 2", "price": 1000, "currency": "EUR"})
+	waitSynced(other, quantities{"LINE-1": 1, "LINE-2": 1})
+	// Back as the shopper's button does (a restore from the cache fires
+	// no load event to wait for).
+	eval[bool](tb, `(setTimeout(() => history.back(), 0), true)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		at, err := tryEval[string](tb, "", `location.pathname + ' ' + document.readyState + ' ' + (window.__left === true) + ' ' + (window.__restored === true)`)
+		if err != nil { // between pages
+			at = err.Error()
+		}
+		if at == "/shop.html complete true true" {
+			break
+		}
+		if strings.HasPrefix(at, "/shop.html complete false") || time.Now().After(deadline) {
+			t.Fatalf("after Back: %s; the page was not kept in the back/forward cache (reloaded, or not back)", at)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitCart(tb, "the other tab's add, after Back", 10*time.Second, func(c hostCart) bool { return len(c.Lines) == 2 })
+	call(tb, "add", "LINE-3", 1, map[string]any{"name": "Line 3", "price": 1000, "currency": "EUR"})
+	waitSynced(tb, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
+	waitSynced(other, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
+}
+
+// A tab hidden and frozen at once (as the browser freezes a background
+// tab) holds no IndexedDB transaction: the store's other tabs go on
+// editing at once, not after the browser gives up on the frozen one's
+// (about a minute, their calls failing meanwhile).
+func TestBrowserFrozenTabDoesNotBlockTheOthers(t *testing.T) {
+	srv := startCommerceServer(t)
+	b := startBrowser(t, t.TempDir())
+	one, two := b.first, b.newTab("tab 2")
+	for _, tb := range []*tab{one, two} {
+		tb.navigate(srv.demo() + "/shop.html")
+		ready(tb)
+	}
+	call(one, "add", "LINE-1", 1, map[string]any{"name": "Line 1", "price": 1000, "currency": "EUR"})
+	waitSynced(one, quantities{"LINE-1": 1})
+	waitSynced(two, quantities{"LINE-1": 1})
+	// Let the tabs' own work on the add end (the acknowledgement stored,
+	// each tab reading what the other stored): what is caught by the
+	// freeze is then only what the hiding starts.
+	time.Sleep(time.Second)
+	lifecycle := func(tb *tab, state page.SetWebLifecycleStateState) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(tb.ctx, evalTimeout)
+		defer cancel()
+		if _, err := chromedp.Call(ctx, page.SetWebLifecycleState, page.SetWebLifecycleStateParams{State: state}); err != nil {
+			t.Fatalf("%s: %s: %v", tb.name, state, err)
+		}
+	}
+	lifecycle(one, page.SetWebLifecycleStateStateFrozen)
+	call(two, "add", "LINE-2", 1, map[string]any{"name": "Line 2", "price": 1000, "currency": "EUR"})
+	waitSynced(two, quantities{"LINE-1": 1, "LINE-2": 1})
+	lifecycle(one, page.SetWebLifecycleStateStateActive)
+	waitSynced(one, quantities{"LINE-1": 1, "LINE-2": 1})
 }
