@@ -201,11 +201,18 @@ func (c *Cart) CompleteCheckout(id, order, client string, now time.Time, lim Lim
 		if l == nil {
 			continue // removed meanwhile
 		}
-		base := co.Version
+		base, take := co.Version, cl.Quantity
 		if co.Base != 0 {
+			// A guest's checkout this cart took at a login: its lines
+			// came with that login, and what did not reach the line
+			// (a sum capped at the maximum) is not taken from the
+			// user's own.
 			base = co.Base
+			if n, ok := l.broughtAt(co.Base); ok {
+				take = min(take, n)
+			}
 		}
-		keep := max(l.Quantity-cl.Quantity, l.addedSince(base))
+		keep := max(l.Quantity-take, l.addedSince(base))
 		if keep >= l.Quantity {
 			continue // nothing of what was checked out is left on the line
 		}
@@ -259,6 +266,18 @@ func (l *Line) addedSince(version uint64) int {
 		}
 	}
 	return min(n, l.Quantity)
+}
+
+// broughtAt is what the adds of version brought to the line (a login
+// merge's), if the line still keeps a contribution of that version.
+func (l *Line) broughtAt(version uint64) (int, bool) {
+	n, found := 0, false
+	for _, c := range l.Contribs {
+		if c.Version == version && !c.Set {
+			n, found = n+c.N, true
+		}
+	}
+	return n, found
 }
 
 // AdoptCheckouts moves from's checkouts into c, as at a login merge of

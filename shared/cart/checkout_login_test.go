@@ -50,3 +50,33 @@ func TestCheckoutCompletedAfterALogin(t *testing.T) {
 		})
 	}
 }
+
+// A guest's checkout taken by the user cart at a login whose sum was
+// capped at the line's maximum: the order takes out only what reached the
+// line, not the user's own items.
+func TestAdoptedCheckoutOfACappedSum(t *testing.T) {
+	now := time.Now()
+	user := &Cart{ID: "u_1", Lines: []*Line{}}
+	if _, err := user.Apply(Op{Client: "a", Seq: 1, Kind: KindAdd, SKU: "PEN", Quantity: 998}, "phone", DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	guest := &Cart{ID: "g_1", Lines: []*Line{}}
+	if _, err := guest.Apply(Op{Client: "b", Seq: 1, Kind: KindAdd, SKU: "PEN", Quantity: 2}, "laptop", DefaultLimits); err != nil {
+		t.Fatal(err)
+	}
+	co, _, ce := NewCheckout(guest, guest.Version, nil, "co_g", now, time.Hour)
+	if ce != nil {
+		t.Fatal(ce)
+	}
+	res, err := user.Merge(guest, PolicyMerge, "laptop", DefaultLimits)
+	if err != nil || res.Items != 1 {
+		t.Fatalf("merge: %+v, %v; want 1 item reached", res, err)
+	}
+	user.AdoptCheckouts(guest, now)
+	if _, done, ce := user.CompleteCheckout(co.ID, "ORDER-1", "checkout", now, DefaultLimits); ce != nil || !done {
+		t.Fatalf("complete: %v, %v", done, ce)
+	}
+	if l := user.Line("PEN"); l == nil || l.Quantity != 998 {
+		t.Errorf("after the order: %+v, want the user's own 998 pens", l)
+	}
+}

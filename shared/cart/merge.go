@@ -121,9 +121,13 @@ func (c *Cart) Merge(guest *Cart, policy Policy, device string, lim Limits) (Mer
 					Message: fmt.Sprintf("%s limited to the maximum of %d per line", g.SKU, lim.MaxQuantity)})
 				q = lim.MaxQuantity
 			}
-			res.Items += q - l.Quantity
+			// What reached the line: a sum capped at the maximum brings
+			// less than the guest had (a removal replaying the merge, or
+			// an order of the guest's checkout, counts only that).
+			added := q - l.Quantity
+			res.Items += added
 			l.Quantity = q
-			l.contribute(Contrib{Version: next, Device: device, N: g.Quantity}, lim)
+			l.contribute(Contrib{Version: next, Device: device, N: added}, lim)
 			changed = true
 		}
 	default:
