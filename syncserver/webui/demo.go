@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,9 @@ type demo struct {
 	hooks webhookLog
 	// orders numbers the placed orders: DEMO-1042, DEMO-1043, ...
 	orders atomic.Int64
+	// selling makes one order's stock update at a time: each reads the
+	// catalog's stock and writes it back lowered.
+	selling sync.Mutex
 	// now is the clock the webhook timestamps are checked against.
 	now func() time.Time
 }

@@ -112,6 +112,8 @@ func (d *demo) servePlace(w http.ResponseWriter, r *http.Request) {
 // sell lowers the catalog's stock of the items of co's lines that have a
 // stock, as a shop's inventory does when an order is placed.
 func (d *demo) sell(ctx context.Context, api *backendClient, co *cart.Checkout) error {
+	d.selling.Lock()
+	defer d.selling.Unlock()
 	sold := map[string]int{}
 	for _, l := range co.Lines {
 		sold[l.SKU] += l.Quantity

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +250,52 @@ func TestCheckoutPostsFromAnotherSiteAreRefused(t *testing.T) {
 	}
 	if calls := f.takeCalls(); len(calls) != 0 {
 		t.Errorf("cross-site posts reached the cart server: %q", callNames(calls))
+	}
+}
+
+// Two orders placed at once lower the stock one after the other: each
+// reads the catalog's stock and writes it back lowered, and two at once
+// both wrote what was left after their own order alone.
+func TestPlaceSellsTheStockOneOrderAtATime(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen) // 3 mugs in stock; 2 in the checkout
+	const otherCart = "g_fedcba9876543210fedcba9876543210"
+	const otherCheckout = "co_" + otherCart + "_fedcba9876543210fedcba98"
+	f.mu.Lock()
+	co := *f.checkouts[testCheckout]
+	co.ID, co.CartID, co.Lines = otherCheckout, otherCart, co.Lines[:1] // 2 mugs
+	f.checkouts[otherCheckout] = &co
+	c := *f.carts[testCart]
+	c.ID, c.Lines = otherCart, nil
+	for _, l := range f.carts[testCart].Lines {
+		cl := *l
+		c.Lines = append(c.Lines, &cl)
+	}
+	f.carts[otherCart] = &c
+	// Each order's read of the catalog is slow: both read before
+	// either writes, unless they take turns.
+	f.fail = func(r *http.Request) (int, bool) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/backend/catalog/items") {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return 0, false
+	}
+	f.mu.Unlock()
+	h := newTestDemo(t, f, "")
+	var wg sync.WaitGroup
+	for _, id := range []string{testCheckout, otherCheckout} {
+		wg.Go(func() {
+			if code, body := call(t, h, "POST", "/demo/checkout/"+id+"/place", ""); code != http.StatusOK {
+				t.Errorf("place %s = %d %s", id, code, body)
+			}
+		})
+	}
+	wg.Wait()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, it := range f.items {
+		if it.SKU == "MUG-01" && it.Stock != nil && *it.Stock != 0 {
+			t.Errorf("mugs in stock after 2 orders of 2 from 3: %d, want 0", *it.Stock)
+		}
 	}
 }
