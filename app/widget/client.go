@@ -76,6 +76,7 @@ type client struct {
 	tabsMu    sync.Mutex
 	tabs      app.Value // the BroadcastChannel, or nil (none, or closed while the page is in the back/forward cache)
 	tabsFn    app.Func  // its message listener
+	socks     sockets   // the page's open WebSockets (sockets_js.go)
 	listeners []listener
 
 	toldMu sync.Mutex
@@ -151,7 +152,9 @@ func (c *client) start() {
 	c.listen(win, "pagehide", func(_ app.Value, args []app.Value) any {
 		c.wake()
 		if len(args) > 0 && args[0].Get("persisted").Bool() {
-			c.closeTabs() // into the back/forward cache
+			// Into the back/forward cache: nothing of it stays open.
+			c.closeTabs()
+			c.socks.closeAll()
 		}
 		return nil
 	})
@@ -192,6 +195,7 @@ func (c *client) start() {
 		return nil
 	})
 	c.openTabs()
+	c.socks.track()
 	c.jobs.push(c.init)
 	c.ctx.Async(func() { c.jobs.run(c.run) })
 }
@@ -204,6 +208,7 @@ func (c *client) stop() {
 	}
 	c.listeners = nil
 	c.closeTabs()
+	c.socks.untrack()
 }
 
 // openTabs opens the channel to the store's other tabs, if the browser has

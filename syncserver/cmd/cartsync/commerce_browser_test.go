@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -659,6 +660,57 @@ func TestBrowserBackForwardCache(t *testing.T) {
 	call(tb, "add", "LINE-3", 1, map[string]any{"name": "Line 3", "price": 1000, "currency": "EUR"})
 	waitSynced(tb, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
 	waitSynced(other, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
+
+	// Away to another page with the cart and Back, three times: each
+	// cached page's connection was closed as it went into the cache, so
+	// the server holds one per tab, not one more for every Back.
+	for range 3 {
+		eval[bool](tb, `(window.__restored = false, true)`)
+		tb.navigate(srv.demo() + "/shop-go.html")
+		ready(tb)
+		eval[bool](tb, `(setTimeout(() => history.back(), 0), true)`)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			at, err := tryEval[string](tb, "", `location.pathname + ' ' + (window.__restored === true)`)
+			if err == nil && at == "/shop.html true" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after Back: %q, %v; want the cached page back", at, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		waitSynced(tb, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for n := srv.connections(); n != 2; n = srv.connections() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server holds %d connections for 2 tabs after 3 Backs", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connections is the server's count of open websocket connections.
+func (s *cartServer) connections() int {
+	s.t.Helper()
+	resp, err := http.Get(s.m.URL() + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "cartsync_connections "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				s.t.Fatalf("cartsync_connections %q: %v", v, err)
+			}
+			return n
+		}
+	}
+	s.t.Fatal("/metrics has no cartsync_connections")
+	return 0
 }
 
 // A tab hidden and frozen at once (as the browser freezes a background
