@@ -209,7 +209,7 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 
 // logOutAsTold logs out, once the page is shown, as another tab did.
 func (c *client) logOutAsTold() {
-	if app.Window().Get("document").Get("visibilityState").String() == "hidden" || !c.logoutLater.CompareAndSwap(true, false) {
+	if pageHidden() || !c.logoutLater.CompareAndSwap(true, false) {
 		return
 	}
 	c.jobs.push(func(context.Context) {
@@ -230,7 +230,7 @@ func (c *client) logOutAsTold() {
 // reads what they stored once it is shown again (start's
 // visibilitychange), and at every reconnection.
 func (c *client) reloadSoon() {
-	if app.Window().Get("document").Get("visibilityState").String() == "hidden" {
+	if pageHidden() {
 		return
 	}
 	if !c.reloadQueued.CompareAndSwap(false, true) {

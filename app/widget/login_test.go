@@ -242,24 +242,35 @@ func TestExpiredNotice(t *testing.T) {
 	}
 }
 
-// An add the server applied reduced to the stock is told in the panel and
-// the live region, by the name the page gave.
-func TestReducedIsTold(t *testing.T) {
+// checkReducedTold shows a widget the engine's state after add was applied
+// reduced to line, with warning wn, and checks that the panel says want and
+// the live region want and the cart's count, items. It returns the widget
+// and the state.
+func checkReducedTold(t *testing.T, line *cart.Line, add cart.Op, wn cart.Warning, want, items string) (*Widget, syncclient.State) {
+	t.Helper()
 	st := testState(syncclient.Synced, 0)
-	st.Cart = &cart.Cart{ID: "g_1", Lines: []*cart.Line{testLine("CAP", "Merino wool cap", 3, 1500, "EUR", nil)}}
-	st.Reduced = []protocol.Result{{Client: "a", Seq: 1, Status: protocol.StatusApplied, Version: 2,
-		Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "only 3 of Merino wool cap can be bought"}}}}
+	st.Cart = &cart.Cart{ID: "g_1", Lines: []*cart.Line{line}}
+	st.Reduced = []protocol.Result{{Client: add.Client, Seq: add.Seq, Status: protocol.StatusApplied, Version: 2, Warnings: []cart.Warning{wn}}}
 	w := &Widget{open: true, ops: &opIndex{}}
-	w.ops.remember(cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 5, Details: &cart.Details{Name: "Wool cap"}})
+	w.ops.remember(add)
 	w.show(testState(syncclient.Synced, 0))
 	w.show(st)
-	const want = "Merino wool cap: the quantity was lowered to what is available."
 	if !strings.Contains(html(t, w), want) {
 		t.Errorf("the panel does not say %q", want)
 	}
-	if w.said != want+" 3 items in cart." {
-		t.Errorf("live region said %q, want %q and the count", w.said, want)
+	if w.said != want+" "+items {
+		t.Errorf("live region said %q, want %q and %q", w.said, want, items)
 	}
+	return w, st
+}
+
+// An add the server applied reduced to the stock is told in the panel and
+// the live region, by the name the page gave.
+func TestReducedIsTold(t *testing.T) {
+	w, _ := checkReducedTold(t, testLine("CAP", "Merino wool cap", 3, 1500, "EUR", nil),
+		cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 5, Details: &cart.Details{Name: "Wool cap"}},
+		cart.Warning{Code: cart.CodeStockClamped, Message: "only 3 of Merino wool cap can be bought"},
+		"Merino wool cap: the quantity was lowered to what is available.", "3 items in cart.")
 	w.dismiss()
 	if msgs := w.messages(); len(msgs) != 0 {
 		t.Errorf("messages after Dismiss: %q, want none", msgs)
@@ -326,25 +337,14 @@ func TestPerOrderLimitIsTold(t *testing.T) {
 	}
 
 	// In the panel and the live region, from the engine's state.
-	st := testState(syncclient.Synced, 0)
-	st.Cart = &cart.Cart{ID: "g_1", Lines: []*cart.Line{testLine("CAP", "Cap", 2, 900, "EUR", nil)}}
-	st.Reduced = []protocol.Result{{Client: "a", Seq: 1, Status: protocol.StatusApplied, Version: 2, Warnings: []cart.Warning{perOrder}}}
-	w := &Widget{open: true, ops: &opIndex{}}
-	w.ops.remember(cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 3, Details: &cart.Details{Name: "Cap"}})
-	w.show(testState(syncclient.Synced, 0))
-	w.show(st)
-	const want = "Cap: the quantity was lowered to 2, the most the shop sells per order."
-	if !strings.Contains(html(t, w), want) {
-		t.Errorf("the panel does not say %q", want)
-	}
-	if w.said != want+" 2 items in cart." {
-		t.Errorf("live region said %q, want %q and the count", w.said, want)
-	}
+	_, st := checkReducedTold(t, testLine("CAP", "Cap", 2, 900, "EUR", nil),
+		cart.Op{Client: "a", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 3, Details: &cart.Details{Name: "Cap"}},
+		perOrder, "Cap: the quantity was lowered to 2, the most the shop sells per order.", "2 items in cart.")
 	// The line's notice when the maximum was lowered under the cart.
 	st.Reduced = nil
 	st.Notices = []cart.Notice{{Line: "CAP", Available: &two, LimitBy: cart.LimitPerOrder}}
 	st.Cart.Lines[0].Quantity = 3
-	w = &Widget{open: true}
+	w := &Widget{open: true}
 	w.show(st)
 	if h := html(t, w); !strings.Contains(h, "At most 2 per order") || !strings.Contains(h, "Reduce to 2") {
 		t.Errorf("the line's notice does not say %q with Reduce to 2", "At most 2 per order")

@@ -92,11 +92,10 @@ func TestRedeemRelaysTheCartServersRefusals(t *testing.T) {
 	}
 }
 
-func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
-	f := newFakeCartServer(t)
-	withCheckout(f, cart.CheckoutOpen)
-	h := newTestDemo(t, f, "")
-	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+// place places the order of checkout id, which must answer 200.
+func place(t *testing.T, h http.Handler, id string) placedOrder {
+	t.Helper()
+	code, body := call(t, h, "POST", "/demo/checkout/"+id+"/place", "")
 	if code != http.StatusOK {
 		t.Fatalf("place = %d %s", code, body)
 	}
@@ -104,6 +103,14 @@ func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &placed); err != nil {
 		t.Fatal(err)
 	}
+	return placed
+}
+
+func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
+	f := newFakeCartServer(t)
+	withCheckout(f, cart.CheckoutOpen)
+	h := newTestDemo(t, f, "")
+	placed := place(t, h, testCheckout)
 	if placed.Order != "DEMO-1042" || placed.Checkout.Status != cart.CheckoutCompleted || placed.Checkout.Order != "DEMO-1042" {
 		t.Errorf("placed %s with checkout %s/%q, want DEMO-1042 completed", placed.Order, placed.Checkout.Status, placed.Checkout.Order)
 	}
@@ -138,7 +145,7 @@ func TestPlaceCompletesTheCheckoutWithAnOrderNumber(t *testing.T) {
 
 	// A second place (a double click, a reload) is the same order and
 	// completes nothing.
-	code, body = call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
+	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
 	if code != http.StatusOK || !strings.Contains(body, `"order":"DEMO-1042"`) {
 		t.Errorf("second place = %d %s, want the same order", code, body)
 	}
@@ -167,14 +174,7 @@ func TestPlaceAfterALoginShowsTheUserCart(t *testing.T) {
 	f.current[testCheckout] = userCart
 	f.mu.Unlock()
 	h := newTestDemo(t, f, "")
-	code, body := call(t, h, "POST", "/demo/checkout/"+testCheckout+"/place", "")
-	if code != http.StatusOK {
-		t.Fatalf("place = %d %s", code, body)
-	}
-	var placed placedOrder
-	if err := json.Unmarshal([]byte(body), &placed); err != nil {
-		t.Fatal(err)
-	}
+	placed := place(t, h, testCheckout)
 	if placed.Cart == nil || placed.Cart.ID != userCart || len(placed.Cart.Lines) != 1 || placed.Cart.Lines[0].SKU != "NOTE-01" {
 		t.Errorf("cart after the order = %+v, want the user cart with only the notebook", placed.Cart)
 	}
