@@ -656,6 +656,9 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		var bc syncserver.BackendCart
 		s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &bc)
 		v := read(resp.Checkout.ID)
+		if v.User != "alice" {
+			t.Errorf("after the login the checkout's user is %q, want alice, who logged in to finish it", v.User)
+		}
 		if v.CartID != resp.Checkout.CartID || v.Version != resp.Checkout.Version || v.CurrentCartID != bc.Cart.ID || moved(v) != "false" {
 			t.Fatalf("after the login: cart_id %s version %d current_cart_id %q cart_moved %s; want the guest's, %d, %s, false",
 				v.CartID, v.Version, v.CurrentCartID, moved(v), resp.Checkout.Version, bc.Cart.ID)

@@ -17,7 +17,8 @@ type Checkout struct {
 	Lines   []CheckoutLine `json:"lines"`
 	// Totals sums the lines per currency, in minor units.
 	Totals map[string]int64 `json:"totals"`
-	// User is the shopper's user id, empty for a guest.
+	// User is the shopper's user id, empty for a guest (until a user
+	// cart takes the checkout at a login: AdoptCheckouts).
 	User      string    `json:"user,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -281,11 +282,15 @@ func (l *Line) broughtAt(version uint64) (int, bool) {
 }
 
 // AdoptCheckouts moves from's checkouts into c, as at a login merge of
-// from into c: later adds to c count from c's version now.
+// from into c: later adds to c count from c's version now, and a checkout
+// made as a guest names c's user, who logged in to finish it.
 func (c *Cart) AdoptCheckouts(from *Cart, now time.Time) {
 	for _, co := range from.Checkouts {
 		co = co.Clone()
 		co.Base = c.Version
+		if co.User == "" {
+			co.User = c.User
+		}
 		c.Checkouts = append(c.Checkouts, co)
 	}
 	from.Checkouts = nil
