@@ -418,10 +418,8 @@ type rejectedData struct {
 	Name    string    `json:"name,omitempty"`
 	Code    cart.Code `json:"code"`
 	Message string    `json:"message"`
-	// Available and LimitBy come with out_of_stock and stock_clamped (see
-	// cart.Error).
-	Available *int   `json:"available,omitempty"`
-	LimitBy   string `json:"limit_by,omitempty"`
+	// Limit comes with out_of_stock and stock_clamped (see cart.Error).
+	cart.Limit
 }
 
 // rejectedEvents returns a rejected event for each edit in st.Rejected not
@@ -444,11 +442,10 @@ func (a *announcer) rejectedEvents(st syncclient.State, ops *opIndex) [][]byte {
 			case announced[id]:
 				continue
 			case r.Error != nil:
-				e := r.Error
-				d = rejectedData{Code: e.Code, Message: e.Message, Available: e.Available, LimitBy: e.LimitBy}
+				d = rejectedData{Code: r.Error.Code, Message: r.Error.Message, Limit: r.Error.Limit}
 			case len(r.Warnings) > 0:
 				w := r.Warnings[0]
-				d = rejectedData{Code: w.Code, Message: w.Message, Available: w.Available, LimitBy: w.LimitBy}
+				d = rejectedData{Code: w.Code, Message: w.Message, Limit: w.Limit}
 			default:
 				continue
 			}

@@ -336,7 +336,7 @@ func TestRejectedEvents(t *testing.T) {
 	limited.Error.Available, limited.Error.LimitBy = &two, cart.LimitPerOrder
 	st.Rejected = append(st.Rejected, limited)
 	st.Reduced = []protocol.Result{{Client: "c", Seq: 9, Status: protocol.StatusApplied,
-		Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "m", Available: &two, LimitBy: cart.LimitStock}}}}
+		Warnings: []cart.Warning{{Code: cart.CodeStockClamped, Message: "m", Limit: cart.Limit{Available: &two, LimitBy: cart.LimitStock}}}}}
 	got = a.rejectedEvents(st, ops)
 	if len(got) != 2 || !strings.Contains(string(got[0]), `"event":"rejected","data":{"sku":"","key":"","code":"out_of_stock","message":"out_of_stock","available":2,"limit_by":"per_order"}`) ||
 		!strings.Contains(string(got[1]), `"event":"reduced","data":{"sku":"","key":"","code":"stock_clamped","message":"m","available":2,"limit_by":"stock"}`) {

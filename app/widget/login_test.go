@@ -283,9 +283,9 @@ func TestReducedIsTold(t *testing.T) {
 // stock is told as before.
 func TestPerOrderLimitIsTold(t *testing.T) {
 	two := 2
-	perOrder := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (at most 2 per order)", Available: &two, LimitBy: cart.LimitPerOrder}
-	stock := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (2 in stock)", Available: &two, LimitBy: cart.LimitStock}
-	refused := &cart.Error{Code: cart.CodeOutOfStock, Message: "no more Cap can be added: at most 2 per order", Available: &two, LimitBy: cart.LimitPerOrder}
+	perOrder := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (at most 2 per order)", Limit: cart.Limit{Available: &two, LimitBy: cart.LimitPerOrder}}
+	stock := cart.Warning{Code: cart.CodeStockClamped, Message: "only 2 of Cap can be bought (2 in stock)", Limit: cart.Limit{Available: &two, LimitBy: cart.LimitStock}}
+	refused := &cart.Error{Code: cart.CodeOutOfStock, Message: "no more Cap can be added: at most 2 per order", Limit: cart.Limit{Available: &two, LimitBy: cart.LimitPerOrder}}
 	for _, tt := range []struct {
 		lang                                    string
 		reduced, reducedCart, refused, notice   string
@@ -324,7 +324,7 @@ func TestPerOrderLimitIsTold(t *testing.T) {
 				{errorText("Cap", refused), tt.refused},
 				{availableText(2, cart.LimitPerOrder), tt.notice},
 				{reducedText("Cap", stock), tt.stockReduced},
-				{errorText("Cap", &cart.Error{Code: cart.CodeOutOfStock, Available: &two, LimitBy: cart.LimitStock}), tt.stockRefused},
+				{errorText("Cap", &cart.Error{Code: cart.CodeOutOfStock, Limit: cart.Limit{Available: &two, LimitBy: cart.LimitStock}}), tt.stockRefused},
 				{errorText("Cap", &cart.Error{Code: cart.CodeOutOfStock}), tt.stockRefused}, // a server without the fields
 				{availableText(2, cart.LimitStock), tt.stockNotice},
 				{availableText(2, ""), tt.stockNotice},
@@ -342,7 +342,7 @@ func TestPerOrderLimitIsTold(t *testing.T) {
 		perOrder, "Cap: the quantity was lowered to 2, the most the shop sells per order.", "2 items in cart.")
 	// The line's notice when the maximum was lowered under the cart.
 	st.Reduced = nil
-	st.Notices = []cart.Notice{{Line: "CAP", Available: &two, LimitBy: cart.LimitPerOrder}}
+	st.Notices = []cart.Notice{{Line: "CAP", Limit: cart.Limit{Available: &two, LimitBy: cart.LimitPerOrder}}}
 	st.Cart.Lines[0].Quantity = 3
 	w := &Widget{open: true}
 	w.show(st)

@@ -32,10 +32,10 @@ func noticeState() syncclient.State {
 	st := testState(syncclient.Synced, 0, teeM, teeL, mug, cap)
 	price := &cart.PriceChange{From: 1200, To: 1400, Currency: "EUR"}
 	st.Notices = []cart.Notice{
-		{Line: teeM.Key, PriceChanged: price, Available: avail(3)},
-		{Line: teeL.Key, PriceChanged: price, Available: avail(3)},
+		{Line: teeM.Key, PriceChanged: price, Limit: cart.Limit{Available: avail(3)}},
+		{Line: teeL.Key, PriceChanged: price, Limit: cart.Limit{Available: avail(3)}},
 		{Line: mug.Key, Unavailable: true},
-		{Line: cap.Key, Available: avail(0)},
+		{Line: cap.Key, Limit: cart.Limit{Available: avail(0)}},
 	}
 	st.Totals = map[string]int64{"EUR": 4*1400 + 3*1500}
 	return st

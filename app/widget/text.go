@@ -229,8 +229,8 @@ func refusedText(name, why string) string {
 // item's maximum per order is told as such, with the number, rather than
 // as "no more in stock".
 func errorText(name string, e *cart.Error) string {
-	if e.Code == cart.CodeOutOfStock && e.LimitBy == cart.LimitPerOrder && e.Available != nil {
-		return refusedText(name, tr("reason.per_order", "count", *e.Available))
+	if n, ok := e.PerOrder(); ok && e.Code == cart.CodeOutOfStock {
+		return refusedText(name, tr("reason.per_order", "count", n))
 	}
 	return rejectedText(name, e.Code)
 }
@@ -238,11 +238,11 @@ func errorText(name string, e *cart.Error) string {
 // reducedText tells the shopper that an add of name was lowered to what the
 // catalog allows: its maximum per order, with the number, or its stock.
 func reducedText(name string, w cart.Warning) string {
-	if w.LimitBy == cart.LimitPerOrder && w.Available != nil {
+	if n, ok := w.PerOrder(); ok {
 		if name == "" {
-			return tr("edit.order_limited.cart", "count", *w.Available)
+			return tr("edit.order_limited.cart", "count", n)
 		}
-		return tr("edit.order_limited", "name", name, "count", *w.Available)
+		return tr("edit.order_limited", "name", name, "count", n)
 	}
 	if name == "" {
 		return tr("edit.stock_limited.cart")

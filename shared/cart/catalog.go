@@ -185,11 +185,11 @@ func Authorize(c *Cart, op Op, item *Item, knownOnly bool) (Op, []Warning, *Erro
 	by := item.LimitBy()
 	if allowed <= line {
 		e := errorf(CodeOutOfStock, "no more %s can be added: %s", item.Name, limitText(avail, by))
-		e.Available, e.LimitBy = &avail, by
+		e.Limit = Limit{Available: &avail, LimitBy: by}
 		return op, nil, e
 	}
 	w := Warning{Code: CodeStockClamped, Message: fmt.Sprintf("only %d of %s can be bought (%s)", avail, item.Name, limitText(avail, by)),
-		Available: &avail, LimitBy: by}
+		Limit: Limit{Available: &avail, LimitBy: by}}
 	switch op.Kind {
 	case KindAdd:
 		op.Quantity = allowed - line
@@ -215,11 +215,9 @@ type Notice struct {
 	// differs from the line's: From is what the line says, To is the
 	// catalog's.
 	PriceChanged *PriceChange `json:"price_changed,omitempty"`
-	// Available is set when the line's SKU is limited below what the cart
-	// holds of it: how many the cart may have in all. LimitBy says what
-	// limits it (LimitStock or LimitPerOrder).
-	Available *int   `json:"available,omitempty"`
-	LimitBy   string `json:"limit_by,omitempty"`
+	// Limit is set when the line's SKU is limited below what the cart
+	// holds of it: how many the cart may have in all, and what limits it.
+	Limit
 	// Unavailable is true when the catalog withdrew the SKU.
 	Unavailable bool `json:"unavailable,omitempty"`
 }
@@ -256,7 +254,7 @@ func Notices(c *Cart, items map[string]Item) []Notice {
 			}
 			if avail := it.Available(); avail >= 0 && c.SKUQuantity(l.SKU) > avail {
 				a := avail
-				n.Available, n.LimitBy = &a, it.LimitBy()
+				n.Limit = Limit{Available: &a, LimitBy: it.LimitBy()}
 			}
 		}
 		if n.Unavailable || n.PriceChanged != nil || n.Available != nil {

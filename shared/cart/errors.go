@@ -28,11 +28,9 @@ const (
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
-	// Available and LimitBy come with out_of_stock: how many of the SKU
-	// one cart may hold in all, and what sets that bound (LimitStock or
-	// LimitPerOrder), so that a client can tell the shopper which.
-	Available *int   `json:"available,omitempty"`
-	LimitBy   string `json:"limit_by,omitempty"`
+	// Limit comes with out_of_stock, so that a client can tell the
+	// shopper which limit they met.
+	Limit
 }
 
 func (e *Error) Error() string { return "cart: " + string(e.Code) + ": " + e.Message }
@@ -45,8 +43,23 @@ func errorf(code Code, format string, args ...any) *Error {
 type Warning struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
-	// Available and LimitBy come with stock_clamped, as with Error's
-	// out_of_stock.
+	// Limit comes with stock_clamped, as with Error's out_of_stock.
+	Limit
+}
+
+// Limit is the catalog's bound on a SKU that an answer or a notice names:
+// Available, how many of the SKU one cart may hold in all, and LimitBy,
+// what sets it (LimitStock or LimitPerOrder). Its fields are written in
+// the object it is part of.
+type Limit struct {
 	Available *int   `json:"available,omitempty"`
 	LimitBy   string `json:"limit_by,omitempty"`
+}
+
+// PerOrder is the catalog's maximum per order, if that is the limit.
+func (l Limit) PerOrder() (int, bool) {
+	if l.LimitBy == LimitPerOrder && l.Available != nil {
+		return *l.Available, true
+	}
+	return 0, false
 }

@@ -53,7 +53,7 @@ func TestLargestCartFitsInAServerMessage(t *testing.T) {
 		pub := c.Public()
 		avail := 1
 		for _, l := range pub.Lines {
-			pub.Notices = append(pub.Notices, cart.Notice{Line: l.Key, Unavailable: true, Available: &avail,
+			pub.Notices = append(pub.Notices, cart.Notice{Line: l.Key, Unavailable: true, Limit: cart.Limit{Available: &avail},
 				PriceChanged: &cart.PriceChange{From: cart.DefaultLimits.MaxPrice, To: cart.DefaultLimits.MaxPrice, Currency: "EUR"}})
 		}
 		pub.Totals = map[string]int64{"EUR": cart.DefaultLimits.MaxPrice * 999 * 100}

@@ -36,7 +36,7 @@ func priceNotice(line string, from, to int64) cart.Notice {
 }
 
 func availableNotice(line string, n int) cart.Notice {
-	return cart.Notice{Line: line, Available: &n}
+	return cart.Notice{Line: line, Limit: cart.Limit{Available: &n}}
 }
 
 // Pending edits that resolve a notice hide it at once, and the totals are
@@ -46,9 +46,9 @@ func TestPendingEditsResolveNotices(t *testing.T) {
 	base.Lines = append(base.Lines, &cart.Line{Key: "tee?size=l", SKU: "tee", Options: map[string]string{"size": "l"}, Quantity: 2,
 		Details: cart.Details{Name: "tee", Price: 1000, Currency: "EUR"}})
 	notices := []cart.Notice{
-		{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(3)},
+		{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Limit: cart.Limit{Available: ptr(3)}},
 		{Line: "mug", Unavailable: true},
-		{Line: "tee?size=l", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(3)},
+		{Line: "tee?size=l", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Limit: cart.Limit{Available: ptr(3)}},
 	}
 	// Server: tee 4 × 12 + cap 10, mug withdrawn.
 	confirmed := annotated(base, map[string]int64{"EUR": 5800}, notices...)

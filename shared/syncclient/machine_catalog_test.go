@@ -33,7 +33,7 @@ func noticesShown(t testing.TB, h *harness, notices []cart.Notice, totals map[st
 
 func TestMachineCatalog(t *testing.T) {
 	v2 := priced(2, "tee=2", "mug=1")
-	teeChanged := cart.Notice{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Available: ptr(1)}
+	teeChanged := cart.Notice{Line: "tee", PriceChanged: &cart.PriceChange{From: 1000, To: 1200, Currency: "EUR"}, Limit: cart.Limit{Available: ptr(1)}}
 	withdrawn := cart.Notice{Line: "tee", Unavailable: true}
 	// told is whether the last input changed the state shown: the driver
 	// then publishes it and calls OnChange.

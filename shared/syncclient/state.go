@@ -183,7 +183,7 @@ func liveNotices(notices []cart.Notice, shown *cart.Cart) []cart.Notice {
 			n.PriceChanged = nil
 		}
 		if n.Available != nil && shown.SKUQuantity(l.SKU) <= *n.Available {
-			n.Available, n.LimitBy = nil, ""
+			n.Limit = cart.Limit{}
 		}
 		if n.Unavailable || n.PriceChanged != nil || n.Available != nil {
 			out = append(out, n)

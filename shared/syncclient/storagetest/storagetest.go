@@ -289,7 +289,7 @@ func testConfirmKeepsNoticesAndTotals(t *testing.T, open func() syncclient.Stora
 	line := &cart.Line{Key: "sku-1", SKU: "sku-1", Quantity: 2, Details: cart.Details{Name: "Mug", Price: 1200, Currency: "EUR"}}
 	first := &cart.Cart{ID: "c1", Version: 4, Lines: []*cart.Line{line}, Totals: map[string]int64{"EUR": 2400}}
 	again := &cart.Cart{ID: "c1", Version: 4, Lines: []*cart.Line{line}, Totals: map[string]int64{"EUR": 2800},
-		Notices: []cart.Notice{{Line: "sku-1", Available: &avail,
+		Notices: []cart.Notice{{Line: "sku-1", Limit: cart.Limit{Available: &avail},
 			PriceChanged: &cart.PriceChange{From: 1200, To: 1400, Currency: "EUR"}}}}
 	for _, c := range []*cart.Cart{first, again} {
 		if err := s.Confirm(ctx, c, nil); err != nil {
