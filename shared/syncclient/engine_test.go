@@ -238,3 +238,35 @@ func TestNoteResults(t *testing.T) {
 		t.Errorf("OnChange called %d times, want still 1", changes)
 	}
 }
+
+// From Run's start to the first connection, the engine says connecting,
+// not offline: an edit made while the first connection opens is not told
+// it was made offline. Without a dial it says offline again.
+func TestConnectingFromRunsStart(t *testing.T) {
+	dialed := make(chan struct{})
+	release := make(chan struct{})
+	e := newEngine(t, NewMemStorage(), func(c *Config) {
+		c.Dial = func(ctx context.Context) (Conn, error) {
+			close(dialed)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, errors.New("no server")
+		}
+	})
+	if st := e.Snapshot(); st.Status != Offline {
+		t.Fatalf("before Run: status %s, want offline", st.Status)
+	}
+	stop := run(t, e)
+	<-dialed
+	must(t, e.Add(context.Background(), "TEE", nil, 1, nil))
+	if st := e.Snapshot(); st.Status != Connecting || st.Pending != 1 {
+		t.Errorf("while the first dial is open: status %s with %d pending, want connecting with 1", st.Status, st.Pending)
+	}
+	close(release)
+	stop()
+	if st := e.Snapshot(); st.Status != Offline {
+		t.Errorf("after Run: status %s, want offline", st.Status)
+	}
+}

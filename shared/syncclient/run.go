@@ -34,6 +34,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 	defer e.setStatus(Offline)
+	// Connecting from the start, not from the first dial's end: an edit
+	// made meanwhile is not told it was made offline.
+	e.update(func(m *machine) {
+		if !m.needsLogin {
+			m.setStatus(Connecting)
+		}
+	})
 	attempt := 0
 	for {
 		if err := e.awaitLogin(ctx); err != nil {
