@@ -61,9 +61,10 @@ type client struct {
 	ann          announcer
 	open         atomic.Bool // the panel is open, for the key listener
 	reloadQueued atomic.Bool
-	logoutLater  atomic.Bool // another tab logged out while this page was hidden
-	connected    atomic.Bool // the engine's last state was connected
-	loggedIn     atomic.Bool // the host called login, and logout not since
+	logoutLater  atomic.Bool  // another tab logged out while this page was hidden
+	connected    atomic.Bool  // the engine's last state was connected
+	loggedIn     atomic.Bool  // the host called login, and logout not since
+	loginAt      atomic.Int64 // when the host last called login (ms since the epoch)
 
 	// The language, on the queue's goroutine (language.go): the theme's
 	// locale ("" for none), the browser's languages, the storefront's
@@ -490,6 +491,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		return true, nil
 	case methodLogin:
 		c.loggedIn.Store(true)
+		c.noteLogin()
 		c.dispatch(func(app.Context) { c.w.dropNote(tr(noteSignedOut)) })
 		// The engine reconnects with the token at once; the reply
 		// waits for the server's answer. The merge and the user's cart
@@ -510,6 +512,7 @@ func (c *client) exec(ctx context.Context, req request) (any, error) {
 		// The storefront's session is the device's: its other tabs log
 		// out too, rather than keep showing the account's cart.
 		c.tellTabs(map[string]any{"logout": true})
+		c.noteLogout()
 		return later(func(ctx context.Context) (any, error) { return c.loginAnswer(ctx, eng, uw) }), nil
 	}
 	if err != nil {

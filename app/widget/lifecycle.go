@@ -1,6 +1,9 @@
 package widget
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 )
 
@@ -20,6 +23,10 @@ func (c *client) listenLifecycle(win, doc app.Value) {
 		c.wake()
 		if len(args) > 0 && args[0].Get("persisted").Bool() {
 			// Into the back/forward cache: nothing of it stays open.
+			// The connection closed here is the widget's own doing,
+			// not the network's: neither its end nor the next one is
+			// announced.
+			c.w.cached.Store(true)
 			c.closeTabs()
 			c.socks.closeAll()
 		}
@@ -28,6 +35,7 @@ func (c *client) listenLifecycle(win, doc app.Value) {
 	c.listen(win, "pageshow", func(_ app.Value, args []app.Value) any {
 		if len(args) > 0 && args[0].Get("persisted").Bool() {
 			c.openTabs()
+			c.loggedOutMeanwhile()
 			c.reloadSoon()
 			c.reconnect("the page came back from the back/forward cache")
 		}
@@ -42,7 +50,7 @@ func (c *client) listenLifecycle(win, doc app.Value) {
 			c.wake()
 		} else {
 			c.reloadSoon()
-			c.logOutAsTold()
+			c.loggedOutMeanwhile()
 			app.TryUpdate()
 		}
 		return nil
@@ -98,4 +106,47 @@ func (c *client) wake() {
 	if eng := c.eng.Load(); eng != nil {
 		eng.Wake()
 	}
+}
+
+// logoutKey is the localStorage key of the time of the device's last
+// logout (milliseconds since the epoch), for the tabs that were not there
+// to hear it.
+const logoutKey = "cartsync.logout"
+
+// noteLogout records a logout the host asked for, for the tabs that do not
+// hear it on the channel: a page in the back/forward cache (its channel is
+// closed) comes back logged in otherwise, showing the account's cart.
+func (c *client) noteLogout() {
+	defer func() { _ = recover() }() // storage refused: the channel still tells the open tabs
+	app.Window().Get("localStorage").Call("setItem", logoutKey, strconv.FormatInt(time.Now().UnixMilli(), 10))
+}
+
+// noteLogin records when this page's host logged in.
+func (c *client) noteLogin() { c.loginAt.Store(time.Now().UnixMilli()) }
+
+// loggedOutMeanwhile logs this page out, once shown, if another tab logged
+// the device out after this page's login (while this page was in the
+// back/forward cache, or hidden), and then does what another tab asked
+// while it was hidden.
+func (c *client) loggedOutMeanwhile() {
+	if c.loggedIn.Load() && lastLogout() > c.loginAt.Load() {
+		c.logoutLater.Store(true)
+	}
+	c.logOutAsTold()
+}
+
+// lastLogout returns the time of the device's last logout, as noteLogout
+// stored it; 0 for none, or when the storage cannot be read.
+func lastLogout() (ms int64) {
+	defer func() {
+		if recover() != nil {
+			ms = 0
+		}
+	}()
+	v := app.Window().Get("localStorage").Call("getItem", logoutKey)
+	if v.Type() != app.TypeString {
+		return 0
+	}
+	ms, _ = strconv.ParseInt(v.String(), 10, 64)
+	return ms
 }

@@ -78,6 +78,11 @@ func (w *Widget) renderLive() app.UI {
 func (w *Widget) sayChange(old, st syncclient.State) {
 	connected := st.Status == syncclient.Syncing || st.Status == syncclient.Synced
 	switch {
+	case w.cached.Load():
+		if connected && st.Status != old.Status {
+			w.cached.Store(false)
+			w.wasOnline, w.wentOffline = true, false
+		}
 	case connected && w.wentOffline:
 		w.wentOffline = false
 		w.say(tr(textBackOnline))

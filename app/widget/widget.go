@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -74,6 +75,11 @@ type Widget struct {
 	// wasOnline: the engine has been connected; wentOffline: it lost
 	// the connection since, and the live region said so.
 	wasOnline, wentOffline bool
+	// cached: the page went into the back/forward cache, and the engine
+	// has not been connected since it came back. The widget closed the
+	// connection itself: neither its end nor the next one is news (set
+	// by the page's listener, read on the UI goroutine).
+	cached atomic.Bool
 	// undo is the removal Undo is offered for (nil for none); undoSeq
 	// counts removals.
 	undo    *removal

@@ -634,28 +634,11 @@ func TestBrowserBackForwardCache(t *testing.T) {
 	other := b.newTab("tab 2")
 	other.navigate(srv.demo() + "/shop.html")
 	ready(other)
-	eval[bool](tb, `(window.__left = true, window.__restored = false, addEventListener('pageshow', (e) => { window.__restored = e.persisted; }), true)`)
-
+	keepForBack(tb)
 	tb.navigate(srv.demo() + "/thanks.html")
 	call(other, "add", "LINE-2", 1, map[string]any{"name": "Line 2", "price": 1000, "currency": "EUR"})
 	waitSynced(other, quantities{"LINE-1": 1, "LINE-2": 1})
-	// Back as the shopper's button does (a restore from the cache fires
-	// no load event to wait for).
-	eval[bool](tb, `(setTimeout(() => history.back(), 0), true)`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		at, err := tryEval[string](tb, "", `location.pathname + ' ' + document.readyState + ' ' + (window.__left === true) + ' ' + (window.__restored === true)`)
-		if err != nil { // between pages
-			at = err.Error()
-		}
-		if at == "/shop.html complete true true" {
-			break
-		}
-		if strings.HasPrefix(at, "/shop.html complete false") || time.Now().After(deadline) {
-			t.Fatalf("after Back: %s; the page was not kept in the back/forward cache (reloaded, or not back)", at)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	backFromCache(tb, "/shop.html")
 	waitCart(tb, "the other tab's add, after Back", 10*time.Second, func(c hostCart) bool { return len(c.Lines) == 2 })
 	call(tb, "add", "LINE-3", 1, map[string]any{"name": "Line 3", "price": 1000, "currency": "EUR"})
 	waitSynced(tb, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
@@ -665,30 +648,52 @@ func TestBrowserBackForwardCache(t *testing.T) {
 	// cached page's connection was closed as it went into the cache, so
 	// the server holds one per tab, not one more for every Back.
 	for range 3 {
-		eval[bool](tb, `(window.__restored = false, true)`)
 		tb.navigate(srv.demo() + "/shop-go.html")
 		ready(tb)
-		eval[bool](tb, `(setTimeout(() => history.back(), 0), true)`)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			at, err := tryEval[string](tb, "", `location.pathname + ' ' + (window.__restored === true)`)
-			if err == nil && at == "/shop.html true" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("after Back: %q, %v; want the cached page back", at, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		backFromCache(tb, "/shop.html")
 		waitSynced(tb, quantities{"LINE-1": 1, "LINE-2": 1, "LINE-3": 1})
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for n := srv.connections(); n != 2; n = srv.connections() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server holds %d connections for 2 tabs after 3 Backs", n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// backFromCache goes Back, as the shopper's button does, to the page at
+// path that tb left, and waits until it is shown again from the
+// back/forward cache; it fails the test if the page was loaded again
+// instead (keepForBack marked it before it was left). (A
+// restore from the cache fires no load event to wait for, and chromedp's
+// NavigateBack waits for one.)
+func backFromCache(tb *tab, path string) {
+	tb.t.Helper()
+	eval[bool](tb, `(setTimeout(() => history.back(), 0), true)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// A page kept in the cache still has what its scripts set; one
+		// loaded again has not.
+		at, err := tryEval[string](tb, "", `location.pathname + ' ' + document.readyState + ' ' + (window.__kept === true)`)
+		if err != nil { // between pages
+			at = err.Error()
+		}
+		if at == path+" complete true" {
+			break
+		}
+		if strings.HasPrefix(at, path+" complete false") || time.Now().After(deadline) {
+			tb.t.Fatalf("%s: after Back: %s; the page was not kept in the back/forward cache (loaded again, or not back)", tb.name, at)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// keepForBack marks the page tb is on, for backFromCache to tell it from
+// the same page loaded again.
+func keepForBack(tb *tab) {
+	tb.t.Helper()
+	eval[bool](tb, `(window.__kept = true, true)`)
 }
 
 // connections is the server's count of open websocket connections.

@@ -760,3 +760,43 @@ func guestWithTee(t *testing.T, srv *cartServer) (*browser, hostCart) {
 	call(br.first, "add", "TEE-01", 1)
 	return br, waitSynced(br.first, quantities{"TEE-01": 1})
 }
+
+// A page left into the back/forward cache while logged in, and shown again
+// after another tab logged the device out, comes back logged out: its
+// channel to the other tabs was closed while it was cached, so it did not
+// hear the logout, and it showed the account's cart to whoever pressed
+// Back. The connection the widget closed as the page was cached is not
+// told to screen readers as going offline, nor the next as coming back.
+func TestBrowserLogoutWhileInBackForwardCache(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("alice")
+	br, _ := guestWithTee(t, srv)
+	one := br.first
+	loginAs(one, "alice", "", "merge")
+	waitCart(one, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+	// Everything the live region says from here on.
+	evalInWidget[bool](one, srv.origin(), `(window.__said = [], new MutationObserver(() => window.__said.push(`+liveText+`)).observe(document.getElementById('cartsync-live'), {childList: true, characterData: true, subtree: true}), true)`)
+
+	keepForBack(one)
+	one.navigate(srv.demo() + "/admin.html")
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/")
+	ready(two)
+	loginAs(two, "alice", "", "merge")
+	if out := eval[loginResult](two, `cartsync.logout()`); out.Status != "done" {
+		t.Fatalf("cartsync.logout resolved with %+v", out)
+	}
+
+	backFromCache(one, "/")
+	c := waitCart(one, "the page back from the cache logged out", 10*time.Second, func(c hostCart) bool {
+		return strings.HasPrefix(c.ID, "g_") && synced(c)
+	})
+	if len(c.Lines) != 0 {
+		t.Errorf("the page back from the cache: %s, want this device's fresh cart", c)
+	}
+	if said := evalInWidget[[]string](one, srv.origin(), `window.__said`); slices.ContainsFunc(said, func(s string) bool {
+		return strings.HasPrefix(s, "Offline.") || s == "Back online."
+	}) {
+		t.Errorf("the live region said %q; want nothing of going offline or coming back", said)
+	}
+}
