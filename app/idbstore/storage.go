@@ -295,6 +295,91 @@ func (s *Store) Restamp(ctx context.Context, from, to string) error {
 	return nil
 }
 
+// Reissue implements syncclient.Storage: one readwrite transaction over
+// seqs and ops moves from's ops above expected to new keys under to, each
+// with its outbox order, and sets to's counter.
+func (s *Store) Reissue(ctx context.Context, from string, expected uint64, to string) ([]cart.Op, error) {
+	if from == to {
+		return nil, fmt.Errorf("reissue %s as %s: %w", from, to, syncclient.ErrUsedClient)
+	}
+	var out []cart.Op
+	err := s.run(ctx, func(db *idb.Database) error {
+		out = out[:0]
+		txn, st, err := begin(db, idb.TransactionReadWrite, storeSeqs, storeOps)
+		if err != nil {
+			return err
+		}
+		seqs, ops := st[0], st[1]
+		last, err := get(ctx, txn, seqs, to)
+		if err != nil {
+			return err
+		}
+		if last.Type() != js.TypeUndefined {
+			abort(txn)
+			return fmt.Errorf("reissue %s as %s: %w", from, to, syncclient.ErrUsedClient)
+		}
+		// The ops of from, read first: the cursor's callbacks must not
+		// wait on other requests.
+		var moving []storedOp
+		found := false
+		err = eachOp(ctx, txn, ops, func(_ *idb.CursorWithValue, data string) error {
+			var op storedOp
+			if err := json.Unmarshal([]byte(data), &op); err != nil {
+				return fmt.Errorf("decode op: %w", err)
+			}
+			switch {
+			case op.Client != from:
+			case op.Seq == expected:
+				found = true
+			case op.Seq > expected:
+				moving = append(moving, op)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if found || len(moving) == 0 {
+			return commit(ctx, txn) // no writes
+		}
+		slices.SortStableFunc(moving, func(a, b storedOp) int {
+			return cmp.Or(cmp.Compare(a.Order, b.Order), cmp.Compare(a.Seq, b.Seq))
+		})
+		var order uint64
+		for i := range moving {
+			op := &moving[i]
+			if _, err := ops.Delete(opKey(op.Client, op.Seq)); err != nil {
+				abort(txn)
+				return maybeWritten{err}
+			}
+			op.Client, op.Seq = to, uint64(i+1)
+			data, err := json.Marshal(op)
+			if err != nil {
+				abort(txn)
+				return maybeWritten{fmt.Errorf("encode op %s/%d: %w", to, op.Seq, err)}
+			}
+			if _, err := ops.PutKey(opKey(to, op.Seq), js.ValueOf(string(data))); err != nil {
+				abort(txn)
+				return maybeWritten{err}
+			}
+			order = max(order, op.Order)
+			out = append(out, op.Op)
+		}
+		if _, err := seqs.PutKey(js.ValueOf(to), js.ValueOf([]any{float64(len(moving)), float64(order)})); err != nil {
+			abort(txn)
+			return maybeWritten{err}
+		}
+		if err := commit(ctx, txn); err != nil {
+			return maybeWritten{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reissue: %w", err)
+	}
+	return out, nil
+}
+
 // eachOp calls fn with every op of the ops store, in key order, inside txn;
 // on an error it aborts txn. fn runs inside the success event: it must not
 // block.

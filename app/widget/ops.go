@@ -75,6 +75,14 @@ func (s recordingStorage) Load(ctx context.Context) (syncclient.Stored, error) {
 	return st, err
 }
 
+func (s recordingStorage) Reissue(ctx context.Context, from string, expected uint64, to string) ([]cart.Op, error) {
+	ops, err := s.Storage.Reissue(ctx, from, expected, to)
+	if err == nil {
+		s.ops.remember(ops...)
+	}
+	return ops, err
+}
+
 func (s recordingStorage) Enqueue(ctx context.Context, client string, build func(seq uint64) cart.Op) (cart.Op, error) {
 	op, err := s.Storage.Enqueue(ctx, client, build)
 	if err == nil {

@@ -26,6 +26,14 @@ type storeConfirm struct {
 // storeRestamp: Storage.Restamp(from, to), already made in the copy.
 type storeRestamp struct{ from, to string }
 
+// storeReissue: Storage.Reissue(from, expected, to), already made in the
+// copy.
+type storeReissue struct {
+	from     string
+	expected uint64
+	to       string
+}
+
 // storeSwap: Storage.SwapDeviceToken(old, next); the answer goes to
 // tokenSwapped.
 type storeSwap struct{ old, next string }
@@ -47,6 +55,7 @@ type endConn struct{ err error }
 func (sendMsg) isEffect()      {}
 func (storeConfirm) isEffect() {}
 func (storeRestamp) isEffect() {}
+func (storeReissue) isEffect() {}
 func (storeSwap) isEffect()    {}
 func (storeLoad) isEffect()    {}
 func (setTimer) isEffect()     {}
@@ -77,7 +86,7 @@ func (t timerID) String() string {
 func readLater(rest []effect) bool {
 	for _, e := range rest {
 		switch e.(type) {
-		case storeConfirm, storeRestamp, storeSwap:
+		case storeConfirm, storeRestamp, storeReissue, storeSwap:
 			return true
 		}
 	}

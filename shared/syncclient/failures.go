@@ -1,8 +1,6 @@
 package syncclient
 
 import (
-	"fmt"
-
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -142,8 +140,12 @@ func (m *machine) onPushError(pe *protocol.Error) {
 // resendFrom handles out_of_order: the server expects exp.Seq next from
 // exp.Client. Our ops of that client before it were processed and are
 // dropped (a sync shows their effect); the push that follows starts at it.
-// If the outbox starts after it, the ops in between are lost and the gap can
-// never be filled: that client's ops are dropped and reported.
+// If the outbox starts after it, the gap can never be filled: the server's
+// database was restored from a backup older than ops it had acknowledged,
+// or ops were lost from the outbox. The server would refuse every later op
+// of that client id, and has applied none of them (a client id's ops are
+// applied in seq order, and it has not seen the one it expects): they are
+// sent again under a new client id, as new ops, rather than lost.
 func (m *machine) resendFrom(exp protocol.OpID) {
 	var before, all []cart.Op
 	for _, op := range m.sendable() {
@@ -158,12 +160,15 @@ func (m *machine) resendFrom(exp protocol.OpID) {
 		return
 	}
 	if all[0].Seq > exp.Seq {
-		m.log.Error("ops lost from the outbox; the rest of this client's ops cannot be sent",
-			logkey.Client, exp.Client, logkey.Expected, exp.Seq, logkey.Seq, all[0].Seq)
 		if m.client == exp.Client {
 			m.rotate("the server can take no more ops of this id")
 		}
-		m.dropOps(all, fmt.Sprintf("lost: the server expects seq %d of client %s", exp.Seq, exp.Client))
+		// Not the id of new edits: one the storage gives seqs to
+		// cannot be reissued to.
+		to := m.newID()
+		m.log.Warn("the server expects ops the outbox no longer has; sending this client's others under a new client id",
+			logkey.Client, exp.Client, logkey.Expected, exp.Seq, logkey.Seq, all[0].Seq, logkey.Ops, len(all), logkey.Current, to)
+		m.reissue(exp, to)
 		return
 	}
 	if len(before) == 0 {

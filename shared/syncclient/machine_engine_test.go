@@ -199,7 +199,7 @@ func TestMachineEngine(t *testing.T) {
 	}, {
 		// (The server takes the first seq of a client as it comes, so the
 		// gap is after an op it has.)
-		name: "an op lost from another tab's outbox: the ones behind the gap are dropped and reported, ours go on",
+		name: "an op lost from another tab's outbox: the ones behind the gap go again under a new client id, in their place, and ours go on",
 		setup: func(h *harness) {
 			for _, sku := range []string{"mug", "tea", "jam"} {
 				engEnqueue(h, "tab-a", sku)
@@ -224,15 +224,16 @@ func TestMachineEngine(t *testing.T) {
 				return got(h, errMsg("p3", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
 					pe.Retryable, pe.Expected = true, &protocol.OpID{Client: "tab-a", Seq: 2}
 				}))
-			}, want: []string{"confirm done=tab-a/3", "send push p4 me/1"}},
-			{in: func(h *harness) func(*machine) { return got(h, engAck("p4", cartAt(2, "cake=1", "mug=1"), 1)) },
-				want: []string{"confirm cart-1@2 done=me/1"},
-				then: wantState("cake=1 mug=1", 2, Synced)},
+			}, want: []string{"reissue tab-a above 2 as id1", "load", "send push p4 id1/1,me/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p4", cartAt(3, "cake=1", "jam=1", "mug=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 2), applied(engOp(1), 3)))
+			},
+				want: []string{"confirm cart-1@3 done=id1/1,me/1"},
+				then: wantState("cake=1 jam=1 mug=1", 3, Synced)},
 		},
 		check: func(t testing.TB, h *harness) {
-			rej := h.m.snapshot().Rejected
-			if len(rej) != 1 || rej[0].Client != "tab-a" || rej[0].Seq != 3 {
-				t.Errorf("Rejected = %+v, want tab-a/3", rej)
+			if rej := h.m.snapshot().Rejected; len(rej) != 0 {
+				t.Errorf("Rejected = %+v, want none", rej)
 			}
 			if h.m.client != "me" {
 				t.Errorf("client id %q: another client's lost op moved ours", h.m.client)
@@ -427,7 +428,7 @@ func TestMachineEngine(t *testing.T) {
 			}
 		},
 	}, {
-		name: "the server can take no more of our own ops: they are dropped, and new edits go under a new client id",
+		name: "the server can take no more of our own ops: they go again under a new client id, and new edits under another",
 		setup: func(h *harness) {
 			connected(h, 1)
 			h.edit(add("mug"))
@@ -444,21 +445,24 @@ func TestMachineEngine(t *testing.T) {
 				return got(h, errMsg("p3", protocol.ErrOutOfOrder, func(pe *protocol.Error) {
 					pe.Retryable, pe.Expected = true, &protocol.OpID{Client: "me", Seq: 2}
 				}))
-			}, want: []string{"confirm done=me/3"},
+			}, want: []string{"reissue me above 2 as id2", "load", "send push p4 id2/1"},
 				then: func(t testing.TB, h *harness) {
-					if h.m.client == "me" {
-						t.Fatal("still client id me")
+					if h.m.client != "id1" {
+						t.Fatalf("client id %q, want id1", h.m.client)
 					}
-					if rej := h.m.snapshot().Rejected; len(rej) != 1 || rej[0].Client != "me" || rej[0].Seq != 3 {
-						t.Errorf("Rejected = %+v, want me/3", rej)
+					if rej := h.m.snapshot().Rejected; len(rej) != 0 {
+						t.Errorf("Rejected = %+v, want none", rej)
 					}
 				}},
-			{in: func(h *harness) func(*machine) { h.edit(add("cake")); return woken(h) },
-				want: []string{"send push p4 id1/1"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p4", cartAt(3, "cake=1", "mug=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 3)))
-			}, want: []string{"confirm cart-1@3 done=id1/1"},
-				then: wantState("cake=1 mug=1", 3, Synced)},
+				return got(h, ack("p4", cartAt(3, "jam=1", "mug=1"), applied(protocol.OpID{Client: "id2", Seq: 1}, 3)))
+			}, want: []string{"confirm cart-1@3 done=id2/1"}},
+			{in: func(h *harness) func(*machine) { h.edit(add("cake")); return woken(h) },
+				want: []string{"send push p5 id1/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p5", cartAt(4, "cake=1", "jam=1", "mug=1"), applied(protocol.OpID{Client: "id1", Seq: 1}, 4)))
+			}, want: []string{"confirm cart-1@4 done=id1/1"},
+				then: wantState("cake=1 jam=1 mug=1", 4, Synced)},
 		},
 	}, {
 		name:  "an ack whose ops were applied beyond the cart it carries: a sync fetches the cart",

@@ -102,6 +102,10 @@ func (h *harness) do(in func(m *machine)) []string {
 		case storeRestamp:
 			must(h.t, h.store.Restamp(ctx, ef.from, ef.to))
 			out = append(out, fmt.Sprintf("restamp %s -> %s", ef.from, ef.to))
+		case storeReissue:
+			_, err := h.store.Reissue(ctx, ef.from, ef.expected, ef.to)
+			must(h.t, err)
+			out = append(out, fmt.Sprintf("reissue %s above %d as %s", ef.from, ef.expected, ef.to))
 		case storeSwap:
 			stored, err := h.store.SwapDeviceToken(ctx, ef.old, ef.next)
 			must(h.t, err)

@@ -300,6 +300,10 @@ func (c *conn) input(f func(m *machine)) error {
 			if err := e.store.Restamp(c.ctx, ef.from, ef.to); err != nil {
 				ioErr = fmt.Errorf("hand ops of %s to %s: %w", ef.from, ef.to, err)
 			}
+		case storeReissue:
+			if _, err := e.store.Reissue(c.ctx, ef.from, ef.expected, ef.to); err != nil {
+				ioErr = fmt.Errorf("send ops of %s again as %s: %w", ef.from, ef.to, err)
+			}
 		case storeSwap:
 			stored, err := e.store.SwapDeviceToken(c.ctx, ef.old, ef.next)
 			if err != nil {

@@ -52,6 +52,19 @@ type Storage interface {
 	// cart merged into a user cart at a login hands its unsent ops to that
 	// user cart. It is idempotent.
 	Restamp(ctx context.Context, from, to string) error
+	// Reissue, in one transaction, gives the pending ops of client id from
+	// with a seq above expected a new identity: client id to and its next
+	// seqs (as Enqueue allocates them), in outbox order, each keeping its
+	// place in the outbox and all else. It returns them as stored now. It
+	// is for a gap the server cannot see filled: it expects seq expected
+	// of from next, and the outbox no longer has that op (the server's
+	// database was restored from a backup older than ops it had
+	// acknowledged, or ops were lost from the outbox), so it would refuse
+	// every later op of from. If the outbox has op expected of from after
+	// all, Reissue changes nothing and returns no ops. Ops of from below
+	// expected were processed and stay as they are. to must be a client id
+	// the Storage has given no op yet.
+	Reissue(ctx context.Context, from string, expected uint64, to string) ([]cart.Op, error)
 }
 
 // Stored is the content of a Storage.
@@ -68,6 +81,10 @@ type Stored struct {
 // ErrBadOp is returned by Enqueue when build returns an op whose client or
 // seq is not the one allocated.
 var ErrBadOp = errors.New("syncclient: op does not carry the allocated client and seq")
+
+// ErrUsedClient is returned by Reissue when the client id to reissue ops
+// under already has ops.
+var ErrUsedClient = errors.New("syncclient: the client id already has ops")
 
 // MemStorage is an in-memory Storage, safe for concurrent use. The zero
 // value is empty and ready to use.
@@ -178,6 +195,33 @@ func (s *MemStorage) Restamp(ctx context.Context, from, to string) error {
 		}
 	}
 	return nil
+}
+
+// Reissue implements Storage.
+func (s *MemStorage) Reissue(ctx context.Context, from string, expected uint64, to string) ([]cart.Op, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seqs[to] != 0 || to == from {
+		return nil, fmt.Errorf("reissue %s as %s: %w", from, to, ErrUsedClient)
+	}
+	if slices.ContainsFunc(s.ops, func(op cart.Op) bool { return op.Client == from && op.Seq == expected }) {
+		return nil, nil
+	}
+	var out []cart.Op
+	for i := range s.ops {
+		if op := &s.ops[i]; op.Client == from && op.Seq > expected {
+			if s.seqs == nil {
+				s.seqs = map[string]uint64{}
+			}
+			s.seqs[to]++
+			op.Client, op.Seq = to, s.seqs[to]
+			out = append(out, cloneOp(*op))
+		}
+	}
+	return out, nil
 }
 
 // cloneCart returns a deep copy of c with its notices and totals, which

@@ -108,6 +108,24 @@ func (m *machine) restamp(from, to string) {
 	m.rebuild()
 }
 
+// reissue gives the pending ops of exp.Client above exp.Seq the client id
+// to, with seqs from 1, in the storage and in the copy (Storage.Reissue),
+// and reads the storage back: what it holds then is what is sent.
+func (m *machine) reissue(exp protocol.OpID, to string) {
+	m.emit(storeReissue{exp.Client, exp.Seq, to})
+	pending := slices.Clone(m.pending)
+	var n uint64
+	for i := range pending {
+		if op := &pending[i]; op.Client == exp.Client && op.Seq > exp.Seq {
+			n++
+			op.Client, op.Seq = to, n
+		}
+	}
+	m.pending = pending
+	m.rebuild()
+	m.load()
+}
+
 // ownCart makes the confirmed cart the one the client id's seqs count
 // for. Seqs count per client id and cart: on another cart the id's next
 // seq would be refused as out of order, so an id that counted for another

@@ -30,6 +30,8 @@ func TestStorage(t *testing.T, open func() syncclient.Storage) {
 		{"BadOpStoresNothing", testBadOpStoresNothing},
 		{"ConfirmRemovesListed", testConfirmRemovesListed},
 		{"RestampMovesOnlyThatCartsOps", testRestampMovesOnlyThatCartsOps},
+		{"ReissueKeepsThePlaces", testReissueKeepsThePlaces},
+		{"ReissueOfNoGap", testReissueOfNoGap},
 		{"ConfirmKeepsNewerCart", testConfirmKeepsNewerCart},
 		{"CartRoundTrip", testCartRoundTrip},
 		{"ConfirmKeepsNoticesAndTotals", testConfirmKeepsNoticesAndTotals},
@@ -224,6 +226,62 @@ func testRestampMovesOnlyThatCartsOps(t *testing.T, open func() syncclient.Stora
 	}
 	if want := "1:u1@0 2:u1@7 3:u1@0 4:@7 5:g2@7 "; got != want {
 		t.Errorf("after Restamp(g1, u1) the outbox is %q, want %q", got, want)
+	}
+}
+
+// Reissue moves the ops above the expected seq to the new client id,
+// numbered from 1 in their order, each in its place in the outbox; the
+// ops below it and other client ids' stay. The new id's counter goes on
+// after them, and it cannot be given ops twice.
+func testReissueKeepsThePlaces(t *testing.T, open func() syncclient.Storage) {
+	s := open()
+	for _, c := range []string{"a", "a", "b", "a", "a", "c", "a"} {
+		enqueue(t, s, c)
+	}
+	// The server expects a/3 and the outbox lost it: a/1 and a/2 it has
+	// processed (a sync would show them), a/4 and a/5 it cannot take.
+	if err := s.Confirm(ctx, nil, []protocol.OpID{{Client: "a", Seq: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Reissue(ctx, "a", 3, "n")
+	if err != nil {
+		t.Fatalf("Reissue: %v", err)
+	}
+	if ids(got) != "n/1 n/2 " {
+		t.Errorf("Reissue returned %q, want n/1 n/2", ids(got))
+	}
+	if len(got) == 2 && (got[0].SKU != "sku-1" || got[0].Base != 7 || got[0].Details == nil) {
+		t.Errorf("a reissued op is %+v, want the op with only its client and seq changed", got[0])
+	}
+	if got, want := ids(load(t, s).Pending), "a/1 a/2 b/1 n/1 c/1 n/2 "; got != want {
+		t.Errorf("after Reissue(a, 3, n) the outbox is %q, want %q", got, want)
+	}
+	if op := enqueue(t, s, "n"); op.Seq != 3 {
+		t.Errorf("Enqueue on n after Reissue gave seq %d, want 3", op.Seq)
+	}
+	if _, err := s.Reissue(ctx, "b", 1, "n"); !errors.Is(err, syncclient.ErrUsedClient) {
+		t.Errorf("Reissue to a client id with ops: %v, want ErrUsedClient", err)
+	}
+	if got, want := ids(load(t, s).Pending), "a/1 a/2 b/1 n/1 c/1 n/2 n/3 "; got != want {
+		t.Errorf("after a refused Reissue the outbox is %q, want %q", got, want)
+	}
+}
+
+// When the outbox has the expected op after all, Reissue changes nothing.
+func testReissueOfNoGap(t *testing.T, open func() syncclient.Storage) {
+	s := open()
+	for range 3 {
+		enqueue(t, s, "a")
+	}
+	got, err := s.Reissue(ctx, "a", 2, "n")
+	if err != nil || len(got) != 0 {
+		t.Errorf("Reissue with the expected op in the outbox: %q, %v; want nothing", ids(got), err)
+	}
+	if got, want := ids(load(t, s).Pending), "a/1 a/2 a/3 "; got != want {
+		t.Errorf("the outbox is %q, want %q", got, want)
+	}
+	if op := enqueue(t, s, "n"); op.Seq != 1 {
+		t.Errorf("Enqueue on n gave seq %d, want 1", op.Seq)
 	}
 }
 
