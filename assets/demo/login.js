@@ -41,17 +41,40 @@
     return (await r.json()).token;
   }
 
+  // The session's renewal: a storefront hands the cart a fresh token
+  // whenever its own session refreshes, before the last one expires; here,
+  // at 80% of the token's life (2 s before its end, for short ones). data-token-ttl on #demo-login sets that life
+  // (a Go duration such as "30s"; the demo backend's 10 minutes if unset).
+  // "Expire soon" is not renewed: it shows what the cart does when a
+  // token expires.
+  let renewAt = 0;
+  function lifeOf(ttl) {
+    const m = /^(\d+)(ms|s|m)$/.exec(ttl || '');
+    return m ? Number(m[1]) * { ms: 1, s: 1e3, m: 6e4 }[m[2]] : 10 * 6e4;
+  }
+  function renewIfDue() {
+    if (state.user && renewAt && Date.now() >= renewAt && document.visibilityState === 'visible') {
+      login(state.user, state.policy).catch((e) => console.warn('demo session renewal:', e));
+    }
+  }
+
   async function login(user, policy, ttl) {
+    const renew = !ttl;
+    ttl = ttl || root.dataset.tokenTtl || '';
+    renewAt = 0;
     const t = await token(user, ttl);
     localStorage.setItem('demoUser', user);
     localStorage.setItem('demoPolicy', policy);
     state.user = user;
     state.policy = policy;
+    // A token's expiry is in whole seconds: up to one less than asked.
+    if (renew) renewAt = Date.now() + Math.min(lifeOf(ttl) * 0.8, lifeOf(ttl) - 2000);
     render();
     withCartsync((c) => c.login(t, { policy }).catch((e) => console.warn('cartsync login:', e)));
   }
 
   function logout() {
+    renewAt = 0;
     localStorage.removeItem('demoUser');
     localStorage.removeItem('demoPolicy');
     state.user = '';
@@ -82,6 +105,9 @@
   render();
   // The storefront's session survives reloads: log the cart in again.
   if (state.user) login(state.user, state.policy);
+  // Timers are slowed in a hidden tab: look again when it is shown.
+  setInterval(renewIfDue, 1000);
+  document.addEventListener('visibilitychange', renewIfDue);
   withCartsync((c) => c.on('merge', (m) => {
     const log = document.getElementById('event-log');
     if (!log) return;

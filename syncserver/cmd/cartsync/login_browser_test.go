@@ -800,3 +800,31 @@ func TestBrowserLogoutWhileInBackForwardCache(t *testing.T) {
 		t.Errorf("the live region said %q; want nothing of going offline or coming back", said)
 	}
 }
+
+// The demo storefront renews its session before the token it gave the
+// cart expires, as a storefront does: a page left open stays logged in to
+// the account's cart (it asked the shopper to sign in again once the
+// token expired, 10 minutes after the page's load).
+func TestBrowserDemoRenewsTheSession(t *testing.T) {
+	srv := startLoginServer(t)
+	br, _ := guestWithTee(t, srv)
+	tb := br.first
+	userID := syncserver.UserCartID("alice")
+	eval[bool](tb, `(() => {
+		window.__statuses = [];
+		cartsync.on('sync', (s) => window.__statuses.push(s.status));
+		document.getElementById('demo-login').dataset.tokenTtl = '4s';
+		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
+		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
+		return true;
+	})()`)
+	waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+	time.Sleep(9 * time.Second) // past two of the tokens' lives
+	c := waitCart(tb, "alice's cart, synced", 10*time.Second, func(c hostCart) bool { return synced(c) })
+	if c.ID != userID || c.Status == "login" {
+		t.Errorf("9 s after a login with 4 s tokens: %s, want alice's cart, synced", c)
+	}
+	if st := eval[[]string](tb, `window.__statuses`); slices.Contains(st, "login") {
+		t.Errorf("the cart's sync statuses were %q: it asked to sign in again", st)
+	}
+}
