@@ -235,7 +235,8 @@ func loginE2EExpiredOffline(t *testing.T) expiredOffline {
 
 // A guest cart purged for inactivity while the device was offline: the
 // engine is told when it comes back, stores the new device token, shows
-// the fresh cart, and drops and reports the edit made on the purged cart.
+// the fresh cart, and sends it the add made on the purged cart (the
+// shopper made it; the purged cart's own lines are gone).
 func TestLoginE2ECartExpired(t *testing.T) {
 	x := loginE2EExpiredOffline(t)
 	e, w, store, old := x.e, x.w, x.store, x.guest
@@ -245,11 +246,14 @@ func TestLoginE2ECartExpired(t *testing.T) {
 	st := w.waitFor(t, "the fresh cart", func(s syncclient.State) bool {
 		return s.CartExpired && s.Status == syncclient.Synced && s.Pending == 0
 	})
-	if st.Cart.ID == old.Cart.ID || len(st.Cart.Lines) != 0 {
-		t.Errorf("shows %s %q, want a fresh empty cart, not %s", st.Cart.ID, lineSummary(st.Cart), old.Cart.ID)
+	if st.Cart.ID == old.Cart.ID || lineSummary(st.Cart) != "tea=1" {
+		t.Errorf("shows %s %q, want a fresh cart with the tea, not %s", st.Cart.ID, lineSummary(st.Cart), old.Cart.ID)
 	}
-	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != old.Cart.ID {
-		t.Errorf("Dropped = %+v, want the tea of %s", st.Dropped, old.Cart.ID)
+	if len(st.Dropped) != 0 {
+		t.Errorf("Dropped = %+v, want none", st.Dropped)
+	}
+	if rec, err := x.env.store.Load(x.env.ctx, st.Cart.ID, nil); err != nil || lineSummary(rec.Cart) != "tea=1" {
+		t.Errorf("the fresh cart on the server: %v, %v; want the tea", rec, err)
 	}
 	stored := loginE2EStored(t, store)
 	if stored.DeviceToken == "" || stored.DeviceToken == oldTok || stored.Cart.ID != st.Cart.ID {
@@ -272,8 +276,10 @@ func loginE2EStored(t testing.TB, st syncclient.Storage) syncclient.Stored {
 
 // A guest cart purged while the device was offline with an edit queued on
 // it, and the shopper logs in before the device is back: the engine is
-// told the guest cart expired, drops and reports that edit, and ends on
-// the user's cart, synced, instead of resending a refused push for ever.
+// told the guest cart expired, and ends on the user's cart, synced, with
+// that edit, as an edit made before the device reached the server goes to
+// the account logged in by then (instead of resending a refused push for
+// ever).
 func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
 	x := loginE2EExpiredOffline(t)
 	env, e, w, guest := x.env, x.e, x.w, x.guest
@@ -285,15 +291,15 @@ func TestLoginE2EExpiredGuestCartAtLogin(t *testing.T) {
 	st := w.waitFor(t, "ann's cart, synced", func(s syncclient.State) bool {
 		return s.User == "ann" && s.Status == syncclient.Synced && s.Pending == 0
 	})
-	if st.Cart.ID != syncserver.UserCartID("ann") || len(st.Cart.Lines) != 0 {
-		t.Errorf("shows %s %q, want ann's empty cart", st.Cart.ID, lineSummary(st.Cart))
+	if st.Cart.ID != syncserver.UserCartID("ann") || lineSummary(st.Cart) != "tea=1" {
+		t.Errorf("shows %s %q, want ann's cart with the tea", st.Cart.ID, lineSummary(st.Cart))
 	}
-	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != guest.Cart.ID {
-		t.Errorf("Dropped = %+v, want the tea of %s", st.Dropped, guest.Cart.ID)
+	if len(st.Dropped) != 0 {
+		t.Errorf("Dropped = %+v, want none (the tea of %s goes to ann's cart)", st.Dropped, guest.Cart.ID)
 	}
 	e.AckNotices()
 	env.add(e, "jam")
-	env.check(e, "ann", "jam=1")
+	env.check(e, "ann", "jam=1 tea=1")
 }
 
 // The account's cart a device keeps from an earlier page is not the next

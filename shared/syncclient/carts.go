@@ -62,7 +62,7 @@ func (m *machine) tokenSwapped(now time.Time, stored string) {
 			return
 		}
 		s.token = stored
-		m.dropGone()
+		m.settleGone()
 		m.welcomed(msg)
 	case s.swapForg != nil:
 		pe := s.swapForg

@@ -205,9 +205,8 @@ func (m *machine) dropOps(ops []cart.Op, why string) {
 // forgetToken handles unauthorized: the server will never take this
 // connection's token, so its cart cannot be reached. Forget the token and
 // the confirmed cart (tokenForgotten, once the storage has swapped the
-// token), and start over on a new guest cart. The outbox is kept: ops of
-// client ids without history go to the new cart; the others are refused
-// there as out of order and reported.
+// token), and start over on a new guest cart. The outbox is kept: the ops
+// made on the unreachable cart go to the new one (settleGone).
 func (m *machine) forgetToken(pe *protocol.Error) {
 	m.sess.swapForg = pe
 	m.emit(storeSwap{m.sess.token, ""})
@@ -226,14 +225,14 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 	} else {
 		m.load()
 	}
-	m.dropGone()
+	m.settleGone()
 	m.endPE(pe)
 }
 
 // cartExpiredOn handles cart_expired: the device's guest cart was purged
 // for inactivity; the welcome of the hello it answers (or of the next
 // hello) brings a new device token and a fresh cart. Ops made on the
-// purged cart cannot be sent anywhere: they are dropped and reported. The
+// purged cart go to the fresh one, those that can (settleGone). The
 // purged snapshot is forgotten at once, so that edits made before the
 // fresh cart arrives go to it. On a user's connection only the notice is
 // kept: a user's cart keeps its id. which is the cart the server named
@@ -255,5 +254,5 @@ func (m *machine) cartExpiredOn(which string) {
 	} else {
 		m.load()
 	}
-	m.dropGone()
+	m.settleGone()
 }

@@ -400,7 +400,7 @@ func (m *machine) step() {
 		s.stable = true
 		m.emit(setTimer{timerStable, m.cfg.StableAfter})
 	}
-	if m.dropGone() { // ops queued on a gone cart meanwhile
+	if m.settleGone() { // ops queued on a gone cart meanwhile
 		return // again once the storage is read
 	}
 	if s.push == nil && s.syncID == "" && len(s.held) > 0 {

@@ -377,7 +377,7 @@ func TestMachineEngine(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a refused device token: its cart's ops are dropped, ops made before any sync go to the new cart under a new client id",
+		name: "a refused device token: its cart's ops and those made before any sync go to the new cart; new edits under a new client id",
 		setup: func(h *harness) {
 			ctx := context.Background()
 			_, err := h.store.Enqueue(ctx, "early", func(seq uint64) cart.Op { // made before any sync
@@ -394,28 +394,31 @@ func TestMachineEngine(t *testing.T) {
 		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="forged" since=5`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
-				want: []string{`swap "forged" -> ""`, "confirm @0", "confirm done=me/1", "load",
+				want: []string{`swap "forged" -> ""`, "confirm @0", "restamp cart-old -> ", "load",
 					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error(), "load"},
 				then: func(t testing.TB, h *harness) {
 					st := h.m.snapshot()
-					if d := st.Dropped; len(d) != 1 || d[0].SKU != "mug" || d[0].Cart != "cart-old" {
-						t.Errorf("Dropped = %+v, want the mug made on cart-old", d)
+					if d := st.Dropped; len(d) != 0 {
+						t.Errorf("Dropped = %+v, want none", d)
 					}
-					if summary(st.Cart) != "jam=1" || st.Pending != 1 {
-						t.Errorf("shown %q with %d pending, want the early jam alone", summary(st.Cart), st.Pending)
+					if summary(st.Cart) != "jam=1 mug=1" || st.Pending != 2 {
+						t.Errorf("shown %q with %d pending, want the early jam and the mug", summary(st.Cart), st.Pending)
 					}
 				}},
 			{in: reopened, want: []string{`send hello h1 token="" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, welcome("dev-1", "cart-1")) },
 				want: []string{`swap "" -> "dev-1"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartAt(0), map[string]uint64{})) },
-				want: []string{"confirm cart-1@0", "load", "send sync s2 since=0 clients=[early]"}},
-			{in: func(h *harness) func(*machine) { return got(h, reply("s2", cartAt(0), map[string]uint64{"early": 0})) },
-				want: []string{"confirm cart-1@0", "load", "send push p3 early/1"}},
+				want: []string{"confirm cart-1@0", "load", "send sync s2 since=0 clients=[early me]"}},
 			{in: func(h *harness) func(*machine) {
-				return got(h, ack("p3", cartAt(1, "jam=1"), applied(protocol.OpID{Client: "early", Seq: 1}, 1)))
-			}, want: []string{"confirm cart-1@1 done=early/1"},
-				then: wantState("jam=1", 1, Synced)},
+				return got(h, reply("s2", cartAt(0), map[string]uint64{"early": 0, "me": 0}))
+			},
+				want: []string{"confirm cart-1@0", "load", "send push p3 early/1,me/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p3", cartAt(2, "jam=1", "mug=1"),
+					applied(protocol.OpID{Client: "early", Seq: 1}, 1), applied(engOp(1), 2)))
+			}, want: []string{"confirm cart-1@2 done=early/1,me/1"},
+				then: wantState("jam=1 mug=1", 2, Synced)},
 		},
 		check: func(t testing.TB, h *harness) {
 			stored, err := h.store.Load(context.Background())

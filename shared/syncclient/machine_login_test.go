@@ -140,30 +140,31 @@ func expiredGuestSteps() []machineStep {
 	return []machineStep{
 		{in: opened, want: []string{`send hello h1 token="tok" since=1`}},
 		// An older server names no cart: the machine works out it was
-		// cart-1, forgets it and drops its tea.
+		// cart-1, forgets it, and its tea goes to the device's cart now.
 		{in: func(h *harness) func(*machine) {
 			return got(h, errMsg("h1", protocol.ErrCartExpired, nil))
-		}, want: []string{"confirm @0", "confirm done=me/2", "load", "load"}},
+		}, want: []string{"confirm @0", "restamp cart-1 -> ", "load", "load"}},
 		{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 			want: []string{`swap "tok" -> "tok2"`}},
 		{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
-			want: []string{"confirm cart-2@0", "load", "send sync s2 since=0 clients=[early]"}},
+			want: []string{"confirm cart-2@0", "load", "send sync s2 since=0 clients=[me early]"}},
 		{in: func(h *harness) func(*machine) {
-			return got(h, reply("s2", cartNamed("cart-2", 0), map[string]uint64{"early": 0}))
-		}, want: []string{"confirm cart-2@0", "load", "send push p3 early/1"}},
+			return got(h, reply("s2", cartNamed("cart-2", 0), map[string]uint64{"early": 0, "me": 0}))
+		}, want: []string{"confirm cart-2@0", "load", "send push p3 me/2,early/1"}},
 		{in: func(h *harness) func(*machine) {
-			return got(h, ack("p3", cartNamed("cart-2", 1, "jam=1"), applied(protocol.OpID{Client: "early", Seq: 1}, 1)))
-		}, want: []string{"confirm cart-2@1 done=early/1"}},
+			return got(h, ack("p3", cartNamed("cart-2", 2, "jam=1", "tea=1"),
+				applied(protocol.OpID{Client: "me", Seq: 2}, 1), applied(protocol.OpID{Client: "early", Seq: 1}, 2)))
+		}, want: []string{"confirm cart-2@2 done=me/2,early/1"}},
 	}
 }
 
 func checkExpiredGuest(t testing.TB, h *harness) {
 	st := h.m.snapshot()
-	if !st.CartExpired || st.Status != Synced || st.Pending != 0 || st.Cart.ID != "cart-2" || summary(st.Cart) != "jam=1" {
-		t.Errorf("state %+v (%s %q), want the fresh cart-2 synced with the early jam", st, st.Cart.ID, summary(st.Cart))
+	if !st.CartExpired || st.Status != Synced || st.Pending != 0 || st.Cart.ID != "cart-2" || summary(st.Cart) != "jam=1 tea=1" {
+		t.Errorf("state %+v (%s %q), want the fresh cart-2 synced with the early jam and the tea", st, st.Cart.ID, summary(st.Cart))
 	}
-	if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != "cart-1" {
-		t.Errorf("Dropped = %+v, want the tea of cart-1", st.Dropped)
+	if len(st.Dropped) != 0 {
+		t.Errorf("Dropped = %+v, want none", st.Dropped)
 	}
 	stored, err := h.store.Load(context.Background())
 	must(t, err)
@@ -527,7 +528,7 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}, {
-		name:  "an expired guest cart the server does not name: its ops are dropped, ops made before any sync go to the fresh cart",
+		name:  "an expired guest cart the server does not name: its ops, and those made before any sync, go to the fresh cart",
 		setup: func(h *harness) { expiredGuest(h, false) },
 		steps: expiredGuestSteps(),
 		check: checkExpiredGuest,
@@ -537,12 +538,12 @@ func TestMachineLogin(t *testing.T) {
 		steps: expiredGuestSteps(),
 		check: checkExpiredGuest,
 	}, {
-		name:  "a push to a cart purged while connected: the connection ends, the next hello gets the fresh cart, the op is dropped",
+		name:  "a push to a cart purged while connected: the connection ends, the next hello gets the fresh cart, the op goes to it",
 		setup: func(h *harness) { connected(h, 0); h.edit(add("tea")) },
 		steps: []machineStep{
 			{in: woken, want: []string{"send push p2 me/1"}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("p2", protocol.ErrCartExpired, nil)) },
-				want: []string{"confirm @0", "confirm done=me/1", "load", endedBy(protocol.ErrCartExpired, "cart_expired"), "load"}},
+				want: []string{"confirm @0", "restamp cart-1 -> ", "load", endedBy(protocol.ErrCartExpired, "cart_expired"), "load"}},
 			{in: func(h *harness) func(*machine) { h.m.stop(); return opened(h) },
 				want: []string{`send hello h1 token="tok" since=0`}},
 			{in: func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrCartExpired, nil)) },
@@ -550,15 +551,22 @@ func TestMachineLogin(t *testing.T) {
 			{in: func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				want: []string{`swap "tok" -> "tok2"`}},
 			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("cart-2", 0), nil)) },
-				want: []string{"confirm cart-2@0", "load"}},
+				want: []string{"confirm cart-2@0", "load", "send sync s2 since=0 clients=[me]"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, reply("s2", cartNamed("cart-2", 0), map[string]uint64{"me": 0}))
+			},
+				want: []string{"confirm cart-2@0", "load", "send push p3 me/1"}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, ack("p3", cartNamed("cart-2", 1, "tea=1"), applied(protocol.OpID{Client: "me", Seq: 1}, 1)))
+			}, want: []string{"confirm cart-2@1 done=me/1"}},
 		},
 		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
-			if !st.CartExpired || st.Status != Synced || st.Cart.ID != "cart-2" || st.Pending != 0 {
-				t.Errorf("state %+v, want the fresh cart-2 synced", st)
+			if !st.CartExpired || st.Status != Synced || st.Cart.ID != "cart-2" || st.Pending != 0 || summary(st.Cart) != "tea=1" {
+				t.Errorf("state %+v, want the fresh cart-2 synced with the tea", st)
 			}
-			if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" {
-				t.Errorf("Dropped = %+v, want the tea", st.Dropped)
+			if len(st.Dropped) != 0 {
+				t.Errorf("Dropped = %+v, want none", st.Dropped)
 			}
 			if permanent(protocol.ErrCartExpired) {
 				t.Error("cart_expired stops Run")
@@ -613,23 +621,24 @@ func TestMachineLogin(t *testing.T) {
 	}, {
 		// An older server that says no cart_expired: the welcome's new
 		// device token and cart are all the machine learns.
-		name: "a new device token for an expired guest cart, with no cart_expired: the old cart's ops are dropped",
+		name: "a new device token for an expired guest cart, with no cart_expired: the old cart's add goes to the new one, a change of its line is dropped",
 		setup: func(h *harness) {
 			guestMug(h)
 			h.m.stop()
-			h.edit(add("tea")) // on cart-1
+			h.edit(add("tea"))                                           // on cart-1
+			h.edit(cart.Op{Kind: cart.KindSet, SKU: "mug", Quantity: 3}) // of cart-1's line
 		},
 		steps: []machineStep{
 			{in: opened, want: []string{`send hello h1 token="tok" since=2`}},
 			{in: serverSays(welcome("tok2", "cart-2")),
-				want: []string{`swap "tok" -> "tok2"`, "confirm done=me/2", "load"}},
+				want: []string{`swap "tok" -> "tok2"`, "restamp cart-1 -> ", "confirm done=me/3", "load"}},
 			{in: serverSays(reply("h1", cartNamed("cart-2", 0), nil)),
-				want: []string{"confirm cart-2@0", "load"}},
+				want: []string{"confirm cart-2@0", "load", "send push p2 me/2"}},
 		},
 		check: func(t testing.TB, h *harness) {
 			st := h.m.snapshot()
-			if len(st.Dropped) != 1 || st.Dropped[0].SKU != "tea" || st.Dropped[0].Cart != "cart-1" || st.Pending != 0 || st.Cart.ID != "cart-2" {
-				t.Errorf("state %+v, want the fresh cart-2 and the tea of cart-1 dropped", st)
+			if len(st.Dropped) != 1 || st.Dropped[0].SKU != "mug" || st.Dropped[0].Cart != "cart-1" || st.Pending != 1 || st.Cart.ID != "cart-2" || summary(st.Cart) != "tea=1" {
+				t.Errorf("state %+v, want the fresh cart-2 with the tea on its way, and the mug's change of cart-1 dropped", st)
 			}
 		},
 	}, {

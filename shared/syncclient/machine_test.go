@@ -412,7 +412,7 @@ func TestMachine(t *testing.T) {
 			}
 		},
 	}, {
-		name: "a refused device token is forgotten with its cart; the outbox stays",
+		name: "a refused device token is forgotten with its cart; the outbox stays, its cart's ops for the next cart",
 		setup: func(h *harness) {
 			connected(h, 4)
 			h.edit(add("a"))
@@ -421,28 +421,28 @@ func TestMachine(t *testing.T) {
 		steps: []step{
 			{opened, []string{`send hello h1 token="tok" since=4`}},
 			{func(h *harness) func(*machine) { return got(h, errMsg("h1", protocol.ErrUnauthorized, nil)) },
-				[]string{`swap "tok" -> ""`, "confirm @0", "confirm done=me/1", "load",
+				[]string{`swap "tok" -> ""`, "confirm @0", "restamp cart-1 -> ", "load",
 					"end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error(), "load"}},
 		},
 		check: func(t testing.TB, h *harness) {
-			if st := h.m.snapshot(); h.m.token != "" || st.Confirmed != 0 || len(st.Dropped) != 1 {
-				t.Errorf("state %+v, token %q; want no token, no cart, the op of the refused cart dropped", st, h.m.token)
+			if st := h.m.snapshot(); h.m.token != "" || st.Confirmed != 0 || len(st.Dropped) != 0 || st.Pending != 1 || summary(st.Cart) != "a=1" {
+				t.Errorf("state %+v, token %q; want no token, no cart, the op of the refused cart kept for the next", st, h.m.token)
 			}
 		},
 	}, {
-		name:  "cart_expired at hello: the welcome's fresh cart follows, the old cart's ops are dropped",
+		name:  "cart_expired at hello: the welcome's fresh cart follows, the old cart's add goes to it",
 		setup: func(h *harness) { connected(h, 2); h.edit(add("a")); h.m.stop() },
 		steps: []step{
 			{opened, []string{`send hello h1 token="tok" since=2`}},
 			{func(h *harness) func(*machine) {
 				return got(h, errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" }))
-			}, []string{"confirm @0", "confirm done=me/1", "load", "load"}},
+			}, []string{"confirm @0", "restamp cart-1 -> ", "load", "load"}},
 			{func(h *harness) func(*machine) { return got(h, welcome("tok2", "cart-2")) },
 				[]string{`swap "tok" -> "tok2"`}},
 		},
 		check: func(t testing.TB, h *harness) {
-			if st := h.m.snapshot(); !st.CartExpired || len(st.Dropped) != 1 || st.Pending != 0 {
-				t.Errorf("state %+v, want CartExpired and the op dropped", st)
+			if st := h.m.snapshot(); !st.CartExpired || len(st.Dropped) != 0 || st.Pending != 1 || summary(st.Cart) != "a=1" {
+				t.Errorf("state %+v, want CartExpired and the add shown, pending", st)
 			}
 		},
 	}, {

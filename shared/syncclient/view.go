@@ -194,25 +194,54 @@ func (m *machine) guestOf(tok, fallback string) string {
 	return ""
 }
 
-// dropGone removes the pending ops of carts that no longer exist for this
-// device, reports them in State.Dropped, and reads the storage back. It
-// reports whether it dropped any.
-func (m *machine) dropGone() bool {
-	var ops []cart.Op
+// settleGone deals with the pending ops of carts that no longer exist for
+// this device, and reads the storage back. An op made on a guest cart that
+// expired, or whose device token the server refused, goes to the cart the
+// device has now, as an op made before the first sync does (its cart
+// becomes ""): an add the shopper made as the page loaded, before the
+// server said the cart had expired, is kept. Those that cannot apply
+// without the old cart's lines (a quantity or details of one of its lines)
+// are dropped and reported in State.Dropped, and a removal or emptying that
+// would change nothing is dropped silently: what the shopper wanted holds.
+// The ops of a user's cart are dropped and reported. It reports whether it
+// changed the outbox.
+func (m *machine) settleGone() bool {
+	var drop, quiet []cart.Op
+	carry := map[string]bool{}
+	replay := map[string]*cart.Cart{} // each gone guest cart's carried ops, replayed on an empty cart
 	for _, op := range m.pending {
-		if op.Cart != "" && m.gone[op.Cart] {
-			ops = append(ops, op)
+		if op.Cart == "" || !m.gone[op.Cart] {
+			continue
+		}
+		if m.userCarts[op.Cart] {
+			drop = append(drop, op)
+			continue
+		}
+		c := replay[op.Cart]
+		if c == nil {
+			c = &cart.Cart{Lines: []*cart.Line{}}
+			replay[op.Cart] = c
+		}
+		carry[op.Cart] = true
+		noop := (op.Kind == cart.KindRemove && c.Line(op.Key()) == nil) || (op.Kind == cart.KindClear && len(c.Lines) == 0)
+		switch _, err := c.Apply(op, localDevice, m.limits); {
+		case err != nil:
+			drop = append(drop, op)
+		case noop:
+			quiet = append(quiet, op)
 		}
 	}
-	if len(ops) == 0 {
+	if len(carry) == 0 && len(drop) == 0 {
 		return false
 	}
-	ids := make([]protocol.OpID, len(ops))
-	for i, op := range ops {
-		ids[i] = opID(op)
+	for from := range carry {
+		m.log.Warn("ops of a cart that no longer exists go to the device's cart now", logkey.Cart, from)
+		m.restamp(from, "")
 	}
-	m.log.Warn("ops dropped: their cart no longer exists", logkey.Ops, len(ops), logkey.Cart, ops[0].Cart)
-	for _, op := range ops {
+	if len(drop) > 0 {
+		m.log.Warn("ops dropped: their cart no longer exists", logkey.Ops, len(drop), logkey.Cart, drop[0].Cart)
+	}
+	for _, op := range drop {
 		// Listed once, even if a failed write brings it back.
 		if !slices.ContainsFunc(m.dropped, func(d cart.Op) bool { return opID(d) == opID(op) }) {
 			m.dropped = append(m.dropped, op)
@@ -221,6 +250,13 @@ func (m *machine) dropGone() bool {
 	if n := len(m.dropped) - maxDropped; n > 0 {
 		m.dropped = slices.Clone(m.dropped[n:])
 	}
+	ids := make([]protocol.OpID, 0, len(drop)+len(quiet))
+	for _, op := range append(drop, quiet...) {
+		ids = append(ids, opID(op))
+	}
+	// After the restamp: should the page close between the two, the ops
+	// left are sent to the device's cart, and the server refuses those
+	// that cannot apply there.
 	m.confirm(nil, ids, true)
 	return true
 }
