@@ -115,6 +115,10 @@ type BackendCart struct {
 	Checkouts []*cart.Checkout `json:"checkouts,omitempty"`
 	// MergedInto is set on a guest cart merged at login into a user cart.
 	MergedInto string `json:"merged_into,omitempty"`
+	// Acked is the last seq the cart applied of each client id the read
+	// named (?clients=a,b; 0 for none): where the storefront's own ops
+	// go on from.
+	Acked map[string]uint64 `json:"acked,omitempty"`
 }
 
 func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +127,15 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	rec, err := s.freshStore().Load(r.Context(), id.CartID, nil)
+	var clients []string
+	if q := r.URL.Query().Get("clients"); q != "" {
+		clients = strings.Split(q, ",")
+		if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
+			s.httpError(w, protocol.AsError(err))
+			return
+		}
+	}
+	rec, err := s.freshStore().Load(r.Context(), id.CartID, clients)
 	switch {
 	case errors.Is(err, ErrCartNotFound):
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no cart %s", id.CartID))
@@ -139,6 +151,12 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 	s.annotate(r.Context(), c)
 	now := s.now()
 	resp := BackendCart{Cart: c, Kind: rec.Meta.Kind, User: rec.Cart.User, UpdatedAt: rec.Meta.UpdatedAt, MergedInto: rec.Meta.MergedInto}
+	if len(clients) > 0 {
+		resp.Acked = make(map[string]uint64, len(clients))
+		for _, cl := range clients {
+			resp.Acked[cl] = rec.Seqs[cl]
+		}
+	}
 	for _, co := range rec.Cart.Checkouts {
 		co = co.Clone()
 		co.Status = co.StatusAt(now)

@@ -3,6 +3,7 @@ package syncserver_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -847,5 +848,47 @@ func TestOptionKeysThatNormalizeToOneAreRefused(t *testing.T) {
 	}
 	if c := httpCart(t, s.hs, tok); len(c.Lines) != 0 {
 		t.Errorf("the refused adds changed the cart: %+v", c.Lines)
+	}
+}
+
+// The storefront's remove, set to 0 and clear without a base act on the
+// cart as it is when they are applied: every shopper's contribution goes
+// (a base of 0 would have seen none, and removed nothing while answering
+// applied). A read naming the storefront's client ids says where its seqs
+// go on from.
+func TestStorefrontOpsWithoutBase(t *testing.T) {
+	s := newShop(t, memstore.New(), nil)
+	tok := s.device()
+	s.push(tok,
+		cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 2},
+		cart.Op{Client: "c", Seq: 2, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1},
+		cart.Op{Client: "c", Seq: 3, Kind: cart.KindAdd, SKU: "TEE", Quantity: 1})
+	id := httpCart(t, s.hs, tok).ID
+	for i, tc := range []struct {
+		op   cart.Op
+		want string
+	}{
+		{cart.Op{Kind: cart.KindRemove, SKU: "CAP"}, "MUG=1 TEE=1"},
+		{cart.Op{Kind: cart.KindSet, SKU: "MUG", Quantity: 0}, "TEE=1"},
+		{cart.Op{Kind: cart.KindClear}, ""},
+	} {
+		tc.op.Client, tc.op.Seq = "storefront-cleanup", uint64(i+1)
+		var out syncserver.OpsResponse
+		if code := s.call("POST", "/v1/backend/carts/"+id+"/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{tc.op}}, &out); code != 200 ||
+			len(out.Results) != 1 || out.Results[0].Status != protocol.StatusApplied {
+			t.Fatalf("%s: %d %+v", tc.op.Kind, code, out)
+		}
+		if got := lineSummary(out.Cart); got != tc.want {
+			t.Errorf("after the storefront's %s without a base: %q, want %q", tc.op.Kind, got, tc.want)
+		}
+	}
+	var bc syncserver.BackendCart
+	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=storefront-cleanup,storefront-gifts", testAPIKey, nil, &bc); code != 200 ||
+		!maps.Equal(bc.Acked, map[string]uint64{"storefront-cleanup": 3, "storefront-gifts": 0}) {
+		t.Errorf("read with clients: %d, acked %v; want storefront-cleanup at 3 and storefront-gifts at 0", code, bc.Acked)
+	}
+	var e syncserver.ErrorResponse
+	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=,", testAPIKey, nil, &e); code != 400 || e.Error == nil || e.Error.Code != protocol.ErrInvalid {
+		t.Errorf("read with an empty client id: %d %+v, want 400 invalid", code, e.Error)
 	}
 }

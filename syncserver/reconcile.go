@@ -109,6 +109,12 @@ func reconcile(rec *Record, device string, ops []cart.Op, lim cart.Limits, now t
 				continue
 			}
 		}
+		if device == StorefrontDevice && op.Base == 0 {
+			// The storefront's op without a base acts on the cart as it
+			// is: its remove of a withdrawn item removes every shopper's
+			// contribution, not none (a base of 0 has seen none).
+			op.Base = rec.Cart.Version
+		}
 		warns, err := rec.Cart.Apply(op, device, lim)
 		if err != nil {
 			reject(op, err)
