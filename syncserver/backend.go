@@ -159,7 +159,7 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, co := range rec.Cart.Checkouts {
 		co = co.Clone()
-		co.Status = co.StatusAt(now)
+		co.Status, co.Base = co.StatusAt(now), 0 // Base: server bookkeeping
 		resp.Checkouts = append(resp.Checkouts, co)
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -97,6 +97,11 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
+	if co.Base != 0 { // server bookkeeping, not the shopper's
+		pub := *co
+		pub.Base = 0
+		co = &pub
+	}
 	writeJSON(w, http.StatusCreated, CheckoutResponse{Checkout: co})
 }
 
@@ -268,6 +273,7 @@ func checkoutView(co *cart.Checkout, c *cart.Cart) CheckoutView {
 		moved := c.Version > from
 		v.CartMoved = &moved
 	}
+	co.Base = 0 // server bookkeeping, not the storefront's
 	return v
 }
 
@@ -354,7 +360,7 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 			return errNothingToDo
 		}
 		co = rec.Cart.Checkout(id).Clone()
-		co.Status = co.StatusAt(s.now())
+		co.Status, co.Base = co.StatusAt(s.now()), 0
 		if !changed {
 			return errNothingToDo
 		}

@@ -628,6 +628,25 @@ func TestCheckoutEdgeCases(t *testing.T) {
 			t.Fatalf("read after login: %d %+v", code, got)
 		}
 	})
+	t.Run("a checkout taken by the user cart at login shows none of the server's bookkeeping", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
+		s.login(tok, "alice")
+		for _, req := range []struct{ method, path string }{
+			{"GET", "/v1/backend/checkouts/" + resp.Checkout.ID},
+			{"GET", "/v1/backend/users/alice/cart"},
+			{"POST", "/v1/backend/checkouts/" + resp.Checkout.ID + "/complete"},
+			{"GET", "/v1/backend/events"},
+		} {
+			r, body := httpDo(t, req.method, s.hs.URL+req.path, testAPIKey, nil)
+			if r.StatusCode != 200 || !strings.Contains(string(body), resp.Checkout.ID) || strings.Contains(string(body), `"base"`) {
+				t.Errorf("%s %s: %d %s; want the checkout without base", req.method, req.path, r.StatusCode, body)
+			}
+		}
+	})
 	t.Run("the storefront reads whether the cart moved since the checkout", func(t *testing.T) {
 		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
 		s.upsert(mug(1200, 50))

@@ -50,6 +50,11 @@ func (s *Server) addEvent(rec *Record, typ string, extra func(*EventData)) {
 	if extra != nil {
 		extra(&d)
 	}
+	if d.Checkout != nil && d.Checkout.Base != 0 {
+		co := *d.Checkout
+		co.Base = 0 // server bookkeeping, not the storefront's
+		d.Checkout = &co
+	}
 	data, err := json.Marshal(d)
 	if err != nil {
 		panic(fmt.Sprintf("syncserver: encode event data: %v", err)) // plain data: cannot fail
