@@ -37,19 +37,19 @@ const (
 
 func (s *Server) backendRoutes() []route {
 	return []route{
-		{http.MethodGet, "/v1/backend/carts/{cart}", s.backend(s.serveBackendCart)},
-		{http.MethodPost, "/v1/backend/carts/{cart}/ops", s.backend(s.serveBackendOps)},
-		{http.MethodGet, "/v1/backend/users/{user}/cart", s.backend(s.serveBackendCart)},
-		{http.MethodPost, "/v1/backend/users/{user}/cart/ops", s.backend(s.serveBackendOps)},
-		{http.MethodPut, "/v1/backend/catalog/items", s.backend(s.serveCatalogUpsert)},
-		{http.MethodGet, "/v1/backend/catalog/items", s.backend(s.serveCatalogList)},
-		{http.MethodPost, "/v1/backend/catalog/items/delete", s.backend(s.serveCatalogDelete)},
-		{http.MethodGet, "/v1/backend/checkouts/{checkout}", s.backend(s.serveCheckoutGet)},
-		{http.MethodPost, "/v1/backend/checkouts/{checkout}/complete", s.backend(s.serveCheckoutComplete)},
-		{http.MethodPost, "/v1/backend/checkouts/{checkout}/cancel", s.backend(s.serveCheckoutCancel)},
-		{http.MethodGet, "/v1/backend/events", s.backend(s.serveEvents)},
-		{http.MethodGet, "/v1/backend/events/dead", s.backend(s.serveDeadEvents)},
-		{http.MethodPost, "/v1/backend/events/{event}/retry", s.backend(s.serveRetryEvent)},
+		{http.MethodGet, "/v1/backend/carts/{cart}", s.backend(s.serveBackendCart), true},
+		{http.MethodPost, "/v1/backend/carts/{cart}/ops", s.backend(s.serveBackendOps), true},
+		{http.MethodGet, "/v1/backend/users/{user}/cart", s.backend(s.serveBackendCart), true},
+		{http.MethodPost, "/v1/backend/users/{user}/cart/ops", s.backend(s.serveBackendOps), true},
+		{http.MethodPut, "/v1/backend/catalog/items", s.backend(s.serveCatalogUpsert), true},
+		{http.MethodGet, "/v1/backend/catalog/items", s.backend(s.serveCatalogList), true},
+		{http.MethodPost, "/v1/backend/catalog/items/delete", s.backend(s.serveCatalogDelete), true},
+		{http.MethodGet, "/v1/backend/checkouts/{checkout}", s.backend(s.serveCheckoutGet), true},
+		{http.MethodPost, "/v1/backend/checkouts/{checkout}/complete", s.backend(s.serveCheckoutComplete), true},
+		{http.MethodPost, "/v1/backend/checkouts/{checkout}/cancel", s.backend(s.serveCheckoutCancel), true},
+		{http.MethodGet, "/v1/backend/events", s.backend(s.serveEvents), true},
+		{http.MethodGet, "/v1/backend/events/dead", s.backend(s.serveDeadEvents), true},
+		{http.MethodPost, "/v1/backend/events/{event}/retry", s.backend(s.serveRetryEvent), true},
 	}
 }
 
@@ -57,6 +57,11 @@ func (s *Server) backendRoutes() []route {
 type route struct {
 	method, path string
 	h            http.HandlerFunc
+	// keyed: the backend's, taken with an API key. A request with a valid
+	// key is not held to the per-address request rate: a storefront's
+	// servers, one address for a whole shop, would be throttled like one
+	// abusive client (guardKeyed).
+	keyed bool
 }
 
 // backend wraps a backend endpoint: it takes "Authorization: Bearer <API

@@ -18,23 +18,28 @@ import (
 
 // routes lays out the endpoints. docs/protocol.md and docs/openapi.yaml
 // describe them. Every one is held to the per-address request rate
-// (IPLimits); the websocket also to the connection limit, and new devices
-// to the issuance rate.
+// (IPLimits), but for a backend request with a valid API key; the
+// websocket also to the connection limit, and new devices to the issuance
+// rate.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	methods := map[string][]string{} // path -> the methods it takes
 	var paths []string               // methods' keys, in the order of the routes
 	for _, r := range append([]route{
-		{http.MethodGet, "/v1/sync", s.serveSync},
-		{http.MethodPost, "/v1/devices", s.serveNewDevice},
-		{http.MethodGet, "/v1/cart", s.serveCart},
-		{http.MethodPost, "/v1/cart/ops", s.serveOps},
-		{http.MethodGet, "/v1/cart/changes", s.serveChanges},
-		{http.MethodPost, "/v1/login", s.serveLogin},
-		{http.MethodPost, "/v1/login/choose", s.serveChoose},
-		{http.MethodPost, "/v1/checkout", s.serveCheckout},
+		{http.MethodGet, "/v1/sync", s.serveSync, false},
+		{http.MethodPost, "/v1/devices", s.serveNewDevice, false},
+		{http.MethodGet, "/v1/cart", s.serveCart, false},
+		{http.MethodPost, "/v1/cart/ops", s.serveOps, false},
+		{http.MethodGet, "/v1/cart/changes", s.serveChanges, false},
+		{http.MethodPost, "/v1/login", s.serveLogin, false},
+		{http.MethodPost, "/v1/login/choose", s.serveChoose, false},
+		{http.MethodPost, "/v1/checkout", s.serveCheckout, false},
 	}, s.backendRoutes()...) {
-		mux.HandleFunc(r.method+" "+r.path, s.guard(r.h))
+		h := s.guard(r.h)
+		if r.keyed {
+			h = s.guardKeyed(r.h)
+		}
+		mux.HandleFunc(r.method+" "+r.path, h)
 		if methods[r.path] == nil {
 			paths = append(paths, r.path)
 		}

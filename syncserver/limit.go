@@ -299,6 +299,22 @@ func (s *Server) guard(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// guardKeyed is guard for the backend's routes: a request with a valid API
+// key goes on without taking a request token; any other is held to the
+// rate (a key guessed at is throttled) and then refused by next.
+func (s *Server) guardKeyed(next http.HandlerFunc) http.HandlerFunc {
+	limited := s.guard(next)
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.validAPIKey(strings.TrimSpace(tok)) {
+			limited(w, r)
+			return
+		}
+		addr := limitKey(clientAddr(r, s.ipl.cfg.TrustedProxies))
+		next(w, r.WithContext(context.WithValue(r.Context(), ctxKeyAddr{}, addr)))
+	}
+}
+
 // allowNewDevice takes a device-issuance token of the request's client.
 func (s *Server) allowNewDevice(ctx context.Context) *protocol.Error {
 	return s.ipl.allowDevice(requestAddr(ctx))

@@ -105,6 +105,29 @@ func TestRequestRateLimitPerAddress(t *testing.T) {
 	wantLimited(t, resp, body, 500)
 }
 
+// The storefront's servers, one address for a whole shop, are not held to
+// the per-address request rate when they present a valid API key; a key
+// guessed at is.
+func TestBackendWithAKeyIsNotRateLimited(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	hs := newLimitedServer(t, clk, syncserver.Config{APIKeys: []string{testAPIKey}, IPLimits: syncserver.IPLimits{Rate: 2, Burst: 3}})
+	for i := range 20 {
+		if resp, body := httpDo(t, "GET", hs.URL+"/v1/backend/catalog/items", testAPIKey, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("backend read %d with the key: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	for i := range 3 {
+		if resp, body := httpDo(t, "GET", hs.URL+"/v1/backend/catalog/items", "not-the-key-0123456789abcdef0123456789", nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("backend read %d with a wrong key: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := httpDo(t, "GET", hs.URL+"/v1/backend/catalog/items", "not-the-key-0123456789abcdef0123456789", nil)
+	wantLimited(t, resp, body, 500)
+	// The shoppers' endpoints still count.
+	resp, body = httpDo(t, "POST", hs.URL+"/v1/devices", "", nil)
+	wantLimited(t, resp, body, 500)
+}
+
 func TestDeviceIssuanceLimit(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	hs := newLimitedServer(t, clk, syncserver.Config{IPLimits: syncserver.IPLimits{DeviceRate: 0.5, DeviceBurst: 2}})
