@@ -215,10 +215,13 @@ func (d *Deliverer) Kick() {
 }
 
 // Run delivers events until ctx ends, then returns ctx's error, or
-// ErrRunning if the deliverer is already running. It claims due events,
-// sends them (up to Concurrency at once) and records the outcomes; then,
-// if the batch was full, it claims again at once, else after PollInterval
-// or a Kick. Store errors are logged and retried with a growing wait. When
+// ErrRunning if the deliverer is already running. It claims due events as
+// requests end, as many as there are free requests (up to Concurrency in
+// flight, and Batch per claim), and sends each at once: a slow endpoint
+// answer holds up its own cart's events, not the others'. A claim that
+// fills every free request is followed by the next as soon as one ends;
+// one that does not by the next after PollInterval, a Kick, or the end of
+// a request. Store errors are logged and retried with a growing wait. When
 // ctx ends, requests in flight are cancelled without counting as attempts:
 // their events stay leased until the lease ends and are then claimed again.
 func (d *Deliverer) Run(ctx context.Context) error {
@@ -229,9 +232,10 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { d.countLoop(ctx) })
+	slots := make(chan struct{}, d.cfg.Concurrency) // a token per request in flight
 	failures := 0
 	for {
-		full, err := d.round(ctx)
+		full, err := d.round(ctx, slots, &wg)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -261,11 +265,34 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-// round claims a batch and delivers it. full reports that the batch was
-// full, so more events may be due.
-func (d *Deliverer) round(ctx context.Context) (full bool, err error) {
+// round waits for a free request, claims as many due events as there are
+// free requests (at most Batch) and starts sending each. full reports that
+// the claim filled them, so more events may be due. Each request that ends
+// frees its slot and kicks Run.
+func (d *Deliverer) round(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) (full bool, err error) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return false, nil
+	}
+	held := 1
+	defer func() {
+		for range held {
+			<-slots
+		}
+	}()
+	for held < min(cap(slots), d.cfg.Batch) {
+		select {
+		case slots <- struct{}{}:
+			held++
+			continue
+		default:
+		}
+		break
+	}
+	asked := held
 	now := d.cfg.Now()
-	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, d.cfg.Batch)
+	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, asked)
 	if err != nil {
 		return false, err
 	}
@@ -276,29 +303,24 @@ func (d *Deliverer) round(ctx context.Context) (full bool, err error) {
 	until := now.Add(d.cfg.Lease - d.margin)
 	slices.SortFunc(evs, func(a, b syncserver.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	carts := make(map[string]bool, len(evs))
-	sem := make(chan struct{}, d.cfg.Concurrency)
-	var wg sync.WaitGroup
 	for _, ev := range evs {
-		// The store returns only each cart's oldest pending event; should
-		// it return more, only the oldest is sent, keeping the cart's order.
+		// The store returns only each cart's oldest pending event, and
+		// none of a cart whose oldest is leased (in flight); should it
+		// return more, only the oldest is sent, keeping the cart's order.
 		if carts[ev.CartID] {
 			continue
 		}
 		carts[ev.CartID] = true
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+		held-- // the request's now: it frees the slot when it ends
 		wg.Go(func() {
-			defer func() { <-sem }()
+			defer func() {
+				<-slots
+				d.Kick()
+			}()
 			d.deliver(ctx, ev, until)
 		})
 	}
-	wg.Wait()
-	return len(evs) >= d.cfg.Batch, nil
+	return len(evs) >= asked, nil
 }
 
 // deliver makes one attempt to deliver ev, which must end before until, and

@@ -486,6 +486,48 @@ func TestKick(t *testing.T) {
 	nilDeliverer.Kick() // does nothing
 }
 
+// A slow answer for one cart's event holds up that cart only: another
+// cart's event, due while the slow request is in flight, is sent at once
+// (the deliverer waited for its whole batch before claiming again).
+func TestSlowAnswerHoldsUpOnlyItsCart(t *testing.T) {
+	release := make(chan struct{})
+	r := newReceiver(t, func(id string, n int) (int, bool) {
+		if id == "evt_0_0" {
+			<-release
+		}
+		return http.StatusOK, false
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	store := &fakeStore{}
+	cfg, _, _ := testConfig(store, r.srv.URL)
+	cfg.PollInterval = time.Hour
+	d := newDeliverer(t, cfg)
+	slow := cartEvents(1, 1)
+	store.add(slow...)
+	start(t, d)
+	waitFor(t, "the slow request", func() bool { return r.count("evt_0_0") == 1 })
+	other := []syncserver.Event{{ID: "evt_other", Type: syncserver.EventCartUpdated, CartID: "cart_other", At: time.Now(),
+		Data: json.RawMessage(`{"cart_id":"cart_other"}`)}}
+	store.add(other...)
+	d.Kick()
+	waitFor(t, "the other cart's event delivered while the slow one is in flight", func() bool {
+		return allInState(store, other, syncserver.EventDelivered)
+	})
+	// Still in its first request: not given up on (the client's timeout
+	// is 2 s) while the other cart's event waited behind it.
+	if ev := store.get("evt_0_0"); ev.State == syncserver.EventDelivered || ev.Attempts != 0 {
+		t.Fatalf("the slow event is %s after %d failed attempts (%s); want its first request in flight", ev.State, ev.Attempts, ev.LastError)
+	}
+	close(release)
+	waitFor(t, "the slow event delivered", func() bool { return allInState(store, slow, syncserver.EventDelivered) })
+}
+
 func TestRedirectNotFollowed(t *testing.T) {
 	followed := make(chan struct{}, 10)
 	mux := http.NewServeMux()
