@@ -51,7 +51,7 @@ func (m *machine) tokenSwapped(now time.Time, stored string) {
 			// A new token replaces one whose guest cart expired: ops
 			// made on that cart can never be sent again.
 			if gone := m.guestOf(old, ""); gone != "" {
-				m.gone[gone] = true
+				m.markGone(gone)
 			}
 		}
 		m.changed = true

@@ -219,7 +219,7 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 	if stored == "" {
 		m.log.Error("device token refused; starting over on a new cart", logkey.Message, pe.Message)
 		if gone := m.guestOf(s.token, s.helloCart); gone != "" {
-			m.gone[gone] = true
+			m.markGone(gone)
 		}
 		m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)
 	} else {
@@ -247,7 +247,7 @@ func (m *machine) cartExpiredOn(which string) {
 		gone = m.guestOf(s.token, s.helloCart)
 	}
 	if gone != "" {
-		m.gone[gone] = true
+		m.markGone(gone)
 	}
 	if gone != "" && m.confirmed.ID == gone {
 		m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)

@@ -105,6 +105,7 @@ type machine struct {
 	userCarts                     map[string]bool // carts seen as user carts
 	guestTok, guestCart           string          // guestCart is device token guestTok's guest cart
 	gone                          map[string]bool // carts that no longer exist for this device
+	carry                         map[string]bool // those of gone known to be this device's guest carts (settleGone)
 	welcomes                      uint64          // counts welcomes
 	live                          uint64          // the welcome of the open connection; 0 for none
 
@@ -186,6 +187,7 @@ func newMachine(cfg Config, newID func() string) *machine {
 		limits:    cfg.Limits,
 		userCarts: map[string]bool{},
 		gone:      map[string]bool{},
+		carry:     map[string]bool{},
 	}
 	m.shown = m.confirmed
 	return m

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -920,5 +921,59 @@ func TestEngineLoginArguments(t *testing.T) {
 	}
 	if err := e.Choose(ctx, cart.PolicyChoose); err == nil || errors.Is(err, ErrNotConnected) {
 		t.Errorf("Choose(choose) = %v, want the policy refused", err)
+	}
+}
+
+// An account's unsent edit is never carried into a guest cart: after a
+// reload (the page no longer knows which carts are users'), a guest hello
+// whose device token the server refuses starts a new guest cart, and the
+// edit made on the account's cart waits for that account's next login,
+// neither sent to the new guest cart nor dropped.
+func TestAccountEditsWaitWhenTheDeviceTokenIsRefused(t *testing.T) {
+	h := newHarness(t)
+	signedIn(h)
+	h.m.stop()
+	h.edit(add("secret")) // on u-ann, offline
+	fresh := newHarness(t)
+	fresh.store = h.store
+	fresh.read()
+	h = fresh
+	h.do(opened(h))
+	h.do(got(h, errMsg("h1", protocol.ErrUnauthorized, nil)))
+	h.m.stop()
+	h.do(opened(h))
+	h.do(got(h, welcome("dev2", "cart-9")))
+	out := h.do(got(h, reply("h1", cartNamed("cart-9", 0), nil)))
+	for _, o := range out {
+		if strings.HasPrefix(o, "send push") || strings.HasPrefix(o, "restamp") {
+			t.Errorf("after the refused token: %q; the account's edit must not go to the guest cart", out)
+		}
+	}
+	st := h.m.snapshot()
+	if len(st.Dropped) != 0 || st.Pending != 1 || st.Waiting != 1 || summary(st.Cart) != "" {
+		t.Errorf("state %+v (%q); want the secret waiting, not shown, not dropped", st, summary(st.Cart))
+	}
+	if p := outboxStored(h); len(p) != 1 || p[0].SKU != "secret" || p[0].Cart != "u-ann" {
+		t.Errorf("outbox %+v, want the secret still for u-ann", p)
+	}
+}
+
+// Stepping a line of a guest cart that then expired down to 0 is a
+// removal that holds on the fresh cart: dropped without a word, not
+// reported as an edit that could not be kept.
+func TestExpiredCartsStepDownToZeroIsNotReported(t *testing.T) {
+	h := newHarness(t)
+	guestMug(h)
+	h.m.stop()
+	h.edit(cart.Op{Kind: cart.KindSet, SKU: "mug", Quantity: 0})
+	h.edit(add("tea"))
+	h.do(opened(h))
+	out := h.do(serverSays(welcome("tok2", "cart-2"))(h))
+	if want := []string{`swap "tok" -> "tok2"`, "restamp cart-1 -> ", "confirm done=me/2", "load"}; !slices.Equal(out, want) {
+		t.Errorf("effects %q, want %q", out, want)
+	}
+	h.do(serverSays(reply("h1", cartNamed("cart-2", 0), nil))(h))
+	if st := h.m.snapshot(); len(st.Dropped) != 0 || summary(st.Cart) != "tea=1" || st.Pending != 1 {
+		t.Errorf("state %+v (%q), want the tea carried and nothing reported", st, summary(st.Cart))
 	}
 }

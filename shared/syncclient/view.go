@@ -194,27 +194,37 @@ func (m *machine) guestOf(tok, fallback string) string {
 	return ""
 }
 
+// markGone records that cart id no longer exists for this device, and
+// whether it is known to have been this device's guest cart: the one a
+// welcome named, or the confirmed cart, stored as nobody's. Call it before
+// the confirmed cart is replaced.
+func (m *machine) markGone(id string) {
+	m.gone[id] = true
+	if !m.userCarts[id] && (id == m.guestCart || id == m.sessGuest || (id == m.confirmed.ID && m.confirmed.User == "")) {
+		m.carry[id] = true
+	}
+}
+
 // settleGone deals with the pending ops of carts that no longer exist for
-// this device, and reads the storage back. An op made on a guest cart that
-// expired, or whose device token the server refused, goes to the cart the
-// device has now, as an op made before the first sync does (its cart
-// becomes ""): an add the shopper made as the page loaded, before the
-// server said the cart had expired, is kept. Those that cannot apply
-// without the old cart's lines (a quantity or details of one of its lines)
-// are dropped and reported in State.Dropped, and a removal or emptying that
-// would change nothing is dropped silently: what the shopper wanted holds.
-// The ops of a user's cart are dropped and reported. It reports whether it
-// changed the outbox.
+// this device, and reads the storage back. An op made on a guest cart of
+// this device that expired, or whose device token the server refused,
+// goes to the cart the device has now, as an op made before the first
+// sync does (its cart becomes ""): an add the shopper made as the page
+// loaded, before the server said the cart had expired, is kept. Those
+// that cannot apply without the old cart's lines (a quantity or details of
+// one of its lines) are dropped and reported in State.Dropped, and a
+// removal or emptying that would change nothing is dropped silently: what
+// the shopper wanted holds. The ops of any other cart (an account's, or
+// one not known to be this device's guest cart) stay as they are: an
+// account's edits wait for that account's next login, never going into a
+// guest cart or another account. It reports whether it changed the
+// outbox.
 func (m *machine) settleGone() bool {
 	var drop, quiet []cart.Op
 	carry := map[string]bool{}
 	replay := map[string]*cart.Cart{} // each gone guest cart's carried ops, replayed on an empty cart
 	for _, op := range m.pending {
-		if op.Cart == "" || !m.gone[op.Cart] {
-			continue
-		}
-		if m.userCarts[op.Cart] {
-			drop = append(drop, op)
+		if op.Cart == "" || !m.gone[op.Cart] || !m.carry[op.Cart] {
 			continue
 		}
 		c := replay[op.Cart]
@@ -223,12 +233,14 @@ func (m *machine) settleGone() bool {
 			replay[op.Cart] = c
 		}
 		carry[op.Cart] = true
-		noop := (op.Kind == cart.KindRemove && c.Line(op.Key()) == nil) || (op.Kind == cart.KindClear && len(c.Lines) == 0)
-		switch _, err := c.Apply(op, localDevice, m.limits); {
-		case err != nil:
-			drop = append(drop, op)
-		case noop:
+		removal := op.Kind == cart.KindRemove || (op.Kind == cart.KindSet && op.Quantity == 0)
+		noop := (removal && c.Line(op.Key()) == nil) || (op.Kind == cart.KindClear && len(c.Lines) == 0)
+		if noop {
 			quiet = append(quiet, op)
+			continue
+		}
+		if _, err := c.Apply(op, localDevice, m.limits); err != nil {
+			drop = append(drop, op)
 		}
 	}
 	if len(carry) == 0 && len(drop) == 0 {
@@ -254,9 +266,11 @@ func (m *machine) settleGone() bool {
 	for _, op := range append(drop, quiet...) {
 		ids = append(ids, opID(op))
 	}
-	// After the restamp: should the page close between the two, the ops
-	// left are sent to the device's cart, and the server refuses those
-	// that cannot apply there.
+	// After the restamp, in a second transaction: should the page close
+	// between the two, the ops to drop are sent to the device's cart too,
+	// where the server refuses them unless a line of that key is there by
+	// then. Dropped first, the ops to carry would be left on the gone cart
+	// of a page that no longer knows it is gone, never sent.
 	m.confirm(nil, ids, true)
 	return true
 }
