@@ -57,10 +57,14 @@ func (m *machine) onError(msg *protocol.Message) {
 		return
 	case pe.Code == protocol.ErrCartExpired:
 		m.cartExpiredOn(pe.Cart)
-		if s.ready { // about a request: the next hello gets the fresh cart
+		if s.ready || s.cartID != "" {
+			// About a request, or the reply to a hello whose welcome
+			// came already (a user's cart that expired: no fresh cart
+			// follows on this connection): the next hello gets the
+			// fresh cart, or is told again, after the backoff.
 			m.endPE(pe)
 		}
-		return // at hello: the welcome with the fresh cart follows
+		return // before the welcome: the welcome with the fresh cart follows
 	}
 	m.onRequestError(msg.ID, pe)
 }

@@ -977,3 +977,23 @@ func TestExpiredCartsStepDownToZeroIsNotReported(t *testing.T) {
 		t.Errorf("state %+v (%q), want the tea carried and nothing reported", st, summary(st.Cart))
 	}
 }
+
+// A user's cart that expired (the operator keeps user carts for a while
+// only): the welcome comes, then cart_expired in answer to the hello, and
+// no cart follows on this connection. The connection ends, to try again
+// after the backoff, rather than wait for ever for the hello's cart.
+func TestExpiredUserCartEndsTheConnection(t *testing.T) {
+	h := newHarness(t)
+	signedIn(h)
+	h.m.stop()
+	h.edit(add("tea"))
+	h.do(opened(h))
+	h.do(got(h, welcomeUser("", "ann", "cart-1")))
+	out := h.do(got(h, errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "u-ann" })))
+	if !slices.Contains(out, endedBy(protocol.ErrCartExpired, "cart_expired")) {
+		t.Fatalf("effects %q, want the connection ended", out)
+	}
+	if st := h.m.snapshot(); !st.CartExpired || st.Pending != 1 || len(st.Dropped) != 0 {
+		t.Errorf("state %+v, want the expiry told and the tea kept for ann", st)
+	}
+}
