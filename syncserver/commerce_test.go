@@ -911,3 +911,28 @@ func TestStorefrontOpsWithoutBase(t *testing.T) {
 		t.Errorf("read with an empty client id: %d %+v, want 400 invalid", code, e.Error)
 	}
 }
+
+// A retention no longer than a checkout's life would let the purge expire
+// a cart (and its checkout) while the shopper pays: the server refuses it,
+// saying why, and changes nothing.
+func TestRetentionMustOutliveACheckout(t *testing.T) {
+	for _, cfg := range []syncserver.Config{
+		{GuestRetention: 4 * time.Second},
+		{GuestRetention: 2 * time.Hour, CheckoutTTL: 2 * time.Hour},
+		{UserRetention: 30 * time.Minute},
+	} {
+		cfg.Store = memstore.New()
+		srv, err := syncserver.New(t.Context(), cfg)
+		if err == nil {
+			storetest.StopOnCleanup(t, srv)
+			t.Errorf("New(retention guest %s user %s, checkout %s) started", cfg.GuestRetention, cfg.UserRetention, cfg.CheckoutTTL)
+		} else if !strings.Contains(err.Error(), "while its shopper is paying") {
+			t.Errorf("New: %v, want why", err)
+		}
+	}
+	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: memstore.New(), GuestRetention: 2 * time.Hour, UserRetention: 3 * time.Hour})
+	if err != nil {
+		t.Fatalf("New with retentions longer than the checkout's hour: %v", err)
+	}
+	storetest.StopOnCleanup(t, srv)
+}

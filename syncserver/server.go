@@ -261,6 +261,16 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CheckoutTTL <= 0 {
 		cfg.CheckoutTTL = time.Hour
 	}
+	// A new checkout is a change of its cart, so a retention longer than
+	// a checkout's life never expires a cart while its shopper pays.
+	for _, r := range []struct {
+		what string
+		keep time.Duration
+	}{{"guest", cfg.GuestRetention}, {"user", cfg.UserRetention}} {
+		if r.keep > 0 && r.keep <= cfg.CheckoutTTL {
+			return cfg, fmt.Errorf("syncserver: the %s carts' retention (%s) must be longer than a checkout's life (%s): a cart would expire while its shopper is paying", r.what, r.keep, cfg.CheckoutTTL)
+		}
+	}
 	return cfg, nil
 }
 
