@@ -936,3 +936,28 @@ func TestRetentionMustOutliveACheckout(t *testing.T) {
 	}
 	storetest.StopOnCleanup(t, srv)
 }
+
+// A cart edited after its checkout was made is still in checkout while
+// that checkout is open (the storefront may still complete it): no
+// cart.abandoned until the checkout has ended.
+func TestNotAbandonedWhileAnOlderCheckoutIsOpen(t *testing.T) {
+	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
+		c.AbandonAfter = map[string]time.Duration{syncserver.KindGuest: 5 * time.Minute, syncserver.KindUser: -1}
+		c.CheckoutTTL = time.Hour
+	})
+	s.upsert(mug(1200, 50))
+	tok := s.device()
+	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+	if code, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version); code != 201 || resp.Checkout == nil {
+		t.Fatalf("checkout: %d %+v", code, resp)
+	}
+	s.push(tok, cart.Op{Client: "c", Seq: 2, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+	s.clock.add(10 * time.Minute)
+	if n, err := s.srv.Abandon(t.Context(), 10); err != nil || n != 0 {
+		t.Fatalf("Abandon with a checkout open = %d, %v; want none", n, err)
+	}
+	s.clock.add(time.Hour) // the checkout expired
+	if n, err := s.srv.Abandon(t.Context(), 10); err != nil || n != 1 {
+		t.Fatalf("Abandon after the checkout expired = %d, %v; want 1", n, err)
+	}
+}

@@ -246,11 +246,12 @@ func (c *Cart) CancelCheckout(id string, now time.Time) (done bool, err *Error) 
 	}
 }
 
-// OpenCheckout reports whether c has an open checkout at now for its
-// current version: a cart in checkout is not abandoned.
+// OpenCheckout reports whether c has an open checkout at now, of any
+// version (the storefront may still complete one the cart has moved on
+// from): a cart in checkout is not abandoned.
 func (c *Cart) OpenCheckout(now time.Time) bool {
 	for _, co := range c.Checkouts {
-		if co.Version == c.Version && co.StatusAt(now) == CheckoutOpen {
+		if co.StatusAt(now) == CheckoutOpen {
 			return true
 		}
 	}
