@@ -961,3 +961,30 @@ func TestNotAbandonedWhileAnOlderCheckoutIsOpen(t *testing.T) {
 		t.Fatalf("Abandon after the checkout expired = %d, %v; want 1", n, err)
 	}
 }
+
+// Without webhooks every event is written delivered, for the retention to
+// prune it: the purge's cart.expired events too (they stayed pending, and
+// were never pruned).
+func TestExpiredEventsSettledWithoutWebhooks(t *testing.T) {
+	s := newShop(t, memstore.New(), nil)
+	tok := s.device()
+	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+	s.clock.add(31 * 24 * time.Hour)
+	if n, err := s.srv.Purge(t.Context(), 10); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the cart expired", n, err)
+	}
+	var p syncserver.EventPage
+	if code := s.call("GET", "/v1/backend/events", testAPIKey, nil, &p); code != 200 {
+		t.Fatalf("feed: %d", code)
+	}
+	found := false
+	for _, e := range p.Events {
+		if e.State != syncserver.EventDelivered {
+			t.Errorf("event %s %s is %s, want delivered (no webhooks)", e.Type, e.ID, e.State)
+		}
+		found = found || e.Type == syncserver.EventCartExpired
+	}
+	if !found {
+		t.Errorf("no cart.expired in the feed: %+v", p.Events)
+	}
+}

@@ -534,6 +534,34 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 	}
 	if total > 0 {
 		s.log.Info("purged expired carts", logkey.Count, total)
+		if err := s.settleUnsent(ctx); err != nil {
+			return total, err
+		}
 	}
 	return total, nil
+}
+
+// settleUnsent marks delivered the pending events of a server without
+// webhooks: the purge's cart.expired events, which the stores write as
+// pending, and which would otherwise stay for ever (the retention prunes
+// delivered events only). With webhooks the deliverer sends them.
+func (s *Server) settleUnsent(ctx context.Context) error {
+	if s.events == nil || s.cfg.Webhooks {
+		return nil
+	}
+	for {
+		now := s.now()
+		evs, err := s.events.ClaimEvents(ctx, now, time.Minute, 500)
+		if err != nil {
+			return fmt.Errorf("settle the purge's events: %w", err)
+		}
+		for _, ev := range evs {
+			if err := s.events.EventDelivered(ctx, ev.Seq, now); err != nil {
+				return fmt.Errorf("settle the purge's events: %w", err)
+			}
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+	}
 }
