@@ -53,9 +53,28 @@
     return m ? Number(m[1]) * { ms: 1, s: 1e3, m: 6e4 }[m[2]] : 10 * 6e4;
   }
   function renewIfDue() {
-    if (state.user && renewAt && Date.now() >= renewAt && document.visibilityState === 'visible') {
-      login(state.user, state.policy).catch((e) => console.warn('demo session renewal:', e));
+    if (!state.user || !renewAt || Date.now() < renewAt || document.visibilityState !== 'visible') return;
+    if (localStorage.getItem('demoUser') !== state.user) {
+      sessionChanged(); // logged out (or in as someone else) in another tab
+      return;
     }
+    login(state.user, state.policy).catch((e) => {
+      console.warn('demo session renewal:', e);
+      renewAt = Date.now() + 5000; // try again soon
+    });
+  }
+
+  // The session is the browser's (localStorage): another tab logged out, or
+  // this page came back from the back/forward cache after a change. The
+  // cart follows a logout by itself; the page shows who is signed in now.
+  function sessionChanged() {
+    const user = localStorage.getItem('demoUser') || '';
+    if (user === state.user) return;
+    state.user = user;
+    state.policy = localStorage.getItem('demoPolicy') || 'merge';
+    renewAt = 0;
+    render();
+    if (user) login(user, state.policy).catch((e) => console.warn('demo login:', e));
   }
 
   async function login(user, policy, ttl) {
@@ -108,6 +127,8 @@
   // Timers are slowed in a hidden tab: look again when it is shown.
   setInterval(renewIfDue, 1000);
   document.addEventListener('visibilitychange', renewIfDue);
+  window.addEventListener('storage', (e) => { if (e.key === 'demoUser' || e.key === null) sessionChanged(); });
+  window.addEventListener('pageshow', (e) => { if (e.persisted) sessionChanged(); });
   withCartsync((c) => c.on('merge', (m) => {
     const log = document.getElementById('event-log');
     if (!log) return;

@@ -828,3 +828,33 @@ func TestBrowserDemoRenewsTheSession(t *testing.T) {
 		t.Errorf("the cart's sync statuses were %q: it asked to sign in again", st)
 	}
 }
+
+// The demo's session is the browser's: a logout in another tab ends it
+// here too, and the renewal does not log the shopper back in (it did,
+// and their cart came back in every tab).
+func TestBrowserDemoRenewalAfterALogoutElsewhere(t *testing.T) {
+	srv := startLoginServer(t)
+	br, _ := guestWithTee(t, srv)
+	one := br.first
+	userID := syncserver.UserCartID("alice")
+	eval[bool](one, `(() => {
+		document.getElementById('demo-login').dataset.tokenTtl = '4s';
+		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
+		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
+		return true;
+	})()`)
+	waitCart(one, "alice's cart in tab 1", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/")
+	ready(two)
+	waitCart(two, "alice's cart in tab 2", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+	eval[bool](two, `([...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log out').click(), true)`)
+	waitCart(one, "tab 1 logged out", 10*time.Second, func(c hostCart) bool { return strings.HasPrefix(c.ID, "g_") && synced(c) })
+	time.Sleep(5 * time.Second) // past tab 1's renewal time
+	if c := waitCart(one, "tab 1 synced", 10*time.Second, synced); c.ID == userID {
+		t.Errorf("tab 1 after its renewal time: %s, want the guest cart: the renewal logged alice back in", c)
+	}
+	if who := eval[string](one, `document.querySelector('#demo-login .who')?.textContent || 'signed out'`); who != "signed out" {
+		t.Errorf("tab 1's header says %q, want signed out", who)
+	}
+}
