@@ -215,15 +215,17 @@ func (d *Deliverer) Kick() {
 }
 
 // Run delivers events until ctx ends, then returns ctx's error, or
-// ErrRunning if the deliverer is already running. It claims due events as
-// requests end, as many as there are free requests (up to Concurrency in
-// flight, and Batch per claim), and sends each at once: a slow endpoint
-// answer holds up its own cart's events, not the others'. A claim that
-// fills every free request is followed by the next as soon as one ends;
-// one that does not by the next after PollInterval, a Kick, or the end of
-// a request. Store errors are logged and retried with a growing wait. When
-// ctx ends, requests in flight are cancelled without counting as attempts:
-// their events stay leased until the lease ends and are then claimed again.
+// ErrRunning if the deliverer is already running. It claims a batch of due
+// events (at most Batch) when a request is free and none is waiting, and
+// sends them as requests free up, up to Concurrency at once: a slow answer
+// holds up its own cart's events (the store gives none of a cart whose
+// oldest is in flight), not the others'. After a claim that came back
+// short it claims again after PollInterval, a Kick, or the end of a
+// request (which may free its cart's next event). Store errors are logged
+// and retried with a growing wait. When ctx ends, requests in flight are
+// cancelled without counting as attempts: their events, and those claimed
+// and not sent, stay leased until the lease ends and are then claimed
+// again.
 func (d *Deliverer) Run(ctx context.Context) error {
 	if !d.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -233,25 +235,48 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { d.countLoop(ctx) })
 	slots := make(chan struct{}, d.cfg.Concurrency) // a token per request in flight
+	ended := make(chan struct{}, 1)                 // a request ended
+	var queue []claimed                             // claimed, not sent yet, in seq order
+	more := true                                    // events may be due that no claim has returned
 	failures := 0
 	for {
-		full, err := d.round(ctx, slots, &wg)
-		if ctx.Err() != nil {
-			return ctx.Err()
+		// Send what is claimed, as far as requests are free.
+		for len(queue) > 0 && tryAcquire(slots) {
+			c := queue[0]
+			queue = queue[1:]
+			wg.Go(func() {
+				defer func() {
+					<-slots
+					select {
+					case ended <- struct{}{}:
+					default:
+					}
+				}()
+				d.deliver(ctx, c.ev, c.until)
+			})
 		}
 		wait := d.cfg.PollInterval
-		if err != nil {
+		if more && len(queue) == 0 && len(slots) < cap(slots) {
+			evs, until, err := d.claim(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				failures = 0
+				for _, ev := range evs {
+					queue = append(queue, claimed{ev, until})
+				}
+				// A full batch may have left more: claim again once
+				// these are out.
+				more = len(evs) >= d.cfg.Batch
+				continue
+			}
 			failures++
 			for i := 0; i < failures && wait < maxErrorWait; i++ {
 				wait *= 2
 			}
 			wait = max(min(wait, maxErrorWait), d.cfg.PollInterval)
 			d.log.Warn("webhook: claiming events failed", logkey.Err, err, logkey.RetryIn, wait)
-		} else {
-			failures = 0
-			if full {
-				continue
-			}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -260,67 +285,54 @@ func (d *Deliverer) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-d.kick:
 			t.Stop()
+		case <-ended:
+			t.Stop()
 		case <-t.C:
 		}
+		more = true
 	}
 }
 
-// round waits for a free request, claims as many due events as there are
-// free requests (at most Batch) and starts sending each. full reports that
-// the claim filled them, so more events may be due. Each request that ends
-// frees its slot and kicks Run.
-func (d *Deliverer) round(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) (full bool, err error) {
+// claimed is an event claimed for sending, and when its request must end.
+type claimed struct {
+	ev    syncserver.Event
+	until time.Time
+}
+
+// tryAcquire takes a slot if one is free.
+func tryAcquire(slots chan struct{}) bool {
 	select {
 	case slots <- struct{}{}:
-	case <-ctx.Done():
-		return false, nil
+		return true
+	default:
+		return false
 	}
-	held := 1
-	defer func() {
-		for range held {
-			<-slots
-		}
-	}()
-	for held < min(cap(slots), d.cfg.Batch) {
-		select {
-		case slots <- struct{}{}:
-			held++
-			continue
-		default:
-		}
-		break
-	}
-	asked := held
+}
+
+// claim claims a batch of due events, each cart's oldest only, in seq
+// order, and the time their requests must end by: a tenth of the lease
+// before the lease does, a margin for the instances' clocks (once the
+// lease ends, another instance may send the event, then the cart's next
+// one, which a late request of this instance must not follow).
+func (d *Deliverer) claim(ctx context.Context) ([]syncserver.Event, time.Time, error) {
 	now := d.cfg.Now()
-	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, asked)
+	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, d.cfg.Batch)
 	if err != nil {
-		return false, err
+		return nil, time.Time{}, err
 	}
-	// Every request ends a tenth of the lease before the lease does, a
-	// margin for the instances' clocks: once the lease ends, another
-	// instance may send the event, then the cart's next one, which a late
-	// request of this instance must not follow.
-	until := now.Add(d.cfg.Lease - d.margin)
 	slices.SortFunc(evs, func(a, b syncserver.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	// The store returns only each cart's oldest pending event, and none of
+	// a cart whose oldest is leased (in flight); should it return more,
+	// only the oldest is sent, keeping the cart's order.
 	carts := make(map[string]bool, len(evs))
+	out := evs[:0]
 	for _, ev := range evs {
-		// The store returns only each cart's oldest pending event, and
-		// none of a cart whose oldest is leased (in flight); should it
-		// return more, only the oldest is sent, keeping the cart's order.
-		if carts[ev.CartID] {
-			continue
+		if !carts[ev.CartID] {
+			carts[ev.CartID] = true
+			out = append(out, ev)
 		}
-		carts[ev.CartID] = true
-		held-- // the request's now: it frees the slot when it ends
-		wg.Go(func() {
-			defer func() {
-				<-slots
-				d.Kick()
-			}()
-			d.deliver(ctx, ev, until)
-		})
 	}
-	return len(evs) >= asked, nil
+	return out, now.Add(d.cfg.Lease - d.margin), nil
 }
 
 // deliver makes one attempt to deliver ev, which must end before until, and

@@ -528,6 +528,26 @@ func TestSlowAnswerHoldsUpOnlyItsCart(t *testing.T) {
 	waitFor(t, "the slow event delivered", func() bool { return allInState(store, slow, syncserver.EventDelivered) })
 }
 
+// A backlog of many carts' events is claimed in batches, not one claim per
+// event (each claim is a write transaction of the store).
+func TestBacklogClaimedInBatches(t *testing.T) {
+	r := newReceiver(t, nil)
+	store := &fakeStore{}
+	evs := cartEvents(60, 1)
+	store.add(evs...)
+	cfg, _, _ := testConfig(store, r.srv.URL)
+	cfg.PollInterval = time.Hour
+	start(t, newDeliverer(t, cfg))
+	waitFor(t, "every event delivered", func() bool { return allInState(store, evs, syncserver.EventDelivered) })
+	r.check(t, evs, 1)
+	store.mu.Lock()
+	claims := store.claims
+	store.mu.Unlock()
+	if claims > len(evs)/3 {
+		t.Errorf("%d claims for %d events of as many carts, want them claimed in batches", claims, len(evs))
+	}
+}
+
 func TestRedirectNotFollowed(t *testing.T) {
 	followed := make(chan struct{}, 10)
 	mux := http.NewServeMux()
