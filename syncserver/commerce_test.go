@@ -3,6 +3,7 @@ package syncserver_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -986,5 +987,49 @@ func TestExpiredEventsSettledWithoutWebhooks(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no cart.expired in the feed: %+v", p.Events)
+	}
+}
+
+// Over HTTP, a user whose cart expired is told once (410 cart_expired);
+// the next request finds a new, empty cart under the same id.
+func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
+	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
+		c.Users = testUsers{}
+		c.UserRetention = 2 * time.Hour
+	})
+	tok := s.device()
+	s.login(tok, "alice")
+	get := func() (int, syncserver.CartResponse, syncserver.ErrorResponse) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.hs.URL+"/v1/cart", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("X-Cartsync-User", "user:alice")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var c syncserver.CartResponse
+		var e syncserver.ErrorResponse
+		json.Unmarshal(b, &c)
+		json.Unmarshal(b, &e)
+		return resp.StatusCode, c, e
+	}
+	var out syncserver.OpsResponse
+	if code := s.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}}}, &out); code != 200 {
+		t.Fatalf("add to alice's cart: %d %+v", code, out)
+	}
+	before := out.Cart.Version
+	s.clock.add(3 * time.Hour)
+	if n, err := s.srv.Purge(t.Context(), 10); err != nil || n < 1 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	if code, _, e := get(); code != http.StatusGone || e.Error == nil || e.Error.Code != protocol.ErrCartExpired {
+		t.Fatalf("the first read after the expiry: %d %+v, want 410 cart_expired", code, e.Error)
+	}
+	code, c, _ := get()
+	if code != 200 || c.Cart == nil || c.Cart.ID != syncserver.UserCartID("alice") || len(c.Cart.Lines) != 0 || c.Cart.Version <= before {
+		t.Fatalf("the next read: %d %+v, want alice's new, empty cart past v%d", code, c.Cart, before)
 	}
 }

@@ -21,7 +21,7 @@ import (
 func errCartExpired(cartID string) *protocol.Error {
 	msg := "guest cart %s expired after a long time without changes; a new device token (a hello without one, or POST /v1/devices) gets a fresh cart"
 	if cartKind(cartID) == KindUser {
-		msg = "user cart %s expired after a long time without changes; the user gets a new, empty cart once its record is purged"
+		msg = "user cart %s expired after a long time without changes; the user's next request finds a new, empty cart"
 	}
 	e := protocol.Errorf(protocol.ErrCartExpired, msg, cartID)
 	e.Cart = cartID

@@ -344,6 +344,13 @@ func (s *Server) snapshotError(w http.ResponseWriter, cartID string, err error) 
 }
 
 func (s *Server) httpError(w http.ResponseWriter, e *protocol.Error) {
+	if e.Code == protocol.ErrCartExpired && cartKind(e.Cart) == KindUser {
+		// The answer tells the user their cart expired; their next
+		// request finds it started over, empty.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.reviveUser(ctx, e.Cart)
+		cancel()
+	}
 	s.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
 	if e.RetryAfterMS > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa((e.RetryAfterMS+999)/1000))

@@ -451,3 +451,40 @@ func TestLoginE2EReplaceElsewhereIsTold(t *testing.T) {
 		t.Errorf("Elsewhere %+v after AckNotices", st.Elsewhere)
 	}
 }
+
+// A user's cart expired under the operator's user retention, while the
+// user's device was offline with an edit made on it: when the device comes
+// back it is told the cart expired, and goes on with a new, empty cart
+// under the same id, its edit sent there (the tombstone refused the user
+// every edit, and the device waited for ever). A request over HTTP is told
+// too; the next finds the new cart.
+func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
+	store := syncclient.NewMemStorage()
+	w := &loginE2EWatch{}
+	l := &link{url: env.url}
+	e := loginE2ETab(env, store, l, w)
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(e, "mug")
+	env.check(e, "ann", "mug=1")
+	old := e.Snapshot().Confirmed
+
+	l.setDown(true)
+	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	env.add(e, "tea") // on ann's cart, about to expire
+	clk.add(3 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want ann's cart expired", n, err)
+	}
+	l.setDown(false)
+	st := w.waitFor(t, "ann's new cart, synced", func(s syncclient.State) bool {
+		return s.CartExpired && s.User == "ann" && s.Status == syncclient.Synced && s.Pending == 0
+	})
+	if st.Cart.ID != syncserver.UserCartID("ann") || lineSummary(st.Cart) != "tea=1" || st.Confirmed <= old || len(st.Dropped) != 0 {
+		t.Errorf("shows %s v%d %q (dropped %v), want ann's cart past v%d with the tea alone", st.Cart.ID, st.Confirmed, lineSummary(st.Cart), st.Dropped, old)
+	}
+	env.check(e, "ann", "tea=1")
+}

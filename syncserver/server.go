@@ -541,6 +541,26 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 	return total, nil
 }
 
+// reviveUser gives a user whose cart expired (under UserRetention) a new,
+// empty cart under the same id, and reports whether it did: the one
+// connection or request that revived it tells its user. A user cart's id is
+// its user's, so the tombstone would otherwise refuse the user every edit
+// until the purge deleted it, two retention periods later.
+func (s *Server) reviveUser(ctx context.Context, cartID string) bool {
+	if _, err := s.store.Load(ctx, cartID, nil); !errors.Is(err, ErrCartExpired) {
+		return false
+	}
+	ok, err := s.store.Revive(ctx, cartID, s.now())
+	if err != nil {
+		s.log.Error("start an expired user cart over", logkey.Cart, cartID, logkey.Err, err)
+		return false
+	}
+	if ok {
+		s.log.Info("an expired user cart started over", logkey.Cart, cartID)
+	}
+	return ok
+}
+
 // settleUnsent marks delivered the pending events of a server without
 // webhooks: the purge's cart.expired events, which the stores write as
 // pending, and which would otherwise stay for ever (the retention prunes

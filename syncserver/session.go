@@ -384,6 +384,8 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	switch {
 	case id.User != "":
 		// The login below; the user's cart is loaded after subscribing.
+		// A user's cart that expired starts over, told once.
+		expired = s.reviveUser(ctx, id.CartID)
 	case id.Token != "":
 		// A device issued just now has no cart yet.
 		snap = emptyHelloCart(id.CartID, m.Client)
@@ -415,7 +417,8 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	}
 	if expired {
 		// Told, not silently emptied: the welcome that follows carries
-		// a new device token and its fresh cart.
+		// a new device token and its fresh cart (a guest's), or the
+		// user's new, empty cart under the same id.
 		ss.fail(m.ID, errCartExpired(old))
 	}
 	var merge *protocol.MergeInfo

@@ -62,6 +62,16 @@ type Store interface {
 	// Calling it again resumes where it stopped; it is idempotent.
 	Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error)
 
+	// Revive turns the tombstone of an expired user cart back into a
+	// cart: an empty one at the version after the tombstone's, last
+	// changed at now, with no log and no seqs, so that its user goes on
+	// with a new, empty cart under the same id (a user cart's id is its
+	// user's; a guest device gets a new token instead, so guest carts
+	// are never revived). It reports whether it revived the cart: false,
+	// with no error, for a cart that is live, a guest cart's tombstone or
+	// no record at all. It is idempotent.
+	Revive(ctx context.Context, cartID string, now time.Time) (bool, error)
+
 	// Secret returns the named server secret, creating it with the given
 	// value if it does not exist yet, so that every instance sharing the
 	// store agrees on it.

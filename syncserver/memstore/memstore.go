@@ -276,6 +276,26 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	return expired, nil
 }
 
+// Revive implements syncserver.Store.
+func (s *Store) Revive(ctx context.Context, id string, now time.Time) (bool, error) {
+	e := s.entry(id)
+	if err := e.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer e.release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.cart == nil || e.expired.IsZero() || e.meta.Kind != syncserver.KindUser {
+		return false, nil
+	}
+	v := decode(e.cart).Version + 1
+	e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v, Lines: []*cart.Line{}})
+	e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
+	e.expired = time.Time{}
+	e.meta.UpdatedAt, e.meta.AbandonedAt = now, time.Time{}
+	return true, nil
+}
+
 // matching returns the ids of the entries for which ok holds, sorted.
 func (s *Store) matching(ok func(*entry) bool) []string {
 	s.mu.Lock()

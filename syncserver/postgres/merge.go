@@ -81,3 +81,18 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	}
 	return ids, nil
 }
+
+// Revive implements syncserver.Store: one statement on the tombstone's
+// row (its log and seqs were deleted with its lines).
+func (s *Store) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE carts
+		SET expired_at = NULL, version = version + 1,
+			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb),
+			updated_at = $2, abandoned_at = NULL
+		WHERE id = $1 AND kind = $3 AND expired_at IS NOT NULL`, cartID, now.Truncate(time.Millisecond), syncserver.KindUser)
+	if err != nil {
+		return false, withCtx(ctx, fmt.Errorf("revive cart %s: %w", cartID, err))
+	}
+	s.memo.Forget(cartID)
+	return tag.RowsAffected() == 1, nil
+}

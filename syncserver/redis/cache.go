@@ -339,6 +339,15 @@ func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	return ids, err
 }
 
+// Revive runs on the next Store, then deletes the cart's cache entry.
+func (c *Cache) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
+	ok, err := c.next.Revive(ctx, cartID, now)
+	if ok || err != nil {
+		c.markDirty(cartID) // deleted by the repair
+	}
+	return ok, err
+}
+
 // Changes reads the next Store.
 func (c *Cache) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
 	chs, err := c.next.Changes(ctx, cartID, since, limit)

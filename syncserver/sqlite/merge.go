@@ -94,3 +94,27 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	}
 	return ids, nil
 }
+
+// Revive implements syncserver.Store: one statement on the tombstone's
+// row (its log and seqs were deleted with its lines).
+func (s *Store) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return false, fmt.Errorf("revive cart %s: %w", cartID, err)
+	}
+	defer unlock()
+	res, err := s.w.ExecContext(ctx, `UPDATE carts
+		SET expired_at = NULL, version = version + 1,
+			state = json_object('id', id, 'version', version + 1, 'lines', json_array()),
+			updated_at = ?, abandoned_at = NULL
+		WHERE id = ? AND kind = ? AND expired_at IS NOT NULL`, now.UnixMilli(), cartID, syncserver.KindUser)
+	if err != nil {
+		return false, fmt.Errorf("revive cart %s: %w", cartID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("revive cart %s: %w", cartID, err)
+	}
+	s.memo.Forget(cartID)
+	return n == 1, nil
+}

@@ -345,3 +345,43 @@ func testPurgeRacesMutate(t *testing.T, s syncserver.Store) {
 	}
 	t.Logf("%d carts kept by their Mutate, %d purged", kept, len(purged))
 }
+
+// An expired user cart is revived as an empty cart at the version after
+// the tombstone's, changed then, with no log and no seqs, and takes
+// changes again; a guest cart's tombstone, a live cart and a missing one
+// are left as they are. Reviving twice revives once.
+func testRevive(t *testing.T, s syncserver.Store) {
+	makeCart(t, s, "user-old", syncserver.KindUser, stamp(2))
+	makeCart(t, s, "guest-old", syncserver.KindGuest, stamp(2))
+	makeCart(t, s, "user-live", syncserver.KindUser, stamp(20))
+	v := load(t, s, "user-old", "c1").Cart.Version
+	purge(t, s, syncserver.KindUser, stamp(10), keepTombstones, 100)
+	purge(t, s, syncserver.KindGuest, stamp(10), keepTombstones, 100)
+	checkExpired(t, s, "user-old")
+
+	at := stamp(30)
+	for _, id := range []string{"guest-old", "user-live", "user-missing"} {
+		if ok, err := s.Revive(t.Context(), id, at); ok || err != nil {
+			t.Errorf("Revive(%s) = %v, %v; want false, nil", id, ok, err)
+		}
+	}
+	checkExpired(t, s, "guest-old")
+	if ok, err := s.Revive(t.Context(), "user-old", at); !ok || err != nil {
+		t.Fatalf("Revive(user-old) = %v, %v; want true", ok, err)
+	}
+	if ok, err := s.Revive(t.Context(), "user-old", at.Add(time.Second)); ok || err != nil {
+		t.Errorf("Revive(user-old) again = %v, %v; want false, nil", ok, err)
+	}
+	rec := load(t, s, "user-old", "c1")
+	if rec.Cart.Version != v+1 || len(rec.Cart.Lines) != 0 || rec.Seqs["c1"] != 0 || rec.Meta.Kind != syncserver.KindUser || !rec.Meta.UpdatedAt.Truncate(time.Millisecond).Equal(at.Truncate(time.Millisecond)) {
+		t.Fatalf("revived: version %d (tombstone's %d), lines %d, seq %d, meta %+v; want an empty user cart at %d changed at %v",
+			rec.Cart.Version, v, len(rec.Cart.Lines), rec.Seqs["c1"], rec.Meta, v+1, at)
+	}
+	if chs, err := s.Changes(t.Context(), "user-old", v+1, 10); err != nil || len(chs) != 0 {
+		t.Errorf("Changes of the revived cart since %d = %v, %v; want none", v+1, versions(chs), err)
+	}
+	makeCart(t, s, "user-old", syncserver.KindUser, stamp(31)) // c1's first op on the new cart
+	if rec := load(t, s, "user-old", "c1"); rec.Cart.Version != v+2 || len(rec.Cart.Lines) != 1 || rec.Seqs["c1"] != 1 {
+		t.Errorf("after an op: version %d, %d lines, seq %d; want %d, 1, 1", rec.Cart.Version, len(rec.Cart.Lines), rec.Seqs["c1"], v+2)
+	}
+}

@@ -76,6 +76,7 @@ func RunStore(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"Purge", testPurge},
 		{"PurgeLimit", testPurgeLimit},
 		{"PurgeTombstones", testPurgeTombstones},
+		{"Revive", testRevive},
 		{"PurgeRacesMutate", testPurgeRacesMutate},
 		{"ClientIDsBounded", testClientIDsBounded},
 	}
