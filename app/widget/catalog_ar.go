@@ -79,7 +79,7 @@ var catalogAR = map[string]string{
 	"note.choice_not_sent":    "تعذّر إرسال اختيارك. تحقّق من اتصالك وحاول مرة أخرى.",
 
 	// The notice of what happened without the shopper.
-	"notice.expired":            "انتهت صلاحية سلتك السابقة بعد 30 يومًا دون تغييرات. هذه سلة جديدة.",
+	"notice.expired":            "انتهت صلاحية سلتك السابقة بعد فترة طويلة دون تغييرات. هذه سلة جديدة.",
 	"notice.ack":                "حسنًا",
 	"elsewhere.replaced":        "استبدل تسجيلُ دخولٍ على جهاز آخر العناصرَ في هذه السلة.",
 	"elsewhere.added":           "أضاف تسجيلُ دخولٍ على جهاز آخر عناصر إلى هذه السلة.",

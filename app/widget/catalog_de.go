@@ -65,7 +65,7 @@ var catalogDE = map[string]string{
 	"note.choice_not_sent":    "Ihre Auswahl konnte nicht gesendet werden. Prüfen Sie Ihre Verbindung und versuchen Sie es erneut.",
 
 	// The notice of what happened without the shopper.
-	"notice.expired":            "Ihr bisheriger Warenkorb ist nach 30 Tagen ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
+	"notice.expired":            "Ihr bisheriger Warenkorb ist nach langer Zeit ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
 	"notice.ack":                "OK",
 	"elsewhere.replaced":        "Eine Anmeldung auf einem anderen Gerät hat die Artikel in diesem Warenkorb ersetzt.",
 	"elsewhere.added":           "Eine Anmeldung auf einem anderen Gerät hat diesem Warenkorb Artikel hinzugefügt.",

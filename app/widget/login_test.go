@@ -225,7 +225,7 @@ func TestExpiredNotice(t *testing.T) {
 	w.show(st)
 	mount(t, w)
 	notice := []int{0, 2, panelNotices, 0}
-	match(t, app.P().Class("cartsync-expired").Text("Your previous cart expired after 30 days without changes. This is a new cart."), w, at(notice, 0)...)
+	match(t, app.P().Class("cartsync-expired").Text("Your previous cart expired after a long time without changes. This is a new cart."), w, at(notice, 0)...)
 	match(t, app.P().Class("cartsync-dropped-intro").Text("These changes were made on the expired cart and couldn't be kept:"), w, at(notice, 1)...)
 	for i, want := range []string{"Adding 2 × T-shirt", "Changing MUG to 3", "Removing Cap", "Emptying the cart"} {
 		match(t, app.Text(want), w, at(notice, 2, i, 0)...)
