@@ -132,13 +132,10 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	var clients []string
-	if q := r.URL.Query().Get("clients"); q != "" {
-		clients = strings.Split(q, ",")
-		if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
-			s.httpError(w, protocol.AsError(err))
-			return
-		}
+	clients, perr := clientsParam(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
 	}
 	rec, err := s.freshStore().Load(r.Context(), id.CartID, clients)
 	switch {

@@ -608,13 +608,18 @@ func (s *shop) loginWith(token, user string, policy cart.Policy) {
 }
 
 func TestCheckoutEdgeCases(t *testing.T) {
-	t.Run("a guest's checkout completed after the login", func(t *testing.T) {
+	// A guest's checkout of 2 mugs, then alice's login, which takes it.
+	checkoutThenLogin := func(t *testing.T) (*shop, syncserver.CheckoutResponse) {
 		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
 		s.upsert(mug(1200, 50))
 		tok := s.device()
 		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
 		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
 		s.login(tok, "alice")
+		return s, resp
+	}
+	t.Run("a guest's checkout completed after the login", func(t *testing.T) {
+		s, resp := checkoutThenLogin(t)
 		var done cart.Checkout
 		if code := s.call("POST", "/v1/backend/checkouts/"+resp.Checkout.ID+"/complete", testAPIKey, nil, &done); code != 200 || done.Status != cart.CheckoutCompleted {
 			t.Fatalf("complete after login: %d %+v", code, done)
@@ -630,12 +635,7 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		}
 	})
 	t.Run("a checkout taken by the user cart at login shows none of the server's bookkeeping", func(t *testing.T) {
-		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
-		s.upsert(mug(1200, 50))
-		tok := s.device()
-		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
-		_, resp := s.checkout(tok, httpCart(t, s.hs, tok).Version)
-		s.login(tok, "alice")
+		s, resp := checkoutThenLogin(t)
 		for _, req := range []struct{ method, path string }{
 			{"GET", "/v1/backend/checkouts/" + resp.Checkout.ID},
 			{"GET", "/v1/backend/users/alice/cart"},

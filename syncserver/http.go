@@ -271,13 +271,10 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var clients []string
-	if q := r.URL.Query().Get("clients"); q != "" {
-		clients = strings.Split(q, ",")
-		if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
-			s.httpError(w, protocol.AsError(err))
-			return
-		}
+	clients, perr := clientsParam(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
 	}
 	c, seqs, err := s.snapshot(r.Context(), id.CartID, clients)
 	if err != nil {
@@ -285,6 +282,20 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, CartResponse{Cart: c, Acked: seqs})
+}
+
+// clientsParam reads the client ids a cart read asks the acked seqs of
+// (?clients=a,b), checked as a sync's are; none if absent.
+func clientsParam(r *http.Request) ([]string, *protocol.Error) {
+	q := r.URL.Query().Get("clients")
+	if q == "" {
+		return nil, nil
+	}
+	clients := strings.Split(q, ",")
+	if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
+		return nil, protocol.AsError(err)
+	}
+	return clients, nil
 }
 
 func (s *Server) serveOps(w http.ResponseWriter, r *http.Request) {

@@ -149,14 +149,7 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 			abort(txn)
 			return maybeWritten{err}
 		}
-		if _, err := seqs.PutKey(js.ValueOf(client), js.ValueOf([]any{float64(seq), float64(order)})); err != nil {
-			abort(txn)
-			return maybeWritten{err}
-		}
-		if err := commit(ctx, txn); err != nil {
-			return maybeWritten{err}
-		}
-		return nil
+		return putCounterAndCommit(ctx, txn, seqs, client, seq, order)
 	})
 	if err != nil {
 		return cart.Op{}, fmt.Errorf("enqueue: %w", err)
@@ -167,6 +160,20 @@ func (s *Store) Enqueue(ctx context.Context, client string, build func(seq uint6
 		return cart.Op{}, fmt.Errorf("enqueue: decode op: %w", err)
 	}
 	return stored.Op, nil
+}
+
+// putCounterAndCommit ends a transaction that wrote ops: it sets client's
+// counter in seqs to its last seq and the order of its last op, and
+// commits. Writes were requested already, so a failure is maybeWritten.
+func putCounterAndCommit(ctx context.Context, txn *idb.Transaction, seqs *idb.ObjectStore, client string, seq, order uint64) error {
+	if _, err := seqs.PutKey(js.ValueOf(client), js.ValueOf([]any{float64(seq), float64(order)})); err != nil {
+		abort(txn)
+		return maybeWritten{err}
+	}
+	if err := commit(ctx, txn); err != nil {
+		return maybeWritten{err}
+	}
+	return nil
 }
 
 // storedOp is an op as the ops store keeps it, with its place in the
@@ -365,14 +372,7 @@ func (s *Store) Reissue(ctx context.Context, from string, expected uint64, to st
 			order = max(order, op.Order)
 			out = append(out, op.Op)
 		}
-		if _, err := seqs.PutKey(js.ValueOf(to), js.ValueOf([]any{float64(len(moving)), float64(order)})); err != nil {
-			abort(txn)
-			return maybeWritten{err}
-		}
-		if err := commit(ctx, txn); err != nil {
-			return maybeWritten{err}
-		}
-		return nil
+		return putCounterAndCommit(ctx, txn, seqs, to, uint64(len(moving)), order)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reissue: %w", err)

@@ -810,14 +810,8 @@ func TestBrowserDemoRenewsTheSession(t *testing.T) {
 	br, _ := guestWithTee(t, srv)
 	tb := br.first
 	userID := syncserver.UserCartID("alice")
-	eval[bool](tb, `(() => {
-		window.__statuses = [];
-		cartsync.on('sync', (s) => window.__statuses.push(s.status));
-		document.getElementById('demo-login').dataset.tokenTtl = '4s';
-		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
-		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
-		return true;
-	})()`)
+	eval[bool](tb, `(window.__statuses = [], cartsync.on('sync', (s) => window.__statuses.push(s.status)), true)`)
+	demoLogIn(tb, "alice", "4s")
 	waitCart(tb, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 	time.Sleep(9 * time.Second) // past two of the tokens' lives
 	c := waitCart(tb, "alice's cart, synced", 10*time.Second, func(c hostCart) bool { return synced(c) })
@@ -837,12 +831,7 @@ func TestBrowserDemoRenewalAfterALogoutElsewhere(t *testing.T) {
 	br, _ := guestWithTee(t, srv)
 	one := br.first
 	userID := syncserver.UserCartID("alice")
-	eval[bool](one, `(() => {
-		document.getElementById('demo-login').dataset.tokenTtl = '4s';
-		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
-		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
-		return true;
-	})()`)
+	demoLogIn(one, "alice", "4s")
 	waitCart(one, "alice's cart in tab 1", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 	two := br.newTab("tab 2")
 	two.navigate(srv.demo() + "/")
@@ -857,4 +846,16 @@ func TestBrowserDemoRenewalAfterALogoutElsewhere(t *testing.T) {
 	if who := eval[string](one, `document.querySelector('#demo-login .who')?.textContent || 'signed out'`); who != "signed out" {
 		t.Errorf("tab 1's header says %q, want signed out", who)
 	}
+}
+
+// demoLogIn logs user in with the demo storefront's own form, its tokens
+// living ttl (a Go duration).
+func demoLogIn(tb *tab, user, ttl string) {
+	tb.t.Helper()
+	eval[bool](tb, `((user, ttl) => {
+		document.getElementById('demo-login').dataset.tokenTtl = ttl;
+		document.querySelector('#demo-login select[aria-label="Demo user"]').value = user;
+		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
+		return true;
+	})(`+jsArgs([]any{user, ttl})+`)`)
 }
