@@ -134,10 +134,15 @@ type EventStore interface {
 // ErrEventNotFound means no event fits.
 var ErrEventNotFound = errors.New("syncserver: event not found")
 
-// ExpiredEvent is the event Purge writes for a cart it expires.
-func ExpiredEvent(cartID, kind string, at time.Time) Event {
+// ExpiredEvent is the event Purge writes for a cart it expires: delivered
+// when settled (nobody delivers events), else pending.
+func ExpiredEvent(cartID, kind string, at time.Time, settled bool) Event {
 	data, _ := json.Marshal(map[string]any{"cart_id": cartID, "kind": kind})
-	return Event{ID: newEventID(), Type: EventCartExpired, CartID: cartID, At: at, Data: data}
+	e := Event{ID: newEventID(), Type: EventCartExpired, CartID: cartID, At: at, Data: data}
+	if settled {
+		e.State = EventDelivered
+	}
+	return e
 }
 
 // newEventID returns a new event id: "evt_" and 32 hex digits.

@@ -991,7 +991,8 @@ func TestExpiredEventsSettledWithoutWebhooks(t *testing.T) {
 }
 
 // Over HTTP, a user whose cart expired is told once (410 cart_expired);
-// the next request finds a new, empty cart under the same id.
+// the next request finds a new, empty cart under the same id. The
+// storefront's own reads do not start it over.
 func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
 	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
 		c.Users = testUsers{}
@@ -1024,6 +1025,14 @@ func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
 	s.clock.add(3 * time.Hour)
 	if n, err := s.srv.Purge(t.Context(), 10); err != nil || n < 1 {
 		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	// The storefront's reads (after the cart.expired event, say) do not
+	// start it over: the user is the one to be told.
+	for range 2 {
+		var e syncserver.ErrorResponse
+		if code := s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &e); code != http.StatusGone {
+			t.Fatalf("the backend's read of the expired cart: %d %+v, want 410", code, e.Error)
+		}
 	}
 	if code, _, e := get(); code != http.StatusGone || e.Error == nil || e.Error.Code != protocol.ErrCartExpired {
 		t.Fatalf("the first read after the expiry: %d %+v, want 410 cart_expired", code, e.Error)

@@ -263,6 +263,12 @@ func (s *Server) httpIdentity(w http.ResponseWriter, r *http.Request) (Identity,
 		s.httpError(w, perr)
 		return Identity{}, false
 	}
+	if id.User != "" && s.reviveUser(r.Context(), id) {
+		// Told once: the user's next request finds the cart started
+		// over, empty (a login then merges into it).
+		s.httpError(w, errCartExpired(id.CartID))
+		return Identity{}, false
+	}
 	return id, true
 }
 
@@ -355,13 +361,6 @@ func (s *Server) snapshotError(w http.ResponseWriter, cartID string, err error) 
 }
 
 func (s *Server) httpError(w http.ResponseWriter, e *protocol.Error) {
-	if e.Code == protocol.ErrCartExpired && cartKind(e.Cart) == KindUser {
-		// The answer tells the user their cart expired; their next
-		// request finds it started over, empty.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.reviveUser(ctx, e.Cart)
-		cancel()
-	}
 	s.metrics.protocolErrors.WithLabelValues(string(e.Code)).Inc()
 	if e.RetryAfterMS > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa((e.RetryAfterMS+999)/1000))

@@ -522,7 +522,7 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 		}
 		cutoff := now.Add(-k.keep)
 		for {
-			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch)
+			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch, !s.cfg.Webhooks)
 			total += len(ids)
 			if err != nil {
 				return total, fmt.Errorf("purge %s carts: %w", k.kind, err)
@@ -534,23 +534,27 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 	}
 	if total > 0 {
 		s.log.Info("purged expired carts", logkey.Count, total)
-		if err := s.settleUnsent(ctx); err != nil {
-			return total, err
-		}
 	}
 	return total, nil
 }
 
-// reviveUser gives a user whose cart expired (under UserRetention) a new,
-// empty cart under the same id, and reports whether it did: the one
-// connection or request that revived it tells its user. A user cart's id is
-// its user's, so the tombstone would otherwise refuse the user every edit
-// until the purge deleted it, two retention periods later.
-func (s *Server) reviveUser(ctx context.Context, cartID string) bool {
+// reviveUser gives the user of id, whose cart expired (under
+// UserRetention), a new, empty cart under the same id, and reports whether
+// it did: the one connection or request of that user that revived it tells
+// them. A user cart's id is its user's, so the tombstone would otherwise
+// refuse the user every edit until the purge deleted it, two retention
+// periods later. Only the user's own requests revive their cart (never the
+// storefront's); without user retention no user cart expires, and nothing
+// is read.
+func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
+	if s.cfg.UserRetention <= 0 {
+		return false
+	}
+	cartID := id.CartID
 	if _, err := s.store.Load(ctx, cartID, nil); !errors.Is(err, ErrCartExpired) {
 		return false
 	}
-	ok, err := s.store.Revive(ctx, cartID, s.now())
+	ok, err := s.store.Revive(ctx, cartID, id.User, s.now())
 	if err != nil {
 		s.log.Error("start an expired user cart over", logkey.Cart, cartID, logkey.Err, err)
 		return false
@@ -559,29 +563,4 @@ func (s *Server) reviveUser(ctx context.Context, cartID string) bool {
 		s.log.Info("an expired user cart started over", logkey.Cart, cartID)
 	}
 	return ok
-}
-
-// settleUnsent marks delivered the pending events of a server without
-// webhooks: the purge's cart.expired events, which the stores write as
-// pending, and which would otherwise stay for ever (the retention prunes
-// delivered events only). With webhooks the deliverer sends them.
-func (s *Server) settleUnsent(ctx context.Context) error {
-	if s.events == nil || s.cfg.Webhooks {
-		return nil
-	}
-	for {
-		now := s.now()
-		evs, err := s.events.ClaimEvents(ctx, now, time.Minute, 500)
-		if err != nil {
-			return fmt.Errorf("settle the purge's events: %w", err)
-		}
-		for _, ev := range evs {
-			if err := s.events.EventDelivered(ctx, ev.Seq, now); err != nil {
-				return fmt.Errorf("settle the purge's events: %w", err)
-			}
-		}
-		if len(evs) == 0 {
-			return nil
-		}
-	}
 }

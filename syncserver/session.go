@@ -385,7 +385,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	case id.User != "":
 		// The login below; the user's cart is loaded after subscribing.
 		// A user's cart that expired starts over, told once.
-		expired = s.reviveUser(ctx, id.CartID)
+		expired = s.reviveUser(ctx, id)
 	case id.Token != "":
 		// A device issued just now has no cart yet.
 		snap = emptyHelloCart(id.CartID, m.Client)

@@ -59,18 +59,21 @@ type Store interface {
 	// empty one. It also deletes tombstones that expired before
 	// tombstoneCutoff. It returns the ids it expired. A cart changed after
 	// cutoff is never touched, even if it changes while Purge runs.
-	// Calling it again resumes where it stopped; it is idempotent.
-	Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error)
+	// Calling it again resumes where it stopped; it is idempotent. Each
+	// cart expired gets its cart.expired event (ExpiredEvent), written
+	// delivered when settled (a server that delivers no events), pending
+	// otherwise.
+	Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error)
 
 	// Revive turns the tombstone of an expired user cart back into a
-	// cart: an empty one at the version after the tombstone's, last
-	// changed at now, with no log and no seqs, so that its user goes on
-	// with a new, empty cart under the same id (a user cart's id is its
-	// user's; a guest device gets a new token instead, so guest carts
-	// are never revived). It reports whether it revived the cart: false,
-	// with no error, for a cart that is live, a guest cart's tombstone or
-	// no record at all. It is idempotent.
-	Revive(ctx context.Context, cartID string, now time.Time) (bool, error)
+	// cart: an empty one of user at the version after the tombstone's,
+	// last changed at now, with no log and no seqs, so that its user goes
+	// on with a new, empty cart under the same id (a user cart's id is its
+	// user's; a guest device gets a new token instead, so guest carts are
+	// never revived). It reports whether it revived the cart: false, with
+	// no error, for a cart that is live, a guest cart's tombstone or no
+	// record at all. It is idempotent.
+	Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error)
 
 	// Secret returns the named server secret, creating it with the given
 	// value if it does not exist yet, so that every instance sharing the

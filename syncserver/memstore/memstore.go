@@ -227,7 +227,7 @@ func (s *Store) Changes(ctx context.Context, id string, since uint64, limit int)
 // nothing. Tombstones are stamped with time.Now(), to be compared with
 // tombstoneCutoff; only tombstones of the given kind are deleted. Each cart
 // expired gets its cart.expired event, stamped with the same time.
-func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 			e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v})
 			e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
 			e.expired = now
-			s.addEvents(id, []syncserver.Event{syncserver.ExpiredEvent(id, kind, now)}, now)
+			s.addEvents(id, []syncserver.Event{syncserver.ExpiredEvent(id, kind, now, settled)}, now)
 			expired = append(expired, id)
 		})
 	}
@@ -277,7 +277,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 }
 
 // Revive implements syncserver.Store.
-func (s *Store) Revive(ctx context.Context, id string, now time.Time) (bool, error) {
+func (s *Store) Revive(ctx context.Context, id, user string, now time.Time) (bool, error) {
 	e := s.entry(id)
 	if err := e.acquire(ctx); err != nil {
 		return false, err
@@ -289,7 +289,7 @@ func (s *Store) Revive(ctx context.Context, id string, now time.Time) (bool, err
 		return false, nil
 	}
 	v := decode(e.cart).Version + 1
-	e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v, Lines: []*cart.Line{}})
+	e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v, Lines: []*cart.Line{}, User: user})
 	e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
 	e.expired = time.Time{}
 	e.meta.UpdatedAt, e.meta.AbandonedAt = now, time.Time{}

@@ -24,7 +24,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 // to be compared with tombstoneCutoff; only tombstones of the given kind
 // are deleted. Each cart expired gets its cart.expired event, stamped with
 // the same time, in the same transaction.
-func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
 	}
@@ -54,7 +54,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 		b.Queue(sqlClearSeqs, ids)
 		evs := make([]syncserver.Event, len(ids))
 		for i, id := range ids {
-			evs[i] = syncserver.ExpiredEvent(id, kind, now)
+			evs[i] = syncserver.ExpiredEvent(id, kind, now, settled)
 		}
 		if err := queueEvents(b, "", evs, now); err != nil {
 			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
@@ -84,12 +84,12 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 
 // Revive implements syncserver.Store: one statement on the tombstone's
 // row (its log and seqs were deleted with its lines).
-func (s *Store) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
+func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE carts
 		SET expired_at = NULL, version = version + 1,
-			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb),
+			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'user', $4::text),
 			updated_at = $2, abandoned_at = NULL
-		WHERE id = $1 AND kind = $3 AND expired_at IS NOT NULL`, cartID, now.Truncate(time.Millisecond), syncserver.KindUser)
+		WHERE id = $1 AND kind = $3 AND expired_at IS NOT NULL`, cartID, now.Truncate(time.Millisecond), syncserver.KindUser, user)
 	if err != nil {
 		return false, withCtx(ctx, fmt.Errorf("revive cart %s: %w", cartID, err))
 	}

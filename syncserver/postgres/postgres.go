@@ -338,14 +338,21 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 		return nil, err
 	}
 	if len(out) == 0 {
-		// An expired cart has no log left: tell it from an idle one.
-		var expired bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM carts WHERE id = $1 AND expired_at IS NOT NULL)`, cartID).Scan(&expired)
+		// An expired cart has no log left: tell it from an idle one. A
+		// cart past since with no log after it started over (Revive):
+		// its log does not reach since+1.
+		var expired, past bool
+		err := s.pool.QueryRow(ctx, `SELECT
+				EXISTS (SELECT FROM carts WHERE id = $1 AND expired_at IS NOT NULL),
+				EXISTS (SELECT FROM carts WHERE id = $1 AND expired_at IS NULL AND version > $2)`, cartID, int64(since)).Scan(&expired, &past)
 		if err != nil {
 			return nil, withCtx(ctx, fmt.Errorf("changes of cart %s: %w", cartID, err))
 		}
 		if expired {
 			return nil, syncserver.ErrCartExpired
+		}
+		if past {
+			return nil, syncserver.ErrCompacted
 		}
 	}
 	return out, nil

@@ -191,7 +191,7 @@ func TestMigrateFromFirstSchema(t *testing.T) {
 	if err != nil || rec.Cart.Items() != 2 || rec.Seqs["c1"] != 1 {
 		t.Fatalf("Load after upgrade = %+v, %v; want the cart with 2 items and seq 1", rec, err)
 	}
-	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10)
+	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10, false)
 	if err != nil || !slices.Equal(ids, []string{"old"}) {
 		t.Errorf("Purge after upgrade = %q, %v; want [old]", ids, err)
 	}
@@ -337,7 +337,7 @@ func TestMemoCartExpiredElsewhere(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.Purge(ctx, syncserver.KindGuest, time.Now(), time.Time{}, 10); err != nil || len(got) != 1 || got[0] != id {
+	if got, err := b.Purge(ctx, syncserver.KindGuest, time.Now(), time.Time{}, 10, false); err != nil || len(got) != 1 || got[0] != id {
 		t.Fatalf("Purge on the other instance = %q, %v; want [%s]", got, err, id)
 	}
 	err := a.Mutate(ctx, id, []string{"c1"}, addFn("c1", 2, "SKU-B"))

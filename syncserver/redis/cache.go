@@ -331,8 +331,8 @@ func (c *Cache) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 
 // Purge runs on the next Store, then deletes the cache entries of the
 // carts it expired (even if it also returned an error).
-func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
-	ids, err := c.next.Purge(ctx, kind, cutoff, tombstoneCutoff, limit)
+func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error) {
+	ids, err := c.next.Purge(ctx, kind, cutoff, tombstoneCutoff, limit, settled)
 	if len(ids) > 0 {
 		c.markDirty(ids...) // deleted by the repair
 	}
@@ -340,8 +340,8 @@ func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 }
 
 // Revive runs on the next Store, then deletes the cart's cache entry.
-func (c *Cache) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
-	ok, err := c.next.Revive(ctx, cartID, now)
+func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
+	ok, err := c.next.Revive(ctx, cartID, user, now)
 	if ok || err != nil {
 		c.markDirty(cartID) // deleted by the repair
 	}

@@ -807,7 +807,7 @@ func TestCacheMergeAndPurge(t *testing.T) {
 			guest.Meta, user.Cart.Version, user.Seqs, user.Meta)
 	}
 
-	ids, err := c.Purge(t.Context(), syncserver.KindGuest, time.Now().Add(time.Minute), time.Time{}, 10)
+	ids, err := c.Purge(t.Context(), syncserver.KindGuest, time.Now().Add(time.Minute), time.Time{}, 10, false)
 	if err != nil || len(ids) != 1 || ids[0] != "guest" {
 		t.Fatalf("Purge = %q, %v; want [guest]", ids, err)
 	}

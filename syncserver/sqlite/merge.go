@@ -26,7 +26,7 @@ func (s *Store) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 // cart expired gets its cart.expired event, stamped with the same time, in
 // the same transaction. If the purge committed but a later step failed, the
 // ids expired are returned with the error.
-func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int) ([]string, error) {
+func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: %w", kind, err)
 	}
@@ -79,7 +79,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 		}
 		evs := make([]syncserver.Event, len(ids))
 		for i, id := range ids {
-			evs[i] = syncserver.ExpiredEvent(id, kind, now)
+			evs[i] = syncserver.ExpiredEvent(id, kind, now, settled)
 		}
 		if err := writeEvents(ctx, tx, "", evs); err != nil {
 			return nil, fmt.Errorf("purge %s carts: %w", kind, err)
@@ -97,7 +97,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 
 // Revive implements syncserver.Store: one statement on the tombstone's
 // row (its log and seqs were deleted with its lines).
-func (s *Store) Revive(ctx context.Context, cartID string, now time.Time) (bool, error) {
+func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return false, fmt.Errorf("revive cart %s: %w", cartID, err)
@@ -105,9 +105,9 @@ func (s *Store) Revive(ctx context.Context, cartID string, now time.Time) (bool,
 	defer unlock()
 	res, err := s.w.ExecContext(ctx, `UPDATE carts
 		SET expired_at = NULL, version = version + 1,
-			state = json_object('id', id, 'version', version + 1, 'lines', json_array()),
+			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'user', ?),
 			updated_at = ?, abandoned_at = NULL
-		WHERE id = ? AND kind = ? AND expired_at IS NOT NULL`, now.UnixMilli(), cartID, syncserver.KindUser)
+		WHERE id = ? AND kind = ? AND expired_at IS NOT NULL`, user, now.UnixMilli(), cartID, syncserver.KindUser)
 	if err != nil {
 		return false, fmt.Errorf("revive cart %s: %w", cartID, err)
 	}

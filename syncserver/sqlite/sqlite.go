@@ -345,12 +345,17 @@ func (s *Store) Changes(ctx context.Context, cartID string, since uint64, limit 
 		return nil, err
 	}
 	if len(out) == 0 {
-		// An expired cart has no log left: tell it from an idle one.
+		// An expired cart has no log left: tell it from an idle one. A
+		// cart past since with no log after it started over (Revive):
+		// its log does not reach since+1.
 		var expired bool
-		err := s.r.QueryRowContext(ctx, `SELECT expired_at IS NOT NULL FROM carts WHERE id = ?`, cartID).Scan(&expired)
+		var version int64
+		err := s.r.QueryRowContext(ctx, `SELECT expired_at IS NOT NULL, version FROM carts WHERE id = ?`, cartID).Scan(&expired, &version)
 		switch {
 		case err == nil && expired:
 			return nil, syncserver.ErrCartExpired
+		case err == nil && uint64(version) > since:
+			return nil, syncserver.ErrCompacted
 		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			return nil, fmt.Errorf("changes of cart %s: %w", cartID, err)
 		}

@@ -158,7 +158,7 @@ func TestMigrateFromFirstSchema(t *testing.T) {
 	if err != nil || rec.Cart.Items() != 2 || rec.Seqs["c1"] != 1 {
 		t.Fatalf("Load after upgrade = %+v, %v; want the cart with 2 items and seq 1", rec, err)
 	}
-	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10)
+	ids, err := s.Purge(t.Context(), syncserver.KindGuest, time.Now(), time.Time{}, 10, false)
 	if err != nil || !slices.Equal(ids, []string{"old"}) {
 		t.Errorf("Purge after upgrade = %q, %v; want [old]", ids, err)
 	}

@@ -65,6 +65,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"EventsFeedNeverSkips", testEventsFeedNeverSkips},
 		{"EventsCursorNotGiven", testEventsCursorNotGiven},
 		{"EventsPurgeExpired", testEventsPurgeExpired},
+		{"EventsPurgeSettled", testEventsPurgeSettled},
 		{"IdleCartsAndAbandonedAt", testIdleCartsAndAbandonedAt},
 		{"ClaimHeadPerCart", testClaimHeadPerCart},
 		{"ClaimConcurrent", testClaimConcurrent},

@@ -181,7 +181,7 @@ func testContextCanceled(t *testing.T, s syncserver.Store) {
 			})
 		}},
 		{"Purge", func() error {
-			_, err := s.Purge(ctx, syncserver.KindGuest, time.Now().Add(time.Hour), keepTombstones, 10)
+			_, err := s.Purge(ctx, syncserver.KindGuest, time.Now().Add(time.Hour), keepTombstones, 10, false)
 			return err
 		}},
 		{"Secret", func() error { _, err := s.Secret(ctx, "s", []byte("v")); return err }},

@@ -521,6 +521,23 @@ func testEventsCursorNotGiven(t *testing.T, s commerceStore) {
 	}
 }
 
+// A settled Purge (a server that delivers no events) writes its
+// cart.expired events delivered, so that the retention prunes them.
+func testEventsPurgeSettled(t *testing.T, s commerceStore) {
+	makeCart(t, s, "guest-old", syncserver.KindGuest, stamp(1))
+	expired, err := s.Purge(t.Context(), syncserver.KindGuest, stamp(10), keepTombstones, 10, true)
+	if err != nil || len(expired) != 1 {
+		t.Fatalf("Purge(settled) = %q, %v; want guest-old", expired, err)
+	}
+	got := waitFeed(t, s, "", 1)
+	if len(got) != 1 || got[0].Type != syncserver.EventCartExpired || got[0].State != syncserver.EventDelivered {
+		t.Fatalf("feed after a settled Purge = %+v, want cart.expired, delivered", got)
+	}
+	if evs, err := s.ClaimEvents(t.Context(), time.Now().Add(time.Hour), time.Minute, 10); err != nil || len(evs) != 0 {
+		t.Errorf("ClaimEvents after a settled Purge = %q, %v; want nothing to deliver", ids(evs), err)
+	}
+}
+
 // Purge writes a cart.expired event for each cart it expires, and none for
 // the others.
 func testEventsPurgeExpired(t *testing.T, s commerceStore) {
@@ -539,7 +556,7 @@ func testEventsPurgeExpired(t *testing.T, s commerceStore) {
 	slices.SortFunc(got, func(a, b syncserver.Event) int { return strings.Compare(a.CartID, b.CartID) })
 	for i, id := range []string{"guest-old", "guest-old-2"} {
 		ev := got[i]
-		want := syncserver.ExpiredEvent(id, syncserver.KindGuest, ev.At)
+		want := syncserver.ExpiredEvent(id, syncserver.KindGuest, ev.At, false)
 		want.ID = ev.ID
 		checkEvent(t, "feed after Purge", ev, want, syncserver.EventPending)
 		if len(ev.ID) < 5 || ev.ID[:4] != "evt_" {

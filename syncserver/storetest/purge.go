@@ -22,7 +22,7 @@ func dropTombstones() time.Time { return time.Now().Add(time.Hour) }
 
 func purge(t testing.TB, s syncserver.Store, kind string, cutoff, tombstoneCutoff time.Time, limit int) []string {
 	t.Helper()
-	ids, err := s.Purge(t.Context(), kind, cutoff, tombstoneCutoff, limit)
+	ids, err := s.Purge(t.Context(), kind, cutoff, tombstoneCutoff, limit, false)
 	if err != nil {
 		t.Fatalf("Purge(%s, %v, %v, %d): %v", kind, cutoff, tombstoneCutoff, limit, err)
 	}
@@ -294,7 +294,7 @@ func testPurgeRacesMutate(t *testing.T, s syncserver.Store) {
 	wg.Go(func() {
 		<-start
 		for {
-			got, err := s.Purge(ctx, syncserver.KindGuest, cutoff, keepTombstones, 5)
+			got, err := s.Purge(ctx, syncserver.KindGuest, cutoff, keepTombstones, 5, false)
 			if err != nil {
 				purgeErr = err
 				return
@@ -361,24 +361,29 @@ func testRevive(t *testing.T, s syncserver.Store) {
 
 	at := stamp(30)
 	for _, id := range []string{"guest-old", "user-live", "user-missing"} {
-		if ok, err := s.Revive(t.Context(), id, at); ok || err != nil {
+		if ok, err := s.Revive(t.Context(), id, "ann", at); ok || err != nil {
 			t.Errorf("Revive(%s) = %v, %v; want false, nil", id, ok, err)
 		}
 	}
 	checkExpired(t, s, "guest-old")
-	if ok, err := s.Revive(t.Context(), "user-old", at); !ok || err != nil {
+	if ok, err := s.Revive(t.Context(), "user-old", "ann", at); !ok || err != nil {
 		t.Fatalf("Revive(user-old) = %v, %v; want true", ok, err)
 	}
-	if ok, err := s.Revive(t.Context(), "user-old", at.Add(time.Second)); ok || err != nil {
+	if ok, err := s.Revive(t.Context(), "user-old", "ann", at.Add(time.Second)); ok || err != nil {
 		t.Errorf("Revive(user-old) again = %v, %v; want false, nil", ok, err)
 	}
 	rec := load(t, s, "user-old", "c1")
-	if rec.Cart.Version != v+1 || len(rec.Cart.Lines) != 0 || rec.Seqs["c1"] != 0 || rec.Meta.Kind != syncserver.KindUser || !rec.Meta.UpdatedAt.Truncate(time.Millisecond).Equal(at.Truncate(time.Millisecond)) {
-		t.Fatalf("revived: version %d (tombstone's %d), lines %d, seq %d, meta %+v; want an empty user cart at %d changed at %v",
-			rec.Cart.Version, v, len(rec.Cart.Lines), rec.Seqs["c1"], rec.Meta, v+1, at)
+	if rec.Cart.Version != v+1 || len(rec.Cart.Lines) != 0 || rec.Cart.User != "ann" || rec.Seqs["c1"] != 0 || rec.Meta.Kind != syncserver.KindUser || !rec.Meta.UpdatedAt.Truncate(time.Millisecond).Equal(at.Truncate(time.Millisecond)) {
+		t.Fatalf("revived: version %d (tombstone's %d), lines %d, user %q, seq %d, meta %+v; want an empty cart of ann at %d changed at %v",
+			rec.Cart.Version, v, len(rec.Cart.Lines), rec.Cart.User, rec.Seqs["c1"], rec.Meta, v+1, at)
 	}
 	if chs, err := s.Changes(t.Context(), "user-old", v+1, 10); err != nil || len(chs) != 0 {
 		t.Errorf("Changes of the revived cart since %d = %v, %v; want none", v+1, versions(chs), err)
+	}
+	// From the tombstone's version, the log does not reach: compacted,
+	// for a full snapshot.
+	if chs, err := s.Changes(t.Context(), "user-old", v, 10); !errors.Is(err, syncserver.ErrCompacted) {
+		t.Errorf("Changes of the revived cart since %d = %v, %v; want ErrCompacted", v, versions(chs), err)
 	}
 	makeCart(t, s, "user-old", syncserver.KindUser, stamp(31)) // c1's first op on the new cart
 	if rec := load(t, s, "user-old", "c1"); rec.Cart.Version != v+2 || len(rec.Cart.Lines) != 1 || rec.Seqs["c1"] != 1 {
