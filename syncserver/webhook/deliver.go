@@ -62,7 +62,8 @@ type Config struct {
 	// (default 1 min). Requests end a tenth of the lease before it does,
 	// and none starts unless the client's timeout fits in what is left.
 	Lease time.Duration
-	// Batch is the most events claimed at once (default 100).
+	// Batch is the most events claimed at once (default 100), and no
+	// more than Concurrency are.
 	Batch int
 	// Concurrency is the most requests in flight (default 8).
 	Concurrency int
@@ -216,7 +217,7 @@ func (d *Deliverer) Kick() {
 
 // Run delivers events until ctx ends, then returns ctx's error, or
 // ErrRunning if the deliverer is already running. It claims a batch of due
-// events (at most Batch) when a request is free and none is waiting, and
+// events (at most Batch and Concurrency) when a request is free and none is waiting, and
 // sends them as requests free up, up to Concurrency at once: a slow answer
 // holds up its own cart's events (the store gives none of a cart whose
 // oldest is in flight), not the others'. After a claim that came back
@@ -268,7 +269,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 				}
 				// A full batch may have left more: claim again once
 				// these are out.
-				more = len(evs) >= d.cfg.Batch
+				more = len(evs) >= min(d.cfg.Batch, d.cfg.Concurrency)
 				continue
 			}
 			failures++
@@ -316,7 +317,11 @@ func tryAcquire(slots chan struct{}) bool {
 // one, which a late request of this instance must not follow).
 func (d *Deliverer) claim(ctx context.Context) ([]syncserver.Event, time.Time, error) {
 	now := d.cfg.Now()
-	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, d.cfg.Batch)
+	// No more than can be in flight at once: a claimed event waits for a
+	// request at most while one request runs, well within its lease (a
+	// batch of 100 behind 8 slow requests ran out of lease, and was
+	// skipped until the lease ended).
+	evs, err := d.cfg.Store.ClaimEvents(ctx, now, d.cfg.Lease, min(d.cfg.Batch, d.cfg.Concurrency))
 	if err != nil {
 		return nil, time.Time{}, err
 	}

@@ -548,6 +548,27 @@ func TestBacklogClaimedInBatches(t *testing.T) {
 	}
 }
 
+// Claimed events are sent within their lease, however slowly the
+// endpoint answers: no more are claimed than can be in flight (a batch
+// claimed at once waited behind the slow answers past its lease, and was
+// skipped until the lease ended).
+func TestClaimedEventsAreSentWithinTheLease(t *testing.T) {
+	r := newReceiver(t, func(string, int) (int, bool) {
+		time.Sleep(300 * time.Millisecond)
+		return http.StatusOK, false
+	})
+	store := &fakeStore{}
+	evs := cartEvents(12, 1)
+	store.add(evs...)
+	cfg, _, logs := testConfig(store, r.srv.URL)
+	cfg.Concurrency, cfg.Lease, cfg.Client = 2, 1500*time.Millisecond, &http.Client{Timeout: 500 * time.Millisecond}
+	start(t, newDeliverer(t, cfg))
+	waitFor(t, "every event delivered", func() bool { return allInState(store, evs, syncserver.EventDelivered) })
+	if strings.Contains(logs.String(), "lease too short to send") {
+		t.Errorf("events were claimed and then skipped for want of lease:\n%s", logs)
+	}
+}
+
 func TestRedirectNotFollowed(t *testing.T) {
 	followed := make(chan struct{}, 10)
 	mux := http.NewServeMux()
