@@ -43,10 +43,10 @@
 
   // The session's renewal: a storefront hands the cart a fresh token
   // whenever its own session refreshes, before the last one expires; here,
-  // at 80% of the token's life (2 s before its end, for short ones). data-token-ttl on #demo-login sets that life
-  // (a Go duration such as "30s"; the demo backend's 10 minutes if unset).
-  // "Expire soon" is not renewed: it shows what the cart does when a
-  // token expires.
+  // at 80% of the token's life (2 s before its end, for short ones).
+  // data-token-ttl on #demo-login sets that life (a Go duration such as
+  // "30s"; the demo backend's 10 minutes if unset). "Expire soon" is not
+  // renewed: it shows what the cart does when a token expires.
   let renewAt = 0;
   function lifeOf(ttl) {
     const m = /^(\d+)(ms|s|m)$/.exec(ttl || '');
@@ -70,6 +70,7 @@
   function sessionChanged() {
     const user = localStorage.getItem('demoUser') || '';
     if (user === state.user) return;
+    ended++;
     state.user = user;
     state.policy = localStorage.getItem('demoPolicy') || 'merge';
     renewAt = 0;
@@ -77,11 +78,17 @@
     if (user) login(user, state.policy).catch((e) => console.warn('demo login:', e));
   }
 
+  // Counts the session's ends (logouts, here or in another tab): a login
+  // whose token comes back after one is dropped, so that it cannot undo it.
+  let ended = 0;
+
   async function login(user, policy, ttl) {
     const renew = !ttl;
     ttl = ttl || root.dataset.tokenTtl || '';
     renewAt = 0;
+    const gen = ended;
     const t = await token(user, ttl);
+    if (gen !== ended) return;
     localStorage.setItem('demoUser', user);
     localStorage.setItem('demoPolicy', policy);
     state.user = user;
@@ -93,6 +100,7 @@
   }
 
   function logout() {
+    ended++;
     renewAt = 0;
     localStorage.removeItem('demoUser');
     localStorage.removeItem('demoPolicy');
