@@ -70,9 +70,15 @@
 // the engine does not dial again until SetUser, and edits stay queued for
 // the user's cart. A guest cart purged for inactivity comes back as a fresh
 // one with a new device token (State.CartExpired); the ops made on the
-// purged cart can be sent nowhere and are dropped and reported
-// (State.Dropped), as are those of a guest cart whose device token was
-// refused or replaced, when the engine knows which cart that was.
+// purged cart go to the fresh one, as do those of a guest cart whose device
+// token was refused or replaced, when the engine knows it was this
+// device's guest cart; only a change of one of the old cart's lines, which
+// cannot apply without it, is dropped and reported (State.Dropped). A
+// user's cart that expired starts over, empty, under the same id
+// (State.CartExpired too); the ops made on it are sent to it. When the
+// server expects a seq the outbox no longer has (its database was restored
+// from an older backup), that client id's later ops are sent again under a
+// new client id (Storage.Reissue).
 //
 // # Catalog and checkout
 //

@@ -71,8 +71,9 @@ type State struct {
 	// valid). The engine does not connect again until SetUser is called;
 	// edits are kept and shown, and sent after the next login.
 	NeedsLogin bool
-	// CartExpired: the guest cart was purged for inactivity and the server
-	// issued a fresh one, now shown. Until AckNotices.
+	// CartExpired: the cart was purged for inactivity, and a fresh one is
+	// now shown: a guest's, with a new device token, or the user's cart
+	// started over under the same id. Until AckNotices.
 	CartExpired bool
 	// Merge is what the latest login merge did (status merged or already),
 	// or the pending choice (status choose). Until AckNotices. Shared: do
@@ -84,8 +85,9 @@ type State struct {
 	Choice *protocol.MergeInfo
 	// Dropped are pending ops the engine removed unsent because their cart
 	// no longer exists for this device (it expired, or its device token
-	// was refused or replaced), oldest first, at most 100. Until
-	// AckNotices.
+	// was refused or replaced) and they cannot apply to the fresh one (a
+	// change of one of the old cart's lines), oldest first, at most 100.
+	// Until AckNotices.
 	Dropped []cart.Op
 	// Elsewhere: a login on another device merged its guest cart into
 	// the shown user cart (a push by protocol.MergeClient that is not this
