@@ -471,7 +471,6 @@ func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
 	env.add(e, "mug")
 	env.check(e, "ann", "mug=1")
 	old := e.Snapshot().Confirmed
-
 	l.setDown(true)
 	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
 	env.add(e, "tea") // on ann's cart, about to expire
@@ -487,4 +486,41 @@ func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
 		t.Errorf("shows %s v%d %q (dropped %v), want ann's cart past v%d with the tea alone", st.Cart.ID, st.Confirmed, lineSummary(st.Cart), st.Dropped, old)
 	}
 	env.check(e, "ann", "tea=1")
+}
+
+// The user's other devices, connected while the cart expired and started
+// over, are pushed the new cart: they do not go on showing the expired
+// cart's lines until their next change or resync (minutes).
+func TestLoginE2EStartedOverCartPushedToOtherDevices(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
+	var tabs [2]*syncclient.Engine
+	var watch [2]*loginE2EWatch
+	l := &link{url: env.url}
+	for i := range tabs {
+		watch[i] = &loginE2EWatch{}
+		link := &link{url: env.url}
+		if i == 0 {
+			link = l
+		}
+		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), link, watch[i])
+		if err := tabs[i].SetUser("user:ann", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.add(tabs[0], "mug")
+	env.check(tabs[0], "ann", "mug=1")
+	env.check(tabs[1], "ann", "mug=1")
+	clk.add(3 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want ann's cart expired", n, err)
+	}
+	l.setDown(true) // the first device reconnects: its hello starts the cart over
+	l.setDown(false)
+	watch[0].waitFor(t, "the first device told", func(s syncclient.State) bool {
+		return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+	})
+	watch[1].waitFor(t, "the other device on the new, empty cart", func(s syncclient.State) bool {
+		return s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+	})
 }

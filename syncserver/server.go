@@ -561,6 +561,18 @@ func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
 	}
 	if ok {
 		s.log.Info("an expired user cart started over", logkey.Cart, cartID)
+		// The user's devices still connected show the old lines: push
+		// them the new cart, after the tombstone's version. One that
+		// does not take it syncs at its next message.
+		if c, _, err := s.snapshot(ctx, cartID, nil); err == nil && c.Version > 0 {
+			msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version - 1})
+			if err == nil {
+				err = s.bus.Publish(ctx, cartID, msg)
+			}
+			if err != nil {
+				s.log.Warn("publish a user cart started over", logkey.Cart, cartID, logkey.Err, err)
+			}
+		}
 	}
 	return ok
 }
