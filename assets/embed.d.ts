@@ -197,6 +197,12 @@ export interface CartsyncMountOptions {
   checkoutUrl?: string;
   /** Open the panel after each successful add(); default: data-open-on-add. */
   openOnAdd?: boolean;
+  /**
+   * false when the page knows nobody is signed in: the account's cart the device keeps from an
+   * earlier page is hidden from the start, not after the 2 s login grace; default:
+   * data-signed-in ("false" for false).
+   */
+  signedIn?: boolean;
 }
 
 export interface Cartsync {

@@ -51,6 +51,7 @@
   let backdrop = null;
   let checkoutURL = null; // data-checkout-url, or mount()'s checkoutUrl
   let openOnAdd = false;
+  let signedOut = false; // data-signed-in="false", or mount()'s signedIn: false
   let generation = 0; // of mounts: a probe answered after destroy() is dropped
   const timers = new Set(); // every timer of the mounted frame, cleared by destroy()
   let stopProbe = null; // ends a probe under way
@@ -326,7 +327,7 @@
       case 'resize': return onResize(d.data || {});
       case 'change':
         latest.ready = d.data;
-        remember({ items: itemsOf(d.data) });
+        remember(countOf(d.data));
         return emit('change', d.data);
       case 'sync':
         latest.sync = d.data;
@@ -352,7 +353,7 @@
     inflight.clear();
     ready = true;
     latest.ready = cart;
-    remember({ items: itemsOf(cart) });
+    remember(countOf(cart));
     mark('cartsync:ready');
     if (!shown) later(show, SWAP_AFTER_READY);
     sendTheme();
@@ -524,7 +525,9 @@
     // The frame's load event comes for an error page too: not ready soon
     // after it, the server may be down.
     f.addEventListener('load', () => { if (!ready) probeSoon(PROBE_AFTER[0]); });
-    f.src = serverOrigin + '/#host=' + encodeURIComponent(location.origin);
+    // signedout: the widget hides the account's cart the device keeps
+    // from its first moment, instead of after the login grace.
+    f.src = serverOrigin + '/#host=' + encodeURIComponent(location.origin) + (signedOut ? '&signedout=1' : '');
     return f;
   }
 
@@ -549,6 +552,7 @@
     checkoutURL = o.checkoutUrl != null ? String(o.checkoutUrl) : attr('data-checkout-url');
     const attrOpen = attr('data-open-on-add');
     openOnAdd = o.openOnAdd != null ? !!o.openOnAdd : attrOpen != null && attrOpen !== 'false';
+    signedOut = o.signedIn != null ? o.signedIn === false : attr('data-signed-in') === 'false';
     if (location.origin === 'null') console.error('cartsync: this page has no origin (file:// or sandboxed); the cart widget will refuse it');
 
     const known = recall();
@@ -564,7 +568,9 @@
       zIndex: String(Z - 1), background: 'var(--cartsync-backdrop, rgba(0, 0, 0, 0.4))', touchAction: 'none',
     });
     backdrop.addEventListener('click', () => request('close', []).catch(() => {}));
-    shell = makeShell(known.items);
+    // Nobody is signed in: an account's count from an earlier page is not
+    // this visitor's to see.
+    shell = makeShell(signedOut && known.account ? undefined : known.items);
     box.append(backdrop, shell.host);
     layout();
     mountEl.append(box);
@@ -714,6 +720,12 @@
     return cart && Number.isInteger(cart.items) && cart.items >= 0 ? cart.items : undefined;
   }
 
+  // countOf is what is remembered of a cart for the next page's button: its
+  // count, and whether it was an account's (a user cart's id is u_...).
+  function countOf(cart) {
+    return { items: itemsOf(cart), account: !!(cart && typeof cart.id === 'string' && cart.id.startsWith('u_')) };
+  }
+
   // recall returns what the widget last reported on this device, for this
   // cart server: {items, w, h}, each possibly missing. Storage may be
   // refused (a privacy setting): then nothing is known.
@@ -721,7 +733,7 @@
     try {
       const v = JSON.parse(window.localStorage.getItem(STORE_KEY + serverOrigin) || '{}');
       const n = (x, max) => (Number.isInteger(x) && x >= 0 && x <= max ? x : undefined);
-      known = v && typeof v === 'object' ? { items: n(v.items, 1e6), w: n(v.w, 4096) || undefined, h: n(v.h, 4096) || undefined } : {};
+      known = v && typeof v === 'object' ? { items: n(v.items, 1e6), account: v.account === true, w: n(v.w, 4096) || undefined, h: n(v.h, 4096) || undefined } : {};
     } catch (e) {
       known = {};
     }

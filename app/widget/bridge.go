@@ -136,6 +136,14 @@ func allowedHost(hash string, allowed []string) (string, bool) {
 	return "", false
 }
 
+// signedOutHint reports whether the page's fragment says that nobody is
+// signed in on the host page ("&signedout=1", from embed.js's
+// data-signed-in="false").
+func signedOutHint(hash string) bool {
+	q, err := url.ParseQuery(strings.TrimPrefix(hash, "#"))
+	return err == nil && q.Get("signedout") == "1"
+}
+
 // originMatches reports whether the normalized origin host is allowed by
 // the normalized pattern: equal, or, for a pattern whose host starts with
 // "*.", a subdomain of the rest with the same scheme and port (as the

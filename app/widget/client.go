@@ -65,6 +65,7 @@ type client struct {
 	connected    atomic.Bool  // the engine's last state was connected
 	loggedIn     atomic.Bool  // the host called login, and logout not since
 	loginAt      atomic.Int64 // when the host last called login (ms since the epoch)
+	signedOut    bool         // the host page said nobody is signed in (set before start)
 
 	// The language, on the queue's goroutine (language.go): the theme's
 	// locale ("" for none), the browser's languages, the storefront's
@@ -129,6 +130,7 @@ func newClient(ctx app.Context, w *Widget) (*client, bool) {
 		return nil, false
 	}
 	c.parent, c.host = parent, host
+	c.signedOut = signedOutHint(hash)
 	return c, true
 }
 
@@ -199,6 +201,12 @@ func (c *client) init(ctx context.Context) {
 		return
 	}
 	c.eng.Store(eng)
+	if c.signedOut {
+		// Nobody is signed in on the host page: the account's cart the
+		// device keeps is hidden from the first state, not after the
+		// login grace.
+		eng.NoUser()
+	}
 	if err := eng.Reload(ctx); err != nil {
 		c.log.Error("load the stored cart", logkey.Err, err)
 	}

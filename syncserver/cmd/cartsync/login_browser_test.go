@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,9 +32,25 @@ const loginSecret = "cartsync browser tests: user token secret, 32+ bytes"
 // token expires when it says (the default leeway is 30 s).
 func startLoginServer(t *testing.T) *cartServer {
 	t.Helper()
+	return startLoginServerWith(t, nil)
+}
+
+// startLoginServerWith is startLoginServer with pages added to the demo
+// storefront (name: HTML).
+func startLoginServerWith(t *testing.T, pages map[string]string) *cartServer {
+	t.Helper()
+	web := repoWeb(t)
+	if len(pages) > 0 {
+		web = webCopy(t)
+		for name, page := range pages {
+			if err := os.WriteFile(filepath.Join(web, "demo", name), []byte(page), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	m := NewMain()
 	args := []string{
-		"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-web", repoWeb(t),
+		"-addr", "127.0.0.1:0", "-log-level", "error", "-data", t.TempDir(), "-web", web,
 		"-demo-addr", "127.0.0.1:0",
 	}
 	if err := m.ParseFlags(args, func(string) string { return "" }); err != nil {
@@ -858,4 +876,29 @@ func demoLogIn(tb *tab, user, ttl string) {
 		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
 		return true;
 	})(`+jsArgs([]any{user, ttl})+`)`)
+}
+
+// A page that says nobody is signed in (data-signed-in="false") never
+// shows the account's cart the device keeps from an earlier page: not in
+// the widget's first state, which the page reads at ready (it was shown
+// until the 2 s login grace), nor as the count of the button drawn before
+// the widget runs.
+func TestBrowserSignedOutPageHidesTheAccountsCart(t *testing.T) {
+	srv := startLoginServerWith(t, map[string]string{
+		"signedout.html": strings.Replace(shopPage, `data-mount="#cart"`, `data-mount="#cart" data-signed-in="false"`, 1),
+	})
+	br, _ := guestWithTee(t, srv)
+	tb := br.first
+	loginAs(tb, "alice", "", "merge")
+	waitCart(tb, "alice's cart with the tee", 10*time.Second, func(c hostCart) bool {
+		return c.ID == syncserver.UserCartID("alice") && synced(c) && len(c.Lines) == 1
+	})
+	tb.navigate(srv.demo() + "/signedout.html")
+	if n := eval[string](tb, `(() => { const s = document.querySelector('.cartsync-shell'); return s && s.shadowRoot ? s.shadowRoot.textContent : 'no shell'; })()`); strings.Contains(n, "1") {
+		t.Errorf("the button drawn before the widget runs says %q: the account's count", n)
+	}
+	first := eval[hostCart](tb, `cartsync.ready`)
+	if first.ID == syncserver.UserCartID("alice") || len(first.Lines) != 0 {
+		t.Errorf("the signed-out page's first cart is %s, want no account's cart", first)
+	}
 }
