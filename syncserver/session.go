@@ -447,9 +447,13 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 		ss.reply(&protocol.Message{Type: protocol.TypeMerge, ID: m.ID, Merge: merge})
 	}
 	if snap != nil {
-		ss.replyCart(m.ID, snap.cart, snap.seqs, snap.err)
+		since := m.Since
+		if id.CartID != old {
+			since = 0 // of the cart the device had before its new token
+		}
+		ss.replySince(ctx, m.ID, snap.cart, snap.seqs, snap.err, []string{m.Client}, since)
 	} else {
-		ss.sendSnapshot(ctx, m.ID, []string{m.Client})
+		ss.sendSnapshot(ctx, m.ID, []string{m.Client}, m.Since)
 	}
 	if merged != nil {
 		s.publish(ctx, id.CartID, merged)
@@ -515,7 +519,7 @@ func (ss *session) sync(ctx context.Context, m *protocol.Message) {
 	if len(clients) == 0 {
 		clients = []string{ss.client}
 	}
-	ss.sendSnapshot(ctx, m.ID, clients)
+	ss.sendSnapshot(ctx, m.ID, clients, m.Since)
 }
 
 // join subscribes the connection to id's cart as id, answering reqID with
@@ -544,9 +548,38 @@ func emptyHelloCart(cartID, client string) *helloCart {
 	return &helloCart{cart: &cart.Cart{ID: cartID, Lines: []*cart.Line{}}, seqs: map[string]uint64{client: 0}}
 }
 
-func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []string) {
+func (ss *session) sendSnapshot(ctx context.Context, reqID string, clients []string, since uint64) {
 	c, seqs, err := ss.srv.snapshot(ctx, ss.id.CartID, clients)
-	ss.replyCart(reqID, c, seqs, err)
+	ss.replySince(ctx, reqID, c, seqs, err, clients, since)
+}
+
+// replySince answers reqID with a snapshot, as replyCart does, for a
+// client that has seen version since of the cart.
+func (ss *session) replySince(ctx context.Context, reqID string, c *cart.Cart, seqs map[string]uint64, err error, clients []string, since uint64) {
+	s := ss.srv
+	if err != nil || since <= c.Version {
+		ss.replyCart(reqID, c, seqs, err)
+		return
+	}
+	// The client has seen a version this cart does not have. A cache
+	// behind another instance's commit would say so too: ask the durable
+	// store. Still behind, the store was restored from an older backup,
+	// and the client must drop its copy, or it would go on showing it, and
+	// take the same version numbers for other carts.
+	rec, err := s.freshStore().Load(ctx, ss.id.CartID, clients)
+	c, seqs, err = snapshotOf(ss.id.CartID, clients, rec, err)
+	if err != nil || since <= c.Version {
+		s.annotate(ctx, c)
+		ss.replyCart(reqID, c, seqs, err)
+		return
+	}
+	// (A hello's since is of the client's confirmed cart, which may be
+	// another one, such as the guest cart at a login: the client takes a
+	// reset only for the cart it holds.)
+	s.log.Debug("a client has seen a later version of the cart than the store holds: told to start over from it",
+		logkey.Cart, ss.id.CartID, logkey.Version, c.Version, logkey.Expected, since)
+	s.annotate(ctx, c)
+	ss.reply(&protocol.Message{Type: protocol.TypeCart, ID: reqID, Cart: c, Acked: seqs, Reset: true})
 }
 
 // replyCart answers reqID with a snapshot, or with what went wrong.

@@ -149,6 +149,13 @@ type Message struct {
 	By   []OpID `json:"by,omitempty"`
 	// cart (reply to sync or hello): the last seq applied per client id asked about.
 	Acked map[string]uint64 `json:"acked,omitempty"`
+	// cart (reply to sync or hello): the request's since is past the
+	// cart's version in the server's durable store, read again: the store
+	// was restored from an older backup. The client replaces its confirmed
+	// copy of the cart with this older one (it never takes an older
+	// snapshot otherwise). Optional; added in version 2 without a new
+	// version.
+	Reset bool `json:"reset,omitempty"`
 
 	// sync: client ids with pending operations.
 	Clients []string `json:"clients,omitempty"`

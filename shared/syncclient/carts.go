@@ -168,7 +168,17 @@ func (m *machine) onCart(msg *protocol.Message) {
 	}
 	c := msg.Cart
 	if same && c.Version < confirmed.Version {
-		c = nil
+		if !msg.Reset {
+			c = nil // an older read (another instance's cache): ours is newer
+		} else {
+			// The server's store was restored from an older backup:
+			// its cart is the cart now, older though it is. The
+			// storage keeps a newer version of the same id, so the
+			// copy is dropped first.
+			m.log.Warn("the server's cart is older than ours (restored from a backup): taking it",
+				logkey.Cart, c.ID, logkey.Version, c.Version, logkey.Previous, confirmed.Version)
+			m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, false)
+		}
 	}
 	m.confirm(c, done, true)
 }

@@ -667,3 +667,29 @@ func TestMachine(t *testing.T) {
 	}
 	runMachineCases(t, cases)
 }
+
+// A reply older than the confirmed cart is not taken (an instance's cache
+// behind another's commit), unless the server says its store was restored
+// from an older backup (Reset): then its cart is the cart now.
+func TestResetReplyReplacesANewerCopy(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		h := newHarness(t)
+		connected(h, 3)
+		h.m.stop()
+		h.do(opened(h))
+		h.do(got(h, welcome("", "cart-1")))
+		r := reply("h1", cartAt(1, "mug=1"), nil)
+		r.Reset = reset
+		h.do(got(h, r))
+		st := h.m.snapshot()
+		switch {
+		case reset && (st.Confirmed != 1 || summary(st.Cart) != "mug=1" || st.Cart.ID != "cart-1"):
+			t.Errorf("after a reset to v1: %s v%d %q, want cart-1 v1 mug=1", st.Cart.ID, st.Confirmed, summary(st.Cart))
+		case !reset && st.Confirmed != 3:
+			t.Errorf("after an older reply without reset: v%d, want v3 kept", st.Confirmed)
+		}
+		if stored, err := h.store.Load(context.Background()); err != nil || stored.Cart == nil || (reset && stored.Cart.Version != 1) || (!reset && stored.Cart.Version != 3) {
+			t.Errorf("reset %v: stored %+v, %v", reset, stored.Cart, err)
+		}
+	}
+}
