@@ -27,14 +27,6 @@ func TestUnsentEditsSurviveARestoredBackup(t *testing.T) {
 	ctx := context.Background()
 	details := func(name string) *cart.Details { return &cart.Details{Name: name, Price: 500, Currency: "EUR"} }
 	st := syncclient.NewMemStorage()
-	flush := func(e *syncclient.Engine) {
-		t.Helper()
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := e.Flush(fctx); err != nil {
-			t.Fatalf("Flush: %v", err)
-		}
-	}
 
 	m := startMain(t, "-data", dir)
 	if _, err := st.SwapDeviceToken(ctx, "", newDevice(t, m.URL())); err != nil {
@@ -44,10 +36,10 @@ func TestUnsentEditsSurviveARestoredBackup(t *testing.T) {
 	if err := e.Add(ctx, "MUG", nil, 1, details("Mug")); err != nil {
 		t.Fatal(err)
 	}
-	flush(e)
+	flushEngine(t, e)
 	stop()
 	closeMain(t, m)
-	copyFiles(t, dir, backup, "cartsync.db", "cartsync.db-wal", "cartsync.db-shm")
+	copyFiles(t, dir, backup, dbFiles...)
 
 	// After the backup: one edit acknowledged, two made offline.
 	m = startMain(t, "-data", dir)
@@ -55,7 +47,7 @@ func TestUnsentEditsSurviveARestoredBackup(t *testing.T) {
 	if err := e.Add(ctx, "TEA", nil, 1, details("Tea")); err != nil {
 		t.Fatal(err)
 	}
-	flush(e)
+	flushEngine(t, e)
 	stop()
 	for _, sku := range []string{"CAP", "JAM"} {
 		if err := e.Add(ctx, sku, nil, 1, details(sku)); err != nil {
@@ -64,14 +56,7 @@ func TestUnsentEditsSurviveARestoredBackup(t *testing.T) {
 	}
 	closeMain(t, m)
 
-	// The restore, as docs/operations.md says: the write-ahead log of the
-	// replaced file deleted, the backup copied in.
-	for _, name := range []string{"cartsync.db", "cartsync.db-wal", "cartsync.db-shm"} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
-	copyFiles(t, backup, dir, "cartsync.db", "cartsync.db-wal", "cartsync.db-shm")
+	restoreData(t, backup, dir)
 
 	m = startMain(t, "-data", dir)
 	e, _ = runEngine(t, m.URL(), st)
@@ -158,14 +143,6 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 	backup := t.TempDir()
 	ctx := context.Background()
 	st := syncclient.NewMemStorage()
-	flush := func(e *syncclient.Engine) {
-		t.Helper()
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := e.Flush(fctx); err != nil {
-			t.Fatalf("Flush: %v", err)
-		}
-	}
 	m := startMain(t, "-data", dir)
 	if _, err := st.SwapDeviceToken(ctx, "", newDevice(t, m.URL())); err != nil {
 		t.Fatal(err)
@@ -174,10 +151,10 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 	if err := e.Add(ctx, "MUG", nil, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	flush(e)
+	flushEngine(t, e)
 	stop()
 	closeMain(t, m)
-	copyFiles(t, dir, backup, "cartsync.db", "cartsync.db-wal", "cartsync.db-shm")
+	copyFiles(t, dir, backup, dbFiles...)
 
 	m = startMain(t, "-data", dir)
 	e, stop = runEngine(t, m.URL(), st)
@@ -186,18 +163,13 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flush(e)
+	flushEngine(t, e)
 	if s := e.Snapshot(); s.Confirmed != 3 {
 		t.Fatalf("before the restore: v%d, want v3", s.Confirmed)
 	}
 	stop()
 	closeMain(t, m)
-	for _, name := range []string{"cartsync.db", "cartsync.db-wal", "cartsync.db-shm"} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.Fatal(err)
-		}
-	}
-	copyFiles(t, backup, dir, "cartsync.db", "cartsync.db-wal", "cartsync.db-shm")
+	restoreData(t, backup, dir)
 
 	m = startMain(t, "-data", dir)
 	e, _ = runEngine(t, m.URL(), st)
@@ -214,5 +186,31 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 	s = waitFor(t, e, "the pen synced", func(s syncclient.State) bool { return s.Status == syncclient.Synced && s.Pending == 0 })
 	if s.Confirmed != 2 || quantity(s.Cart, "PEN") != 1 || quantity(s.Cart, "TEA") != 0 || len(s.Cart.Lines) != 2 {
 		t.Errorf("after an edit: v%d %+v, want v2 with the mug and the pen", s.Confirmed, s.Cart.Lines)
+	}
+}
+
+// dbFiles are the SQLite store's files in the data folder.
+var dbFiles = []string{"cartsync.db", "cartsync.db-wal", "cartsync.db-shm"}
+
+// restoreData restores the SQLite store backed up in backup into the data
+// folder dir, as docs/operations.md says: the write-ahead log of the
+// replaced file deleted, the backup copied in.
+func restoreData(t *testing.T, backup, dir string) {
+	t.Helper()
+	for _, name := range dbFiles {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	copyFiles(t, backup, dir, dbFiles...)
+}
+
+// flushEngine waits until e's outbox is sent and acknowledged.
+func flushEngine(t *testing.T, e *syncclient.Engine) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
 	}
 }
