@@ -160,9 +160,7 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, co := range rec.Cart.Checkouts {
-		co = co.Clone()
-		co.Status, co.Base = co.StatusAt(now), 0 // Base: server bookkeeping
-		resp.Checkouts = append(resp.Checkouts, co)
+		resp.Checkouts = append(resp.Checkouts, co.Shown(now))
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

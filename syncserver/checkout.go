@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -97,12 +98,7 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	if co.Base != 0 { // server bookkeeping, not the shopper's
-		pub := *co
-		pub.Base = 0
-		co = &pub
-	}
-	writeJSON(w, http.StatusCreated, CheckoutResponse{Checkout: co})
+	writeJSON(w, http.StatusCreated, CheckoutResponse{Checkout: co.Shown(s.now())})
 }
 
 // createCheckout checks out cartID at the reviewed version.
@@ -241,9 +237,7 @@ func (s *Server) serveCheckoutGet(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, protocol.Errorf(protocol.ErrNotFound, "no checkout %s", id))
 		return
 	}
-	co = co.Clone()
-	co.Status = co.StatusAt(s.now())
-	writeJSON(w, http.StatusOK, checkoutView(co, rec.Cart))
+	writeJSON(w, http.StatusOK, checkoutView(co, rec.Cart, s.now()))
 }
 
 // CheckoutView is a checkout as GET /v1/backend/checkouts/{checkout}
@@ -262,18 +256,17 @@ type CheckoutView struct {
 	CartMoved *bool `json:"cart_moved,omitempty"`
 }
 
-// checkoutView is co as the storefront reads it, living in c.
-func checkoutView(co *cart.Checkout, c *cart.Cart) CheckoutView {
-	v := CheckoutView{Checkout: co}
+// checkoutView is co as the storefront reads it at now, living in c.
+func checkoutView(co *cart.Checkout, c *cart.Cart, now time.Time) CheckoutView {
+	v := CheckoutView{Checkout: co.Shown(now)}
 	from := co.Version
 	if c.ID != co.CartID {
 		v.CurrentCartID, from = c.ID, co.Base
 	}
-	if co.Status == cart.CheckoutOpen {
+	if v.Status == cart.CheckoutOpen {
 		moved := c.Version > from
 		v.CartMoved = &moved
 	}
-	co.Base = 0 // server bookkeeping, not the storefront's
 	return v
 }
 
@@ -306,7 +299,7 @@ func (s *Server) serveCheckoutComplete(w http.ResponseWriter, r *http.Request) {
 		if len(ops) > 0 {
 			rec.Meta.UpdatedAt = now
 		}
-		co := rec.Cart.Checkout(id).Clone()
+		co := rec.Cart.Checkout(id) // addEvent shows a copy
 		s.addEvent(rec, EventCheckoutCompleted, func(d *EventData) { d.Checkout = co })
 		if len(ops) > 0 {
 			s.addEvent(rec, EventCartUpdated, nil)
@@ -321,7 +314,7 @@ func (s *Server) serveCheckoutCancel(w http.ResponseWriter, r *http.Request) {
 		if ce != nil || !done {
 			return false, ce
 		}
-		co := rec.Cart.Checkout(id).Clone()
+		co := rec.Cart.Checkout(id) // addEvent shows a copy
 		s.addEvent(rec, EventCheckoutCancelled, func(d *EventData) { d.Checkout = co })
 		return true, nil
 	})
@@ -359,8 +352,7 @@ func (s *Server) endCheckout(w http.ResponseWriter, r *http.Request, change func
 		if changed, ce = change(rec, id); ce != nil {
 			return errNothingToDo
 		}
-		co = rec.Cart.Checkout(id).Clone()
-		co.Status, co.Base = co.StatusAt(s.now()), 0
+		co = rec.Cart.Checkout(id).Shown(s.now())
 		if !changed {
 			return errNothingToDo
 		}

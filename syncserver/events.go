@@ -50,10 +50,8 @@ func (s *Server) addEvent(rec *Record, typ string, extra func(*EventData)) {
 	if extra != nil {
 		extra(&d)
 	}
-	if d.Checkout != nil && d.Checkout.Base != 0 {
-		co := *d.Checkout
-		co.Base = 0 // server bookkeeping, not the storefront's
-		d.Checkout = &co
+	if d.Checkout != nil {
+		d.Checkout = d.Checkout.Shown(now)
 	}
 	data, err := json.Marshal(d)
 	if err != nil {

@@ -88,6 +88,14 @@ func (co *Checkout) Clone() *Checkout {
 	return &out
 }
 
+// Shown returns a copy of co as the API shows it at now: with its status
+// then, and without the server's bookkeeping (Base).
+func (co *Checkout) Shown(now time.Time) *Checkout {
+	out := co.Clone()
+	out.Status, out.Base = co.StatusAt(now), 0
+	return out
+}
+
 // StatusAt is the checkout's status at now: an open one past ExpiresAt is
 // expired.
 func (co *Checkout) StatusAt(now time.Time) CheckoutStatus {
