@@ -221,10 +221,9 @@ func (m *machine) markGone(id string) {
 // outbox.
 func (m *machine) settleGone() bool {
 	var drop, quiet []cart.Op
-	carry := map[string]bool{}
 	replay := map[string]*cart.Cart{} // each gone guest cart's carried ops, replayed on an empty cart
 	for _, op := range m.pending {
-		if op.Cart == "" || !m.gone[op.Cart] || !m.carry[op.Cart] {
+		if op.Cart == "" || !m.carry[op.Cart] { // carry holds gone carts only
 			continue
 		}
 		c := replay[op.Cart]
@@ -232,7 +231,6 @@ func (m *machine) settleGone() bool {
 			c = &cart.Cart{Lines: []*cart.Line{}}
 			replay[op.Cart] = c
 		}
-		carry[op.Cart] = true
 		removal := op.Kind == cart.KindRemove || (op.Kind == cart.KindSet && op.Quantity == 0)
 		noop := (removal && c.Line(op.Key()) == nil) || (op.Kind == cart.KindClear && len(c.Lines) == 0)
 		if noop {
@@ -243,10 +241,10 @@ func (m *machine) settleGone() bool {
 			drop = append(drop, op)
 		}
 	}
-	if len(carry) == 0 && len(drop) == 0 {
+	if len(replay) == 0 {
 		return false
 	}
-	for from := range carry {
+	for from := range replay {
 		m.log.Warn("ops of a cart that no longer exists go to the device's cart now", logkey.Cart, from)
 		m.restamp(from, "")
 	}

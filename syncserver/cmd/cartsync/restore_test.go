@@ -28,22 +28,11 @@ func TestUnsentEditsSurviveARestoredBackup(t *testing.T) {
 	details := func(name string) *cart.Details { return &cart.Details{Name: name, Price: 500, Currency: "EUR"} }
 	st := syncclient.NewMemStorage()
 
-	m := startMain(t, "-data", dir)
-	if _, err := st.SwapDeviceToken(ctx, "", newDevice(t, m.URL())); err != nil {
-		t.Fatal(err)
-	}
-	e, stop := runEngine(t, m.URL(), st)
-	if err := e.Add(ctx, "MUG", nil, 1, details("Mug")); err != nil {
-		t.Fatal(err)
-	}
-	flushEngine(t, e)
-	stop()
-	closeMain(t, m)
-	copyFiles(t, dir, backup, dbFiles...)
+	backedUpMug(t, dir, backup, st, details("Mug"))
 
 	// After the backup: one edit acknowledged, two made offline.
-	m = startMain(t, "-data", dir)
-	e, stop = runEngine(t, m.URL(), st)
+	m := startMain(t, "-data", dir)
+	e, stop := runEngine(t, m.URL(), st)
 	if err := e.Add(ctx, "TEA", nil, 1, details("Tea")); err != nil {
 		t.Fatal(err)
 	}
@@ -143,21 +132,10 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 	backup := t.TempDir()
 	ctx := context.Background()
 	st := syncclient.NewMemStorage()
-	m := startMain(t, "-data", dir)
-	if _, err := st.SwapDeviceToken(ctx, "", newDevice(t, m.URL())); err != nil {
-		t.Fatal(err)
-	}
-	e, stop := runEngine(t, m.URL(), st)
-	if err := e.Add(ctx, "MUG", nil, 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	flushEngine(t, e)
-	stop()
-	closeMain(t, m)
-	copyFiles(t, dir, backup, dbFiles...)
+	backedUpMug(t, dir, backup, st, nil)
 
-	m = startMain(t, "-data", dir)
-	e, stop = runEngine(t, m.URL(), st)
+	m := startMain(t, "-data", dir)
+	e, stop := runEngine(t, m.URL(), st)
 	for _, sku := range []string{"TEA", "CUP"} {
 		if err := e.Add(ctx, sku, nil, 1, nil); err != nil {
 			t.Fatal(err)
@@ -187,6 +165,26 @@ func TestRestoredBackupReplacesTheDevicesNewerCopy(t *testing.T) {
 	if s.Confirmed != 2 || quantity(s.Cart, "PEN") != 1 || quantity(s.Cart, "TEA") != 0 || len(s.Cart.Lines) != 2 {
 		t.Errorf("after an edit: v%d %+v, want v2 with the mug and the pen", s.Confirmed, s.Cart.Lines)
 	}
+}
+
+// backedUpMug runs the server on the data folder dir, gives st a device
+// token, adds a mug (with details d) and has it acknowledged, stops the
+// server and backs its SQLite files up into backup.
+func backedUpMug(t *testing.T, dir, backup string, st syncclient.Storage, d *cart.Details) {
+	t.Helper()
+	ctx := context.Background()
+	m := startMain(t, "-data", dir)
+	if _, err := st.SwapDeviceToken(ctx, "", newDevice(t, m.URL())); err != nil {
+		t.Fatal(err)
+	}
+	e, stop := runEngine(t, m.URL(), st)
+	if err := e.Add(ctx, "MUG", nil, 1, d); err != nil {
+		t.Fatal(err)
+	}
+	flushEngine(t, e)
+	stop()
+	closeMain(t, m)
+	copyFiles(t, dir, backup, dbFiles...)
 }
 
 // dbFiles are the SQLite store's files in the data folder.
