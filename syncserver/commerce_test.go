@@ -999,32 +999,9 @@ func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
 		c.UserRetention = 2 * time.Hour
 	})
 	tok := s.device()
-	s.login(tok, "alice")
+	before := expireAlicesCart(s, tok)
 	get := func() (int, syncserver.CartResponse, syncserver.ErrorResponse) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", s.hs.URL+"/v1/cart", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("X-Cartsync-User", "user:alice")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var c syncserver.CartResponse
-		var e syncserver.ErrorResponse
-		json.Unmarshal(b, &c)
-		json.Unmarshal(b, &e)
-		return resp.StatusCode, c, e
-	}
-	var out syncserver.OpsResponse
-	if code := s.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}}}, &out); code != 200 {
-		t.Fatalf("add to alice's cart: %d %+v", code, out)
-	}
-	before := out.Cart.Version
-	s.clock.add(3 * time.Hour)
-	if n, err := s.srv.Purge(t.Context(), 10); err != nil || n < 1 {
-		t.Fatalf("Purge = %d, %v", n, err)
+		return getAsUser(t, s.hs.URL, tok, "alice")
 	}
 	// The storefront's reads (after the cart.expired event, say) do not
 	// start it over: the user is the one to be told.
@@ -1041,4 +1018,67 @@ func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
 	if code != 200 || c.Cart == nil || c.Cart.ID != syncserver.UserCartID("alice") || len(c.Cart.Lines) != 0 || c.Cart.Version <= before {
 		t.Fatalf("the next read: %d %+v, want alice's new, empty cart past v%d", code, c.Cart, before)
 	}
+}
+
+// A user cart that expired while user retention was on starts over the
+// same way after the operator turned retention off: no purge deletes its
+// tombstone any more, so without it the user would be refused every edit
+// for ever.
+func TestExpiredUserCartStartsOverAfterRetentionTurnedOff(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, func(c *syncserver.Config) {
+		c.Users = testUsers{}
+		c.UserRetention = 2 * time.Hour
+	})
+	tok := s.device()
+	before := expireAlicesCart(s, tok)
+	s.hs.Close()
+	off := newShop(t, st, func(c *syncserver.Config) { c.Users = testUsers{} })
+	if code, _, e := getAsUser(t, off.hs.URL, tok, "alice"); code != http.StatusGone || e.Error == nil || e.Error.Code != protocol.ErrCartExpired {
+		t.Fatalf("the first read after the expiry, retention off: %d %+v, want 410 cart_expired", code, e.Error)
+	}
+	code, c, _ := getAsUser(t, off.hs.URL, tok, "alice")
+	if code != 200 || c.Cart == nil || len(c.Cart.Lines) != 0 || c.Cart.Version <= before {
+		t.Fatalf("the next read: %d %+v, want alice's new, empty cart past v%d", code, c.Cart, before)
+	}
+	var out syncserver.OpsResponse
+	if code := off.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 2, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}, &out); code != 200 || out.Cart == nil || len(out.Cart.Lines) != 1 {
+		t.Fatalf("an add to the started-over cart: %d %+v", code, out)
+	}
+}
+
+// expireAlicesCart logs tok in as alice, adds a mug to her cart through
+// the backend and lets the cart expire (the shop's UserRetention must be
+// under 3 h); it returns the version the cart had.
+func expireAlicesCart(s *shop, tok string) uint64 {
+	s.t.Helper()
+	s.login(tok, "alice")
+	var out syncserver.OpsResponse
+	if code := s.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}}}, &out); code != 200 {
+		s.t.Fatalf("add to alice's cart: %d %+v", code, out)
+	}
+	s.clock.add(3 * time.Hour)
+	if n, err := s.srv.Purge(s.t.Context(), 10); err != nil || n < 1 {
+		s.t.Fatalf("Purge = %d, %v", n, err)
+	}
+	return out.Cart.Version
+}
+
+// getAsUser reads the cart over HTTP as user on the device tok.
+func getAsUser(t *testing.T, base, tok, user string) (int, syncserver.CartResponse, syncserver.ErrorResponse) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/v1/cart", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("X-Cartsync-User", "user:"+user)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var c syncserver.CartResponse
+	var e syncserver.ErrorResponse
+	json.Unmarshal(b, &c)
+	json.Unmarshal(b, &e)
+	return resp.StatusCode, c, e
 }

@@ -544,12 +544,10 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 // them. A user cart's id is its user's, so the tombstone would otherwise
 // refuse the user every edit until the purge deleted it, two retention
 // periods later. Only the user's own requests revive their cart (never the
-// storefront's); without user retention no user cart expires, and nothing
-// is read.
+// storefront's). It reads the cart (from the cache) even without user
+// retention: one that expired while retention was on keeps its tombstone
+// once the operator turns it off, as no purge deletes it any more.
 func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
-	if s.cfg.UserRetention <= 0 {
-		return false
-	}
 	cartID := id.CartID
 	if _, err := s.store.Load(ctx, cartID, nil); !errors.Is(err, ErrCartExpired) {
 		return false
