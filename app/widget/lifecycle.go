@@ -38,6 +38,14 @@ func (c *client) listenLifecycle(win, doc app.Value) {
 			c.loggedOutMeanwhile()
 			c.reloadSoon()
 			c.reconnect("the page came back from the back/forward cache")
+			n := c.w.restores.Add(1)
+			time.AfterFunc(restoreGrace, func() {
+				c.dispatch(func(app.Context) {
+					if c.w.restores.Load() == n {
+						c.w.restoreGraceOver()
+					}
+				})
+			})
 		}
 		return nil
 	})
@@ -56,6 +64,10 @@ func (c *client) listenLifecycle(win, doc app.Value) {
 		return nil
 	})
 }
+
+// restoreGrace is how long a page back from the back/forward cache has to
+// connect before the live region tells it is offline.
+const restoreGrace = 5 * time.Second
 
 // pageHidden reports whether the page is hidden (and so may be frozen at
 // any moment).

@@ -110,6 +110,21 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	}
 }
 
+// restoreGraceOver ends the quiet that follows a return from the
+// back/forward cache (restoreGrace after it): a page that has not connected
+// since is told as offline, as a connection lost would be, and its
+// next connection as back online. Without it, a network that was down when
+// the page came back went untold until the page connected.
+func (w *Widget) restoreGraceOver() {
+	if !w.cached.Swap(false) {
+		return // connected meanwhile
+	}
+	if w.st.Status == syncclient.Offline && w.wasOnline && !w.wentOffline {
+		w.wentOffline = true
+		w.say(tr(textOffline))
+	}
+}
+
 // newest returns the last of now when it is not the last of before: an
 // answer of the server that has just come.
 func newest(before, now []protocol.Result) (protocol.Result, bool) {

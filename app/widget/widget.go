@@ -80,6 +80,9 @@ type Widget struct {
 	// connection itself: neither its end nor the next one is news (set
 	// by the page's listener, read on the UI goroutine).
 	cached atomic.Bool
+	// restores counts the page's returns from the back/forward cache (set
+	// by the page's listener): a grace timer acts for the latest only.
+	restores atomic.Int64
 	// undo is the removal Undo is offered for (nil for none); undoSeq
 	// counts removals.
 	undo    *removal

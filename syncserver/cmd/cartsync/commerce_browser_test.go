@@ -662,6 +662,27 @@ func TestBrowserBackForwardCache(t *testing.T) {
 	}
 }
 
+// A page shown again from the back/forward cache while the network is
+// down tells screen readers it is offline, and back online once it is.
+// The widget keeps quiet about the connection it closed itself as the page
+// was cached, and kept quiet about the outage too, until it connected.
+func TestBrowserOfflineAfterBackForwardCacheIsTold(t *testing.T) {
+	srv := startCommerceServer(t)
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/shop.html")
+	ready(tb)
+	call(tb, "add", "LINE-1", 1, map[string]any{"name": "Line 1", "price": 1000, "currency": "EUR"})
+	waitSynced(tb, quantities{"LINE-1": 1})
+	keepForBack(tb)
+	tb.navigate(srv.demo() + "/thanks.html")
+	tb.setOffline(true, "")
+	backFromCache(tb, "/shop.html")
+	waitWidget(tb, srv.origin(), "offline told after Back", liveText+` === `+jsArgs([]any{"Offline. Your changes are kept and sent when you're back online."}))
+	tb.setOffline(false, "")
+	waitWidget(tb, srv.origin(), "back online told", liveText+` === 'Back online.'`)
+	waitSynced(tb, quantities{"LINE-1": 1})
+}
+
 // backFromCache goes Back, as the shopper's button does, to the page at
 // path that tb left, and waits until it is shown again from the
 // back/forward cache; it fails the test if the page was loaded again
