@@ -911,6 +911,18 @@ func TestStorefrontOpsWithoutBase(t *testing.T) {
 	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=,", testAPIKey, nil, &e); code != 400 || e.Error == nil || e.Error.Code != protocol.ErrInvalid {
 		t.Errorf("read with an empty client id: %d %+v, want 400 invalid", code, e.Error)
 	}
+	// The parameter repeated names every client, not only the first.
+	bc = syncserver.BackendCart{}
+	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=storefront-cleanup&clients=storefront-gifts", testAPIKey, nil, &bc); code != 200 ||
+		!maps.Equal(bc.Acked, map[string]uint64{"storefront-cleanup": 3, "storefront-gifts": 0}) {
+		t.Errorf("read with clients repeated: %d, acked %v; want storefront-cleanup at 3 and storefront-gifts at 0", code, bc.Acked)
+	}
+	// Too many: told as the parameter's fault, not a sync's.
+	many := strings.Repeat("c,", protocol.MaxClientsPerSync) + "c"
+	e = syncserver.ErrorResponse{}
+	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients="+many, testAPIKey, nil, &e); code != 400 || e.Error == nil || e.Error.Code != protocol.ErrInvalid || !strings.HasPrefix(e.Error.Message, "clients names 65 client ids") {
+		t.Errorf("read with 65 client ids: %d %+v, want 400 invalid about clients", code, e.Error)
+	}
 }
 
 // A retention no longer than a checkout's life would let the purge expire

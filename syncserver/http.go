@@ -291,15 +291,20 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 }
 
 // clientsParam reads the client ids a cart read asks the acked seqs of
-// (?clients=a,b), checked as a sync's are; none if absent.
+// (?clients=a,b, or the parameter repeated, ?clients=a&clients=b); none if
+// absent.
 func clientsParam(r *http.Request) ([]string, *protocol.Error) {
-	q := r.URL.Query().Get("clients")
-	if q == "" {
-		return nil, nil
+	var clients []string
+	for _, q := range r.URL.Query()["clients"] {
+		clients = append(clients, strings.Split(q, ",")...)
 	}
-	clients := strings.Split(q, ",")
-	if err := (&protocol.Message{Type: protocol.TypeSync, Clients: clients}).Check(); err != nil {
-		return nil, protocol.AsError(err)
+	if len(clients) > protocol.MaxClientsPerSync {
+		return nil, protocol.Errorf(protocol.ErrInvalid, "clients names %d client ids, at most %d", len(clients), protocol.MaxClientsPerSync)
+	}
+	for _, c := range clients {
+		if !cart.ValidClientID(c) {
+			return nil, protocol.Errorf(protocol.ErrInvalid, "clients: client ids must be 1 to %d printable bytes, separated by commas", cart.MaxClientID)
+		}
 	}
 	return clients, nil
 }
