@@ -488,9 +488,48 @@ func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
 	env.check(e, "ann", "tea=1")
 }
 
-// The user's other devices, connected while the cart expired and started
-// over, are pushed the new cart: they do not go on showing the expired
-// cart's lines until their next change or resync (minutes).
+// Devices connected while their cart expires are told at once, a guest's
+// and a user's alike: the guest goes on with a fresh cart under a new device
+// token, the user's devices with the user's cart started over. They went on
+// showing the expired cart's lines until their next edit or reconnect.
+func TestLoginE2EExpiryToldToConnectedDevices(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour, GuestRetention: 2 * time.Hour})
+	guestWatch, userWatch := &loginE2EWatch{}, &loginE2EWatch{}
+	guest := loginE2ETab(env, syncclient.NewMemStorage(), &link{url: env.url}, guestWatch)
+	user := loginE2ETab(env, syncclient.NewMemStorage(), &link{url: env.url}, userWatch)
+	if err := user.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(guest, "cap")
+	env.add(user, "mug")
+	env.check(user, "ann", "mug=1")
+	gst := guestWatch.waitFor(t, "the guest's cap synced", func(s syncclient.State) bool {
+		return s.Status == syncclient.Synced && lineSummary(s.Cart) == "cap=1"
+	})
+	clk.add(3 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n < 2 {
+		t.Fatalf("Purge = %d, %v; want both carts expired (and the user's device's guest cart)", n, err)
+	}
+	st := guestWatch.waitFor(t, "the guest told, on a fresh cart", func(s syncclient.State) bool {
+		return s.CartExpired && s.Status == syncclient.Synced && s.Cart.ID != gst.Cart.ID
+	})
+	if len(st.Cart.Lines) != 0 {
+		t.Errorf("the guest's fresh cart: %q, want empty", lineSummary(st.Cart))
+	}
+	st = userWatch.waitFor(t, "ann told, on her cart started over", func(s syncclient.State) bool {
+		return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+	})
+	if st.Cart.ID != syncserver.UserCartID("ann") {
+		t.Errorf("ann's device shows cart %s, want hers", st.Cart.ID)
+	}
+}
+
+// The user's devices, connected while the cart expired and started over,
+// end on the new cart: the one whose hello started it over, and the other,
+// told of the expiry as it happened (and pushed the new cart, in case that
+// was lost). They do not go on showing the expired cart's lines until their
+// next change or resync (minutes).
 func TestLoginE2EStartedOverCartPushedToOtherDevices(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
@@ -517,8 +556,8 @@ func TestLoginE2EStartedOverCartPushedToOtherDevices(t *testing.T) {
 	}
 	l.setDown(true) // the first device reconnects: its hello starts the cart over
 	l.setDown(false)
-	watch[0].waitFor(t, "the first device told", func(s syncclient.State) bool {
-		return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+	watch[0].waitFor(t, "the first device on the new, empty cart", func(s syncclient.State) bool {
+		return s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
 	})
 	watch[1].waitFor(t, "the other device on the new, empty cart", func(s syncclient.State) bool {
 		return s.Status == syncclient.Synced && len(s.Cart.Lines) == 0

@@ -524,6 +524,9 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 		for {
 			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch, !s.cfg.Webhooks)
 			total += len(ids)
+			for _, id := range ids {
+				s.tellExpired(ctx, id)
+			}
 			if err != nil {
 				return total, fmt.Errorf("purge %s carts: %w", k.kind, err)
 			}
@@ -536,6 +539,22 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 		s.log.Info("purged expired carts", logkey.Count, total)
 	}
 	return total, nil
+}
+
+// tellExpired tells the devices connected to cartID, on every instance,
+// that it expired just now: the error a request on it would be answered,
+// without a request's id. A device's next hello then finds its fresh cart
+// (a guest's, under a new device token) or starts the user's over; without
+// it, a device left open showed the expired cart's lines until its next
+// edit was refused.
+func (s *Server) tellExpired(ctx context.Context, cartID string) {
+	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: errCartExpired(cartID)})
+	if err == nil {
+		err = s.bus.Publish(ctx, cartID, msg)
+	}
+	if err != nil {
+		s.log.Warn("tell the devices of an expired cart", logkey.Cart, cartID, logkey.Err, err)
+	}
 }
 
 // reviveUser gives the user of id, whose cart expired (under
