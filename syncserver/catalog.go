@@ -51,6 +51,13 @@ func newCatalog(st Store, now func() time.Time) *catalog {
 
 // lookup returns the catalog's items among skus, by SKU.
 func (c *catalog) lookup(ctx context.Context, skus []string) (map[string]cart.Item, error) {
+	return c.read(ctx, skus, false)
+}
+
+// read returns the catalog's items among skus, by SKU, from the cache
+// unless fresh (past it: another instance's change whose notice has not
+// arrived yet is seen), filling it with what it reads from the store.
+func (c *catalog) read(ctx context.Context, skus []string, fresh bool) (map[string]cart.Item, error) {
 	if c.store == nil || len(skus) == 0 {
 		return nil, nil
 	}
@@ -62,7 +69,7 @@ func (c *catalog) lookup(ctx context.Context, skus []string) (map[string]cart.It
 	for _, sku := range skus {
 		e, ok := c.items[sku]
 		switch {
-		case !ok || now.Sub(e.at) > catalogTTL:
+		case fresh || !ok || now.Sub(e.at) > catalogTTL:
 			miss = append(miss, sku)
 		case e.item != nil:
 			out[sku] = *e.item
@@ -127,12 +134,13 @@ func cartSKUs(c *cart.Cart) []string {
 	return out
 }
 
-// cartItems returns the catalog's items for c's lines. On a catalog-only
-// server a line whose SKU the catalog does not know (deleted since it was
-// added) counts as withdrawn: it gets the unavailable notice, no total, and
-// blocks a checkout like any withdrawn item.
-func (s *Server) cartItems(ctx context.Context, c *cart.Cart) (map[string]cart.Item, error) {
-	items, err := s.catalog.lookup(ctx, cartSKUs(c))
+// cartItems returns the catalog's items for c's lines, from the cache
+// unless fresh. On a catalog-only server a line whose SKU the catalog does
+// not know (deleted since it was added) counts as withdrawn: it gets the
+// unavailable notice, no total, and blocks a checkout like any withdrawn
+// item.
+func (s *Server) cartItems(ctx context.Context, c *cart.Cart, fresh bool) (map[string]cart.Item, error) {
+	items, err := s.catalog.read(ctx, cartSKUs(c), fresh)
 	if err != nil || !s.cfg.CatalogOnly || s.catalog.store == nil {
 		return items, err
 	}
@@ -154,7 +162,7 @@ func (s *Server) annotate(ctx context.Context, c *cart.Cart) {
 	if c == nil || s.catalog.store == nil {
 		return
 	}
-	items, err := s.cartItems(ctx, c)
+	items, err := s.cartItems(ctx, c, false)
 	if err != nil {
 		s.log.Warn("catalog lookup", logkey.Cart, c.ID, logkey.Err, err)
 		return

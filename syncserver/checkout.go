@@ -104,8 +104,8 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 // createCheckout checks out cartID at the reviewed version.
 func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uint64) (*cart.Checkout, *protocol.Error) {
 	// The catalog is read before the cart is locked, for the lines the
-	// cart has then (read past the cache, which may be behind another
-	// instance's commit). Should the locked cart have a line besides
+	// cart has then, both past the caches, which may be behind another
+	// instance's commit (a price changed there a moment ago). Should the locked cart have a line besides
 	// (an edit that landed meanwhile), its item is read and the checkout
 	// made again: no line is checked out without the catalog's word on
 	// it. A change to an item that lands meanwhile is caught by the
@@ -123,7 +123,7 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 	for attempt := 1; ; attempt++ {
 		var items map[string]cart.Item
 		if looked != nil {
-			if items, err = s.cartItems(ctx, looked); err != nil {
+			if items, err = s.cartItems(ctx, looked, true); err != nil {
 				return nil, s.failure("read the catalog", cartID, err)
 			}
 		}
