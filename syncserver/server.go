@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cartsync/cartsync/shared/cart"
-	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
@@ -498,98 +497,4 @@ func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Err
 	id.Device = dev
 	id.CartID = GuestCartID(dev)
 	return id, nil
-}
-
-// Purge expires carts past their retention, in batches of batch, until none
-// is left or ctx ends: guest carts GuestRetention after their last change,
-// user carts UserRetention after theirs (never, when zero). An expired cart
-// leaves a tombstone, deleted about two retention periods after it
-// expired, so that a device coming back is told its cart expired. It is resumable and idempotent, and never
-// touches a cart changed within its window. It returns how many carts it
-// expired.
-func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
-	if batch <= 0 {
-		batch = 500
-	}
-	now := s.now()
-	total := 0
-	for _, k := range []struct {
-		kind string
-		keep time.Duration
-	}{{KindGuest, s.cfg.GuestRetention}, {KindUser, s.cfg.UserRetention}} {
-		if k.keep <= 0 {
-			continue
-		}
-		cutoff := now.Add(-k.keep)
-		for {
-			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch, !s.cfg.Webhooks)
-			total += len(ids)
-			for _, id := range ids {
-				s.tellExpired(ctx, id)
-			}
-			if err != nil {
-				return total, fmt.Errorf("purge %s carts: %w", k.kind, err)
-			}
-			if len(ids) < batch {
-				break
-			}
-		}
-	}
-	if total > 0 {
-		s.log.Info("purged expired carts", logkey.Count, total)
-	}
-	return total, nil
-}
-
-// tellExpired tells the devices connected to cartID, on every instance,
-// that it expired just now: the error a request on it would be answered,
-// without a request's id. A device's next hello then finds its fresh cart
-// (a guest's, under a new device token) or starts the user's over; without
-// it, a device left open showed the expired cart's lines until its next
-// edit was refused.
-func (s *Server) tellExpired(ctx context.Context, cartID string) {
-	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: errCartExpired(cartID)})
-	if err == nil {
-		err = s.bus.Publish(ctx, cartID, msg)
-	}
-	if err != nil {
-		s.log.Warn("tell the devices of an expired cart", logkey.Cart, cartID, logkey.Err, err)
-	}
-}
-
-// reviveUser gives the user of id, whose cart expired (under
-// UserRetention), a new, empty cart under the same id, and reports whether
-// it did: the one connection or request of that user that revived it tells
-// them. A user cart's id is its user's, so the tombstone would otherwise
-// refuse the user every edit until the purge deleted it, two retention
-// periods later. Only the user's own requests revive their cart (never the
-// storefront's). It reads the cart (from the cache) even without user
-// retention: one that expired while retention was on keeps its tombstone
-// once the operator turns it off, as no purge deletes it any more.
-func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
-	cartID := id.CartID
-	if _, err := s.store.Load(ctx, cartID, nil); !errors.Is(err, ErrCartExpired) {
-		return false
-	}
-	ok, err := s.store.Revive(ctx, cartID, id.User, s.now())
-	if err != nil {
-		s.log.Error("start an expired user cart over", logkey.Cart, cartID, logkey.Err, err)
-		return false
-	}
-	if ok {
-		s.log.Info("an expired user cart started over", logkey.Cart, cartID)
-		// The user's devices still connected show the old lines: push
-		// them the new cart, after the tombstone's version. One that
-		// does not take it syncs at its next message.
-		if c, _, err := s.snapshot(ctx, cartID, nil); err == nil && c.Version > 0 {
-			msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version - 1})
-			if err == nil {
-				err = s.bus.Publish(ctx, cartID, msg)
-			}
-			if err != nil {
-				s.log.Warn("publish a user cart started over", logkey.Cart, cartID, logkey.Err, err)
-			}
-		}
-	}
-	return ok
 }
