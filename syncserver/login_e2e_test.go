@@ -488,6 +488,43 @@ func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
 	env.check(e, "ann", "tea=1")
 }
 
+// Every device of the user that was away while the user's cart expired is
+// told when it comes back, not only the first: the second found the cart
+// started over already, and its lines vanished without a word.
+func TestLoginE2EEveryDeviceAwayToldOfTheExpiry(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
+	var tabs [2]*syncclient.Engine
+	var watch [2]*loginE2EWatch
+	var links [2]*link
+	for i := range tabs {
+		watch[i], links[i] = &loginE2EWatch{}, &link{url: env.url}
+		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), links[i], watch[i])
+		if err := tabs[i].SetUser("user:ann", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.add(tabs[0], "mug")
+	env.check(tabs[1], "ann", "mug=1")
+	for i := range links {
+		links[i].setDown(true)
+		watch[i].waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	}
+	clk.add(3 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n < 1 {
+		t.Fatalf("Purge = %d, %v; want ann's cart expired", n, err)
+	}
+	for i, name := range []string{"the first device back", "the second device back"} {
+		links[i].setDown(false)
+		st := watch[i].waitFor(t, name+", told", func(s syncclient.State) bool {
+			return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+		})
+		if st.Cart.ID != syncserver.UserCartID("ann") {
+			t.Errorf("%s shows cart %s, want ann's", name, st.Cart.ID)
+		}
+	}
+}
+
 // Devices connected while their cart expires are told at once, a guest's
 // and a user's alike: the guest goes on with a fresh cart under a new device
 // token, the user's devices with the user's cart started over. They went on

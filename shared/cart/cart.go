@@ -89,6 +89,11 @@ type Cart struct {
 	ID      string  `json:"id"`
 	Version uint64  `json:"version"`
 	Lines   []*Line `json:"lines"`
+	// Started is the version at which the cart started over, empty, after
+	// it expired (a user cart's, whose id stays its user's); 0 for a cart
+	// that never did. A device whose copy of the cart is older than
+	// Started knows that the lines it shows expired meanwhile.
+	Started uint64 `json:"started,omitempty"`
 	// Clients counts the client ids the server records a seq for on this
 	// cart, to hold them to Limits.MaxClients. Server bookkeeping: it is
 	// not sent to clients.
@@ -144,7 +149,7 @@ func (c *Cart) Clone() *Cart {
 	if c == nil {
 		return nil
 	}
-	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Clients: c.Clients, User: c.User}
+	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Started: c.Started, Clients: c.Clients, User: c.User}
 	for i, l := range c.Lines {
 		out.Lines[i] = l.clone()
 	}

@@ -83,6 +83,13 @@ func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
 		reread = true
 	}
 	c = m.ownedCopy(c)
+	if c != nil && c.ID == m.confirmed.ID && m.confirmed.Version > 0 && m.confirmed.Version < c.Started {
+		// The cart expired and started over since this device last saw
+		// it. The device whose hello started it over was told so; this
+		// one learns it here.
+		m.cartExpired = true
+		m.changed = true
+	}
 	m.emit(storeConfirm{c, done})
 	if replacesStored(m.confirmed, c) {
 		m.confirmed = cloneCart(c)

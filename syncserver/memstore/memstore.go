@@ -289,7 +289,7 @@ func (s *Store) Revive(ctx context.Context, id, user string, now time.Time) (boo
 		return false, nil
 	}
 	v := decode(e.cart).Version + 1
-	e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v, Lines: []*cart.Line{}, User: user})
+	e.cart, _ = json.Marshal(&cart.Cart{ID: id, Version: v, Lines: []*cart.Line{}, Started: v, User: user})
 	e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
 	e.expired = time.Time{}
 	e.meta.UpdatedAt, e.meta.AbandonedAt = now, time.Time{}

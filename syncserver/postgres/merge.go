@@ -87,7 +87,7 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE carts
 		SET expired_at = NULL, version = version + 1,
-			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'user', $4::text),
+			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1, 'user', $4::text),
 			updated_at = $2, abandoned_at = NULL
 		WHERE id = $1 AND kind = $3 AND expired_at IS NOT NULL`, cartID, now.Truncate(time.Millisecond), syncserver.KindUser, user)
 	if err != nil {

@@ -105,7 +105,7 @@ func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) 
 	defer unlock()
 	res, err := s.w.ExecContext(ctx, `UPDATE carts
 		SET expired_at = NULL, version = version + 1,
-			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'user', ?),
+			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'started', version + 1, 'user', ?),
 			updated_at = ?, abandoned_at = NULL
 		WHERE id = ? AND kind = ? AND expired_at IS NOT NULL`, user, now.UnixMilli(), cartID, syncserver.KindUser)
 	if err != nil {

@@ -373,9 +373,9 @@ func testRevive(t *testing.T, s syncserver.Store) {
 		t.Errorf("Revive(user-old) again = %v, %v; want false, nil", ok, err)
 	}
 	rec := load(t, s, "user-old", "c1")
-	if rec.Cart.Version != v+1 || len(rec.Cart.Lines) != 0 || rec.Cart.User != "ann" || rec.Seqs["c1"] != 0 || rec.Meta.Kind != syncserver.KindUser || !rec.Meta.UpdatedAt.Truncate(time.Millisecond).Equal(at.Truncate(time.Millisecond)) {
-		t.Fatalf("revived: version %d (tombstone's %d), lines %d, user %q, seq %d, meta %+v; want an empty cart of ann at %d changed at %v",
-			rec.Cart.Version, v, len(rec.Cart.Lines), rec.Cart.User, rec.Seqs["c1"], rec.Meta, v+1, at)
+	if rec.Cart.Version != v+1 || rec.Cart.Started != v+1 || len(rec.Cart.Lines) != 0 || rec.Cart.User != "ann" || rec.Seqs["c1"] != 0 || rec.Meta.Kind != syncserver.KindUser || !rec.Meta.UpdatedAt.Truncate(time.Millisecond).Equal(at.Truncate(time.Millisecond)) {
+		t.Fatalf("revived: version %d (tombstone's %d, started %d), lines %d, user %q, seq %d, meta %+v; want an empty cart of ann started at %d changed at %v",
+			rec.Cart.Version, v, rec.Cart.Started, len(rec.Cart.Lines), rec.Cart.User, rec.Seqs["c1"], rec.Meta, v+1, at)
 	}
 	if chs, err := s.Changes(t.Context(), "user-old", v+1, 10); err != nil || len(chs) != 0 {
 		t.Errorf("Changes of the revived cart since %d = %v, %v; want none", v+1, versions(chs), err)
@@ -386,7 +386,7 @@ func testRevive(t *testing.T, s syncserver.Store) {
 		t.Errorf("Changes of the revived cart since %d = %v, %v; want ErrCompacted", v, versions(chs), err)
 	}
 	makeCart(t, s, "user-old", syncserver.KindUser, stamp(31)) // c1's first op on the new cart
-	if rec := load(t, s, "user-old", "c1"); rec.Cart.Version != v+2 || len(rec.Cart.Lines) != 1 || rec.Seqs["c1"] != 1 {
-		t.Errorf("after an op: version %d, %d lines, seq %d; want %d, 1, 1", rec.Cart.Version, len(rec.Cart.Lines), rec.Seqs["c1"], v+2)
+	if rec := load(t, s, "user-old", "c1"); rec.Cart.Version != v+2 || rec.Cart.Started != v+1 || len(rec.Cart.Lines) != 1 || rec.Seqs["c1"] != 1 {
+		t.Errorf("after an op: version %d, started %d, %d lines, seq %d; want %d, %d, 1, 1", rec.Cart.Version, rec.Cart.Started, len(rec.Cart.Lines), rec.Seqs["c1"], v+2, v+1)
 	}
 }
