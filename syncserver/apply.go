@@ -26,7 +26,8 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		return nil, ctx.Err()
 	}
 	guestID := ""
-	if id.User != "" {
+	if id.User != "" && id.Device != StorefrontDevice {
+		// The device's guest cart: the storefront's backend has none.
 		guestID = GuestCartID(id.Device)
 	}
 	guestChecked := false

@@ -2,6 +2,7 @@ package syncserver_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -1085,6 +1086,25 @@ func TestExpiredUserCartStartsOverAfterRetentionTurnedOff(t *testing.T) {
 	var out syncserver.OpsResponse
 	if code := off.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 2, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}, &out); code != 200 || out.Cart == nil || len(out.Cart.Lines) != 1 {
 		t.Fatalf("an add to the started-over cart: %d %+v", code, out)
+	}
+}
+
+// The storefront's backend has no guest cart: its op naming the cart
+// "g_storefront" is refused as made on another cart, and leaves nothing
+// behind (it was applied, and left a bogus guest cart merged into the
+// user's, which refused the same call for any other user).
+func TestBackendOpOnAGuestCartOfItsOwnRefused(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, nil)
+	for _, user := range []string{"carl", "dave"} {
+		var e syncserver.ErrorResponse
+		op := cart.Op{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1, Cart: syncserver.GuestCartID(syncserver.StorefrontDevice)}
+		if code := s.call("POST", "/v1/backend/users/"+user+"/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{op}}, &e); code != 400 || e.Error == nil || e.Error.Code != protocol.ErrInvalid {
+			t.Errorf("%s: an op on the cart %q: %d %+v, want 400 invalid", user, op.Cart, code, e.Error)
+		}
+	}
+	if _, err := st.Load(t.Context(), syncserver.GuestCartID(syncserver.StorefrontDevice), nil); !errors.Is(err, syncserver.ErrCartNotFound) {
+		t.Errorf("Load(g_storefront) = %v, want ErrCartNotFound", err)
 	}
 }
 
