@@ -64,7 +64,7 @@ machine() {
 
 # Every client of the load generator comes from 127.0.0.1: lift the
 # per-address limits meant for the open internet.
-unlimited="-max-conns-per-ip -1 -rate-per-ip -1 -devices-per-ip -1"
+unlimited="-max-conns-per-ip -1 -rate-per-ip -1 -devices-per-ip -1 -edits-per-ip -1"
 
 idle() {
 	local port

@@ -194,6 +194,12 @@ func (s *Server) applyOps(w http.ResponseWriter, r *http.Request, id Identity) {
 		s.httpError(w, protocol.AsError(err))
 		return
 	}
+	if id.Device != StorefrontDevice { // the backend's key is not held to a shopper's rate
+		if perr := s.ipl.allowEdits(requestAddr(r.Context()), len(m.Ops)); perr != nil {
+			s.httpError(w, perr)
+			return
+		}
+	}
 	out, err := s.apply(r.Context(), id, m.Ops)
 	if err != nil {
 		s.httpError(w, protocol.AsError(err))

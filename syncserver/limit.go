@@ -37,6 +37,14 @@ type IPLimits struct {
 	// means 10 per second and 1000.
 	DeviceRate  float64
 	DeviceBurst int
+	// EditRate and EditBurst bound the edits of one address: each op of a
+	// push or of an HTTP ops request counts, and a sync one more. 0 means
+	// 200 per second and 2000: a shop's worth of shoppers behind one
+	// address, each far below one edit a second, and a device's outbox
+	// sent after days offline. Past it the push is refused rate_limited
+	// (retryable), and nothing of it applied.
+	EditRate  float64
+	EditBurst int
 	// BodyTimeout bounds the time to receive a request body; 0 means 30s.
 	BodyTimeout time.Duration
 	// TrustedProxies are reverse proxies whose X-Forwarded-For header is
@@ -53,6 +61,8 @@ const (
 	defaultBurst       = 2000
 	defaultDeviceRate  = 10
 	defaultDeviceBurst = 1000
+	defaultEditRate    = 200
+	defaultEditBurst   = 2000
 	defaultBodyTimeout = 30 * time.Second
 	// connRetryAfter is the delay suggested to a client over its
 	// connection limit: no bucket says when a connection will close.
@@ -77,6 +87,12 @@ func (l IPLimits) withDefaults() IPLimits {
 	if l.DeviceBurst <= 0 {
 		l.DeviceBurst = defaultDeviceBurst
 	}
+	if l.EditRate == 0 {
+		l.EditRate = defaultEditRate
+	}
+	if l.EditBurst <= 0 {
+		l.EditBurst = defaultEditBurst
+	}
 	if l.BodyTimeout <= 0 {
 		l.BodyTimeout = defaultBodyTimeout
 	}
@@ -89,18 +105,20 @@ type bucket struct {
 	at     time.Time
 }
 
-// take takes one token at now, refilling rate per second up to burst. If
-// there is none it returns how long until there is.
-func (b *bucket) take(now time.Time, rate float64, burst int) (bool, time.Duration) {
+// take takes n tokens (at most burst) at now, refilling rate per second up
+// to burst. If there are not as many it takes none and returns how long
+// until there are.
+func (b *bucket) take(now time.Time, n int, rate float64, burst int) (bool, time.Duration) {
 	if rate < 0 {
 		return true, 0
 	}
 	b.fill(now, rate, burst)
-	if b.tokens >= 1 {
-		b.tokens--
+	need := float64(min(max(n, 1), burst))
+	if b.tokens >= need {
+		b.tokens -= need
 		return true, 0
 	}
-	wait := time.Duration(math.Ceil((1 - b.tokens) / rate * float64(time.Second)))
+	wait := time.Duration(math.Ceil((need - b.tokens) / rate * float64(time.Second)))
 	return false, max(wait, time.Millisecond)
 }
 
@@ -125,6 +143,7 @@ type addrState struct {
 	conns    int
 	requests bucket
 	devices  bucket
+	edits    bucket
 }
 
 // ipLimiter enforces IPLimits.
@@ -143,7 +162,7 @@ func newIPLimiter(cfg IPLimits, now func() time.Time, reg prometheus.Registerer)
 	l := &ipLimiter{cfg: cfg.withDefaults(), now: now, addrs: map[netip.Addr]*addrState{}}
 	l.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cartsync_limited_total",
-		Help: "Requests and connections refused by a per-address limit, by limit (connections, requests, devices).",
+		Help: "Requests, pushes and connections refused by a per-address limit, by limit (connections, requests, devices, edits).",
 	}, []string{"limit"})
 	tracked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartsync_limited_addresses",
@@ -158,7 +177,7 @@ func newIPLimiter(cfg IPLimits, now func() time.Time, reg prometheus.Registerer)
 			return nil, err
 		}
 	}
-	for _, limit := range []string{"connections", "requests", "devices"} {
+	for _, limit := range []string{"connections", "requests", "devices", "edits"} {
 		l.refused.WithLabelValues(limit)
 	}
 	return l, nil
@@ -170,7 +189,8 @@ func (l *ipLimiter) stateLocked(addr netip.Addr, now time.Time) *addrState {
 	if now.Sub(l.lastSweep) >= sweepEvery {
 		l.lastSweep = now
 		for a, st := range l.addrs {
-			if st.conns == 0 && st.requests.full(now, l.cfg.Rate, l.cfg.Burst) && st.devices.full(now, l.cfg.DeviceRate, l.cfg.DeviceBurst) {
+			if st.conns == 0 && st.requests.full(now, l.cfg.Rate, l.cfg.Burst) && st.devices.full(now, l.cfg.DeviceRate, l.cfg.DeviceBurst) &&
+				st.edits.full(now, l.cfg.EditRate, l.cfg.EditBurst) {
 				delete(l.addrs, a)
 			}
 		}
@@ -192,20 +212,25 @@ func limited(wait time.Duration, format string, args ...any) *protocol.Error {
 
 // allowRequest takes a request token of addr.
 func (l *ipLimiter) allowRequest(addr netip.Addr) *protocol.Error {
-	return l.take(addr, "requests", "requests", func(st *addrState) *bucket { return &st.requests }, l.cfg.Rate, l.cfg.Burst)
+	return l.take(addr, 1, "requests", "requests", func(st *addrState) *bucket { return &st.requests }, l.cfg.Rate, l.cfg.Burst)
 }
 
 // allowDevice takes a device-issuance token of addr.
 func (l *ipLimiter) allowDevice(addr netip.Addr) *protocol.Error {
-	return l.take(addr, "devices", "new devices", func(st *addrState) *bucket { return &st.devices }, l.cfg.DeviceRate, l.cfg.DeviceBurst)
+	return l.take(addr, 1, "devices", "new devices", func(st *addrState) *bucket { return &st.devices }, l.cfg.DeviceRate, l.cfg.DeviceBurst)
 }
 
-// take takes a token from the bucket of addr that pick names; limit names
+// allowEdits takes n edit tokens of addr: the ops of a push, 1 for a sync.
+func (l *ipLimiter) allowEdits(addr netip.Addr, n int) *protocol.Error {
+	return l.take(addr, n, "edits", "edits", func(st *addrState) *bucket { return &st.edits }, l.cfg.EditRate, l.cfg.EditBurst)
+}
+
+// take takes n tokens from the bucket of addr that pick names; limit names
 // it in the metric, what in the error.
-func (l *ipLimiter) take(addr netip.Addr, limit, what string, pick func(*addrState) *bucket, rate float64, burst int) *protocol.Error {
+func (l *ipLimiter) take(addr netip.Addr, n int, limit, what string, pick func(*addrState) *bucket, rate float64, burst int) *protocol.Error {
 	now := l.now()
 	l.mu.Lock()
-	ok, wait := pick(l.stateLocked(addr, now)).take(now, rate, burst)
+	ok, wait := pick(l.stateLocked(addr, now)).take(now, n, rate, burst)
 	l.mu.Unlock()
 	if !ok {
 		l.refused.WithLabelValues(limit).Inc()

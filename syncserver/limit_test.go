@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
 	"github.com/cartsync/cartsync/syncserver"
 	"github.com/cartsync/cartsync/syncserver/memstore"
@@ -126,6 +127,43 @@ func TestBackendWithAKeyIsNotRateLimited(t *testing.T) {
 	// The shoppers' endpoints still count.
 	resp, body = httpDo(t, "POST", hs.URL+"/v1/devices", "", nil)
 	wantLimited(t, resp, body, 500)
+}
+
+// Edits are counted per address, op by op, over the websocket and over
+// HTTP alike: past the rate a push is refused rate_limited and nothing of
+// it applies. (Before, one client could push ops as fast as it could send
+// them, each batch a write and an event, and slow the server for everyone.)
+// The storefront's backend, with its key, is not held to it.
+func TestEditRateLimitPerAddress(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	hs := newLimitedServer(t, clk, syncserver.Config{APIKeys: []string{testAPIKey}, IPLimits: syncserver.IPLimits{EditRate: 10, EditBurst: 6}})
+	c := dial(t, hs)
+	w, _ := c.hello("tab-1", "")
+	add := func(seq uint64) cart.Op {
+		return cart.Op{Client: "tab-1", Seq: seq, Kind: cart.KindAdd, SKU: fmt.Sprint("SKU-", seq), Quantity: 1}
+	}
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p1", Ops: []cart.Op{add(1), add(2), add(3), add(4), add(5)}})
+	if m := c.expect(protocol.TypeAck); m.Cart.Version != 5 {
+		t.Fatalf("the first five edits: version %d, want 5", m.Cart.Version)
+	}
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p2", Ops: []cart.Op{add(6), add(7)}})
+	if e := c.expectError(protocol.ErrRateLimited); !e.Retryable || e.RetryAfterMS != 100 {
+		t.Fatalf("two edits with one left: %+v, want rate_limited, retry after 100 ms", e)
+	}
+	resp, body := httpDo(t, "POST", hs.URL+"/v1/cart/ops", w.DeviceToken, syncserver.OpsRequest{Ops: []cart.Op{add(6), add(7)}})
+	wantLimited(t, resp, body, 100)
+	if got := httpCart(t, hs, w.DeviceToken); got.Version != 5 {
+		t.Fatalf("after the refused pushes: version %d, want 5 (nothing applied)", got.Version)
+	}
+	var out syncserver.OpsResponse
+	if resp, body := httpDo(t, "POST", hs.URL+"/v1/backend/users/ann/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}, {Client: "s", Seq: 2, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}); resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil {
+		t.Fatalf("the backend's edits over the address's rate: %d %s", resp.StatusCode, body)
+	}
+	clk.Add(200 * time.Millisecond)
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p3", Ops: []cart.Op{add(6), add(7)}})
+	if m := c.expect(protocol.TypeAck); m.Cart.Version != 7 {
+		t.Fatalf("the two edits retried: version %d, want 7", m.Cart.Version)
+	}
 }
 
 func TestDeviceIssuanceLimit(t *testing.T) {

@@ -371,6 +371,10 @@ func (ss *session) handle(ctx context.Context, typ websocket.MessageType, data [
 }
 
 func (ss *session) push(ctx context.Context, m *protocol.Message) {
+	if perr := ss.srv.ipl.allowEdits(requestAddr(ctx), len(m.Ops)); perr != nil {
+		ss.fail(m.ID, perr)
+		return
+	}
 	out, err := ss.srv.apply(ctx, ss.id, m.Ops)
 	if err != nil {
 		pe := protocol.AsError(err)
@@ -396,6 +400,10 @@ func (ss *session) push(ctx context.Context, m *protocol.Message) {
 }
 
 func (ss *session) sync(ctx context.Context, m *protocol.Message) {
+	if perr := ss.srv.ipl.allowEdits(requestAddr(ctx), 1); perr != nil {
+		ss.fail(m.ID, perr)
+		return
+	}
 	clients := m.Clients
 	if len(clients) == 0 {
 		clients = []string{ss.client}

@@ -49,7 +49,7 @@ func recordedClients(t testing.TB, s syncserver.Store, cartID string) map[string
 func testClientIDsBounded(t *testing.T, s syncserver.Store) {
 	lim := cart.DefaultLimits
 	lim.MaxClients = 3
-	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: s, Limits: lim, Logger: slog.New(slog.DiscardHandler)})
+	srv, err := syncserver.New(t.Context(), syncserver.Config{Store: s, Limits: lim, IPLimits: syncserver.IPLimits{EditRate: -1}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

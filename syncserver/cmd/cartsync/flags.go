@@ -55,6 +55,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.IntVar(&m.IPLimits.Burst, "burst-per-ip", m.IPLimits.Burst, "HTTP requests one client address may make at once; 0 means 2000 (CARTSYNC_BURST_PER_IP)")
 	fs.Float64Var(&m.IPLimits.DeviceRate, "devices-per-ip", m.IPLimits.DeviceRate, "sustained new device tokens per second per client address; 0 means 10, negative no limit (CARTSYNC_DEVICES_PER_IP)")
 	fs.IntVar(&m.IPLimits.DeviceBurst, "device-burst-per-ip", m.IPLimits.DeviceBurst, "new device tokens one client address may get at once; 0 means 1000 (CARTSYNC_DEVICE_BURST_PER_IP)")
+	fs.Float64Var(&m.IPLimits.EditRate, "edits-per-ip", m.IPLimits.EditRate, "sustained edits per second per client address: each op of a push or of an HTTP ops request, and each sync; 0 means 200, negative no limit (CARTSYNC_EDITS_PER_IP)")
+	fs.IntVar(&m.IPLimits.EditBurst, "edit-burst-per-ip", m.IPLimits.EditBurst, "edits one client address may make at once; 0 means 2000 (CARTSYNC_EDIT_BURST_PER_IP)")
 	fs.DurationVar(&m.IPLimits.BodyTimeout, "body-timeout", m.IPLimits.BodyTimeout, "time a client has to send a request body; 0 means 30s (CARTSYNC_BODY_TIMEOUT)")
 	var proxies string
 	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For names the client address for the per-address limits; empty ignores the header (CARTSYNC_TRUSTED_PROXIES)")
@@ -129,7 +131,7 @@ func (m *Main) checkValues() error {
 	for _, r := range []struct {
 		flag string
 		v    float64
-	}{{"rate-per-ip", m.IPLimits.Rate}, {"devices-per-ip", m.IPLimits.DeviceRate}} {
+	}{{"rate-per-ip", m.IPLimits.Rate}, {"devices-per-ip", m.IPLimits.DeviceRate}, {"edits-per-ip", m.IPLimits.EditRate}} {
 		if math.IsNaN(r.v) || math.IsInf(r.v, 0) {
 			bad(r.flag, r.v, "want a number per second (0 for the default, negative for no limit)")
 		}

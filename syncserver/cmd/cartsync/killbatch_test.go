@@ -29,7 +29,7 @@ func TestGroupCommitSurvivesKillsMidBatch(t *testing.T) {
 	bin := buildServer(t)
 	for name, args := range serverBackends(t) {
 		t.Run(name, func(t *testing.T) {
-			args := append(args, "-rate-per-ip", "-1", "-devices-per-ip", "-1", "-max-conns-per-ip", "-1")
+			args := append(args, "-rate-per-ip", "-1", "-devices-per-ip", "-1", "-edits-per-ip", "-1", "-max-conns-per-ip", "-1")
 			addr := freeAddr(t)
 			base := "http://" + addr
 			proc := startProcess(t, bin, addr, args)
