@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/cartsync/cartsync/shared/cart"
 )
@@ -302,18 +303,23 @@ var knownTypes = map[string]bool{
 // error, as far as it was read: the error must carry its ID, since a peer
 // that matches replies by id would otherwise wait for an answer forever.
 // Only invalid JSON and oversized data give a nil message.
-func Decode(data []byte) (*Message, error) { return decode(data, MaxMessageBytes) }
+func Decode(data []byte) (*Message, error) { return decode(data, MaxMessageBytes, true) }
 
 // DecodeServer is Decode for a message the server sent, which may be up to
 // MaxServerMessageBytes (a cart at its limits, two at a login choice): what
 // a client reads.
-func DecodeServer(data []byte) (*Message, error) { return decode(data, MaxServerMessageBytes) }
+// The server is trusted to send each key once, as named: its messages are
+// not checked for keys given twice or in other letter case (checkKeys),
+// which would cost every client's reading.
+func DecodeServer(data []byte) (*Message, error) { return decode(data, MaxServerMessageBytes, false) }
 
-func decode(data []byte, limit int) (*Message, error) {
+// decode reads a message of up to limit bytes; strict refuses keys given
+// twice or in other letter case (checkKeys).
+func decode(data []byte, limit int, strict bool) (*Message, error) {
 	var m Message
 	if !decodeFast(data, &m) {
 		m = Message{}
-		if err := DecodeJSONLimit(data, &m, limit); err != nil {
+		if err := decodeJSON(data, &m, limit, strict); err != nil {
 			if m.Type != "" || m.ID != "" {
 				// A field of the wrong type: the rest was read.
 				return &m, err
@@ -360,6 +366,10 @@ func DecodeJSON(data []byte, v any) error {
 // DecodeJSONLimit is DecodeJSON for bodies of up to limit bytes (the
 // backend API's catalog uploads are larger than any message).
 func DecodeJSONLimit(data []byte, v any, limit int) error {
+	return decodeJSON(data, v, limit, true)
+}
+
+func decodeJSON(data []byte, v any, limit int, strict bool) error {
 	if len(data) > limit {
 		return Errorf(ErrTooLarge, "message of %d bytes exceeds %d", len(data), limit)
 	}
@@ -370,7 +380,10 @@ func DecodeJSONLimit(data []byte, v any, limit int) error {
 	if dec.More() {
 		return Errorf(ErrMalformed, "trailing data after the message")
 	}
-	return nil
+	if !strict {
+		return nil
+	}
+	return checkKeys(data, reflect.TypeOf(v))
 }
 
 // Check validates the fields of a message of a known type.

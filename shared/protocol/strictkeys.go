@@ -1,0 +1,142 @@
+//go:build !js
+
+package protocol
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"sync"
+)
+
+// checkKeys refuses, in data (one JSON value that encoding/json has read
+// into a value of type t without error), what encoding/json takes without
+// a word: a key given twice in one object (it keeps the last), and a key
+// that names a field of t in other letter case ("KIND" for "kind"). A proxy
+// or a validator in front of the server that reads the first key, or
+// matches names exactly, would otherwise see another message than the one
+// applied. Keys that name no field are ignored, as before.
+func checkKeys(data []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return walkKeys(dec, t)
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// walkKeys reads the next value of dec, whose Go type is t (nil when
+// unknown: a key that names no field), checking its objects' keys.
+func walkKeys(dec *json.Decoder, t reflect.Type) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType)) {
+		t = nil // read its own way: only its keys' repeats are checked
+	}
+	if d == '[' {
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for dec.More() {
+			if err := walkKeys(dec, elem); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	}
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	switch {
+	case t == nil:
+	case t.Kind() == reflect.Struct:
+		fields = fieldsOf(t)
+	case t.Kind() == reflect.Map:
+		elem = t.Elem()
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return Errorf(ErrMalformed, "key %q is given twice in one object", clip(key))
+		}
+		seen[key] = true
+		next := elem
+		if fields != nil {
+			ft, exact := fields[key]
+			if !exact {
+				for name := range fields {
+					if strings.EqualFold(name, key) {
+						return Errorf(ErrMalformed, "key %q: field names are case-sensitive (%q)", clip(key), name)
+					}
+				}
+			}
+			next = ft
+		}
+		if err := walkKeys(dec, next); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	return err
+}
+
+// fieldTypes caches fieldsOf by struct type.
+var fieldTypes sync.Map // reflect.Type → map[string]reflect.Type
+
+// fieldsOf returns the JSON names of struct type t's fields, as
+// encoding/json reads them, with their types.
+func fieldsOf(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldTypes.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	out := map[string]reflect.Type{}
+	addFields(t, out)
+	fieldTypes.Store(t, out)
+	return out
+}
+
+func addFields(t reflect.Type, out map[string]reflect.Type) {
+	for f := range t.Fields() {
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				addFields(ft, out) // promoted
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, ok := out[name]; !ok {
+			out[name] = f.Type
+		}
+	}
+}
