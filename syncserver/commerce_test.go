@@ -1108,6 +1108,29 @@ func TestBackendOpOnAGuestCartOfItsOwnRefused(t *testing.T) {
 	}
 }
 
+// A user cart's tombstone is kept, however long the user stays away: the
+// cart's id is its user's, and a cart made anew under it would start again
+// at version 1, giving the versions a device of the user still holds to
+// other contents. (Guest tombstones go: a guest cart's id is its device's.)
+func TestUserTombstoneKeptForTheUsersReturn(t *testing.T) {
+	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
+		c.Users = testUsers{}
+		c.UserRetention = 2 * time.Hour
+	})
+	tok := s.device()
+	before := expireAlicesCart(s, tok)
+	s.clock.add(10 * time.Hour) // five retention periods
+	if _, err := s.srv.Purge(t.Context(), 10); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := getAsUser(t, s.hs.URL, tok, "alice"); code != http.StatusGone || e.Error == nil || e.Error.Code != protocol.ErrCartExpired {
+		t.Fatalf("alice back after five retention periods: %d %+v, want 410 cart_expired", code, e.Error)
+	}
+	if code, c, _ := getAsUser(t, s.hs.URL, tok, "alice"); code != 200 || c.Cart == nil || c.Cart.Version <= before || c.Cart.Started <= before {
+		t.Fatalf("the next read: %d %+v, want a new cart started past v%d", code, c.Cart, before)
+	}
+}
+
 // expireAlicesCart logs tok in as alice, adds a mug to her cart through
 // the backend and lets the cart expire (the shop's UserRetention must be
 // under 3 h); it returns the version the cart had.

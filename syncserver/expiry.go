@@ -16,9 +16,11 @@ import (
 // Purge expires carts past their retention, in batches of batch, until none
 // is left or ctx ends: guest carts GuestRetention after their last change,
 // user carts UserRetention after theirs (never, when zero). An expired cart
-// leaves a tombstone, deleted about two retention periods after it
-// expired, so that a device coming back is told its cart expired. It is resumable and idempotent, and never
-// touches a cart changed within its window. It returns how many carts it
+// leaves a tombstone, so that a device coming back is told its cart
+// expired: a guest cart's is deleted about two retention periods after it
+// expired, a user cart's is kept until its user comes back. It is
+// resumable and idempotent, and never touches a cart changed within its
+// window. It returns how many carts it
 // expired.
 func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 	if batch <= 0 {
@@ -34,8 +36,15 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 			continue
 		}
 		cutoff := now.Add(-k.keep)
+		tombs := cutoff.Add(-k.keep)
+		if k.kind == KindUser {
+			// Kept: a user cart made anew under its user's id would
+			// start again at version 1, and the versions a device of the
+			// user still holds would name other contents.
+			tombs = time.Time{}
+		}
 		for {
-			ids, err := s.store.Purge(ctx, k.kind, cutoff, cutoff.Add(-k.keep), batch, !s.cfg.Webhooks)
+			ids, err := s.store.Purge(ctx, k.kind, cutoff, tombs, batch, !s.cfg.Webhooks)
 			total += len(ids)
 			for _, id := range ids {
 				s.tellExpired(ctx, id)
