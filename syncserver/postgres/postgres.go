@@ -157,6 +157,11 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
+// retiredMigrations were migrations of this program for a while, and were
+// taken out again: a database that has one was not migrated by a newer
+// version. (0006_lock_stamped.sql made a function nothing calls since.)
+var retiredMigrations = []string{"0006_lock_stamped.sql"}
+
 // migrate applies the embedded migrations not applied yet, in name order,
 // in one transaction.
 func (s *Store) migrate(ctx context.Context) error {
@@ -177,11 +182,20 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('cartsync migrate ' || coalesce(current_schema(), ''), 0))`); err != nil {
 		return fmt.Errorf("migrate: lock: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		name       text PRIMARY KEY,
-		applied_at timestamptz NOT NULL DEFAULT now()
-	)`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	// Created only when missing: a role that may read and write the
+	// tables but not create any starts on a database that needs no
+	// migration (CREATE ... IF NOT EXISTS needs the privilege anyway).
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("migrate: look for schema_migrations: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (
+			name       text PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		}
 	}
 	rows, _ := tx.Query(ctx, `SELECT name FROM schema_migrations`)
 	applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
@@ -194,7 +208,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	s.newer, s.applied = nil, nil
 	for _, name := range applied {
-		if !slices.Contains(known, name) {
+		if !slices.Contains(known, name) && !slices.Contains(retiredMigrations, name) {
 			s.newer = append(s.newer, name)
 		}
 	}

@@ -467,6 +467,81 @@ func TestOpenNamesNewerMigrations(t *testing.T) {
 	}
 }
 
+// A migration that was taken out of the program again
+// (retiredMigrations) is not one of a newer version: the server warned
+// at every start that it should be upgraded, although it was the newest.
+func TestOpenKnowsRetiredMigrations(t *testing.T) {
+	url := schemaURL(t)
+	s := openStore(t, url)
+	if _, err := s.pool.Exec(t.Context(), `INSERT INTO schema_migrations (name) VALUES ('0006_lock_stamped.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openStore(t, url)
+	defer s.Close()
+	if n := s.UnknownMigrations(); len(n) != 0 {
+		t.Errorf("UnknownMigrations = %v, want none", n)
+	}
+}
+
+// A role that may read and write the tables but create nothing (the
+// runtime role of a least-privilege set-up, migrations run by the owner)
+// opens a database that needs no migration; it could not, as the store
+// created schema_migrations "if not exists" at every start.
+func TestOpenWithARoleThatCreatesNothing(t *testing.T) {
+	dsn := schemaURL(t)
+	openStore(t, dsn).Close() // migrated by the owner
+	schema := storetest.UniqueName(t)
+	role := pgx.Identifier{"dml_" + schema}.Sanitize()
+	owner, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(context.Background())
+	var current string
+	if err := owner.QueryRow(t.Context(), `SELECT current_schema()`).Scan(&current); err != nil {
+		t.Fatal(err)
+	}
+	ident := pgx.Identifier{current}.Sanitize()
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT USAGE ON SCHEMA " + ident + " TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + ident + " TO " + role,
+		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA " + ident + " TO " + role,
+	} {
+		if _, err := owner.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		owner, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer owner.Close(ctx)
+		for _, q := range []string{"DROP OWNED BY " + role, "DROP ROLE " + role} {
+			if _, err := owner.Exec(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+	})
+	asRole := dsn + " user=dml_" + schema
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		u.User = url.User("dml_" + schema)
+		asRole = u.String()
+	}
+	s, err := Open(t.Context(), asRole)
+	if err != nil {
+		t.Fatalf("Open as a role that creates nothing: %v", err)
+	}
+	defer s.Close()
+	if err := s.Mutate(t.Context(), "g_0123456789abcdef0123456789abcdef", nil, addFn("c", 1, "MUG")); err != nil {
+		t.Errorf("an edit as that role: %v", err)
+	}
+}
+
 // A Postgres that takes the connection and never answers fails Open within
 // the connect timeout instead of hanging it, when the URL sets none.
 func TestOpenGivesUpOnASilentServer(t *testing.T) {

@@ -74,11 +74,11 @@ func (m *Main) logMigrations(s interface {
 	UnknownMigrations() []string
 }) {
 	if applied := s.AppliedMigrations(); len(applied) > 0 {
-		m.Logger.Info("database migrated", logkey.Count, len(applied), logkey.Current, strings.Join(applied, ","))
+		m.Logger.Info("database migrated", logkey.Count, len(applied), logkey.Migrations, strings.Join(applied, ","))
 	}
 	if newer := s.UnknownMigrations(); len(newer) > 0 {
 		m.Logger.Warn("database migrated by a newer cartsync: running on it (migrations only add); upgrade this instance",
-			logkey.Count, len(newer), logkey.Current, strings.Join(newer, ","))
+			logkey.Count, len(newer), logkey.Migrations, strings.Join(newer, ","))
 	}
 }
 
