@@ -105,7 +105,8 @@ func (l *reconnectLog) Handle(_ context.Context, r slog.Record) error {
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == logkey.RetryIn {
 			l.mu.Lock()
-			l.waits = append(l.waits, a.Value.Duration())
+			d, _ := time.ParseDuration(a.Value.String()) // logged as a duration string
+			l.waits = append(l.waits, d)
 			l.mu.Unlock()
 			return false
 		}

@@ -486,5 +486,5 @@ func (m *machine) retryLater(pe *protocol.Error) {
 	}
 	m.sess.retry = true
 	m.emit(setTimer{timerRetry, max(wait, time.Nanosecond)})
-	m.log.Info("retrying later", logkey.Code, pe.Code, logkey.RetryIn, wait)
+	m.log.Info("retrying later", logkey.Code, pe.Code, logkey.RetryIn, wait.String())
 }

@@ -70,7 +70,8 @@ func (l *retryLog) Handle(_ context.Context, r slog.Record) error {
 			return true
 		}
 		l.mu.Lock()
-		l.waits = append(l.waits, a.Value.Duration())
+		d, _ := time.ParseDuration(a.Value.String()) // logged as a duration string
+		l.waits = append(l.waits, d)
 		l.mu.Unlock()
 		if l.ended != nil {
 			select {

@@ -73,7 +73,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			wait = max(wait, retryAfter+time.Duration(e.cfg.Rand()*float64(jitter)))
 		}
 		attempt++
-		e.log.Info("sync connection ended", logkey.Err, err, logkey.RetryIn, wait)
+		e.log.Info("sync connection ended", logkey.Err, err, logkey.RetryIn, wait.String())
 		e.setStatus(Offline)
 		t := time.NewTimer(wait)
 		select {

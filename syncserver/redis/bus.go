@@ -391,7 +391,7 @@ func (b *Bus) Subscribe(ctx context.Context, cartID string, fn func(payload []by
 	case <-timer.C:
 		// Redis is slow or away: the subscription is confirmed when it
 		// answers. Meanwhile this instance's own updates still arrive.
-		b.log.Warn("redis bus: subscription not confirmed yet", logkey.Channel, ch, logkey.Waited, subscribeWait)
+		b.log.Warn("redis bus: subscription not confirmed yet", logkey.Channel, ch, logkey.Waited, subscribeWait.String())
 		return cancel, nil
 	}
 }

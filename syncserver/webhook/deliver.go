@@ -277,7 +277,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 				wait *= 2
 			}
 			wait = max(min(wait, maxErrorWait), d.cfg.PollInterval)
-			d.log.Warn("webhook: claiming events failed", logkey.Err, err, logkey.RetryIn, wait)
+			d.log.Warn("webhook: claiming events failed", logkey.Err, err, logkey.RetryIn, wait.Round(time.Millisecond).String())
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -455,7 +455,7 @@ func (d *Deliverer) failed(ctx context.Context, ev syncserver.Event, a attempt, 
 		d.log.Warn("webhook: delivery failed, event dead", attrs...)
 		return
 	}
-	d.log.Warn("webhook: delivery failed", append(attrs, "retry_in", wait)...)
+	d.log.Warn("webhook: delivery failed", append(attrs, logkey.RetryIn, wait.Round(time.Millisecond).String())...)
 }
 
 // backoff returns the wait after an attempt that followed failed failed
