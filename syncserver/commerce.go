@@ -122,9 +122,10 @@ type EventStore interface {
 	EventCounts(ctx context.Context) (map[string]int64, error)
 	// PruneEvents deletes up to limit events that are no longer pending
 	// (delivered, coalesced or dead) and whose At is before cutoff, oldest
-	// first, and returns how many it deleted. Pending events are never
-	// deleted, whatever their age.
-	PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// first, and returns how many it deleted. Pending events are deleted
+	// only with pending (a server that delivers no events: they wait for
+	// nobody), whatever their age otherwise.
+	PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error)
 	// IdleCarts lists up to limit live, unmerged carts of kind whose last
 	// change is before cutoff and for which no abandonment was recorded
 	// since (Meta.AbandonedAt differs from Meta.UpdatedAt).

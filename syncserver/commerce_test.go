@@ -615,6 +615,27 @@ func TestFeedOnlyEventsArePruned(t *testing.T) {
 	}
 }
 
+// Events left pending by a server with webhooks (or by an older version,
+// which wrote some pending without them) are pruned after the retention
+// once the server runs without webhooks: nobody will deliver them, and
+// they stayed pending for ever.
+func TestPendingEventsPrunedWithoutWebhooks(t *testing.T) {
+	st := memstore.New()
+	with := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour; c.Webhooks = true })
+	with.push(with.device(), cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1})
+	if evs := with.feed("").Events; len(evs) != 2 || evs[0].State != syncserver.EventPending {
+		t.Fatalf("feed with webhooks = %+v, want 2 pending events", evs)
+	}
+	without := newShop(t, st, func(c *syncserver.Config) { c.EventRetention = 24 * time.Hour })
+	if n, err := without.srv.PruneEvents(t.Context(), 10); err != nil || n != 0 {
+		t.Fatalf("prune within the retention = %d, %v; want none", n, err)
+	}
+	without.clock.add(25 * time.Hour)
+	if n, err := without.srv.PruneEvents(t.Context(), 10); err != nil || n != 2 {
+		t.Fatalf("prune past the retention without webhooks = %d, %v; want both pending events", n, err)
+	}
+}
+
 // login merges the device's guest cart into user's cart over HTTP.
 func (s *shop) login(token, user string) {
 	s.t.Helper()

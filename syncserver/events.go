@@ -167,6 +167,8 @@ var errNothingToDo = fmt.Errorf("syncserver: nothing to do")
 // PruneEvents deletes events delivered, coalesced or dead before
 // Config.EventRetention (7 days when zero; negative keeps them), in
 // batches of batch, and returns how many. The feed reaches back that far.
+// Without webhooks pending events go too: nobody will deliver them (an
+// older version, or this one with webhooks on, wrote them pending).
 func (s *Server) PruneEvents(ctx context.Context, batch int) (int, error) {
 	if s.events == nil || s.cfg.EventRetention < 0 {
 		return 0, nil
@@ -181,7 +183,7 @@ func (s *Server) PruneEvents(ctx context.Context, batch int) (int, error) {
 	cutoff := s.now().Add(-keep)
 	total := 0
 	for {
-		n, err := s.events.PruneEvents(ctx, cutoff, batch)
+		n, err := s.events.PruneEvents(ctx, cutoff, batch, !s.cfg.Webhooks)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("prune events: %w", err)

@@ -93,7 +93,8 @@ type Config struct {
 	// pending. Without it they are written delivered (the feed only).
 	Webhooks bool
 	// EventRetention is how long events stay in the outbox once delivered,
-	// coalesced or dead (pending ones stay until delivered); zero means 7
+	// coalesced or dead (pending ones stay until delivered, unless there
+	// are no webhooks to deliver them); zero means 7
 	// days, negative forever. The feed reaches back that far.
 	EventRetention time.Duration
 	// EventsWritten, when set, is called after a change that wrote events

@@ -376,7 +376,7 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 
 // PruneEvents implements syncserver.EventStore. A limit below 1 deletes
 // nothing. A pruned event's id may be used again.
-func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error) {
 	if err := ctx.Err(); err != nil || limit < 1 {
 		return 0, err
 	}
@@ -390,7 +390,7 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (i
 			kept = append(kept, o.events[i:]...)
 			break
 		}
-		if e.State == syncserver.EventPending || !e.At.Before(cutoff) ||
+		if (e.State == syncserver.EventPending && !pending) || !e.At.Before(cutoff) ||
 			(e.State == syncserver.EventDead && !e.TriedSince.IsZero() && !e.TriedSince.Before(cutoff)) {
 			kept = append(kept, e)
 			continue

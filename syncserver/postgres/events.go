@@ -303,15 +303,22 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 // index events_prunable (migration 0004) finds the events old enough.
 // Times are kept to the millisecond, as in IdleCarts. A limit below 1
 // deletes nothing.
-func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error) {
 	if limit < 1 {
 		return 0, ctx.Err()
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE seq IN (
+	query := `DELETE FROM events WHERE seq IN (
 			SELECT seq FROM events WHERE state <> 'pending' AND at < $1
 				AND (state <> 'dead' OR coalesce(tried_since, at) < $1)
-			ORDER BY seq LIMIT $2)`,
-		cutoff.Truncate(time.Millisecond), limit)
+			ORDER BY seq LIMIT $2)`
+	if pending {
+		// Its own statement: the one above is the index's.
+		query = `DELETE FROM events WHERE seq IN (
+			SELECT seq FROM events WHERE at < $1
+				AND (state <> 'dead' OR coalesce(tried_since, at) < $1)
+			ORDER BY seq LIMIT $2)`
+	}
+	tag, err := s.pool.Exec(ctx, query, cutoff.Truncate(time.Millisecond), limit)
 	if err != nil {
 		return 0, withCtx(ctx, fmt.Errorf("prune events: %w", err))
 	}

@@ -139,12 +139,12 @@ func (c *Cache) EventCounts(ctx context.Context) (map[string]int64, error) {
 }
 
 // PruneEvents runs on the next Store.
-func (c *Cache) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (c *Cache) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error) {
 	es, err := c.events()
 	if err != nil {
 		return 0, err
 	}
-	return es.PruneEvents(ctx, cutoff, limit)
+	return es.PruneEvents(ctx, cutoff, limit, pending)
 }
 
 // IdleCarts reads the next Store, which holds every cart's meta.

@@ -336,7 +336,7 @@ func (s *Store) EventCounts(ctx context.Context) (map[string]int64, error) {
 // Times are kept to the millisecond: only events of a millisecond before
 // cutoff's go. A limit below 1 deletes nothing. AUTOINCREMENT never hands
 // out a pruned seq again.
-func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error) {
 	if limit < 1 {
 		return 0, ctx.Err()
 	}
@@ -346,10 +346,10 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (i
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
-			SELECT seq FROM events WHERE state <> 'pending' AND at < ?
+			SELECT seq FROM events WHERE (state <> 'pending' OR ?) AND at < ?
 				AND (state <> 'dead' OR coalesce(tried_since, at) < ?)
 			ORDER BY seq LIMIT ?)`,
-		cutoff.UnixMilli(), cutoff.UnixMilli(), limit)
+		pending, cutoff.UnixMilli(), cutoff.UnixMilli(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("prune events: %w", err)
 	}

@@ -446,13 +446,13 @@ func testPruneKeepsRecentlyDead(t *testing.T, s commerceStore) {
 	if err := s.EventFailed(t.Context(), got[0].Seq, now, "HTTP 503", true); err != nil {
 		t.Fatalf("EventFailed, dead: %v", err)
 	}
-	if n, err := s.PruneEvents(t.Context(), now.Add(-7*24*time.Hour), 10); err != nil || n != 0 {
+	if n, err := s.PruneEvents(t.Context(), now.Add(-7*24*time.Hour), 10, false); err != nil || n != 0 {
 		t.Fatalf("PruneEvents(7 days ago) = %d, %v; want the event that died within the hour kept", n, err)
 	}
 	if dead, err := s.DeadEvents(t.Context(), 0, 10); err != nil || len(dead) != 1 {
 		t.Fatalf("DeadEvents = %d, %v; want evt_d1", len(dead), err)
 	}
-	if n, err := s.PruneEvents(t.Context(), now, 10); err != nil || n != 1 {
+	if n, err := s.PruneEvents(t.Context(), now, 10, false); err != nil || n != 1 {
 		t.Errorf("PruneEvents(now) = %d, %v; want it pruned once its series is older than the cutoff", n, err)
 	}
 }

@@ -325,7 +325,7 @@ func testCatalogUpsertAllOrNothing(t *testing.T, s commerceStore) {
 
 func prune(t testing.TB, s syncserver.EventStore, cutoff time.Time, limit int) int {
 	t.Helper()
-	n, err := s.PruneEvents(t.Context(), cutoff, limit)
+	n, err := s.PruneEvents(t.Context(), cutoff, limit, false)
 	if err != nil {
 		t.Fatalf("PruneEvents(%v, %d): %v", cutoff, limit, err)
 	}
@@ -404,7 +404,7 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 	checkCounts(t, "before pruning", s, 4, 3, 1, 2)
 
 	for _, limit := range []int{0, -1} {
-		if n, err := s.PruneEvents(t.Context(), later, limit); err != nil || n != 0 {
+		if n, err := s.PruneEvents(t.Context(), later, limit, false); err != nil || n != 0 {
 			t.Errorf("PruneEvents(later, %d) = %d, %v; want 0", limit, n, err)
 		}
 	}
@@ -495,4 +495,11 @@ func testEventsPrune(t *testing.T, s commerceStore) {
 		t.Errorf("feed after pruned d4's cursor (seq %d) = %+v, want evt_e1 with a greater seq", got[3].Seq, after)
 	}
 	checkCounts(t, "at the end", s, 4, 0, 0, 0)
+
+	// With pending (a server without a deliverer), old pending events go
+	// too, claimed or not; a newer one stays.
+	if n, err := s.PruneEvents(t.Context(), stamp(25), 10, true); err != nil || n != 3 {
+		t.Errorf("PruneEvents(stamp(25), 10, pending) = %d, %v; want 3 (p1, c3, q1)", n, err)
+	}
+	checkCounts(t, "after pruning pending events too", s, 1, 0, 0, 0)
 }

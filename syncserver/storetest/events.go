@@ -513,7 +513,7 @@ func testEventsCursorNotGiven(t *testing.T, s commerceStore) {
 		}
 	}
 	// A cursor given before events were pruned is still good.
-	if n, err := s.PruneEvents(t.Context(), time.Now().Add(time.Hour), 10); err != nil || n != 2 {
+	if n, err := s.PruneEvents(t.Context(), time.Now().Add(time.Hour), 10, false); err != nil || n != 2 {
 		t.Fatalf("PruneEvents = %d, %v; want 2", n, err)
 	}
 	if got, err := s.EventsAfter(t.Context(), last, 10); err != nil || len(got) != 0 {

@@ -182,7 +182,7 @@ func (s *fakeStore) EventCounts(ctx context.Context) (map[string]int64, error) {
 }
 
 // PruneEvents prunes nothing: find takes seq n to be events[n-1].
-func (s *fakeStore) PruneEvents(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (s *fakeStore) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pending bool) (int, error) {
 	return 0, nil
 }
 

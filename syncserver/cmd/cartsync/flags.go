@@ -69,7 +69,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&m.WebhookURL, "webhook-url", "", "the storefront's URL that receives cart events as signed webhooks; needs -api-keys and -webhook-secrets (CARTSYNC_WEBHOOK_URL)")
 	fs.StringVar(&hookSecrets, "webhook-secrets", "", "comma-separated webhook signing secrets (whsec_...); each signs every delivery, so a secret can be rotated (CARTSYNC_WEBHOOK_SECRETS)")
 	fs.DurationVar(&m.WebhookWindow, "webhook-retry-window", m.WebhookWindow, "how long a webhook that fails is retried, from its first attempt, before it is dead (CARTSYNC_WEBHOOK_RETRY_WINDOW)")
-	fs.DurationVar(&m.EventRetention, "event-retention", m.EventRetention, "how long cart events stay in the outbox and the feed once delivered (pending ones stay until delivered); negative forever (CARTSYNC_EVENT_RETENTION)")
+	fs.DurationVar(&m.EventRetention, "event-retention", m.EventRetention, "how long cart events stay in the outbox and the feed once delivered (pending ones stay until delivered, while webhooks are on); negative forever (CARTSYNC_EVENT_RETENTION)")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error (CARTSYNC_LOG_LEVEL)")
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
