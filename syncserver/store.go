@@ -75,6 +75,14 @@ type Store interface {
 	// record at all. It is idempotent.
 	Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error)
 
+	// Erase deletes cartID and the guest carts merged into it, with all
+	// that is kept of them: lines, checkouts, change log, seqs, tombstone,
+	// and their events in the outbox (a store that is an EventStore). It
+	// waits for a Mutate of one of them to end. It returns the ids it
+	// deleted, none for a cart it does not hold; it is idempotent. A user's
+	// request to be forgotten.
+	Erase(ctx context.Context, cartID string) ([]string, error)
+
 	// Secret returns the named server secret, creating it with the given
 	// value if it does not exist yet, so that every instance sharing the
 	// store agrees on it.

@@ -406,6 +406,30 @@ func (s *Store) PruneEvents(ctx context.Context, cutoff time.Time, limit int, pe
 	return n, nil
 }
 
+// dropEvents deletes the events of the carts ids from the outbox.
+func (s *Store) dropEvents(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := &s.outbox
+	low := o.low
+	kept := o.events[:0] // compacted in place, in seq order
+	for i, e := range o.events {
+		if !slices.Contains(ids, e.CartID) {
+			kept = append(kept, e)
+			continue
+		}
+		delete(o.ids, e.ID)
+		if i < o.low {
+			low-- // no event before low was pending, nor is one now
+		}
+	}
+	clear(o.events[len(kept):])
+	o.events, o.low = kept, low
+}
+
 func zeroCounts() map[string]int64 {
 	return map[string]int64{
 		syncserver.EventPending: 0, syncserver.EventDelivered: 0,

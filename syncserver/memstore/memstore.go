@@ -296,6 +296,34 @@ func (s *Store) Revive(ctx context.Context, id, user string, now time.Time) (boo
 	return true, nil
 }
 
+// Erase implements syncserver.Store: each cart's entry is as if it had
+// never been (the entry and its lock stay, so that everyone locks the same
+// one), and its events leave the outbox.
+func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ours := func(e *entry) bool { return e.cart != nil && e.meta.MergedInto == cartID }
+	ids := append([]string{cartID}, s.matching(ours)...)
+	var erased []string
+	for _, id := range ids {
+		e := s.entry(id)
+		if err := e.acquire(ctx); err != nil {
+			return erased, err
+		}
+		s.mu.Lock()
+		if e.cart != nil && (id == cartID || e.meta.MergedInto == cartID) {
+			e.cart, e.meta, e.seqs, e.log, e.first = nil, syncserver.Meta{}, map[string]uint64{}, nil, 1
+			e.created, e.expired = time.Time{}, time.Time{}
+			erased = append(erased, id)
+		}
+		s.mu.Unlock()
+		e.release()
+	}
+	s.dropEvents(erased)
+	return erased, nil
+}
+
 // matching returns the ids of the entries for which ok holds, sorted.
 func (s *Store) matching(ok func(*entry) bool) []string {
 	s.mu.Lock()

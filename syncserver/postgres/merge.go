@@ -82,6 +82,34 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	return ids, nil
 }
 
+// Erase implements syncserver.Store, in one transaction. It reads every
+// cart and every event to find the merged guest carts and the events: a
+// rare call, with no index of its own on the write path.
+func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: begin: %w", cartID, err))
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The rows' locks wait for a batch writing one of them; their seqs
+	// and log go with them (ON DELETE CASCADE).
+	rows, _ := tx.Query(ctx, `DELETE FROM carts WHERE id = $1 OR merged_into = $1 RETURNING id`, cartID)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: %w", cartID, err))
+	}
+	if len(ids) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM events WHERE cart_id = ANY($1)`, ids); err != nil {
+			return nil, withCtx(ctx, fmt.Errorf("erase cart %s: events: %w", cartID, err))
+		}
+	}
+	s.memo.Forget(ids...)
+	if err := tx.Commit(ctx); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: commit: %w", cartID, err))
+	}
+	return ids, nil
+}
+
 // Revive implements syncserver.Store: one statement on the tombstone's
 // row (its log and seqs were deleted with its lines).
 func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {

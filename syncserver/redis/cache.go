@@ -348,6 +348,13 @@ func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) 
 	return ok, err
 }
 
+// Erase runs on the next Store, then deletes the carts' cache entries.
+func (c *Cache) Erase(ctx context.Context, cartID string) ([]string, error) {
+	ids, err := c.next.Erase(ctx, cartID)
+	c.markDirty(append([]string{cartID}, ids...)...) // deleted by the repair
+	return ids, err
+}
+
 // Changes reads the next Store.
 func (c *Cache) Changes(ctx context.Context, cartID string, since uint64, limit int) ([]syncserver.Change, error) {
 	chs, err := c.next.Changes(ctx, cartID, since, limit)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -92,6 +93,54 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: commit: %w", kind, err)
 	}
+	return ids, nil
+}
+
+// Erase implements syncserver.Store, in one write transaction. It reads
+// every cart and every event to find the merged guest carts and the
+// events: a rare call, with no index of its own on the write path.
+func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	}
+	defer unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("erase cart %s: begin: %w", cartID, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `DELETE FROM carts WHERE id = ? OR merged_into = ? RETURNING id`, cartID, cartID)
+	if err != nil {
+		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	}
+	if len(ids) > 0 {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+		}
+		for _, table := range []string{"cart_log", "cart_clients", "events"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE cart_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+				return nil, fmt.Errorf("erase cart %s: clear %s: %w", cartID, table, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("erase cart %s: commit: %w", cartID, err)
+	}
+	s.memo.Forget(ids...)
 	return ids, nil
 }
 

@@ -58,6 +58,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"CatalogUpsertAllOrNothing", testCatalogUpsertAllOrNothing},
 		{"EventsFromMutate", testEventsFromMutate},
 		{"EventsFromMerge", testEventsFromMerge},
+		{"Erase", testErase},
 		{"EventsNotWrittenOnError", testEventsNotWrittenOnError},
 		{"EventsCoalesce", testEventsCoalesce},
 		{"EventsCoalesceKeepsTheFirstDue", testEventsCoalesceKeepsTheFirstDue},
