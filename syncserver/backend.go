@@ -41,6 +41,7 @@ func (s *Server) backendRoutes() []route {
 		{http.MethodPost, "/v1/backend/carts/{cart}/ops", s.backend(s.serveBackendOps), true},
 		{http.MethodGet, "/v1/backend/users/{user}/cart", s.backend(s.serveBackendCart), true},
 		{http.MethodPost, "/v1/backend/users/{user}/cart/ops", s.backend(s.serveBackendOps), true},
+		{http.MethodDelete, "/v1/backend/users/{user}/cart", s.backend(s.serveEraseUser), true},
 		{http.MethodPut, "/v1/backend/catalog/items", s.backend(s.serveCatalogUpsert), true},
 		{http.MethodGet, "/v1/backend/catalog/items", s.backend(s.serveCatalogList), true},
 		{http.MethodPost, "/v1/backend/catalog/items/delete", s.backend(s.serveCatalogDelete), true},

@@ -1152,6 +1152,72 @@ func TestUserTombstoneKeptForTheUsersReturn(t *testing.T) {
 	}
 }
 
+// The storefront can have a user forgotten: the user's cart and the
+// guest cart merged into it at login go, with their checkouts, logs and
+// events; a device connected to the user's cart is told it is gone; the
+// user's next request starts an empty cart. Nothing of another user's
+// changes. A second erasure finds nothing.
+func TestEraseUser(t *testing.T) {
+	st := memstore.New()
+	s := newShop(t, st, func(c *syncserver.Config) { c.Users = testUsers{} })
+	tok := s.device()
+	s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1, Details: &cart.Details{Name: "Mug", Price: 1200, Currency: "EUR"}})
+	guest := httpCart(t, s.hs, tok).ID
+	s.login(tok, "alice")
+	bob := s.device()
+	s.login(bob, "bob")
+	var out syncserver.OpsResponse
+	if code := s.call("POST", "/v1/backend/users/bob/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}, &out); code != 200 {
+		t.Fatalf("bob's add: %d", code)
+	}
+	ws := dial(t, s.hs)
+	ws.send(&protocol.Message{Type: protocol.TypeHello, Protocol: protocol.Version, Client: "tab", DeviceToken: tok, UserToken: "user:alice"})
+	ws.expect(protocol.TypeWelcome)
+
+	var er syncserver.EraseResponse
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, &er); code != 200 {
+		t.Fatalf("erase alice: %d", code)
+	}
+	slices.Sort(er.Erased)
+	want := []string{guest, syncserver.UserCartID("alice")}
+	slices.Sort(want)
+	if !slices.Equal(er.Erased, want) {
+		t.Fatalf("erased %q, want alice's cart and the guest cart merged into it %q", er.Erased, want)
+	}
+	m := ws.read()
+	for i := 0; m.Type != protocol.TypeError && i < 5; i++ { // the hello's merge and cart first
+		m = ws.read()
+	}
+	if m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != syncserver.UserCartID("alice") || m.ID != "" {
+		t.Errorf("the connected device was told %+v, want cart_expired of alice's cart, without an id", m.Error)
+	}
+	for _, id := range er.Erased {
+		var e syncserver.ErrorResponse
+		if code := s.call("GET", "/v1/backend/carts/"+id, testAPIKey, nil, &e); code != 404 {
+			t.Errorf("read of erased cart %s: %d %+v, want 404", id, code, e.Error)
+		}
+	}
+	for _, ev := range s.feed("").Events {
+		if slices.Contains(er.Erased, ev.CartID) {
+			t.Errorf("the feed still has %s of erased cart %s", ev.Type, ev.CartID)
+		}
+	}
+	var bc syncserver.BackendCart
+	if code := s.call("GET", "/v1/backend/users/bob/cart", testAPIKey, nil, &bc); code != 200 || len(bc.Cart.Lines) != 1 {
+		t.Errorf("bob's cart after alice's erasure: %d %+v", code, bc.Cart)
+	}
+	if code, c, _ := getAsUser(t, s.hs.URL, tok, "alice"); code != 200 || c.Cart == nil || len(c.Cart.Lines) != 0 {
+		t.Errorf("alice's next request: %d %+v, want an empty cart", code, c.Cart)
+	}
+	er = syncserver.EraseResponse{}
+	if code := s.call("DELETE", "/v1/backend/users/carol/cart", testAPIKey, nil, &er); code != 200 || er.Erased == nil || len(er.Erased) != 0 {
+		t.Errorf("erase a user without a cart: %d %+v, want 200 and none", code, er)
+	}
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", "", nil, nil); code != 401 {
+		t.Errorf("erase without the API key: %d, want 401", code)
+	}
+}
+
 // expireAlicesCart logs tok in as alice, adds a mug to her cart through
 // the backend and lets the cart expire (the shop's UserRetention must be
 // under 3 h); it returns the version the cart had.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/cartsync/cartsync/shared/logkey"
@@ -70,13 +71,51 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 // it, a device left open showed the expired cart's lines until its next
 // edit was refused.
 func (s *Server) tellExpired(ctx context.Context, cartID string) {
-	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: errCartExpired(cartID)})
+	s.tellGone(ctx, errCartExpired(cartID))
+}
+
+// tellGone tells the devices connected to the cart of e (cart_expired),
+// on every instance, that it is gone.
+func (s *Server) tellGone(ctx context.Context, e *protocol.Error) {
+	cartID := e.Cart
+	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: e})
 	if err == nil {
 		err = s.bus.Publish(ctx, cartID, msg)
 	}
 	if err != nil {
 		s.log.Warn("tell the devices of an expired cart", logkey.Cart, cartID, logkey.Err, err)
 	}
+}
+
+// EraseResponse answers DELETE /v1/backend/users/{user}/cart: the carts
+// deleted, the user's and the guest carts merged into it (none when the
+// server held none).
+type EraseResponse struct {
+	Erased []string `json:"erased"`
+}
+
+// serveEraseUser forgets a user, at the storefront's request: the user's
+// cart and the guest carts merged into it go, with their checkouts, change
+// logs and events. The devices connected to one are told it is gone (as
+// cart_expired); the user's next request starts an empty cart.
+func (s *Server) serveEraseUser(w http.ResponseWriter, r *http.Request) {
+	id, perr := s.backendIdentity(r)
+	if perr != nil {
+		s.httpError(w, perr)
+		return
+	}
+	ids, err := s.store.Erase(r.Context(), id.CartID)
+	if err != nil {
+		s.httpFail(w, "erase the user's carts", id.CartID, err)
+		return
+	}
+	for _, c := range ids {
+		e := protocol.Errorf(protocol.ErrCartExpired, "cart %s was deleted at the storefront's request; the next request finds a new, empty cart", c)
+		e.Cart = c
+		s.tellGone(r.Context(), e)
+	}
+	s.log.Info("erased a user's carts", logkey.Carts, len(ids))
+	writeJSON(w, http.StatusOK, EraseResponse{Erased: append([]string{}, ids...)})
 }
 
 // reviveUser gives the user of id, whose cart expired (under
