@@ -450,7 +450,7 @@ func TestUnknownEndpointsTyped(t *testing.T) {
 		{http.MethodDelete, "/v1/backend/carts/g_1", http.StatusMethodNotAllowed, "GET"},
 		{http.MethodGet, "/v1/backend/checkouts/co_1/complete", http.StatusMethodNotAllowed, "POST"},
 		{http.MethodGet, "/v1/backend/events/evt_1/retry", http.StatusMethodNotAllowed, "POST"},
-		{http.MethodPut, "/v1/backend/users/alice/cart", http.StatusMethodNotAllowed, "GET"},
+		{http.MethodPut, "/v1/backend/users/alice/cart", http.StatusMethodNotAllowed, "GET, DELETE"},
 		{http.MethodGet, "/v1/backend/checkouts/", http.StatusNotFound, ""},
 		// The mux would redirect these to another path (another
 		// user's cart, for the second).
