@@ -186,7 +186,10 @@ func (s *Store) migrate(ctx context.Context) error {
 	// tables but not create any starts on a database that needs no
 	// migration (CREATE ... IF NOT EXISTS needs the privilege anyway).
 	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+	// In the current schema only, where CREATE would put it: another
+	// tool's schema_migrations later in search_path is not ours.
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables
+		WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&exists); err != nil {
 		return fmt.Errorf("migrate: look for schema_migrations: %w", err)
 	}
 	if !exists {

@@ -484,6 +484,45 @@ func TestOpenKnowsRetiredMigrations(t *testing.T) {
 	}
 }
 
+// Another tool's schema_migrations (golang-migrate's, say) in a schema
+// later in search_path is not the store's: a fresh schema first in the
+// path gets its own. (Looking the table up through the whole path found the
+// other one, and the start failed on its columns.)
+func TestOpenBesideAnotherToolsSchemaMigrations(t *testing.T) {
+	schemaOf := func(dsn string) string {
+		conn, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var name string
+		if err := conn.QueryRow(t.Context(), `SELECT current_schema()`).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	other := schemaURL(t)
+	otherName := schemaOf(other)
+	conn, err := pgx.Connect(t.Context(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(t.Context(), `CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)`)
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mineName := schemaOf(schemaURL(t))
+	s, err := Open(t.Context(), withSearchPath(t, storetest.PostgresURL(t), mineName+","+otherName))
+	if err != nil {
+		t.Fatalf("Open on a fresh schema with another tool's schema_migrations later in search_path: %v", err)
+	}
+	defer s.Close()
+	if len(s.AppliedMigrations()) == 0 {
+		t.Error("the fresh schema was not migrated")
+	}
+}
+
 // A role that may read and write the tables but create nothing (the
 // runtime role of a least-privilege set-up, migrations run by the owner)
 // opens a database that needs no migration; it could not, as the store
