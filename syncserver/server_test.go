@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -564,45 +563,4 @@ func TestHangingStoreFailsTheMessageNotTheConnection(t *testing.T) {
 	c.expect(protocol.TypePong)
 	c.send(&protocol.Message{Type: protocol.TypeSync, ID: "s2"})
 	c.expect(protocol.TypeCart)
-}
-
-// A client that asks again and again past the cart's version (no client
-// that takes the reset does) is answered reset each time, but the store
-// under the cache is read once: each such request read it, so that one
-// connection could keep the database busy with reads the cache is there to
-// spare it.
-func TestSyncPastTheVersionReadsTheStoreOnce(t *testing.T) {
-	under := &loadCounter{Store: memstore.New()}
-	_, hs := newServerWith(t, syncserver.Config{Store: &fakeCache{Store: under.Store, under: under}})
-	c := dial(t, hs)
-	w, _ := c.hello("tab-1", "")
-	before := under.loads.Load()
-	for i := range 5 {
-		c.send(&protocol.Message{Type: protocol.TypeSync, ID: fmt.Sprint("s", i), Since: 1 << 60})
-		if m := c.expect(protocol.TypeCart); !m.Reset || m.Cart == nil || m.Cart.ID != w.CartID {
-			t.Fatalf("sync %d past the version: %+v, want the cart with reset", i, m)
-		}
-	}
-	if n := under.loads.Load() - before; n != 1 {
-		t.Errorf("the store under the cache was read %d times for 5 syncs past the version, want 1", n)
-	}
-}
-
-// fakeCache is a Store standing for a cache over under.
-type fakeCache struct {
-	syncserver.Store
-	under syncserver.Store
-}
-
-func (f *fakeCache) Uncached() syncserver.Store { return f.under }
-
-// loadCounter counts a Store's loads.
-type loadCounter struct {
-	syncserver.Store
-	loads atomic.Int64
-}
-
-func (l *loadCounter) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
-	l.loads.Add(1)
-	return l.Store.Load(ctx, cartID, clients)
 }

@@ -41,12 +41,6 @@ type session struct {
 	id     Identity
 	client string
 	joined bool
-	// behind is the cart (and its version in the durable store) that a
-	// request's since was found past, read from the store itself: a
-	// client that asks past it again is answered from the cache (see
-	// replySince).
-	behindID string
-	behindAt uint64
 
 	mu         sync.Mutex
 	busy       bool // processing a message
@@ -428,19 +422,13 @@ func (ss *session) replySince(ctx context.Context, reqID string, c *cart.Cart, s
 	// behind another instance's commit would say so too: ask the durable
 	// store. Still behind, the store was restored from an older backup,
 	// and the client must drop its copy, or it would go on showing it, and
-	// take the same version numbers for other carts. Once per version the
-	// connection: the cache is not behind what the store said, and a
-	// client asking past it again and again (no client that takes the
-	// reset does) gets the same answer without reading the store each time.
-	if ss.behindID != ss.id.CartID || c.Version < ss.behindAt {
-		rec, err := s.freshStore().Load(ctx, ss.id.CartID, clients)
-		c, seqs, err = snapshotOf(ss.id.CartID, clients, rec, err)
-		if err != nil || since <= c.Version {
-			s.annotate(ctx, c)
-			ss.replyCart(reqID, c, seqs, err)
-			return
-		}
-		ss.behindID, ss.behindAt = ss.id.CartID, c.Version
+	// take the same version numbers for other carts.
+	rec, err := s.freshStore().Load(ctx, ss.id.CartID, clients)
+	c, seqs, err = snapshotOf(ss.id.CartID, clients, rec, err)
+	if err != nil || since <= c.Version {
+		s.annotate(ctx, c)
+		ss.replyCart(reqID, c, seqs, err)
+		return
 	}
 	// (A hello's since is of the client's confirmed cart, which may be
 	// another one, such as the guest cart at a login: the client takes a
