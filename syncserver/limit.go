@@ -106,19 +106,21 @@ type bucket struct {
 }
 
 // take takes n tokens (at most burst) at now, refilling rate per second up
-// to burst. If there are not as many it takes none and returns how long
-// until there are.
+// to burst. There must be one: n of them may leave the bucket in debt, paid
+// back before the next take, so that a push of many ops waits for one token
+// as a push of one does (waiting for n, it would rarely find them while
+// other clients of the address take each token as it comes). If there is
+// none it takes nothing and returns how long until there is.
 func (b *bucket) take(now time.Time, n int, rate float64, burst int) (bool, time.Duration) {
 	if rate < 0 {
 		return true, 0
 	}
 	b.fill(now, rate, burst)
-	need := float64(min(max(n, 1), burst))
-	if b.tokens >= need {
-		b.tokens -= need
+	if b.tokens >= 1 {
+		b.tokens -= float64(min(max(n, 1), burst))
 		return true, 0
 	}
-	wait := time.Duration(math.Ceil((need - b.tokens) / rate * float64(time.Second)))
+	wait := time.Duration(math.Ceil((1 - b.tokens) / rate * float64(time.Second)))
 	return false, max(wait, time.Millisecond)
 }
 

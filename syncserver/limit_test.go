@@ -133,7 +133,9 @@ func TestBackendWithAKeyIsNotRateLimited(t *testing.T) {
 // HTTP alike: past the rate a push is refused rate_limited and nothing of
 // it applies. (Before, one client could push ops as fast as it could send
 // them, each batch a write and an event, and slow the server for everyone.)
-// The storefront's backend, with its key, is not held to it.
+// A push needs one edit left, and may take the bucket into debt: a large
+// one is not starved by small ones. A sync counts one. The storefront's
+// backend, with its key, is not held to it.
 func TestEditRateLimitPerAddress(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	hs := newLimitedServer(t, clk, syncserver.Config{APIKeys: []string{testAPIKey}, IPLimits: syncserver.IPLimits{EditRate: 10, EditBurst: 6}})
@@ -146,23 +148,32 @@ func TestEditRateLimitPerAddress(t *testing.T) {
 	if m := c.expect(protocol.TypeAck); m.Cart.Version != 5 {
 		t.Fatalf("the first five edits: version %d, want 5", m.Cart.Version)
 	}
-	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p2", Ops: []cart.Op{add(6), add(7)}})
-	if e := c.expectError(protocol.ErrRateLimited); !e.Retryable || e.RetryAfterMS != 100 {
-		t.Fatalf("two edits with one left: %+v, want rate_limited, retry after 100 ms", e)
+	// One edit left: a push of three goes, the bucket 2 in debt.
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p2", Ops: []cart.Op{add(6), add(7), add(8)}})
+	if m := c.expect(protocol.TypeAck); m.Cart.Version != 8 {
+		t.Fatalf("three edits with one left: version %d, want 8", m.Cart.Version)
 	}
-	resp, body := httpDo(t, "POST", hs.URL+"/v1/cart/ops", w.DeviceToken, syncserver.OpsRequest{Ops: []cart.Op{add(6), add(7)}})
-	wantLimited(t, resp, body, 100)
-	if got := httpCart(t, hs, w.DeviceToken); got.Version != 5 {
-		t.Fatalf("after the refused pushes: version %d, want 5 (nothing applied)", got.Version)
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p3", Ops: []cart.Op{add(9)}})
+	if e := c.expectError(protocol.ErrRateLimited); !e.Retryable || e.RetryAfterMS != 300 {
+		t.Fatalf("an edit in debt: %+v, want rate_limited, retry after 300 ms", e)
+	}
+	resp, body := httpDo(t, "POST", hs.URL+"/v1/cart/ops", w.DeviceToken, syncserver.OpsRequest{Ops: []cart.Op{add(9)}})
+	wantLimited(t, resp, body, 300)
+	c.send(&protocol.Message{Type: protocol.TypeSync, ID: "s1"})
+	if e := c.expectError(protocol.ErrRateLimited); !e.Retryable {
+		t.Fatalf("a sync in debt: %+v, want rate_limited", e)
+	}
+	if got := httpCart(t, hs, w.DeviceToken); got.Version != 8 {
+		t.Fatalf("after the refused push: version %d, want 8 (nothing applied)", got.Version)
 	}
 	var out syncserver.OpsResponse
 	if resp, body := httpDo(t, "POST", hs.URL+"/v1/backend/users/ann/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}, {Client: "s", Seq: 2, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}); resp.StatusCode != http.StatusOK || json.Unmarshal(body, &out) != nil {
 		t.Fatalf("the backend's edits over the address's rate: %d %s", resp.StatusCode, body)
 	}
-	clk.Add(200 * time.Millisecond)
-	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p3", Ops: []cart.Op{add(6), add(7)}})
-	if m := c.expect(protocol.TypeAck); m.Cart.Version != 7 {
-		t.Fatalf("the two edits retried: version %d, want 7", m.Cart.Version)
+	clk.Add(300 * time.Millisecond)
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p4", Ops: []cart.Op{add(9)}})
+	if m := c.expect(protocol.TypeAck); m.Cart.Version != 9 {
+		t.Fatalf("the edit retried: version %d, want 9", m.Cart.Version)
 	}
 }
 

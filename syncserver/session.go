@@ -422,7 +422,9 @@ func (ss *session) replySince(ctx context.Context, reqID string, c *cart.Cart, s
 	// behind another instance's commit would say so too: ask the durable
 	// store. Still behind, the store was restored from an older backup,
 	// and the client must drop its copy, or it would go on showing it, and
-	// take the same version numbers for other carts.
+	// take the same version numbers for other carts. A read of the store
+	// per such request: a sync counts against the edit limit, as a push
+	// does, which bounds how many one client makes.
 	rec, err := s.freshStore().Load(ctx, ss.id.CartID, clients)
 	c, seqs, err = snapshotOf(ss.id.CartID, clients, rec, err)
 	if err != nil || since <= c.Version {
