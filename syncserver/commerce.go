@@ -153,6 +153,26 @@ func newEventID() string {
 	return "evt_" + hex.EncodeToString(b)
 }
 
+// TombstoneChecker is a Store that can tell cheaply whether it keeps a
+// tombstone of a kind of cart. Without it (or when it fails) the server
+// assumes it does.
+type TombstoneChecker interface {
+	HasTombstones(ctx context.Context, kind string) (bool, error)
+}
+
+// mayHaveTombstones reports whether st may keep a tombstone of kind.
+func mayHaveTombstones(ctx context.Context, st Store, kind string) bool {
+	if u, ok := st.(Uncacher); ok {
+		st = u.Uncached()
+	}
+	tc, ok := st.(TombstoneChecker)
+	if !ok {
+		return true
+	}
+	has, err := tc.HasTombstones(ctx, kind)
+	return err != nil || has
+}
+
 // Uncacher is a Store that caches another (the Redis cache): Uncached
 // returns the store it reads through.
 type Uncacher interface {

@@ -1,6 +1,7 @@
 package syncserver_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1216,6 +1217,42 @@ func TestEraseUser(t *testing.T) {
 	if code := s.call("DELETE", "/v1/backend/users/alice/cart", "", nil, nil); code != 401 {
 		t.Errorf("erase without the API key: %d, want 401", code)
 	}
+}
+
+// A user's request reads the cart once when no user cart can have
+// expired (no user retention, no user tombstone in the store at the
+// start); it read it twice, the first time for a tombstone to start over.
+func TestUserRequestReadsOnceWithoutTombstones(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		retention time.Duration
+		want      int64
+	}{{"without user retention", 0, 1}, {"with user retention", 2 * time.Hour, 2}} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &countingStore{Store: memstore.New()}
+			s := newShop(t, st, func(c *syncserver.Config) { c.Users = testUsers{}; c.UserRetention = tt.retention })
+			tok := s.device()
+			s.login(tok, "alice")
+			before := st.loads.Load()
+			if code, _, _ := getAsUser(t, s.hs.URL, tok, "alice"); code != 200 {
+				t.Fatalf("alice's read: %d", code)
+			}
+			if n := st.loads.Load() - before; n != tt.want {
+				t.Errorf("alice's read loaded the cart %d times, want %d", n, tt.want)
+			}
+		})
+	}
+}
+
+// countingStore counts a memstore's loads; it tells its tombstones.
+type countingStore struct {
+	*memstore.Store
+	loads atomic.Int64
+}
+
+func (c *countingStore) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
+	c.loads.Add(1)
+	return c.Store.Load(ctx, cartID, clients)
 }
 
 // expireAlicesCart logs tok in as alice, adds a mug to her cart through

@@ -124,10 +124,14 @@ func (s *Server) serveEraseUser(w http.ResponseWriter, r *http.Request) {
 // them. A user cart's id is its user's, so the tombstone would otherwise
 // refuse the user every edit until the purge deleted it, two retention
 // periods later. Only the user's own requests revive their cart (never the
-// storefront's). It reads the cart (from the cache) even without user
-// retention: one that expired while retention was on keeps its tombstone
-// once the operator turns it off, as no purge deletes it any more.
+// storefront's). It reads the cart (from the cache) when user carts may
+// have expired: with user retention on, or when the store kept a user
+// tombstone at the start (retention on once, and turned off since: no
+// purge deletes user tombstones). Otherwise it reads nothing.
 func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
+	if !s.userTombs {
+		return false
+	}
 	cartID := id.CartID
 	if _, err := s.store.Load(ctx, cartID, nil); !errors.Is(err, ErrCartExpired) {
 		return false

@@ -296,6 +296,11 @@ func (s *Store) Revive(ctx context.Context, id, user string, now time.Time) (boo
 	return true, nil
 }
 
+// HasTombstones implements syncserver.TombstoneChecker.
+func (s *Store) HasTombstones(ctx context.Context, kind string) (bool, error) {
+	return len(s.matching(func(e *entry) bool { return !e.expired.IsZero() && e.meta.Kind == kind })) > 0, ctx.Err()
+}
+
 // Erase implements syncserver.Store: each cart's entry is as if it had
 // never been (the entry and its lock stay, so that everyone locks the same
 // one), and its events leave the outbox.

@@ -82,6 +82,17 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 	return ids, nil
 }
 
+// HasTombstones implements syncserver.TombstoneChecker (on the index of
+// expired carts).
+func (s *Store) HasTombstones(ctx context.Context, kind string) (bool, error) {
+	var has bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM carts WHERE kind = $1 AND expired_at IS NOT NULL)`, kind).Scan(&has)
+	if err != nil {
+		return false, withCtx(ctx, fmt.Errorf("look for %s tombstones: %w", kind, err))
+	}
+	return has, nil
+}
+
 // Erase implements syncserver.Store, in one transaction. It reads every
 // cart and every event to find the merged guest carts and the events: a
 // rare call, with no index of its own on the write path.

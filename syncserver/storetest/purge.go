@@ -355,8 +355,21 @@ func testRevive(t *testing.T, s syncserver.Store) {
 	makeCart(t, s, "guest-old", syncserver.KindGuest, stamp(2))
 	makeCart(t, s, "user-live", syncserver.KindUser, stamp(20))
 	v := load(t, s, "user-old", "c1").Cart.Version
-	purge(t, s, syncserver.KindUser, stamp(10), keepTombstones, 100)
+	tc, checks := s.(syncserver.TombstoneChecker)
+	hasTombstones := func(when string, want bool) {
+		t.Helper()
+		if !checks {
+			return
+		}
+		if has, err := tc.HasTombstones(t.Context(), syncserver.KindUser); err != nil || has != want {
+			t.Errorf("HasTombstones(user) %s = %v, %v; want %v", when, has, err, want)
+		}
+	}
+	hasTombstones("before the purge", false)
 	purge(t, s, syncserver.KindGuest, stamp(10), keepTombstones, 100)
+	hasTombstones("with a guest tombstone", false)
+	purge(t, s, syncserver.KindUser, stamp(10), keepTombstones, 100)
+	hasTombstones("after the purge", true)
 	checkExpired(t, s, "user-old")
 
 	at := stamp(30)
