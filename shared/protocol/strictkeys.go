@@ -13,11 +13,14 @@ import (
 
 // checkKeys refuses, in data (one JSON value that encoding/json has read
 // into a value of type t without error), what encoding/json takes without
-// a word: a key given twice in one object (it keeps the last), and a key
-// that names a field of t in other letter case ("KIND" for "kind"). A proxy
-// or a validator in front of the server that reads the first key, or
-// matches names exactly, would otherwise see another message than the one
-// applied. Keys that name no field are ignored, as before.
+// a word: a key given twice in one object (it keeps the last), and two keys
+// that name the same field of t in different letter case ("kind" and
+// "KIND": it keeps the last of them). A proxy or a validator in front of the
+// server that reads the first key, or matches names exactly, would
+// otherwise see another message than the one applied. A lone key in other
+// letter case ("SKU" for "sku", as some serializers write them) is read as
+// encoding/json reads it, and keys that name no field are ignored, with
+// what they hold.
 func checkKeys(data []byte, t reflect.Type) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -27,9 +30,15 @@ func checkKeys(data []byte, t reflect.Type) error {
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 
-// walkKeys reads the next value of dec, whose Go type is t (nil when
-// unknown: a key that names no field), checking its objects' keys.
+// walkKeys reads the next value of dec, whose Go type is t, checking its
+// objects' keys; nil skips the value unchecked (a key that names no field).
 func walkKeys(dec *json.Decoder, t reflect.Type) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType)) {
+		t = nil // read its own way
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
@@ -38,15 +47,12 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 	if !ok {
 		return nil
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t != nil && (reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textUnmarshalerType)) {
-		t = nil // read its own way: only its keys' repeats are checked
+	if t == nil {
+		return skipValue(dec)
 	}
 	if d == '[' {
 		var elem reflect.Type
-		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
 			elem = t.Elem()
 		}
 		for dec.More() {
@@ -59,14 +65,14 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 	}
 	var fields map[string]reflect.Type
 	var elem reflect.Type
-	switch {
-	case t == nil:
-	case t.Kind() == reflect.Struct:
+	switch t.Kind() {
+	case reflect.Struct:
 		fields = fieldsOf(t)
-	case t.Kind() == reflect.Map:
+	case reflect.Map:
 		elem = t.Elem()
 	}
-	seen := map[string]bool{}
+	seen := map[string]bool{}      // keys
+	byField := map[string]string{} // field names, by the key that named them
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -79,13 +85,12 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 		seen[key] = true
 		next := elem
 		if fields != nil {
-			ft, exact := fields[key]
-			if !exact {
-				for name := range fields {
-					if strings.EqualFold(name, key) {
-						return Errorf(ErrMalformed, "key %q: field names are case-sensitive (%q)", clip(key), name)
-					}
+			name, ft := fieldFor(fields, key)
+			if name != "" {
+				if other, ok := byField[name]; ok {
+					return Errorf(ErrMalformed, "keys %q and %q both name the field %q", clip(other), clip(key), name)
 				}
+				byField[name] = key
 			}
 			next = ft
 		}
@@ -95,6 +100,39 @@ func walkKeys(dec *json.Decoder, t reflect.Type) error {
 	}
 	_, err = dec.Token()
 	return err
+}
+
+// fieldFor returns the field of fields that key names, as encoding/json
+// matches them (exactly, or else in any letter case), and its type; "" for
+// none.
+func fieldFor(fields map[string]reflect.Type, key string) (string, reflect.Type) {
+	if ft, ok := fields[key]; ok {
+		return key, ft
+	}
+	for name, ft := range fields {
+		if strings.EqualFold(name, key) {
+			return name, ft
+		}
+	}
+	return "", nil
+}
+
+// skipValue reads the rest of a value whose opening bracket was read.
+func skipValue(dec *json.Decoder) error {
+	for depth := 1; depth > 0; {
+		tok, err := dec.Token()
+		if err != nil {
+			return Errorf(ErrMalformed, "not a valid message: %v", describeJSON(err))
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				depth++
+			} else {
+				depth--
+			}
+		}
+	}
+	return nil
 }
 
 // fieldTypes caches fieldsOf by struct type.
