@@ -963,6 +963,11 @@ func TestStorefrontOpsWithoutBase(t *testing.T) {
 	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=,", testAPIKey, nil, &e); code != 400 || e.Error == nil || e.Error.Code != protocol.ErrInvalid {
 		t.Errorf("read with an empty client id: %d %+v, want 400 invalid", code, e.Error)
 	}
+	// Empty, as a join of no ids makes it: as if absent.
+	bc = syncserver.BackendCart{}
+	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=", testAPIKey, nil, &bc); code != 200 || bc.Acked != nil {
+		t.Errorf("read with clients empty: %d, acked %v; want 200 and no acked", code, bc.Acked)
+	}
 	// The parameter repeated names every client, not only the first.
 	bc = syncserver.BackendCart{}
 	if code := s.call("GET", "/v1/backend/carts/"+id+"?clients=storefront-cleanup&clients=storefront-gifts", testAPIKey, nil, &bc); code != 200 ||

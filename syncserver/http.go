@@ -296,7 +296,9 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 func clientsParam(r *http.Request) ([]string, *protocol.Error) {
 	var clients []string
 	for _, q := range r.URL.Query()["clients"] {
-		clients = append(clients, strings.Split(q, ",")...)
+		if q != "" { // ?clients= with nothing: as if absent (a join of no ids)
+			clients = append(clients, strings.Split(q, ",")...)
+		}
 	}
 	if len(clients) > protocol.MaxClientsPerSync {
 		return nil, protocol.Errorf(protocol.ErrInvalid, "clients names %d client ids, at most %d", len(clients), protocol.MaxClientsPerSync)
