@@ -593,10 +593,9 @@ func TestLoginE2EStartedOverCartPushedToOtherDevices(t *testing.T) {
 	}
 	l.setDown(true) // the first device reconnects: its hello starts the cart over
 	l.setDown(false)
-	watch[0].waitFor(t, "the first device on the new, empty cart", func(s syncclient.State) bool {
-		return s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
-	})
-	watch[1].waitFor(t, "the other device on the new, empty cart", func(s syncclient.State) bool {
-		return s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
-	})
+	for i, name := range []string{"the first device", "the other device"} {
+		watch[i].waitFor(t, name+" told, on the new, empty cart", func(s syncclient.State) bool {
+			return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+		})
+	}
 }
