@@ -334,7 +334,7 @@ func (c *Cache) Merge(ctx context.Context, fromID, intoID string, fn func(from, 
 func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff time.Time, limit int, settled bool) ([]string, error) {
 	ids, err := c.next.Purge(ctx, kind, cutoff, tombstoneCutoff, limit, settled)
 	if len(ids) > 0 {
-		c.markDirty(ids...) // deleted by the repair
+		c.dropNow(ids...)
 	}
 	return ids, err
 }
@@ -343,7 +343,7 @@ func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
 	ok, err := c.next.Revive(ctx, cartID, user, now)
 	if ok || err != nil {
-		c.markDirty(cartID) // deleted by the repair
+		c.dropNow(cartID)
 	}
 	return ok, err
 }
@@ -351,7 +351,7 @@ func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) 
 // Erase runs on the next Store, then deletes the carts' cache entries.
 func (c *Cache) Erase(ctx context.Context, cartID string) ([]string, error) {
 	ids, err := c.next.Erase(ctx, cartID)
-	c.markDirty(append([]string{cartID}, ids...)...) // deleted by the repair
+	c.dropNow(append([]string{cartID}, ids...)...)
 	return ids, err
 }
 

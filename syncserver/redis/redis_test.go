@@ -839,6 +839,51 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	}
 }
 
+// A purge, a start-over and an erasure take the carts out of Redis before
+// they return: the server tells the carts' devices at once, and one that
+// reconnects to another instance must not read the cart as it was (the
+// entries waited for the repair, up to a tick later).
+func TestCacheDropsAtOnceWhatDevicesAreToldOf(t *testing.T) {
+	admin := newClient(t, "")
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	c1 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	key := func(id string) string { return prefix + "cart:" + id }
+	for _, id := range []string{"guest", "user"} {
+		err := c1.Mutate(t.Context(), id, []string{"d1"}, func(rec *syncserver.Record) error {
+			if err := add("d1", 1)(rec); err != nil {
+				return err
+			}
+			rec.Meta.Kind = map[string]string{"guest": syncserver.KindGuest, "user": syncserver.KindUser}[id]
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(t, c1)
+	load(t, c2, "guest", "d1")
+	if n := admin.Exists(t.Context(), key("guest"), key("user")).Val(); n != 2 {
+		t.Fatalf("EXISTS = %d before, want both carts cached", n)
+	}
+	if ids, err := c1.Purge(t.Context(), syncserver.KindGuest, time.Now().Add(time.Minute), time.Time{}, 10, false); err != nil || len(ids) != 1 {
+		t.Fatalf("Purge = %q, %v", ids, err)
+	}
+	if n := admin.Exists(t.Context(), key("guest")).Val(); n != 0 {
+		t.Errorf("purged cart still in Redis as Purge returned (EXISTS = %d)", n)
+	}
+	if _, err := c2.Load(t.Context(), "guest", []string{"d1"}); !errors.Is(err, syncserver.ErrCartExpired) {
+		t.Errorf("the other instance's Load of the purged cart = %v, want ErrCartExpired", err)
+	}
+	if ids, err := c1.Erase(t.Context(), "user"); err != nil || len(ids) != 1 {
+		t.Fatalf("Erase = %q, %v", ids, err)
+	}
+	if n := admin.Exists(t.Context(), key("user")).Val(); n != 0 {
+		t.Errorf("erased cart still in Redis as Erase returned (EXISTS = %d)", n)
+	}
+}
+
 // Writes set the TTL and refresh it; no TTL given means DefaultTTL.
 func TestCacheTTL(t *testing.T) {
 	admin := newClient(t, "")

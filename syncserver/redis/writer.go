@@ -278,6 +278,29 @@ func (c *Cache) repair() {
 	}
 }
 
+// dropNow deletes the entries of cartIDs from Redis before it returns, or,
+// when Redis does not answer, leaves them to the repair. For changes the
+// server tells devices of at once (a purge, a start-over, an erasure): a
+// device that reconnects to another instance reads Redis, and must not
+// find the cart as it was before.
+func (c *Cache) dropNow(cartIDs ...string) {
+	gen := c.markDirty(cartIDs...)
+	keys := make([]string, len(cartIDs))
+	for i, id := range cartIDs {
+		keys[i] = c.key(id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	err := plain(c.client.Del(ctx, keys...).Err())
+	cancel()
+	c.outcome(err)
+	if err != nil {
+		return // marked: the repair deletes them
+	}
+	for _, id := range cartIDs {
+		c.clean(id, gen, true)
+	}
+}
+
 // Degraded reports, without waiting on Redis, whether the cache works in a
 // degraded mode: Redis failing (reads go to the next Store) or entries
 // waiting for repair. nil means healthy.
