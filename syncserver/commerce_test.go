@@ -637,6 +637,29 @@ func TestPendingEventsPrunedWithoutWebhooks(t *testing.T) {
 	}
 }
 
+// With events off (no API keys), the events a purge writes, and those an
+// older version wrote pending, are pruned after the retention all the
+// same: nothing pruned them, and the table grew for ever.
+func TestEventsPrunedWithEventsOff(t *testing.T) {
+	st := memstore.New()
+	with := newShop(t, st, func(c *syncserver.Config) { c.Webhooks = true })
+	with.push(with.device(), cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "PEN", Quantity: 1}) // two pending events
+	clk := &clock{t: time.Now()}
+	off, err := syncserver.New(t.Context(), syncserver.Config{Store: st, GuestRetention: 2 * time.Hour, EventRetention: 24 * time.Hour, Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.StopOnCleanup(t, off)
+	clk.add(3 * time.Hour)
+	if n, err := off.Purge(t.Context(), 10); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want the cart expired", n, err)
+	}
+	clk.add(25 * time.Hour)
+	if n, err := off.PruneEvents(t.Context(), 10); err != nil || n != 3 {
+		t.Fatalf("PruneEvents with events off = %d, %v; want the two pending events and the purge's cart.expired", n, err)
+	}
+}
+
 // login merges the device's guest cart into user's cart over HTTP.
 func (s *shop) login(token, user string) {
 	s.t.Helper()

@@ -168,9 +168,15 @@ var errNothingToDo = fmt.Errorf("syncserver: nothing to do")
 // Config.EventRetention (7 days when zero; negative keeps them), in
 // batches of batch, and returns how many. The feed reaches back that far.
 // Without webhooks pending events go too: nobody will deliver them (an
-// older version, or this one with webhooks on, wrote them pending).
+// older version, or this one with webhooks on, wrote them pending). With
+// events off it prunes what the store has all the same: the purge writes
+// cart.expired whatever, and older versions wrote more.
 func (s *Server) PruneEvents(ctx context.Context, batch int) (int, error) {
-	if s.events == nil || s.cfg.EventRetention < 0 {
+	es := s.events
+	if es == nil {
+		es, _ = s.store.(EventStore)
+	}
+	if es == nil || s.cfg.EventRetention < 0 {
 		return 0, nil
 	}
 	keep := s.cfg.EventRetention
@@ -183,7 +189,7 @@ func (s *Server) PruneEvents(ctx context.Context, batch int) (int, error) {
 	cutoff := s.now().Add(-keep)
 	total := 0
 	for {
-		n, err := s.events.PruneEvents(ctx, cutoff, batch, !s.cfg.Webhooks)
+		n, err := es.PruneEvents(ctx, cutoff, batch, !s.cfg.Webhooks)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("prune events: %w", err)

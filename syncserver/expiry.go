@@ -5,6 +5,7 @@ package syncserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,9 +48,7 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 		for {
 			ids, err := s.store.Purge(ctx, k.kind, cutoff, tombs, batch, !s.cfg.Webhooks)
 			total += len(ids)
-			for _, id := range ids {
-				s.tellExpired(ctx, id)
-			}
+			s.tellGone(ctx, goneNotice{IDs: ids})
 			if err != nil {
 				return total, fmt.Errorf("purge %s carts: %w", k.kind, err)
 			}
@@ -64,27 +63,70 @@ func (s *Server) Purge(ctx context.Context, batch int) (int, error) {
 	return total, nil
 }
 
-// tellExpired tells the devices connected to cartID, on every instance,
-// that it expired just now: the error a request on it would be answered,
-// without a request's id. A device's next hello then finds its fresh cart
-// (a guest's, under a new device token) or starts the user's over; without
-// it, a device left open showed the expired cart's lines until its next
-// edit was refused.
-func (s *Server) tellExpired(ctx context.Context, cartID string) {
-	s.tellGone(ctx, errCartExpired(cartID))
+// goneChannel is the bus channel on which an instance that expired or
+// erased carts names them to every instance, a batch in one message (a
+// message per cart would flood the bus's queue in a large purge, and push
+// out live updates). Cart ids never start with an underscore.
+const goneChannel = "_gone"
+
+// goneNotice names carts that are gone: expired, or erased at the
+// storefront's request.
+type goneNotice struct {
+	IDs    []string `json:"ids"`
+	Erased bool     `json:"erased,omitempty"`
 }
 
-// tellGone tells the devices connected to the cart of e (cart_expired),
-// on every instance, that it is gone.
-func (s *Server) tellGone(ctx context.Context, e *protocol.Error) {
-	cartID := e.Cart
-	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: e})
+// tellGone tells the devices connected to the carts of n, on every
+// instance, that they are gone: the error a request on one would be
+// answered (cart_expired), without a request's id. A device's next hello
+// then finds its fresh cart (a guest's, under a new device token) or starts
+// the user's over; without it, a device left open showed the gone cart's
+// lines until its next edit was refused.
+func (s *Server) tellGone(ctx context.Context, n goneNotice) {
+	if len(n.IDs) == 0 {
+		return
+	}
+	b, err := json.Marshal(n)
 	if err == nil {
-		err = s.bus.Publish(ctx, cartID, msg)
+		err = s.bus.Publish(ctx, goneChannel, b)
 	}
 	if err != nil {
-		s.log.Warn("tell the devices of an expired cart", logkey.Cart, cartID, logkey.Err, err)
+		// The others' devices learn it at their next request.
+		s.log.Warn("tell the devices of gone carts", logkey.Carts, len(n.IDs), logkey.Err, err)
+		s.goneHere(n)
 	}
+}
+
+// goneHere tells this instance's connections on the carts of n.
+func (s *Server) goneHere(n goneNotice) {
+	for _, id := range n.IDs {
+		if !s.hub.has(id) {
+			continue
+		}
+		e := errCartExpired(id)
+		if n.Erased {
+			e = protocol.Errorf(protocol.ErrCartExpired, "cart %s was deleted at the storefront's request; the next request finds a new, empty cart", id)
+			e.Cart = id
+		}
+		if msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: e}); err == nil {
+			s.hub.deliver(id, msg)
+		}
+	}
+}
+
+// watchGone subscribes to the gone channel until Shutdown.
+func (s *Server) watchGone(ctx context.Context) error {
+	cancel, err := s.bus.Subscribe(ctx, goneChannel, func(p []byte) {
+		var n goneNotice
+		if json.Unmarshal(p, &n) == nil {
+			s.goneHere(n)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.stopGone = cancel
+	return nil
 }
 
 // EraseResponse answers DELETE /v1/backend/users/{user}/cart: the carts
@@ -109,11 +151,7 @@ func (s *Server) serveEraseUser(w http.ResponseWriter, r *http.Request) {
 		s.httpFail(w, "erase the user's carts", id.CartID, err)
 		return
 	}
-	for _, c := range ids {
-		e := protocol.Errorf(protocol.ErrCartExpired, "cart %s was deleted at the storefront's request; the next request finds a new, empty cart", c)
-		e.Cart = c
-		s.tellGone(r.Context(), e)
-	}
+	s.tellGone(r.Context(), goneNotice{IDs: ids, Erased: true})
 	s.log.Info("erased a user's carts", logkey.Carts, len(ids))
 	writeJSON(w, http.StatusOK, EraseResponse{Erased: append([]string{}, ids...)})
 }

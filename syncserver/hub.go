@@ -125,6 +125,13 @@ func (h *hub) skipEcho(cartID string, acked *session, payload []byte) {
 	cs.echoes = append(cs.echoes, echo{payload, acked})
 }
 
+// has reports whether a connection of this instance is on cartID.
+func (h *hub) has(cartID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.carts[cartID] != nil
+}
+
 func (h *hub) deliver(cartID string, payload []byte) {
 	h.mu.Lock()
 	cs := h.carts[cartID]

@@ -105,8 +105,7 @@ type bucket struct {
 	at     time.Time
 }
 
-// take takes n tokens (at most burst) at now, refilling rate per second up
-// to burst. There must be one: n of them may leave the bucket in debt, paid
+// take takes n tokens at now, refilling rate per second up to burst. There must be one: n of them may leave the bucket in debt, paid
 // back before the next take, so that a push of many ops waits for one token
 // as a push of one does (waiting for n, it would rarely find them while
 // other clients of the address take each token as it comes). If there is
@@ -117,7 +116,7 @@ func (b *bucket) take(now time.Time, n int, rate float64, burst int) (bool, time
 	}
 	b.fill(now, rate, burst)
 	if b.tokens >= 1 {
-		b.tokens -= float64(min(max(n, 1), burst))
+		b.tokens -= float64(max(n, 1)) // each counts, even past the burst
 		return true, 0
 	}
 	wait := time.Duration(math.Ceil((1 - b.tokens) / rate * float64(time.Second)))

@@ -129,6 +129,7 @@ type Server struct {
 	apiKeys [][]byte
 
 	stopCatalog func()        // ends the catalog's subscription and notifier
+	stopGone    func()        // ends the gone carts' subscription
 	catalogNews chan []string // changed SKUs, for the notifier
 
 	mu       sync.Mutex
@@ -217,6 +218,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.mux = s.routes()
 	if err := s.watchCatalog(ctx); err != nil {
 		return nil, fmt.Errorf("syncserver: subscribe to catalog changes: %w", err)
+	}
+	if err := s.watchGone(ctx); err != nil {
+		if s.stopCatalog != nil {
+			s.stopCatalog()
+		}
+		return nil, fmt.Errorf("syncserver: subscribe to gone carts: %w", err)
 	}
 	return s, nil
 }
@@ -328,6 +335,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // evenly spread rather than all at once. It waits for the connections to
 // end or for ctx; when ctx ends first, the rest are closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stopGone != nil {
+		defer s.stopGone()
+	}
 	if s.stopCatalog != nil {
 		defer s.stopCatalog()
 	}

@@ -564,3 +564,27 @@ func TestHangingStoreFailsTheMessageNotTheConnection(t *testing.T) {
 	c.send(&protocol.Message{Type: protocol.TypeSync, ID: "s2"})
 	c.expect(protocol.TypeCart)
 }
+
+// A cart purged on one instance is told to the devices connected to it on
+// another, through the bus: one message for the purge's batch, not one per
+// cart (a large purge flooded the bus's queue, and live updates were
+// dropped from it).
+func TestExpiryToldOnAnotherInstance(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	st, bus := memstore.New(), syncserver.NewMemBus()
+	cfg := syncserver.Config{Store: st, Bus: bus, GuestRetention: 2 * time.Hour, Now: clk.now}
+	a, _ := newServerWith(t, cfg)
+	_, hsB := newServerWith(t, cfg)
+	c := dial(t, hsB)
+	w, _ := c.hello("tab-1", "")
+	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p1", Ops: []cart.Op{{Client: "tab-1", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}}})
+	c.expect(protocol.TypeAck)
+	clk.add(3 * time.Hour)
+	if n, err := a.Purge(t.Context(), 0); err != nil || n != 1 {
+		t.Fatalf("Purge on instance A = %d, %v; want the cart expired", n, err)
+	}
+	m := c.read()
+	if m.Type != protocol.TypeError || m.ID != "" || m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != w.CartID {
+		t.Fatalf("the device on instance B got %+v (error %+v), want cart_expired of %s without an id", m, m.Error, w.CartID)
+	}
+}
