@@ -111,6 +111,30 @@ func BenchmarkDecodePush(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeEscapedPush reads a push the fast path declines (an
+// escaped slash, as Swift's JSONEncoder writes URLs) with Decode, which
+// then reads it with encoding/json and checks its keys (checkKeys), and
+// with encoding/json alone, unchecked (what Decode did before the check).
+func BenchmarkDecodeEscapedPush(b *testing.B) {
+	data := []byte(`{"type":"push","id":"p7","ops":[{"client":"ios-1","seq":7,"kind":"add","sku":"MUG-1","quantity":1,"options":{"size":"m","color":"blue"},"details":{"name":"Mug","image":"https:\/\/cdn.example.com\/img\/mug.png","price":1200,"currency":"EUR"}}]}`)
+	if decodeFast(data, &Message{}) {
+		b.Fatal("the fast path read the escaped push")
+	}
+	for name, decode := range map[string]func() error{
+		"Decode":                  func() error { _, err := Decode(data); return err },
+		"encoding-json-unchecked": func() error { var m Message; return json.Unmarshal(data, &m) },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decode(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkEncodeCart writes the golden pushed cart with Encode (no HTML
 // escapes) and with json.Marshal, which Encode was until 2026-12-04.
 func BenchmarkEncodeCart(b *testing.B) {

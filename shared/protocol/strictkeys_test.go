@@ -25,6 +25,9 @@ func TestKeysTwiceOrInOtherCaseRefused(t *testing.T) {
 		{"an option twice", `{"type":"push","ops":[{` + op + `,"kind":"add","quantity":1,"options":{"size":"M","size":"L"}}]}`},
 		{"type twice", `{"type":"ping","type":"push"}`},
 		{"id and ID", `{"type":"ping","id":"6","ID":"7"}`},
+		{"kind and an escaped kind", `{"type":"push","ops":[{` + op + `,"kind":"add","quantity":1,"\u006bind":"remove"}]}`},
+		{"sku and a Unicode-folded ſku", `{"type":"push","ops":[{` + op + `,"kind":"add","quantity":1,"ſku":"Y"}]}`},
+		{"after strings holding brackets and quotes", `{"type":"push","ops":[{` + op + `,"kind":"add","quantity":1,"details":{"name":"a\"}]{[\\"},"quantity":2}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
