@@ -109,3 +109,35 @@ func TestLimiterBucketsAndSweep(t *testing.T) {
 		t.Fatalf("connection after release: %v", e)
 	}
 }
+
+// BenchmarkAllowEdits is what the edit limit adds to each push and sync:
+// one address's bucket (the worst case, every client behind one address)
+// or an address per client, taken from both cores at once; and off.
+func BenchmarkAllowEdits(b *testing.B) {
+	for _, tt := range []struct {
+		name  string
+		rate  float64
+		addrs int
+	}{{"one-address", 1e12, 1}, {"1000-addresses", 1e12, 1000}, {"off", -1, 1}} {
+		b.Run(tt.name, func(b *testing.B) {
+			l, err := newIPLimiter(IPLimits{EditRate: tt.rate, EditBurst: 1 << 30}, time.Now, prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			addrs := make([]netip.Addr, tt.addrs)
+			for i := range addrs {
+				addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if perr := l.allowEdits(addrs[i%len(addrs)], 1); perr != nil {
+						b.Fatal(perr)
+					}
+					i++
+				}
+			})
+		})
+	}
+}
