@@ -1086,10 +1086,7 @@ func TestExpiredEventsSettledWithoutWebhooks(t *testing.T) {
 // the next request finds a new, empty cart under the same id. The
 // storefront's own reads do not start it over.
 func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
-	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
-		c.Users = testUsers{}
-		c.UserRetention = 2 * time.Hour
-	})
+	s := newRetentionShop(t, memstore.New())
 	tok := s.device()
 	before := expireAlicesCart(s, tok)
 	get := func() (int, syncserver.CartResponse, syncserver.ErrorResponse) {
@@ -1118,10 +1115,7 @@ func TestExpiredUserCartStartsOverHTTP(t *testing.T) {
 // for ever.
 func TestExpiredUserCartStartsOverAfterRetentionTurnedOff(t *testing.T) {
 	st := memstore.New()
-	s := newShop(t, st, func(c *syncserver.Config) {
-		c.Users = testUsers{}
-		c.UserRetention = 2 * time.Hour
-	})
+	s := newRetentionShop(t, st)
 	tok := s.device()
 	before := expireAlicesCart(s, tok)
 	s.hs.Close()
@@ -1163,10 +1157,7 @@ func TestBackendOpOnAGuestCartOfItsOwnRefused(t *testing.T) {
 // at version 1, giving the versions a device of the user still holds to
 // other contents. (Guest tombstones go: a guest cart's id is its device's.)
 func TestUserTombstoneKeptForTheUsersReturn(t *testing.T) {
-	s := newShop(t, memstore.New(), func(c *syncserver.Config) {
-		c.Users = testUsers{}
-		c.UserRetention = 2 * time.Hour
-	})
+	s := newRetentionShop(t, memstore.New())
 	tok := s.device()
 	before := expireAlicesCart(s, tok)
 	s.clock.add(10 * time.Hour) // five retention periods
@@ -1281,6 +1272,16 @@ type countingStore struct {
 func (c *countingStore) Load(ctx context.Context, cartID string, clients []string) (*syncserver.Record, error) {
 	c.loads.Add(1)
 	return c.Store.Load(ctx, cartID, clients)
+}
+
+// newRetentionShop is a shop on st whose users log in with testUsers and
+// whose user carts expire after 2 h (expireAlicesCart's clock moves 3 h).
+func newRetentionShop(t *testing.T, st syncserver.Store) *shop {
+	t.Helper()
+	return newShop(t, st, func(c *syncserver.Config) {
+		c.Users = testUsers{}
+		c.UserRetention = 2 * time.Hour
+	})
 }
 
 // expireAlicesCart logs tok in as alice, adds a mug to her cart through

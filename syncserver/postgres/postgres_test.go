@@ -489,30 +489,9 @@ func TestOpenKnowsRetiredMigrations(t *testing.T) {
 // path gets its own. (Looking the table up through the whole path found the
 // other one, and the start failed on its columns.)
 func TestOpenBesideAnotherToolsSchemaMigrations(t *testing.T) {
-	schemaOf := func(dsn string) string {
-		conn, err := pgx.Connect(t.Context(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		var name string
-		if err := conn.QueryRow(t.Context(), `SELECT current_schema()`).Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		return name
-	}
 	other := schemaURL(t)
-	otherName := schemaOf(other)
-	conn, err := pgx.Connect(t.Context(), other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(t.Context(), `CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)`)
-	conn.Close(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mineName := schemaOf(schemaURL(t))
+	otherName := currentSchema(t, other, `CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)`)
+	mineName := currentSchema(t, schemaURL(t))
 	s, err := Open(t.Context(), withSearchPath(t, storetest.PostgresURL(t), mineName+","+otherName))
 	if err != nil {
 		t.Fatalf("Open on a fresh schema with another tool's schema_migrations later in search_path: %v", err)
@@ -532,26 +511,12 @@ func TestOpenWithARoleThatCreatesNothing(t *testing.T) {
 	openStore(t, dsn).Close() // migrated by the owner
 	schema := storetest.UniqueName(t)
 	role := pgx.Identifier{"dml_" + schema}.Sanitize()
-	owner, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close(context.Background())
-	var current string
-	if err := owner.QueryRow(t.Context(), `SELECT current_schema()`).Scan(&current); err != nil {
-		t.Fatal(err)
-	}
-	ident := pgx.Identifier{current}.Sanitize()
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN",
-		"GRANT USAGE ON SCHEMA " + ident + " TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + ident + " TO " + role,
-		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA " + ident + " TO " + role,
-	} {
-		if _, err := owner.Exec(t.Context(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	ident := pgx.Identifier{currentSchema(t, dsn)}.Sanitize()
+	currentSchema(t, dsn,
+		"CREATE ROLE "+role+" LOGIN",
+		"GRANT USAGE ON SCHEMA "+ident+" TO "+role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "+ident+" TO "+role,
+		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "+ident+" TO "+role)
 	t.Cleanup(func() {
 		ctx := context.Background()
 		owner, err := pgx.Connect(ctx, dsn)
@@ -579,6 +544,27 @@ func TestOpenWithARoleThatCreatesNothing(t *testing.T) {
 	if err := s.Mutate(t.Context(), "g_0123456789abcdef0123456789abcdef", nil, addFn("c", 1, "MUG")); err != nil {
 		t.Errorf("an edit as that role: %v", err)
 	}
+}
+
+// currentSchema runs stmts on a connection to dsn, then returns the
+// connection's current schema.
+func currentSchema(t testing.TB, dsn string, stmts ...string) string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, q := range stmts {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var name string
+	if err := conn.QueryRow(t.Context(), `SELECT current_schema()`).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
 
 // A Postgres that takes the connection and never answers fails Open within
