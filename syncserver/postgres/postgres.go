@@ -186,10 +186,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	// tables but not create any starts on a database that needs no
 	// migration (CREATE ... IF NOT EXISTS needs the privilege anyway).
 	var exists bool
-	// In the current schema only, where CREATE would put it: another
-	// tool's schema_migrations later in search_path is not ours.
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables
-		WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&exists); err != nil {
+	// Found through search_path, as the queries below find it (the store's
+	// tables may sit in a later schema than the first), and ours only if
+	// it has our column: another tool's schema_migrations (golang-migrate's
+	// has version and dirty) is not, and ours is made where CREATE puts it.
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+		WHERE attrelid = to_regclass('schema_migrations') AND attname = 'name' AND NOT attisdropped)`).Scan(&exists); err != nil {
 		return fmt.Errorf("migrate: look for schema_migrations: %w", err)
 	}
 	if !exists {

@@ -502,6 +502,30 @@ func TestOpenBesideAnotherToolsSchemaMigrations(t *testing.T) {
 	}
 }
 
+// The store's tables in a schema later in search_path than another,
+// existing, one (an owner migrated with another path, a $user schema made
+// since) are found, as the queries find them: the store migrates nothing
+// and makes no tables in the first schema (looking in the current schema
+// only, it made a whole empty set there, and ran on it).
+func TestOpenFindsItsTablesLaterInSearchPath(t *testing.T) {
+	data := schemaURL(t)
+	dataName := currentSchema(t, data)
+	openStore(t, data).Close()
+	emptyName := currentSchema(t, schemaURL(t))
+	s, err := Open(t.Context(), withSearchPath(t, storetest.PostgresURL(t), emptyName+","+dataName))
+	if err != nil {
+		t.Fatalf("Open with the tables second in search_path: %v", err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_tables WHERE schemaname = $1`, emptyName).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 || len(s.AppliedMigrations()) != 0 {
+		t.Errorf("tables made in the first schema: %d, migrations applied %v; want none", n, s.AppliedMigrations())
+	}
+}
+
 // A role that may read and write the tables but create nothing (the
 // runtime role of a least-privilege set-up, migrations run by the owner)
 // opens a database that needs no migration; it could not, as the store
