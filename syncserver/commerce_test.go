@@ -1172,10 +1172,10 @@ func TestUserTombstoneKeptForTheUsersReturn(t *testing.T) {
 	}
 }
 
-// The storefront can have a user forgotten: the user's cart and the
-// guest cart merged into it at login go, with their checkouts, logs and
-// events; a device connected to the user's cart is told it is gone; the
-// user's next request starts an empty cart. Nothing of another user's
+// The storefront can have a user forgotten: the guest cart merged into the
+// user's at login goes, and the user's is left empty, with their
+// checkouts, logs and events gone; a device connected to the user's cart is
+// told; the user's next request finds the empty cart. Nothing of another user's
 // changes. A second erasure finds nothing.
 func TestEraseUser(t *testing.T) {
 	st := memstore.New()
@@ -1211,11 +1211,13 @@ func TestEraseUser(t *testing.T) {
 	if m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != syncserver.UserCartID("alice") || m.ID != "" {
 		t.Errorf("the connected device was told %+v, want cart_expired of alice's cart, without an id", m.Error)
 	}
-	for _, id := range er.Erased {
-		var e syncserver.ErrorResponse
-		if code := s.call("GET", "/v1/backend/carts/"+id, testAPIKey, nil, &e); code != 404 {
-			t.Errorf("read of erased cart %s: %d %+v, want 404", id, code, e.Error)
-		}
+	var e syncserver.ErrorResponse
+	if code := s.call("GET", "/v1/backend/carts/"+guest, testAPIKey, nil, &e); code != 404 {
+		t.Errorf("read of the erased guest cart: %d %+v, want 404", code, e.Error)
+	}
+	var erased syncserver.BackendCart
+	if code := s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &erased); code != 200 || len(erased.Cart.Lines) != 0 || erased.User != "" || len(erased.Checkouts) != 0 {
+		t.Errorf("read of alice's erased cart: %d %+v, want it empty, with no user and no checkouts", code, erased)
 	}
 	for _, ev := range s.feed("").Events {
 		if slices.Contains(er.Erased, ev.CartID) {

@@ -136,10 +136,10 @@ type EraseResponse struct {
 	Erased []string `json:"erased"`
 }
 
-// serveEraseUser forgets a user, at the storefront's request: the user's
-// cart and the guest carts merged into it go, with their checkouts, change
-// logs and events. The devices connected to one are told it is gone (as
-// cart_expired); the user's next request starts an empty cart.
+// serveEraseUser forgets a user, at the storefront's request: the guest
+// carts merged into the user's cart go, and the user's is emptied (Store.Erase),
+// with their checkouts, change logs and events. The devices connected to
+// one are told it is gone (as cart_expired).
 func (s *Server) serveEraseUser(w http.ResponseWriter, r *http.Request) {
 	id, perr := s.backendIdentity(r)
 	if perr != nil {

@@ -75,12 +75,16 @@ type Store interface {
 	// record at all. It is idempotent.
 	Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error)
 
-	// Erase deletes cartID and the guest carts merged into it, with all
-	// that is kept of them: lines, checkouts, change log, seqs, tombstone,
-	// and their events in the outbox (a store that is an EventStore). It
-	// waits for a Mutate of one of them to end. It returns the ids it
-	// deleted, none for a cart it does not hold; it is idempotent. A user's
-	// request to be forgotten.
+	// Erase forgets cartID and the guest carts merged into it, with all
+	// that is kept of them: lines, checkouts, change log, seqs, and their
+	// events in the outbox (a store that is an EventStore). The guest carts
+	// are deleted; cartID is left empty and live at the version after its
+	// own, with nothing else, so that its versions never repeat (a cart made
+	// anew would start at 1 again, and a copy of the erased cart written
+	// late to a cache would stand over it). It locks cartID first, so a
+	// login merging into it ends before, or starts after. It returns the
+	// ids it erased (cartID if it existed), none for a cart it does not
+	// hold. A user's request to be forgotten.
 	Erase(ctx context.Context, cartID string) ([]string, error)
 
 	// Secret returns the named server secret, creating it with the given

@@ -301,32 +301,63 @@ func (s *Store) HasTombstones(ctx context.Context, kind string) (bool, error) {
 	return len(s.matching(func(e *entry) bool { return !e.expired.IsZero() && e.meta.Kind == kind })) > 0, ctx.Err()
 }
 
-// Erase implements syncserver.Store: each cart's entry is as if it had
+// Erase implements syncserver.Store: a guest cart's entry is as if it had
 // never been (the entry and its lock stay, so that everyone locks the same
-// one), and its events leave the outbox.
+// one), cartID's an empty cart at the next version; their events leave the
+// outbox. It holds every cart it erases, taken in id order as batches take
+// them, and looks for merged guest carts again once it holds them: one a
+// merge made meanwhile is taken too.
 func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	ours := func(e *entry) bool { return e.cart != nil && e.meta.MergedInto == cartID }
-	ids := append([]string{cartID}, s.matching(ours)...)
-	var erased []string
-	for _, id := range ids {
-		e := s.entry(id)
-		if err := e.acquire(ctx); err != nil {
-			return erased, err
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
+		ids := append(s.matching(ours), cartID)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		held := make([]*entry, 0, len(ids))
+		release := func() {
+			for _, e := range held {
+				e.release()
+			}
+		}
+		for _, id := range ids {
+			e := s.entry(id)
+			if err := e.acquire(ctx); err != nil {
+				release()
+				return nil, err
+			}
+			held = append(held, e)
+		}
+		if slices.ContainsFunc(s.matching(ours), func(id string) bool { return !slices.Contains(ids, id) }) {
+			release() // a merge committed meanwhile: take its guest too
+			continue
+		}
+		var erased []string
 		s.mu.Lock()
-		if e.cart != nil && (id == cartID || e.meta.MergedInto == cartID) {
-			e.cart, e.meta, e.seqs, e.log, e.first = nil, syncserver.Meta{}, map[string]uint64{}, nil, 1
-			e.created, e.expired = time.Time{}, time.Time{}
-			erased = append(erased, id)
+		for i, id := range ids {
+			e := held[i]
+			switch {
+			case e.cart == nil:
+			case id == cartID:
+				v := decode(e.cart).Version + 1
+				e.cart, _ = json.Marshal(&cart.Cart{ID: cartID, Version: v, Lines: []*cart.Line{}})
+				e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
+				e.expired = time.Time{}
+				e.meta = syncserver.Meta{Kind: e.meta.Kind, UpdatedAt: time.Now()}
+				erased = append(erased, id)
+			case e.meta.MergedInto == cartID:
+				e.cart, e.meta, e.seqs, e.log, e.first = nil, syncserver.Meta{}, map[string]uint64{}, nil, 1
+				e.created, e.expired = time.Time{}, time.Time{}
+				erased = append(erased, id)
+			}
 		}
 		s.mu.Unlock()
-		e.release()
+		release()
+		s.dropEvents(erased)
+		return erased, nil
 	}
-	s.dropEvents(erased)
-	return erased, nil
 }
 
 // matching returns the ids of the entries for which ok holds, sorted.

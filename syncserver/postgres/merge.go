@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -93,8 +94,8 @@ func (s *Store) HasTombstones(ctx context.Context, kind string) (bool, error) {
 	return has, nil
 }
 
-// Erase implements syncserver.Store, in one transaction. It reads every
-// cart and every event to find the merged guest carts and the events: a
+// Erase implements syncserver.Store, in one transaction. Finding the
+// merged guest carts and the events reads every cart and every event: a
 // rare call, with no index of its own on the write path.
 func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	tx, err := s.pool.Begin(ctx)
@@ -102,17 +103,36 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: begin: %w", cartID, err))
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	// The rows' locks wait for a batch writing one of them; their seqs
-	// and log go with them (ON DELETE CASCADE).
-	rows, _ := tx.Query(ctx, `DELETE FROM carts WHERE id = $1 OR merged_into = $1 RETURNING id`, cartID)
+	// The cart's row first: a merge into it (which locks it) has committed
+	// when the lock is ours, and the statements after this one see its
+	// guest cart; one that starts later merges into the emptied cart.
+	var exists bool
+	switch err := tx.QueryRow(ctx, `SELECT true FROM carts WHERE id = $1 FOR UPDATE`, cartID).Scan(&exists); {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: lock: %w", cartID, err))
+	}
+	// The guests' seqs and log go with their rows (ON DELETE CASCADE).
+	rows, _ := tx.Query(ctx, `DELETE FROM carts WHERE merged_into = $1 AND id <> $1 RETURNING id`, cartID)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: %w", cartID, err))
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: merged guest carts: %w", cartID, err))
+	}
+	b := &pgx.Batch{}
+	if exists {
+		b.Queue(`UPDATE carts SET version = version + 1,
+			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb),
+			merged_into = '', expired_at = NULL, updated_at = $2, abandoned_at = NULL
+			WHERE id = $1`, cartID, time.Now().Truncate(time.Millisecond))
+		b.Queue(sqlClearLog, []string{cartID})
+		b.Queue(sqlClearSeqs, []string{cartID})
+		ids = append(ids, cartID)
 	}
 	if len(ids) > 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM events WHERE cart_id = ANY($1)`, ids); err != nil {
-			return nil, withCtx(ctx, fmt.Errorf("erase cart %s: events: %w", cartID, err))
-		}
+		b.Queue(`DELETE FROM events WHERE cart_id = ANY($1)`, ids)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: %w", cartID, err))
 	}
 	s.memo.Forget(ids...)
 	if err := tx.Commit(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -343,7 +344,7 @@ func (c *Cache) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) (bool, error) {
 	ok, err := c.next.Revive(ctx, cartID, user, now)
 	if ok || err != nil {
-		c.dropNow(cartID)
+		c.putNow(ctx, cartID)
 	}
 	return ok, err
 }
@@ -351,7 +352,10 @@ func (c *Cache) Revive(ctx context.Context, cartID, user string, now time.Time) 
 // Erase runs on the next Store, then deletes the carts' cache entries.
 func (c *Cache) Erase(ctx context.Context, cartID string) ([]string, error) {
 	ids, err := c.next.Erase(ctx, cartID)
-	c.dropNow(append([]string{cartID}, ids...)...)
+	c.dropNow(slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == cartID })...)
+	if slices.Contains(ids, cartID) {
+		c.putNow(ctx, cartID)
+	}
 	return ids, err
 }
 

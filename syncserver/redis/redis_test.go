@@ -839,10 +839,10 @@ func TestCacheMergeAndPurge(t *testing.T) {
 	}
 }
 
-// A purge, a start-over and an erasure take the carts out of Redis before
-// they return: the server tells the carts' devices at once, and one that
-// reconnects to another instance must not read the cart as it was (the
-// entries waited for the repair, up to a tick later).
+// A purge takes the carts out of Redis before it returns, and an erasure
+// puts the emptied cart there: the server tells the carts' devices at
+// once, and one that reconnects to another instance must not read the cart
+// as it was (the entries waited for the repair, up to a tick later).
 func TestCacheDropsAtOnceWhatDevicesAreToldOf(t *testing.T) {
 	admin := newClient(t, "")
 	prefix := storetest.KeyPrefix(t)
@@ -876,11 +876,56 @@ func TestCacheDropsAtOnceWhatDevicesAreToldOf(t *testing.T) {
 	if _, err := c2.Load(t.Context(), "guest", []string{"d1"}); !errors.Is(err, syncserver.ErrCartExpired) {
 		t.Errorf("the other instance's Load of the purged cart = %v, want ErrCartExpired", err)
 	}
+	before := load(t, c2, "user", "d1").Cart.Version
 	if ids, err := c1.Erase(t.Context(), "user"); err != nil || len(ids) != 1 {
 		t.Fatalf("Erase = %q, %v", ids, err)
 	}
-	if n := admin.Exists(t.Context(), key("user")).Val(); n != 0 {
-		t.Errorf("erased cart still in Redis as Erase returned (EXISTS = %d)", n)
+	if rec := load(t, c2, "user", "d1"); rec.Cart.Version != before+1 || rec.Cart.Items() != 0 {
+		t.Errorf("the other instance reads the erased cart at version %d with %d items, want the emptied cart at %d", rec.Cart.Version, rec.Cart.Items(), before+1)
+	}
+}
+
+// A copy of the erased cart that another instance writes to Redis a moment
+// late (its last commit's write, or a fill whose read began before) does
+// not stand over the erasure: the emptied cart is in Redis at a later
+// version, so the late copy is refused, and every instance reads the
+// cart as the store has it. (The entry was deleted, the late copy stood,
+// and the new cart's writes, at lower versions, were refused under it.)
+func TestCacheErasedCartNotRestoredByALateWrite(t *testing.T) {
+	prefix := storetest.KeyPrefix(t)
+	store := shared(t)
+	c1 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	c2 := newCache(t, store, newClient(t, ""), prefix, time.Minute, testLogger(t))
+	for seq := uint64(1); seq <= 3; seq++ {
+		err := c2.Mutate(t.Context(), "user", []string{"d1"}, func(rec *syncserver.Record) error {
+			rec.Meta.Kind = syncserver.KindUser
+			return add("d1", seq)(rec)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle(t, c2)
+	before, err := store.Load(t.Context(), "user", []string{"d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := c1.Erase(t.Context(), "user"); err != nil || len(ids) != 1 {
+		t.Fatalf("Erase = %q, %v", ids, err)
+	}
+	c2.Put(t.Context(), "user", before) // c2's write of its last commit, late
+	mutate(t, c1, "user", []string{"d2"}, add("d2", 1))
+	settle(t, c1)
+	want, err := store.Load(t.Context(), "user", []string{"d2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]*cartredis.Cache{"c1": c1, "c2": c2} {
+		rec := load(t, c, "user", "d2")
+		if rec.Cart.Version != want.Cart.Version || rec.Cart.Items() != want.Cart.Items() || rec.Cart.Version <= before.Cart.Version {
+			t.Errorf("%s reads version %d with %d items; the store has %d with %d (the erased cart was at %d)",
+				name, rec.Cart.Version, rec.Cart.Items(), want.Cart.Version, want.Cart.Items(), before.Cart.Version)
+		}
 	}
 }
 

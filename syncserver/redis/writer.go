@@ -20,11 +20,14 @@ import (
 // and the background writer that copies commits to Redis and repairs what
 // failed (see Cache).
 
-// writeScript is the only way the cache is written, so that concurrent
-// writers from several instances, some slower than others, never move it
-// backwards: the cart, its meta and version are replaced only by a version
-// at least as new as the cached one, each client's seq only rises, and the
-// TTL is refreshed. A login merge marks the guest cart merged (meta
+// writeScript is how the cache is written (replaceScript aside), so that
+// concurrent writers from several instances, some slower than others, never
+// move it backwards: the cart, its meta and version are replaced only by a
+// version at least as new as the cached one, each client's seq only rises,
+// and the TTL is refreshed. A write below the version at which the entry's
+// cart started again (field s, set by replaceScript) is of an earlier life
+// of the cart, erased or started over since: nothing of it is taken, its
+// seqs included. A login merge marks the guest cart merged (meta
 // merged_into) without a new version, so at an equal version a meta without
 // merged_into never replaces one with it: a write of the guest's last edit
 // from another instance, slower than the merge's, would otherwise undo the
@@ -45,6 +48,8 @@ local function ge(a, b)
   return true
 end
 local key = KEYS[1]
+local since = redis.call('HGET', key, 's')
+if since and not ge(ARGV[1], since) then return 0 end
 local cur = redis.call('HGET', key, 'v')
 local wrote = 0
 local newer = not cur or ge(ARGV[1], cur)
@@ -65,6 +70,23 @@ for i = 5, #ARGV, 2 do
 end
 redis.call('PEXPIRE', key, ARGV[4])
 return wrote
+`)
+
+// replaceScript writes a cart that starts again at a later version (erased,
+// started over): the whole entry, seqs included (no client has one on it
+// yet), is replaced, only by a version newer than the cached one, and
+// marked started at it (field s). A write of the cart as it was, landing
+// later at its older version, is refused by writeScript, its seqs with it.
+//
+// KEYS[1]: the cart's hash. ARGV[1]: version, ARGV[2]: cart JSON,
+// ARGV[3]: meta JSON, ARGV[4]: TTL in milliseconds. Returns 1 if written.
+var replaceScript = goredis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and (#cur > #ARGV[1] or (#cur == #ARGV[1] and cur >= ARGV[1])) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'c', ARGV[2], 'm', ARGV[3], 's', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
 `)
 
 // missingScript writes the missing mark, only where no entry exists, so
@@ -278,26 +300,65 @@ func (c *Cache) repair() {
 	}
 }
 
-// dropNow deletes the entries of cartIDs from Redis before it returns, or,
-// when Redis does not answer, leaves them to the repair. For changes the
-// server tells devices of at once (a purge, a start-over, an erasure): a
-// device that reconnects to another instance reads Redis, and must not
-// find the cart as it was before.
+// dropNow deletes the entries of cartIDs from Redis before it returns,
+// and leaves them marked for the repair too, which deletes them again once
+// the writes queued before have gone out (one of them may be of the cart
+// as it was). For changes the server tells devices of at once (a purge, an
+// erasure's guest carts): a device that reconnects to another instance
+// reads Redis, and must not find the cart as it was. While Redis is failing
+// it leaves them to the repair alone.
 func (c *Cache) dropNow(cartIDs ...string) {
-	gen := c.markDirty(cartIDs...)
+	if len(cartIDs) == 0 {
+		return
+	}
+	c.markDirty(cartIDs...)
+	c.mu.Lock()
+	paused := time.Now().Before(c.pause)
+	c.mu.Unlock()
+	if paused {
+		return
+	}
 	keys := make([]string, len(cartIDs))
 	for i, id := range cartIDs {
 		keys[i] = c.key(id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	err := plain(c.client.Del(ctx, keys...).Err())
+	c.outcome(plain(c.client.Del(ctx, keys...).Err()))
+	cancel()
+}
+
+// putNow writes cartID as the next Store has it to Redis before it
+// returns (or, when that fails, leaves it to the repair): for a cart that
+// starts again at a later version (erased, started over), whose copy at an
+// earlier version a write or a fill begun before could put in Redis late.
+// Redis refuses that copy over this one, where a delete would let it stand.
+func (c *Cache) putNow(ctx context.Context, cartID string) {
+	gen := c.markDirty(cartID)
+	c.mu.Lock()
+	paused := time.Now().Before(c.pause)
+	c.mu.Unlock()
+	if paused {
+		return
+	}
+	rec, err := c.next.Load(ctx, cartID, nil)
+	if err != nil || rec.Cart == nil {
+		return // expired or gone: the repair deletes the entry
+	}
+	cj, err := json.Marshal(rec.Cart)
+	if err != nil {
+		return
+	}
+	mj, err := json.Marshal(rec.Meta)
+	if err != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	err = plain(replaceScript.Run(wctx, c.client, []string{c.key(cartID)},
+		strconv.FormatUint(rec.Cart.Version, 10), cj, mj, max(c.ttl.Milliseconds(), 1)).Err())
 	cancel()
 	c.outcome(err)
-	if err != nil {
-		return // marked: the repair deletes them
-	}
-	for _, id := range cartIDs {
-		c.clean(id, gen, true)
+	if err == nil {
+		c.clean(cartID, gen, true)
 	}
 }
 

@@ -107,9 +107,10 @@ func (s *Store) HasTombstones(ctx context.Context, kind string) (bool, error) {
 	return has, nil
 }
 
-// Erase implements syncserver.Store, in one write transaction. It reads
-// every cart and every event to find the merged guest carts and the
-// events: a rare call, with no index of its own on the write path.
+// Erase implements syncserver.Store, in one write transaction (writes
+// are one at a time: no merge runs meanwhile). Finding the merged guest
+// carts and the events reads every cart and every event: a rare call, with
+// no index of its own on the write path.
 func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
@@ -121,7 +122,7 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, fmt.Errorf("erase cart %s: begin: %w", cartID, err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `DELETE FROM carts WHERE id = ? OR merged_into = ? RETURNING id`, cartID, cartID)
+	rows, err := tx.QueryContext(ctx, `DELETE FROM carts WHERE merged_into = ? AND id <> ? RETURNING id`, cartID, cartID)
 	if err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
@@ -136,6 +137,18 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	}
 	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE carts SET version = version + 1,
+			state = json_object('id', id, 'version', version + 1, 'lines', json_array()),
+			merged_into = '', expired_at = NULL, updated_at = ?, abandoned_at = NULL
+		WHERE id = ?`, time.Now().UnixMilli(), cartID)
+	if err != nil {
+		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
+	} else if n == 1 {
+		ids = append(ids, cartID)
 	}
 	if len(ids) > 0 {
 		list, err := json.Marshal(ids)

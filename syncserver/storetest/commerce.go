@@ -59,6 +59,7 @@ func runCommerce(t *testing.T, open func(t testing.TB) syncserver.Store) {
 		{"EventsFromMutate", testEventsFromMutate},
 		{"EventsFromMerge", testEventsFromMerge},
 		{"Erase", testErase},
+		{"EraseDuringMerge", testEraseDuringMerge},
 		{"EventsNotWrittenOnError", testEventsNotWrittenOnError},
 		{"EventsCoalesce", testEventsCoalesce},
 		{"EventsCoalesceKeepsTheFirstDue", testEventsCoalesceKeepsTheFirstDue},
