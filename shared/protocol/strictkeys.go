@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // checkKeys refuses, in data (one JSON value that encoding/json has read
@@ -125,6 +126,7 @@ func (k *keyScanner) object(t reflect.Type) error {
 	var keyBuf [16][]byte
 	var namedBuf [16]int
 	keys, named := keyBuf[:0], namedBuf[:0] // the keys read, and the fields they named
+	var many map[string]bool                // the keys, past len(keyBuf): no quadratic look-ups
 	for {
 		k.space()
 		if k.i >= len(k.b) || k.b[k.i] == '}' {
@@ -140,12 +142,26 @@ func (k *keyScanner) object(t reflect.Type) error {
 		k.i++ // the colon
 		next := elem
 		if check {
+			twice := many[string(key)]
 			for _, o := range keys {
-				if bytes.Equal(o, key) {
-					return Errorf(ErrMalformed, "key %q is given twice in one object", clip(string(key)))
-				}
+				twice = twice || bytes.Equal(o, key)
 			}
-			keys = append(keys, key)
+			if twice {
+				return Errorf(ErrMalformed, "key %q is given twice in one object", clip(string(key)))
+			}
+			switch {
+			case many != nil:
+				many[string(key)] = true
+			case len(keys) < len(keyBuf):
+				keys = append(keys, key)
+			default:
+				many = make(map[string]bool, 2*len(keyBuf))
+				for _, o := range keys {
+					many[string(o)] = true
+				}
+				many[string(key)] = true
+				keys = keys[:0]
+			}
 		}
 		if fields != nil {
 			next = nil
@@ -171,11 +187,11 @@ func (k *keyScanner) str() []byte {
 	start := k.i
 	escaped := k.skipStr()
 	raw := k.b[start:min(k.i, len(k.b))]
-	if !escaped {
+	if !escaped && utf8.Valid(raw) {
 		return raw[1 : len(raw)-1]
 	}
 	var s string
-	json.Unmarshal(raw, &s) // as encoding/json reads it: "\u006bind" is kind
+	json.Unmarshal(raw, &s) // as encoding/json reads it: "\u006bind" is kind, a bad byte U+FFFD
 	return []byte(s)
 }
 
