@@ -152,6 +152,7 @@ func (s *Server) publishAcked(ctx context.Context, cartID string, out *outcome, 
 // that does not exist yet is empty at version 0.
 func (s *Server) snapshot(ctx context.Context, cartID string, clients []string) (*cart.Cart, map[string]uint64, error) {
 	rec, err := s.store.Load(ctx, cartID, clients)
+	s.metExpired(cartID, err)
 	c, seqs, err := snapshotOf(cartID, clients, rec, err)
 	s.annotate(ctx, c)
 	return c, seqs, err

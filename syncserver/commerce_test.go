@@ -1152,6 +1152,25 @@ func TestBackendOpOnAGuestCartOfItsOwnRefused(t *testing.T) {
 	}
 }
 
+// An instance without user retention, started before any user cart had
+// expired, starts over a user cart another instance expired once it meets
+// it: it looked for tombstones only at its start, and refused the user
+// every request until it restarted.
+func TestUserCartExpiredByAnotherInstanceStartsOver(t *testing.T) {
+	st := memstore.New()
+	a := newRetentionShop(t, st)
+	b := newShop(t, st, func(c *syncserver.Config) { c.Users = testUsers{} }) // no retention, no tombstone yet
+	tok := a.device()
+	before := expireAlicesCart(a, tok)
+	code, c, e := getAsUser(t, b.hs.URL, tok, "alice")
+	for i := 0; code == http.StatusGone && i < 3; i++ {
+		code, c, e = getAsUser(t, b.hs.URL, tok, "alice")
+	}
+	if code != 200 || c.Cart == nil || len(c.Cart.Lines) != 0 || c.Cart.Version <= before {
+		t.Fatalf("alice's reads on the instance without retention: %d %+v %+v, want her cart started over past v%d", code, c.Cart, e.Error, before)
+	}
+}
+
 // A user cart's tombstone is kept, however long the user stays away: the
 // cart's id is its user's, and a cart made anew under it would start again
 // at version 1, giving the versions a device of the user still holds to

@@ -42,6 +42,7 @@ func (s *Server) failure(what, cartID string, err error) *protocol.Error {
 	case errors.As(err, &pe):
 		return pe
 	case errors.Is(err, ErrCartExpired):
+		s.metExpired(cartID, err)
 		return errCartExpired(cartID)
 	case errors.Is(err, ErrCartGone):
 		s.log.Info("could not "+what+": the cart was deleted meanwhile", logkey.Cart, cartID)
@@ -52,6 +53,15 @@ func (s *Server) failure(what, cartID string, err error) *protocol.Error {
 		s.log.Error("could not "+what, logkey.Cart, cartID, logkey.Err, err)
 	}
 	return protocol.Errorf(protocol.ErrInternal, "could not %s; retry", what)
+}
+
+// metExpired notes err, from reading or changing cartID: a user cart found
+// expired (by another instance, whose user retention is on) has this one
+// start such carts over from now on (reviveUser).
+func (s *Server) metExpired(cartID string, err error) {
+	if errors.Is(err, ErrCartExpired) && cartKind(cartID) == KindUser {
+		s.userTombs.Store(true)
+	}
 }
 
 // httpFail answers an HTTP request with failure(what, cartID, err) and its

@@ -167,7 +167,7 @@ func (s *Server) serveEraseUser(w http.ResponseWriter, r *http.Request) {
 // tombstone at the start (retention on once, and turned off since: no
 // purge deletes user tombstones). Otherwise it reads nothing.
 func (s *Server) reviveUser(ctx context.Context, id Identity) bool {
-	if !s.userTombs {
+	if !s.userTombs.Load() {
 		return false
 	}
 	cartID := id.CartID

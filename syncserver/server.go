@@ -137,10 +137,11 @@ type Server struct {
 	closing  bool
 	wg       sync.WaitGroup
 	draining atomic.Bool // /readyz answers draining; see Drain
-	// userTombs: user carts may have expired (user retention is on, or
-	// the store kept a tombstone of one at the start), so a user's hello
-	// or request looks for one to start over (reviveUser).
-	userTombs bool
+	// userTombs: user carts may have expired (user retention is on, the
+	// store kept a tombstone of one at the start, or a request met one
+	// since), so a user's hello or request looks for one to start over
+	// (reviveUser).
+	userTombs atomic.Bool
 	// What /readyz finds off, logged at most every healthLogEvery each.
 	notReadyLog, degradedLog healthLog
 }
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		steps:    newSteps(),
 		sessions: map[*session]struct{}{},
 	}
-	s.userTombs = cfg.UserRetention > 0 || mayHaveTombstones(ctx, cfg.Store, KindUser)
+	s.userTombs.Store(cfg.UserRetention > 0 || mayHaveTombstones(ctx, cfg.Store, KindUser))
 	for _, k := range cfg.APIKeys {
 		if len(k) < minAPIKey {
 			return nil, fmt.Errorf("syncserver: an API key must be at least %d characters", minAPIKey)
