@@ -571,20 +571,42 @@ func TestHangingStoreFailsTheMessageNotTheConnection(t *testing.T) {
 // dropped from it).
 func TestExpiryToldOnAnotherInstance(t *testing.T) {
 	clk := &clock{t: time.Now()}
-	st, bus := memstore.New(), syncserver.NewMemBus()
+	st, bus := memstore.New(), &countingBus{Bus: syncserver.NewMemBus()}
 	cfg := syncserver.Config{Store: st, Bus: bus, GuestRetention: 2 * time.Hour, Now: clk.now}
-	a, _ := newServerWith(t, cfg)
+	a, hsA := newServerWith(t, cfg)
 	_, hsB := newServerWith(t, cfg)
 	c := dial(t, hsB)
 	w, _ := c.hello("tab-1", "")
 	c.send(&protocol.Message{Type: protocol.TypePush, ID: "p1", Ops: []cart.Op{{Client: "tab-1", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1}}})
 	c.expect(protocol.TypeAck)
+	for range 2 { // two more carts, on instance A, nobody connected
+		tok := newDevice(t, hsA)
+		resp, body := httpDo(t, "POST", hsA.URL+"/v1/cart/ops", tok, syncserver.OpsRequest{Ops: []cart.Op{{Client: "x", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}})
+		if resp.StatusCode != 200 {
+			t.Fatalf("an add on instance A: %d %s", resp.StatusCode, body)
+		}
+	}
 	clk.add(3 * time.Hour)
-	if n, err := a.Purge(t.Context(), 0); err != nil || n != 1 {
-		t.Fatalf("Purge on instance A = %d, %v; want the cart expired", n, err)
+	before := bus.published.Load()
+	if n, err := a.Purge(t.Context(), 0); err != nil || n != 3 {
+		t.Fatalf("Purge on instance A = %d, %v; want the three carts expired", n, err)
 	}
 	m := c.read()
 	if m.Type != protocol.TypeError || m.ID != "" || m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != w.CartID {
 		t.Fatalf("the device on instance B got %+v (error %+v), want cart_expired of %s without an id", m, m.Error, w.CartID)
 	}
+	if n := bus.published.Load() - before; n != 1 {
+		t.Errorf("the purge of three carts published %d bus messages, want 1", n)
+	}
+}
+
+// countingBus counts what is published on a Bus.
+type countingBus struct {
+	syncserver.Bus
+	published atomic.Int64
+}
+
+func (b *countingBus) Publish(ctx context.Context, channel string, payload []byte) error {
+	b.published.Add(1)
+	return b.Bus.Publish(ctx, channel, payload)
 }
