@@ -77,7 +77,20 @@ func (w *Widget) renderLive() app.UI {
 // Other transitions (connecting, syncing, synced) are not announced.
 func (w *Widget) sayChange(old, st syncclient.State) {
 	connected := st.Status == syncclient.Syncing || st.Status == syncclient.Synced
+	if st.CartExpired && !old.CartExpired {
+		// The notice, not the reconnect that hands over the new cart.
+		w.handover = true
+		w.say(tr("notice.expired"))
+	}
+	wasConnected := old.Status == syncclient.Syncing || old.Status == syncclient.Synced
 	switch {
+	case w.handover:
+		// Quiet while the connection that told it ends and the next
+		// one opens; over once that one is up.
+		if connected && !wasConnected {
+			w.handover = false
+			w.wasOnline = true
+		}
 	case w.cached.Load():
 		if connected && st.Status != old.Status {
 			w.cached.Store(false)

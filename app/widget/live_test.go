@@ -91,6 +91,36 @@ func TestSayChange(t *testing.T) {
 			}
 		})
 	}
+	// The server hands over a new cart (the old one expired, or was
+	// erased) by ending the connection: told as the notice, not as going
+	// offline and back online.
+	t.Run("a cart handed over", func(t *testing.T) {
+		w := &Widget{}
+		var said []string
+		show := func(st syncclient.State) {
+			w.show(st)
+			if len(said) == 0 || said[len(said)-1] != w.said {
+				said = append(said, w.said)
+			}
+		}
+		show(testState(connecting, 0))
+		show(testState(synced, 0))
+		st := testState(synced, 0)
+		st.CartExpired = true
+		show(st)
+		for _, s := range []syncclient.Status{offline, connecting, synced} {
+			st.Status = s
+			show(st)
+		}
+		if want := []string{"", tr("notice.expired")}; strings.Join(said, "|") != strings.Join(want, "|") {
+			t.Errorf("said %q, want %q", said, want)
+		}
+		st.Status = offline // a real outage after it is told again
+		show(st)
+		if w.said != tr(textOffline) {
+			t.Errorf("after the handover, an outage: said %q, want %q", w.said, tr(textOffline))
+		}
+	})
 	t.Run("sign in again", func(t *testing.T) {
 		w := &Widget{}
 		st := testState(synced, 0)
