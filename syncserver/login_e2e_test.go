@@ -3,6 +3,7 @@ package syncserver_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -522,6 +523,36 @@ func TestLoginE2EEveryDeviceAwayToldOfTheExpiry(t *testing.T) {
 		if st.Cart.ID != syncserver.UserCartID("ann") {
 			t.Errorf("%s shows cart %s, want ann's", name, st.Cart.ID)
 		}
+	}
+}
+
+// A device of the user that was away when the storefront erased the user
+// is told when it comes back, as of an expiry (the emptied cart starts at
+// the version after the erased one's), and goes on with the empty cart: its
+// lines vanished without a word.
+func TestLoginE2EDeviceAwayAtAnErasureIsTold(t *testing.T) {
+	env := newWindowEnvWith(t, syncserver.Config{APIKeys: []string{testAPIKey}})
+	w := &loginE2EWatch{}
+	l := &link{url: env.url}
+	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
+	if err := e.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(e, "mug")
+	env.check(e, "ann", "mug=1")
+	l.setDown(true)
+	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(env.url, "ws"), "/v1/sync")
+	resp, body := httpDo(t, "DELETE", base+"/v1/backend/users/ann/cart", testAPIKey, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("erase ann: %d %s", resp.StatusCode, body)
+	}
+	l.setDown(false)
+	st := w.waitFor(t, "told, on the empty cart", func(s syncclient.State) bool {
+		return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+	})
+	if st.Cart.ID != syncserver.UserCartID("ann") {
+		t.Errorf("shows cart %s, want ann's", st.Cart.ID)
 	}
 }
 

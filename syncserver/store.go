@@ -79,7 +79,8 @@ type Store interface {
 	// that is kept of them: lines, checkouts, change log, seqs, and their
 	// events in the outbox (a store that is an EventStore). The guest carts
 	// are deleted; cartID is left empty and live at the version after its
-	// own, with nothing else, so that its versions never repeat (a cart made
+	// own, started there (cart.Cart.Started: a device that held it tells its
+	// shopper), with nothing else, so that its versions never repeat (a cart made
 	// anew would start at 1 again, and a copy of the erased cart written
 	// late to a cache would stand over it). It locks cartID first, so a
 	// login merging into it ends before, or starts after. It returns the

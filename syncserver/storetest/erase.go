@@ -64,16 +64,17 @@ func testErase(t *testing.T, s commerceStore) {
 	}
 }
 
-// checkErased checks that id is an emptied cart at version v: live, no
-// lines, no seqs, no user, no checkouts.
+// checkErased checks that id is an emptied cart at version v, started
+// there (a device that held it is told): live, no lines, no seqs, no user,
+// no checkouts.
 func checkErased(t testing.TB, s syncserver.Store, id string, v uint64) {
 	t.Helper()
 	rec, err := s.Load(t.Context(), id, []string{"c1", "c2"})
 	if err != nil {
 		t.Fatalf("Load(%s) after Erase: %v", id, err)
 	}
-	if c := rec.Cart; c.Version != v || len(c.Lines) != 0 || c.User != "" || len(c.Checkouts) != 0 || rec.Seqs["c1"] != 0 || rec.Seqs["c2"] != 0 {
-		t.Errorf("%s after Erase: version %d, %d lines, user %q, %d checkouts, seqs %v; want an empty cart at %d", id, c.Version, len(c.Lines), c.User, len(c.Checkouts), rec.Seqs, v)
+	if c := rec.Cart; c.Version != v || c.Started != v || len(c.Lines) != 0 || c.User != "" || len(c.Checkouts) != 0 || rec.Seqs["c1"] != 0 || rec.Seqs["c2"] != 0 {
+		t.Errorf("%s after Erase: version %d (started %d), %d lines, user %q, %d checkouts, seqs %v; want an empty cart started at %d", id, c.Version, c.Started, len(c.Lines), c.User, len(c.Checkouts), rec.Seqs, v)
 	}
 }
 
