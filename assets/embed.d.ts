@@ -175,6 +175,12 @@ export interface CartsyncEvents {
    * (the most a line holds). The cart shows the quantity it has.
    */
   reduced: CartsyncRejected;
+  /**
+   * The cart server handed this device a new, empty cart: the cart it had expired after the
+   * operator's retention, or your backend erased the user. The change with the new cart
+   * follows; the panel tells the shopper. Once per notice.
+   */
+  expired: Record<string, never>;
   /** The shopper confirmed the cart in the panel. */
   checkout: CartsyncCheckout;
   /** The panel opened. */

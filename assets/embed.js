@@ -27,7 +27,7 @@
   const PROBE_AFTER = [1500, 10000]; // after the frame's load event, and after creating it: no ready yet? probe
   const PROBE_AGAIN = 5000; // while unreachable: probe this often
   const PROBE_CONFIRM = 2000; // after a 404 from /embed.json: ask once more this much later before giving up
-  const EVENTS = ['ready', 'change', 'sync', 'merge', 'rejected', 'reduced', 'checkout', 'open', 'close', 'error'];
+  const EVENTS = ['ready', 'change', 'sync', 'merge', 'rejected', 'reduced', 'expired', 'checkout', 'open', 'close', 'error'];
   const THEME = ['accent', 'background', 'foreground', 'font', 'radius'];
   const IDLE_TIMEOUT = 3000; // after the page's load event, the frame starts when idle, or after this
   const NO_IDLE_WAIT = 500; // ... or after this where requestIdleCallback does not exist (Safari)
@@ -335,6 +335,7 @@
       case 'merge': return emit('merge', d.data);
       case 'rejected': return emit('rejected', d.data);
       case 'reduced': return emit('reduced', d.data);
+      case 'expired': return emit('expired', d.data || {});
       case 'checkout': return onCheckout(d.data);
     }
   }

@@ -57,6 +57,7 @@ const (
 	eventMerge    = "merge"
 	eventRejected = "rejected"
 	eventReduced  = "reduced"
+	eventExpired  = "expired"
 )
 
 // statusLogin is the status of the sync event and of CART while the user
@@ -416,6 +417,7 @@ type announcer struct {
 	merge   *protocol.MergeInfo    // the last merge announced
 	refused map[protocol.OpID]bool // the refused edits announced, of st.Rejected
 	reduced map[protocol.OpID]bool // the reduced edits announced, of st.Reduced
+	expired bool                   // st.CartExpired last seen: a notice not acknowledged yet
 }
 
 // rejectedData is the data of the rejected event: an edit the cart server
@@ -519,6 +521,14 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 	if mi := st.Merge; mi != nil && mi != a.merge && st.User != "" && st.Confirmed >= mi.Version {
 		a.merge = mi
 		out = append(out, encodeEvent(eventMerge, mergeOf(mi)))
+	}
+	// The server handed over a new cart (the old one expired, or was
+	// erased): once per notice; the change with the new cart follows.
+	if st.CartExpired != a.expired {
+		a.expired = st.CartExpired
+		if st.CartExpired {
+			out = append(out, encodeEvent(eventExpired, struct{}{}))
+		}
 	}
 	return out
 }

@@ -284,6 +284,28 @@ func TestAnnouncer(t *testing.T) {
 			s.Cart.ID = "cart-2"
 			return s
 		}(), []string{"change"}},
+		{"the cart expired, handed over empty", func() syncclient.State {
+			s := testState(syncclient.Offline, 0)
+			s.CartExpired = true
+			return s
+		}(), []string{"change", "sync", "expired"}},
+		{"the new cart, the notice still up", func() syncclient.State {
+			s := testState(syncclient.Synced, 0)
+			s.CartExpired = true
+			s.Cart.ID, s.Confirmed = "cart-3", 1
+			return s
+		}(), []string{"change", "sync"}},
+		{"the notice acknowledged", func() syncclient.State {
+			s := testState(syncclient.Synced, 0)
+			s.Cart.ID, s.Confirmed = "cart-3", 1
+			return s
+		}(), nil},
+		{"expired again", func() syncclient.State {
+			s := testState(syncclient.Synced, 0)
+			s.CartExpired = true
+			s.Cart.ID, s.Confirmed = "cart-3", 1
+			return s
+		}(), []string{"expired"}},
 	}
 	for _, s := range steps {
 		if got := eventNames(t, a.stateEvents(s.st)); !reflect.DeepEqual(got, s.want) {

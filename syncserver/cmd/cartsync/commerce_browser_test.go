@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -659,6 +660,35 @@ func TestBrowserBackForwardCache(t *testing.T) {
 			t.Fatalf("the server holds %d connections for 2 tabs after 3 Backs", n)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A guest cart that expires while its page is open: the page hears an
+// expired event, then the change with the new, empty cart, and the live
+// region tells the notice, not going offline and back online (the server
+// ends the connection to hand over the new cart).
+func TestBrowserExpiredCartTold(t *testing.T) {
+	m := startMain(t, "-data", t.TempDir(), "-web", webCopy(t), "-demo-addr", "127.0.0.1:0",
+		"-guest-retention", "3s", "-checkout-ttl", "1s", "-purge-interval", "500ms")
+	srv := &cartServer{t: t, m: m}
+	tb := startBrowser(t, t.TempDir()).first
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	call(tb, "add", "TEE-01", 1)
+	before := waitSynced(tb, quantities{"TEE-01": 1})
+	eval[bool](tb, `(window.__expired = 0, cartsync.on('expired', () => window.__expired++), true)`)
+	evalInWidget[bool](tb, srv.origin(), `(window.__said = [], new MutationObserver(() => window.__said.push(`+liveText+`)).observe(document.getElementById('cartsync-live'), {childList: true, characterData: true, subtree: true}), true)`)
+	after := waitCart(tb, "the new cart", 15*time.Second, func(c hostCart) bool { return c.ID != "" && c.ID != before.ID && synced(c) })
+	if len(after.Lines) != 0 {
+		t.Errorf("the new cart: %s, want it empty", after)
+	}
+	if n := eval[int](tb, `window.__expired`); n != 1 {
+		t.Errorf("the page heard %d expired events, want 1", n)
+	}
+	said := evalInWidget[[]string](tb, srv.origin(), `window.__said`)
+	if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Your previous cart expired") }) ||
+		slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Offline.") || s == "Back online." }) {
+		t.Errorf("the live region said %q; want the notice, and nothing of going offline or back online", said)
 	}
 }
 
