@@ -27,6 +27,27 @@ type opIndex struct {
 	mu    sync.Mutex
 	refs  map[protocol.OpID]opRef
 	order []protocol.OpID // oldest first, for eviction
+	// names are the names of the lines shown, by line key: an op made in
+	// the panel (+, −) carries no details, and is named by its line's
+	// name once that line is gone (an expired cart's).
+	names map[string]string
+}
+
+// noteNames remembers the names of c's lines, for the ops on them.
+func (x *opIndex) noteNames(c *cart.Cart) {
+	if c == nil {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.names == nil || len(x.names) > maxRemembered {
+		x.names = make(map[string]string)
+	}
+	for _, l := range c.Lines {
+		if l.Details.Name != "" {
+			x.names[l.Key] = l.Details.Name
+		}
+	}
 }
 
 func (x *opIndex) remember(ops ...cart.Op) {
@@ -43,6 +64,9 @@ func (x *opIndex) remember(ops ...cart.Op) {
 		ref := opRef{sku: op.SKU, key: op.Key()}
 		if op.Details != nil {
 			ref.name = op.Details.Name
+		}
+		if ref.name == "" {
+			ref.name = x.names[ref.key]
 		}
 		x.refs[id] = ref
 		x.order = append(x.order, id)

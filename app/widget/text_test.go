@@ -273,3 +273,18 @@ func testState(status syncclient.Status, pending int, lines ...*cart.Line) syncc
 		Status:    status,
 	}
 }
+
+// An edit made in the panel (+ or −) carries no details: once its line is
+// gone (the cart it was made on expired), the list of changes that could
+// not be kept names it by the line's name the widget showed, not its SKU.
+func TestDroppedPanelEditNamedByItsLine(t *testing.T) {
+	tote := testLine("TOTE-01", "Canvas tote bag", 2, 2500, "EUR", nil)
+	w := &Widget{ops: &opIndex{}}
+	w.show(testState(syncclient.Synced, 0, tote))
+	set := cart.Op{Client: "a", Seq: 1, Kind: cart.KindSet, SKU: "TOTE-01", Quantity: 3}
+	w.ops.remember(set)
+	w.show(testState(syncclient.Synced, 0)) // the line gone
+	if got, want := droppedText(set, w.ops), "Changing Canvas tote bag to 3"; got != want {
+		t.Errorf("droppedText = %q, want %q", got, want)
+	}
+}

@@ -111,6 +111,9 @@ func (w *Widget) OnInit() {
 
 // show takes a new engine state.
 func (w *Widget) show(st syncclient.State) {
+	if w.ops != nil {
+		w.ops.noteNames(st.Cart)
+	}
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
