@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,22 +51,8 @@ func (s *Store) Purge(ctx context.Context, kind string, cutoff, tombstoneCutoff 
 		WHERE id IN (SELECT id FROM carts WHERE kind = ? AND expired_at IS NULL
 			AND (updated_at < ? OR (updated_at IS NULL AND created_at < ?)) LIMIT ?)
 		RETURNING id`, now.UnixMilli(), kind, before, before, limit)
+	ids, err := scanIDs(rows, err)
 	if err != nil {
-		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("purge %s carts: expire: %w", kind, err)
 	}
 	if len(ids) > 0 {
@@ -122,20 +109,8 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, fmt.Errorf("erase cart %s: begin: %w", cartID, err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `DELETE FROM carts WHERE merged_into = ? AND id <> ? RETURNING id`, cartID, cartID)
+	ids, err := scanIDs(tx.QueryContext(ctx, `DELETE FROM carts WHERE merged_into = ? AND id <> ? RETURNING id`, cartID, cartID))
 	if err != nil {
-		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := errors.Join(rows.Close(), rows.Err()); err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE carts SET version = version + 1,
@@ -190,4 +165,21 @@ func (s *Store) Revive(ctx context.Context, cartID, user string, now time.Time) 
 	}
 	s.memo.Forget(cartID)
 	return n == 1, nil
+}
+
+// scanIDs reads the ids a query returns (one column), closing rows.
+func scanIDs(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, errors.Join(rows.Close(), rows.Err())
 }

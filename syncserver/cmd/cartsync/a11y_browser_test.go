@@ -387,6 +387,19 @@ func TestBrowserA11yKeyboard(t *testing.T) {
 	waitWidget(tb, origin, "back online told", liveText+` === 'Back online.'`)
 }
 
+// recordLive has the widget's frame in tb keep every text its live region
+// says from now on (liveSaid reads them).
+func recordLive(tb *tab, cartOrigin string) {
+	tb.t.Helper()
+	evalInWidget[bool](tb, cartOrigin, `(window.__said = [], new MutationObserver(() => window.__said.push(`+liveText+`)).observe(document.getElementById('cartsync-live'), {childList: true, characterData: true, subtree: true}), true)`)
+}
+
+// liveSaid is what the live region said since recordLive.
+func liveSaid(tb *tab, cartOrigin string) []string {
+	tb.t.Helper()
+	return evalInWidget[[]string](tb, cartOrigin, `window.__said`)
+}
+
 // waitHost waits until expr, run in the host page, is true.
 func waitHost(tb *tab, what, expr string) {
 	tb.t.Helper()

@@ -677,7 +677,7 @@ func TestBrowserExpiredCartTold(t *testing.T) {
 	call(tb, "add", "TEE-01", 1)
 	before := waitSynced(tb, quantities{"TEE-01": 1})
 	eval[bool](tb, `(window.__expired = 0, cartsync.on('expired', () => window.__expired++), true)`)
-	evalInWidget[bool](tb, srv.origin(), `(window.__said = [], new MutationObserver(() => window.__said.push(`+liveText+`)).observe(document.getElementById('cartsync-live'), {childList: true, characterData: true, subtree: true}), true)`)
+	recordLive(tb, srv.origin())
 	after := waitCart(tb, "the new cart", 15*time.Second, func(c hostCart) bool { return c.ID != "" && c.ID != before.ID && synced(c) })
 	if len(after.Lines) != 0 {
 		t.Errorf("the new cart: %s, want it empty", after)
@@ -685,7 +685,7 @@ func TestBrowserExpiredCartTold(t *testing.T) {
 	if n := eval[int](tb, `window.__expired`); n != 1 {
 		t.Errorf("the page heard %d expired events, want 1", n)
 	}
-	said := evalInWidget[[]string](tb, srv.origin(), `window.__said`)
+	said := liveSaid(tb, srv.origin())
 	if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Your previous cart expired") }) ||
 		slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Offline.") || s == "Back online." }) {
 		t.Errorf("the live region said %q; want the notice, and nothing of going offline or back online", said)

@@ -793,7 +793,7 @@ func TestBrowserLogoutWhileInBackForwardCache(t *testing.T) {
 	loginAs(one, "alice", "", "merge")
 	waitCart(one, "alice's cart", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 	// Everything the live region says from here on.
-	evalInWidget[bool](one, srv.origin(), `(window.__said = [], new MutationObserver(() => window.__said.push(`+liveText+`)).observe(document.getElementById('cartsync-live'), {childList: true, characterData: true, subtree: true}), true)`)
+	recordLive(one, srv.origin())
 
 	keepForBack(one)
 	one.navigate(srv.demo() + "/admin.html")
@@ -812,7 +812,7 @@ func TestBrowserLogoutWhileInBackForwardCache(t *testing.T) {
 	if len(c.Lines) != 0 {
 		t.Errorf("the page back from the cache: %s, want this device's fresh cart", c)
 	}
-	if said := evalInWidget[[]string](one, srv.origin(), `window.__said`); slices.ContainsFunc(said, func(s string) bool {
+	if said := liveSaid(one, srv.origin()); slices.ContainsFunc(said, func(s string) bool {
 		return strings.HasPrefix(s, "Offline.") || s == "Back online."
 	}) {
 		t.Errorf("the live region said %q; want nothing of going offline or coming back", said)
