@@ -526,33 +526,41 @@ func TestLoginE2EEveryDeviceAwayToldOfTheExpiry(t *testing.T) {
 	}
 }
 
-// A device of the user that was away when the storefront erased the user
-// is told when it comes back, as of an expiry (the emptied cart starts at
-// the version after the erased one's), and goes on with the empty cart: its
-// lines vanished without a word.
+// The user's devices are told the storefront erased the user, as such:
+// one connected at once, one away when it comes back (the emptied cart
+// starts at the version after the erased one's, marked erased), and go on
+// with the empty cart. The one away saw its lines vanish without a word,
+// and both were told the cart had expired.
 func TestLoginE2EDeviceAwayAtAnErasureIsTold(t *testing.T) {
 	env := newWindowEnvWith(t, syncserver.Config{APIKeys: []string{testAPIKey}})
-	w := &loginE2EWatch{}
-	l := &link{url: env.url}
-	e := loginE2ETab(env, syncclient.NewMemStorage(), l, w)
-	if err := e.SetUser("user:ann", ""); err != nil {
-		t.Fatal(err)
+	var tabs [2]*syncclient.Engine
+	var watch [2]*loginE2EWatch
+	var links [2]*link
+	for i := range tabs {
+		watch[i], links[i] = &loginE2EWatch{}, &link{url: env.url}
+		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), links[i], watch[i])
+		if err := tabs[i].SetUser("user:ann", ""); err != nil {
+			t.Fatal(err)
+		}
 	}
-	env.add(e, "mug")
-	env.check(e, "ann", "mug=1")
-	l.setDown(true)
-	w.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	env.add(tabs[0], "mug")
+	env.check(tabs[0], "ann", "mug=1")
+	env.check(tabs[1], "ann", "mug=1")
+	links[1].setDown(true) // the second device away; the first stays connected
+	watch[1].waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
 	base := "http" + strings.TrimSuffix(strings.TrimPrefix(env.url, "ws"), "/v1/sync")
 	resp, body := httpDo(t, "DELETE", base+"/v1/backend/users/ann/cart", testAPIKey, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("erase ann: %d %s", resp.StatusCode, body)
 	}
-	l.setDown(false)
-	st := w.waitFor(t, "told, on the empty cart", func(s syncclient.State) bool {
-		return s.CartExpired && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
-	})
-	if st.Cart.ID != syncserver.UserCartID("ann") {
-		t.Errorf("shows cart %s, want ann's", st.Cart.ID)
+	links[1].setDown(false)
+	for i, name := range []string{"the device connected", "the device away"} {
+		st := watch[i].waitFor(t, name+" told the cart was cleared, on the empty cart", func(s syncclient.State) bool {
+			return s.CartExpired && s.CartErased && s.Status == syncclient.Synced && len(s.Cart.Lines) == 0
+		})
+		if st.Cart.ID != syncserver.UserCartID("ann") {
+			t.Errorf("%s shows cart %s, want ann's", name, st.Cart.ID)
+		}
 	}
 }
 

@@ -80,6 +80,7 @@ var catalogAR = map[string]string{
 
 	// The notice of what happened without the shopper.
 	"notice.expired":            "انتهت صلاحية سلتك السابقة بعد فترة طويلة دون تغييرات. هذه سلة جديدة.",
+	"notice.erased":             "أُفرغت سلتك بطلب من المتجر. هذه سلة جديدة.",
 	"notice.ack":                "حسنًا",
 	"elsewhere.replaced":        "استبدل تسجيلُ دخولٍ على جهاز آخر العناصرَ في هذه السلة.",
 	"elsewhere.added":           "أضاف تسجيلُ دخولٍ على جهاز آخر عناصر إلى هذه السلة.",

@@ -66,6 +66,7 @@ var catalogDE = map[string]string{
 
 	// The notice of what happened without the shopper.
 	"notice.expired":            "Ihr bisheriger Warenkorb ist nach langer Zeit ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
+	"notice.erased":             "Ihr Warenkorb wurde auf Veranlassung des Shops geleert. Dies ist ein neuer Warenkorb.",
 	"notice.ack":                "OK",
 	"elsewhere.replaced":        "Eine Anmeldung auf einem anderen Gerät hat die Artikel in diesem Warenkorb ersetzt.",
 	"elsewhere.added":           "Eine Anmeldung auf einem anderen Gerät hat diesem Warenkorb Artikel hinzugefügt.",

@@ -69,6 +69,7 @@ var catalogEN = map[string]string{
 	// The notice of what happened without the shopper: an expired cart,
 	// lost edits, a login merge.
 	"notice.expired":            "Your previous cart expired after a long time without changes. This is a new cart.",
+	"notice.erased":             "Your cart was cleared at the shop's request. This is a new cart.",
 	"notice.ack":                "OK",
 	"elsewhere.replaced":        "A sign-in on another device replaced the items in this cart.",
 	"elsewhere.added":           "A sign-in on another device added items to this cart.",

@@ -80,7 +80,10 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 	if st.CartExpired && !old.CartExpired {
 		// The notice, not the reconnect that hands over the new cart.
 		w.handover = true
-		w.say(tr("notice.expired"))
+		w.say(tr(handoverText(st)))
+	}
+	if st.CartErased && !old.CartErased && old.CartExpired {
+		w.say(tr(erasedText)) // learnt with the cart, after the expiry
 	}
 	wasConnected := old.Status == syncclient.Syncing || old.Status == syncclient.Synced
 	switch {

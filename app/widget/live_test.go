@@ -121,6 +121,18 @@ func TestSayChange(t *testing.T) {
 			t.Errorf("after the handover, an outage: said %q, want %q", w.said, tr(textOffline))
 		}
 	})
+	t.Run("a cart erased at the shop's request", func(t *testing.T) {
+		w := &Widget{}
+		w.show(testState(synced, 0))
+		st := testState(offline, 0)
+		st.CartExpired = true // told first, the reason with the cart
+		w.show(st)
+		st.Status, st.CartErased = synced, true
+		w.show(st)
+		if want := tr(erasedText); w.said != want {
+			t.Errorf("said %q, want %q", w.said, want)
+		}
+	})
 	t.Run("sign in again", func(t *testing.T) {
 		w := &Widget{}
 		st := testState(synced, 0)

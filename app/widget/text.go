@@ -112,6 +112,15 @@ func formatTotals(sums map[string]int64) []string {
 	return out
 }
 
+// handoverText is the notice's message id for a cart the server handed
+// over: erased at the storefront's request, or expired.
+func handoverText(st syncclient.State) string {
+	if st.CartErased {
+		return erasedText
+	}
+	return expiredText
+}
+
 // lineName is what a line is called: its name, else its SKU.
 func lineName(l *cart.Line) string {
 	if l.Details.Name != "" {
@@ -294,6 +303,7 @@ const (
 	noteSignedOut     = "note.signed_out"
 	noteChoiceNotSent = "note.choice_not_sent"
 	expiredText       = "notice.expired"
+	erasedText        = "notice.erased"
 )
 
 // mergeChanged reports whether a login merge changed the user's cart.

@@ -169,7 +169,7 @@ func (w *Widget) renderNotices() app.UI {
 func (w *Widget) renderNotice() app.UI {
 	var children []app.UI
 	if w.st.CartExpired {
-		children = append(children, app.P().Class("cartsync-expired").Text(tr(expiredText)))
+		children = append(children, app.P().Class("cartsync-expired").Text(tr(handoverText(w.st))))
 	}
 	if len(w.st.Dropped) > 0 {
 		intro := tr("dropped.intro.expired")

@@ -94,6 +94,10 @@ type Cart struct {
 	// that never did. A device whose copy of the cart is older than
 	// Started knows that the lines it shows expired meanwhile.
 	Started uint64 `json:"started,omitempty"`
+	// Erased is set when the cart started over because the storefront had
+	// its user forgotten (not because it expired): a device tells its
+	// shopper the cart was cleared.
+	Erased bool `json:"erased,omitempty"`
 	// Clients counts the client ids the server records a seq for on this
 	// cart, to hold them to Limits.MaxClients. Server bookkeeping: it is
 	// not sent to clients.
@@ -149,7 +153,7 @@ func (c *Cart) Clone() *Cart {
 	if c == nil {
 		return nil
 	}
-	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Started: c.Started, Clients: c.Clients, User: c.User}
+	out := &Cart{ID: c.ID, Version: c.Version, Lines: make([]*Line, len(c.Lines)), Started: c.Started, Erased: c.Erased, Clients: c.Clients, User: c.User}
 	for i, l := range c.Lines {
 		out.Lines[i] = l.clone()
 	}

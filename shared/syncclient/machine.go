@@ -111,6 +111,7 @@ type machine struct {
 
 	// Notices until ackNotices.
 	cartExpired bool
+	cartErased  bool // and the storefront erased its user (cart.Cart.Erased)
 	merge       *protocol.MergeInfo
 	choice      *protocol.MergeInfo
 	dropped     []cart.Op

@@ -75,6 +75,10 @@ type State struct {
 	// now shown: a guest's, with a new device token, or the user's cart
 	// started over under the same id. Until AckNotices.
 	CartExpired bool
+	// CartErased: with CartExpired, the fresh cart is there because the
+	// storefront had the user forgotten (their cart erased), not because
+	// it expired. Until AckNotices.
+	CartErased bool
 	// Merge is what the latest login merge did (status merged or already),
 	// or the pending choice (status choose). Until AckNotices. Shared: do
 	// not modify.
@@ -137,6 +141,7 @@ func (m *machine) snapshot() State {
 		Reduced:     append([]protocol.Result(nil), m.warned...),
 		NeedsLogin:  m.needsLogin,
 		CartExpired: m.cartExpired,
+		CartErased:  m.cartErased,
 		Merge:       m.merge,
 		Choice:      m.choice,
 		Dropped:     append([]cart.Op(nil), m.dropped...),

@@ -90,6 +90,12 @@ func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
 		m.cartExpired = true
 		m.changed = true
 	}
+	if c != nil && c.Erased && c.Started > 0 && m.cartExpired && !m.cartErased {
+		// The cart handed over started because the storefront had its
+		// user forgotten: told as cleared, not as expired.
+		m.cartErased = true
+		m.changed = true
+	}
 	m.emit(storeConfirm{c, done})
 	if replacesStored(m.confirmed, c) {
 		m.confirmed = cloneCart(c)
@@ -319,7 +325,7 @@ func (m *machine) addWarned(rs ...protocol.Result) {
 
 // ackNotices clears the notices the UI has shown.
 func (m *machine) ackNotices() {
-	m.cartExpired = false
+	m.cartExpired, m.cartErased = false, false
 	m.merge = nil
 	m.dropped = nil
 	m.elsewhere = nil

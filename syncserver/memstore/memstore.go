@@ -342,7 +342,7 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 			case e.cart == nil:
 			case id == cartID:
 				v := decode(e.cart).Version + 1
-				e.cart, _ = json.Marshal(&cart.Cart{ID: cartID, Version: v, Lines: []*cart.Line{}, Started: v})
+				e.cart, _ = json.Marshal(&cart.Cart{ID: cartID, Version: v, Lines: []*cart.Line{}, Started: v, Erased: true})
 				e.seqs, e.log, e.first = map[string]uint64{}, nil, v+1
 				e.expired = time.Time{}
 				e.meta = syncserver.Meta{Kind: e.meta.Kind, UpdatedAt: time.Now()}

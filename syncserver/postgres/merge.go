@@ -121,7 +121,7 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	b := &pgx.Batch{}
 	if exists {
 		b.Queue(`UPDATE carts SET version = version + 1,
-			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1),
+			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1, 'erased', true),
 			merged_into = '', expired_at = NULL, updated_at = $2, abandoned_at = NULL
 			WHERE id = $1`, cartID, time.Now().Truncate(time.Millisecond))
 		b.Queue(sqlClearLog, []string{cartID})

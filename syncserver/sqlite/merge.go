@@ -114,7 +114,7 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE carts SET version = version + 1,
-			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'started', version + 1),
+			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'started', version + 1, 'erased', json('true')),
 			merged_into = '', expired_at = NULL, updated_at = ?, abandoned_at = NULL
 		WHERE id = ?`, time.Now().UnixMilli(), cartID)
 	if err != nil {

@@ -73,8 +73,8 @@ func checkErased(t testing.TB, s syncserver.Store, id string, v uint64) {
 	if err != nil {
 		t.Fatalf("Load(%s) after Erase: %v", id, err)
 	}
-	if c := rec.Cart; c.Version != v || c.Started != v || len(c.Lines) != 0 || c.User != "" || len(c.Checkouts) != 0 || rec.Seqs["c1"] != 0 || rec.Seqs["c2"] != 0 {
-		t.Errorf("%s after Erase: version %d (started %d), %d lines, user %q, %d checkouts, seqs %v; want an empty cart started at %d", id, c.Version, c.Started, len(c.Lines), c.User, len(c.Checkouts), rec.Seqs, v)
+	if c := rec.Cart; c.Version != v || c.Started != v || !c.Erased || len(c.Lines) != 0 || c.User != "" || len(c.Checkouts) != 0 || rec.Seqs["c1"] != 0 || rec.Seqs["c2"] != 0 {
+		t.Errorf("%s after Erase: version %d (started %d, erased %v), %d lines, user %q, %d checkouts, seqs %v; want an empty cart started at %d", id, c.Version, c.Started, c.Erased, len(c.Lines), c.User, len(c.Checkouts), rec.Seqs, v)
 	}
 }
 
