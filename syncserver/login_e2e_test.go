@@ -564,6 +564,55 @@ func TestLoginE2EDeviceAwayAtAnErasureIsTold(t *testing.T) {
 	}
 }
 
+// ann's cart was erased long ago and has lived on since (it still says
+// erased). A device whose own guest cart expired signs in as ann before
+// acknowledging its notice: it is not told ann's cart was cleared at the
+// shop's request (it was, with any notice up on ann's cart).
+func TestLoginE2EOnceErasedCartNotToldErasedAgain(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	env := newWindowEnvWith(t, syncserver.Config{APIKeys: []string{testAPIKey}, Now: clk.now, GuestRetention: 2 * time.Hour})
+	wa, la := &loginE2EWatch{}, &link{url: env.url}
+	ann := loginE2ETab(env, syncclient.NewMemStorage(), la, wa)
+	if err := ann.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	env.add(ann, "mug")
+	env.check(ann, "ann", "mug=1")
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(env.url, "ws"), "/v1/sync")
+	if resp, body := httpDo(t, "DELETE", base+"/v1/backend/users/ann/cart", testAPIKey, nil); resp.StatusCode != 200 {
+		t.Fatalf("erase: %d %s", resp.StatusCode, body)
+	}
+	wa.waitFor(t, "ann told", func(s syncclient.State) bool { return s.CartErased && s.Status == syncclient.Synced })
+	ann.AckNotices()
+	env.add(ann, "tee")
+	env.check(ann, "ann", "tee=1")
+
+	wg, lg := &loginE2EWatch{}, &link{url: env.url}
+	guest := loginE2ETab(env, syncclient.NewMemStorage(), lg, wg)
+	env.add(guest, "hat")
+	wg.waitFor(t, "guest synced", func(s syncclient.State) bool { return s.Status == syncclient.Synced && s.Pending == 0 && len(s.Cart.Lines) == 1 })
+	lg.setDown(true)
+	wg.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
+	clk.add(3 * time.Hour)
+	if n, err := env.srv.Purge(env.ctx, 0); err != nil || n < 1 {
+		t.Fatalf("Purge = %d, %v", n, err)
+	}
+	lg.setDown(false)
+	st := wg.waitFor(t, "guest told expired", func(s syncclient.State) bool { return s.CartExpired && s.Status == syncclient.Synced })
+	if st.CartErased {
+		t.Fatalf("the guest's own expiry told as an erasure")
+	}
+	if err := guest.SetUser("user:ann", ""); err != nil {
+		t.Fatal(err)
+	}
+	st = wg.waitFor(t, "on ann's cart", func(s syncclient.State) bool {
+		return s.User == "ann" && s.Status == syncclient.Synced && s.Cart != nil && s.Cart.ID == syncserver.UserCartID("ann")
+	})
+	if st.CartErased {
+		t.Errorf("told ann's cart was cleared at the shop's request: only its guest cart expired")
+	}
+}
+
 // Devices connected while their cart expires are told at once, a guest's
 // and a user's alike: the guest goes on with a fresh cart under a new device
 // token, the user's devices with the user's cart started over. They went on

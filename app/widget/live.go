@@ -77,22 +77,30 @@ func (w *Widget) renderLive() app.UI {
 // Other transitions (connecting, syncing, synced) are not announced.
 func (w *Widget) sayChange(old, st syncclient.State) {
 	connected := st.Status == syncclient.Syncing || st.Status == syncclient.Synced
-	if st.CartExpired && !old.CartExpired {
-		// The notice, not the reconnect that hands over the new cart.
-		w.handover = true
-		w.say(tr(handoverText(st)))
+	wasConnected := old.Status == syncclient.Syncing || old.Status == syncclient.Synced
+	told := st.CartExpired && !old.CartExpired
+	if told {
+		if connected && !wasConnected && w.wentOffline {
+			// Back from an outage, and told on the way in (a device
+			// that was away): both, in one message.
+			w.wentOffline = false
+			w.say(tr(textBackOnline) + " " + tr(handoverText(st)))
+		} else {
+			// The notice, not the reconnect that hands over the new
+			// cart: quiet until the next connection is up, or at once
+			// if the one that told it stays.
+			w.handover = true
+			w.say(tr(handoverText(st)))
+		}
 	}
 	if st.CartErased && !old.CartErased && old.CartExpired {
 		w.say(tr(erasedText)) // learnt with the cart, after the expiry
 	}
-	wasConnected := old.Status == syncclient.Syncing || old.Status == syncclient.Synced
 	switch {
 	case w.handover:
-		// Quiet while the connection that told it ends and the next
-		// one opens; over once that one is up.
-		if connected && !wasConnected {
+		if connected && (!wasConnected || !told) {
 			w.handover = false
-			w.wasOnline = true
+			w.wasOnline, w.wentOffline = true, false
 		}
 	case w.cached.Load():
 		if connected && st.Status != old.Status {

@@ -121,6 +121,43 @@ func TestSayChange(t *testing.T) {
 			t.Errorf("after the handover, an outage: said %q, want %q", w.said, tr(textOffline))
 		}
 	})
+	// Told on a connection that stays up (a reply carried the new cart):
+	// the quiet ends at once, and a later outage is told.
+	t.Run("a cart handed over on a connection that stays", func(t *testing.T) {
+		w := &Widget{}
+		w.show(testState(connecting, 0))
+		w.show(testState(synced, 0))
+		st := testState(synced, 0)
+		st.CartExpired = true
+		w.show(st)
+		st.Status = syncing
+		w.show(st)
+		st.Status = offline
+		w.show(st)
+		if w.said != tr(textOffline) {
+			t.Errorf("an outage after the notice: said %q, want %q", w.said, tr(textOffline))
+		}
+	})
+	// A device that was away hears it is back and the notice at once,
+	// and nothing later (it said "Back online." at the next change).
+	t.Run("a device away told on its way back", func(t *testing.T) {
+		w := &Widget{}
+		for _, s := range []syncclient.Status{connecting, synced, offline, connecting} {
+			w.show(testState(s, 0))
+		}
+		st := testState(synced, 0)
+		st.CartExpired = true
+		w.show(st)
+		want := tr(textBackOnline) + " " + tr("notice.expired")
+		if w.said != want {
+			t.Fatalf("said %q, want %q", w.said, want)
+		}
+		st.CartExpired = false // acknowledged
+		w.show(st)
+		if w.said != want {
+			t.Errorf("after the notice is acknowledged: said %q, want nothing new", w.said)
+		}
+	})
 	t.Run("a cart erased at the shop's request", func(t *testing.T) {
 		w := &Widget{}
 		w.show(testState(synced, 0))

@@ -81,6 +81,11 @@ func (x *opIndex) lookup(id protocol.OpID) (opRef, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	ref, ok := x.refs[id]
+	if ok && ref.name == "" {
+		// Remembered before its line was shown (the outbox read at a
+		// reload comes before the first cart): named by it since.
+		ref.name = x.names[ref.key]
+	}
 	return ref, ok
 }
 

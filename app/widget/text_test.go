@@ -288,3 +288,17 @@ func TestDroppedPanelEditNamedByItsLine(t *testing.T) {
 		t.Errorf("droppedText = %q, want %q", got, want)
 	}
 }
+
+// The same after a reload: the outbox is read before the first cart is
+// shown, and the op is named by its line once that is shown.
+func TestDroppedPanelEditNamedAfterAReload(t *testing.T) {
+	tote := testLine("TOTE-01", "Canvas tote bag", 2, 2500, "EUR", nil)
+	w := &Widget{ops: &opIndex{}}
+	set := cart.Op{Client: "a", Seq: 1, Kind: cart.KindSet, SKU: "TOTE-01", Quantity: 3}
+	w.ops.remember(set) // the outbox, read at the reload
+	w.show(testState(syncclient.Synced, 0, tote))
+	w.show(testState(syncclient.Synced, 0))
+	if got, want := droppedText(set, w.ops), "Changing Canvas tote bag to 3"; got != want {
+		t.Errorf("droppedText = %q, want %q", got, want)
+	}
+}

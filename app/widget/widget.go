@@ -74,8 +74,8 @@ type Widget struct {
 	said string
 	// wasOnline: the engine has been connected; wentOffline: it lost
 	// the connection since, and the live region said so; handover: the
-	// server ended the connection to hand over a new cart (the old one
-	// expired or was erased), which is not the network's doing.
+	// server is handing over a new cart (the old one expired or was
+	// erased) by ending the connection, which is not the network's doing.
 	wasOnline, wentOffline, handover bool
 	// cached: the page went into the back/forward cache, and the engine
 	// has not been connected since it came back. The widget closed the

@@ -246,6 +246,9 @@ func (m *machine) cartExpiredOn(which string) {
 	s := m.sess
 	m.cartExpired = true
 	m.changed = true
+	if which != "" {
+		m.toldGone = which
+	}
 	gone := which
 	if gone == "" && !s.withUser {
 		gone = m.guestOf(s.token, s.helloCart)

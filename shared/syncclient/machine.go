@@ -111,7 +111,8 @@ type machine struct {
 
 	// Notices until ackNotices.
 	cartExpired bool
-	cartErased  bool // and the storefront erased its user (cart.Cart.Erased)
+	cartErased  bool   // and the storefront erased its user (cart.Cart.Erased)
+	toldGone    string // the cart the server told this device was gone (cart_expired)
 	merge       *protocol.MergeInfo
 	choice      *protocol.MergeInfo
 	dropped     []cart.Op

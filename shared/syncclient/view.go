@@ -83,16 +83,19 @@ func (m *machine) confirm(c *cart.Cart, done []protocol.OpID, reread bool) {
 		reread = true
 	}
 	c = m.ownedCopy(c)
-	if c != nil && c.ID == m.confirmed.ID && m.confirmed.Version > 0 && m.confirmed.Version < c.Started {
+	startedOver := c != nil && c.ID == m.confirmed.ID && m.confirmed.Version > 0 && m.confirmed.Version < c.Started
+	if startedOver {
 		// The cart expired and started over since this device last saw
 		// it. The device whose hello started it over was told so; this
 		// one learns it here.
 		m.cartExpired = true
 		m.changed = true
 	}
-	if c != nil && c.Erased && c.Started > 0 && m.cartExpired && !m.cartErased {
-		// The cart handed over started because the storefront had its
-		// user forgotten: told as cleared, not as expired.
+	if c != nil && c.Erased && (startedOver || (c.ID == m.toldGone && m.cartExpired)) && !m.cartErased {
+		// The cart that started over here, or the one the server told
+		// this device was gone, started because the storefront had its
+		// user forgotten: told as cleared, not as expired. (erased stays
+		// on the cart for its life: it says nothing on its own.)
 		m.cartErased = true
 		m.changed = true
 	}
@@ -325,7 +328,7 @@ func (m *machine) addWarned(rs ...protocol.Result) {
 
 // ackNotices clears the notices the UI has shown.
 func (m *machine) ackNotices() {
-	m.cartExpired, m.cartErased = false, false
+	m.cartExpired, m.cartErased, m.toldGone = false, false, ""
 	m.merge = nil
 	m.dropped = nil
 	m.elsewhere = nil
