@@ -590,7 +590,9 @@ func TestLoginE2EOnceErasedCartNotToldErasedAgain(t *testing.T) {
 	wg, lg := &loginE2EWatch{}, &link{url: env.url}
 	guest := loginE2ETab(env, syncclient.NewMemStorage(), lg, wg)
 	env.add(guest, "hat")
-	wg.waitFor(t, "guest synced", func(s syncclient.State) bool { return s.Status == syncclient.Synced && s.Pending == 0 && len(s.Cart.Lines) == 1 })
+	wg.waitFor(t, "guest synced", func(s syncclient.State) bool {
+		return s.Status == syncclient.Synced && s.Pending == 0 && len(s.Cart.Lines) == 1
+	})
 	lg.setDown(true)
 	wg.waitFor(t, "offline", func(s syncclient.State) bool { return s.Status == syncclient.Offline })
 	clk.add(3 * time.Hour)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -87,19 +88,23 @@ func (w *Widget) sayChange(old, st syncclient.State) {
 			w.say(tr(textBackOnline) + " " + tr(handoverText(st)))
 		} else {
 			// The notice, not the reconnect that hands over the new
-			// cart: quiet until the next connection is up, or at once
-			// if the one that told it stays.
-			w.handover = true
+			// cart: quiet until the next connection is up, or for a few
+			// seconds if the one that told it stays (a reply carried the
+			// new cart).
+			w.handover = w.clock().Add(handoverQuiet)
 			w.say(tr(handoverText(st)))
 		}
 	}
 	if st.CartErased && !old.CartErased && old.CartExpired {
 		w.say(tr(erasedText)) // learnt with the cart, after the expiry
 	}
+	if !w.handover.IsZero() && !w.clock().Before(w.handover) {
+		w.handover = time.Time{}
+	}
 	switch {
-	case w.handover:
-		if connected && (!wasConnected || !told) {
-			w.handover = false
+	case !w.handover.IsZero():
+		if connected && !wasConnected {
+			w.handover = time.Time{}
 			w.wasOnline, w.wentOffline = true, false
 		}
 	case w.cached.Load():
@@ -147,6 +152,18 @@ func (w *Widget) restoreGraceOver() {
 		w.wentOffline = true
 		w.say(tr(textOffline))
 	}
+}
+
+// handoverQuiet bounds the live region's quiet about the connection while
+// the server hands over a new cart.
+const handoverQuiet = 3 * time.Second
+
+// clock is the widget's time.
+func (w *Widget) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
 }
 
 // newest returns the last of now when it is not the last of before: an

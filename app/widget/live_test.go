@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -122,9 +123,10 @@ func TestSayChange(t *testing.T) {
 		}
 	})
 	// Told on a connection that stays up (a reply carried the new cart):
-	// the quiet ends at once, and a later outage is told.
+	// the quiet ends after a few seconds, and a later outage is told.
 	t.Run("a cart handed over on a connection that stays", func(t *testing.T) {
-		w := &Widget{}
+		now := time.Unix(1_700_000_000, 0)
+		w := &Widget{now: func() time.Time { return now }}
 		w.show(testState(connecting, 0))
 		w.show(testState(synced, 0))
 		st := testState(synced, 0)
@@ -132,6 +134,7 @@ func TestSayChange(t *testing.T) {
 		w.show(st)
 		st.Status = syncing
 		w.show(st)
+		now = now.Add(handoverQuiet)
 		st.Status = offline
 		w.show(st)
 		if w.said != tr(textOffline) {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -73,10 +74,14 @@ type Widget struct {
 	// said is what the live region says (live.go).
 	said string
 	// wasOnline: the engine has been connected; wentOffline: it lost
-	// the connection since, and the live region said so; handover: the
-	// server is handing over a new cart (the old one expired or was
-	// erased) by ending the connection, which is not the network's doing.
-	wasOnline, wentOffline, handover bool
+	// the connection since, and the live region said so.
+	wasOnline, wentOffline bool
+	// handover: until then the server is handing over a new cart (the
+	// old one expired or was erased) by ending the connection, which is
+	// not the network's doing; zero for none.
+	handover time.Time
+	// now is the widget's clock (time.Now when nil; tests set it).
+	now func() time.Time
 	// cached: the page went into the back/forward cache, and the engine
 	// has not been connected since it came back. The widget closed the
 	// connection itself: neither its end nor the next one is news (set
