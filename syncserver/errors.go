@@ -28,6 +28,14 @@ func errCartExpired(cartID string) *protocol.Error {
 	return e
 }
 
+// errCartErased is what a device on cartID is told when the storefront had
+// its user forgotten: cart_expired, as the device goes on the same way.
+func errCartErased(cartID string) *protocol.Error {
+	e := protocol.Errorf(protocol.ErrCartExpired, "cart %s was emptied at the storefront's request (its user erased); reconnect for the empty cart", cartID)
+	e.Cart = cartID
+	return e
+}
+
 // failure maps err, from doing what (in words: "store the operations") to
 // cartID (may be empty), to the error the client is told:
 //   - a *protocol.Error is told as it is;

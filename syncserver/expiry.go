@@ -105,8 +105,7 @@ func (s *Server) goneHere(n goneNotice) {
 		}
 		e := errCartExpired(id)
 		if n.Erased {
-			e = protocol.Errorf(protocol.ErrCartExpired, "cart %s was emptied at the storefront's request (its user erased); reconnect for the empty cart", id)
-			e.Cart = id
+			e = errCartErased(id)
 		}
 		if msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: e}); err == nil {
 			s.hub.deliver(id, msg)

@@ -489,22 +489,27 @@ func TestLoginE2EExpiredUserCartStartsOver(t *testing.T) {
 	env.check(e, "ann", "tea=1")
 }
 
+// annsTwoDevices starts two devices of the user ann, each on storage and a
+// link of its own, watched.
+func annsTwoDevices(env *windowEnv) (tabs [2]*syncclient.Engine, watch [2]*loginE2EWatch, links [2]*link) {
+	env.t.Helper()
+	for i := range tabs {
+		watch[i], links[i] = &loginE2EWatch{}, &link{url: env.url}
+		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), links[i], watch[i])
+		if err := tabs[i].SetUser("user:ann", ""); err != nil {
+			env.t.Fatal(err)
+		}
+	}
+	return tabs, watch, links
+}
+
 // Every device of the user that was away while the user's cart expired is
 // told when it comes back, not only the first: the second found the cart
 // started over already, and its lines vanished without a word.
 func TestLoginE2EEveryDeviceAwayToldOfTheExpiry(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
-	var tabs [2]*syncclient.Engine
-	var watch [2]*loginE2EWatch
-	var links [2]*link
-	for i := range tabs {
-		watch[i], links[i] = &loginE2EWatch{}, &link{url: env.url}
-		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), links[i], watch[i])
-		if err := tabs[i].SetUser("user:ann", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tabs, watch, links := annsTwoDevices(env)
 	env.add(tabs[0], "mug")
 	env.check(tabs[1], "ann", "mug=1")
 	for i := range links {
@@ -533,16 +538,7 @@ func TestLoginE2EEveryDeviceAwayToldOfTheExpiry(t *testing.T) {
 // and both were told the cart had expired.
 func TestLoginE2EDeviceAwayAtAnErasureIsTold(t *testing.T) {
 	env := newWindowEnvWith(t, syncserver.Config{APIKeys: []string{testAPIKey}})
-	var tabs [2]*syncclient.Engine
-	var watch [2]*loginE2EWatch
-	var links [2]*link
-	for i := range tabs {
-		watch[i], links[i] = &loginE2EWatch{}, &link{url: env.url}
-		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), links[i], watch[i])
-		if err := tabs[i].SetUser("user:ann", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tabs, watch, links := annsTwoDevices(env)
 	env.add(tabs[0], "mug")
 	env.check(tabs[0], "ann", "mug=1")
 	env.check(tabs[1], "ann", "mug=1")
@@ -660,20 +656,8 @@ func TestLoginE2EExpiryToldToConnectedDevices(t *testing.T) {
 func TestLoginE2EStartedOverCartPushedToOtherDevices(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	env := newWindowEnvWith(t, syncserver.Config{Now: clk.now, UserRetention: 2 * time.Hour})
-	var tabs [2]*syncclient.Engine
-	var watch [2]*loginE2EWatch
-	l := &link{url: env.url}
-	for i := range tabs {
-		watch[i] = &loginE2EWatch{}
-		link := &link{url: env.url}
-		if i == 0 {
-			link = l
-		}
-		tabs[i] = loginE2ETab(env, syncclient.NewMemStorage(), link, watch[i])
-		if err := tabs[i].SetUser("user:ann", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tabs, watch, links := annsTwoDevices(env)
+	l := links[0]
 	env.add(tabs[0], "mug")
 	env.check(tabs[0], "ann", "mug=1")
 	env.check(tabs[1], "ann", "mug=1")

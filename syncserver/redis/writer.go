@@ -312,10 +312,7 @@ func (c *Cache) dropNow(cartIDs ...string) {
 		return
 	}
 	c.markDirty(cartIDs...)
-	c.mu.Lock()
-	paused := time.Now().Before(c.pause)
-	c.mu.Unlock()
-	if paused {
+	if c.paused() {
 		return
 	}
 	keys := make([]string, len(cartIDs))
@@ -327,6 +324,24 @@ func (c *Cache) dropNow(cartIDs ...string) {
 	cancel()
 }
 
+// paused reports whether the cache's use of Redis is paused (it failed).
+func (c *Cache) paused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Before(c.pause)
+}
+
+// encodeEntry is the cart and meta JSON of rec's cache entry.
+func encodeEntry(rec *syncserver.Record) (cart, meta []byte, err error) {
+	if cart, err = json.Marshal(rec.Cart); err != nil {
+		return nil, nil, fmt.Errorf("encode cart: %w", err)
+	}
+	if meta, err = json.Marshal(rec.Meta); err != nil {
+		return nil, nil, fmt.Errorf("encode meta: %w", err)
+	}
+	return cart, meta, nil
+}
+
 // putNow writes cartID as the next Store has it to Redis before it
 // returns (or, when that fails, leaves it to the repair): for a cart that
 // starts again at a later version (erased, started over), whose copy at an
@@ -334,21 +349,14 @@ func (c *Cache) dropNow(cartIDs ...string) {
 // Redis refuses that copy over this one, where a delete would let it stand.
 func (c *Cache) putNow(ctx context.Context, cartID string) {
 	gen := c.markDirty(cartID)
-	c.mu.Lock()
-	paused := time.Now().Before(c.pause)
-	c.mu.Unlock()
-	if paused {
+	if c.paused() {
 		return
 	}
 	rec, err := c.next.Load(ctx, cartID, nil)
 	if err != nil || rec.Cart == nil {
 		return // expired or gone: the repair deletes the entry
 	}
-	cj, err := json.Marshal(rec.Cart)
-	if err != nil {
-		return
-	}
-	mj, err := json.Marshal(rec.Meta)
+	cj, mj, err := encodeEntry(rec)
 	if err != nil {
 		return
 	}
@@ -440,13 +448,9 @@ func (c *Cache) queuePut(ctx context.Context, pipe goredis.Pipeliner, cartID str
 	if rec.Cart == nil {
 		return nil, nil
 	}
-	cj, err := json.Marshal(rec.Cart)
+	cj, mj, err := encodeEntry(rec)
 	if err != nil {
-		return nil, fmt.Errorf("encode cart: %w", err)
-	}
-	mj, err := json.Marshal(rec.Meta)
-	if err != nil {
-		return nil, fmt.Errorf("encode meta: %w", err)
+		return nil, err
 	}
 	args := make([]any, 0, 4+2*len(rec.Seqs))
 	args = append(args, strconv.FormatUint(rec.Cart.Version, 10), cj, mj, ttl)
