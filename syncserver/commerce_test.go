@@ -1251,6 +1251,10 @@ func TestEraseUser(t *testing.T) {
 		t.Errorf("alice's next request: %d %+v, want an empty cart", code, c.Cart)
 	}
 	er = syncserver.EraseResponse{}
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, &er); code != 200 || er.Erased == nil || len(er.Erased) != 0 {
+		t.Errorf("erase alice again, her cart not changed since: %d %+v, want 200 and none", code, er)
+	}
+	er = syncserver.EraseResponse{}
 	if code := s.call("DELETE", "/v1/backend/users/carol/cart", testAPIKey, nil, &er); code != 200 || er.Erased == nil || len(er.Erased) != 0 {
 		t.Errorf("erase a user without a cart: %d %+v, want 200 and none", code, er)
 	}

@@ -340,6 +340,9 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 			e := held[i]
 			switch {
 			case e.cart == nil:
+			case id == cartID && untouched(decode(e.cart)):
+				// emptied by an erasure and not changed since: a retried
+				// call leaves it (no new version, no devices told again)
 			case id == cartID:
 				v := decode(e.cart).Version + 1
 				e.cart, _ = json.Marshal(&cart.Cart{ID: cartID, Version: v, Lines: []*cart.Line{}, Started: v, Erased: true})
@@ -359,6 +362,10 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return erased, nil
 	}
 }
+
+// untouched reports whether c is a cart an erasure emptied and nothing
+// changed since.
+func untouched(c *cart.Cart) bool { return c.Erased && c.Started == c.Version }
 
 // matching returns the ids of the entries for which ok holds, sorted.
 func (s *Store) matching(ok func(*entry) bool) []string {

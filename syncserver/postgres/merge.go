@@ -106,8 +106,12 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	// The cart's row first: a merge into it (which locks it) has committed
 	// when the lock is ours, and the statements after this one see its
 	// guest cart; one that starts later merges into the emptied cart.
-	var exists bool
-	switch err := tx.QueryRow(ctx, `SELECT true FROM carts WHERE id = $1 FOR UPDATE`, cartID).Scan(&exists); {
+	// A cart emptied by an erasure and not changed since (its version is
+	// still the one it started over at) is left as it is: a retried call
+	// neither bumps its version nor tells its devices again.
+	var exists, untouched bool
+	switch err := tx.QueryRow(ctx, `SELECT true, COALESCE(state->>'erased' = 'true' AND (state->>'started')::bigint = version, false)
+		FROM carts WHERE id = $1 FOR UPDATE`, cartID).Scan(&exists, &untouched); {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: lock: %w", cartID, err))
@@ -119,7 +123,7 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: merged guest carts: %w", cartID, err))
 	}
 	b := &pgx.Batch{}
-	if exists {
+	if exists && !untouched {
 		b.Queue(`UPDATE carts SET version = version + 1,
 			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1, 'erased', true),
 			merged_into = '', expired_at = NULL, updated_at = $2, abandoned_at = NULL

@@ -113,10 +113,14 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
+	// The user's cart is emptied unless an erasure emptied it and nothing
+	// changed it since (its version is still the one it started over at):
+	// a retried call neither bumps its version nor tells its devices again.
 	res, err := tx.ExecContext(ctx, `UPDATE carts SET version = version + 1,
 			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'started', version + 1, 'erased', json('true')),
 			merged_into = '', expired_at = NULL, updated_at = ?, abandoned_at = NULL
-		WHERE id = ?`, time.Now().UnixMilli(), cartID)
+		WHERE id = ? AND NOT coalesce(json_extract(state, '$.erased') = 1 AND json_extract(state, '$.started') = version, 0)`,
+		time.Now().UnixMilli(), cartID)
 	if err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
