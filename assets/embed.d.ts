@@ -140,6 +140,15 @@ export interface CartsyncErrorConstructor {
 }
 
 /** An edit the cart server refused. */
+/** Data of the expired event: why the device was handed a new cart. */
+export interface CartsyncExpired {
+  /**
+   * 'expired': the cart went after the operator's retention without changes; 'erased': your
+   * backend had the user forgotten.
+   */
+  reason: 'expired' | 'erased';
+}
+
 export interface CartsyncRejected {
   /** The line's SKU and key ("" when the widget no longer knows the edit). */
   sku: string;
@@ -180,7 +189,7 @@ export interface CartsyncEvents {
    * operator's retention, or your backend erased the user. The change with the new cart
    * follows; the panel tells the shopper. Once per notice.
    */
-  expired: Record<string, never>;
+  expired: CartsyncExpired;
   /** The shopper confirmed the cart in the panel. */
   checkout: CartsyncCheckout;
   /** The panel opened. */

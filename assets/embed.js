@@ -335,7 +335,7 @@
       case 'merge': return emit('merge', d.data);
       case 'rejected': return emit('rejected', d.data);
       case 'reduced': return emit('reduced', d.data);
-      case 'expired': return emit('expired', d.data || {});
+      case 'expired': return emit('expired', d.data || { reason: 'expired' });
       case 'checkout': return onCheckout(d.data);
     }
   }

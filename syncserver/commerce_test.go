@@ -1227,8 +1227,8 @@ func TestEraseUser(t *testing.T) {
 	for i := 0; m.Type != protocol.TypeError && i < 5; i++ { // the hello's merge and cart first
 		m = ws.read()
 	}
-	if m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != syncserver.UserCartID("alice") || m.ID != "" {
-		t.Errorf("the connected device was told %+v, want cart_expired of alice's cart, without an id", m.Error)
+	if m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != syncserver.UserCartID("alice") || !m.Error.Erased || m.ID != "" {
+		t.Errorf("the connected device was told %+v, want cart_expired of alice's cart, erased, without an id", m.Error)
 	}
 	var e syncserver.ErrorResponse
 	if code := s.call("GET", "/v1/backend/carts/"+guest, testAPIKey, nil, &e); code != 404 {

@@ -32,7 +32,7 @@ func errCartExpired(cartID string) *protocol.Error {
 // its user forgotten: cart_expired, as the device goes on the same way.
 func errCartErased(cartID string) *protocol.Error {
 	e := protocol.Errorf(protocol.ErrCartExpired, "cart %s was emptied at the storefront's request (its user erased); reconnect for the empty cart", cartID)
-	e.Cart = cartID
+	e.Cart, e.Erased = cartID, true
 	return e
 }
 

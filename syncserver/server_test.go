@@ -592,8 +592,8 @@ func TestExpiryToldOnAnotherInstance(t *testing.T) {
 		t.Fatalf("Purge on instance A = %d, %v; want the three carts expired", n, err)
 	}
 	m := c.read()
-	if m.Type != protocol.TypeError || m.ID != "" || m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != w.CartID {
-		t.Fatalf("the device on instance B got %+v (error %+v), want cart_expired of %s without an id", m, m.Error, w.CartID)
+	if m.Type != protocol.TypeError || m.ID != "" || m.Error == nil || m.Error.Code != protocol.ErrCartExpired || m.Error.Cart != w.CartID || m.Error.Erased {
+		t.Fatalf("the device on instance B got %+v (error %+v), want cart_expired of %s without an id, not erased", m, m.Error, w.CartID)
 	}
 	if n := bus.published.Load() - before; n != 1 {
 		t.Errorf("the purge of three carts published %d bus messages, want 1", n)

@@ -277,6 +277,21 @@ type sizeData struct {
 	Open   bool `json:"open"`
 }
 
+// expiredData is the data of the expired event: why the device was handed
+// a new cart, "erased" (the storefront had the user forgotten) or
+// "expired".
+type expiredData struct {
+	Reason string `json:"reason"`
+}
+
+// expiredReason is expiredData's reason for st.
+func expiredReason(st syncclient.State) string {
+	if st.CartErased {
+		return "erased"
+	}
+	return "expired"
+}
+
 // checkoutData is the data of the checkout event.
 type checkoutData struct {
 	Cart    cartData `json:"cart"`
@@ -527,7 +542,7 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 	if st.CartExpired != a.expired {
 		a.expired = st.CartExpired
 		if st.CartExpired {
-			out = append(out, encodeEvent(eventExpired, struct{}{}))
+			out = append(out, encodeEvent(eventExpired, expiredData{Reason: expiredReason(st)}))
 		}
 	}
 	return out

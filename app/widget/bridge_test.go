@@ -325,6 +325,29 @@ func TestAnnouncer(t *testing.T) {
 	}
 }
 
+// The expired event says why the device was handed a new cart.
+func TestExpiredEventSaysWhy(t *testing.T) {
+	for _, erased := range []bool{false, true} {
+		var a announcer
+		a.readyEvent(testState(syncclient.Synced, 0))
+		st := testState(syncclient.Synced, 0)
+		st.CartExpired, st.CartErased = true, erased
+		want := `{"cartsync":1,"event":"expired","data":{"reason":"expired"}}`
+		if erased {
+			want = `{"cartsync":1,"event":"expired","data":{"reason":"erased"}}`
+		}
+		var got []string
+		for _, m := range a.stateEvents(st) {
+			if strings.Contains(string(m), `"event":"expired"`) {
+				got = append(got, string(m))
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("erased %v: expired events %q, want %s", erased, got, want)
+		}
+	}
+}
+
 // Each edit the server refused is announced once, named by the op the
 // widget saw in the outbox; one it never saw still says why.
 func TestRejectedEvents(t *testing.T) {

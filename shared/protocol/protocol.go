@@ -250,6 +250,9 @@ type Error struct {
 	Expected *OpID `json:"expected,omitempty"`
 	// Cart is the cart the error is about, with cart_expired.
 	Cart string `json:"cart,omitempty"`
+	// Erased, with cart_expired, says the cart was emptied because the
+	// storefront had its user forgotten, not because it expired.
+	Erased bool `json:"erased,omitempty"`
 	// Details names each bad item of a batch (the backend's catalog
 	// upload): its index, its SKU and why.
 	Details []ErrorDetail `json:"details,omitempty"`

@@ -56,7 +56,7 @@ func (m *machine) onError(msg *protocol.Message) {
 		m.endPE(pe)
 		return
 	case pe.Code == protocol.ErrCartExpired:
-		m.cartExpiredOn(pe.Cart)
+		m.cartExpiredOn(pe.Cart, pe.Erased)
 		if s.ready || s.cartID != "" {
 			// About a request, or the reply to a hello whose welcome
 			// came already (a user's cart that expired: no fresh cart
@@ -241,10 +241,12 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 // fresh cart arrives go to it. On a user's connection only the notice is
 // kept: a user's cart keeps its id. which is the cart the server named
 // (protocol 2 servers always name it); without it the machine works out
-// which it was.
-func (m *machine) cartExpiredOn(which string) {
+// which it was. erased says the storefront had the user forgotten (an
+// older server does not say: the new cart's erased tells it then).
+func (m *machine) cartExpiredOn(which string, erased bool) {
 	s := m.sess
 	m.cartExpired = true
+	m.cartErased = m.cartErased || erased
 	m.changed = true
 	if which != "" {
 		m.toldGone = which

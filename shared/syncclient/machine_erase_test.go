@@ -1,0 +1,87 @@
+package syncclient
+
+import (
+	"testing"
+
+	"github.com/cartsync/cartsync/shared/cart"
+	"github.com/cartsync/cartsync/shared/protocol"
+)
+
+// A user's cart the storefront had erased, as each kind of device learns
+// it: one connected at the time is told by the server's cart_expired, one
+// that was away by the emptied cart's started and erased. Each is told it
+// was cleared (CartErased) with the notice itself (CartExpired), never
+// first that it expired, unless the server is too old to say.
+func TestErasedCartIsToldAsCleared(t *testing.T) {
+	erasedCart := func(v uint64) *cart.Cart {
+		c := cartNamed("u-ann", v)
+		c.Started, c.Erased = v, true
+		return c
+	}
+	told := func(erased bool) func(h *harness) func(*machine) {
+		return serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", erased }))
+	}
+	backOn := func(h *harness, c *cart.Cart) {
+		h.do(reopened(h))
+		h.do(got(h, welcomeUser("", "ann", "cart-1")))
+		h.do(got(h, reply("h1", c, nil)))
+	}
+	for _, tt := range []struct {
+		name string
+		run  func(t *testing.T, h *harness) (first State)
+	}{{
+		name: "connected: the server says erased",
+		run: func(t *testing.T, h *harness) State {
+			h.do(told(true)(h))
+			first := h.m.snapshot()
+			backOn(h, erasedCart(2))
+			return first
+		},
+	}, {
+		name: "connected to an older server: the cart that follows says erased",
+		run: func(t *testing.T, h *harness) State {
+			h.do(told(false)(h))
+			first := h.m.snapshot()
+			if first.CartErased {
+				t.Errorf("told cart_expired without erased: CartErased already set")
+			}
+			backOn(h, erasedCart(2))
+			return State{CartExpired: true, CartErased: true} // only the end counts
+		},
+	}, {
+		name: "away: the cart it comes back to started over, erased",
+		run: func(t *testing.T, h *harness) State {
+			h.m.stop()
+			backOn(h, erasedCart(2))
+			return h.m.snapshot()
+		},
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			signedIn(h)
+			first := tt.run(t, h)
+			if !first.CartExpired || !first.CartErased {
+				t.Errorf("first told: CartExpired %v, CartErased %v; want both", first.CartExpired, first.CartErased)
+			}
+			if st := h.m.snapshot(); !st.CartExpired || !st.CartErased || len(st.Cart.Lines) != 0 {
+				t.Errorf("at the end: CartExpired %v, CartErased %v, %d lines; want both and the empty cart", st.CartExpired, st.CartErased, len(st.Cart.Lines))
+			}
+		})
+	}
+}
+
+// A cart that was erased long ago and then expired is told as expired:
+// erased stays on a cart for its life and says nothing on its own.
+func TestOldErasureIsNotTold(t *testing.T) {
+	h := newHarness(t)
+	h.m.setUser("user:ann", "")
+	h.do(opened(h))
+	h.do(got(h, welcomeUser("tok", "ann", "cart-1")))
+	c := cartNamed("u-ann", 5, "mug=1")
+	c.Started, c.Erased = 2, true
+	h.do(got(h, reply("h1", c, nil)))
+	h.do(serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "u-ann" }))(h))
+	if st := h.m.snapshot(); !st.CartExpired || st.CartErased {
+		t.Errorf("CartExpired %v, CartErased %v; want expired, not cleared", st.CartExpired, st.CartErased)
+	}
+}
