@@ -376,3 +376,69 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// otherTabStorage is a MemStorage where another tab stores a device token
+// of its own just before each of the first n swaps: the swap then answers
+// that token, as two tabs that logged out together and were each given a
+// new one find.
+type otherTabStorage struct {
+	*MemStorage
+	n int
+}
+
+func (s *otherTabStorage) SwapDeviceToken(ctx context.Context, old, next string) (string, error) {
+	if s.n > 0 {
+		s.n--
+		return s.MemStorage.SwapDeviceToken(ctx, old, fmt.Sprintf("other-tab-%d", s.n))
+	}
+	return s.MemStorage.SwapDeviceToken(ctx, old, next)
+}
+
+// A welcome whose new device token another tab beat to the storage ends
+// the connection, to go on with that tab's token: at once, connecting, not
+// offline after a wait (nothing failed). Twice in a row, the second waits
+// as a failure does, so two tabs can never keep each other redialling.
+func TestRunTokenTakenByAnotherTab(t *testing.T) {
+	for _, tt := range []struct {
+		swaps int
+	}{{1}, {2}} {
+		t.Run(fmt.Sprintf("%d in a row", tt.swaps), func(t *testing.T) {
+			log := &retryLog{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var e *Engine
+			var statuses []Status
+			n := 0
+			e = newEngine(t, &otherTabStorage{MemStorage: NewMemStorage(), n: tt.swaps}, func(c *Config) {
+				c.BackoffBase, c.BackoffHold, c.BackoffCap = time.Millisecond, time.Millisecond, time.Millisecond
+				c.Logger = slog.New(log)
+				c.Dial = func(context.Context) (Conn, error) {
+					n++
+					statuses = append(statuses, e.Snapshot().Status)
+					if n == 4 {
+						cancel()
+						return nil, context.Canceled
+					}
+					if n == 3 { // the third fails
+						return nil, errors.New("connection refused")
+					}
+					// One that is not swapped hangs up after its welcome.
+					return newTinyConn(n > tt.swaps, welcome(fmt.Sprintf("mine-%d", n), "cart-1")), nil
+				}
+			})
+			if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run = %v, want context.Canceled", err)
+			}
+			// The second connection's end and the third's each wait.
+			if got := len(log.logged()); got != 2 {
+				t.Errorf("%d waits logged, want 2", got)
+			}
+			if statuses[1] == Offline {
+				t.Errorf("statuses at the dials %v: offline before the second, want it dialled at once", statuses)
+			}
+			if statuses[2] != Offline {
+				t.Errorf("statuses at the dials %v: want offline before the third (a second swap in a row waits, as a hang-up does)", statuses)
+			}
+		})
+	}
+}

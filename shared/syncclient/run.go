@@ -42,6 +42,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	})
 	attempt := 0
+	swapped := false // the last connection ended on errTokenChanged
 	for {
 		if err := e.awaitLogin(ctx); err != nil {
 			return err
@@ -55,7 +56,14 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.log.Error("sync stopped", logkey.Code, se.e.Code, logkey.Message, se.e.Message)
 			return se.e
 		}
-		if errors.Is(err, errUserChanged) {
+		// A login or logout, or another tab that stored its device
+		// token first (two tabs logged out together, each given a new
+		// one): nothing failed, so the next connection goes at once,
+		// and the status stays connecting, not offline. A token changed
+		// again by the very next connection waits as a failure does.
+		again := errors.Is(err, errTokenChanged) && !swapped
+		swapped = errors.Is(err, errTokenChanged)
+		if errors.Is(err, errUserChanged) || again {
 			e.log.Info("sync connection ended", logkey.Err, err)
 			attempt = 0
 			continue

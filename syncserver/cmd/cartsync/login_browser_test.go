@@ -740,7 +740,8 @@ func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 
 // A logout in one tab logs the device's other tabs out too: the
 // storefront's session is the device's, and a tab left on the account's
-// cart would show it to whoever comes next.
+// cart would show it to whoever comes next. Screen readers are not told
+// the widget went offline and came back: it did not.
 func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	srv := startLoginServer(t)
 	userID := syncserver.UserCartID("alice")
@@ -752,6 +753,8 @@ func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	ready(two)
 	loginAs(two, "alice", "", "merge")
 	waitCart(two, "alice's cart in tab 2", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
+	recordLive(one, srv.origin())
+	recordLive(two, srv.origin())
 
 	if out := eval[loginResult](one, `cartsync.logout()`); out.Status != "done" {
 		t.Fatalf("cartsync.logout resolved with %+v", out)
@@ -761,6 +764,14 @@ func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	})
 	if len(c.Lines) != 0 {
 		t.Errorf("tab 2 after tab 1's logout: %s, want this device's fresh cart", c)
+	}
+	// Neither tab went offline: both reconnected at once as guests (the
+	// one whose new device token came second takes the other's).
+	time.Sleep(time.Second)
+	for _, tb := range []*tab{one, two} {
+		if said := liveSaid(tb, srv.origin()); slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Offline.") || s == "Back online." }) {
+			t.Errorf("%s: the live region said %q after the logout, want nothing of going offline or back online", tb.name, said)
+		}
 	}
 	eval[bool](two, `cartsync.open()`)
 	waitWidgetText(two, srv.origin(), "as a message in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
