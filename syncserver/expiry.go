@@ -108,7 +108,7 @@ func (s *Server) goneHere(n goneNotice) {
 			e = errCartErased(id)
 		}
 		if msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeError, Error: e}); err == nil {
-			s.hub.deliver(id, msg)
+			s.hub.tellGone(id, msg)
 		}
 	}
 }

@@ -107,6 +107,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 	} else {
 		ss.sendSnapshot(ctx, m.ID, []string{m.Client}, m.Since)
 	}
+	ss.greet()
 	if merged != nil {
 		s.publish(ctx, id.CartID, merged)
 	}

@@ -132,6 +132,24 @@ func (h *hub) has(cartID string) bool {
 	return h.carts[cartID] != nil
 }
 
+// tellGone hands msg, the notice that cartID is gone, to the cart's local
+// connections (session.tellGone).
+func (h *hub) tellGone(cartID string, msg []byte) {
+	h.mu.Lock()
+	var targets []*session
+	if cs := h.carts[cartID]; cs != nil {
+		targets = make([]*session, 0, len(cs.sessions))
+		for s := range cs.sessions {
+			targets = append(targets, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range targets {
+		s.tellGone(cartID, msg)
+		h.metrics.pushesOut.Inc()
+	}
+}
+
 func (h *hub) deliver(cartID string, payload []byte) {
 	h.mu.Lock()
 	cs := h.carts[cartID]

@@ -47,6 +47,51 @@ type session struct {
 	closing    bool
 	dropped    bool
 	retryAfter time.Duration // told to the client when closing
+	// Until the hello is answered (greeted), a notice that a cart is
+	// gone waits in goneHeld: before the welcome, a client takes
+	// cart_expired for the hello's own answer and expects a fresh cart
+	// in the welcome, and the welcome and cart that follow would be of
+	// the cart the hello loaded before the purge.
+	greeted  bool
+	goneHeld []heldGone
+}
+
+// heldGone is a gone notice (cart_expired without an id) that waits for
+// the hello's answer.
+type heldGone struct {
+	cartID string
+	msg    []byte
+}
+
+// tellGone queues msg, the notice that cartID is gone, or holds it until
+// the hello is answered (greet).
+func (ss *session) tellGone(cartID string, msg []byte) {
+	ss.mu.Lock()
+	if !ss.greeted {
+		ss.goneHeld = append(ss.goneHeld, heldGone{cartID, msg})
+		ss.mu.Unlock()
+		return
+	}
+	ss.mu.Unlock()
+	ss.send(msg)
+}
+
+// greet marks the hello answered (its welcome and cart queued), and sends
+// the gone notices held meanwhile about the cart the connection is on: a
+// cart that went after the hello loaded it is told after its snapshot, as
+// to any connection on it. (One about the cart of a device token the hello
+// replaced was told as the hello's answer.)
+func (ss *session) greet() {
+	ss.mu.Lock()
+	ss.greeted = true
+	held := ss.goneHeld
+	ss.goneHeld = nil
+	ss.mu.Unlock()
+	for _, g := range held {
+		if g.cartID == ss.id.CartID {
+			ss.send(g.msg)
+		}
+	}
 }
 
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
