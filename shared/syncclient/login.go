@@ -26,6 +26,10 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	m.elsewhere = nil // so does news of another device's login into it
 	if token == "" {
 		m.loggedOut = true
+		// What was told about the account's cart (it expired or was
+		// erased, a merge into it) is not the next person's to see.
+		m.cartExpired, m.cartErased, m.toldGone = false, false, ""
+		m.merge = nil
 	}
 	m.hide(wasHidden)
 	return true

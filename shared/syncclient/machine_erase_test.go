@@ -85,3 +85,19 @@ func TestOldErasureIsNotTold(t *testing.T) {
 		t.Errorf("CartExpired %v, CartErased %v; want expired, not cleared", st.CartExpired, st.CartErased)
 	}
 }
+
+// A logout takes down the notices about the account's cart: the device's
+// own cart shown next is not the one that was cleared or merged into.
+func TestLogoutTakesDownTheAccountsNotices(t *testing.T) {
+	h := newHarness(t)
+	signedIn(h)
+	h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1})))
+	h.do(serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true }))(h))
+	if st := h.m.snapshot(); !st.CartExpired || !st.CartErased || st.Merge == nil {
+		t.Fatalf("told: CartExpired %v, CartErased %v, Merge %+v; want all three", st.CartExpired, st.CartErased, st.Merge)
+	}
+	h.m.setUser("", "")
+	if st := h.m.snapshot(); st.CartExpired || st.CartErased || st.Merge != nil {
+		t.Errorf("after the logout: CartExpired %v, CartErased %v, Merge %+v; want no notice", st.CartExpired, st.CartErased, st.Merge)
+	}
+}

@@ -73,14 +73,15 @@ type State struct {
 	NeedsLogin bool
 	// CartExpired: the cart was purged for inactivity, and a fresh one is
 	// now shown: a guest's, with a new device token, or the user's cart
-	// started over under the same id. Until AckNotices.
+	// started over under the same id. Until AckNotices, or a logout.
 	CartExpired bool
 	// CartErased: with CartExpired, the fresh cart is there because the
 	// storefront had the user forgotten (their cart erased), not because
-	// it expired. Until AckNotices.
+	// it expired. Until AckNotices, or a logout.
 	CartErased bool
 	// Merge is what the latest login merge did (status merged or already),
-	// or the pending choice (status choose). Until AckNotices. Shared: do
+	// or the pending choice (status choose). Until AckNotices, or a
+	// logout. Shared: do
 	// not modify.
 	Merge *protocol.MergeInfo
 	// Choice, while not nil, holds both carts of a login merge the server
