@@ -24,6 +24,10 @@ export interface CartsyncLine {
   details: CartsyncDetails;
 }
 
+/**
+ * 'connecting' is the first connection, or the next after a login or logout; once a connection
+ * failed, the status stays 'offline' while the widget tries again, until the server answers.
+ */
 export type CartsyncStatus = 'offline' | 'connecting' | 'syncing' | 'synced' | 'login';
 
 /** The cart, as ready, change and most methods give it. */

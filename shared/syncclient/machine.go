@@ -218,7 +218,14 @@ func (m *machine) start(now time.Time, cfgUser string) {
 	if m.userSet {
 		user = m.userToken
 	}
-	m.setStatus(Connecting)
+	if m.status != Offline {
+		// Connecting: the first connection, or the next after a login
+		// or logout. After a connection failed the status stays offline
+		// until the server answers: a network that lets sockets open and
+		// then fails them (a captive portal, a restored page offline)
+		// made it flicker between offline and connecting at every try.
+		m.setStatus(Connecting)
+	}
 	hello := &protocol.Message{
 		Type: protocol.TypeHello, ID: m.newReqID(reqHello), Protocol: protocol.Version,
 		Client: m.client, DeviceToken: m.token, Since: m.confirmed.Version,

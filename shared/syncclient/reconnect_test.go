@@ -442,3 +442,44 @@ func TestRunTokenTakenByAnotherTab(t *testing.T) {
 		})
 	}
 }
+
+// statusConn is a tinyConn that notes the engine's status when the engine
+// says hello on it.
+type statusConn struct {
+	*tinyConn
+	e    *Engine
+	seen *[]Status
+}
+
+func (c statusConn) Write(ctx context.Context, b []byte) error {
+	*c.seen = append(*c.seen, c.e.Snapshot().Status)
+	return c.tinyConn.Write(ctx, b)
+}
+
+// After a connection failed, the next says hello while the status stays
+// offline, until the server answers: a network that lets sockets open and
+// then fails them made the status flicker between offline and connecting
+// at every try. The first connection is connecting.
+func TestRunStaysOfflineWhileRetrying(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var e *Engine
+	var seen []Status
+	n := 0
+	e = newEngine(t, NewMemStorage(), func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = time.Millisecond, time.Millisecond, time.Millisecond
+		c.Dial = func(context.Context) (Conn, error) {
+			if n++; n == 4 {
+				cancel()
+				return nil, context.Canceled
+			}
+			return statusConn{newTinyConn(true), e, &seen}, nil // hangs up before any answer
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if want := []Status{Connecting, Offline, Offline}; !slices.Equal(seen, want) {
+		t.Errorf("statuses at each hello %v, want %v", seen, want)
+	}
+}
