@@ -13,6 +13,7 @@ var catalogAR = map[string]string{
 	"cart.label.items#few":   "السلة، {count} عناصر",
 	"cart.label.items#many":  "السلة، {count} عنصرًا",
 	"cart.label.items#other": "السلة، {count} عنصر",
+	"cart.label.message":     "{label}، رسالة جديدة",
 	"cart.items#zero":        "لا عناصر",
 	"cart.items#one":         "عنصر واحد",
 	"cart.items#two":         "عنصران",

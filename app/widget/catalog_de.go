@@ -7,6 +7,7 @@ var catalogDE = map[string]string{
 	"cart.label.empty":       "Warenkorb, leer",
 	"cart.label.items#one":   "Warenkorb, 1 Artikel",
 	"cart.label.items#other": "Warenkorb, {count} Artikel",
+	"cart.label.message":     "{label}, neue Nachricht",
 	"cart.items#one":         "1 Artikel",
 	"cart.items#other":       "{count} Artikel",
 	"widget.blocked":         "Dieser Warenkorb kann auf dieser Website nicht angezeigt werden.",

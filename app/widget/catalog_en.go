@@ -9,6 +9,7 @@ var catalogEN = map[string]string{
 	"cart.label.empty":       "Cart, empty",
 	"cart.label.items#one":   "Cart, 1 item",
 	"cart.label.items#other": "Cart, {count} items",
+	"cart.label.message":     "{label}, new message",
 	"cart.items#one":         "1 item",
 	"cart.items#other":       "{count} items",
 	"widget.blocked":         "This cart can't be shown on this site.",

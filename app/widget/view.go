@@ -39,14 +39,21 @@ func (w *Widget) Render() app.UI {
 	return root.Body(children...)
 }
 
-// renderButton draws the cart button: an icon and the item count.
+// renderButton draws the cart button: an icon and the item count, and,
+// while the panel is closed, a dot when the panel has something to tell
+// (a notice, a sign-in needed), also in the button's name.
 func (w *Widget) renderButton() app.UI {
 	items := w.items()
+	label := cartLabel(w.loaded, items)
+	hint := !w.open && w.hasMessage()
+	if hint {
+		label = tr("cart.label.message", "label", label)
+	}
 	b := app.Button().
 		ID(buttonID).
 		Class("cartsync-button").
 		Type("button").
-		Aria("label", cartLabel(w.loaded, items)).
+		Aria("label", label).
 		Aria("haspopup", "dialog").
 		Aria("expanded", strconv.FormatBool(w.open)).
 		OnClick(w.onToggle)
@@ -56,6 +63,9 @@ func (w *Widget) renderButton() app.UI {
 	children := []app.UI{app.Span().Class("cartsync-icon").Aria("hidden", "true")}
 	if w.loaded && items > 0 {
 		children = append(children, app.Span().Class("cartsync-badge").Aria("hidden", "true").Text(badgeText(items)))
+	}
+	if hint {
+		children = append(children, app.Span().Class("cartsync-dot").Aria("hidden", "true"))
 	}
 	return b.Body(children...)
 }

@@ -219,6 +219,12 @@ func (w *Widget) hasNotice() bool {
 	return w.mergeNotice() != nil || w.st.CartExpired || len(w.st.Dropped) > 0 || w.st.Elsewhere != nil
 }
 
+// hasMessage reports whether the panel has something for the shopper to
+// read: a notice, or a sign-in needed to sync.
+func (w *Widget) hasMessage() bool {
+	return w.loaded && (w.hasNotice() || w.st.NeedsLogin)
+}
+
 // items is the number of items in the cart.
 func (w *Widget) items() int {
 	if w.st.Cart == nil {

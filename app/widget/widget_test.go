@@ -98,6 +98,40 @@ func TestCartButton(t *testing.T) {
 	}
 }
 
+// With the panel closed, a notice it holds (or a sign-in it asks for)
+// shows as a dot on the button and in its name; open, neither.
+func TestButtonHintsAtAMessage(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		mod   func(*syncclient.State)
+		label string
+	}{
+		{"nothing to tell", func(*syncclient.State) {}, "Cart, 1 item"},
+		{"the cart expired", func(st *syncclient.State) { st.CartExpired = true }, "Cart, 1 item, new message"},
+		{"a sign-in needed", func(st *syncclient.State) { st.NeedsLogin = true }, "Cart, 1 item, new message"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := testState(syncclient.Synced, 0, testLine("TEE", "T-shirt", 1, 1999, "EUR", nil))
+			tt.mod(&st)
+			w := &Widget{}
+			w.show(st)
+			mount(t, w)
+			match(t, app.Button().ID(buttonID).Class("cartsync-button").Type("button").
+				Aria("label", tt.label).Aria("haspopup", "dialog").Aria("expanded", "false").OnClick(noop), w, 0, 0)
+			dot := app.Match(app.Span().Class("cartsync-dot").Aria("hidden", "true"), w, 0, 0, 2) == nil
+			if want := tt.label != "Cart, 1 item"; dot != want {
+				t.Errorf("closed: dot shown %v, want %v", dot, want)
+			}
+			w = &Widget{open: true}
+			w.show(st)
+			mount(t, w)
+			if app.Match(app.Span().Class("cartsync-dot").Aria("hidden", "true"), w, 0, 0, 2) == nil {
+				t.Error("open: dot shown, want none")
+			}
+		})
+	}
+}
+
 func TestPanelIsAModalDialog(t *testing.T) {
 	w := &Widget{open: true}
 	w.show(testState(syncclient.Synced, 0, testLine("TEE", "T-shirt", 1, 1999, "EUR", nil)))
