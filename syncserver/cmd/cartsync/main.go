@@ -104,6 +104,8 @@ type Main struct {
 	WebDir         string
 	DemoAddr       string
 	DebugAddr      string
+	// MetricsAddr, if set, serves /metrics there instead of on Addr.
+	MetricsAddr string
 	// HeapFloorMiB is the Go heap's floor (gcfloor), set by main for the
 	// whole process; 0 for none.
 	HeapFloorMiB int
@@ -150,6 +152,8 @@ type Main struct {
 	demoLn    net.Listener
 	debug     *http.Server
 	debugLn   net.Listener
+	metrics   *http.Server
+	metricsLn net.Listener
 	verifier  *auth.Verifier
 	signer    *auth.Signer
 	// demoSecret, in tests, is the demo storefront's signing secret
@@ -254,6 +258,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.serveDebug(); err != nil {
 		return err
 	}
+	if err := m.serveMetrics(reg); err != nil {
+		return err
+	}
 	// The purge and the other loops start once every listener is open:
 	// a start that fails (a port in use) changes nothing in the store.
 	m.startBackground(bgCtx)
@@ -317,6 +324,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.debug != nil {
 		m.debug.Close()
 	}
+	if m.metrics != nil {
+		m.metrics.Close()
+	}
 	if m.http != nil {
 		errs = append(errs, m.http.Shutdown(ctx))
 	}
@@ -340,6 +350,9 @@ func (m *Main) closeBackends() {
 	}
 	if m.debugLn != nil && m.debug == nil {
 		m.debugLn.Close()
+	}
+	if m.metricsLn != nil && m.metrics == nil {
+		m.metricsLn.Close()
 	}
 	if m.bus != nil {
 		m.bus.Close()

@@ -608,6 +608,31 @@ func TestMetricsStartAtZero(t *testing.T) {
 	}
 }
 
+// -metrics-addr serves /metrics on a listener of its own, and the one the
+// shoppers reach answers it 404.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	m := startMain(t, "-data", t.TempDir(), "-metrics-addr", "127.0.0.1:0")
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("http://" + m.metricsLn.Addr().String() + "/metrics"); code != 200 || !strings.Contains(body, "cartsync_connections ") {
+		t.Errorf("/metrics on -metrics-addr: %d, %.80q; want 200 and the metrics", code, body)
+	}
+	if code, _ := get(m.URL() + "/metrics"); code != 404 {
+		t.Errorf("/metrics on -addr: %d, want 404", code)
+	}
+	if code, _ := get(m.URL() + "/readyz"); code != 200 {
+		t.Errorf("/readyz on -addr: %d, want 200 (only the metrics move)", code)
+	}
+}
+
 // What Redis answers for now (too many clients, loading) is not a
 // refusal of the server's configuration: the server starts and waits.
 func TestRedisBusyIsNotARefusal(t *testing.T) {

@@ -262,7 +262,9 @@ func (m *Main) routes(reg *prometheus.Registry) http.Handler {
 	mux.Handle("/v1/", m.sync)
 	mux.Handle("GET /healthz", m.sync.HealthHandler(false))
 	mux.Handle("GET /readyz", m.sync.HealthHandler(true))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if m.MetricsAddr == "" {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
 	ui, err := webui.New(webui.Config{WebDir: m.WebDir, Version: version, AllowedOrigins: m.AllowedOrigins, OriginAgentCluster: m.OriginAgentCluster, Logger: m.Logger})
 	if err != nil {
 		// The sync API works without the widget (native apps).
@@ -303,6 +305,24 @@ func (m *Main) serveDemo(ctx context.Context) error {
 		}()
 	}
 	m.Logger.Info("demo storefront", logkey.URL, demoURL)
+	return nil
+}
+
+// serveMetrics serves /metrics on its own address, if asked to (the main
+// listener then does not).
+func (m *Main) serveMetrics(reg *prometheus.Registry) error {
+	if m.MetricsAddr == "" {
+		return nil
+	}
+	var err error
+	if m.metricsLn, err = net.Listen("tcp", m.MetricsAddr); err != nil {
+		return fmt.Errorf("metrics address: %w", err)
+	}
+	mm := http.NewServeMux()
+	mm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	m.metrics = newHTTPServer(mm)
+	go m.metrics.Serve(m.metricsLn)
+	m.Logger.Info("metrics", logkey.URL, "http://"+m.metricsLn.Addr().String()+"/metrics")
 	return nil
 }
 
