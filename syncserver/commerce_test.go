@@ -1250,9 +1250,14 @@ func TestEraseUser(t *testing.T) {
 	if code, c, _ := getAsUser(t, s.hs.URL, tok, "alice"); code != 200 || c.Cart == nil || len(c.Cart.Lines) != 0 {
 		t.Errorf("alice's next request: %d %+v, want an empty cart", code, c.Cart)
 	}
+	var after syncserver.BackendCart
+	s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &after)
 	er = syncserver.EraseResponse{}
-	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, &er); code != 200 || er.Erased == nil || len(er.Erased) != 0 {
-		t.Errorf("erase alice again, her cart not changed since: %d %+v, want 200 and none", code, er)
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, &er); code != 200 || !slices.Equal(er.Erased, []string{syncserver.UserCartID("alice")}) {
+		t.Errorf("erase alice again, her cart not changed since: %d %+v, want 200 and her cart", code, er)
+	}
+	if code := s.call("GET", "/v1/backend/users/alice/cart", testAPIKey, nil, &erased); code != 200 || erased.Cart.Version != after.Cart.Version {
+		t.Errorf("alice's cart after a second erasure: %d, version %d; want the first one's %d", code, erased.Cart.Version, after.Cart.Version)
 	}
 	er = syncserver.EraseResponse{}
 	if code := s.call("DELETE", "/v1/backend/users/carol/cart", testAPIKey, nil, &er); code != 200 || er.Erased == nil || len(er.Erased) != 0 {
@@ -1260,6 +1265,51 @@ func TestEraseUser(t *testing.T) {
 	}
 	if code := s.call("DELETE", "/v1/backend/users/alice/cart", "", nil, nil); code != 401 {
 		t.Errorf("erase without the API key: %d, want 401", code)
+	}
+}
+
+// eraseOutcomeLost is a memstore whose first Erase commits and then
+// fails, as a Postgres commit whose answer was lost does.
+type eraseOutcomeLost struct {
+	*memstore.Store
+	calls atomic.Int32
+}
+
+func (s *eraseOutcomeLost) Erase(ctx context.Context, cartID string) ([]string, error) {
+	ids, err := s.Store.Erase(ctx, cartID)
+	if err == nil && s.calls.Add(1) == 1 {
+		return nil, errors.New("commit: connection reset")
+	}
+	return ids, err
+}
+
+// The storefront retries an erasure whose first call failed after the
+// store had committed it (nobody was told then): the retry tells the
+// devices connected to the cart, at the first call's version. It told
+// none, having found the cart already erased.
+func TestErasureRetriedAfterAnUnknownOutcome(t *testing.T) {
+	s := newShop(t, &eraseOutcomeLost{Store: memstore.New()}, func(c *syncserver.Config) { c.Users = testUsers{} })
+	tok := s.device()
+	s.login(tok, "alice")
+	if code := s.call("POST", "/v1/backend/users/alice/cart/ops", testAPIKey, syncserver.OpsRequest{Ops: []cart.Op{{Client: "s", Seq: 1, Kind: cart.KindAdd, SKU: "CAP", Quantity: 1}}}, nil); code != 200 {
+		t.Fatalf("alice's add: %d", code)
+	}
+	ws := dial(t, s.hs)
+	ws.send(&protocol.Message{Type: protocol.TypeHello, ID: "h1", Protocol: protocol.Version, Client: "tab", DeviceToken: tok, UserToken: "user:alice"})
+	ws.expect(protocol.TypeWelcome)
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, nil); code != 500 {
+		t.Fatalf("the first erasure: %d, want 500 (its outcome lost)", code)
+	}
+	var er syncserver.EraseResponse
+	if code := s.call("DELETE", "/v1/backend/users/alice/cart", testAPIKey, nil, &er); code != 200 || !slices.Equal(er.Erased, []string{syncserver.UserCartID("alice")}) {
+		t.Fatalf("the retry: %d %+v, want alice's cart", code, er)
+	}
+	m := ws.read()
+	for i := 0; m.Type != protocol.TypeError && i < 5; i++ {
+		m = ws.read()
+	}
+	if m.Error == nil || m.Error.Code != protocol.ErrCartExpired || !m.Error.Erased {
+		t.Errorf("the connected device was told %+v, want cart_expired, erased", m.Error)
 	}
 }
 

@@ -35,6 +35,11 @@ func (m *machine) onError(msg *protocol.Message) {
 		return
 	}
 	m.progress()
+	if pe.Code == protocol.ErrCartExpired && msg.ID == "" && pe.Erased && m.showsErased(pe.Cart) {
+		// Told again of the erasure whose emptied cart this device
+		// shows, unchanged (the storefront retried it): nothing new.
+		return
+	}
 	m.log.Warn("error from the server", logkey.Code, pe.Code, logkey.Message, pe.Message)
 	m.lastErr = pe
 	m.changed = true
@@ -231,6 +236,13 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 	}
 	m.settleGone()
 	m.endPE(pe)
+}
+
+// showsErased reports whether the confirmed cart is cartID as an erasure
+// left it: emptied, at the version it started over at.
+func (m *machine) showsErased(cartID string) bool {
+	c := m.confirmed
+	return c.ID == cartID && c.Erased && c.Version > 0 && c.Version == c.Started
 }
 
 // cartExpiredOn handles cart_expired: the device's guest cart was purged

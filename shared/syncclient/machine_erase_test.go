@@ -101,3 +101,22 @@ func TestLogoutTakesDownTheAccountsNotices(t *testing.T) {
 		t.Errorf("after the logout: CartExpired %v, CartErased %v, Merge %+v; want no notice", st.CartExpired, st.CartErased, st.Merge)
 	}
 }
+
+// Told again of an erasure whose emptied cart it shows (the storefront
+// retried the call, and the cart kept its version): the device takes no
+// notice, and keeps its connection.
+func TestErasureToldAgainIsNothingNew(t *testing.T) {
+	h := newHarness(t)
+	signedIn(h)
+	c := cartNamed("u-ann", 2)
+	c.Started, c.Erased = 2, true
+	h.do(serverSays(pushedCart(1, c))(h))
+	h.m.ackNotices()
+	again := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true })
+	if out := h.do(serverSays(again)(h)); len(out) != 0 {
+		t.Errorf("effects %q, want none", out)
+	}
+	if st := h.m.snapshot(); st.CartExpired || st.CartErased || st.Confirmed != 2 || st.Status != Synced {
+		t.Errorf("state: CartExpired %v, CartErased %v, confirmed %d, %v; want no notice, the cart at 2, synced", st.CartExpired, st.CartErased, st.Confirmed, st.Status)
+	}
+}

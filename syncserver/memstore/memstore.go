@@ -341,8 +341,11 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 			switch {
 			case e.cart == nil:
 			case id == cartID && untouched(decode(e.cart)):
-				// emptied by an erasure and not changed since: a retried
-				// call leaves it (no new version, no devices told again)
+				// Emptied by an erasure and not changed since: a retried
+				// call keeps its version (its devices are told again,
+				// and those that show it take no notice).
+				e.seqs, e.log = map[string]uint64{}, nil
+				erased = append(erased, id)
 			case id == cartID:
 				v := decode(e.cart).Version + 1
 				e.cart, _ = json.Marshal(&cart.Cart{ID: cartID, Version: v, Lines: []*cart.Line{}, Started: v, Erased: true})

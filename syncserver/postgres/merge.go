@@ -107,8 +107,9 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	// when the lock is ours, and the statements after this one see its
 	// guest cart; one that starts later merges into the emptied cart.
 	// A cart emptied by an erasure and not changed since (its version is
-	// still the one it started over at) is left as it is: a retried call
-	// neither bumps its version nor tells its devices again.
+	// still the one it started over at) keeps its version: a retried call
+	// does not make it a new cart (its devices are told again, and those
+	// that show it take no notice).
 	var exists, untouched bool
 	switch err := tx.QueryRow(ctx, `SELECT true, COALESCE(state->>'erased' = 'true' AND (state->>'started')::bigint = version, false)
 		FROM carts WHERE id = $1 FOR UPDATE`, cartID).Scan(&exists, &untouched); {
@@ -123,11 +124,13 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 		return nil, withCtx(ctx, fmt.Errorf("erase cart %s: merged guest carts: %w", cartID, err))
 	}
 	b := &pgx.Batch{}
-	if exists && !untouched {
-		b.Queue(`UPDATE carts SET version = version + 1,
-			state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1, 'erased', true),
-			merged_into = '', expired_at = NULL, updated_at = $2, abandoned_at = NULL
-			WHERE id = $1`, cartID, time.Now().Truncate(time.Millisecond))
+	if exists {
+		if !untouched {
+			b.Queue(`UPDATE carts SET version = version + 1,
+				state = jsonb_build_object('id', id, 'version', version + 1, 'lines', '[]'::jsonb, 'started', version + 1, 'erased', true),
+				merged_into = '', expired_at = NULL, updated_at = $2, abandoned_at = NULL
+				WHERE id = $1`, cartID, time.Now().Truncate(time.Millisecond))
+		}
 		b.Queue(sqlClearLog, []string{cartID})
 		b.Queue(sqlClearSeqs, []string{cartID})
 		ids = append(ids, cartID)

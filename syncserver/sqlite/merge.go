@@ -115,7 +115,8 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	}
 	// The user's cart is emptied unless an erasure emptied it and nothing
 	// changed it since (its version is still the one it started over at):
-	// a retried call neither bumps its version nor tells its devices again.
+	// a retried call keeps its version (its devices are told again, and
+	// those that show it take no notice).
 	res, err := tx.ExecContext(ctx, `UPDATE carts SET version = version + 1,
 			state = json_object('id', id, 'version', version + 1, 'lines', json_array(), 'started', version + 1, 'erased', json('true')),
 			merged_into = '', expired_at = NULL, updated_at = ?, abandoned_at = NULL
@@ -124,9 +125,14 @@ func (s *Store) Erase(ctx context.Context, cartID string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM carts WHERE id = ?`, cartID).Scan(&n)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("erase cart %s: %w", cartID, err)
-	} else if n == 1 {
+	}
+	if n == 1 {
 		ids = append(ids, cartID)
 	}
 	if len(ids) > 0 {
