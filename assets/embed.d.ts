@@ -143,7 +143,6 @@ export interface CartsyncErrorConstructor {
   readonly prototype: CartsyncError;
 }
 
-/** An edit the cart server refused. */
 /** Data of the expired event: why the device was handed a new cart. */
 export interface CartsyncExpired {
   /**
@@ -153,6 +152,7 @@ export interface CartsyncExpired {
   reason: 'expired' | 'erased';
 }
 
+/** An edit the cart server refused. */
 export interface CartsyncRejected {
   /** The line's SKU and key ("" when the widget no longer knows the edit). */
   sku: string;

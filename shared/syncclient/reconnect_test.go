@@ -447,13 +447,18 @@ func TestRunTokenTakenByAnotherTab(t *testing.T) {
 // says hello on it.
 type statusConn struct {
 	*tinyConn
-	e    *Engine
-	seen *[]Status
+	e     *Engine
+	seen  *[]Status
+	after func() // if not nil, called after the write
 }
 
 func (c statusConn) Write(ctx context.Context, b []byte) error {
 	*c.seen = append(*c.seen, c.e.Snapshot().Status)
-	return c.tinyConn.Write(ctx, b)
+	err := c.tinyConn.Write(ctx, b)
+	if c.after != nil {
+		c.after()
+	}
+	return err
 }
 
 // After a connection failed, the next says hello while the status stays
@@ -473,7 +478,7 @@ func TestRunStaysOfflineWhileRetrying(t *testing.T) {
 				cancel()
 				return nil, context.Canceled
 			}
-			return statusConn{newTinyConn(true), e, &seen}, nil // hangs up before any answer
+			return statusConn{newTinyConn(true), e, &seen, nil}, nil // hangs up before any answer
 		}
 	})
 	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
@@ -481,5 +486,40 @@ func TestRunStaysOfflineWhileRetrying(t *testing.T) {
 	}
 	if want := []Status{Connecting, Offline, Offline}; !slices.Equal(seen, want) {
 		t.Errorf("statuses at each hello %v, want %v", seen, want)
+	}
+}
+
+// A login made while the engine waits to try again after a failure starts
+// the next connection at once, and it is connecting: nothing failed
+// since. (A logout, or a login after a refused token, is the same.)
+func TestRunLoginDuringBackoffIsConnecting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &retryLog{ended: make(chan struct{}, 1)}
+	var e *Engine
+	var seen []Status
+	n := 0
+	e = newEngine(t, NewMemStorage(), func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = time.Hour, time.Hour, time.Hour // only the login ends the wait
+		c.Logger = slog.New(log)
+		c.Dial = func(context.Context) (Conn, error) {
+			switch n++; n {
+			case 1:
+				go func() {
+					<-log.ended
+					if err := e.SetUser("user:ann", ""); err != nil {
+						t.Error(err)
+					}
+				}()
+				return nil, errors.New("connection refused")
+			}
+			return statusConn{newTinyConn(false), e, &seen, cancel}, nil // its hello ends the test
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if !slices.Equal(seen, []Status{Connecting}) {
+		t.Errorf("status at the hello after the login %v, want connecting", seen)
 	}
 }

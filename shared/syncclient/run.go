@@ -36,11 +36,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer e.setStatus(Offline)
 	// Connecting from the start, not from the first dial's end: an edit
 	// made meanwhile is not told it was made offline.
-	e.update(func(m *machine) {
-		if !m.needsLogin {
-			m.setStatus(Connecting)
-		}
-	})
+	e.connecting()
 	attempt := 0
 	swapped := false // the last connection ended on errTokenChanged
 	for {
@@ -89,6 +85,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.userChanged: // a login or logout: try it now
 			t.Stop()
 			attempt = 0
+			e.connecting()
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
@@ -96,13 +93,28 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// connecting shows the engine connecting, unless it needs a login: at the
+// start, and for the connection a login or logout starts. (One that
+// follows a failed connection stays offline until the server answers:
+// machine.start.)
+func (e *Engine) connecting() {
+	e.update(func(m *machine) {
+		if !m.needsLogin {
+			m.setStatus(Connecting)
+		}
+	})
+}
+
 // awaitLogin waits, offline, while the engine needs a login.
 func (e *Engine) awaitLogin(ctx context.Context) error {
-	for {
+	for waited := false; ; waited = true {
 		e.mu.Lock()
 		needs := e.m.needsLogin
 		e.mu.Unlock()
 		if !needs {
+			if waited {
+				e.connecting()
+			}
 			return nil
 		}
 		e.setStatus(Offline)
