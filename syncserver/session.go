@@ -47,14 +47,17 @@ type session struct {
 	closing    bool
 	dropped    bool
 	retryAfter time.Duration // told to the client when closing
-	// Until the hello is answered (greeted), a notice that a cart is
-	// gone waits in goneHeld: before the welcome, a client takes
-	// cart_expired for the hello's own answer and expects a fresh cart
-	// in the welcome, and the welcome and cart that follow would be of
-	// the cart the hello loaded before the purge.
-	greeted  bool
-	goneHeld []heldGone
+	// Until the hello is answered (greet), a notice that a cart is gone
+	// waits in gone: before the welcome, a client takes cart_expired for
+	// the hello's own answer and expects a fresh cart in the welcome,
+	// and the welcome and cart that follow would be of the cart the
+	// hello loaded before the purge. nil while none is held, greeted
+	// once the hello is answered: one word in every session.
+	gone *[]heldGone
 }
+
+// greeted is session.gone once the hello is answered.
+var greeted = &[]heldGone{}
 
 // heldGone is a gone notice (cart_expired without an id) that waits for
 // the hello's answer.
@@ -67,8 +70,11 @@ type heldGone struct {
 // the hello is answered (greet).
 func (ss *session) tellGone(cartID string, msg []byte) {
 	ss.mu.Lock()
-	if !ss.greeted {
-		ss.goneHeld = append(ss.goneHeld, heldGone{cartID, msg})
+	if ss.gone != greeted {
+		if ss.gone == nil {
+			ss.gone = &[]heldGone{}
+		}
+		*ss.gone = append(*ss.gone, heldGone{cartID, msg})
 		ss.mu.Unlock()
 		return
 	}
@@ -83,11 +89,13 @@ func (ss *session) tellGone(cartID string, msg []byte) {
 // replaced was told as the hello's answer.)
 func (ss *session) greet() {
 	ss.mu.Lock()
-	ss.greeted = true
-	held := ss.goneHeld
-	ss.goneHeld = nil
+	held := ss.gone
+	ss.gone = greeted
 	ss.mu.Unlock()
-	for _, g := range held {
+	if held == nil || held == greeted {
+		return
+	}
+	for _, g := range *held {
 		if g.cartID == ss.id.CartID {
 			ss.send(g.msg)
 		}
