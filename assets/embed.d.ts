@@ -25,8 +25,9 @@ export interface CartsyncLine {
 }
 
 /**
- * 'connecting' is the first connection, or the next after a login or logout; once a connection
- * failed, the status stays 'offline' while the widget tries again, until the server answers.
+ * 'connecting' is the widget's first connection, or the next when a live one ends for a login, a
+ * logout or a new cart the server hands over; once a connection failed or the browser went
+ * offline, the status stays 'offline' while the widget tries again, until the server answers.
  */
 export type CartsyncStatus = 'offline' | 'connecting' | 'syncing' | 'synced' | 'login';
 

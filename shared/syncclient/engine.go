@@ -117,6 +117,7 @@ type Engine struct {
 	log   Logger
 
 	running     atomic.Bool
+	ran         atomic.Bool   // Run was called before
 	wake        chan struct{} // ops queued, or the storage changed: see what is due
 	userChanged chan struct{} // SetUser changed the user
 

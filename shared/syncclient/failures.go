@@ -65,8 +65,10 @@ func (m *machine) onError(msg *protocol.Message) {
 		if s.ready || s.cartID != "" {
 			// About a request, or the reply to a hello whose welcome
 			// came already (a user's cart that expired: no fresh cart
-			// follows on this connection): the next hello gets the
-			// fresh cart, or is told again, after the backoff.
+			// follows on this connection): the next hello, at once,
+			// gets the fresh cart, or is told again after the backoff.
+			// Connecting meanwhile: nothing failed.
+			m.setStatus(Connecting)
 			m.endPE(pe)
 		}
 		return // before the welcome: the welcome with the fresh cart follows

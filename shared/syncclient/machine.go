@@ -219,11 +219,14 @@ func (m *machine) start(now time.Time, cfgUser string) {
 		user = m.userToken
 	}
 	if m.status != Offline {
-		// Connecting: the first connection, or the next after a login
-		// or logout. After a connection failed the status stays offline
-		// until the server answers: a network that lets sockets open and
-		// then fails them (a captive portal, a restored page offline)
-		// made it flicker between offline and connecting at every try.
+		// Connecting: the first connection, or the next after one that
+		// ended for what the next brings (a login or logout on a live
+		// connection, a new cart handed over). Once offline (a
+		// connection failed or was cut) the status stays so until the
+		// server answers, whatever starts the next try: a network that
+		// lets sockets open and then fails them (a captive portal, a
+		// restored page offline) made it flicker between offline and
+		// connecting at every try.
 		m.setStatus(Connecting)
 	}
 	hello := &protocol.Message{

@@ -490,9 +490,9 @@ func TestRunStaysOfflineWhileRetrying(t *testing.T) {
 }
 
 // A login made while the engine waits to try again after a failure starts
-// the next connection at once, and it is connecting: nothing failed
-// since. (A logout, or a login after a refused token, is the same.)
-func TestRunLoginDuringBackoffIsConnecting(t *testing.T) {
+// the next connection at once, and it stays offline until the server
+// answers: a logout made offline did not flicker to connecting and back.
+func TestRunLoginDuringBackoffStaysOffline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := &retryLog{ended: make(chan struct{}, 1)}
@@ -519,7 +519,72 @@ func TestRunLoginDuringBackoffIsConnecting(t *testing.T) {
 	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
+	if !slices.Equal(seen, []Status{Offline}) {
+		t.Errorf("status at the hello after the login %v, want offline", seen)
+	}
+}
+
+// Run started again (the page's reconnect when the browser goes offline
+// or comes back) stays offline until the server answers: it showed
+// connecting, between two offlines when the network was gone. The first
+// Run is connecting.
+func TestRunAgainStaysOffline(t *testing.T) {
+	e := newEngine(t, NewMemStorage(), nil)
+	var seen []Status
+	for range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.cfg.Dial = func(context.Context) (Conn, error) {
+			return statusConn{newTinyConn(false), e, &seen, cancel}, nil // its hello ends this Run
+		}
+		if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v, want context.Canceled", err)
+		}
+	}
+	if want := []Status{Connecting, Offline}; !slices.Equal(seen, want) {
+		t.Errorf("statuses at the hellos %v, want %v", seen, want)
+	}
+}
+
+// The server hands over a new cart (cart_expired, unasked, on a connected
+// device): the next connection goes at once, connecting, with no wait and
+// never offline.
+func TestRunHandoverRedialsAtOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &retryLog{}
+	var e *Engine
+	var seen []Status
+	var mu sync.Mutex
+	var statuses []Status
+	n := 0
+	gone := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })
+	e = newEngine(t, NewMemStorage(), func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = time.Millisecond, time.Millisecond, time.Millisecond
+		c.Logger = slog.New(log)
+		c.OnChange = func(st State) {
+			mu.Lock()
+			statuses = append(statuses, st.Status)
+			mu.Unlock()
+		}
+		c.Dial = func(context.Context) (Conn, error) {
+			if n++; n == 1 {
+				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil), gone), nil
+			}
+			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if waits := log.logged(); len(waits) != 0 {
+		t.Errorf("waits %v before the next connection, want none", waits)
+	}
 	if !slices.Equal(seen, []Status{Connecting}) {
-		t.Errorf("status at the hello after the login %v, want connecting", seen)
+		t.Errorf("status at the next hello %v, want connecting", seen)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if i := slices.Index(statuses, Synced); i < 0 || slices.Contains(statuses[i:len(statuses)-1], Offline) {
+		t.Errorf("statuses %v: want synced, then never offline until Run ends", statuses)
 	}
 }

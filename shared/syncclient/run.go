@@ -35,10 +35,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer e.running.Store(false)
 	defer e.setStatus(Offline)
 	// Connecting from the start, not from the first dial's end: an edit
-	// made meanwhile is not told it was made offline.
-	e.connecting()
+	// made meanwhile is not told it was made offline. Only at the first
+	// Run: one started again (the page's reconnect when the browser goes
+	// offline or comes back) stays offline until the server answers.
+	if !e.ran.Swap(true) {
+		e.connecting()
+	}
 	attempt := 0
-	swapped := false // the last connection ended on errTokenChanged
+	quick := false // the last connection ended on an error redialled at once
 	for {
 		if err := e.awaitLogin(ctx); err != nil {
 			return err
@@ -52,13 +56,14 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.log.Error("sync stopped", logkey.Code, se.e.Code, logkey.Message, se.e.Message)
 			return se.e
 		}
-		// A login or logout, or another tab that stored its device
-		// token first (two tabs logged out together, each given a new
-		// one): nothing failed, so the next connection goes at once,
-		// and the status stays connecting, not offline. A token changed
-		// again by the very next connection waits as a failure does.
-		again := errors.Is(err, errTokenChanged) && !swapped
-		swapped = errors.Is(err, errTokenChanged)
+		// A login or logout, another tab that stored its device token
+		// first (two tabs logged out together, each given a new one),
+		// or the server handing over a new cart (the old one expired or
+		// was erased): nothing failed, so the next connection goes at
+		// once, and the status stays connecting, not offline. The same
+		// again on the very next connection waits as a failure does.
+		again := redialAtOnce(err) && !quick
+		quick = redialAtOnce(err)
 		if errors.Is(err, errUserChanged) || again {
 			e.log.Info("sync connection ended", logkey.Err, err)
 			attempt = 0
@@ -82,10 +87,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-		case <-e.userChanged: // a login or logout: try it now
+		case <-e.userChanged: // a login or logout: try it now (offline until answered)
 			t.Stop()
 			attempt = 0
-			e.connecting()
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
@@ -93,10 +97,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// redialAtOnce reports whether a connection that ended on err is followed
+// by the next at once: it ended for what the next one brings (another
+// tab's device token, the fresh cart after cart_expired), not because
+// something failed.
+func redialAtOnce(err error) bool {
+	var pe *protocol.Error
+	return errors.Is(err, errTokenChanged) || (errors.As(err, &pe) && pe.Code == protocol.ErrCartExpired)
+}
+
 // connecting shows the engine connecting, unless it needs a login: at the
-// start, and for the connection a login or logout starts. (One that
-// follows a failed connection stays offline until the server answers:
-// machine.start.)
+// first Run. (A connection that follows one that failed or was cut stays
+// offline until the server answers, whatever started it: machine.start.)
 func (e *Engine) connecting() {
 	e.update(func(m *machine) {
 		if !m.needsLogin {
@@ -107,14 +119,11 @@ func (e *Engine) connecting() {
 
 // awaitLogin waits, offline, while the engine needs a login.
 func (e *Engine) awaitLogin(ctx context.Context) error {
-	for waited := false; ; waited = true {
+	for {
 		e.mu.Lock()
 		needs := e.m.needsLogin
 		e.mu.Unlock()
 		if !needs {
-			if waited {
-				e.connecting()
-			}
 			return nil
 		}
 		e.setStatus(Offline)

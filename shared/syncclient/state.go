@@ -16,8 +16,8 @@ type Status int
 
 // Statuses.
 const (
-	Offline    Status = iota // not connected (also while trying again after a failed connection); edits are kept and sent later
-	Connecting               // the first connection, or the next after a login or logout: dialling, or waiting for the server's first cart
+	Offline    Status = iota // not connected (also while trying again, until the server answers); edits are kept and sent later
+	Connecting               // the first connection, or the next on a live one's end (a login, a logout, a new cart handed over): dialling, or waiting for the server's first cart
 	Syncing                  // connected, with ops or a sync in flight
 	Synced                   // connected, nothing pending
 )

@@ -14,7 +14,8 @@ import (
 // page hears one expired event whose reason is erased, then the empty
 // cart, and the live region says the cart was cleared at the shop's
 // request, never first that it expired, nor that the widget went offline
-// and came back (the server ends the connection to hand the cart over).
+// and came back (the server ends the connection to hand the cart over),
+// and the page's sync status never says offline meanwhile.
 func TestBrowserErasedCartTold(t *testing.T) {
 	srv := startCommerceServer(t)
 	tb := startBrowser(t, t.TempDir()).first
@@ -24,6 +25,7 @@ func TestBrowserErasedCartTold(t *testing.T) {
 	call(tb, "add", "TEE-01", 1)
 	before := waitSynced(tb, quantities{"TEE-01": 1})
 	eval[bool](tb, `(window.__expired = [], cartsync.on('expired', (e) => window.__expired.push(e.reason)), true)`)
+	eval[bool](tb, `(window.__status = [], cartsync.on('sync', (s) => window.__status.push(s.status)), true)`)
 	recordLive(tb, srv.origin())
 
 	var er syncserver.EraseResponse
@@ -40,6 +42,9 @@ func TestBrowserErasedCartTold(t *testing.T) {
 		t.Errorf("the page heard expired events with reasons %q, want one, erased", got)
 	}
 	time.Sleep(500 * time.Millisecond) // what the live region might say late
+	if got := eval[[]string](tb, `window.__status`); slices.Contains(got, "offline") {
+		t.Errorf("the page's sync statuses %q: offline while the server handed over the emptied cart", got)
+	}
 	said := liveSaid(tb, srv.origin())
 	if !slices.ContainsFunc(said, func(s string) bool { return strings.HasPrefix(s, "Your cart was cleared at the shop's request") }) ||
 		slices.ContainsFunc(said, func(s string) bool {
