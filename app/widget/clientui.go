@@ -431,8 +431,11 @@ func (c *client) measure(open bool) {
 		if !root.Truthy() {
 			return
 		}
+		// The root's own size, not its right and bottom edges: right to
+		// left it sits at the frame's right edge, so the edge is the
+		// frame's width, and the frame kept the open panel's.
 		r := root.Call("getBoundingClientRect")
-		size = sizeData{Width: int(math.Ceil(r.Get("right").Float())), Height: int(math.Ceil(r.Get("bottom").Float()))}
+		size = sizeData{Width: int(math.Ceil(r.Get("width").Float())), Height: int(math.Ceil(r.Get("height").Float()))}
 	}
 	c.post(c.ann.resizeEvent(size))
 }

@@ -143,6 +143,16 @@ func TestBrowserI18nArabic(t *testing.T) {
 	if title := widgetText(tb, srv.origin(), "#cartsync-title"); title != "سلتي" {
 		t.Errorf("after the direct checkout the panel's title is %q, want the cart's (no review step)", title)
 	}
+
+	// Closed again, twice, the frame is the button's size: right to left,
+	// it kept the open panel's width (the button sits at the frame's
+	// right edge, which was measured as the width).
+	for range 2 {
+		eval[bool](tb, `cartsync.close()`)
+		waitHost(tb, "the frame closed to the button's size", `(() => { const r = document.querySelector('iframe').getBoundingClientRect(); return r.width <= 80 && r.height <= 80; })()`)
+		eval[bool](tb, `cartsync.open()`)
+		waitHost(tb, "the frame open", `document.querySelector('iframe').getBoundingClientRect().width > 300`)
+	}
 }
 
 // TestBrowserI18nGerman: data-locale="de-DE" gives the panel in German by
