@@ -538,11 +538,12 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 		out = append(out, encodeEvent(eventMerge, mergeOf(mi)))
 	}
 	// The server handed over a new cart (the old one expired, or was
-	// erased): once per notice; the change with the new cart follows.
+	// erased): once per notice, before the change with the new cart,
+	// also when both come in one state (a device that was away).
 	if st.CartExpired != a.expired {
 		a.expired = st.CartExpired
 		if st.CartExpired {
-			out = append(out, encodeEvent(eventExpired, expiredData{Reason: expiredReason(st)}))
+			out = append([][]byte{encodeEvent(eventExpired, expiredData{Reason: expiredReason(st)})}, out...)
 		}
 	}
 	return out

@@ -288,7 +288,7 @@ func TestAnnouncer(t *testing.T) {
 			s := testState(syncclient.Offline, 0)
 			s.CartExpired = true
 			return s
-		}(), []string{"change", "sync", "expired"}},
+		}(), []string{"expired", "change", "sync"}},
 		{"the new cart, the notice still up", func() syncclient.State {
 			s := testState(syncclient.Synced, 0)
 			s.CartExpired = true
