@@ -84,6 +84,26 @@ func TestMergeTexts(t *testing.T) {
 	}
 }
 
+// A logout (here or in another tab) while the panel shows the review
+// step ends it: the title said "Review your order" over the empty cart.
+func TestLogoutEndsTheReview(t *testing.T) {
+	w := &Widget{open: true}
+	w.show(userState(testLine("MUG", "Mug", 3, 900, "EUR", nil)))
+	w.startReview()
+	if !w.review {
+		t.Fatal("startReview did not start the review")
+	}
+	w.show(testState(syncclient.Synced, 0))
+	if w.review {
+		t.Error("after the logout the review step is still shown")
+	}
+	got := html(t, w)
+	wantHTML(t, got, `Your cart`, `Your cart is empty.`)
+	if strings.Contains(got, `Review your order`) {
+		t.Error("the title still says Review your order")
+	}
+}
+
 func TestMergeNotice(t *testing.T) {
 	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
 	st.Merge = merged(cart.PolicyMerge, 2, 0, 1, 0, cart.CodeQuantityClamped)

@@ -122,6 +122,12 @@ func (w *Widget) show(st syncclient.State) {
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
+	if w.review && w.loaded && (st.User != w.st.User || st.Cart == nil || len(st.Cart.Lines) == 0) {
+		// The cart under review is gone (a logout or login here or in
+		// another tab, everything removed elsewhere): the panel shows
+		// the cart again, not a review of nothing under its title.
+		w.review, w.confirm, w.checkoutNote, w.reviewed = false, "", "", nil
+	}
 	switch {
 	case !w.review:
 	case unsent(st) > 0 || unsent(w.st) > 0:
