@@ -41,7 +41,7 @@ func (w *Widget) Render() app.UI {
 
 // renderButton draws the cart button: an icon and the item count, and,
 // while the panel is closed, a dot when the panel has something to tell
-// (a notice, a sign-in needed), also in the button's name.
+// (hasMessage), also in the button's name.
 func (w *Widget) renderButton() app.UI {
 	items := w.items()
 	label := cartLabel(w.loaded, items)

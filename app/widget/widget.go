@@ -226,9 +226,10 @@ func (w *Widget) hasNotice() bool {
 }
 
 // hasMessage reports whether the panel has something for the shopper to
-// read: a notice, or a sign-in needed to sync.
+// read: a notice, an edit refused or reduced, a note (signed out, a limit
+// met), lines the catalog changed, a sign-in needed, sync stopped.
 func (w *Widget) hasMessage() bool {
-	return w.loaded && (w.hasNotice() || w.st.NeedsLogin)
+	return w.loaded && (w.hasNotice() || w.st.NeedsLogin || w.stopped != nil || len(w.st.Notices) > 0 || len(w.messages()) > 0)
 }
 
 // items is the number of items in the cart.

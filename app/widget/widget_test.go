@@ -109,6 +109,9 @@ func TestButtonHintsAtAMessage(t *testing.T) {
 		{"nothing to tell", func(*syncclient.State) {}, "Cart, 1 item"},
 		{"the cart expired", func(st *syncclient.State) { st.CartExpired = true }, "Cart, 1 item, new message"},
 		{"a sign-in needed", func(st *syncclient.State) { st.NeedsLogin = true }, "Cart, 1 item, new message"},
+		{"an edit refused", func(st *syncclient.State) {
+			st.Rejected = []protocol.Result{{Client: "c", Seq: 1, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeOutOfStock}}}
+		}, "Cart, 1 item, new message"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st := testState(syncclient.Synced, 0, testLine("TEE", "T-shirt", 1, 1999, "EUR", nil))
