@@ -104,6 +104,19 @@ func TestLogoutEndsTheReview(t *testing.T) {
 	}
 }
 
+// A logout drops the notes about the account's cart: the next person does
+// not read that a line of the last account's was lowered to the stock.
+func TestLogoutDropsTheAccountsNotes(t *testing.T) {
+	w := &Widget{open: true}
+	w.show(userState(testLine("MUG", "Mug", 3, 900, "EUR", nil)))
+	w.addNote("Mug: the quantity was lowered to what is available.")
+	w.show(testState(syncclient.Synced, 0))
+	w.addNote(tr(noteSignedOut))
+	if got := w.messages(); len(got) != 1 || got[0] != tr(noteSignedOut) {
+		t.Errorf("messages after the logout %q, want only the signed-out note", got)
+	}
+}
+
 func TestMergeNotice(t *testing.T) {
 	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
 	st.Merge = merged(cart.PolicyMerge, 2, 0, 1, 0, cart.CodeQuantityClamped)

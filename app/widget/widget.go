@@ -122,6 +122,12 @@ func (w *Widget) show(st syncclient.State) {
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
+	if w.loaded && w.st.User != "" && st.User == "" {
+		// The account's cart is hidden (a logout here or in another
+		// tab): the notes about it (a limit met on its lines) are not
+		// the next person's to read. The signed-out note comes after.
+		w.notes = nil
+	}
 	if w.review && w.loaded && (st.User != w.st.User || st.Cart == nil || len(st.Cart.Lines) == 0) {
 		// The cart under review is gone (a logout or login here or in
 		// another tab, everything removed elsewhere): the panel shows

@@ -27,9 +27,11 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	if token == "" {
 		m.loggedOut = true
 		// What was told about the account's cart (it expired or was
-		// erased, a merge into it) is not the next person's to see.
+		// erased, a merge into it, edits refused, reduced or dropped)
+		// is not the next person's to see.
 		m.cartExpired, m.cartErased, m.toldGone = false, false, ""
 		m.merge = nil
+		m.rejected, m.warned, m.dropped = nil, nil, nil
 	}
 	m.hide(wasHidden)
 	return true

@@ -87,18 +87,20 @@ func TestOldErasureIsNotTold(t *testing.T) {
 }
 
 // A logout takes down the notices about the account's cart: the device's
-// own cart shown next is not the one that was cleared or merged into.
+// own cart shown next is not the one that was cleared or merged into, and
+// the account's refused edits are not the next person's to read.
 func TestLogoutTakesDownTheAccountsNotices(t *testing.T) {
 	h := newHarness(t)
 	signedIn(h)
 	h.do(got(h, mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 1})))
+	h.m.addRejected(protocol.Result{Client: "me", Seq: 2, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeOutOfStock}})
 	h.do(serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true }))(h))
 	if st := h.m.snapshot(); !st.CartExpired || !st.CartErased || st.Merge == nil {
 		t.Fatalf("told: CartExpired %v, CartErased %v, Merge %+v; want all three", st.CartExpired, st.CartErased, st.Merge)
 	}
 	h.m.setUser("", "")
-	if st := h.m.snapshot(); st.CartExpired || st.CartErased || st.Merge != nil {
-		t.Errorf("after the logout: CartExpired %v, CartErased %v, Merge %+v; want no notice", st.CartExpired, st.CartErased, st.Merge)
+	if st := h.m.snapshot(); st.CartExpired || st.CartErased || st.Merge != nil || len(st.Rejected) != 0 {
+		t.Errorf("after the logout: CartExpired %v, CartErased %v, Merge %+v, Rejected %v; want no notice", st.CartExpired, st.CartErased, st.Merge, st.Rejected)
 	}
 }
 
