@@ -66,9 +66,8 @@ func (m *machine) onError(msg *protocol.Message) {
 			// About a request, or the reply to a hello whose welcome
 			// came already (a user's cart that expired: no fresh cart
 			// follows on this connection): the next hello, at once,
-			// gets the fresh cart, or is told again after the backoff.
-			// Connecting meanwhile: nothing failed.
-			m.setStatus(Connecting)
+			// gets the fresh cart, or is told again after the backoff
+			// (Run).
 			m.endPE(pe)
 		}
 		return // before the welcome: the welcome with the fresh cart follows
@@ -241,10 +240,12 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 }
 
 // showsErased reports whether the confirmed cart is cartID as an erasure
-// left it: emptied, at the version it started over at.
+// left it, emptied, at the version it started over at, with no edit of
+// this device's waiting (one the server applied meanwhile would make the
+// retried erasure a new one, told before its acknowledgement).
 func (m *machine) showsErased(cartID string) bool {
 	c := m.confirmed
-	return c.ID == cartID && c.Erased && c.Version > 0 && c.Version == c.Started
+	return c.ID == cartID && c.Erased && c.Version > 0 && c.Version == c.Started && len(m.pending) == 0
 }
 
 // cartExpiredOn handles cart_expired: the device's guest cart was purged

@@ -588,3 +588,157 @@ func TestRunHandoverRedialsAtOnce(t *testing.T) {
 		t.Errorf("statuses %v: want synced, then never offline until Run ends", statuses)
 	}
 }
+
+// slowLast delays its last message (a connection that lives a while).
+type slowLast struct {
+	*tinyConn
+	n     int
+	delay time.Duration
+}
+
+func (c *slowLast) Read(ctx context.Context) ([]byte, error) {
+	c.n++
+	c.tinyConn.mu.Lock()
+	last := len(c.tinyConn.says) == 1
+	c.tinyConn.mu.Unlock()
+	if last && c.n > 1 {
+		time.Sleep(c.delay)
+	}
+	return c.tinyConn.Read(ctx)
+}
+
+// Two handovers, with a healthy connection between them: the second is
+// redialled at once too, connecting. (Once in a row counted across the
+// healthy connection, and it waited, offline.)
+func TestRunSecondHandoverAfterAHealthyConnection(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &retryLog{}
+	var e *Engine
+	var seen []Status
+	var mu sync.Mutex
+	var statuses []Status
+	n := 0
+	e = newEngine(t, NewMemStorage(), func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+		c.StableAfter = time.Millisecond
+		c.Logger = slog.New(log)
+		c.OnChange = func(st State) {
+			mu.Lock()
+			statuses = append(statuses, st.Status)
+			mu.Unlock()
+		}
+		c.Dial = func(context.Context) (Conn, error) {
+			switch n++; n {
+			case 1:
+				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil),
+					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
+			case 2:
+				c2 := cartAt(1, "cap=1")
+				c2.ID = "cart-2"
+				return &slowLast{tinyConn: newTinyConn(false, welcome("tok2", "cart-2"), reply("h1", c2, nil),
+					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-2" })), delay: 200 * time.Millisecond}, nil
+			}
+			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	if waits := log.logged(); len(waits) != 0 {
+		t.Errorf("waits %v before the third connection, want none", waits)
+	}
+	if !slices.Equal(seen, []Status{Connecting}) {
+		t.Errorf("status at the third hello %v, want connecting", seen)
+	}
+}
+
+// Two tabs on one guest cart are told it expired: both redial at once and
+// are given new device tokens; the tab whose token came second goes on
+// with the other's (errTokenChanged), at once too, connecting: the swap is
+// part of the handover. (It waited a backoff, offline.)
+func TestRunHandoverThenTokenTakenByAnotherTab(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &retryLog{}
+	var e *Engine
+	var seen []Status
+	var mu sync.Mutex
+	var statuses []Status
+	st := &otherTabStorage{MemStorage: NewMemStorage()}
+	n := 0
+	e = newEngine(t, st, func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+		c.Logger = slog.New(log)
+		c.OnChange = func(s State) {
+			mu.Lock()
+			statuses = append(statuses, s.Status)
+			mu.Unlock()
+		}
+		c.Dial = func(context.Context) (Conn, error) {
+			switch n++; n {
+			case 1:
+				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil),
+					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
+			case 2:
+				st.n = 1 // the other tab stores its new token first
+				c2 := cartAt(0)
+				c2.ID = "cart-2"
+				return newTinyConn(false, errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" }),
+					welcome("tok2", "cart-2"), reply("h1", c2, nil)), nil
+			}
+			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	if waits := log.logged(); len(waits) != 0 {
+		t.Errorf("waits %v before the third connection, want none", waits)
+	}
+	if !slices.Equal(seen, []Status{Connecting}) {
+		t.Errorf("status at the third hello %v, want connecting", seen)
+	}
+}
+
+// Told cart_expired after the welcome at every hello (a user cart that
+// cannot start over): the second is waited for, and from then on the
+// status stays offline; it flickered offline, connecting, offline at
+// every try.
+func TestRunExpiredAtEveryHelloStaysOffline(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var statuses []Status
+	n := 0
+	e := newEngine(t, NewMemStorage(), func(c *Config) {
+		c.BackoffBase, c.BackoffHold, c.BackoffCap = 5*time.Millisecond, 5*time.Millisecond, 5*time.Millisecond
+		c.OnChange = func(s State) {
+			mu.Lock()
+			statuses = append(statuses, s.Status)
+			mu.Unlock()
+		}
+		c.Dial = func(context.Context) (Conn, error) {
+			if n++; n == 6 {
+				cancel()
+				return nil, context.Canceled
+			}
+			return newTinyConn(false, welcome("tok", "cart-1"),
+				errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
+		}
+	})
+	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var dedup []Status
+	for _, s := range statuses {
+		if len(dedup) == 0 || dedup[len(dedup)-1] != s {
+			dedup = append(dedup, s)
+		}
+	}
+	if i := slices.Index(dedup, Offline); i >= 0 && slices.Contains(dedup[i:], Connecting) {
+		t.Errorf("connecting after offline: %v", dedup)
+	}
+}

@@ -42,7 +42,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.connecting()
 	}
 	attempt := 0
-	quick := false // the last connection ended on an error redialled at once
+	var last redial // why the last connection was followed by the next at once
 	for {
 		if err := e.awaitLogin(ctx); err != nil {
 			return err
@@ -60,15 +60,27 @@ func (e *Engine) Run(ctx context.Context) error {
 		// first (two tabs logged out together, each given a new one),
 		// or the server handing over a new cart (the old one expired or
 		// was erased): nothing failed, so the next connection goes at
-		// once, and the status stays connecting, not offline. The same
-		// again on the very next connection waits as a failure does.
-		again := redialAtOnce(err) && !quick
-		quick = redialAtOnce(err)
-		if errors.Is(err, errUserChanged) || again {
+		// once (a handover after a short jitter: every device on the
+		// cart is told at once), connecting, not offline. The same
+		// cause again on the very next connection, with nothing done
+		// in between, waits as a failure does.
+		why := redialFor(err)
+		if progressed {
+			last = redialNone
+		}
+		if errors.Is(err, errUserChanged) || (why != redialNone && why != last) {
+			last = why
 			e.log.Info("sync connection ended", logkey.Err, err)
 			attempt = 0
+			if why != redialNone {
+				e.connecting()
+			}
+			if why == redialHandover && !e.jitter(ctx) {
+				return ctx.Err()
+			}
 			continue
 		}
+		last = why
 		if progressed {
 			attempt = 0
 		}
@@ -97,13 +109,41 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// redialAtOnce reports whether a connection that ended on err is followed
-// by the next at once: it ended for what the next one brings (another
-// tab's device token, the fresh cart after cart_expired), not because
-// something failed.
-func redialAtOnce(err error) bool {
+// redial is why a connection is followed by the next at once.
+type redial int
+
+const (
+	redialNone     redial = iota
+	redialToken           // another tab's device token (errTokenChanged)
+	redialHandover        // the fresh cart after cart_expired
+)
+
+// redialFor says whether a connection that ended on err is followed by
+// the next at once, and why: it ended for what the next one brings, not
+// because something failed.
+func redialFor(err error) redial {
 	var pe *protocol.Error
-	return errors.Is(err, errTokenChanged) || (errors.As(err, &pe) && pe.Code == protocol.ErrCartExpired)
+	switch {
+	case errors.Is(err, errTokenChanged):
+		return redialToken
+	case errors.As(err, &pe) && pe.Code == protocol.ErrCartExpired:
+		return redialHandover
+	}
+	return redialNone
+}
+
+// jitter waits up to half of BackoffBase before the hello that fetches a
+// handed-over cart, so that the devices told together do not all say
+// hello at the same instant. It reports false if ctx ended meanwhile.
+func (e *Engine) jitter(ctx context.Context) bool {
+	t := time.NewTimer(time.Duration(e.cfg.Rand() * float64(e.cfg.BackoffBase) / 2))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // connecting shows the engine connecting, unless it needs a login: at the
