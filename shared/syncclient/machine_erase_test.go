@@ -122,3 +122,21 @@ func TestErasureToldAgainIsNothingNew(t *testing.T) {
 		t.Errorf("state: CartExpired %v, CartErased %v, confirmed %d, %v; want no notice, the cart at 2, synced", st.CartExpired, st.CartErased, st.Confirmed, st.Status)
 	}
 }
+
+// With an edit of this device waiting, the same notice is taken: the
+// server may have applied the edit and then emptied the cart again, at a
+// new version, before acknowledging it.
+func TestErasureToldAgainWithAnEditWaiting(t *testing.T) {
+	h := newHarness(t)
+	signedIn(h)
+	c := cartNamed("u-ann", 2)
+	c.Started, c.Erased = 2, true
+	h.do(serverSays(pushedCart(1, c))(h))
+	h.m.ackNotices()
+	h.edit(add("tea"))
+	again := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true })
+	h.do(serverSays(again)(h))
+	if st := h.m.snapshot(); !st.CartExpired || !st.CartErased {
+		t.Errorf("state: CartExpired %v, CartErased %v; want the notice taken", st.CartExpired, st.CartErased)
+	}
+}
