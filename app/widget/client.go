@@ -394,12 +394,7 @@ func (c *client) logOut(eng *syncclient.Engine) (*syncclient.UserWait, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.dispatch(func(app.Context) {
-		c.w.hiddenMerge = before.Merge // about the user's cart, not the next one
-		if before.User != "" {
-			c.w.addNote(tr(noteSignedOut))
-		}
-	})
+	c.dispatch(func(app.Context) { c.w.loggedOut(before) })
 	return uw, nil
 }
 

@@ -88,12 +88,14 @@ func TestMergeTexts(t *testing.T) {
 // step ends it: the title said "Review your order" over the empty cart.
 func TestLogoutEndsTheReview(t *testing.T) {
 	w := &Widget{open: true}
-	w.show(userState(testLine("MUG", "Mug", 3, 900, "EUR", nil)))
+	before := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	w.show(before)
 	w.startReview()
 	if !w.review {
 		t.Fatal("startReview did not start the review")
 	}
 	w.show(testState(syncclient.Synced, 0))
+	w.loggedOut(before)
 	if w.review {
 		t.Error("after the logout the review step is still shown")
 	}
@@ -108,12 +110,34 @@ func TestLogoutEndsTheReview(t *testing.T) {
 // not read that a line of the last account's was lowered to the stock.
 func TestLogoutDropsTheAccountsNotes(t *testing.T) {
 	w := &Widget{open: true}
-	w.show(userState(testLine("MUG", "Mug", 3, 900, "EUR", nil)))
+	before := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	w.show(before)
 	w.addNote("Mug: the quantity was lowered to what is available.")
 	w.show(testState(syncclient.Synced, 0))
-	w.addNote(tr(noteSignedOut))
+	w.loggedOut(before)
 	if got := w.messages(); len(got) != 1 || got[0] != tr(noteSignedOut) {
 		t.Errorf("messages after the logout %q, want only the signed-out note", got)
+	}
+}
+
+// A session renewed (login again, same user) on a page that had said
+// nobody was signed in, or had logged out before: until the server
+// welcomes the new token the engine hides the account's cart (no user, no
+// lines). That is not a logout: a review with its checkout under way
+// stays, and so do the notes about the shopper's lines. (Both went.)
+func TestRenewalKeepsTheReviewAndTheNotes(t *testing.T) {
+	w := &Widget{open: true}
+	ann := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	w.show(ann)
+	w.addNote("Mug: the quantity was lowered to what is available.")
+	w.startReview()
+	w.checkingOut = true
+	hidden := testState(syncclient.Connecting, 0)
+	hidden.Confirmed = 0
+	w.show(hidden)
+	w.show(ann)
+	if !w.review || len(w.notes) != 1 {
+		t.Errorf("after a session renewal: review %v, notes %q; want the review and the note kept", w.review, w.notes)
 	}
 }
 

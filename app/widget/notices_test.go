@@ -381,3 +381,20 @@ func TestReviewTellsAChangeFromElsewhere(t *testing.T) {
 		t.Errorf("after a change from elsewhere: note %q, reviewed the new cart %v; want %q and true", w.checkoutNote, w.reviewed == next.Cart, reviewChanged)
 	}
 }
+
+// Everything removed elsewhere while Checkout is under way: the refused
+// checkout does not start the review step again over the empty cart
+// (titled Review your order, as before a logout ended it).
+func TestCheckoutOfAnEmptiedCartReviewsNothing(t *testing.T) {
+	c, w, e := clientOn(t, annotatedCart(), "")
+	w.open = true
+	w.show(testState(syncclient.Synced, 0, testLine("MUG", "Mug", 3, 900, "EUR", nil)))
+	w.startReview()
+	w.checkingOut = true
+	w.show(testState(syncclient.Synced, 0))
+	c.dispatch(func(ctx app.Context) { w.checkedOut(ctx, reviewEmpty, "") })
+	e.ConsumeAll()
+	if w.review {
+		t.Error("after a checkout refused for an emptied cart the panel reviews the empty cart")
+	}
+}

@@ -122,17 +122,19 @@ func (w *Widget) show(st syncclient.State) {
 	if st.Choice == nil || st.Choice != w.st.Choice {
 		w.choosing = "" // answered, or asked again
 	}
-	if w.loaded && w.st.User != "" && st.User == "" {
-		// The account's cart is hidden (a logout here or in another
-		// tab): the notes about it (a limit met on its lines) are not
-		// the next person's to read. The signed-out note comes after.
+	if w.loaded && w.st.User != "" && st.User != "" && st.User != w.st.User {
+		// Another account's cart (a login without a logout): the notes
+		// about the last one's lines, and its review, are not this
+		// one's. (A logout does the same: client.logOut. A state with
+		// no user is not one: a login renewed hides the cart until the
+		// server answers.)
 		w.notes = nil
+		w.endReview()
 	}
-	if w.review && w.loaded && (st.User != w.st.User || st.Cart == nil || len(st.Cart.Lines) == 0) {
-		// The cart under review is gone (a logout or login here or in
-		// another tab, everything removed elsewhere): the panel shows
-		// the cart again, not a review of nothing under its title.
-		w.review, w.confirm, w.checkoutNote, w.reviewed = false, "", "", nil
+	if w.review && !w.checkingOut && w.loaded && st.Confirmed != 0 && (st.Cart == nil || len(st.Cart.Lines) == 0) {
+		// Everything removed elsewhere: the panel shows the empty cart,
+		// not a review of nothing under its title.
+		w.endReview()
 	}
 	switch {
 	case !w.review:
@@ -340,6 +342,25 @@ func (w *Widget) onReview(ctx app.Context, e app.Event) {
 	w.afterRender(ctx)
 }
 
+// loggedOut takes a logout (here or in another tab) from the state before
+// it: the merge notice, the notes about the account's lines and its review
+// are not the next person's; a signed-out note says where the cart went.
+func (w *Widget) loggedOut(before syncclient.State) {
+	w.hiddenMerge = before.Merge
+	w.notes = nil
+	if !w.checkingOut {
+		w.endReview()
+	}
+	if before.User != "" {
+		w.addNote(tr(noteSignedOut))
+	}
+}
+
+// endReview leaves the review step.
+func (w *Widget) endReview() {
+	w.review, w.confirm, w.checkoutNote, w.reviewed = false, "", "", nil
+}
+
 // startReview shows the review step on the cart shown now.
 func (w *Widget) startReview() {
 	w.review, w.confirm, w.checkoutNote = true, "", ""
@@ -384,11 +405,14 @@ func (w *Widget) startCheckout(ctx app.Context, c *cart.Cart) {
 // what else the shopper should know ("" for nothing); both are message ids.
 func (w *Widget) checkedOut(ctx app.Context, again, note string) {
 	w.checkingOut = false
-	if again != "" {
+	switch {
+	case again != "" && w.items() == 0:
+		w.endReview() // emptied meanwhile: nothing to review
+	case again != "":
 		w.startReview()
 		w.checkoutNote = again
 		w.focusLater(ctx, titleID)
-	} else {
+	default:
 		w.checkoutNote = note
 	}
 }

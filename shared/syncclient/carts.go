@@ -77,6 +77,16 @@ func (m *machine) tokenSwapped(now time.Time, stored string) {
 func (m *machine) welcomed(msg *protocol.Message) {
 	s := m.sess
 	s.cartID, s.user, s.guest = msg.CartID, msg.User, msg.GuestCartID
+	if msg.User != "" && m.confirmed.User != "" && msg.User != m.confirmed.User {
+		// Another account logged in without a logout: what was told
+		// about the last one's cart is not this one's (as at a logout),
+		// but for this one's cart expiring, told before its welcome.
+		expired, erased, told := m.cartExpired, m.cartErased, m.toldGone
+		m.forgetAccountNotices()
+		if told == msg.CartID {
+			m.cartExpired, m.cartErased, m.toldGone = expired, erased, told
+		}
+	}
 	m.welcomes++
 	m.live = m.welcomes
 	m.sessCart, m.sessUser, m.sessGuest = msg.CartID, msg.User, msg.GuestCartID

@@ -26,15 +26,21 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	m.elsewhere = nil // so does news of another device's login into it
 	if token == "" {
 		m.loggedOut = true
-		// What was told about the account's cart (it expired or was
-		// erased, a merge into it, edits refused, reduced or dropped)
-		// is not the next person's to see.
-		m.cartExpired, m.cartErased, m.toldGone = false, false, ""
-		m.merge = nil
-		m.rejected, m.warned, m.dropped = nil, nil, nil
+		m.forgetAccountNotices()
 	}
 	m.hide(wasHidden)
 	return true
+}
+
+// forgetAccountNotices drops what was told about the account's cart (it
+// expired or was erased, a merge into it, edits refused, reduced or
+// dropped): not the next person's to see, after a logout or when another
+// account logs in.
+func (m *machine) forgetAccountNotices() {
+	m.cartExpired, m.cartErased, m.toldGone = false, false, ""
+	m.merge = nil
+	m.rejected, m.warned, m.dropped = nil, nil, nil
+	m.changed = true
 }
 
 // hide shows the cart anew after the user changed, and moves new ops to a

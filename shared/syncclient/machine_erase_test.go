@@ -140,3 +140,24 @@ func TestErasureToldAgainWithAnEditWaiting(t *testing.T) {
 		t.Errorf("state: CartExpired %v, CartErased %v; want the notice taken", st.CartExpired, st.CartErased)
 	}
 }
+
+// Another account logs in without a logout: ann's refused edit is not
+// bob's to read. A notice about bob's own cart, told before his welcome,
+// stays.
+func TestAnotherAccountTakesDownTheLastOnesNotices(t *testing.T) {
+	for _, bobsExpired := range []bool{false, true} {
+		h := newHarness(t)
+		signedIn(h)
+		h.m.addRejected(protocol.Result{Client: "me", Seq: 2, Status: protocol.StatusRejected, Error: &cart.Error{Code: cart.CodeOutOfStock}})
+		h.m.stop()
+		h.m.setUser("user:bob", "")
+		h.do(opened(h))
+		if bobsExpired {
+			h.do(got(h, errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "u-bob" })))
+		}
+		h.do(got(h, welcomeUser("", "bob", "cart-1")))
+		if st := h.m.snapshot(); len(st.Rejected) != 0 || st.CartExpired != bobsExpired {
+			t.Errorf("bob's expired cart told %v: Rejected %v, CartExpired %v; want none of ann's, and bob's notice %v", bobsExpired, st.Rejected, st.CartExpired, bobsExpired)
+		}
+	}
+}
