@@ -104,17 +104,23 @@ func TestLogoutTakesDownTheAccountsNotices(t *testing.T) {
 	}
 }
 
-// Told again of an erasure whose emptied cart it shows (the storefront
-// retried the call, and the cart kept its version): the device takes no
-// notice, and keeps its connection.
-func TestErasureToldAgainIsNothingNew(t *testing.T) {
-	h := newHarness(t)
+// showsErasedCart brings h to ann's cart as an erasure left it, its notice
+// acknowledged, and returns the server's notice of that erasure.
+func showsErasedCart(h *harness) *protocol.Message {
 	signedIn(h)
 	c := cartNamed("u-ann", 2)
 	c.Started, c.Erased = 2, true
 	h.do(serverSays(pushedCart(1, c))(h))
 	h.m.ackNotices()
-	again := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true })
+	return errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true })
+}
+
+// Told again of an erasure whose emptied cart it shows (the storefront
+// retried the call, and the cart kept its version): the device takes no
+// notice, and keeps its connection.
+func TestErasureToldAgainIsNothingNew(t *testing.T) {
+	h := newHarness(t)
+	again := showsErasedCart(h)
 	if out := h.do(serverSays(again)(h)); len(out) != 0 {
 		t.Errorf("effects %q, want none", out)
 	}
@@ -128,13 +134,8 @@ func TestErasureToldAgainIsNothingNew(t *testing.T) {
 // new version, before acknowledging it.
 func TestErasureToldAgainWithAnEditWaiting(t *testing.T) {
 	h := newHarness(t)
-	signedIn(h)
-	c := cartNamed("u-ann", 2)
-	c.Started, c.Erased = 2, true
-	h.do(serverSays(pushedCart(1, c))(h))
-	h.m.ackNotices()
+	again := showsErasedCart(h)
 	h.edit(add("tea"))
-	again := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart, pe.Erased = "u-ann", true })
 	h.do(serverSays(again)(h))
 	if st := h.m.snapshot(); !st.CartExpired || !st.CartErased {
 		t.Errorf("state: CartExpired %v, CartErased %v; want the notice taken", st.CartExpired, st.CartErased)

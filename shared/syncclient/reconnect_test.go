@@ -545,45 +545,71 @@ func TestRunAgainStaysOffline(t *testing.T) {
 	}
 }
 
-// The server hands over a new cart (cart_expired, unasked, on a connected
-// device): the next connection goes at once, connecting, with no wait and
-// never offline.
-func TestRunHandoverRedialsAtOnce(t *testing.T) {
+// redialRun runs an engine on store whose connections are conns(1),
+// conns(2), ...; the first that conns gives as nil is one whose hello ends
+// the run. It returns the waits Run logged before its redials, the status
+// at that last hello, and every status the engine published.
+func redialRun(t *testing.T, store Storage, mod func(*Config), conns func(n int) (Conn, error)) (waits []time.Duration, atHello, statuses []Status) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := &retryLog{}
-	var e *Engine
-	var seen []Status
 	var mu sync.Mutex
-	var statuses []Status
+	var e *Engine
 	n := 0
-	gone := errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })
-	e = newEngine(t, NewMemStorage(), func(c *Config) {
-		c.BackoffBase, c.BackoffHold, c.BackoffCap = time.Millisecond, time.Millisecond, time.Millisecond
+	e = newEngine(t, store, func(c *Config) {
 		c.Logger = slog.New(log)
 		c.OnChange = func(st State) {
 			mu.Lock()
 			statuses = append(statuses, st.Status)
 			mu.Unlock()
 		}
+		if mod != nil {
+			mod(c)
+		}
 		c.Dial = func(context.Context) (Conn, error) {
-			if n++; n == 1 {
-				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil), gone), nil
+			n++
+			if conn, err := conns(n); conn != nil || err != nil {
+				return conn, err
 			}
-			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
+			return statusConn{newTinyConn(false), e, &atHello, cancel}, nil
 		}
 	})
 	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	if waits := log.logged(); len(waits) != 0 {
-		t.Errorf("waits %v before the next connection, want none", waits)
-	}
-	if !slices.Equal(seen, []Status{Connecting}) {
-		t.Errorf("status at the next hello %v, want connecting", seen)
-	}
 	mu.Lock()
 	defer mu.Unlock()
+	return log.logged(), atHello, slices.Clone(statuses)
+}
+
+// backoffs sets the redial waits to d.
+func backoffs(d time.Duration) func(*Config) {
+	return func(c *Config) { c.BackoffBase, c.BackoffHold, c.BackoffCap = d, d, d }
+}
+
+// expiredNow is the server's cart_expired of cart, unasked (no id) or in
+// answer to id.
+func expiredNow(id, cart string) *protocol.Message {
+	return errMsg(id, protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = cart })
+}
+
+// The server hands over a new cart (cart_expired, unasked, on a connected
+// device): the next connection goes at once, connecting, with no wait and
+// never offline.
+func TestRunHandoverRedialsAtOnce(t *testing.T) {
+	waits, atHello, statuses := redialRun(t, NewMemStorage(), backoffs(time.Millisecond), func(n int) (Conn, error) {
+		if n == 1 {
+			return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil), expiredNow("", "cart-1")), nil
+		}
+		return nil, nil
+	})
+	if len(waits) != 0 {
+		t.Errorf("waits %v before the next connection, want none", waits)
+	}
+	if !slices.Equal(atHello, []Status{Connecting}) {
+		t.Errorf("status at the next hello %v, want connecting", atHello)
+	}
 	if i := slices.Index(statuses, Synced); i < 0 || slices.Contains(statuses[i:len(statuses)-1], Offline) {
 		t.Errorf("statuses %v: want synced, then never offline until Run ends", statuses)
 	}
@@ -611,45 +637,24 @@ func (c *slowLast) Read(ctx context.Context) ([]byte, error) {
 // redialled at once too, connecting. (Once in a row counted across the
 // healthy connection, and it waited, offline.)
 func TestRunSecondHandoverAfterAHealthyConnection(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := &retryLog{}
-	var e *Engine
-	var seen []Status
-	var mu sync.Mutex
-	var statuses []Status
-	n := 0
-	e = newEngine(t, NewMemStorage(), func(c *Config) {
-		c.BackoffBase, c.BackoffHold, c.BackoffCap = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	waits, atHello, _ := redialRun(t, NewMemStorage(), func(c *Config) {
+		backoffs(50 * time.Millisecond)(c)
 		c.StableAfter = time.Millisecond
-		c.Logger = slog.New(log)
-		c.OnChange = func(st State) {
-			mu.Lock()
-			statuses = append(statuses, st.Status)
-			mu.Unlock()
+	}, func(n int) (Conn, error) {
+		switch n {
+		case 1:
+			return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil), expiredNow("", "cart-1")), nil
+		case 2:
+			return &slowLast{tinyConn: newTinyConn(false, welcome("tok2", "cart-2"), reply("h1", cartNamed("cart-2", 1, "cap=1"), nil),
+				expiredNow("", "cart-2")), delay: 200 * time.Millisecond}, nil
 		}
-		c.Dial = func(context.Context) (Conn, error) {
-			switch n++; n {
-			case 1:
-				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil),
-					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
-			case 2:
-				c2 := cartAt(1, "cap=1")
-				c2.ID = "cart-2"
-				return &slowLast{tinyConn: newTinyConn(false, welcome("tok2", "cart-2"), reply("h1", c2, nil),
-					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-2" })), delay: 200 * time.Millisecond}, nil
-			}
-			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
-		}
+		return nil, nil
 	})
-	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v", err)
-	}
-	if waits := log.logged(); len(waits) != 0 {
+	if len(waits) != 0 {
 		t.Errorf("waits %v before the third connection, want none", waits)
 	}
-	if !slices.Equal(seen, []Status{Connecting}) {
-		t.Errorf("status at the third hello %v, want connecting", seen)
+	if !slices.Equal(atHello, []Status{Connecting}) {
+		t.Errorf("status at the third hello %v, want connecting", atHello)
 	}
 }
 
@@ -658,46 +663,22 @@ func TestRunSecondHandoverAfterAHealthyConnection(t *testing.T) {
 // with the other's (errTokenChanged), at once too, connecting: the swap is
 // part of the handover. (It waited a backoff, offline.)
 func TestRunHandoverThenTokenTakenByAnotherTab(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := &retryLog{}
-	var e *Engine
-	var seen []Status
-	var mu sync.Mutex
-	var statuses []Status
 	st := &otherTabStorage{MemStorage: NewMemStorage()}
-	n := 0
-	e = newEngine(t, st, func(c *Config) {
-		c.BackoffBase, c.BackoffHold, c.BackoffCap = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
-		c.Logger = slog.New(log)
-		c.OnChange = func(s State) {
-			mu.Lock()
-			statuses = append(statuses, s.Status)
-			mu.Unlock()
+	waits, atHello, _ := redialRun(t, st, backoffs(50*time.Millisecond), func(n int) (Conn, error) {
+		switch n {
+		case 1:
+			return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil), expiredNow("", "cart-1")), nil
+		case 2:
+			st.n = 1 // the other tab stores its new token first
+			return newTinyConn(false, expiredNow("h1", "cart-1"), welcome("tok2", "cart-2"), reply("h1", cartNamed("cart-2", 0), nil)), nil
 		}
-		c.Dial = func(context.Context) (Conn, error) {
-			switch n++; n {
-			case 1:
-				return newTinyConn(false, welcome("tok", "cart-1"), reply("h1", cartAt(1, "mug=1"), nil),
-					errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
-			case 2:
-				st.n = 1 // the other tab stores its new token first
-				c2 := cartAt(0)
-				c2.ID = "cart-2"
-				return newTinyConn(false, errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" }),
-					welcome("tok2", "cart-2"), reply("h1", c2, nil)), nil
-			}
-			return statusConn{newTinyConn(false), e, &seen, cancel}, nil
-		}
+		return nil, nil
 	})
-	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v", err)
-	}
-	if waits := log.logged(); len(waits) != 0 {
+	if len(waits) != 0 {
 		t.Errorf("waits %v before the third connection, want none", waits)
 	}
-	if !slices.Equal(seen, []Status{Connecting}) {
-		t.Errorf("status at the third hello %v, want connecting", seen)
+	if !slices.Equal(atHello, []Status{Connecting}) {
+		t.Errorf("status at the third hello %v, want connecting", atHello)
 	}
 }
 
@@ -706,39 +687,14 @@ func TestRunHandoverThenTokenTakenByAnotherTab(t *testing.T) {
 // status stays offline; it flickered offline, connecting, offline at
 // every try.
 func TestRunExpiredAtEveryHelloStaysOffline(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var mu sync.Mutex
-	var statuses []Status
-	n := 0
-	e := newEngine(t, NewMemStorage(), func(c *Config) {
-		c.BackoffBase, c.BackoffHold, c.BackoffCap = 5*time.Millisecond, 5*time.Millisecond, 5*time.Millisecond
-		c.OnChange = func(s State) {
-			mu.Lock()
-			statuses = append(statuses, s.Status)
-			mu.Unlock()
+	_, _, statuses := redialRun(t, NewMemStorage(), backoffs(5*time.Millisecond), func(n int) (Conn, error) {
+		if n < 6 {
+			return newTinyConn(false, welcome("tok", "cart-1"), expiredNow("h1", "cart-1")), nil
 		}
-		c.Dial = func(context.Context) (Conn, error) {
-			if n++; n == 6 {
-				cancel()
-				return nil, context.Canceled
-			}
-			return newTinyConn(false, welcome("tok", "cart-1"),
-				errMsg("h1", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" })), nil
-		}
+		return nil, nil
 	})
-	if err := e.Run(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Run = %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	var dedup []Status
-	for _, s := range statuses {
-		if len(dedup) == 0 || dedup[len(dedup)-1] != s {
-			dedup = append(dedup, s)
-		}
-	}
-	if i := slices.Index(dedup, Offline); i >= 0 && slices.Contains(dedup[i:], Connecting) {
-		t.Errorf("connecting after offline: %v", dedup)
+	statuses = slices.Compact(statuses)
+	if i := slices.Index(statuses, Offline); i >= 0 && slices.Contains(statuses[i:], Connecting) {
+		t.Errorf("connecting after offline: %v", statuses)
 	}
 }
