@@ -67,7 +67,11 @@ func (m *machine) onError(msg *protocol.Message) {
 			// came already (a user's cart that expired: no fresh cart
 			// follows on this connection): the next hello, at once,
 			// gets the fresh cart, or is told again after the backoff
-			// (Run).
+			// (Run). Connecting from now, as the empty cart shows, if
+			// the connection was up: an offline one stays so.
+			if m.status != Offline {
+				m.setStatus(Connecting)
+			}
 			m.endPE(pe)
 		}
 		return // before the welcome: the welcome with the fresh cart follows

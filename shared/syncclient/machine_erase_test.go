@@ -162,3 +162,15 @@ func TestAnotherAccountTakesDownTheLastOnesNotices(t *testing.T) {
 		}
 	}
 }
+
+// A handover on a live connection shows connecting with the emptied cart,
+// at once: the page never sees that empty cart as synced.
+func TestHandoverShowsConnectingAtOnce(t *testing.T) {
+	h := newHarness(t)
+	connected(h, 1)
+	h.m.setStatus(Synced)
+	h.do(serverSays(errMsg("", protocol.ErrCartExpired, func(pe *protocol.Error) { pe.Cart = "cart-1" }))(h))
+	if st := h.m.snapshot(); st.Status != Connecting || !st.CartExpired || len(st.Cart.Lines) != 0 {
+		t.Errorf("state: %v, CartExpired %v, %d lines; want connecting on the emptied cart", st.Status, st.CartExpired, len(st.Cart.Lines))
+	}
+}
