@@ -36,6 +36,21 @@ type echo struct {
 	acked   *session
 }
 
+// all returns the cart's connections but skip; none for a nil cs. The
+// hub's lock is held.
+func (cs *cartSubs) all(skip *session) []*session {
+	if cs == nil {
+		return nil
+	}
+	out := make([]*session, 0, len(cs.sessions))
+	for s := range cs.sessions {
+		if s != skip {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // maxEchoes bounds the echoes a cart remembers; past it the oldest is
 // forgotten and its push, when it comes, reaches its connection too
 // (which ignores a version it has).
@@ -136,13 +151,7 @@ func (h *hub) has(cartID string) bool {
 // connections (session.tellGone).
 func (h *hub) tellGone(cartID string, msg []byte) {
 	h.mu.Lock()
-	var targets []*session
-	if cs := h.carts[cartID]; cs != nil {
-		targets = make([]*session, 0, len(cs.sessions))
-		for s := range cs.sessions {
-			targets = append(targets, s)
-		}
-	}
+	targets := h.carts[cartID].all(nil)
 	h.mu.Unlock()
 	for _, s := range targets {
 		s.tellGone(cartID, msg)
@@ -153,9 +162,8 @@ func (h *hub) tellGone(cartID string, msg []byte) {
 func (h *hub) deliver(cartID string, payload []byte) {
 	h.mu.Lock()
 	cs := h.carts[cartID]
-	var targets []*session
+	var skip *session
 	if cs != nil {
-		var skip *session
 		for i, e := range cs.echoes {
 			if bytes.Equal(e.payload, payload) {
 				skip = e.acked
@@ -163,13 +171,8 @@ func (h *hub) deliver(cartID string, payload []byte) {
 				break
 			}
 		}
-		targets = make([]*session, 0, len(cs.sessions))
-		for s := range cs.sessions {
-			if s != skip {
-				targets = append(targets, s)
-			}
-		}
 	}
+	targets := cs.all(skip)
 	h.mu.Unlock()
 	for _, s := range targets {
 		s.send(payload)

@@ -237,7 +237,7 @@ func (w *Widget) hasNotice() bool {
 // read: a notice, an edit refused or reduced, a note (signed out, a limit
 // met), lines the catalog changed, a sign-in needed, sync stopped.
 func (w *Widget) hasMessage() bool {
-	return w.loaded && (w.hasNotice() || w.st.NeedsLogin || w.stopped != nil || len(w.st.Notices) > 0 || len(w.messages()) > 0)
+	return w.loaded && (w.hasNotice() || w.st.NeedsLogin || w.stopped != nil || len(w.st.Notices) > 0 || len(w.notes) > 0 || len(w.undismissed()) > 0)
 }
 
 // items is the number of items in the cart.
@@ -471,14 +471,23 @@ func (w *Widget) dropNote(s string) {
 	w.notes = slices.DeleteFunc(w.notes, func(n string) bool { return n == s })
 }
 
+// undismissed are the server's answers told (results) that the shopper
+// has not dismissed.
+func (w *Widget) undismissed() []protocol.Result {
+	var out []protocol.Result
+	for _, r := range w.results() {
+		if !w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // messages are the refused edits not dismissed and the local notes, most
 // recent last, at most maxMessages.
 func (w *Widget) messages() []string {
 	var out []string
-	for _, r := range w.results() {
-		if w.dismissed[protocol.OpID{Client: r.Client, Seq: r.Seq}] {
-			continue
-		}
+	for _, r := range w.undismissed() {
 		out = append(out, w.resultText(r))
 	}
 	out = append(out, w.notes...)

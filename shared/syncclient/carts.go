@@ -81,11 +81,7 @@ func (m *machine) welcomed(msg *protocol.Message) {
 		// Another account logged in without a logout: what was told
 		// about the last one's cart is not this one's (as at a logout),
 		// but for this one's cart expiring, told before its welcome.
-		expired, erased, told := m.cartExpired, m.cartErased, m.toldGone
-		m.forgetAccountNotices()
-		if told == msg.CartID {
-			m.cartExpired, m.cartErased, m.toldGone = expired, erased, told
-		}
+		m.forgetAccountNotices(msg.CartID)
 	}
 	m.welcomes++
 	m.live = m.welcomes

@@ -26,7 +26,7 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 	m.elsewhere = nil // so does news of another device's login into it
 	if token == "" {
 		m.loggedOut = true
-		m.forgetAccountNotices()
+		m.forgetAccountNotices("")
 	}
 	m.hide(wasHidden)
 	return true
@@ -35,9 +35,12 @@ func (m *machine) setUser(token string, policy cart.Policy) bool {
 // forgetAccountNotices drops what was told about the account's cart (it
 // expired or was erased, a merge into it, edits refused, reduced or
 // dropped): not the next person's to see, after a logout or when another
-// account logs in.
-func (m *machine) forgetAccountNotices() {
-	m.cartExpired, m.cartErased, m.toldGone = false, false, ""
+// account logs in. A notice that keep, the next account's cart, is gone
+// stays ("" for none).
+func (m *machine) forgetAccountNotices(keep string) {
+	if keep == "" || m.toldGone != keep {
+		m.cartExpired, m.cartErased, m.toldGone = false, false, ""
+	}
 	m.merge = nil
 	m.rejected, m.warned, m.dropped = nil, nil, nil
 	m.changed = true

@@ -39,7 +39,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Run: one started again (the page's reconnect when the browser goes
 	// offline or comes back) stays offline until the server answers.
 	if !e.ran.Swap(true) {
-		e.connecting()
+		e.update(func(m *machine) {
+			if !m.needsLogin {
+				m.setStatus(Connecting)
+			}
+		})
 	}
 	attempt := 0
 	var last redial // why the last connection was followed by the next at once
@@ -61,7 +65,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		// or the server handing over a new cart (the old one expired or
 		// was erased): nothing failed, so the next connection goes at
 		// once (a handover after a short jitter: every device on the
-		// cart is told at once), connecting, not offline. The same
+		// cart is told at once), connecting if the connection was up
+		// (machine.start, and the handover's error), not offline. The same
 		// cause again on the very next connection, with nothing done
 		// in between, waits as a failure does.
 		why := redialFor(err)
@@ -72,9 +77,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			last = why
 			e.log.Info("sync connection ended", logkey.Err, err)
 			attempt = 0
-			if why != redialNone {
-				e.connecting()
-			}
 			if why == redialHandover && !e.jitter(ctx) {
 				return ctx.Err()
 			}
@@ -144,17 +146,6 @@ func (e *Engine) jitter(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// connecting shows the engine connecting, unless it needs a login: at the
-// first Run. (A connection that follows one that failed or was cut stays
-// offline until the server answers, whatever started it: machine.start.)
-func (e *Engine) connecting() {
-	e.update(func(m *machine) {
-		if !m.needsLogin {
-			m.setStatus(Connecting)
-		}
-	})
 }
 
 // awaitLogin waits, offline, while the engine needs a login.
