@@ -95,7 +95,7 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		if rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrForbidden, "this cart was merged into another at login")
 		}
-		out = reconcile(rec, id.Device, ops, s.lim, s.now(), authorize)
+		out = reconcile(rec, cart.Device{ID: id.Device, Earlier: id.Earlier}, ops, s.lim, s.now(), authorize)
 		if len(out.by) > 0 {
 			if created {
 				s.addEvent(rec, EventCartCreated, nil)

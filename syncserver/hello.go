@@ -58,7 +58,7 @@ func (ss *session) hello(ctx context.Context, m *protocol.Message) bool {
 			}
 			s.hub.leave(id.CartID, ss)
 			ss.joined = false
-			id, _ = s.authenticateDevice("")
+			id = s.rotateDevice(id)
 			snap = emptyHelloCart(id.CartID, m.Client)
 			s.noteNewCart(ctx, id.CartID)
 		} else {

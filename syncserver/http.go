@@ -241,10 +241,21 @@ func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	id, perr := s.authenticateDevice("")
-	if perr != nil {
-		s.httpError(w, perr)
-		return
+	var id Identity
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
+		// In place of the device's old token (a logout, an expired
+		// cart): a token the server issued makes the new one follow it;
+		// any other is ignored, as a new device has none.
+		if old, perr := s.authenticateDevice(tok); perr == nil {
+			id = s.rotateDevice(old)
+		}
+	}
+	if id.Token == "" {
+		var perr *protocol.Error
+		if id, perr = s.authenticateDevice(""); perr != nil {
+			s.httpError(w, perr)
+			return
+		}
 	}
 	s.noteNewCart(r.Context(), id.CartID)
 	writeJSON(w, http.StatusCreated, DeviceResponse{DeviceToken: id.Token, CartID: id.CartID})

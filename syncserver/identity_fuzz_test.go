@@ -14,9 +14,10 @@ import (
 // same on every run.
 var fuzzTokens = tokens{key: []byte("fuzz: device token key, 32 bytes")}
 
-// fuzzToken is the token fuzzTokens would issue for the random part r.
-func fuzzToken(r byte) string {
-	b := bytes.Repeat([]byte{r}, deviceRandomBytes)
+// fuzzToken is the token fuzzTokens would issue for the random part r,
+// following n earlier devices.
+func fuzzToken(r byte, n int) string {
+	b := bytes.Repeat([]byte{r}, deviceRandomBytes+n*deviceIDBytes)
 	return base64.RawURLEncoding.EncodeToString(append(b, fuzzTokens.mac(b)...))
 }
 
@@ -26,8 +27,8 @@ func fuzzToken(r byte) string {
 // other spelling of the same bytes (unused bits of the last character set,
 // line breaks, padding) is accepted. Refusals are unauthorized.
 func FuzzDeviceToken(f *testing.F) {
-	for _, r := range []byte{0, 1, 0xff, 'x'} {
-		tok := fuzzToken(r)
+	for i, r := range []byte{0, 1, 0xff, 'x'} {
+		tok := fuzzToken(r, i)
 		f.Add(tok)
 		last := strings.IndexByte(fuzzB64Alphabet, tok[len(tok)-1])
 		f.Add(tok[:len(tok)-1] + string(fuzzB64Alphabet[last^1])) // an unused bit set
@@ -39,10 +40,10 @@ func FuzzDeviceToken(f *testing.F) {
 	f.Add("")
 	f.Add("not a token")
 	f.Fuzz(func(t *testing.T, tok string) {
-		dev, perr := fuzzTokens.check(tok)
+		dev, earlier, perr := fuzzTokens.check(tok)
 		if perr != nil {
-			if perr.Code != protocol.ErrUnauthorized || dev != "" {
-				t.Fatalf("check(%q) = %q, %v; want unauthorized and no device", tok, dev, perr)
+			if perr.Code != protocol.ErrUnauthorized || dev != "" || earlier != nil {
+				t.Fatalf("check(%q) = %q, %q, %v; want unauthorized and no device", tok, dev, earlier, perr)
 			}
 			return
 		}
@@ -53,14 +54,19 @@ func FuzzDeviceToken(f *testing.F) {
 		if canon := base64.RawURLEncoding.EncodeToString(b); canon != tok {
 			t.Fatalf("check accepted %q, not the canonical spelling %q of its bytes", tok, canon)
 		}
-		if id, err := hex.DecodeString(dev); err != nil || len(id) != 16 {
-			t.Fatalf("device id %q is not 32 hex digits", dev)
+		for _, id := range append([]string{dev}, earlier...) {
+			if raw, err := hex.DecodeString(id); err != nil || len(raw) != 16 {
+				t.Fatalf("device id %q is not 32 hex digits", id)
+			}
 		}
-		if again, _ := fuzzTokens.check(tok); again != dev {
+		if len(earlier) > maxEarlierDevices {
+			t.Fatalf("check(%q) gave %d earlier devices, more than %d", tok, len(earlier), maxEarlierDevices)
+		}
+		if again, _, _ := fuzzTokens.check(tok); again != dev {
 			t.Fatalf("check(%q) gave device %q, then %q", tok, dev, again)
 		}
 		for _, other := range fuzzRespellings(tok) {
-			if d, perr := fuzzTokens.check(other); perr == nil {
+			if d, _, perr := fuzzTokens.check(other); perr == nil {
 				t.Fatalf("check accepted %q (device %q) as well as %q (device %q)", other, d, tok, dev)
 			}
 		}
@@ -73,11 +79,13 @@ const fuzzB64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 // the bytes of tok.
 func fuzzRespellings(tok string) []string {
 	var out []string
+	// The last character of n bytes holds 8n mod 6 bits of data (32 bytes:
+	// 4 bits and 2 unused ones; 48 bytes: all 6 used).
+	unusedBits := map[int]int{0: 0, 1: 4, 2: 2}[len(fuzzMustDecode(tok))%3]
 	if i := strings.IndexByte(fuzzB64Alphabet, tok[len(tok)-1]); i >= 0 {
-		// 32 bytes take 43 characters: the last holds 4 bits and 2
-		// unused ones.
-		for unused := range 4 {
-			if j := i&^3 | unused; j != i {
+		mask := 1<<unusedBits - 1
+		for unused := range mask + 1 {
+			if j := i&^mask | unused; j != i {
 				out = append(out, tok[:len(tok)-1]+string(fuzzB64Alphabet[j]))
 			}
 		}
@@ -85,8 +93,10 @@ func fuzzRespellings(tok string) []string {
 	out = append(out,
 		"\n"+tok, tok+"\n", tok[:len(tok)/2]+"\r\n"+tok[len(tok)/2:],
 		tok+"=", tok+"==",
-		base64.URLEncoding.EncodeToString(fuzzMustDecode(tok)),
 	)
+	if padded := base64.URLEncoding.EncodeToString(fuzzMustDecode(tok)); padded != tok {
+		out = append(out, padded)
+	}
 	return out
 }
 

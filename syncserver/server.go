@@ -507,11 +507,21 @@ func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Err
 		deviceToken = s.tokens.issue()
 		id.Token = deviceToken
 	}
-	dev, perr := s.tokens.check(deviceToken)
+	dev, earlier, perr := s.tokens.check(deviceToken)
 	if perr != nil {
 		return Identity{}, perr
 	}
-	id.Device = dev
+	id.Device, id.Earlier = dev, earlier
 	id.CartID = GuestCartID(dev)
 	return id, nil
+}
+
+// rotateDevice issues a new device token in place of the one of old (a
+// device whose guest cart was merged at a login, or expired): its
+// identity, with old's device first among its earlier ones.
+func (s *Server) rotateDevice(old Identity) Identity {
+	tok := s.tokens.issueAfter(append([]string{old.Device}, old.Earlier...))
+	id, _ := s.authenticateDevice(tok)
+	id.Token = tok
+	return id
 }

@@ -239,3 +239,33 @@ func TestPublicDropsBookkeepingAndCloneIsDeep(t *testing.T) {
 		t.Fatalf("Items = %d, want 2", got)
 	}
 }
+
+// TestApplyAsEarlierDevices: a device's contributions under the ids it had
+// before count as its own for a remove, a clear and a set to 0; another
+// device's later contributions survive them.
+func TestApplyAsEarlierDevices(t *testing.T) {
+	for _, kind := range []Kind{KindRemove, KindClear, KindSet} {
+		c := &Cart{}
+		mustApply := func(op Op, dev Device) {
+			t.Helper()
+			if _, e := c.ApplyAs(op, dev, DefaultLimits); e != nil {
+				t.Fatalf("%s: %v", kind, e)
+			}
+		}
+		mustApply(Op{Client: "a", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 2}, Device{ID: "old"})
+		mustApply(Op{Client: "p", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 1}, Device{ID: "phone"})
+		op := Op{Client: "a", Seq: 2, Kind: kind, SKU: "A"}
+		if kind == KindClear {
+			op.SKU = ""
+		}
+		// Under its new id alone, the device has seen nothing: nothing goes.
+		before := c.Clone()
+		if _, e := before.ApplyAs(op, Device{ID: "new"}, DefaultLimits); e != nil || before.Line(LineKey("A", nil)).Quantity != 3 {
+			t.Fatalf("%s by a device without its earlier id: %v, %+v", kind, e, before.Lines)
+		}
+		mustApply(op, Device{ID: "new", Earlier: []string{"older", "old"}})
+		if l := c.Line(LineKey("A", nil)); l == nil || l.Quantity != 1 {
+			t.Fatalf("%s by the device under its new id: lines %+v, want the phone's 1 A", kind, c.Lines)
+		}
+	}
+}

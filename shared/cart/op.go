@@ -215,6 +215,28 @@ func isLetters(s string) bool {
 // success the version advances by one and any warnings are returned. On a
 // rejection the cart is unchanged and the error says why.
 func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
+	return c.ApplyAs(op, Device{ID: device}, lim)
+}
+
+// Device is the device an op came from, as the remove rule sees it: its
+// id, and the ids it had before (a device gets a new token at a logout).
+// A remove takes away what its device had seen, and a device has seen its
+// own contributions, made under any of these ids.
+type Device struct {
+	ID      string
+	Earlier []string
+}
+
+// owns reports whether a contribution by id is the device's own.
+func (d Device) owns(id string) bool {
+	return id == d.ID || slices.Contains(d.Earlier, id)
+}
+
+// ApplyAs is Apply for a device that had other ids before: its
+// contributions under them count as its own for a remove, a clear or a
+// quantity set to 0.
+func (c *Cart) ApplyAs(op Op, dev Device, lim Limits) ([]Warning, *Error) {
+	device := dev.ID
 	if e := op.Validate(lim); e != nil {
 		return nil, e
 	}
@@ -264,7 +286,7 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 			return nil, errorf(CodeLineNotFound, "the cart has no line %q", op.Key())
 		}
 		if op.Quantity == 0 {
-			c.removeSeen(l, op.Base, device, lim)
+			c.removeSeen(l, op.Base, dev, lim)
 			break
 		}
 		l.Quantity = op.Quantity
@@ -276,10 +298,10 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 			// remover wanted holds.
 			break
 		}
-		c.removeSeen(l, op.Base, device, lim)
+		c.removeSeen(l, op.Base, dev, lim)
 	case KindClear:
 		for _, l := range append([]*Line(nil), c.Lines...) {
-			c.removeSeen(l, op.Base, device, lim)
+			c.removeSeen(l, op.Base, dev, lim)
 		}
 	case KindDetails:
 		l := c.Line(op.Key())
@@ -302,11 +324,11 @@ func clampMsg(lim Limits) string {
 // removeSeen removes from l what a device with the given base version had
 // seen. Contributions by other devices after base survive, replayed in
 // server order; if nothing survives the line goes.
-func (c *Cart) removeSeen(l *Line, base uint64, device string, lim Limits) {
+func (c *Cart) removeSeen(l *Line, base uint64, dev Device, lim Limits) {
 	var keep []Contrib
 	q := 0
 	for _, ct := range l.Contribs {
-		if ct.Version <= base || ct.Device == device {
+		if ct.Version <= base || dev.owns(ct.Device) {
 			continue
 		}
 		keep = append(keep, ct)
