@@ -122,9 +122,9 @@ type Identity struct {
 	// (newest first, at most maxEarlierDevices): its edits under them
 	// count as its own (cart.Device).
 	Earlier []string
-	Token  string // the device token, set when newly issued
-	User   string // the user id, when a user token was verified
-	CartID string // the cart it may read and edit
+	Token   string // the device token, set when newly issued
+	User    string // the user id, when a user token was verified
+	CartID  string // the cart it may read and edit
 	// Expires is when the user token's access ends (zero: no end known).
 	// Open connections lose access then, as a new hello would.
 	Expires time.Time
