@@ -266,7 +266,7 @@ func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
 func (s *Server) httpIdentity(w http.ResponseWriter, r *http.Request) (Identity, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
-		s.httpError(w, protocol.Errorf(protocol.ErrUnauthorized, "missing Authorization: Bearer <device token>"))
+		s.httpError(w, refusedDevice("missing Authorization: Bearer <device token>"))
 		return Identity{}, false
 	}
 	id, perr := s.authenticate(r.Context(), strings.TrimSpace(tok), r.Header.Get("X-Cartsync-User"))

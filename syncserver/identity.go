@@ -73,17 +73,26 @@ func (t tokens) check(tok string) (string, []string, *protocol.Error) {
 	body := len(b) - deviceMACBytes - deviceRandomBytes
 	if err != nil || body < 0 || body%deviceIDBytes != 0 || body/deviceIDBytes > maxEarlierDevices ||
 		base64.RawURLEncoding.EncodeToString(b) != tok {
-		return "", nil, protocol.Errorf(protocol.ErrUnauthorized, "malformed device token")
+		return "", nil, refusedDevice("malformed device token")
 	}
 	signed := b[:len(b)-deviceMACBytes]
 	if !hmac.Equal(b[len(signed):], t.mac(signed)) {
-		return "", nil, protocol.Errorf(protocol.ErrUnauthorized, "device token not issued by this server")
+		return "", nil, refusedDevice("device token not issued by this server")
 	}
 	var earlier []string
 	for rest := signed[deviceRandomBytes:]; len(rest) > 0; rest = rest[deviceIDBytes:] {
 		earlier = append(earlier, hex.EncodeToString(rest[:deviceIDBytes]))
 	}
 	return deviceID(tok), earlier, nil
+}
+
+// refusedDevice is the unauthorized error of a device token refused: it
+// names the device token, so that a client that also sent a user token
+// knows which one to give up.
+func refusedDevice(msg string) *protocol.Error {
+	pe := protocol.Errorf(protocol.ErrUnauthorized, "%s", msg)
+	pe.Token = protocol.TokenDevice
+	return pe
 }
 
 func (t tokens) mac(b []byte) []byte {

@@ -131,3 +131,28 @@ func TestHTTPLogoutNewTokenFollowsOld(t *testing.T) {
 		t.Fatalf("POST /v1/devices with a foreign token = %d %v", code, e)
 	}
 }
+
+// TestUnauthorizedNamesTheToken: an unauthorized answer to a hello or a
+// request with both tokens says which it refused, so that a client drops
+// a device token the server no longer takes (its secret changed) instead
+// of asking the shopper to log in again and again.
+func TestUnauthorizedNamesTheToken(t *testing.T) {
+	_, hs, _, _ := newLoginServer(t, cart.PolicyMerge)
+	dev := guestWith(t, hs, "g0")
+	forged := "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	for _, tc := range []struct{ device, user, want string }{
+		{forged, "user:alice", protocol.TokenDevice},
+		{forged, "", protocol.TokenDevice},
+		{dev, "nobody", protocol.TokenUser},
+	} {
+		c := dial(t, hs)
+		c.send(&protocol.Message{Type: protocol.TypeHello, ID: "h1", Protocol: protocol.Version, Client: "t1", DeviceToken: tc.device, UserToken: tc.user})
+		if pe := c.expectError(protocol.ErrUnauthorized); pe.Token != tc.want {
+			t.Errorf("hello with device %.8s… and user %q: token = %q, want %q", tc.device, tc.user, pe.Token, tc.want)
+		}
+		app := &httpApp{t: t, hs: hs, dev: tc.device, user: tc.user}
+		if code, pe := app.do("GET", "/v1/cart", "", nil); code != 401 || pe.Token != tc.want {
+			t.Errorf("GET /v1/cart with device %.8s… and user %q = %d %+v, want 401 naming %q", tc.device, tc.user, code, pe, tc.want)
+		}
+	}
+}

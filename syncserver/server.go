@@ -479,8 +479,16 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 	if perr != nil || userToken == "" {
 		return id, perr
 	}
+	refused := func(pe *protocol.Error) (Identity, *protocol.Error) {
+		if pe.Code == protocol.ErrUnauthorized {
+			named := *pe
+			named.Token = protocol.TokenUser
+			pe = &named
+		}
+		return Identity{}, pe
+	}
 	if s.cfg.Users == nil {
-		return Identity{}, protocol.Errorf(protocol.ErrUnauthorized, "this server does not accept user tokens")
+		return refused(protocol.Errorf(protocol.ErrUnauthorized, "this server does not accept user tokens"))
 	}
 	var user string
 	var err error
@@ -492,9 +500,9 @@ func (s *Server) authenticate(ctx context.Context, deviceToken, userToken string
 	if err != nil {
 		var pe *protocol.Error
 		if errors.As(err, &pe) {
-			return Identity{}, pe
+			return refused(pe)
 		}
-		return Identity{}, protocol.Errorf(protocol.ErrUnauthorized, "user token refused")
+		return refused(protocol.Errorf(protocol.ErrUnauthorized, "user token refused"))
 	}
 	id.User = user
 	id.CartID = UserCartID(user)

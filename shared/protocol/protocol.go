@@ -253,6 +253,9 @@ type Error struct {
 	// Erased, with cart_expired, says the cart was emptied because the
 	// storefront had its user forgotten, not because it expired.
 	Erased bool `json:"erased,omitempty"`
+	// Token, with unauthorized, says which token was refused: the device
+	// token (TokenDevice) or the user token (TokenUser).
+	Token string `json:"token,omitempty"`
 	// Details names each bad item of a batch (the backend's catalog
 	// upload): its index, its SKU and why.
 	Details []ErrorDetail `json:"details,omitempty"`
@@ -265,6 +268,12 @@ type ErrorDetail struct {
 	Code    cart.Code `json:"code"`
 	Message string    `json:"message"`
 }
+
+// The tokens an unauthorized error can name (Error.Token).
+const (
+	TokenDevice = "device"
+	TokenUser   = "user"
+)
 
 func (e *Error) Error() string { return "protocol: " + string(e.Code) + ": " + e.Message }
 

@@ -44,11 +44,18 @@ func (m *machine) onError(msg *protocol.Message) {
 	m.lastErr = pe
 	m.changed = true
 	switch {
+	case pe.Code == protocol.ErrUnauthorized && pe.Token == protocol.TokenDevice && s.token != "":
+		// The device token is refused (the server's secret changed),
+		// also on a user's hello: the next hello gets a new one. A
+		// logged-in device keeps its user cart; its guest cart's ops go
+		// to the cart it has next.
+		m.forgetToken(pe)
+		return
 	case pe.Code == protocol.ErrTokenExpired || (pe.Code == protocol.ErrUnauthorized && s.withUser):
-		// The user token is refused. (An unauthorized answer to a user
-		// hello cannot say which token it refused; the device token is
-		// kept, as losing it would lose the guest cart.) Do not present
-		// it again: wait for setUser.
+		// The user token is refused. (An older server's unauthorized
+		// answer to a user hello does not say which token it refused;
+		// the device token is kept then, as losing it would lose the
+		// guest cart.) Do not present it again: wait for setUser.
 		if m.userGen == s.userGen {
 			m.needsLogin = true
 		}
@@ -235,7 +242,13 @@ func (m *machine) tokenForgotten(stored string, pe *protocol.Error) {
 		if gone := m.guestOf(s.token, s.helloCart); gone != "" {
 			m.markGone(gone)
 		}
-		m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)
+		if !s.withUser || m.confirmed.User == "" {
+			// A user's cart stays: only the device's guest cart is
+			// lost with its token.
+			m.confirm(&cart.Cart{Lines: []*cart.Line{}}, nil, true)
+		} else {
+			m.load()
+		}
 	} else {
 		m.load()
 	}

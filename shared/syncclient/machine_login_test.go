@@ -442,6 +442,33 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}, {
+		name:  "a device token refused on a user's hello (the server's secret changed): a new one is asked for; the user cart and its edits stay",
+		setup: signedIn,
+		steps: []machineStep{
+			{in: func(h *harness) func(*machine) { h.m.stop(); h.edit(add("tea")); return opened(h) },
+				want: []string{`send hello h1 token="tok" since=1 user=user:ann`}},
+			{in: func(h *harness) func(*machine) {
+				return got(h, errMsg("h1", protocol.ErrUnauthorized, func(pe *protocol.Error) { pe.Token = protocol.TokenDevice }))
+			},
+				want: []string{`swap "tok" -> ""`, "load", "end: " + protocol.Errorf(protocol.ErrUnauthorized, "unauthorized").Error()},
+				then: func(t testing.TB, h *harness) {
+					h.m.stop() // the driver closed the connection
+					if st := h.m.snapshot(); st.NeedsLogin || st.Cart.ID != "u-ann" || summary(st.Cart) != "mug=1 tea=1" || st.Pending != 1 {
+						t.Errorf("state %+v (%q), want ann's cart with the tea pending and no login asked for", st, summary(st.Cart))
+					}
+				}},
+			{in: reopened, want: []string{`send hello h1 token="" since=1 user=user:ann`}},
+			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("dev-2", "ann", "cart-2")) },
+				want: []string{`swap "" -> "dev-2"`}},
+			{in: func(h *harness) func(*machine) { return got(h, reply("h1", cartNamed("u-ann", 1, "mug=1"), nil)) },
+				want: []string{"confirm u-ann@1", "load", "send push p2 me/2"}},
+		},
+		check: func(t testing.TB, h *harness) {
+			if st := h.m.snapshot(); st.NeedsLogin || h.m.token != "dev-2" || st.User != "ann" {
+				t.Errorf("state %+v, token %q; want ann on the new token dev-2", st, h.m.token)
+			}
+		},
+	}, {
 		name:  "a user token refused as unauthorized is a login to redo: the device token and guest cart stay",
 		setup: func(h *harness) { connected(h, 1) },
 		steps: []machineStep{
