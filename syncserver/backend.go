@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/protocol"
@@ -98,8 +97,8 @@ var cartIDPattern = regexp.MustCompile(`^[gu]_[0-9a-f]{32}$`)
 func (s *Server) backendIdentity(r *http.Request) (Identity, *protocol.Error) {
 	id := Identity{Device: StorefrontDevice}
 	if user := r.PathValue("user"); user != "" {
-		if len(user) > 256 || cart.NormalizeText(user) != user || !printableText(user) {
-			return id, protocol.Errorf(protocol.ErrInvalid, "user id must be printable text of at most 256 bytes")
+		if !protocol.ValidUserID(user) {
+			return id, protocol.Errorf(protocol.ErrInvalid, "user id must be printable text of at most 256 bytes, as in the sub of the user's tokens")
 		}
 		id.User, id.CartID = user, UserCartID(user)
 		return id, nil
@@ -495,13 +494,3 @@ func (s *Server) serveRetryEvent(w http.ResponseWriter, r *http.Request) {
 // ErrBadCursor is what an EventStore returns for a feed cursor it did not
 // give: not a cursor, or past every cursor it gave.
 var ErrBadCursor = errors.New("syncserver: not a feed cursor")
-
-// printableText reports whether s has no control or invisible characters.
-func printableText(s string) bool {
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -25,7 +23,7 @@ const (
 	// MaxTokenBytes is the longest token looked at.
 	MaxTokenBytes = 8 << 10
 	// MaxSubjectBytes is the longest user id ("sub") accepted.
-	MaxSubjectBytes = 256
+	MaxSubjectBytes = protocol.MaxUserIDBytes
 	// DefaultLeeway is the clock skew tolerated when Config.Leeway is zero.
 	DefaultLeeway = 30 * time.Second
 )
@@ -290,7 +288,7 @@ func (v *Verifier) match(alg, kid string) (named, unnamed []jwt.VerificationKey)
 }
 
 // errSubject is a missing or unusable "sub".
-var errSubject = errors.New("auth: sub must be 1 to 256 printable bytes")
+var errSubject = errors.New(`auth: sub must be 1 to 256 printable bytes, not "." or ".."`)
 
 // claims are the claims read from a token.
 type claims struct {
@@ -305,19 +303,10 @@ func (c *claims) Validate() error {
 	return nil
 }
 
-// validSubject reports whether sub can be a user id: 1 to MaxSubjectBytes
-// of printable UTF-8.
-func validSubject(sub string) bool {
-	if sub == "" || len(sub) > MaxSubjectBytes || !utf8.ValidString(sub) {
-		return false
-	}
-	for _, r := range sub {
-		if !unicode.IsPrint(r) {
-			return false
-		}
-	}
-	return true
-}
+// validSubject reports whether sub can be a user id
+// (protocol.ValidUserID): 1 to MaxSubjectBytes of printable UTF-8, not "."
+// or "..".
+func validSubject(sub string) bool { return protocol.ValidUserID(sub) }
 
 // refusal maps a parse error to the protocol error the client sees. An
 // expired token is token_expired only when nothing else is wrong with it:
