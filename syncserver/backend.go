@@ -132,7 +132,7 @@ func (s *Server) serveBackendCart(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	clients, perr := clientsParam(r)
+	clients, perr := clientsParam(r, protocol.ErrInvalid)
 	if perr != nil {
 		s.httpError(w, perr)
 		return

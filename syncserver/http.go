@@ -288,7 +288,7 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	clients, perr := clientsParam(r)
+	clients, perr := clientsParam(r, protocol.ErrTooLarge)
 	if perr != nil {
 		s.httpError(w, perr)
 		return
@@ -303,8 +303,10 @@ func (s *Server) serveCart(w http.ResponseWriter, r *http.Request) {
 
 // clientsParam reads the client ids a cart read asks the acked seqs of
 // (?clients=a,b, or the parameter repeated, ?clients=a&clients=b); none if
-// absent.
-func clientsParam(r *http.Request) ([]string, *protocol.Error) {
+// absent. More than MaxClientsPerSync are answered tooMany: too_large to a
+// shopper's device, as its sync over the websocket is (it splits them),
+// invalid to the storefront's backend (as documented there).
+func clientsParam(r *http.Request, tooMany protocol.ErrorCode) ([]string, *protocol.Error) {
 	var clients []string
 	for _, q := range r.URL.Query()["clients"] {
 		if q != "" { // ?clients= with nothing: as if absent (a join of no ids)
@@ -312,7 +314,7 @@ func clientsParam(r *http.Request) ([]string, *protocol.Error) {
 		}
 	}
 	if len(clients) > protocol.MaxClientsPerSync {
-		return nil, protocol.Errorf(protocol.ErrInvalid, "clients names %d client ids, at most %d", len(clients), protocol.MaxClientsPerSync)
+		return nil, protocol.Errorf(tooMany, "clients names %d client ids, at most %d", len(clients), protocol.MaxClientsPerSync)
 	}
 	for _, c := range clients {
 		if !cart.ValidClientID(c) {

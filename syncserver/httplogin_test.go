@@ -175,3 +175,18 @@ func TestHTTPExpiredCart(t *testing.T) {
 		t.Errorf("POST /v1/cart/ops = %d %+v, want 410 cart_expired", code, e)
 	}
 }
+
+// TestHTTPCartTooManyClients: a device's cart read asking about more
+// client ids than a sync may is answered 413 too_large, as its sync over
+// the websocket is, so that the app splits the list (protocol.md).
+func TestHTTPCartTooManyClients(t *testing.T) {
+	_, hs, _, _ := newLoginServer(t, cart.PolicyMerge)
+	app := newHTTPApp(t, hs)
+	many := strings.Repeat("c,", protocol.MaxClientsPerSync) + "c"
+	if code, e := app.do("GET", "/v1/cart?clients="+many, "", nil); code != 413 || e.Code != protocol.ErrTooLarge {
+		t.Fatalf("GET /v1/cart with 65 client ids = %d %+v, want 413 too_large", code, e)
+	}
+	if code, e := app.do("GET", "/v1/cart?clients="+many[2:], "", nil); code != 200 {
+		t.Fatalf("GET /v1/cart with 64 client ids = %d %+v", code, e)
+	}
+}
