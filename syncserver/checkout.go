@@ -89,6 +89,11 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 	if perr != nil {
 		if perr.Code == protocol.ErrCartChanged || perr.Code == protocol.ErrCartEmpty {
 			c, _, err := s.snapshot(r.Context(), id.CartID, nil)
+			if err == nil && perr == errCartMerged {
+				// The tombstone keeps the lines it had, which are the
+				// account's now: this cart holds nothing to check out.
+				c = &cart.Cart{ID: c.ID, Version: c.Version, Lines: []*cart.Line{}}
+			}
 			if err == nil {
 				s.metrics.protocolErrors.WithLabelValues(string(perr.Code)).Inc()
 				writeJSON(w, http.StatusConflict, CheckoutResponse{Error: perr, Cart: c})
@@ -100,6 +105,10 @@ func (s *Server) serveCheckout(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, CheckoutResponse{Checkout: co.Shown(s.now())})
 }
+
+// errCartMerged answers a checkout of a guest cart merged into a user cart
+// at a login: nothing to check out here (its lines are the account's).
+var errCartMerged = protocol.Errorf(protocol.ErrCartEmpty, "the cart was merged into another at a login: log in to check it out")
 
 // createCheckout checks out cartID at the reviewed version.
 func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uint64) (*cart.Checkout, *protocol.Error) {
@@ -130,7 +139,10 @@ func (s *Server) createCheckout(ctx context.Context, cartID string, reviewed uin
 		var missed *cart.Cart // the locked cart, when items misses a line of it
 		err = s.store.Mutate(ctx, cartID, nil, func(rec *Record) error {
 			co, ce, missed = nil, nil, nil
-			if !rec.Exists || rec.Meta.MergedInto != "" {
+			if rec.Meta.MergedInto != "" {
+				return errCartMerged
+			}
+			if !rec.Exists {
 				return protocol.Errorf(protocol.ErrCartEmpty, "the cart is empty")
 			}
 			if !sameSKUs(looked, rec.Cart) {

@@ -709,6 +709,18 @@ func TestCheckoutEdgeCases(t *testing.T) {
 			t.Fatalf("read after login: %d %+v", code, got)
 		}
 	})
+	t.Run("a guest cart merged at a login has nothing to check out, and shows no lines", func(t *testing.T) {
+		s := newShop(t, memstore.New(), func(c *syncserver.Config) { c.Users = testUsers{} })
+		s.upsert(mug(1200, 50))
+		tok := s.device()
+		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 2})
+		v := httpCart(t, s.hs, tok).Version
+		s.login(tok, "alice")
+		code, resp := s.checkout(tok, v)
+		if code != 409 || resp.Error == nil || resp.Error.Code != protocol.ErrCartEmpty || resp.Cart == nil || len(resp.Cart.Lines) != 0 {
+			t.Fatalf("checkout of the merged guest cart: %d %+v cart %+v; want 409 cart_empty with no lines (they are alice's now)", code, resp.Error, resp.Cart)
+		}
+	})
 	t.Run("a checkout taken by the user cart at login shows none of the server's bookkeeping", func(t *testing.T) {
 		s, resp := checkoutThenLogin(t)
 		for _, req := range []struct{ method, path string }{
