@@ -331,6 +331,24 @@ func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
 	if cs == nil {
 		return
 	}
+	// As an upload: every SKU is checked first, and a bad one deletes
+	// nothing (a SKU in another Unicode form would match no item and
+	// be answered as deleted).
+	var bad []protocol.ErrorDetail
+	for i, sku := range req.SKUs {
+		if e := cart.ValidateSKU(sku, s.lim); e != nil {
+			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: sku, Code: e.Code, Message: e.Message})
+			if len(bad) >= 100 {
+				break
+			}
+		}
+	}
+	if len(bad) > 0 {
+		e := protocol.Errorf(protocol.ErrInvalid, "%d SKU(s) are not valid; nothing was deleted", len(bad))
+		e.Details = bad
+		s.httpError(w, e)
+		return
+	}
 	n, err := cs.DeleteItems(r.Context(), req.SKUs)
 	if err != nil {
 		s.httpFail(w, "delete the items", "", err)

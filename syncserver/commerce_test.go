@@ -925,6 +925,17 @@ func TestCheckoutEdgeCases(t *testing.T) {
 		s.upsert(mug(1200, 50))
 		tok := s.device()
 		s.push(tok, cart.Op{Client: "c", Seq: 1, Kind: cart.KindAdd, SKU: "MUG", Quantity: 1})
+		// A bad SKU in the batch (empty; another Unicode form, which
+		// would match nothing) deletes nothing and says which.
+		var e syncserver.ErrorResponse
+		bad := syncserver.CatalogDelete{SKUs: []string{"MUG", "", "CAFÉ"}}
+		if code := s.call("POST", "/v1/backend/catalog/items/delete", testAPIKey, bad, &e); code != 400 || e.Error == nil ||
+			e.Error.Code != protocol.ErrInvalid || len(e.Error.Details) != 2 || e.Error.Details[0].Index != 1 || e.Error.Details[1].Index != 2 {
+			t.Fatalf("delete with bad SKUs: %d %+v, want 400 invalid naming items 1 and 2", code, e.Error)
+		}
+		if c := httpCart(t, s.hs, tok); len(c.Notices) != 0 {
+			t.Fatalf("a refused delete changed the cart: notices %+v", c.Notices)
+		}
 		if code := s.call("POST", "/v1/backend/catalog/items/delete", testAPIKey, syncserver.CatalogDelete{SKUs: []string{"MUG"}}, nil); code != 200 {
 			t.Fatalf("delete: %d", code)
 		}

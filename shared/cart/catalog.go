@@ -49,13 +49,22 @@ const (
 	MaxCatalogSKU = 128
 )
 
-// ValidateItem checks an item the storefront sends.
-func ValidateItem(it *Item, lim Limits) *Error {
-	if e := validateLine(it.SKU, nil, lim); e != nil {
+// ValidateSKU checks a SKU the storefront names in its catalog: one a line
+// can carry, in Unicode NFC, as the catalog stores it.
+func ValidateSKU(sku string, lim Limits) *Error {
+	if e := validateLine(sku, nil, lim); e != nil {
 		return e
 	}
-	if NormalizeText(it.SKU) != it.SKU {
+	if NormalizeText(sku) != sku {
 		return errorf(CodeInvalidSKU, "sku must be in Unicode NFC without surrounding spaces")
+	}
+	return nil
+}
+
+// ValidateItem checks an item the storefront sends.
+func ValidateItem(it *Item, lim Limits) *Error {
+	if e := ValidateSKU(it.SKU, lim); e != nil {
+		return e
 	}
 	if it.Name == "" {
 		return errorf(CodeInvalidDetails, "name is required")
