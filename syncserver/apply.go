@@ -95,7 +95,15 @@ func (s *Server) apply(ctx context.Context, id Identity, ops []cart.Op) (*outcom
 		if rec.Meta.MergedInto != "" {
 			return protocol.Errorf(protocol.ErrForbidden, "this cart was merged into another at login")
 		}
-		out = reconcile(rec, cart.Device{ID: id.Device, Earlier: id.Earlier}, ops, s.lim, s.now(), authorize)
+		out = reconcile(rec, func(op cart.Op) cart.Device {
+			if guestID != "" && op.Cart == guestID {
+				// Made on the guest cart the device has now: it
+				// never showed what the device did under its
+				// previous token (in the account, before a logout).
+				return cart.Device{ID: id.Device}
+			}
+			return cart.Device{ID: id.Device, Link: id.Link}
+		}, ops, s.lim, s.now(), authorize)
 		if len(out.by) > 0 {
 			if created {
 				s.addEvent(rec, EventCartCreated, nil)

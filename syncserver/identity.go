@@ -12,26 +12,25 @@ import (
 	"github.com/cartsync/cartsync/shared/protocol"
 )
 
-// Device tokens are issued by the server: 16 random bytes, then the ids of
-// up to three tokens the device held before (16 bytes each, newest first),
-// then the first 16 bytes of the HMAC-SHA256 of all that under the server's
-// secret, base64url encoded. A token the server did not issue fails the MAC
-// and is refused. The token is a bearer secret that grants its one guest
-// cart; the server never stores it, only an id derived from it.
+// Device tokens are issued by the server: 16 bytes, then the first 16
+// bytes of their HMAC-SHA256 under the server's secret, base64url encoded.
+// A token the server did not issue fails the MAC and is refused. The token
+// is a bearer secret that grants its one guest cart; the server never
+// stores it, only an id derived from it.
 //
-// The earlier ids are the device's lineage: a token issued in place of
-// another (a logout after a login merged the guest cart, an expired guest
-// cart, POST /v1/devices with the old token) names the old one, so that
-// the edits the device made under it still count as its own. A remove,
-// a clear or a quantity set to 0 queued before the logout and sent at the
-// next login then takes away what the device itself had added, as it
-// would have under the old token (cart.Device).
+// The 16 bytes are random, except in a token issued in place of another
+// (a logout after a login merged the guest cart, an expired guest cart,
+// POST /v1/devices with the old token): there the first 8 are the first 8
+// of the old token's device id, its link, so that the edits the device made
+// under the old token still count as its own (cart.Device): a remove, a
+// clear or a quantity set to 0 queued before the logout and sent at the
+// next login takes away what the device itself had added. The format is
+// the same either way, so every version of the server takes every token;
+// in a fresh token the link is random, and 64 random bits are no device's.
 const (
 	deviceRandomBytes = 16
 	deviceMACBytes    = 16
-	deviceIDBytes     = 16 // an earlier device id in a token
-	// maxEarlierDevices is how many earlier device ids a token carries.
-	maxEarlierDevices = 3
+	deviceLinkBytes   = 8 // of a token's 16 bytes, the old device's id prefix
 	// secretDeviceTokens names the store secret that signs device tokens.
 	secretDeviceTokens = "device-token-hmac"
 )
@@ -39,51 +38,38 @@ const (
 // tokens issues and checks device tokens.
 type tokens struct{ key []byte }
 
-// issue returns a fresh device token with no earlier devices.
-func (t tokens) issue() string { return t.issueAfter(nil) }
+// issue returns a fresh device token.
+func (t tokens) issue() string { return t.issueAfter("") }
 
-// issueAfter returns a fresh device token whose earlier devices are
-// earlier (device ids, newest first; those past maxEarlierDevices and any
-// that are not device ids are left out).
-func (t tokens) issueAfter(earlier []string) string {
-	b := make([]byte, deviceRandomBytes, deviceRandomBytes+maxEarlierDevices*deviceIDBytes+deviceMACBytes)
+// issueAfter returns a fresh device token linked to the device id old (a
+// fresh one, not linked, when old is not a device id).
+func (t tokens) issueAfter(old string) string {
+	b := make([]byte, deviceRandomBytes, deviceRandomBytes+deviceMACBytes)
 	if _, err := rand.Read(b); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	n := 0
-	for _, dev := range earlier {
-		raw, err := hex.DecodeString(dev)
-		if err != nil || len(raw) != deviceIDBytes || n == maxEarlierDevices {
-			continue
-		}
-		b = append(b, raw...)
-		n++
+	if raw, err := hex.DecodeString(old); err == nil && len(raw) == 16 {
+		copy(b, raw[:deviceLinkBytes])
 	}
 	b = append(b, t.mac(b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// check verifies tok and returns the device id it stands for and the ids
-// of the devices it follows (newest first). A token has exactly one
-// accepted spelling, the one issue wrote: base64 leaves unused bits in the
-// last character and skips line breaks, so a lax decoder would take many
-// strings for one token, and each would name a different device.
-func (t tokens) check(tok string) (string, []string, *protocol.Error) {
+// check verifies tok and returns the device id it stands for and its link:
+// the id prefix of the device it follows, if it follows one (16 hex
+// digits). A token has exactly one accepted spelling, the one issue wrote:
+// base64 leaves unused bits in the last character and skips line breaks,
+// so a lax decoder would take many strings for one token, and each would
+// name a different device.
+func (t tokens) check(tok string) (string, string, *protocol.Error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
-	body := len(b) - deviceMACBytes - deviceRandomBytes
-	if err != nil || body < 0 || body%deviceIDBytes != 0 || body/deviceIDBytes > maxEarlierDevices ||
-		base64.RawURLEncoding.EncodeToString(b) != tok {
-		return "", nil, refusedDevice("malformed device token")
+	if err != nil || len(b) != deviceRandomBytes+deviceMACBytes || base64.RawURLEncoding.EncodeToString(b) != tok {
+		return "", "", refusedDevice("malformed device token")
 	}
-	signed := b[:len(b)-deviceMACBytes]
-	if !hmac.Equal(b[len(signed):], t.mac(signed)) {
-		return "", nil, refusedDevice("device token not issued by this server")
+	if !hmac.Equal(b[deviceRandomBytes:], t.mac(b[:deviceRandomBytes])) {
+		return "", "", refusedDevice("device token not issued by this server")
 	}
-	var earlier []string
-	for rest := signed[deviceRandomBytes:]; len(rest) > 0; rest = rest[deviceIDBytes:] {
-		earlier = append(earlier, hex.EncodeToString(rest[:deviceIDBytes]))
-	}
-	return deviceID(tok), earlier, nil
+	return deviceID(tok), hex.EncodeToString(b[:deviceLinkBytes]), nil
 }
 
 // refusedDevice is the unauthorized error of a device token refused: it
@@ -127,13 +113,13 @@ func cartKind(id string) string {
 // Identity is who a connection or request acts for.
 type Identity struct {
 	Device string // device id (never the token)
-	// Earlier are the ids of the device tokens this device held before
-	// (newest first, at most maxEarlierDevices): its edits under them
-	// count as its own (cart.Device).
-	Earlier []string
-	Token   string // the device token, set when newly issued
-	User    string // the user id, when a user token was verified
-	CartID  string // the cart it may read and edit
+	// Link is the id prefix of the device token this one replaced (16 hex
+	// digits; random in a token that replaced none): the device's edits
+	// under it count as its own (cart.Device).
+	Link   string
+	Token  string // the device token, set when newly issued
+	User   string // the user id, when a user token was verified
+	CartID string // the cart it may read and edit
 	// Expires is when the user token's access ends (zero: no end known).
 	// Open connections lose access then, as a new hello would.
 	Expires time.Time

@@ -2,7 +2,6 @@ package syncserver
 
 import (
 	"encoding/base64"
-	"slices"
 	"strings"
 	"testing"
 
@@ -45,49 +44,28 @@ func TestDeviceTokenOneSpelling(t *testing.T) {
 	}
 }
 
-// TestDeviceTokenLineage: a token issued in place of another names the
-// devices before it, newest first and at most maxEarlierDevices of them,
-// under the MAC: changing or cutting them makes the token refused.
-func TestDeviceTokenLineage(t *testing.T) {
+// TestDeviceTokenLink: a token issued in place of another carries the
+// first 8 bytes of the old one's device id, under the MAC, and is in the
+// same 43-character form as every token (so servers of every version take
+// it); changing the link makes it refused. A fresh token's link is random.
+func TestDeviceTokenLink(t *testing.T) {
 	tk := tokens{key: []byte("0123456789abcdef0123456789abcdef")}
 	first := tk.issue()
-	dev1, earlier, perr := tk.check(first)
-	if perr != nil || len(earlier) != 0 || len(first) != 43 {
-		t.Fatalf("check(first) = %q, %q, %v (len %d); want no earlier devices, 43 characters", dev1, earlier, perr, len(first))
+	dev1, link1, perr := tk.check(first)
+	if perr != nil || len(link1) != 16 || len(first) != 43 {
+		t.Fatalf("check(first) = %q, %q, %v (len %d)", dev1, link1, perr, len(first))
 	}
-	chain := []string{dev1}
-	tok := first
-	for i := 0; i < maxEarlierDevices+2; i++ {
-		tok = tk.issueAfter(chain)
-		dev, earlier, perr := tk.check(tok)
-		if perr != nil {
-			t.Fatalf("check(token %d): %v", i, perr)
-		}
-		want := chain[:min(len(chain), maxEarlierDevices)]
-		if !slices.Equal(earlier, want) {
-			t.Fatalf("token %d: earlier = %q, want %q", i, earlier, want)
-		}
-		if dev != deviceID(tok) {
-			t.Fatalf("token %d: device = %q, want %q", i, dev, deviceID(tok))
-		}
-		chain = append([]string{dev}, chain...)
+	second := tk.issueAfter(dev1)
+	dev2, link2, perr := tk.check(second)
+	if perr != nil || len(second) != 43 || link2 != dev1[:16] || dev2 == dev1 {
+		t.Fatalf("check(second) = %q, %q, %v (len %d); want a new device linked to %q", dev2, link2, perr, len(second), dev1[:16])
 	}
-	if len(tok) > 107 {
-		t.Fatalf("a token with %d earlier devices is %d characters", maxEarlierDevices, len(tok))
+	if _, link, _ := tk.check(tk.issueAfter("not a device id")); link == dev1[:16] || len(link) != 16 {
+		t.Fatalf("a token after no device: link %q", link)
 	}
-	// Not a device id: left out rather than signed.
-	if _, earlier, _ := tk.check(tk.issueAfter([]string{"nope", dev1})); !slices.Equal(earlier, []string{dev1}) {
-		t.Fatalf("earlier = %q, want only %q", earlier, dev1)
-	}
-	b, _ := base64.RawURLEncoding.DecodeString(tok)
-	forged := slices.Clone(b)
-	forged[deviceRandomBytes] ^= 1 // another earlier device
-	cut := append(slices.Clone(b[:deviceRandomBytes]), b[len(b)-deviceMACBytes:]...)
-	long := append(slices.Clone(b[:len(b)-deviceMACBytes]), make([]byte, deviceIDBytes)...)
-	long = append(long, tk.mac(long)...) // signed, but one earlier device too many
-	for name, v := range map[string][]byte{"forged": forged, "cut": cut, "too long": long, "odd": b[:len(b)-1]} {
-		if _, _, perr := tk.check(base64.RawURLEncoding.EncodeToString(v)); perr == nil || perr.Code != protocol.ErrUnauthorized {
-			t.Errorf("%s token: %v, want unauthorized", name, perr)
-		}
+	b, _ := base64.RawURLEncoding.DecodeString(second)
+	b[0] ^= 1 // another link
+	if _, _, perr := tk.check(base64.RawURLEncoding.EncodeToString(b)); perr == nil || perr.Code != protocol.ErrUnauthorized || perr.Token != protocol.TokenDevice {
+		t.Errorf("a token with its link changed: %v, want unauthorized naming the device token", perr)
 	}
 }

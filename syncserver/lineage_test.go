@@ -156,3 +156,36 @@ func TestUnauthorizedNamesTheToken(t *testing.T) {
 		}
 	}
 }
+
+// TestGuestRemoveAfterLogoutKeepsAccountLine: a remove made on the guest
+// cart the device got at its logout, still queued at its next login, takes
+// away what that guest added, not the line the device had added to the
+// account while logged in before (which the guest cart never showed).
+func TestGuestRemoveAfterLogoutKeepsAccountLine(t *testing.T) {
+	_, hs, st, _ := newLoginServer(t, cart.PolicyMerge)
+	dev := guestWith(t, hs, "g0")
+	a := dial(t, hs)
+	a.login("u1", dev, "user:alice", "")
+	a.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("u1", 1, "A", 1)}})
+	a.expect(protocol.TypeAck)
+	a.conn.CloseNow()
+	g := dial(t, hs)
+	w, _ := g.hello("g1", dev) // the logout: a new token, linked to dev
+	if w.DeviceToken == "" {
+		t.Fatalf("welcome after logout: %+v", w)
+	}
+	g.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("g1", 1, "A", 1)}})
+	g.expect(protocol.TypeAck)
+	g.conn.CloseNow()
+	// The guest's remove of its A is still queued at the login.
+	b := dial(t, hs)
+	b.login("u2", w.DeviceToken, "user:alice", "")
+	b.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{
+		{Client: "g1", Seq: 2, Kind: cart.KindRemove, SKU: "A", Base: 1, Cart: w.CartID},
+	}})
+	b.expect(protocol.TypeAck)
+	rec, _ := st.Load(context.Background(), syncserver.UserCartID("alice"), nil)
+	if n := qty(rec.Cart, "A"); n != 1 {
+		t.Fatalf("alice's A = %d after the guest undid its own add; want 1 (the A added while logged in)", n)
+	}
+}

@@ -36,7 +36,7 @@ type outcome struct {
 // authorize, when not nil, holds each op to the storefront's catalog before
 // it is applied (cart.Authorize): it may change the op (details, a clamped
 // quantity) with warnings, or reject it.
-func reconcile(rec *Record, device cart.Device, ops []cart.Op, lim cart.Limits, now time.Time, authorize func(*cart.Cart, cart.Op) (cart.Op, []cart.Warning, *cart.Error)) *outcome {
+func reconcile(rec *Record, by func(cart.Op) cart.Device, ops []cart.Op, lim cart.Limits, now time.Time, authorize func(*cart.Cart, cart.Op) (cart.Op, []cart.Warning, *cart.Error)) *outcome {
 	out := &outcome{from: rec.Cart.Version, results: []protocol.Result{}}
 	if rec.Seqs == nil {
 		rec.Seqs = map[string]uint64{}
@@ -109,6 +109,7 @@ func reconcile(rec *Record, device cart.Device, ops []cart.Op, lim cart.Limits, 
 				continue
 			}
 		}
+		device := by(op)
 		if device.ID == StorefrontDevice && op.Base == 0 {
 			// The storefront's op without a base acts on the cart as it
 			// is: its remove of a withdrawn item removes every shopper's

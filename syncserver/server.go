@@ -515,20 +515,20 @@ func (s *Server) authenticateDevice(deviceToken string) (Identity, *protocol.Err
 		deviceToken = s.tokens.issue()
 		id.Token = deviceToken
 	}
-	dev, earlier, perr := s.tokens.check(deviceToken)
+	dev, link, perr := s.tokens.check(deviceToken)
 	if perr != nil {
 		return Identity{}, perr
 	}
-	id.Device, id.Earlier = dev, earlier
+	id.Device, id.Link = dev, link
 	id.CartID = GuestCartID(dev)
 	return id, nil
 }
 
 // rotateDevice issues a new device token in place of the one of old (a
-// device whose guest cart was merged at a login, or expired): its
-// identity, with old's device first among its earlier ones.
+// device whose guest cart was merged at a login, or expired), linked to
+// old's device: its identity.
 func (s *Server) rotateDevice(old Identity) Identity {
-	tok := s.tokens.issueAfter(append([]string{old.Device}, old.Earlier...))
+	tok := s.tokens.issueAfter(old.Device)
 	id, _ := s.authenticateDevice(tok)
 	id.Token = tok
 	return id

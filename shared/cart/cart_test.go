@@ -240,10 +240,12 @@ func TestPublicDropsBookkeepingAndCloneIsDeep(t *testing.T) {
 	}
 }
 
-// TestApplyAsEarlierDevices: a device's contributions under the ids it had
-// before count as its own for a remove, a clear and a set to 0; another
-// device's later contributions survive them.
-func TestApplyAsEarlierDevices(t *testing.T) {
+// TestApplyAsLinkedDevice: a device's contributions under the id it had
+// before (named by a prefix, its link) count as its own for a remove, a
+// clear and a set to 0; another device's later contributions survive them,
+// and a link too short to be one counts for nothing.
+func TestApplyAsLinkedDevice(t *testing.T) {
+	const old, phone = "0123456789abcdefaaaaaaaaaaaaaaaa", "fedcba9876543210fedcba9876543210"
 	for _, kind := range []Kind{KindRemove, KindClear, KindSet} {
 		c := &Cart{}
 		mustApply := func(op Op, dev Device) {
@@ -252,18 +254,21 @@ func TestApplyAsEarlierDevices(t *testing.T) {
 				t.Fatalf("%s: %v", kind, e)
 			}
 		}
-		mustApply(Op{Client: "a", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 2}, Device{ID: "old"})
-		mustApply(Op{Client: "p", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 1}, Device{ID: "phone"})
+		mustApply(Op{Client: "a", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 2}, Device{ID: old})
+		mustApply(Op{Client: "p", Seq: 1, Kind: KindAdd, SKU: "A", Quantity: 1}, Device{ID: phone})
 		op := Op{Client: "a", Seq: 2, Kind: kind, SKU: "A"}
 		if kind == KindClear {
 			op.SKU = ""
 		}
-		// Under its new id alone, the device has seen nothing: nothing goes.
-		before := c.Clone()
-		if _, e := before.ApplyAs(op, Device{ID: "new"}, DefaultLimits); e != nil || before.Line(LineKey("A", nil)).Quantity != 3 {
-			t.Fatalf("%s by a device without its earlier id: %v, %+v", kind, e, before.Lines)
+		// Under its new id alone, or with a link too short, the device
+		// has seen nothing: nothing goes.
+		for _, dev := range []Device{{ID: "new"}, {ID: "new", Link: old[:MinLinkLen-1]}, {ID: "new", Link: old[16:]}} {
+			before := c.Clone()
+			if _, e := before.ApplyAs(op, dev, DefaultLimits); e != nil || before.Line(LineKey("A", nil)).Quantity != 3 {
+				t.Fatalf("%s by %+v: %v, %+v", kind, dev, e, before.Lines)
+			}
 		}
-		mustApply(op, Device{ID: "new", Earlier: []string{"older", "old"}})
+		mustApply(op, Device{ID: "new", Link: old[:MinLinkLen]})
 		if l := c.Line(LineKey("A", nil)); l == nil || l.Quantity != 1 {
 			t.Fatalf("%s by the device under its new id: lines %+v, want the phone's 1 A", kind, c.Lines)
 		}

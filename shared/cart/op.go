@@ -219,21 +219,28 @@ func (c *Cart) Apply(op Op, device string, lim Limits) ([]Warning, *Error) {
 }
 
 // Device is the device an op came from, as the remove rule sees it: its
-// id, and the ids it had before (a device gets a new token at a logout).
-// A remove takes away what its device had seen, and a device has seen its
-// own contributions, made under any of these ids.
+// id, and a prefix of the id it had before (a device gets a new token at a
+// logout). A remove takes away what its device had seen, and a device has
+// seen its own contributions, made under either.
 type Device struct {
-	ID      string
-	Earlier []string
+	ID string
+	// Link, if at least MinLinkLen long, is a prefix of the device's
+	// previous id: contributions by an id that starts with it are the
+	// device's own too.
+	Link string
 }
+
+// MinLinkLen is the shortest Device.Link that counts: 16 hex digits, 64
+// bits, which no other device's id on a line shares by chance.
+const MinLinkLen = 16
 
 // owns reports whether a contribution by id is the device's own.
 func (d Device) owns(id string) bool {
-	return id == d.ID || slices.Contains(d.Earlier, id)
+	return id == d.ID || (len(d.Link) >= MinLinkLen && strings.HasPrefix(id, d.Link))
 }
 
-// ApplyAs is Apply for a device that had other ids before: its
-// contributions under them count as its own for a remove, a clear or a
+// ApplyAs is Apply for a device that had another id before: its
+// contributions under it count as its own for a remove, a clear or a
 // quantity set to 0.
 func (c *Cart) ApplyAs(op Op, dev Device, lim Limits) ([]Warning, *Error) {
 	device := dev.ID
