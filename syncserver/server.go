@@ -316,8 +316,10 @@ func registerDegraded(cfg Config) error {
 
 // ServeHTTP serves the sync endpoints. A /v1/ path with an empty or dot
 // segment gets a typed 404, not the mux's bare redirect to another path.
+// Segments are read as sent, escaped: a user id with slashes, path-escaped,
+// is one segment however its slashes fall.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/v1/") && uncleanPath(r.URL.Path) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") && uncleanPath(r.URL.EscapedPath()) {
 		s.guard(func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, protocol.Errorf(protocol.ErrInvalid, "no endpoint %s: a path segment is empty, . or ..", r.URL.Path))
 		})(w, r)

@@ -20,8 +20,9 @@ import (
 // TestBackendReachesEveryUserTheTokensAccept: a user id the shopper's side
 // takes from a token's sub is one the storefront's backend can read and
 // erase under the same id, byte for byte: a name in another Unicode form
-// (as macOS writes it), with a slash. Before, the backend refused ids not
-// in NFC, so such a user could not be forgotten. The NFC spelling of a
+// (as macOS writes it), with slashes. Before, the backend refused ids not
+// in NFC, and answered 404 for those whose escaped slashes made an empty
+// or dot segment once unescaped, so such users could not be forgotten. The NFC spelling of a
 // decomposed sub is another user (subs are opaque), and "." and ".." are
 // refused at login, since no URL path names them.
 func TestBackendReachesEveryUserTheTokensAccept(t *testing.T) {
@@ -47,7 +48,9 @@ func TestBackendReachesEveryUserTheTokensAccept(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	for _, sub := range []string{"ju\u0308rgen", "tenant/7/ann"} {
+	// Slashes, also where a path would have an empty or dot segment once
+	// the id is path-escaped (a URI as a sub has "//").
+	for _, sub := range []string{"ju\u0308rgen", "tenant/7/ann", "https://idp.example/u/1", "ann/", "/ann", "a/./b", "a/.."} {
 		if code := add(sub); code != 200 {
 			t.Fatalf("shopper's add as %q: %d", sub, code)
 		}
