@@ -36,6 +36,8 @@ const (
 	// path; publishBatch is the most one pipeline takes.
 	publishTimeout = 500 * time.Millisecond
 	publishBatch   = 256
+	// closeDrain bounds how long Close keeps publishing what is queued.
+	closeDrain = 2 * time.Second
 	// unsubscribeTimeout bounds a SUBSCRIBE or UNSUBSCRIBE sent by the
 	// subscriber goroutine.
 	unsubscribeTimeout = 5 * time.Second
@@ -182,32 +184,66 @@ func (b *Bus) publisher() {
 	for {
 		select {
 		case <-b.done:
+			b.drain(batch)
 			return
 		case p := <-b.pubs:
 			batch = append(batch[:0], p)
 		}
-	more:
-		for len(batch) < publishBatch {
-			select {
-			case p := <-b.pubs:
-				batch = append(batch, p)
-			default:
-				break more
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		pipe := b.client.Pipeline()
-		for _, p := range batch {
-			pipe.Publish(ctx, p.channel, p.payload)
-		}
-		_, err := pipe.Exec(ctx)
-		cancel()
-		err = plain(err)
-		b.outcome(err)
-		if err != nil {
-			b.log.Warn("redis bus: publish", logkey.Messages, len(batch), logkey.Err, err)
-		}
+		batch = b.more(batch)
+		b.send(batch)
 		clear(batch)
+	}
+}
+
+// more adds to batch what has queued up meanwhile, up to publishBatch.
+func (b *Bus) more(batch []publication) []publication {
+	for len(batch) < publishBatch {
+		select {
+		case p := <-b.pubs:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// send publishes batch in one pipeline (one round trip).
+func (b *Bus) send(batch []publication) {
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	pipe := b.client.Pipeline()
+	for _, p := range batch {
+		pipe.Publish(ctx, p.channel, p.payload)
+	}
+	_, err := pipe.Exec(ctx)
+	cancel()
+	err = plain(err)
+	b.outcome(err)
+	if err != nil {
+		b.log.Warn("redis bus: publish", logkey.Messages, len(batch), logkey.Err, err)
+	}
+}
+
+// drain publishes what is still queued when the bus closes: in a graceful
+// shutdown, the pushes of the last edits acknowledged, which the other
+// instances' connections would otherwise miss. It gives up after
+// closeDrain, or at the first failure (Redis is away: the clients repair by
+// the version gap).
+func (b *Bus) drain(batch []publication) {
+	deadline := time.Now().Add(closeDrain)
+	for time.Now().Before(deadline) {
+		batch = b.more(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		b.send(batch)
+		clear(batch)
+		b.mu.Lock()
+		failed := b.fails > 0
+		b.mu.Unlock()
+		if failed {
+			return
+		}
 	}
 }
 

@@ -42,6 +42,10 @@ const (
 	// doubles from pauseMin to pauseMax while calls keep failing.
 	pauseMin = 100 * time.Millisecond
 	pauseMax = 5 * time.Second
+	// probeTimeout bounds the PING with which the writer asks, every
+	// repairEvery during a pause, whether Redis answers again while carts
+	// are dirty: their repair does not wait for the pause to end.
+	probeTimeout = 200 * time.Millisecond
 )
 
 // Hash fields of a cached cart.
@@ -81,10 +85,13 @@ const (
 // from Redis again. A fill that raced such a delete is dropped. Other
 // instances are protected while Redis hangs, since they cannot read it
 // either; between Redis answering again and the first repair (at most about
-// repairEvery plus one round trip) they may read an entry older than a
-// commit this instance made while Redis hung, and see a version gap. Close
-// makes a last repair attempt; an instance that dies with dirty carts
-// leaves those entries until the TTL or the next write of the cart.
+// repairEvery plus two round trips: while the cache pauses after failures,
+// the writer asks Redis with a PING every repairEvery whether it answers
+// again, and repairs at once when it does) they may read an entry older
+// than a commit this instance made while Redis hung, and see a version gap.
+// Close makes a last repair attempt, of the carts whose writes were still
+// queued too; an instance that dies with dirty carts leaves those entries
+// until the TTL or the next write of the cart.
 //
 // When Redis fails (refuses, errs or times out) the cache stops asking it
 // for a pause that grows while it keeps failing, serving every read from the
@@ -386,6 +393,17 @@ func (c *Cache) Close() error {
 		<-c.done
 		c.mu.Lock()
 		c.pause = time.Time{}
+		// The writes still queued will never go out: their carts stay
+		// dirty, and the repair below deletes their entries (it waits
+		// while writes are queued).
+		for drained := false; !drained; {
+			select {
+			case <-c.writes:
+				c.queued--
+			default:
+				drained = true
+			}
+		}
 		c.mu.Unlock()
 		for range 3 {
 			if c.Dirty() == 0 {

@@ -76,3 +76,10 @@ func (b *Bus) SetBeat(every, stale time.Duration) {
 	defer b.mu.Unlock()
 	b.beatEvery, b.beatStale = every, stale
 }
+
+// PauseFor makes the cache leave Redis alone for d, as after failures.
+func (c *Cache) PauseFor(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pause = time.Now().Add(d)
+}

@@ -258,10 +258,27 @@ func (c *Cache) writeBatch(ws []cacheWrite) {
 	}
 }
 
+// answers reports whether Redis answers a PING within probeTimeout. It
+// counts nothing as a failure: a Redis that still hangs keeps the pause it
+// had.
+func (c *Cache) answers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	return c.client.Ping(ctx).Err() == nil
+}
+
 // repair deletes the entries of dirty carts once Redis may be asked again,
 // and clears them. (A write still queued for one of them lands after the
 // delete, fresh; a fill queued before is dropped.)
 func (c *Cache) repair() {
+	c.mu.Lock()
+	waiting := len(c.dirty) > 0 && time.Now().Before(c.pause)
+	c.mu.Unlock()
+	if waiting && c.answers() {
+		// Other instances read these carts' stale entries as soon as
+		// Redis answers them: repair now, not when the pause ends.
+		c.outcome(nil)
+	}
 	c.mu.Lock()
 	// While writes are on their way they clean their carts; repair only
 	// when none is, or when the writer is falling behind (a full queue
