@@ -150,9 +150,17 @@ func (s *Server) publishAcked(ctx context.Context, cartID string, out *outcome, 
 	if acked != nil {
 		s.hub.skipEcho(cartID, acked, msg)
 	}
-	if err := s.bus.Publish(ctx, cartID, msg); err != nil {
-		// Clients notice the version gap on their next message and sync.
+	err = s.bus.Publish(ctx, cartID, msg)
+	if err != nil {
+		// Other instances' clients notice the version gap on their next
+		// message, or when the bus is healthy again (watchBus).
 		s.log.Warn("publish", logkey.Cart, cartID, logkey.Err, err)
+	}
+	if err != nil || s.busDegraded.Load() {
+		// This instance's own connections hear of it now, whatever
+		// the bus does; should the bus deliver it too, they ignore
+		// the copy (same version).
+		s.hub.deliver(cartID, msg)
 	}
 }
 

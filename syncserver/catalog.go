@@ -211,13 +211,7 @@ func (s *Server) notifyCatalog(ctx context.Context) {
 		for _, sku := range skus {
 			changed[sku] = true
 		}
-		s.hub.mu.Lock()
-		carts := make([]string, 0, len(s.hub.carts))
-		for id := range s.hub.carts {
-			carts = append(carts, id)
-		}
-		s.hub.mu.Unlock()
-		for _, id := range carts {
+		for _, id := range s.hub.cartIDs() {
 			if ctx.Err() != nil {
 				return
 			}

@@ -9,7 +9,10 @@ import (
 
 // hub subscribes once per cart that has local connections and fans each
 // update out to them. Every update, including those made on this instance,
-// arrives through the Bus, so there is one delivery path.
+// arrives through the Bus, so there is one delivery path, except while the
+// bus may lose them (watchBus): then this instance's own updates are
+// delivered directly too, and its carts are sent again when the bus is
+// healthy.
 type hub struct {
 	bus     Bus
 	log     *slog.Logger
@@ -138,6 +141,17 @@ func (h *hub) skipEcho(cartID string, acked *session, payload []byte) {
 		cs.echoes = append(cs.echoes[:0], cs.echoes[1:]...)
 	}
 	cs.echoes = append(cs.echoes, echo{payload, acked})
+}
+
+// cartIDs lists the carts with connections on this instance.
+func (h *hub) cartIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.carts))
+	for id := range h.carts {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // has reports whether a connection of this instance is on cartID.

@@ -130,7 +130,9 @@ type Server struct {
 
 	stopCatalog func()        // ends the catalog's subscription and notifier
 	stopGone    func()        // ends the gone carts' subscription
+	stopBus     func()        // ends watchBus
 	catalogNews chan []string // changed SKUs, for the notifier
+	busDegraded atomic.Bool   // the bus may lose pushes now (watchBus)
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -225,6 +227,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			s.stopCatalog()
 		}
 		return nil, fmt.Errorf("syncserver: subscribe to gone carts: %w", err)
+	}
+	if lossy, ok := cfg.Bus.(Lossy); ok {
+		bctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.watchBus(bctx, lossy) }()
+		s.stopBus = func() { stop(); <-done }
 	}
 	return s, nil
 }
@@ -343,6 +351,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.stopCatalog != nil {
 		defer s.stopCatalog()
+	}
+	if s.stopBus != nil {
+		defer s.stopBus()
 	}
 	defer s.steps.close()
 	s.mu.Lock()

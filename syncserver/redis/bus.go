@@ -88,6 +88,9 @@ type Bus struct {
 	fails     int           // Redis calls failed in a row (publish, subscribe)
 	lastErr   error
 	dropped   uint64 // publications dropped on a full queue
+	// losses counts the times publications may have been lost: a
+	// publish failed or dropped, a subscription made again.
+	losses atomic.Uint64
 
 	// The heartbeat through Pub/Sub, from the first Subscribe on.
 	beatCh    string        // this instance's own channel
@@ -118,7 +121,10 @@ type cartSubs struct {
 	ready chan struct{} // closed when ok becomes true
 }
 
-var _ syncserver.Bus = (*Bus)(nil)
+var (
+	_ syncserver.Bus   = (*Bus)(nil)
+	_ syncserver.Lossy = (*Bus)(nil)
+)
 
 // NewBus returns a Bus publishing on client, with channel names starting
 // with prefix. A nil logger means slog.Default(). Close does not close
@@ -166,6 +172,7 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 
 // drop counts a publication dropped on a full queue, for Degraded.
 func (b *Bus) drop() {
+	b.losses.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dropped++
@@ -257,6 +264,7 @@ func (b *Bus) outcome(err error) {
 	}
 	b.fails++
 	b.lastErr = err
+	b.losses.Add(1)
 }
 
 // answered records that Redis answered. b.mu is held.
@@ -366,6 +374,7 @@ func (b *Bus) repair() {
 	}
 	b.repaired = time.Now()
 	b.quiet.Store(true)
+	b.losses.Add(1)
 	b.log.Warn("redis bus: no message through Pub/Sub; subscribing again", logkey.Waited, quiet.Round(time.Millisecond).String(), logkey.Count, len(b.carts))
 	for ch := range b.carts {
 		b.queueLocked(subCmd{ch, true})
@@ -550,7 +559,10 @@ func (b *Bus) confirmed(ch string) {
 	b.subFails, b.subErr = 0, nil
 	subs := b.carts[ch]
 	if b.closed || subs == nil || subs.ok {
-		return // a resubscription after a reconnect
+		// A resubscription after a reconnect: what was published
+		// meanwhile did not come.
+		b.losses.Add(1)
+		return
 	}
 	subs.ok = true
 	close(subs.ready)
@@ -589,6 +601,11 @@ func (b *Bus) dispatch(msgs <-chan any) {
 		}
 	}
 }
+
+// Losses counts the times publications may have been lost since the bus
+// was made (syncserver.Lossy): a publish that failed or was dropped, a
+// subscription made again after a reconnect or a quiet spell.
+func (b *Bus) Losses() uint64 { return b.losses.Load() }
 
 // Ping checks that Redis answers.
 func (b *Bus) Ping(ctx context.Context) error {
