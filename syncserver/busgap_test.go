@@ -2,9 +2,11 @@ package syncserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,20 +22,25 @@ import (
 )
 
 // lossyBus is a MemBus that loses publications on demand, as Redis
-// Pub/Sub does while Redis hangs: down, it says it is degraded and loses
-// every publication; lose, it loses them without saying so yet (the
-// moments before a publish times out).
+// Pub/Sub does: down (Redis hangs), it says it is degraded and losing, and
+// loses every publication, its subscriptions missing what others publish;
+// lose, it loses its own publications on their way out without being
+// degraded (a queue full, a timeout on this instance's link only).
 type lossyBus struct {
 	*syncserver.MemBus
 	mu     sync.Mutex
 	down   bool
 	lose   bool
 	losses uint64
+	lost   []string
 }
 
 func (b *lossyBus) set(down, lose bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if down && !b.down {
+		b.losses++
+	}
 	b.down, b.lose = down, lose
 }
 
@@ -41,7 +48,7 @@ func (b *lossyBus) Publish(ctx context.Context, cartID string, p []byte) error {
 	b.mu.Lock()
 	lost := b.down || b.lose
 	if lost {
-		b.losses++
+		b.lost = append(b.lost, cartID)
 	}
 	b.mu.Unlock()
 	if lost {
@@ -59,10 +66,63 @@ func (b *lossyBus) Degraded() error {
 	return nil
 }
 
+func (b *lossyBus) Losing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.down
+}
+
 func (b *lossyBus) Losses() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.losses
+}
+
+func (b *lossyBus) TakeLost() ([]string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lost := b.lost
+	b.lost = nil
+	return lost, false
+}
+
+// flagBus is a MemBus that delivers every publication but says it is
+// degraded while degraded is set (as the Redis bus does while a
+// subscription waits for its confirmation, or after a dropped publication,
+// with PUBLISH and delivery still working).
+type flagBus struct {
+	*syncserver.MemBus
+	degraded atomic.Bool
+}
+
+func (b *flagBus) Degraded() error {
+	if b.degraded.Load() {
+		return errors.New("one subscription not confirmed yet")
+	}
+	return nil
+}
+func (b *flagBus) Losing() bool               { return false }
+func (b *flagBus) Losses() uint64             { return 0 }
+func (b *flagBus) TakeLost() ([]string, bool) { return nil, false }
+
+// cartsFor reads cart messages until none comes for d, and returns them.
+func (c *wsClient) cartsFor(d time.Duration) []*protocol.Message {
+	var out []*protocol.Message
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_, b, err := c.conn.Read(ctx)
+		cancel()
+		if err != nil {
+			return out
+		}
+		var m *protocol.Message
+		if err := json.Unmarshal(b, &m); err != nil {
+			c.t.Fatalf("decode: %v", err)
+		}
+		if m.Type == protocol.TypeCart {
+			out = append(out, m)
+		}
+	}
 }
 
 // expectAck reads until an ack arrives, past carts sent again (watchBus).
@@ -194,4 +254,120 @@ func TestRedisHangPushesCatchUp(t *testing.T) {
 		t.Fatalf("after Redis answered again the watchers show versions %d (same instance) and %d (the other); the cart is at 5",
 			near.Snapshot().Confirmed, far.Snapshot().Confirmed)
 	}
+}
+
+// TestDegradedButDeliveringPushesOnce: while the bus says it is
+// degraded but still delivers (PUBLISH works), every push reaches each
+// local connection twice, and the editing connection gets its own edit
+// echoed back (the direct delivery consumed the echo entry).
+func TestDegradedButDeliveringPushesOnce(t *testing.T) {
+	bus := &flagBus{MemBus: syncserver.NewMemBus()}
+	_, hs := newServerWith(t, syncserver.Config{Bus: bus})
+	editor := dial(t, hs)
+	w, _ := editor.hello("ed", "")
+	watcher := dial(t, hs)
+	watcher.hello("wa", w.DeviceToken)
+
+	bus.degraded.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 1, "A", 1)}})
+	editor.expectAck()
+	got := watcher.cartsFor(500 * time.Millisecond)
+	echoed := editor.cartsFor(200 * time.Millisecond)
+	if len(got) != 1 || len(echoed) != 0 {
+		t.Fatalf("one edit while the bus is degraded but delivering: the watcher got %d pushes (want 1), the editor %d echoes of its own edit (want 0)", len(got), len(echoed))
+	}
+}
+
+// gateStore blocks Load while gate is set, until released.
+type gateStore struct {
+	*memstore.Store
+	gate    atomic.Bool
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *gateStore) Load(ctx context.Context, id string, clients []string) (*syncserver.Record, error) {
+	if s.gate.Load() {
+		select {
+		case <-s.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Store.Load(ctx, id, clients)
+}
+
+// TestResendKeepsWatchingTheBus: resendCarts runs inside watchBus's
+// loop, so while it reads carts (one store read each: with 50,000
+// connections, tens of seconds) the server no longer notices the bus going
+// down, and pushes to local connections are lost again although the bus
+// says it is degraded.
+func TestResendKeepsWatchingTheBus(t *testing.T) {
+	bus := &lossyBus{MemBus: syncserver.NewMemBus()}
+	st := &gateStore{Store: memstore.New(), release: make(chan struct{})}
+	t.Cleanup(func() { st.once.Do(func() { close(st.release) }) })
+	_, hs := newServerWith(t, syncserver.Config{Bus: bus, Store: st})
+	editor := dial(t, hs)
+	w, _ := editor.hello("ed", "")
+	watcher := dial(t, hs)
+	watcher.hello("wa", w.DeviceToken)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 1, "A", 1)}})
+	editor.expectAck()
+	watcher.expectCartAt(1)
+
+	// A loss the bus does not report as degraded: watchBus starts a
+	// resend, whose store reads are slow (here: held).
+	st.gate.Store(true)
+	bus.set(false, true)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 2, "B", 1)}})
+	editor.expectAck()
+	bus.set(false, false)
+	time.Sleep(300 * time.Millisecond) // the resend is under way, held in Load
+
+	// Now the bus goes down and says so.
+	bus.set(true, false)
+	time.Sleep(500 * time.Millisecond) // five looks at the bus, were it looking
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 3, "C", 1)}})
+	editor.expectAck()
+	got := watcher.cartsFor(700 * time.Millisecond)
+	for _, m := range got {
+		if m.Cart != nil && m.Cart.Version >= 3 {
+			return
+		}
+	}
+	t.Fatalf("the bus said it was degraded for 500 ms, yet the watcher on the same instance got no push of version 3 (got %d messages): busDegraded was not updated while resendCarts ran", len(got))
+}
+
+// TestOneSidedLossRepairedEverywhere: two instances on one bus; only the
+// editing instance's publications are lost (its queue full, its link to
+// Redis timing out). It resends its own connections' carts, but the device
+// on the other instance, whose bus lost nothing it knows of, stays on the
+// old cart until its five-minute resync.
+func TestOneSidedLossRepairedEverywhere(t *testing.T) {
+	shared := syncserver.NewMemBus()
+	st := memstore.New()
+	busA := &lossyBus{MemBus: shared}
+	busB := &lossyBus{MemBus: shared}
+	_, hsA := newServerWith(t, syncserver.Config{Bus: busA, Store: st})
+	_, hsB := newServerWith(t, syncserver.Config{Bus: busB, Store: st})
+	editor := dial(t, hsA)
+	w, _ := editor.hello("ed", "")
+	far := dial(t, hsB)
+	far.hello("far", w.DeviceToken)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 1, "A", 1)}})
+	editor.expectAck()
+	far.expectCartAt(1)
+
+	busA.set(false, true) // lost on A's side only
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 2, "B", 1)}})
+	editor.expectAck()
+	busA.set(false, false)
+	got := far.cartsFor(6 * time.Second)
+	for _, m := range got {
+		if m.Cart != nil && m.Cart.Version >= 2 {
+			return
+		}
+	}
+	t.Fatalf("the device on the other instance got nothing of version 2 within 6 s (%d messages)", len(got))
 }

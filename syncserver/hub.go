@@ -173,6 +173,24 @@ func (h *hub) tellGone(cartID string, msg []byte) {
 	}
 }
 
+// deliverDirect hands payload, a push of this instance's that the bus may
+// lose, to the cart's local connections but skip, leaving the echo
+// entry for the copy that may come through the bus.
+func (h *hub) deliverDirect(cartID string, payload []byte, skip *session) {
+	h.mu.Lock()
+	targets := h.carts[cartID].all(skip)
+	h.mu.Unlock()
+	h.sendTo(targets, payload)
+}
+
+// sendTo hands payload to each of targets.
+func (h *hub) sendTo(targets []*session, payload []byte) {
+	for _, s := range targets {
+		s.send(payload)
+		h.metrics.pushesOut.Inc()
+	}
+}
+
 func (h *hub) deliver(cartID string, payload []byte) {
 	h.mu.Lock()
 	cs := h.carts[cartID]
@@ -188,8 +206,5 @@ func (h *hub) deliver(cartID string, payload []byte) {
 	}
 	targets := cs.all(skip)
 	h.mu.Unlock()
-	for _, s := range targets {
-		s.send(payload)
-		h.metrics.pushesOut.Inc()
-	}
+	h.sendTo(targets, payload)
 }

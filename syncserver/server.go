@@ -132,7 +132,8 @@ type Server struct {
 	stopGone    func()        // ends the gone carts' subscription
 	stopBus     func()        // ends watchBus
 	catalogNews chan []string // changed SKUs, for the notifier
-	busDegraded atomic.Bool   // the bus may lose pushes now (watchBus)
+	busLosing   atomic.Bool   // the bus loses pushes now (watchBus)
+	resend      *resender     // sends carts to connections again after a bus outage
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -229,10 +230,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("syncserver: subscribe to gone carts: %w", err)
 	}
 	if lossy, ok := cfg.Bus.(Lossy); ok {
+		s.resend = newResender()
+		stopLost, err := s.watchLost(ctx)
+		if err != nil {
+			s.stopGone()
+			if s.stopCatalog != nil {
+				s.stopCatalog()
+			}
+			return nil, fmt.Errorf("syncserver: subscribe to lost updates: %w", err)
+		}
 		bctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); s.watchBus(bctx, lossy) }()
-		s.stopBus = func() { stop(); <-done }
+		s.stopBus = func() { stop(); <-done; stopLost() }
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,8 @@ const (
 	publishBatch   = 256
 	// closeDrain bounds how long Close keeps publishing what is queued.
 	closeDrain = 2 * time.Second
+	// maxLost bounds the carts TakeLost names; past it, it says all.
+	maxLost = 10000
 	// unsubscribeTimeout bounds a SUBSCRIBE or UNSUBSCRIBE sent by the
 	// subscriber goroutine.
 	unsubscribeTimeout = 5 * time.Second
@@ -88,9 +91,15 @@ type Bus struct {
 	fails     int           // Redis calls failed in a row (publish, subscribe)
 	lastErr   error
 	dropped   uint64 // publications dropped on a full queue
-	// losses counts the times publications may have been lost: a
-	// publish failed or dropped, a subscription made again.
-	losses atomic.Uint64
+	// losses counts the times this instance's subscriptions may have
+	// missed publications: Redis failed, a subscription was made again.
+	losses  atomic.Uint64
+	failing atomic.Bool // the last publish failed (Losing)
+	// lost are the carts whose publications from this instance were lost
+	// on their way out (TakeLost), at most maxLost; past it lostAll.
+	lost    map[string]bool
+	lostAll bool
+	lostN   atomic.Int64
 
 	// The heartbeat through Pub/Sub, from the first Subscribe on.
 	beatCh    string        // this instance's own channel
@@ -165,16 +174,17 @@ func (b *Bus) Publish(ctx context.Context, cartID string, payload []byte) error 
 	case b.pubs <- publication{b.channel(cartID), payload}:
 		return nil
 	default:
-		b.drop()
+		b.drop(b.channel(cartID))
 		return fmt.Errorf("redis: publish cart %s: %w", cartID, errPublishQueueFull)
 	}
 }
 
-// drop counts a publication dropped on a full queue, for Degraded.
-func (b *Bus) drop() {
-	b.losses.Add(1)
+// drop counts a publication on ch dropped on a full queue, for Degraded
+// and TakeLost.
+func (b *Bus) drop(ch string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.lostLocked(ch)
 	b.dropped++
 	b.droppedAt = time.Now()
 }
@@ -228,8 +238,55 @@ func (b *Bus) send(batch []publication) {
 	b.outcome(err)
 	if err != nil {
 		b.log.Warn("redis bus: publish", logkey.Messages, len(batch), logkey.Err, err)
+		b.mu.Lock()
+		for _, p := range batch {
+			b.lostLocked(p.channel)
+		}
+		b.mu.Unlock()
 	}
 }
+
+// lostLocked records that a publication on ch did not reach Redis, if ch
+// is a cart's. b.mu is held.
+func (b *Bus) lostLocked(ch string) {
+	id, ok := strings.CutPrefix(ch, b.prefix+"cart:")
+	if !ok {
+		return
+	}
+	if b.lost == nil {
+		b.lost = map[string]bool{}
+	}
+	if len(b.lost) < maxLost {
+		b.lost[id] = true
+	} else {
+		b.lostAll = true
+	}
+	b.lostN.Add(1)
+}
+
+// TakeLost returns and forgets the carts whose publications from this
+// instance did not reach Redis (syncserver.Lossy); all when there were
+// more than maxLost.
+func (b *Bus) TakeLost() ([]string, bool) {
+	if b.lostN.Load() == 0 {
+		return nil, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids := make([]string, 0, len(b.lost))
+	for id := range b.lost {
+		ids = append(ids, id)
+	}
+	all := b.lostAll
+	b.lost, b.lostAll = nil, false
+	b.lostN.Store(0)
+	return ids, all
+}
+
+// Losing reports whether publications do not get through now: the last
+// publish failed, or the subscription was made again and no heartbeat has
+// come back through it since (syncserver.Lossy).
+func (b *Bus) Losing() bool { return b.failing.Load() || b.quiet.Load() }
 
 // drain publishes what is still queued when the bus closes: in a graceful
 // shutdown, the pushes of the last edits acknowledged, which the other
@@ -265,6 +322,7 @@ func (b *Bus) outcome(err error) {
 	b.fails++
 	b.lastErr = err
 	b.losses.Add(1)
+	b.failing.Store(true)
 }
 
 // answered records that Redis answered. b.mu is held.
@@ -273,6 +331,7 @@ func (b *Bus) answered() {
 		b.backAt = time.Now() // go-redis subscribes again meanwhile
 	}
 	b.fails, b.lastErr = 0, nil
+	b.failing.Store(false)
 }
 
 // beatQuiet is how long no heartbeat has come back, counted from the
@@ -349,7 +408,7 @@ func (b *Bus) beater() {
 		select {
 		case b.pubs <- publication{b.beatCh, nil}:
 		default: // the queue is full: Degraded says so, and repair waits
-			b.drop()
+			b.drop(b.beatCh)
 		}
 		b.repair()
 	}
@@ -602,9 +661,9 @@ func (b *Bus) dispatch(msgs <-chan any) {
 	}
 }
 
-// Losses counts the times publications may have been lost since the bus
-// was made (syncserver.Lossy): a publish that failed or was dropped, a
-// subscription made again after a reconnect or a quiet spell.
+// Losses counts the times this instance's subscriptions may have missed
+// publications since the bus was made (syncserver.Lossy): Redis failed, a
+// subscription was made again after a reconnect or a quiet spell.
 func (b *Bus) Losses() uint64 { return b.losses.Load() }
 
 // Ping checks that Redis answers.

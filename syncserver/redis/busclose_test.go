@@ -48,3 +48,40 @@ func TestBusCloseSendsQueuedPublications(t *testing.T) {
 		t.Errorf("%d of 12 graceful Closes dropped a queued publication", lost)
 	}
 }
+
+// TestBusReportsWhatItLost: while Redis hangs a publish fails, the bus
+// says it is losing and counts a loss; once Redis answers a publish again
+// it is not losing any more, and TakeLost names the cart whose publication
+// was lost, once.
+func TestBusReportsWhatItLost(t *testing.T) {
+	rp := storetest.StartRedis(t)
+	bus := cartredis.NewBus(procClient(t, rp), "bl:", testLogger(t))
+	t.Cleanup(func() { bus.Close() })
+	losses := bus.Losses()
+	rp.Pause()
+	bus.Publish(context.Background(), "cart-x", []byte("x-1"))
+	deadline := time.Now().Add(10 * time.Second)
+	for !bus.Losing() {
+		if time.Now().After(deadline) {
+			t.Fatal("the bus never said it was losing publications while Redis hung")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rp.Resume()
+	bus.Publish(context.Background(), "cart-y", []byte("y-1"))
+	for bus.Losing() {
+		if time.Now().After(deadline) {
+			t.Fatal("the bus still says it is losing publications after Redis answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if bus.Losses() == losses {
+		t.Error("Losses did not move through the hang")
+	}
+	if lost, all := bus.TakeLost(); all || len(lost) != 1 || lost[0] != "cart-x" {
+		t.Fatalf("TakeLost = %q, %v; want cart-x", lost, all)
+	}
+	if lost, all := bus.TakeLost(); all || len(lost) != 0 {
+		t.Fatalf("TakeLost again = %q, %v; want nothing", lost, all)
+	}
+}
