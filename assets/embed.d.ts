@@ -63,6 +63,8 @@ export interface CartsyncMerge {
   added: number;
   combined: number;
   replaced: number;
+  /** With "merged": items this device had added that had not reached the server at the login; they reach the account cart after the merge, whatever the policy, and are not counted in items. */
+  late: number;
   warnings: { code: string; message: string }[];
   version: number;
 }

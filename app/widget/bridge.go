@@ -305,12 +305,16 @@ type checkoutData struct {
 // device's cart (status merged), that it did nothing new (already), or that
 // the shopper is asked to choose (choose).
 type mergeData struct {
-	Status   string        `json:"status"`
-	Policy   string        `json:"policy"`
-	Items    int           `json:"items"`
-	Added    int           `json:"added"`
-	Combined int           `json:"combined"`
-	Replaced int           `json:"replaced"`
+	Status   string `json:"status"`
+	Policy   string `json:"policy"`
+	Items    int    `json:"items"`
+	Added    int    `json:"added"`
+	Combined int    `json:"combined"`
+	Replaced int    `json:"replaced"`
+	// Late are the items this device had added that had not reached the
+	// server at the login: they reach the account cart after the merge,
+	// whatever the policy, and are not in Items (State.MergeLate).
+	Late     int           `json:"late"`
 	Warnings []warningData `json:"warnings"`
 	Version  uint64        `json:"version"`
 }
@@ -320,9 +324,13 @@ type warningData struct {
 	Message string `json:"message"`
 }
 
-// mergeOf returns the merge event's data for what the server said.
-func mergeOf(mi *protocol.MergeInfo) mergeData {
+// mergeOf returns the merge event's data for what the server said, and
+// the items added late.
+func mergeOf(mi *protocol.MergeInfo, late int) mergeData {
 	out := mergeData{Status: mi.Status, Warnings: []warningData{}, Version: mi.Version}
+	if mi.Status == protocol.MergeMerged {
+		out.Late = late
+	}
 	if mi.Status == protocol.MergeChoose {
 		out.Policy = string(cart.PolicyChoose)
 	}
@@ -354,7 +362,7 @@ type loginData struct {
 func loginOf(r syncclient.LoginResult) loginData {
 	out := loginData{Status: loginDone, Cart: cartOf(r.State)}
 	if r.Merge != nil {
-		m := mergeOf(r.Merge)
+		m := mergeOf(r.Merge, r.State.MergeLate)
 		out.Merge = &m
 	}
 	return out
@@ -535,7 +543,7 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 	// shown includes it (the server sends the merge before the cart).
 	if mi := st.Merge; mi != nil && mi != a.merge && st.User != "" && st.Confirmed >= mi.Version {
 		a.merge = mi
-		out = append(out, encodeEvent(eventMerge, mergeOf(mi)))
+		out = append(out, encodeEvent(eventMerge, mergeOf(mi, st.MergeLate)))
 	}
 	// The server handed over a new cart (the old one expired, or was
 	// erased): once per notice, before the change with the new cart,

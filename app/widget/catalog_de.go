@@ -64,6 +64,7 @@ var catalogDE = map[string]string{
 	"note.memory":             "Ihr Browser erlaubt nicht, diesen Warenkorb zu speichern. Er bleibt nur erhalten, solange diese Seite geöffnet ist.",
 	"note.signed_out":         "Sie sind abgemeldet. Ihr Warenkorb ist für die nächste Anmeldung in Ihrem Konto gespeichert.",
 	"note.choice_not_sent":    "Ihre Auswahl konnte nicht gesendet werden. Prüfen Sie Ihre Verbindung und versuchen Sie es erneut.",
+	"note.choice_already":     "Ihre Warenkörbe waren bereits zusammengeführt worden, in einem anderen Tab oder auf einem anderen Gerät. Prüfen Sie Ihren Warenkorb vor dem Bezahlen.",
 
 	// The notice of what happened without the shopper.
 	"notice.expired":            "Ihr bisheriger Warenkorb ist nach langer Zeit ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",
@@ -85,6 +86,8 @@ var catalogDE = map[string]string{
 	"merge.replaced#one":        "Er ersetzt das 1 Produkt, das zuvor in Ihrem Warenkorb gespeichert war.",
 	"merge.replaced#other":      "Er ersetzt die {count} Produkte, die zuvor in Ihrem Warenkorb gespeichert waren.",
 	"merge.kept":                "Ihr gespeicherter Warenkorb wurde beibehalten. Die Artikel von diesem Gerät wurden nicht hinzugefügt.",
+	"merge.kept.late#one":       "Ihr gespeicherter Warenkorb wurde beibehalten. Der Artikel, den Sie gerade auf diesem Gerät hinzugefügt hatten, wurde ihm hinzugefügt.",
+	"merge.kept.late#other":     "Ihr gespeicherter Warenkorb wurde beibehalten. Die {count} Artikel, die Sie gerade auf diesem Gerät hinzugefügt hatten, wurden ihm hinzugefügt.",
 	"merge.added#one":           "1 Artikel von diesem Gerät wurde Ihrem Warenkorb hinzugefügt.",
 	"merge.added#other":         "{count} Artikel von diesem Gerät wurden Ihrem Warenkorb hinzugefügt.",
 	"merge.combined#one":        "1 Produkt war bereits in Ihrem Warenkorb: Die Mengen wurden zusammengezählt.",

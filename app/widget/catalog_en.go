@@ -66,6 +66,7 @@ var catalogEN = map[string]string{
 	"note.memory":             "Your browser doesn't let this cart be saved, so it is kept only while this page is open.",
 	"note.signed_out":         "You're signed out. Your cart is saved to your account for the next time you sign in.",
 	"note.choice_not_sent":    "Your choice couldn't be sent. Check your connection and try again.",
+	"note.choice_already":     "Your carts had already been combined, in another tab or on another device. Check your cart before you check out.",
 
 	// The notice of what happened without the shopper: an expired cart,
 	// lost edits, a login merge.
@@ -88,6 +89,8 @@ var catalogEN = map[string]string{
 	"merge.replaced#one":        "It replaced the 1 product saved in your cart before.",
 	"merge.replaced#other":      "It replaced the {count} products saved in your cart before.",
 	"merge.kept":                "Your saved cart was kept. The items from this device were not added.",
+	"merge.kept.late#one":       "Your saved cart was kept. The item you had just added on this device was added to it.",
+	"merge.kept.late#other":     "Your saved cart was kept. The {count} items you had just added on this device were added to it.",
 	"merge.added#one":           "1 item from this device was added to your cart.",
 	"merge.added#other":         "{count} items from this device were added to your cart.",
 	"merge.combined#one":        "1 product was already in your cart: the quantities were added together.",

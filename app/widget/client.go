@@ -81,6 +81,8 @@ type client struct {
 	socks     sockets   // the page's open WebSockets (sockets_js.go)
 	listeners []listener
 
+	pending atomic.Int64 // the engine's State.Pending last seen (tellAcked)
+
 	toldMu sync.Mutex
 	told   map[protocol.OpID]bool // the refusals in the engine's state, told to the other tabs or heard from them
 
@@ -300,7 +302,20 @@ func (c *client) onChange(st syncclient.State) {
 		c.post(m)
 	}
 	c.tellResults(st)
+	c.tellAcked(st)
 	c.dispatch(func(ctx app.Context) { c.w.update(ctx, st) })
+}
+
+// tellAcked tells the other tabs when this tab's connection took ops out
+// of the shared outbox (the server answered them): a tab that is not
+// connected (waiting for a login, say) would otherwise go on showing them
+// as waiting, on a cart older than the one stored. A tab that is not
+// connected itself tells nothing, so a reload does not tell back.
+func (c *client) tellAcked(st syncclient.State) {
+	prev := c.pending.Swap(int64(st.Pending))
+	if int64(st.Pending) < prev && (st.Status == syncclient.Synced || st.Status == syncclient.Syncing) {
+		c.edited()
+	}
 }
 
 // checkUpdateOnConnect asks the browser to look for a new version of the

@@ -46,6 +46,28 @@ func wantHTML(t *testing.T, html string, want ...string) {
 	}
 }
 
+// TestMergeTextsWithLateItems: items the device had added but not sent at
+// the login reach the user cart after the merge, whatever the policy, and
+// count in what the shopper is told. (Before, a keep said the device's
+// items were not added, and a merge counted only those sent before.)
+func TestMergeTextsWithLateItems(t *testing.T) {
+	for _, tt := range []struct {
+		mi   *protocol.MergeInfo
+		late int
+		want string
+	}{
+		{merged(cart.PolicyKeep, 0, 0, 0, 0), 3, "Your saved cart was kept. The 3 items you had just added on this device were added to it."},
+		{merged(cart.PolicyKeep, 0, 0, 0, 0), 1, "Your saved cart was kept. The item you had just added on this device was added to it."},
+		{merged(cart.PolicyMerge, 1, 1, 0, 0), 3, "4 items from this device were added to your cart."},
+		{merged(cart.PolicyMerge, 0, 0, 0, 0), 2, "2 items from this device were added to your cart."},
+		{merged(cart.PolicyReplace, 2, 2, 0, 0), 1, "Your cart now holds the 3 items from this device."},
+	} {
+		if got := mergeTexts(tt.mi, tt.late); len(got) != 1 || got[0] != tt.want {
+			t.Errorf("%s with %d late: %q, want %q", tt.mi.Result.Policy, tt.late, got, tt.want)
+		}
+	}
+}
+
 func TestMergeTexts(t *testing.T) {
 	tests := []struct {
 		name string
@@ -74,7 +96,7 @@ func TestMergeTexts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := mergeTexts(tt.mi); !reflect.DeepEqual(got, tt.want) {
+			if got := mergeTexts(tt.mi, 0); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("mergeTexts =\n%q\nwant\n%q", got, tt.want)
 			}
 		})
@@ -478,6 +500,33 @@ func TestLoginOpensThePanel(t *testing.T) {
 	}
 }
 
+// TestChoiceAnsweredAlready: a pick answered already (another tab or
+// device combined the carts meanwhile) is told, not dropped in silence.
+func TestChoiceAnsweredAlready(t *testing.T) {
+	c, w, e := newTestClient(t)
+	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
+	choice := st
+	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
+	choice.Choice = choice.Merge
+	c.onChange(choice)
+	e.ConsumeAll()
+	already := st
+	already.Merge = &protocol.MergeInfo{Status: protocol.MergeAlready, Version: 7}
+	c.onChange(already)
+	e.ConsumeAll()
+	if want := tr(noteChoiceAlready); len(w.notes) != 1 || w.notes[0] != want || w.said != want {
+		t.Fatalf("after a pick answered already: notes %q, said %q; want %q", w.notes, w.said, want)
+	}
+	// An already without a choice asked (a reload, a second tab's login)
+	// says nothing.
+	c2, w2, e2 := newTestClient(t)
+	c2.onChange(already)
+	e2.ConsumeAll()
+	if len(w2.notes) != 0 || w2.said != "" {
+		t.Fatalf("an already not asked for: notes %q, said %q; want nothing", w2.notes, w2.said)
+	}
+}
+
 // The merge that answers a choice drops the note that the choice could not
 // be sent (it was, after all) and is announced.
 func TestChoiceAnswered(t *testing.T) {
@@ -515,7 +564,7 @@ func TestChoiceAnswered(t *testing.T) {
 	if len(w.notes) != 0 || w.focusAsked != titleID {
 		t.Errorf("after the choice was answered: notes %q, focus asked for %q; want none, the title", w.notes, w.focusAsked)
 	}
-	if want := strings.Join(mergeTexts(kept.Merge), " "); want == "" || w.said != want {
+	if want := strings.Join(mergeTexts(kept.Merge, 0), " "); want == "" || w.said != want {
 		t.Errorf("live region said %q, want %q", w.said, want)
 	}
 }
@@ -524,6 +573,7 @@ func TestMergeEvent(t *testing.T) {
 	var a announcer
 	st := userState()
 	st.Merge = merged(cart.PolicyMerge, 2, 1, 1, 0, cart.CodeQuantityClamped)
+	st.MergeLate = 3
 	early := st
 	early.Confirmed = 6
 	a.readyEvent(early)
@@ -535,7 +585,7 @@ func TestMergeEvent(t *testing.T) {
 		t.Fatalf("events: %s", msgs)
 	}
 	msgs = msgs[1:]
-	want := `{"cartsync":1,"event":"merge","data":{"status":"merged","policy":"merge","items":2,"added":1,"combined":1,"replaced":0,` +
+	want := `{"cartsync":1,"event":"merge","data":{"status":"merged","policy":"merge","items":2,"added":1,"combined":1,"replaced":0,"late":3,` +
 		`"warnings":[{"code":"quantity_clamped","message":"quantity_clamped"}],"version":7}}`
 	if got := string(msgs[0]); got != want {
 		t.Errorf("merge event =\n%s\nwant\n%s", got, want)

@@ -302,6 +302,7 @@ const (
 const (
 	noteSignedOut     = "note.signed_out"
 	noteChoiceNotSent = "note.choice_not_sent"
+	noteChoiceAlready = "note.choice_already"
 	expiredText       = "notice.expired"
 	erasedText        = "notice.erased"
 )
@@ -316,8 +317,10 @@ func mergeChanged(mi *protocol.MergeInfo) bool {
 }
 
 // mergeTexts tell the shopper what a login merge did with this device's
-// cart: nothing to say unless the server merged (status merged).
-func mergeTexts(mi *protocol.MergeInfo) []string {
+// cart: nothing to say unless the server merged (status merged). late are
+// the items this device had added that reached the user cart after the
+// merge, whatever its policy (State.MergeLate).
+func mergeTexts(mi *protocol.MergeInfo, late int) []string {
 	if mi == nil || mi.Status != protocol.MergeMerged || mi.Result == nil {
 		return nil
 	}
@@ -325,8 +328,8 @@ func mergeTexts(mi *protocol.MergeInfo) []string {
 	var out []string
 	switch r.Policy {
 	case cart.PolicyReplace:
-		if r.Items > 0 {
-			out = append(out, trn("merge.replace.items", r.Items))
+		if n := r.Items + late; n > 0 {
+			out = append(out, trn("merge.replace.items", n))
 		} else {
 			out = append(out, tr("merge.replace.all"))
 		}
@@ -334,10 +337,14 @@ func mergeTexts(mi *protocol.MergeInfo) []string {
 			out = append(out, trn("merge.replaced", r.Replaced))
 		}
 	case cart.PolicyKeep:
-		out = append(out, tr("merge.kept"))
+		if late > 0 {
+			out = append(out, trn("merge.kept.late", late))
+		} else {
+			out = append(out, tr("merge.kept"))
+		}
 	default: // merge
-		if r.Items > 0 {
-			out = append(out, trn("merge.added", r.Items))
+		if n := r.Items + late; n > 0 {
+			out = append(out, trn("merge.added", n))
 		}
 		if r.Combined > 0 {
 			out = append(out, trn("merge.combined", r.Combined))

@@ -195,7 +195,7 @@ func (w *Widget) renderNotice() app.UI {
 			app.Ul().Class("cartsync-dropped").Body(items...))
 	}
 	if mi := w.mergeNotice(); mi != nil {
-		for _, t := range mergeTexts(mi) {
+		for _, t := range mergeTexts(mi, w.st.MergeLate) {
 			children = append(children, app.P().Class("cartsync-merge").Text(t))
 		}
 	}

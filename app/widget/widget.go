@@ -193,10 +193,15 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 		// A merge done (a choice asked is the case above).
 		w.seenMerge = st.Merge
 		w.dropNote(tr(noteChoiceNotSent)) // sent after all
-		if texts := mergeTexts(st.Merge); len(texts) > 0 {
+		if texts := mergeTexts(st.Merge, st.MergeLate); len(texts) > 0 {
 			w.say(strings.Join(texts, " "))
 		}
-		if !mergeChanged(st.Merge) {
+		if asked && st.Merge.Status == protocol.MergeAlready {
+			// The pick changed nothing: another tab or device had
+			// combined the carts meanwhile. Said, not dropped.
+			w.addNote(tr(noteChoiceAlready))
+		}
+		if !mergeChanged(st.Merge) && st.MergeLate == 0 {
 			if asked {
 				w.focusLater(ctx, titleID) // the choice's buttons are gone
 			}
@@ -221,7 +226,7 @@ func (w *Widget) mergeNotice() *protocol.MergeInfo {
 	if !mergeShown(w.st) || w.st.Merge == w.hiddenMerge || w.st.Choice != nil {
 		return nil
 	}
-	if len(mergeTexts(w.st.Merge)) == 0 {
+	if len(mergeTexts(w.st.Merge, w.st.MergeLate)) == 0 {
 		return nil
 	}
 	return w.st.Merge

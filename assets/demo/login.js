@@ -89,8 +89,10 @@
     const gen = ended;
     const t = await token(user, ttl);
     if (gen !== ended) return;
-    localStorage.setItem('demoUser', user);
+    // The policy first: the other tabs act on the user's key (storage
+    // events), and must read the policy this tab chose, not the last one.
     localStorage.setItem('demoPolicy', policy);
+    localStorage.setItem('demoUser', user);
     state.user = user;
     state.policy = policy;
     // A token's expiry is in whole seconds: up to one less than asked.

@@ -310,6 +310,17 @@ func (m *machine) onMerge(msg *protocol.Message) {
 	s.choosing = mi.Status == protocol.MergeChoose
 	s.chosen = false
 	m.merge = mi
+	m.mergeLate = 0
+	if mi.Status == protocol.MergeMerged {
+		// The guest cart's edits still waiting, which go to the user
+		// cart after the merge (ops made before the first sync have no
+		// cart, and go there too).
+		for _, op := range m.pending {
+			if op.Kind == cart.KindAdd && (op.Cart == "" || op.Cart == m.sessGuest) {
+				m.mergeLate += op.Quantity
+			}
+		}
+	}
 	if s.choosing {
 		m.choice = mi
 	} else {

@@ -114,6 +114,7 @@ type machine struct {
 	cartErased  bool   // and the storefront erased its user (cart.Cart.Erased)
 	toldGone    string // the cart the server told this device was gone (cart_expired)
 	merge       *protocol.MergeInfo
+	mergeLate   int // State.MergeLate
 	choice      *protocol.MergeInfo
 	dropped     []cart.Op
 	elsewhere   *LoginElsewhere

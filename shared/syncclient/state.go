@@ -84,6 +84,12 @@ type State struct {
 	// logout. Shared: do
 	// not modify.
 	Merge *protocol.MergeInfo
+	// MergeLate is how many items this device had added to its guest
+	// cart that had not reached the server when Merge was made: they
+	// reach the user cart after it, whatever its policy (keep included:
+	// they are edits the shopper made, sent late), and are not in
+	// Merge.Result.Items. With Merge.
+	MergeLate int
 	// Choice, while not nil, holds both carts of a login merge the server
 	// will not do until the shopper picks a policy with Choose. Shared: do
 	// not modify.
@@ -144,6 +150,7 @@ func (m *machine) snapshot() State {
 		CartExpired: m.cartExpired,
 		CartErased:  m.cartErased,
 		Merge:       m.merge,
+		MergeLate:   m.mergeLate,
 		Choice:      m.choice,
 		Dropped:     append([]cart.Op(nil), m.dropped...),
 		Elsewhere:   m.elsewhere,

@@ -167,6 +167,7 @@ type mergeEvent struct {
 	Status   string `json:"status"`
 	Policy   string `json:"policy"`
 	Items    int    `json:"items"`
+	Late     int    `json:"late"`
 	Added    int    `json:"added"`
 	Combined int    `json:"combined"`
 	Replaced int    `json:"replaced"`
@@ -738,6 +739,34 @@ func TestBrowserDemoLoginKeepsThePolicyAcrossReloads(t *testing.T) {
 	}
 }
 
+// TestBrowserDemoLoginPolicyReachesOtherTabs: the demo's login in one tab
+// with "Let me choose" logs the other tabs in with the same policy: they
+// ask too, and nothing merges until the shopper picks. (The demo stored
+// the user before the policy, and the other tabs, acting on the user,
+// read the last policy, merge by default, and merged.)
+func TestBrowserDemoLoginPolicyReachesOtherTabs(t *testing.T) {
+	srv := startLoginServer(t)
+	br, _ := guestWithTee(t, srv)
+	one := br.first
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/")
+	ready(two)
+	eval[bool](one, `(() => {
+		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
+		document.querySelector('#demo-login select:not([aria-label="Demo user"])').value = 'choose';
+		[...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log in').click();
+		return true;
+	})()`)
+	for _, tb := range []*tab{one, two} {
+		waitWidget(tb, srv.origin(), "the choice in "+tb.name, `!!document.getElementById('cartsync-choice')`)
+	}
+	time.Sleep(time.Second)
+	rec, err := srv.m.store.Load(t.Context(), syncserver.UserCartID("alice"), nil)
+	if err == nil && len(rec.Cart.Lines) != 0 {
+		t.Errorf("alice's cart holds %s before the shopper picked", recordQuantities(rec))
+	}
+}
+
 // A logout in one tab logs the device's other tabs out too: the
 // storefront's session is the device's, and a tab left on the account's
 // cart would show it to whoever comes next. Screen readers are not told
@@ -912,4 +941,75 @@ func TestBrowserSignedOutPageHidesTheAccountsCart(t *testing.T) {
 	if first.ID == syncserver.UserCartID("alice") || len(first.Lines) != 0 {
 		t.Errorf("the signed-out page's first cart is %s, want no account's cart", first)
 	}
+}
+
+// TestBrowserTabWaitingForLoginFollowsTheOthers: a tab whose login expired
+// waits for a new one with an edit queued, and another tab of the device,
+// logged in, sends the shared outbox. The waiting tab then shows the edit
+// saved, on the cart as stored, instead of "Sign in again to sync — 1
+// change waiting" on the cart it had.
+func TestBrowserTabWaitingForLoginFollowsTheOthers(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("alice")
+	br, _ := guestWithTee(t, srv)
+	one := br.first
+	two := br.newTab("tab 2")
+	two.navigate(srv.demo() + "/")
+	ready(two)
+	const ttl = 3 * time.Second
+	loginAs(one, "alice", ttl.String(), "merge")
+	expires := time.Now().Add(ttl)
+	loginAs(two, "alice", "", "merge") // a token of its own, not expiring soon
+	first := quantities{"TEE-01": 1}
+	for _, tb := range []*tab{one, two} {
+		waitCart(tb, "alice's cart in "+tb.name, 10*time.Second, func(c hostCart) bool {
+			return c.ID == userID && synced(c) && maps.Equal(c.quantities(), first)
+		})
+	}
+	one.setOffline(true, "")
+	waitStatus(one, "offline")
+	time.Sleep(time.Until(expires) + 200*time.Millisecond)
+	one.setOffline(false, "")
+	waitStatus(one, "login")
+
+	call(one, "add", "NOTE-01", 2)
+	want := quantities{"TEE-01": 1, "NOTE-01": 2}
+	waitSynced(two, want)
+	c := waitCart(one, "tab 1 once tab 2 sent its edit", 10*time.Second, func(c hostCart) bool {
+		return c.Pending == 0 && maps.Equal(c.quantities(), want)
+	})
+	if c.ID != userID || c.Status != "login" {
+		t.Errorf("tab 1: %s, want alice's cart, still waiting for a login", c)
+	}
+}
+
+// TestBrowserKeepTellsOfItemsAddedOffline: items a guest added offline and
+// a login with "keep" made offline too reach the account's cart when the
+// device is back, as every edit does; the widget and the page's merge
+// event say so. (The notice said the device's items were not added.)
+func TestBrowserKeepTellsOfItemsAddedOffline(t *testing.T) {
+	srv := startLoginServer(t)
+	userID := syncserver.UserCartID("carol")
+	br, _ := guestWithTee(t, srv)
+	tb := br.first
+	recordMerges(tb)
+	tb.setOffline(true, srv.demo()) // the storefront answers; the cart server does not
+	waitStatus(tb, "offline")
+	call(tb, "add", "NOTE-01", 2)
+	if st := eval[string](tb, `fetch('/demo-token?user=carol')
+		.then((r) => r.json()).then((j) => cartsync.login(j.token, {policy: 'keep'})).then((r) => r.status)`); st != "queued" {
+		t.Fatalf("cartsync.login offline resolved %q, want queued", st)
+	}
+	tb.setOffline(false, "")
+	want := quantities{"NOTE-01": 2}
+	c := waitSynced(tb, want)
+	if c.ID != userID {
+		t.Fatalf("after the login: %s, want carol's cart with the notes added offline, not the tee", c)
+	}
+	if ms := waitMerges(tb, 1); ms[0].Policy != "keep" || ms[0].Items != 0 || ms[0].Late != 2 {
+		t.Errorf("merge event %+v, want keep with 0 items and 2 late", ms[0])
+	}
+	eval[bool](tb, `cartsync.open()`)
+	waitWidgetText(tb, srv.origin(), "as the merge notice", `document.querySelector('.cartsync-merge')?.textContent`,
+		"Your saved cart was kept. The 2 items you had just added on this device were added to it.")
 }
