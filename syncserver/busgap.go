@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +67,7 @@ func (s *Server) watchBus(ctx context.Context, bus Lossy) {
 	defer t.Stop()
 	seen := bus.Losses()
 	var looked, resent time.Time
+	var notice lostNotice // the last one published
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,7 +85,16 @@ func (s *Server) watchBus(ctx context.Context, bus Lossy) {
 			continue // not yet: a notice or a round could be lost too
 		}
 		if carts, all := bus.TakeLost(); len(carts) > 0 || all {
-			b, _ := json.Marshal(lostNotice{Carts: carts, All: all})
+			if i := slices.Index(carts, lostChannel); i >= 0 {
+				// The last notice was lost itself (its channel is
+				// named like a cart's): its carts go in this one.
+				carts = append(slices.Delete(carts, i, i+1), notice.Carts...)
+				slices.Sort(carts)
+				carts = slices.Compact(carts)
+				all = all || notice.All
+			}
+			notice = lostNotice{Carts: carts, All: all}
+			b, _ := json.Marshal(notice)
 			if err := s.bus.Publish(ctx, lostChannel, b); err != nil {
 				s.log.Warn("publish the carts whose updates were lost", logkey.Carts, len(carts), logkey.Err, err)
 			}

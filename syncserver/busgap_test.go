@@ -371,3 +371,39 @@ func TestOneSidedLossRepairedEverywhere(t *testing.T) {
 	}
 	t.Fatalf("the device on the other instance got nothing of version 2 within 6 s (%d messages)", len(got))
 }
+
+// TestOneSidedLossNoticeLost: as TestOneSidedLossRepairedEverywhere, but
+// the notice naming the lost carts is lost too (Redis blips again right
+// after the health check). The next notice names them again, and the far
+// device gets version 2. (A first version forgot them.)
+func TestOneSidedLossNoticeLost(t *testing.T) {
+	shared := syncserver.NewMemBus()
+	st := memstore.New()
+	busA := &lossyBus{MemBus: shared}
+	busB := &lossyBus{MemBus: shared}
+	_, hsA := newServerWith(t, syncserver.Config{Bus: busA, Store: st})
+	_, hsB := newServerWith(t, syncserver.Config{Bus: busB, Store: st})
+	editor := dial(t, hsA)
+	w, _ := editor.hello("ed", "")
+	far := dial(t, hsB)
+	far.hello("far", w.DeviceToken)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 1, "A", 1)}})
+	editor.expectAck()
+	far.expectCartAt(1)
+
+	busA.set(false, true)
+	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 2, "B", 1)}})
+	editor.expectAck()
+	time.Sleep(1500 * time.Millisecond) // a health look publishes the notice; it is lost too
+	busA.set(false, false)
+	got := far.cartsFor(6 * time.Second)
+	for _, m := range got {
+		if m.Cart != nil && m.Cart.Version >= 2 {
+			return
+		}
+	}
+	busA.mu.Lock()
+	lost := busA.lost
+	busA.mu.Unlock()
+	t.Fatalf("far device got nothing of version 2 (%d messages); A's bus now holds as lost: %q", len(got), lost)
+}

@@ -64,7 +64,7 @@ var catalogDE = map[string]string{
 	"note.memory":             "Ihr Browser erlaubt nicht, diesen Warenkorb zu speichern. Er bleibt nur erhalten, solange diese Seite geöffnet ist.",
 	"note.signed_out":         "Sie sind abgemeldet. Ihr Warenkorb ist für die nächste Anmeldung in Ihrem Konto gespeichert.",
 	"note.choice_not_sent":    "Ihre Auswahl konnte nicht gesendet werden. Prüfen Sie Ihre Verbindung und versuchen Sie es erneut.",
-	"note.choice_already":     "Ihre Warenkörbe waren bereits zusammengeführt worden, in einem anderen Tab oder auf einem anderen Gerät. Prüfen Sie Ihren Warenkorb vor dem Bezahlen.",
+	"note.choice_already":     "Es gab nichts mehr auszuwählen: Ihr Warenkorb war bereits aktualisiert. Prüfen Sie ihn vor dem Bezahlen.",
 
 	// The notice of what happened without the shopper.
 	"notice.expired":            "Ihr bisheriger Warenkorb ist nach langer Zeit ohne Änderungen abgelaufen. Dies ist ein neuer Warenkorb.",

@@ -66,7 +66,7 @@ var catalogEN = map[string]string{
 	"note.memory":             "Your browser doesn't let this cart be saved, so it is kept only while this page is open.",
 	"note.signed_out":         "You're signed out. Your cart is saved to your account for the next time you sign in.",
 	"note.choice_not_sent":    "Your choice couldn't be sent. Check your connection and try again.",
-	"note.choice_already":     "Your carts had already been combined, in another tab or on another device. Check your cart before you check out.",
+	"note.choice_already":     "There was nothing left to choose: your cart had already been updated. Check it before you check out.",
 
 	// The notice of what happened without the shopper: an expired cart,
 	// lost edits, a login merge.

@@ -308,13 +308,15 @@ func (c *client) onChange(st syncclient.State) {
 
 // tellAcked tells the other tabs when this tab's connection took ops out
 // of the shared outbox (the server answered them): a tab that is not
-// connected (waiting for a login, say) would otherwise go on showing them
-// as waiting, on a cart older than the one stored. A tab that is not
-// connected itself tells nothing, so a reload does not tell back.
+// connected (waiting for a login, say) reloads the storage, and would
+// otherwise go on showing them as waiting, on a cart older than the one
+// stored. A connected tab hears of them from the server, and does not
+// reload; a tab that is not connected tells nothing, so a reload does not
+// tell back.
 func (c *client) tellAcked(st syncclient.State) {
 	prev := c.pending.Swap(int64(st.Pending))
 	if int64(st.Pending) < prev && (st.Status == syncclient.Synced || st.Status == syncclient.Syncing) {
-		c.edited()
+		c.tellTabs(map[string]any{"acked": true})
 	}
 }
 

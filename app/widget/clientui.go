@@ -193,6 +193,9 @@ func (c *client) onTabMessage(_ app.Value, args []app.Value) any {
 		if ch := d.Get("changed"); ch.Type() == app.TypeBoolean && ch.Bool() {
 			c.reloadSoon()
 		}
+		if ak := d.Get("acked"); ak.Type() == app.TypeBoolean && ak.Bool() && !c.connected.Load() {
+			c.reloadSoon() // tellAcked
+		}
 		if rj := d.Get("results"); rj.Type() == app.TypeString {
 			c.heardResults(rj.String())
 		}

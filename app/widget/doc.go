@@ -76,7 +76,10 @@
 // Each tab runs its own engine with its own client id over the shared
 // IndexedDB outbox. After an edit a tab posts {"changed": true} on the
 // BroadcastChannel "cartsync"; the others reload the storage, show the edit
-// and send it too if they are connected. So the server's reply to an edit
+// and send it too if they are connected. A tab whose connection took ops
+// out of the outbox (the server answered them) posts {"acked": true}: the
+// tabs that are not connected (waiting for a login, say) reload, and stop
+// showing them as waiting. So the server's reply to an edit
 // may come to a tab other than the one it was made in: a tab whose engine
 // hears of a refusal or a reduced quantity posts it ({"results": "[results
 // as JSON]"}), and the others add it to their engine's state

@@ -197,8 +197,10 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 			w.say(strings.Join(texts, " "))
 		}
 		if asked && st.Merge.Status == protocol.MergeAlready {
-			// The pick changed nothing: another tab or device had
-			// combined the carts meanwhile. Said, not dropped.
+			// The pick changed nothing now: another tab or device
+			// had settled the carts meanwhile, or this pick was
+			// applied before the connection dropped, or the device's
+			// cart was gone. Said, not dropped, without guessing which.
 			w.addNote(tr(noteChoiceAlready))
 		}
 		if !mergeChanged(st.Merge) && st.MergeLate == 0 {
@@ -216,9 +218,11 @@ func (w *Widget) update(ctx app.Context, st syncclient.State) {
 }
 
 // mergeShown reports whether st has a login merge and the cart shown
-// includes it (the server tells the merge before it sends the cart).
+// includes it (the server tells the merge before it sends the cart), and
+// the adds this device had not sent at the login are answered (their
+// count is told with the merge).
 func mergeShown(st syncclient.State) bool {
-	return st.Merge != nil && st.User != "" && st.Confirmed >= st.Merge.Version
+	return st.Merge != nil && st.User != "" && st.Confirmed >= st.Merge.Version && !st.MergeSettling
 }
 
 // mergeNotice returns the merge to tell the shopper about, or nil.

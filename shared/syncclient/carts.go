@@ -198,7 +198,14 @@ func (m *machine) onAck(msg *protocol.Message) {
 	var applied int
 	var rejected, warned []protocol.Result
 	for _, r := range msg.Results {
-		done = append(done, protocol.OpID{Client: r.Client, Seq: r.Seq})
+		id := protocol.OpID{Client: r.Client, Seq: r.Seq}
+		done = append(done, id)
+		if q, ok := m.lateOps[id]; ok {
+			if r.Status == protocol.StatusApplied {
+				m.mergeLate += q
+			}
+			delete(m.lateOps, id)
+		}
 		switch r.Status {
 		case protocol.StatusRejected:
 			rejected = append(rejected, r)
@@ -310,14 +317,19 @@ func (m *machine) onMerge(msg *protocol.Message) {
 	s.choosing = mi.Status == protocol.MergeChoose
 	s.chosen = false
 	m.merge = mi
-	m.mergeLate = 0
+	m.mergeLate, m.lateOps = 0, nil
 	if mi.Status == protocol.MergeMerged {
-		// The guest cart's edits still waiting, which go to the user
-		// cart after the merge (ops made before the first sync have no
-		// cart, and go there too).
+		// The guest cart's adds still waiting, which go to the user cart
+		// after the merge (ops made before the first sync have no cart,
+		// and go there too). Some may have reached the guest cart before
+		// the login (a push in flight, another tab's): the server's
+		// answers tell (onAck).
 		for _, op := range m.pending {
 			if op.Kind == cart.KindAdd && (op.Cart == "" || op.Cart == m.sessGuest) {
-				m.mergeLate += op.Quantity
+				if m.lateOps == nil {
+					m.lateOps = map[protocol.OpID]int{}
+				}
+				m.lateOps[protocol.OpID{Client: op.Client, Seq: op.Seq}] = op.Quantity
 			}
 		}
 	}
@@ -344,4 +356,18 @@ func (m *machine) choose(now time.Time, policy cart.Policy) error {
 	m.progress()
 	m.step()
 	return nil
+}
+
+// mergeSettling reports whether an add counted for the merge's late items
+// is still waiting for the server's answer on this connection.
+func (m *machine) mergeSettling() bool {
+	if len(m.lateOps) == 0 {
+		return false
+	}
+	for _, op := range m.pending {
+		if _, ok := m.lateOps[protocol.OpID{Client: op.Client, Seq: op.Seq}]; ok {
+			return true
+		}
+	}
+	return false
 }

@@ -65,6 +65,12 @@ func (w *UserWait) Wait(ctx context.Context) (LoginResult, error) {
 		e.mu.Lock()
 		st := e.view
 		done, err := e.login.answered(st, w.gen, w.login, w.changed, w.live)
+		if done && err == nil && st.MergeSettling {
+			// The adds the device had not sent at the login are
+			// answered next: their count (MergeLate) goes with the
+			// merge.
+			done = false
+		}
 		var merge *protocol.MergeInfo
 		if w.login && st.Merge != w.merge {
 			merge = st.Merge

@@ -115,9 +115,14 @@ type machine struct {
 	toldGone    string // the cart the server told this device was gone (cart_expired)
 	merge       *protocol.MergeInfo
 	mergeLate   int // State.MergeLate
-	choice      *protocol.MergeInfo
-	dropped     []cart.Op
-	elsewhere   *LoginElsewhere
+	// lateOps are the guest cart's adds still waiting when the merge
+	// came, by op, with their quantities: those the server answers
+	// applied on the user cart count in mergeLate (a duplicate was
+	// applied to the guest cart before the login, and merged with it).
+	lateOps   map[protocol.OpID]int
+	choice    *protocol.MergeInfo
+	dropped   []cart.Op
+	elsewhere *LoginElsewhere
 
 	sess *session // the open connection; nil for none
 }
@@ -254,6 +259,12 @@ func (m *machine) stop() (progressed bool, retryAfter time.Duration) {
 	m.sess = nil
 	if m.live != 0 {
 		m.live = 0
+		m.changed = true
+	}
+	if m.lateOps != nil {
+		// Answered on a later connection, if ever: the merge is told
+		// with what is known, rather than waiting for it.
+		m.lateOps = nil
 		m.changed = true
 	}
 	m.out = nil

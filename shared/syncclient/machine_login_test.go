@@ -212,27 +212,6 @@ func TestMachineLogin(t *testing.T) {
 			}
 		},
 	}, {
-		name:  "the guest cart's edits not sent at the login count as late items of the merge, whatever its policy",
-		setup: guestMug,
-		steps: []machineStep{
-			{in: func(h *harness) func(*machine) {
-				h.m.stop() // offline: the edits wait
-				h.edit(cart.Op{Kind: cart.KindAdd, SKU: "tea", Quantity: 2})
-				h.edit(add("jam"))
-				h.edit(cart.Op{Kind: cart.KindRemove, SKU: "mug"})
-				return logIn("user:ann", cart.PolicyKeep)(h)
-			}},
-			{in: opened, want: []string{`send hello h1 token="tok" since=2 user=user:ann`}},
-			{in: func(h *harness) func(*machine) { return got(h, welcomeUser("", "ann", "cart-1")) }},
-			{in: serverSays(mergeNote(protocol.MergeInfo{Status: protocol.MergeMerged, Version: 5,
-				Result: &cart.MergeResult{Policy: cart.PolicyKeep}})),
-				then: func(t testing.TB, h *harness) {
-					if st := h.m.snapshot(); st.Merge == nil || st.MergeLate != 3 {
-						t.Errorf("Merge %+v, MergeLate %d; want the keep with 3 late items (2 teas and a jam)", st.Merge, st.MergeLate)
-					}
-				}},
-		},
-	}, {
 		name:  "a login merges the guest cart: the user's cart is shown under a new client id and gets the new edits",
 		setup: guestMug,
 		steps: []machineStep{

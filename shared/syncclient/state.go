@@ -85,11 +85,13 @@ type State struct {
 	// not modify.
 	Merge *protocol.MergeInfo
 	// MergeLate is how many items this device had added to its guest
-	// cart that had not reached the server when Merge was made: they
-	// reach the user cart after it, whatever its policy (keep included:
-	// they are edits the shopper made, sent late), and are not in
-	// Merge.Result.Items. With Merge.
-	MergeLate int
+	// cart that had not reached the server when Merge was made and that
+	// the server then applied to the user cart, whatever the policy (keep
+	// included: they are edits the shopper made, sent late); they are
+	// not in Merge.Result.Items. With Merge. While MergeSettling, some
+	// of those adds are still to be answered: the count may grow.
+	MergeLate     int
+	MergeSettling bool
 	// Choice, while not nil, holds both carts of a login merge the server
 	// will not do until the shopper picks a policy with Choose. Shared: do
 	// not modify.
@@ -138,24 +140,25 @@ func (e *Engine) Snapshot() State {
 
 func (m *machine) snapshot() State {
 	st := State{
-		Cart:        m.shown,
-		Confirmed:   m.confirmed.Version,
-		Pending:     len(m.pending),
-		Waiting:     m.waiting,
-		Status:      m.status,
-		LastError:   m.lastErr,
-		Rejected:    append([]protocol.Result(nil), m.rejected...),
-		Reduced:     append([]protocol.Result(nil), m.warned...),
-		NeedsLogin:  m.needsLogin,
-		CartExpired: m.cartExpired,
-		CartErased:  m.cartErased,
-		Merge:       m.merge,
-		MergeLate:   m.mergeLate,
-		Choice:      m.choice,
-		Dropped:     append([]cart.Op(nil), m.dropped...),
-		Elsewhere:   m.elsewhere,
-		Notices:     m.notices,
-		Totals:      m.totals,
+		Cart:          m.shown,
+		Confirmed:     m.confirmed.Version,
+		Pending:       len(m.pending),
+		Waiting:       m.waiting,
+		Status:        m.status,
+		LastError:     m.lastErr,
+		Rejected:      append([]protocol.Result(nil), m.rejected...),
+		Reduced:       append([]protocol.Result(nil), m.warned...),
+		NeedsLogin:    m.needsLogin,
+		CartExpired:   m.cartExpired,
+		CartErased:    m.cartErased,
+		Merge:         m.merge,
+		MergeLate:     m.mergeLate,
+		MergeSettling: m.mergeSettling(),
+		Choice:        m.choice,
+		Dropped:       append([]cart.Op(nil), m.dropped...),
+		Elsewhere:     m.elsewhere,
+		Notices:       m.notices,
+		Totals:        m.totals,
 	}
 	if m.sessCart != "" && m.sessCart == m.confirmed.ID {
 		st.User = m.sessUser
