@@ -32,10 +32,7 @@ func TestMergeLateCountsWhatTheServerApplied(t *testing.T) {
 		}
 		h.do(got(h, reply("h1", cartNamed("u-ann", 5, "mug=1"), nil)))
 		h.m.take()
-		var ops []cart.Op
-		for _, op := range h.m.pending {
-			ops = append(ops, op)
-		}
+		ops := append([]cart.Op(nil), h.m.pending...)
 		if len(ops) != 2 {
 			t.Fatalf("%s: pending %+v, want the tea and the jam", policy, ops)
 		}
