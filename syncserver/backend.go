@@ -307,14 +307,11 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[it.SKU] = i
 		skus = append(skus, it.SKU)
-		if len(bad) >= 100 {
+		if len(bad) >= maxBadDetails {
 			break
 		}
 	}
-	if len(bad) > 0 {
-		e := protocol.Errorf(protocol.ErrInvalid, "%d item(s) are not valid; nothing was stored", len(bad))
-		e.Details = bad
-		s.httpError(w, e)
+	if s.refuseBatch(w, bad, "item(s) are not valid; nothing was stored") {
 		return
 	}
 	if err := cs.UpsertItems(r.Context(), req.Items, s.now()); err != nil {
@@ -323,6 +320,21 @@ func (s *Server) serveCatalogUpsert(w http.ResponseWriter, r *http.Request) {
 	}
 	s.announceCatalog(r.Context(), skus)
 	writeJSON(w, http.StatusOK, CatalogResult{Upserted: len(req.Items)})
+}
+
+// maxBadDetails bounds the bad items a refused catalog batch names.
+const maxBadDetails = 100
+
+// refuseBatch answers a catalog batch with bad items 400 invalid, naming
+// each, and reports whether it did (none bad: it answers nothing).
+func (s *Server) refuseBatch(w http.ResponseWriter, bad []protocol.ErrorDetail, what string) bool {
+	if len(bad) == 0 {
+		return false
+	}
+	e := protocol.Errorf(protocol.ErrInvalid, "%d %s", len(bad), what)
+	e.Details = bad
+	s.httpError(w, e)
+	return true
 }
 
 func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
@@ -338,15 +350,12 @@ func (s *Server) serveCatalogDelete(w http.ResponseWriter, r *http.Request) {
 	for i, sku := range req.SKUs {
 		if e := cart.ValidateSKU(sku, s.lim); e != nil {
 			bad = append(bad, protocol.ErrorDetail{Index: i, SKU: sku, Code: e.Code, Message: e.Message})
-			if len(bad) >= 100 {
+			if len(bad) >= maxBadDetails {
 				break
 			}
 		}
 	}
-	if len(bad) > 0 {
-		e := protocol.Errorf(protocol.ErrInvalid, "%d SKU(s) are not valid; nothing was deleted", len(bad))
-		e.Details = bad
-		s.httpError(w, e)
+	if s.refuseBatch(w, bad, "SKU(s) are not valid; nothing was deleted") {
 		return
 	}
 	n, err := cs.DeleteItems(r.Context(), req.SKUs)
