@@ -59,7 +59,7 @@ type lostNotice struct {
 //     hangs;
 //   - once the bus is healthy again: if this instance's subscriptions may
 //     have missed publications, every cart with connections here is sent
-//     to them again (resendCarts); and the carts whose publications this
+//     to them again (the resender); and the carts whose publications this
 //     instance lost on their way out are named on lostChannel, so that
 //     every instance sends those to its connections again.
 func (s *Server) watchBus(ctx context.Context, bus Lossy) {
