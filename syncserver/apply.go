@@ -156,7 +156,7 @@ func (s *Server) publishAcked(ctx context.Context, cartID string, out *outcome, 
 		// message, or when the bus is healthy again (watchBus).
 		s.log.Warn("publish", logkey.Cart, cartID, logkey.Err, err)
 	}
-	if err != nil || s.busLosing.Load() {
+	if err != nil || (s.lossy != nil && s.lossy.Losing()) {
 		// This instance's own connections hear of it now, whatever
 		// the bus does; should the bus deliver it too, they ignore
 		// the copy (same version), and acked is skipped either way.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/logkey"
 	"github.com/cartsync/cartsync/shared/protocol"
 )
@@ -29,10 +30,8 @@ type Lossy interface {
 }
 
 const (
-	// busWatchEvery is how often the server asks a Lossy bus whether it
-	// is losing publications; busHealthEvery how often, when it is not,
-	// whether it is healthy enough to repair what was lost.
-	busWatchEvery  = 100 * time.Millisecond
+	// busHealthEvery is how often the server asks a Lossy bus whether it
+	// is healthy enough to repair what was lost.
 	busHealthEvery = time.Second
 	// resendEvery is the shortest time between two rounds of every
 	// connected cart sent again (a bus that keeps failing and coming back
@@ -53,20 +52,20 @@ type lostNotice struct {
 // watchBus keeps the connections of every instance up to date through the
 // bus's outages, until ctx ends:
 //
-//   - while the bus is losing publications, the pushes of this instance's
-//     edits go to its own connections directly as well (publishAcked): a
-//     device next to the editing one hears of the edit although Redis
-//     hangs;
+//   - (while the bus is losing publications, the pushes of this
+//     instance's edits go to its own connections directly as well:
+//     publishAcked asks the bus, so that a device next to the editing one
+//     hears of the edit although Redis hangs;)
 //   - once the bus is healthy again: if this instance's subscriptions may
 //     have missed publications, every cart with connections here is sent
 //     to them again (the resender); and the carts whose publications this
 //     instance lost on their way out are named on lostChannel, so that
 //     every instance sends those to its connections again.
 func (s *Server) watchBus(ctx context.Context, bus Lossy) {
-	t := time.NewTicker(busWatchEvery)
+	t := time.NewTicker(busHealthEvery)
 	defer t.Stop()
 	seen := bus.Losses()
-	var looked, resent time.Time
+	var resent time.Time
 	var notice lostNotice // the last one published
 	for {
 		select {
@@ -74,14 +73,8 @@ func (s *Server) watchBus(ctx context.Context, bus Lossy) {
 			return
 		case <-t.C:
 		}
-		losing := bus.Losing()
-		s.busLosing.Store(losing)
-		if losing || time.Since(looked) < busHealthEvery {
-			continue
-		}
-		looked = time.Now()
 		n := bus.Losses()
-		if bus.Degraded() != nil {
+		if bus.Losing() || bus.Degraded() != nil {
 			continue // not yet: a notice or a round could be lost too
 		}
 		if carts, all := bus.TakeLost(); len(carts) > 0 || all {
@@ -194,6 +187,13 @@ func (s *Server) resendCart(ctx context.Context, cartID string) {
 		return // gone, or never written: nothing a device missed
 	}
 	s.annotate(ctx, c)
+	s.pushCart(cartID, c)
+}
+
+// pushCart sends c to its connections on this instance at its version,
+// without a change (from = version): a device at that version takes its
+// notices and totals, one behind sees the gap and syncs.
+func (s *Server) pushCart(cartID string, c *cart.Cart) {
 	msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version})
 	if err != nil {
 		return

@@ -164,7 +164,7 @@ func TestPushesThroughABusOutage(t *testing.T) {
 	watcher.hello("wa", w.DeviceToken)
 
 	bus.set(true, false)
-	time.Sleep(300 * time.Millisecond) // the server looks at the bus every 100 ms
+	time.Sleep(300 * time.Millisecond)
 	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 1, "A", 1)}})
 	editor.expectAck()
 	if m := watcher.expectCartAt(1); m.From != 0 || len(m.By) != 1 {
@@ -328,7 +328,7 @@ func TestResendKeepsWatchingTheBus(t *testing.T) {
 
 	// Now the bus goes down and says so.
 	bus.set(true, false)
-	time.Sleep(500 * time.Millisecond) // five looks at the bus, were it looking
+	time.Sleep(500 * time.Millisecond)
 	editor.send(&protocol.Message{Type: protocol.TypePush, Ops: []cart.Op{addOp("ed", 3, "C", 1)}})
 	editor.expectAck()
 	got := watcher.cartsFor(700 * time.Millisecond)

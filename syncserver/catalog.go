@@ -9,7 +9,6 @@ import (
 
 	"github.com/cartsync/cartsync/shared/cart"
 	"github.com/cartsync/cartsync/shared/logkey"
-	"github.com/cartsync/cartsync/shared/protocol"
 )
 
 // catalogChannel is the bus channel on which an instance that changed the
@@ -219,11 +218,7 @@ func (s *Server) notifyCatalog(ctx context.Context) {
 			if err != nil || !slices.ContainsFunc(c.Lines, func(l *cart.Line) bool { return changed[l.SKU] }) {
 				continue
 			}
-			msg, err := protocol.Encode(&protocol.Message{Type: protocol.TypeCart, Cart: c, From: c.Version})
-			if err != nil {
-				continue
-			}
-			s.hub.deliver(id, msg)
+			s.pushCart(id, c)
 		}
 	}
 }

@@ -241,22 +241,15 @@ func (s *Server) serveNewDevice(w http.ResponseWriter, r *http.Request) {
 		s.httpError(w, perr)
 		return
 	}
-	var id Identity
+	var old Identity
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && tok != "" {
 		// In place of the device's old token (a logout, an expired
 		// cart): a token the server issued makes the new one follow it;
-		// any other is ignored, as a new device has none.
-		if old, perr := s.authenticateDevice(tok); perr == nil {
-			id = s.rotateDevice(old)
-		}
+		// any other is ignored (a refused one is no device), as a new
+		// device has none.
+		old, _ = s.authenticateDevice(tok)
 	}
-	if id.Token == "" {
-		var perr *protocol.Error
-		if id, perr = s.authenticateDevice(""); perr != nil {
-			s.httpError(w, perr)
-			return
-		}
-	}
+	id := s.rotateDevice(old)
 	s.noteNewCart(r.Context(), id.CartID)
 	writeJSON(w, http.StatusCreated, DeviceResponse{DeviceToken: id.Token, CartID: id.CartID})
 }

@@ -132,7 +132,7 @@ type Server struct {
 	stopGone    func()        // ends the gone carts' subscription
 	stopBus     func()        // ends watchBus
 	catalogNews chan []string // changed SKUs, for the notifier
-	busLosing   atomic.Bool   // the bus loses pushes now (watchBus)
+	lossy       Lossy         // the bus, if it can lose pushes (watchBus)
 	resend      *resender     // sends carts to connections again after a bus outage
 
 	mu       sync.Mutex
@@ -230,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("syncserver: subscribe to gone carts: %w", err)
 	}
 	if lossy, ok := cfg.Bus.(Lossy); ok {
+		s.lossy = lossy
 		s.resend = newResender()
 		stopLost, err := s.watchLost(ctx)
 		if err != nil {

@@ -542,7 +542,7 @@ func (a *announcer) stateEvents(st syncclient.State) [][]byte {
 	// one the server sends is a new value, announced once, when the cart
 	// shown includes it (the server sends the merge before the cart) and
 	// the adds sent late are answered (late counts them).
-	if mi := st.Merge; mi != nil && mi != a.merge && st.User != "" && st.Confirmed >= mi.Version && !st.MergeSettling {
+	if mi := st.Merge; mergeShown(st) && mi != a.merge {
 		a.merge = mi
 		out = append(out, encodeEvent(eventMerge, mergeOf(mi, st.MergeLate)))
 	}

@@ -74,8 +74,9 @@ func (b *Bus) more(batch []publication) []publication {
 	return batch
 }
 
-// send publishes batch in one pipeline (one round trip).
-func (b *Bus) send(batch []publication) {
+// send publishes batch in one pipeline (one round trip), and returns how
+// it went.
+func (b *Bus) send(batch []publication) error {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	pipe := b.client.Pipeline()
 	for _, p := range batch {
@@ -93,6 +94,7 @@ func (b *Bus) send(batch []publication) {
 		}
 		b.mu.Unlock()
 	}
+	return err
 }
 
 // lostLocked records that a publication on ch did not reach Redis, if ch
@@ -149,12 +151,9 @@ func (b *Bus) drain(batch []publication) {
 		if len(batch) == 0 {
 			return
 		}
-		b.send(batch)
+		err := b.send(batch)
 		clear(batch)
-		b.mu.Lock()
-		failed := b.fails > 0
-		b.mu.Unlock()
-		if failed {
+		if err != nil {
 			return
 		}
 	}
