@@ -22,6 +22,14 @@ func userState(lines ...*cart.Line) syncclient.State {
 	return st
 }
 
+// asking returns st with the server asking the shopper to choose between
+// this device's (empty) cart and the user's, a new question each call.
+func asking(st syncclient.State) syncclient.State {
+	st.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
+	st.Choice = st.Merge
+	return st
+}
+
 func merged(policy cart.Policy, items, added, combined, replaced int, warnings ...cart.Code) *protocol.MergeInfo {
 	r := &cart.MergeResult{Policy: policy, Items: items, Added: added, Combined: combined, Replaced: replaced}
 	for _, c := range warnings {
@@ -490,9 +498,7 @@ func TestLoginOpensThePanel(t *testing.T) {
 		t.Error("the panel opened for a merge that kept the cart as it was")
 	}
 
-	choice := st
-	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
-	choice.Choice = choice.Merge
+	choice := asking(st)
 	c.onChange(choice)
 	e.ConsumeAll()
 	if !w.open || w.review {
@@ -505,9 +511,7 @@ func TestLoginOpensThePanel(t *testing.T) {
 func TestChoiceAnsweredAlready(t *testing.T) {
 	c, w, e := newTestClient(t)
 	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
-	choice := st
-	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
-	choice.Choice = choice.Merge
+	choice := asking(st)
 	c.onChange(choice)
 	e.ConsumeAll()
 	already := st
@@ -532,9 +536,7 @@ func TestChoiceAnsweredAlready(t *testing.T) {
 func TestChoiceAnswered(t *testing.T) {
 	c, w, e := newTestClient(t)
 	st := userState(testLine("MUG", "Mug", 3, 900, "EUR", nil))
-	choice := st
-	choice.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
-	choice.Choice = choice.Merge
+	choice := asking(st)
 	c.onChange(choice)
 	e.ConsumeAll()
 	if w.focusAsked != choiceID {
@@ -548,9 +550,7 @@ func TestChoiceAnswered(t *testing.T) {
 	c.dispatch(func(app.Context) { w.addNote(tr(noteChoiceNotSent)) })
 	e.ConsumeAll()
 	w.focusAsked = ""
-	again := choice // asked anew after a reconnect
-	again.Merge = &protocol.MergeInfo{Status: protocol.MergeChoose, Guest: &cart.Cart{}, User: st.Cart, Version: 7}
-	again.Choice = again.Merge
+	again := asking(st) // asked anew after a reconnect: a new question
 	c.onChange(again)
 	e.ConsumeAll()
 	if !w.open || len(w.notes) != 1 || w.focusAsked != "" {

@@ -316,8 +316,7 @@ func (m *machine) onMerge(msg *protocol.Message) {
 	m.log.Info("login merge", logkey.Status, mi.Status, logkey.Version, mi.Version)
 	s.choosing = mi.Status == protocol.MergeChoose
 	s.chosen = false
-	m.merge = mi
-	m.mergeLate, m.lateOps = 0, nil
+	m.setMerge(mi)
 	if mi.Status == protocol.MergeMerged {
 		// The guest cart's adds still waiting, which go to the user cart
 		// after the merge (ops made before the first sync have no cart,
@@ -356,6 +355,11 @@ func (m *machine) choose(now time.Time, policy cart.Policy) error {
 	m.progress()
 	m.step()
 	return nil
+}
+
+// setMerge makes mi the latest merge (nil: none), with no late items yet.
+func (m *machine) setMerge(mi *protocol.MergeInfo) {
+	m.merge, m.mergeLate, m.lateOps = mi, 0, nil
 }
 
 // mergeSettling reports whether an add counted for the merge's late items

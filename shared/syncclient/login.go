@@ -41,7 +41,7 @@ func (m *machine) forgetAccountNotices(keep string) {
 	if keep == "" || m.toldGone != keep {
 		m.cartExpired, m.cartErased, m.toldGone = false, false, ""
 	}
-	m.merge, m.mergeLate, m.lateOps = nil, 0, nil
+	m.setMerge(nil)
 	m.rejected, m.warned, m.dropped = nil, nil, nil
 	m.changed = true
 }

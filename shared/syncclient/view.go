@@ -329,7 +329,7 @@ func (m *machine) addWarned(rs ...protocol.Result) {
 // ackNotices clears the notices the UI has shown.
 func (m *machine) ackNotices() {
 	m.cartExpired, m.cartErased, m.toldGone = false, false, ""
-	m.merge, m.mergeLate, m.lateOps = nil, 0, nil
+	m.setMerge(nil)
 	m.dropped = nil
 	m.elsewhere = nil
 	m.changed = true

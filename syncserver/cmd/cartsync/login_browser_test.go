@@ -475,11 +475,7 @@ func TestBrowserLoginTokenExpiry(t *testing.T) {
 	// The server checks the token at hello only: the open connection stays
 	// up after the expiry. A reconnect after it meets the expiry.
 	recordSync(tb)
-	tb.setOffline(true, "")
-	waitStatus(tb, "offline")
-	time.Sleep(time.Until(expires) + 200*time.Millisecond)
-	tb.setOffline(false, "")
-	waitStatus(tb, "login")
+	outlive(tb, expires)
 
 	call(tb, "add", "NOTE-01", 2)
 	c := call(tb, "setQuantity", "TEE-01", 3)
@@ -748,9 +744,7 @@ func TestBrowserDemoLoginPolicyReachesOtherTabs(t *testing.T) {
 	srv := startLoginServer(t)
 	br, _ := guestWithTee(t, srv)
 	one := br.first
-	two := br.newTab("tab 2")
-	two.navigate(srv.demo() + "/")
-	ready(two)
+	two := demoTab(br, srv, "tab 2")
 	eval[bool](one, `(() => {
 		document.querySelector('#demo-login select[aria-label="Demo user"]').value = 'alice';
 		document.querySelector('#demo-login select:not([aria-label="Demo user"])').value = 'choose';
@@ -777,9 +771,7 @@ func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	br, _ := guestWithTee(t, srv)
 	one := br.first
 	loginAs(one, "alice", "", "merge")
-	two := br.newTab("tab 2")
-	two.navigate(srv.demo() + "/")
-	ready(two)
+	two := demoTab(br, srv, "tab 2")
 	loginAs(two, "alice", "", "merge")
 	waitCart(two, "alice's cart in tab 2", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 	recordLive(one, srv.origin())
@@ -805,6 +797,27 @@ func TestBrowserLogoutReachesOtherTabs(t *testing.T) {
 	eval[bool](two, `cartsync.open()`)
 	waitWidgetText(two, srv.origin(), "as a message in tab 2", `document.querySelector('.cartsync-message')?.textContent`,
 		"You're signed out. Your cart is saved to your account for the next time you sign in.")
+}
+
+// demoTab opens the demo storefront in a new tab of br, ready.
+func demoTab(br *browser, srv *cartServer, name string) *tab {
+	tb := br.newTab(name)
+	tb.navigate(srv.demo() + "/")
+	ready(tb)
+	return tb
+}
+
+// outlive takes tb offline until its user token, which expires at expires,
+// has expired, and back: the server checks the token at hello only, so the
+// connection open before stays up past the expiry, and the next one meets
+// it. The widget then waits for a login.
+func outlive(tb *tab, expires time.Time) {
+	tb.t.Helper()
+	tb.setOffline(true, "")
+	waitStatus(tb, "offline")
+	time.Sleep(time.Until(expires) + 200*time.Millisecond)
+	tb.setOffline(false, "")
+	waitStatus(tb, "login")
 }
 
 // guestWithTee opens the demo in a browser of its own and adds a tee to
@@ -837,9 +850,7 @@ func TestBrowserLogoutWhileInBackForwardCache(t *testing.T) {
 
 	keepForBack(one)
 	one.navigate(srv.demo() + "/admin.html")
-	two := br.newTab("tab 2")
-	two.navigate(srv.demo() + "/")
-	ready(two)
+	two := demoTab(br, srv, "tab 2")
 	loginAs(two, "alice", "", "merge")
 	if out := eval[loginResult](two, `cartsync.logout()`); out.Status != "done" {
 		t.Fatalf("cartsync.logout resolved with %+v", out)
@@ -891,9 +902,7 @@ func TestBrowserDemoRenewalAfterALogoutElsewhere(t *testing.T) {
 	userID := syncserver.UserCartID("alice")
 	demoLogIn(one, "alice", "4s")
 	waitCart(one, "alice's cart in tab 1", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
-	two := br.newTab("tab 2")
-	two.navigate(srv.demo() + "/")
-	ready(two)
+	two := demoTab(br, srv, "tab 2")
 	waitCart(two, "alice's cart in tab 2", 10*time.Second, func(c hostCart) bool { return c.ID == userID && synced(c) })
 	eval[bool](two, `([...document.querySelectorAll('#demo-login button')].find((b) => b.textContent === 'Log out').click(), true)`)
 	waitCart(one, "tab 1 logged out", 10*time.Second, func(c hostCart) bool { return strings.HasPrefix(c.ID, "g_") && synced(c) })
@@ -953,9 +962,7 @@ func TestBrowserTabWaitingForLoginFollowsTheOthers(t *testing.T) {
 	userID := syncserver.UserCartID("alice")
 	br, _ := guestWithTee(t, srv)
 	one := br.first
-	two := br.newTab("tab 2")
-	two.navigate(srv.demo() + "/")
-	ready(two)
+	two := demoTab(br, srv, "tab 2")
 	const ttl = 3 * time.Second
 	loginAs(one, "alice", ttl.String(), "merge")
 	expires := time.Now().Add(ttl)
@@ -966,11 +973,7 @@ func TestBrowserTabWaitingForLoginFollowsTheOthers(t *testing.T) {
 			return c.ID == userID && synced(c) && maps.Equal(c.quantities(), first)
 		})
 	}
-	one.setOffline(true, "")
-	waitStatus(one, "offline")
-	time.Sleep(time.Until(expires) + 200*time.Millisecond)
-	one.setOffline(false, "")
-	waitStatus(one, "login")
+	outlive(one, expires)
 
 	call(one, "add", "NOTE-01", 2)
 	want := quantities{"TEE-01": 1, "NOTE-01": 2}
